@@ -1,0 +1,80 @@
+//! `RouterConfig`: the complete desired state of one virtual router, as it travels from the
+//! control plane to the router, and its validated form.
+//!
+//! The crate owns three things:
+//! - the wire document ([`RouterConfig`], schema 1), a serde type that refuses unknown fields;
+//! - [`validate`], which turns a document into a [`ValidConfig`] (parsed CIDRs, port ranges,
+//!   rules sorted by id) or returns every problem at once, each naming the rule and the field;
+//! - [`RouterDelta`], a change against a generation the router confirmed, which the router turns
+//!   back into a complete config before doing anything with it.
+//!
+//! It is pure: no I/O, no clock, no processes. Parsing from bytes is [`parse`], which reports the
+//! JSON path of a malformed or unknown field.
+
+mod delta;
+mod valid;
+mod validate;
+mod wire;
+
+#[cfg(test)]
+mod tests;
+
+pub use delta::{DeltaError, RouterDelta};
+pub use valid::{
+    EgressMatch, EgressRule, IcmpMatch, IngressMatch, IngressRule, L4Proto, PortForward, PortRange,
+    RuleId, RuleKind, ValidConfig,
+};
+pub use validate::{validate, ConfigProblem, ConfigProblems};
+pub use wire::{
+    EgressPolicy, GuestSide, PublicAddress, PublicSide, RouterConfig, WireEgressRule,
+    WireFirewallRule, WireIcmp, WirePortForward, WirePorts, SCHEMA_VERSION,
+};
+
+/// A generation number: the version of a router's desired state. It only ever grows.
+pub type Generation = u64;
+
+/// Why a document could not be read as a `RouterConfig` or `RouterDelta`.
+#[derive(Debug, thiserror::Error)]
+pub enum ParseError {
+    /// The bytes are not a JSON document of the expected shape (unknown field, wrong type…).
+    #[error("malformed document at `{path}`")]
+    Malformed {
+        /// Where in the document the problem is, e.g. `firewall_rules[2].protocl`.
+        path: String,
+        /// What serde said.
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+/// Reads a document from JSON bytes, reporting the path of the first malformed field.
+///
+/// # Errors
+/// [`ParseError::Malformed`] when the bytes are not JSON of type `T` (unknown fields included).
+pub fn parse<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ParseError> {
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(de).map_err(|e| ParseError::Malformed {
+        path: e.path().to_string(),
+        source: e.into_inner(),
+    })
+}
+
+/// Parses and validates a complete config in one step.
+///
+/// # Errors
+/// A message naming the path of a malformed field, or every validation problem.
+pub fn parse_and_validate(bytes: &[u8]) -> Result<ValidConfig, LoadError> {
+    let raw: RouterConfig = parse(bytes).map_err(LoadError::Parse)?;
+    validate(raw).map_err(LoadError::Invalid)
+}
+
+/// Why a config could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// Not a well-formed document.
+    #[error("cannot parse router config")]
+    Parse(#[source] ParseError),
+    /// Well formed, but refused by validation.
+    #[error("router config refused: {0}")]
+    Invalid(ConfigProblems),
+}

@@ -1,0 +1,181 @@
+use super::*;
+
+const EXAMPLE: &str = include_str!("../../../examples/router.json");
+
+fn example() -> RouterConfig {
+    parse(EXAMPLE.as_bytes()).unwrap()
+}
+
+fn problems(raw: RouterConfig) -> Vec<String> {
+    validate(raw)
+        .unwrap_err()
+        .0
+        .iter()
+        .map(|p| p.to_string())
+        .collect()
+}
+
+#[test]
+fn example_config_is_valid_and_sorted() {
+    let mut raw = example();
+    raw.firewall_rules.reverse();
+    let v = validate(raw).unwrap();
+    let ids: Vec<u64> = v.ingress.iter().map(|r| r.id.0).collect();
+    assert_eq!(ids, vec![1, 2, 3]);
+    assert!(v.same_content(&validate(example()).unwrap()));
+}
+
+#[test]
+fn unknown_field_is_refused_with_its_path() {
+    let text = EXAMPLE.replace(
+        "\"protocol\": \"icmp\", \"icmp\"",
+        "\"protocol\": \"icmp\", \"icnp\"",
+    );
+    let err = parse::<RouterConfig>(text.as_bytes()).unwrap_err();
+    let ParseError::Malformed { path, source } = err;
+    assert_eq!(path, "firewall_rules[2].icnp");
+    assert!(
+        source.to_string().contains("unknown field `icnp`"),
+        "{source}"
+    );
+}
+
+#[test]
+fn bad_ports_and_cidrs_name_rule_and_field() {
+    let mut raw = example();
+    raw.firewall_rules[0].ports = Some(WirePorts {
+        start: 0,
+        end: 70000,
+    });
+    raw.firewall_rules[1].source_cidrs = vec!["10.0.0.0/33".into(), "10.1.1.5/24".into()];
+    let p = problems(raw);
+    assert!(
+        p.contains(&"firewall rule 1: field `ports.start`: 0 is not a port (1-65535)".to_string()),
+        "{p:?}"
+    );
+    assert!(
+        p.contains(
+            &"firewall rule 1: field `ports.end`: 70000 is not a port (1-65535)".to_string()
+        ),
+        "{p:?}"
+    );
+    assert!(
+        p.contains(
+            &"firewall rule 2: field `source_cidrs[0]`: `10.0.0.0/33` is not an IPv4 CIDR"
+                .to_string()
+        ),
+        "{p:?}"
+    );
+    assert!(
+        p.iter().any(|s| s.starts_with(
+            "firewall rule 2: field `source_cidrs[1]`: `10.1.1.5/24` has host bits set"
+        )),
+        "{p:?}"
+    );
+}
+
+#[test]
+fn overlapping_port_forwards_conflict_only_when_sources_intersect() {
+    let mut raw = example();
+    let mut dup = raw.port_forwards[0].clone();
+    dup.id = 30;
+    dup.public_ports = WirePorts { start: 20, end: 30 };
+    dup.private_ports = dup.public_ports;
+    dup.source_cidrs = vec!["10.9.0.0/16".into()];
+    raw.port_forwards.push(dup.clone());
+    let p = problems(raw.clone());
+    assert_eq!(p, vec!["port forward 30: field `public_ports`: 203.0.113.10 tcp port 20-30 from overlapping sources is already forwarded by port forward 20".to_string()]);
+
+    // Disjoint sources: legal.
+    raw.port_forwards[0].source_cidrs = vec!["192.0.2.0/24".into()];
+    assert!(validate(raw.clone()).is_ok());
+    // Other protocol: legal.
+    raw.port_forwards[0].source_cidrs = vec!["0.0.0.0/0".into()];
+    raw.port_forwards[2].protocol = "udp".into();
+    assert!(validate(raw).is_ok());
+}
+
+#[test]
+fn vm_outside_guest_network_is_refused() {
+    let mut raw = example();
+    raw.port_forwards[0].vm_ip = "10.2.0.5".parse().unwrap();
+    assert_eq!(problems(raw), vec!["port forward 20: field `vm_ip`: 10.2.0.5 is not a VM address in the guest network 10.1.1.0/24".to_string()]);
+}
+
+#[test]
+fn remapped_range_is_refused() {
+    let mut raw = example();
+    raw.port_forwards[0].public_ports = WirePorts {
+        start: 8000,
+        end: 8010,
+    };
+    raw.port_forwards[0].private_ports = WirePorts {
+        start: 9000,
+        end: 9010,
+    };
+    let p = problems(raw);
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert!(
+        p[0].starts_with("port forward 20: field `private_ports`"),
+        "{p:?}"
+    );
+}
+
+#[test]
+fn duplicate_ids_across_kinds_are_refused() {
+    let mut raw = example();
+    raw.egress_rules[0].id = 1;
+    assert_eq!(
+        problems(raw),
+        vec!["egress rule 1: field `id`: id 1 is also used by a firewall rule".to_string()]
+    );
+}
+
+#[test]
+fn egress_defaults_fill_guest_and_anywhere() {
+    let v = validate(example()).unwrap();
+    assert_eq!(v.egress[0].sources, vec!["10.1.1.0/24".parse().unwrap()]);
+    assert_eq!(v.egress[0].destinations, vec!["0.0.0.0/0".parse().unwrap()]);
+    let mut raw = example();
+    raw.egress_rules[0].source_cidrs = vec!["10.2.0.0/24".into()];
+    assert_eq!(problems(raw), vec!["egress rule 10: field `source_cidrs[0]`: 10.2.0.0/24 is not inside the guest network 10.1.1.0/24".to_string()]);
+}
+
+#[test]
+fn delta_rebuilds_the_complete_config() {
+    let base = example();
+    let delta = RouterDelta {
+        schema: 1,
+        base_generation: 1,
+        generation: 2,
+        public: None,
+        guest: None,
+        egress_default: Some(EgressPolicy::Allow),
+        upsert_firewall_rules: vec![WireFirewallRule {
+            id: 40,
+            public_ip: "203.0.113.10".parse().unwrap(),
+            protocol: "udp".into(),
+            ports: Some(WirePorts { start: 53, end: 53 }),
+            icmp: None,
+            source_cidrs: vec!["0.0.0.0/0".into()],
+        }],
+        upsert_egress_rules: vec![],
+        upsert_port_forwards: vec![],
+        remove: vec![2, 20],
+    };
+    let next = delta.apply_to(&base).unwrap();
+    assert_eq!(next.generation, 2);
+    assert_eq!(next.egress_default, EgressPolicy::Allow);
+    let ids: Vec<u64> = next.firewall_rules.iter().map(|r| r.id).collect();
+    assert_eq!(ids, vec![1, 3, 40]);
+    assert_eq!(next.port_forwards.len(), 1);
+    let mut wrong = delta.clone();
+    wrong.base_generation = 5;
+    assert_eq!(
+        wrong.apply_to(&base),
+        Err(DeltaError::BaseMismatch { base: 5, held: 1 })
+    );
+    let mut unknown = delta;
+    unknown.remove = vec![999];
+    assert_eq!(unknown.apply_to(&base), Err(DeltaError::UnknownRule(999)));
+}

@@ -1,0 +1,244 @@
+//! The validated form of a config: parsed, normalized, sorted by rule id.
+
+use ipnet::Ipv4Net;
+use std::fmt;
+use std::net::Ipv4Addr;
+
+use crate::{EgressPolicy, Generation, RouterConfig};
+
+/// A rule id, unique across all rule kinds of one router.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RuleId(pub u64);
+
+impl fmt::Display for RuleId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// The kinds of rules a router holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum RuleKind {
+    /// Ingress firewall rule.
+    Firewall,
+    /// Egress firewall rule.
+    Egress,
+    /// Port-forwarding rule.
+    PortForward,
+}
+
+impl fmt::Display for RuleKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            RuleKind::Firewall => "firewall rule",
+            RuleKind::Egress => "egress rule",
+            RuleKind::PortForward => "port forward",
+        })
+    }
+}
+
+/// An inclusive port range; `start == end` is a single port. `0..=65535` means every port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PortRange {
+    /// First port.
+    pub start: u16,
+    /// Last port.
+    pub end: u16,
+}
+
+impl PortRange {
+    /// Every port, as used for a tcp or udp rule without ports.
+    pub const ALL: PortRange = PortRange {
+        start: 0,
+        end: u16::MAX,
+    };
+
+    /// Whether this range is one port.
+    pub fn is_single(&self) -> bool {
+        self.start == self.end
+    }
+
+    /// Whether the two ranges share a port.
+    pub fn intersects(&self, other: &PortRange) -> bool {
+        self.start <= other.end && other.start <= self.end
+    }
+
+    /// Whether `port` is in the range.
+    pub fn contains(&self, port: u16) -> bool {
+        self.start <= port && port <= self.end
+    }
+}
+
+impl fmt::Display for PortRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.is_single() {
+            write!(f, "{}", self.start)
+        } else {
+            write!(f, "{}-{}", self.start, self.end)
+        }
+    }
+}
+
+/// tcp or udp.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum L4Proto {
+    /// TCP.
+    Tcp,
+    /// UDP.
+    Udp,
+}
+
+impl L4Proto {
+    /// The protocol's name as nftables and CloudStack spell it.
+    pub fn name(self) -> &'static str {
+        match self {
+            L4Proto::Tcp => "tcp",
+            L4Proto::Udp => "udp",
+        }
+    }
+}
+
+/// An ICMP type and code; `None` means any.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct IcmpMatch {
+    /// ICMP type, or any.
+    pub icmp_type: Option<u8>,
+    /// ICMP code, or any.
+    pub code: Option<u8>,
+}
+
+/// What an ingress rule matches besides the public IP and source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum IngressMatch {
+    /// tcp or udp with a port range.
+    Ports {
+        /// Protocol.
+        proto: L4Proto,
+        /// Destination ports.
+        ports: PortRange,
+    },
+    /// icmp with type and code.
+    Icmp(IcmpMatch),
+}
+
+/// A validated ingress firewall rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IngressRule {
+    /// The rule's id.
+    pub id: RuleId,
+    /// The public IP it opens.
+    pub public_ip: Ipv4Addr,
+    /// Protocol and ports or ICMP type.
+    pub matcher: IngressMatch,
+    /// Admitted sources, sorted and without duplicates.
+    pub sources: Vec<Ipv4Net>,
+}
+
+/// What an egress rule matches besides addresses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum EgressMatch {
+    /// Every protocol.
+    All,
+    /// tcp or udp with destination ports.
+    Ports {
+        /// Protocol.
+        proto: L4Proto,
+        /// Destination ports.
+        ports: PortRange,
+    },
+    /// icmp with type and code.
+    Icmp(IcmpMatch),
+}
+
+/// A validated egress firewall rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EgressRule {
+    /// The rule's id.
+    pub id: RuleId,
+    /// Protocol and ports or ICMP type.
+    pub matcher: EgressMatch,
+    /// Guest sources (the guest CIDR when the wire list was empty), sorted, no duplicates.
+    pub sources: Vec<Ipv4Net>,
+    /// Destinations (`0.0.0.0/0` when the wire list was empty), sorted, no duplicates.
+    pub destinations: Vec<Ipv4Net>,
+}
+
+/// A validated port-forwarding rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortForward {
+    /// The rule's id.
+    pub id: RuleId,
+    /// The public IP traffic arrives on.
+    pub public_ip: Ipv4Addr,
+    /// Protocol.
+    pub proto: L4Proto,
+    /// Public ports.
+    pub public_ports: PortRange,
+    /// Private ports: one port, or equal to `public_ports`.
+    pub private_ports: PortRange,
+    /// The VM's guest IP.
+    pub vm_ip: Ipv4Addr,
+    /// Sources the forward applies to, sorted, no duplicates.
+    pub sources: Vec<Ipv4Net>,
+}
+
+/// A config that passed validation. Its rule lists are sorted by id, and `document()` is the
+/// normalized wire form (also sorted), so two configs with the same content compare equal
+/// whatever the order their rules arrived in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValidConfig {
+    pub(crate) document: RouterConfig,
+    /// The public interface's name.
+    pub public_interface: String,
+    /// Public IPs with their prefix lengths, sorted.
+    pub public_addresses: Vec<(Ipv4Addr, u8)>,
+    /// The source-NAT IP.
+    pub source_nat_ip: Ipv4Addr,
+    /// Next hop on the public side.
+    pub public_gateway: Option<Ipv4Addr>,
+    /// The guest interface's name.
+    pub guest_interface: String,
+    /// The guest network.
+    pub guest_cidr: Ipv4Net,
+    /// The router's guest address.
+    pub guest_gateway: Ipv4Addr,
+    /// Default egress policy.
+    pub egress_default: EgressPolicy,
+    /// Ingress rules, sorted by id.
+    pub ingress: Vec<IngressRule>,
+    /// Egress rules, sorted by id.
+    pub egress: Vec<EgressRule>,
+    /// Port forwards, sorted by id.
+    pub port_forwards: Vec<PortForward>,
+}
+
+impl ValidConfig {
+    /// The config's generation.
+    pub fn generation(&self) -> Generation {
+        self.document.generation
+    }
+
+    /// The normalized wire document (rules sorted by id).
+    pub fn document(&self) -> &RouterConfig {
+        &self.document
+    }
+
+    /// Consumes the config, returning its normalized wire document.
+    pub fn into_document(self) -> RouterConfig {
+        self.document
+    }
+
+    /// Whether two configs hold the same desired state, generation aside.
+    pub fn same_content(&self, other: &ValidConfig) -> bool {
+        let mut a = self.document.clone();
+        a.generation = 0;
+        let mut b = other.document.clone();
+        b.generation = 0;
+        a == b
+    }
+
+    /// Every public IP.
+    pub fn public_ips(&self) -> impl Iterator<Item = Ipv4Addr> + '_ {
+        self.public_addresses.iter().map(|(ip, _)| *ip)
+    }
+}

@@ -1,0 +1,628 @@
+//! Wire document → [`ValidConfig`], collecting every problem.
+
+use ipnet::Ipv4Net;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::net::Ipv4Addr;
+
+use crate::valid::*;
+use crate::wire::*;
+
+/// One thing wrong with a config, naming the rule (when there is one) and the field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigProblem {
+    /// The rule the problem is in, if any.
+    pub rule: Option<(RuleKind, u64)>,
+    /// The field, as a path inside the rule or the document, e.g. `ports.end`.
+    pub field: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.rule {
+            Some((kind, id)) => write!(f, "{kind} {id}: field `{}`: {}", self.field, self.message),
+            None => write!(f, "field `{}`: {}", self.field, self.message),
+        }
+    }
+}
+
+/// Every problem found in one config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigProblems(pub Vec<ConfigProblem>);
+
+impl fmt::Display for ConfigProblems {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, p) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("; ")?;
+            }
+            write!(f, "{p}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigProblems {}
+
+struct Problems(Vec<ConfigProblem>);
+
+impl Problems {
+    fn doc(&mut self, field: impl Into<String>, message: impl Into<String>) {
+        self.0.push(ConfigProblem {
+            rule: None,
+            field: field.into(),
+            message: message.into(),
+        });
+    }
+    fn rule(
+        &mut self,
+        kind: RuleKind,
+        id: u64,
+        field: impl Into<String>,
+        message: impl Into<String>,
+    ) {
+        self.0.push(ConfigProblem {
+            rule: Some((kind, id)),
+            field: field.into(),
+            message: message.into(),
+        });
+    }
+}
+
+/// Validates a wire document.
+///
+/// # Errors
+/// Every problem found, each naming the rule and field; nothing is partially accepted.
+pub fn validate(raw: RouterConfig) -> Result<ValidConfig, ConfigProblems> {
+    let mut p = Problems(Vec::new());
+    if raw.schema != SCHEMA_VERSION {
+        p.doc(
+            "schema",
+            format!(
+                "schema {} is not supported (expected {SCHEMA_VERSION})",
+                raw.schema
+            ),
+        );
+    }
+    check_ifname(&mut p, "public.interface", &raw.public.interface);
+    check_ifname(&mut p, "guest.interface", &raw.guest.interface);
+    if raw.public.interface == raw.guest.interface {
+        p.doc(
+            "guest.interface",
+            "the guest and public interfaces must differ",
+        );
+    }
+
+    // Public addresses.
+    let mut addresses = Vec::new();
+    let mut seen_ips = BTreeSet::new();
+    let mut snat = Vec::new();
+    for (i, a) in raw.public.addresses.iter().enumerate() {
+        if a.prefix_len == 0 || a.prefix_len > 32 {
+            p.doc(
+                format!("public.addresses[{i}].prefix_len"),
+                format!("{} is not a prefix length (1-32)", a.prefix_len),
+            );
+        }
+        if !seen_ips.insert(a.ip) {
+            p.doc(
+                format!("public.addresses[{i}].ip"),
+                format!("{} is listed twice", a.ip),
+            );
+        }
+        if a.source_nat {
+            snat.push(a.ip);
+        }
+        addresses.push((a.ip, a.prefix_len));
+    }
+    addresses.sort();
+    if raw.public.addresses.is_empty() {
+        p.doc("public.addresses", "at least one public IP is required");
+    } else if snat.len() != 1 {
+        p.doc(
+            "public.addresses",
+            format!(
+                "exactly one address must be the source-NAT IP, found {}",
+                snat.len()
+            ),
+        );
+    }
+
+    // Guest network.
+    let guest_cidr = match parse_cidr(&raw.guest.cidr) {
+        Ok(c) => Some(c),
+        Err(e) => {
+            p.doc("guest.cidr", e);
+            None
+        }
+    };
+    if let Some(g) = guest_cidr {
+        if !is_host_in(g, raw.guest.gateway) {
+            p.doc(
+                "guest.gateway",
+                format!("{} is not a host address of {g}", raw.guest.gateway),
+            );
+        }
+        for ip in &seen_ips {
+            if g.contains(ip) {
+                p.doc(
+                    "public.addresses",
+                    format!("public IP {ip} lies inside the guest network {g}"),
+                );
+            }
+        }
+    }
+
+    // Rule ids are unique across kinds.
+    let mut ids: BTreeMap<u64, RuleKind> = BTreeMap::new();
+    let mut claim = |p: &mut Problems, kind: RuleKind, id: u64| {
+        if id == 0 {
+            p.rule(kind, id, "id", "rule ids start at 1");
+        }
+        if let Some(prev) = ids.insert(id, kind) {
+            p.rule(kind, id, "id", format!("id {id} is also used by a {prev}"));
+        }
+    };
+
+    let mut ingress = Vec::new();
+    for r in &raw.firewall_rules {
+        claim(&mut p, RuleKind::Firewall, r.id);
+        if let Some(v) = validate_ingress(&mut p, r, &seen_ips) {
+            ingress.push(v);
+        }
+    }
+    let mut egress = Vec::new();
+    for r in &raw.egress_rules {
+        claim(&mut p, RuleKind::Egress, r.id);
+        if let Some(v) = validate_egress(&mut p, r, guest_cidr) {
+            egress.push(v);
+        }
+    }
+    let mut forwards = Vec::new();
+    for r in &raw.port_forwards {
+        claim(&mut p, RuleKind::PortForward, r.id);
+        if let Some(v) = validate_forward(&mut p, r, &seen_ips, guest_cidr, raw.guest.gateway) {
+            forwards.push(v);
+        }
+    }
+    ingress.sort_by_key(|r| r.id);
+    egress.sort_by_key(|r| r.id);
+    forwards.sort_by_key(|r| r.id);
+    check_forward_conflicts(&mut p, &forwards);
+
+    let (Some(guest_cidr), [source_nat_ip], true) = (guest_cidr, snat.as_slice(), p.0.is_empty())
+    else {
+        return Err(ConfigProblems(p.0));
+    };
+
+    let mut document = raw;
+    document.firewall_rules.sort_by_key(|r| r.id);
+    document.egress_rules.sort_by_key(|r| r.id);
+    document.port_forwards.sort_by_key(|r| r.id);
+    document.public.addresses.sort_by_key(|a| a.ip);
+    Ok(ValidConfig {
+        public_interface: document.public.interface.clone(),
+        public_addresses: addresses,
+        source_nat_ip: *source_nat_ip,
+        public_gateway: document.public.gateway,
+        guest_interface: document.guest.interface.clone(),
+        guest_cidr,
+        guest_gateway: document.guest.gateway,
+        egress_default: document.egress_default,
+        ingress,
+        egress,
+        port_forwards: forwards,
+        document,
+    })
+}
+
+fn check_ifname(p: &mut Problems, field: &str, name: &str) {
+    let ok = !name.is_empty()
+        && name.len() <= 15
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
+    if !ok {
+        p.doc(
+            field,
+            format!("`{name}` is not an interface name (1-15 of a-z A-Z 0-9 - _ .)"),
+        );
+    }
+}
+
+/// Parses a CIDR strictly: the address must be the network address.
+fn parse_cidr(s: &str) -> Result<Ipv4Net, String> {
+    let net: Ipv4Net = s
+        .parse()
+        .map_err(|_| format!("`{s}` is not an IPv4 CIDR"))?;
+    if net.trunc() != net {
+        return Err(format!(
+            "`{s}` has host bits set (the network is {})",
+            net.trunc()
+        ));
+    }
+    Ok(net)
+}
+
+fn is_host_in(net: Ipv4Net, ip: Ipv4Addr) -> bool {
+    net.contains(&ip) && (net.prefix_len() >= 31 || (ip != net.network() && ip != net.broadcast()))
+}
+
+fn parse_cidrs(
+    p: &mut Problems,
+    kind: RuleKind,
+    id: u64,
+    field: &str,
+    list: &[String],
+) -> Option<Vec<Ipv4Net>> {
+    let mut out = Vec::new();
+    let mut ok = true;
+    for (i, s) in list.iter().enumerate() {
+        match parse_cidr(s) {
+            Ok(n) => out.push(n),
+            Err(e) => {
+                p.rule(kind, id, format!("{field}[{i}]"), e);
+                ok = false;
+            }
+        }
+    }
+    out.sort();
+    out.dedup();
+    ok.then_some(out)
+}
+
+fn port_range(
+    p: &mut Problems,
+    kind: RuleKind,
+    id: u64,
+    field: &str,
+    w: WirePorts,
+) -> Option<PortRange> {
+    let mut ok = true;
+    for (name, v) in [("start", w.start), ("end", w.end)] {
+        if !(1..=65535).contains(&v) {
+            p.rule(
+                kind,
+                id,
+                format!("{field}.{name}"),
+                format!("{v} is not a port (1-65535)"),
+            );
+            ok = false;
+        }
+    }
+    if ok && w.start > w.end {
+        p.rule(
+            kind,
+            id,
+            format!("{field}.start"),
+            format!("start port {} is bigger than end port {}", w.start, w.end),
+        );
+        ok = false;
+    }
+    // Both values are in 1..=65535 here, so the conversions cannot fail.
+    let start = u16::try_from(w.start).ok()?;
+    let end = u16::try_from(w.end).ok()?;
+    ok.then_some(PortRange { start, end })
+}
+
+fn icmp_match(p: &mut Problems, kind: RuleKind, id: u64, w: Option<WireIcmp>) -> Option<IcmpMatch> {
+    let Some(w) = w else {
+        return Some(IcmpMatch {
+            icmp_type: None,
+            code: None,
+        });
+    };
+    let mut conv = |field: &str, v: i32| -> Result<Option<u8>, ()> {
+        match v {
+            -1 => Ok(None),
+            0..=255 => Ok(u8::try_from(v).ok()),
+            _ => {
+                p.rule(
+                    kind,
+                    id,
+                    field,
+                    format!("{v} is not an ICMP value (0-255, or -1 for any)"),
+                );
+                Err(())
+            }
+        }
+    };
+    let t = conv("icmp.type", w.icmp_type);
+    let c = conv("icmp.code", w.code);
+    let (Ok(icmp_type), Ok(code)) = (t, c) else {
+        return None;
+    };
+    if icmp_type.is_none() && code.is_some() {
+        p.rule(kind, id, "icmp.code", "a code needs a type (type is -1)");
+        return None;
+    }
+    Some(IcmpMatch { icmp_type, code })
+}
+
+fn l4(
+    p: &mut Problems,
+    kind: RuleKind,
+    id: u64,
+    proto: &str,
+    allowed: &str,
+) -> Option<Option<L4Proto>> {
+    match proto {
+        "tcp" => Some(Some(L4Proto::Tcp)),
+        "udp" => Some(Some(L4Proto::Udp)),
+        "icmp" if allowed.contains("icmp") => Some(None),
+        "all" if allowed.contains("all") => Some(None),
+        other => {
+            p.rule(
+                kind,
+                id,
+                "protocol",
+                format!("`{other}` is not one of {allowed}"),
+            );
+            None
+        }
+    }
+}
+
+fn validate_ingress(
+    p: &mut Problems,
+    r: &WireFirewallRule,
+    ips: &BTreeSet<Ipv4Addr>,
+) -> Option<IngressRule> {
+    let k = RuleKind::Firewall;
+    let mut ok = true;
+    if !ips.contains(&r.public_ip) {
+        p.rule(
+            k,
+            r.id,
+            "public_ip",
+            format!("{} is not one of the router's public IPs", r.public_ip),
+        );
+        ok = false;
+    }
+    let proto = l4(p, k, r.id, &r.protocol, "tcp, udp, icmp");
+    let matcher = match proto {
+        None => None,
+        Some(Some(proto)) => {
+            if r.icmp.is_some() {
+                p.rule(
+                    k,
+                    r.id,
+                    "icmp",
+                    format!("an icmp match does not go with protocol {}", proto.name()),
+                );
+            }
+            match r.ports {
+                None => Some(IngressMatch::Ports {
+                    proto,
+                    ports: PortRange::ALL,
+                }),
+                Some(w) => port_range(p, k, r.id, "ports", w)
+                    .map(|ports| IngressMatch::Ports { proto, ports }),
+            }
+        }
+        Some(None) => {
+            if r.ports.is_some() {
+                p.rule(k, r.id, "ports", "ports do not go with protocol icmp");
+            }
+            icmp_match(p, k, r.id, r.icmp).map(IngressMatch::Icmp)
+        }
+    };
+    if r.source_cidrs.is_empty() {
+        p.rule(
+            k,
+            r.id,
+            "source_cidrs",
+            "at least one source CIDR is required (0.0.0.0/0 for everyone)",
+        );
+        ok = false;
+    }
+    let sources = parse_cidrs(p, k, r.id, "source_cidrs", &r.source_cidrs);
+    let (true, Some(matcher), Some(sources)) = (ok, matcher, sources) else {
+        return None;
+    };
+    Some(IngressRule {
+        id: RuleId(r.id),
+        public_ip: r.public_ip,
+        matcher,
+        sources,
+    })
+}
+
+fn validate_egress(
+    p: &mut Problems,
+    r: &WireEgressRule,
+    guest: Option<Ipv4Net>,
+) -> Option<EgressRule> {
+    let k = RuleKind::Egress;
+    let proto = l4(p, k, r.id, &r.protocol, "tcp, udp, icmp, all");
+    let matcher = match (proto, r.protocol.as_str()) {
+        (None, _) => None,
+        (Some(Some(proto)), _) => {
+            if r.icmp.is_some() {
+                p.rule(
+                    k,
+                    r.id,
+                    "icmp",
+                    format!("an icmp match does not go with protocol {}", proto.name()),
+                );
+            }
+            match r.ports {
+                None => Some(EgressMatch::Ports {
+                    proto,
+                    ports: PortRange::ALL,
+                }),
+                Some(w) => port_range(p, k, r.id, "ports", w)
+                    .map(|ports| EgressMatch::Ports { proto, ports }),
+            }
+        }
+        (Some(None), "icmp") => {
+            if r.ports.is_some() {
+                p.rule(k, r.id, "ports", "ports do not go with protocol icmp");
+            }
+            icmp_match(p, k, r.id, r.icmp).map(EgressMatch::Icmp)
+        }
+        (Some(None), _) => {
+            if r.ports.is_some() || r.icmp.is_some() {
+                p.rule(
+                    k,
+                    r.id,
+                    "protocol",
+                    "protocol all takes neither ports nor an icmp match",
+                );
+                None
+            } else {
+                Some(EgressMatch::All)
+            }
+        }
+    };
+    let sources = parse_cidrs(p, k, r.id, "source_cidrs", &r.source_cidrs);
+    let destinations = parse_cidrs(p, k, r.id, "destination_cidrs", &r.destination_cidrs);
+    let (Some(matcher), Some(mut sources), Some(mut destinations), Some(guest)) =
+        (matcher, sources, destinations, guest)
+    else {
+        return None;
+    };
+    let mut ok = true;
+    for (i, s) in r.source_cidrs.iter().enumerate() {
+        if let Ok(net) = parse_cidr(s) {
+            if !guest.contains(&net) {
+                p.rule(
+                    k,
+                    r.id,
+                    format!("source_cidrs[{i}]"),
+                    format!("{net} is not inside the guest network {guest}"),
+                );
+                ok = false;
+            }
+        }
+    }
+    if sources.is_empty() {
+        sources.push(guest);
+    }
+    if destinations.is_empty() {
+        destinations.push(Ipv4Net::default());
+    }
+    ok.then_some(EgressRule {
+        id: RuleId(r.id),
+        matcher,
+        sources,
+        destinations,
+    })
+}
+
+fn validate_forward(
+    p: &mut Problems,
+    r: &WirePortForward,
+    ips: &BTreeSet<Ipv4Addr>,
+    guest: Option<Ipv4Net>,
+    guest_gateway: Ipv4Addr,
+) -> Option<PortForward> {
+    let k = RuleKind::PortForward;
+    let mut ok = true;
+    if !ips.contains(&r.public_ip) {
+        p.rule(
+            k,
+            r.id,
+            "public_ip",
+            format!("{} is not one of the router's public IPs", r.public_ip),
+        );
+        ok = false;
+    }
+    let proto = match l4(p, k, r.id, &r.protocol, "tcp, udp") {
+        Some(Some(proto)) => Some(proto),
+        _ => None,
+    };
+    let public_ports = port_range(p, k, r.id, "public_ports", r.public_ports);
+    let private_ports = port_range(p, k, r.id, "private_ports", r.private_ports);
+    if let (Some(a), Some(b)) = (public_ports, private_ports) {
+        let fits = (a.is_single() && b.is_single()) || a == b;
+        if !fits {
+            p.rule(
+                k,
+                r.id,
+                "private_ports",
+                format!("private ports {b} must be a single port for a single public port, or equal the public range {a}"),
+            );
+            ok = false;
+        }
+    }
+    if let Some(g) = guest {
+        if !is_host_in(g, r.vm_ip) || r.vm_ip == guest_gateway {
+            p.rule(
+                k,
+                r.id,
+                "vm_ip",
+                format!("{} is not a VM address in the guest network {g}", r.vm_ip),
+            );
+            ok = false;
+        }
+    }
+    if r.source_cidrs.is_empty() {
+        p.rule(
+            k,
+            r.id,
+            "source_cidrs",
+            "at least one source CIDR is required (0.0.0.0/0 for everyone)",
+        );
+        ok = false;
+    }
+    let sources = parse_cidrs(p, k, r.id, "source_cidrs", &r.source_cidrs);
+    let (true, Some(proto), Some(public_ports), Some(private_ports), Some(sources)) =
+        (ok, proto, public_ports, private_ports, sources)
+    else {
+        return None;
+    };
+    Some(PortForward {
+        id: RuleId(r.id),
+        public_ip: r.public_ip,
+        proto,
+        public_ports,
+        private_ports,
+        vm_ip: r.vm_ip,
+        sources,
+    })
+}
+
+/// Whether two CIDR lists share an address (real address math).
+pub(crate) fn cidrs_intersect(a: &[Ipv4Net], b: &[Ipv4Net]) -> bool {
+    a.iter()
+        .any(|x| b.iter().any(|y| x.contains(y) || y.contains(x)))
+}
+
+/// Two forwards conflict when public IP and protocol match, public ports intersect and source
+/// sets intersect: a packet could then be sent to two places.
+fn check_forward_conflicts(p: &mut Problems, forwards: &[PortForward]) {
+    let mut groups: BTreeMap<(Ipv4Addr, L4Proto), Vec<&PortForward>> = BTreeMap::new();
+    for f in forwards {
+        groups.entry((f.public_ip, f.proto)).or_default().push(f);
+    }
+    for group in groups.values() {
+        let mut by_start: Vec<&PortForward> = group.clone();
+        by_start.sort_by_key(|f| (f.public_ports.start, f.id));
+        // Sweep over port ranges: only ranges that are still open can intersect.
+        let mut open: Vec<&PortForward> = Vec::new();
+        for f in by_start {
+            open.retain(|o| o.public_ports.end >= f.public_ports.start);
+            for o in &open {
+                if cidrs_intersect(&o.sources, &f.sources) {
+                    let (first, second) = if o.id < f.id { (*o, f) } else { (f, *o) };
+                    p.rule(
+                        RuleKind::PortForward,
+                        second.id.0,
+                        "public_ports",
+                        format!(
+                            "{} {} port {} from overlapping sources is already forwarded by port forward {}",
+                            second.public_ip,
+                            second.proto.name(),
+                            second.public_ports,
+                            first.id
+                        ),
+                    );
+                }
+            }
+            open.push(f);
+        }
+    }
+}

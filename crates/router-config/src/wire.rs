@@ -1,0 +1,172 @@
+//! The wire document. Field names are the contract with the control plane and the ledger on disk.
+
+use serde::{Deserialize, Serialize};
+use std::net::Ipv4Addr;
+
+use crate::Generation;
+
+/// The schema version this crate writes and reads.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// The complete desired state of one router (schema 1).
+///
+/// Every list is complete: a rule that is not listed is not enforced.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouterConfig {
+    /// Schema version of this document; must be [`SCHEMA_VERSION`].
+    pub schema: u32,
+    /// Version of the desired state; a router never applies an older one.
+    pub generation: Generation,
+    /// The public side: interface and public IPs.
+    pub public: PublicSide,
+    /// The guest network behind the router.
+    pub guest: GuestSide,
+    /// What egress traffic that no egress rule matches gets; see [`EgressPolicy`].
+    pub egress_default: EgressPolicy,
+    /// Ingress firewall rules on public IPs.
+    #[serde(default)]
+    pub firewall_rules: Vec<WireFirewallRule>,
+    /// Egress firewall rules for traffic from the guest network to the public side.
+    #[serde(default)]
+    pub egress_rules: Vec<WireEgressRule>,
+    /// Port-forwarding (DNAT) rules.
+    #[serde(default)]
+    pub port_forwards: Vec<WirePortForward>,
+}
+
+/// The router's public interface and its addresses.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PublicSide {
+    /// Interface name inside the router's network namespace.
+    pub interface: String,
+    /// Public IPs held by the router; exactly one is the source-NAT IP.
+    pub addresses: Vec<PublicAddress>,
+    /// Next hop for traffic leaving through the public side, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<Ipv4Addr>,
+}
+
+/// One public IP.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PublicAddress {
+    /// The address.
+    pub ip: Ipv4Addr,
+    /// Prefix length of the public segment it lives on.
+    pub prefix_len: u8,
+    /// Whether guest traffic leaves through this address.
+    #[serde(default)]
+    pub source_nat: bool,
+}
+
+/// The guest network.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GuestSide {
+    /// Interface name inside the router's network namespace.
+    pub interface: String,
+    /// The guest network's CIDR, e.g. `10.1.1.0/24`.
+    pub cidr: String,
+    /// The router's own address on the guest network, the VMs' gateway.
+    pub gateway: Ipv4Addr,
+}
+
+/// The network's default egress policy, with CloudStack's meaning.
+///
+/// - `deny`: guest traffic to the public side is dropped unless an egress rule matches it;
+///   egress rules *allow*.
+/// - `allow`: guest traffic to the public side is accepted unless an egress rule matches it;
+///   egress rules *block*.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EgressPolicy {
+    /// Everything leaves unless a rule blocks it.
+    Allow,
+    /// Nothing leaves unless a rule allows it.
+    Deny,
+}
+
+/// A port range as written on the wire; `start == end` is a single port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WirePorts {
+    /// First port, 1–65535.
+    pub start: u32,
+    /// Last port, `start`–65535.
+    pub end: u32,
+}
+
+/// An ICMP match; -1 means any.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WireIcmp {
+    /// ICMP type, 0–255, or -1 for any.
+    #[serde(rename = "type")]
+    pub icmp_type: i32,
+    /// ICMP code, 0–255, or -1 for any.
+    pub code: i32,
+}
+
+/// An ingress firewall rule: opens traffic to one public IP.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WireFirewallRule {
+    /// The rule's id, unique across all rule kinds of the router.
+    pub id: u64,
+    /// The public IP the rule opens.
+    pub public_ip: Ipv4Addr,
+    /// `tcp`, `udp` or `icmp`.
+    pub protocol: String,
+    /// Ports for tcp and udp; absent means every port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ports: Option<WirePorts>,
+    /// Type and code for icmp; absent means any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub icmp: Option<WireIcmp>,
+    /// Sources admitted; at least one CIDR.
+    pub source_cidrs: Vec<String>,
+}
+
+/// An egress firewall rule; its meaning depends on [`EgressPolicy`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WireEgressRule {
+    /// The rule's id, unique across all rule kinds of the router.
+    pub id: u64,
+    /// `tcp`, `udp`, `icmp` or `all`.
+    pub protocol: String,
+    /// Destination ports for tcp and udp; absent means every port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ports: Option<WirePorts>,
+    /// Type and code for icmp; absent means any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub icmp: Option<WireIcmp>,
+    /// Guest sources; empty means the whole guest network.
+    #[serde(default)]
+    pub source_cidrs: Vec<String>,
+    /// Destinations; empty means anywhere.
+    #[serde(default)]
+    pub destination_cidrs: Vec<String>,
+}
+
+/// A port-forwarding rule: DNAT from a public IP and port(s) to a VM.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WirePortForward {
+    /// The rule's id, unique across all rule kinds of the router.
+    pub id: u64,
+    /// The public IP traffic arrives on.
+    pub public_ip: Ipv4Addr,
+    /// `tcp` or `udp`.
+    pub protocol: String,
+    /// Public port or range.
+    pub public_ports: WirePorts,
+    /// Private port or range: a single port for a single public port, or the very same range.
+    pub private_ports: WirePorts,
+    /// The VM's guest IP.
+    pub vm_ip: Ipv4Addr,
+    /// Sources the forward applies to; at least one CIDR.
+    pub source_cidrs: Vec<String>,
+}

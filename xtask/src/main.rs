@@ -1,0 +1,2 @@
+//! Project automation; see `cargo xtask --help`.
+fn main() {}
