@@ -1,0 +1,38 @@
+//! RouterConfig → nftables: one table that the router owns, `ip guestnet`, rendered as a
+//! complete replacement or as the delta between two configs, each one transaction.
+//!
+//! Entry points: [`plan`] (config → [`Ruleset`] model), [`render_full`] (model → script that
+//! replaces the table atomically), [`Ruleset::update`] (move a model to a new config and get the
+//! delta script).
+//!
+//! Layout of the table (see ARCHITECTURE.md for the reasoning):
+//! - ingress tcp/udp rules and port forwards are *tuple-space* lookups: for each source prefix
+//!   length, most specific first, an exact-key hash set (`in_x_<len>`, `pf_x_<len>`) holds
+//!   single ports, and an exact-key verdict map (`in_r_<len>`, `pf_r_<len>`) jumps to a small
+//!   per-(public IP, protocol, source CIDR) bucket whose one-field interval set holds port
+//!   ranges. No concatenation contains an interval field, so every lookup stays flat.
+//! - overlapping ingress rules are split so that each packet is counted by exactly one element,
+//!   owned by the lowest matching rule id;
+//! - ICMP ingress rules and egress rules are chain rules in id order (first match counts);
+//! - every counted element and rule has its own counter.
+//!
+//! The crate is pure: no I/O, no processes, no clock. The same config always renders to the
+//! same bytes, whatever the order of its rules.
+
+mod model;
+mod nft;
+mod owners;
+
+#[cfg(test)]
+mod tests;
+
+pub use model::{plan, Bucket, Chain, Element, Fragment, PartKey, PartKind, Ruleset, Skeleton};
+pub use nft::{render_full, Update};
+
+/// The name of the table the router owns (family `ip`).
+pub const TABLE: &str = "guestnet";
+
+/// The text of the comment that ties a chain rule to a rule id (`rule <id>`).
+pub fn rule_comment_text(id: router_config::RuleId) -> String {
+    format!("rule {id}")
+}

@@ -1,0 +1,400 @@
+//! Snapshot tests of rendered rulesets and property tests of the planner.
+
+use super::*;
+use ipnet::Ipv4Net;
+use proptest::prelude::*;
+use router_config::{
+    parse, validate, EgressPolicy, GuestSide, PublicAddress, PublicSide, RouterConfig, RuleId,
+    ValidConfig, WireFirewallRule, WirePortForward, WirePorts,
+};
+use std::net::Ipv4Addr;
+use std::path::Path;
+
+/// Renders `tests/data/<case>/input.json` and compares it with `expected.nft` there.
+/// `GUESTNET_BLESS=1` rewrites the expectation instead (`cargo xtask bless`).
+fn check(case: &str) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(case);
+    let input = std::fs::read(dir.join("input.json")).unwrap();
+    let cfg = validate(parse::<RouterConfig>(&input).unwrap()).unwrap();
+    let got = render_full(&plan(&cfg));
+    let expected_path = dir.join("expected.nft");
+    if std::env::var_os("GUESTNET_BLESS").is_some() {
+        std::fs::write(&expected_path, &got).unwrap();
+        return;
+    }
+    let expected = std::fs::read_to_string(&expected_path).unwrap_or_else(|_| {
+        panic!(
+            "{} is missing: run `cargo xtask bless`",
+            expected_path.display()
+        )
+    });
+    assert!(
+        got == expected,
+        "rendering of {case} changed; review and run `cargo xtask bless`\n--- got ---\n{got}"
+    );
+}
+
+#[test]
+fn snapshot_example() {
+    check("example");
+}
+
+#[test]
+fn snapshot_overlapping_ingress() {
+    check("overlapping-ingress");
+}
+
+#[test]
+fn snapshot_egress_allow_and_ranges() {
+    check("egress-allow-ranges");
+}
+
+// ---- generators ----
+
+const PUBLIC: [&str; 2] = ["203.0.113.10", "203.0.113.11"];
+
+fn base_config() -> RouterConfig {
+    RouterConfig {
+        schema: 1,
+        generation: 1,
+        public: PublicSide {
+            interface: "pub0".into(),
+            addresses: vec![
+                PublicAddress {
+                    ip: PUBLIC[0].parse().unwrap(),
+                    prefix_len: 24,
+                    source_nat: true,
+                },
+                PublicAddress {
+                    ip: PUBLIC[1].parse().unwrap(),
+                    prefix_len: 24,
+                    source_nat: false,
+                },
+            ],
+            gateway: None,
+        },
+        guest: GuestSide {
+            interface: "guest0".into(),
+            cidr: "10.1.1.0/24".into(),
+            gateway: "10.1.1.1".parse().unwrap(),
+        },
+        egress_default: EgressPolicy::Deny,
+        firewall_rules: vec![],
+        egress_rules: vec![],
+        port_forwards: vec![],
+    }
+}
+
+/// Source CIDRs drawn from a small nested family, so overlaps are frequent.
+fn arb_cidr() -> impl Strategy<Value = String> {
+    prop_oneof![
+        Just("0.0.0.0/0".to_string()),
+        Just("198.51.100.0/24".to_string()),
+        Just("198.51.100.0/25".to_string()),
+        Just("198.51.100.128/26".to_string()),
+        Just("198.51.100.7/32".to_string()),
+        Just("198.0.0.0/8".to_string()),
+        Just("192.0.2.0/24".to_string()),
+    ]
+}
+
+fn arb_ports() -> impl Strategy<Value = Option<WirePorts>> {
+    prop_oneof![
+        1 => Just(None),
+        3 => (20u32..40).prop_map(|p| Some(WirePorts { start: p, end: p })),
+        2 => (20u32..40, 0u32..10).prop_map(|(s, w)| Some(WirePorts { start: s, end: s + w })),
+    ]
+}
+
+fn arb_rule() -> impl Strategy<Value = (usize, bool, Option<WirePorts>, Vec<String>)> {
+    (
+        0usize..2,
+        any::<bool>(),
+        arb_ports(),
+        proptest::collection::vec(arb_cidr(), 1..3),
+    )
+}
+
+fn config_from(rules: &[(usize, bool, Option<WirePorts>, Vec<String>)]) -> RouterConfig {
+    let mut cfg = base_config();
+    for (i, (ip, udp, ports, sources)) in rules.iter().enumerate() {
+        cfg.firewall_rules.push(WireFirewallRule {
+            id: (i as u64) * 3 + 1,
+            public_ip: PUBLIC[*ip].parse().unwrap(),
+            protocol: if *udp { "udp" } else { "tcp" }.into(),
+            ports: *ports,
+            icmp: None,
+            source_cidrs: sources.clone(),
+        });
+    }
+    // A few port forwards with disjoint ports so they never conflict.
+    for (i, (ip, _, _, _)) in rules.iter().enumerate().take(5) {
+        let p = 1000 + (i as u32) * 20;
+        let (public_ports, private_ports) = if i % 2 == 0 {
+            (
+                WirePorts { start: p, end: p },
+                WirePorts { start: 22, end: 22 },
+            )
+        } else {
+            (
+                WirePorts {
+                    start: p,
+                    end: p + 9,
+                },
+                WirePorts {
+                    start: p,
+                    end: p + 9,
+                },
+            )
+        };
+        cfg.port_forwards.push(WirePortForward {
+            id: 10_000 + i as u64,
+            public_ip: PUBLIC[*ip].parse().unwrap(),
+            protocol: "tcp".into(),
+            public_ports,
+            private_ports,
+            vm_ip: "10.1.1.20".parse().unwrap(),
+            source_cidrs: vec!["0.0.0.0/0".into()],
+        });
+    }
+    cfg
+}
+
+/// What the kernel would count a packet to, following the table's lookup order.
+fn simulate_ingress(
+    rs: &Ruleset,
+    daddr: Ipv4Addr,
+    udp: bool,
+    dport: u16,
+    saddr: Ipv4Addr,
+) -> Option<RuleId> {
+    let proto = if udp {
+        router_config::L4Proto::Udp
+    } else {
+        router_config::L4Proto::Tcp
+    };
+    let frag = rs.parts.get(&PartKey {
+        kind: PartKind::Ingress,
+        ip: daddr,
+        proto,
+    })?;
+    for len in (0..=32u8).rev() {
+        let net = Ipv4Net::new(saddr, len).unwrap().trunc();
+        let key = if len == 0 {
+            format!("{daddr} . {} . {dport}", proto.name())
+        } else {
+            format!("{daddr} . {} . {dport} . {}", proto.name(), net.network())
+        };
+        if let Some(e) = frag.exact.get(&(len, key)) {
+            return Some(e.owner);
+        }
+        let bucket = frag.buckets.iter().find(|(_, b)| {
+            b.prefix == len
+                && b.vmap_key
+                    == if len == 0 {
+                        format!("{daddr} . {}", proto.name())
+                    } else {
+                        format!("{daddr} . {} . {}", proto.name(), net.network())
+                    }
+        });
+        if let Some((_, b)) = bucket {
+            for (k, e) in &b.elements {
+                let (s, t) = match k.split_once('-') {
+                    Some((s, t)) => (s.parse::<u16>().unwrap(), t.parse::<u16>().unwrap()),
+                    None => (k.parse().unwrap(), k.parse().unwrap()),
+                };
+                if s <= dport && dport <= t {
+                    return Some(e.owner);
+                }
+            }
+        }
+    }
+    None
+}
+
+/// The lowest id among the rules that match a packet, by brute force.
+fn brute_force(
+    cfg: &ValidConfig,
+    daddr: Ipv4Addr,
+    udp: bool,
+    dport: u16,
+    saddr: Ipv4Addr,
+) -> Option<RuleId> {
+    let proto = if udp {
+        router_config::L4Proto::Udp
+    } else {
+        router_config::L4Proto::Tcp
+    };
+    cfg.ingress
+        .iter()
+        .filter(|r| r.public_ip == daddr)
+        .filter(|r| match r.matcher {
+            router_config::IngressMatch::Ports { proto: p, ports } => {
+                p == proto && ports.contains(dport)
+            }
+            router_config::IngressMatch::Icmp(_) => false,
+        })
+        .filter(|r| r.sources.iter().any(|n| n.contains(&saddr)))
+        .map(|r| r.id)
+        .min()
+}
+
+fn arb_source() -> impl Strategy<Value = Ipv4Addr> {
+    prop_oneof![
+        Just(Ipv4Addr::new(198, 51, 100, 7)),
+        Just(Ipv4Addr::new(198, 51, 100, 100)),
+        Just(Ipv4Addr::new(198, 51, 100, 150)),
+        Just(Ipv4Addr::new(198, 51, 100, 200)),
+        Just(Ipv4Addr::new(198, 1, 2, 3)),
+        Just(Ipv4Addr::new(192, 0, 2, 9)),
+        Just(Ipv4Addr::new(203, 0, 113, 77)),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn every_packet_counts_to_the_lowest_matching_rule(
+        rules in proptest::collection::vec(arb_rule(), 1..25),
+        packets in proptest::collection::vec((0usize..2, any::<bool>(), 18u16..52, arb_source()), 40),
+    ) {
+        let cfg = validate(config_from(&rules)).unwrap();
+        let rs = plan(&cfg);
+        for (ip, udp, port, src) in packets {
+            let daddr: Ipv4Addr = PUBLIC[ip].parse().unwrap();
+            prop_assert_eq!(simulate_ingress(&rs, daddr, udp, port, src), brute_force(&cfg, daddr, udp, port, src),
+                "packet {} {} {} from {}", daddr, if udp {"udp"} else {"tcp"}, port, src);
+        }
+    }
+
+    #[test]
+    fn rendering_does_not_depend_on_rule_order(
+        rules in proptest::collection::vec(arb_rule(), 1..25),
+        seed in any::<u64>(),
+    ) {
+        let a = config_from(&rules);
+        let mut b = a.clone();
+        // A deterministic shuffle driven by the seed.
+        let n = b.firewall_rules.len();
+        for i in (1..n).rev() {
+            let j = (seed.wrapping_mul(6364136223846793005).wrapping_add(i as u64) % (i as u64 + 1)) as usize;
+            b.firewall_rules.swap(i, j);
+        }
+        b.port_forwards.reverse();
+        let ra = render_full(&plan(&validate(a).unwrap()));
+        let rb = render_full(&plan(&validate(b).unwrap()));
+        prop_assert_eq!(ra, rb);
+    }
+
+    #[test]
+    fn an_update_gives_exactly_the_model_of_the_new_config(
+        a_rules in proptest::collection::vec(arb_rule(), 1..20),
+        b_rules in proptest::collection::vec(arb_rule(), 1..20),
+    ) {
+        let a = validate(config_from(&a_rules)).unwrap();
+        let mut b_doc = config_from(&b_rules);
+        b_doc.generation = 2;
+        let b = validate(b_doc).unwrap();
+        let mut rs = plan(&a);
+        let update = rs.update(&a, &b);
+        prop_assert_eq!(&rs, &plan(&b));
+        if a.same_content(&b) {
+            prop_assert!(update.script.is_empty());
+        }
+    }
+
+    #[test]
+    fn removed_rules_leave_nothing_behind(
+        rules in proptest::collection::vec(arb_rule(), 2..20),
+        victim in any::<prop::sample::Index>(),
+    ) {
+        let a = validate(config_from(&rules)).unwrap();
+        let mut doc = a.document().clone();
+        let idx = victim.index(doc.firewall_rules.len());
+        let gone = doc.firewall_rules.remove(idx).id;
+        doc.generation = 2;
+        let b = validate(doc).unwrap();
+        let mut rs = plan(&a);
+        rs.update(&a, &b);
+        prop_assert!(rs.element_owners().all(|(_, _, owner)| owner.0 != gone));
+        let text = render_full(&rs);
+        let needle = format!("\"rule {gone}\"");
+        prop_assert!(!text.contains(&needle));
+    }
+
+    #[test]
+    fn every_rule_that_can_match_a_packet_has_an_element(
+        rules in proptest::collection::vec(arb_rule(), 1..25),
+    ) {
+        // A rule owns at least one element unless lower-id rules shadow it completely.
+        let cfg = validate(config_from(&rules)).unwrap();
+        let rs = plan(&cfg);
+        let owners: std::collections::BTreeSet<RuleId> = rs.element_owners().map(|(_, _, o)| o).collect();
+        for r in &cfg.ingress {
+            let router_config::IngressMatch::Ports { proto, ports } = r.matcher else { continue };
+            let udp = proto == router_config::L4Proto::Udp;
+            // Probe each source's network address over the rule's ports near the generator's range.
+            let mut wins = false;
+            for net in &r.sources {
+                for port in ports.start.max(18)..=ports.end.min(52) {
+                    if brute_force(&cfg, r.public_ip, udp, port, net.network()) == Some(r.id) {
+                        wins = true;
+                    }
+                }
+            }
+            if wins {
+                prop_assert!(owners.contains(&r.id), "rule {} wins packets but owns no element", r.id);
+            }
+        }
+        for f in &cfg.port_forwards {
+            prop_assert!(owners.contains(&f.id));
+        }
+    }
+}
+
+#[test]
+fn no_change_renders_an_empty_delta() {
+    let cfg = validate(config_from(&[(
+        0,
+        false,
+        Some(WirePorts { start: 22, end: 22 }),
+        vec!["0.0.0.0/0".into()],
+    )]))
+    .unwrap();
+    let mut rs = plan(&cfg);
+    assert_eq!(rs.update(&cfg, &cfg).script, "");
+}
+
+#[test]
+fn one_changed_rule_touches_one_element_pair() {
+    let rules: Vec<_> = (0..200u32)
+        .map(|i| {
+            (
+                0usize,
+                false,
+                Some(WirePorts {
+                    start: 1000 + i,
+                    end: 1000 + i,
+                }),
+                vec!["0.0.0.0/0".to_string()],
+            )
+        })
+        .collect();
+    let a = validate(config_from(&rules)).unwrap();
+    let mut doc = a.document().clone();
+    doc.generation = 2;
+    doc.firewall_rules[7].ports = Some(WirePorts {
+        start: 5000,
+        end: 5000,
+    });
+    let b = validate(doc).unwrap();
+    let mut rs = plan(&a);
+    let update = rs.update(&a, &b);
+    assert_eq!(
+        update.script,
+        "delete element ip guestnet in_x_0 { 203.0.113.10 . tcp . 1007 }\nadd element ip guestnet in_x_0 { 203.0.113.10 . tcp . 5000 }\n"
+    );
+}
