@@ -1,0 +1,60 @@
+//! The `guestnet` binary: subcommands over the libraries.
+
+mod lab_cmd;
+mod router_cmd;
+
+use clap::{Parser, Subcommand};
+
+/// guestnet: guest-network firewall, port forwarding and load balancing, enforced atomically.
+#[derive(Debug, Parser)]
+#[command(name = "guestnet", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Build and use test hosts made of network namespaces.
+    #[command(subcommand)]
+    Lab(lab_cmd::LabCommand),
+    /// Operate a virtual router: apply configs, serve its control endpoint, show its status.
+    #[command(subcommand)]
+    Router(router_cmd::RouterCommand),
+    /// A lab router enforcing an example config, served until Ctrl-C.
+    Demo {
+        /// The data directory of the lab and the router state.
+        #[arg(
+            long = "data-dir",
+            value_name = "DIR",
+            default_value = "./guestnet-data"
+        )]
+        data_dir: std::path::PathBuf,
+        /// The RouterConfig to enforce.
+        #[arg(long, value_name = "FILE.json", default_value = "examples/router.json")]
+        config: std::path::PathBuf,
+    },
+}
+
+fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Lab(c) => lab_cmd::run(c),
+        Command::Router(c) => router_cmd::run(c),
+        Command::Demo { data_dir, config } => router_cmd::demo(&data_dir, &config),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("guestnet: error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,69 @@
+//! A lab that tears itself down when dropped, for tests.
+
+use std::path::Path;
+
+use crate::{chain, down, Lab, LabError, LabSpec, TempDir};
+
+/// Owns a [`Lab`] and its temporary data directory; dropping it (also while a test panics) runs
+/// [`down`], then removes the directory.
+#[derive(Debug)]
+pub struct LabGuard {
+    lab: Lab,
+    // Dropped after `Drop::drop` has run `down`.
+    dir: TempDir,
+}
+
+impl LabGuard {
+    /// Builds `spec` in a fresh temporary data directory.
+    ///
+    /// # Errors
+    /// [`LabError::DataDir`] if no temporary directory can be made, otherwise as [`Lab::up`].
+    pub fn up(spec: &LabSpec) -> Result<Self, LabError> {
+        let dir = tempfile::Builder::new()
+            .prefix("guestnet-lab-")
+            .tempdir()
+            .map_err(|source| LabError::DataDir {
+                path: std::env::temp_dir(),
+                source,
+            })?;
+        Self::up_in(dir, spec)
+    }
+
+    /// Builds `spec` with `dir` as the data directory.
+    ///
+    /// # Errors
+    /// As [`Lab::up`] (which cleans up after itself on failure).
+    pub fn up_in(dir: TempDir, spec: &LabSpec) -> Result<Self, LabError> {
+        let lab = Lab::up(dir.path(), spec)?;
+        Ok(LabGuard { lab, dir })
+    }
+
+    /// The lab.
+    pub fn lab(&self) -> &Lab {
+        &self.lab
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl std::ops::Deref for LabGuard {
+    type Target = Lab;
+
+    fn deref(&self) -> &Lab {
+        &self.lab
+    }
+}
+
+impl Drop for LabGuard {
+    fn drop(&mut self) {
+        if let Err(errors) = down(self.dir.path()) {
+            for e in errors {
+                tracing::error!(lab = %self.lab.id(), error = %chain(&e), "lab teardown failed");
+                eprintln!("lab {}: teardown failed: {}", self.lab.id(), chain(&e));
+            }
+        }
+    }
+}

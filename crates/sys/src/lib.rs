@@ -1,0 +1,16 @@
+//! The edge of the system: the only crate that runs external commands (`nft`, `ip`, `nsenter`),
+//! enters network namespaces or speaks netlink.
+//!
+//! Entry points:
+//! - [`cmd`]: run a program and capture its output, or replace this process with it;
+//! - [`netns`]: create, list and delete network namespaces, veth pairs and bridges, and end
+//!   the processes inside a namespace;
+//! - [`nft`]: submit an nftables script as one transaction inside a namespace, and read the
+//!   kernel's ruleset generation cheaply over netlink.
+//!
+//! It never decides anything: callers render what to do, this crate does it and reports.
+
+pub mod cmd;
+pub mod link;
+pub mod netns;
+pub mod nft;

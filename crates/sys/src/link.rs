@@ -1,0 +1,164 @@
+//! Interface addresses and routes of a router, made to match what its config says.
+
+use std::collections::BTreeSet;
+use std::net::Ipv4Addr;
+
+use crate::cmd::CommandError;
+use crate::nft::Netns;
+
+/// An address or route change that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    /// An `ip` command failed.
+    #[error("cannot configure {dev} in {netns}")]
+    Ip {
+        /// Where.
+        netns: Netns,
+        /// Which interface.
+        dev: String,
+        /// The failed command.
+        #[source]
+        source: CommandError,
+    },
+    /// `ip -j` printed something that is not the expected JSON.
+    #[error("cannot read the addresses of {dev} in {netns}")]
+    Parse {
+        /// Where.
+        netns: Netns,
+        /// Which interface.
+        dev: String,
+        /// Why.
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+/// The IPv4 addresses (with prefix lengths) configured on `dev`.
+///
+/// # Errors
+/// [`LinkError`] when `ip` fails or prints something unexpected.
+pub fn addresses(netns: &Netns, dev: &str) -> Result<BTreeSet<(Ipv4Addr, u8)>, LinkError> {
+    let out = netns
+        .run("ip", &["-j", "-4", "addr", "show", "dev", dev], None)
+        .map_err(|source| LinkError::Ip {
+            netns: netns.clone(),
+            dev: dev.into(),
+            source,
+        })?;
+    let v: serde_json::Value =
+        serde_json::from_slice(&out.stdout).map_err(|source| LinkError::Parse {
+            netns: netns.clone(),
+            dev: dev.into(),
+            source,
+        })?;
+    let mut set = BTreeSet::new();
+    for link in v.as_array().into_iter().flatten() {
+        for a in link
+            .get("addr_info")
+            .and_then(|x| x.as_array())
+            .into_iter()
+            .flatten()
+        {
+            let ip = a
+                .get("local")
+                .and_then(|x| x.as_str())
+                .and_then(|s| s.parse().ok());
+            let len = a
+                .get("prefixlen")
+                .and_then(|x| x.as_u64())
+                .and_then(|l| u8::try_from(l).ok());
+            if let (Some(ip), Some(len)) = (ip, len) {
+                set.insert((ip, len));
+            }
+        }
+    }
+    Ok(set)
+}
+
+fn ip(netns: &Netns, dev: &str, args: &[&str]) -> Result<(), LinkError> {
+    netns
+        .run("ip", args, None)
+        .map(|_| ())
+        .map_err(|source| LinkError::Ip {
+            netns: netns.clone(),
+            dev: dev.into(),
+            source,
+        })
+}
+
+/// Makes `dev` up and holding exactly `desired` (IPv4). Returns whether anything changed.
+///
+/// # Errors
+/// [`LinkError`] from the first `ip` command that fails.
+pub fn sync_addresses(
+    netns: &Netns,
+    dev: &str,
+    desired: &BTreeSet<(Ipv4Addr, u8)>,
+) -> Result<bool, LinkError> {
+    ip(netns, dev, &["link", "set", "dev", dev, "up"])?;
+    let current = addresses(netns, dev)?;
+    let mut changed = false;
+    for (a, l) in desired.difference(&current) {
+        ip(
+            netns,
+            dev,
+            &["addr", "replace", &format!("{a}/{l}"), "dev", dev],
+        )?;
+        changed = true;
+    }
+    for (a, l) in current.difference(desired) {
+        ip(
+            netns,
+            dev,
+            &["addr", "del", &format!("{a}/{l}"), "dev", dev],
+        )?;
+        changed = true;
+    }
+    Ok(changed)
+}
+
+/// Sets (or removes, with `None`) the default route through `dev`.
+///
+/// # Errors
+/// [`LinkError`] when `ip` fails.
+pub fn sync_default_route(
+    netns: &Netns,
+    dev: &str,
+    gateway: Option<Ipv4Addr>,
+) -> Result<(), LinkError> {
+    match gateway {
+        Some(gw) => ip(
+            netns,
+            dev,
+            &[
+                "route",
+                "replace",
+                "default",
+                "via",
+                &gw.to_string(),
+                "dev",
+                dev,
+            ],
+        ),
+        None => {
+            // Absent already is fine.
+            let _ = netns.run("ip", &["route", "del", "default", "dev", dev], None);
+            Ok(())
+        }
+    }
+}
+
+/// Enables IPv4 forwarding in the namespace.
+///
+/// # Errors
+/// [`LinkError`] when sysctl fails.
+pub fn enable_forwarding(netns: &Netns) -> Result<(), LinkError> {
+    netns
+        .run("sysctl", &["-q", "-w", "net.ipv4.ip_forward=1"], None)
+        .map(|_| ())
+        .map_err(|source| LinkError::Ip {
+            netns: netns.clone(),
+            dev: "all".into(),
+            source,
+        })
+}

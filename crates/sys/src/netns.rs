@@ -1,0 +1,270 @@
+//! Network namespaces, veth pairs, bridges and the processes inside a namespace.
+//!
+//! Every function names the namespace it works in; nothing here touches the caller's own
+//! namespace except to list namespaces and their processes. Namespaces are the named ones under
+//! `/run/netns` that `ip netns` manages.
+
+use std::ffi::OsStr;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+use crate::cmd::{self, CommandError};
+
+/// How often [`end_processes`] looks again whether the processes are gone.
+const POLL_INTERVAL: Duration = Duration::from_millis(50);
+
+/// A namespace operation that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum NetnsError {
+    /// A command working on a namespace failed.
+    #[error("command for namespace {namespace} failed")]
+    Command {
+        /// The namespace.
+        namespace: String,
+        /// The failed command.
+        #[source]
+        source: CommandError,
+    },
+    /// The namespaces could not be listed.
+    #[error("cannot list network namespaces")]
+    List {
+        /// The failed command.
+        #[source]
+        source: CommandError,
+    },
+    /// A process in the namespace could not be signalled.
+    #[error("cannot send {signal} to process {pid} in namespace {namespace}")]
+    Signal {
+        /// The namespace.
+        namespace: String,
+        /// The process id.
+        pid: i32,
+        /// The signal.
+        signal: Signal,
+        /// Why.
+        #[source]
+        source: nix::errno::Errno,
+    },
+    /// Processes were still running in the namespace after SIGKILL and the deadline.
+    #[error("processes {pids:?} in namespace {namespace} survived SIGKILL")]
+    Survivors {
+        /// The namespace.
+        namespace: String,
+        /// The processes still there.
+        pids: Vec<i32>,
+    },
+}
+
+/// The file that names namespace `name`, for `nsenter --net=…`.
+pub fn path(name: &str) -> PathBuf {
+    PathBuf::from("/run/netns").join(name)
+}
+
+/// Whether the named namespace exists.
+pub fn exists(name: &str) -> bool {
+    path(name).exists()
+}
+
+fn ip(namespace: &str, args: &[&str]) -> Result<(), NetnsError> {
+    cmd::run("ip", args, None)
+        .map(drop)
+        .map_err(|source| NetnsError::Command {
+            namespace: namespace.to_string(),
+            source,
+        })
+}
+
+/// Lists the names of all named network namespaces.
+///
+/// # Errors
+/// [`NetnsError::List`] if `ip netns list` fails.
+pub fn list() -> Result<Vec<String>, NetnsError> {
+    let out =
+        cmd::run("ip", &["netns", "list"], None).map_err(|source| NetnsError::List { source })?;
+    // Lines look like `name (id: 3)` or just `name`.
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .map(str::to_string)
+        .collect())
+}
+
+/// Creates namespace `name` and brings its loopback interface up.
+///
+/// # Errors
+/// [`NetnsError::Command`] if it exists already or cannot be made.
+pub fn add(name: &str) -> Result<(), NetnsError> {
+    ip(name, &["netns", "add", name])?;
+    set_up(name, "lo")
+}
+
+/// Deletes namespace `name`. The kernel frees it, with its interfaces, once no process is left
+/// in it; see [`end_processes`].
+///
+/// # Errors
+/// [`NetnsError::Command`] if `ip netns delete` fails (also when it does not exist).
+pub fn delete(name: &str) -> Result<(), NetnsError> {
+    ip(name, &["netns", "delete", name])
+}
+
+/// Creates a veth pair: `dev_a` inside `ns_a` and `dev_b` inside `ns_b`, both down.
+///
+/// # Errors
+/// [`NetnsError::Command`] if `ip` refuses.
+pub fn add_veth(ns_a: &str, dev_a: &str, ns_b: &str, dev_b: &str) -> Result<(), NetnsError> {
+    ip(
+        ns_a,
+        &[
+            "-n", ns_a, "link", "add", dev_a, "type", "veth", "peer", "name", dev_b, "netns", ns_b,
+        ],
+    )
+}
+
+/// Creates bridge `bridge` in `namespace` and brings it up.
+///
+/// # Errors
+/// [`NetnsError::Command`] if `ip` refuses.
+pub fn add_bridge(namespace: &str, bridge: &str) -> Result<(), NetnsError> {
+    ip(
+        namespace,
+        &["-n", namespace, "link", "add", bridge, "type", "bridge"],
+    )?;
+    set_up(namespace, bridge)
+}
+
+/// Attaches `dev` to `bridge` (both in `namespace`) and brings `dev` up.
+///
+/// # Errors
+/// [`NetnsError::Command`] if `ip` refuses.
+pub fn attach(namespace: &str, dev: &str, bridge: &str) -> Result<(), NetnsError> {
+    ip(
+        namespace,
+        &["-n", namespace, "link", "set", dev, "master", bridge, "up"],
+    )
+}
+
+/// Brings `dev` in `namespace` up.
+///
+/// # Errors
+/// [`NetnsError::Command`] if `ip` refuses.
+pub fn set_up(namespace: &str, dev: &str) -> Result<(), NetnsError> {
+    ip(namespace, &["-n", namespace, "link", "set", dev, "up"])
+}
+
+/// Adds address `cidr` (for example `10.1.1.11/24`) to `dev` in `namespace`.
+///
+/// # Errors
+/// [`NetnsError::Command`] if `ip` refuses.
+pub fn add_address(namespace: &str, dev: &str, cidr: &str) -> Result<(), NetnsError> {
+    ip(
+        namespace,
+        &["-n", namespace, "address", "add", cidr, "dev", dev],
+    )
+}
+
+/// Adds a default route via `gateway` in `namespace`.
+///
+/// # Errors
+/// [`NetnsError::Command`] if `ip` refuses (for example when the gateway is not on a link).
+pub fn add_default_route(namespace: &str, gateway: &str) -> Result<(), NetnsError> {
+    ip(
+        namespace,
+        &["-n", namespace, "route", "add", "default", "via", gateway],
+    )
+}
+
+/// Sets sysctl `key` (for example `net.ipv4.ip_forward`) to `value` inside `namespace`.
+///
+/// # Errors
+/// [`NetnsError::Command`] if `sysctl` fails.
+pub fn set_sysctl(namespace: &str, key: &str, value: &str) -> Result<(), NetnsError> {
+    let net = format!("--net={}", path(namespace).display());
+    let setting = format!("{key}={value}");
+    cmd::run(
+        "nsenter",
+        &[&net, "--", "sysctl", "-q", "-w", &setting],
+        None,
+    )
+    .map(drop)
+    .map_err(|source| NetnsError::Command {
+        namespace: namespace.to_string(),
+        source,
+    })
+}
+
+/// A command that runs `program args…` inside `namespace` (through `nsenter --net=…`), with
+/// everything else (stdio, environment, working directory) inherited unless the caller changes it.
+pub fn command_in<I, S>(namespace: &str, program: impl AsRef<OsStr>, args: I) -> Command
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    let mut net = std::ffi::OsString::from("--net=");
+    net.push(path(namespace));
+    let mut c = cmd::command("nsenter");
+    c.arg(net).arg("--").arg(program).args(args);
+    c
+}
+
+/// The processes whose network namespace is `namespace` (zombies excluded).
+///
+/// # Errors
+/// [`NetnsError::Command`] if `ip netns pids` fails.
+pub fn pids(namespace: &str) -> Result<Vec<i32>, NetnsError> {
+    let out = cmd::run("ip", &["netns", "pids", namespace], None).map_err(|source| {
+        NetnsError::Command {
+            namespace: namespace.to_string(),
+            source,
+        }
+    })?;
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect())
+}
+
+/// Ends every process in `namespace`: SIGTERM, then, for those still there after `grace`,
+/// SIGKILL. Returns the processes that were running.
+///
+/// # Errors
+/// [`NetnsError::Survivors`] if processes remain after SIGKILL and another `grace`; a process
+/// that disappears between listing and signalling is not an error.
+pub fn end_processes(namespace: &str, grace: Duration) -> Result<Vec<i32>, NetnsError> {
+    let found = pids(namespace)?;
+    if found.is_empty() {
+        return Ok(found);
+    }
+    for signal in [Signal::SIGTERM, Signal::SIGKILL] {
+        for &pid in &pids(namespace)? {
+            match kill(Pid::from_raw(pid), signal) {
+                Ok(()) | Err(nix::errno::Errno::ESRCH) => {}
+                Err(source) => {
+                    return Err(NetnsError::Signal {
+                        namespace: namespace.to_string(),
+                        pid,
+                        signal,
+                        source,
+                    })
+                }
+            }
+        }
+        let deadline = Instant::now() + grace;
+        loop {
+            if pids(namespace)?.is_empty() {
+                return Ok(found);
+            }
+            if Instant::now() >= deadline {
+                break;
+            }
+            std::thread::sleep(POLL_INTERVAL);
+        }
+    }
+    Err(NetnsError::Survivors {
+        namespace: namespace.to_string(),
+        pids: pids(namespace)?,
+    })
+}

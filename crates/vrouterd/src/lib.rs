@@ -1,0 +1,25 @@
+//! The router daemon: what runs on (or next to) a virtual router.
+//!
+//! It owns the router's ledger (last good config, candidate, highest generation seen, kernel
+//! mark), applies configs by delta against the model of what it committed or by full atomic
+//! replace, finds drift with one netlink request and repairs it, and serves all of that on a
+//! control endpoint (HTTP/1.1 over a Unix socket today; the same routes can later be served on
+//! a network address with authentication, for the host agent).
+//!
+//! Entry points: [`Router`] (one router, synchronous), [`serve`] (the control endpoint and the
+//! drift timer), [`client`] (talks to a running `serve`).
+//!
+//! It never renders nftables text itself (that is `render`) and never runs a command itself
+//! (that is `sys`).
+
+pub mod client;
+pub mod ledger;
+mod router;
+pub mod serve;
+pub mod status;
+
+pub use router::{chain, ApplyError, ApplyMode, ApplyOutcome, Drift, Router};
+pub use status::{Count, Counters};
+
+/// The control socket's file name inside a router's state directory.
+pub const CONTROL_SOCKET: &str = "control.sock";

@@ -1,0 +1,461 @@
+//! One router: gather (ledger, kernel mark), plan and render (the `render` crate), act (`sys`),
+//! record (ledger).
+
+use std::collections::BTreeSet;
+use std::time::Instant;
+
+use render::{render_full, Ruleset};
+use router_config::{
+    parse, validate, ConfigProblems, Generation, ParseError, RouterConfig, RouterDelta, ValidConfig,
+};
+use serde::Serialize;
+use sys::link::{self, LinkError};
+use sys::nft::{self, GenerationProbe, Netns, NftError};
+
+use crate::ledger::{KernelMark, Ledger, LedgerError};
+
+/// How a commit reached the kernel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ApplyMode {
+    /// Only the difference from the last committed model.
+    Delta,
+    /// The whole table replaced in one transaction.
+    Full,
+}
+
+/// The answer to an apply.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum ApplyOutcome {
+    /// The kernel now enforces this generation.
+    Applied {
+        /// The generation applied.
+        generation: Generation,
+        /// Delta or full replace.
+        mode: ApplyMode,
+        /// Microseconds from the validated config to the committed transaction.
+        commit_micros: u64,
+    },
+    /// The same generation with the same content: nothing to do.
+    Unchanged {
+        /// The generation already applied.
+        generation: Generation,
+    },
+    /// An older generation: not applied.
+    Superseded {
+        /// The generation the router holds.
+        applied_generation: Generation,
+    },
+}
+
+/// Why an apply failed. In every case the previously applied rules stay enforced.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    /// The document could not be parsed.
+    #[error("config refused")]
+    Parse(#[source] ParseError),
+    /// The config is invalid.
+    #[error("config of generation {generation} refused: {problems}")]
+    Invalid {
+        /// Its generation.
+        generation: Generation,
+        /// Every problem.
+        problems: ConfigProblems,
+    },
+    /// A generation already used by another config.
+    #[error("generation {generation} was already used by a different config (the router holds generation {applied}); generations are never reused")]
+    GenerationReused {
+        /// The generation sent.
+        generation: Generation,
+        /// What the router holds.
+        applied: Generation,
+    },
+    /// A delta against a base the router does not hold.
+    #[error("delta refused")]
+    Delta(#[source] router_config::DeltaError),
+    /// The kernel refused the transaction.
+    #[error("kernel refused generation {generation}")]
+    Kernel {
+        /// The generation.
+        generation: Generation,
+        /// nft's message.
+        #[source]
+        source: NftError,
+    },
+    /// Addresses or routes could not be set.
+    #[error("cannot configure interfaces for generation {generation}")]
+    Link {
+        /// The generation.
+        generation: Generation,
+        /// Why.
+        #[source]
+        source: LinkError,
+    },
+    /// The state directory failed.
+    #[error("router state")]
+    Ledger(#[from] LedgerError),
+    /// Reading the kernel's generation failed.
+    #[error("cannot read the kernel's ruleset generation")]
+    Probe(#[source] NftError),
+}
+
+/// Whether the kernel still holds what was applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Drift {
+    /// Nothing committed in the namespace since our last commit.
+    InSync,
+    /// Something else committed in the namespace (a flush, an edit…).
+    Drifted {
+        /// The ruleset generation we left.
+        expected: u32,
+        /// The ruleset generation found.
+        found: u32,
+    },
+    /// Nothing applied yet.
+    NothingApplied,
+}
+
+struct Applied {
+    config: ValidConfig,
+    model: Ruleset,
+    nft_generation: u32,
+}
+
+/// A router being operated: its namespace, its locked ledger, and the model of what it enforces.
+pub struct Router {
+    netns: Netns,
+    ledger: Ledger,
+    probe: GenerationProbe,
+    applied: Option<Applied>,
+}
+
+impl std::fmt::Debug for Router {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Router")
+            .field("netns", &self.netns)
+            .field("generation", &self.generation())
+            .finish()
+    }
+}
+
+impl Router {
+    /// Opens a router: locks its state directory and reads the ledger. When the kernel still
+    /// holds the ledger's config (same namespace, nothing committed since), the model is rebuilt
+    /// from the ledger so the next apply can be a delta; otherwise the next apply is a full replace.
+    ///
+    /// # Errors
+    /// [`ApplyError::Ledger`] or [`ApplyError::Probe`].
+    pub fn open(netns: Netns, state_dir: &std::path::Path) -> Result<Router, ApplyError> {
+        let ledger = Ledger::open(state_dir)?;
+        let probe = GenerationProbe::open(&netns).map_err(ApplyError::Probe)?;
+        let mut router = Router {
+            netns,
+            ledger,
+            probe,
+            applied: None,
+        };
+        if let (Some(doc), Some(mark)) = (router.ledger.config()?, router.ledger.kernel_mark()?) {
+            let identity = router.netns.identity().ok();
+            let now = router.probe.generation().map_err(ApplyError::Probe)?;
+            if identity == Some(mark.netns)
+                && now == mark.nft_generation
+                && mark.generation == doc.generation
+            {
+                if let Ok(config) = validate(doc) {
+                    let model = render::plan(&config);
+                    router.applied = Some(Applied {
+                        config,
+                        model,
+                        nft_generation: now,
+                    });
+                }
+            }
+        }
+        Ok(router)
+    }
+
+    /// The namespace.
+    pub fn netns(&self) -> &Netns {
+        &self.netns
+    }
+
+    /// The generation the kernel enforces, if any (as far as this process knows).
+    pub fn generation(&self) -> Option<Generation> {
+        self.applied.as_ref().map(|a| a.config.generation())
+    }
+
+    /// The config the kernel enforces, if any.
+    pub fn config(&self) -> Option<&ValidConfig> {
+        self.applied.as_ref().map(|a| &a.config)
+    }
+
+    /// The model of what the kernel enforces, if any.
+    pub fn model(&self) -> Option<&Ruleset> {
+        self.applied.as_ref().map(|a| &a.model)
+    }
+
+    /// Re-applies the last good config from the ledger as a full replace (at start, after drift).
+    /// Returns the generation applied, or `None` when the ledger is empty.
+    ///
+    /// # Errors
+    /// [`ApplyError`]; the kernel keeps whatever it had.
+    pub fn restore(&mut self) -> Result<Option<Generation>, ApplyError> {
+        let Some(doc) = self.ledger.config()? else {
+            return Ok(None);
+        };
+        let generation = doc.generation;
+        let config = validate(doc).map_err(|problems| ApplyError::Invalid {
+            generation,
+            problems,
+        })?;
+        self.commit(config, true)?;
+        Ok(Some(generation))
+    }
+
+    /// Applies a config document (JSON bytes).
+    ///
+    /// # Errors
+    /// See [`ApplyError`]; on any error the previous rules stay enforced.
+    pub fn apply_bytes(&mut self, bytes: &[u8]) -> Result<ApplyOutcome, ApplyError> {
+        let doc: RouterConfig = parse(bytes).map_err(ApplyError::Parse)?;
+        self.apply_document(doc)
+    }
+
+    /// Applies a delta against the generation the router holds.
+    ///
+    /// # Errors
+    /// [`ApplyError::Delta`] when the base is not what the router holds; otherwise as
+    /// [`Router::apply_document`].
+    pub fn apply_delta(&mut self, delta: &RouterDelta) -> Result<ApplyOutcome, ApplyError> {
+        if let Some(applied) = self.generation() {
+            if delta.generation < applied {
+                return Ok(ApplyOutcome::Superseded {
+                    applied_generation: applied,
+                });
+            }
+        }
+        let base = match &self.applied {
+            Some(a) => a.config.document().clone(),
+            None => self.ledger.config()?.ok_or(ApplyError::Delta(
+                router_config::DeltaError::BaseMismatch {
+                    base: delta.base_generation,
+                    held: 0,
+                },
+            ))?,
+        };
+        let doc = delta.apply_to(&base).map_err(ApplyError::Delta)?;
+        self.apply_document(doc)
+    }
+
+    /// Applies a complete config document, following the generation rules: older is
+    /// `superseded`, the same generation with the same content is a no-op, a generation already
+    /// seen with other content is refused, and a new generation is recorded before anything else
+    /// so it is never reused, even if the config is then refused.
+    ///
+    /// # Errors
+    /// See [`ApplyError`]; on any error the previous rules stay enforced.
+    pub fn apply_document(&mut self, doc: RouterConfig) -> Result<ApplyOutcome, ApplyError> {
+        let generation = doc.generation;
+        let applied = match &self.applied {
+            Some(a) => Some(a.config.generation()),
+            None => self.ledger.config()?.map(|c| c.generation),
+        };
+        if let Some(applied) = applied {
+            if generation < applied {
+                return Ok(ApplyOutcome::Superseded {
+                    applied_generation: applied,
+                });
+            }
+        }
+        let seen = self.ledger.seen_generation()?;
+        if generation <= seen {
+            // Either the applied generation again (no-op if identical) or a reused number.
+            let same = applied == Some(generation)
+                && match (&self.applied, validate(doc.clone())) {
+                    (Some(a), Ok(v)) => a.config.same_content(&v),
+                    (None, Ok(v)) => self
+                        .ledger
+                        .config()?
+                        .and_then(|c| validate(c).ok())
+                        .is_some_and(|c| c.same_content(&v)),
+                    _ => false,
+                };
+            if same && self.applied.is_some() {
+                return Ok(ApplyOutcome::Unchanged { generation });
+            }
+            if same {
+                // Identical to the ledger, but this process does not know the kernel holds it.
+                self.restore()?;
+                return Ok(ApplyOutcome::Unchanged { generation });
+            }
+            return Err(ApplyError::GenerationReused {
+                generation,
+                applied: applied.unwrap_or(0),
+            });
+        }
+        self.ledger.record_seen(generation)?;
+        let config = validate(doc).map_err(|problems| ApplyError::Invalid {
+            generation,
+            problems,
+        })?;
+        self.commit(config, false)
+    }
+
+    /// Commits a validated config: candidate, addresses, one nft transaction, ledger.
+    fn commit(
+        &mut self,
+        config: ValidConfig,
+        force_full: bool,
+    ) -> Result<ApplyOutcome, ApplyError> {
+        let generation = config.generation();
+        self.ledger.write_candidate(config.document())?;
+        if let Err(source) = self.sync_links(&config) {
+            self.ledger.discard_candidate();
+            return Err(ApplyError::Link { generation, source });
+        }
+        let started = Instant::now();
+        let in_sync = match &self.applied {
+            Some(a) => self.probe.generation().map_err(ApplyError::Probe)? == a.nft_generation,
+            None => false,
+        };
+        let mut mode = ApplyMode::Full;
+        let mut result = Err(None);
+        if let (false, true, Some(a)) = (force_full, in_sync, self.applied.as_mut()) {
+            let update = a.model.update(&a.config, &config);
+            mode = ApplyMode::Delta;
+            result = if update.script.is_empty() {
+                Ok(())
+            } else {
+                nft::apply(&self.netns, &update.script).map_err(Some)
+            };
+            if let Err(Some(e)) = &result {
+                tracing::warn!(netns = %self.netns, generation, error = %chain(e), "delta refused, trying a full replace");
+            }
+        }
+        let model = match (result, self.applied.take()) {
+            (Ok(()), Some(a)) => a.model,
+            (_, _) => {
+                mode = ApplyMode::Full;
+                let model = render::plan(&config);
+                if let Err(source) = nft::apply(&self.netns, &render_full(&model)) {
+                    self.ledger.discard_candidate();
+                    self.ledger.clear_kernel_mark();
+                    // The kernel kept what it had; rebuild our model of it.
+                    self.reload_applied();
+                    return Err(ApplyError::Kernel { generation, source });
+                }
+                model
+            }
+        };
+        let commit_micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        let nft_generation = self.probe.generation().map_err(ApplyError::Probe)?;
+        self.ledger.promote_candidate()?;
+        if let Ok(netns) = self.netns.identity() {
+            self.ledger.write_kernel_mark(&KernelMark {
+                generation,
+                netns,
+                nft_generation,
+            })?;
+        }
+        self.applied = Some(Applied {
+            config,
+            model,
+            nft_generation,
+        });
+        Ok(ApplyOutcome::Applied {
+            generation,
+            mode,
+            commit_micros,
+        })
+    }
+
+    /// After a refused commit: the kernel still holds the ledger's config if it did before.
+    fn reload_applied(&mut self) {
+        let Ok(Some(doc)) = self.ledger.config() else {
+            return;
+        };
+        let Ok(config) = validate(doc) else { return };
+        let Ok(now) = self.probe.generation() else {
+            return;
+        };
+        let model = render::plan(&config);
+        self.applied = Some(Applied {
+            config,
+            model,
+            nft_generation: now,
+        });
+    }
+
+    fn sync_links(&self, config: &ValidConfig) -> Result<(), LinkError> {
+        let public: BTreeSet<_> = config.public_addresses.iter().copied().collect();
+        link::sync_addresses(&self.netns, &config.public_interface, &public)?;
+        let guest = BTreeSet::from([(config.guest_gateway, config.guest_cidr.prefix_len())]);
+        link::sync_addresses(&self.netns, &config.guest_interface, &guest)?;
+        link::sync_default_route(&self.netns, &config.public_interface, config.public_gateway)?;
+        link::enable_forwarding(&self.netns)
+    }
+
+    /// Checks cheaply (one netlink request) whether anything else committed in the namespace.
+    ///
+    /// # Errors
+    /// [`ApplyError::Probe`].
+    pub fn drift(&mut self) -> Result<Drift, ApplyError> {
+        let Some(a) = &self.applied else {
+            return Ok(Drift::NothingApplied);
+        };
+        let found = self.probe.generation().map_err(ApplyError::Probe)?;
+        Ok(if found == a.nft_generation {
+            Drift::InSync
+        } else {
+            Drift::Drifted {
+                expected: a.nft_generation,
+                found,
+            }
+        })
+    }
+
+    /// Repairs drift: replaces the whole table with the last good config, in one transaction.
+    ///
+    /// # Errors
+    /// [`ApplyError`].
+    pub fn repair(&mut self) -> Result<Option<Generation>, ApplyError> {
+        self.applied = None;
+        self.ledger.clear_kernel_mark();
+        self.restore()
+    }
+
+    /// Reads every rule's counters (a full listing: proportional to the number of elements).
+    ///
+    /// # Errors
+    /// [`NftError`] when the table cannot be listed.
+    pub fn counters(&self) -> Result<crate::status::Counters, NftError> {
+        let json = nft::list_table_json(&self.netns, render::TABLE)?;
+        let mut counters = crate::status::Counters::from_listing(&json, self.model());
+        if let Some(cfg) = self.config() {
+            let ids = cfg
+                .ingress
+                .iter()
+                .map(|r| r.id)
+                .chain(cfg.egress.iter().map(|r| r.id))
+                .chain(cfg.port_forwards.iter().map(|r| r.id));
+            for id in ids {
+                counters.rules.entry(id.0).or_default();
+            }
+        }
+        Ok(counters)
+    }
+}
+
+/// An error and its sources on one line.
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
