@@ -95,26 +95,24 @@ pub fn sync_addresses(
     dev: &str,
     desired: &BTreeSet<(Ipv4Addr, u8)>,
 ) -> Result<bool, LinkError> {
-    ip(netns, dev, &["link", "set", "dev", dev, "up"])?;
+    use std::fmt::Write as _;
     let current = addresses(netns, dev)?;
-    let mut changed = false;
-    for (a, l) in desired.difference(&current) {
-        ip(
-            netns,
-            dev,
-            &["addr", "replace", &format!("{a}/{l}"), "dev", dev],
-        )?;
-        changed = true;
-    }
+    // One `ip -batch` process for every change: a router may hold thousands of public IPs.
+    let mut batch = format!("link set dev {dev} up\n");
     for (a, l) in current.difference(desired) {
-        ip(
-            netns,
-            dev,
-            &["addr", "del", &format!("{a}/{l}"), "dev", dev],
-        )?;
-        changed = true;
+        let _ = writeln!(batch, "addr del {a}/{l} dev {dev}");
     }
-    Ok(changed)
+    for (a, l) in desired.difference(&current) {
+        let _ = writeln!(batch, "addr replace {a}/{l} dev {dev}");
+    }
+    netns
+        .run("ip", &["-batch", "-"], Some(batch.as_bytes()))
+        .map_err(|source| LinkError::Ip {
+            netns: netns.clone(),
+            dev: dev.into(),
+            source,
+        })?;
+    Ok(current != *desired)
 }
 
 /// Sets (or removes, with `None`) the default route through `dev`.

@@ -311,9 +311,18 @@ impl Router {
     ) -> Result<ApplyOutcome, ApplyError> {
         let generation = config.generation();
         self.ledger.write_candidate(config.document())?;
-        if let Err(source) = self.sync_links(&config) {
-            self.ledger.discard_candidate();
-            return Err(ApplyError::Link { generation, source });
+        // Interfaces are set at start and whenever their part of the config changes; a rule
+        // change never spawns `ip`.
+        let links_changed = force_full
+            || match &self.applied {
+                Some(a) => links_of(&a.config) != links_of(&config),
+                None => true,
+            };
+        if links_changed {
+            if let Err(source) = self.sync_links(&config) {
+                self.ledger.discard_candidate();
+                return Err(ApplyError::Link { generation, source });
+            }
         }
         let started = Instant::now();
         let in_sync = match &self.applied {
@@ -446,6 +455,18 @@ impl Router {
         }
         Ok(counters)
     }
+}
+
+/// The parts of a config that interfaces and routes depend on.
+fn links_of(c: &ValidConfig) -> impl PartialEq + '_ {
+    (
+        &c.public_interface,
+        &c.public_addresses,
+        c.public_gateway,
+        &c.guest_interface,
+        c.guest_cidr,
+        c.guest_gateway,
+    )
 }
 
 /// An error and its sources on one line.
