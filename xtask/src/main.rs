@@ -1,2 +1,181 @@
-//! Project automation; see `cargo xtask --help`.
-fn main() {}
+//! Project automation: `cargo xtask test` (the one test command), `cargo xtask bless`.
+//!
+//! `test` installs what the tests need when it runs as root (Debian packages), checks
+//! formatting and lints, runs every test, and runs the tests that need root and network
+//! namespaces whenever it is root. It fails when any test is skipped.
+
+#![expect(
+    clippy::disallowed_methods,
+    reason = "running tools is what xtask is for"
+)]
+
+use anyhow::{bail, Context, Result};
+use std::process::Command;
+use std::time::Instant;
+
+#[cfg(test)]
+mod tidy;
+
+/// Debian packages the tests use, with a program each provides (checked before installing).
+const PACKAGES: &[(&str, &str)] = &[
+    ("nftables", "nft"),
+    ("haproxy", "haproxy"),
+    ("iproute2", "ip"),
+    ("curl", "curl"),
+    ("python3-venv", ""),
+    ("iputils-ping", "ping"),
+    ("util-linux", "nsenter"),
+    ("procps", "sysctl"),
+    ("socat", "socat"),
+];
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("test") => test(args.iter().any(|a| a == "--unprivileged")),
+        Some("bless") => bless(),
+        Some("install") => install(),
+        _ => {
+            eprintln!(
+                "usage: cargo xtask test [--unprivileged]   run every test (as root: also the namespace tests)\n       \
+                 cargo xtask bless                  rewrite rendering snapshots after review\n       \
+                 cargo xtask install                install the Debian packages the tests need (root)"
+            );
+            bail!("unknown or missing subcommand")
+        }
+    }
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout == b"0\n")
+        .unwrap_or(false)
+}
+
+fn run(cmd: &mut Command) -> Result<()> {
+    eprintln!("xtask: running {cmd:?}");
+    let status = cmd
+        .status()
+        .with_context(|| format!("cannot run {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed with {status}");
+    }
+    Ok(())
+}
+
+fn cargo() -> Command {
+    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+}
+
+fn path_with_sbin() -> String {
+    let path = std::env::var("PATH").unwrap_or_default();
+    let mut parts: Vec<&str> = path.split(':').filter(|p| !p.is_empty()).collect();
+    for extra in ["/usr/local/sbin", "/usr/sbin", "/sbin"] {
+        if !parts.contains(&extra) {
+            parts.push(extra);
+        }
+    }
+    parts.join(":")
+}
+
+fn has_program(name: &str) -> bool {
+    path_with_sbin()
+        .split(':')
+        .any(|d| std::path::Path::new(d).join(name).is_file())
+}
+
+fn install() -> Result<()> {
+    if !is_root() {
+        bail!("installing packages needs root");
+    }
+    let missing: Vec<&str> = PACKAGES
+        .iter()
+        .filter(|(pkg, prog)| {
+            if prog.is_empty() {
+                !Command::new("dpkg")
+                    .args(["-s", pkg])
+                    .output()
+                    .map(|o| o.status.success())
+                    .unwrap_or(false)
+            } else {
+                !has_program(prog)
+            }
+        })
+        .map(|(pkg, _)| *pkg)
+        .collect();
+    if missing.is_empty() {
+        eprintln!("xtask: test packages already installed");
+        return Ok(());
+    }
+    eprintln!("xtask: installing {}", missing.join(" "));
+    run(Command::new("apt-get").arg("update").arg("-qq"))?;
+    run(Command::new("apt-get")
+        .args(["install", "-y", "-qq", "--no-install-recommends"])
+        .args(&missing)
+        .env("DEBIAN_FRONTEND", "noninteractive"))
+}
+
+fn test(unprivileged: bool) -> Result<()> {
+    let started = Instant::now();
+    let root = is_root();
+    if !root && !unprivileged {
+        bail!(
+            "the namespace tests need root: run `cargo xtask test` as root \
+             (or `cargo xtask test --unprivileged` to run only the tests that need nothing, knowing the rest are skipped)"
+        );
+    }
+    if root {
+        install()?;
+    }
+    let path = path_with_sbin();
+    run(cargo().args(["fmt", "--all", "--", "--check"]))?;
+    run(cargo().args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    let nextest = cargo()
+        .args(["nextest", "--version"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    let ignored = if root { "all" } else { "default" };
+    if nextest {
+        // One run of every test; as root the namespace tests (marked ignored so a plain
+        // `cargo test` passes unprivileged) run too, and nothing is skipped.
+        run(cargo()
+            .args([
+                "nextest",
+                "run",
+                "--workspace",
+                "--no-fail-fast",
+                "--run-ignored",
+                ignored,
+            ])
+            .args(["--final-status-level", "slow", "--hide-progress-bar"])
+            .env("PATH", &path))?;
+    } else {
+        let mut c = cargo();
+        c.args(["test", "--workspace", "--no-fail-fast", "--"]);
+        if root {
+            c.arg("--include-ignored");
+        }
+        run(c.env("PATH", &path))?;
+    }
+    if !root {
+        eprintln!("xtask: NOTE the namespace tests were skipped (not root)");
+    }
+    eprintln!("xtask: test command finished in {:.0?}", started.elapsed());
+    Ok(())
+}
+
+fn bless() -> Result<()> {
+    run(cargo()
+        .args(["test", "-p", "render", "--lib", "snapshot"])
+        .env("GUESTNET_BLESS", "1"))
+}

@@ -1,7 +1,6 @@
 //! `guestnet lab …`: build, use, inspect and remove test hosts made of network namespaces.
 
 use std::ffi::OsString;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -134,7 +133,7 @@ fn exec(data_dir: &Path, target: &str, command: &[OsString]) -> anyhow::Result<E
         }
     };
     let lab = Lab::open(data_dir)?;
-    let mut cmd = match lab.command(&target, command) {
+    let cmd = match lab.command(&target, command) {
         Ok(cmd) => cmd,
         Err(e @ (LabError::UnknownRouter { .. } | LabError::UnknownVm { .. })) => {
             eprintln!("guestnet: error: {e}");
@@ -142,8 +141,45 @@ fn exec(data_dir: &Path, target: &str, command: &[OsString]) -> anyhow::Result<E
         }
         Err(e) => return Err(e.into()),
     };
-    let err = cmd.exec();
-    Err(err).with_context(|| format!("cannot run nsenter for {target}"))
+    run_forwarding_signals(cmd).with_context(|| format!("cannot run the command in {target}"))
+}
+
+/// Runs `cmd` in the foreground with this process's standard streams, passes on every signal
+/// another process sends us (a terminal's Ctrl-C already reaches the whole foreground process
+/// group, so kernel-generated signals are not sent twice), and returns the command's status:
+/// its exit code, or 128 + the signal that ended it.
+fn run_forwarding_signals(mut cmd: std::process::Command) -> std::io::Result<ExitCode> {
+    use signal_hook::consts::signal::{SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2};
+    use signal_hook::iterator::exfiltrator::origin::WithOrigin;
+    use signal_hook::iterator::SignalsInfo;
+    use std::os::unix::process::ExitStatusExt;
+
+    let mut signals =
+        SignalsInfo::<WithOrigin>::new([SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2])?;
+    let handle = signals.handle();
+    let mut child = cmd.spawn()?;
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap_or(i32::MAX));
+    let forwarder = std::thread::spawn(move || {
+        for origin in signals.forever() {
+            let from_kernel =
+                matches!(origin.cause, signal_hook::low_level::siginfo::Cause::Kernel);
+            if from_kernel {
+                continue;
+            }
+            if let Ok(sig) = nix::sys::signal::Signal::try_from(origin.signal) {
+                let _ = nix::sys::signal::kill(pid, sig);
+            }
+        }
+    });
+    let status = child.wait()?;
+    handle.close();
+    let _ = forwarder.join();
+    let code = match (status.code(), status.signal()) {
+        (Some(c), _) => c,
+        (None, Some(sig)) => 128 + sig,
+        (None, None) => 1,
+    };
+    Ok(ExitCode::from(u8::try_from(code).unwrap_or(255)))
 }
 
 fn down(data_dir: &Path) -> ExitCode {
