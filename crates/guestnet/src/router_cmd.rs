@@ -272,7 +272,7 @@ pub(crate) fn demo(data_dir: &Path, config: &Path) -> anyhow::Result<ExitCode> {
     eprintln!(
         "guestnet demo: router net1 enforces {} (lab in {}).\n\
          In another terminal, try:\n  \
-         {bin} lab exec --data-dir {dd} vm:web1 -- python3 -m http.server 8080 --bind 10.1.1.11 &\n  \
+         {bin} lab exec --data-dir {dd} vm:web2 -- python3 -c 'import socketserver as s, http.server as h; s.TCPServer((\"10.1.1.12\", 8080), h.SimpleHTTPRequestHandler).serve_forever()' &\n  \
          {bin} lab exec --data-dir {dd} outside -- curl -s http://203.0.113.11/\n  \
          {bin} router status --data-dir {dd} --router net1\n\
          Ctrl-C stops the router; `{bin} lab down --data-dir {dd}` removes the lab.",
