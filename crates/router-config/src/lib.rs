@@ -37,10 +37,12 @@ pub type Generation = u64;
 #[derive(Debug, thiserror::Error)]
 pub enum ParseError {
     /// The bytes are not a JSON document of the expected shape (unknown field, wrong type…).
-    #[error("malformed document at `{path}`")]
+    #[error("malformed document at `{path}`{}", rule.as_ref().map(|r| format!(" ({r})")).unwrap_or_default())]
     Malformed {
         /// Where in the document the problem is, e.g. `firewall_rules[2].protocl`.
         path: String,
+        /// The rule the path points into, by id, when it can be told (e.g. `firewall rule 7`).
+        rule: Option<String>,
         /// What serde said.
         #[source]
         source: serde_json::Error,
@@ -53,10 +55,29 @@ pub enum ParseError {
 /// [`ParseError::Malformed`] when the bytes are not JSON of type `T` (unknown fields included).
 pub fn parse<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ParseError> {
     let de = &mut serde_json::Deserializer::from_slice(bytes);
-    serde_path_to_error::deserialize(de).map_err(|e| ParseError::Malformed {
-        path: e.path().to_string(),
-        source: e.into_inner(),
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        ParseError::Malformed {
+            rule: rule_at(bytes, &path),
+            path,
+            source: e.into_inner(),
+        }
     })
+}
+
+/// Names the rule a JSON path such as `port_forwards[3].vm_ip` points into, by its id.
+fn rule_at(bytes: &[u8], path: &str) -> Option<String> {
+    let (list, rest) = path.split_once('[')?;
+    let index: usize = rest.split_once(']')?.0.parse().ok()?;
+    let kind = match list {
+        "firewall_rules" | "upsert_firewall_rules" => "firewall rule",
+        "egress_rules" | "upsert_egress_rules" => "egress rule",
+        "port_forwards" | "upsert_port_forwards" => "port forward",
+        _ => return None,
+    };
+    let doc: serde_json::Value = serde_json::from_slice(bytes).ok()?;
+    let id = doc.get(list)?.get(index)?.get("id")?.as_u64()?;
+    Some(format!("{kind} {id}"))
 }
 
 /// Parses and validates a complete config in one step.

@@ -32,7 +32,11 @@ fn unknown_field_is_refused_with_its_path() {
         "\"protocol\": \"icmp\", \"icnp\"",
     );
     let err = parse::<RouterConfig>(text.as_bytes()).unwrap_err();
-    let ParseError::Malformed { path, source } = err;
+    assert_eq!(
+        err.to_string(),
+        "malformed document at `firewall_rules[2].icnp` (firewall rule 3)"
+    );
+    let ParseError::Malformed { path, source, .. } = err;
     assert_eq!(path, "firewall_rules[2].icnp");
     assert!(
         source.to_string().contains("unknown field `icnp`"),
