@@ -183,3 +183,12 @@ fn delta_rebuilds_the_complete_config() {
     unknown.remove = vec![999];
     assert_eq!(unknown.apply_to(&base), Err(DeltaError::UnknownRule(999)));
 }
+
+/// Every schema version ever written keeps deserializing: a frozen document per version.
+#[test]
+fn every_frozen_schema_version_still_reads() {
+    let v1 = include_str!("../tests/data/v1-router-config.json");
+    let cfg = parse_and_validate(v1.as_bytes()).unwrap();
+    assert_eq!(cfg.document().schema, 1);
+    assert_eq!(cfg.ingress.len() + cfg.egress.len() + cfg.port_forwards.len(), 7);
+}
