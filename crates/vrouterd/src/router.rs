@@ -129,6 +129,10 @@ pub struct Router {
     ledger: Ledger,
     probe: GenerationProbe,
     applied: Option<Applied>,
+    /// The ruleset generation of a commit the kernel no longer holds, while no newer commit
+    /// succeeded: set by [`Router::open`] when the ledger's kernel mark is stale, and by
+    /// [`Router::repair`]; [`Router::drift`] reports it as drift.
+    stale_mark: Option<u32>,
 }
 
 impl std::fmt::Debug for Router {
@@ -143,7 +147,9 @@ impl std::fmt::Debug for Router {
 impl Router {
     /// Opens a router: locks its state directory and reads the ledger. When the kernel still
     /// holds the ledger's config (same namespace, nothing committed since), the model is rebuilt
-    /// from the ledger so the next apply can be a delta; otherwise the next apply is a full replace.
+    /// from the ledger so the next apply can be a delta; otherwise the next apply is a full
+    /// replace, and when the ledger records the commit of its config, [`Router::drift`] reports
+    /// drift until something is committed.
     ///
     /// # Errors
     /// [`ApplyError::Ledger`] or [`ApplyError::Probe`].
@@ -155,6 +161,7 @@ impl Router {
             ledger,
             probe,
             applied: None,
+            stale_mark: None,
         };
         if let (Some(doc), Some(mark)) = (router.ledger.config()?, router.ledger.kernel_mark()?) {
             let identity = router.netns.identity().ok();
@@ -171,6 +178,9 @@ impl Router {
                         nft_generation: now,
                     });
                 }
+            } else if mark.generation == doc.generation {
+                // The ledger's config was committed, and the kernel changed since: drift.
+                router.stale_mark = Some(mark.nft_generation);
             }
         }
         Ok(router)
@@ -283,6 +293,11 @@ impl Router {
                     _ => false,
                 };
             if same && self.applied.is_some() {
+                // Level-triggered: the same config again is a no-op only if the kernel still
+                // holds it; a drifted router is repaired.
+                if matches!(self.drift()?, Drift::Drifted { .. }) {
+                    self.repair()?;
+                }
                 return Ok(ApplyOutcome::Unchanged { generation });
             }
             if same {
@@ -345,14 +360,12 @@ impl Router {
         }
         let model = match (result, self.applied.take()) {
             (Ok(()), Some(a)) => a.model,
-            (_, _) => {
+            (_, previous) => {
                 mode = ApplyMode::Full;
                 let model = render::plan(&config);
                 if let Err(source) = nft::apply(&self.netns, &render_full(&model)) {
                     self.ledger.discard_candidate();
-                    self.ledger.clear_kernel_mark();
-                    // The kernel kept what it had; rebuild our model of it.
-                    self.reload_applied();
+                    self.after_refusal(previous, in_sync, links_changed);
                     return Err(ApplyError::Kernel { generation, source });
                 }
                 model
@@ -373,6 +386,7 @@ impl Router {
             model,
             nft_generation,
         });
+        self.stale_mark = None;
         Ok(ApplyOutcome::Applied {
             generation,
             mode,
@@ -380,21 +394,28 @@ impl Router {
         })
     }
 
-    /// After a refused commit: the kernel still holds the ledger's config if it did before.
-    fn reload_applied(&mut self) {
-        let Ok(Some(doc)) = self.ledger.config() else {
-            return;
-        };
-        let Ok(config) = validate(doc) else { return };
-        let Ok(now) = self.probe.generation() else {
-            return;
-        };
-        let model = render::plan(&config);
-        self.applied = Some(Applied {
-            config,
-            model,
-            nft_generation: now,
-        });
+    /// After the kernel refused a commit it changed nothing, so it holds what it held before:
+    /// the previous config if it was in sync, otherwise whatever drifted state it had (which
+    /// `drift` keeps reporting until a commit succeeds). Interfaces changed for the refused
+    /// config are put back.
+    fn after_refusal(&mut self, previous: Option<Applied>, was_in_sync: bool, links_changed: bool) {
+        match previous {
+            Some(a) if was_in_sync => {
+                if links_changed {
+                    if let Err(e) = self.sync_links(&a.config) {
+                        tracing::error!(netns = %self.netns, error = %chain(&e), "cannot restore the previous interfaces");
+                    }
+                }
+                // The model may have been moved towards the refused config; plan it again.
+                let model = render::plan(&a.config);
+                self.applied = Some(Applied { model, ..a });
+            }
+            Some(a) => {
+                self.stale_mark = Some(a.nft_generation);
+                self.ledger.clear_kernel_mark();
+            }
+            None => self.ledger.clear_kernel_mark(),
+        }
     }
 
     fn sync_links(&self, config: &ValidConfig) -> Result<(), LinkError> {
@@ -406,13 +427,21 @@ impl Router {
         link::enable_forwarding(&self.netns)
     }
 
-    /// Checks cheaply (one netlink request) whether anything else committed in the namespace.
+    /// Checks cheaply (one netlink request) whether anything else committed in the namespace,
+    /// since this process's last commit or, before it commits, since the commit the ledger
+    /// records.
     ///
     /// # Errors
     /// [`ApplyError::Probe`].
     pub fn drift(&mut self) -> Result<Drift, ApplyError> {
         let Some(a) = &self.applied else {
-            return Ok(Drift::NothingApplied);
+            return Ok(match self.stale_mark {
+                Some(expected) => Drift::Drifted {
+                    expected,
+                    found: self.probe.generation().map_err(ApplyError::Probe)?,
+                },
+                None => Drift::NothingApplied,
+            });
         };
         let found = self.probe.generation().map_err(ApplyError::Probe)?;
         Ok(if found == a.nft_generation {
@@ -430,7 +459,10 @@ impl Router {
     /// # Errors
     /// [`ApplyError`].
     pub fn repair(&mut self) -> Result<Option<Generation>, ApplyError> {
-        self.applied = None;
+        if let Some(a) = self.applied.take() {
+            // Until a commit succeeds, `drift` keeps reporting this, so a failed repair is retried.
+            self.stale_mark = Some(a.nft_generation);
+        }
         self.ledger.clear_kernel_mark();
         self.restore()
     }

@@ -1,5 +1,7 @@
 //! Root tests of the `guestnet` binary.
 
+mod router;
+
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
