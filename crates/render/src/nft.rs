@@ -108,8 +108,76 @@ pub fn render_full(rs: &Ruleset) -> String {
 pub struct Update {
     /// The nft script of the change: one transaction, empty when nothing changes.
     pub script: String,
+    /// The same change as typed element operations, when it consists only of additions and
+    /// deletions of elements in exact-key sets and maps (the common case: a rule added, removed
+    /// or changed). It can then be committed as one netlink batch instead of through `nft`.
+    /// Deletions come first.
+    pub elements: Option<Vec<ElementChange>>,
     /// How many partitions were re-planned.
     pub partitions_replanned: usize,
+}
+
+/// One field of an element's key or value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyField {
+    /// An IPv4 address.
+    Ipv4(std::net::Ipv4Addr),
+    /// An IP protocol number.
+    Proto(u8),
+    /// A port.
+    Port(u16),
+}
+
+/// Elements added to or deleted from one exact-key set or map.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ElementChange {
+    /// The set or map.
+    pub set: String,
+    /// Deleted (true) or added (false).
+    pub delete: bool,
+    /// Each element's key fields and, for maps, value fields.
+    pub elements: Vec<(Vec<KeyField>, Option<Vec<KeyField>>)>,
+}
+
+/// Reads back the fields of an exact element this crate rendered (`a . tcp . 22 [: b . 80]`).
+fn fields(text: &str) -> Option<Vec<KeyField>> {
+    text.split(" . ")
+        .map(|part| match part {
+            "tcp" => Some(KeyField::Proto(6)),
+            "udp" => Some(KeyField::Proto(17)),
+            p if p.contains('.') => p.parse().ok().map(KeyField::Ipv4),
+            p => p.parse().ok().map(KeyField::Port),
+        })
+        .collect()
+}
+
+fn is_exact_set(name: &str) -> bool {
+    name.starts_with("in_x_") || name.starts_with("pf_x_") || name == "public_ips"
+}
+
+fn typed(dels: &Elements, adds: &Elements) -> Option<Vec<ElementChange>> {
+    let mut out = Vec::new();
+    for (delete, group) in [(true, dels), (false, adds)] {
+        for (set, elems) in &group.0 {
+            if !is_exact_set(set) {
+                return None;
+            }
+            let mut elements = Vec::with_capacity(elems.len());
+            for text in elems {
+                let (key, value) = match text.split_once(" : ") {
+                    Some((k, v)) => (fields(k)?, Some(fields(v)?)),
+                    None => (fields(text)?, None),
+                };
+                elements.push((key, value));
+            }
+            out.push(ElementChange {
+                set: set.clone(),
+                delete,
+                elements,
+            });
+        }
+    }
+    Some(out)
 }
 
 impl Ruleset {
@@ -175,6 +243,11 @@ impl Ruleset {
             adds.push("public_ips", ip.to_string());
         }
 
+        let elements = if out.is_empty() && removed_buckets.is_empty() {
+            typed(&dels, &adds)
+        } else {
+            None
+        };
         dels.write(&mut out, "delete");
         adds.write(&mut out, "add");
         for name in &removed_buckets {
@@ -189,6 +262,7 @@ impl Ruleset {
         }
         Update {
             script: out,
+            elements,
             partitions_replanned: dirty.len(),
         }
     }

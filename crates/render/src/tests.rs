@@ -301,6 +301,10 @@ proptest! {
         let mut rs = plan(&a);
         let update = rs.update(&a, &b);
         prop_assert_eq!(&rs, &plan(&b));
+        if let Some(changes) = &update.elements {
+            // The typed form says exactly what the script says.
+            prop_assert_eq!(typed_as_script(changes), update.script.clone());
+        }
         if a.same_content(&b) {
             prop_assert!(update.script.is_empty());
         }
@@ -353,6 +357,70 @@ proptest! {
             prop_assert!(owners.contains(&f.id));
         }
     }
+}
+
+fn typed_as_script(changes: &[ElementChange]) -> String {
+    let text = |fields: &[KeyField]| -> String {
+        fields
+            .iter()
+            .map(|f| match f {
+                KeyField::Ipv4(ip) => ip.to_string(),
+                KeyField::Proto(6) => "tcp".to_string(),
+                KeyField::Proto(17) => "udp".to_string(),
+                KeyField::Proto(p) => p.to_string(),
+                KeyField::Port(p) => p.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join(" . ")
+    };
+    let mut out = String::new();
+    for c in changes {
+        let elems: Vec<String> = c
+            .elements
+            .iter()
+            .map(|(k, v)| match v {
+                Some(v) => format!("{} : {}", text(k), text(v)),
+                None => text(k),
+            })
+            .collect();
+        let verb = if c.delete { "delete" } else { "add" };
+        out.push_str(&format!(
+            "{verb} element ip guestnet {} {{ {} }}\n",
+            c.set,
+            elems.join(", ")
+        ));
+    }
+    out
+}
+
+#[test]
+fn a_single_port_change_is_an_element_only_update() {
+    let rules: Vec<_> = (0..50u32)
+        .map(|i| {
+            (
+                0usize,
+                false,
+                Some(WirePorts {
+                    start: 1000 + i,
+                    end: 1000 + i,
+                }),
+                vec!["0.0.0.0/0".to_string()],
+            )
+        })
+        .collect();
+    let a = validate(config_from(&rules)).unwrap();
+    let mut doc = a.document().clone();
+    doc.generation = 2;
+    doc.firewall_rules[3].ports = Some(WirePorts {
+        start: 7000,
+        end: 7000,
+    });
+    let b = validate(doc).unwrap();
+    let update = plan(&a).update(&a, &b);
+    let changes = update.elements.clone().expect("element-only update");
+    assert_eq!(changes.len(), 2);
+    assert!(changes[0].delete && !changes[1].delete);
+    assert_eq!(typed_as_script(&changes), update.script);
 }
 
 #[test]

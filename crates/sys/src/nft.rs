@@ -130,6 +130,14 @@ pub enum NftError {
         #[source]
         source: std::io::Error,
     },
+    /// The ruleset changed since the generation a batch was built against; nothing was applied.
+    #[error("the ruleset in {netns} is no longer at generation {expected}")]
+    Stale {
+        /// Where.
+        netns: Netns,
+        /// The generation the batch expected.
+        expected: u32,
+    },
     /// The kernel's answer was not the expected shape.
     #[error("unexpected netlink answer in {netns}: {detail}")]
     Protocol {
@@ -183,9 +191,45 @@ pub fn list_table_json(netns: &Netns, table: &str) -> Result<Vec<u8>, NftError> 
         })
 }
 
-/// A netlink socket inside a namespace that reads the nftables ruleset generation.
+/// One field of a set element's key or data, as the kernel stores it (each padded to 4 bytes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Field {
+    /// An IPv4 address.
+    Ipv4(std::net::Ipv4Addr),
+    /// An IP protocol number (`inet_proto`).
+    Proto(u8),
+    /// A port (`inet_service`).
+    Port(u16),
+}
+
+impl Field {
+    fn encode(self, out: &mut Vec<u8>) {
+        match self {
+            Field::Ipv4(ip) => out.extend_from_slice(&ip.octets()),
+            Field::Proto(p) => out.extend_from_slice(&[p, 0, 0, 0]),
+            Field::Port(p) => {
+                out.extend_from_slice(&p.to_be_bytes());
+                out.extend_from_slice(&[0, 0]);
+            }
+        }
+    }
+}
+
+/// Adding or deleting elements of one exact-key set or map (not an interval set).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ElementBatch {
+    /// The set or map.
+    pub set: String,
+    /// Delete (true) or add (false).
+    pub delete: bool,
+    /// Each element: its key fields and, for maps, its data fields.
+    pub elements: Vec<(Vec<Field>, Option<Vec<Field>>)>,
+}
+
+/// A netlink socket inside a namespace: reads the nftables ruleset generation and commits
+/// element changes as one batch, without a process and without reading anything back.
 #[derive(Debug)]
-pub struct GenerationProbe {
+pub struct NftSocket {
     netns: Netns,
     fd: OwnedFd,
     seq: u32,
@@ -197,8 +241,69 @@ const NFT_MSG_NEWGEN: u16 = 15;
 const NLMSG_ERROR: u16 = 2;
 const NLM_F_REQUEST: u16 = 1;
 const NFTA_GEN_ID: u16 = 1;
+const NFNL_MSG_BATCH_BEGIN: u16 = 0x10;
+const NFNL_MSG_BATCH_END: u16 = 0x11;
+const NFNL_BATCH_GENID: u16 = 1;
+const NFT_MSG_NEWSETELEM: u16 = 12;
+const NFT_MSG_DELSETELEM: u16 = 14;
+const NLM_F_ACK: u16 = 4;
+const NLM_F_CREATE: u16 = 0x400;
+const NLA_F_NESTED: u16 = 0x8000;
+const NFPROTO_IPV4: u8 = 2;
+const NFTA_SET_ELEM_LIST_TABLE: u16 = 1;
+const NFTA_SET_ELEM_LIST_SET: u16 = 2;
+const NFTA_SET_ELEM_LIST_ELEMENTS: u16 = 3;
+const NFTA_LIST_ELEM: u16 = 1;
+const NFTA_SET_ELEM_KEY: u16 = 1;
+const NFTA_SET_ELEM_DATA: u16 = 2;
+const NFTA_DATA_VALUE: u16 = 1;
+const ERESTART: i32 = 85;
 
-impl GenerationProbe {
+/// Appends a netlink attribute (header, payload, padding).
+fn put_attr(out: &mut Vec<u8>, kind: u16, payload: &[u8]) {
+    let len = 4 + payload.len();
+    out.extend_from_slice(&u16::try_from(len).unwrap_or(u16::MAX).to_ne_bytes());
+    out.extend_from_slice(&kind.to_ne_bytes());
+    out.extend_from_slice(payload);
+    out.resize(out.len() + ((4 - len % 4) % 4), 0);
+}
+
+/// Appends a nested attribute built by `body`.
+fn put_nested(out: &mut Vec<u8>, kind: u16, body: impl FnOnce(&mut Vec<u8>)) {
+    let mut inner = Vec::new();
+    body(&mut inner);
+    put_attr(out, kind | NLA_F_NESTED, &inner);
+}
+
+fn strz(s: &str) -> Vec<u8> {
+    let mut v = s.as_bytes().to_vec();
+    v.push(0);
+    v
+}
+
+/// Appends one netlink message: header, nfgenmsg, attributes.
+fn put_message(
+    out: &mut Vec<u8>,
+    kind: u16,
+    flags: u16,
+    seq: u32,
+    family: u8,
+    res_id: u16,
+    attrs: &[u8],
+) {
+    let len = 16 + 4 + attrs.len();
+    out.extend_from_slice(&u32::try_from(len).unwrap_or(u32::MAX).to_ne_bytes());
+    out.extend_from_slice(&kind.to_ne_bytes());
+    out.extend_from_slice(&(NLM_F_REQUEST | flags).to_ne_bytes());
+    out.extend_from_slice(&seq.to_ne_bytes());
+    out.extend_from_slice(&0u32.to_ne_bytes());
+    out.push(family);
+    out.push(0);
+    out.extend_from_slice(&res_id.to_be_bytes());
+    out.extend_from_slice(attrs);
+}
+
+impl NftSocket {
     /// Opens the probe's socket inside `netns` (a thread enters the namespace only to create it).
     ///
     /// # Errors
@@ -249,7 +354,7 @@ impl GenerationProbe {
                 })?
             }
         };
-        Ok(GenerationProbe {
+        Ok(NftSocket {
             netns: netns.clone(),
             fd,
             seq: 0,
@@ -322,6 +427,147 @@ impl GenerationProbe {
             }
             return Err(self.protocol("no generation attribute"));
         }
+    }
+
+    /// Commits element additions and deletions in `table` as one transaction, only if the
+    /// namespace's ruleset generation is still `expected_generation` (so a change nobody told us
+    /// about makes the batch fail instead of being built upon).
+    ///
+    /// # Errors
+    /// [`NftError::Stale`] when the generation moved; [`NftError::Netlink`] with the kernel's
+    /// errno when it refused the batch (nothing was changed either way).
+    pub fn commit_elements(
+        &mut self,
+        table: &str,
+        expected_generation: u32,
+        batches: &[ElementBatch],
+    ) -> Result<(), NftError> {
+        let mut msg = Vec::with_capacity(256);
+        let first_seq = self.seq.wrapping_add(1);
+        let mut seq = first_seq;
+        let mut genid = Vec::new();
+        put_attr(
+            &mut genid,
+            NFNL_BATCH_GENID,
+            &expected_generation.to_be_bytes(),
+        );
+        put_message(
+            &mut msg,
+            NFNL_MSG_BATCH_BEGIN,
+            0,
+            seq,
+            0,
+            NFNL_SUBSYS_NFTABLES,
+            &genid,
+        );
+        let mut acked: Vec<u32> = Vec::new();
+        for b in batches {
+            if b.elements.is_empty() {
+                continue;
+            }
+            seq = seq.wrapping_add(1);
+            let mut attrs = Vec::new();
+            put_attr(&mut attrs, NFTA_SET_ELEM_LIST_TABLE, &strz(table));
+            put_attr(&mut attrs, NFTA_SET_ELEM_LIST_SET, &strz(&b.set));
+            put_nested(&mut attrs, NFTA_SET_ELEM_LIST_ELEMENTS, |list| {
+                for (key, data) in &b.elements {
+                    put_nested(list, NFTA_LIST_ELEM, |elem| {
+                        let mut bytes = Vec::new();
+                        key.iter().for_each(|f| f.encode(&mut bytes));
+                        put_nested(elem, NFTA_SET_ELEM_KEY, |k| {
+                            put_attr(k, NFTA_DATA_VALUE, &bytes)
+                        });
+                        if let Some(data) = data {
+                            let mut bytes = Vec::new();
+                            data.iter().for_each(|f| f.encode(&mut bytes));
+                            put_nested(elem, NFTA_SET_ELEM_DATA, |d| {
+                                put_attr(d, NFTA_DATA_VALUE, &bytes)
+                            });
+                        }
+                    });
+                }
+            });
+            let (kind, flags) = if b.delete {
+                (NFT_MSG_DELSETELEM, NLM_F_ACK)
+            } else {
+                (NFT_MSG_NEWSETELEM, NLM_F_ACK | NLM_F_CREATE)
+            };
+            put_message(
+                &mut msg,
+                (NFNL_SUBSYS_NFTABLES << 8) | kind,
+                flags,
+                seq,
+                NFPROTO_IPV4,
+                0,
+                &attrs,
+            );
+            acked.push(seq);
+        }
+        seq = seq.wrapping_add(1);
+        put_message(
+            &mut msg,
+            NFNL_MSG_BATCH_END,
+            0,
+            seq,
+            0,
+            NFNL_SUBSYS_NFTABLES,
+            &[],
+        );
+        self.seq = seq;
+        if acked.is_empty() {
+            return Ok(());
+        }
+        let err = |what, source| NftError::Netlink {
+            netns: self.netns.clone(),
+            what,
+            source,
+        };
+        sendto(
+            self.fd.as_raw_fd(),
+            &msg,
+            &NetlinkAddr::new(0, 0),
+            MsgFlags::empty(),
+        )
+        .map_err(|e| err("send batch", e))?;
+        // Every message asked for an acknowledgement; the first error aborts the batch.
+        let mut pending = acked.len();
+        let mut buf = vec![0u8; 64 * 1024];
+        while pending > 0 {
+            let n = recv(self.fd.as_raw_fd(), &mut buf, MsgFlags::empty())
+                .map_err(|e| err("recv ack", e))?;
+            let mut at = 0;
+            while at + 16 <= n {
+                let len =
+                    u32::from_ne_bytes([buf[at], buf[at + 1], buf[at + 2], buf[at + 3]]) as usize;
+                let kind = u16::from_ne_bytes([buf[at + 4], buf[at + 5]]);
+                let mseq =
+                    u32::from_ne_bytes([buf[at + 8], buf[at + 9], buf[at + 10], buf[at + 11]]);
+                if len < 16 || at + len > n {
+                    return Err(self.protocol("truncated acknowledgement"));
+                }
+                let in_batch = mseq.wrapping_sub(first_seq) <= seq.wrapping_sub(first_seq);
+                if kind == NLMSG_ERROR && in_batch && len >= 20 {
+                    let code = i32::from_ne_bytes([
+                        buf[at + 16],
+                        buf[at + 17],
+                        buf[at + 18],
+                        buf[at + 19],
+                    ]);
+                    if code == -ERESTART && mseq == first_seq {
+                        return Err(NftError::Stale {
+                            netns: self.netns.clone(),
+                            expected: expected_generation,
+                        });
+                    }
+                    if code != 0 {
+                        return Err(err("batch refused", nix::errno::Errno::from_raw(-code)));
+                    }
+                    pending = pending.saturating_sub(1);
+                }
+                at += (len + 3) & !3;
+            }
+        }
+        Ok(())
     }
 
     fn protocol(&self, detail: &'static str) -> NftError {

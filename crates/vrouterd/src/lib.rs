@@ -18,7 +18,7 @@ mod router;
 pub mod serve;
 pub mod status;
 
-pub use router::{chain, ApplyError, ApplyMode, ApplyOutcome, Drift, Router};
+pub use router::{chain, ApplyError, ApplyMode, ApplyOutcome, CommitPath, Drift, Router};
 pub use status::{Count, Counters};
 
 /// The control socket's file name inside a router's state directory.

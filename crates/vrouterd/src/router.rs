@@ -10,7 +10,7 @@ use router_config::{
 };
 use serde::Serialize;
 use sys::link::{self, LinkError};
-use sys::nft::{self, GenerationProbe, Netns, NftError};
+use sys::nft::{self, ElementBatch, Field, Netns, NftError, NftSocket};
 
 use crate::ledger::{KernelMark, Ledger, LedgerError};
 
@@ -22,6 +22,18 @@ pub enum ApplyMode {
     Delta,
     /// The whole table replaced in one transaction.
     Full,
+}
+
+/// How a commit reached the kernel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CommitPath {
+    /// An `nft -f -` script.
+    Nft,
+    /// A netlink batch of element changes on the router's own socket.
+    Netlink,
+    /// Nothing to commit: the kernel already held it.
+    Nothing,
 }
 
 /// The answer to an apply.
@@ -36,6 +48,8 @@ pub enum ApplyOutcome {
         mode: ApplyMode,
         /// Microseconds from the validated config to the committed transaction.
         commit_micros: u64,
+        /// Which way the commit went.
+        via: CommitPath,
     },
     /// The same generation with the same content: nothing to do.
     Unchanged {
@@ -127,7 +141,7 @@ struct Applied {
 pub struct Router {
     netns: Netns,
     ledger: Ledger,
-    probe: GenerationProbe,
+    probe: NftSocket,
     applied: Option<Applied>,
     /// The ruleset generation of a commit the kernel no longer holds, while no newer commit
     /// succeeded: set by [`Router::open`] when the ledger's kernel mark is stale, and by
@@ -155,7 +169,7 @@ impl Router {
     /// [`ApplyError::Ledger`] or [`ApplyError::Probe`].
     pub fn open(netns: Netns, state_dir: &std::path::Path) -> Result<Router, ApplyError> {
         let ledger = Ledger::open(state_dir)?;
-        let probe = GenerationProbe::open(&netns).map_err(ApplyError::Probe)?;
+        let probe = NftSocket::open(&netns).map_err(ApplyError::Probe)?;
         let mut router = Router {
             netns,
             ledger,
@@ -345,14 +359,27 @@ impl Router {
             None => false,
         };
         let mut mode = ApplyMode::Full;
+        let mut via = CommitPath::Nft;
         let mut result = Err(None);
         if let (false, true, Some(a)) = (force_full, in_sync, self.applied.as_mut()) {
             let update = a.model.update(&a.config, &config);
             mode = ApplyMode::Delta;
-            result = if update.script.is_empty() {
-                Ok(())
-            } else {
-                nft::apply(&self.netns, &update.script).map_err(Some)
+            via = match (&update.elements, update.script.is_empty()) {
+                (_, true) => CommitPath::Nothing,
+                (Some(_), false) => CommitPath::Netlink,
+                (None, false) => CommitPath::Nft,
+            };
+            result = match &update.elements {
+                _ if update.script.is_empty() => Ok(()),
+                // Element changes only: one netlink batch on our own socket, guarded by the
+                // ruleset generation, with no process and no read-back.
+                Some(changes) => {
+                    let batches: Vec<ElementBatch> = changes.iter().map(element_batch).collect();
+                    self.probe
+                        .commit_elements(render::TABLE, a.nft_generation, &batches)
+                        .map_err(Some)
+                }
+                None => nft::apply(&self.netns, &update.script).map_err(Some),
             };
             if let Err(Some(e)) = &result {
                 tracing::warn!(netns = %self.netns, generation, error = %chain(e), "delta refused, trying a full replace");
@@ -362,6 +389,7 @@ impl Router {
             (Ok(()), Some(a)) => a.model,
             (_, previous) => {
                 mode = ApplyMode::Full;
+                via = CommitPath::Nft;
                 let model = render::plan(&config);
                 if let Err(source) = nft::apply(&self.netns, &render_full(&model)) {
                     self.ledger.discard_candidate();
@@ -391,6 +419,7 @@ impl Router {
             generation,
             mode,
             commit_micros,
+            via,
         })
     }
 
@@ -486,6 +515,28 @@ impl Router {
             }
         }
         Ok(counters)
+    }
+}
+
+fn element_batch(c: &render::ElementChange) -> ElementBatch {
+    let conv = |fields: &[render::KeyField]| -> Vec<Field> {
+        fields
+            .iter()
+            .map(|f| match *f {
+                render::KeyField::Ipv4(ip) => Field::Ipv4(ip),
+                render::KeyField::Proto(p) => Field::Proto(p),
+                render::KeyField::Port(p) => Field::Port(p),
+            })
+            .collect()
+    };
+    ElementBatch {
+        set: c.set.clone(),
+        delete: c.delete,
+        elements: c
+            .elements
+            .iter()
+            .map(|(k, v)| (conv(k), v.as_deref().map(conv)))
+            .collect(),
     }
 }
 

@@ -285,3 +285,53 @@ fn delta_leaves_the_kernel_holding_exactly_what_a_full_load_gives() {
     ));
     assert_eq!(normalized_listing(&net), full_a);
 }
+
+#[test]
+#[ignore = "needs root and network namespaces: run by cargo xtask test"]
+fn single_port_changes_committed_as_a_netlink_batch_equal_a_full_load() {
+    let mut net = Net::up();
+    let base = config_a();
+    net.apply(&base);
+    // Element-only changes: a single-port rule's source, a new single-port rule, a removed one,
+    // and a port forward's target port.
+    let changed = config_a()
+        .generation(2)
+        .without(4)
+        .firewall(4, PUBLIC_IP, "tcp", "8080", &["192.0.2.0/24"])
+        .firewall(30, PUBLIC_IP, "udp", "53", EVERYONE)
+        .without(1)
+        .without(21)
+        .forward(
+            21,
+            PUBLIC_IP,
+            "tcp",
+            "80",
+            "8081",
+            WEB2,
+            &["198.51.100.0/24", "203.0.113.0/24"],
+        );
+    let outcome = net.apply(&changed);
+    assert!(
+        matches!(
+            outcome,
+            ApplyOutcome::Applied {
+                generation: 2,
+                mode: ApplyMode::Delta,
+                via: vrouterd::CommitPath::Netlink,
+                ..
+            }
+        ),
+        "{outcome:?}"
+    );
+    assert_eq!(net.router.drift().expect("drift"), Drift::InSync);
+    let after_batch = normalized_listing(&net);
+    assert_eq!(net.router.repair().expect("repair"), Some(2));
+    assert_eq!(normalized_listing(&net), after_batch);
+    // And the change is enforced: port 80 now goes to web2:8081, where nothing listens here,
+    // while the old target would have answered.
+    net.http_server(&vm("web2"), WEB2, 8080, "web2");
+    assert_ne!(
+        net.http_get_short(&outside(), Some(NET_A1), PUBLIC_IP, 80),
+        answer("web2", NET_A1)
+    );
+}
