@@ -27,7 +27,7 @@ mod owners;
 mod tests;
 
 pub use model::{plan, Bucket, Chain, Element, Fragment, PartKey, PartKind, Ruleset, Skeleton};
-pub use nft::{render_full, ElementChange, KeyField, Update};
+pub use nft::{render_full, ElementChange, FastUpdate, KeyField, Update};
 
 /// The name of the table the router owns (family `ip`).
 pub const TABLE: &str = "guestnet";

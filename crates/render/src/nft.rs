@@ -108,17 +108,29 @@ pub fn render_full(rs: &Ruleset) -> String {
 pub struct Update {
     /// The nft script of the change: one transaction, empty when nothing changes.
     pub script: String,
-    /// The same change as typed element operations, when it consists only of additions and
-    /// deletions of elements in exact-key sets and maps (the common case: a rule added, removed
-    /// or changed). It can then be committed as one netlink batch instead of through `nft`.
-    /// Deletions come first.
-    pub elements: Option<Vec<ElementChange>>,
+    /// The same change in a form that avoids `nft` for everything but creating objects, when
+    /// the skeleton is unchanged (the common case: rules added, removed or changed).
+    pub fast: Option<FastUpdate>,
     /// How many partitions were re-planned.
     pub partitions_replanned: usize,
 }
 
+/// A change as (1) an add-only nft script that creates new bucket chains and sets, which
+/// nothing references yet, and (2) one batch of element additions and deletions (exact and
+/// interval sets, maps and verdict maps) followed by the removal of buckets nothing references
+/// any more. Only (2) changes what packets meet, and it is one transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FastUpdate {
+    /// nft script creating new buckets with their elements; empty when there are none.
+    pub create: String,
+    /// Element changes, deletions first.
+    pub elements: Vec<ElementChange>,
+    /// Buckets to remove after the element changes: `(chain, set)`.
+    pub remove: Vec<(String, String)>,
+}
+
 /// One field of an element's key or value.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KeyField {
     /// An IPv4 address.
     Ipv4(std::net::Ipv4Addr),
@@ -126,42 +138,51 @@ pub enum KeyField {
     Proto(u8),
     /// A port.
     Port(u16),
+    /// A port range (interval sets only).
+    PortRange(u16, u16),
+    /// A jump to a chain (verdict map values only).
+    Jump(String),
 }
 
-/// Elements added to or deleted from one exact-key set or map.
+/// Elements added to or deleted from one set or map.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ElementChange {
     /// The set or map.
     pub set: String,
+    /// Whether the set is an interval set.
+    pub interval: bool,
     /// Deleted (true) or added (false).
     pub delete: bool,
     /// Each element's key fields and, for maps, value fields.
     pub elements: Vec<(Vec<KeyField>, Option<Vec<KeyField>>)>,
 }
 
-/// Reads back the fields of an exact element this crate rendered (`a . tcp . 22 [: b . 80]`).
+/// Reads back the fields of an element this crate rendered (`a . tcp . 22`, `80-90`, `jump x`).
 fn fields(text: &str) -> Option<Vec<KeyField>> {
+    if let Some(chain) = text.strip_prefix("jump ") {
+        return Some(vec![KeyField::Jump(chain.to_string())]);
+    }
     text.split(" . ")
         .map(|part| match part {
             "tcp" => Some(KeyField::Proto(6)),
             "udp" => Some(KeyField::Proto(17)),
             p if p.contains('.') => p.parse().ok().map(KeyField::Ipv4),
-            p => p.parse().ok().map(KeyField::Port),
+            p => match p.split_once('-') {
+                Some((a, b)) => Some(KeyField::PortRange(a.parse().ok()?, b.parse().ok()?)),
+                None => p.parse().ok().map(KeyField::Port),
+            },
         })
         .collect()
 }
 
-fn is_exact_set(name: &str) -> bool {
-    name.starts_with("in_x_") || name.starts_with("pf_x_") || name == "public_ips"
+fn is_interval_set(name: &str) -> bool {
+    name.starts_with("ibs_") || name.starts_with("pbs_")
 }
 
 fn typed(dels: &Elements, adds: &Elements) -> Option<Vec<ElementChange>> {
     let mut out = Vec::new();
     for (delete, group) in [(true, dels), (false, adds)] {
         for (set, elems) in &group.0 {
-            if !is_exact_set(set) {
-                return None;
-            }
             let mut elements = Vec::with_capacity(elems.len());
             for text in elems {
                 let (key, value) = match text.split_once(" : ") {
@@ -172,6 +193,7 @@ fn typed(dels: &Elements, adds: &Elements) -> Option<Vec<ElementChange>> {
             }
             out.push(ElementChange {
                 set: set.clone(),
+                interval: is_interval_set(set),
                 delete,
                 elements,
             });
@@ -195,7 +217,8 @@ impl Ruleset {
     /// # Assumptions
     /// `self` is the model of `old` and the kernel holds it.
     pub fn update(&mut self, old: &ValidConfig, new: &ValidConfig) -> Update {
-        let mut out = String::new();
+        let mut create = String::new();
+        let mut create_adds = Elements::default();
         let mut dels = Elements::default();
         let mut adds = Elements::default();
         let mut removed_buckets: Vec<String> = Vec::new();
@@ -205,49 +228,56 @@ impl Ruleset {
         for key in &dirty {
             let old_frag = self.parts.remove(key).unwrap_or_default();
             let new_frag = fresh.remove(key).unwrap_or_default();
-            diff_fragment(
-                key.kind,
-                &old_frag,
-                &new_frag,
-                &mut out,
-                &mut dels,
-                &mut adds,
-                &mut removed_buckets,
-            );
+            let mut diff = FragmentDiff {
+                create: &mut create,
+                create_adds: &mut create_adds,
+                dels: &mut dels,
+                adds: &mut adds,
+                removed_buckets: &mut removed_buckets,
+            };
+            diff.run(key.kind, &old_frag, &new_frag);
             if new_frag != Fragment::default() {
                 self.parts.insert(*key, new_frag);
             }
         }
 
+        let mut skeleton_changes = String::new();
         let skeleton = crate::model::plan_skeleton(new);
-        let skeleton_unused = std::mem::replace(&mut self.skeleton, skeleton);
+        let previous = std::mem::replace(&mut self.skeleton, skeleton);
         for (name, chain) in &self.skeleton.chains {
-            if skeleton_unused.chains.get(name) != Some(chain) {
-                let _ = writeln!(out, "flush chain ip {TABLE} {name}");
+            if previous.chains.get(name) != Some(chain) {
+                let _ = writeln!(skeleton_changes, "flush chain ip {TABLE} {name}");
                 for r in &chain.rules {
-                    let _ = writeln!(out, "add rule ip {TABLE} {name} {r}");
+                    let _ = writeln!(skeleton_changes, "add rule ip {TABLE} {name} {r}");
                 }
             }
         }
-        for ip in skeleton_unused
-            .public_ips
-            .difference(&self.skeleton.public_ips)
-        {
+        for ip in previous.public_ips.difference(&self.skeleton.public_ips) {
             dels.push("public_ips", ip.to_string());
         }
-        for ip in self
-            .skeleton
-            .public_ips
-            .difference(&skeleton_unused.public_ips)
-        {
+        for ip in self.skeleton.public_ips.difference(&previous.public_ips) {
             adds.push("public_ips", ip.to_string());
         }
 
-        let elements = if out.is_empty() && removed_buckets.is_empty() {
-            typed(&dels, &adds)
+        let removals: Vec<(String, String)> = removed_buckets
+            .iter()
+            .map(|name| (name.clone(), bucket_set_name(name)))
+            .collect();
+        let mut created = create.clone();
+        create_adds.write(&mut created, "add");
+        let fast = if skeleton_changes.is_empty() {
+            typed(&dels, &adds).map(|elements| FastUpdate {
+                create: created.clone(),
+                elements,
+                remove: removals,
+            })
         } else {
             None
         };
+
+        // The same change as one nft transaction.
+        let mut out = created;
+        out.push_str(&skeleton_changes);
         dels.write(&mut out, "delete");
         adds.write(&mut out, "add");
         for name in &removed_buckets {
@@ -262,7 +292,7 @@ impl Ruleset {
         }
         Update {
             script: out,
-            elements,
+            fast,
             partitions_replanned: dirty.len(),
         }
     }
@@ -300,58 +330,61 @@ impl Ruleset {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn diff_fragment(
-    kind: crate::model::PartKind,
-    old: &Fragment,
-    new: &Fragment,
-    out: &mut String,
-    dels: &mut Elements,
-    adds: &mut Elements,
-    removed_buckets: &mut Vec<String>,
-) {
-    for ((len, k), e) in &old.exact {
-        match new.exact.get(&(*len, k.clone())) {
-            Some(n) if n == e => {}
-            _ => dels.push(&exact_set(kind, *len), k.clone()),
-        }
-    }
-    for ((len, k), e) in &new.exact {
-        match old.exact.get(&(*len, k.clone())) {
-            Some(o) if o == e => {}
-            _ => adds.push(&exact_set(kind, *len), element_text(k, e)),
-        }
-    }
-    for (name, b) in &old.buckets {
-        match new.buckets.get(name) {
-            None => {
-                dels.push(&range_vmap(kind, b.prefix), b.vmap_key.clone());
-                removed_buckets.push(name.clone());
-            }
-            Some(nb) => {
-                let set = bucket_set_name(name);
-                for (k, e) in &b.elements {
-                    match nb.elements.get(k) {
-                        Some(n) if n == e => {}
-                        _ => dels.push(&set, k.clone()),
-                    }
-                }
-                for (k, e) in &nb.elements {
-                    match b.elements.get(k) {
-                        Some(o) if o == e => {}
-                        _ => adds.push(&set, element_text(k, e)),
-                    }
-                }
+/// Where the differences between two fragments go.
+struct FragmentDiff<'a> {
+    create: &'a mut String,
+    create_adds: &'a mut Elements,
+    dels: &'a mut Elements,
+    adds: &'a mut Elements,
+    removed_buckets: &'a mut Vec<String>,
+}
+
+impl FragmentDiff<'_> {
+    fn run(&mut self, kind: crate::model::PartKind, old: &Fragment, new: &Fragment) {
+        for ((len, k), e) in &old.exact {
+            match new.exact.get(&(*len, k.clone())) {
+                Some(n) if n == e => {}
+                _ => self.dels.push(&exact_set(kind, *len), k.clone()),
             }
         }
-    }
-    for (name, b) in &new.buckets {
-        if !old.buckets.contains_key(name) {
-            write_bucket_create(out, adds, name, b);
-            adds.push(
-                &range_vmap(kind, b.prefix),
-                format!("{} : jump {name}", b.vmap_key),
-            );
+        for ((len, k), e) in &new.exact {
+            match old.exact.get(&(*len, k.clone())) {
+                Some(o) if o == e => {}
+                _ => self.adds.push(&exact_set(kind, *len), element_text(k, e)),
+            }
+        }
+        for (name, b) in &old.buckets {
+            match new.buckets.get(name) {
+                None => {
+                    self.dels
+                        .push(&range_vmap(kind, b.prefix), b.vmap_key.clone());
+                    self.removed_buckets.push(name.clone());
+                }
+                Some(nb) => {
+                    let set = bucket_set_name(name);
+                    for (k, e) in &b.elements {
+                        match nb.elements.get(k) {
+                            Some(n) if n == e => {}
+                            _ => self.dels.push(&set, k.clone()),
+                        }
+                    }
+                    for (k, e) in &nb.elements {
+                        match b.elements.get(k) {
+                            Some(o) if o == e => {}
+                            _ => self.adds.push(&set, element_text(k, e)),
+                        }
+                    }
+                }
+            }
+        }
+        for (name, b) in &new.buckets {
+            if !old.buckets.contains_key(name) {
+                write_bucket_create(self.create, self.create_adds, name, b);
+                self.adds.push(
+                    &range_vmap(kind, b.prefix),
+                    format!("{} : jump {name}", b.vmap_key),
+                );
+            }
         }
     }
 }

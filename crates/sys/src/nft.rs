@@ -191,8 +191,8 @@ pub fn list_table_json(netns: &Netns, table: &str) -> Result<Vec<u8>, NftError> 
         })
 }
 
-/// One field of a set element's key or data, as the kernel stores it (each padded to 4 bytes).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// One field of a set element's key or data, as the kernel stores it.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Field {
     /// An IPv4 address.
     Ipv4(std::net::Ipv4Addr),
@@ -200,30 +200,96 @@ pub enum Field {
     Proto(u8),
     /// A port (`inet_service`).
     Port(u16),
+    /// A port range, in a one-field interval set.
+    PortRange(u16, u16),
+    /// A jump to a chain, as a verdict map's data.
+    Jump(String),
 }
 
 impl Field {
-    fn encode(self, out: &mut Vec<u8>) {
+    /// The field's bytes; inside a concatenation each field takes a multiple of 4 bytes.
+    fn encode(&self, padded: bool, out: &mut Vec<u8>) {
+        let start = out.len();
         match self {
             Field::Ipv4(ip) => out.extend_from_slice(&ip.octets()),
-            Field::Proto(p) => out.extend_from_slice(&[p, 0, 0, 0]),
-            Field::Port(p) => {
-                out.extend_from_slice(&p.to_be_bytes());
-                out.extend_from_slice(&[0, 0]);
-            }
+            Field::Proto(p) => out.push(*p),
+            Field::Port(p) | Field::PortRange(p, _) => out.extend_from_slice(&p.to_be_bytes()),
+            Field::Jump(_) => {}
+        }
+        if padded {
+            let len = out.len() - start;
+            out.resize(start + len.div_ceil(4) * 4, 0);
         }
     }
 }
 
-/// Adding or deleting elements of one exact-key set or map (not an interval set).
+/// Adding or deleting elements of one set or map.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ElementBatch {
     /// The set or map.
     pub set: String,
+    /// Whether it is a one-field interval set (elements are ranges).
+    pub interval: bool,
     /// Delete (true) or add (false).
     pub delete: bool,
     /// Each element: its key fields and, for maps, its data fields.
     pub elements: Vec<(Vec<Field>, Option<Vec<Field>>)>,
+}
+
+fn encode_fields(fields: &[Field]) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    let padded = fields.len() > 1;
+    fields.iter().for_each(|f| f.encode(padded, &mut bytes));
+    bytes
+}
+
+/// Writes one element's data attribute: a value, or a verdict for a jump.
+fn put_data(elem: &mut Vec<u8>, data: &[Field]) {
+    put_nested(elem, NFTA_SET_ELEM_DATA, |d| match data {
+        [Field::Jump(chain)] => put_nested(d, NFTA_DATA_VERDICT, |v| {
+            put_attr(v, NFTA_VERDICT_CODE, &NFT_JUMP.to_be_bytes());
+            put_attr(v, NFTA_VERDICT_CHAIN, &strz(chain));
+        }),
+        fields => put_attr(d, NFTA_DATA_VALUE, &encode_fields(fields)),
+    });
+}
+
+/// Writes the elements of a batch; an interval `[a, b]` is a start element at `a` and an end
+/// element at `b + 1` (none when `b` is the last port), as the kernel's interval sets expect.
+fn put_elements(list: &mut Vec<u8>, batch: &ElementBatch) {
+    for (key, data) in &batch.elements {
+        let range = match key.as_slice() {
+            [Field::PortRange(a, b)] if batch.interval => Some((*a, *b)),
+            [Field::Port(a)] if batch.interval => Some((*a, *a)),
+            _ => None,
+        };
+        let start_key = match range {
+            Some((a, _)) => a.to_be_bytes().to_vec(),
+            None => encode_fields(key),
+        };
+        put_nested(list, NFTA_LIST_ELEM, |elem| {
+            put_nested(elem, NFTA_SET_ELEM_KEY, |k| {
+                put_attr(k, NFTA_DATA_VALUE, &start_key)
+            });
+            if let Some(data) = data {
+                put_data(elem, data);
+            }
+        });
+        if let Some((_, b)) = range {
+            if let Some(end) = b.checked_add(1) {
+                put_nested(list, NFTA_LIST_ELEM, |elem| {
+                    put_attr(
+                        elem,
+                        NFTA_SET_ELEM_FLAGS,
+                        &NFT_SET_ELEM_INTERVAL_END.to_be_bytes(),
+                    );
+                    put_nested(elem, NFTA_SET_ELEM_KEY, |k| {
+                        put_attr(k, NFTA_DATA_VALUE, &end.to_be_bytes())
+                    });
+                });
+            }
+        }
+    }
 }
 
 /// A netlink socket inside a namespace: reads the nftables ruleset generation and commits
@@ -257,6 +323,21 @@ const NFTA_LIST_ELEM: u16 = 1;
 const NFTA_SET_ELEM_KEY: u16 = 1;
 const NFTA_SET_ELEM_DATA: u16 = 2;
 const NFTA_DATA_VALUE: u16 = 1;
+const NFTA_DATA_VERDICT: u16 = 2;
+const NFTA_VERDICT_CODE: u16 = 1;
+const NFTA_VERDICT_CHAIN: u16 = 2;
+const NFT_JUMP: i32 = -3;
+const NFTA_SET_ELEM_FLAGS: u16 = 3;
+const NFT_SET_ELEM_INTERVAL_END: u32 = 1;
+const NFT_MSG_DELCHAIN: u16 = 5;
+const NFT_MSG_DELRULE: u16 = 8;
+const NFT_MSG_DELSET: u16 = 11;
+const NFTA_CHAIN_TABLE: u16 = 1;
+const NFTA_CHAIN_NAME: u16 = 3;
+const NFTA_RULE_TABLE: u16 = 1;
+const NFTA_RULE_CHAIN: u16 = 2;
+const NFTA_SET_TABLE: u16 = 1;
+const NFTA_SET_NAME: u16 = 2;
 const ERESTART: i32 = 85;
 
 /// Appends a netlink attribute (header, payload, padding).
@@ -436,11 +517,15 @@ impl NftSocket {
     /// # Errors
     /// [`NftError::Stale`] when the generation moved; [`NftError::Netlink`] with the kernel's
     /// errno when it refused the batch (nothing was changed either way).
-    pub fn commit_elements(
+    ///
+    /// After the elements, `remove` lists `(chain, set)` pairs to delete: each chain is flushed
+    /// and deleted, then its set; nothing may reference them any more.
+    pub fn commit_batch(
         &mut self,
         table: &str,
         expected_generation: u32,
         batches: &[ElementBatch],
+        remove: &[(String, String)],
     ) -> Result<(), NftError> {
         let mut msg = Vec::with_capacity(256);
         let first_seq = self.seq.wrapping_add(1);
@@ -470,22 +555,7 @@ impl NftSocket {
             put_attr(&mut attrs, NFTA_SET_ELEM_LIST_TABLE, &strz(table));
             put_attr(&mut attrs, NFTA_SET_ELEM_LIST_SET, &strz(&b.set));
             put_nested(&mut attrs, NFTA_SET_ELEM_LIST_ELEMENTS, |list| {
-                for (key, data) in &b.elements {
-                    put_nested(list, NFTA_LIST_ELEM, |elem| {
-                        let mut bytes = Vec::new();
-                        key.iter().for_each(|f| f.encode(&mut bytes));
-                        put_nested(elem, NFTA_SET_ELEM_KEY, |k| {
-                            put_attr(k, NFTA_DATA_VALUE, &bytes)
-                        });
-                        if let Some(data) = data {
-                            let mut bytes = Vec::new();
-                            data.iter().for_each(|f| f.encode(&mut bytes));
-                            put_nested(elem, NFTA_SET_ELEM_DATA, |d| {
-                                put_attr(d, NFTA_DATA_VALUE, &bytes)
-                            });
-                        }
-                    });
-                }
+                put_elements(list, b)
             });
             let (kind, flags) = if b.delete {
                 (NFT_MSG_DELSETELEM, NLM_F_ACK)
@@ -503,6 +573,35 @@ impl NftSocket {
             );
             acked.push(seq);
         }
+        for (chain, set) in remove {
+            let table_attr = strz(table);
+            let mut flush = Vec::new();
+            put_attr(&mut flush, NFTA_RULE_TABLE, &table_attr);
+            put_attr(&mut flush, NFTA_RULE_CHAIN, &strz(chain));
+            let mut del_chain = Vec::new();
+            put_attr(&mut del_chain, NFTA_CHAIN_TABLE, &table_attr);
+            put_attr(&mut del_chain, NFTA_CHAIN_NAME, &strz(chain));
+            let mut del_set = Vec::new();
+            put_attr(&mut del_set, NFTA_SET_TABLE, &table_attr);
+            put_attr(&mut del_set, NFTA_SET_NAME, &strz(set));
+            for (kind, attrs) in [
+                (NFT_MSG_DELRULE, flush),
+                (NFT_MSG_DELCHAIN, del_chain),
+                (NFT_MSG_DELSET, del_set),
+            ] {
+                seq = seq.wrapping_add(1);
+                put_message(
+                    &mut msg,
+                    (NFNL_SUBSYS_NFTABLES << 8) | kind,
+                    NLM_F_ACK,
+                    seq,
+                    NFPROTO_IPV4,
+                    0,
+                    &attrs,
+                );
+                acked.push(seq);
+            }
+        }
         seq = seq.wrapping_add(1);
         put_message(
             &mut msg,
@@ -514,7 +613,7 @@ impl NftSocket {
             &[],
         );
         self.seq = seq;
-        if acked.is_empty() {
+        if acked.is_empty() && remove.is_empty() {
             return Ok(());
         }
         let err = |what, source| NftError::Netlink {

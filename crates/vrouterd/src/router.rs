@@ -364,19 +364,30 @@ impl Router {
         if let (false, true, Some(a)) = (force_full, in_sync, self.applied.as_mut()) {
             let update = a.model.update(&a.config, &config);
             mode = ApplyMode::Delta;
-            via = match (&update.elements, update.script.is_empty()) {
+            via = match (&update.fast, update.script.is_empty()) {
                 (_, true) => CommitPath::Nothing,
                 (Some(_), false) => CommitPath::Netlink,
                 (None, false) => CommitPath::Nft,
             };
-            result = match &update.elements {
+            result = match &update.fast {
                 _ if update.script.is_empty() => Ok(()),
-                // Element changes only: one netlink batch on our own socket, guarded by the
-                // ruleset generation, with no process and no read-back.
-                Some(changes) => {
-                    let batches: Vec<ElementBatch> = changes.iter().map(element_batch).collect();
-                    self.probe
-                        .commit_elements(render::TABLE, a.nft_generation, &batches)
+                // New buckets are created first by an add-only nft script (nothing references
+                // them yet); then every element change and bucket removal goes as one netlink
+                // batch on our own socket, pinned to the ruleset generation: no read-back, and
+                // only that batch changes what packets meet.
+                Some(fast) => {
+                    let mut expected = Ok(a.nft_generation);
+                    if !fast.create.is_empty() {
+                        expected = nft::apply(&self.netns, &fast.create)
+                            .and_then(|()| self.probe.generation());
+                    }
+                    let batches: Vec<ElementBatch> =
+                        fast.elements.iter().map(element_batch).collect();
+                    expected
+                        .and_then(|g| {
+                            self.probe
+                                .commit_batch(render::TABLE, g, &batches, &fast.remove)
+                        })
                         .map_err(Some)
                 }
                 None => nft::apply(&self.netns, &update.script).map_err(Some),
@@ -522,15 +533,18 @@ fn element_batch(c: &render::ElementChange) -> ElementBatch {
     let conv = |fields: &[render::KeyField]| -> Vec<Field> {
         fields
             .iter()
-            .map(|f| match *f {
-                render::KeyField::Ipv4(ip) => Field::Ipv4(ip),
-                render::KeyField::Proto(p) => Field::Proto(p),
-                render::KeyField::Port(p) => Field::Port(p),
+            .map(|f| match f {
+                render::KeyField::Ipv4(ip) => Field::Ipv4(*ip),
+                render::KeyField::Proto(p) => Field::Proto(*p),
+                render::KeyField::Port(p) => Field::Port(*p),
+                render::KeyField::PortRange(a, b) => Field::PortRange(*a, *b),
+                render::KeyField::Jump(chain) => Field::Jump(chain.clone()),
             })
             .collect()
     };
     ElementBatch {
         set: c.set.clone(),
+        interval: c.interval,
         delete: c.delete,
         elements: c
             .elements

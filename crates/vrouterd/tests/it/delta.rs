@@ -335,3 +335,53 @@ fn single_port_changes_committed_as_a_netlink_batch_equal_a_full_load() {
         answer("web2", NET_A1)
     );
 }
+
+#[test]
+#[ignore = "needs root and network namespaces: run by cargo xtask test"]
+fn range_changes_new_and_removed_buckets_go_as_one_netlink_batch_and_equal_a_full_load() {
+    let mut net = Net::up();
+    net.apply(&config_a());
+    let full_a = normalized_listing(&net);
+    // Rule 3's range shrinks (interval elements change owner and bounds), rule 13's bucket
+    // (192.0.2.0/24) disappears, rule 31 makes a new bucket for 198.51.100.0/25 that overlaps
+    // rule 14's (198.51.100.0/24) and a range ending at the last port.
+    let changed = config_a()
+        .generation(2)
+        .without(3)
+        .firewall(3, PUBLIC_IP, "tcp", "8000-8050", EVERYONE)
+        .without(13)
+        .firewall(31, PUBLIC_IP, "tcp", "7005-65535", &["198.51.100.0/25"]);
+    let outcome = net.apply(&changed);
+    assert!(
+        matches!(
+            outcome,
+            ApplyOutcome::Applied {
+                generation: 2,
+                mode: ApplyMode::Delta,
+                via: vrouterd::CommitPath::Netlink,
+                ..
+            }
+        ),
+        "{outcome:?}"
+    );
+    assert_eq!(net.router.drift().expect("drift"), Drift::InSync);
+    let after_batch = normalized_listing(&net);
+    assert_ne!(after_batch, full_a);
+    assert_eq!(net.router.repair().expect("repair"), Some(2));
+    let full_b = normalized_listing(&net);
+    assert_eq!(after_batch, full_b);
+
+    // And back again, removing the new bucket through the batch.
+    let outcome = net.apply(&config_a().generation(3));
+    assert!(
+        matches!(
+            outcome,
+            ApplyOutcome::Applied {
+                via: vrouterd::CommitPath::Netlink,
+                ..
+            }
+        ),
+        "{outcome:?}"
+    );
+    assert_eq!(normalized_listing(&net), full_a);
+}
