@@ -1,8 +1,10 @@
-//! The edge of the system: the only crate that runs external commands (`nft`, `ip`, `nsenter`),
-//! enters network namespaces or speaks netlink.
+//! The edge of the system: the only crate that runs external commands (`nft`, `ip`, `nsenter`,
+//! `haproxy`), enters network namespaces or speaks netlink.
 //!
 //! Entry points:
 //! - [`cmd`]: run a program and capture its output, or replace this process with it;
+//! - [`haproxy`]: start, adopt, reload and stop a router's haproxy in its namespace, and drive
+//!   its runtime API;
 //! - [`netns`]: create, list and delete network namespaces, veth pairs and bridges, and end
 //!   the processes inside a namespace;
 //! - [`nft`]: submit an nftables script as one transaction inside a namespace, and read the
@@ -11,6 +13,7 @@
 //! It never decides anything: callers render what to do, this crate does it and reports.
 
 pub mod cmd;
+pub mod haproxy;
 pub mod link;
 pub mod netns;
 pub mod nft;
