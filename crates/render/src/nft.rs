@@ -339,52 +339,87 @@ struct FragmentDiff<'a> {
     removed_buckets: &'a mut Vec<String>,
 }
 
+/// What a merge walk over two sorted maps found for one key.
+enum Side<'a, V> {
+    Old(&'a V),
+    New(&'a V),
+    Both(&'a V, &'a V),
+}
+
+/// Walks two sorted maps together: linear, no lookups, no key clones.
+fn merge<'a, K: Ord, V>(
+    old: &'a std::collections::BTreeMap<K, V>,
+    new: &'a std::collections::BTreeMap<K, V>,
+    mut f: impl FnMut(&'a K, Side<'a, V>),
+) {
+    let (mut a, mut b) = (old.iter().peekable(), new.iter().peekable());
+    loop {
+        match (a.peek(), b.peek()) {
+            (Some((ka, va)), Some((kb, vb))) => match ka.cmp(kb) {
+                std::cmp::Ordering::Less => {
+                    f(ka, Side::Old(va));
+                    a.next();
+                }
+                std::cmp::Ordering::Greater => {
+                    f(kb, Side::New(vb));
+                    b.next();
+                }
+                std::cmp::Ordering::Equal => {
+                    f(ka, Side::Both(va, vb));
+                    a.next();
+                    b.next();
+                }
+            },
+            (Some((ka, va)), None) => {
+                f(ka, Side::Old(va));
+                a.next();
+            }
+            (None, Some((kb, vb))) => {
+                f(kb, Side::New(vb));
+                b.next();
+            }
+            (None, None) => break,
+        }
+    }
+}
+
 impl FragmentDiff<'_> {
     fn run(&mut self, kind: crate::model::PartKind, old: &Fragment, new: &Fragment) {
-        for ((len, k), e) in &old.exact {
-            match new.exact.get(&(*len, k.clone())) {
-                Some(n) if n == e => {}
-                _ => self.dels.push(&exact_set(kind, *len), k.clone()),
+        merge(&old.exact, &new.exact, |(len, k), side| match side {
+            Side::Both(o, n) if o == n => {}
+            Side::Both(_, n) => {
+                self.dels.push(&exact_set(kind, *len), k.clone());
+                self.adds.push(&exact_set(kind, *len), element_text(k, n));
             }
-        }
-        for ((len, k), e) in &new.exact {
-            match old.exact.get(&(*len, k.clone())) {
-                Some(o) if o == e => {}
-                _ => self.adds.push(&exact_set(kind, *len), element_text(k, e)),
-            }
-        }
-        for (name, b) in &old.buckets {
-            match new.buckets.get(name) {
-                None => {
-                    self.dels
-                        .push(&range_vmap(kind, b.prefix), b.vmap_key.clone());
-                    self.removed_buckets.push(name.clone());
-                }
-                Some(nb) => {
-                    let set = bucket_set_name(name);
-                    for (k, e) in &b.elements {
-                        match nb.elements.get(k) {
-                            Some(n) if n == e => {}
-                            _ => self.dels.push(&set, k.clone()),
-                        }
+            Side::Old(_) => self.dels.push(&exact_set(kind, *len), k.clone()),
+            Side::New(n) => self.adds.push(&exact_set(kind, *len), element_text(k, n)),
+        });
+        merge(&old.buckets, &new.buckets, |name, side| match side {
+            Side::Both(o, n) if o == n => {}
+            Side::Both(o, n) => {
+                let set = bucket_set_name(name);
+                merge(&o.elements, &n.elements, |k, side| match side {
+                    Side::Both(x, y) if x == y => {}
+                    Side::Both(_, y) => {
+                        self.dels.push(&set, k.clone());
+                        self.adds.push(&set, element_text(k, y));
                     }
-                    for (k, e) in &nb.elements {
-                        match b.elements.get(k) {
-                            Some(o) if o == e => {}
-                            _ => self.adds.push(&set, element_text(k, e)),
-                        }
-                    }
-                }
+                    Side::Old(_) => self.dels.push(&set, k.clone()),
+                    Side::New(y) => self.adds.push(&set, element_text(k, y)),
+                });
             }
-        }
-        for (name, b) in &new.buckets {
-            if !old.buckets.contains_key(name) {
-                write_bucket_create(self.create, self.create_adds, name, b);
+            Side::Old(o) => {
+                self.dels
+                    .push(&range_vmap(kind, o.prefix), o.vmap_key.clone());
+                self.removed_buckets.push(name.clone());
+            }
+            Side::New(n) => {
+                write_bucket_create(self.create, self.create_adds, name, n);
                 self.adds.push(
-                    &range_vmap(kind, b.prefix),
-                    format!("{} : jump {name}", b.vmap_key),
+                    &range_vmap(kind, n.prefix),
+                    format!("{} : jump {name}", n.vmap_key),
                 );
             }
-        }
+        });
     }
 }
