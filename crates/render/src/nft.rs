@@ -115,13 +115,15 @@ pub struct Update {
     pub partitions_replanned: usize,
 }
 
-/// A change as (1) an add-only nft script that creates new bucket chains and sets, which
+/// A change as (1) an add-only nft script that creates new, empty bucket chains and sets, which
 /// nothing references yet, and (2) one batch of element additions and deletions (exact and
 /// interval sets, maps and verdict maps) followed by the removal of buckets nothing references
 /// any more. Only (2) changes what packets meet, and it is one transaction.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FastUpdate {
-    /// nft script creating new buckets with their elements; empty when there are none.
+    /// nft script creating new, empty buckets; empty when there are none. Their elements are in
+    /// `elements` (nft reads every element of the table back when a script touches an interval
+    /// set's elements).
     pub create: String,
     /// Element changes, deletions first.
     pub elements: Vec<ElementChange>,
@@ -218,7 +220,6 @@ impl Ruleset {
     /// `self` is the model of `old` and the kernel holds it.
     pub fn update(&mut self, old: &ValidConfig, new: &ValidConfig) -> Update {
         let mut create = String::new();
-        let mut create_adds = Elements::default();
         let mut dels = Elements::default();
         let mut adds = Elements::default();
         let mut removed_buckets: Vec<String> = Vec::new();
@@ -230,7 +231,6 @@ impl Ruleset {
             let new_frag = fresh.remove(key).unwrap_or_default();
             let mut diff = FragmentDiff {
                 create: &mut create,
-                create_adds: &mut create_adds,
                 dels: &mut dels,
                 adds: &mut adds,
                 removed_buckets: &mut removed_buckets,
@@ -263,8 +263,7 @@ impl Ruleset {
             .iter()
             .map(|name| (name.clone(), bucket_set_name(name)))
             .collect();
-        let mut created = create.clone();
-        create_adds.write(&mut created, "add");
+        let created = create.clone();
         let fast = if skeleton_changes.is_empty() {
             typed(&dels, &adds).map(|elements| FastUpdate {
                 create: created.clone(),
@@ -333,7 +332,6 @@ impl Ruleset {
 /// Where the differences between two fragments go.
 struct FragmentDiff<'a> {
     create: &'a mut String,
-    create_adds: &'a mut Elements,
     dels: &'a mut Elements,
     adds: &'a mut Elements,
     removed_buckets: &'a mut Vec<String>,
@@ -414,7 +412,7 @@ impl FragmentDiff<'_> {
                 self.removed_buckets.push(name.clone());
             }
             Side::New(n) => {
-                write_bucket_create(self.create, self.create_adds, name, n);
+                write_bucket_create(self.create, self.adds, name, n);
                 self.adds.push(
                     &range_vmap(kind, n.prefix),
                     format!("{} : jump {name}", n.vmap_key),
