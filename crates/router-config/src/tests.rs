@@ -190,5 +190,8 @@ fn every_frozen_schema_version_still_reads() {
     let v1 = include_str!("../tests/data/v1-router-config.json");
     let cfg = parse_and_validate(v1.as_bytes()).unwrap();
     assert_eq!(cfg.document().schema, 1);
-    assert_eq!(cfg.ingress.len() + cfg.egress.len() + cfg.port_forwards.len(), 7);
+    assert_eq!(
+        cfg.ingress.len() + cfg.egress.len() + cfg.port_forwards.len(),
+        7
+    );
 }

@@ -399,7 +399,11 @@ impl Router {
         let model = match (result, self.applied.take()) {
             (Ok(()), Some(a)) => {
                 // Freeing the previous config (100k rules: ~12 ms) is nobody's wait.
-                let Applied { config: previous, model, .. } = a;
+                let Applied {
+                    config: previous,
+                    model,
+                    ..
+                } = a;
                 std::thread::spawn(move || drop(previous));
                 model
             }
