@@ -16,9 +16,13 @@
 //! - ICMP ingress rules and egress rules are chain rules in id order (first match counts);
 //! - every counted element and rule has its own counter.
 //!
+//! [`haproxy`] renders the router's `haproxy.cfg` from the same config and decides whether a
+//! change can go through haproxy's runtime API or needs a reload.
+//!
 //! The crate is pure: no I/O, no processes, no clock. The same config always renders to the
 //! same bytes, whatever the order of its rules.
 
+pub mod haproxy;
 mod model;
 mod nft;
 mod owners;

@@ -84,6 +84,7 @@ fn base_config() -> RouterConfig {
         firewall_rules: vec![],
         egress_rules: vec![],
         port_forwards: vec![],
+        load_balancers: vec![],
     }
 }
 
@@ -485,4 +486,91 @@ fn one_changed_rule_touches_one_element_pair() {
         update.script,
         "delete element ip guestnet in_x_0 { 203.0.113.10 . tcp . 1007 }\nadd element ip guestnet in_x_0 { 203.0.113.10 . tcp . 5000 }\n"
     );
+}
+
+/// Renders `tests/data/<case>/input.json` to haproxy.cfg and compares it with
+/// `expected.haproxy.cfg` there (`GUESTNET_BLESS=1` rewrites it).
+fn check_haproxy(case: &str) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(case);
+    let input = std::fs::read(dir.join("input.json")).unwrap();
+    let cfg = validate(parse::<RouterConfig>(&input).unwrap()).unwrap();
+    let got = haproxy::render_haproxy(&cfg, "    master-worker\n").expect("load balancers");
+    let path = dir.join("expected.haproxy.cfg");
+    if std::env::var_os("GUESTNET_BLESS").is_some() {
+        std::fs::write(&path, &got).unwrap();
+        return;
+    }
+    let expected = std::fs::read_to_string(&path)
+        .unwrap_or_else(|_| panic!("{} is missing: run `cargo xtask bless`", path.display()));
+    assert!(
+        got == expected,
+        "haproxy.cfg of {case} changed; review and run `cargo xtask bless`\n{got}"
+    );
+}
+
+#[test]
+fn snapshot_haproxy_all_kinds() {
+    check_haproxy("lb-all-kinds");
+}
+
+fn lb_doc() -> RouterConfig {
+    let input = std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/lb-all-kinds/input.json"),
+    )
+    .unwrap();
+    parse::<RouterConfig>(&input).unwrap()
+}
+
+#[test]
+fn member_changes_go_through_the_runtime_api_and_structure_reloads() {
+    use haproxy::{plan_lb_change, LbChange};
+    let a = validate(lb_doc()).unwrap();
+    // Add a member to the roundrobin rule and remove one from the source rule.
+    let mut doc = lb_doc();
+    doc.generation = 6;
+    doc.load_balancers[0]
+        .members
+        .push(router_config::WireMember {
+            vm_ip: "10.1.1.13".parse().unwrap(),
+            port: 8080,
+        });
+    doc.load_balancers[1].members.clear();
+    let b = validate(doc.clone()).unwrap();
+    let LbChange::Members(changes) = plan_lb_change(&a, &b) else {
+        panic!("expected member changes")
+    };
+    assert_eq!(changes.len(), 2);
+    let added = changes.iter().find(|c| c.add.is_some()).unwrap();
+    assert_eq!(added.backend, "lb_30");
+    assert_eq!(added.server, "m_10_1_1_13_8080");
+    assert_eq!(
+        added.add.as_ref().unwrap().1,
+        " check inter 1s fall 2 rise 2"
+    );
+    assert!(added.checked);
+    let removed = changes.iter().find(|c| c.add.is_none()).unwrap();
+    assert_eq!(
+        (removed.backend.as_str(), removed.server.as_str()),
+        ("lb_31", "m_10_1_1_11_9090")
+    );
+
+    // A member of a cookie rule cannot be added at run time; a new algorithm is structural.
+    let mut cookie = lb_doc();
+    cookie.load_balancers[2].members.pop();
+    assert_eq!(
+        plan_lb_change(&a, &validate(cookie).unwrap()),
+        LbChange::Reload
+    );
+    let mut algo = lb_doc();
+    algo.load_balancers[0].algorithm = "leastconn".into();
+    assert_eq!(
+        plan_lb_change(&a, &validate(algo).unwrap()),
+        LbChange::Reload
+    );
+    assert_eq!(plan_lb_change(&a, &a), LbChange::None);
+    let mut none = lb_doc();
+    none.load_balancers.clear();
+    assert_eq!(plan_lb_change(&a, &validate(none).unwrap()), LbChange::Stop);
 }

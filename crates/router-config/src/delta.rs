@@ -37,6 +37,9 @@ pub struct RouterDelta {
     /// Port forwards added or replaced.
     #[serde(default)]
     pub upsert_port_forwards: Vec<WirePortForward>,
+    /// Load balancers added or replaced.
+    #[serde(default)]
+    pub upsert_load_balancers: Vec<WireLoadBalancer>,
     /// Ids of rules (of any kind) to remove.
     #[serde(default)]
     pub remove: Vec<u64>,
@@ -91,7 +94,8 @@ impl RouterDelta {
         for id in &removed {
             let known = out.firewall_rules.iter().any(|r| r.id == *id)
                 || out.egress_rules.iter().any(|r| r.id == *id)
-                || out.port_forwards.iter().any(|r| r.id == *id);
+                || out.port_forwards.iter().any(|r| r.id == *id)
+                || out.load_balancers.iter().any(|r| r.id == *id);
             if !known {
                 return Err(DeltaError::UnknownRule(*id));
             }
@@ -111,6 +115,12 @@ impl RouterDelta {
         upsert(
             &mut out.port_forwards,
             &self.upsert_port_forwards,
+            &removed,
+            |r| r.id,
+        );
+        upsert(
+            &mut out.load_balancers,
+            &self.upsert_load_balancers,
             &removed,
             |r| r.id,
         );

@@ -21,13 +21,15 @@ mod tests;
 
 pub use delta::{DeltaError, RouterDelta};
 pub use valid::{
-    EgressMatch, EgressRule, IcmpMatch, IngressMatch, IngressRule, L4Proto, PortForward, PortRange,
-    RuleId, RuleKind, ValidConfig,
+    Algorithm, CookieMode, EgressMatch, EgressRule, HealthCheck, IcmpMatch, IngressMatch,
+    IngressRule, L4Proto, LbMode, LoadBalancer, Member, PortForward, PortRange, RuleId, RuleKind,
+    Stickiness, ValidConfig,
 };
 pub use validate::{validate, ConfigProblem, ConfigProblems};
 pub use wire::{
     EgressPolicy, GuestSide, PublicAddress, PublicSide, RouterConfig, WireEgressRule,
-    WireFirewallRule, WireIcmp, WirePortForward, WirePorts, SCHEMA_VERSION,
+    WireFirewallRule, WireHealthCheck, WireIcmp, WireLoadBalancer, WireMember, WirePortForward,
+    WirePorts, WireStickiness, SCHEMA_VERSION,
 };
 
 /// A generation number: the version of a router's desired state. It only ever grows.

@@ -165,6 +165,7 @@ fn delta_rebuilds_the_complete_config() {
         }],
         upsert_egress_rules: vec![],
         upsert_port_forwards: vec![],
+        upsert_load_balancers: vec![],
         remove: vec![2, 20],
     };
     let next = delta.apply_to(&base).unwrap();
@@ -194,4 +195,77 @@ fn every_frozen_schema_version_still_reads() {
         cfg.ingress.len() + cfg.egress.len() + cfg.port_forwards.len(),
         7
     );
+}
+
+fn with_lb(lb: serde_json::Value) -> RouterConfig {
+    let mut doc: serde_json::Value = serde_json::from_str(EXAMPLE).unwrap();
+    doc["load_balancers"] = serde_json::json!([lb]);
+    serde_json::from_value(doc).unwrap()
+}
+
+fn lb(extra: serde_json::Value) -> serde_json::Value {
+    let mut base = serde_json::json!({
+        "id": 40, "public_ip": "203.0.113.11", "public_port": 8080, "algorithm": "roundrobin",
+        "members": [ { "vm_ip": "10.1.1.12", "port": 80 }, { "vm_ip": "10.1.1.11", "port": 80 } ],
+        "source_cidrs": ["0.0.0.0/0"]
+    });
+    for (k, v) in extra.as_object().unwrap() {
+        base[k] = v.clone();
+    }
+    base
+}
+
+#[test]
+fn load_balancer_is_validated_with_defaults_and_sorted_members() {
+    let v = validate(with_lb(lb(serde_json::json!({
+        "health_check": { "ping_path": "/health" },
+        "stickiness": { "method": "LbCookie", "params": { "cookie-name": "srv", "nocache": "true" } }
+    }))))
+    .unwrap();
+    let lb = &v.load_balancers[0];
+    assert_eq!(lb.members[0].vm_ip.to_string(), "10.1.1.11");
+    // Cookie stickiness lives in HTTP.
+    assert_eq!(lb.mode, LbMode::Http);
+    let h = lb.health_check.as_ref().unwrap();
+    assert_eq!(
+        (h.interval_s, h.timeout_s, h.healthy, h.unhealthy),
+        (5, 2, 2, 1)
+    );
+    assert!(
+        matches!(&lb.stickiness, Some(Stickiness::LbCookie { name, nocache: true, .. }) if name == "srv")
+    );
+}
+
+#[test]
+fn bad_load_balancers_name_rule_and_field() {
+    let p = problems(with_lb(lb(serde_json::json!({
+        "algorithm": "random",
+        "public_port": 70000,
+        "members": [ { "vm_ip": "10.9.9.9", "port": 80 } ],
+        "stickiness": { "method": "AppCookie", "params": { "mode": "path-parameters" } }
+    }))));
+    for expected in [
+        "load balancer 40: field `algorithm`: `random` is not one of roundrobin, leastconn, source",
+        "load balancer 40: field `public_port`: 70000 is not a port (1-65535)",
+        "load balancer 40: field `members[0].vm_ip`: 10.9.9.9 is not a VM address in the guest network 10.1.1.0/24",
+    ] {
+        assert!(p.contains(&expected.to_string()), "{expected} not in {p:?}");
+    }
+    assert!(
+        p.iter().any(|s| s.starts_with(
+            "load balancer 40: field `stickiness.params.mode`: haproxy 2.6 cannot honour it"
+        )),
+        "{p:?}"
+    );
+    let p = problems(with_lb(lb(
+        serde_json::json!({ "stickiness": { "method": "Magic" } }),
+    )));
+    assert_eq!(p, vec!["load balancer 40: field `stickiness.method`: `Magic` is not one of LbCookie, AppCookie, SourceBased".to_string()]);
+}
+
+#[test]
+fn load_balancer_conflicts_with_a_port_forward_of_any_protocol() {
+    // Port forward 21 forwards 203.0.113.11 tcp 80.
+    let p = problems(with_lb(lb(serde_json::json!({ "public_port": 80 }))));
+    assert_eq!(p, vec!["load balancer 40: field `public_port`: 203.0.113.11 port 80 is already forwarded by port forward 21".to_string()]);
 }

@@ -25,6 +25,8 @@ pub enum RuleKind {
     Egress,
     /// Port-forwarding rule.
     PortForward,
+    /// Load-balancer rule.
+    LoadBalancer,
 }
 
 impl fmt::Display for RuleKind {
@@ -33,6 +35,7 @@ impl fmt::Display for RuleKind {
             RuleKind::Firewall => "firewall rule",
             RuleKind::Egress => "egress rule",
             RuleKind::PortForward => "port forward",
+            RuleKind::LoadBalancer => "load balancer",
         })
     }
 }
@@ -210,6 +213,8 @@ pub struct ValidConfig {
     pub egress: Vec<EgressRule>,
     /// Port forwards, sorted by id.
     pub port_forwards: Vec<PortForward>,
+    /// Load balancers, sorted by id.
+    pub load_balancers: Vec<LoadBalancer>,
 }
 
 impl ValidConfig {
@@ -241,4 +246,131 @@ impl ValidConfig {
     pub fn public_ips(&self) -> impl Iterator<Item = Ipv4Addr> + '_ {
         self.public_addresses.iter().map(|(ip, _)| *ip)
     }
+}
+
+/// How a load balancer picks a member.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Algorithm {
+    /// In turn.
+    RoundRobin,
+    /// The member with the fewest connections.
+    LeastConn,
+    /// By a hash of the client's address (consistent hashing, so members can change at run time).
+    Source,
+}
+
+impl Algorithm {
+    /// CloudStack's (and haproxy's) name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Algorithm::RoundRobin => "roundrobin",
+            Algorithm::LeastConn => "leastconn",
+            Algorithm::Source => "source",
+        }
+    }
+}
+
+/// The protocol haproxy speaks on a load balancer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum LbMode {
+    /// Plain TCP.
+    Tcp,
+    /// HTTP (needed to insert or read cookies).
+    Http,
+}
+
+/// How a cookie is set by `LbCookie` stickiness (haproxy's `cookie … insert|rewrite|prefix`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum CookieMode {
+    /// haproxy adds its own cookie.
+    Insert,
+    /// haproxy rewrites the server's cookie.
+    Rewrite,
+    /// haproxy prefixes the server's cookie.
+    Prefix,
+}
+
+/// A stickiness policy, in the terms haproxy 2.6 can honour.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stickiness {
+    /// A cookie that names the member (`LbCookie`).
+    LbCookie {
+        /// Cookie name.
+        name: String,
+        /// insert, rewrite or prefix.
+        mode: CookieMode,
+        /// `nocache`.
+        nocache: bool,
+        /// `indirect`.
+        indirect: bool,
+        /// `postonly`.
+        postonly: bool,
+        /// `domain` values.
+        domains: Vec<String>,
+    },
+    /// The application's own cookie, learned into a stick table (`AppCookie`).
+    AppCookie {
+        /// The application's cookie name.
+        name: String,
+        /// How many characters of its value are kept (`length`).
+        length: u32,
+        /// How long an entry lives (`holdtime`), haproxy time syntax.
+        holdtime: String,
+        /// Also learn the cookie from requests (`request-learn`).
+        request_learn: bool,
+    },
+    /// The client's address, in a stick table (`SourceBased`).
+    SourceBased {
+        /// Table size (`tablesize`), e.g. `200k`.
+        table_size: String,
+        /// Entry lifetime (`expire`), e.g. `30m`.
+        expire: String,
+    },
+}
+
+/// A validated health check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthCheck {
+    /// HTTP path, or a TCP connect check.
+    pub ping_path: Option<String>,
+    /// Seconds between checks.
+    pub interval_s: u32,
+    /// Seconds a check may take.
+    pub timeout_s: u32,
+    /// Successes to come back.
+    pub healthy: u32,
+    /// Failures to be taken out.
+    pub unhealthy: u32,
+}
+
+/// One member of a load balancer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Member {
+    /// The VM's guest IP.
+    pub vm_ip: Ipv4Addr,
+    /// Its port.
+    pub port: u16,
+}
+
+/// A validated load-balancer rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadBalancer {
+    /// The rule's id.
+    pub id: RuleId,
+    /// Public IP.
+    pub public_ip: Ipv4Addr,
+    /// Public port.
+    pub public_port: u16,
+    /// tcp or http (http whenever cookie stickiness needs it).
+    pub mode: LbMode,
+    /// Algorithm.
+    pub algorithm: Algorithm,
+    /// Members, sorted, without duplicates.
+    pub members: Vec<Member>,
+    /// Accepted sources, sorted.
+    pub sources: Vec<Ipv4Net>,
+    /// Stickiness, if any.
+    pub stickiness: Option<Stickiness>,
+    /// Health check, if any.
+    pub health_check: Option<HealthCheck>,
 }

@@ -187,10 +187,19 @@ pub fn validate(raw: RouterConfig) -> Result<ValidConfig, ConfigProblems> {
             forwards.push(v);
         }
     }
+    let mut lbs = Vec::new();
+    for r in &raw.load_balancers {
+        claim(&mut p, RuleKind::LoadBalancer, r.id);
+        if let Some(v) = validate_lb(&mut p, r, &seen_ips, guest_cidr, raw.guest.gateway) {
+            lbs.push(v);
+        }
+    }
     ingress.sort_by_key(|r| r.id);
     egress.sort_by_key(|r| r.id);
     forwards.sort_by_key(|r| r.id);
+    lbs.sort_by_key(|r| r.id);
     check_forward_conflicts(&mut p, &forwards);
+    check_lb_conflicts(&mut p, &lbs, &forwards);
 
     let (Some(guest_cidr), [source_nat_ip], true) = (guest_cidr, snat.as_slice(), p.0.is_empty())
     else {
@@ -201,6 +210,10 @@ pub fn validate(raw: RouterConfig) -> Result<ValidConfig, ConfigProblems> {
     document.firewall_rules.sort_by_key(|r| r.id);
     document.egress_rules.sort_by_key(|r| r.id);
     document.port_forwards.sort_by_key(|r| r.id);
+    document.load_balancers.sort_by_key(|r| r.id);
+    for lb in &mut document.load_balancers {
+        lb.members.sort();
+    }
     document.public.addresses.sort_by_key(|a| a.ip);
     Ok(ValidConfig {
         public_interface: document.public.interface.clone(),
@@ -214,6 +227,7 @@ pub fn validate(raw: RouterConfig) -> Result<ValidConfig, ConfigProblems> {
         ingress,
         egress,
         port_forwards: forwards,
+        load_balancers: lbs,
         document,
     })
 }
@@ -623,6 +637,428 @@ fn check_forward_conflicts(p: &mut Problems, forwards: &[PortForward]) {
                 }
             }
             open.push(f);
+        }
+    }
+}
+
+fn is_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
+}
+
+/// `digits` followed by one of `units` (haproxy's size and time syntax as CloudStack checks it).
+fn is_number_with_unit(s: &str, units: &str) -> bool {
+    let Some(last) = s.chars().last() else {
+        return false;
+    };
+    let digits = &s[..s.len() - last.len_utf8()];
+    units.contains(last) && !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())
+}
+
+fn flag(p: &mut Problems, id: u64, params: &BTreeMap<String, String>, name: &str) -> bool {
+    match params.get(name).map(String::as_str) {
+        None | Some("false") => false,
+        Some("true") | Some("") => true,
+        Some(other) => {
+            p.rule(
+                RuleKind::LoadBalancer,
+                id,
+                format!("stickiness.params.{name}"),
+                format!("`{other}` is not true or false"),
+            );
+            false
+        }
+    }
+}
+
+fn validate_stickiness(p: &mut Problems, id: u64, s: &WireStickiness) -> Option<Stickiness> {
+    let k = RuleKind::LoadBalancer;
+    let allowed: &[&str] = match s.method.as_str() {
+        "LbCookie" => &[
+            "cookie-name",
+            "mode",
+            "nocache",
+            "indirect",
+            "postonly",
+            "domain",
+        ],
+        "AppCookie" => &[
+            "cookie-name",
+            "length",
+            "holdtime",
+            "request-learn",
+            "prefix",
+            "mode",
+        ],
+        "SourceBased" => &["tablesize", "expire"],
+        other => {
+            p.rule(
+                k,
+                id,
+                "stickiness.method",
+                format!("`{other}` is not one of LbCookie, AppCookie, SourceBased"),
+            );
+            return None;
+        }
+    };
+    let before = p.0.len();
+    for name in s.params.keys() {
+        if !allowed.contains(&name.as_str()) {
+            p.rule(
+                k,
+                id,
+                format!("stickiness.params.{name}"),
+                format!("{} takes no parameter `{name}`", s.method),
+            );
+        }
+    }
+    let get = |name: &str| s.params.get(name).cloned();
+    let default_name = format!("gn_{id}");
+    let out = match s.method.as_str() {
+        "LbCookie" => {
+            let name = get("cookie-name").unwrap_or(default_name);
+            if !is_token(&name) {
+                p.rule(
+                    k,
+                    id,
+                    "stickiness.params.cookie-name",
+                    format!("`{name}` is not a cookie name"),
+                );
+            }
+            let mode = match get("mode").as_deref() {
+                None | Some("insert") => CookieMode::Insert,
+                Some("rewrite") => CookieMode::Rewrite,
+                Some("prefix") => CookieMode::Prefix,
+                Some(other) => {
+                    p.rule(
+                        k,
+                        id,
+                        "stickiness.params.mode",
+                        format!("`{other}` is not insert, rewrite or prefix"),
+                    );
+                    CookieMode::Insert
+                }
+            };
+            let domains: Vec<String> = get("domain")
+                .map(|d| {
+                    d.split(',')
+                        .map(|x| x.trim().to_string())
+                        .filter(|x| !x.is_empty())
+                        .collect()
+                })
+                .unwrap_or_default();
+            for d in &domains {
+                if !is_token(d) {
+                    p.rule(
+                        k,
+                        id,
+                        "stickiness.params.domain",
+                        format!("`{d}` is not a domain"),
+                    );
+                }
+            }
+            Stickiness::LbCookie {
+                name,
+                mode,
+                nocache: flag(p, id, &s.params, "nocache"),
+                indirect: flag(p, id, &s.params, "indirect"),
+                postonly: flag(p, id, &s.params, "postonly"),
+                domains,
+            }
+        }
+        "AppCookie" => {
+            for unsupported in ["prefix", "mode"] {
+                if s.params.contains_key(unsupported) {
+                    p.rule(
+                        k,
+                        id,
+                        format!("stickiness.params.{unsupported}"),
+                        "haproxy 2.6 cannot honour it (appsession was removed; AppCookie is a stick table on the cookie)",
+                    );
+                }
+            }
+            let name = get("cookie-name").unwrap_or(default_name);
+            if !is_token(&name) {
+                p.rule(
+                    k,
+                    id,
+                    "stickiness.params.cookie-name",
+                    format!("`{name}` is not a cookie name"),
+                );
+            }
+            let length = match get("length") {
+                None => 52,
+                Some(l) => match l.parse::<u32>() {
+                    Ok(n) if (1..=4096).contains(&n) => n,
+                    _ => {
+                        p.rule(
+                            k,
+                            id,
+                            "stickiness.params.length",
+                            format!("`{l}` is not a length (1-4096)"),
+                        );
+                        52
+                    }
+                },
+            };
+            let holdtime = get("holdtime").unwrap_or_else(|| "3h".into());
+            let holdtime = if holdtime.bytes().all(|b| b.is_ascii_digit()) && !holdtime.is_empty() {
+                format!("{holdtime}ms")
+            } else {
+                holdtime
+            };
+            if !is_number_with_unit(&holdtime, "dhms") && !holdtime.ends_with("ms") {
+                p.rule(
+                    k,
+                    id,
+                    "stickiness.params.holdtime",
+                    format!("`{holdtime}` is not a time (digits, then d, h, m or s)"),
+                );
+            }
+            Stickiness::AppCookie {
+                name,
+                length,
+                holdtime,
+                request_learn: flag(p, id, &s.params, "request-learn"),
+            }
+        }
+        _ => {
+            let table_size = get("tablesize").unwrap_or_else(|| "200k".into());
+            if !is_number_with_unit(&table_size, "kmg")
+                && !table_size.bytes().all(|b| b.is_ascii_digit())
+            {
+                p.rule(
+                    k,
+                    id,
+                    "stickiness.params.tablesize",
+                    format!("`{table_size}` is not a size (digits, then k, m or g)"),
+                );
+            }
+            let expire = get("expire").unwrap_or_else(|| "30m".into());
+            if !is_number_with_unit(&expire, "dhms") {
+                p.rule(
+                    k,
+                    id,
+                    "stickiness.params.expire",
+                    format!("`{expire}` is not a time (digits, then d, h, m or s)"),
+                );
+            }
+            Stickiness::SourceBased { table_size, expire }
+        }
+    };
+    (p.0.len() == before).then_some(out)
+}
+
+fn validate_lb(
+    p: &mut Problems,
+    r: &WireLoadBalancer,
+    ips: &BTreeSet<Ipv4Addr>,
+    guest: Option<Ipv4Net>,
+    guest_gateway: Ipv4Addr,
+) -> Option<LoadBalancer> {
+    let k = RuleKind::LoadBalancer;
+    let before = p.0.len();
+    if !ips.contains(&r.public_ip) {
+        p.rule(
+            k,
+            r.id,
+            "public_ip",
+            format!("{} is not one of the router's public IPs", r.public_ip),
+        );
+    }
+    let public_port = match u16::try_from(r.public_port) {
+        Ok(port) if port >= 1 => port,
+        _ => {
+            p.rule(
+                k,
+                r.id,
+                "public_port",
+                format!("{} is not a port (1-65535)", r.public_port),
+            );
+            1
+        }
+    };
+    let algorithm = match r.algorithm.as_str() {
+        "roundrobin" => Algorithm::RoundRobin,
+        "leastconn" => Algorithm::LeastConn,
+        "source" => Algorithm::Source,
+        other => {
+            p.rule(
+                k,
+                r.id,
+                "algorithm",
+                format!("`{other}` is not one of roundrobin, leastconn, source"),
+            );
+            Algorithm::RoundRobin
+        }
+    };
+    let mut mode = match r.protocol.as_str() {
+        "tcp" => LbMode::Tcp,
+        "http" => LbMode::Http,
+        other => {
+            p.rule(
+                k,
+                r.id,
+                "protocol",
+                format!("`{other}` is not one of tcp, http"),
+            );
+            LbMode::Tcp
+        }
+    };
+    let mut members = Vec::new();
+    for (i, m) in r.members.iter().enumerate() {
+        let port = match u16::try_from(m.port) {
+            Ok(port) if port >= 1 => port,
+            _ => {
+                p.rule(
+                    k,
+                    r.id,
+                    format!("members[{i}].port"),
+                    format!("{} is not a port (1-65535)", m.port),
+                );
+                continue;
+            }
+        };
+        if let Some(g) = guest {
+            if !is_host_in(g, m.vm_ip) || m.vm_ip == guest_gateway {
+                p.rule(
+                    k,
+                    r.id,
+                    format!("members[{i}].vm_ip"),
+                    format!("{} is not a VM address in the guest network {g}", m.vm_ip),
+                );
+                continue;
+            }
+        }
+        let member = Member {
+            vm_ip: m.vm_ip,
+            port,
+        };
+        if members.contains(&member) {
+            p.rule(
+                k,
+                r.id,
+                format!("members[{i}]"),
+                format!("{}:{} is listed twice", m.vm_ip, port),
+            );
+        }
+        members.push(member);
+    }
+    members.sort();
+    if r.source_cidrs.is_empty() {
+        p.rule(
+            k,
+            r.id,
+            "source_cidrs",
+            "at least one source CIDR is required (0.0.0.0/0 for everyone)",
+        );
+    }
+    let sources = parse_cidrs(p, k, r.id, "source_cidrs", &r.source_cidrs);
+    let stickiness = r
+        .stickiness
+        .as_ref()
+        .and_then(|s| validate_stickiness(p, r.id, s));
+    if matches!(
+        stickiness,
+        Some(Stickiness::LbCookie { .. } | Stickiness::AppCookie { .. })
+    ) {
+        // Cookies live in HTTP: CloudStack's router switches such rules to HTTP mode too.
+        mode = LbMode::Http;
+    }
+    let health_check = r.health_check.as_ref().map(|h| {
+        for (field, v, range) in [
+            ("health_check.interval_s", h.interval_s, 1..=600),
+            (
+                "health_check.response_timeout_s",
+                h.response_timeout_s,
+                1..=60,
+            ),
+            (
+                "health_check.healthy_threshold",
+                h.healthy_threshold,
+                1..=10,
+            ),
+            (
+                "health_check.unhealthy_threshold",
+                h.unhealthy_threshold,
+                1..=10,
+            ),
+        ] {
+            if !range.contains(&v) {
+                p.rule(
+                    k,
+                    r.id,
+                    field,
+                    format!("{v} is out of range ({}-{})", range.start(), range.end()),
+                );
+            }
+        }
+        if let Some(path) = &h.ping_path {
+            let ok = path.starts_with('/')
+                && path.len() <= 1024
+                && path.bytes().all(|b| b.is_ascii_graphic());
+            if !ok {
+                p.rule(
+                    k,
+                    r.id,
+                    "health_check.ping_path",
+                    format!("`{path}` is not a URL path (starts with /, no spaces)"),
+                );
+            }
+        }
+        HealthCheck {
+            ping_path: h.ping_path.clone(),
+            interval_s: h.interval_s,
+            timeout_s: h.response_timeout_s,
+            healthy: h.healthy_threshold,
+            unhealthy: h.unhealthy_threshold,
+        }
+    });
+    let sources = sources?;
+    (p.0.len() == before).then_some(LoadBalancer {
+        id: RuleId(r.id),
+        public_ip: r.public_ip,
+        public_port,
+        mode,
+        algorithm,
+        members,
+        sources,
+        stickiness,
+        health_check,
+    })
+}
+
+/// Load balancers conflict with each other on the same public IP and port, and with a port
+/// forward of that IP whose public ports include it, whatever the forward's protocol (as
+/// CloudStack): the router would not know whether to forward or to balance.
+fn check_lb_conflicts(p: &mut Problems, lbs: &[LoadBalancer], forwards: &[PortForward]) {
+    let mut seen: BTreeMap<(Ipv4Addr, u16), RuleId> = BTreeMap::new();
+    for lb in lbs {
+        if let Some(first) = seen.insert((lb.public_ip, lb.public_port), lb.id) {
+            p.rule(
+                RuleKind::LoadBalancer,
+                lb.id.0,
+                "public_port",
+                format!(
+                    "{} port {} is already balanced by load balancer {first}",
+                    lb.public_ip, lb.public_port
+                ),
+            );
+        }
+        for f in forwards {
+            if f.public_ip == lb.public_ip && f.public_ports.contains(lb.public_port) {
+                p.rule(
+                    RuleKind::LoadBalancer,
+                    lb.id.0,
+                    "public_port",
+                    format!(
+                        "{} port {} is already forwarded by port forward {}",
+                        lb.public_ip, lb.public_port, f.id
+                    ),
+                );
+            }
         }
     }
 }

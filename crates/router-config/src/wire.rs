@@ -33,6 +33,9 @@ pub struct RouterConfig {
     /// Port-forwarding (DNAT) rules.
     #[serde(default)]
     pub port_forwards: Vec<WirePortForward>,
+    /// Load-balancer rules (haproxy on the router).
+    #[serde(default)]
+    pub load_balancers: Vec<WireLoadBalancer>,
 }
 
 /// The router's public interface and its addresses.
@@ -169,4 +172,91 @@ pub struct WirePortForward {
     pub vm_ip: Ipv4Addr,
     /// Sources the forward applies to; at least one CIDR.
     pub source_cidrs: Vec<String>,
+}
+
+/// A load-balancer rule: connections to a public IP and port spread over members.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WireLoadBalancer {
+    /// The rule's id, unique across all rule kinds of the router.
+    pub id: u64,
+    /// The public IP the balancer listens on.
+    pub public_ip: Ipv4Addr,
+    /// The public port.
+    pub public_port: u32,
+    /// `tcp`, or `http` (needed by cookie stickiness, which implies it).
+    #[serde(default = "default_lb_protocol")]
+    pub protocol: String,
+    /// `roundrobin`, `leastconn` or `source`.
+    pub algorithm: String,
+    /// Where connections go; may be empty (then the rule listens and refuses).
+    #[serde(default)]
+    pub members: Vec<WireMember>,
+    /// Sources the balancer accepts; at least one CIDR.
+    pub source_cidrs: Vec<String>,
+    /// At most one stickiness policy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stickiness: Option<WireStickiness>,
+    /// An optional health check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_check: Option<WireHealthCheck>,
+}
+
+fn default_lb_protocol() -> String {
+    "tcp".to_string()
+}
+
+/// One member of a load-balancer rule.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WireMember {
+    /// The VM's guest IP.
+    pub vm_ip: Ipv4Addr,
+    /// The port on the VM.
+    pub port: u32,
+}
+
+/// A stickiness policy, with CloudStack's method names and parameters.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WireStickiness {
+    /// `LbCookie`, `AppCookie` or `SourceBased`.
+    pub method: String,
+    /// The method's parameters, as CloudStack names them (`cookie-name`, `expire`, …).
+    #[serde(default)]
+    pub params: std::collections::BTreeMap<String, String>,
+}
+
+/// A health check; absent fields take CloudStack's defaults.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WireHealthCheck {
+    /// HTTP path to request; absent means a TCP connect check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ping_path: Option<String>,
+    /// Seconds between checks (default 5).
+    #[serde(default = "default_interval")]
+    pub interval_s: u32,
+    /// Seconds a check may take (default 2).
+    #[serde(default = "default_timeout")]
+    pub response_timeout_s: u32,
+    /// Successes before a member counts as healthy again (default 2).
+    #[serde(default = "default_healthy")]
+    pub healthy_threshold: u32,
+    /// Failures before a member counts as unhealthy (default 1).
+    #[serde(default = "default_unhealthy")]
+    pub unhealthy_threshold: u32,
+}
+
+fn default_interval() -> u32 {
+    5
+}
+fn default_timeout() -> u32 {
+    2
+}
+fn default_healthy() -> u32 {
+    2
+}
+fn default_unhealthy() -> u32 {
+    1
 }
