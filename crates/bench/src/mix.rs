@@ -181,6 +181,7 @@ pub(crate) fn probe_config(ips: usize) -> RouterConfig {
             vm_ip: VM_IP,
             source_cidrs: vec!["0.0.0.0/0".to_string()],
         }],
+        load_balancers: Vec::new(),
     }
 }
 
