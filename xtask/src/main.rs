@@ -35,11 +35,13 @@ fn main() -> Result<()> {
         Some("test") => test(args.iter().any(|a| a == "--unprivileged")),
         Some("bless") => bless(),
         Some("install") => install(),
+        Some("demo") => demo(&args[1..]),
         _ => {
             eprintln!(
                 "usage: cargo xtask test [--unprivileged]   run every test (as root: also the namespace tests)\n       \
                  cargo xtask bless                  rewrite rendering snapshots after review\n       \
-                 cargo xtask install                install the Debian packages the tests need (root)"
+                 cargo xtask install                install the Debian packages the tests need (root)\n       \
+                 cargo xtask demo [ARGS]            install what the router needs, then run `guestnet demo` (root)"
             );
             bail!("unknown or missing subcommand")
         }
@@ -172,6 +174,26 @@ fn test(unprivileged: bool) -> Result<()> {
     }
     eprintln!("xtask: test command finished in {:.0?}", started.elapsed());
     Ok(())
+}
+
+/// The main job on a fresh machine: what the router needs, then the demo, in the foreground.
+fn demo(args: &[String]) -> Result<()> {
+    if !is_root() {
+        bail!("the demo builds network namespaces: run it as root");
+    }
+    install()?;
+    run(cargo()
+        .args([
+            "run",
+            "--release",
+            "--quiet",
+            "-p",
+            "guestnet",
+            "--",
+            "demo",
+        ])
+        .args(args)
+        .env("PATH", path_with_sbin()))
 }
 
 fn bless() -> Result<()> {
