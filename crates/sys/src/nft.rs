@@ -449,24 +449,14 @@ impl NftSocket {
     pub fn generation(&mut self) -> Result<u32, NftError> {
         self.seq = self.seq.wrapping_add(1);
         let mut req = Vec::with_capacity(20);
-        req.extend_from_slice(&20u32.to_ne_bytes());
-        req.extend_from_slice(&((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETGEN).to_ne_bytes());
-        req.extend_from_slice(&NLM_F_REQUEST.to_ne_bytes());
-        req.extend_from_slice(&self.seq.to_ne_bytes());
-        req.extend_from_slice(&0u32.to_ne_bytes());
-        req.extend_from_slice(&[0, 0, 0, 0]); // nfgenmsg: AF_UNSPEC, version 0, res_id 0
+        let getgen = (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETGEN;
+        put_message(&mut req, getgen, 0, self.seq, 0, 0, &[]);
+        self.send(&req, "send")?;
         let err = |what, source| NftError::Netlink {
             netns: self.netns.clone(),
             what,
             source,
         };
-        sendto(
-            self.fd.as_raw_fd(),
-            &req,
-            &NetlinkAddr::new(0, 0),
-            MsgFlags::empty(),
-        )
-        .map_err(|e| err("send", e))?;
         let mut buf = [0u8; 512];
         loop {
             let n = recv(self.fd.as_raw_fd(), &mut buf, MsgFlags::empty())
@@ -616,18 +606,12 @@ impl NftSocket {
         if acked.is_empty() && remove.is_empty() {
             return Ok(());
         }
+        self.send(&msg, "send batch")?;
         let err = |what, source| NftError::Netlink {
             netns: self.netns.clone(),
             what,
             source,
         };
-        sendto(
-            self.fd.as_raw_fd(),
-            &msg,
-            &NetlinkAddr::new(0, 0),
-            MsgFlags::empty(),
-        )
-        .map_err(|e| err("send batch", e))?;
         // Every message asked for an acknowledgement; the first error aborts the batch.
         let mut pending = acked.len();
         let mut buf = vec![0u8; 64 * 1024];
@@ -667,6 +651,22 @@ impl NftSocket {
             }
         }
         Ok(())
+    }
+
+    /// Sends one datagram to the kernel.
+    fn send(&self, bytes: &[u8], what: &'static str) -> Result<(), NftError> {
+        sendto(
+            self.fd.as_raw_fd(),
+            bytes,
+            &NetlinkAddr::new(0, 0),
+            MsgFlags::empty(),
+        )
+        .map(|_| ())
+        .map_err(|source| NftError::Netlink {
+            netns: self.netns.clone(),
+            what,
+            source,
+        })
     }
 
     fn protocol(&self, detail: &'static str) -> NftError {
