@@ -216,6 +216,26 @@ fn print_status(v: &serde_json::Value) {
             println!("{name:>12} {:>14} {:>16}", c["packets"], c["bytes"]);
         }
     }
+    let balancers = v.get("load_balancers").and_then(|l| l.as_array());
+    if let Some(balancers) = balancers.filter(|l| !l.is_empty()) {
+        println!(
+            "{:>12} {:>21} {:>12} {:>8} {:>10}",
+            "lb rule", "member", "health", "current", "total"
+        );
+        for lb in balancers {
+            let members = lb.get("members").and_then(|m| m.as_array());
+            for m in members.into_iter().flatten() {
+                let member = format!("{}:{}", m["vm_ip"].as_str().unwrap_or("?"), m["port"]);
+                println!(
+                    "{:>12} {member:>21} {:>12} {:>8} {:>10}",
+                    lb["id"],
+                    m["status"].as_str().unwrap_or("?"),
+                    m["current_connections"],
+                    m["total_connections"]
+                );
+            }
+        }
+    }
 }
 
 /// Serves a router until SIGINT or SIGTERM. With `initial`, applies that config once started.

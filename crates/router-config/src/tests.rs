@@ -269,3 +269,21 @@ fn load_balancer_conflicts_with_a_port_forward_of_any_protocol() {
     let p = problems(with_lb(lb(serde_json::json!({ "public_port": 80 }))));
     assert_eq!(p, vec!["load balancer 40: field `public_port`: 203.0.113.11 port 80 is already forwarded by port forward 21".to_string()]);
 }
+
+#[test]
+fn stickiness_values_haproxy_cannot_hold_are_refused() {
+    let p = problems(with_lb(lb(serde_json::json!({
+        "stickiness": { "method": "SourceBased", "params": { "expire": "30d", "tablesize": "4194304k" } }
+    }))));
+    assert_eq!(
+        p,
+        vec![
+            "load balancer 40: field `stickiness.params.tablesize`: `4194304k` is more entries than haproxy can hold (4294967295)".to_string(),
+            "load balancer 40: field `stickiness.params.expire`: `30d` is longer than haproxy's longest timer (24 days)".to_string(),
+        ]
+    );
+    assert!(validate(with_lb(lb(serde_json::json!({
+        "stickiness": { "method": "SourceBased", "params": { "expire": "24d", "tablesize": "4194303k" } }
+    }))))
+    .is_ok());
+}

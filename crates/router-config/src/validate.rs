@@ -648,13 +648,62 @@ fn is_token(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
 }
 
-/// `digits` followed by one of `units` (haproxy's size and time syntax as CloudStack checks it).
-fn is_number_with_unit(s: &str, units: &str) -> bool {
-    let Some(last) = s.chars().last() else {
-        return false;
+/// The longest timer haproxy accepts, in milliseconds (about 24.8 days).
+const MAX_TIMER_MS: u64 = 2_147_483_647;
+
+/// A haproxy time (`digits` then `d`, `h`, `m`, `s` or `ms`) in milliseconds, if it is one.
+fn timer_ms(s: &str) -> Option<u64> {
+    let (digits, unit) = match s.strip_suffix("ms") {
+        Some(d) => (d, 1),
+        None => {
+            let unit = match s.chars().last()? {
+                'd' => 86_400_000,
+                'h' => 3_600_000,
+                'm' => 60_000,
+                's' => 1_000,
+                _ => return None,
+            };
+            (&s[..s.len() - 1], unit)
+        }
     };
-    let digits = &s[..s.len() - last.len_utf8()];
-    units.contains(last) && !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse::<u64>().ok()?.checked_mul(unit)
+}
+
+/// Checks a haproxy timer: syntax and haproxy's own limit.
+fn check_timer(p: &mut Problems, id: u64, field: &str, value: &str) {
+    match timer_ms(value) {
+        Some(ms) if ms <= MAX_TIMER_MS => {}
+        Some(_) => p.rule(
+            RuleKind::LoadBalancer,
+            id,
+            field,
+            format!("`{value}` is longer than haproxy's longest timer (24 days)"),
+        ),
+        None => p.rule(
+            RuleKind::LoadBalancer,
+            id,
+            field,
+            format!("`{value}` is not a time (digits, then d, h, m, s or ms)"),
+        ),
+    }
+}
+
+/// A stick-table size (`digits`, optionally then `k`, `m` or `g`, powers of 1024 as haproxy
+/// reads them) in entries, if it is one.
+fn table_size_entries(s: &str) -> Option<u64> {
+    let (digits, unit) = match s.chars().last()? {
+        'k' => (&s[..s.len() - 1], 1 << 10),
+        'm' => (&s[..s.len() - 1], 1 << 20),
+        'g' => (&s[..s.len() - 1], 1 << 30),
+        _ => (s, 1),
+    };
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse::<u64>().ok()?.checked_mul(unit)
 }
 
 fn flag(p: &mut Problems, id: u64, params: &BTreeMap<String, String>, name: &str) -> bool {
@@ -809,14 +858,7 @@ fn validate_stickiness(p: &mut Problems, id: u64, s: &WireStickiness) -> Option<
             } else {
                 holdtime
             };
-            if !is_number_with_unit(&holdtime, "dhms") && !holdtime.ends_with("ms") {
-                p.rule(
-                    k,
-                    id,
-                    "stickiness.params.holdtime",
-                    format!("`{holdtime}` is not a time (digits, then d, h, m or s)"),
-                );
-            }
+            check_timer(p, id, "stickiness.params.holdtime", &holdtime);
             Stickiness::AppCookie {
                 name,
                 length,
@@ -826,25 +868,25 @@ fn validate_stickiness(p: &mut Problems, id: u64, s: &WireStickiness) -> Option<
         }
         _ => {
             let table_size = get("tablesize").unwrap_or_else(|| "200k".into());
-            if !is_number_with_unit(&table_size, "kmg")
-                && !table_size.bytes().all(|b| b.is_ascii_digit())
-            {
-                p.rule(
+            // haproxy counts table entries in 32 bits.
+            let entries = table_size_entries(&table_size);
+            match entries {
+                Some(n) if n <= u64::from(u32::MAX) => {}
+                Some(_) => p.rule(
+                    k,
+                    id,
+                    "stickiness.params.tablesize",
+                    format!("`{table_size}` is more entries than haproxy can hold (4294967295)"),
+                ),
+                None => p.rule(
                     k,
                     id,
                     "stickiness.params.tablesize",
                     format!("`{table_size}` is not a size (digits, then k, m or g)"),
-                );
+                ),
             }
             let expire = get("expire").unwrap_or_else(|| "30m".into());
-            if !is_number_with_unit(&expire, "dhms") {
-                p.rule(
-                    k,
-                    id,
-                    "stickiness.params.expire",
-                    format!("`{expire}` is not a time (digits, then d, h, m or s)"),
-                );
-            }
+            check_timer(p, id, "stickiness.params.expire", &expire);
             Stickiness::SourceBased { table_size, expire }
         }
     };

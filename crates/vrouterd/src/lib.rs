@@ -9,15 +9,20 @@
 //! Entry points: [`Router`] (one router, synchronous), [`serve`] (the control endpoint and the
 //! drift timer), [`client`] (talks to a running `serve`).
 //!
+//! It also drives the router's haproxy for load-balancer rules (`balancer`): checked before a
+//! commit, moved through the runtime API or a seamless reload after it.
+//!
 //! It never renders nftables text itself (that is `render`) and never runs a command itself
 //! (that is `sys`).
 
+mod balancer;
 pub mod client;
 pub mod ledger;
 mod router;
 pub mod serve;
 pub mod status;
 
+pub use balancer::{BalancerError, LbStatus, MemberStatus, HARD_STOP_AFTER};
 pub use router::{chain, ApplyError, ApplyMode, ApplyOutcome, CommitPath, Drift, Router};
 pub use status::{Count, Counters};
 

@@ -12,6 +12,7 @@ use serde::Serialize;
 use sys::link::{self, LinkError};
 use sys::nft::{self, ElementBatch, Field, Netns, NftError, NftSocket};
 
+use crate::balancer::{Balancer, BalancerError, LbStatus};
 use crate::ledger::{KernelMark, Ledger, LedgerError};
 
 /// How a commit reached the kernel.
@@ -112,6 +113,26 @@ pub enum ApplyError {
     /// Reading the kernel's generation failed.
     #[error("cannot read the kernel's ruleset generation")]
     Probe(#[source] NftError),
+    /// haproxy refused the configuration rendered for this generation, or it could not be
+    /// written or checked: nothing was applied, the previous haproxy serves on.
+    #[error("haproxy refused the load balancers of generation {generation}")]
+    HaproxyRefused {
+        /// The generation.
+        generation: Generation,
+        /// haproxy's message.
+        #[source]
+        source: BalancerError,
+    },
+    /// The firewall enforces the generation, but haproxy could not be moved to it; the drift
+    /// timer retries.
+    #[error("generation {generation} is enforced by the firewall, but haproxy could not be moved to it (will retry)")]
+    Balancer {
+        /// The generation.
+        generation: Generation,
+        /// Why.
+        #[source]
+        source: BalancerError,
+    },
 }
 
 /// Whether the kernel still holds what was applied.
@@ -142,6 +163,7 @@ pub struct Router {
     netns: Netns,
     ledger: Ledger,
     probe: NftSocket,
+    balancer: Balancer,
     applied: Option<Applied>,
     /// The ruleset generation of a commit the kernel no longer holds, while no newer commit
     /// succeeded: set by [`Router::open`] when the ledger's kernel mark is stale, and by
@@ -170,10 +192,12 @@ impl Router {
     pub fn open(netns: Netns, state_dir: &std::path::Path) -> Result<Router, ApplyError> {
         let ledger = Ledger::open(state_dir)?;
         let probe = NftSocket::open(&netns).map_err(ApplyError::Probe)?;
+        let balancer = Balancer::open(netns.clone(), state_dir);
         let mut router = Router {
             netns,
             ledger,
             probe,
+            balancer,
             applied: None,
             stale_mark: None,
         };
@@ -339,6 +363,16 @@ impl Router {
         force_full: bool,
     ) -> Result<ApplyOutcome, ApplyError> {
         let generation = config.generation();
+        // haproxy checks a structural change before anything is committed; a refusal refuses
+        // the whole config.
+        let lb_plan = self
+            .balancer
+            .prepare(
+                self.applied.as_ref().map(|a| &a.config),
+                &config,
+                force_full,
+            )
+            .map_err(|source| ApplyError::HaproxyRefused { generation, source })?;
         self.ledger.write_candidate(config.document())?;
         // Interfaces are set at start and whenever their part of the config changes; a rule
         // change never spawns `ip`.
@@ -429,12 +463,14 @@ impl Router {
                 nft_generation,
             })?;
         }
+        let lb = self.balancer.enact(lb_plan, &config);
         self.applied = Some(Applied {
             config,
             model,
             nft_generation,
         });
         self.stale_mark = None;
+        lb.map_err(|source| ApplyError::Balancer { generation, source })?;
         Ok(ApplyOutcome::Applied {
             generation,
             mode,
@@ -514,6 +550,32 @@ impl Router {
         }
         self.ledger.clear_kernel_mark();
         self.restore()
+    }
+
+    /// The periodic haproxy chore (drift timer): deletes drained members, and restores haproxy
+    /// when an earlier move failed.
+    ///
+    /// # Errors
+    /// [`BalancerError`]; retried on the next tick.
+    pub fn tend_balancer(&mut self) -> Result<(), BalancerError> {
+        self.balancer.tend(self.applied.as_ref().map(|a| &a.config))
+    }
+
+    /// Removed load-balancer members haproxy still keeps for their connections, as
+    /// `(backend, server)`.
+    pub fn draining_members(&self) -> &[(String, String)] {
+        self.balancer.draining()
+    }
+
+    /// Every load-balancer rule's members with haproxy's view of their health and connections.
+    ///
+    /// # Errors
+    /// [`BalancerError`] when haproxy does not answer.
+    pub fn load_balancers(&self) -> Result<Vec<LbStatus>, BalancerError> {
+        match self.config() {
+            Some(c) => self.balancer.status(c),
+            None => Ok(Vec::new()),
+        }
     }
 
     /// Reads every rule's counters (a full listing: proportional to the number of elements).

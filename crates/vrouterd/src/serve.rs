@@ -3,7 +3,7 @@
 //! Routes (JSON bodies and answers):
 //! - `PUT /v1/config`: a complete `RouterConfig`; answers an [`ApplyOutcome`];
 //! - `POST /v1/delta`: a `RouterDelta` against the generation the router holds;
-//! - `GET /v1/status`: generation, drift and per-rule counters;
+//! - `GET /v1/status`: generation, drift, per-rule counters and load-balancer members;
 //! - `POST /v1/repair`: replaces the table with the last good config now.
 //!
 //! Errors answer `{"error": "..."}` with 409 for generation conflicts, 422 for refused configs,
@@ -21,6 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Mutex;
 
+use crate::balancer::LbStatus;
 use crate::router::{chain, ApplyError, ApplyOutcome, Drift, Router};
 use crate::status::Counters;
 
@@ -35,6 +36,10 @@ pub struct StatusReport {
     pub drift: Drift,
     /// Per-rule counters.
     pub counters: Counters,
+    /// Each load-balancer rule's members with their health and connections, as haproxy reports
+    /// them (empty without load-balancer rules).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub load_balancers: Vec<LbStatus>,
     /// Set after `?repair=1` or `status --repair`: the generation re-applied.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub repaired: Option<u64>,
@@ -66,9 +71,12 @@ fn wire(e: &ApplyError) -> WireError {
         ApplyError::Parse(_)
         | ApplyError::Invalid { .. }
         | ApplyError::Kernel { .. }
-        | ApplyError::Link { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+        | ApplyError::Link { .. }
+        | ApplyError::HaproxyRefused { .. } => StatusCode::UNPROCESSABLE_ENTITY,
         ApplyError::GenerationReused { .. } | ApplyError::Delta(_) => StatusCode::CONFLICT,
-        ApplyError::Ledger(_) | ApplyError::Probe(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        ApplyError::Ledger(_) | ApplyError::Probe(_) | ApplyError::Balancer { .. } => {
+            StatusCode::INTERNAL_SERVER_ERROR
+        }
     };
     WireError(code, chain(e))
 }
@@ -129,11 +137,16 @@ pub fn status_of(r: &mut Router, repair: bool) -> Result<StatusReport, ApplyErro
         drift = r.drift()?;
     }
     let counters = r.counters().unwrap_or_default();
+    let load_balancers = r.load_balancers().unwrap_or_else(|e| {
+        tracing::warn!(error = %chain(&e), "cannot read haproxy's server states");
+        Vec::new()
+    });
     Ok(StatusReport {
         netns: r.netns().to_string(),
         generation: r.generation(),
         drift,
         counters,
+        load_balancers,
         repaired,
     })
 }
@@ -206,6 +219,9 @@ pub async fn serve(
                 let r = blocking(
                     shared.clone(),
                     |r| -> Result<Option<(Drift, Option<u64>)>, ApplyError> {
+                        if let Err(e) = r.tend_balancer() {
+                            tracing::warn!(error = %chain(&e), "haproxy chore failed; will retry");
+                        }
                         match r.drift()? {
                             d @ Drift::Drifted { .. } => Ok(Some((d, r.repair()?))),
                             _ => Ok(None),

@@ -497,3 +497,78 @@ fn drift_timer_retries_a_repair_that_failed() {
     let s = status(dd, false);
     assert_eq!(s["drift"], "in_sync", "{s}");
 }
+
+/// Port 80 of the public IP balanced over web1 and web2 (port 8080) with a 1 s health check.
+fn balanced_config(generation: u64) -> Value {
+    let mut cfg = config(generation, WEB1);
+    cfg["port_forwards"] = json!([]);
+    cfg["load_balancers"] = json!([
+        { "id": 31, "public_ip": PUBLIC_IP, "public_port": 80, "algorithm": "roundrobin",
+          "members": [ { "vm_ip": WEB1, "port": 8080 }, { "vm_ip": WEB2, "port": 8080 } ],
+          "source_cidrs": ["0.0.0.0/0"],
+          "health_check": { "interval_s": 1, "healthy_threshold": 1, "unhealthy_threshold": 1 } }
+    ]);
+    cfg
+}
+
+/// Each member's health in `router status --json`, as `(vm_ip, status)`.
+fn member_health(data_dir: &Path) -> Vec<(String, String)> {
+    let s = status(data_dir, false);
+    let members = s["load_balancers"][0]["members"].as_array().cloned();
+    members
+        .unwrap_or_default()
+        .iter()
+        .map(|m| {
+            (
+                m["vm_ip"].as_str().unwrap_or_default().to_string(),
+                m["status"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn all_up(data_dir: &Path) -> bool {
+    let h = member_health(data_dir);
+    h.len() == 2 && h.iter().all(|(_, s)| s == "UP")
+}
+
+#[test]
+#[ignore = "needs root and network namespaces: run by cargo xtask test"]
+fn status_shows_balancer_members_with_health_and_haproxy_outlives_a_serve_restart() {
+    let bench = Bench::up();
+    let dd = bench.data_dir();
+    let serve = Serve::start(dd, "0");
+    let out = apply(dd, &balanced_config(1));
+    assert!(out.status.success(), "{out:?}");
+    wait_for("both members UP in status --json", || all_up(dd));
+    let seen: std::collections::BTreeSet<String> = (0..6)
+        .map(|_| get(bench.lab(), ADMITTED, PASS_TIMEOUT).expect("balanced answer"))
+        .collect();
+    assert_eq!(
+        seen,
+        ["web1 10.1.1.1".to_string(), "web2 10.1.1.1".to_string()].into(),
+        "roundrobin over both members"
+    );
+    let text = router_cli(dd, &["status"]);
+    assert!(text.status.success(), "{text:?}");
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains(&format!("{WEB1}:8080")) && text.contains("UP"),
+        "{text}"
+    );
+
+    // haproxy is daemonized: it serves while the router daemon is down, and the restarted
+    // daemon adopts the same master (and reloads it to its file) instead of starting another.
+    let pid_file = router_state(dd).join("haproxy").join("haproxy.pid");
+    let master = std::fs::read_to_string(&pid_file).expect("haproxy pid file");
+    serve.stop();
+    assert!(get(bench.lab(), ADMITTED, PASS_TIMEOUT).is_ok());
+    let _serve = Serve::start(dd, "0");
+    wait_for("both members UP after the restart", || all_up(dd));
+    assert!(get(bench.lab(), ADMITTED, PASS_TIMEOUT).is_ok());
+    assert_eq!(
+        std::fs::read_to_string(&pid_file).expect("haproxy pid file"),
+        master,
+        "the restarted daemon started another haproxy master"
+    );
+}

@@ -11,4 +11,5 @@ mod egress;
 mod forward;
 mod generations;
 mod ingress;
+mod lb;
 mod support;

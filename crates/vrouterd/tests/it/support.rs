@@ -186,10 +186,24 @@ impl Config {
         self
     }
 
+    /// A load-balancer rule, as its wire JSON (see docs/router-config.md "Load balancers").
+    pub(crate) fn load_balancer(mut self, rule: Value) -> Config {
+        if self.0.get("load_balancers").is_none() {
+            self.0["load_balancers"] = json!([]);
+        }
+        push(&mut self.0["load_balancers"], rule);
+        self
+    }
+
     /// Removes the rule `id`, whatever its kind.
     pub(crate) fn without(mut self, id: u64) -> Config {
-        for list in ["firewall_rules", "egress_rules", "port_forwards"] {
-            if let Some(rules) = self.0[list].as_array_mut() {
+        for list in [
+            "firewall_rules",
+            "egress_rules",
+            "port_forwards",
+            "load_balancers",
+        ] {
+            if let Some(rules) = self.0.get_mut(list).and_then(Value::as_array_mut) {
                 rules.retain(|r| r["id"] != json!(id));
             }
         }
@@ -199,7 +213,7 @@ impl Config {
     /// Reverses the order of every rule list (the content stays the same).
     pub(crate) fn reordered(mut self) -> Config {
         for list in ["firewall_rules", "egress_rules", "port_forwards"] {
-            if let Some(rules) = self.0[list].as_array_mut() {
+            if let Some(rules) = self.0.get_mut(list).and_then(Value::as_array_mut) {
                 rules.reverse();
             }
         }
@@ -298,7 +312,8 @@ except ConnectionRefusedError:
 /// the lab, which removes every namespace, also when a test panics.
 pub(crate) struct Net {
     pub(crate) router: Router,
-    servers: Vec<Server>,
+    /// Each server with the `ip:port` it listens on.
+    servers: Vec<(String, Server)>,
     guard: LabGuard,
 }
 
@@ -356,15 +371,31 @@ impl Net {
     }
 
     fn start(&mut self, host: &Target, argv: &[&str]) {
+        self.start_at(host, "", argv);
+    }
+
+    /// Starts `argv` in `host` as a server listening on `at` (`ip:port`), which
+    /// [`Net::stop_server`] names; it is killed when the lab goes down.
+    pub(crate) fn start_at(&mut self, host: &Target, at: &str, argv: &[&str]) {
         let child = self.lab().spawn(host, argv).expect("start a server");
-        self.servers.push(Server(child));
+        self.servers.push((at.to_string(), Server(child)));
+    }
+
+    /// Kills the servers started on `ip:port`.
+    pub(crate) fn stop_server(&mut self, ip: &str, port: u16) {
+        let at = format!("{ip}:{port}");
+        self.servers.retain(|(a, _)| *a != at);
     }
 
     /// Starts an HTTP server `name` on `ip:port` in `host` and waits until it answers there.
     /// `ip` 0.0.0.0 listens on every address.
     pub(crate) fn http_server(&mut self, host: &Target, ip: &str, port: u16, name: &str) {
         let port_text = port.to_string();
-        self.start(host, &["python3", "-c", HTTP_SERVER, ip, &port_text, name]);
+        self.start_at(
+            host,
+            &format!("{ip}:{port}"),
+            &["python3", "-c", HTTP_SERVER, ip, &port_text, name],
+        );
         let local = if ip == "0.0.0.0" { "127.0.0.1" } else { ip };
         wait_for(&format!("http server {name} on {ip}:{port}"), || {
             matches!(
