@@ -205,7 +205,11 @@ fn print_status(v: &serde_json::Value) {
     println!("{:>12} {:>14} {:>16}", "rule", "packets", "bytes");
     if let Some(rules) = v.pointer("/counters/rules").and_then(|r| r.as_object()) {
         for (id, c) in rules {
-            println!("{id:>12} {:>14} {:>16}", c["packets"], c["bytes"]);
+            println!(
+                "{id:>12} {:>14} {:>16}",
+                c["packets"].to_string(),
+                c["bytes"].to_string()
+            );
         }
     }
     for (name, ptr) in [
@@ -213,7 +217,11 @@ fn print_status(v: &serde_json::Value) {
         ("egress-def", "/counters/egress_default"),
     ] {
         if let Some(c) = v.pointer(ptr) {
-            println!("{name:>12} {:>14} {:>16}", c["packets"], c["bytes"]);
+            println!(
+                "{name:>12} {:>14} {:>16}",
+                c["packets"].to_string(),
+                c["bytes"].to_string()
+            );
         }
     }
     let balancers = v.get("load_balancers").and_then(|l| l.as_array());
@@ -228,10 +236,10 @@ fn print_status(v: &serde_json::Value) {
                 let member = format!("{}:{}", m["vm_ip"].as_str().unwrap_or("?"), m["port"]);
                 println!(
                     "{:>12} {member:>21} {:>12} {:>8} {:>10}",
-                    lb["id"],
+                    lb["id"].to_string(),
                     m["status"].as_str().unwrap_or("?"),
-                    m["current_connections"],
-                    m["total_connections"]
+                    m["current_connections"].to_string(),
+                    m["total_connections"].to_string()
                 );
             }
         }

@@ -21,7 +21,7 @@ fn example_config_is_valid_and_sorted() {
     raw.firewall_rules.reverse();
     let v = validate(raw).unwrap();
     let ids: Vec<u64> = v.ingress.iter().map(|r| r.id.0).collect();
-    assert_eq!(ids, vec![1, 2, 3]);
+    assert_eq!(ids, vec![1, 2, 3, 4]);
     assert!(v.same_content(&validate(example()).unwrap()));
 }
 
@@ -172,7 +172,7 @@ fn delta_rebuilds_the_complete_config() {
     assert_eq!(next.generation, 2);
     assert_eq!(next.egress_default, EgressPolicy::Allow);
     let ids: Vec<u64> = next.firewall_rules.iter().map(|r| r.id).collect();
-    assert_eq!(ids, vec![1, 3, 40]);
+    assert_eq!(ids, vec![1, 3, 4, 40]);
     assert_eq!(next.port_forwards.len(), 1);
     let mut wrong = delta.clone();
     wrong.base_generation = 5;
