@@ -670,3 +670,21 @@ fn a_rule_back_while_the_stopped_haproxy_still_drains_a_download_serves_again() 
         "web1"
     );
 }
+
+/// Every stickiness method, health check and algorithm the renderer knows, as haproxy 2.6 reads
+/// it: the snapshot's input, rendered with the router's real global section, passes `haproxy -c`.
+#[test]
+#[ignore = "needs root and network namespaces: run by cargo xtask test"]
+fn every_rendered_load_balancer_kind_passes_haproxy_check() {
+    let input = std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../render/tests/data/lb-all-kinds/input.json"),
+    )
+    .expect("snapshot input");
+    let cfg = router_config::parse_and_validate(&input).expect("valid");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let global = sys::haproxy::global_section(dir.path(), Duration::from_secs(600));
+    let text = render::haproxy::render_haproxy(&cfg, &global).expect("load balancers");
+    let path = dir.path().join("haproxy.cfg");
+    std::fs::write(&path, text).expect("write");
+    sys::haproxy::check(&sys::nft::Netns::Host, &path).unwrap_or_else(|e| panic!("{}", chain(&e)));
+}
