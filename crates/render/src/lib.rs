@@ -30,7 +30,10 @@ mod owners;
 #[cfg(test)]
 mod tests;
 
-pub use model::{plan, Bucket, Chain, Element, Fragment, PartKey, PartKind, Ruleset, Skeleton};
+pub use model::{
+    plan, Bucket, Chain, ElemValue, Element, ExactKey, Fragment, PartKey, PartKind, Ruleset,
+    Skeleton,
+};
 pub use nft::{render_full, ElementChange, FastUpdate, KeyField, Update};
 
 /// The name of the table the router owns (family `ip`).

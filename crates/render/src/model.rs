@@ -50,33 +50,62 @@ pub struct PartKey {
     pub proto: L4Proto,
 }
 
-/// One set or map element: its key text, value text (empty for sets) and the rule it counts for.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What a map element maps to (nothing for sets).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ElemValue {
+    /// A set element.
+    None,
+    /// A DNAT target address (port-range forwards keep the port).
+    Addr(Ipv4Addr),
+    /// A DNAT target address and port.
+    AddrPort(Ipv4Addr, u16),
+}
+
+/// One set or map element: what it maps to and the rule it counts for. Its key is the map key
+/// it is stored under; text is made only when a script is rendered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Element {
-    /// The value after `:` for maps; empty for sets.
-    pub value: String,
+    /// The value for maps.
+    pub value: ElemValue,
     /// The rule whose counter this element is.
     pub owner: RuleId,
+}
+
+/// The key of an exact element within a partition: source CIDR (its prefix length picks the
+/// set `<kind>_x_<len>`) and port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ExactKey {
+    /// Source CIDR (`0.0.0.0/0` for everyone).
+    pub net: Ipv4Net,
+    /// Destination port.
+    pub port: u16,
 }
 
 /// A port-range bucket: a chain and an interval set or map for one (partition, source CIDR).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Bucket {
-    /// Prefix length of the source CIDR (which `*_r_<len>` vmap points to it).
-    pub prefix: u8,
-    /// The vmap key that jumps to this bucket.
-    pub vmap_key: String,
-    /// Port (range) → element.
-    pub elements: BTreeMap<String, Element>,
+    /// The source CIDR.
+    pub net: Ipv4Net,
+    /// Port range → element.
+    pub elements: BTreeMap<PortRange, Element>,
 }
 
 /// The elements and buckets of one partition.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Fragment {
-    /// `(prefix length, key)` → element of set/map `<kind>_x_<len>`.
-    pub exact: BTreeMap<(u8, String), Element>,
+    /// Exact elements of the sets/maps `<kind>_x_<len>`.
+    pub exact: BTreeMap<ExactKey, Element>,
     /// Bucket name → bucket.
     pub buckets: BTreeMap<String, Bucket>,
+}
+
+/// The text of an element's value, as nft reads it (empty for sets).
+pub(crate) fn value_text(v: ElemValue) -> String {
+    match v {
+        ElemValue::None => String::new(),
+        ElemValue::Addr(a) => a.to_string(),
+        ElemValue::AddrPort(a, p) => format!("{a} . {p}"),
+    }
 }
 
 /// A chain: its base-chain header (if it is one) and its rules, in order.
@@ -249,7 +278,7 @@ fn hex(ip: Ipv4Addr) -> String {
 }
 
 /// The key of an exact element: `ip . proto . port [. net]`.
-fn exact_key(key: PartKey, port: u16, net: Ipv4Net) -> String {
+pub(crate) fn exact_key(key: PartKey, port: u16, net: Ipv4Net) -> String {
     if net.prefix_len() == 0 {
         format!("{} . {} . {}", key.ip, key.proto.name(), port)
     } else {
@@ -263,7 +292,7 @@ fn exact_key(key: PartKey, port: u16, net: Ipv4Net) -> String {
     }
 }
 
-fn vmap_key(key: PartKey, net: Ipv4Net) -> String {
+pub(crate) fn vmap_key(key: PartKey, net: Ipv4Net) -> String {
     if net.prefix_len() == 0 {
         format!("{} . {}", key.ip, key.proto.name())
     } else {
@@ -291,7 +320,7 @@ pub(crate) fn bucket_set_name(chain: &str) -> String {
     format!("{}s{}", &chain[..2], &chain[2..])
 }
 
-fn port_text(r: PortRange) -> String {
+pub(crate) fn port_text(r: PortRange) -> String {
     r.to_string()
 }
 
@@ -344,9 +373,9 @@ fn plan_ingress(key: PartKey, rules: &[&IngressRule]) -> Fragment {
             for p in &singles {
                 if let Some(owner) = owners::owner_at(&segs, *p) {
                     frag.exact.insert(
-                        (net.prefix_len(), exact_key(key, *p, net)),
+                        ExactKey { net, port: *p },
                         Element {
-                            value: String::new(),
+                            value: ElemValue::None,
                             owner,
                         },
                     );
@@ -366,25 +395,19 @@ fn plan_ingress(key: PartKey, rules: &[&IngressRule]) -> Fragment {
                 .iter()
                 .map(|s| {
                     (
-                        port_text(PortRange {
+                        PortRange {
                             start: s.start,
                             end: s.end,
-                        }),
+                        },
                         Element {
-                            value: String::new(),
+                            value: ElemValue::None,
                             owner: s.owner,
                         },
                     )
                 })
                 .collect();
-            frag.buckets.insert(
-                bucket_name(key, net),
-                Bucket {
-                    prefix: net.prefix_len(),
-                    vmap_key: vmap_key(key, net),
-                    elements,
-                },
-            );
+            frag.buckets
+                .insert(bucket_name(key, net), Bucket { net, elements });
         }
         if has_children.contains(&net) {
             effective.insert(net, owners::overlay(base, own, &full));
@@ -400,23 +423,25 @@ fn plan_forwards(key: PartKey, forwards: &[&PortForward]) -> Fragment {
         for net in &f.sources {
             if f.public_ports.is_single() {
                 frag.exact.insert(
-                    (net.prefix_len(), exact_key(key, f.public_ports.start, *net)),
+                    ExactKey {
+                        net: *net,
+                        port: f.public_ports.start,
+                    },
                     Element {
-                        value: format!("{} . {}", f.vm_ip, f.private_ports.start),
+                        value: ElemValue::AddrPort(f.vm_ip, f.private_ports.start),
                         owner: f.id,
                     },
                 );
             } else {
                 let name = bucket_name(key, *net);
                 let bucket = frag.buckets.entry(name).or_insert_with(|| Bucket {
-                    prefix: net.prefix_len(),
-                    vmap_key: vmap_key(key, *net),
+                    net: *net,
                     elements: BTreeMap::new(),
                 });
                 bucket.elements.insert(
-                    port_text(f.public_ports),
+                    f.public_ports,
                     Element {
-                        value: f.vm_ip.to_string(),
+                        value: ElemValue::Addr(f.vm_ip),
                         owner: f.id,
                     },
                 );

@@ -5,8 +5,9 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use crate::model::{
-    bucket_decl, bucket_set_name, dirty_partitions, exact_set, plan, plan_partitions, range_vmap,
-    static_sets, Bucket, Element, Fragment, Ruleset,
+    bucket_decl, bucket_set_name, dirty_partitions, exact_key, exact_set, plan, plan_partitions,
+    port_text, range_vmap, static_sets, value_text, vmap_key, Bucket, ElemValue, Element, ExactKey,
+    Fragment, PartKey, Ruleset,
 };
 use crate::TABLE;
 
@@ -33,11 +34,14 @@ impl Elements {
 }
 
 fn element_text(key: &str, e: &Element) -> String {
-    if e.value.is_empty() {
-        key.to_string()
-    } else {
-        format!("{key} : {}", e.value)
+    match e.value {
+        ElemValue::None => key.to_string(),
+        v => format!("{key} : {}", value_text(v)),
     }
+}
+
+fn exact_text(part: PartKey, k: &ExactKey) -> String {
+    exact_key(part, k.port, k.net)
 }
 
 fn write_bucket_create(out: &mut String, adds: &mut Elements, name: &str, b: &Bucket) {
@@ -51,7 +55,7 @@ fn write_bucket_create(out: &mut String, adds: &mut Elements, name: &str, b: &Bu
     );
     let _ = writeln!(out, "add rule ip {TABLE} {name} {body}");
     for (k, e) in &b.elements {
-        adds.push(&set, element_text(k, e));
+        adds.push(&set, element_text(&port_text(*k), e));
     }
 }
 
@@ -76,12 +80,15 @@ pub fn render_full(rs: &Ruleset) -> String {
         for (name, b) in &frag.buckets {
             write_bucket_create(&mut out, &mut adds, name, b);
             adds.push(
-                &range_vmap(key.kind, b.prefix),
-                format!("{} : jump {name}", b.vmap_key),
+                &range_vmap(key.kind, b.net.prefix_len()),
+                format!("{} : jump {name}", vmap_key(*key, b.net)),
             );
         }
-        for ((len, k), e) in &frag.exact {
-            adds.push(&exact_set(key.kind, *len), element_text(k, e));
+        for (k, e) in &frag.exact {
+            adds.push(
+                &exact_set(key.kind, k.net.prefix_len()),
+                element_text(&exact_text(*key, k), e),
+            );
         }
     }
     for (name, chain) in &rs.skeleton.chains {
@@ -235,7 +242,7 @@ impl Ruleset {
                 adds: &mut adds,
                 removed_buckets: &mut removed_buckets,
             };
-            diff.run(key.kind, &old_frag, &new_frag);
+            diff.run(*key, &old_frag, &new_frag);
             if new_frag != Fragment::default() {
                 self.parts.insert(*key, new_frag);
             }
@@ -296,18 +303,21 @@ impl Ruleset {
         }
     }
 
-    /// Every counted element: `(set name, element key, owning rule)`.
-    pub fn element_owners(&self) -> impl Iterator<Item = (String, &str, RuleId)> + '_ {
+    /// Every counted element: `(set name, element key as nft prints it, owning rule)`.
+    pub fn element_owners(&self) -> impl Iterator<Item = (String, String, RuleId)> + '_ {
         self.parts.iter().flat_map(|(key, frag)| {
-            let exact = frag
-                .exact
-                .iter()
-                .map(move |((len, k), e)| (exact_set(key.kind, *len), k.as_str(), e.owner));
+            let exact = frag.exact.iter().map(move |(k, e)| {
+                (
+                    exact_set(key.kind, k.net.prefix_len()),
+                    exact_text(*key, k),
+                    e.owner,
+                )
+            });
             let buckets = frag.buckets.iter().flat_map(|(name, b)| {
                 let set = bucket_set_name(name);
                 b.elements
                     .iter()
-                    .map(move |(k, e)| (set.clone(), k.as_str(), e.owner))
+                    .map(move |(k, e)| (set.clone(), port_text(*k), e.owner))
             });
             exact.chain(buckets)
         })
@@ -382,15 +392,22 @@ fn merge<'a, K: Ord, V>(
 }
 
 impl FragmentDiff<'_> {
-    fn run(&mut self, kind: crate::model::PartKind, old: &Fragment, new: &Fragment) {
-        merge(&old.exact, &new.exact, |(len, k), side| match side {
-            Side::Both(o, n) if o == n => {}
-            Side::Both(_, n) => {
-                self.dels.push(&exact_set(kind, *len), k.clone());
-                self.adds.push(&exact_set(kind, *len), element_text(k, n));
+    fn run(&mut self, part: PartKey, old: &Fragment, new: &Fragment) {
+        let kind = part.kind;
+        merge(&old.exact, &new.exact, |k, side| {
+            let set = || exact_set(kind, k.net.prefix_len());
+            match side {
+                Side::Both(o, n) if o == n => {}
+                Side::Both(_, n) => {
+                    self.dels.push(&set(), exact_text(part, k));
+                    self.adds
+                        .push(&set(), element_text(&exact_text(part, k), n));
+                }
+                Side::Old(_) => self.dels.push(&set(), exact_text(part, k)),
+                Side::New(n) => self
+                    .adds
+                    .push(&set(), element_text(&exact_text(part, k), n)),
             }
-            Side::Old(_) => self.dels.push(&exact_set(kind, *len), k.clone()),
-            Side::New(n) => self.adds.push(&exact_set(kind, *len), element_text(k, n)),
         });
         merge(&old.buckets, &new.buckets, |name, side| match side {
             Side::Both(o, n) if o == n => {}
@@ -399,23 +416,23 @@ impl FragmentDiff<'_> {
                 merge(&o.elements, &n.elements, |k, side| match side {
                     Side::Both(x, y) if x == y => {}
                     Side::Both(_, y) => {
-                        self.dels.push(&set, k.clone());
-                        self.adds.push(&set, element_text(k, y));
+                        self.dels.push(&set, port_text(*k));
+                        self.adds.push(&set, element_text(&port_text(*k), y));
                     }
-                    Side::Old(_) => self.dels.push(&set, k.clone()),
-                    Side::New(y) => self.adds.push(&set, element_text(k, y)),
+                    Side::Old(_) => self.dels.push(&set, port_text(*k)),
+                    Side::New(y) => self.adds.push(&set, element_text(&port_text(*k), y)),
                 });
             }
             Side::Old(o) => {
                 self.dels
-                    .push(&range_vmap(kind, o.prefix), o.vmap_key.clone());
+                    .push(&range_vmap(kind, o.net.prefix_len()), vmap_key(part, o.net));
                 self.removed_buckets.push(name.clone());
             }
             Side::New(n) => {
                 write_bucket_create(self.create, self.adds, name, n);
                 self.adds.push(
-                    &range_vmap(kind, n.prefix),
-                    format!("{} : jump {name}", n.vmap_key),
+                    &range_vmap(kind, n.net.prefix_len()),
+                    format!("{} : jump {name}", vmap_key(part, n.net)),
                 );
             }
         });

@@ -43,6 +43,12 @@ pub(crate) fn overlay(
     let mut out: Vec<Seg> = Vec::new();
     let mut own_sorted: Vec<(PortRange, RuleId)> = own.to_vec();
     own_sorted.sort();
+    // Atoms that started at or before the current window and may still reach into it.
+    let mut next_atom = 0usize;
+    let mut live: Vec<(PortRange, RuleId)> = Vec::new();
+    let mut base_cuts: Vec<u32> = Vec::new();
+    let mut own_cuts: Vec<u32> = Vec::new();
+    let mut cuts: Vec<u32> = Vec::new();
     for w in windows {
         // Base segments that touch the window: a contiguous slice.
         let first = base.partition_point(|s| s.end < w.start);
@@ -51,26 +57,55 @@ pub(crate) fn overlay(
             last += 1;
         }
         let base_in = &base[first..last];
-        // Own atoms that touch the window.
-        let own_in: Vec<(PortRange, RuleId)> = own_sorted
+        // Own atoms that touch the window (windows are sorted and disjoint, so one pass).
+        while next_atom < own_sorted.len() && own_sorted[next_atom].0.start <= w.end {
+            live.push(own_sorted[next_atom]);
+            next_atom += 1;
+        }
+        live.retain(|(r, _)| r.end >= w.start);
+        let own_in: Vec<(PortRange, RuleId)> = live
             .iter()
             .copied()
             .filter(|(r, _)| r.intersects(w))
             .collect();
-        // Boundaries of elementary intervals (as u32, so 65536 can close the last one).
-        let mut cuts: Vec<u32> = Vec::with_capacity(2 * (base_in.len() + own_in.len()) + 2);
-        cuts.push(u32::from(w.start));
-        cuts.push(u32::from(w.end) + 1);
+        // Boundaries of elementary intervals (as u32, so 65536 can close the last one). The base
+        // segments are sorted and disjoint, so their boundaries come sorted; only the own ones
+        // need sorting before the two are merged.
+        base_cuts.clear();
         for s in base_in {
-            cuts.push(u32::from(s.start.max(w.start)));
-            cuts.push(u32::from(s.end.min(w.end)) + 1);
+            base_cuts.push(u32::from(s.start.max(w.start)));
+            base_cuts.push(u32::from(s.end.min(w.end)) + 1);
         }
+        own_cuts.clear();
+        own_cuts.push(u32::from(w.start));
+        own_cuts.push(u32::from(w.end) + 1);
         for (r, _) in &own_in {
-            cuts.push(u32::from(r.start.max(w.start)));
-            cuts.push(u32::from(r.end.min(w.end)) + 1);
+            own_cuts.push(u32::from(r.start.max(w.start)));
+            own_cuts.push(u32::from(r.end.min(w.end)) + 1);
         }
-        cuts.sort_unstable();
-        cuts.dedup();
+        own_cuts.sort_unstable();
+        cuts.clear();
+        let (mut i, mut j) = (0, 0);
+        while i < base_cuts.len() || j < own_cuts.len() {
+            let next = match (base_cuts.get(i), own_cuts.get(j)) {
+                (Some(a), Some(b)) if a <= b => {
+                    i += 1;
+                    *a
+                }
+                (_, Some(b)) => {
+                    j += 1;
+                    *b
+                }
+                (Some(a), None) => {
+                    i += 1;
+                    *a
+                }
+                (None, None) => break,
+            };
+            if cuts.last() != Some(&next) {
+                cuts.push(next);
+            }
+        }
         // Sweep. Own atoms enter by start; a min-heap of (id, end) finds the lowest live id.
         let mut heap: std::collections::BinaryHeap<std::cmp::Reverse<(RuleId, u32)>> =
             std::collections::BinaryHeap::new();

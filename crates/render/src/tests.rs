@@ -183,30 +183,12 @@ fn simulate_ingress(
     })?;
     for len in (0..=32u8).rev() {
         let net = Ipv4Net::new(saddr, len).unwrap().trunc();
-        let key = if len == 0 {
-            format!("{daddr} . {} . {dport}", proto.name())
-        } else {
-            format!("{daddr} . {} . {dport} . {}", proto.name(), net.network())
-        };
-        if let Some(e) = frag.exact.get(&(len, key)) {
+        if let Some(e) = frag.exact.get(&ExactKey { net, port: dport }) {
             return Some(e.owner);
         }
-        let bucket = frag.buckets.iter().find(|(_, b)| {
-            b.prefix == len
-                && b.vmap_key
-                    == if len == 0 {
-                        format!("{daddr} . {}", proto.name())
-                    } else {
-                        format!("{daddr} . {} . {}", proto.name(), net.network())
-                    }
-        });
-        if let Some((_, b)) = bucket {
+        if let Some(b) = frag.buckets.values().find(|b| b.net == net) {
             for (k, e) in &b.elements {
-                let (s, t) = match k.split_once('-') {
-                    Some((s, t)) => (s.parse::<u16>().unwrap(), t.parse::<u16>().unwrap()),
-                    None => (k.parse().unwrap(), k.parse().unwrap()),
-                };
-                if s <= dport && dport <= t {
+                if k.contains(dport) {
                     return Some(e.owner);
                 }
             }

@@ -68,7 +68,7 @@ impl Counters {
         let Ok(doc) = serde_json::from_slice::<Value>(json) else {
             return out;
         };
-        let owners: HashMap<(String, &str), u64> = model
+        let owners: HashMap<(String, String), u64> = model
             .map(|m| {
                 m.element_owners()
                     .map(|(set, key, owner)| ((set, key), owner.0))
@@ -101,7 +101,7 @@ impl Counters {
                     else {
                         continue;
                     };
-                    if let Some(owner) = owners.get(&(name.to_string(), key.as_str())) {
+                    if let Some(owner) = owners.get(&(name.to_string(), key)) {
                         out.rules.entry(*owner).or_default().add(count);
                     }
                 }
