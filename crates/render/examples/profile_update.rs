@@ -1,13 +1,24 @@
-//! Times planning and updating for two config files (not part of the build's tests).
+//! Times planning a config and updating its model to a second config:
+//! `cargo run --release -p render --example profile_update OLD.json NEW.json`.
+//! `guestnet-bench config` writes such files.
 use std::time::Instant;
-fn main() {
-    let a: Vec<String> = std::env::args().collect();
-    let old = router_config::parse_and_validate(&std::fs::read(&a[1]).unwrap()).unwrap();
-    let new = router_config::parse_and_validate(&std::fs::read(&a[2]).unwrap()).unwrap();
-    let t = Instant::now();
-    let mut rs = render::plan(&old);
-    eprintln!("plan {:?}", t.elapsed());
-    let t = Instant::now();
-    let u = rs.update(&old, &new);
-    eprintln!("update {:?} ({} bytes)", t.elapsed(), u.script.len());
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let [old, new] = args.as_slice() else {
+        return Err("usage: profile_update OLD.json NEW.json".into());
+    };
+    let old = router_config::parse_and_validate(&std::fs::read(old)?)?;
+    let new = router_config::parse_and_validate(&std::fs::read(new)?)?;
+    let started = Instant::now();
+    let mut model = render::plan(&old);
+    eprintln!("plan {:?}", started.elapsed());
+    let started = Instant::now();
+    let update = model.update(&old, &new);
+    eprintln!(
+        "update {:?} ({} bytes of script)",
+        started.elapsed(),
+        update.script.len()
+    );
+    Ok(())
 }
