@@ -9,10 +9,16 @@
 //! one changed rule as a whole process, new-connection latency through the router, and, for the
 //! adversarial mix, the same rules as a linear chain. BENCHMARKS.md explains every figure.
 //!
-//! The hidden subcommands `probe-server` and `probe-client` are this binary run inside the lab's
+//! `guestnet-bench lb [--sizes …] [--changes …] [--rate …] [--markdown FILE]` measures load
+//! balancing at 10 to 1,000 rules: a member change, a structural reload, and connections refused
+//! or reset under a steady load meanwhile (BENCHMARKS.md, "Load balancing").
+//!
+//! The hidden subcommands `probe-server`, `probe-client`, `lb-server` and `lb-client` are this binary run inside the lab's
 //! namespaces. Like every crate but `sys`, it never creates a process itself.
 
+mod lb;
 mod linear;
+mod load;
 mod mix;
 mod probe;
 mod report;
@@ -44,6 +50,8 @@ struct Cli {
 enum Command {
     /// Measure the router (needs root): load, one change, the CLI, connection latency, baseline.
     Router(router::Options),
+    /// Measure load balancing (needs root): member changes, reloads, failures under load.
+    Lb(lb::Options),
     /// Print a config of a mix as JSON (generation 1, or after CHANGES changed rules as in run 1).
     #[command(hide = true)]
     Config {
@@ -72,6 +80,36 @@ enum Command {
         /// Address to listen on.
         #[arg(long)]
         listen: SocketAddr,
+    },
+    /// Answer each connection's request line with a fixed answer, then close (run inside a VM).
+    #[command(hide = true)]
+    LbServer {
+        /// Addresses to listen on.
+        #[arg(long, required = true)]
+        listen: Vec<SocketAddr>,
+    },
+    /// Make paced connections and count how each ended (run inside the outside host).
+    #[command(hide = true)]
+    LbClient {
+        /// Address to connect to.
+        #[arg(long)]
+        connect: SocketAddr,
+        /// New connections per second.
+        #[arg(long, default_value_t = 500.0)]
+        rate: f64,
+        /// Run this long.
+        #[arg(
+            long,
+            required_unless_present = "stop_file",
+            conflicts_with = "stop_file"
+        )]
+        seconds: Option<f64>,
+        /// Run until this file exists.
+        #[arg(long)]
+        stop_file: Option<PathBuf>,
+        /// Write the report here instead of stdout.
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
     /// Time new TCP connections and print the figures as JSON (run inside the outside host).
     #[command(hide = true)]
@@ -121,6 +159,20 @@ fn main() -> ExitCode {
         Command::Router(opts) => {
             watch_signals().and_then(|stop| router::run(&opts, &stop).map(|_| ()))
         }
+        Command::Lb(opts) => watch_signals().and_then(|stop| lb::run(&opts, &stop).map(|_| ())),
+        Command::LbServer { listen } => load::serve(&listen),
+        Command::LbClient {
+            connect,
+            rate,
+            seconds,
+            stop_file,
+            out,
+        } => match (seconds, stop_file) {
+            (_, Some(f)) => Ok(load::Until::File(f)),
+            (Some(s), None) => Ok(load::Until::Elapsed(std::time::Duration::from_secs_f64(s))),
+            (None, None) => Err(anyhow::anyhow!("give --seconds or --stop-file")),
+        }
+        .and_then(|until| load::client(connect, rate, &until, out.as_deref())),
         Command::Config {
             mix,
             size,

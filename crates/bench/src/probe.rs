@@ -35,7 +35,7 @@ pub(crate) struct Latency {
 }
 
 /// The parent blocks the termination signals (see `main`); a probe must die on them again.
-fn unblock_signals() -> anyhow::Result<()> {
+pub(crate) fn unblock_signals() -> anyhow::Result<()> {
     let mut set = SigSet::empty();
     for s in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
         set.add(s);
@@ -67,7 +67,7 @@ fn reset(s: TcpStream) {
     drop(s);
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
+pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
     }

@@ -201,6 +201,16 @@ impl Machine {
     }
 }
 
+impl Machine {
+    /// One line: CPUs, memory, kernel, nft.
+    pub(crate) fn describe(&self) -> String {
+        format!(
+            "{} × {}, {:.0} GiB, kernel {}, {}",
+            self.cpus, self.cpu, self.memory_gib, self.kernel, self.nft
+        )
+    }
+}
+
 /// Everything measured.
 #[derive(Debug, Clone)]
 pub(crate) struct Results {
@@ -279,7 +289,7 @@ pub(crate) fn duration(us: f64) -> String {
 }
 
 /// The median of `v` and, with several samples, their range.
-fn cell(v: &[f64]) -> String {
+pub(crate) fn cell(v: &[f64]) -> String {
     let Some(m) = median(v) else {
         return "–".to_string();
     };
@@ -679,10 +689,7 @@ fn header(r: &Results) -> Vec<String> {
     let m = &r.machine;
     let o = &r.options;
     vec![
-        format!(
-            "Machine: {} × {}, {:.0} GiB, kernel {}, {}.",
-            m.cpus, m.cpu, m.memory_gib, m.kernel, m.nft
-        ),
+        format!("Machine: {}.", m.describe()),
         format!(
             "Run: `guestnet-bench router --sizes {} --runs {} --changes {} --connections {}`; \
              {} changed rules per run and size for each one-change figure; the whole run took {:.0} min.",
@@ -733,16 +740,46 @@ pub(crate) fn markdown(r: &Results) -> String {
 /// # Errors
 /// When the file cannot be read or written.
 pub(crate) fn write_markdown(path: &Path, r: &Results) -> anyhow::Result<()> {
-    let section = markdown(r);
+    write_between(path, BEGIN, END, None, &markdown(r))
+}
+
+/// Writes `section` into `path` between the lines `begin` and `end`, leaving the rest of the
+/// file as it is; a file without the markers gets `heading` (if any), the markers and the
+/// section appended, a missing file is created.
+///
+/// # Errors
+/// When the file cannot be read or written.
+pub(crate) fn write_between(
+    path: &Path,
+    begin: &str,
+    end: &str,
+    heading: Option<&str>,
+    section: &str,
+) -> anyhow::Result<()> {
     let old = match std::fs::read_to_string(path) {
         Ok(s) => s,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
         Err(e) => return Err(e).with_context(|| format!("read {}", path.display())),
     };
-    let new = match (old.find(BEGIN), old.find(END)) {
-        (Some(b), Some(e)) if b < e => format!("{}{BEGIN}\n{section}{}", &old[..b], &old[e..]),
-        _ if old.is_empty() => format!("# guestnet benchmarks\n\n{BEGIN}\n{section}{END}\n"),
-        _ => format!("{}\n{BEGIN}\n{section}{END}\n", old.trim_end()),
-    };
-    std::fs::write(path, new).with_context(|| format!("write {}", path.display()))
+    std::fs::write(path, splice(&old, begin, end, heading, section))
+        .with_context(|| format!("write {}", path.display()))
+}
+
+/// `old` with what lies between the lines `begin` and `end` replaced by `section` (see
+/// [`write_between`]).
+pub(crate) fn splice(
+    old: &str,
+    begin: &str,
+    end: &str,
+    heading: Option<&str>,
+    section: &str,
+) -> String {
+    let heading = heading.map(|h| format!("{h}\n\n")).unwrap_or_default();
+    match (old.find(begin), old.find(end)) {
+        (Some(b), Some(e)) if b < e => format!("{}{begin}\n{section}{}", &old[..b], &old[e..]),
+        _ if old.is_empty() => {
+            format!("# guestnet benchmarks\n\n{heading}{begin}\n{section}{end}\n")
+        }
+        _ => format!("{}\n\n{heading}{begin}\n{section}{end}\n", old.trim_end()),
+    }
 }

@@ -2,9 +2,11 @@
 
 use std::collections::BTreeSet;
 
+use crate::lb;
 use crate::linear;
+use crate::load::{self, LoadReport, Outcome};
 use crate::mix::{self, Mix, PROBE_PORT};
-use crate::report::median;
+use crate::report::{self, median};
 use crate::rng::Rng;
 
 #[test]
@@ -97,4 +99,116 @@ fn median_takes_the_middle_or_the_mean_of_the_two_middles() {
     assert_eq!(median(&[3.0, 1.0, 2.0]), Some(2.0));
     assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), Some(2.5));
     assert_eq!(median(&[]), None);
+}
+
+#[test]
+fn lb_configs_are_valid_with_one_port_per_rule_all_opened() {
+    for n in [1, 10, 1000] {
+        let cfg = lb::config(n, 3);
+        assert_eq!(cfg.generation, 3);
+        assert_eq!(cfg.load_balancers.len(), n);
+        let ports: BTreeSet<u32> = cfg.load_balancers.iter().map(|l| l.public_port).collect();
+        assert_eq!(ports.len(), n);
+        let open = cfg.firewall_rules[0].ports.expect("ports");
+        assert!(ports.iter().all(|p| (open.start..=open.end).contains(p)));
+        assert_eq!(open.end - open.start + 1, n as u32);
+        router_config::validate(cfg).expect("the lb config validates");
+    }
+}
+
+#[test]
+fn a_member_toggle_adds_then_removes_one_member_of_one_rule() {
+    let cfg = lb::config(100, 1);
+    let index = lb::rule_for(6, 100);
+    let added = lb::toggle_member(&cfg, index);
+    assert_eq!(added.generation, 2);
+    assert_eq!(added.load_balancers[index].members.len(), 3);
+    let differing = (0..100)
+        .filter(|i| cfg.load_balancers[*i] != added.load_balancers[*i])
+        .count();
+    assert_eq!(differing, 1);
+    let removed = lb::toggle_member(&added, index);
+    assert_eq!(removed.generation, 3);
+    assert_eq!(removed.load_balancers, cfg.load_balancers);
+    router_config::validate(added).expect("the changed config validates");
+}
+
+#[test]
+fn an_algorithm_toggle_flips_between_roundrobin_and_leastconn() {
+    let cfg = lb::config(10, 1);
+    let once = lb::toggle_algorithm(&cfg, 4);
+    assert_eq!(once.load_balancers[4].algorithm, "leastconn");
+    let twice = lb::toggle_algorithm(&once, 4);
+    assert_eq!(twice.load_balancers, cfg.load_balancers);
+    assert_eq!(twice.generation, 3);
+}
+
+#[test]
+fn changes_pair_up_on_rules_within_range() {
+    for n in [1, 10, 1000] {
+        for k in 0..40 {
+            assert!(lb::rule_for(k, n) < n);
+            assert_eq!(
+                lb::rule_for(2 * (k / 2), n),
+                lb::rule_for(2 * (k / 2) + 1, n)
+            );
+        }
+    }
+}
+
+#[test]
+fn splice_replaces_only_between_its_own_markers() {
+    let old = format!(
+        "# t\n{}\nrouter\n{}\n\nmiddle\n{}\nold lb\n{}\ntail\n",
+        report::BEGIN,
+        report::END,
+        lb::BEGIN,
+        lb::END
+    );
+    let new = report::splice(&old, lb::BEGIN, lb::END, Some("## LB"), "new lb\n");
+    assert!(new.contains("router\n"));
+    assert!(new.contains(&format!("{}\nnew lb\n{}\ntail\n", lb::BEGIN, lb::END)));
+    assert!(!new.contains("old lb"));
+    assert!(!new.contains("## LB"));
+    let appended = report::splice("# t\n", lb::BEGIN, lb::END, Some("## LB"), "x\n");
+    assert_eq!(
+        appended,
+        format!("# t\n\n## LB\n\n{}\nx\n{}\n", lb::BEGIN, lb::END)
+    );
+}
+
+#[test]
+fn outcomes_are_counted_once_each() {
+    use std::io::{Error, ErrorKind};
+    let mut r = LoadReport::default();
+    for kind in [
+        ErrorKind::ConnectionRefused,
+        ErrorKind::ConnectionReset,
+        ErrorKind::BrokenPipe,
+        ErrorKind::TimedOut,
+        ErrorKind::WouldBlock,
+        ErrorKind::UnexpectedEof,
+        ErrorKind::AddrNotAvailable,
+    ] {
+        r.count(load::classify(&Error::from(kind)));
+    }
+    r.count(Outcome::Success);
+    assert_eq!(
+        (
+            r.attempted,
+            r.succeeded,
+            r.refused,
+            r.reset,
+            r.timed_out,
+            r.short_reads,
+            r.other
+        ),
+        (8, 1, 1, 2, 2, 1, 1)
+    );
+    assert_eq!(r.failed_otherwise(), 4);
+    let mut total = LoadReport::default();
+    load::merge(&mut total, r.clone());
+    load::merge(&mut total, r);
+    assert_eq!(total.attempted, 16);
+    assert_eq!(total.reset, 4);
 }
