@@ -10,30 +10,35 @@ use router_config::{
 use std::net::Ipv4Addr;
 use std::path::Path;
 
-/// Renders `tests/data/<case>/input.json` and compares it with `expected.nft` there.
+/// Renders `tests/data/<case>/input.json` with `render` and compares it with `expected` there.
 /// `GUESTNET_BLESS=1` rewrites the expectation instead (`cargo xtask bless`).
-fn check(case: &str) {
+fn check_snapshot(case: &str, expected: &str, render: impl Fn(&ValidConfig) -> String) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/data")
         .join(case);
     let input = std::fs::read(dir.join("input.json")).unwrap();
     let cfg = validate(parse::<RouterConfig>(&input).unwrap()).unwrap();
-    let got = render_full(&plan(&cfg));
-    let expected_path = dir.join("expected.nft");
+    let got = render(&cfg);
+    let expected_path = dir.join(expected);
     if std::env::var_os("GUESTNET_BLESS").is_some() {
         std::fs::write(&expected_path, &got).unwrap();
         return;
     }
-    let expected = std::fs::read_to_string(&expected_path).unwrap_or_else(|_| {
+    let want = std::fs::read_to_string(&expected_path).unwrap_or_else(|_| {
         panic!(
             "{} is missing: run `cargo xtask bless`",
             expected_path.display()
         )
     });
     assert!(
-        got == expected,
-        "rendering of {case} changed; review and run `cargo xtask bless`\n--- got ---\n{got}"
+        got == want,
+        "{expected} of {case} changed; review and run `cargo xtask bless`\n--- got ---\n{got}"
     );
+}
+
+/// The nftables script that replaces the table.
+fn check(case: &str) {
+    check_snapshot(case, "expected.nft", |cfg| render_full(&plan(cfg)));
 }
 
 #[test]
@@ -470,26 +475,11 @@ fn one_changed_rule_touches_one_element_pair() {
     );
 }
 
-/// Renders `tests/data/<case>/input.json` to haproxy.cfg and compares it with
-/// `expected.haproxy.cfg` there (`GUESTNET_BLESS=1` rewrites it).
+/// The haproxy.cfg, with a stand-in global section.
 fn check_haproxy(case: &str) {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/data")
-        .join(case);
-    let input = std::fs::read(dir.join("input.json")).unwrap();
-    let cfg = validate(parse::<RouterConfig>(&input).unwrap()).unwrap();
-    let got = haproxy::render_haproxy(&cfg, "    master-worker\n").expect("load balancers");
-    let path = dir.join("expected.haproxy.cfg");
-    if std::env::var_os("GUESTNET_BLESS").is_some() {
-        std::fs::write(&path, &got).unwrap();
-        return;
-    }
-    let expected = std::fs::read_to_string(&path)
-        .unwrap_or_else(|_| panic!("{} is missing: run `cargo xtask bless`", path.display()));
-    assert!(
-        got == expected,
-        "haproxy.cfg of {case} changed; review and run `cargo xtask bless`\n{got}"
-    );
+    check_snapshot(case, "expected.haproxy.cfg", |cfg| {
+        haproxy::render_haproxy(cfg, "    master-worker\n").expect("load balancers")
+    });
 }
 
 #[test]
