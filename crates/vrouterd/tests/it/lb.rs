@@ -443,7 +443,8 @@ fn a_long_download_survives_member_changes_and_a_reload() {
     let first = start_download(&net, dir.path(), "first", 80);
     wait_for("the first download to start", || received(&first) > 0);
 
-    // Add web2 through the runtime API.
+    // Add web2 through the runtime API: no reload.
+    let reloads = net.haproxy_reloads();
     net.apply(
         &base
             .clone()
@@ -466,6 +467,11 @@ fn a_long_download_survives_member_changes_and_a_reload() {
         !net.router.draining_members().is_empty(),
         "web1 was deleted despite its connection"
     );
+    assert_eq!(
+        net.haproxy_reloads(),
+        reloads,
+        "member changes must not reload haproxy"
+    );
     let seen = members_seen(&net, NET_A1, 80, SPREAD_REQUESTS);
     assert_eq!(distinct(&seen), BTreeSet::from(["web2".to_string()]));
     let second = start_download(&net, dir.path(), "second", 80);
@@ -481,6 +487,11 @@ fn a_long_download_survives_member_changes_and_a_reload() {
     assert!(
         received(&first) < total,
         "the first download ended too early to prove anything"
+    );
+    assert_eq!(
+        net.haproxy_reloads(),
+        reloads + 1,
+        "a structural change is one reload"
     );
     let seen = members_seen(&net, NET_A1, 80, SPREAD_REQUESTS);
     assert_eq!(distinct(&seen), BTreeSet::from(["web2".to_string()]));

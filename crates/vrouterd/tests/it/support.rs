@@ -344,6 +344,23 @@ impl Net {
         &self.guard
     }
 
+    /// How many times the router's haproxy master has reloaded (`show proc`).
+    pub(crate) fn haproxy_reloads(&self) -> u32 {
+        let netns = Netns::Named(self.guard.router_netns("net1").expect("router net1"));
+        let files = sys::haproxy::HaproxyFiles::new(
+            &self
+                .guard
+                .data_dir()
+                .join("routers")
+                .join("net1")
+                .join("haproxy"),
+        );
+        let haproxy = sys::haproxy::Haproxy::adopt(&netns, files)
+            .unwrap_or_else(|e| panic!("adopt haproxy: {}", chain(&e)))
+            .expect("a running haproxy");
+        haproxy.processes().expect("show proc").reloads
+    }
+
     /// Applies `cfg`, which must be accepted.
     pub(crate) fn apply(&mut self, cfg: &Config) -> ApplyOutcome {
         self.try_apply(cfg)
