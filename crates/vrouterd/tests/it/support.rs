@@ -348,8 +348,7 @@ impl Net {
     pub(crate) fn haproxy_reloads(&self) -> u32 {
         let netns = Netns::Named(self.guard.router_netns("net1").expect("router net1"));
         let files = sys::haproxy::HaproxyFiles::new(
-            &self
-                .guard
+            self.guard
                 .data_dir()
                 .join("routers")
                 .join("net1")
