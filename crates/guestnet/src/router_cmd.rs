@@ -254,9 +254,14 @@ pub(crate) fn serve(
     initial: Option<&Path>,
 ) -> anyhow::Result<ExitCode> {
     let mut router = Router::open(netns.clone(), state)?;
-    match router.restore()? {
-        Some(g) => tracing::info!(%netns, generation = g, "re-applied the last good config"),
-        None => tracing::info!(%netns, "no config applied yet"),
+    match router.restore() {
+        Ok(Some(g)) => tracing::info!(%netns, generation = g, "re-applied the last good config"),
+        Ok(None) => tracing::info!(%netns, "no config applied yet"),
+        // The firewall enforces the config; haproxy is retried by the drift timer.
+        Err(e @ vrouterd::ApplyError::Balancer { .. }) => {
+            tracing::error!(%netns, error = %vrouterd::chain(&e), "load balancing not restored yet")
+        }
+        Err(e) => return Err(e.into()),
     }
     if let Some(path) = initial {
         let bytes =

@@ -207,6 +207,11 @@ impl Balancer {
         haproxy::check(&self.netns, &path).map_err(BalancerError::Haproxy)
     }
 
+    /// Marks haproxy as not holding the config: the next [`Balancer::tend`] restores it.
+    pub(crate) fn mark_stale(&mut self) {
+        self.stale = true;
+    }
+
     /// Carries out a plan after the nft commit. On failure the next [`Balancer::tend`] restores
     /// haproxy from `config`.
     ///

@@ -365,14 +365,25 @@ impl Router {
         let generation = config.generation();
         // haproxy checks a structural change before anything is committed; a refusal refuses
         // the whole config.
-        let lb_plan = self
-            .balancer
-            .prepare(
-                self.applied.as_ref().map(|a| &a.config),
-                &config,
-                force_full,
-            )
-            .map_err(|source| ApplyError::HaproxyRefused { generation, source })?;
+        // haproxy checks a structural change before anything is committed. A new config it refuses
+        // is refused whole; the last good config (a restore or repair) is still enforced by the
+        // firewall, and haproxy is left for the drift timer to retry: a refusal there means the
+        // environment changed (haproxy itself, say), not the config.
+        let mut lb_failure = None;
+        let lb_plan = match self.balancer.prepare(
+            self.applied.as_ref().map(|a| &a.config),
+            &config,
+            force_full,
+        ) {
+            Ok(plan) => plan,
+            Err(source) if force_full => {
+                tracing::error!(netns = %self.netns, generation, error = %chain(&source), "haproxy refuses the last good config; enforcing the firewall without it");
+                self.balancer.mark_stale();
+                lb_failure = Some(source);
+                crate::balancer::LbPlan::Nothing
+            }
+            Err(source) => return Err(ApplyError::HaproxyRefused { generation, source }),
+        };
         self.ledger.write_candidate(config.document())?;
         // Interfaces are set at start and whenever their part of the config changes; a rule
         // change never spawns `ip`.
@@ -463,7 +474,10 @@ impl Router {
                 nft_generation,
             })?;
         }
-        let lb = self.balancer.enact(lb_plan, &config);
+        let lb = match lb_failure {
+            Some(e) => Err(e),
+            None => self.balancer.enact(lb_plan, &config),
+        };
         self.applied = Some(Applied {
             config,
             model,

@@ -699,3 +699,56 @@ fn every_rendered_load_balancer_kind_passes_haproxy_check() {
     std::fs::write(&path, text).expect("write");
     sys::haproxy::check(&sys::nft::Netns::Host, &path).unwrap_or_else(|e| panic!("{}", chain(&e)));
 }
+
+#[test]
+#[ignore = "needs root and network namespaces: run by cargo xtask test"]
+fn a_restore_enforces_the_firewall_even_when_haproxy_cannot_take_the_config() {
+    let mut net = Net::up();
+    both_servers(&mut net, 80);
+    let cfg = Config::new(1)
+        .firewall(1, PUBLIC_IP, "tcp", "80", &["0.0.0.0/0"])
+        .load_balancer(lb(
+            31,
+            80,
+            "roundrobin",
+            &[(WEB1, 80), (WEB2, 80)],
+            &["0.0.0.0/0"],
+        ));
+    net.apply(&cfg);
+    assert!(!net.pings_short(&outside(), Some(NET_C), PUBLIC_IP));
+
+    // Something outside the config breaks haproxy's side (here: its candidate file cannot be
+    // written), and the kernel loses the table, as after a reboot.
+    let candidate = net
+        .lab()
+        .data_dir()
+        .join("routers/net1/haproxy/haproxy.cfg.new");
+    let _ = std::fs::remove_file(&candidate);
+    std::fs::create_dir_all(&candidate).expect("block the candidate path");
+    net.in_router(&["nft", "flush", "ruleset"]);
+    assert!(net.pings(&outside(), Some(NET_C), PUBLIC_IP));
+
+    // The restore still puts the firewall back, and says haproxy is not restored.
+    let err = net
+        .router
+        .restore()
+        .expect_err("haproxy cannot be restored");
+    assert!(
+        matches!(err, ApplyError::Balancer { generation: 1, .. }),
+        "{}",
+        chain(&err)
+    );
+    assert_eq!(net.router.drift().expect("drift"), vrouterd::Drift::InSync);
+    assert!(!net.pings_short(&outside(), Some(NET_C), PUBLIC_IP));
+    // The haproxy that ran before keeps serving meanwhile.
+    let seen = members_seen(&net, NET_A1, 80, SPREAD_REQUESTS);
+    assert_eq!(distinct(&seen).len(), 2, "{seen:?}");
+
+    // Once the environment is mended, the drift timer's chore restores haproxy.
+    std::fs::remove_dir(&candidate).expect("unblock");
+    net.router
+        .tend_balancer()
+        .unwrap_or_else(|e| panic!("{}", chain(&e)));
+    let seen = members_seen(&net, NET_A1, 80, SPREAD_REQUESTS);
+    assert_eq!(distinct(&seen).len(), 2, "{seen:?}");
+}
