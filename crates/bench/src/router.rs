@@ -225,33 +225,6 @@ fn change_size(update: &render::Update) -> usize {
     }
 }
 
-/// The router's conversion of render's element changes into a netlink batch (vrouterd keeps
-/// its own private; this one replays it for the profile).
-fn element_batch(c: &render::ElementChange) -> nft::ElementBatch {
-    let conv = |fields: &[render::KeyField]| -> Vec<nft::Field> {
-        fields
-            .iter()
-            .map(|f| match f {
-                render::KeyField::Ipv4(ip) => nft::Field::Ipv4(*ip),
-                render::KeyField::Proto(p) => nft::Field::Proto(*p),
-                render::KeyField::Port(p) => nft::Field::Port(*p),
-                render::KeyField::PortRange(a, b) => nft::Field::PortRange(*a, *b),
-                render::KeyField::Jump(chain) => nft::Field::Jump(chain.clone()),
-            })
-            .collect()
-    };
-    nft::ElementBatch {
-        set: c.set.clone(),
-        interval: c.interval,
-        delete: c.delete,
-        elements: c
-            .elements
-            .iter()
-            .map(|(k, v)| (conv(k), v.as_deref().map(conv)))
-            .collect(),
-    }
-}
-
 fn apply(router: &mut Router, doc: RouterConfig) -> anyhow::Result<Applied> {
     let started = Instant::now();
     let outcome = router.apply_document(doc)?;
@@ -707,7 +680,7 @@ impl Bench<'_> {
     fn timed_batch(&self, fast: &render::FastUpdate) -> anyhow::Result<f64> {
         let mut socket = nft::NftSocket::open(&self.netns)?;
         let generation = socket.generation()?;
-        let batches: Vec<nft::ElementBatch> = fast.elements.iter().map(element_batch).collect();
+        let batches: Vec<nft::ElementBatch> = vrouterd::element_batches(fast);
         let started = Instant::now();
         let generation = if fast.create.is_empty() {
             generation

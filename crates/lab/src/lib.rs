@@ -756,3 +756,26 @@ pub fn chain(e: &dyn std::error::Error) -> String {
     }
     s
 }
+
+/// A small HTTP server for test hosts, run as `python3 -c WHOAMI_HTTP_SERVER IP PORT NAME`: it
+/// answers every GET with `NAME CLIENT-IP`, so a test sees which host answered and which source
+/// address it saw. It binds without resolving its own name (python's `http.server` does that at
+/// start, which hangs in a lab whose egress is denied).
+pub const WHOAMI_HTTP_SERVER: &str = r#"
+import http.server, socketserver, sys
+ip, port, name = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+class Whoami(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = f"{name} {self.client_address[0]}".encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args):
+        pass
+class Server(http.server.ThreadingHTTPServer):
+    def server_bind(self):
+        socketserver.TCPServer.server_bind(self)
+        self.server_name, self.server_port = ip, port
+Server((ip, port), Whoami).serve_forever()
+"#;

@@ -23,7 +23,9 @@ pub mod serve;
 pub mod status;
 
 pub use balancer::{BalancerError, LbStatus, MemberStatus, HARD_STOP_AFTER};
-pub use router::{chain, ApplyError, ApplyMode, ApplyOutcome, CommitPath, Drift, Router};
+pub use router::{
+    chain, element_batches, ApplyError, ApplyMode, ApplyOutcome, CommitPath, Drift, Router,
+};
 pub use status::{Count, Counters};
 
 /// The control socket's file name inside a router's state directory.

@@ -426,8 +426,7 @@ impl Router {
                         expected = nft::apply(&self.netns, &fast.create)
                             .and_then(|()| self.probe.generation());
                     }
-                    let batches: Vec<ElementBatch> =
-                        fast.elements.iter().map(element_batch).collect();
+                    let batches: Vec<ElementBatch> = element_batches(fast);
                     expected
                         .and_then(|g| {
                             self.probe
@@ -612,6 +611,11 @@ impl Router {
         }
         Ok(counters)
     }
+}
+
+/// The netlink batches of a fast update's element changes, as the router commits them.
+pub fn element_batches(fast: &render::FastUpdate) -> Vec<ElementBatch> {
+    fast.elements.iter().map(element_batch).collect()
 }
 
 fn element_batch(c: &render::ElementChange) -> ElementBatch {

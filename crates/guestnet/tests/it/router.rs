@@ -116,27 +116,6 @@ fn config(generation: u64, vm_ip: &str) -> Value {
     })
 }
 
-/// An HTTP server answering every GET with `NAME CLIENT-IP` (binding without a DNS lookup of
-/// its own name, which the lab cannot answer).
-const HTTP_SERVER: &str = r#"
-import http.server, socketserver, sys
-ip, port, name = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-class Whoami(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        body = f"{name} {self.client_address[0]}".encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-    def log_message(self, *args):
-        pass
-class Server(http.server.ThreadingHTTPServer):
-    def server_bind(self):
-        socketserver.TCPServer.server_bind(self)
-        self.server_name, self.server_port = ip, port
-Server((ip, port), Whoami).serve_forever()
-"#;
-
 /// A child process killed (and reaped) when dropped.
 struct Killed(Child);
 
@@ -190,7 +169,10 @@ impl Bench {
         for (vm, ip) in [("web1", WEB1), ("web2", WEB2)] {
             let target = Target::Vm(vm.to_string());
             let child = guard
-                .spawn(&target, &["python3", "-c", HTTP_SERVER, ip, "8080", vm])
+                .spawn(
+                    &target,
+                    &["python3", "-c", lab::WHOAMI_HTTP_SERVER, ip, "8080", vm],
+                )
                 .expect("start a server");
             servers.push(Killed(child));
             let url = format!("http://{ip}:8080/");

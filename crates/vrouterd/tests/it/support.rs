@@ -254,28 +254,6 @@ impl Drop for Server {
     }
 }
 
-/// An HTTP server answering every GET with `NAME CLIENT-IP`. It binds without looking up its
-/// own name (`HTTPServer.server_bind` does, and the lab has no DNS: that lookup alone takes
-/// longer than any deadline here).
-const HTTP_SERVER: &str = r#"
-import http.server, socketserver, sys
-ip, port, name = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-class Whoami(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        body = f"{name} {self.client_address[0]}".encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-    def log_message(self, *args):
-        pass
-class Server(http.server.ThreadingHTTPServer):
-    def server_bind(self):
-        socketserver.TCPServer.server_bind(self)
-        self.server_name, self.server_port = ip, port
-Server((ip, port), Whoami).serve_forever()
-"#;
-
 /// A UDP server answering every datagram with `NAME CLIENT-IP`.
 const UDP_SERVER: &str = r#"
 import socket, sys
@@ -410,7 +388,14 @@ impl Net {
         self.start_at(
             host,
             &format!("{ip}:{port}"),
-            &["python3", "-c", HTTP_SERVER, ip, &port_text, name],
+            &[
+                "python3",
+                "-c",
+                lab::WHOAMI_HTTP_SERVER,
+                ip,
+                &port_text,
+                name,
+            ],
         );
         let local = if ip == "0.0.0.0" { "127.0.0.1" } else { ip };
         wait_for(&format!("http server {name} on {ip}:{port}"), || {
