@@ -1,0 +1,1924 @@
+//! The catalogue's data: every command, its parameters and its response fields.
+
+use super::{ApiSpec, ParamKind, ParamSpec, ResponseField};
+use ParamKind::{Boolean, Date, Integer, List, ListOfUuid, Map, Short, Uuid};
+
+/// The usual length limit of a parameter.
+const DEFAULT_LENGTH: u32 = 255;
+/// The length limit of description-like text.
+const LONG_TEXT: u32 = 4096;
+
+const fn p(name: &'static str, kind: ParamKind, description: &'static str) -> ParamSpec {
+    ParamSpec {
+        name,
+        kind,
+        required: false,
+        length: DEFAULT_LENGTH,
+        description,
+        related: "",
+        since: "",
+    }
+}
+
+const fn s(name: &'static str, description: &'static str) -> ParamSpec {
+    p(name, ParamKind::String, description)
+}
+
+impl ParamSpec {
+    const fn req(mut self) -> Self {
+        self.required = true;
+        self
+    }
+    const fn rel(mut self, related: &'static str) -> Self {
+        self.related = related;
+        self
+    }
+    const fn since_v(mut self, since: &'static str) -> Self {
+        self.since = since;
+        self
+    }
+    const fn len(mut self, length: u32) -> Self {
+        self.length = length;
+        self
+    }
+}
+
+const fn f(name: &'static str, kind: &'static str, description: &'static str) -> ResponseField {
+    ResponseField {
+        name,
+        description,
+        kind,
+    }
+}
+
+// Commands whose results name each kind of entity: the `related` of uuid parameters.
+const R_IP: &str = "associateIpAddress,listPublicIpAddresses";
+const R_NETWORK: &str = "createNetwork,listNetworks";
+const R_ZONE: &str = "listZones";
+const R_VM: &str = "deployVirtualMachine,listVirtualMachines";
+const R_FW: &str = "createFirewallRule,listFirewallRules,updateFirewallRule";
+const R_EGRESS: &str = "createEgressFirewallRule,listEgressFirewallRules,updateEgressFirewallRule";
+const R_PF: &str = "createPortForwardingRule,listPortForwardingRules,updatePortForwardingRule";
+const R_LB: &str = "createLoadBalancerRule,listLoadBalancerRules,updateLoadBalancerRule";
+const R_STICKY: &str = "createLBStickinessPolicy,listLBStickinessPolicies";
+const R_HEALTH: &str = "createLBHealthCheckPolicy,listLBHealthCheckPolicies";
+const R_NET_OFFERING: &str = "listNetworkOfferings";
+const R_SVC_OFFERING: &str = "listServiceOfferings";
+const R_TEMPLATE: &str = "listTemplates";
+const R_VLAN: &str = "createVlanIpRange,listVlanIpRanges";
+const R_ROUTER: &str = "listRouters";
+const R_EVENT: &str = "listEvents";
+const R_ACCOUNT: &str = "createAccount,listAccounts";
+const R_USER: &str = "listUsers";
+const R_JOB: &str = "queryAsyncJobResult,listAsyncJobs";
+
+// ------------------------------------------------------------------------------------------
+// Parameters shared by many commands.
+
+const KEYWORD: ParamSpec = s(
+    "keyword",
+    "Only items whose name or text contains this word",
+);
+const PAGE: ParamSpec = p(
+    "page",
+    Integer,
+    "Which page to return, counting from 1; give pagesize with it",
+);
+const PAGESIZE: ParamSpec = p(
+    "pagesize",
+    Integer,
+    "Items per page, at most 500; -1 returns every item on one page (then page must be absent)",
+);
+const LISTALL: ParamSpec = p(
+    "listall",
+    Boolean,
+    "true lists everything the caller may see, not only the caller's own; false by default",
+);
+const DOMAINID_FILTER: ParamSpec = p("domainid", Uuid, "Only items owned in this domain");
+const ISRECURSIVE: ParamSpec = p(
+    "isrecursive",
+    Boolean,
+    "With domainid, also include the domain's subdomains; false by default",
+);
+const ACCOUNT_FILTER: ParamSpec = s(
+    "account",
+    "Only items owned by the account of this name; give domainid with it",
+);
+const PROJECTID_FILTER: ParamSpec = p("projectid", Uuid, "Only items of this project");
+const TAGS_FILTER: ParamSpec = p(
+    "tags",
+    Map,
+    "Only items carrying all these tags, given as tags[i].key and tags[i].value",
+);
+const FORDISPLAY_FILTER: ParamSpec = p(
+    "fordisplay",
+    Boolean,
+    "Only items whose display flag has this value",
+)
+.since_v("4.4");
+const FORDISPLAY: ParamSpec = p(
+    "fordisplay",
+    Boolean,
+    "Whether end users are shown the item (settable by root admins); true by default",
+)
+.since_v("4.4");
+const CUSTOMID: ParamSpec = s(
+    "customid",
+    "A new uuid for the item, replacing the one the server gave it (root admins only)",
+)
+.since_v("4.4");
+const OWNER_ACCOUNT: ParamSpec = s(
+    "account",
+    "The account that will own the item; give domainid with it",
+);
+const OWNER_DOMAINID: ParamSpec = p("domainid", Uuid, "The domain of the owning account");
+
+/// Own parameters, then the paging parameters every list command has.
+macro_rules! base_list {
+    ($($param:expr),* $(,)?) => {
+        &[$($param,)* KEYWORD, PAGE, PAGESIZE]
+    };
+}
+
+/// Own parameters, then the ownership filters of account-owned lists and paging.
+macro_rules! account_list {
+    ($($param:expr),* $(,)?) => {
+        &[$($param,)* LISTALL, DOMAINID_FILTER, ISRECURSIVE, ACCOUNT_FILTER, PROJECTID_FILTER,
+          KEYWORD, PAGE, PAGESIZE]
+    };
+}
+
+/// Own parameters, then the tag filter, the ownership filters and paging.
+macro_rules! tagged_list {
+    ($($param:expr),* $(,)?) => {
+        &[$($param,)* TAGS_FILTER, LISTALL, DOMAINID_FILTER, ISRECURSIVE, ACCOUNT_FILTER,
+          PROJECTID_FILTER, KEYWORD, PAGE, PAGESIZE]
+    };
+}
+
+// ------------------------------------------------------------------------------------------
+// Response objects.
+
+const TAGS_FIELD: ResponseField = f("tags", "set", "The tags attached to the item");
+
+const SUCCESS: &[ResponseField] = &[
+    f("success", "boolean", "true when the command succeeded"),
+    f(
+        "displaytext",
+        "string",
+        "Details of the outcome, when there are any",
+    ),
+];
+
+const FIREWALL: &[ResponseField] = &[
+    f("id", "string", "The rule's id"),
+    f("protocol", "string", "tcp, udp, icmp or all"),
+    f("startport", "integer", "First port of the range"),
+    f("endport", "integer", "Last port of the range"),
+    f(
+        "ipaddressid",
+        "string",
+        "Id of the public address (ingress rules)",
+    ),
+    f("ipaddress", "string", "The public address (ingress rules)"),
+    f("networkid", "string", "Id of the guest network"),
+    f("state", "string", "Add, Active or Deleting"),
+    f("cidrlist", "string", "Source CIDRs, comma-separated"),
+    f("icmptype", "integer", "ICMP type; -1 for all"),
+    f("icmpcode", "integer", "ICMP code; -1 for all"),
+    TAGS_FIELD,
+    f(
+        "fordisplay",
+        "boolean",
+        "Whether end users are shown the rule",
+    ),
+    f(
+        "destcidrlist",
+        "string",
+        "Destination CIDRs, comma-separated (egress rules)",
+    ),
+    f("traffictype", "string", "Ingress or Egress"),
+];
+
+const PORT_FORWARDING: &[ResponseField] = &[
+    f("id", "string", "The rule's id"),
+    f("privateport", "string", "First port on the virtual machine"),
+    f(
+        "privateendport",
+        "string",
+        "Last port on the virtual machine",
+    ),
+    f("publicport", "string", "First public port"),
+    f("publicendport", "string", "Last public port"),
+    f("protocol", "string", "tcp or udp"),
+    f(
+        "virtualmachineid",
+        "string",
+        "Id of the destination virtual machine",
+    ),
+    f(
+        "virtualmachinename",
+        "string",
+        "Name of the destination virtual machine",
+    ),
+    f(
+        "virtualmachinedisplayname",
+        "string",
+        "Display name of the destination virtual machine",
+    ),
+    f("ipaddressid", "string", "Id of the public address"),
+    f("ipaddress", "string", "The public address"),
+    f("state", "string", "Add, Active or Deleting"),
+    f("cidrlist", "string", "Source CIDRs, comma-separated"),
+    TAGS_FIELD,
+    f(
+        "vmguestip",
+        "string",
+        "The guest address traffic is sent to",
+    ),
+    f("networkid", "string", "Id of the guest network"),
+    f(
+        "fordisplay",
+        "boolean",
+        "Whether end users are shown the rule",
+    ),
+];
+
+const LOAD_BALANCER: &[ResponseField] = &[
+    f("id", "string", "The rule's id"),
+    f("name", "string", "The rule's name"),
+    f("description", "string", "The rule's description"),
+    f("publicipid", "string", "Id of the public address"),
+    f("publicip", "string", "The public address"),
+    f("publicport", "string", "The public port"),
+    f("privateport", "string", "The port on the members"),
+    f("algorithm", "string", "roundrobin, leastconn or source"),
+    f("networkid", "string", "Id of the guest network"),
+    f("cidrlist", "string", "Source CIDRs allowed, as stored"),
+    f("account", "string", "The owning account"),
+    f("projectid", "string", "Id of the owning project"),
+    f("project", "string", "Name of the owning project"),
+    f("domainid", "string", "Id of the owner's domain"),
+    f("domain", "string", "Name of the owner's domain"),
+    f("domainpath", "string", "Path of the owner's domain"),
+    f("state", "string", "Add, Active or Deleting"),
+    f("zoneid", "string", "Id of the zone"),
+    f("zonename", "string", "Name of the zone"),
+    f(
+        "protocol",
+        "string",
+        "The balancing protocol: tcp, udp, tcp-proxy or ssl",
+    ),
+    TAGS_FIELD,
+    f(
+        "fordisplay",
+        "boolean",
+        "Whether end users are shown the rule",
+    ),
+];
+
+const IP_ADDRESS: &[ResponseField] = &[
+    f("id", "string", "The address's id"),
+    f("ipaddress", "string", "The address"),
+    f("allocated", "date", "When the address was acquired"),
+    f("zoneid", "string", "Id of the zone"),
+    f("zonename", "string", "Name of the zone"),
+    f(
+        "issourcenat",
+        "boolean",
+        "Whether the network's outbound traffic leaves from it",
+    ),
+    f("account", "string", "The owning account"),
+    f("domainid", "string", "Id of the owner's domain"),
+    f("domain", "string", "Name of the owner's domain"),
+    f(
+        "forvirtualnetwork",
+        "boolean",
+        "Whether it belongs to a routed range",
+    ),
+    f("vlanid", "string", "Id of the range it comes from"),
+    f("vlanname", "string", "VLAN of the range it comes from"),
+    f(
+        "isstaticnat",
+        "boolean",
+        "Whether it is mapped one-to-one to a virtual machine",
+    ),
+    f("issystem", "boolean", "Whether the system holds it"),
+    f(
+        "virtualmachineid",
+        "string",
+        "Id of the static NAT virtual machine",
+    ),
+    f(
+        "vmipaddress",
+        "string",
+        "Guest address of the static NAT virtual machine",
+    ),
+    f(
+        "associatednetworkid",
+        "string",
+        "Id of the network it is associated with",
+    ),
+    f(
+        "associatednetworkname",
+        "string",
+        "Name of the network it is associated with",
+    ),
+    f(
+        "networkid",
+        "string",
+        "Id of the public network it comes from",
+    ),
+    f(
+        "state",
+        "string",
+        "Allocating, Allocated, Releasing, Reserved or Free",
+    ),
+    f("physicalnetworkid", "string", "Id of the physical network"),
+    f("purpose", "string", "What the address is used for"),
+    f("vpcid", "string", "Id of the VPC it is associated with"),
+    TAGS_FIELD,
+    f("isportable", "boolean", "Whether it can move between zones"),
+    f(
+        "fordisplay",
+        "boolean",
+        "Whether end users are shown the address",
+    ),
+    f("hasrules", "boolean", "Whether rules use it"),
+    f(
+        "forsystemvms",
+        "boolean",
+        "Whether it is reserved for system machines",
+    ),
+];
+
+const NETWORK: &[ResponseField] = &[
+    f("id", "string", "The network's id"),
+    f("name", "string", "The network's name"),
+    f("displaytext", "string", "The network's description"),
+    f(
+        "state",
+        "string",
+        "Allocated, Implemented, Setup, Shutdown or Destroy",
+    ),
+    f("type", "string", "Isolated, Shared or L2"),
+    f(
+        "traffictype",
+        "string",
+        "Guest, Public, Management or Storage",
+    ),
+    f("gateway", "string", "The guest gateway"),
+    f("netmask", "string", "The guest netmask"),
+    f("cidr", "string", "The guest CIDR"),
+    f("zoneid", "string", "Id of the zone"),
+    f("zonename", "string", "Name of the zone"),
+    f(
+        "networkofferingid",
+        "string",
+        "Id of the offering it was made from",
+    ),
+    f(
+        "networkofferingname",
+        "string",
+        "Name of the offering it was made from",
+    ),
+    f("account", "string", "The owning account"),
+    f("domainid", "string", "Id of the owner's domain"),
+    f("domain", "string", "Name of the owner's domain"),
+    f("vpcid", "string", "Id of the VPC it belongs to"),
+    f(
+        "service",
+        "list",
+        "The services it provides, with providers and capabilities",
+    ),
+    f(
+        "restartrequired",
+        "boolean",
+        "Whether it must be restarted to apply changes",
+    ),
+    f(
+        "egressdefaultpolicy",
+        "boolean",
+        "true when outbound traffic is allowed unless a rule denies it",
+    ),
+    f(
+        "ispersistent",
+        "boolean",
+        "Whether it is set up before any machine uses it",
+    ),
+    f(
+        "redundantrouter",
+        "boolean",
+        "Whether it has a redundant router pair",
+    ),
+    f("publicmtu", "integer", "MTU on the public side"),
+    f("privatemtu", "integer", "MTU on the guest side"),
+    TAGS_FIELD,
+];
+
+const ZONE: &[ResponseField] = &[
+    f("id", "string", "The zone's id"),
+    f("name", "string", "The zone's name"),
+    f("description", "string", "The zone's description"),
+    f("networktype", "string", "Basic or Advanced"),
+    f("allocationstate", "string", "Enabled or Disabled"),
+    f("dns1", "string", "First public DNS server"),
+    f("dns2", "string", "Second public DNS server"),
+    f("internaldns1", "string", "First internal DNS server"),
+    f("guestcidraddress", "string", "Default guest CIDR"),
+    f(
+        "securitygroupsenabled",
+        "boolean",
+        "Whether security groups are used",
+    ),
+    f(
+        "localstorageenabled",
+        "boolean",
+        "Whether local storage is used",
+    ),
+    TAGS_FIELD,
+];
+
+const NETWORK_OFFERING: &[ResponseField] = &[
+    f("id", "string", "The offering's id"),
+    f("name", "string", "The offering's name"),
+    f("displaytext", "string", "The offering's description"),
+    f(
+        "traffictype",
+        "string",
+        "The traffic type of networks made from it",
+    ),
+    f("guestiptype", "string", "Isolated, Shared or L2"),
+    f("state", "string", "Enabled or Disabled"),
+    f("isdefault", "boolean", "Whether it is a system default"),
+    f(
+        "specifyvlan",
+        "boolean",
+        "Whether networks made from it take a VLAN",
+    ),
+    f(
+        "availability",
+        "string",
+        "Required, Optional or Unavailable",
+    ),
+    f(
+        "conservemode",
+        "boolean",
+        "Whether one public address may serve several rule types",
+    ),
+    f(
+        "egressdefaultpolicy",
+        "boolean",
+        "true when its networks allow outbound traffic unless a rule denies it",
+    ),
+    f(
+        "ispersistent",
+        "boolean",
+        "Whether its networks are set up before use",
+    ),
+    f("forvpc", "boolean", "Whether it is for VPC tiers"),
+    f("service", "list", "The services its networks provide"),
+    f("created", "date", "When it was created"),
+];
+
+const SERVICE_OFFERING: &[ResponseField] = &[
+    f("id", "string", "The offering's id"),
+    f("name", "string", "The offering's name"),
+    f("displaytext", "string", "The offering's description"),
+    f("cpunumber", "integer", "Number of CPUs"),
+    f("cpuspeed", "integer", "CPU speed in MHz"),
+    f("memory", "integer", "Memory in MiB"),
+    f("created", "date", "When it was created"),
+    f("storagetype", "string", "shared or local"),
+    f(
+        "offerha",
+        "boolean",
+        "Whether machines are restarted elsewhere on host failure",
+    ),
+    f("issystem", "boolean", "Whether it is for system machines"),
+];
+
+const TEMPLATE: &[ResponseField] = &[
+    f("id", "string", "The template's id"),
+    f("name", "string", "The template's name"),
+    f("displaytext", "string", "The template's description"),
+    f("ispublic", "boolean", "Whether every account may use it"),
+    f("isready", "boolean", "Whether it can be deployed"),
+    f("isfeatured", "boolean", "Whether it is featured"),
+    f(
+        "passwordenabled",
+        "boolean",
+        "Whether it supports password reset",
+    ),
+    f("ostypeid", "string", "Id of its guest OS type"),
+    f("ostypename", "string", "Name of its guest OS type"),
+    f("account", "string", "The owning account"),
+    f("zoneid", "string", "Id of the zone it is in"),
+    f("zonename", "string", "Name of the zone it is in"),
+    f("status", "string", "Download or install status"),
+    f("size", "long", "Size in bytes"),
+    f("templatetype", "string", "USER, BUILTIN, SYSTEM, …"),
+    f("hypervisor", "string", "The hypervisor it runs on"),
+    f("format", "string", "Image format"),
+    f("created", "date", "When it was created"),
+];
+
+const VIRTUAL_MACHINE: &[ResponseField] = &[
+    f("id", "string", "The machine's id"),
+    f("name", "string", "The machine's host name"),
+    f("displayname", "string", "The machine's display name"),
+    f("account", "string", "The owning account"),
+    f("domainid", "string", "Id of the owner's domain"),
+    f("domain", "string", "Name of the owner's domain"),
+    f("created", "date", "When it was created"),
+    f("state", "string", "Running, Stopped, Destroyed, …"),
+    f("zoneid", "string", "Id of the zone"),
+    f("zonename", "string", "Name of the zone"),
+    f(
+        "templateid",
+        "string",
+        "Id of the template it was made from",
+    ),
+    f(
+        "templatename",
+        "string",
+        "Name of the template it was made from",
+    ),
+    f("serviceofferingid", "string", "Id of its service offering"),
+    f(
+        "serviceofferingname",
+        "string",
+        "Name of its service offering",
+    ),
+    f(
+        "nic",
+        "set",
+        "Its network interfaces, with network ids and addresses",
+    ),
+    TAGS_FIELD,
+];
+
+const LB_INSTANCE: &[ResponseField] = &[
+    f("id", "string", "The machine's id"),
+    f("name", "string", "The machine's host name"),
+    f("displayname", "string", "The machine's display name"),
+    f("account", "string", "The owning account"),
+    f("domainid", "string", "Id of the owner's domain"),
+    f("state", "string", "Running, Stopped, …"),
+    f("zoneid", "string", "Id of the zone"),
+    f(
+        "nic",
+        "set",
+        "Its network interfaces, with network ids and addresses",
+    ),
+    f(
+        "servicestate",
+        "string",
+        "Whether the balancer sees it as healthy",
+    ),
+];
+
+const VLAN_IP_RANGE: &[ResponseField] = &[
+    f("id", "string", "The range's id"),
+    f(
+        "forvirtualnetwork",
+        "boolean",
+        "Whether routed networks draw addresses from it",
+    ),
+    f("zoneid", "string", "Id of the zone"),
+    f("vlan", "string", "The VLAN of the range"),
+    f("account", "string", "The account it is dedicated to"),
+    f("domainid", "string", "Id of the domain it is dedicated to"),
+    f("domain", "string", "Name of the domain it is dedicated to"),
+    f("gateway", "string", "The range's gateway"),
+    f("netmask", "string", "The range's netmask"),
+    f("startip", "string", "First address of the range"),
+    f("endip", "string", "Last address of the range"),
+    f("networkid", "string", "Id of the network it serves"),
+    f("physicalnetworkid", "string", "Id of the physical network"),
+    f(
+        "forsystemvms",
+        "boolean",
+        "Whether it is reserved for system machines",
+    ),
+];
+
+const ROUTER: &[ResponseField] = &[
+    f("id", "string", "The router's id"),
+    f("name", "string", "The router's name"),
+    f("zoneid", "string", "Id of the zone"),
+    f("zonename", "string", "Name of the zone"),
+    f("state", "string", "Running, Stopped, Starting, …"),
+    f("guestipaddress", "string", "The router's guest address"),
+    f(
+        "guestnetworkid",
+        "string",
+        "Id of the guest network it serves",
+    ),
+    f("publicip", "string", "The router's public address"),
+    f("linklocalip", "string", "The router's control address"),
+    f("role", "string", "The router's role"),
+    f("version", "string", "The router software version"),
+    f(
+        "requiresupgrade",
+        "boolean",
+        "Whether it runs an old version",
+    ),
+    f(
+        "redundantstate",
+        "string",
+        "PRIMARY, BACKUP or UNKNOWN for redundant pairs",
+    ),
+    f("account", "string", "The owning account"),
+    f("domainid", "string", "Id of the owner's domain"),
+    f("domain", "string", "Name of the owner's domain"),
+    f("created", "date", "When it was created"),
+];
+
+const EVENT: &[ResponseField] = &[
+    f("id", "string", "The event's id"),
+    f("username", "string", "Who caused it"),
+    f("type", "string", "The event type, such as FIREWALL.OPEN"),
+    f("level", "string", "INFO, WARN or ERROR"),
+    f("description", "string", "What happened"),
+    f("account", "string", "The account it concerns"),
+    f("domainid", "string", "Id of that account's domain"),
+    f("domain", "string", "Name of that account's domain"),
+    f("created", "date", "When it happened"),
+    f(
+        "state",
+        "string",
+        "Created, Scheduled, Started or Completed",
+    ),
+    f("parentid", "string", "Id of the event that started it"),
+    f("resourceid", "string", "Id of the resource it concerns"),
+    f("resourcetype", "string", "Type of the resource it concerns"),
+];
+
+const ACCOUNT: &[ResponseField] = &[
+    f("id", "string", "The account's id"),
+    f("name", "string", "The account's name"),
+    f(
+        "accounttype",
+        "integer",
+        "0 user, 1 root admin, 2 domain admin",
+    ),
+    f("roleid", "string", "Id of the account's role"),
+    f("rolename", "string", "Name of the account's role"),
+    f("roletype", "string", "Admin, DomainAdmin or User"),
+    f("domainid", "string", "Id of the account's domain"),
+    f("domain", "string", "Name of the account's domain"),
+    f("state", "string", "enabled, disabled or locked"),
+    f("user", "list", "The account's users"),
+    f("created", "date", "When it was created"),
+];
+
+const USER: &[ResponseField] = &[
+    f("id", "string", "The user's id"),
+    f("username", "string", "The login name"),
+    f("firstname", "string", "First name"),
+    f("lastname", "string", "Last name"),
+    f("email", "string", "E-mail address"),
+    f("created", "date", "When it was created"),
+    f("state", "string", "enabled, disabled or locked"),
+    f("account", "string", "Name of the user's account"),
+    f("accountid", "string", "Id of the user's account"),
+    f(
+        "accounttype",
+        "integer",
+        "0 user, 1 root admin, 2 domain admin",
+    ),
+    f("roleid", "string", "Id of the account's role"),
+    f("rolename", "string", "Name of the account's role"),
+    f("roletype", "string", "Admin, DomainAdmin or User"),
+    f("domainid", "string", "Id of the account's domain"),
+    f("domain", "string", "Name of the account's domain"),
+    f("apikey", "string", "The user's API key"),
+    f(
+        "isdefault",
+        "boolean",
+        "Whether the user was made by the system",
+    ),
+];
+
+const USER_KEYS: &[ResponseField] = &[
+    f("apikey", "string", "The new API key"),
+    f("secretkey", "string", "The new secret key"),
+];
+
+const ASYNC_JOB: &[ResponseField] = &[
+    f(
+        "accountid",
+        "string",
+        "Id of the account that started the job",
+    ),
+    f(
+        "account",
+        "string",
+        "Name of the account that started the job",
+    ),
+    f("domainid", "string", "Id of that account's domain"),
+    f("domainpath", "string", "Path of that account's domain"),
+    f("userid", "string", "Id of the user that started the job"),
+    f("cmd", "string", "The command the job carries out"),
+    f("jobprocstatus", "integer", "Progress detail; normally 0"),
+    f(
+        "jobresultcode",
+        "integer",
+        "0 while pending or on success; the error code on failure",
+    ),
+    f(
+        "jobresulttype",
+        "string",
+        "object or text; absent while pending",
+    ),
+    f(
+        "jobresult",
+        "object",
+        "The result: the entity, {success: true}, or the error",
+    ),
+    f(
+        "jobinstancetype",
+        "string",
+        "Type of the entity the job created",
+    ),
+    f(
+        "jobinstanceid",
+        "string",
+        "Id of the entity the job created",
+    ),
+    f("created", "date", "When the job was created"),
+    f("completed", "date", "When the job finished"),
+    f("jobid", "string", "The job's id"),
+    f("jobstatus", "integer", "0 pending, 1 succeeded, 2 failed"),
+];
+
+const STICKINESS: &[ResponseField] = &[
+    f("lbruleid", "string", "Id of the load balancer rule"),
+    f("name", "string", "Name of the policy"),
+    f("description", "string", "Description of the policy"),
+    f("account", "string", "The owning account"),
+    f("domainid", "string", "Id of the owner's domain"),
+    f("domain", "string", "Name of the owner's domain"),
+    f("state", "string", "State of the rule's policies"),
+    f("zoneid", "string", "Id of the zone"),
+    f(
+        "stickinesspolicy",
+        "list",
+        "The policies: id, name, methodname, description, state, fordisplay, params",
+    ),
+];
+
+const HEALTH_CHECK: &[ResponseField] = &[
+    f("lbruleid", "string", "Id of the load balancer rule"),
+    f("account", "string", "The owning account"),
+    f("domainid", "string", "Id of the owner's domain"),
+    f("domain", "string", "Name of the owner's domain"),
+    f("zoneid", "string", "Id of the zone"),
+    f(
+        "healthcheckpolicy",
+        "list",
+        "The policies: id, pingpath, description, state, responsetime, healthcheckinterval, \
+         healthcheckthresshold, unhealthcheckthresshold, fordisplay",
+    ),
+];
+
+const API_DISCOVERY: &[ResponseField] = &[
+    f("name", "string", "The command's name"),
+    f("description", "string", "What the command does"),
+    f("since", "string", "The version that added it"),
+    f("isasync", "boolean", "Whether it finishes in a job"),
+    f("related", "string", "Related commands, comma-separated"),
+    f("params", "set", "The parameters it accepts"),
+    f("response", "set", "The fields it answers with"),
+];
+
+// ------------------------------------------------------------------------------------------
+// Parameters of the rule commands.
+
+const CIDRLIST_SOURCE: ParamSpec = p(
+    "cidrlist",
+    List,
+    "Source CIDRs allowed, comma-separated; everything (0.0.0.0/0) when absent",
+);
+const ICMPTYPE: ParamSpec = p(
+    "icmptype",
+    Integer,
+    "ICMP type for icmp rules; -1 (all) when absent",
+);
+const ICMPCODE: ParamSpec = p(
+    "icmpcode",
+    Integer,
+    "ICMP code for icmp rules; -1 (all) when absent",
+);
+const STARTPORT: ParamSpec = p("startport", Integer, "First port of the range");
+const ENDPORT: ParamSpec = p(
+    "endport",
+    Integer,
+    "Last port of the range; startport when absent",
+);
+const RULE_TYPE: ParamSpec = s(
+    "type",
+    "system makes a rule the system owns (root admins only); anything else a user rule",
+);
+
+const FW_LIST_OWN: [ParamSpec; 4] = [
+    p("id", Uuid, "Only the rule with this id").rel(R_FW),
+    p("ipaddressid", Uuid, "Only rules on this public address").rel(R_IP),
+    p("networkid", Uuid, "Only rules of this network")
+        .rel(R_NETWORK)
+        .since_v("4.3"),
+    FORDISPLAY_FILTER,
+];
+
+// ------------------------------------------------------------------------------------------
+// The catalogue.
+
+/// Every command, grouped by what it works on.
+pub(super) static APIS: &[ApiSpec] = &[
+    // Ingress firewall.
+    ApiSpec {
+        name: "createFirewallRule",
+        description: "Opens a public address to inbound traffic from the given sources",
+        is_async: true,
+        creates: true,
+        since: "",
+        related: &[
+            "listFirewallRules",
+            "updateFirewallRule",
+            "createEgressFirewallRule",
+            "listEgressFirewallRules",
+            "updateEgressFirewallRule",
+        ],
+        params: &[
+            p("ipaddressid", Uuid, "The public address the rule opens")
+                .req()
+                .rel(R_IP),
+            s("protocol", "tcp, udp or icmp").req(),
+            STARTPORT,
+            ENDPORT,
+            CIDRLIST_SOURCE,
+            ICMPTYPE,
+            ICMPCODE,
+            RULE_TYPE,
+            FORDISPLAY,
+        ],
+        response: FIREWALL,
+        response_object: Some("firewallrule"),
+    },
+    ApiSpec {
+        name: "deleteFirewallRule",
+        description: "Removes an inbound firewall rule",
+        is_async: true,
+        creates: false,
+        since: "",
+        related: &["createFirewallRule", "listFirewallRules"],
+        params: &[p("id", Uuid, "The rule to remove").req().rel(R_FW)],
+        response: SUCCESS,
+        response_object: None,
+    },
+    ApiSpec {
+        name: "listFirewallRules",
+        description: "Lists inbound firewall rules, newest first",
+        is_async: false,
+        creates: false,
+        since: "",
+        related: &[
+            "createFirewallRule",
+            "updateFirewallRule",
+            "createEgressFirewallRule",
+            "listEgressFirewallRules",
+            "updateEgressFirewallRule",
+        ],
+        params: tagged_list![
+            FW_LIST_OWN[0],
+            FW_LIST_OWN[1],
+            FW_LIST_OWN[2],
+            FW_LIST_OWN[3]
+        ],
+        response: FIREWALL,
+        response_object: Some("firewallrule"),
+    },
+    ApiSpec {
+        name: "updateFirewallRule",
+        description: "Changes an inbound firewall rule's uuid or display flag",
+        is_async: true,
+        creates: false,
+        since: "4.4",
+        related: &[
+            "createFirewallRule",
+            "listFirewallRules",
+            "createEgressFirewallRule",
+            "listEgressFirewallRules",
+            "updateEgressFirewallRule",
+        ],
+        params: &[
+            p("id", Uuid, "The rule to change").req().rel(R_FW),
+            CUSTOMID,
+            FORDISPLAY,
+        ],
+        response: FIREWALL,
+        response_object: Some("firewallrule"),
+    },
+    // Egress firewall.
+    ApiSpec {
+        name: "createEgressFirewallRule",
+        description: "Adds an outbound firewall rule to a guest network; whether it allows or \
+                      denies follows the network's default outbound policy",
+        is_async: true,
+        creates: true,
+        since: "",
+        related: &[
+            "createFirewallRule",
+            "listFirewallRules",
+            "updateFirewallRule",
+            "listEgressFirewallRules",
+            "updateEgressFirewallRule",
+        ],
+        params: &[
+            p("networkid", Uuid, "The isolated guest network")
+                .req()
+                .rel(R_NETWORK),
+            s("protocol", "tcp, udp, icmp or all").req(),
+            STARTPORT,
+            ENDPORT,
+            p(
+                "cidrlist",
+                List,
+                "Guest source CIDRs, comma-separated; the whole guest network when absent",
+            ),
+            p(
+                "destcidrlist",
+                List,
+                "Destination CIDRs, comma-separated; any destination when absent",
+            )
+            .since_v("4.10"),
+            ICMPTYPE,
+            ICMPCODE,
+            RULE_TYPE,
+            FORDISPLAY,
+        ],
+        response: FIREWALL,
+        response_object: Some("firewallrule"),
+    },
+    ApiSpec {
+        name: "deleteEgressFirewallRule",
+        description: "Removes an outbound firewall rule",
+        is_async: true,
+        creates: false,
+        since: "",
+        related: &["createEgressFirewallRule", "listEgressFirewallRules"],
+        params: &[p("id", Uuid, "The rule to remove").req().rel(R_EGRESS)],
+        response: SUCCESS,
+        response_object: None,
+    },
+    ApiSpec {
+        name: "listEgressFirewallRules",
+        description: "Lists outbound firewall rules, newest first",
+        is_async: false,
+        creates: false,
+        since: "",
+        related: &[
+            "createFirewallRule",
+            "listFirewallRules",
+            "updateFirewallRule",
+            "createEgressFirewallRule",
+            "updateEgressFirewallRule",
+        ],
+        params: tagged_list![
+            p("id", Uuid, "Only the rule with this id").rel(R_EGRESS),
+            FW_LIST_OWN[1],
+            p("networkid", Uuid, "Only rules of this network").rel(R_NETWORK),
+            FORDISPLAY_FILTER,
+        ],
+        response: FIREWALL,
+        response_object: Some("firewallrule"),
+    },
+    ApiSpec {
+        name: "updateEgressFirewallRule",
+        description: "Changes an outbound firewall rule's uuid or display flag",
+        is_async: true,
+        creates: false,
+        since: "4.4",
+        related: &[
+            "createFirewallRule",
+            "listFirewallRules",
+            "updateFirewallRule",
+            "createEgressFirewallRule",
+            "listEgressFirewallRules",
+        ],
+        params: &[
+            p("id", Uuid, "The rule to change").req().rel(R_EGRESS),
+            CUSTOMID,
+            FORDISPLAY,
+        ],
+        response: FIREWALL,
+        response_object: Some("firewallrule"),
+    },
+    // Port forwarding.
+    ApiSpec {
+        name: "createPortForwardingRule",
+        description: "Forwards a public port or port range to a virtual machine",
+        is_async: true,
+        creates: true,
+        since: "",
+        related: &["listPortForwardingRules", "updatePortForwardingRule"],
+        params: &[
+            p("ipaddressid", Uuid, "The public address traffic arrives on")
+                .req()
+                .rel(R_IP),
+            s("protocol", "tcp or udp").req(),
+            p("publicport", Integer, "First public port").req(),
+            p(
+                "publicendport",
+                Integer,
+                "Last public port; publicport when absent",
+            ),
+            p("privateport", Integer, "First port on the virtual machine").req(),
+            p(
+                "privateendport",
+                Integer,
+                "Last port on the virtual machine; privateport when absent",
+            ),
+            p(
+                "virtualmachineid",
+                Uuid,
+                "The virtual machine traffic goes to",
+            )
+            .req()
+            .rel(R_VM),
+            s(
+                "vmguestip",
+                "The machine's guest address to send to; its primary address when absent",
+            ),
+            p(
+                "networkid",
+                Uuid,
+                "The network, needed only when the address is not yet associated",
+            )
+            .rel(R_NETWORK),
+            p(
+                "openfirewall",
+                Boolean,
+                "Also open the public port in the firewall; true by default",
+            ),
+            p("cidrlist", List, "Source CIDRs allowed, comma-separated"),
+            FORDISPLAY,
+        ],
+        response: PORT_FORWARDING,
+        response_object: Some("portforwardingrule"),
+    },
+    ApiSpec {
+        name: "deletePortForwardingRule",
+        description: "Removes a port forwarding rule and the firewall rule opened with it",
+        is_async: true,
+        creates: false,
+        since: "",
+        related: &["createPortForwardingRule", "listPortForwardingRules"],
+        params: &[p("id", Uuid, "The rule to remove").req().rel(R_PF)],
+        response: SUCCESS,
+        response_object: None,
+    },
+    ApiSpec {
+        name: "listPortForwardingRules",
+        description: "Lists port forwarding rules, newest first",
+        is_async: false,
+        creates: false,
+        since: "",
+        related: &["createPortForwardingRule", "updatePortForwardingRule"],
+        params: tagged_list![
+            p("id", Uuid, "Only the rule with this id").rel(R_PF),
+            p("ipaddressid", Uuid, "Only rules on this public address").rel(R_IP),
+            p("networkid", Uuid, "Only rules of this network")
+                .rel(R_NETWORK)
+                .since_v("4.3"),
+            FORDISPLAY_FILTER,
+        ],
+        response: PORT_FORWARDING,
+        response_object: Some("portforwardingrule"),
+    },
+    ApiSpec {
+        name: "updatePortForwardingRule",
+        description: "Changes where a port forwarding rule sends traffic",
+        is_async: true,
+        creates: false,
+        since: "",
+        related: &["createPortForwardingRule", "listPortForwardingRules"],
+        params: &[
+            p("id", Uuid, "The rule to change").req().rel(R_PF),
+            p(
+                "privateport",
+                Integer,
+                "New first port on the virtual machine",
+            ),
+            p(
+                "privateendport",
+                Integer,
+                "New last port on the virtual machine",
+            ),
+            p("virtualmachineid", Uuid, "New destination virtual machine").rel(R_VM),
+            s(
+                "vmguestip",
+                "New guest address to send to; needs virtualmachineid",
+            )
+            .since_v("4.5"),
+            p("cidrlist", List, "New source CIDRs, comma-separated"),
+            CUSTOMID,
+            FORDISPLAY,
+        ],
+        response: PORT_FORWARDING,
+        response_object: Some("portforwardingrule"),
+    },
+    // Load balancing.
+    ApiSpec {
+        name: "createLoadBalancerRule",
+        description: "Balances a public port across virtual machines assigned later",
+        is_async: true,
+        creates: true,
+        since: "",
+        related: &["listLoadBalancerRules", "updateLoadBalancerRule"],
+        params: &[
+            s("name", "The rule's name").req(),
+            s("algorithm", "roundrobin, leastconn or source").req(),
+            p("privateport", Integer, "The port on the members").req(),
+            p(
+                "publicport",
+                Integer,
+                "The public port; ranges are not supported",
+            )
+            .req(),
+            p("publicipid", Uuid, "The public address to listen on").rel(R_IP),
+            p("networkid", Uuid, "The guest network of the members").rel(R_NETWORK),
+            p("zoneid", Uuid, "The zone").rel(R_ZONE),
+            OWNER_ACCOUNT,
+            OWNER_DOMAINID,
+            p(
+                "openfirewall",
+                Boolean,
+                "Also open the public port in the firewall; true by default",
+            ),
+            s("protocol", "tcp, udp, tcp-proxy or ssl"),
+            p("cidrlist", List, "Source CIDRs allowed, comma-separated").since_v("4.18"),
+            s("description", "The rule's description").len(LONG_TEXT),
+            FORDISPLAY,
+        ],
+        response: LOAD_BALANCER,
+        response_object: Some("loadbalancer"),
+    },
+    ApiSpec {
+        name: "deleteLoadBalancerRule",
+        description: "Removes a load balancer rule and the firewall rule opened with it",
+        is_async: true,
+        creates: false,
+        since: "",
+        related: &["createLoadBalancerRule", "listLoadBalancerRules"],
+        params: &[p("id", Uuid, "The rule to remove").req().rel(R_LB)],
+        response: SUCCESS,
+        response_object: None,
+    },
+    ApiSpec {
+        name: "listLoadBalancerRules",
+        description: "Lists load balancer rules, oldest first",
+        is_async: false,
+        creates: false,
+        since: "",
+        related: &["createLoadBalancerRule", "updateLoadBalancerRule"],
+        params: tagged_list![
+            p("id", Uuid, "Only the rule with this id").rel(R_LB),
+            s("name", "Only rules with this name"),
+            p("publicipid", Uuid, "Only rules on this public address").rel(R_IP),
+            p(
+                "virtualmachineid",
+                Uuid,
+                "Only rules balancing to this machine"
+            )
+            .rel(R_VM),
+            p("zoneid", Uuid, "Only rules in this zone").rel(R_ZONE),
+            p("networkid", Uuid, "Only rules of this network")
+                .rel(R_NETWORK)
+                .since_v("4.3"),
+            FORDISPLAY_FILTER,
+        ],
+        response: LOAD_BALANCER,
+        response_object: Some("loadbalancerrule"),
+    },
+    ApiSpec {
+        name: "updateLoadBalancerRule",
+        description: "Changes a load balancer rule's name, description, algorithm, protocol or \
+                      allowed sources",
+        is_async: true,
+        creates: false,
+        since: "",
+        related: &["createLoadBalancerRule", "listLoadBalancerRules"],
+        params: &[
+            p("id", Uuid, "The rule to change").req().rel(R_LB),
+            s("name", "New name"),
+            s("description", "New description").len(LONG_TEXT),
+            s(
+                "algorithm",
+                "New algorithm: roundrobin, leastconn or source",
+            ),
+            s("protocol", "New protocol: tcp, udp, tcp-proxy or ssl"),
+            p(
+                "cidrlist",
+                List,
+                "New source CIDRs allowed, comma-separated",
+            )
+            .since_v("4.22"),
+            CUSTOMID,
+            FORDISPLAY,
+        ],
+        response: LOAD_BALANCER,
+        response_object: Some("loadbalancer"),
+    },
+    ApiSpec {
+        name: "assignToLoadBalancerRule",
+        description: "Adds virtual machines (or given guest addresses of them) to a load \
+                      balancer rule's members",
+        is_async: true,
+        creates: false,
+        since: "",
+        related: &[
+            "listLoadBalancerRuleInstances",
+            "removeFromLoadBalancerRule",
+        ],
+        params: &[
+            p("id", Uuid, "The load balancer rule").req().rel(R_LB),
+            p(
+                "virtualmachineids",
+                ListOfUuid,
+                "Machines to add, by their primary guest address; comma-separated",
+            )
+            .rel(R_VM),
+            p(
+                "vmidipmap",
+                Map,
+                "Machines to add at given guest addresses: vmidipmap[i].vmid and \
+                 vmidipmap[i].vmip",
+            )
+            .since_v("4.4"),
+        ],
+        response: SUCCESS,
+        response_object: None,
+    },
+    ApiSpec {
+        name: "removeFromLoadBalancerRule",
+        description: "Takes virtual machines (or given guest addresses of them) out of a load \
+                      balancer rule's members",
+        is_async: true,
+        creates: false,
+        since: "",
+        related: &["listLoadBalancerRuleInstances", "assignToLoadBalancerRule"],
+        params: &[
+            p("id", Uuid, "The load balancer rule").req().rel(R_LB),
+            p(
+                "virtualmachineids",
+                ListOfUuid,
+                "Machines to remove, comma-separated",
+            )
+            .rel(R_VM),
+            p(
+                "vmidipmap",
+                Map,
+                "Machine addresses to remove: vmidipmap[i].vmid and vmidipmap[i].vmip",
+            )
+            .since_v("4.4"),
+        ],
+        response: SUCCESS,
+        response_object: None,
+    },
+    ApiSpec {
+        name: "listLoadBalancerRuleInstances",
+        description: "Lists the virtual machines a load balancer rule balances to",
+        is_async: false,
+        creates: false,
+        since: "",
+        related: &["assignToLoadBalancerRule", "removeFromLoadBalancerRule"],
+        params: base_list![
+            p("id", Uuid, "The load balancer rule").req().rel(R_LB),
+            p(
+                "applied",
+                Boolean,
+                "true (default) lists the members; false lists none",
+            ),
+            p(
+                "lbvmips",
+                Boolean,
+                "Also give each member's balanced guest addresses; false by default",
+            ),
+        ],
+        response: LB_INSTANCE,
+        response_object: Some("loadbalancerruleinstance"),
+    },
+    ApiSpec {
+        name: "createLBStickinessPolicy",
+        description: "Makes a load balancer rule keep each client on one member",
+        is_async: true,
+        creates: true,
+        since: "3.0.0",
+        related: &["listLBStickinessPolicies"],
+        params: &[
+            p("lbruleid", Uuid, "The load balancer rule")
+                .req()
+                .rel(R_LB),
+            s("name", "The policy's name").req(),
+            s("methodname", "LbCookie, AppCookie or SourceBased").req(),
+            p(
+                "param",
+                Map,
+                "Method settings as param[i].name and param[i].value",
+            ),
+            s("description", "The policy's description").len(LONG_TEXT),
+            FORDISPLAY,
+        ],
+        response: STICKINESS,
+        response_object: Some("stickinesspolicies"),
+    },
+    ApiSpec {
+        name: "deleteLBStickinessPolicy",
+        description: "Removes a stickiness policy from its load balancer rule",
+        is_async: true,
+        creates: false,
+        since: "3.0.0",
+        related: &["createLBStickinessPolicy", "listLBStickinessPolicies"],
+        params: &[p("id", Uuid, "The policy to remove").req().rel(R_STICKY)],
+        response: SUCCESS,
+        response_object: None,
+    },
+    ApiSpec {
+        name: "listLBStickinessPolicies",
+        description: "Lists the stickiness policies of a load balancer rule",
+        is_async: false,
+        creates: false,
+        since: "3.0.0",
+        related: &["createLBStickinessPolicy"],
+        params: base_list![
+            p("lbruleid", Uuid, "The load balancer rule").rel(R_LB),
+            p("id", Uuid, "Only the policy with this id")
+                .rel(R_STICKY)
+                .since_v("4.4"),
+            FORDISPLAY_FILTER,
+        ],
+        response: STICKINESS,
+        response_object: Some("stickinesspolicies"),
+    },
+    ApiSpec {
+        name: "createLBHealthCheckPolicy",
+        description: "Adds a member health check to a load balancer rule",
+        is_async: true,
+        creates: true,
+        since: "4.2.0",
+        related: &["listLBHealthCheckPolicies"],
+        params: &[
+            p("lbruleid", Uuid, "The load balancer rule")
+                .req()
+                .rel(R_LB),
+            s("pingpath", "HTTP path to probe; / when absent"),
+            p(
+                "responsetimeout",
+                Integer,
+                "Seconds to wait for a probe's answer; 2 when absent or 0",
+            ),
+            p(
+                "intervaltime",
+                Integer,
+                "Seconds between probes; 5 when absent or 0",
+            ),
+            p(
+                "healthythreshold",
+                Integer,
+                "Successes before a member counts as healthy; 2 when absent or 0",
+            ),
+            p(
+                "unhealthythreshold",
+                Integer,
+                "Failures before a member counts as unhealthy; 1 when absent or 0",
+            ),
+            s("description", "The policy's description").len(LONG_TEXT),
+            FORDISPLAY,
+        ],
+        response: HEALTH_CHECK,
+        response_object: Some("healthcheckpolicies"),
+    },
+    ApiSpec {
+        name: "deleteLBHealthCheckPolicy",
+        description: "Removes a health check policy from its load balancer rule",
+        is_async: true,
+        creates: false,
+        since: "4.2.0",
+        related: &["createLBHealthCheckPolicy", "listLBHealthCheckPolicies"],
+        params: &[p("id", Uuid, "The policy to remove").req().rel(R_HEALTH)],
+        response: SUCCESS,
+        response_object: None,
+    },
+    ApiSpec {
+        name: "listLBHealthCheckPolicies",
+        description: "Lists the health check policies of a load balancer rule",
+        is_async: false,
+        creates: false,
+        since: "4.2.0",
+        related: &["createLBHealthCheckPolicy"],
+        params: base_list![
+            p("lbruleid", Uuid, "The load balancer rule").rel(R_LB),
+            p("id", Uuid, "Only the policy with this id")
+                .rel(R_HEALTH)
+                .since_v("4.4"),
+            FORDISPLAY_FILTER,
+        ],
+        response: HEALTH_CHECK,
+        response_object: Some("healthcheckpolicies"),
+    },
+    // Jobs and discovery.
+    ApiSpec {
+        name: "queryAsyncJobResult",
+        description: "Tells whether a job is pending, succeeded or failed, with its result",
+        is_async: false,
+        creates: false,
+        since: "",
+        related: &["listAsyncJobs"],
+        params: &[p("jobid", Uuid, "The job").req().rel(R_JOB)],
+        response: ASYNC_JOB,
+        response_object: None,
+    },
+    ApiSpec {
+        name: "listAsyncJobs",
+        description: "Lists the caller's jobs",
+        is_async: false,
+        creates: false,
+        since: "",
+        related: &["queryAsyncJobResult"],
+        params: &[
+            p(
+                "startdate",
+                Date,
+                "Only jobs created at or after this time (yyyy-MM-dd'T'HH:mm:ssZ)",
+            ),
+            LISTALL,
+            DOMAINID_FILTER,
+            ISRECURSIVE,
+            ACCOUNT_FILTER,
+            KEYWORD,
+            PAGE,
+            PAGESIZE,
+        ],
+        response: ASYNC_JOB,
+        response_object: Some("asyncjobs"),
+    },
+    ApiSpec {
+        name: "listApis",
+        description: "Describes the commands this server implements, their parameters and \
+                      their responses",
+        is_async: false,
+        creates: false,
+        since: "4.1.0",
+        related: &[],
+        params: &[s("name", "Describe only the command of this name")],
+        response: API_DISCOVERY,
+        response_object: Some("api"),
+    },
+    // What the rules stand on: zones, offerings, networks, addresses, machines, accounts.
+    ApiSpec {
+        name: "listZones",
+        description: "Lists zones",
+        is_async: false,
+        creates: false,
+        since: "",
+        related: &[],
+        params: base_list![
+            p("id", Uuid, "Only the zone with this id").rel(R_ZONE),
+            s("name", "Only the zone with this name"),
+            p(
+                "available",
+                Boolean,
+                "true lists every zone the caller may use; false only zones where it has \
+                 machines",
+            ),
+        ],
+        response: ZONE,
+        response_object: Some("zone"),
+    },
+    ApiSpec {
+        name: "listNetworkOfferings",
+        description: "Lists network offerings",
+        is_async: false,
+        creates: false,
+        since: "",
+        related: &[],
+        params: base_list![
+            p("id", Uuid, "Only the offering with this id").rel(R_NET_OFFERING),
+            s("name", "Only offerings with this name"),
+            p("zoneid", Uuid, "Only offerings available in this zone").rel(R_ZONE),
+            s(
+                "guestiptype",
+                "Only offerings of this guest type: Isolated, Shared or L2"
+            ),
+            s("state", "Only offerings in this state: Enabled or Disabled"),
+        ],
+        response: NETWORK_OFFERING,
+        response_object: Some("networkoffering"),
+    },
+    ApiSpec {
+        name: "createNetwork",
+        description: "Creates a guest network from an offering",
+        is_async: false,
+        creates: false,
+        since: "",
+        related: &["listNetworks"],
+        params: &[
+            s("name", "The network's name").req(),
+            s("displaytext", "The network's description"),
+            p("networkofferingid", Uuid, "The offering to make it from")
+                .req()
+                .rel(R_NET_OFFERING),
+            p("zoneid", Uuid, "The zone to make it in")
+                .req()
+                .rel(R_ZONE),
+            s("gateway", "The guest gateway"),
+            s("netmask", "The guest netmask"),
+            s("startip", "First guest address to hand out"),
+            s("endip", "Last guest address to hand out"),
+            OWNER_ACCOUNT,
+            OWNER_DOMAINID,
+        ],
+        response: NETWORK,
+        response_object: Some("network"),
+    },
+    ApiSpec {
+        name: "listNetworks",
+        description: "Lists networks",
+        is_async: false,
+        creates: false,
+        since: "",
+        related: &["createNetwork"],
+        params: &[
+            p("id", Uuid, "Only the network with this id").rel(R_NETWORK),
+            s("name", "Only networks with this name").since_v("4.22"),
+            p("zoneid", Uuid, "Only networks in this zone").rel(R_ZONE),
+            s("type", "Only networks of this type: Isolated, Shared or L2"),
+            ACCOUNT_FILTER,
+            DOMAINID_FILTER,
+            LISTALL,
+            ISRECURSIVE,
+            KEYWORD,
+            PAGE,
+            PAGESIZE,
+        ],
+        response: NETWORK,
+        response_object: Some("network"),
+    },
+    ApiSpec {
+        name: "deleteNetwork",
+        description: "Deletes a guest network and its router",
+        is_async: true,
+        creates: false,
+        since: "",
+        related: &["createNetwork", "listNetworks"],
+        params: &[
+            p("id", Uuid, "The network to delete").req().rel(R_NETWORK),
+            p(
+                "forced",
+                Boolean,
+                "Delete even if cleaning up its resources fails (admins only)",
+            ),
+        ],
+        response: SUCCESS,
+        response_object: None,
+    },
+    ApiSpec {
+        name: "associateIpAddress",
+        description: "Acquires a public address for a guest network",
+        is_async: true,
+        creates: true,
+        since: "",
+        related: &["listPublicIpAddresses"],
+        params: &[
+            p("networkid", Uuid, "The network to associate it with").rel(R_NETWORK),
+            p("zoneid", Uuid, "The zone to take it from").rel(R_ZONE),
+            s("ipaddress", "The address wanted; any free one when absent").since_v("4.13"),
+            OWNER_ACCOUNT,
+            OWNER_DOMAINID,
+        ],
+        response: IP_ADDRESS,
+        response_object: Some("ipaddress"),
+    },
+    ApiSpec {
+        name: "disassociateIpAddress",
+        description: "Releases a public address, removing the rules on it",
+        is_async: true,
+        creates: false,
+        since: "",
+        related: &["associateIpAddress", "listPublicIpAddresses"],
+        params: &[
+            p("id", Uuid, "The address to release").rel(R_IP),
+            s(
+                "ipaddress",
+                "The address to release, given as the address itself",
+            ),
+        ],
+        response: SUCCESS,
+        response_object: None,
+    },
+    ApiSpec {
+        name: "listPublicIpAddresses",
+        description: "Lists public addresses",
+        is_async: false,
+        creates: false,
+        since: "",
+        related: &["associateIpAddress"],
+        params: tagged_list![
+            p("id", Uuid, "Only the address with this id").rel(R_IP),
+            s("ipaddress", "Only this address"),
+            p(
+                "associatednetworkid",
+                Uuid,
+                "Only addresses associated with this network",
+            )
+            .rel(R_NETWORK),
+            p("networkid", Uuid, "Only addresses of this public network")
+                .rel(R_NETWORK)
+                .since_v("4.13"),
+            p(
+                "allocatedonly",
+                Boolean,
+                "true (default) lists only acquired addresses; false also free ones",
+            ),
+            p(
+                "issourcenat",
+                Boolean,
+                "Only source NAT addresses, or only others"
+            ),
+            p("zoneid", Uuid, "Only addresses in this zone").rel(R_ZONE),
+            p("vlanid", Uuid, "Only addresses of this range").rel(R_VLAN),
+            s("state", "Only addresses in this state"),
+        ],
+        response: IP_ADDRESS,
+        response_object: Some("publicipaddress"),
+    },
+    ApiSpec {
+        name: "createVlanIpRange",
+        description: "Adds a range of public addresses to a zone (admins only)",
+        is_async: false,
+        creates: false,
+        since: "",
+        related: &["listVlanIpRanges"],
+        params: &[
+            p("zoneid", Uuid, "The zone").rel(R_ZONE),
+            s("startip", "First address of the range"),
+            s("endip", "Last address of the range; startip when absent"),
+            s("gateway", "The range's gateway"),
+            s("netmask", "The range's netmask"),
+            p(
+                "forvirtualnetwork",
+                Boolean,
+                "true when routed guest networks draw addresses from it",
+            ),
+            s("vlan", "The range's VLAN, or untagged"),
+            p("networkid", Uuid, "The network the range serves").rel(R_NETWORK),
+            s(
+                "account",
+                "The account to dedicate the range to; give domainid with it",
+            ),
+            p("domainid", Uuid, "The domain to dedicate the range to"),
+        ],
+        response: VLAN_IP_RANGE,
+        response_object: Some("vlan"),
+    },
+    ApiSpec {
+        name: "listVlanIpRanges",
+        description: "Lists public address ranges (admins only)",
+        is_async: false,
+        creates: false,
+        since: "",
+        related: &["createVlanIpRange"],
+        params: base_list![
+            p("id", Uuid, "Only the range with this id").rel(R_VLAN),
+            p("zoneid", Uuid, "Only ranges in this zone").rel(R_ZONE),
+            p("networkid", Uuid, "Only ranges of this network").rel(R_NETWORK),
+        ],
+        response: VLAN_IP_RANGE,
+        response_object: Some("vlaniprange"),
+    },
+    ApiSpec {
+        name: "deployVirtualMachine",
+        description: "Creates and starts a virtual machine on guest networks",
+        is_async: true,
+        creates: true,
+        since: "",
+        related: &["listVirtualMachines", "destroyVirtualMachine"],
+        params: &[
+            p("zoneid", Uuid, "The zone").req().rel(R_ZONE),
+            p("serviceofferingid", Uuid, "The machine's size")
+                .req()
+                .rel(R_SVC_OFFERING),
+            p("templateid", Uuid, "The image to boot")
+                .req()
+                .rel(R_TEMPLATE),
+            p(
+                "networkids",
+                ListOfUuid,
+                "Guest networks to attach, comma-separated; the first is the default",
+            )
+            .rel(R_NETWORK),
+            s(
+                "ipaddress",
+                "Guest address on the default network; any free one when absent",
+            ),
+            s("name", "Host name; generated when absent"),
+            s("displayname", "Display name; the host name when absent"),
+            OWNER_ACCOUNT,
+            OWNER_DOMAINID,
+        ],
+        response: VIRTUAL_MACHINE,
+        response_object: Some("virtualmachine"),
+    },
+    ApiSpec {
+        name: "listVirtualMachines",
+        description: "Lists virtual machines",
+        is_async: false,
+        creates: false,
+        since: "",
+        related: &["deployVirtualMachine", "destroyVirtualMachine"],
+        params: account_list![
+            p("id", Uuid, "Only the machine with this id").rel(R_VM),
+            s("name", "Only machines with this name"),
+            p("networkid", Uuid, "Only machines on this network").rel(R_NETWORK),
+            p("zoneid", Uuid, "Only machines in this zone").rel(R_ZONE),
+            s("state", "Only machines in this state"),
+        ],
+        response: VIRTUAL_MACHINE,
+        response_object: Some("virtualmachine"),
+    },
+    ApiSpec {
+        name: "destroyVirtualMachine",
+        description: "Stops and destroys a virtual machine, taking it out of load balancers",
+        is_async: true,
+        creates: false,
+        since: "",
+        related: &["deployVirtualMachine", "listVirtualMachines"],
+        params: &[
+            p("id", Uuid, "The machine to destroy").req().rel(R_VM),
+            p(
+                "expunge",
+                Boolean,
+                "Remove it at once instead of keeping it recoverable; false by default",
+            )
+            .since_v("4.2.1"),
+        ],
+        response: VIRTUAL_MACHINE,
+        response_object: Some("virtualmachine"),
+    },
+    ApiSpec {
+        name: "listServiceOfferings",
+        description: "Lists service offerings (virtual machine sizes)",
+        is_async: false,
+        creates: false,
+        since: "",
+        related: &[],
+        params: base_list![
+            p("id", Uuid, "Only the offering with this id").rel(R_SVC_OFFERING),
+            s("name", "Only offerings with this name"),
+        ],
+        response: SERVICE_OFFERING,
+        response_object: Some("serviceoffering"),
+    },
+    ApiSpec {
+        name: "listTemplates",
+        description: "Lists templates (virtual machine images)",
+        is_async: false,
+        creates: false,
+        since: "",
+        related: &[],
+        params: base_list![
+            s(
+                "templatefilter",
+                "Which templates: featured, self, selfexecutable, sharedexecutable, \
+                 executable, community or all",
+            )
+            .req(),
+            p("id", Uuid, "Only the template with this id").rel(R_TEMPLATE),
+            s("name", "Only templates with this name"),
+            p("zoneid", Uuid, "Only templates in this zone").rel(R_ZONE),
+        ],
+        response: TEMPLATE,
+        response_object: Some("template"),
+    },
+    ApiSpec {
+        name: "listRouters",
+        description: "Lists virtual routers (admins only)",
+        is_async: false,
+        creates: false,
+        since: "",
+        related: &[],
+        params: account_list![
+            p("id", Uuid, "Only the router with this id").rel(R_ROUTER),
+            s("name", "Only the router with this name"),
+            p("networkid", Uuid, "Only the routers of this network").rel(R_NETWORK),
+            p("zoneid", Uuid, "Only routers in this zone").rel(R_ZONE),
+            s("state", "Only routers in this state"),
+        ],
+        response: ROUTER,
+        response_object: Some("router"),
+    },
+    ApiSpec {
+        name: "listEvents",
+        description: "Lists events: what was done, by whom, when",
+        is_async: false,
+        creates: false,
+        since: "",
+        related: &[],
+        params: account_list![
+            p("id", Uuid, "Only the event with this id").rel(R_EVENT),
+            s("type", "Only events of this type, such as FIREWALL.OPEN"),
+            s("level", "Only events of this level: INFO, WARN or ERROR"),
+            p(
+                "startdate",
+                Date,
+                "Only events at or after this time (yyyy-MM-dd or yyyy-MM-dd HH:mm:ss)",
+            ),
+            p(
+                "enddate",
+                Date,
+                "Only events at or before this time (yyyy-MM-dd or yyyy-MM-dd HH:mm:ss)",
+            ),
+        ],
+        response: EVENT,
+        response_object: Some("event"),
+    },
+    ApiSpec {
+        name: "createAccount",
+        description: "Creates an account with its first user (admins only)",
+        is_async: false,
+        creates: false,
+        since: "",
+        related: &["listAccounts"],
+        params: &[
+            s("username", "The first user's login name").req(),
+            s("password", "The first user's password").req(),
+            s("email", "The first user's e-mail address").req(),
+            s("firstname", "The first user's first name").req(),
+            s("lastname", "The first user's last name").req(),
+            p(
+                "accounttype",
+                Short,
+                "0 user, 1 root admin, 2 domain admin; prefer roleid",
+            ),
+            p("roleid", Uuid, "The account's role"),
+            s("account", "The account's name; the user name when absent"),
+            p("domainid", Uuid, "The account's domain; ROOT when absent"),
+        ],
+        response: ACCOUNT,
+        response_object: Some("account"),
+    },
+    ApiSpec {
+        name: "listAccounts",
+        description: "Lists accounts",
+        is_async: false,
+        creates: false,
+        since: "",
+        related: &["createAccount"],
+        params: &[
+            p("id", Uuid, "Only the account with this id").rel(R_ACCOUNT),
+            s("name", "Only the account with this name"),
+            DOMAINID_FILTER,
+            LISTALL,
+            ISRECURSIVE,
+            KEYWORD,
+            PAGE,
+            PAGESIZE,
+        ],
+        response: ACCOUNT,
+        response_object: Some("account"),
+    },
+    ApiSpec {
+        name: "listUsers",
+        description: "Lists users",
+        is_async: false,
+        creates: false,
+        since: "",
+        related: &[],
+        params: &[
+            p("id", Uuid, "Only the user with this id").rel(R_USER),
+            s("username", "Only the user with this login name"),
+            ACCOUNT_FILTER,
+            DOMAINID_FILTER,
+            LISTALL,
+            ISRECURSIVE,
+            KEYWORD,
+            PAGE,
+            PAGESIZE,
+        ],
+        response: USER,
+        response_object: Some("user"),
+    },
+    ApiSpec {
+        name: "registerUserKeys",
+        description: "Issues a user a new API key and secret key, replacing any old pair",
+        is_async: false,
+        creates: false,
+        since: "",
+        related: &[],
+        params: &[p("id", Uuid, "The user").req().rel(R_USER)],
+        response: USER_KEYS,
+        response_object: Some("userkeys"),
+    },
+];
