@@ -19,14 +19,7 @@ impl LabGuard {
     /// # Errors
     /// [`LabError::DataDir`] if no temporary directory can be made, otherwise as [`Lab::up`].
     pub fn up(spec: &LabSpec) -> Result<Self, LabError> {
-        let dir = tempfile::Builder::new()
-            .prefix("guestnet-lab-")
-            .tempdir()
-            .map_err(|source| LabError::DataDir {
-                path: std::env::temp_dir(),
-                source,
-            })?;
-        Self::up_in(dir, spec)
+        Self::up_in(temp_dir()?, spec)
     }
 
     /// Builds `spec` with `dir` as the data directory.
@@ -38,9 +31,27 @@ impl LabGuard {
         Ok(LabGuard { lab, dir })
     }
 
+    /// Builds an empty lab (see [`Lab::up_empty`]) in a fresh temporary data directory; grow it
+    /// through [`LabGuard::lab_mut`].
+    ///
+    /// # Errors
+    /// [`LabError::DataDir`] if no temporary directory can be made, otherwise as
+    /// [`Lab::up_empty`].
+    pub fn up_empty() -> Result<Self, LabError> {
+        let dir = temp_dir()?;
+        let lab = Lab::up_empty(dir.path())?;
+        Ok(LabGuard { lab, dir })
+    }
+
     /// The lab.
     pub fn lab(&self) -> &Lab {
         &self.lab
+    }
+
+    /// The lab, to add or remove networks and VMs; the guard still tears down whatever the lab
+    /// holds when it is dropped.
+    pub fn lab_mut(&mut self) -> &mut Lab {
+        &mut self.lab
     }
 
     /// The data directory.
@@ -49,11 +60,28 @@ impl LabGuard {
     }
 }
 
+/// A fresh temporary data directory.
+fn temp_dir() -> Result<TempDir, LabError> {
+    tempfile::Builder::new()
+        .prefix("guestnet-lab-")
+        .tempdir()
+        .map_err(|source| LabError::DataDir {
+            path: std::env::temp_dir(),
+            source,
+        })
+}
+
 impl std::ops::Deref for LabGuard {
     type Target = Lab;
 
     fn deref(&self) -> &Lab {
         &self.lab
+    }
+}
+
+impl std::ops::DerefMut for LabGuard {
+    fn deref_mut(&mut self) -> &mut Lab {
+        &mut self.lab
     }
 }
 

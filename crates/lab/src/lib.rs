@@ -3,7 +3,8 @@
 //!
 //! A lab belongs to a data directory; its id (`gn` and eight hex digits) is a hash of that
 //! directory's canonical path, and every namespace it makes is named `<id>-…`:
-//! - `<id>-sw`, the switch: bridge `brpub` (the public segment) and `brg<N>` per guest network;
+//! - `<id>-sw`, the switch: bridge `brpub` (the public segment) and `brg<N>` per guest network,
+//!   where `N` is the network's slot (see below);
 //! - `<id>-outside`: `eth0` on `brpub` with [`OUTSIDE_GATEWAY`] and the other
 //!   [`OUTSIDE_PUBLIC_ADDRESSES`], plus [`OUTSIDE_INTERNET_ADDRESSES`] on `lo`;
 //! - `<id>-r-<router>`: `pub0` on `brpub` and `guest0` on its guest bridge, forwarding on and no
@@ -15,11 +16,27 @@
 //! The state is kept in `<data-dir>/lab.json`, written before anything is built, so [`down`] can
 //! always clean up; it also finds namespaces by their `<id>-` prefix.
 //!
+//! A lab can also grow and shrink while it runs: [`Lab::up_empty`] builds just the switch and
+//! the outside host, then [`Lab::add_network`], [`Lab::add_vm`], [`Lab::remove_vm`] and
+//! [`Lab::remove_network`] change it one network or VM at a time. Each records the change in
+//! `lab.json` (written to a temporary file and renamed over it, so a reader such as
+//! `guestnet lab exec` always sees a whole file) before making anything and after removing it,
+//! so [`down`] still removes everything. They expect one caller at a time: the lab does not lock
+//! its data directory against a second writer.
+//!
+//! Every network and VM holds a slot, a small number given when it is added (the lowest free
+//! one) and kept until it is removed; the switch's interface names derive from it, because they
+//! must fit in 15 characters and must not change when other networks come and go: for network
+//! slot `N` and VM slot `M`, the guest bridge `brg<N>`, the router's ports `r<N>p` and `r<N>g`,
+//! the VM's port `v<N>-<M>`. A lab built at once from a spec gives the slots in spec order. At
+//! most [`MAX_NETWORKS`] networks and [`MAX_VMS`] VMs per network are supported.
+//!
 //! Architecture Invariant: nothing is ever created in, or connected to, the caller's own network
 //! namespace. All commands run through `sys`.
 
 mod guard;
 mod spec;
+mod switch;
 mod target;
 
 #[cfg(test)]
@@ -35,8 +52,10 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use sys::netns::{self, NetnsError};
 
+use switch::Slots;
+
 pub use guard::LabGuard;
-pub use spec::{LabSpec, NetworkSpec, SpecProblem, VmSpec};
+pub use spec::{LabSpec, NetworkSpec, SpecProblem, VmSpec, MAX_NETWORKS, MAX_VMS};
 pub use target::{Target, TargetParseError};
 pub use tempfile::TempDir;
 
@@ -197,6 +216,17 @@ pub enum LabError {
         #[source]
         source: NetnsError,
     },
+    /// An interface (a veth or a bridge) of the switch could not be deleted.
+    #[error("cannot delete interface {link} in namespace {namespace}")]
+    DeleteLink {
+        /// The switch's namespace.
+        namespace: String,
+        /// The interface.
+        link: String,
+        /// Why.
+        #[source]
+        source: sys::cmd::CommandError,
+    },
     /// The lab has no router of that name.
     #[error("the lab has no router named `{name}`")]
     UnknownRouter {
@@ -266,13 +296,13 @@ impl Namespaces {
             routers: spec
                 .networks
                 .iter()
-                .map(|n| (n.router.clone(), format!("{id}-r-{}", n.router)))
+                .map(|n| (n.router.clone(), router_namespace(id, &n.router)))
                 .collect(),
             vms: spec
                 .networks
                 .iter()
                 .flat_map(|n| &n.vms)
-                .map(|v| (v.name.clone(), format!("{id}-vm-{}", v.name)))
+                .map(|v| (v.name.clone(), vm_namespace(id, &v.name)))
                 .collect(),
         }
     }
@@ -287,6 +317,16 @@ impl Namespaces {
     }
 }
 
+/// The namespace of router `router` in lab `id`.
+fn router_namespace(id: &str, router: &str) -> String {
+    format!("{id}-r-{router}")
+}
+
+/// The namespace of VM `vm` in lab `id`.
+fn vm_namespace(id: &str, vm: &str) -> String {
+    format!("{id}-vm-{vm}")
+}
+
 /// What `lab.json` holds.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -294,6 +334,24 @@ struct LabState {
     id: String,
     namespaces: Namespaces,
     spec: LabSpec,
+    /// The slots of the networks and VMs. Missing from a file written before labs could change
+    /// at run time; such a lab named its interfaces by index, which is what filling the slots in
+    /// spec order gives back.
+    #[serde(default)]
+    slots: Slots,
+}
+
+impl LabState {
+    fn new(id: String, spec: &LabSpec) -> Self {
+        let mut slots = Slots::default();
+        slots.fill(spec);
+        LabState {
+            namespaces: Namespaces::for_spec(&id, spec),
+            id,
+            spec: spec.clone(),
+            slots,
+        }
+    }
 }
 
 /// A lab that has been built (or at least recorded in its data directory).
@@ -386,7 +444,8 @@ fn step(what: impl std::fmt::Display) -> impl FnOnce(NetnsError) -> LabError {
 }
 
 impl Lab {
-    /// Builds the lab described by `spec` for `data_dir` (created if needed).
+    /// Builds the lab described by `spec` for `data_dir` (created if needed). The spec must
+    /// have at least one network; see [`Lab::up_empty`] for a lab that starts without any.
     ///
     /// # Errors
     /// [`LabError::InvalidSpec`] for a bad spec, [`LabError::AlreadyUp`] if a lab exists for
@@ -398,6 +457,25 @@ impl Lab {
     pub fn up(data_dir: &Path, spec: &LabSpec) -> Result<Lab, LabError> {
         spec.validate()
             .map_err(|problems| LabError::InvalidSpec { problems })?;
+        Self::create(data_dir, spec)
+    }
+
+    /// Builds a lab with no guest network for `data_dir` (created if needed): just the switch
+    /// with `brpub` and the outside host. Networks and VMs are added later with
+    /// [`Lab::add_network`] and [`Lab::add_vm`].
+    ///
+    /// # Errors
+    /// [`LabError::AlreadyUp`] if a lab exists for this data directory, otherwise the first step
+    /// that failed.
+    ///
+    /// # Guarantees
+    /// As [`Lab::up`].
+    pub fn up_empty(data_dir: &Path) -> Result<Lab, LabError> {
+        Self::create(data_dir, &LabSpec { networks: vec![] })
+    }
+
+    /// Records and builds `spec`, which has been checked.
+    fn create(data_dir: &Path, spec: &LabSpec) -> Result<Lab, LabError> {
         std::fs::create_dir_all(data_dir).map_err(|source| LabError::DataDir {
             path: data_dir.to_path_buf(),
             source,
@@ -411,11 +489,7 @@ impl Lab {
                 id,
             });
         }
-        let state = LabState {
-            namespaces: Namespaces::for_spec(&id, spec),
-            id,
-            spec: spec.clone(),
-        };
+        let state = LabState::new(id, spec);
         write_state(&state_path, &state)?;
         let lab = Lab {
             data_dir: resolved,
@@ -456,29 +530,266 @@ impl Lab {
                 .map_err(step(format_args!("add {cidr} to lo in {out}")))?;
         }
 
-        for (i, net) in self.state.spec.networks.iter().enumerate() {
-            let bridge = format!("brg{i}");
-            netns::add_bridge(sw, &bridge)
-                .map_err(step(format_args!("create bridge {bridge} in {sw}")))?;
-            let r = self.router_netns(&net.router)?;
-            netns::add(&r).map_err(step(format_args!("create namespace {r}")))?;
-            connect(sw, &format!("r{i}p"), "brpub", &r, "pub0")?;
-            connect(sw, &format!("r{i}g"), &bridge, &r, "guest0")?;
-            netns::set_sysctl(&r, "net.ipv4.ip_forward", "1")
-                .map_err(step(format_args!("enable forwarding in {r}")))?;
-            for (j, vm) in net.vms.iter().enumerate() {
-                let v = self.vm_netns(&vm.name)?;
-                netns::add(&v).map_err(step(format_args!("create namespace {v}")))?;
-                connect(sw, &format!("v{i}-{j}"), &bridge, &v, "eth0")?;
-                let cidr = format!("{}/{}", vm.ip, net.guest_cidr.prefix_len());
-                netns::add_address(&v, "eth0", &cidr)
-                    .map_err(step(format_args!("add {cidr} to eth0 in {v}")))?;
-                netns::add_default_route(&v, &net.gateway.to_string()).map_err(step(
-                    format_args!("add a default route via {} in {v}", net.gateway),
-                ))?;
-            }
+        for net in &self.state.spec.networks {
+            self.build_network(net)?;
         }
         Ok(())
+    }
+
+    /// Makes the guest bridge, the router and the VMs of `net`, which is recorded.
+    fn build_network(&self, net: &NetworkSpec) -> Result<(), LabError> {
+        let sw = self.state.namespaces.switch.as_str();
+        let slot = self.network_slot(&net.router)?;
+        let bridge = switch::guest_bridge(slot);
+        netns::add_bridge(sw, &bridge)
+            .map_err(step(format_args!("create bridge {bridge} in {sw}")))?;
+        let r = self.router_netns(&net.router)?;
+        netns::add(&r).map_err(step(format_args!("create namespace {r}")))?;
+        connect(sw, &switch::router_public_port(slot), "brpub", &r, "pub0")?;
+        connect(sw, &switch::router_guest_port(slot), &bridge, &r, "guest0")?;
+        netns::set_sysctl(&r, "net.ipv4.ip_forward", "1")
+            .map_err(step(format_args!("enable forwarding in {r}")))?;
+        for vm in &net.vms {
+            self.build_vm(net, vm)?;
+        }
+        Ok(())
+    }
+
+    /// Makes VM `vm` on the bridge of `net`; both are recorded.
+    fn build_vm(&self, net: &NetworkSpec, vm: &VmSpec) -> Result<(), LabError> {
+        let sw = self.state.namespaces.switch.as_str();
+        let slot = self.network_slot(&net.router)?;
+        let v = self.vm_netns(&vm.name)?;
+        let port = switch::vm_port(slot, self.vm_slot(&vm.name)?);
+        netns::add(&v).map_err(step(format_args!("create namespace {v}")))?;
+        connect(sw, &port, &switch::guest_bridge(slot), &v, "eth0")?;
+        let cidr = format!("{}/{}", vm.ip, net.guest_cidr.prefix_len());
+        netns::add_address(&v, "eth0", &cidr)
+            .map_err(step(format_args!("add {cidr} to eth0 in {v}")))?;
+        netns::add_default_route(&v, &net.gateway.to_string()).map_err(step(format_args!(
+            "add a default route via {} in {v}",
+            net.gateway
+        )))
+    }
+
+    /// Adds guest network `net` (and the VMs it lists) to the running lab: a guest bridge
+    /// `brg<N>` in the switch, the router's namespace with `pub0` on `brpub` and `guest0` on
+    /// that bridge and forwarding on, and each VM as [`Lab::add_vm`] makes it.
+    ///
+    /// # Errors
+    /// [`LabError::InvalidSpec`] if the lab with `net` added would not be valid (a name used
+    /// already, a gateway or VM address outside the CIDR, too many networks or VMs; an empty lab
+    /// is fine), [`LabError::WriteState`], otherwise the first step that failed.
+    ///
+    /// # Guarantees
+    /// The network is recorded in `lab.json` before anything is made. If a step fails, what was
+    /// made for it is removed again as [`Lab::remove_network`] does and the record dropped (a
+    /// leftover namespace of this lab under the same name goes too); if even that fails (it is
+    /// logged), the network stays recorded, so `remove_network` or [`down`] can finish the job.
+    pub fn add_network(&mut self, net: &NetworkSpec) -> Result<(), LabError> {
+        let mut next = self.state.clone();
+        next.spec.networks.push(net.clone());
+        next.spec
+            .check(false)
+            .map_err(|problems| LabError::InvalidSpec { problems })?;
+        next.namespaces
+            .routers
+            .insert(net.router.clone(), router_namespace(&next.id, &net.router));
+        for vm in &net.vms {
+            next.namespaces
+                .vms
+                .insert(vm.name.clone(), vm_namespace(&next.id, &vm.name));
+        }
+        next.slots.fill(&next.spec);
+        self.commit(next)?;
+        if let Err(e) = self.build_network(net) {
+            tracing::warn!(
+                lab = %self.id(), router = %net.router, error = %chain(&e),
+                "adding the network failed; removing what was made"
+            );
+            if let Err(undo) = self.remove_network(&net.router) {
+                tracing::warn!(
+                    lab = %self.id(), router = %net.router, error = %chain(&undo),
+                    "cannot remove the half-made network; it stays recorded"
+                );
+            }
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Adds VM `vm` to the network of router `router`: its namespace with `eth0` on the
+    /// network's bridge (switch port `v<N>-<M>`), its address with the network's prefix length
+    /// and a default route via the network's gateway.
+    ///
+    /// # Errors
+    /// [`LabError::UnknownRouter`], [`LabError::InvalidSpec`] if the lab with `vm` added would
+    /// not be valid (its name used already, its address outside the CIDR or taken, too many
+    /// VMs), [`LabError::WriteState`], otherwise the first step that failed.
+    ///
+    /// # Guarantees
+    /// As [`Lab::add_network`]: recorded before anything is made, removed again on failure.
+    pub fn add_vm(&mut self, router: &str, vm: &VmSpec) -> Result<(), LabError> {
+        let mut next = self.state.clone();
+        let Some(net) = next.spec.networks.iter_mut().find(|n| n.router == router) else {
+            return Err(LabError::UnknownRouter {
+                name: router.to_string(),
+            });
+        };
+        net.vms.push(vm.clone());
+        let net = net.clone();
+        next.spec
+            .check(false)
+            .map_err(|problems| LabError::InvalidSpec { problems })?;
+        next.namespaces
+            .vms
+            .insert(vm.name.clone(), vm_namespace(&next.id, &vm.name));
+        next.slots.fill(&next.spec);
+        self.commit(next)?;
+        if let Err(e) = self.build_vm(&net, vm) {
+            tracing::warn!(
+                lab = %self.id(), vm = %vm.name, error = %chain(&e),
+                "adding the vm failed; removing what was made"
+            );
+            if let Err(undo) = self.remove_vm(&vm.name) {
+                tracing::warn!(
+                    lab = %self.id(), vm = %vm.name, error = %chain(&undo),
+                    "cannot remove the half-made vm; it stays recorded"
+                );
+            }
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Removes VM `name`: ends the processes in its namespace, deletes the namespace and its
+    /// port on the switch, and drops it from `lab.json`.
+    ///
+    /// # Errors
+    /// [`LabError::EndProcesses`], [`LabError::DeleteNamespace`], [`LabError::DeleteLink`] or
+    /// [`LabError::WriteState`]; the VM then stays recorded, and calling again retries.
+    ///
+    /// # Guarantees
+    /// Idempotent: a VM the lab does not know (never added, or removed already) is `Ok` and
+    /// nothing is done; a part already gone is skipped.
+    pub fn remove_vm(&mut self, name: &str) -> Result<(), LabError> {
+        let Some(net) = self
+            .state
+            .spec
+            .networks
+            .iter()
+            .find(|n| n.vms.iter().any(|v| v.name == name))
+        else {
+            return Ok(());
+        };
+        let port = match (
+            self.state.slots.networks.get(&net.router),
+            self.state.slots.vms.get(name),
+        ) {
+            (Some(&n), Some(&m)) => Some(switch::vm_port(n, m)),
+            _ => None,
+        };
+        if let Some(namespace) = self.state.namespaces.vms.get(name) {
+            remove_namespace(namespace)?;
+        }
+        if let Some(port) = port {
+            delete_link(&self.state.namespaces.switch, &port)?;
+        }
+        let mut next = self.state.clone();
+        for n in &mut next.spec.networks {
+            n.vms.retain(|v| v.name != name);
+        }
+        next.namespaces.vms.remove(name);
+        next.slots.fill(&next.spec);
+        self.commit(next)
+    }
+
+    /// Removes the network of router `router` with all its VMs: each VM as [`Lab::remove_vm`]
+    /// does, then the router's namespace (its processes ended first), its two ports and the
+    /// guest bridge on the switch, and finally its record in `lab.json`.
+    ///
+    /// # Errors
+    /// As [`Lab::remove_vm`]; whatever was not removed yet stays recorded, and calling again
+    /// retries.
+    ///
+    /// # Guarantees
+    /// Idempotent: a router the lab does not know is `Ok` and nothing is done.
+    ///
+    /// Only processes inside the namespaces are ended. A process elsewhere that holds one of
+    /// them open (say a router daemon's socket in the router's namespace) keeps that namespace
+    /// alive until it lets go, but the network is cut off from the switch all the same, since
+    /// its ports there are deleted; stop such processes first.
+    pub fn remove_network(&mut self, router: &str) -> Result<(), LabError> {
+        let Some(net) = self
+            .state
+            .spec
+            .networks
+            .iter()
+            .find(|n| n.router == router)
+            .cloned()
+        else {
+            return Ok(());
+        };
+        for vm in &net.vms {
+            self.remove_vm(&vm.name)?;
+        }
+        if let Some(namespace) = self.state.namespaces.routers.get(router) {
+            remove_namespace(namespace)?;
+        }
+        if let Some(&slot) = self.state.slots.networks.get(router) {
+            let sw = &self.state.namespaces.switch;
+            for link in [
+                switch::router_public_port(slot),
+                switch::router_guest_port(slot),
+                switch::guest_bridge(slot),
+            ] {
+                delete_link(sw, &link)?;
+            }
+        }
+        let mut next = self.state.clone();
+        next.spec.networks.retain(|n| n.router != router);
+        next.namespaces.routers.remove(router);
+        next.slots.fill(&next.spec);
+        self.commit(next)
+    }
+
+    /// Writes `next` to `lab.json`, then makes it the lab's state.
+    fn commit(&mut self, next: LabState) -> Result<(), LabError> {
+        write_state(&self.data_dir.join(STATE_FILE), &next)?;
+        self.state = next;
+        Ok(())
+    }
+
+    /// The slot of the network of router `router`.
+    fn network_slot(&self, router: &str) -> Result<u16, LabError> {
+        self.state
+            .slots
+            .networks
+            .get(router)
+            .copied()
+            .ok_or_else(|| LabError::UnknownRouter {
+                name: router.to_string(),
+            })
+    }
+
+    /// The slot of VM `name` on its network.
+    fn vm_slot(&self, name: &str) -> Result<u16, LabError> {
+        self.state
+            .slots
+            .vms
+            .get(name)
+            .copied()
+            .ok_or_else(|| LabError::UnknownVm {
+                name: name.to_string(),
+            })
+    }
+
+    /// The guest bridge of router `router`'s network in the switch (`brg<N>`).
+    ///
+    /// # Errors
+    /// [`LabError::UnknownRouter`].
+    pub fn guest_bridge(&self, router: &str) -> Result<String, LabError> {
+        self.network_slot(router).map(switch::guest_bridge)
     }
 
     /// Opens the lab recorded in `data_dir`.
@@ -493,8 +804,10 @@ impl Lab {
                 data_dir: data_dir.to_path_buf(),
             });
         }
+        let mut state = read_state(&state_path)?;
+        state.slots.fill(&state.spec);
         Ok(Lab {
-            state: read_state(&state_path)?,
+            state,
             data_dir: resolved,
         })
     }
@@ -509,7 +822,8 @@ impl Lab {
         &self.data_dir
     }
 
-    /// What the lab was built from.
+    /// What the lab is made of now: the spec it was built from, with the networks and VMs added
+    /// and removed since.
     pub fn spec(&self) -> &LabSpec {
         &self.state.spec
     }
@@ -638,6 +952,52 @@ fn connect(sw: &str, sw_dev: &str, bridge: &str, ns: &str, dev: &str) -> Result<
     netns::attach(sw, sw_dev, bridge)
         .map_err(step(format_args!("attach {sw_dev} to {bridge} in {sw}")))?;
     netns::set_up(ns, dev).map_err(step(format_args!("bring up {dev} in {ns}")))
+}
+
+/// Ends the processes in `namespace` and deletes it; a namespace that does not exist (or is
+/// gone by the time it is deleted) is fine.
+fn remove_namespace(namespace: &str) -> Result<(), LabError> {
+    if !netns::exists(namespace) {
+        return Ok(());
+    }
+    let ended =
+        netns::end_processes(namespace, GRACE).map_err(|source| LabError::EndProcesses {
+            namespace: namespace.to_string(),
+            source,
+        })?;
+    if !ended.is_empty() {
+        tracing::info!(%namespace, pids = ?ended, "ended processes");
+    }
+    match netns::delete(namespace) {
+        Ok(()) => Ok(()),
+        Err(_) if !netns::exists(namespace) => Ok(()),
+        Err(source) => Err(LabError::DeleteNamespace {
+            namespace: namespace.to_string(),
+            source,
+        }),
+    }
+}
+
+/// Deletes interface `link` (a veth, whose peer goes with it, or a bridge) in the switch
+/// namespace `sw`; one that does not exist, or a switch that does not exist, is fine.
+fn delete_link(sw: &str, link: &str) -> Result<(), LabError> {
+    if !netns::exists(sw) {
+        return Ok(());
+    }
+    match sys::cmd::run("ip", &["-n", sw, "link", "delete", "dev", link], None) {
+        Ok(_) => Ok(()),
+        Err(_) if !link_exists(sw, link) => Ok(()),
+        Err(source) => Err(LabError::DeleteLink {
+            namespace: sw.to_string(),
+            link: link.to_string(),
+            source,
+        }),
+    }
+}
+
+/// Whether interface `link` exists in namespace `ns`.
+fn link_exists(ns: &str, link: &str) -> bool {
+    sys::cmd::run("ip", &["-n", ns, "link", "show", "dev", link], None).is_ok()
 }
 
 /// What [`down`] removed.

@@ -12,11 +12,18 @@ use crate::LabError;
 /// Longest router or VM name accepted.
 const MAX_NAME_LEN: usize = 32;
 
-/// Most guest networks in one lab (the switch names its veths with the network's index).
-const MAX_NETWORKS: usize = 100;
+/// Most guest networks in one lab.
+///
+/// The public bridge `brpub` has a port for the outside host and one per router, and a Linux
+/// bridge numbers its ports with 10 bits (at most 1023 ports), which is the real ceiling; the
+/// switch's interface names (see [`crate::Lab`]) fit in 15 characters up to this many networks.
+pub const MAX_NETWORKS: usize = 1000;
 
 /// Most VMs on one guest network.
-const MAX_VMS: usize = 100;
+///
+/// A guest bridge has a port for the router and one per VM, within the same 1023 ports as the
+/// public bridge.
+pub const MAX_VMS: usize = 1000;
 
 /// The whole lab: its guest networks.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -164,13 +171,20 @@ impl LabSpec {
         })
     }
 
-    /// Checks the spec and returns every problem at once.
+    /// Checks the spec and returns every problem at once. A spec to build a lab from must have
+    /// at least one network; an empty lab comes only from [`crate::Lab::up_empty`].
     ///
     /// # Errors
     /// All the [`SpecProblem`]s found.
     pub fn validate(&self) -> Result<(), Vec<SpecProblem>> {
+        self.check(true)
+    }
+
+    /// Checks the spec as [`LabSpec::validate`] does; an empty spec passes unless
+    /// `require_network` (a lab that grows at run time starts empty and may shrink to nothing).
+    pub(crate) fn check(&self, require_network: bool) -> Result<(), Vec<SpecProblem>> {
         let mut problems = Vec::new();
-        if self.networks.is_empty() {
+        if require_network && self.networks.is_empty() {
             problems.push(SpecProblem::NoNetworks);
         }
         if self.networks.len() > MAX_NETWORKS {

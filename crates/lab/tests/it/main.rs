@@ -5,6 +5,8 @@ use std::time::{Duration, Instant};
 
 use lab::{Lab, LabError, LabGuard, LabSpec, Target, TempDir};
 
+mod grow;
+
 /// A generous bound for things that normally take milliseconds.
 const DEADLINE: Duration = Duration::from_secs(10);
 
