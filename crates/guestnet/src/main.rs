@@ -2,6 +2,7 @@
 
 mod lab_cmd;
 mod router_cmd;
+mod serve_cmd;
 
 use clap::{Parser, Subcommand};
 
@@ -21,6 +22,8 @@ enum Command {
     /// Operate a virtual router: apply configs, serve its control endpoint, show its status.
     #[command(subcommand)]
     Router(router_cmd::RouterCommand),
+    /// The management server: CloudStack's API, the job runner and the in-process agent.
+    Serve(serve_cmd::ServeArgs),
     /// A lab router enforcing an example config, served until Ctrl-C.
     Demo {
         /// The data directory of the lab and the router state.
@@ -48,6 +51,7 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Lab(c) => lab_cmd::run(c),
         Command::Router(c) => router_cmd::run(c),
+        Command::Serve(a) => serve_cmd::run(a),
         Command::Demo { data_dir, config } => router_cmd::demo(&data_dir, &config),
     };
     match result {

@@ -1,6 +1,7 @@
 //! Root tests of the `guestnet` binary.
 
 mod router;
+mod serve;
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::process::ExitStatusExt;

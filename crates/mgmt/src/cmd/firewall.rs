@@ -1,0 +1,1104 @@
+//! Ingress and egress firewall rules and port forwarding.
+
+use api_types::error::ApiError;
+use api_types::params::Params;
+use ipnet::Ipv4Net;
+use serde_json::Value;
+use sqlx::{Any, Row, Transaction};
+
+use super::{
+    accepted, begin, network_by_id, page, queued, required, rule_by_id, rule_param, scope, unknown,
+};
+use crate::app::{internal, ApiResult, App, Caller};
+use crate::checks::{self, Candidate};
+use crate::db::now_ms;
+use crate::jobs::{self, Kind, NewJob, Outcome, Payload, Undo};
+use crate::model::{IpRow, NetworkRow, Purpose, Rule, State, Traffic, RULE_COLUMNS, RULE_FROM};
+use crate::store;
+
+/// A rule about to be written.
+#[derive(Debug, Clone)]
+pub(crate) struct NewRule {
+    pub(crate) uuid: String,
+    pub(crate) purpose: Purpose,
+    pub(crate) traffic: Option<Traffic>,
+    pub(crate) network_id: i64,
+    pub(crate) ip_id: Option<i64>,
+    pub(crate) account_id: i64,
+    pub(crate) protocol: String,
+    pub(crate) ports: Option<(i64, i64)>,
+    pub(crate) icmp: Option<(i64, i64)>,
+    pub(crate) sources: Vec<Ipv4Net>,
+    pub(crate) dests: Vec<Ipv4Net>,
+    pub(crate) related_id: Option<i64>,
+    pub(crate) display: bool,
+    pub(crate) vm_id: Option<i64>,
+    pub(crate) vm_ip: Option<String>,
+    pub(crate) private: Option<(i64, i64)>,
+    pub(crate) name: Option<String>,
+    pub(crate) description: Option<String>,
+    pub(crate) algorithm: Option<String>,
+    pub(crate) lb_protocol: Option<String>,
+}
+
+impl NewRule {
+    pub(crate) fn candidate(&self) -> Candidate {
+        Candidate {
+            uuid: self.uuid.clone(),
+            purpose: self.purpose,
+            traffic: self.traffic,
+            protocol: self.protocol.clone(),
+            ports: self.ports,
+            icmp: self.icmp,
+            sources: self.sources.clone(),
+            dests: self.dests.clone(),
+        }
+    }
+}
+
+fn join(nets: &[Ipv4Net]) -> String {
+    nets.iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Inserts a rule in state Add, carried by `job_id`; returns its id.
+pub(crate) async fn insert_rule(
+    tx: &mut Transaction<'_, Any>,
+    r: &NewRule,
+    job_id: Option<i64>,
+) -> Result<i64, sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO rules (uuid, purpose, traffic_type, network_id, ip_id, account_id, protocol, \
+         start_port, end_port, icmp_type, icmp_code, source_cidrs, dest_cidrs, state, applied, \
+         job_id, related_id, rule_type, display, vm_id, vm_ip, private_start, private_end, name, \
+         description, algorithm, lb_protocol, created) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, \
+         $9, $10, $11, $12, $13, 'Add', 0, $14, $15, 'User', $16, $17, $18, $19, $20, $21, $22, \
+         $23, $24, $25) RETURNING id",
+    )
+    .bind(&r.uuid)
+    .bind(r.purpose.as_str())
+    .bind(r.traffic.map(Traffic::as_str))
+    .bind(r.network_id)
+    .bind(r.ip_id)
+    .bind(r.account_id)
+    .bind(&r.protocol)
+    .bind(r.ports.map(|p| p.0))
+    .bind(r.ports.map(|p| p.1))
+    .bind(r.icmp.map(|i| i.0))
+    .bind(r.icmp.map(|i| i.1))
+    .bind(join(&r.sources))
+    .bind(join(&r.dests))
+    .bind(job_id)
+    .bind(r.related_id)
+    .bind(i64::from(r.display))
+    .bind(r.vm_id)
+    .bind(r.vm_ip.clone())
+    .bind(r.private.map(|p| p.0))
+    .bind(r.private.map(|p| p.1))
+    .bind(r.name.clone())
+    .bind(r.description.clone())
+    .bind(r.algorithm.clone())
+    .bind(r.lb_protocol.clone())
+    .bind(now_ms())
+    .fetch_one(&mut **tx)
+    .await?
+    .try_get("id")
+}
+
+/// The live rules a new rule on a public IP could conflict with: same IP, and ports that
+/// intersect `ports` (or no ports).
+pub(crate) async fn ip_neighbours(
+    tx: &mut Transaction<'_, Any>,
+    ip_id: i64,
+    ports: Option<(i64, i64)>,
+) -> Result<Vec<Candidate>, sqlx::Error> {
+    let rows = match ports {
+        Some((s, e)) => {
+            sqlx::query(&format!(
+                "SELECT {RULE_COLUMNS} FROM {RULE_FROM} WHERE r.ip_id = $1 AND r.state <> 'Revoke' \
+                 AND (r.start_port IS NULL OR (r.start_port <= $2 AND r.end_port >= $3))"
+            ))
+            .bind(ip_id)
+            .bind(e)
+            .bind(s)
+            .fetch_all(&mut **tx)
+            .await?
+        }
+        None => {
+            sqlx::query(&format!(
+                "SELECT {RULE_COLUMNS} FROM {RULE_FROM} WHERE r.ip_id = $1 AND r.state <> 'Revoke' \
+                 AND r.start_port IS NULL"
+            ))
+            .bind(ip_id)
+            .fetch_all(&mut **tx)
+            .await?
+        }
+    };
+    rows.iter()
+        .map(|r| Rule::from_row(r).map(|r| Candidate::of(&r)))
+        .collect()
+}
+
+async fn egress_neighbours(
+    tx: &mut Transaction<'_, Any>,
+    network_id: i64,
+) -> Result<Vec<Candidate>, sqlx::Error> {
+    let rows = sqlx::query(&format!(
+        "SELECT {RULE_COLUMNS} FROM {RULE_FROM} WHERE r.network_id = $1 AND r.purpose = 'Firewall' \
+         AND r.traffic_type = 'Egress' AND r.state <> 'Revoke'"
+    ))
+    .bind(network_id)
+    .fetch_all(&mut **tx)
+    .await?;
+    rows.iter()
+        .map(|r| Rule::from_row(r).map(|r| Candidate::of(&r)))
+        .collect()
+}
+
+/// The public IP for a rule: it must be the caller's and associated with a network.
+pub(crate) async fn rule_ip(
+    app: &App,
+    caller: &Caller,
+    p: &Params,
+    param: &str,
+) -> ApiResult<(IpRow, NetworkRow)> {
+    let ip = super::ip_param(app, caller, p, param).await?;
+    if ip.state == "Releasing" || ip.state == "Free" {
+        return Err(ApiError::invalid_parameter(format!(
+            "Ip address id={} not ready for firewall rules yet",
+            ip.uuid
+        )));
+    }
+    let Some(network_id) = ip.network_id else {
+        return Err(ApiError::invalid_parameter(format!(
+            "Unable to create firewall rule; ip id={} is not associated with any network",
+            ip.uuid
+        )));
+    };
+    let net = network_by_id(app, network_id).await?;
+    Ok((ip, net))
+}
+
+fn protocol(p: &Params, allowed: &[&str], zone: &str) -> ApiResult<String> {
+    protocol_of(required(p, "protocol")?, allowed, zone)
+}
+
+/// A rule's protocol, trimmed and lowercased, if the rule kind allows it.
+pub(crate) fn protocol_of(raw: &str, allowed: &[&str], zone: &str) -> ApiResult<String> {
+    let proto = raw.trim().to_ascii_lowercase();
+    if allowed.contains(&proto.as_str()) {
+        Ok(proto)
+    } else {
+        Err(ApiError::invalid_parameter(format!(
+            "Protocol {proto} is not supported in zone {zone} (supported: {})",
+            allowed.join(", ")
+        )))
+    }
+}
+
+/// Port range and ICMP type/code of a firewall rule.
+type L4 = (Option<(i64, i64)>, Option<(i64, i64)>);
+
+fn l4(p: &Params, proto: &str) -> ApiResult<L4> {
+    l4_of(
+        proto,
+        p.int("startport"),
+        p.int("endport"),
+        p.int("icmptype"),
+        p.int("icmpcode"),
+    )
+}
+
+/// Ports and ICMP match of a firewall rule, checked as CloudStack does (and as the router
+/// needs: ports 1-65535, ICMP values -1 or 0-255).
+pub(crate) fn l4_of(
+    proto: &str,
+    start: Option<i64>,
+    end: Option<i64>,
+    icmp_type: Option<i64>,
+    icmp_code: Option<i64>,
+) -> ApiResult<L4> {
+    let has_icmp = icmp_type.is_some() || icmp_code.is_some();
+    if proto == "icmp" {
+        if start.is_some() || end.is_some() {
+            return Err(ApiError::invalid_parameter(
+                "Can't specify start/end port when protocol is ICMP",
+            ));
+        }
+        return Ok((None, Some(checks::icmp(icmp_type, icmp_code)?)));
+    }
+    if has_icmp {
+        return Err(ApiError::invalid_parameter(
+            "Can specify icmpCode and icmpType for ICMP protocol only",
+        ));
+    }
+    if proto == "all" && (start.is_some() || end.is_some()) {
+        return Err(ApiError::invalid_parameter(
+            "Can't specify start/end port when protocol is ALL",
+        ));
+    }
+    Ok((
+        checks::port_range("startport", start, "endport", end)?,
+        None,
+    ))
+}
+
+/// An egress rule's sources: inside the guest CIDR, `0.0.0.0/0` meaning the guest CIDR (as
+/// CloudStack rewrites it), none meaning the guest CIDR.
+pub(crate) fn egress_sources(list: &[String], guest: Ipv4Net) -> ApiResult<Vec<Ipv4Net>> {
+    let mut sources = Vec::new();
+    for s in checks::cidr_list("cidrlist", list)? {
+        let s = if s == Ipv4Net::default() { guest } else { s };
+        if !guest.contains(&s) {
+            return Err(ApiError::invalid_parameter(format!(
+                "Source cidr {s} is not within the guest CIDR {guest}"
+            )));
+        }
+        if !sources.contains(&s) {
+            sources.push(s);
+        }
+    }
+    if sources.is_empty() {
+        sources.push(guest);
+    }
+    Ok(sources)
+}
+
+fn payload(outcome: Outcome, event: &str, what: String, failure: &str) -> Payload {
+    Payload {
+        outcome,
+        event: event.to_string(),
+        what,
+        failure: failure.to_string(),
+        target: None,
+        undo: None,
+    }
+}
+
+/// Writes a new rule (and its job, and an opened firewall rule) in one transaction, after
+/// checking conflicts under the network's lock; rings the runner.
+pub(crate) async fn create_rule(
+    app: &App,
+    caller: &Caller,
+    command: &str,
+    rule: NewRule,
+    open_firewall: bool,
+    payload: Payload,
+) -> ApiResult<Value> {
+    let uuid = rule.uuid.clone();
+    let job_uuid = {
+        let _w = app.db.write_lock().await;
+        let mut tx = begin(app).await?;
+        app.db
+            .lock_network(&mut tx, rule.network_id)
+            .await
+            .map_err(internal)?;
+        let existing = match (rule.traffic, rule.ip_id) {
+            (Some(Traffic::Egress), _) => egress_neighbours(&mut tx, rule.network_id)
+                .await
+                .map_err(internal)?,
+            (_, Some(ip)) => ip_neighbours(&mut tx, ip, rule.ports)
+                .await
+                .map_err(internal)?,
+            _ => Vec::new(),
+        };
+        checks::conflicts(&rule.candidate(), &existing)?;
+        // openfirewall: an identical firewall rule is reused, another one is checked as a rule.
+        let opened = if open_firewall {
+            let fw = NewRule {
+                uuid: uuid::Uuid::new_v4().to_string(),
+                purpose: Purpose::Firewall,
+                traffic: Some(Traffic::Ingress),
+                protocol: rule.protocol.clone(),
+                icmp: None,
+                sources: vec![Ipv4Net::default()],
+                dests: Vec::new(),
+                related_id: None,
+                vm_id: None,
+                vm_ip: None,
+                private: None,
+                name: None,
+                description: None,
+                algorithm: None,
+                lb_protocol: None,
+                ..rule.clone()
+            };
+            let identical = existing.iter().any(|c| {
+                c.purpose == Purpose::Firewall
+                    && c.protocol == fw.protocol
+                    && c.ports == fw.ports
+                    && c.sources == fw.sources
+            });
+            if identical {
+                None
+            } else {
+                checks::conflicts(&fw.candidate(), &existing)?;
+                Some(fw)
+            }
+        } else {
+            None
+        };
+        let id = insert_rule(&mut tx, &rule, None).await.map_err(internal)?;
+        let mut payload = payload;
+        if let Outcome::Rule { id: rid, .. } = &mut payload.outcome {
+            if *rid == 0 {
+                *rid = id;
+            }
+        }
+        let (job_id, job_uuid) = jobs::insert(
+            &mut tx,
+            caller,
+            NewJob {
+                command,
+                kind: Kind::Change,
+                network_id: Some(rule.network_id),
+                payload,
+                instance_type: Some("FirewallRule"),
+                instance_uuid: Some(&uuid),
+            },
+        )
+        .await
+        .map_err(internal)?;
+        sqlx::query("UPDATE rules SET job_id = $1 WHERE id = $2")
+            .bind(job_id)
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(internal)?;
+        if let Some(mut fw) = opened {
+            fw.related_id = Some(id);
+            insert_rule(&mut tx, &fw, Some(job_id))
+                .await
+                .map_err(internal)?;
+        }
+        store::event(
+            &mut tx,
+            caller.account_id,
+            caller.user_id,
+            event_type(command),
+            "INFO",
+            "Scheduled",
+            &format!("{command} for rule {uuid}"),
+            Some(&uuid),
+            Some(&job_uuid),
+        )
+        .await
+        .map_err(internal)?;
+        tx.commit().await.map_err(internal)?;
+        job_uuid
+    };
+    app.doorbell.ring(app, rule.network_id);
+    Ok(accepted(&uuid, &job_uuid))
+}
+
+/// CloudStack's event type for a command.
+pub(crate) fn event_type(command: &str) -> &'static str {
+    match command {
+        "createFirewallRule" => "FIREWALL.OPEN",
+        "deleteFirewallRule" => "FIREWALL.CLOSE",
+        "createEgressFirewallRule" => "FIREWALL.EGRESS.OPEN",
+        "deleteEgressFirewallRule" => "FIREWALL.EGRESS.CLOSE",
+        "updateFirewallRule" | "updateEgressFirewallRule" => "FIREWALL.UPDATE",
+        "createPortForwardingRule" => "NET.RULEADD",
+        "deletePortForwardingRule" => "NET.RULEDELETE",
+        "updatePortForwardingRule" => "NET.RULEMODIFY",
+        "createLoadBalancerRule" => "LB.CREATE",
+        "deleteLoadBalancerRule" => "LB.DELETE",
+        "updateLoadBalancerRule" => "LB.UPDATE",
+        "assignToLoadBalancerRule" => "LB.ASSIGN.TO.RULE",
+        "removeFromLoadBalancerRule" => "LB.REMOVE.FROM.RULE",
+        "createLBStickinessPolicy" => "LB.STICKINESSPOLICY.CREATE",
+        "deleteLBStickinessPolicy" => "LB.STICKINESSPOLICY.DELETE",
+        "createLBHealthCheckPolicy" => "LB.HEALTHCHECKPOLICY.CREATE",
+        "deleteLBHealthCheckPolicy" => "LB.HEALTHCHECKPOLICY.DELETE",
+        "associateIpAddress" => "NET.IPASSIGN",
+        "disassociateIpAddress" => "NET.IPRELEASE",
+        "deployVirtualMachine" => "VM.CREATE",
+        "destroyVirtualMachine" => "VM.DESTROY",
+        "createNetwork" => "NETWORK.CREATE",
+        "deleteNetwork" => "NETWORK.DELETE",
+        "createAccount" => "ACCOUNT.CREATE",
+        "registerUserKeys" => "REGISTER.USER.KEY",
+        _ => "API.CALL",
+    }
+}
+
+/// createFirewallRule.
+pub(crate) async fn create_ingress(app: &App, caller: &Caller, p: &Params) -> ApiResult<Value> {
+    let (ip, net) = rule_ip(app, caller, p, "ipaddressid").await?;
+    let proto = protocol(p, &["tcp", "udp", "icmp"], &app.site.zone_name)?;
+    let (ports, icmp) = l4(p, &proto)?;
+    let mut sources = checks::cidr_list("cidrlist", &p.list("cidrlist").unwrap_or_default())?;
+    if sources.is_empty() {
+        sources.push(Ipv4Net::default());
+    }
+    let rule = NewRule {
+        uuid: uuid::Uuid::new_v4().to_string(),
+        purpose: Purpose::Firewall,
+        traffic: Some(Traffic::Ingress),
+        network_id: net.id,
+        ip_id: Some(ip.id),
+        account_id: ip.account_id.unwrap_or(net.account_id),
+        protocol: proto,
+        ports,
+        icmp,
+        sources,
+        dests: Vec::new(),
+        related_id: None,
+        display: p.bool("fordisplay").unwrap_or(true),
+        vm_id: None,
+        vm_ip: None,
+        private: None,
+        name: None,
+        description: None,
+        algorithm: None,
+        lb_protocol: None,
+    };
+    let what = format!("creating firewall rule on {}", ip.address);
+    let payload = payload(
+        Outcome::Rule {
+            id: 0,
+            object: "firewallrule".into(),
+        },
+        "FIREWALL.OPEN",
+        what,
+        "Failed to create firewall rule",
+    );
+    create_rule(app, caller, "createFirewallRule", rule, false, payload).await
+}
+
+/// createEgressFirewallRule.
+pub(crate) async fn create_egress(app: &App, caller: &Caller, p: &Params) -> ApiResult<Value> {
+    let net = super::network_param(app, caller, p, "networkid").await?;
+    let proto = protocol(p, &["tcp", "udp", "icmp", "all"], &app.site.zone_name)?;
+    let (ports, icmp) = l4(p, &proto)?;
+    let sources = egress_sources(&p.list("cidrlist").unwrap_or_default(), net.cidr)?;
+    let dests = checks::cidr_list("destcidrlist", &p.list("destcidrlist").unwrap_or_default())?;
+    let rule = NewRule {
+        uuid: uuid::Uuid::new_v4().to_string(),
+        purpose: Purpose::Firewall,
+        traffic: Some(Traffic::Egress),
+        network_id: net.id,
+        ip_id: None,
+        account_id: net.account_id,
+        protocol: proto,
+        ports,
+        icmp,
+        sources,
+        dests,
+        related_id: None,
+        display: p.bool("fordisplay").unwrap_or(true),
+        vm_id: None,
+        vm_ip: None,
+        private: None,
+        name: None,
+        description: None,
+        algorithm: None,
+        lb_protocol: None,
+    };
+    let payload = payload(
+        Outcome::Rule {
+            id: 0,
+            object: "firewallrule".into(),
+        },
+        "FIREWALL.EGRESS.OPEN",
+        format!("creating egress firewall rule on network {}", net.uuid),
+        "Failed to create firewall rule",
+    );
+    create_rule(
+        app,
+        caller,
+        "createEgressFirewallRule",
+        rule,
+        false,
+        payload,
+    )
+    .await
+}
+
+/// Marks a rule (and the firewall rules it opened) Revoke, with a job that pushes the change.
+pub(crate) async fn revoke(
+    app: &App,
+    caller: &Caller,
+    command: &str,
+    rule: &Rule,
+    failure: &str,
+) -> ApiResult<Value> {
+    let job_uuid = {
+        let _w = app.db.write_lock().await;
+        let mut tx = begin(app).await?;
+        app.db
+            .lock_network(&mut tx, rule.network_id)
+            .await
+            .map_err(internal)?;
+        let (job_id, job_uuid) = jobs::insert(
+            &mut tx,
+            caller,
+            NewJob {
+                command,
+                kind: Kind::Change,
+                network_id: Some(rule.network_id),
+                payload: payload(
+                    Outcome::Success,
+                    event_type(command),
+                    format!("deleting rule {}", rule.uuid),
+                    failure,
+                ),
+                instance_type: None,
+                instance_uuid: None,
+            },
+        )
+        .await
+        .map_err(internal)?;
+        sqlx::query(
+            "UPDATE rules SET state = 'Revoke', job_id = $1 WHERE id = $2 OR related_id = $2",
+        )
+        .bind(job_id)
+        .bind(rule.id)
+        .execute(&mut *tx)
+        .await
+        .map_err(internal)?;
+        sqlx::query("UPDATE lb_members SET state = 'Revoke', job_id = $1 WHERE lb_id = $2")
+            .bind(job_id)
+            .bind(rule.id)
+            .execute(&mut *tx)
+            .await
+            .map_err(internal)?;
+        sqlx::query("UPDATE lb_policies SET state = 'Revoke', job_id = $1 WHERE lb_id = $2")
+            .bind(job_id)
+            .bind(rule.id)
+            .execute(&mut *tx)
+            .await
+            .map_err(internal)?;
+        store::event(
+            &mut tx,
+            caller.account_id,
+            caller.user_id,
+            event_type(command),
+            "INFO",
+            "Scheduled",
+            &format!("{command} for rule {}", rule.uuid),
+            Some(&rule.uuid),
+            Some(&job_uuid),
+        )
+        .await
+        .map_err(internal)?;
+        tx.commit().await.map_err(internal)?;
+        job_uuid
+    };
+    app.doorbell.ring(app, rule.network_id);
+    Ok(queued(&job_uuid))
+}
+
+fn is_egress(r: &Rule) -> bool {
+    r.traffic == Some(Traffic::Egress)
+}
+
+/// deleteFirewallRule / deleteEgressFirewallRule.
+pub(crate) async fn delete(
+    app: &App,
+    caller: &Caller,
+    p: &Params,
+    egress: bool,
+) -> ApiResult<Value> {
+    let rule = rule_param(app, caller, p, "id").await?;
+    if rule.purpose != Purpose::Firewall || is_egress(&rule) != egress {
+        return Err(unknown(p, "id"));
+    }
+    let (command, failure) = if egress {
+        (
+            "deleteEgressFirewallRule",
+            "Failed to delete egress firewall rule",
+        )
+    } else {
+        ("deleteFirewallRule", "Failed to delete firewall rule")
+    };
+    revoke(app, caller, command, &rule, failure).await
+}
+
+async fn list_rules(
+    app: &App,
+    caller: &Caller,
+    p: &Params,
+    purpose: Purpose,
+    traffic: Option<Traffic>,
+) -> ApiResult<Vec<Rule>> {
+    let mut sql = format!(
+        "SELECT {RULE_COLUMNS} FROM {RULE_FROM} WHERE r.purpose = '{}'",
+        purpose.as_str()
+    );
+    if let Some(t) = traffic {
+        sql.push_str(&format!(" AND r.traffic_type = '{}'", t.as_str()));
+    }
+    let mut binds: Vec<String> = Vec::new();
+    let mut cond = |sql: &mut String, col: &str, v: &str| {
+        binds.push(v.to_string());
+        sql.push_str(&format!(" AND {col} = ${}", binds.len()));
+    };
+    if let Some(id) = p.str("id") {
+        cond(&mut sql, "r.uuid", id);
+    }
+    if p.spec().param("ipaddressid").is_some() {
+        if let Some(ip) = p.str("ipaddressid") {
+            cond(&mut sql, "p.uuid", ip);
+        }
+    }
+    if p.spec().param("networkid").is_some() {
+        if let Some(n) = p.str("networkid") {
+            cond(&mut sql, "n.uuid", n);
+        }
+    }
+    let scope = scope(app, caller, p).await?;
+    if let Some(account) = scope {
+        sql.push_str(&format!(" AND r.account_id = {account}"));
+    }
+    if p.spec().param("fordisplay").is_some() {
+        if let Some(d) = p.bool("fordisplay") {
+            sql.push_str(&format!(" AND r.display = {}", i64::from(d)));
+        }
+    }
+    // CloudStack lists firewall and forwarding rules newest first.
+    sql.push_str(" ORDER BY r.id DESC");
+    let mut q = sqlx::query(&sql);
+    for b in &binds {
+        q = q.bind(b.clone());
+    }
+    let rows = q.fetch_all(app.db.pool()).await.map_err(internal)?;
+    let mut rules = Vec::with_capacity(rows.len());
+    for row in &rows {
+        rules.push(Rule::from_row(row).map_err(internal)?);
+    }
+    if let Some(k) = p.str("keyword") {
+        let k = k.to_ascii_lowercase();
+        rules.retain(|r| {
+            r.protocol.contains(&k)
+                || r.uuid.contains(&k)
+                || r.name
+                    .as_deref()
+                    .is_some_and(|n| n.to_ascii_lowercase().contains(&k))
+        });
+    }
+    Ok(rules)
+}
+
+/// listFirewallRules / listEgressFirewallRules.
+pub(crate) async fn list(app: &App, caller: &Caller, p: &Params, egress: bool) -> ApiResult<Value> {
+    let traffic = if egress {
+        Traffic::Egress
+    } else {
+        Traffic::Ingress
+    };
+    let rules = list_rules(app, caller, p, Purpose::Firewall, Some(traffic)).await?;
+    let paging = p.paging();
+    let range = paging.range(rules.len());
+    let items: Vec<Value> = rules[range]
+        .iter()
+        .map(|r| crate::resp::firewall_rule(r, caller.admin))
+        .collect();
+    Ok(crate::resp::list("firewallrule", rules.len(), items))
+}
+
+/// updateFirewallRule / updateEgressFirewallRule: only `fordisplay` (and `customid`) change;
+/// nothing goes to the router, so the job ends at once.
+pub(crate) async fn update_display(
+    app: &App,
+    caller: &Caller,
+    p: &Params,
+    egress: bool,
+) -> ApiResult<Value> {
+    let rule = rule_param(app, caller, p, "id").await?;
+    if rule.purpose != Purpose::Firewall || is_egress(&rule) != egress {
+        return Err(unknown(p, "id"));
+    }
+    let command = if egress {
+        "updateEgressFirewallRule"
+    } else {
+        "updateFirewallRule"
+    };
+    metadata_update(app, caller, p, command, &rule, "firewallrule", None).await
+}
+
+/// An update that touches no router state: rows change and the job is written already ended,
+/// so no generation is made.
+pub(crate) async fn metadata_update(
+    app: &App,
+    caller: &Caller,
+    p: &Params,
+    command: &str,
+    rule: &Rule,
+    object: &str,
+    name_desc: Option<(Option<&str>, Option<&str>)>,
+) -> ApiResult<Value> {
+    let job_uuid = {
+        let _w = app.db.write_lock().await;
+        let mut tx = begin(app).await?;
+        if let Some(d) = p.bool("fordisplay") {
+            sqlx::query("UPDATE rules SET display = $1 WHERE id = $2")
+                .bind(i64::from(d))
+                .bind(rule.id)
+                .execute(&mut *tx)
+                .await
+                .map_err(internal)?;
+        }
+        if let Some((name, desc)) = name_desc {
+            if let Some(n) = name {
+                sqlx::query("UPDATE rules SET name = $1 WHERE id = $2")
+                    .bind(n)
+                    .bind(rule.id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(internal)?;
+            }
+            if let Some(d) = desc {
+                sqlx::query("UPDATE rules SET description = $1 WHERE id = $2")
+                    .bind(d)
+                    .bind(rule.id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(internal)?;
+            }
+        }
+        let (job_id, job_uuid) = jobs::insert(
+            &mut tx,
+            caller,
+            NewJob {
+                command,
+                kind: Kind::Change,
+                network_id: None,
+                payload: payload(
+                    Outcome::Rule {
+                        id: rule.id,
+                        object: object.into(),
+                    },
+                    event_type(command),
+                    format!("updating rule {}", rule.uuid),
+                    "Failed to update rule",
+                ),
+                instance_type: Some("FirewallRule"),
+                instance_uuid: Some(&rule.uuid),
+            },
+        )
+        .await
+        .map_err(internal)?;
+        tx.commit().await.map_err(internal)?;
+        (job_id, job_uuid)
+    };
+    // Read back and end the job in place.
+    let updated = rule_by_id(app, rule.id).await?;
+    let owner = super::owner(app, updated.account_id).await?;
+    let zone = (app.site.zone_uuid.as_str(), app.site.zone_name.as_str());
+    let result = crate::resp::wrap(object, crate::resp::rule(&updated, &owner, zone, true));
+    {
+        let _w = app.db.write_lock().await;
+        let mut tx = begin(app).await?;
+        jobs::finish(&mut tx, job_uuid.0, jobs::SUCCEEDED, 0, &result)
+            .await
+            .map_err(internal)?;
+        store::event(
+            &mut tx,
+            caller.account_id,
+            caller.user_id,
+            event_type(command),
+            "INFO",
+            "Completed",
+            &format!("Successfully completed updating rule {}", rule.uuid),
+            Some(&rule.uuid),
+            Some(&job_uuid.1),
+        )
+        .await
+        .map_err(internal)?;
+        tx.commit().await.map_err(internal)?;
+    }
+    Ok(queued(&job_uuid.1))
+}
+
+/// createPortForwardingRule.
+pub(crate) async fn create_forward(app: &App, caller: &Caller, p: &Params) -> ApiResult<Value> {
+    let (ip, net) = rule_ip(app, caller, p, "ipaddressid").await?;
+    let proto = protocol(p, &["tcp", "udp"], &app.site.zone_name)?;
+    let public = checks::port_range(
+        "publicport",
+        p.int("publicport"),
+        "publicendport",
+        p.int("publicendport"),
+    )?
+    .ok_or_else(|| ApiError::missing_parameter(p.spec().name, "publicport"))?;
+    let private = checks::port_range(
+        "privateport",
+        p.int("privateport"),
+        "privateendport",
+        p.int("privateendport"),
+    )?
+    .ok_or_else(|| ApiError::missing_parameter(p.spec().name, "privateport"))?;
+    check_forward_ranges(public, private)?;
+    let (vm_id, vm_ip) = forward_target(app, caller, p, &net).await?;
+    let sources = checks::cidr_list("cidrlist", &p.list("cidrlist").unwrap_or_default())?;
+    let rule = NewRule {
+        uuid: uuid::Uuid::new_v4().to_string(),
+        purpose: Purpose::PortForwarding,
+        traffic: None,
+        network_id: net.id,
+        ip_id: Some(ip.id),
+        account_id: ip.account_id.unwrap_or(net.account_id),
+        protocol: proto,
+        ports: Some(public),
+        icmp: None,
+        sources,
+        dests: Vec::new(),
+        related_id: None,
+        display: p.bool("fordisplay").unwrap_or(true),
+        vm_id: Some(vm_id),
+        vm_ip: Some(vm_ip),
+        private: Some(private),
+        name: None,
+        description: None,
+        algorithm: None,
+        lb_protocol: None,
+    };
+    let payload = payload(
+        Outcome::Rule {
+            id: 0,
+            object: "portforwardingrule".into(),
+        },
+        "NET.RULEADD",
+        format!("creating port forwarding rule on {}", ip.address),
+        "Failed to apply port forwarding rule",
+    );
+    let open = p.bool("openfirewall").unwrap_or(true);
+    create_rule(app, caller, "createPortForwardingRule", rule, open, payload).await
+}
+
+/// CloudStack's range rules: private start ≤ end (checked by the parser), both ranges the same
+/// size, and a real range is not shifted (public equals private).
+pub(crate) fn check_forward_ranges(public: (i64, i64), private: (i64, i64)) -> ApiResult<()> {
+    if public.1 - public.0 != private.1 - private.0 {
+        return Err(ApiError::invalid_parameter(
+            "Private port range and public port range must be of the same size",
+        ));
+    }
+    if public.0 != public.1 && public != private {
+        return Err(ApiError::invalid_parameter(
+            "Port ranges can only be forwarded to the same ports: public start must equal private start and public end must equal private end",
+        ));
+    }
+    Ok(())
+}
+
+/// The VM and address a forward sends to: a VM of the rule's network, and its address
+/// (`vmguestip`, when given, must be that address).
+async fn forward_target(
+    app: &App,
+    caller: &Caller,
+    p: &Params,
+    net: &NetworkRow,
+) -> ApiResult<(i64, String)> {
+    let vm_uuid = required(p, "virtualmachineid")?;
+    let row = sqlx::query("SELECT id, ip, network_id, account_id, state FROM vms WHERE uuid = $1")
+        .bind(vm_uuid)
+        .fetch_optional(app.db.pool())
+        .await
+        .map_err(internal)?
+        .ok_or_else(|| unknown(p, "virtualmachineid"))?;
+    let account: i64 = row.try_get("account_id").map_err(internal)?;
+    if !caller.may_touch(account) {
+        return Err(unknown(p, "virtualmachineid"));
+    }
+    let network_id: i64 = row.try_get("network_id").map_err(internal)?;
+    let ip: String = row.try_get("ip").map_err(internal)?;
+    if network_id != net.id {
+        return Err(ApiError::invalid_parameter(format!(
+            "Unable to create port forwarding rule: vm {vm_uuid} has no nic in network {}",
+            net.uuid
+        )));
+    }
+    if let Some(g) = p.str("vmguestip").filter(|g| !g.is_empty()) {
+        if g != ip {
+            return Err(ApiError::invalid_parameter(format!(
+                "Invalid vm guest ip {g}: vm {vm_uuid} has address {ip}"
+            )));
+        }
+    }
+    Ok((row.try_get("id").map_err(internal)?, ip))
+}
+
+/// deletePortForwardingRule.
+pub(crate) async fn delete_forward(app: &App, caller: &Caller, p: &Params) -> ApiResult<Value> {
+    let rule = rule_param(app, caller, p, "id").await?;
+    if rule.purpose != Purpose::PortForwarding {
+        return Err(unknown(p, "id"));
+    }
+    revoke(
+        app,
+        caller,
+        "deletePortForwardingRule",
+        &rule,
+        "Failed to delete port forwarding rule",
+    )
+    .await
+}
+
+/// listPortForwardingRules.
+pub(crate) async fn list_forwards(app: &App, caller: &Caller, p: &Params) -> ApiResult<Value> {
+    let rules = list_rules(app, caller, p, Purpose::PortForwarding, None).await?;
+    let items: Vec<Value> = rules
+        .iter()
+        .map(|r| crate::resp::port_forward(r, caller.admin))
+        .collect();
+    Ok(page("portforwardingrule", items, p.paging()))
+}
+
+/// updatePortForwardingRule: a new target or private ports go to the router on their own
+/// generation; if the router refuses, the old values come back.
+pub(crate) async fn update_forward(app: &App, caller: &Caller, p: &Params) -> ApiResult<Value> {
+    let rule = rule_param(app, caller, p, "id").await?;
+    if rule.purpose != Purpose::PortForwarding {
+        return Err(unknown(p, "id"));
+    }
+    if rule.state == State::Revoke {
+        return Err(ApiError::invalid_parameter(format!(
+            "Unable to update the rule {}: it is being deleted",
+            rule.uuid
+        )));
+    }
+    let net = network_by_id(app, rule.network_id).await?;
+    let public = (
+        rule.start_port.unwrap_or(0),
+        rule.end_port.unwrap_or(rule.start_port.unwrap_or(0)),
+    );
+    let old_private = (
+        rule.private_start.unwrap_or(0),
+        rule.private_end.unwrap_or(0),
+    );
+    let private = match (p.int("privateport"), p.int("privateendport")) {
+        (None, None) => old_private,
+        (Some(s), e) => {
+            checks::port_range("privateport", Some(s), "privateendport", e)?.unwrap_or(old_private)
+        }
+        (None, Some(_)) => {
+            return Err(ApiError::invalid_parameter(
+                "privateendport needs privateport",
+            ))
+        }
+    };
+    check_forward_ranges(public, private)?;
+    let (vm_id, vm_ip) = if p.str("virtualmachineid").is_some() {
+        let (id, ip) = forward_target(app, caller, p, &net).await?;
+        (Some(id), Some(ip))
+    } else {
+        if p.str("vmguestip").is_some() {
+            return Err(ApiError::invalid_parameter(
+                "vmguestip needs virtualmachineid",
+            ));
+        }
+        (rule.vm_id, rule.vm_ip.map(|ip| ip.to_string()))
+    };
+    let sources = match p.list("cidrlist") {
+        Some(l) => checks::cidr_list("cidrlist", &l)?,
+        None => rule
+            .source_cidrs
+            .iter()
+            .filter_map(|s| s.parse().ok())
+            .collect(),
+    };
+    let changed = private != old_private
+        || vm_id != rule.vm_id
+        || vm_ip != rule.vm_ip.map(|ip| ip.to_string())
+        || join(&sources) != rule.source_cidrs.join(",");
+    if !changed {
+        return metadata_update(
+            app,
+            caller,
+            p,
+            "updatePortForwardingRule",
+            &rule,
+            "portforwardingrule",
+            None,
+        )
+        .await;
+    }
+    // The new values must not clash with the other forwards of the IP.
+    let job_uuid = {
+        let _w = app.db.write_lock().await;
+        let mut tx = begin(app).await?;
+        app.db
+            .lock_network(&mut tx, rule.network_id)
+            .await
+            .map_err(internal)?;
+        if let Some(ip_id) = rule.ip_id {
+            let mut me = Candidate::of(&rule);
+            me.sources = sources.clone();
+            let others = ip_neighbours(&mut tx, ip_id, Some(public))
+                .await
+                .map_err(internal)?;
+            let others: Vec<Candidate> =
+                others.into_iter().filter(|c| c.uuid != rule.uuid).collect();
+            checks::conflicts(&me, &others)?;
+        }
+        let undo = Undo {
+            rule_id: rule.id,
+            algorithm: rule.algorithm.clone(),
+            source_cidrs: rule.source_cidrs.join(","),
+            vm_id: rule.vm_id,
+            vm_ip: rule.vm_ip.map(|ip| ip.to_string()),
+            private_start: rule.private_start,
+            private_end: rule.private_end,
+        };
+        let mut pl = payload(
+            Outcome::Rule {
+                id: rule.id,
+                object: "portforwardingrule".into(),
+            },
+            "NET.RULEMODIFY",
+            format!("updating port forwarding rule {}", rule.uuid),
+            "Failed to apply the new port forwarding rule",
+        );
+        pl.undo = Some(undo);
+        let (_, job_uuid) = jobs::insert(
+            &mut tx,
+            caller,
+            NewJob {
+                command: "updatePortForwardingRule",
+                kind: Kind::Update,
+                network_id: Some(rule.network_id),
+                payload: pl,
+                instance_type: Some("FirewallRule"),
+                instance_uuid: Some(&rule.uuid),
+            },
+        )
+        .await
+        .map_err(internal)?;
+        sqlx::query(
+            "UPDATE rules SET private_start = $1, private_end = $2, vm_id = $3, vm_ip = $4, \
+             source_cidrs = $5, display = $6 WHERE id = $7",
+        )
+        .bind(private.0)
+        .bind(private.1)
+        .bind(vm_id)
+        .bind(vm_ip)
+        .bind(join(&sources))
+        .bind(i64::from(p.bool("fordisplay").unwrap_or(rule.display)))
+        .bind(rule.id)
+        .execute(&mut *tx)
+        .await
+        .map_err(internal)?;
+        tx.commit().await.map_err(internal)?;
+        job_uuid
+    };
+    app.doorbell.ring(app, rule.network_id);
+    Ok(queued(&job_uuid))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_forward_ranges;
+
+    #[test]
+    fn forward_ranges_follow_cloudstack() {
+        assert!(check_forward_ranges((2222, 2222), (22, 22)).is_ok());
+        assert!(check_forward_ranges((8000, 8010), (8000, 8010)).is_ok());
+        assert!(check_forward_ranges((8000, 8010), (9000, 9010)).is_err());
+        assert!(check_forward_ranges((8000, 8010), (8000, 8011)).is_err());
+    }
+}

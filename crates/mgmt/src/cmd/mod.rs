@@ -1,0 +1,310 @@
+//! The commands: each handler checks its parameters, the caller's rights and conflicts, writes
+//! rows (and, for async commands, the job) in one transaction, rings the network's job runner,
+//! and answers as CloudStack does.
+
+use api_types::error::ApiError;
+use api_types::params::{Paging, Params};
+use serde_json::{json, Value};
+use sqlx::{Any, Row, Transaction};
+
+use crate::app::{internal, ApiResult, App, Caller};
+use crate::jobs::Outcome;
+use crate::model::{IpRow, NetworkRow, Rule, IP_COLUMNS, NETWORK_COLUMNS, RULE_COLUMNS, RULE_FROM};
+use crate::resp::Owner;
+
+mod accounts;
+pub(crate) mod firewall;
+mod infra;
+mod lb;
+
+/// Runs a command for a caller whose request has been checked against the catalogue.
+///
+/// # Errors
+/// The command's error, as CloudStack would answer it.
+pub async fn dispatch(app: &App, caller: &Caller, name: &str, p: &Params) -> ApiResult<Value> {
+    match name {
+        "createFirewallRule" => firewall::create_ingress(app, caller, p).await,
+        "createEgressFirewallRule" => firewall::create_egress(app, caller, p).await,
+        "deleteFirewallRule" => firewall::delete(app, caller, p, false).await,
+        "deleteEgressFirewallRule" => firewall::delete(app, caller, p, true).await,
+        "listFirewallRules" => firewall::list(app, caller, p, false).await,
+        "listEgressFirewallRules" => firewall::list(app, caller, p, true).await,
+        "updateFirewallRule" => firewall::update_display(app, caller, p, false).await,
+        "updateEgressFirewallRule" => firewall::update_display(app, caller, p, true).await,
+        "createPortForwardingRule" => firewall::create_forward(app, caller, p).await,
+        "deletePortForwardingRule" => firewall::delete_forward(app, caller, p).await,
+        "listPortForwardingRules" => firewall::list_forwards(app, caller, p).await,
+        "updatePortForwardingRule" => firewall::update_forward(app, caller, p).await,
+        "createLoadBalancerRule" => lb::create(app, caller, p).await,
+        "deleteLoadBalancerRule" => lb::delete(app, caller, p).await,
+        "listLoadBalancerRules" => lb::list(app, caller, p).await,
+        "updateLoadBalancerRule" => lb::update(app, caller, p).await,
+        "assignToLoadBalancerRule" => lb::assign(app, caller, p, true).await,
+        "removeFromLoadBalancerRule" => lb::assign(app, caller, p, false).await,
+        "listLoadBalancerRuleInstances" => lb::instances(app, caller, p).await,
+        "createLBStickinessPolicy" => lb::create_stickiness(app, caller, p).await,
+        "deleteLBStickinessPolicy" => lb::delete_policy(app, caller, p, "stickiness").await,
+        "listLBStickinessPolicies" => lb::list_policies(app, caller, p, "stickiness").await,
+        "createLBHealthCheckPolicy" => lb::create_health_check(app, caller, p).await,
+        "deleteLBHealthCheckPolicy" => lb::delete_policy(app, caller, p, "healthcheck").await,
+        "listLBHealthCheckPolicies" => lb::list_policies(app, caller, p, "healthcheck").await,
+        "queryAsyncJobResult" => accounts::query_job(app, caller, p).await,
+        "listAsyncJobs" => accounts::list_jobs(app, caller, p).await,
+        "listApis" => accounts::list_apis(p),
+        "listZones" => infra::list_zones(app, caller, p).await,
+        "listNetworkOfferings" => infra::list_network_offerings(app, caller, p).await,
+        "createNetwork" => infra::create_network(app, caller, p).await,
+        "listNetworks" => infra::list_networks(app, caller, p).await,
+        "deleteNetwork" => infra::delete_network(app, caller, p).await,
+        "associateIpAddress" => infra::associate_ip(app, caller, p).await,
+        "disassociateIpAddress" => infra::disassociate_ip(app, caller, p).await,
+        "listPublicIpAddresses" => infra::list_ips(app, caller, p).await,
+        "createVlanIpRange" => infra::create_vlan_range(app, caller, p).await,
+        "listVlanIpRanges" => infra::list_vlan_ranges(app, caller, p).await,
+        "deployVirtualMachine" => infra::deploy_vm(app, caller, p).await,
+        "listVirtualMachines" => infra::list_vms(app, caller, p).await,
+        "destroyVirtualMachine" => infra::destroy_vm(app, caller, p).await,
+        "listServiceOfferings" => infra::list_service_offerings(app, caller, p).await,
+        "listTemplates" => infra::list_templates(app, caller, p).await,
+        "listRouters" => infra::list_routers(app, caller, p).await,
+        "listEvents" => accounts::list_events(app, caller, p).await,
+        "createAccount" => accounts::create_account(app, caller, p).await,
+        "listAccounts" => accounts::list_accounts(app, caller, p).await,
+        "listUsers" => accounts::list_users(app, caller, p).await,
+        "registerUserKeys" => accounts::register_keys(app, caller, p).await,
+        _ => Err(ApiError::unknown_command()),
+    }
+}
+
+/// The `jobresult` of a job that succeeded.
+///
+/// # Errors
+/// When the entity cannot be read back.
+pub async fn job_result(app: &App, outcome: &Outcome) -> ApiResult<Value> {
+    match outcome {
+        Outcome::Success => Ok(json!({"success": true})),
+        Outcome::Fixed { value } => Ok(value.clone()),
+        Outcome::Rule { id, object } => {
+            let rule = rule_by_id(app, *id).await?;
+            let owner = owner(app, rule.account_id).await?;
+            let zone = (app.site.zone_uuid.as_str(), app.site.zone_name.as_str());
+            Ok(crate::resp::wrap(
+                object,
+                crate::resp::rule(&rule, &owner, zone, true),
+            ))
+        }
+        Outcome::Policy { lb_id, kind } => lb::policy_result(app, *lb_id, kind).await,
+        Outcome::Ip { id } => infra::ip_result(app, *id).await,
+        Outcome::Vm { id } => infra::vm_result(app, *id).await,
+    }
+}
+
+/// The 431 CloudStack sends for an id that does not exist (or that the caller may not see:
+/// the answer is the same, so nothing leaks).
+pub fn unknown(p: &Params, param: &str) -> ApiError {
+    ApiError::unknown_uuid(p.spec().name, param, p.str(param).unwrap_or_default())
+}
+
+/// A required parameter's value (the catalogue marks it required, so it is present).
+///
+/// # Errors
+/// 431 missing parameter, should the catalogue and the handler disagree.
+pub fn required<'a>(p: &'a Params, name: &str) -> ApiResult<&'a str> {
+    p.str(name)
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| ApiError::missing_parameter(p.spec().name, name))
+}
+
+/// Who owns what `account_id` owns, for responses.
+///
+/// # Errors
+/// 530 when the account cannot be read.
+pub async fn owner(app: &App, account_id: i64) -> ApiResult<Owner> {
+    let row = sqlx::query(
+        "SELECT a.name, d.uuid AS domain_uuid, d.name AS domain_name, d.path \
+         FROM accounts a JOIN domains d ON d.id = a.domain_id WHERE a.id = $1",
+    )
+    .bind(account_id)
+    .fetch_one(app.db.pool())
+    .await
+    .map_err(internal)?;
+    Ok(Owner {
+        account: row.try_get("name").map_err(internal)?,
+        domain_id: row.try_get("domain_uuid").map_err(internal)?,
+        domain: row.try_get("domain_name").map_err(internal)?,
+        domain_path: row.try_get("path").map_err(internal)?,
+    })
+}
+
+/// A rule by internal id.
+///
+/// # Errors
+/// 530 when it cannot be read.
+pub async fn rule_by_id(app: &App, id: i64) -> ApiResult<Rule> {
+    let row = sqlx::query(&format!(
+        "SELECT {RULE_COLUMNS} FROM {RULE_FROM} WHERE r.id = $1"
+    ))
+    .bind(id)
+    .fetch_optional(app.db.pool())
+    .await
+    .map_err(internal)?
+    .ok_or_else(|| ApiError::internal(format!("rule {id} is gone")))?;
+    Rule::from_row(&row).map_err(internal)
+}
+
+/// The rule named by uuid parameter `param`, if the caller may see it.
+///
+/// # Errors
+/// 431 unknown id (also for another account's rule).
+pub async fn rule_param(app: &App, caller: &Caller, p: &Params, param: &str) -> ApiResult<Rule> {
+    let uuid = required(p, param)?;
+    let row = sqlx::query(&format!(
+        "SELECT {RULE_COLUMNS} FROM {RULE_FROM} WHERE r.uuid = $1"
+    ))
+    .bind(uuid)
+    .fetch_optional(app.db.pool())
+    .await
+    .map_err(internal)?
+    .ok_or_else(|| unknown(p, param))?;
+    let rule = Rule::from_row(&row).map_err(internal)?;
+    if !caller.may_touch(rule.account_id) {
+        return Err(unknown(p, param));
+    }
+    Ok(rule)
+}
+
+/// The public IP named by uuid parameter `param`, if the caller may see it.
+///
+/// # Errors
+/// 431 unknown id.
+pub async fn ip_param(app: &App, caller: &Caller, p: &Params, param: &str) -> ApiResult<IpRow> {
+    let uuid = required(p, param)?;
+    let row = sqlx::query(&format!(
+        "SELECT {IP_COLUMNS} FROM public_ips WHERE uuid = $1"
+    ))
+    .bind(uuid)
+    .fetch_optional(app.db.pool())
+    .await
+    .map_err(internal)?
+    .ok_or_else(|| unknown(p, param))?;
+    let ip = IpRow::from_row(&row).map_err(internal)?;
+    match ip.account_id {
+        Some(a) if caller.may_touch(a) => Ok(ip),
+        None if caller.admin => Ok(ip),
+        _ => Err(unknown(p, param)),
+    }
+}
+
+/// The network named by uuid parameter `param`, if the caller may see it.
+///
+/// # Errors
+/// 431 unknown id.
+pub async fn network_param(
+    app: &App,
+    caller: &Caller,
+    p: &Params,
+    param: &str,
+) -> ApiResult<NetworkRow> {
+    let uuid = required(p, param)?;
+    network_by(app, "n.uuid = $1", uuid)
+        .await?
+        .filter(|n| caller.may_touch(n.account_id))
+        .ok_or_else(|| unknown(p, param))
+}
+
+/// A network by a condition on one text value.
+///
+/// # Errors
+/// 530 when the query fails.
+pub async fn network_by(app: &App, cond: &str, value: &str) -> ApiResult<Option<NetworkRow>> {
+    let row = sqlx::query(&format!(
+        "SELECT {NETWORK_COLUMNS} FROM networks n JOIN network_offerings o ON o.id = n.offering_id \
+         WHERE {cond}"
+    ))
+    .bind(value)
+    .fetch_optional(app.db.pool())
+    .await
+    .map_err(internal)?;
+    row.map(|r| NetworkRow::from_row(&r))
+        .transpose()
+        .map_err(internal)
+}
+
+/// A network by internal id.
+///
+/// # Errors
+/// 530 when it cannot be read.
+pub async fn network_by_id(app: &App, id: i64) -> ApiResult<NetworkRow> {
+    let row = sqlx::query(&format!(
+        "SELECT {NETWORK_COLUMNS} FROM networks n JOIN network_offerings o ON o.id = n.offering_id \
+         WHERE n.id = $1"
+    ))
+    .bind(id)
+    .fetch_optional(app.db.pool())
+    .await
+    .map_err(internal)?
+    .ok_or_else(|| ApiError::internal(format!("network {id} is gone")))?;
+    NetworkRow::from_row(&row).map_err(internal)
+}
+
+/// Which accounts a list shows: `None` for all (root admin with `listall=true`), or one.
+///
+/// A root admin may name an account with `account` (and `domainid`); everyone else sees their
+/// own account.
+///
+/// # Errors
+/// 431 for an unknown account name.
+pub async fn scope(app: &App, caller: &Caller, p: &Params) -> ApiResult<Option<i64>> {
+    if !caller.admin {
+        return Ok(Some(caller.account_id));
+    }
+    let has = |n: &str| p.spec().param(n).is_some();
+    if has("account") {
+        if let Some(name) = p.str("account").filter(|s| !s.is_empty()) {
+            let row = sqlx::query("SELECT id FROM accounts WHERE name = $1")
+                .bind(name)
+                .fetch_optional(app.db.pool())
+                .await
+                .map_err(internal)?
+                .ok_or_else(|| {
+                    ApiError::invalid_parameter(format!("Unable to find account {name}"))
+                })?;
+            return Ok(Some(row.try_get("id").map_err(internal)?));
+        }
+    }
+    if has("listall") && p.bool("listall") == Some(true) {
+        return Ok(None);
+    }
+    Ok(Some(caller.account_id))
+}
+
+/// A page of items and the total, as a list response.
+pub fn page(key: &str, items: Vec<Value>, paging: Paging) -> Value {
+    let total = items.len();
+    let range = paging.range(total);
+    let slice: Vec<Value> = items
+        .into_iter()
+        .skip(range.start)
+        .take(range.len())
+        .collect();
+    crate::resp::list(key, total, slice)
+}
+
+/// Begins a write transaction (on SQLite, after taking the write lock, which the caller holds
+/// in `guard` until the commit).
+///
+/// # Errors
+/// 530 when the database cannot begin one.
+pub async fn begin(app: &App) -> ApiResult<Transaction<'static, Any>> {
+    app.db.pool().begin().await.map_err(internal)
+}
+
+/// The immediate answer of an async create command: `{"id": ..., "jobid": ...}`.
+pub fn accepted(id: &str, job: &str) -> Value {
+    json!({"id": id, "jobid": job})
+}
+
+/// The immediate answer of another async command: `{"jobid": ...}`.
+pub fn queued(job: &str) -> Value {
+    json!({"jobid": job})
+}

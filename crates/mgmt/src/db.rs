@@ -1,0 +1,295 @@
+//! The database: one schema on SQLite (embedded, the default) or PostgreSQL, migrations run on
+//! start, and the few dialect differences kept here.
+//!
+//! Everything goes through sqlx's `Any` driver with `$N` placeholders, which both back ends
+//! accept. Booleans are stored as 0/1 and times as unix milliseconds, so that every column
+//! decodes the same way from either database.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Row};
+use tokio::sync::{Mutex, MutexGuard};
+
+/// What went wrong talking to the database.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// The URL names neither SQLite nor PostgreSQL.
+    #[error("database url `{0}` is neither sqlite:// nor postgres://")]
+    UnknownScheme(String),
+    /// Connecting failed.
+    #[error("cannot connect to the {dialect} database")]
+    Connect {
+        /// Which back end.
+        dialect: &'static str,
+        /// Why.
+        #[source]
+        source: sqlx::Error,
+    },
+    /// A migration failed.
+    #[error("migration {version} ({name}) failed")]
+    Migrate {
+        /// Its number.
+        version: i64,
+        /// Its name.
+        name: &'static str,
+        /// Why.
+        #[source]
+        source: sqlx::Error,
+    },
+    /// The database is at a schema version this program does not know.
+    #[error("the database has schema version {found}, newer than this program's {known}")]
+    TooNew {
+        /// What the database has.
+        found: i64,
+        /// The newest this program knows.
+        known: i64,
+    },
+    /// A query failed.
+    #[error(transparent)]
+    Query(#[from] sqlx::Error),
+}
+
+/// The back end in use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    /// SQLite, one file, one writer at a time.
+    Sqlite,
+    /// PostgreSQL.
+    Postgres,
+}
+
+impl Dialect {
+    /// Its name, as the startup line and metrics say it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "sqlite",
+            Dialect::Postgres => "postgres",
+        }
+    }
+}
+
+/// The database handle shared by the API and the job runner.
+#[derive(Clone)]
+pub struct Db {
+    pool: AnyPool,
+    dialect: Dialect,
+    /// SQLite allows one writer; writers queue here instead of spinning on `SQLITE_BUSY`.
+    /// PostgreSQL writers lock rows instead (see [`Db::lock_network`]).
+    writer: Arc<Mutex<()>>,
+}
+
+/// Held for the length of a write transaction on SQLite; empty on PostgreSQL.
+pub struct WriteGuard<'a> {
+    _guard: Option<MutexGuard<'a, ()>>,
+}
+
+/// One migration: a number, a name, and statements with `{pk}` standing for the dialect's
+/// auto-increment primary key column type.
+struct Migration {
+    version: i64,
+    name: &'static str,
+    sql: &'static str,
+}
+
+const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "initial schema",
+    sql: include_str!("schema/001_initial.sql"),
+}];
+
+impl Db {
+    /// Connects to `url` (`sqlite://PATH` or `postgres://…`) and runs the migrations.
+    ///
+    /// # Errors
+    /// Why the database cannot be reached or migrated.
+    pub async fn connect(url: &str) -> Result<Db, DbError> {
+        sqlx::any::install_default_drivers();
+        let dialect = if url.starts_with("sqlite:") {
+            Dialect::Sqlite
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Dialect::Postgres
+        } else {
+            return Err(DbError::UnknownScheme(url.to_string()));
+        };
+        let connect_err = |source| DbError::Connect {
+            dialect: dialect.name(),
+            source,
+        };
+        let pool = match dialect {
+            Dialect::Sqlite => {
+                AnyPoolOptions::new()
+                    .max_connections(4)
+                    .acquire_timeout(Duration::from_secs(30))
+                    .after_connect(|conn, _meta| {
+                        Box::pin(async move {
+                            use sqlx::Executor;
+                            conn.execute(
+                                "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; \
+                                 PRAGMA busy_timeout=10000; PRAGMA foreign_keys=ON;",
+                            )
+                            .await?;
+                            Ok(())
+                        })
+                    })
+                    .connect(&sqlite_url(url))
+                    .await
+            }
+            Dialect::Postgres => {
+                AnyPoolOptions::new()
+                    .max_connections(16)
+                    .acquire_timeout(Duration::from_secs(30))
+                    .connect(url)
+                    .await
+            }
+        }
+        .map_err(connect_err)?;
+        let db = Db {
+            pool,
+            dialect,
+            writer: Arc::new(Mutex::new(())),
+        };
+        db.migrate().await?;
+        Ok(db)
+    }
+
+    /// The pool.
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// The back end.
+    pub fn dialect(&self) -> Dialect {
+        self.dialect
+    }
+
+    /// Waits for the right to write (SQLite); immediate on PostgreSQL.
+    pub async fn write_lock(&self) -> WriteGuard<'_> {
+        WriteGuard {
+            _guard: match self.dialect {
+                Dialect::Sqlite => Some(self.writer.lock().await),
+                Dialect::Postgres => None,
+            },
+        }
+    }
+
+    /// Locks a network's row for the rest of the transaction on PostgreSQL, so that rule
+    /// creations on one network (from any management server) are checked for conflicts one
+    /// at a time. On SQLite the write lock already serializes writers.
+    ///
+    /// # Errors
+    /// The query's error.
+    pub async fn lock_network(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        network_id: i64,
+    ) -> Result<(), sqlx::Error> {
+        if self.dialect == Dialect::Postgres {
+            sqlx::query("SELECT id FROM networks WHERE id = $1 FOR UPDATE")
+                .bind(network_id)
+                .fetch_optional(&mut **tx)
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn migrate(&self) -> Result<(), DbError> {
+        let pk = match self.dialect {
+            Dialect::Sqlite => "INTEGER PRIMARY KEY",
+            Dialect::Postgres => "BIGSERIAL PRIMARY KEY",
+        };
+        let _w = self.write_lock().await;
+        let mut conn = self.pool.acquire().await?;
+        if self.dialect == Dialect::Postgres {
+            // Two servers starting at once must not both migrate.
+            sqlx::query("SELECT pg_advisory_lock(7461524)")
+                .execute(&mut *conn)
+                .await?;
+        }
+        let result = async {
+            sqlx::query(
+                "CREATE TABLE IF NOT EXISTS schema_migrations \
+                 (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)",
+            )
+            .execute(&mut *conn)
+            .await?;
+            let current: i64 =
+                sqlx::query("SELECT COALESCE(MAX(version), 0) AS v FROM schema_migrations")
+                    .fetch_one(&mut *conn)
+                    .await?
+                    .try_get("v")?;
+            let known = MIGRATIONS.last().map_or(0, |m| m.version);
+            if current > known {
+                return Err(DbError::TooNew {
+                    found: current,
+                    known,
+                });
+            }
+            for m in MIGRATIONS.iter().filter(|m| m.version > current) {
+                let run = async {
+                    use sqlx::Connection;
+                    let mut tx = conn.begin().await?;
+                    for stmt in m.sql.split(';').map(str::trim).filter(|s| !s.is_empty()) {
+                        sqlx::query(&stmt.replace("{pk}", pk))
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                    sqlx::query(
+                        "INSERT INTO schema_migrations (version, name, applied_at) \
+                         VALUES ($1, $2, $3)",
+                    )
+                    .bind(m.version)
+                    .bind(m.name)
+                    .bind(now_ms())
+                    .execute(&mut *tx)
+                    .await?;
+                    tx.commit().await
+                };
+                run.await.map_err(|source| DbError::Migrate {
+                    version: m.version,
+                    name: m.name,
+                    source,
+                })?;
+                tracing::info!(version = m.version, name = m.name, "database migrated");
+            }
+            Ok(())
+        }
+        .await;
+        if self.dialect == Dialect::Postgres {
+            sqlx::query("SELECT pg_advisory_unlock(7461524)")
+                .execute(&mut *conn)
+                .await?;
+        }
+        result
+    }
+}
+
+/// `sqlite://path` with `mode=rwc` added, so that a new file is created.
+fn sqlite_url(url: &str) -> String {
+    if url.contains("mode=") {
+        url.to_string()
+    } else if url.contains('?') {
+        format!("{url}&mode=rwc")
+    } else {
+        format!("{url}?mode=rwc")
+    }
+}
+
+/// Now, in unix milliseconds.
+pub fn now_ms() -> i64 {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// Reads an optional text column.
+pub fn opt_str(row: &AnyRow, col: &str) -> Result<Option<String>, sqlx::Error> {
+    row.try_get::<Option<String>, _>(col)
+}
+
+/// Reads a 0/1 column as a boolean.
+pub fn flag(row: &AnyRow, col: &str) -> Result<bool, sqlx::Error> {
+    Ok(row.try_get::<i64, _>(col)? != 0)
+}

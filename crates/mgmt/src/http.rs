@@ -1,0 +1,181 @@
+//! The HTTP edge: `/client/api` (GET and POST, CloudStack's signing, envelopes and errors) and
+//! `/metrics`.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use api_types::catalogue;
+use api_types::error::ApiError;
+use api_types::params::check_and_normalize;
+use axum::body::Bytes;
+use axum::extract::{RawQuery, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde_json::Value;
+use sqlx::Row;
+
+use crate::app::{internal, App, Caller};
+use crate::metrics::RequestLabels;
+
+/// The routes.
+pub fn router(app: App) -> axum::Router {
+    axum::Router::new()
+        .route("/client/api", get(api).post(api))
+        .route("/client/api/", get(api).post(api))
+        .route("/metrics", get(metrics))
+        .with_state(app)
+}
+
+async fn metrics(State(app): State<App>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        app.metrics.render(),
+    )
+        .into_response()
+}
+
+const JSON: &str = "application/json; charset=UTF-8";
+
+fn reply(status: StatusCode, body: &Value, description: Option<&str>) -> Response {
+    let mut resp = (status, body.to_string()).into_response();
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(JSON));
+    if let Some(d) = description {
+        // Header values cannot hold every character; keep what they can.
+        let clean: String = d
+            .chars()
+            .map(|c| {
+                if c.is_ascii() && !c.is_ascii_control() {
+                    c
+                } else {
+                    '?'
+                }
+            })
+            .collect();
+        if let Ok(v) = HeaderValue::from_str(&clean) {
+            resp.headers_mut().insert("X-Description", v);
+        }
+    }
+    resp
+}
+
+fn error_reply(e: &ApiError, command: Option<&str>) -> Response {
+    let status = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    reply(status, &e.envelope(command), Some(&e.text))
+}
+
+/// Query string and form body, merged, `+` read as space and `%XX` as UTF-8.
+fn request_params(query: Option<&str>, headers: &HeaderMap, body: &[u8]) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = query
+        .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+        .unwrap_or_default();
+    let is_form = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_none_or(|v| v.starts_with("application/x-www-form-urlencoded"));
+    if is_form && !body.is_empty() {
+        out.extend(form_urlencoded::parse(body).into_owned());
+    }
+    out
+}
+
+async fn api(
+    State(app): State<App>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let params = request_params(query.as_deref(), &headers, &body);
+    let command = params
+        .iter()
+        .find(|(k, _)| k == "command")
+        .map(|(_, v)| v.clone());
+    let known = command.as_deref().and_then(catalogue::find);
+    let label = known.map_or("unknown", |s| s.name).to_string();
+    let outcome = handle(&app, &params, command.as_deref()).await;
+    let (resp, result) = match outcome {
+        Ok(body) => (reply(StatusCode::OK, &body, None), "success".to_string()),
+        Err(e) => {
+            if e.code.code() >= 530 && e.code.code() != 537 && e.code.code() != 533 {
+                tracing::warn!(command = %label, code = e.code.code(), text = %e.text, "request failed");
+            }
+            let code = e.code.code().to_string();
+            (error_reply(&e, command.as_deref()), code)
+        }
+    };
+    app.metrics
+        .requests
+        .get_or_create(&RequestLabels {
+            command: label,
+            result,
+        })
+        .inc();
+    resp
+}
+
+async fn handle(
+    app: &App,
+    params: &[(String, String)],
+    command: Option<&str>,
+) -> Result<Value, ApiError> {
+    let Some(spec) = command.and_then(catalogue::find) else {
+        return Err(ApiError::unknown_command());
+    };
+    let caller = authenticate(app, params).await?;
+    let checked = check_and_normalize(spec, params)?;
+    let inner = crate::cmd::dispatch(app, &caller, spec.name, &checked).await?;
+    let mut outer = serde_json::Map::new();
+    outer.insert(spec.response_name(), inner);
+    Ok(Value::Object(outer))
+}
+
+/// Finds the user by `apiKey` (any case of the name) and checks the signature and `expires`.
+async fn authenticate(app: &App, params: &[(String, String)]) -> Result<Caller, ApiError> {
+    let Some(key) = params
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("apikey"))
+        .map(|(_, v)| v.as_str())
+    else {
+        return Err(ApiError::auth_failure());
+    };
+    let row = sqlx::query(
+        "SELECT u.id AS user_id, u.uuid AS user_uuid, u.secret_key, u.state AS user_state, \
+         a.id AS account_id, a.uuid AS account_uuid, a.name AS account_name, \
+         a.account_type, a.state AS account_state, d.id AS domain_id, d.uuid AS domain_uuid, \
+         d.name AS domain_name, d.path AS domain_path \
+         FROM users u JOIN accounts a ON a.id = u.account_id JOIN domains d ON d.id = a.domain_id \
+         WHERE u.api_key = $1",
+    )
+    .bind(key)
+    .fetch_optional(app.db.pool())
+    .await
+    .map_err(internal)?
+    .ok_or_else(ApiError::auth_failure)?;
+    let get = |c: &str| row.try_get::<String, _>(c).map_err(internal);
+    let secret: Option<String> = row.try_get("secret_key").map_err(internal)?;
+    let secret = secret.ok_or_else(ApiError::auth_failure)?;
+    if get("user_state")? != "enabled" || get("account_state")? != "enabled" {
+        return Err(ApiError::auth_failure());
+    }
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    if api_types::signing::verify(params, &secret, now).is_err() {
+        return Err(ApiError::auth_failure());
+    }
+    Ok(Caller {
+        user_id: row.try_get("user_id").map_err(internal)?,
+        user_uuid: get("user_uuid")?,
+        account_id: row.try_get("account_id").map_err(internal)?,
+        account_uuid: get("account_uuid")?,
+        account_name: get("account_name")?,
+        domain_id: row.try_get("domain_id").map_err(internal)?,
+        domain_uuid: get("domain_uuid")?,
+        domain_name: get("domain_name")?,
+        domain_path: get("domain_path")?,
+        admin: row.try_get::<i64, _>("account_type").map_err(internal)? == 1,
+    })
+}

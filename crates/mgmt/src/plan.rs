@@ -1,0 +1,393 @@
+//! Pure planning: a network's rows and a set of pending jobs in, the router's complete config
+//! and the bookkeeping to do once the router has applied it out.
+//!
+//! Every row remembers the job that last changed it. For a batch `S` of pending jobs, a row is
+//! in the config when:
+//! - Active: always;
+//! - Add: its job is in `S`, or is no longer pending (a balancer without members waits in Add);
+//! - Revoke: it was applied before, and its job is not in `S` (its delete is not part of this
+//!   generation yet).
+//!
+//! So the config for `S` is exactly "what the router holds, plus the changes of `S`", and a
+//! batch the router refuses can be retried with fewer jobs.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::Ipv4Addr;
+
+use router_config::{
+    EgressPolicy, GuestSide, PublicAddress, PublicSide, RouterConfig, WireEgressRule,
+    WireFirewallRule, WireHealthCheck, WireIcmp, WireLoadBalancer, WireMember, WirePortForward,
+    WirePorts, WireStickiness, SCHEMA_VERSION,
+};
+
+use crate::model::{IpRow, MemberRow, NetworkRow, PolicyRow, Purpose, Rule, State, Traffic};
+
+/// Name of the router's public interface.
+pub const PUBLIC_INTERFACE: &str = "pub0";
+/// Name of the router's guest interface.
+pub const GUEST_INTERFACE: &str = "guest0";
+
+/// What the public segment looks like.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PublicSegment {
+    /// Prefix length of public addresses.
+    pub prefix_len: u8,
+    /// Next hop.
+    pub gateway: Option<Ipv4Addr>,
+}
+
+/// Everything about one network that its router config is built from.
+#[derive(Debug, Clone, Default)]
+pub struct NetworkState {
+    /// The network (None only in `Default`).
+    pub network: Option<NetworkRow>,
+    /// Public segment facts.
+    pub segment: Option<PublicSegment>,
+    /// Its public IPs.
+    pub ips: Vec<IpRow>,
+    /// Its rules.
+    pub rules: Vec<Rule>,
+    /// Balancer members.
+    pub members: Vec<MemberRow>,
+    /// Balancer policies.
+    pub policies: Vec<PolicyRow>,
+}
+
+/// The jobs a config is built for.
+#[derive(Debug, Clone, Default)]
+pub struct Batch {
+    /// Jobs of the network still pending.
+    pub pending: BTreeSet<i64>,
+    /// The jobs whose changes this generation carries (a subset of `pending`).
+    pub included: BTreeSet<i64>,
+}
+
+impl Batch {
+    fn present(&self, state: State, applied: bool, job: Option<i64>) -> bool {
+        let in_batch = job.is_some_and(|j| self.included.contains(&j));
+        let pending = job.is_some_and(|j| self.pending.contains(&j));
+        match state {
+            State::Active => true,
+            State::Add => in_batch || !pending,
+            State::Revoke => applied && !in_batch,
+        }
+    }
+
+    fn ip_present(&self, ip: &IpRow) -> bool {
+        let in_batch = ip.job_id.is_some_and(|j| self.included.contains(&j));
+        let pending = ip.job_id.is_some_and(|j| self.pending.contains(&j));
+        match ip.state.as_str() {
+            "Allocated" => true,
+            "Allocating" => in_batch || !pending,
+            "Releasing" => !in_batch,
+            _ => false,
+        }
+    }
+}
+
+/// What to record once the router applied the config of a batch.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Commit {
+    /// Rules now held by the router: set Active, applied.
+    pub activate_rules: Vec<i64>,
+    /// Revoked rules the router no longer holds: delete.
+    pub delete_rules: Vec<i64>,
+    /// Balancers left without members: back to Add, not applied.
+    pub demote_rules: Vec<i64>,
+    /// Members now held: Active, applied.
+    pub activate_members: Vec<i64>,
+    /// Revoked members gone: delete.
+    pub delete_members: Vec<i64>,
+    /// Policies now held: Active, applied.
+    pub activate_policies: Vec<i64>,
+    /// Revoked policies gone: delete.
+    pub delete_policies: Vec<i64>,
+    /// IPs now on the router: Allocated, applied.
+    pub allocate_ips: Vec<i64>,
+    /// IPs released: back to Free.
+    pub free_ips: Vec<i64>,
+}
+
+/// A stickiness policy's params, as stored.
+pub type StickinessParams = BTreeMap<String, String>;
+
+/// A health check policy's numbers, as stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct HealthNumbers {
+    /// Seconds to wait for an answer.
+    pub response_time: u32,
+    /// Seconds between checks.
+    pub interval: u32,
+    /// Successes to become healthy.
+    pub healthy: u32,
+    /// Failures to become unhealthy.
+    pub unhealthy: u32,
+}
+
+fn ports(start: Option<i64>, end: Option<i64>) -> Option<WirePorts> {
+    let start = u32::try_from(start?).ok()?;
+    let end = end.and_then(|e| u32::try_from(e).ok()).unwrap_or(start);
+    Some(WirePorts { start, end })
+}
+
+fn icmp(rule: &Rule) -> Option<WireIcmp> {
+    (rule.protocol == "icmp").then(|| WireIcmp {
+        icmp_type: rule
+            .icmp_type
+            .and_then(|t| i32::try_from(t).ok())
+            .unwrap_or(-1),
+        code: rule
+            .icmp_code
+            .and_then(|c| i32::try_from(c).ok())
+            .unwrap_or(-1),
+    })
+}
+
+fn or_everyone(cidrs: &[String]) -> Vec<String> {
+    if cidrs.is_empty() {
+        vec!["0.0.0.0/0".to_string()]
+    } else {
+        cidrs.to_vec()
+    }
+}
+
+/// The router config of `state` carrying the changes of `batch`, with the bookkeeping to do
+/// once a router has applied it. `generation` is stamped into the config.
+pub fn desired(state: &NetworkState, batch: &Batch, generation: u64) -> (RouterConfig, Commit) {
+    let mut commit = Commit::default();
+    let network = state.network.clone().unwrap_or_else(|| NetworkRow {
+        id: 0,
+        uuid: String::new(),
+        name: String::new(),
+        display_text: String::new(),
+        account_id: 0,
+        zone_id: 0,
+        offering_id: 0,
+        cidr: ipnet::Ipv4Net::default(),
+        gateway: Ipv4Addr::UNSPECIFIED,
+        state: String::new(),
+        egress_allow: false,
+        created: 0,
+    });
+    let segment = state.segment.unwrap_or(PublicSegment {
+        prefix_len: 24,
+        gateway: None,
+    });
+
+    let mut addresses = Vec::new();
+    let mut present_ips = BTreeSet::new();
+    for ip in &state.ips {
+        let in_batch = ip.job_id.is_some_and(|j| batch.included.contains(&j));
+        if batch.ip_present(ip) {
+            addresses.push(PublicAddress {
+                ip: ip.address,
+                prefix_len: segment.prefix_len,
+                source_nat: ip.source_nat,
+            });
+            present_ips.insert(ip.id);
+            if ip.state == "Allocating" && in_batch {
+                commit.allocate_ips.push(ip.id);
+            }
+        } else if ip.state == "Releasing" && in_batch {
+            commit.free_ips.push(ip.id);
+        }
+    }
+    addresses.sort_by_key(|a| a.ip);
+
+    let members_of: BTreeMap<i64, Vec<&MemberRow>> =
+        state.members.iter().fold(BTreeMap::new(), |mut m, r| {
+            m.entry(r.lb_id).or_default().push(r);
+            m
+        });
+    let policies_of: BTreeMap<i64, Vec<&PolicyRow>> =
+        state.policies.iter().fold(BTreeMap::new(), |mut m, p| {
+            m.entry(p.lb_id).or_default().push(p);
+            m
+        });
+
+    let mut cfg = RouterConfig {
+        schema: SCHEMA_VERSION,
+        generation,
+        public: PublicSide {
+            interface: PUBLIC_INTERFACE.to_string(),
+            addresses,
+            gateway: segment.gateway,
+        },
+        guest: GuestSide {
+            interface: GUEST_INTERFACE.to_string(),
+            cidr: network.cidr.to_string(),
+            gateway: network.gateway,
+        },
+        egress_default: if network.egress_allow {
+            EgressPolicy::Allow
+        } else {
+            EgressPolicy::Deny
+        },
+        firewall_rules: Vec::new(),
+        egress_rules: Vec::new(),
+        port_forwards: Vec::new(),
+        load_balancers: Vec::new(),
+    };
+
+    let id = |i: i64| u64::try_from(i).unwrap_or(0);
+    for rule in &state.rules {
+        let in_batch = rule.job_id.is_some_and(|j| batch.included.contains(&j));
+        let on_present_ip = rule.ip_id.is_none_or(|i| present_ips.contains(&i));
+        let mut present = batch.present(rule.state, rule.applied, rule.job_id) && on_present_ip;
+        match (rule.purpose, rule.traffic) {
+            (Purpose::Firewall, Some(Traffic::Egress)) if present => {
+                cfg.egress_rules.push(WireEgressRule {
+                    id: id(rule.id),
+                    protocol: rule.protocol.clone(),
+                    ports: ports(rule.start_port, rule.end_port),
+                    icmp: icmp(rule),
+                    source_cidrs: rule.source_cidrs.clone(),
+                    destination_cidrs: rule.dest_cidrs.clone(),
+                });
+            }
+            (Purpose::Firewall, _) if present => {
+                if let Some(ip) = rule.ip {
+                    cfg.firewall_rules.push(WireFirewallRule {
+                        id: id(rule.id),
+                        public_ip: ip,
+                        protocol: rule.protocol.clone(),
+                        ports: ports(rule.start_port, rule.end_port),
+                        icmp: icmp(rule),
+                        source_cidrs: or_everyone(&rule.source_cidrs),
+                    });
+                }
+            }
+            (Purpose::PortForwarding, _) if present => {
+                if let (Some(ip), Some(vm_ip), Some(public_ports), Some(private_ports)) = (
+                    rule.ip,
+                    rule.vm_ip,
+                    ports(rule.start_port, rule.end_port),
+                    ports(rule.private_start, rule.private_end),
+                ) {
+                    cfg.port_forwards.push(WirePortForward {
+                        id: id(rule.id),
+                        public_ip: ip,
+                        protocol: rule.protocol.clone(),
+                        public_ports,
+                        private_ports,
+                        vm_ip,
+                        source_cidrs: or_everyone(&rule.source_cidrs),
+                    });
+                }
+            }
+            (Purpose::LoadBalancing, _) if present => {
+                let lb = load_balancer(rule, &members_of, &policies_of, batch, &mut commit);
+                match (lb, rule.ip) {
+                    (Some(mut lb), Some(ip)) => {
+                        lb.public_ip = ip;
+                        cfg.load_balancers.push(lb);
+                    }
+                    _ => {
+                        // No members: not on the router, and waiting in Add (as CloudStack).
+                        present = false;
+                        if rule.state == State::Active {
+                            commit.demote_rules.push(rule.id);
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+        if present && rule.state == State::Add {
+            commit.activate_rules.push(rule.id);
+        }
+        if !present && rule.state == State::Revoke && in_batch {
+            commit.delete_rules.push(rule.id);
+        }
+        if rule.purpose == Purpose::LoadBalancing && rule.state == State::Revoke && in_batch {
+            // Members and policies go with their balancer (the rows cascade).
+            continue;
+        }
+    }
+    for m in &state.members {
+        let in_batch = m.job_id.is_some_and(|j| batch.included.contains(&j));
+        if m.state == State::Revoke && in_batch {
+            commit.delete_members.push(m.id);
+        }
+    }
+    for p in &state.policies {
+        let in_batch = p.job_id.is_some_and(|j| batch.included.contains(&j));
+        if p.state == State::Revoke && in_batch {
+            commit.delete_policies.push(p.id);
+        } else if p.state == State::Add && in_batch {
+            commit.activate_policies.push(p.id);
+        }
+    }
+    (cfg, commit)
+}
+
+fn load_balancer(
+    rule: &Rule,
+    members_of: &BTreeMap<i64, Vec<&MemberRow>>,
+    policies_of: &BTreeMap<i64, Vec<&PolicyRow>>,
+    batch: &Batch,
+    commit: &mut Commit,
+) -> Option<WireLoadBalancer> {
+    let port = rule
+        .private_start
+        .and_then(|p| u32::try_from(p).ok())
+        .unwrap_or(0);
+    let mut members: Vec<WireMember> = Vec::new();
+    for m in members_of.get(&rule.id).into_iter().flatten() {
+        if batch.present(m.state, m.applied, m.job_id) {
+            members.push(WireMember {
+                vm_ip: m.vm_ip,
+                port,
+            });
+            if m.state == State::Add {
+                commit.activate_members.push(m.id);
+            }
+        }
+    }
+    if members.is_empty() {
+        return None;
+    }
+    members.sort();
+    members.dedup();
+    let mut stickiness = None;
+    let mut health_check = None;
+    for p in policies_of.get(&rule.id).into_iter().flatten() {
+        if !batch.present(p.state, p.applied, p.job_id) {
+            continue;
+        }
+        if p.kind == "stickiness" && stickiness.is_none() {
+            let params: StickinessParams = serde_json::from_str(&p.params).unwrap_or_default();
+            stickiness = Some(WireStickiness {
+                method: p.method.clone(),
+                params,
+            });
+        } else if p.kind == "healthcheck" && health_check.is_none() {
+            if let Ok(n) = serde_json::from_str::<HealthNumbers>(&p.params) {
+                health_check = Some(WireHealthCheck {
+                    ping_path: Some(p.method.clone()),
+                    interval_s: n.interval,
+                    response_timeout_s: n.response_time,
+                    healthy_threshold: n.healthy,
+                    unhealthy_threshold: n.unhealthy,
+                });
+            }
+        }
+    }
+    Some(WireLoadBalancer {
+        id: u64::try_from(rule.id).unwrap_or(0),
+        public_ip: Ipv4Addr::UNSPECIFIED,
+        public_port: rule
+            .start_port
+            .and_then(|p| u32::try_from(p).ok())
+            .unwrap_or(0),
+        protocol: "tcp".to_string(),
+        algorithm: rule
+            .algorithm
+            .clone()
+            .unwrap_or_else(|| "roundrobin".into()),
+        members,
+        source_cidrs: or_everyone(&rule.source_cidrs),
+        stickiness,
+        health_check,
+    })
+}

@@ -1,0 +1,398 @@
+//! Response objects in CloudStack's shapes: field names, types (ports of forwards and balancers
+//! are strings, of firewall rules numbers), dates, and the list envelope.
+
+use serde_json::{json, Map, Value};
+
+use crate::model::{IpRow, NetworkRow, PolicyRow, Purpose, Rule, State, Traffic};
+use crate::plan::HealthNumbers;
+
+/// A date as CloudStack writes it: `2025-10-30T19:21:39+0000`.
+pub fn date(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    match time::OffsetDateTime::from_unix_timestamp(secs) {
+        Ok(t) => {
+            let f = time::macros::format_description!(
+                "[year]-[month]-[day]T[hour]:[minute]:[second]+0000"
+            );
+            t.format(&f).unwrap_or_default()
+        }
+        Err(_) => String::new(),
+    }
+}
+
+/// A list response: `{"count": total, "<key>": [...]}`, or `{}` when nothing matches.
+pub fn list(key: &str, total: usize, items: Vec<Value>) -> Value {
+    if total == 0 {
+        return json!({});
+    }
+    let mut m = Map::new();
+    m.insert("count".into(), json!(total));
+    m.insert(key.into(), Value::Array(items));
+    Value::Object(m)
+}
+
+/// Wraps an object under its name: `{"firewallrule": {...}}`.
+pub fn wrap(key: &str, v: Value) -> Value {
+    let mut m = Map::new();
+    m.insert(key.into(), v);
+    Value::Object(m)
+}
+
+fn ip_str(r: &Rule) -> Value {
+    r.ip.map_or(Value::Null, |ip| json!(ip.to_string()))
+}
+
+fn insert_opt(m: &mut Map<String, Value>, k: &str, v: Option<Value>) {
+    if let Some(v) = v {
+        if !v.is_null() {
+            m.insert(k.into(), v);
+        }
+    }
+}
+
+/// A firewall rule (ingress or egress): FirewallResponse.
+pub fn firewall_rule(r: &Rule, admin: bool) -> Value {
+    let mut m = Map::new();
+    m.insert("id".into(), json!(r.uuid));
+    m.insert("protocol".into(), json!(r.protocol));
+    insert_opt(&mut m, "startport", r.start_port.map(|p| json!(p)));
+    insert_opt(&mut m, "endport", r.end_port.map(|p| json!(p)));
+    if r.traffic != Some(Traffic::Egress) {
+        insert_opt(&mut m, "ipaddressid", r.ip_uuid.as_ref().map(|u| json!(u)));
+        insert_opt(&mut m, "ipaddress", Some(ip_str(r)));
+    }
+    m.insert("networkid".into(), json!(r.network_uuid));
+    m.insert("state".into(), json!(r.state.api()));
+    m.insert("cidrlist".into(), json!(r.source_cidrs.join(",")));
+    insert_opt(&mut m, "icmptype", r.icmp_type.map(|t| json!(t)));
+    insert_opt(&mut m, "icmpcode", r.icmp_code.map(|c| json!(c)));
+    m.insert("tags".into(), json!([]));
+    if admin {
+        m.insert("fordisplay".into(), json!(r.display));
+    }
+    m.insert("destcidrlist".into(), json!(r.dest_cidrs.join(",")));
+    m.insert(
+        "traffictype".into(),
+        json!(r.traffic.unwrap_or(Traffic::Ingress).as_str()),
+    );
+    Value::Object(m)
+}
+
+/// A port-forwarding rule: FirewallRuleResponse (ports as strings).
+pub fn port_forward(r: &Rule, admin: bool) -> Value {
+    let s = |v: Option<i64>| json!(v.map(|p| p.to_string()).unwrap_or_default());
+    let mut m = Map::new();
+    m.insert("id".into(), json!(r.uuid));
+    m.insert("privateport".into(), s(r.private_start));
+    m.insert("privateendport".into(), s(r.private_end));
+    m.insert("publicport".into(), s(r.start_port));
+    m.insert("publicendport".into(), s(r.end_port));
+    m.insert("protocol".into(), json!(r.protocol));
+    insert_opt(
+        &mut m,
+        "virtualmachineid",
+        r.vm_uuid.as_ref().map(|u| json!(u)),
+    );
+    insert_opt(
+        &mut m,
+        "virtualmachinename",
+        r.vm_name.as_ref().map(|u| json!(u)),
+    );
+    insert_opt(
+        &mut m,
+        "virtualmachinedisplayname",
+        r.vm_display
+            .as_ref()
+            .or(r.vm_name.as_ref())
+            .map(|u| json!(u)),
+    );
+    insert_opt(&mut m, "ipaddressid", r.ip_uuid.as_ref().map(|u| json!(u)));
+    insert_opt(&mut m, "ipaddress", Some(ip_str(r)));
+    m.insert("state".into(), json!(r.state.api()));
+    m.insert("cidrlist".into(), json!(r.source_cidrs.join(",")));
+    m.insert("tags".into(), json!([]));
+    insert_opt(&mut m, "vmguestip", r.vm_ip.map(|ip| json!(ip.to_string())));
+    m.insert("networkid".into(), json!(r.network_uuid));
+    if admin {
+        m.insert("fordisplay".into(), json!(r.display));
+    }
+    Value::Object(m)
+}
+
+/// Who owns something, as several responses carry it.
+#[derive(Debug, Clone)]
+pub struct Owner {
+    /// Account name.
+    pub account: String,
+    /// Domain uuid.
+    pub domain_id: String,
+    /// Domain name.
+    pub domain: String,
+    /// Domain path.
+    pub domain_path: String,
+}
+
+/// A load-balancer rule: LoadBalancerResponse (ports as strings).
+pub fn load_balancer(r: &Rule, owner: &Owner, zone: (&str, &str), admin: bool) -> Value {
+    let s = |v: Option<i64>| json!(v.map(|p| p.to_string()).unwrap_or_default());
+    let mut m = Map::new();
+    m.insert("id".into(), json!(r.uuid));
+    m.insert("name".into(), json!(r.name.clone().unwrap_or_default()));
+    insert_opt(
+        &mut m,
+        "description",
+        r.description.as_ref().map(|d| json!(d)),
+    );
+    insert_opt(&mut m, "publicipid", r.ip_uuid.as_ref().map(|u| json!(u)));
+    insert_opt(&mut m, "publicip", Some(ip_str(r)));
+    m.insert("publicport".into(), s(r.start_port));
+    m.insert("privateport".into(), s(r.private_start));
+    m.insert(
+        "algorithm".into(),
+        json!(r.algorithm.clone().unwrap_or_default()),
+    );
+    m.insert("networkid".into(), json!(r.network_uuid));
+    m.insert("cidrlist".into(), json!(r.source_cidrs.join(",")));
+    m.insert("account".into(), json!(owner.account));
+    m.insert("domainid".into(), json!(owner.domain_id));
+    m.insert("domain".into(), json!(owner.domain));
+    m.insert("domainpath".into(), json!(owner.domain_path));
+    m.insert("state".into(), json!(r.state.api()));
+    m.insert("zoneid".into(), json!(zone.0));
+    m.insert("zonename".into(), json!(zone.1));
+    insert_opt(&mut m, "protocol", r.lb_protocol.as_ref().map(|p| json!(p)));
+    m.insert("tags".into(), json!([]));
+    if admin {
+        m.insert("fordisplay".into(), json!(r.display));
+    }
+    Value::Object(m)
+}
+
+/// A rule in whichever shape its purpose has.
+pub fn rule(r: &Rule, owner: &Owner, zone: (&str, &str), admin: bool) -> Value {
+    match r.purpose {
+        Purpose::Firewall => firewall_rule(r, admin),
+        Purpose::PortForwarding => port_forward(r, admin),
+        Purpose::LoadBalancing => load_balancer(r, owner, zone, admin),
+    }
+}
+
+/// A balancer's policies of one kind, in CloudStack's `stickinesspolicies` /
+/// `healthcheckpolicies` shape.
+pub fn policies(
+    lb: &Rule,
+    kind: &str,
+    list: &[PolicyRow],
+    owner: &Owner,
+    zone_id: &str,
+    admin: bool,
+) -> Value {
+    let mut m = Map::new();
+    m.insert("lbruleid".into(), json!(lb.uuid));
+    if kind == "stickiness" {
+        m.insert("name".into(), json!(lb.name.clone().unwrap_or_default()));
+        m.insert(
+            "description".into(),
+            json!(lb.description.clone().unwrap_or_default()),
+        );
+    }
+    m.insert("account".into(), json!(owner.account));
+    m.insert("domainid".into(), json!(owner.domain_id));
+    m.insert("domain".into(), json!(owner.domain));
+    m.insert("zoneid".into(), json!(zone_id));
+    let items: Vec<Value> = list
+        .iter()
+        .filter(|p| p.kind == kind)
+        .map(|p| policy(p, admin))
+        .collect();
+    let key = if kind == "stickiness" {
+        "stickinesspolicy"
+    } else {
+        "healthcheckpolicy"
+    };
+    m.insert(key.into(), Value::Array(items));
+    Value::Object(m)
+}
+
+fn policy(p: &PolicyRow, admin: bool) -> Value {
+    let mut m = Map::new();
+    m.insert("id".into(), json!(p.uuid));
+    if p.kind == "stickiness" {
+        m.insert("name".into(), json!(p.name));
+        m.insert("methodname".into(), json!(p.method));
+        m.insert("description".into(), json!(p.description));
+        m.insert("state".into(), json!(p.state.api()));
+        let params: Value = serde_json::from_str(&p.params).unwrap_or_else(|_| json!({}));
+        m.insert("params".into(), params);
+    } else {
+        let n: Option<HealthNumbers> = serde_json::from_str(&p.params).ok();
+        m.insert("pingpath".into(), json!(p.method));
+        m.insert("description".into(), json!(p.description));
+        m.insert("state".into(), json!(p.state.api()));
+        if let Some(n) = n {
+            m.insert("responsetime".into(), json!(n.response_time));
+            m.insert("healthcheckinterval".into(), json!(n.interval));
+            m.insert("healthcheckthresshold".into(), json!(n.healthy));
+            m.insert("unhealthcheckthresshold".into(), json!(n.unhealthy));
+        }
+    }
+    if admin {
+        m.insert("fordisplay".into(), json!(p.display));
+    }
+    Value::Object(m)
+}
+
+/// Facts about a public IP's surroundings that its response carries.
+#[derive(Debug, Clone, Default)]
+pub struct IpContext {
+    /// Zone uuid and name.
+    pub zone: (String, String),
+    /// Owner, when allocated.
+    pub owner: Option<Owner>,
+    /// The VLAN range's uuid.
+    pub vlan_uuid: String,
+    /// The VLAN range's name.
+    pub vlan_name: String,
+    /// The associated network's uuid and name.
+    pub network: Option<(String, String)>,
+    /// Whether rules use it.
+    pub has_rules: bool,
+}
+
+/// A public IP: IPAddressResponse.
+pub fn ip_address(ip: &IpRow, cx: &IpContext, admin: bool) -> Value {
+    let mut m = Map::new();
+    m.insert("id".into(), json!(ip.uuid));
+    m.insert("ipaddress".into(), json!(ip.address.to_string()));
+    insert_opt(&mut m, "allocated", ip.allocated.map(|a| json!(date(a))));
+    m.insert("zoneid".into(), json!(cx.zone.0));
+    m.insert("zonename".into(), json!(cx.zone.1));
+    m.insert("issourcenat".into(), json!(ip.source_nat));
+    if let Some(o) = &cx.owner {
+        m.insert("account".into(), json!(o.account));
+        m.insert("domainid".into(), json!(o.domain_id));
+        m.insert("domain".into(), json!(o.domain));
+        m.insert("domainpath".into(), json!(o.domain_path));
+    }
+    m.insert("forvirtualnetwork".into(), json!(true));
+    m.insert("vlanid".into(), json!(cx.vlan_uuid));
+    m.insert("vlanname".into(), json!(cx.vlan_name));
+    m.insert("isstaticnat".into(), json!(false));
+    m.insert("issystem".into(), json!(false));
+    if let Some((uuid, name)) = &cx.network {
+        m.insert("associatednetworkid".into(), json!(uuid));
+        m.insert("associatednetworkname".into(), json!(name));
+        m.insert("networkid".into(), json!(uuid));
+    }
+    let state = match ip.state.as_str() {
+        "Allocating" => "Allocating",
+        "Allocated" => "Allocated",
+        "Releasing" => "Releasing",
+        _ => "Free",
+    };
+    m.insert("state".into(), json!(state));
+    m.insert("tags".into(), json!([]));
+    m.insert("isportable".into(), json!(false));
+    if admin {
+        m.insert("fordisplay".into(), json!(true));
+    }
+    m.insert("hasrules".into(), json!(cx.has_rules));
+    m.insert("forsystemvms".into(), json!(false));
+    Value::Object(m)
+}
+
+/// The services both offerings provide, with the capabilities clients look for.
+pub fn services() -> Value {
+    let vr = json!([{"name": "VirtualRouter"}]);
+    json!([
+        {"name": "SourceNat", "provider": vr, "capability": [
+            {"name": "SupportedSourceNatTypes", "value": "peraccount", "canchooseservicecapability": false}]},
+        {"name": "Firewall", "provider": vr, "capability": [
+            {"name": "SupportedProtocols", "value": "tcp,udp,icmp", "canchooseservicecapability": false},
+            {"name": "SupportedEgressProtocols", "value": "tcp,udp,icmp,all", "canchooseservicecapability": false},
+            {"name": "SupportedTrafficDirection", "value": "ingress, egress", "canchooseservicecapability": false}]},
+        {"name": "PortForwarding", "provider": vr, "capability": [
+            {"name": "SupportedProtocols", "value": "tcp,udp", "canchooseservicecapability": false}]},
+        {"name": "Lb", "provider": vr, "capability": [
+            {"name": "SupportedLBAlgorithms", "value": "roundrobin,leastconn,source", "canchooseservicecapability": false},
+            {"name": "SupportedLBIsolation", "value": "dedicated", "canchooseservicecapability": false},
+            {"name": "SupportedProtocols", "value": "tcp", "canchooseservicecapability": false},
+            {"name": "SupportedStickinessMethods", "value": stickiness_capability(), "canchooseservicecapability": false},
+            {"name": "HealthCheckPolicy", "value": "true", "canchooseservicecapability": false},
+            {"name": "LbSchemes", "value": "Public", "canchooseservicecapability": false}]}
+    ])
+}
+
+fn stickiness_capability() -> String {
+    json!([
+        {"methodname": "LbCookie", "paramlist": [
+            {"paramname": "cookie-name", "required": false, "isflag": false},
+            {"paramname": "mode", "required": false, "isflag": false},
+            {"paramname": "nocache", "required": false, "isflag": true},
+            {"paramname": "indirect", "required": false, "isflag": true},
+            {"paramname": "postonly", "required": false, "isflag": true},
+            {"paramname": "domain", "required": false, "isflag": false}]},
+        {"methodname": "AppCookie", "paramlist": [
+            {"paramname": "cookie-name", "required": false, "isflag": false},
+            {"paramname": "length", "required": false, "isflag": false},
+            {"paramname": "holdtime", "required": false, "isflag": false},
+            {"paramname": "request-learn", "required": false, "isflag": true}]},
+        {"methodname": "SourceBased", "paramlist": [
+            {"paramname": "tablesize", "required": false, "isflag": false},
+            {"paramname": "expire", "required": false, "isflag": false}]}
+    ])
+    .to_string()
+}
+
+/// A network: NetworkResponse's essentials.
+pub fn network(
+    n: &NetworkRow,
+    owner: &Owner,
+    offering: (&str, &str),
+    zone: (&str, &str),
+    admin: bool,
+) -> Value {
+    let mut m = Map::new();
+    m.insert("id".into(), json!(n.uuid));
+    m.insert("name".into(), json!(n.name));
+    m.insert("displaytext".into(), json!(n.display_text));
+    m.insert("broadcastdomaintype".into(), json!("Vlan"));
+    m.insert("traffictype".into(), json!("Guest"));
+    m.insert("gateway".into(), json!(n.gateway.to_string()));
+    m.insert("netmask".into(), json!(n.cidr.netmask().to_string()));
+    m.insert("cidr".into(), json!(n.cidr.to_string()));
+    m.insert("zoneid".into(), json!(zone.0));
+    m.insert("zonename".into(), json!(zone.1));
+    m.insert("networkofferingid".into(), json!(offering.0));
+    m.insert("networkofferingname".into(), json!(offering.1));
+    m.insert("networkofferingdisplaytext".into(), json!(offering.1));
+    m.insert("networkofferingavailability".into(), json!("Optional"));
+    m.insert("issystem".into(), json!(false));
+    m.insert("state".into(), json!(n.state));
+    m.insert("related".into(), json!(n.uuid));
+    m.insert("dns1".into(), json!(""));
+    m.insert("type".into(), json!("Isolated"));
+    m.insert("acltype".into(), json!("Account"));
+    m.insert("account".into(), json!(owner.account));
+    m.insert("domainid".into(), json!(owner.domain_id));
+    m.insert("domain".into(), json!(owner.domain));
+    m.insert("domainpath".into(), json!(owner.domain_path));
+    m.insert("service".into(), services());
+    m.insert("canusefordeploy".into(), json!(true));
+    m.insert("ispersistent".into(), json!(false));
+    m.insert("tags".into(), json!([]));
+    m.insert("restartrequired".into(), json!(false));
+    m.insert("specifyipranges".into(), json!(false));
+    m.insert("redundantrouter".into(), json!(false));
+    m.insert("egressdefaultpolicy".into(), json!(n.egress_allow));
+    if admin {
+        m.insert("fordisplay".into(), json!(true));
+    }
+    m.insert("created".into(), json!(date(n.created)));
+    Value::Object(m)
+}
+
+/// Whether a rule should be listed as CloudStack lists it (every state, Revoke as Deleting).
+pub fn listed(r: &Rule) -> bool {
+    matches!(r.state, State::Add | State::Active | State::Revoke)
+}

@@ -1,0 +1,483 @@
+//! Database writes and lookups the job runner and the handlers share.
+
+use std::net::Ipv4Addr;
+
+use ipnet::Ipv4Net;
+use sqlx::{Any, Row, Transaction};
+
+use crate::db::{now_ms, Db};
+use crate::jobs::Undo;
+use crate::plan::{Commit, PublicSegment};
+
+fn s(e: sqlx::Error) -> String {
+    e.to_string()
+}
+
+/// Whether the network still exists.
+///
+/// # Errors
+/// The database's error, as text.
+pub async fn network_exists(db: &Db, network_id: i64) -> Result<bool, String> {
+    Ok(sqlx::query("SELECT id FROM networks WHERE id = $1")
+        .bind(network_id)
+        .fetch_optional(db.pool())
+        .await
+        .map_err(s)?
+        .is_some())
+}
+
+/// Prefix length and gateway of a public range.
+///
+/// # Errors
+/// The database's error, as text.
+pub async fn segment(db: &Db, vlan_range_id: i64) -> Result<Option<PublicSegment>, String> {
+    let row = sqlx::query("SELECT gateway, netmask FROM vlan_ranges WHERE id = $1")
+        .bind(vlan_range_id)
+        .fetch_optional(db.pool())
+        .await
+        .map_err(s)?;
+    Ok(row.and_then(|r| {
+        let gateway: String = r.try_get("gateway").ok()?;
+        let netmask: String = r.try_get("netmask").ok()?;
+        let mask: Ipv4Addr = netmask.parse().ok()?;
+        let prefix_len = u8::try_from(u32::from(mask).count_ones()).ok()?;
+        Some(PublicSegment {
+            prefix_len,
+            gateway: gateway.parse().ok(),
+        })
+    }))
+}
+
+/// Takes the router's next generation number; returns the router's name and the number.
+///
+/// # Errors
+/// The database's error, as text, or a network without a router.
+pub async fn next_generation(db: &Db, network_id: i64) -> Result<(String, u64), String> {
+    let _w = db.write_lock().await;
+    let row = sqlx::query(
+        "UPDATE routers SET desired_generation = desired_generation + 1 WHERE network_id = $1 \
+         RETURNING name, desired_generation",
+    )
+    .bind(network_id)
+    .fetch_optional(db.pool())
+    .await
+    .map_err(s)?
+    .ok_or("the network has no router")?;
+    let name: String = row.try_get("name").map_err(s)?;
+    let g: i64 = row.try_get("desired_generation").map_err(s)?;
+    Ok((name, u64::try_from(g).unwrap_or(0)))
+}
+
+/// Records what the router answered: the generation it now holds, or why it refused.
+///
+/// # Errors
+/// The database's error, as text.
+pub async fn record_applied(
+    db: &Db,
+    network_id: i64,
+    generation: u64,
+    error: Option<&str>,
+) -> Result<(), String> {
+    let _w = db.write_lock().await;
+    match error {
+        None => sqlx::query(
+            "UPDATE routers SET applied_generation = $1, applied_at = $2, last_error = NULL, \
+             state = 'Running' WHERE network_id = $3 AND applied_generation < $1",
+        )
+        .bind(i64::try_from(generation).unwrap_or(i64::MAX))
+        .bind(now_ms())
+        .bind(network_id),
+        Some(e) => sqlx::query("UPDATE routers SET last_error = $1 WHERE network_id = $2")
+            .bind(e.to_string())
+            .bind(network_id),
+    }
+    .execute(db.pool())
+    .await
+    .map_err(s)?;
+    Ok(())
+}
+
+/// Moves the generation counter past what a router already holds.
+///
+/// # Errors
+/// The database's error, as text.
+pub async fn bump_generation(db: &Db, network_id: i64, held: u64) -> Result<(), String> {
+    let _w = db.write_lock().await;
+    sqlx::query(
+        "UPDATE routers SET desired_generation = $1 WHERE network_id = $2 AND desired_generation < $1",
+    )
+    .bind(i64::try_from(held).unwrap_or(i64::MAX))
+    .bind(network_id)
+    .execute(db.pool())
+    .await
+    .map_err(s)?;
+    Ok(())
+}
+
+async fn each(tx: &mut Transaction<'_, Any>, sql: &str, ids: &[i64]) -> Result<(), sqlx::Error> {
+    for chunk in ids.chunks(500) {
+        if chunk.is_empty() {
+            continue;
+        }
+        let list = chunk
+            .iter()
+            .map(i64::to_string)
+            .collect::<Vec<_>>()
+            .join(",");
+        sqlx::query(&sql.replace("{ids}", &list))
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Records what a router generation now holds.
+///
+/// # Errors
+/// The query's error.
+pub async fn apply_commit(tx: &mut Transaction<'_, Any>, c: &Commit) -> Result<(), sqlx::Error> {
+    each(
+        tx,
+        "UPDATE rules SET state = 'Active', applied = 1 WHERE id IN ({ids}) AND state = 'Add'",
+        &c.activate_rules,
+    )
+    .await?;
+    each(
+        tx,
+        "UPDATE rules SET state = 'Add', applied = 0 WHERE id IN ({ids}) AND state = 'Active'",
+        &c.demote_rules,
+    )
+    .await?;
+    each(
+        tx,
+        "DELETE FROM lb_members WHERE lb_id IN ({ids})",
+        &c.delete_rules,
+    )
+    .await?;
+    each(
+        tx,
+        "DELETE FROM lb_policies WHERE lb_id IN ({ids})",
+        &c.delete_rules,
+    )
+    .await?;
+    each(
+        tx,
+        "UPDATE rules SET related_id = NULL WHERE related_id IN ({ids})",
+        &c.delete_rules,
+    )
+    .await?;
+    each(tx, "DELETE FROM rules WHERE id IN ({ids})", &c.delete_rules).await?;
+    each(
+        tx,
+        "UPDATE lb_members SET state = 'Active', applied = 1 WHERE id IN ({ids}) AND state = 'Add'",
+        &c.activate_members,
+    )
+    .await?;
+    each(
+        tx,
+        "DELETE FROM lb_members WHERE id IN ({ids})",
+        &c.delete_members,
+    )
+    .await?;
+    each(
+        tx,
+        "UPDATE lb_policies SET state = 'Active', applied = 1 WHERE id IN ({ids}) AND state = 'Add'",
+        &c.activate_policies,
+    )
+    .await?;
+    each(
+        tx,
+        "DELETE FROM lb_policies WHERE id IN ({ids})",
+        &c.delete_policies,
+    )
+    .await?;
+    each(
+        tx,
+        "UPDATE public_ips SET state = 'Allocated', applied = 1 WHERE id IN ({ids}) AND state = 'Allocating'",
+        &c.allocate_ips,
+    )
+    .await?;
+    each(
+        tx,
+        "UPDATE public_ips SET state = 'Free', applied = 0, account_id = NULL, network_id = NULL, \
+         source_nat = 0, job_id = NULL, allocated = NULL WHERE id IN ({ids}) AND state = 'Releasing'",
+        &c.free_ips,
+    )
+    .await?;
+    Ok(())
+}
+
+/// Undoes what a job the router refused had written: new rows go, rewritten rows get their old
+/// values back; revoked rows stay revoked (shown as Deleting, as CloudStack leaves them).
+///
+/// # Errors
+/// The query's error.
+pub async fn rollback_job(
+    tx: &mut Transaction<'_, Any>,
+    job_id: i64,
+    undo: Option<&Undo>,
+) -> Result<(), sqlx::Error> {
+    if let Some(u) = undo {
+        sqlx::query(
+            "UPDATE rules SET algorithm = $1, source_cidrs = $2, vm_id = $3, vm_ip = $4, \
+             private_start = $5, private_end = $6, job_id = NULL WHERE id = $7",
+        )
+        .bind(u.algorithm.clone())
+        .bind(u.source_cidrs.clone())
+        .bind(u.vm_id)
+        .bind(u.vm_ip.clone())
+        .bind(u.private_start)
+        .bind(u.private_end)
+        .bind(u.rule_id)
+        .execute(&mut **tx)
+        .await?;
+    }
+    sqlx::query("DELETE FROM lb_members WHERE job_id = $1 AND state = 'Add'")
+        .bind(job_id)
+        .execute(&mut **tx)
+        .await?;
+    sqlx::query("DELETE FROM lb_policies WHERE job_id = $1 AND state = 'Add'")
+        .bind(job_id)
+        .execute(&mut **tx)
+        .await?;
+    // Opened firewall rules first (they point at their parent), then the parents.
+    sqlx::query("DELETE FROM rules WHERE job_id = $1 AND state = 'Add' AND related_id IS NOT NULL")
+        .bind(job_id)
+        .execute(&mut **tx)
+        .await?;
+    sqlx::query(
+        "DELETE FROM lb_members WHERE lb_id IN (SELECT id FROM rules WHERE job_id = $1 AND state = 'Add')",
+    )
+    .bind(job_id)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query(
+        "DELETE FROM lb_policies WHERE lb_id IN (SELECT id FROM rules WHERE job_id = $1 AND state = 'Add')",
+    )
+    .bind(job_id)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query("DELETE FROM rules WHERE job_id = $1 AND state = 'Add'")
+        .bind(job_id)
+        .execute(&mut **tx)
+        .await?;
+    sqlx::query(
+        "UPDATE public_ips SET state = 'Free', applied = 0, account_id = NULL, network_id = NULL, \
+         job_id = NULL, allocated = NULL WHERE job_id = $1 AND state = 'Allocating'",
+    )
+    .bind(job_id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Records an event.
+///
+/// # Errors
+/// The query's error.
+#[allow(clippy::too_many_arguments)]
+pub async fn event(
+    tx: &mut Transaction<'_, Any>,
+    account_id: i64,
+    user_id: i64,
+    event_type: &str,
+    level: &str,
+    state: &str,
+    description: &str,
+    resource_uuid: Option<&str>,
+    job_uuid: Option<&str>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO events (uuid, account_id, user_id, event_type, level, state, description, \
+         resource_uuid, job_uuid, created) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+    )
+    .bind(uuid::Uuid::new_v4().to_string())
+    .bind(account_id)
+    .bind(user_id)
+    .bind(event_type)
+    .bind(level)
+    .bind(state)
+    .bind(description)
+    .bind(resource_uuid)
+    .bind(job_uuid)
+    .bind(now_ms())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// The name of the network's router.
+///
+/// # Errors
+/// The database's error, as text.
+pub async fn router_name_of(db: &Db, network_id: i64) -> Result<Option<String>, String> {
+    let row = sqlx::query("SELECT name FROM routers WHERE network_id = $1")
+        .bind(network_id)
+        .fetch_optional(db.pool())
+        .await
+        .map_err(s)?;
+    row.map(|r| r.try_get::<String, _>("name").map_err(s))
+        .transpose()
+}
+
+/// The VMs of a network: id and name.
+///
+/// # Errors
+/// The query's error.
+pub async fn network_vms(
+    tx: &mut Transaction<'_, Any>,
+    network_id: i64,
+) -> Result<Vec<(i64, String)>, sqlx::Error> {
+    sqlx::query("SELECT id, name FROM vms WHERE network_id = $1")
+        .bind(network_id)
+        .fetch_all(&mut **tx)
+        .await?
+        .iter()
+        .map(|r| Ok((r.try_get("id")?, r.try_get("name")?)))
+        .collect()
+}
+
+/// A VM's name.
+///
+/// # Errors
+/// The database's error, as text.
+pub async fn vm_name(db: &Db, vm_id: i64) -> Result<Option<String>, String> {
+    let row = sqlx::query("SELECT name FROM vms WHERE id = $1")
+        .bind(vm_id)
+        .fetch_optional(db.pool())
+        .await
+        .map_err(s)?;
+    row.map(|r| r.try_get::<String, _>("name").map_err(s))
+        .transpose()
+}
+
+/// Name and address of a VM to deploy.
+///
+/// # Errors
+/// The database's error, as text.
+pub async fn vm_for_deploy(db: &Db, vm_id: i64) -> Result<Option<(String, Ipv4Addr)>, String> {
+    let row = sqlx::query("SELECT name, ip FROM vms WHERE id = $1")
+        .bind(vm_id)
+        .fetch_optional(db.pool())
+        .await
+        .map_err(s)?;
+    Ok(row.and_then(|r| {
+        let name: String = r.try_get("name").ok()?;
+        let ip: String = r.try_get("ip").ok()?;
+        Some((name, ip.parse().ok()?))
+    }))
+}
+
+/// Sets a VM's state.
+///
+/// # Errors
+/// The database's error, as text.
+pub async fn set_vm_state(db: &Db, vm_id: i64, state: &str) -> Result<(), String> {
+    let _w = db.write_lock().await;
+    sqlx::query("UPDATE vms SET state = $1 WHERE id = $2")
+        .bind(state)
+        .bind(vm_id)
+        .execute(db.pool())
+        .await
+        .map_err(s)?;
+    Ok(())
+}
+
+/// Removes a VM's row (its rules and memberships are gone by then).
+///
+/// # Errors
+/// The database's error, as text.
+pub async fn delete_vm(db: &Db, vm_id: i64) -> Result<(), String> {
+    let _w = db.write_lock().await;
+    let mut tx = db.pool().begin().await.map_err(s)?;
+    sqlx::query("DELETE FROM lb_members WHERE vm_id = $1")
+        .bind(vm_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(s)?;
+    sqlx::query("UPDATE rules SET vm_id = NULL WHERE vm_id = $1")
+        .bind(vm_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(s)?;
+    sqlx::query("DELETE FROM vms WHERE id = $1")
+        .bind(vm_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(s)?;
+    tx.commit().await.map_err(s)
+}
+
+/// Removes a deleted network's rows: its rules, VMs, router; its IPs go back to Free.
+///
+/// # Errors
+/// The database's error, as text.
+pub async fn delete_network(db: &Db, network_id: i64) -> Result<(), String> {
+    let _w = db.write_lock().await;
+    let mut tx = db.pool().begin().await.map_err(s)?;
+    for sql in [
+        "DELETE FROM lb_members WHERE lb_id IN (SELECT id FROM rules WHERE network_id = $1)",
+        "DELETE FROM lb_policies WHERE lb_id IN (SELECT id FROM rules WHERE network_id = $1)",
+        "UPDATE rules SET related_id = NULL WHERE network_id = $1",
+        "DELETE FROM rules WHERE network_id = $1",
+        "DELETE FROM lb_members WHERE vm_id IN (SELECT id FROM vms WHERE network_id = $1)",
+        "DELETE FROM vms WHERE network_id = $1",
+        "UPDATE public_ips SET state = 'Free', applied = 0, account_id = NULL, network_id = NULL, \
+         source_nat = 0, job_id = NULL, allocated = NULL WHERE network_id = $1",
+        "DELETE FROM routers WHERE network_id = $1",
+        "DELETE FROM networks WHERE id = $1",
+    ] {
+        sqlx::query(sql)
+            .bind(network_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(s)?;
+    }
+    tx.commit().await.map_err(s)
+}
+
+/// Every network: id, router name, guest CIDR and gateway.
+///
+/// # Errors
+/// The database's error, as text.
+pub async fn all_networks(db: &Db) -> Result<Vec<(i64, String, Ipv4Net, Ipv4Addr)>, String> {
+    let rows = sqlx::query(
+        "SELECT n.id, r.name, n.cidr, n.gateway FROM networks n JOIN routers r ON r.network_id = n.id \
+         ORDER BY n.id",
+    )
+    .fetch_all(db.pool())
+    .await
+    .map_err(s)?;
+    Ok(rows
+        .iter()
+        .filter_map(|r| {
+            Some((
+                r.try_get("id").ok()?,
+                r.try_get("name").ok()?,
+                r.try_get::<String, _>("cidr").ok()?.parse().ok()?,
+                r.try_get::<String, _>("gateway").ok()?.parse().ok()?,
+            ))
+        })
+        .collect())
+}
+
+/// The running VMs of a network: name and address.
+///
+/// # Errors
+/// The database's error, as text.
+pub async fn running_vms(db: &Db, network_id: i64) -> Result<Vec<(String, Ipv4Addr)>, String> {
+    let rows = sqlx::query("SELECT name, ip FROM vms WHERE network_id = $1 AND state = 'Running'")
+        .bind(network_id)
+        .fetch_all(db.pool())
+        .await
+        .map_err(s)?;
+    Ok(rows
+        .iter()
+        .filter_map(|r| {
+            Some((
+                r.try_get("name").ok()?,
+                r.try_get::<String, _>("ip").ok()?.parse().ok()?,
+            ))
+        })
+        .collect())
+}
