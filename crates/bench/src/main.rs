@@ -13,9 +13,14 @@
 //! balancing at 10 to 1,000 rules: a member change, a structural reload, and connections refused
 //! or reset under a steady load meanwhile (BENCHMARKS.md, "Load balancing").
 //!
+//! `guestnet-bench api [--rules …] [--clients …] [--markdown FILE]` measures the management
+//! server end to end on SQLite and PostgreSQL: creations accepted per second, creation to
+//! enforcement at 10k rules, listing 10k rules (BENCHMARKS.md, "Management server").
+//!
 //! The hidden subcommands `probe-server`, `probe-client`, `lb-server` and `lb-client` are this binary run inside the lab's
 //! namespaces. Like every crate but `sys`, it never creates a process itself.
 
+mod api;
 mod lb;
 mod linear;
 mod load;
@@ -50,6 +55,8 @@ struct Cli {
 enum Command {
     /// Measure the router (needs root): load, one change, the CLI, connection latency, baseline.
     Router(router::Options),
+    /// Measure the management server end to end on SQLite and PostgreSQL (needs root).
+    Api(api::Options),
     /// Measure load balancing (needs root): member changes, reloads, failures under load.
     Lb(lb::Options),
     /// Print a config of a mix as JSON (generation 1, or after CHANGES changed rules as in run 1).
@@ -160,6 +167,7 @@ fn main() -> ExitCode {
             watch_signals().and_then(|stop| router::run(&opts, &stop).map(|_| ()))
         }
         Command::Lb(opts) => watch_signals().and_then(|stop| lb::run(&opts, &stop).map(|_| ())),
+        Command::Api(opts) => watch_signals().and_then(|stop| api::run(&opts, &stop).map(|_| ())),
         Command::LbServer { listen } => load::serve(&listen),
         Command::LbClient {
             connect,
