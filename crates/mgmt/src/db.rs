@@ -293,3 +293,49 @@ pub fn opt_str(row: &AnyRow, col: &str) -> Result<Option<String>, sqlx::Error> {
 pub fn flag(row: &AnyRow, col: &str) -> Result<bool, sqlx::Error> {
     Ok(row.try_get::<i64, _>(col)? != 0)
 }
+
+/// One field of a JSON object built by the database ([`Dialect::json_object`]).
+#[derive(Debug, Clone, Copy)]
+pub enum J<'a> {
+    /// A text column or expression.
+    Text(&'a str),
+    /// An integer column or expression.
+    Int(&'a str),
+    /// An integer column shown as a JSON string (CloudStack's ports of forwards and balancers).
+    IntText(&'a str),
+    /// A 0/1 column shown as a JSON boolean.
+    Bool(&'a str),
+    /// An empty JSON array.
+    EmptyArray,
+}
+
+impl Dialect {
+    /// An SQL expression giving the JSON text of an object with these fields, in this order,
+    /// null fields left out (as CloudStack leaves them out). Listing thousands of rows this
+    /// way costs one text column per row instead of one value per field.
+    pub fn json_object(self, fields: &[(&str, J<'_>)]) -> String {
+        let parts: Vec<String> = fields
+            .iter()
+            .map(|(k, v)| {
+                let e = match (self, v) {
+                    (_, J::Text(c)) | (_, J::Int(c)) => (*c).to_string(),
+                    (_, J::IntText(c)) => format!("CAST({c} AS TEXT)"),
+                    (Dialect::Sqlite, J::Bool(c)) => {
+                        format!("json(CASE WHEN {c} <> 0 THEN 'true' ELSE 'false' END)")
+                    }
+                    (Dialect::Postgres, J::Bool(c)) => format!("({c} <> 0)"),
+                    (Dialect::Sqlite, J::EmptyArray) => "json('[]')".to_string(),
+                    (Dialect::Postgres, J::EmptyArray) => "'[]'::json".to_string(),
+                };
+                format!("'{k}', {e}")
+            })
+            .collect();
+        match self {
+            Dialect::Sqlite => format!("json_patch('{{}}', json_object({}))", parts.join(", ")),
+            Dialect::Postgres => format!(
+                "CAST(json_strip_nulls(json_build_object({})) AS TEXT)",
+                parts.join(", ")
+            ),
+        }
+    }
+}

@@ -15,6 +15,7 @@ use serde_json::Value;
 use sqlx::Row;
 
 use crate::app::{internal, App, Caller};
+use crate::cmd::Reply;
 use crate::metrics::RequestLabels;
 
 /// The routes.
@@ -40,7 +41,11 @@ async fn metrics(State(app): State<App>) -> Response {
 const JSON: &str = "application/json; charset=UTF-8";
 
 fn reply(status: StatusCode, body: &Value, description: Option<&str>) -> Response {
-    let mut resp = (status, body.to_string()).into_response();
+    text_reply(status, body.to_string(), description)
+}
+
+fn text_reply(status: StatusCode, body: String, description: Option<&str>) -> Response {
+    let mut resp = (status, body).into_response();
     resp.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(JSON));
     if let Some(d) = description {
@@ -97,7 +102,10 @@ async fn api(
     let label = known.map_or("unknown", |s| s.name).to_string();
     let outcome = handle(&app, &params, command.as_deref()).await;
     let (resp, result) = match outcome {
-        Ok(body) => (reply(StatusCode::OK, &body, None), "success".to_string()),
+        Ok(body) => (
+            text_reply(StatusCode::OK, body, None),
+            "success".to_string(),
+        ),
         Err(e) => {
             if e.code.code() >= 530 && e.code.code() != 537 && e.code.code() != 533 {
                 tracing::warn!(command = %label, code = e.code.code(), text = %e.text, "request failed");
@@ -116,20 +124,23 @@ async fn api(
     resp
 }
 
+/// The whole answer body: `{"<command>response": <the command's object>}`.
 async fn handle(
     app: &App,
     params: &[(String, String)],
     command: Option<&str>,
-) -> Result<Value, ApiError> {
+) -> Result<String, ApiError> {
     let Some(spec) = command.and_then(catalogue::find) else {
         return Err(ApiError::unknown_command());
     };
     let caller = authenticate(app, params).await?;
     let checked = check_and_normalize(spec, params)?;
-    let inner = crate::cmd::dispatch(app, &caller, spec.name, &checked).await?;
-    let mut outer = serde_json::Map::new();
-    outer.insert(spec.response_name(), inner);
-    Ok(Value::Object(outer))
+    let inner = match crate::cmd::dispatch(app, &caller, spec.name, &checked).await? {
+        Reply::Json(v) => v.to_string(),
+        Reply::Text(t) => t,
+    };
+    // The key is the lowercase command name: ASCII letters only, nothing to escape.
+    Ok(format!("{{\"{}\":{inner}}}", spec.response_name()))
 }
 
 /// Finds the user by `apiKey` (any case of the name) and checks the signature and `expires`.

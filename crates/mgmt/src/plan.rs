@@ -391,3 +391,56 @@ fn load_balancer(
         health_check,
     })
 }
+
+/// Applies to `state` what [`Commit`] records in the database, so that a worker's copy of its
+/// network's rows stays what the database holds.
+pub fn apply_commit(state: &mut NetworkState, c: &Commit) {
+    let set = |v: &[i64]| v.iter().copied().collect::<BTreeSet<i64>>();
+    let (activate, demote, delete) = (
+        set(&c.activate_rules),
+        set(&c.demote_rules),
+        set(&c.delete_rules),
+    );
+    for r in &mut state.rules {
+        if activate.contains(&r.id) && r.state == State::Add {
+            r.state = State::Active;
+            r.applied = true;
+        }
+        if demote.contains(&r.id) && r.state == State::Active {
+            r.state = State::Add;
+            r.applied = false;
+        }
+        if r.related_id.is_some_and(|x| delete.contains(&x)) {
+            r.related_id = None;
+        }
+    }
+    state.rules.retain(|r| !delete.contains(&r.id));
+    let (m_on, m_off) = (set(&c.activate_members), set(&c.delete_members));
+    state
+        .members
+        .retain(|m| !delete.contains(&m.lb_id) && !m_off.contains(&m.id));
+    for m in &mut state.members {
+        if m_on.contains(&m.id) && m.state == State::Add {
+            m.state = State::Active;
+            m.applied = true;
+        }
+    }
+    let (p_on, p_off) = (set(&c.activate_policies), set(&c.delete_policies));
+    state
+        .policies
+        .retain(|p| !delete.contains(&p.lb_id) && !p_off.contains(&p.id));
+    for p in &mut state.policies {
+        if p_on.contains(&p.id) && p.state == State::Add {
+            p.state = State::Active;
+            p.applied = true;
+        }
+    }
+    let (ip_on, ip_off) = (set(&c.allocate_ips), set(&c.free_ips));
+    state.ips.retain(|ip| !ip_off.contains(&ip.id));
+    for ip in &mut state.ips {
+        if ip_on.contains(&ip.id) && ip.state == "Allocating" {
+            ip.state = "Allocated".to_string();
+            ip.applied = true;
+        }
+    }
+}

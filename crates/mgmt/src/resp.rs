@@ -3,7 +3,7 @@
 
 use serde_json::{json, Map, Value};
 
-use crate::model::{IpRow, NetworkRow, PolicyRow, Purpose, Rule, State, Traffic};
+use crate::model::{IpRow, NetworkRow, PolicyRow, Rule};
 use crate::plan::HealthNumbers;
 
 /// A date as CloudStack writes it: `2025-10-30T19:21:39+0000`.
@@ -48,75 +48,6 @@ fn insert_opt(m: &mut Map<String, Value>, k: &str, v: Option<Value>) {
             m.insert(k.into(), v);
         }
     }
-}
-
-/// A firewall rule (ingress or egress): FirewallResponse.
-pub fn firewall_rule(r: &Rule, admin: bool) -> Value {
-    let mut m = Map::new();
-    m.insert("id".into(), json!(r.uuid));
-    m.insert("protocol".into(), json!(r.protocol));
-    insert_opt(&mut m, "startport", r.start_port.map(|p| json!(p)));
-    insert_opt(&mut m, "endport", r.end_port.map(|p| json!(p)));
-    if r.traffic != Some(Traffic::Egress) {
-        insert_opt(&mut m, "ipaddressid", r.ip_uuid.as_ref().map(|u| json!(u)));
-        insert_opt(&mut m, "ipaddress", Some(ip_str(r)));
-    }
-    m.insert("networkid".into(), json!(r.network_uuid));
-    m.insert("state".into(), json!(r.state.api()));
-    m.insert("cidrlist".into(), json!(r.source_cidrs.join(",")));
-    insert_opt(&mut m, "icmptype", r.icmp_type.map(|t| json!(t)));
-    insert_opt(&mut m, "icmpcode", r.icmp_code.map(|c| json!(c)));
-    m.insert("tags".into(), json!([]));
-    if admin {
-        m.insert("fordisplay".into(), json!(r.display));
-    }
-    m.insert("destcidrlist".into(), json!(r.dest_cidrs.join(",")));
-    m.insert(
-        "traffictype".into(),
-        json!(r.traffic.unwrap_or(Traffic::Ingress).as_str()),
-    );
-    Value::Object(m)
-}
-
-/// A port-forwarding rule: FirewallRuleResponse (ports as strings).
-pub fn port_forward(r: &Rule, admin: bool) -> Value {
-    let s = |v: Option<i64>| json!(v.map(|p| p.to_string()).unwrap_or_default());
-    let mut m = Map::new();
-    m.insert("id".into(), json!(r.uuid));
-    m.insert("privateport".into(), s(r.private_start));
-    m.insert("privateendport".into(), s(r.private_end));
-    m.insert("publicport".into(), s(r.start_port));
-    m.insert("publicendport".into(), s(r.end_port));
-    m.insert("protocol".into(), json!(r.protocol));
-    insert_opt(
-        &mut m,
-        "virtualmachineid",
-        r.vm_uuid.as_ref().map(|u| json!(u)),
-    );
-    insert_opt(
-        &mut m,
-        "virtualmachinename",
-        r.vm_name.as_ref().map(|u| json!(u)),
-    );
-    insert_opt(
-        &mut m,
-        "virtualmachinedisplayname",
-        r.vm_display
-            .as_ref()
-            .or(r.vm_name.as_ref())
-            .map(|u| json!(u)),
-    );
-    insert_opt(&mut m, "ipaddressid", r.ip_uuid.as_ref().map(|u| json!(u)));
-    insert_opt(&mut m, "ipaddress", Some(ip_str(r)));
-    m.insert("state".into(), json!(r.state.api()));
-    m.insert("cidrlist".into(), json!(r.source_cidrs.join(",")));
-    m.insert("tags".into(), json!([]));
-    insert_opt(&mut m, "vmguestip", r.vm_ip.map(|ip| json!(ip.to_string())));
-    m.insert("networkid".into(), json!(r.network_uuid));
-    if admin {
-        m.insert("fordisplay".into(), json!(r.display));
-    }
-    Value::Object(m)
 }
 
 /// Who owns something, as several responses carry it.
@@ -166,15 +97,6 @@ pub fn load_balancer(r: &Rule, owner: &Owner, zone: (&str, &str), admin: bool) -
         m.insert("fordisplay".into(), json!(r.display));
     }
     Value::Object(m)
-}
-
-/// A rule in whichever shape its purpose has.
-pub fn rule(r: &Rule, owner: &Owner, zone: (&str, &str), admin: bool) -> Value {
-    match r.purpose {
-        Purpose::Firewall => firewall_rule(r, admin),
-        Purpose::PortForwarding => port_forward(r, admin),
-        Purpose::LoadBalancing => load_balancer(r, owner, zone, admin),
-    }
 }
 
 /// A balancer's policies of one kind, in CloudStack's `stickinesspolicies` /
@@ -390,9 +312,4 @@ pub fn network(
     }
     m.insert("created".into(), json!(date(n.created)));
     Value::Object(m)
-}
-
-/// Whether a rule should be listed as CloudStack lists it (every state, Revoke as Deleting).
-pub fn listed(r: &Rule) -> bool {
-    matches!(r.state, State::Add | State::Active | State::Revoke)
 }

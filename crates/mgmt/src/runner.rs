@@ -88,8 +88,9 @@ struct PendingJob {
 async fn worker(app: App, network_id: i64, bell: Arc<Notify>) {
     // First pass: make sure the router holds the latest config (a restart of either side).
     let mut resync = true;
+    let mut cache = Cache::default();
     loop {
-        match step(&app, network_id, resync).await {
+        match step(&app, network_id, resync, &mut cache).await {
             Ok(Continue::Idle) => resync = false,
             Ok(Continue::More) => continue,
             Ok(Continue::Gone) => {
@@ -97,6 +98,7 @@ async fn worker(app: App, network_id: i64, bell: Arc<Notify>) {
                 return;
             }
             Err(e) => {
+                cache.drop_copy();
                 tracing::warn!(network = network_id, error = %e, "job runner step failed; retrying");
                 tokio::time::sleep(Duration::from_millis(500)).await;
                 continue;
@@ -112,14 +114,22 @@ enum Continue {
     Gone,
 }
 
-async fn step(app: &App, network_id: i64, resync: bool) -> Result<Continue, String> {
+async fn step(
+    app: &App,
+    network_id: i64,
+    resync: bool,
+    cache: &mut Cache,
+) -> Result<Continue, String> {
     let pending = pending_jobs(app, network_id).await?;
     let Some(first) = pending.first() else {
         if resync && store::network_exists(&app.db, network_id).await? {
-            let state = load_state(app, network_id).await?;
-            let batch = Batch::default();
-            if let Err(e) = push(app, &state, &batch).await {
-                tracing::warn!(network = network_id, error = %e, "re-sync of the router failed");
+            cache.drop_copy();
+            let state = cache.current(app, network_id, &[]).await?;
+            match push(app, state, &Batch::default()).await {
+                Ok(commit) => record(app, &commit, cache).await?,
+                Err(e) => {
+                    tracing::warn!(network = network_id, error = %e, "re-sync of the router failed");
+                }
             }
         }
         return Ok(if store::network_exists(&app.db, network_id).await? {
@@ -128,7 +138,7 @@ async fn step(app: &App, network_id: i64, resync: bool) -> Result<Continue, Stri
             Continue::Gone
         });
     };
-    let all: BTreeSet<i64> = pending.iter().map(|j| j.id).collect();
+    let all = pending.clone();
     match first.kind {
         Kind::Change => {
             let batch: Vec<PendingJob> = pending
@@ -137,11 +147,11 @@ async fn step(app: &App, network_id: i64, resync: bool) -> Result<Continue, Stri
                 .take(MAX_BATCH)
                 .cloned()
                 .collect();
-            run_changes(app, network_id, &all, batch).await?;
+            run_changes(app, network_id, &all, batch, cache).await?;
         }
         Kind::Update | Kind::DestroyVm | Kind::DeleteNetwork => {
             let job = first.clone();
-            run_changes(app, network_id, &all, vec![job]).await?;
+            run_changes(app, network_id, &all, vec![job], cache).await?;
         }
         Kind::DeployVm => {
             let job = first.clone();
@@ -182,20 +192,73 @@ async fn pending_jobs(app: &App, network_id: i64) -> Result<Vec<PendingJob>, Str
 /// The database's error, as text.
 pub async fn load_state(app: &App, network_id: i64) -> Result<NetworkState, String> {
     let e = |e: sqlx::Error| e.to_string();
-    let pool = app.db.pool();
     let network = sqlx::query(&format!(
         "SELECT {NETWORK_COLUMNS} FROM networks n JOIN network_offerings o ON o.id = n.offering_id \
          WHERE n.id = $1"
     ))
     .bind(network_id)
-    .fetch_optional(pool)
+    .fetch_optional(app.db.pool())
     .await
     .map_err(e)?
     .map(|r| NetworkRow::from_row(&r))
     .transpose()
     .map_err(e)?;
+    let rows = load_rows(app, network_id, None).await?;
+    let segment = match rows.ips.first() {
+        Some(ip) => store::segment(&app.db, ip.vlan_range_id).await?,
+        None => None,
+    };
+    Ok(NetworkState {
+        network,
+        segment: segment.or(Some(PublicSegment {
+            prefix_len: 24,
+            gateway: None,
+        })),
+        ips: rows.ips,
+        rules: rows.rules,
+        members: rows.members,
+        policies: rows.policies,
+    })
+}
+
+/// Rows of a network: all of them, or those last changed by some jobs (and some rules by id).
+#[derive(Default)]
+struct Rows {
+    ips: Vec<IpRow>,
+    rules: Vec<Rule>,
+    members: Vec<MemberRow>,
+    policies: Vec<PolicyRow>,
+}
+
+/// Which rows to read: `None` for all of the network's, or those whose `job_id` is one of the
+/// jobs, plus the rules with the given ids.
+type Filter<'a> = Option<(&'a [i64], &'a [i64])>;
+
+async fn load_rows(app: &App, network_id: i64, filter: Filter<'_>) -> Result<Rows, String> {
+    let e = |e: sqlx::Error| e.to_string();
+    let pool = app.db.pool();
+    let list = |ids: &[i64]| {
+        if ids.is_empty() {
+            "NULL".to_string()
+        } else {
+            ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",")
+        }
+    };
+    let (by_job, by_rule) = match filter {
+        None => (String::new(), String::new()),
+        Some((jobs, rules)) => (
+            format!(" AND {{t}}.job_id IN ({})", list(jobs)),
+            format!(
+                " AND ({{t}}.job_id IN ({}) OR {{t}}.id IN ({}))",
+                list(jobs),
+                list(rules)
+            ),
+        ),
+    };
+    let cond = |template: &str, t: &str| template.replace("{t}", t);
     let ips: Vec<IpRow> = sqlx::query(&format!(
-        "SELECT {IP_COLUMNS} FROM public_ips WHERE network_id = $1 ORDER BY id"
+        "SELECT {IP_COLUMNS} FROM public_ips WHERE network_id = $1{} ORDER BY id",
+        cond(&by_job, "public_ips")
     ))
     .bind(network_id)
     .fetch_all(pool)
@@ -205,12 +268,9 @@ pub async fn load_state(app: &App, network_id: i64) -> Result<NetworkState, Stri
     .map(IpRow::from_row)
     .collect::<Result<_, _>>()
     .map_err(e)?;
-    let segment = match ips.first() {
-        Some(ip) => store::segment(&app.db, ip.vlan_range_id).await?,
-        None => None,
-    };
     let rules: Vec<Rule> = sqlx::query(&format!(
-        "SELECT {RULE_COLUMNS} FROM {RULE_FROM} WHERE r.network_id = $1 ORDER BY r.id"
+        "SELECT {RULE_COLUMNS} FROM {RULE_FROM} WHERE r.network_id = $1{} ORDER BY r.id",
+        cond(&by_rule, "r")
     ))
     .bind(network_id)
     .fetch_all(pool)
@@ -220,10 +280,11 @@ pub async fn load_state(app: &App, network_id: i64) -> Result<NetworkState, Stri
     .map(Rule::from_row)
     .collect::<Result<_, _>>()
     .map_err(e)?;
-    let members: Vec<MemberRow> = sqlx::query(
+    let members: Vec<MemberRow> = sqlx::query(&format!(
         "SELECT m.id, m.lb_id, m.vm_id, m.vm_ip, m.state, m.applied, m.job_id \
-         FROM lb_members m JOIN rules r ON r.id = m.lb_id WHERE r.network_id = $1 ORDER BY m.id",
-    )
+         FROM lb_members m JOIN rules r ON r.id = m.lb_id WHERE r.network_id = $1{} ORDER BY m.id",
+        cond(&by_job, "m")
+    ))
     .bind(network_id)
     .fetch_all(pool)
     .await
@@ -239,7 +300,8 @@ pub async fn load_state(app: &App, network_id: i64) -> Result<NetworkState, Stri
         .join(", ");
     let policies: Vec<PolicyRow> = sqlx::query(&format!(
         "SELECT {cols} FROM lb_policies p JOIN rules r ON r.id = p.lb_id \
-         WHERE r.network_id = $1 ORDER BY p.id"
+         WHERE r.network_id = $1{} ORDER BY p.id",
+        cond(&by_job, "p")
     ))
     .bind(network_id)
     .fetch_all(pool)
@@ -249,17 +311,141 @@ pub async fn load_state(app: &App, network_id: i64) -> Result<NetworkState, Stri
     .map(PolicyRow::from_row)
     .collect::<Result<_, _>>()
     .map_err(e)?;
-    Ok(NetworkState {
-        network,
-        segment: segment.or(Some(PublicSegment {
-            prefix_len: 24,
-            gateway: None,
-        })),
+    Ok(Rows {
         ips,
         rules,
         members,
         policies,
     })
+}
+
+/// A worker's copy of its network's rows, kept current without reading every row for every
+/// generation: only the rows the pending jobs changed are read again, and what the worker
+/// itself records is applied to the copy as it is written.
+///
+/// The rows every change carries its job in `job_id` (rule, member, policy and IP writes all
+/// set it); updates rewrite a rule in place, so their rule is read again by id. Anything
+/// unexpected (a refused job, an error) drops the copy, and the next step reads everything.
+#[derive(Default)]
+struct Cache {
+    state: Option<NetworkState>,
+}
+
+impl Cache {
+    async fn current(
+        &mut self,
+        app: &App,
+        network_id: i64,
+        pending: &[PendingJob],
+    ) -> Result<&NetworkState, String> {
+        match self.state.take() {
+            None => self.state = Some(load_state(app, network_id).await?),
+            Some(mut state) => {
+                let jobs: Vec<i64> = pending.iter().map(|j| j.id).collect();
+                let updated: Vec<i64> = pending
+                    .iter()
+                    .filter_map(|j| j.payload.undo.as_ref().map(|u| u.rule_id))
+                    .collect();
+                let fresh = load_rows(app, network_id, Some((&jobs, &updated))).await?;
+                merge(&mut state.ips, fresh.ips, |r| r.id);
+                merge(&mut state.rules, fresh.rules, |r| r.id);
+                merge(&mut state.members, fresh.members, |r| r.id);
+                merge(&mut state.policies, fresh.policies, |r| r.id);
+                self.state = Some(state);
+            }
+        }
+        self.state.as_ref().ok_or_else(|| "no state".to_string())
+    }
+
+    fn committed(&mut self, commit: &plan::Commit) {
+        if let Some(state) = &mut self.state {
+            plan::apply_commit(state, commit);
+        }
+    }
+
+    fn drop_copy(&mut self) {
+        self.state = None;
+    }
+}
+
+/// In debug builds (the tests), compares the worker's copy with a fresh read of every row: the
+/// configs planned from both must be equal, leaving out rows of jobs still pending (which the
+/// copy reads when it takes them up).
+#[cfg(debug_assertions)]
+async fn check_copy(app: &App, network_id: i64, cache: &Cache) -> Result<(), String> {
+    let Some(copy) = &cache.state else {
+        return Ok(());
+    };
+    let full = load_state(app, network_id).await?;
+    if full.network.is_none() {
+        // Deleted with this batch: the worker ends.
+        return Ok(());
+    }
+    let pending: BTreeSet<i64> = pending_jobs(app, network_id)
+        .await?
+        .iter()
+        .map(|j| j.id)
+        .collect();
+    let busy = |job: Option<i64>| job.is_some_and(|j| pending.contains(&j));
+    let skip_rules: BTreeSet<i64> = full
+        .rules
+        .iter()
+        .filter(|r| busy(r.job_id))
+        .map(|r| r.id)
+        .collect();
+    let skip_members: BTreeSet<i64> = full
+        .members
+        .iter()
+        .filter(|r| busy(r.job_id))
+        .map(|r| r.id)
+        .collect();
+    let skip_policies: BTreeSet<i64> = full
+        .policies
+        .iter()
+        .filter(|r| busy(r.job_id))
+        .map(|r| r.id)
+        .collect();
+    let skip_ips: BTreeSet<i64> = full
+        .ips
+        .iter()
+        .filter(|r| busy(r.job_id))
+        .map(|r| r.id)
+        .collect();
+    let settled = |s: &NetworkState| {
+        let mut s = s.clone();
+        s.rules
+            .retain(|r| !skip_rules.contains(&r.id) && !busy(r.job_id));
+        s.members
+            .retain(|r| !skip_members.contains(&r.id) && !busy(r.job_id));
+        s.policies
+            .retain(|r| !skip_policies.contains(&r.id) && !busy(r.job_id));
+        s.ips
+            .retain(|r| !skip_ips.contains(&r.id) && !busy(r.job_id));
+        plan::desired(&s, &Batch::default(), 0).0
+    };
+    let (mine, theirs) = (settled(copy), settled(&full));
+    if mine != theirs {
+        tracing::error!(network = network_id, copy = ?mine, database = ?theirs,
+            "the worker's copy of the network differs from the database");
+        debug_assert!(
+            false,
+            "the worker's copy of network {network_id} differs from the database"
+        );
+    }
+    Ok(())
+}
+
+/// Replaces rows of `old` by id with `fresh` ones (adding new ones), keeping id order.
+fn merge<T>(old: &mut Vec<T>, fresh: Vec<T>, id: impl Fn(&T) -> i64) {
+    if fresh.is_empty() {
+        return;
+    }
+    let mut by_id: std::collections::BTreeMap<i64, T> =
+        old.drain(..).map(|r| (id(&r), r)).collect();
+    for r in fresh {
+        by_id.insert(id(&r), r);
+    }
+    old.extend(by_id.into_values());
 }
 
 /// Builds the config of `batch`, has the router apply it, and returns the bookkeeping.
@@ -314,34 +500,38 @@ async fn push(app: &App, state: &NetworkState, batch: &Batch) -> Result<plan::Co
 async fn run_changes(
     app: &App,
     network_id: i64,
-    pending: &BTreeSet<i64>,
+    pending: &[PendingJob],
     jobs: Vec<PendingJob>,
+    cache: &mut Cache,
 ) -> Result<(), String> {
     let mut remaining = jobs;
-    let mut pending = pending.clone();
+    let mut pending: Vec<PendingJob> = pending.to_vec();
     let mut resync = false;
     while !remaining.is_empty() {
-        let state = load_state(app, network_id).await?;
+        let state = cache.current(app, network_id, &pending).await?;
+        let pending_ids: BTreeSet<i64> = pending.iter().map(|j| j.id).collect();
         let mut done = false;
         for m in (1..=remaining.len()).rev() {
             let batch = Batch {
-                pending: pending.clone(),
+                pending: pending_ids.clone(),
                 included: remaining[..m].iter().map(|j| j.id).collect(),
             };
-            match push(app, &state, &batch).await {
+            match push(app, state, &batch).await {
                 Ok(commit) => {
                     let carried: Vec<PendingJob> = remaining.drain(..m).collect();
                     succeed(app, network_id, &commit, &carried).await?;
-                    for j in &carried {
-                        pending.remove(&j.id);
-                    }
+                    cache.committed(&commit);
+                    #[cfg(debug_assertions)]
+                    check_copy(app, network_id, cache).await?;
+                    pending.retain(|p| !carried.iter().any(|c| c.id == p.id));
                     done = true;
                     break;
                 }
                 Err(reason) if m == 1 => {
                     let job = remaining.remove(0);
-                    pending.remove(&job.id);
+                    pending.retain(|p| p.id != job.id);
                     fail(app, network_id, &job, &reason).await?;
+                    cache.drop_copy();
                     // An update writes its values in place, so a generation made for an
                     // earlier job may already carry them; after the undo, the router gets the
                     // old values back.
@@ -360,24 +550,31 @@ async fn run_changes(
         }
     }
     if resync {
-        let state = load_state(app, network_id).await?;
+        let state = cache.current(app, network_id, &pending).await?;
         let batch = Batch {
-            pending,
+            pending: pending.iter().map(|j| j.id).collect(),
             included: BTreeSet::new(),
         };
-        match push(app, &state, &batch).await {
-            Ok(commit) => {
-                let e = |e: sqlx::Error| e.to_string();
-                let _w = app.db.write_lock().await;
-                let mut tx = app.db.pool().begin().await.map_err(e)?;
-                store::apply_commit(&mut tx, &commit).await.map_err(e)?;
-                tx.commit().await.map_err(e)?;
-            }
+        match push(app, state, &batch).await {
+            Ok(commit) => record(app, &commit, cache).await?,
             Err(reason) => {
                 tracing::warn!(network = network_id, %reason, "re-sync after a refused update failed");
             }
         }
     }
+    Ok(())
+}
+
+/// Records a commit that carried no job (a re-sync).
+async fn record(app: &App, commit: &plan::Commit, cache: &mut Cache) -> Result<(), String> {
+    let e = |e: sqlx::Error| e.to_string();
+    {
+        let _w = app.db.write_lock().await;
+        let mut tx = app.db.pool().begin().await.map_err(e)?;
+        store::apply_commit(&mut tx, commit).await.map_err(e)?;
+        tx.commit().await.map_err(e)?;
+    }
+    cache.committed(commit);
     Ok(())
 }
 
@@ -512,8 +709,9 @@ async fn deploy_vm(app: &App, network_id: i64, job: PendingJob) -> Result<(), St
             let router = store::router_name_of(&app.db, network_id)
                 .await?
                 .ok_or("the network has no router")?;
-            let state = load_state(app, network_id).await?;
-            let net = state.network.clone().ok_or("the network is gone")?;
+            let net = crate::cmd::network_by_id(app, network_id)
+                .await
+                .map_err(|e| e.text)?;
             match app
                 .driver
                 .ensure_router(&router, net.cidr, net.gateway)

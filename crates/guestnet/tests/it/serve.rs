@@ -328,7 +328,7 @@ fn firewall_and_port_forwarding_are_enforced() {
     s.run("deleteFirewallRule", &[("id", &fw_id)]);
     s.refused("outside", &net.ip, 8080);
     assert!(s
-        .call("listFirewallRules", &[("id", &fw_id)])
+        .call("listFirewallRules", &[("ipaddressid", &net.ip_id)])
         .get("firewallrule")
         .is_none());
 

@@ -6,12 +6,10 @@ use ipnet::Ipv4Net;
 use serde_json::Value;
 use sqlx::{Any, Row, Transaction};
 
-use super::{
-    accepted, begin, network_by_id, page, queued, required, rule_by_id, rule_param, scope, unknown,
-};
+use super::{accepted, begin, network_by_id, queued, required, rule_param, scope, unknown};
 use crate::app::{internal, ApiResult, App, Caller};
 use crate::checks::{self, Candidate};
-use crate::db::now_ms;
+use crate::db::{now_ms, Dialect, J};
 use crate::jobs::{self, Kind, NewJob, Outcome, Payload, Undo};
 use crate::model::{IpRow, NetworkRow, Purpose, Rule, State, Traffic, RULE_COLUMNS, RULE_FROM};
 use crate::store;
@@ -618,86 +616,204 @@ pub(crate) async fn delete(
     revoke(app, caller, command, &rule, failure).await
 }
 
+/// Lists rules of one purpose (and direction) as CloudStack's list answer, built as JSON text
+/// by the database: a 10k-rule listing is one text column per row, not thirty values.
 async fn list_rules(
     app: &App,
     caller: &Caller,
     p: &Params,
     purpose: Purpose,
     traffic: Option<Traffic>,
-) -> ApiResult<Vec<Rule>> {
-    let mut sql = format!(
-        "SELECT {RULE_COLUMNS} FROM {RULE_FROM} WHERE r.purpose = '{}'",
-        purpose.as_str()
-    );
+    key: &str,
+) -> ApiResult<String> {
+    super::visible_filter(app, caller, p, "id", "rules").await?;
+    super::visible_filter(app, caller, p, "ipaddressid", "public_ips").await?;
+    super::visible_filter(app, caller, p, "networkid", "networks").await?;
+    let mut cond = format!("r.purpose = '{}'", purpose.as_str());
     if let Some(t) = traffic {
-        sql.push_str(&format!(" AND r.traffic_type = '{}'", t.as_str()));
+        cond.push_str(&format!(" AND r.traffic_type = '{}'", t.as_str()));
     }
     let mut binds: Vec<String> = Vec::new();
-    let mut cond = |sql: &mut String, col: &str, v: &str| {
+    let mut eq = |cond: &mut String, col: &str, v: &str| {
         binds.push(v.to_string());
-        sql.push_str(&format!(" AND {col} = ${}", binds.len()));
+        cond.push_str(&format!(" AND {col} = ${}", binds.len()));
     };
     if let Some(id) = p.str("id") {
-        cond(&mut sql, "r.uuid", id);
+        eq(&mut cond, "r.uuid", id);
     }
-    if p.spec().param("ipaddressid").is_some() {
-        if let Some(ip) = p.str("ipaddressid") {
-            cond(&mut sql, "p.uuid", ip);
+    for (param, col) in [("ipaddressid", "p.uuid"), ("networkid", "n.uuid")] {
+        if p.spec().param(param).is_some() {
+            if let Some(v) = p.str(param) {
+                eq(&mut cond, col, v);
+            }
         }
     }
-    if p.spec().param("networkid").is_some() {
-        if let Some(n) = p.str("networkid") {
-            cond(&mut sql, "n.uuid", n);
-        }
-    }
-    let scope = scope(app, caller, p).await?;
-    if let Some(account) = scope {
-        sql.push_str(&format!(" AND r.account_id = {account}"));
+    if let Some(account) = scope(app, caller, p).await? {
+        cond.push_str(&format!(" AND r.account_id = {account}"));
     }
     if p.spec().param("fordisplay").is_some() {
         if let Some(d) = p.bool("fordisplay") {
-            sql.push_str(&format!(" AND r.display = {}", i64::from(d)));
+            cond.push_str(&format!(" AND r.display = {}", i64::from(d)));
         }
     }
+    if let Some(k) = p.str("keyword").filter(|k| !k.is_empty()) {
+        let pattern = format!("%{}%", k.to_ascii_lowercase());
+        binds.push(pattern);
+        let n = binds.len();
+        cond.push_str(&format!(
+            " AND (LOWER(r.protocol) LIKE ${n} OR LOWER(r.uuid) LIKE ${n} \
+             OR LOWER(COALESCE(r.name, '')) LIKE ${n})"
+        ));
+    }
+    let object = rule_json(app.db.dialect(), purpose, caller.admin);
+    let from = "rules r JOIN networks n ON n.id = r.network_id \
+                LEFT JOIN public_ips p ON p.id = r.ip_id LEFT JOIN vms v ON v.id = r.vm_id";
+    let paging = p.paging();
+    let limit = match paging.size {
+        Some(n) => format!(" LIMIT {n} OFFSET {}", paging.start),
+        None => String::new(),
+    };
     // CloudStack lists firewall and forwarding rules newest first.
-    sql.push_str(" ORDER BY r.id DESC");
+    let sql = format!("SELECT {object} AS j FROM {from} WHERE {cond} ORDER BY r.id DESC{limit}");
     let mut q = sqlx::query(&sql);
     for b in &binds {
         q = q.bind(b.clone());
     }
     let rows = q.fetch_all(app.db.pool()).await.map_err(internal)?;
-    let mut rules = Vec::with_capacity(rows.len());
-    for row in &rows {
-        rules.push(Rule::from_row(row).map_err(internal)?);
+    let total = if paging.start == 0 && paging.size.is_none_or(|n| rows.len() < n) {
+        rows.len()
+    } else {
+        let count = format!("SELECT COUNT(*) AS c FROM {from} WHERE {cond}");
+        let mut q = sqlx::query(&count);
+        for b in &binds {
+            q = q.bind(b.clone());
+        }
+        let c: i64 = q
+            .fetch_one(app.db.pool())
+            .await
+            .map_err(internal)?
+            .try_get("c")
+            .map_err(internal)?;
+        usize::try_from(c).unwrap_or(0)
+    };
+    if total == 0 {
+        return Ok("{}".to_string());
     }
-    if let Some(k) = p.str("keyword") {
-        let k = k.to_ascii_lowercase();
-        rules.retain(|r| {
-            r.protocol.contains(&k)
-                || r.uuid.contains(&k)
-                || r.name
-                    .as_deref()
-                    .is_some_and(|n| n.to_ascii_lowercase().contains(&k))
-        });
+    let mut out = String::with_capacity(rows.len() * 256 + 64);
+    out.push_str(&format!("{{\"count\":{total},\"{key}\":["));
+    for (i, row) in rows.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(&row.try_get::<String, _>("j").map_err(internal)?);
     }
-    Ok(rules)
+    out.push_str("]}");
+    Ok(out)
 }
 
-/// listFirewallRules / listEgressFirewallRules.
-pub(crate) async fn list(app: &App, caller: &Caller, p: &Params, egress: bool) -> ApiResult<Value> {
+/// One firewall or forwarding rule as the API shows it (with the administrators' fields).
+pub(crate) async fn rule_value(app: &App, id: i64, purpose: Purpose) -> ApiResult<Value> {
+    let object = rule_json(app.db.dialect(), purpose, true);
+    let sql = format!(
+        "SELECT {object} AS j FROM rules r JOIN networks n ON n.id = r.network_id \
+         LEFT JOIN public_ips p ON p.id = r.ip_id LEFT JOIN vms v ON v.id = r.vm_id \
+         WHERE r.id = $1"
+    );
+    let text: String = sqlx::query(&sql)
+        .bind(id)
+        .fetch_one(app.db.pool())
+        .await
+        .map_err(internal)?
+        .try_get("j")
+        .map_err(internal)?;
+    serde_json::from_str(&text).map_err(internal)
+}
+
+/// The JSON object of a firewall rule (CloudStack's FirewallResponse: ports as numbers) or a
+/// forwarding rule (FirewallRuleResponse: ports as strings), as an SQL expression over `r`,
+/// `n`, `p` and `v`, so that lists of thousands are built by the database. The one renderer of
+/// these two objects.
+fn rule_json(d: Dialect, purpose: Purpose, admin: bool) -> String {
+    let state = "CASE r.state WHEN 'Revoke' THEN 'Deleting' ELSE r.state END";
+    let mut f: Vec<(&str, J<'_>)> = Vec::new();
+    match purpose {
+        Purpose::PortForwarding => {
+            f.extend([
+                ("id", J::Text("r.uuid")),
+                ("privateport", J::IntText("r.private_start")),
+                ("privateendport", J::IntText("r.private_end")),
+                ("publicport", J::IntText("r.start_port")),
+                ("publicendport", J::IntText("r.end_port")),
+                ("protocol", J::Text("r.protocol")),
+                ("virtualmachineid", J::Text("v.uuid")),
+                ("virtualmachinename", J::Text("v.name")),
+                (
+                    "virtualmachinedisplayname",
+                    J::Text("COALESCE(v.display_name, v.name)"),
+                ),
+                ("ipaddressid", J::Text("p.uuid")),
+                ("ipaddress", J::Text("p.address")),
+                ("state", J::Text(state)),
+                ("cidrlist", J::Text("r.source_cidrs")),
+                ("tags", J::EmptyArray),
+                ("vmguestip", J::Text("r.vm_ip")),
+                ("networkid", J::Text("n.uuid")),
+            ]);
+            if admin {
+                f.push(("fordisplay", J::Bool("r.display")));
+            }
+        }
+        _ => {
+            f.extend([
+                ("id", J::Text("r.uuid")),
+                ("protocol", J::Text("r.protocol")),
+                ("startport", J::Int("r.start_port")),
+                ("endport", J::Int("r.end_port")),
+                ("ipaddressid", J::Text("p.uuid")),
+                ("ipaddress", J::Text("p.address")),
+                ("networkid", J::Text("n.uuid")),
+                ("state", J::Text(state)),
+                ("cidrlist", J::Text("r.source_cidrs")),
+                ("icmptype", J::Int("r.icmp_type")),
+                ("icmpcode", J::Int("r.icmp_code")),
+                ("tags", J::EmptyArray),
+            ]);
+            if admin {
+                f.push(("fordisplay", J::Bool("r.display")));
+            }
+            f.extend([
+                ("destcidrlist", J::Text("r.dest_cidrs")),
+                (
+                    "traffictype",
+                    J::Text("COALESCE(r.traffic_type, 'Ingress')"),
+                ),
+            ]);
+        }
+    }
+    d.json_object(&f)
+}
+
+/// listFirewallRules / listEgressFirewallRules, as JSON text.
+pub(crate) async fn list(
+    app: &App,
+    caller: &Caller,
+    p: &Params,
+    egress: bool,
+) -> ApiResult<String> {
     let traffic = if egress {
         Traffic::Egress
     } else {
         Traffic::Ingress
     };
-    let rules = list_rules(app, caller, p, Purpose::Firewall, Some(traffic)).await?;
-    let paging = p.paging();
-    let range = paging.range(rules.len());
-    let items: Vec<Value> = rules[range]
-        .iter()
-        .map(|r| crate::resp::firewall_rule(r, caller.admin))
-        .collect();
-    Ok(crate::resp::list("firewallrule", rules.len(), items))
+    list_rules(
+        app,
+        caller,
+        p,
+        Purpose::Firewall,
+        Some(traffic),
+        "firewallrule",
+    )
+    .await
 }
 
 /// updateFirewallRule / updateEgressFirewallRule: only `fordisplay` (and `customid`) change;
@@ -786,10 +902,7 @@ pub(crate) async fn metadata_update(
         (job_id, job_uuid)
     };
     // Read back and end the job in place.
-    let updated = rule_by_id(app, rule.id).await?;
-    let owner = super::owner(app, updated.account_id).await?;
-    let zone = (app.site.zone_uuid.as_str(), app.site.zone_name.as_str());
-    let result = crate::resp::wrap(object, crate::resp::rule(&updated, &owner, zone, true));
+    let result = super::rule_object(app, rule.id, object).await?;
     {
         let _w = app.db.write_lock().await;
         let mut tx = begin(app).await?;
@@ -940,13 +1053,16 @@ pub(crate) async fn delete_forward(app: &App, caller: &Caller, p: &Params) -> Ap
 }
 
 /// listPortForwardingRules.
-pub(crate) async fn list_forwards(app: &App, caller: &Caller, p: &Params) -> ApiResult<Value> {
-    let rules = list_rules(app, caller, p, Purpose::PortForwarding, None).await?;
-    let items: Vec<Value> = rules
-        .iter()
-        .map(|r| crate::resp::port_forward(r, caller.admin))
-        .collect();
-    Ok(page("portforwardingrule", items, p.paging()))
+pub(crate) async fn list_forwards(app: &App, caller: &Caller, p: &Params) -> ApiResult<String> {
+    list_rules(
+        app,
+        caller,
+        p,
+        Purpose::PortForwarding,
+        None,
+        "portforwardingrule",
+    )
+    .await
 }
 
 /// updatePortForwardingRule: a new target or private ports go to the router on their own

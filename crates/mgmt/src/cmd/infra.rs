@@ -917,6 +917,7 @@ pub(crate) async fn create_network(app: &App, caller: &Caller, p: &Params) -> Ap
 /// listNetworks.
 pub(crate) async fn list_networks(app: &App, caller: &Caller, p: &Params) -> ApiResult<Value> {
     zone_param(app, p, "zoneid")?;
+    super::visible_filter(app, caller, p, "id", "networks").await?;
     let type_ok = given(p, "type")
         .is_none_or(|t| t.eq_ignore_ascii_case("isolated") || t.eq_ignore_ascii_case("all"));
     let mut sel = Select::new(&format!(
@@ -1299,6 +1300,7 @@ async fn network_filter(
 /// listPublicIpAddresses.
 pub(crate) async fn list_ips(app: &App, caller: &Caller, p: &Params) -> ApiResult<Value> {
     zone_param(app, p, "zoneid")?;
+    super::visible_filter(app, caller, p, "id", "public_ips").await?;
     let mut sel = Select::new(&ip_select());
     if let Some(id) = given(p, "id") {
         sel.and("p.uuid = $?", vec![Arg::Text(id.to_string())]);
@@ -1888,6 +1890,7 @@ pub(crate) async fn deploy_vm(app: &App, caller: &Caller, p: &Params) -> ApiResu
 /// listVirtualMachines.
 pub(crate) async fn list_vms(app: &App, caller: &Caller, p: &Params) -> ApiResult<Value> {
     zone_param(app, p, "zoneid")?;
+    super::visible_filter(app, caller, p, "id", "vms").await?;
     let mut sel = Select::new(VM_SELECT);
     if let Some(id) = given(p, "id") {
         sel.and("v.uuid = $?", vec![Arg::Text(id.to_string())]);
@@ -2330,7 +2333,9 @@ mod tests {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect();
             let p = check_and_normalize(spec, &raw)?;
-            crate::cmd::dispatch(app, c, cmd, &p).await
+            crate::cmd::dispatch(app, c, cmd, &p)
+                .await
+                .map(crate::cmd::Reply::into_value)
         }
 
         async fn wait(app: &App, job: &Value) -> (i64, Value) {

@@ -199,6 +199,9 @@ fn bind_cond(sql: &mut String, binds: &mut Vec<String>, cond: &str, value: &str)
 /// listLoadBalancerRules, oldest first as CloudStack lists balancers.
 pub(crate) async fn list(app: &App, caller: &Caller, p: &Params) -> ApiResult<Value> {
     const KEY: &str = "loadbalancerrule";
+    super::visible_filter(app, caller, p, "id", "rules").await?;
+    super::visible_filter(app, caller, p, "publicipid", "public_ips").await?;
+    super::visible_filter(app, caller, p, "virtualmachineid", "vms").await?;
     // Rules carry no tags, so a tag filter matches nothing.
     if !p.map("tags").is_empty() {
         return Ok(resp::list(KEY, 0, Vec::new()));

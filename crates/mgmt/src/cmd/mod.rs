@@ -17,61 +17,126 @@ pub(crate) mod firewall;
 mod infra;
 mod lb;
 
+/// A command's answer: a JSON value, or JSON text the database built (large lists).
+#[derive(Debug)]
+pub enum Reply {
+    /// A value.
+    Json(Value),
+    /// JSON text of one object.
+    Text(String),
+}
+
+impl Reply {
+    /// The answer as a value (parsing text the database built).
+    pub fn into_value(self) -> Value {
+        match self {
+            Reply::Json(v) => v,
+            Reply::Text(t) => serde_json::from_str(&t).unwrap_or(Value::Null),
+        }
+    }
+}
+
 /// Runs a command for a caller whose request has been checked against the catalogue.
 ///
 /// # Errors
 /// The command's error, as CloudStack would answer it.
-pub async fn dispatch(app: &App, caller: &Caller, name: &str, p: &Params) -> ApiResult<Value> {
+pub async fn dispatch(app: &App, caller: &Caller, name: &str, p: &Params) -> ApiResult<Reply> {
     match name {
-        "createFirewallRule" => firewall::create_ingress(app, caller, p).await,
-        "createEgressFirewallRule" => firewall::create_egress(app, caller, p).await,
-        "deleteFirewallRule" => firewall::delete(app, caller, p, false).await,
-        "deleteEgressFirewallRule" => firewall::delete(app, caller, p, true).await,
-        "listFirewallRules" => firewall::list(app, caller, p, false).await,
-        "listEgressFirewallRules" => firewall::list(app, caller, p, true).await,
-        "updateFirewallRule" => firewall::update_display(app, caller, p, false).await,
-        "updateEgressFirewallRule" => firewall::update_display(app, caller, p, true).await,
-        "createPortForwardingRule" => firewall::create_forward(app, caller, p).await,
-        "deletePortForwardingRule" => firewall::delete_forward(app, caller, p).await,
-        "listPortForwardingRules" => firewall::list_forwards(app, caller, p).await,
-        "updatePortForwardingRule" => firewall::update_forward(app, caller, p).await,
-        "createLoadBalancerRule" => lb::create(app, caller, p).await,
-        "deleteLoadBalancerRule" => lb::delete(app, caller, p).await,
-        "listLoadBalancerRules" => lb::list(app, caller, p).await,
-        "updateLoadBalancerRule" => lb::update(app, caller, p).await,
-        "assignToLoadBalancerRule" => lb::assign(app, caller, p, true).await,
-        "removeFromLoadBalancerRule" => lb::assign(app, caller, p, false).await,
-        "listLoadBalancerRuleInstances" => lb::instances(app, caller, p).await,
-        "createLBStickinessPolicy" => lb::create_stickiness(app, caller, p).await,
-        "deleteLBStickinessPolicy" => lb::delete_policy(app, caller, p, "stickiness").await,
-        "listLBStickinessPolicies" => lb::list_policies(app, caller, p, "stickiness").await,
-        "createLBHealthCheckPolicy" => lb::create_health_check(app, caller, p).await,
-        "deleteLBHealthCheckPolicy" => lb::delete_policy(app, caller, p, "healthcheck").await,
-        "listLBHealthCheckPolicies" => lb::list_policies(app, caller, p, "healthcheck").await,
-        "queryAsyncJobResult" => accounts::query_job(app, caller, p).await,
-        "listAsyncJobs" => accounts::list_jobs(app, caller, p).await,
-        "listApis" => accounts::list_apis(p),
-        "listZones" => infra::list_zones(app, caller, p).await,
-        "listNetworkOfferings" => infra::list_network_offerings(app, caller, p).await,
-        "createNetwork" => infra::create_network(app, caller, p).await,
-        "listNetworks" => infra::list_networks(app, caller, p).await,
-        "deleteNetwork" => infra::delete_network(app, caller, p).await,
-        "associateIpAddress" => infra::associate_ip(app, caller, p).await,
-        "disassociateIpAddress" => infra::disassociate_ip(app, caller, p).await,
-        "listPublicIpAddresses" => infra::list_ips(app, caller, p).await,
-        "createVlanIpRange" => infra::create_vlan_range(app, caller, p).await,
-        "listVlanIpRanges" => infra::list_vlan_ranges(app, caller, p).await,
-        "deployVirtualMachine" => infra::deploy_vm(app, caller, p).await,
-        "listVirtualMachines" => infra::list_vms(app, caller, p).await,
-        "destroyVirtualMachine" => infra::destroy_vm(app, caller, p).await,
-        "listServiceOfferings" => infra::list_service_offerings(app, caller, p).await,
-        "listTemplates" => infra::list_templates(app, caller, p).await,
-        "listRouters" => infra::list_routers(app, caller, p).await,
-        "listEvents" => accounts::list_events(app, caller, p).await,
-        "createAccount" => accounts::create_account(app, caller, p).await,
-        "listAccounts" => accounts::list_accounts(app, caller, p).await,
-        "listUsers" => accounts::list_users(app, caller, p).await,
-        "registerUserKeys" => accounts::register_keys(app, caller, p).await,
+        "createFirewallRule" => firewall::create_ingress(app, caller, p)
+            .await
+            .map(Reply::Json),
+        "createEgressFirewallRule" => firewall::create_egress(app, caller, p)
+            .await
+            .map(Reply::Json),
+        "deleteFirewallRule" => firewall::delete(app, caller, p, false)
+            .await
+            .map(Reply::Json),
+        "deleteEgressFirewallRule" => firewall::delete(app, caller, p, true)
+            .await
+            .map(Reply::Json),
+        "listFirewallRules" => firewall::list(app, caller, p, false).await.map(Reply::Text),
+        "listEgressFirewallRules" => firewall::list(app, caller, p, true).await.map(Reply::Text),
+        "updateFirewallRule" => firewall::update_display(app, caller, p, false)
+            .await
+            .map(Reply::Json),
+        "updateEgressFirewallRule" => firewall::update_display(app, caller, p, true)
+            .await
+            .map(Reply::Json),
+        "createPortForwardingRule" => firewall::create_forward(app, caller, p)
+            .await
+            .map(Reply::Json),
+        "deletePortForwardingRule" => firewall::delete_forward(app, caller, p)
+            .await
+            .map(Reply::Json),
+        "listPortForwardingRules" => firewall::list_forwards(app, caller, p)
+            .await
+            .map(Reply::Text),
+        "updatePortForwardingRule" => firewall::update_forward(app, caller, p)
+            .await
+            .map(Reply::Json),
+        "createLoadBalancerRule" => lb::create(app, caller, p).await.map(Reply::Json),
+        "deleteLoadBalancerRule" => lb::delete(app, caller, p).await.map(Reply::Json),
+        "listLoadBalancerRules" => lb::list(app, caller, p).await.map(Reply::Json),
+        "updateLoadBalancerRule" => lb::update(app, caller, p).await.map(Reply::Json),
+        "assignToLoadBalancerRule" => lb::assign(app, caller, p, true).await.map(Reply::Json),
+        "removeFromLoadBalancerRule" => lb::assign(app, caller, p, false).await.map(Reply::Json),
+        "listLoadBalancerRuleInstances" => lb::instances(app, caller, p).await.map(Reply::Json),
+        "createLBStickinessPolicy" => lb::create_stickiness(app, caller, p).await.map(Reply::Json),
+        "deleteLBStickinessPolicy" => lb::delete_policy(app, caller, p, "stickiness")
+            .await
+            .map(Reply::Json),
+        "listLBStickinessPolicies" => lb::list_policies(app, caller, p, "stickiness")
+            .await
+            .map(Reply::Json),
+        "createLBHealthCheckPolicy" => lb::create_health_check(app, caller, p)
+            .await
+            .map(Reply::Json),
+        "deleteLBHealthCheckPolicy" => lb::delete_policy(app, caller, p, "healthcheck")
+            .await
+            .map(Reply::Json),
+        "listLBHealthCheckPolicies" => lb::list_policies(app, caller, p, "healthcheck")
+            .await
+            .map(Reply::Json),
+        "queryAsyncJobResult" => accounts::query_job(app, caller, p).await.map(Reply::Json),
+        "listAsyncJobs" => accounts::list_jobs(app, caller, p).await.map(Reply::Json),
+        "listApis" => accounts::list_apis(p).map(Reply::Json),
+        "listZones" => infra::list_zones(app, caller, p).await.map(Reply::Json),
+        "listNetworkOfferings" => infra::list_network_offerings(app, caller, p)
+            .await
+            .map(Reply::Json),
+        "createNetwork" => infra::create_network(app, caller, p).await.map(Reply::Json),
+        "listNetworks" => infra::list_networks(app, caller, p).await.map(Reply::Json),
+        "deleteNetwork" => infra::delete_network(app, caller, p).await.map(Reply::Json),
+        "associateIpAddress" => infra::associate_ip(app, caller, p).await.map(Reply::Json),
+        "disassociateIpAddress" => infra::disassociate_ip(app, caller, p)
+            .await
+            .map(Reply::Json),
+        "listPublicIpAddresses" => infra::list_ips(app, caller, p).await.map(Reply::Json),
+        "createVlanIpRange" => infra::create_vlan_range(app, caller, p)
+            .await
+            .map(Reply::Json),
+        "listVlanIpRanges" => infra::list_vlan_ranges(app, caller, p)
+            .await
+            .map(Reply::Json),
+        "deployVirtualMachine" => infra::deploy_vm(app, caller, p).await.map(Reply::Json),
+        "listVirtualMachines" => infra::list_vms(app, caller, p).await.map(Reply::Json),
+        "destroyVirtualMachine" => infra::destroy_vm(app, caller, p).await.map(Reply::Json),
+        "listServiceOfferings" => infra::list_service_offerings(app, caller, p)
+            .await
+            .map(Reply::Json),
+        "listTemplates" => infra::list_templates(app, caller, p).await.map(Reply::Json),
+        "listRouters" => infra::list_routers(app, caller, p).await.map(Reply::Json),
+        "listEvents" => accounts::list_events(app, caller, p).await.map(Reply::Json),
+        "createAccount" => accounts::create_account(app, caller, p)
+            .await
+            .map(Reply::Json),
+        "listAccounts" => accounts::list_accounts(app, caller, p)
+            .await
+            .map(Reply::Json),
+        "listUsers" => accounts::list_users(app, caller, p).await.map(Reply::Json),
+        "registerUserKeys" => accounts::register_keys(app, caller, p)
+            .await
+            .map(Reply::Json),
         _ => Err(ApiError::unknown_command()),
     }
 }
@@ -84,19 +149,29 @@ pub async fn job_result(app: &App, outcome: &Outcome) -> ApiResult<Value> {
     match outcome {
         Outcome::Success => Ok(json!({"success": true})),
         Outcome::Fixed { value } => Ok(value.clone()),
-        Outcome::Rule { id, object } => {
-            let rule = rule_by_id(app, *id).await?;
-            let owner = owner(app, rule.account_id).await?;
-            let zone = (app.site.zone_uuid.as_str(), app.site.zone_name.as_str());
-            Ok(crate::resp::wrap(
-                object,
-                crate::resp::rule(&rule, &owner, zone, true),
-            ))
-        }
+        Outcome::Rule { id, object } => rule_object(app, *id, object).await,
         Outcome::Policy { lb_id, kind } => lb::policy_result(app, *lb_id, kind).await,
         Outcome::Ip { id } => infra::ip_result(app, *id).await,
         Outcome::Vm { id } => infra::vm_result(app, *id).await,
     }
+}
+
+/// A rule wrapped under `object` (`{"firewallrule": {...}}`), as a job result shows it to its
+/// owner (fields for administrators included, as CloudStack's job results are serialized).
+///
+/// # Errors
+/// 530 when the rule cannot be read.
+pub async fn rule_object(app: &App, id: i64, object: &str) -> ApiResult<Value> {
+    let rule = rule_by_id(app, id).await?;
+    let inner = match rule.purpose {
+        crate::model::Purpose::LoadBalancing => {
+            let owner = owner(app, rule.account_id).await?;
+            let zone = (app.site.zone_uuid.as_str(), app.site.zone_name.as_str());
+            crate::resp::load_balancer(&rule, &owner, zone, true)
+        }
+        purpose => firewall::rule_value(app, id, purpose).await?,
+    };
+    Ok(crate::resp::wrap(object, inner))
 }
 
 /// The 431 CloudStack sends for an id that does not exist (or that the caller may not see:
@@ -307,4 +382,41 @@ pub fn accepted(id: &str, job: &str) -> Value {
 /// The immediate answer of another async command: `{"jobid": ...}`.
 pub fn queued(job: &str) -> Value {
     json!({"jobid": job})
+}
+
+/// Checks that the uuid in filter `param` (if given) names something in `table` the caller may
+/// see: a list filtered by an unknown id, or by another account's, is answered as CloudStack
+/// answers an unknown id (431), not with an empty list.
+///
+/// # Errors
+/// 431 unknown id; 530 when the query fails.
+pub async fn visible_filter(
+    app: &App,
+    caller: &Caller,
+    p: &Params,
+    param: &str,
+    table: &str,
+) -> ApiResult<()> {
+    if p.spec().param(param).is_none() {
+        return Ok(());
+    }
+    let Some(uuid) = p.str(param).filter(|v| !v.is_empty()) else {
+        return Ok(());
+    };
+    let row = sqlx::query(&format!("SELECT account_id FROM {table} WHERE uuid = $1"))
+        .bind(uuid)
+        .fetch_optional(app.db.pool())
+        .await
+        .map_err(internal)?
+        .ok_or_else(|| unknown(p, param))?;
+    let account: Option<i64> = row.try_get("account_id").map_err(internal)?;
+    let visible = match account {
+        Some(a) => caller.may_touch(a),
+        None => caller.admin,
+    };
+    if visible {
+        Ok(())
+    } else {
+        Err(unknown(p, param))
+    }
 }
