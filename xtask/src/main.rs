@@ -1,8 +1,9 @@
-//! Project automation: `cargo xtask test` (the one test command), `cargo xtask bless`.
+//! Project automation: `cargo xtask test` (the one test command), `compat`, `bless`, `demo`.
 //!
 //! `test` installs what the tests need when it runs as root (Debian packages), checks
-//! formatting and lints, runs every test, and runs the tests that need root and network
-//! namespaces whenever it is root. It fails when any test is skipped.
+//! formatting and lints, prepares what the client compatibility suite needs (a Python venv with
+//! the pinned clients, a PostgreSQL server), runs every test, and runs the tests that need root
+//! and network namespaces whenever it is root. It fails when any test is skipped.
 
 #![expect(
     clippy::disallowed_methods,
@@ -13,6 +14,7 @@ use anyhow::{bail, Context, Result};
 use std::process::Command;
 use std::time::Instant;
 
+mod compat;
 #[cfg(test)]
 mod tidy;
 
@@ -27,6 +29,7 @@ const PACKAGES: &[(&str, &str)] = &[
     ("util-linux", "nsenter"),
     ("procps", "sysctl"),
     ("socat", "socat"),
+    ("postgresql-client", "psql"),
 ];
 
 fn main() -> Result<()> {
@@ -35,12 +38,14 @@ fn main() -> Result<()> {
         Some("test") => test(args.iter().any(|a| a == "--unprivileged")),
         Some("bless") => bless(),
         Some("install") => install(),
+        Some("compat") => compat_suite(&args[1..]),
         Some("demo") => demo(&args[1..]),
         _ => {
             eprintln!(
                 "usage: cargo xtask test [--unprivileged]   run every test (as root: also the namespace tests)\n       \
                  cargo xtask bless                  rewrite rendering snapshots after review\n       \
                  cargo xtask install                install the Debian packages the tests need (root)\n       \
+                 cargo xtask compat [PYTEST ARGS]   run only the client compatibility suite\n       \
                  cargo xtask demo [ARGS]            install what the router needs, then run `guestnet demo` (root)"
             );
             bail!("unknown or missing subcommand")
@@ -141,11 +146,9 @@ fn test(unprivileged: bool) -> Result<()> {
         "-D",
         "warnings",
     ]))?;
-    let nextest = cargo()
-        .args(["nextest", "--version"])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
+    // Dropping `postgres` stops the private cluster, if one was started, also on failure.
+    let (python, postgres) = compat_prerequisites()?;
+    let nextest = has_nextest();
     let ignored = if root { "all" } else { "default" };
     if nextest {
         // One run of every test; as root the namespace tests (marked ignored so a plain
@@ -160,20 +163,98 @@ fn test(unprivileged: bool) -> Result<()> {
                 ignored,
             ])
             .args(["--final-status-level", "slow", "--hide-progress-bar"])
-            .env("PATH", &path))?;
+            .env("PATH", &path)
+            .env(ENV_PYTHON, &python)
+            .env(ENV_POSTGRES, &postgres.url))?;
     } else {
         let mut c = cargo();
         c.args(["test", "--workspace", "--no-fail-fast", "--"]);
         if root {
             c.arg("--include-ignored");
         }
-        run(c.env("PATH", &path))?;
+        run(c
+            .env("PATH", &path)
+            .env(ENV_PYTHON, &python)
+            .env(ENV_POSTGRES, &postgres.url))?;
     }
+    drop(postgres);
     if !root {
         eprintln!("xtask: NOTE the namespace tests were skipped (not root)");
     }
     eprintln!("xtask: test command finished in {:.0?}", started.elapsed());
     Ok(())
+}
+
+/// The environment variable naming the venv python the compatibility suite runs pytest with.
+const ENV_PYTHON: &str = "GUESTNET_TEST_PYTHON";
+/// The environment variable with the URL of a PostgreSQL server the suite may create databases on.
+const ENV_POSTGRES: &str = "GUESTNET_TEST_POSTGRES_URL";
+
+fn has_nextest() -> bool {
+    cargo()
+        .args(["nextest", "--version"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+}
+
+/// The venv python and the PostgreSQL server for the compatibility suite.
+fn compat_prerequisites() -> Result<(std::path::PathBuf, compat::Postgres)> {
+    let python = compat::ensure_venv()?;
+    let postgres = compat::ensure_postgres()?;
+    eprintln!(
+        "xtask: compatibility suite: {ENV_PYTHON}={} {ENV_POSTGRES}={}{}",
+        python.display(),
+        postgres.url,
+        if postgres.is_private() {
+            " (private cluster, stopped at the end)"
+        } else {
+            ""
+        }
+    );
+    Ok((python, postgres))
+}
+
+/// Only the client compatibility suite (no root needed: the server runs its dry-run driver);
+/// `pytest_args` (e.g. `-k firewall`) are handed to pytest.
+fn compat_suite(pytest_args: &[String]) -> Result<()> {
+    if is_root() {
+        install()?;
+    }
+    let (python, postgres) = compat_prerequisites()?;
+    let mut c = cargo();
+    if has_nextest() {
+        c.args([
+            "nextest",
+            "run",
+            "-p",
+            "guestnet",
+            "--test",
+            "compat",
+            "--no-fail-fast",
+            "--success-output",
+            "final",
+        ]);
+    } else {
+        c.args([
+            "test",
+            "-p",
+            "guestnet",
+            "--test",
+            "compat",
+            "--no-fail-fast",
+            "--",
+            "--nocapture",
+        ]);
+    }
+    if !pytest_args.is_empty() {
+        // One argument a line, so that `-k "a or b"` stays one argument.
+        c.env("GUESTNET_COMPAT_PYTEST_ARGS", pytest_args.join("\n"));
+    }
+    run(c
+        .env("PATH", path_with_sbin())
+        .env(ENV_PYTHON, &python)
+        .env(ENV_POSTGRES, &postgres.url))
 }
 
 /// The main job on a fresh machine: what the router needs, then the demo, in the foreground.

@@ -1,0 +1,190 @@
+"""What the rules stand on: zones, offerings, templates, networks, public IPs and their
+ranges, VMs, routers, and the event log."""
+
+import ipaddress
+
+import pytest
+
+from support import api_error, guest_prefix, ids, listed, nic_in
+
+
+def test_initial_inventory(admin, cloud):
+    zones = admin.listZones(fetch_list=True)
+    assert cloud.zone["id"] in ids(zones)
+    assert isinstance(cloud.zone["name"], str)
+    for offering in (cloud.offering_deny, cloud.offering_allow):
+        assert isinstance(offering["id"], str) and isinstance(offering["name"], str)
+    assert cloud.offering_deny["egressdefaultpolicy"] is False
+    assert cloud.offering_allow["egressdefaultpolicy"] is True
+    [service] = [
+        s
+        for s in listed(admin.listServiceOfferings(), "serviceoffering")
+        if s["id"] == cloud.service_offering["id"]
+    ]
+    assert isinstance(service["name"], str)
+    assert isinstance(cloud.template["name"], str)
+
+
+def test_list_templates_needs_a_filter(admin):
+    api_error(
+        lambda: admin.listTemplates(), 431, contains="due to missing parameter templatefilter"
+    )
+
+
+def test_network_lifecycle(admin, cloud):
+    network = cloud.network()
+    assert network["zoneid"] == cloud.zone["id"]
+    assert network["networkofferingid"] == cloud.offering_deny["id"]
+    assert network["gateway"] == guest_prefix(network) + "1"
+    assert network["netmask"] == "255.255.255.0"
+    assert network["egressdefaultpolicy"] is False
+    assert isinstance(network["state"], str)
+
+    [again] = listed(admin.listNetworks(id=network["id"]), "network")
+    assert again["name"] == network["name"] and again["cidr"] == network["cidr"]
+    assert network["id"] in ids(admin.listNetworks(fetch_list=True))
+
+    assert admin.deleteNetwork(id=network["id"]) == {"success": True}
+    assert network["id"] not in ids(admin.listNetworks(fetch_list=True))
+
+
+def ranges(admin):
+    return listed(admin.listVlanIpRanges(), "vlaniprange")
+
+
+def in_some_range(admin, address):
+    address = ipaddress.ip_address(address)
+    return any(
+        ipaddress.ip_address(r["startip"]) <= address <= ipaddress.ip_address(r["endip"])
+        for r in ranges(admin)
+    )
+
+
+def test_public_ip_lifecycle(admin, cloud):
+    network = cloud.network()
+    ip = cloud.public_ip(network)
+    assert ip["associatednetworkid"] == network["id"]
+    assert ip["zoneid"] == cloud.zone["id"]
+    assert ip["state"] == "Allocated"
+    assert in_some_range(admin, ip["ipaddress"])
+
+    [again] = listed(admin.listPublicIpAddresses(id=ip["id"]), "publicipaddress")
+    assert again["ipaddress"] == ip["ipaddress"]
+    by_network = listed(
+        admin.listPublicIpAddresses(associatednetworkid=network["id"]), "publicipaddress"
+    )
+    assert ip["id"] in ids(by_network)
+
+    rule = admin.createFirewallRule(ipaddressid=ip["id"], protocol="tcp", startport=22)
+    rule = rule["firewallrule"]
+    assert admin.disassociateIpAddress(id=ip["id"]) == {"success": True}
+    # Releasing an IP revokes its rules.
+    rules = listed(admin.listFirewallRules(networkid=network["id"]), "firewallrule")
+    assert rule["id"] not in ids(rules)
+    by_network = listed(
+        admin.listPublicIpAddresses(associatednetworkid=network["id"]), "publicipaddress"
+    )
+    assert ip["id"] not in ids(by_network)
+
+
+def test_initial_public_range(admin):
+    initial = [
+        r for r in ranges(admin) if r["startip"] == "203.0.113.10" and r["endip"] == "203.0.113.250"
+    ]
+    assert len(initial) == 1, ranges(admin)
+
+
+def test_vlan_ip_range(admin, cloud):
+    # A block of 198.51.100.0/24 that no range holds yet (the suite may run twice on a server).
+    starts = {r["startip"] for r in ranges(admin)}
+    first = next(f for f in range(10, 250, 20) if f"198.51.100.{f}" not in starts)
+    start, end, wanted = (f"198.51.100.{first + d}" for d in (0, 10, 5))
+    answer = admin.createVlanIpRange(
+        zoneid=cloud.zone["id"],
+        gateway="198.51.100.1",
+        netmask="255.255.255.0",
+        startip=start,
+        endip=end,
+        forvirtualnetwork=True,
+    )
+    assert set(answer) == {"vlan"}, answer
+    vlan = answer["vlan"]
+    assert vlan["startip"] == start and vlan["endip"] == end
+    assert vlan["gateway"] == "198.51.100.1" and vlan["netmask"] == "255.255.255.0"
+    assert vlan["forvirtualnetwork"] is True
+    assert vlan["id"] in ids(ranges(admin))
+    api_error(
+        lambda: admin.createVlanIpRange(
+            zoneid=cloud.zone["id"],
+            gateway="198.51.100.1",
+            netmask="255.255.255.0",
+            startip=start,
+            endip=end,
+            forvirtualnetwork=True,
+        ),
+        431,
+    )
+
+    network = cloud.network()
+    ip = cloud.public_ip(network, ipaddress=wanted)
+    assert ip["ipaddress"] == wanted
+    api_error(lambda: cloud.public_ip(network, ipaddress=wanted), (431, 533, 534, 535, 536))
+
+
+def test_vm_lifecycle(admin, cloud):
+    network = cloud.network()
+    vm = cloud.vm(network, ipaddress=guest_prefix(network) + "50")
+    assert vm["state"] == "Running"
+    assert vm["zoneid"] == cloud.zone["id"]
+    assert vm["serviceofferingid"] == cloud.service_offering["id"]
+    assert vm["templateid"] == cloud.template["id"]
+    assert nic_in(vm, network)["ipaddress"] == guest_prefix(network) + "50"
+
+    other = cloud.vm(network)
+    address = nic_in(other, network)["ipaddress"]
+    assert address.startswith(guest_prefix(network)) and address != guest_prefix(network) + "50"
+
+    [again] = listed(admin.listVirtualMachines(id=vm["id"]), "virtualmachine")
+    assert again["state"] == "Running"
+    assert network["id"] in [n["networkid"] for n in again["nic"]]
+    assert vm["id"] in ids(admin.listVirtualMachines(networkid=network["id"], fetch_list=True))
+
+    gone = admin.destroyVirtualMachine(id=vm["id"])
+    assert set(gone) == {"virtualmachine"}, gone
+    assert gone["virtualmachine"]["state"] in ("Destroyed", "Expunging")
+    running = [
+        v for v in admin.listVirtualMachines(fetch_list=True) if v["state"] == "Running"
+    ]
+    assert vm["id"] not in ids(running)
+
+
+def test_router_runs_for_a_network_with_a_vm(admin, cloud):
+    network = cloud.network()
+    cloud.vm(network)
+    routers = listed(admin.listRouters(networkid=network["id"]), "router")
+    assert len(routers) == 1, routers
+    [router] = routers
+    assert router["state"] == "Running"
+    assert router["guestnetworkid"] == network["id"]
+
+
+def event_types(admin):
+    return [e["type"] for e in admin.listEvents(fetch_list=True)]
+
+
+@pytest.fixture
+def ip(cloud):
+    return cloud.public_ip(cloud.network())
+
+
+def test_rule_changes_are_logged_as_events(admin, ip):
+    before = event_types(admin)
+    rule = admin.createFirewallRule(ipaddressid=ip["id"], protocol="tcp", startport=22)
+    after_open = event_types(admin)
+    assert after_open.count("FIREWALL.OPEN") > before.count("FIREWALL.OPEN")
+    admin.deleteFirewallRule(id=rule["firewallrule"]["id"])
+    after_close = event_types(admin)
+    assert after_close.count("FIREWALL.CLOSE") > after_open.count("FIREWALL.CLOSE")
+    for event in admin.listEvents(fetch_list=True):
+        assert isinstance(event["id"], str) and isinstance(event["created"], str), event
+        assert isinstance(event["level"], str), event
