@@ -1,4 +1,5 @@
-//! Project automation: `cargo xtask test` (the one test command), `compat`, `bless`, `demo`.
+//! Project automation: `cargo xtask serve` (the main job), `test` (the one test command),
+//! `compat`, `bless`, `demo`.
 //!
 //! `test` installs what the tests need when it runs as root (Debian packages), checks
 //! formatting and lints, prepares what the client compatibility suite needs (a Python venv with
@@ -40,12 +41,14 @@ fn main() -> Result<()> {
         Some("install") => install(),
         Some("compat") => compat_suite(&args[1..]),
         Some("demo") => demo(&args[1..]),
+        Some("serve") => serve(&args[1..]),
         _ => {
             eprintln!(
                 "usage: cargo xtask test [--unprivileged]   run every test (as root: also the namespace tests)\n       \
                  cargo xtask bless                  rewrite rendering snapshots after review\n       \
                  cargo xtask install                install the Debian packages the tests need (root)\n       \
                  cargo xtask compat [PYTEST ARGS]   run only the client compatibility suite\n       \
+                 cargo xtask serve [ARGS]           install what the routers need, then run `guestnet serve` (the main job)\n       \
                  cargo xtask demo [ARGS]            install what the router needs, then run `guestnet demo` (root)"
             );
             bail!("unknown or missing subcommand")
@@ -273,6 +276,20 @@ fn demo(args: &[String]) -> Result<()> {
             "--",
             "demo",
         ])
+        .args(args)
+        .env("PATH", path_with_sbin()))
+}
+
+/// The main job: what the routers need, then the management server, in the foreground. As
+/// root the lab driver can run; otherwise the server picks dry-run and says so.
+fn serve(args: &[String]) -> Result<()> {
+    if is_root() {
+        install()?;
+    } else {
+        eprintln!("xtask: not root: the server will use the dry-run driver (nothing enforced)");
+    }
+    run(cargo()
+        .args(["run", "--release", "--quiet", "-p", "guestnet", "--", "serve"])
         .args(args)
         .env("PATH", path_with_sbin()))
 }

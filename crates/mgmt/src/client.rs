@@ -105,11 +105,15 @@ impl Client {
             .join("&")
     }
 
-    /// Sends a command; returns the object inside the envelope.
+    /// Sends a command; returns the HTTP status and the body as received, unparsed.
     ///
     /// # Errors
-    /// [`ClientError`].
-    pub async fn call(&self, command: &str, params: &[(&str, &str)]) -> Result<Value, ClientError> {
+    /// [`ClientError::Http`].
+    pub async fn call_raw(
+        &self,
+        command: &str,
+        params: &[(&str, &str)],
+    ) -> Result<(u16, Bytes), ClientError> {
         let uri = format!("{}?{}", self.endpoint, self.query(command, params));
         let req = hyper::Request::get(uri)
             .body(Full::new(Bytes::new()))
@@ -126,17 +130,24 @@ impl Client {
             .await
             .map_err(|e| ClientError::Http(e.to_string()))?
             .to_bytes();
+        Ok((status, body))
+    }
+
+    /// Sends a command; returns the object inside the envelope.
+    ///
+    /// # Errors
+    /// [`ClientError`].
+    pub async fn call(&self, command: &str, params: &[(&str, &str)]) -> Result<Value, ClientError> {
+        let (status, body) = self.call_raw(command, params).await?;
         let shape = || ClientError::Shape {
             status,
             body: String::from_utf8_lossy(&body).into_owned(),
         };
-        let v: Value = serde_json::from_slice(&body).map_err(|_| shape())?;
-        let inner = v
-            .as_object()
-            .filter(|o| o.len() == 1)
-            .and_then(|o| o.values().next())
-            .cloned()
-            .ok_or_else(shape)?;
+        let inner = match serde_json::from_slice::<Value>(&body).map_err(|_| shape())? {
+            Value::Object(o) if o.len() == 1 => o.into_iter().next().map(|(_, v)| v),
+            _ => None,
+        }
+        .ok_or_else(shape)?;
         if status != 200 {
             return Err(ClientError::Api {
                 code: inner["errorcode"]

@@ -93,11 +93,18 @@ struct Migration {
     sql: &'static str,
 }
 
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "initial schema",
-    sql: include_str!("schema/001_initial.sql"),
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "initial schema",
+        sql: include_str!("schema/001_initial.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "indexes on the job that last changed a row",
+        sql: include_str!("schema/002_job_indexes.sql"),
+    },
+];
 
 impl Db {
     /// Connects to `url` (`sqlite://PATH` or `postgres://…`) and runs the migrations.
@@ -312,30 +319,36 @@ pub enum J<'a> {
 impl Dialect {
     /// An SQL expression giving the JSON text of an object with these fields, in this order,
     /// null fields left out (as CloudStack leaves them out). Listing thousands of rows this
-    /// way costs one text column per row instead of one value per field.
+    /// way costs one text column per row instead of one value per field. The text is put
+    /// together by concatenation, which both databases do quickly (SQLite's `json_patch`,
+    /// the obvious way to drop nulls, re-parses every object and cost seven times as much).
     pub fn json_object(self, fields: &[(&str, J<'_>)]) -> String {
+        let quote = |c: &str| match self {
+            Dialect::Sqlite => format!("json_quote({c})"),
+            Dialect::Postgres => format!("CAST(to_json(CAST({c} AS TEXT)) AS TEXT)"),
+        };
         let parts: Vec<String> = fields
             .iter()
             .map(|(k, v)| {
-                let e = match (self, v) {
-                    (_, J::Text(c)) | (_, J::Int(c)) => (*c).to_string(),
-                    (_, J::IntText(c)) => format!("CAST({c} AS TEXT)"),
-                    (Dialect::Sqlite, J::Bool(c)) => {
-                        format!("json(CASE WHEN {c} <> 0 THEN 'true' ELSE 'false' END)")
+                let key = format!("',\"{k}\":'");
+                match v {
+                    J::Text(c) => format!(
+                        "CASE WHEN ({c}) IS NULL THEN '' ELSE {key} || {} END",
+                        quote(c)
+                    ),
+                    J::Int(c) => format!(
+                        "CASE WHEN ({c}) IS NULL THEN '' ELSE {key} || CAST({c} AS TEXT) END"
+                    ),
+                    J::IntText(c) => format!(
+                        "CASE WHEN ({c}) IS NULL THEN '' ELSE {key} || '\"' || CAST({c} AS TEXT) || '\"' END"
+                    ),
+                    J::Bool(c) => {
+                        format!("{key} || CASE WHEN ({c}) <> 0 THEN 'true' ELSE 'false' END")
                     }
-                    (Dialect::Postgres, J::Bool(c)) => format!("({c} <> 0)"),
-                    (Dialect::Sqlite, J::EmptyArray) => "json('[]')".to_string(),
-                    (Dialect::Postgres, J::EmptyArray) => "'[]'::json".to_string(),
-                };
-                format!("'{k}', {e}")
+                    J::EmptyArray => format!("{key} || '[]'"),
+                }
             })
             .collect();
-        match self {
-            Dialect::Sqlite => format!("json_patch('{{}}', json_object({}))", parts.join(", ")),
-            Dialect::Postgres => format!(
-                "CAST(json_strip_nulls(json_build_object({})) AS TEXT)",
-                parts.join(", ")
-            ),
-        }
+        format!("('{{' || substr({}, 2) || '}}')", parts.join(" || "))
     }
 }

@@ -54,7 +54,15 @@ struct Inner {
     data_dir: PathBuf,
     lab: Mutex<Option<Lab>>,
     routers: Mutex<HashMap<String, Arc<Mutex<RouterSlot>>>>,
+    /// Tests only: a dry-run router that refuses the configs this names (a router refusing
+    /// what the API accepted cannot be provoked otherwise: the API checks everything first).
+    #[cfg(test)]
+    fault: Option<Fault>,
 }
+
+/// Why a test's dry-run router refuses a config, if it does.
+#[cfg(test)]
+pub(crate) type Fault = fn(&RouterConfig) -> Option<String>;
 
 enum RouterSlot {
     Lab(Box<Router>),
@@ -83,6 +91,22 @@ impl Driver {
                 data_dir: data_dir.to_path_buf(),
                 lab: Mutex::new(None),
                 routers: Mutex::new(HashMap::new()),
+                #[cfg(test)]
+                fault: None,
+            }),
+        }
+    }
+
+    /// Tests only: the dry-run driver with routers that refuse what `fault` names.
+    #[cfg(test)]
+    pub(crate) fn dry_run_with_fault(data_dir: &Path, fault: Fault) -> Driver {
+        Driver {
+            kind: DriverKind::DryRun,
+            inner: Arc::new(Inner {
+                data_dir: data_dir.to_path_buf(),
+                lab: Mutex::new(None),
+                routers: Mutex::new(HashMap::new()),
+                fault: Some(fault),
             }),
         }
     }
@@ -103,6 +127,8 @@ impl Driver {
                 data_dir: data_dir.to_path_buf(),
                 lab: Mutex::new(Some(lab)),
                 routers: Mutex::new(HashMap::new()),
+                #[cfg(test)]
+                fault: None,
             }),
         })
     }
@@ -330,6 +356,10 @@ impl Driver {
                 },
                 RouterSlot::DryRun { generation } => {
                     let g = config.generation;
+                    #[cfg(test)]
+                    if let Some(reason) = this.inner.fault.and_then(|f| f(&config)) {
+                        return Err(reason);
+                    }
                     if let Some(held) = *generation {
                         if g < held {
                             return Ok(Applied::Superseded(held));

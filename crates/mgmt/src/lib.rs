@@ -25,3 +25,7 @@ pub mod store;
 
 #[cfg(test)]
 mod proptests;
+#[cfg(test)]
+mod testkit;
+#[cfg(test)]
+mod runner_tests;

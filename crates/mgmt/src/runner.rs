@@ -40,6 +40,8 @@ const IDLE_CHECK: Duration = Duration::from_secs(5);
 #[derive(Clone, Default)]
 pub struct Doorbell {
     bells: Arc<Mutex<HashMap<i64, Arc<Notify>>>>,
+    /// While set, workers take no jobs (jobs wait, pending, in the database).
+    held: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Doorbell {
@@ -64,6 +66,28 @@ impl Doorbell {
             tokio::spawn(async move { worker(app, network_id, b).await });
         }
         bell.notify_one();
+    }
+
+    /// Holds every worker: requests are still accepted and their jobs wait, pending.
+    pub fn hold(&self) {
+        self.held.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Lets workers take jobs again, and rings every network's worker.
+    pub fn release(&self, app: &App) {
+        self.held.store(false, std::sync::atomic::Ordering::SeqCst);
+        let networks: Vec<i64> = self
+            .bells
+            .lock()
+            .map(|b| b.keys().copied().collect())
+            .unwrap_or_default();
+        for n in networks {
+            self.ring(app, n);
+        }
+    }
+
+    fn is_held(&self) -> bool {
+        self.held.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     fn forget(&self, network_id: i64) {
@@ -92,7 +116,12 @@ async fn worker(app: App, network_id: i64, bell: Arc<Notify>) {
     loop {
         match step(&app, network_id, resync, &mut cache).await {
             Ok(Continue::Idle) => resync = false,
-            Ok(Continue::More) => continue,
+            Ok(Continue::Held) => {}
+            Ok(Continue::More) => {
+                // Jobs went to the router with the network's complete config: that re-syncs it.
+                resync = false;
+                continue;
+            }
             Ok(Continue::Gone) => {
                 app.doorbell.forget(network_id);
                 return;
@@ -109,8 +138,13 @@ async fn worker(app: App, network_id: i64, bell: Arc<Notify>) {
 }
 
 enum Continue {
+    /// Nothing to do until rung.
     Idle,
+    /// Held: nothing done, the first-pass re-sync still to come.
+    Held,
+    /// Look again at once.
     More,
+    /// The network is gone.
     Gone,
 }
 
@@ -120,6 +154,9 @@ async fn step(
     resync: bool,
     cache: &mut Cache,
 ) -> Result<Continue, String> {
+    if app.doorbell.is_held() {
+        return Ok(Continue::Held);
+    }
     let pending = pending_jobs(app, network_id).await?;
     let Some(first) = pending.first() else {
         if resync && store::network_exists(&app.db, network_id).await? {
@@ -237,30 +274,39 @@ type Filter<'a> = Option<(&'a [i64], &'a [i64])>;
 async fn load_rows(app: &App, network_id: i64, filter: Filter<'_>) -> Result<Rows, String> {
     let e = |e: sqlx::Error| e.to_string();
     let pool = app.db.pool();
-    let list = |ids: &[i64]| {
-        if ids.is_empty() {
-            "NULL".to_string()
-        } else {
-            ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",")
+    let list = |ids: &[i64]| ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
+    // Rows of this network's jobs are this network's rows, so a job filter needs no network
+    // condition (and uses the job-id indexes).
+    let (ips_where, rules_where, members_where, policies_where) = match filter {
+        None => (
+            "network_id = $1".to_string(),
+            "r.network_id = $1".to_string(),
+            "r.network_id = $1".to_string(),
+            "r.network_id = $1".to_string(),
+        ),
+        Some((jobs, rules)) => {
+            let jobs = if jobs.is_empty() {
+                "NULL".to_string()
+            } else {
+                list(jobs)
+            };
+            let by_id = if rules.is_empty() {
+                String::new()
+            } else {
+                format!(" OR r.id IN ({})", list(rules))
+            };
+            (
+                format!("job_id IN ({jobs})"),
+                format!("(r.job_id IN ({jobs}){by_id})"),
+                format!("m.job_id IN ({jobs})"),
+                format!("p.job_id IN ({jobs})"),
+            )
         }
     };
-    let (by_job, by_rule) = match filter {
-        None => (String::new(), String::new()),
-        Some((jobs, rules)) => (
-            format!(" AND {{t}}.job_id IN ({})", list(jobs)),
-            format!(
-                " AND ({{t}}.job_id IN ({}) OR {{t}}.id IN ({}))",
-                list(jobs),
-                list(rules)
-            ),
-        ),
-    };
-    let cond = |template: &str, t: &str| template.replace("{t}", t);
     let ips: Vec<IpRow> = sqlx::query(&format!(
-        "SELECT {IP_COLUMNS} FROM public_ips WHERE network_id = $1{} ORDER BY id",
-        cond(&by_job, "public_ips")
+        "SELECT {IP_COLUMNS} FROM public_ips WHERE {ips_where} ORDER BY id"
     ))
-    .bind(network_id)
+    .bind_if(filter.is_none(), network_id)
     .fetch_all(pool)
     .await
     .map_err(e)?
@@ -269,10 +315,9 @@ async fn load_rows(app: &App, network_id: i64, filter: Filter<'_>) -> Result<Row
     .collect::<Result<_, _>>()
     .map_err(e)?;
     let rules: Vec<Rule> = sqlx::query(&format!(
-        "SELECT {RULE_COLUMNS} FROM {RULE_FROM} WHERE r.network_id = $1{} ORDER BY r.id",
-        cond(&by_rule, "r")
+        "SELECT {RULE_COLUMNS} FROM {RULE_FROM} WHERE {rules_where} ORDER BY r.id"
     ))
-    .bind(network_id)
+    .bind_if(filter.is_none(), network_id)
     .fetch_all(pool)
     .await
     .map_err(e)?
@@ -282,10 +327,9 @@ async fn load_rows(app: &App, network_id: i64, filter: Filter<'_>) -> Result<Row
     .map_err(e)?;
     let members: Vec<MemberRow> = sqlx::query(&format!(
         "SELECT m.id, m.lb_id, m.vm_id, m.vm_ip, m.state, m.applied, m.job_id \
-         FROM lb_members m JOIN rules r ON r.id = m.lb_id WHERE r.network_id = $1{} ORDER BY m.id",
-        cond(&by_job, "m")
+         FROM lb_members m JOIN rules r ON r.id = m.lb_id WHERE {members_where} ORDER BY m.id"
     ))
-    .bind(network_id)
+    .bind_if(filter.is_none(), network_id)
     .fetch_all(pool)
     .await
     .map_err(e)?
@@ -300,10 +344,9 @@ async fn load_rows(app: &App, network_id: i64, filter: Filter<'_>) -> Result<Row
         .join(", ");
     let policies: Vec<PolicyRow> = sqlx::query(&format!(
         "SELECT {cols} FROM lb_policies p JOIN rules r ON r.id = p.lb_id \
-         WHERE r.network_id = $1{} ORDER BY p.id",
-        cond(&by_job, "p")
+         WHERE {policies_where} ORDER BY p.id"
     ))
-    .bind(network_id)
+    .bind_if(filter.is_none(), network_id)
     .fetch_all(pool)
     .await
     .map_err(e)?
@@ -317,6 +360,21 @@ async fn load_rows(app: &App, network_id: i64, filter: Filter<'_>) -> Result<Row
         members,
         policies,
     })
+}
+
+/// Binds a value only where the query has a placeholder for it.
+trait BindIf<'q> {
+    fn bind_if(self, yes: bool, v: i64) -> Self;
+}
+
+impl<'q> BindIf<'q> for sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    fn bind_if(self, yes: bool, v: i64) -> Self {
+        if yes {
+            self.bind(v)
+        } else {
+            self
+        }
+    }
 }
 
 /// A worker's copy of its network's rows, kept current without reading every row for every
@@ -451,13 +509,24 @@ fn merge<T>(old: &mut Vec<T>, fresh: Vec<T>, id: impl Fn(&T) -> i64) {
 /// Builds the config of `batch`, has the router apply it, and returns the bookkeeping.
 async fn push(app: &App, state: &NetworkState, batch: &Batch) -> Result<plan::Commit, String> {
     let network = state.network.as_ref().ok_or("the network is gone")?;
+    let t0 = Instant::now();
     let (router, generation) = store::next_generation(&app.db, network.id).await?;
+    let t1 = Instant::now();
     let (config, commit) = plan::desired(state, batch, generation);
     let started = Instant::now();
     let outcome = app.driver.apply(&router, config).await;
-    app.metrics
-        .apply_seconds
-        .observe(started.elapsed().as_secs_f64());
+    let applied = started.elapsed();
+    app.metrics.apply_seconds.observe(applied.as_secs_f64());
+    tracing::debug!(
+        %router,
+        generation,
+        jobs = batch.included.len(),
+        rules = state.rules.len(),
+        counter_us = (t1 - t0).as_micros() as u64,
+        plan_us = (started - t1).as_micros() as u64,
+        apply_us = applied.as_micros() as u64,
+        "pushed a generation"
+    );
     let label = match &outcome {
         Ok(Applied::Generation(_)) => "applied",
         Ok(Applied::Superseded(_)) => "superseded",
@@ -508,7 +577,13 @@ async fn run_changes(
     let mut pending: Vec<PendingJob> = pending.to_vec();
     let mut resync = false;
     while !remaining.is_empty() {
+        let t = Instant::now();
         let state = cache.current(app, network_id, &pending).await?;
+        tracing::debug!(
+            network = network_id,
+            read_us = t.elapsed().as_micros() as u64,
+            "read the network's changed rows"
+        );
         let pending_ids: BTreeSet<i64> = pending.iter().map(|j| j.id).collect();
         let mut done = false;
         for m in (1..=remaining.len()).rev() {
@@ -519,7 +594,14 @@ async fn run_changes(
             match push(app, state, &batch).await {
                 Ok(commit) => {
                     let carried: Vec<PendingJob> = remaining.drain(..m).collect();
+                    let t = Instant::now();
                     succeed(app, network_id, &commit, &carried).await?;
+                    tracing::debug!(
+                        network = network_id,
+                        jobs = carried.len(),
+                        record_us = t.elapsed().as_micros() as u64,
+                        "recorded a generation"
+                    );
                     cache.committed(&commit);
                     #[cfg(debug_assertions)]
                     check_copy(app, network_id, cache).await?;

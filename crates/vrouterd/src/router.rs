@@ -348,12 +348,24 @@ impl Router {
                 applied: applied.unwrap_or(0),
             });
         }
+        let t0 = Instant::now();
         self.ledger.record_seen(generation)?;
+        let t1 = Instant::now();
         let config = validate(doc).map_err(|problems| ApplyError::Invalid {
             generation,
             problems,
         })?;
-        self.commit(config, false)
+        let t2 = Instant::now();
+        let outcome = self.commit(config, false);
+        tracing::debug!(
+            netns = %self.netns,
+            generation,
+            record_seen_us = (t1 - t0).as_micros() as u64,
+            validate_us = (t2 - t1).as_micros() as u64,
+            commit_us = t2.elapsed().as_micros() as u64,
+            "applied a document"
+        );
+        outcome
     }
 
     /// Commits a validated config: candidate, addresses, one nft transaction, ledger.
@@ -384,7 +396,9 @@ impl Router {
             }
             Err(source) => return Err(ApplyError::HaproxyRefused { generation, source }),
         };
+        let t_candidate = Instant::now();
         self.ledger.write_candidate(config.document())?;
+        let candidate_us = t_candidate.elapsed().as_micros() as u64;
         // Interfaces are set at start and whenever their part of the config changes; a rule
         // change never spawns `ip`.
         let links_changed = force_full
@@ -465,7 +479,16 @@ impl Router {
         };
         let commit_micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
         let nft_generation = self.probe.generation().map_err(ApplyError::Probe)?;
+        let t_promote = Instant::now();
         self.ledger.promote_candidate()?;
+        tracing::debug!(
+            netns = %self.netns,
+            generation,
+            candidate_us,
+            kernel_us = commit_micros,
+            promote_us = t_promote.elapsed().as_micros() as u64,
+            "committed"
+        );
         if let Ok(netns) = self.netns.identity() {
             self.ledger.write_kernel_mark(&KernelMark {
                 generation,

@@ -674,14 +674,21 @@ async fn list_rules(
         None => String::new(),
     };
     // CloudStack lists firewall and forwarding rules newest first.
-    let sql = format!("SELECT {object} AS j FROM {from} WHERE {cond} ORDER BY r.id DESC{limit}");
+    // One row: the page's objects joined by the database, and how many there are.
+    let sql = format!(
+        "SELECT string_agg(j, ',' ORDER BY id DESC) AS items, COUNT(*) AS n FROM \
+         (SELECT r.id AS id, {object} AS j FROM {from} WHERE {cond} \
+          ORDER BY r.id DESC{limit}) page"
+    );
     let mut q = sqlx::query(&sql);
     for b in &binds {
         q = q.bind(b.clone());
     }
-    let rows = q.fetch_all(app.db.pool()).await.map_err(internal)?;
-    let total = if paging.start == 0 && paging.size.is_none_or(|n| rows.len() < n) {
-        rows.len()
+    let row = q.fetch_one(app.db.pool()).await.map_err(internal)?;
+    let items: Option<String> = row.try_get("items").map_err(internal)?;
+    let n = usize::try_from(row.try_get::<i64, _>("n").map_err(internal)?).unwrap_or(0);
+    let total = if paging.start == 0 && paging.size.is_none_or(|size| n < size) {
+        n
     } else {
         let count = format!("SELECT COUNT(*) AS c FROM {from} WHERE {cond}");
         let mut q = sqlx::query(&count);
@@ -699,14 +706,10 @@ async fn list_rules(
     if total == 0 {
         return Ok("{}".to_string());
     }
-    let mut out = String::with_capacity(rows.len() * 256 + 64);
+    let items = items.unwrap_or_default();
+    let mut out = String::with_capacity(items.len() + 64);
     out.push_str(&format!("{{\"count\":{total},\"{key}\":["));
-    for (i, row) in rows.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        out.push_str(&row.try_get::<String, _>("j").map_err(internal)?);
-    }
+    out.push_str(&items);
     out.push_str("]}");
     Ok(out)
 }

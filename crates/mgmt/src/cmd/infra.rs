@@ -2225,61 +2225,10 @@ mod tests {
     /// The handlers end to end on SQLite with the dry-run agent: a network, an address, a VM,
     /// the lists, and the deletes, each job run by the real job runner.
     mod flow {
-        use std::sync::Arc;
-        use std::time::Duration;
-
-        use api_types::catalogue;
-        use api_types::params::check_and_normalize;
-        use serde_json::Value;
         use sqlx::Row;
 
         use crate::app::{App, Caller};
-        use crate::db::Db;
-        use crate::driver::{Driver, DriverKind};
-        use crate::metrics::Metrics;
-        use crate::runner::Doorbell;
-
-        async fn app(dir: &std::path::Path) -> App {
-            app_on(dir, &format!("sqlite://{}", dir.join("t.db").display())).await
-        }
-
-        async fn app_on(dir: &std::path::Path, url: &str) -> App {
-            let db = Db::connect(url).await.unwrap();
-            let (site, _) = crate::bootstrap::first_start(&db, dir, DriverKind::DryRun)
-                .await
-                .unwrap();
-            App {
-                db,
-                driver: Driver::dry_run(dir),
-                doorbell: Doorbell::default(),
-                metrics: Arc::new(Metrics::new()),
-                data_dir: dir.to_path_buf(),
-                site: Arc::new(site),
-            }
-        }
-
-        async fn admin(app: &App) -> Caller {
-            let r = sqlx::query(
-                "SELECT u.id AS uid, u.uuid AS uuuid, a.id AS aid, a.uuid AS auuid, \
-                 d.id AS did, d.uuid AS duuid FROM users u JOIN accounts a ON a.id = u.account_id \
-                 JOIN domains d ON d.id = a.domain_id WHERE u.username = 'admin'",
-            )
-            .fetch_one(app.db.pool())
-            .await
-            .unwrap();
-            Caller {
-                user_id: r.try_get("uid").unwrap(),
-                user_uuid: r.try_get("uuuid").unwrap(),
-                account_id: r.try_get("aid").unwrap(),
-                account_uuid: r.try_get("auuid").unwrap(),
-                account_name: "admin".into(),
-                domain_id: r.try_get("did").unwrap(),
-                domain_uuid: r.try_get("duuid").unwrap(),
-                domain_name: "ROOT".into(),
-                domain_path: "ROOT".into(),
-                admin: true,
-            }
-        }
+        use crate::testkit::{admin, app, app_on, call, try_call, wait};
 
         /// A user account of its own, made directly in the database.
         async fn user(app: &App, admin: &Caller) -> Caller {
@@ -2313,47 +2262,6 @@ mod tests {
                 admin: false,
                 ..admin.clone()
             }
-        }
-
-        async fn call(app: &App, c: &Caller, cmd: &str, args: &[(&str, &str)]) -> Value {
-            try_call(app, c, cmd, args)
-                .await
-                .unwrap_or_else(|e| panic!("{cmd}: {} {}", e.code.code(), e.text))
-        }
-
-        async fn try_call(
-            app: &App,
-            c: &Caller,
-            cmd: &str,
-            args: &[(&str, &str)],
-        ) -> Result<Value, api_types::error::ApiError> {
-            let spec = catalogue::find(cmd).unwrap();
-            let raw: Vec<(String, String)> = args
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect();
-            let p = check_and_normalize(spec, &raw)?;
-            crate::cmd::dispatch(app, c, cmd, &p)
-                .await
-                .map(crate::cmd::Reply::into_value)
-        }
-
-        async fn wait(app: &App, job: &Value) -> (i64, Value) {
-            let uuid = job["jobid"].as_str().unwrap().to_string();
-            for _ in 0..200 {
-                let r = sqlx::query("SELECT status, result FROM jobs WHERE uuid = $1")
-                    .bind(&uuid)
-                    .fetch_one(app.db.pool())
-                    .await
-                    .unwrap();
-                let status: i64 = r.try_get("status").unwrap();
-                if status != 0 {
-                    let result: String = r.try_get("result").unwrap();
-                    return (status, serde_json::from_str(&result).unwrap());
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            panic!("job {uuid} did not end");
         }
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

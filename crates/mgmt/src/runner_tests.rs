@@ -1,0 +1,142 @@
+//! The job runner with a router that refuses one job's change: pending jobs share generations,
+//! a refused batch is retried without its newest jobs, the refused job alone fails with 530
+//! and the router's reason, and every other job succeeds. Nothing is lost.
+
+use router_config::RouterConfig;
+use serde_json::Value;
+use sqlx::Row;
+
+use crate::driver::Driver;
+use crate::testkit::{admin, app_with, call, wait};
+
+/// The port whose firewall rule the test router refuses.
+const REFUSED: u32 = 6666;
+
+fn refuse_port(cfg: &RouterConfig) -> Option<String> {
+    cfg.firewall_rules
+        .iter()
+        .any(|r| r.ports.is_some_and(|p| p.start == REFUSED))
+        .then(|| format!("test router: port {REFUSED} is refused"))
+}
+
+async fn generations(app: &crate::app::App, network: &str) -> (i64, i64) {
+    let r = sqlx::query(
+        "SELECT r.desired_generation, r.applied_generation FROM routers r \
+         JOIN networks n ON n.id = r.network_id WHERE n.uuid = $1",
+    )
+    .bind(network)
+    .fetch_one(app.db.pool())
+    .await
+    .unwrap();
+    (
+        r.try_get("desired_generation").unwrap(),
+        r.try_get("applied_generation").unwrap(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_job_fails_alone_and_the_others_share_generations() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = app_with(dir.path(), Driver::dry_run_with_fault(dir.path(), refuse_port)).await;
+    let root = admin(&app).await;
+    let zone = app.site.zone_uuid.clone();
+    let offerings = call(&app, &root, "listNetworkOfferings", &[]).await;
+    let offering = offerings["networkoffering"][0]["id"].as_str().unwrap().to_string();
+    let net = call(
+        &app,
+        &root,
+        "createNetwork",
+        &[
+            ("name", "n"),
+            ("displaytext", "n"),
+            ("networkofferingid", &offering),
+            ("zoneid", &zone),
+        ],
+    )
+    .await;
+    let network = net["network"]["id"].as_str().unwrap().to_string();
+    let ips = call(
+        &app,
+        &root,
+        "listPublicIpAddresses",
+        &[("associatednetworkid", &network)],
+    )
+    .await;
+    let ip = ips["publicipaddress"][0]["id"].as_str().unwrap().to_string();
+    let before = generations(&app, &network).await;
+
+    // Six creations while the runner is held, the refused one in the middle.
+    app.doorbell.hold();
+    let mut jobs: Vec<(u32, Value)> = Vec::new();
+    for port in [6661, 6662, REFUSED, 6663, 6664, 6665] {
+        let port_s = port.to_string();
+        let job = call(
+            &app,
+            &root,
+            "createFirewallRule",
+            &[("ipaddressid", &ip), ("protocol", "tcp"), ("startport", &port_s)],
+        )
+        .await;
+        jobs.push((port, job));
+    }
+    app.doorbell.release(&app);
+
+    for (port, job) in &jobs {
+        let (status, result) = wait(&app, job).await;
+        if *port == REFUSED {
+            assert_eq!(status, 2, "{result}");
+            assert_eq!(result["errorcode"], 530, "{result}");
+            let text = result["errortext"].as_str().unwrap();
+            assert!(text.starts_with("Failed to create firewall rule: "), "{text}");
+            assert!(text.contains("port 6666 is refused"), "{text}");
+        } else {
+            assert_eq!(status, 1, "port {port}: {result}");
+            assert_eq!(result["firewallrule"]["state"], "Active", "{result}");
+        }
+    }
+    // The refused rule is gone; the others are Active.
+    let listed = call(&app, &root, "listFirewallRules", &[("ipaddressid", &ip)]).await;
+    let mut ports: Vec<i64> = listed["firewallrule"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["startport"].as_i64().unwrap())
+        .collect();
+    ports.sort();
+    assert_eq!(ports, vec![6661, 6662, 6663, 6664, 6665]);
+
+    // Attempts, newest job dropped first: [all six] [five] [four] [three] refused, [6661 6662]
+    // applied; then [6666 6663 6664 6665] [three] [two] refused, [6666] refused alone (failed);
+    // then [6663 6664 6665] applied. Ten generations tried, two applied, carrying five jobs.
+    let after = generations(&app, &network).await;
+    assert_eq!(after.0 - before.0, 10, "generations tried: {before:?} -> {after:?}");
+    let file = dir
+        .path()
+        .join("dry-run")
+        .join(listed_router(&app, &network).await)
+        .join("config.json");
+    let written: RouterConfig =
+        serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    assert_eq!(i64::try_from(written.generation).unwrap(), after.1);
+    assert_eq!(written.firewall_rules.len(), 5);
+    // Nothing stays pending.
+    let pending: i64 = sqlx::query("SELECT COUNT(*) AS c FROM jobs WHERE status = 0")
+        .fetch_one(app.db.pool())
+        .await
+        .unwrap()
+        .try_get("c")
+        .unwrap();
+    assert_eq!(pending, 0);
+}
+
+async fn listed_router(app: &crate::app::App, network: &str) -> String {
+    sqlx::query(
+        "SELECT r.name FROM routers r JOIN networks n ON n.id = r.network_id WHERE n.uuid = $1",
+    )
+    .bind(network)
+    .fetch_one(app.db.pool())
+    .await
+    .unwrap()
+    .try_get("name")
+    .unwrap()
+}

@@ -1,0 +1,108 @@
+//! What tests of the management server share: an app on a fresh database with the dry-run
+//! agent, the admin caller, calls through the real dispatcher, and waiting for jobs.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use api_types::catalogue;
+use api_types::params::check_and_normalize;
+use serde_json::Value;
+use sqlx::Row;
+
+use crate::app::{App, Caller};
+use crate::db::Db;
+use crate::driver::{Driver, DriverKind};
+use crate::metrics::Metrics;
+use crate::runner::Doorbell;
+
+pub(crate) async fn app(dir: &std::path::Path) -> App {
+    app_on(dir, &format!("sqlite://{}", dir.join("t.db").display())).await
+}
+
+pub(crate) async fn app_on(dir: &std::path::Path, url: &str) -> App {
+    let db = Db::connect(url).await.unwrap();
+    let (site, _) = crate::bootstrap::first_start(&db, dir, DriverKind::DryRun)
+        .await
+        .unwrap();
+    App {
+        db,
+        driver: Driver::dry_run(dir),
+        doorbell: Doorbell::default(),
+        metrics: Arc::new(Metrics::new()),
+        data_dir: dir.to_path_buf(),
+        site: Arc::new(site),
+    }
+}
+
+pub(crate) async fn admin(app: &App) -> Caller {
+    let r = sqlx::query(
+        "SELECT u.id AS uid, u.uuid AS uuuid, a.id AS aid, a.uuid AS auuid, \
+         d.id AS did, d.uuid AS duuid FROM users u JOIN accounts a ON a.id = u.account_id \
+         JOIN domains d ON d.id = a.domain_id WHERE u.username = 'admin'",
+    )
+    .fetch_one(app.db.pool())
+    .await
+    .unwrap();
+    Caller {
+        user_id: r.try_get("uid").unwrap(),
+        user_uuid: r.try_get("uuuid").unwrap(),
+        account_id: r.try_get("aid").unwrap(),
+        account_uuid: r.try_get("auuid").unwrap(),
+        account_name: "admin".into(),
+        domain_id: r.try_get("did").unwrap(),
+        domain_uuid: r.try_get("duuid").unwrap(),
+        domain_name: "ROOT".into(),
+        domain_path: "ROOT".into(),
+        admin: true,
+    }
+}
+
+
+/// An app on SQLite in `dir` with the given agent.
+pub(crate) async fn app_with(dir: &std::path::Path, driver: Driver) -> App {
+    let mut app = app(dir).await;
+    app.driver = driver;
+    app
+}
+
+pub(crate) async fn call(app: &App, c: &Caller, cmd: &str, args: &[(&str, &str)]) -> Value {
+    try_call(app, c, cmd, args)
+        .await
+        .unwrap_or_else(|e| panic!("{cmd}: {} {}", e.code.code(), e.text))
+}
+
+pub(crate) async fn try_call(
+    app: &App,
+    c: &Caller,
+    cmd: &str,
+    args: &[(&str, &str)],
+) -> Result<Value, api_types::error::ApiError> {
+    let spec = catalogue::find(cmd).unwrap();
+    let raw: Vec<(String, String)> = args
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let p = check_and_normalize(spec, &raw)?;
+    crate::cmd::dispatch(app, c, cmd, &p)
+        .await
+        .map(crate::cmd::Reply::into_value)
+}
+
+pub(crate) async fn wait(app: &App, job: &Value) -> (i64, Value) {
+    let uuid = job["jobid"].as_str().unwrap().to_string();
+    for _ in 0..200 {
+        let r = sqlx::query("SELECT status, result FROM jobs WHERE uuid = $1")
+            .bind(&uuid)
+            .fetch_one(app.db.pool())
+            .await
+            .unwrap();
+        let status: i64 = r.try_get("status").unwrap();
+        if status != 0 {
+            let result: String = r.try_get("result").unwrap();
+            return (status, serde_json::from_str(&result).unwrap());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("job {uuid} did not end");
+}
+
