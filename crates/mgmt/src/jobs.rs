@@ -48,6 +48,13 @@ pub enum Outcome {
         /// The object name.
         object: String,
     },
+    /// A rule a create command wrote, by uuid (the job is written before the rule).
+    Created {
+        /// The rule's uuid.
+        uuid: String,
+        /// The object name.
+        object: String,
+    },
     /// A stickiness or health-check policy set of a balancer.
     Policy {
         /// The balancer's id.

@@ -274,107 +274,112 @@ type Filter<'a> = Option<(&'a [i64], &'a [i64])>;
 async fn load_rows(app: &App, network_id: i64, filter: Filter<'_>) -> Result<Rows, String> {
     let e = |e: sqlx::Error| e.to_string();
     let pool = app.db.pool();
-    let list = |ids: &[i64]| ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
-    // Rows of this network's jobs are this network's rows, so a job filter needs no network
-    // condition (and uses the job-id indexes).
-    let (ips_where, rules_where, members_where, policies_where) = match filter {
+    // The texts stay the same whatever the jobs, so the databases reuse their plans: the rows
+    // of a range of job ids (by the job-id indexes), kept when their job is one of ours. Rows
+    // of our jobs are our network's rows.
+    let (ips_where, rules_where, members_where, policies_where, binds) = match filter {
         None => (
-            "network_id = $1".to_string(),
-            "r.network_id = $1".to_string(),
-            "r.network_id = $1".to_string(),
-            "r.network_id = $1".to_string(),
+            "network_id = $1",
+            "r.network_id = $1",
+            "r.network_id = $1",
+            "r.network_id = $1",
+            vec![network_id],
         ),
-        Some((jobs, rules)) => {
-            let jobs = if jobs.is_empty() {
-                "NULL".to_string()
-            } else {
-                list(jobs)
-            };
-            let by_id = if rules.is_empty() {
-                String::new()
-            } else {
-                format!(" OR r.id IN ({})", list(rules))
-            };
-            (
-                format!("job_id IN ({jobs})"),
-                format!("(r.job_id IN ({jobs}){by_id})"),
-                format!("m.job_id IN ({jobs})"),
-                format!("p.job_id IN ({jobs})"),
-            )
+        Some((jobs, _)) => (
+            "job_id BETWEEN $1 AND $2",
+            "r.job_id BETWEEN $1 AND $2",
+            "m.job_id BETWEEN $1 AND $2",
+            "p.job_id BETWEEN $1 AND $2",
+            vec![
+                jobs.iter().copied().min().unwrap_or(0),
+                jobs.iter().copied().max().unwrap_or(-1),
+            ],
+        ),
+    };
+    let ours = |job: Option<i64>| match filter {
+        None => true,
+        Some((jobs, _)) => job.is_some_and(|j| jobs.contains(&j)),
+    };
+    let fetch = |sql: String| {
+        let binds = binds.clone();
+        async move {
+            let mut q = sqlx::query(&sql);
+            for b in binds {
+                q = q.bind(b);
+            }
+            q.fetch_all(pool).await
         }
     };
-    let ips: Vec<IpRow> = sqlx::query(&format!(
+    let mut ips: Vec<IpRow> = fetch(format!(
         "SELECT {IP_COLUMNS} FROM public_ips WHERE {ips_where} ORDER BY id"
     ))
-    .bind_if(filter.is_none(), network_id)
-    .fetch_all(pool)
     .await
     .map_err(e)?
     .iter()
     .map(IpRow::from_row)
     .collect::<Result<_, _>>()
     .map_err(e)?;
-    let rules: Vec<Rule> = sqlx::query(&format!(
+    ips.retain(|r| ours(r.job_id));
+    let mut rules: Vec<Rule> = fetch(format!(
         "SELECT {RULE_COLUMNS} FROM {RULE_FROM} WHERE {rules_where} ORDER BY r.id"
     ))
-    .bind_if(filter.is_none(), network_id)
-    .fetch_all(pool)
     .await
     .map_err(e)?
     .iter()
     .map(Rule::from_row)
     .collect::<Result<_, _>>()
     .map_err(e)?;
-    let members: Vec<MemberRow> = sqlx::query(&format!(
+    rules.retain(|r| ours(r.job_id));
+    if let Some((_, updated)) = filter {
+        for id in updated {
+            let row = sqlx::query(&format!(
+                "SELECT {RULE_COLUMNS} FROM {RULE_FROM} WHERE r.id = $1"
+            ))
+            .bind(*id)
+            .fetch_optional(pool)
+            .await
+            .map_err(e)?;
+            if let Some(row) = row {
+                let rule = Rule::from_row(&row).map_err(e)?;
+                rules.retain(|r| r.id != rule.id);
+                rules.push(rule);
+            }
+        }
+        rules.sort_by_key(|r| r.id);
+    }
+    let mut members: Vec<MemberRow> = fetch(format!(
         "SELECT m.id, m.lb_id, m.vm_id, m.vm_ip, m.state, m.applied, m.job_id \
          FROM lb_members m JOIN rules r ON r.id = m.lb_id WHERE {members_where} ORDER BY m.id"
     ))
-    .bind_if(filter.is_none(), network_id)
-    .fetch_all(pool)
     .await
     .map_err(e)?
     .iter()
     .map(MemberRow::from_row)
     .collect::<Result<_, _>>()
     .map_err(e)?;
+    members.retain(|r| ours(r.job_id));
     let cols = POLICY_COLUMNS
         .split(", ")
         .map(|c| format!("p.{c}"))
         .collect::<Vec<_>>()
         .join(", ");
-    let policies: Vec<PolicyRow> = sqlx::query(&format!(
+    let mut policies: Vec<PolicyRow> = fetch(format!(
         "SELECT {cols} FROM lb_policies p JOIN rules r ON r.id = p.lb_id \
          WHERE {policies_where} ORDER BY p.id"
     ))
-    .bind_if(filter.is_none(), network_id)
-    .fetch_all(pool)
     .await
     .map_err(e)?
     .iter()
     .map(PolicyRow::from_row)
     .collect::<Result<_, _>>()
     .map_err(e)?;
+    policies.retain(|r| ours(r.job_id));
     Ok(Rows {
         ips,
         rules,
         members,
         policies,
     })
-}
-
-/// Binds a value only where the query has a placeholder for it.
-trait BindIf<'q> {
-    fn bind_if(self, yes: bool, v: i64) -> Self;
-}
-
-impl<'q> BindIf<'q> for sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
-    fn bind_if(self, yes: bool, v: i64) -> Self {
-        if yes {
-            self.bind(v)
-        } else {
-            self
-        }
-    }
 }
 
 /// A worker's copy of its network's rows, kept current without reading every row for every

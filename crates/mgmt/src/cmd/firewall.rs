@@ -286,9 +286,45 @@ pub(crate) async fn create_rule(
     payload: Payload,
 ) -> ApiResult<Value> {
     let uuid = rule.uuid.clone();
+    let mut payload = payload;
+    if let Outcome::Rule { id: 0, object } = &payload.outcome {
+        payload.outcome = Outcome::Created {
+            uuid: uuid.clone(),
+            object: object.clone(),
+        };
+    }
     let job_uuid = {
         let _w = app.db.write_lock().await;
         let mut tx = begin(app).await?;
+        // The job and the event first: the network's lock is held only for the conflict
+        // check, the rule's rows and the commit.
+        let (job_id, job_uuid) = jobs::insert(
+            &mut tx,
+            caller,
+            NewJob {
+                command,
+                kind: Kind::Change,
+                network_id: Some(rule.network_id),
+                payload,
+                instance_type: Some("FirewallRule"),
+                instance_uuid: Some(&uuid),
+            },
+        )
+        .await
+        .map_err(internal)?;
+        store::event(
+            &mut tx,
+            caller.account_id,
+            caller.user_id,
+            event_type(command),
+            "INFO",
+            "Scheduled",
+            &format!("{command} for rule {uuid}"),
+            Some(&uuid),
+            Some(&job_uuid),
+        )
+        .await
+        .map_err(internal)?;
         app.db
             .lock_network(&mut tx, rule.network_id)
             .await
@@ -338,31 +374,7 @@ pub(crate) async fn create_rule(
         } else {
             None
         };
-        let id = insert_rule(&mut tx, &rule, None).await.map_err(internal)?;
-        let mut payload = payload;
-        if let Outcome::Rule { id: rid, .. } = &mut payload.outcome {
-            if *rid == 0 {
-                *rid = id;
-            }
-        }
-        let (job_id, job_uuid) = jobs::insert(
-            &mut tx,
-            caller,
-            NewJob {
-                command,
-                kind: Kind::Change,
-                network_id: Some(rule.network_id),
-                payload,
-                instance_type: Some("FirewallRule"),
-                instance_uuid: Some(&uuid),
-            },
-        )
-        .await
-        .map_err(internal)?;
-        sqlx::query("UPDATE rules SET job_id = $1 WHERE id = $2")
-            .bind(job_id)
-            .bind(id)
-            .execute(&mut *tx)
+        let id = insert_rule(&mut tx, &rule, Some(job_id))
             .await
             .map_err(internal)?;
         if let Some(mut fw) = opened {
@@ -371,19 +383,6 @@ pub(crate) async fn create_rule(
                 .await
                 .map_err(internal)?;
         }
-        store::event(
-            &mut tx,
-            caller.account_id,
-            caller.user_id,
-            event_type(command),
-            "INFO",
-            "Scheduled",
-            &format!("{command} for rule {uuid}"),
-            Some(&uuid),
-            Some(&job_uuid),
-        )
-        .await
-        .map_err(internal)?;
         tx.commit().await.map_err(internal)?;
         job_uuid
     };

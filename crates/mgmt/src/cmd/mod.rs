@@ -150,6 +150,17 @@ pub async fn job_result(app: &App, outcome: &Outcome) -> ApiResult<Value> {
         Outcome::Success => Ok(json!({"success": true})),
         Outcome::Fixed { value } => Ok(value.clone()),
         Outcome::Rule { id, object } => rule_object(app, *id, object).await,
+        Outcome::Created { uuid, object } => {
+            let id: i64 = sqlx::query("SELECT id FROM rules WHERE uuid = $1")
+                .bind(uuid)
+                .fetch_optional(app.db.pool())
+                .await
+                .map_err(internal)?
+                .ok_or_else(|| ApiError::internal(format!("rule {uuid} is gone")))?
+                .try_get("id")
+                .map_err(internal)?;
+            rule_object(app, id, object).await
+        }
         Outcome::Policy { lb_id, kind } => lb::policy_result(app, *lb_id, kind).await,
         Outcome::Ip { id } => infra::ip_result(app, *id).await,
         Outcome::Vm { id } => infra::vm_result(app, *id).await,
