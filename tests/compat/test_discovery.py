@@ -110,3 +110,25 @@ def test_list_commands_without_required_parameters_answer(admin, apis):
         else:
             assert isinstance(answer, dict), (name, answer)
             assert len([k for k in answer if k != "count"]) <= 1, (name, sorted(answer))
+
+
+def test_prometheus_metrics_count_requests_jobs_and_applies(admin, cloud):
+    """/metrics beside the API: requests by command and result, job durations, router applies
+    and their latency, and how far each router is behind."""
+    import requests
+
+    from support import endpoint
+
+    network = cloud.network()
+    ip = cloud.public_ip(network)
+    admin.createFirewallRule(ipaddressid=ip["id"], protocol="tcp", startport=9101)
+    base = endpoint().rsplit("/client/api", 1)[0]
+    answer = requests.get(base + "/metrics", timeout=10)
+    assert answer.status_code == 200, answer.text
+    text = answer.text
+    assert 'guestnet_api_requests_total{command="createFirewallRule",result="success"}' in text
+    assert 'guestnet_api_requests_total{command="queryAsyncJobResult",result="success"}' in text
+    assert 'guestnet_job_duration_seconds_count{command="createFirewallRule",result="succeeded"}' in text
+    assert 'guestnet_router_applies_total{result="applied"}' in text
+    assert "guestnet_router_apply_seconds_bucket" in text
+    assert "guestnet_router_generations_behind{router=" in text

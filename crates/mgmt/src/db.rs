@@ -104,6 +104,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "indexes on the job that last changed a row",
         sql: include_str!("schema/002_job_indexes.sql"),
     },
+    Migration {
+        version: 3,
+        name: "rendered rule objects",
+        sql: include_str!("schema/003_rule_json.sql"),
+    },
 ];
 
 impl Db {

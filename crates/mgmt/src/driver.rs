@@ -331,6 +331,23 @@ impl Driver {
         .await
     }
 
+    /// The generation a router holds, as far as the agent knows (`None`: nothing, or unknown).
+    pub async fn held(&self, router: &str) -> Option<Generation> {
+        let slot = self.slot(router).ok()?;
+        blocking(move || {
+            let slot = slot
+                .lock()
+                .map_err(|_| "router state poisoned".to_string())?;
+            Ok(match &*slot {
+                RouterSlot::Lab(r) => r.generation(),
+                RouterSlot::DryRun { generation } => *generation,
+            })
+        })
+        .await
+        .ok()
+        .flatten()
+    }
+
     /// Gives a router its complete config.
     ///
     /// # Errors

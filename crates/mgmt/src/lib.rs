@@ -26,6 +26,6 @@ pub mod store;
 #[cfg(test)]
 mod proptests;
 #[cfg(test)]
-mod testkit;
-#[cfg(test)]
 mod runner_tests;
+#[cfg(test)]
+mod testkit;

@@ -159,7 +159,15 @@ async fn step(
     }
     let pending = pending_jobs(app, network_id).await?;
     let Some(first) = pending.first() else {
-        if resync && store::network_exists(&app.db, network_id).await? {
+        let holds_latest = match store::router_applied(&app.db, network_id).await? {
+            Some((router, applied)) => app
+                .driver
+                .held(&router)
+                .await
+                .is_some_and(|g| i64::try_from(g).is_ok_and(|g| g == applied)),
+            None => false,
+        };
+        if resync && !holds_latest && store::network_exists(&app.db, network_id).await? {
             cache.drop_copy();
             let state = cache.current(app, network_id, &[]).await?;
             match push(app, state, &Batch::default()).await {
@@ -498,17 +506,16 @@ async fn check_copy(app: &App, network_id: i64, cache: &Cache) -> Result<(), Str
     Ok(())
 }
 
-/// Replaces rows of `old` by id with `fresh` ones (adding new ones), keeping id order.
+/// Replaces rows of `old` by id with `fresh` ones (adding new ones), keeping id order; each
+/// row is found by binary search, so a step costs what changed, not what the network holds.
 fn merge<T>(old: &mut Vec<T>, fresh: Vec<T>, id: impl Fn(&T) -> i64) {
-    if fresh.is_empty() {
-        return;
-    }
-    let mut by_id: std::collections::BTreeMap<i64, T> =
-        old.drain(..).map(|r| (id(&r), r)).collect();
     for r in fresh {
-        by_id.insert(id(&r), r);
+        let key = id(&r);
+        match old.binary_search_by_key(&key, &id) {
+            Ok(i) => old[i] = r,
+            Err(i) => old.insert(i, r),
+        }
     }
-    old.extend(by_id.into_values());
 }
 
 /// Builds the config of `batch`, has the router apply it, and returns the bookkeeping.
@@ -681,9 +688,13 @@ async fn succeed(
     } else {
         Vec::new()
     };
-    let router = store::router_name_of(&app.db, network_id).await?;
     tx.commit().await.map_err(e)?;
     drop(_w);
+    let router = if deleting_network {
+        store::router_name_of(&app.db, network_id).await?
+    } else {
+        None
+    };
     for job in carried {
         match (job.kind, job.payload.target) {
             (Kind::DestroyVm, Some(vm_id)) => {
@@ -725,6 +736,11 @@ async fn fail(app: &App, network_id: i64, job: &PendingJob, reason: &str) -> Res
         store::rollback_job(&mut tx, job.id, job.payload.undo.as_ref())
             .await
             .map_err(e)?;
+        if let Some(undo) = &job.payload.undo {
+            crate::cmd::firewall::store_json(&mut tx, app.db.dialect(), undo.rule_id)
+                .await
+                .map_err(e)?;
+        }
         tx.commit().await.map_err(e)?;
     }
     let _ = network_id;

@@ -37,11 +37,18 @@ async fn generations(app: &crate::app::App, network: &str) -> (i64, i64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_job_fails_alone_and_the_others_share_generations() {
     let dir = tempfile::tempdir().unwrap();
-    let app = app_with(dir.path(), Driver::dry_run_with_fault(dir.path(), refuse_port)).await;
+    let app = app_with(
+        dir.path(),
+        Driver::dry_run_with_fault(dir.path(), refuse_port),
+    )
+    .await;
     let root = admin(&app).await;
     let zone = app.site.zone_uuid.clone();
     let offerings = call(&app, &root, "listNetworkOfferings", &[]).await;
-    let offering = offerings["networkoffering"][0]["id"].as_str().unwrap().to_string();
+    let offering = offerings["networkoffering"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let net = call(
         &app,
         &root,
@@ -62,7 +69,10 @@ async fn a_refused_job_fails_alone_and_the_others_share_generations() {
         &[("associatednetworkid", &network)],
     )
     .await;
-    let ip = ips["publicipaddress"][0]["id"].as_str().unwrap().to_string();
+    let ip = ips["publicipaddress"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let before = generations(&app, &network).await;
 
     // Six creations while the runner is held, the refused one in the middle.
@@ -74,7 +84,11 @@ async fn a_refused_job_fails_alone_and_the_others_share_generations() {
             &app,
             &root,
             "createFirewallRule",
-            &[("ipaddressid", &ip), ("protocol", "tcp"), ("startport", &port_s)],
+            &[
+                ("ipaddressid", &ip),
+                ("protocol", "tcp"),
+                ("startport", &port_s),
+            ],
         )
         .await;
         jobs.push((port, job));
@@ -87,7 +101,10 @@ async fn a_refused_job_fails_alone_and_the_others_share_generations() {
             assert_eq!(status, 2, "{result}");
             assert_eq!(result["errorcode"], 530, "{result}");
             let text = result["errortext"].as_str().unwrap();
-            assert!(text.starts_with("Failed to create firewall rule: "), "{text}");
+            assert!(
+                text.starts_with("Failed to create firewall rule: "),
+                "{text}"
+            );
             assert!(text.contains("port 6666 is refused"), "{text}");
         } else {
             assert_eq!(status, 1, "port {port}: {result}");
@@ -109,14 +126,17 @@ async fn a_refused_job_fails_alone_and_the_others_share_generations() {
     // applied; then [6666 6663 6664 6665] [three] [two] refused, [6666] refused alone (failed);
     // then [6663 6664 6665] applied. Ten generations tried, two applied, carrying five jobs.
     let after = generations(&app, &network).await;
-    assert_eq!(after.0 - before.0, 10, "generations tried: {before:?} -> {after:?}");
+    assert_eq!(
+        after.0 - before.0,
+        10,
+        "generations tried: {before:?} -> {after:?}"
+    );
     let file = dir
         .path()
         .join("dry-run")
         .join(listed_router(&app, &network).await)
         .join("config.json");
-    let written: RouterConfig =
-        serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    let written: RouterConfig = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
     assert_eq!(i64::try_from(written.generation).unwrap(), after.1);
     assert_eq!(written.firewall_rules.len(), 5);
     // Nothing stays pending.

@@ -481,3 +481,22 @@ pub async fn running_vms(db: &Db, network_id: i64) -> Result<Vec<(String, Ipv4Ad
         })
         .collect())
 }
+
+/// A network's router: its name and the generation it last confirmed.
+///
+/// # Errors
+/// The database's error, as text.
+pub async fn router_applied(db: &Db, network_id: i64) -> Result<Option<(String, i64)>, String> {
+    let row = sqlx::query("SELECT name, applied_generation FROM routers WHERE network_id = $1")
+        .bind(network_id)
+        .fetch_optional(db.pool())
+        .await
+        .map_err(s)?;
+    row.map(|r| {
+        Ok((
+            r.try_get::<String, _>("name").map_err(s)?,
+            r.try_get::<i64, _>("applied_generation").map_err(s)?,
+        ))
+    })
+    .transpose()
+}

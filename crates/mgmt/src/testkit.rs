@@ -57,7 +57,6 @@ pub(crate) async fn admin(app: &App) -> Caller {
     }
 }
 
-
 /// An app on SQLite in `dir` with the given agent.
 pub(crate) async fn app_with(dir: &std::path::Path, driver: Driver) -> App {
     let mut app = app(dir).await;
@@ -105,4 +104,3 @@ pub(crate) async fn wait(app: &App, job: &Value) -> (i64, Value) {
     }
     panic!("job {uuid} did not end");
 }
-

@@ -377,9 +377,15 @@ pub(crate) async fn create_rule(
         let id = insert_rule(&mut tx, &rule, Some(job_id))
             .await
             .map_err(internal)?;
+        store_json(&mut tx, app.db.dialect(), id)
+            .await
+            .map_err(internal)?;
         if let Some(mut fw) = opened {
             fw.related_id = Some(id);
-            insert_rule(&mut tx, &fw, Some(job_id))
+            let fw_id = insert_rule(&mut tx, &fw, Some(job_id))
+                .await
+                .map_err(internal)?;
+            store_json(&mut tx, app.db.dialect(), fw_id)
                 .await
                 .map_err(internal)?;
         }
@@ -664,7 +670,7 @@ async fn list_rules(
              OR LOWER(COALESCE(r.name, '')) LIKE ${n})"
         ));
     }
-    let object = rule_json(app.db.dialect(), purpose, caller.admin);
+    let object = rule_json_stored(app.db.dialect(), purpose, caller.admin);
     let from = "rules r JOIN networks n ON n.id = r.network_id \
                 LEFT JOIN public_ips p ON p.id = r.ip_id LEFT JOIN vms v ON v.id = r.vm_id";
     let paging = p.paging();
@@ -736,63 +742,94 @@ pub(crate) async fn rule_value(app: &App, id: i64, purpose: Purpose) -> ApiResul
 /// `n`, `p` and `v`, so that lists of thousands are built by the database. The one renderer of
 /// these two objects.
 fn rule_json(d: Dialect, purpose: Purpose, admin: bool) -> String {
-    let state = "CASE r.state WHEN 'Revoke' THEN 'Deleting' ELSE r.state END";
-    let mut f: Vec<(&str, J<'_>)> = Vec::new();
-    match purpose {
-        Purpose::PortForwarding => {
-            f.extend([
-                ("id", J::Text("r.uuid")),
-                ("privateport", J::IntText("r.private_start")),
-                ("privateendport", J::IntText("r.private_end")),
-                ("publicport", J::IntText("r.start_port")),
-                ("publicendport", J::IntText("r.end_port")),
-                ("protocol", J::Text("r.protocol")),
-                ("virtualmachineid", J::Text("v.uuid")),
-                ("virtualmachinename", J::Text("v.name")),
-                (
-                    "virtualmachinedisplayname",
-                    J::Text("COALESCE(v.display_name, v.name)"),
-                ),
-                ("ipaddressid", J::Text("p.uuid")),
-                ("ipaddress", J::Text("p.address")),
-                ("state", J::Text(state)),
-                ("cidrlist", J::Text("r.source_cidrs")),
-                ("tags", J::EmptyArray),
-                ("vmguestip", J::Text("r.vm_ip")),
-                ("networkid", J::Text("n.uuid")),
-            ]);
-            if admin {
-                f.push(("fordisplay", J::Bool("r.display")));
-            }
-        }
-        _ => {
-            f.extend([
-                ("id", J::Text("r.uuid")),
-                ("protocol", J::Text("r.protocol")),
-                ("startport", J::Int("r.start_port")),
-                ("endport", J::Int("r.end_port")),
-                ("ipaddressid", J::Text("p.uuid")),
-                ("ipaddress", J::Text("p.address")),
-                ("networkid", J::Text("n.uuid")),
-                ("state", J::Text(state)),
-                ("cidrlist", J::Text("r.source_cidrs")),
-                ("icmptype", J::Int("r.icmp_type")),
-                ("icmpcode", J::Int("r.icmp_code")),
-                ("tags", J::EmptyArray),
-            ]);
-            if admin {
-                f.push(("fordisplay", J::Bool("r.display")));
-            }
-            f.extend([
-                ("destcidrlist", J::Text("r.dest_cidrs")),
-                (
-                    "traffictype",
-                    J::Text("COALESCE(r.traffic_type, 'Ingress')"),
-                ),
-            ]);
-        }
-    }
+    with_volatile(&stable_json(d, purpose), admin)
+}
+
+/// The object of a rule with its stored stable part (rendered again if it is missing).
+fn rule_json_stored(d: Dialect, purpose: Purpose, admin: bool) -> String {
+    with_volatile(
+        &format!("COALESCE(r.json, {})", stable_json(d, purpose)),
+        admin,
+    )
+}
+
+/// `object` (the stable part's JSON text) with the fields that change while a rule lives:
+/// its state and, for administrators, `fordisplay`.
+fn with_volatile(object: &str, admin: bool) -> String {
+    let display = if admin {
+        ",\"fordisplay\":' || CASE WHEN r.display <> 0 THEN 'true' ELSE 'false' END || '"
+    } else {
+        ""
+    };
+    format!(
+        "(substr({object}, 1, length({object}) - 1) || ',\"state\":\"' || \
+         CASE r.state WHEN 'Revoke' THEN 'Deleting' ELSE r.state END || '\"{display}}}')"
+    )
+}
+
+/// The part of a rule's object that stays as written (everything but state and
+/// `fordisplay`), over `r`, `n`, `p` and `v`.
+fn stable_json(d: Dialect, purpose: Purpose) -> String {
+    let f: Vec<(&str, J<'_>)> = match purpose {
+        Purpose::PortForwarding => vec![
+            ("id", J::Text("r.uuid")),
+            ("privateport", J::IntText("r.private_start")),
+            ("privateendport", J::IntText("r.private_end")),
+            ("publicport", J::IntText("r.start_port")),
+            ("publicendport", J::IntText("r.end_port")),
+            ("protocol", J::Text("r.protocol")),
+            ("virtualmachineid", J::Text("v.uuid")),
+            ("virtualmachinename", J::Text("v.name")),
+            (
+                "virtualmachinedisplayname",
+                J::Text("COALESCE(v.display_name, v.name)"),
+            ),
+            ("ipaddressid", J::Text("p.uuid")),
+            ("ipaddress", J::Text("p.address")),
+            ("cidrlist", J::Text("r.source_cidrs")),
+            ("tags", J::EmptyArray),
+            ("vmguestip", J::Text("r.vm_ip")),
+            ("networkid", J::Text("n.uuid")),
+        ],
+        _ => vec![
+            ("id", J::Text("r.uuid")),
+            ("protocol", J::Text("r.protocol")),
+            ("startport", J::Int("r.start_port")),
+            ("endport", J::Int("r.end_port")),
+            ("ipaddressid", J::Text("p.uuid")),
+            ("ipaddress", J::Text("p.address")),
+            ("networkid", J::Text("n.uuid")),
+            ("cidrlist", J::Text("r.source_cidrs")),
+            ("icmptype", J::Int("r.icmp_type")),
+            ("icmpcode", J::Int("r.icmp_code")),
+            ("tags", J::EmptyArray),
+            ("destcidrlist", J::Text("r.dest_cidrs")),
+            (
+                "traffictype",
+                J::Text("COALESCE(r.traffic_type, 'Ingress')"),
+            ),
+        ],
+    };
     d.json_object(&f)
+}
+
+/// Renders and stores the stable part of a firewall or forwarding rule's object; called in
+/// the transaction that writes the rule's stable fields.
+pub(crate) async fn store_json(
+    tx: &mut Transaction<'_, Any>,
+    d: Dialect,
+    id: i64,
+) -> Result<(), sqlx::Error> {
+    let sql = format!(
+        "UPDATE rules SET json = (SELECT CASE r.purpose WHEN 'PortForwarding' THEN {} ELSE {} END \
+         FROM rules r JOIN networks n ON n.id = r.network_id \
+         LEFT JOIN public_ips p ON p.id = r.ip_id LEFT JOIN vms v ON v.id = r.vm_id \
+         WHERE r.id = $1) WHERE id = $1 AND purpose <> 'LoadBalancing'",
+        stable_json(d, Purpose::PortForwarding),
+        stable_json(d, Purpose::Firewall)
+    );
+    sqlx::query(&sql).bind(id).execute(&mut **tx).await?;
+    Ok(())
 }
 
 /// listFirewallRules / listEgressFirewallRules, as JSON text.
@@ -1201,6 +1238,9 @@ pub(crate) async fn update_forward(app: &App, caller: &Caller, p: &Params) -> Ap
         .execute(&mut *tx)
         .await
         .map_err(internal)?;
+        store_json(&mut tx, app.db.dialect(), rule.id)
+            .await
+            .map_err(internal)?;
         tx.commit().await.map_err(internal)?;
         job_uuid
     };

@@ -1,0 +1,3 @@
+-- The stable part of each firewall and forwarding rule's API object, rendered when the rule
+-- is written, so that listing thousands of rules only joins texts.
+ALTER TABLE rules ADD COLUMN json TEXT
