@@ -152,6 +152,25 @@ async fn authenticate(app: &App, params: &[(String, String)]) -> Result<Caller, 
     else {
         return Err(ApiError::auth_failure());
     };
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    if let Some((caller, secret)) = app.keys.get(key) {
+        return match api_types::signing::verify(params, &secret, now) {
+            Ok(()) => Ok(caller),
+            Err(_) => Err(ApiError::auth_failure()),
+        };
+    }
+    let (caller, secret) = find_user(app, key).await?;
+    if api_types::signing::verify(params, &secret, now).is_err() {
+        return Err(ApiError::auth_failure());
+    }
+    app.keys.put(key, &caller, &secret);
+    Ok(caller)
+}
+
+/// The enabled user (of an enabled account) with this API key, and its secret.
+async fn find_user(app: &App, key: &str) -> Result<(Caller, String), ApiError> {
     let row = sqlx::query(
         "SELECT u.id AS user_id, u.uuid AS user_uuid, u.secret_key, u.state AS user_state, \
          a.id AS account_id, a.uuid AS account_uuid, a.name AS account_name, \
@@ -171,13 +190,7 @@ async fn authenticate(app: &App, params: &[(String, String)]) -> Result<Caller, 
     if get("user_state")? != "enabled" || get("account_state")? != "enabled" {
         return Err(ApiError::auth_failure());
     }
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
-    if api_types::signing::verify(params, &secret, now).is_err() {
-        return Err(ApiError::auth_failure());
-    }
-    Ok(Caller {
+    let caller = Caller {
         user_id: row.try_get("user_id").map_err(internal)?,
         user_uuid: get("user_uuid")?,
         account_id: row.try_get("account_id").map_err(internal)?,
@@ -188,5 +201,6 @@ async fn authenticate(app: &App, params: &[(String, String)]) -> Result<Caller, 
         domain_name: get("domain_name")?,
         domain_path: get("domain_path")?,
         admin: row.try_get::<i64, _>("account_type").map_err(internal)? == 1,
-    })
+    };
+    Ok((caller, secret))
 }

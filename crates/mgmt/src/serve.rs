@@ -132,6 +132,7 @@ pub async fn serve(opts: Options, ready: impl FnOnce(&str)) -> Result<(), ServeE
         metrics: Arc::new(Metrics::new()),
         data_dir: data_dir.clone(),
         site: Arc::new(site),
+        keys: Arc::default(),
     };
     let listener = tokio::net::TcpListener::bind(opts.listen)
         .await

@@ -31,6 +31,7 @@ pub(crate) async fn app_on(dir: &std::path::Path, url: &str) -> App {
         metrics: Arc::new(Metrics::new()),
         data_dir: dir.to_path_buf(),
         site: Arc::new(site),
+        keys: Arc::default(),
     }
 }
 

@@ -36,32 +36,7 @@ struct Server {
 impl Server {
     fn start() -> Server {
         let dir = TempDir::new().expect("temp dir");
-        let mut child = guestnet()
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--driver",
-                "lab",
-                "--data-dir",
-            ])
-            .arg(dir.path())
-            .env("GUESTNET_ADMIN_API_KEY", KEY)
-            .env("GUESTNET_ADMIN_SECRET_KEY", SECRET)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start guestnet serve");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("stdout"))
-            .read_line(&mut line)
-            .expect("startup line");
-        let endpoint = line
-            .split_whitespace()
-            .find(|w| w.starts_with("http://"))
-            .map(|w| w.trim_end_matches(';').to_string())
-            .unwrap_or_else(|| panic!("no endpoint in the startup line: {line:?}"));
-        assert!(line.contains("driver lab"), "{line}");
+        let (child, endpoint) = spawn_server(dir.path());
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -163,6 +138,38 @@ impl Server {
             .as_i64()
             .unwrap_or_else(|| panic!("no applied generation in {r}"))
     }
+}
+
+/// Starts `guestnet serve --driver lab` on `dir`; returns it and its endpoint, read from the
+/// startup line (which must name the lab driver).
+fn spawn_server(dir: &Path) -> (Child, String) {
+    let mut child = guestnet()
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--driver",
+            "lab",
+            "--data-dir",
+        ])
+        .arg(dir)
+        .env("GUESTNET_ADMIN_API_KEY", KEY)
+        .env("GUESTNET_ADMIN_SECRET_KEY", SECRET)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start guestnet serve");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("startup line");
+    let endpoint = line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .map(|w| w.trim_end_matches(';').to_string())
+        .unwrap_or_else(|| panic!("no endpoint in the startup line: {line:?}"));
+    assert!(line.contains("driver lab"), "{line}");
+    (child, endpoint)
 }
 
 impl Drop for Server {
@@ -494,31 +501,7 @@ fn a_restarted_server_keeps_enforcing_and_takes_up_its_lab() {
     let _ = sys::cmd::run("kill", &["-KILL", &s.child.id().to_string()], None);
     let _ = s.child.wait();
     s.admitted("outside", &net.ip, 8081);
-    let mut child = guestnet()
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--driver",
-            "lab",
-            "--data-dir",
-        ])
-        .arg(&dir)
-        .env("GUESTNET_ADMIN_API_KEY", KEY)
-        .env("GUESTNET_ADMIN_SECRET_KEY", SECRET)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("restart guestnet serve");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("startup line");
-    let endpoint = line
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .map(|w| w.trim_end_matches(';').to_string())
-        .expect("endpoint");
+    let (child, endpoint) = spawn_server(&dir);
     s.child = child;
     s.client = Client::new(&endpoint, KEY, SECRET);
     // The rules are still listed Active and still enforced; new changes still work.

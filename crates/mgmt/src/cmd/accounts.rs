@@ -774,6 +774,8 @@ pub(crate) async fn register_keys(app: &App, caller: &Caller, p: &Params) -> Api
         .map_err(internal)?;
         tx.commit().await.map_err(internal)?;
     }
+    // The old key stops working at once on this server.
+    app.keys.clear();
     Ok(json!({"userkeys": {"apikey": api_key, "secretkey": secret_key}}))
 }
 
