@@ -328,6 +328,12 @@ impl Dialect {
     /// together by concatenation, which both databases do quickly (SQLite's `json_patch`,
     /// the obvious way to drop nulls, re-parses every object and cost seven times as much).
     pub fn json_object(self, fields: &[(&str, J<'_>)]) -> String {
+        format!("('{{' || {} || '}}')", self.json_fields(fields))
+    }
+
+    /// The members of [`Dialect::json_object`]'s object without the braces (`"a":1,"b":2`),
+    /// to be completed with more members.
+    pub fn json_fields(self, fields: &[(&str, J<'_>)]) -> String {
         let quote = |c: &str| match self {
             Dialect::Sqlite => format!("json_quote({c})"),
             Dialect::Postgres => format!("CAST(to_json(CAST({c} AS TEXT)) AS TEXT)"),
@@ -354,6 +360,6 @@ impl Dialect {
                 }
             })
             .collect();
-        format!("('{{' || substr({}, 2) || '}}')", parts.join(" || "))
+        format!("substr({}, 2)", parts.join(" || "))
     }
 }
