@@ -289,7 +289,15 @@ fn serve(args: &[String]) -> Result<()> {
         eprintln!("xtask: not root: the server will use the dry-run driver (nothing enforced)");
     }
     run(cargo()
-        .args(["run", "--release", "--quiet", "-p", "guestnet", "--", "serve"])
+        .args([
+            "run",
+            "--release",
+            "--quiet",
+            "-p",
+            "guestnet",
+            "--",
+            "serve",
+        ])
         .args(args)
         .env("PATH", path_with_sbin()))
 }
