@@ -33,10 +33,6 @@ use crate::store;
 /// Most jobs carried by one generation (bounds the retries when a batch is refused).
 const MAX_BATCH: usize = 64;
 
-/// Longest a burst of jobs waits for more to join it (half the last generation's time, at most
-/// this).
-const MAX_GATHER: Duration = Duration::from_millis(25);
-
 /// How often a worker looks at its network even when nobody rang.
 const IDLE_CHECK: Duration = Duration::from_secs(5);
 
@@ -190,17 +186,6 @@ async fn step(
     let all = pending.clone();
     match first.kind {
         Kind::Change => {
-            // A burst (jobs piled up while the last generation was applied): let it pile up
-            // a little longer, so that one generation carries more of it. A lone job goes at
-            // once.
-            let pending = match cache.last_push {
-                Some(d) if pending.len() >= 2 && pending.len() < MAX_BATCH => {
-                    tokio::time::sleep((d / 2).min(MAX_GATHER)).await;
-                    pending_jobs(app, network_id).await?
-                }
-                _ => pending,
-            };
-            let all = pending.clone();
             let batch: Vec<PendingJob> = pending
                 .iter()
                 .take_while(|j| j.kind == Kind::Change)
@@ -415,8 +400,6 @@ async fn load_rows(app: &App, network_id: i64, filter: Filter<'_>) -> Result<Row
 #[derive(Default)]
 struct Cache {
     state: Option<NetworkState>,
-    /// How long the last generation took to build and apply.
-    last_push: Option<Duration>,
 }
 
 impl Cache {
@@ -620,10 +603,8 @@ async fn run_changes(
                 pending: pending_ids.clone(),
                 included: remaining[..m].iter().map(|j| j.id).collect(),
             };
-            let pushed = Instant::now();
             match push(app, state, &batch).await {
                 Ok(commit) => {
-                    cache.last_push = Some(pushed.elapsed());
                     let carried: Vec<PendingJob> = remaining.drain(..m).collect();
                     let t = Instant::now();
                     succeed(app, network_id, &commit, &carried).await?;
