@@ -109,6 +109,14 @@ pub fn cidr_list(list_name: &str, list: &[String]) -> Result<Vec<Ipv4Net>, ApiEr
     Ok(out)
 }
 
+/// A CIDR list as rows store it: comma-joined.
+pub fn join_cidrs(nets: &[Ipv4Net]) -> String {
+    nets.iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// ICMP type and code: -1 (any) or 0–255, and a code only with a type.
 ///
 /// # Errors

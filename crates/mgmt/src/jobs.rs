@@ -98,6 +98,20 @@ pub struct Payload {
     pub undo: Option<Undo>,
 }
 
+impl Payload {
+    /// A payload with no VM to remove and nothing to undo.
+    pub fn new(outcome: Outcome, event: &str, what: String, failure: &str) -> Payload {
+        Payload {
+            outcome,
+            event: event.to_string(),
+            what,
+            failure: failure.to_string(),
+            target: None,
+            undo: None,
+        }
+    }
+}
+
 /// Values to put back into one rule row.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Undo {

@@ -306,6 +306,33 @@ pub async fn event(
     Ok(())
 }
 
+/// Records that the caller's request scheduled job `job_uuid` (the event listEvents shows until
+/// the job's own completion event).
+///
+/// # Errors
+/// The query's error.
+pub async fn scheduled(
+    tx: &mut Transaction<'_, Any>,
+    caller: &crate::app::Caller,
+    event_type: &str,
+    description: &str,
+    resource_uuid: Option<&str>,
+    job_uuid: &str,
+) -> Result<(), sqlx::Error> {
+    event(
+        tx,
+        caller.account_id,
+        caller.user_id,
+        event_type,
+        "INFO",
+        "Scheduled",
+        description,
+        resource_uuid,
+        Some(job_uuid),
+    )
+    .await
+}
+
 /// The name of the network's router.
 ///
 /// # Errors

@@ -54,13 +54,6 @@ impl NewRule {
     }
 }
 
-fn join(nets: &[Ipv4Net]) -> String {
-    nets.iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
 /// Inserts a rule in state Add, carried by `job_id`; returns its id.
 pub(crate) async fn insert_rule(
     tx: &mut Transaction<'_, Any>,
@@ -86,8 +79,8 @@ pub(crate) async fn insert_rule(
     .bind(r.ports.map(|p| p.1))
     .bind(r.icmp.map(|i| i.0))
     .bind(r.icmp.map(|i| i.1))
-    .bind(join(&r.sources))
-    .bind(join(&r.dests))
+    .bind(checks::join_cidrs(&r.sources))
+    .bind(checks::join_cidrs(&r.dests))
     .bind(job_id)
     .bind(r.related_id)
     .bind(i64::from(r.display))
@@ -264,17 +257,6 @@ pub(crate) fn egress_sources(list: &[String], guest: Ipv4Net) -> ApiResult<Vec<I
     Ok(sources)
 }
 
-fn payload(outcome: Outcome, event: &str, what: String, failure: &str) -> Payload {
-    Payload {
-        outcome,
-        event: event.to_string(),
-        what,
-        failure: failure.to_string(),
-        target: None,
-        undo: None,
-    }
-}
-
 /// Writes a new rule (and its job, and an opened firewall rule) in one transaction, after
 /// checking conflicts under the network's lock; rings the runner.
 pub(crate) async fn create_rule(
@@ -312,16 +294,13 @@ pub(crate) async fn create_rule(
         )
         .await
         .map_err(internal)?;
-        store::event(
+        store::scheduled(
             &mut tx,
-            caller.account_id,
-            caller.user_id,
+            caller,
             event_type(command),
-            "INFO",
-            "Scheduled",
             &format!("{command} for rule {uuid}"),
             Some(&uuid),
-            Some(&job_uuid),
+            &job_uuid,
         )
         .await
         .map_err(internal)?;
@@ -460,7 +439,7 @@ pub(crate) async fn create_ingress(app: &App, caller: &Caller, p: &Params) -> Ap
         lb_protocol: None,
     };
     let what = format!("creating firewall rule on {}", ip.address);
-    let payload = payload(
+    let payload = Payload::new(
         Outcome::Rule {
             id: 0,
             object: "firewallrule".into(),
@@ -501,7 +480,7 @@ pub(crate) async fn create_egress(app: &App, caller: &Caller, p: &Params) -> Api
         algorithm: None,
         lb_protocol: None,
     };
-    let payload = payload(
+    let payload = Payload::new(
         Outcome::Rule {
             id: 0,
             object: "firewallrule".into(),
@@ -543,7 +522,7 @@ pub(crate) async fn revoke(
                 command,
                 kind: Kind::Change,
                 network_id: Some(rule.network_id),
-                payload: payload(
+                payload: Payload::new(
                     Outcome::Success,
                     event_type(command),
                     format!("deleting rule {}", rule.uuid),
@@ -575,16 +554,13 @@ pub(crate) async fn revoke(
             .execute(&mut *tx)
             .await
             .map_err(internal)?;
-        store::event(
+        store::scheduled(
             &mut tx,
-            caller.account_id,
-            caller.user_id,
+            caller,
             event_type(command),
-            "INFO",
-            "Scheduled",
             &format!("{command} for rule {}", rule.uuid),
             Some(&rule.uuid),
-            Some(&job_uuid),
+            &job_uuid,
         )
         .await
         .map_err(internal)?;
@@ -923,7 +899,7 @@ pub(crate) async fn metadata_update(
                 command,
                 kind: Kind::Change,
                 network_id: None,
-                payload: payload(
+                payload: Payload::new(
                     Outcome::Rule {
                         id: rule.id,
                         object: object.into(),
@@ -1010,7 +986,7 @@ pub(crate) async fn create_forward(app: &App, caller: &Caller, p: &Params) -> Ap
         algorithm: None,
         lb_protocol: None,
     };
-    let payload = payload(
+    let payload = Payload::new(
         Outcome::Rule {
             id: 0,
             object: "portforwardingrule".into(),
@@ -1161,7 +1137,7 @@ pub(crate) async fn update_forward(app: &App, caller: &Caller, p: &Params) -> Ap
     let changed = private != old_private
         || vm_id != rule.vm_id
         || vm_ip != rule.vm_ip.map(|ip| ip.to_string())
-        || join(&sources) != rule.source_cidrs.join(",");
+        || checks::join_cidrs(&sources) != rule.source_cidrs.join(",");
     if !changed {
         return metadata_update(
             app,
@@ -1201,7 +1177,7 @@ pub(crate) async fn update_forward(app: &App, caller: &Caller, p: &Params) -> Ap
             private_start: rule.private_start,
             private_end: rule.private_end,
         };
-        let mut pl = payload(
+        let mut pl = Payload::new(
             Outcome::Rule {
                 id: rule.id,
                 object: "portforwardingrule".into(),
@@ -1233,7 +1209,7 @@ pub(crate) async fn update_forward(app: &App, caller: &Caller, p: &Params) -> Ap
         .bind(private.1)
         .bind(vm_id)
         .bind(vm_ip)
-        .bind(join(&sources))
+        .bind(checks::join_cidrs(&sources))
         .bind(i64::from(p.bool("fordisplay").unwrap_or(rule.display)))
         .bind(rule.id)
         .execute(&mut *tx)

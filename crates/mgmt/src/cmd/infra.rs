@@ -1014,16 +1014,13 @@ pub(crate) async fn delete_network(app: &App, caller: &Caller, p: &Params) -> Ap
             .execute(&mut *tx)
             .await
             .map_err(internal)?;
-        store::event(
+        store::scheduled(
             &mut tx,
-            caller.account_id,
-            caller.user_id,
+            caller,
             "NETWORK.DELETE",
-            "INFO",
-            "Scheduled",
             &format!("deleting network {} ({})", net.name, net.uuid),
             Some(&net.uuid),
-            Some(&job_uuid),
+            &job_uuid,
         )
         .await
         .map_err(internal)?;
@@ -1156,19 +1153,16 @@ pub(crate) async fn associate_ip(app: &App, caller: &Caller, p: &Params) -> ApiR
             },
         )
         .await?;
-        store::event(
+        store::scheduled(
             &mut tx,
-            caller.account_id,
-            caller.user_id,
+            caller,
             "NET.IPASSIGN",
-            "INFO",
-            "Scheduled",
             &format!(
                 "associating ip address {} with network {}",
                 ip.address, net.uuid
             ),
             Some(&ip.uuid),
-            Some(&job_uuid),
+            &job_uuid,
         )
         .await
         .map_err(internal)?;
@@ -1264,16 +1258,13 @@ pub(crate) async fn disassociate_ip(app: &App, caller: &Caller, p: &Params) -> A
                 .await
                 .map_err(internal)?;
         }
-        store::event(
+        store::scheduled(
             &mut tx,
-            caller.account_id,
-            caller.user_id,
+            caller,
             "NET.IPRELEASE",
-            "INFO",
-            "Scheduled",
             &format!("releasing ip address {}", ip.address),
             Some(&ip.uuid),
-            Some(&job_uuid),
+            &job_uuid,
         )
         .await
         .map_err(internal)?;
@@ -1867,16 +1858,13 @@ pub(crate) async fn deploy_vm(app: &App, caller: &Caller, p: &Params) -> ApiResu
         )
         .await
         .map_err(internal)?;
-        store::event(
+        store::scheduled(
             &mut tx,
-            caller.account_id,
-            caller.user_id,
+            caller,
             "VM.CREATE",
-            "INFO",
-            "Scheduled",
             &format!("deploying VM {name} ({ip}) on network {}", net.uuid),
             Some(&vm_uuid),
-            Some(&job_uuid),
+            &job_uuid,
         )
         .await
         .map_err(internal)?;
@@ -2003,16 +1991,13 @@ pub(crate) async fn destroy_vm(app: &App, caller: &Caller, p: &Params) -> ApiRes
             .execute(&mut *tx)
             .await
             .map_err(internal)?;
-        store::event(
+        store::scheduled(
             &mut tx,
-            caller.account_id,
-            caller.user_id,
+            caller,
             "VM.DESTROY",
-            "INFO",
-            "Scheduled",
             &format!("destroying VM {} ({})", vm.name, vm.uuid),
             Some(&vm.uuid),
-            Some(&job_uuid),
+            &job_uuid,
         )
         .await
         .map_err(internal)?;

@@ -60,26 +60,6 @@ fn not_revoked(lb: &Rule) -> ApiResult<()> {
     Ok(())
 }
 
-/// A job's payload for a balancer command.
-fn payload(outcome: Outcome, event: &str, what: String, failure: &str) -> Payload {
-    Payload {
-        outcome,
-        event: event.to_string(),
-        what,
-        failure: failure.to_string(),
-        target: None,
-        undo: None,
-    }
-}
-
-/// A CIDR list as stored.
-fn join_nets(nets: &[Ipv4Net]) -> String {
-    nets.iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
 fn zone(app: &App) -> (&str, &str) {
     (app.site.zone_uuid.as_str(), app.site.zone_name.as_str())
 }
@@ -162,7 +142,7 @@ pub(crate) async fn create(app: &App, caller: &Caller, p: &Params) -> ApiResult<
         algorithm: Some(algorithm),
         lb_protocol: Some(lb_protocol),
     };
-    let payload = payload(
+    let payload = Payload::new(
         Outcome::Rule {
             id: 0,
             object: "loadbalancer".into(),
@@ -308,7 +288,7 @@ pub(crate) async fn update(app: &App, caller: &Caller, p: &Params) -> ApiResult<
         None => lb.lb_protocol.clone().unwrap_or_else(|| "tcp".into()),
     };
     let sources = match p.list("cidrlist") {
-        Some(l) => join_nets(&checks::cidr_list("cidrlist", &l)?),
+        Some(l) => checks::join_cidrs(&checks::cidr_list("cidrlist", &l)?),
         None => lb.source_cidrs.join(","),
     };
     let changed = Some(&algorithm) != lb.algorithm.as_ref()
@@ -333,7 +313,7 @@ pub(crate) async fn update(app: &App, caller: &Caller, p: &Params) -> ApiResult<
             .lock_network(&mut tx, lb.network_id)
             .await
             .map_err(internal)?;
-        let mut payload = payload(
+        let mut payload = Payload::new(
             Outcome::Rule {
                 id: lb.id,
                 object: "loadbalancer".into(),
@@ -385,16 +365,13 @@ pub(crate) async fn update(app: &App, caller: &Caller, p: &Params) -> ApiResult<
         .execute(&mut *tx)
         .await
         .map_err(internal)?;
-        store::event(
+        store::scheduled(
             &mut tx,
-            caller.account_id,
-            caller.user_id,
+            caller,
             firewall::event_type(COMMAND),
-            "INFO",
-            "Scheduled",
             &format!("{COMMAND} for rule {}", lb.uuid),
             Some(&lb.uuid),
-            Some(&job_uuid),
+            &job_uuid,
         )
         .await
         .map_err(internal)?;
@@ -597,7 +574,7 @@ pub(crate) async fn assign(app: &App, caller: &Caller, p: &Params, add: bool) ->
                 command,
                 kind: Kind::Change,
                 network_id: Some(lb.network_id),
-                payload: payload(
+                payload: Payload::new(
                     Outcome::Success,
                     firewall::event_type(command),
                     format!("{what} {}", lb.uuid),
@@ -685,16 +662,13 @@ pub(crate) async fn assign(app: &App, caller: &Caller, p: &Params, add: bool) ->
                 }
             }
         }
-        store::event(
+        store::scheduled(
             &mut tx,
-            caller.account_id,
-            caller.user_id,
+            caller,
             firewall::event_type(command),
-            "INFO",
-            "Scheduled",
             &format!("{command} for rule {}", lb.uuid),
             Some(&lb.uuid),
-            Some(&job_uuid),
+            &job_uuid,
         )
         .await
         .map_err(internal)?;
@@ -1066,7 +1040,7 @@ async fn insert_policy(
                 command,
                 kind: Kind::Change,
                 network_id: Some(lb.network_id),
-                payload: payload(
+                payload: Payload::new(
                     Outcome::Policy {
                         lb_id: lb.id,
                         kind: policy.kind.into(),
@@ -1102,16 +1076,13 @@ async fn insert_policy(
         .execute(&mut *tx)
         .await
         .map_err(internal)?;
-        store::event(
+        store::scheduled(
             &mut tx,
-            caller.account_id,
-            caller.user_id,
+            caller,
             firewall::event_type(command),
-            "INFO",
-            "Scheduled",
             &format!("{command} for rule {}", lb.uuid),
             Some(&uuid),
-            Some(&job_uuid),
+            &job_uuid,
         )
         .await
         .map_err(internal)?;
@@ -1313,7 +1284,7 @@ pub(crate) async fn delete_policy(
                 command,
                 kind: Kind::Change,
                 network_id: Some(lb.network_id),
-                payload: payload(
+                payload: Payload::new(
                     Outcome::Success,
                     firewall::event_type(command),
                     format!("deleting {kind} policy {}", policy.uuid),
@@ -1331,16 +1302,13 @@ pub(crate) async fn delete_policy(
             .execute(&mut *tx)
             .await
             .map_err(internal)?;
-        store::event(
+        store::scheduled(
             &mut tx,
-            caller.account_id,
-            caller.user_id,
+            caller,
             firewall::event_type(command),
-            "INFO",
-            "Scheduled",
             &format!("{command} for policy {}", policy.uuid),
             Some(&policy.uuid),
-            Some(&job_uuid),
+            &job_uuid,
         )
         .await
         .map_err(internal)?;
