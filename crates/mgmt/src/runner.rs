@@ -737,7 +737,7 @@ async fn fail(app: &App, network_id: i64, job: &PendingJob, reason: &str) -> Res
             .await
             .map_err(e)?;
         if let Some(undo) = &job.payload.undo {
-            crate::cmd::firewall::store_json(&mut tx, app.db.dialect(), undo.rule_id)
+            crate::cmd::firewall::store_json(&mut *tx, app.db.dialect(), undo.rule_id)
                 .await
                 .map_err(e)?;
         }

@@ -353,22 +353,35 @@ pub(crate) async fn create_rule(
         } else {
             None
         };
-        let id = insert_rule(&mut tx, &rule, Some(job_id))
+        let mut written = vec![insert_rule(&mut tx, &rule, Some(job_id))
             .await
-            .map_err(internal)?;
-        store_json(&mut tx, app.db.dialect(), id)
-            .await
-            .map_err(internal)?;
+            .map_err(internal)?];
         if let Some(mut fw) = opened {
-            fw.related_id = Some(id);
-            let fw_id = insert_rule(&mut tx, &fw, Some(job_id))
-                .await
-                .map_err(internal)?;
-            store_json(&mut tx, app.db.dialect(), fw_id)
-                .await
-                .map_err(internal)?;
+            fw.related_id = Some(written[0]);
+            written.push(
+                insert_rule(&mut tx, &fw, Some(job_id))
+                    .await
+                    .map_err(internal)?,
+            );
+        }
+        // The rendered objects: in the transaction on SQLite (one writer anyway); after the
+        // commit on PostgreSQL, outside the network's lock (until then a listing renders the
+        // rule itself).
+        let dialect = app.db.dialect();
+        if dialect == Dialect::Sqlite {
+            for id in &written {
+                store_json(&mut *tx, dialect, *id).await.map_err(internal)?;
+            }
         }
         tx.commit().await.map_err(internal)?;
+        if dialect == Dialect::Postgres {
+            for id in &written {
+                // The rule is accepted: a failure here only leaves the listing to render it.
+                if let Err(e) = store_json(app.db.pool(), dialect, *id).await {
+                    tracing::warn!(rule = id, error = %e, "storing a rule's rendered object failed");
+                }
+            }
+        }
         job_uuid
     };
     app.doorbell.ring(app, rule.network_id);
@@ -792,8 +805,8 @@ fn stable_json(d: Dialect, purpose: Purpose) -> String {
 
 /// Renders and stores the stable part of a firewall or forwarding rule's object; called in
 /// the transaction that writes the rule's stable fields.
-pub(crate) async fn store_json(
-    tx: &mut Transaction<'_, Any>,
+pub(crate) async fn store_json<'e>(
+    to: impl sqlx::Executor<'e, Database = Any>,
     d: Dialect,
     id: i64,
 ) -> Result<(), sqlx::Error> {
@@ -805,7 +818,7 @@ pub(crate) async fn store_json(
         stable_json(d, Purpose::PortForwarding),
         stable_json(d, Purpose::Firewall)
     );
-    sqlx::query(&sql).bind(id).execute(&mut **tx).await?;
+    sqlx::query(&sql).bind(id).execute(to).await?;
     Ok(())
 }
 
@@ -1215,7 +1228,7 @@ pub(crate) async fn update_forward(app: &App, caller: &Caller, p: &Params) -> Ap
         .execute(&mut *tx)
         .await
         .map_err(internal)?;
-        store_json(&mut tx, app.db.dialect(), rule.id)
+        store_json(&mut *tx, app.db.dialect(), rule.id)
             .await
             .map_err(internal)?;
         tx.commit().await.map_err(internal)?;
