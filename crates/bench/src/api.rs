@@ -469,9 +469,9 @@ fn markdown(o: &Options, all: &[Figures], machine: &Machine) -> String {
         o.lists,
         machine.describe()
     ));
-    out.push_str("| | target | ");
+    out.push_str("| | target |");
     for f in all {
-        out.push_str(&format!("{} | ", f.db));
+        out.push_str(&format!(" {} |", f.db));
     }
     out.push('\n');
     out.push_str("|---|---|");
