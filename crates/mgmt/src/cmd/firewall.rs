@@ -663,16 +663,17 @@ async fn list_rules(
     let from = "rules r JOIN networks n ON n.id = r.network_id \
                 LEFT JOIN public_ips p ON p.id = r.ip_id LEFT JOIN vms v ON v.id = r.vm_id";
     let paging = p.paging();
+    // A page needs the rows in order before it is cut; the whole list is ordered once, by
+    // the aggregate.
     let limit = match paging.size {
-        Some(n) => format!(" LIMIT {n} OFFSET {}", paging.start),
+        Some(n) => format!(" ORDER BY r.id DESC LIMIT {n} OFFSET {}", paging.start),
         None => String::new(),
     };
     // CloudStack lists firewall and forwarding rules newest first.
     // One row: the page's objects joined by the database, and how many there are.
     let sql = format!(
         "SELECT string_agg(j, ',' ORDER BY id DESC) AS items, COUNT(*) AS n FROM \
-         (SELECT r.id AS id, {object} AS j FROM {from} WHERE {cond} \
-          ORDER BY r.id DESC{limit}) page"
+         (SELECT r.id AS id, {object} AS j FROM {from} WHERE {cond}{limit}) page"
     );
     let mut q = sqlx::query(&sql);
     for b in &binds {
