@@ -256,14 +256,9 @@ impl Driver {
                 .lock()
                 .map_err(|_| "agent state poisoned".to_string())?
                 .remove(&router);
-            if let Some(slot) = slot {
-                if let Ok(mut s) = slot.lock() {
-                    if let RouterSlot::Lab(r) = &mut *s {
-                        // haproxy lives in the namespace; the namespace removal ends it.
-                        let _ = r.netns();
-                    }
-                }
-            }
+            // Dropped before the namespace goes: the router's netlink socket lives in it and
+            // would keep it alive. haproxy ends with the namespace's processes.
+            drop(slot);
             match this.kind {
                 DriverKind::DryRun => Ok(()),
                 DriverKind::Lab => {

@@ -299,10 +299,6 @@ pub fn desired(state: &NetworkState, batch: &Batch, generation: u64) -> (RouterC
         if !present && rule.state == State::Revoke && in_batch {
             commit.delete_rules.push(rule.id);
         }
-        if rule.purpose == Purpose::LoadBalancing && rule.state == State::Revoke && in_batch {
-            // Members and policies go with their balancer (the rows cascade).
-            continue;
-        }
     }
     for m in &state.members {
         let in_batch = m.job_id.is_some_and(|j| batch.included.contains(&j));

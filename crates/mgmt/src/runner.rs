@@ -624,7 +624,7 @@ async fn run_changes(
                 Err(reason) if m == 1 => {
                     let job = remaining.remove(0);
                     pending.retain(|p| p.id != job.id);
-                    fail(app, network_id, &job, &reason).await?;
+                    fail(app, &job, &reason).await?;
                     cache.drop_copy();
                     // An update writes its values in place, so a generation made for an
                     // earlier job may already carry them; after the undo, the router gets the
@@ -728,7 +728,7 @@ async fn succeed(
     Ok(())
 }
 
-async fn fail(app: &App, network_id: i64, job: &PendingJob, reason: &str) -> Result<(), String> {
+async fn fail(app: &App, job: &PendingJob, reason: &str) -> Result<(), String> {
     let e = |e: sqlx::Error| e.to_string();
     {
         let _w = app.db.write_lock().await;
@@ -743,7 +743,6 @@ async fn fail(app: &App, network_id: i64, job: &PendingJob, reason: &str) -> Res
         }
         tx.commit().await.map_err(e)?;
     }
-    let _ = network_id;
     let err = ApiError::internal(format!("{}: {reason}", job.payload.failure));
     finish(app, job, jobs::FAILED, 530, &err.job_result()).await
 }
