@@ -1,8 +1,10 @@
 //! The `guestnet` binary: subcommands over the libraries.
 
+mod agent_cmd;
 mod lab_cmd;
 mod router_cmd;
 mod serve_cmd;
+mod verify_cmd;
 
 use clap::{Parser, Subcommand};
 
@@ -24,6 +26,10 @@ enum Command {
     Router(router_cmd::RouterCommand),
     /// The management server: CloudStack's API, the job runner and the in-process agent.
     Serve(serve_cmd::ServeArgs),
+    /// The host agent: connects to a management server and drives this host's routers.
+    Agent(agent_cmd::AgentArgs),
+    /// Compares, for every router, what the database says with what the router enforces.
+    Verify(verify_cmd::VerifyArgs),
     /// A lab router enforcing an example config, served until Ctrl-C.
     Demo {
         /// The data directory of the lab and the router state.
@@ -52,6 +58,8 @@ fn main() -> std::process::ExitCode {
         Command::Lab(c) => lab_cmd::run(c),
         Command::Router(c) => router_cmd::run(c),
         Command::Serve(a) => serve_cmd::run(a),
+        Command::Agent(a) => agent_cmd::run(a),
+        Command::Verify(a) => verify_cmd::run(a),
         Command::Demo { data_dir, config } => router_cmd::demo(&data_dir, &config),
     };
     match result {

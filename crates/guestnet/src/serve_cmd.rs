@@ -16,6 +16,9 @@ pub(crate) enum DriverArg {
     /// Configs are validated, rendered and written under the data directory; nothing is
     /// enforced.
     DryRun,
+    /// No agent in this process: `guestnet agent` processes connect (to any server of the
+    /// database) and drive their hosts' routers.
+    Agents,
 }
 
 /// Arguments of `guestnet serve`.
@@ -38,9 +41,25 @@ pub(crate) struct ServeArgs {
         env = "GUESTNET_DATABASE_URL"
     )]
     database_url: Option<String>,
-    /// The agent; default: lab when it can run here (root, nft, haproxy), dry-run otherwise.
+    /// The agent; default: the in-process agent with the lab when it can run here (root, nft,
+    /// haproxy), dry-run otherwise.
     #[arg(long, value_enum)]
     driver: Option<DriverArg>,
+    /// Seconds a router may take to apply a config before its jobs fail with that reason.
+    #[arg(long = "apply-timeout", value_name = "SECS", default_value_t = 120.0,
+          value_parser = crate::agent_cmd::parse_seconds)]
+    apply_timeout: f64,
+    /// This server's name among the servers sharing the database; default: the machine's
+    /// host name and the process id.
+    #[arg(long = "server-name", value_name = "NAME")]
+    server_name: Option<String>,
+    /// The URL other servers and `guestnet verify` reach this server at; default
+    /// `http://LISTEN`.
+    #[arg(long, value_name = "URL")]
+    advertise: Option<String>,
+    /// The host name of the in-process agent (its routers are placed on it).
+    #[arg(long = "host-name", value_name = "NAME", default_value = mgmt::serve::EMBEDDED_HOST)]
+    host_name: String,
 }
 
 /// Runs the server until SIGINT or SIGTERM.
@@ -53,8 +72,15 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         driver: match args.driver {
             Some(DriverArg::Lab) => DriverChoice::Lab,
             Some(DriverArg::DryRun) => DriverChoice::DryRun,
+            Some(DriverArg::Agents) => DriverChoice::Agents,
             None => DriverChoice::Auto,
         },
+        apply_timeout: std::time::Duration::from_secs_f64(args.apply_timeout),
+        server_name: args
+            .server_name
+            .unwrap_or_else(crate::agent_cmd::default_name),
+        advertise: args.advertise,
+        host_name: args.host_name,
     };
     rt.block_on(mgmt::serve::serve(opts, |line| {
         let mut out = std::io::stdout().lock();

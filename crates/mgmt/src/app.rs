@@ -1,5 +1,5 @@
-//! What every request and job shares: the database, the agent, the job runner's doorbell, the
-//! metrics; and who is calling.
+//! What every request and job shares: the database, the hosts' agents, the job runner's
+//! doorbell, the metrics; and who is calling.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -7,7 +7,7 @@ use std::sync::Arc;
 use api_types::error::ApiError;
 
 use crate::db::Db;
-use crate::driver::Driver;
+use crate::hosts::Hosts;
 use crate::metrics::Metrics;
 use crate::runner::Doorbell;
 
@@ -27,8 +27,8 @@ pub struct Site {
 pub struct App {
     /// The database.
     pub db: Db,
-    /// The agent driving routers.
-    pub driver: Driver,
+    /// The hosts' agents connected to this server, and who this server is.
+    pub hosts: Arc<Hosts>,
     /// Wakes the job runner.
     pub doorbell: Doorbell,
     /// Prometheus metrics.

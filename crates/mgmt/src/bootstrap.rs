@@ -26,7 +26,6 @@ use sqlx::{Any, Row, Transaction};
 
 use crate::app::Site;
 use crate::db::{now_ms, Db};
-use crate::driver::DriverKind;
 
 /// The environment variable holding the admin's API key.
 pub const ENV_API_KEY: &str = "GUESTNET_ADMIN_API_KEY";
@@ -140,16 +139,11 @@ pub async fn insert_public_range(
 ///
 /// # Errors
 /// Why the database cannot be seeded or read, or the key file cannot be written.
-pub async fn first_start(
-    db: &Db,
-    data_dir: &Path,
-    driver_kind: DriverKind,
-) -> Result<(Site, AdminKeys), String> {
+pub async fn first_start(db: &Db, data_dir: &Path) -> Result<(Site, AdminKeys), String> {
     if !seeded(db).await? {
         match seed(db).await {
             Ok(()) => tracing::info!(
                 zone = ZONE_NAME,
-                driver = driver_kind.name(),
                 "first start: seeded the ROOT domain, the admin account, the zone, offerings, \
                  a template and the public range"
             ),
@@ -447,9 +441,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("t.db").display());
         let db = Db::connect(&url).await.unwrap();
-        let (site, keys) = first_start(&db, dir.path(), DriverKind::DryRun)
-            .await
-            .unwrap();
+        let (site, keys) = first_start(&db, dir.path()).await.unwrap();
         assert_eq!(site.zone_name, ZONE_NAME);
         let KeySource::File(path) = &keys.source else {
             panic!("keys should come from the file");
@@ -460,9 +452,7 @@ mod tests {
         assert!(text.starts_with(&format!("{ENV_API_KEY}={}\n", keys.api_key)));
 
         std::fs::remove_file(path).unwrap();
-        let (again, keys2) = first_start(&db, dir.path(), DriverKind::DryRun)
-            .await
-            .unwrap();
+        let (again, keys2) = first_start(&db, dir.path()).await.unwrap();
         assert_eq!(again.zone_uuid, site.zone_uuid);
         assert_eq!(keys2.api_key, keys.api_key);
         assert_eq!(std::fs::read_to_string(path).unwrap(), text);

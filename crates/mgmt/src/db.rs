@@ -78,7 +78,12 @@ pub struct Db {
     /// SQLite allows one writer; writers queue here instead of spinning on `SQLITE_BUSY`.
     /// PostgreSQL writers lock rows instead (see [`Db::lock_network`]).
     writer: Arc<Mutex<()>>,
+    /// The URL it was opened with (PostgreSQL's listener opens its own connection).
+    url: Arc<str>,
 }
+
+/// The PostgreSQL channel on which servers ring each other's job runners.
+pub const RING_CHANNEL: &str = "guestnet_ring";
 
 /// Held for the length of a write transaction on SQLite; empty on PostgreSQL.
 pub struct WriteGuard<'a> {
@@ -108,6 +113,11 @@ const MIGRATIONS: &[Migration] = &[
         version: 3,
         name: "rendered rule objects",
         sql: include_str!("schema/003_rule_json.sql"),
+    },
+    Migration {
+        version: 4,
+        name: "hosts, agents' tokens, servers",
+        sql: include_str!("schema/004_hosts.sql"),
     },
 ];
 
@@ -161,6 +171,7 @@ impl Db {
             pool,
             dialect,
             writer: Arc::new(Mutex::new(())),
+            url: Arc::from(url),
         };
         db.migrate().await?;
         Ok(db)
@@ -174,6 +185,37 @@ impl Db {
     /// The back end.
     pub fn dialect(&self) -> Dialect {
         self.dialect
+    }
+
+    /// Tells the other servers sharing a PostgreSQL database that a network has work (its
+    /// jobs or its router changed); nothing on SQLite, which one server has to itself.
+    ///
+    /// # Errors
+    /// The query's error.
+    pub async fn ring_others(&self, network_id: i64) -> Result<(), sqlx::Error> {
+        if self.dialect == Dialect::Postgres {
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(RING_CHANNEL)
+                .bind(network_id.to_string())
+                .execute(&self.pool)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Listens for [`Db::ring_others`] of every server (PostgreSQL only; `None` on SQLite).
+    /// The listener reconnects by itself after losing its connection; rings sent meanwhile
+    /// are lost, which the runners' periodic look at every network makes good.
+    ///
+    /// # Errors
+    /// Why the listener cannot connect.
+    pub async fn listen(&self) -> Result<Option<sqlx::postgres::PgListener>, sqlx::Error> {
+        if self.dialect != Dialect::Postgres {
+            return Ok(None);
+        }
+        let mut l = sqlx::postgres::PgListener::connect(&self.url).await?;
+        l.listen(RING_CHANNEL).await?;
+        Ok(Some(l))
     }
 
     /// Waits for the right to write (SQLite); immediate on PostgreSQL.

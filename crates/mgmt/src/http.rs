@@ -1,5 +1,6 @@
-//! The HTTP edge: `/client/api` (GET and POST, CloudStack's signing, envelopes and errors) and
-//! `/metrics`.
+//! The HTTP edge: `/client/api` (GET and POST, CloudStack's signing, envelopes and errors),
+//! `/metrics`, the agents' WebSocket (`/agent/v1`, a bearer token per host) and what servers
+//! and `guestnet verify` ask each other (`/internal/v1/…`, the database's shared secret).
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -24,7 +25,90 @@ pub fn router(app: App) -> axum::Router {
         .route("/client/api", get(api).post(api))
         .route("/client/api/", get(api).post(api))
         .route("/metrics", get(metrics))
+        .route(agent::proto::AGENT_PATH, get(agent_socket))
+        .route("/internal/v1/router-status", get(router_status))
         .with_state(app)
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+        .map(str::trim)
+}
+
+/// An agent connecting: its token names its host; the socket is then served by
+/// [`crate::hosts::serve_agent`]. A wrong or revoked token gets 401 and a log line.
+async fn agent_socket(
+    State(app): State<App>,
+    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
+    headers: HeaderMap,
+    ws: axum::extract::ws::WebSocketUpgrade,
+) -> Response {
+    let Some(token) = bearer(&headers) else {
+        tracing::warn!(%peer, "an agent connected without a token; refused");
+        return (StatusCode::UNAUTHORIZED, "a bearer token is required\n").into_response();
+    };
+    let host = match crate::hosts::authenticate(&app.db, token).await {
+        Ok(Some(host)) => host,
+        Ok(None) => {
+            tracing::warn!(%peer, "an agent presented an unknown or revoked token; refused");
+            return (StatusCode::UNAUTHORIZED, "unknown or revoked token\n").into_response();
+        }
+        Err(e) => {
+            tracing::error!(%peer, error = %e, "cannot check an agent's token");
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "cannot check the token now\n",
+            )
+                .into_response();
+        }
+    };
+    let driver = headers
+        .get(agent::proto::DRIVER_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("unknown")
+        .to_string();
+    tracing::info!(%peer, %host, "agent authenticated");
+    ws.max_message_size(1 << 30)
+        .max_frame_size(1 << 30)
+        .on_upgrade(move |socket| crate::hosts::serve_agent(app, host, driver, socket))
+}
+
+/// What a router holds, asked of its host's agent through this server (for `guestnet verify`,
+/// which finds the server holding each host in the database). Needs the cluster's secret.
+async fn router_status(
+    State(app): State<App>,
+    headers: HeaderMap,
+    axum::extract::Query(q): axum::extract::Query<std::collections::HashMap<String, String>>,
+) -> Response {
+    let secret = match crate::hosts::cluster_secret(&app.db).await {
+        Ok(s) => s,
+        Err(e) => return (StatusCode::SERVICE_UNAVAILABLE, e).into_response(),
+    };
+    if bearer(&headers) != Some(secret.as_str()) {
+        return (StatusCode::UNAUTHORIZED, "the cluster secret is required\n").into_response();
+    }
+    let (Some(host), Some(router)) = (q.get("host"), q.get("router")) else {
+        return (StatusCode::BAD_REQUEST, "host and router are required\n").into_response();
+    };
+    let op = agent::proto::Op::Status {
+        router: router.clone(),
+    };
+    match app.hosts.call(host, op).await {
+        Ok(agent::proto::Answer::Status { status }) => axum::Json(*status).into_response(),
+        Ok(other) => (
+            StatusCode::BAD_GATEWAY,
+            format!("the agent answered {other:?}\n"),
+        )
+            .into_response(),
+        Err(e @ crate::hosts::CallError::NotConnected(_)) => {
+            (StatusCode::CONFLICT, format!("{e}\n")).into_response()
+        }
+        Err(e) => (StatusCode::BAD_GATEWAY, format!("{e}\n")).into_response(),
+    }
 }
 
 async fn metrics(State(app): State<App>) -> Response {

@@ -3,8 +3,9 @@
 //!
 //! Data flows one way: an API call checks and writes rows (and a job) in one transaction
 //! ([`cmd`]); the network's job runner ([`runner`]) builds the network's complete router
-//! config from those rows ([`plan`], pure) and has the agent ([`driver`]) apply it; only the
-//! router's answer moves rows to Active, removes revoked ones and ends the jobs.
+//! config from those rows ([`plan`], pure) and has the agent of the router's host ([`hosts`])
+//! apply it; only the router's answer moves rows to Active, removes revoked ones and ends the
+//! jobs.
 
 pub mod app;
 pub mod bootstrap;
@@ -12,7 +13,7 @@ pub mod checks;
 pub mod client;
 pub mod cmd;
 pub mod db;
-pub mod driver;
+pub mod hosts;
 pub mod http;
 pub mod jobs;
 pub mod metrics;
@@ -22,6 +23,7 @@ pub mod resp;
 pub mod runner;
 pub mod serve;
 pub mod store;
+pub mod verify;
 
 #[cfg(test)]
 mod proptests;

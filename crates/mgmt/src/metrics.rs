@@ -53,6 +53,8 @@ pub struct Metrics {
     pub apply_seconds: Histogram,
     /// Desired minus applied generation, per router.
     pub generations_behind: Family<RouterLabels, Gauge>,
+    /// Agent processes connected to this server.
+    pub agents_connected: Gauge,
 }
 
 fn latency_buckets() -> impl Iterator<Item = f64> {
@@ -104,8 +106,15 @@ impl Metrics {
             "Generations a router is behind its desired config",
             generations_behind.clone(),
         );
+        let agents_connected = Gauge::default();
+        registry.register(
+            "agents_connected",
+            "Agent processes connected to this server",
+            agents_connected.clone(),
+        );
         Metrics {
             registry,
+            agents_connected,
             requests,
             job_seconds,
             applies,

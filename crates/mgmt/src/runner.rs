@@ -1,18 +1,28 @@
 //! The job runner: one worker per network, level-triggered.
 //!
-//! A worker wakes when a request rings its network's doorbell (and every few seconds anyway),
-//! reads the network's pending jobs, and carries as many as it can in one router generation:
-//! it builds the network's complete config with their changes ([`crate::plan`]), has the agent
-//! apply it, and only then records the outcome (rules Active, revoked rows removed, jobs
-//! succeeded) in one transaction. If the router refuses a batch, it retries without the newest
-//! job, down to a single job, so that each job gets its own outcome; a job the router refuses
-//! on its own is undone and fails with 530 and the router's reason. Jobs survive a restart:
-//! they stay pending in the database and the worker takes them up again.
+//! A worker runs on the server that holds the connection of its router's host (see
+//! [`crate::hosts`]). It wakes when a request rings its network's doorbell — here, or through
+//! the database from another server — and every few seconds anyway, reads the network's
+//! pending jobs, and carries as many as it can in one router generation: it builds the
+//! network's complete config with their changes ([`crate::plan`]), has the host's agent apply
+//! it, and only then records the outcome (rules Active, revoked rows removed, jobs succeeded,
+//! the generation the router confirmed) in one transaction, fenced by the host's epoch. If the
+//! router refuses a batch, it retries without the newest job, down to a single job, so that
+//! each job gets its own outcome; a job the router refuses on its own is undone and fails with
+//! 530 and the router's reason. A router that does not answer within the apply timeout fails
+//! the batch's jobs with that reason; a lost connection fails nothing — the jobs wait for the
+//! agent to come back, here or on another server.
+//!
+//! Level-triggered: whenever a worker starts (a server start, an agent connecting) and
+//! whenever it is idle, it compares the generation the router holds with the one the database
+//! says it confirmed, and re-sends the complete config when they differ or the last apply
+//! failed. Jobs survive any restart: they stay pending in the database.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use agent::proto::{Answer, Applied, Op};
 use api_types::error::ApiError;
 use serde_json::{json, Value};
 use sqlx::Row;
@@ -20,7 +30,7 @@ use tokio::sync::Notify;
 
 use crate::app::App;
 use crate::db::now_ms;
-use crate::driver::Applied;
+use crate::hosts::{CallError, Fence};
 use crate::jobs::{self, Kind, Outcome, Payload};
 use crate::metrics::{ApplyLabels, JobLabels, RouterLabels};
 use crate::model::{
@@ -28,7 +38,7 @@ use crate::model::{
     RULE_COLUMNS, RULE_FROM,
 };
 use crate::plan::{self, Batch, NetworkState, PublicSegment};
-use crate::store;
+use crate::store::{self, RouterRow};
 
 /// Most jobs carried by one generation (bounds the retries when a batch is refused).
 const MAX_BATCH: usize = 64;
@@ -40,13 +50,58 @@ const IDLE_CHECK: Duration = Duration::from_secs(5);
 #[derive(Clone, Default)]
 pub struct Doorbell {
     bells: Arc<Mutex<HashMap<i64, Arc<Notify>>>>,
+    /// Each network's router's host (fixed when the network is made).
+    hosts: Arc<Mutex<HashMap<i64, String>>>,
     /// While set, workers take no jobs (jobs wait, pending, in the database).
     held: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Doorbell {
-    /// Rings `network_id`'s worker, starting it if needed.
+    /// Rings `network_id`'s worker: here when this server holds the router's host, otherwise
+    /// through the database for the server that does.
     pub fn ring(&self, app: &App, network_id: i64) {
+        let known = self
+            .hosts
+            .lock()
+            .ok()
+            .and_then(|h| h.get(&network_id).cloned());
+        if let Some(host) = &known {
+            if app.hosts.epoch(host).is_some() {
+                self.ring_here(app, network_id);
+                return;
+            }
+        }
+        let app = app.clone();
+        tokio::spawn(async move {
+            let host = match known {
+                Some(h) => Some(h),
+                None => app.doorbell.host_of(&app, network_id).await,
+            };
+            match host {
+                Some(h) if app.hosts.epoch(&h).is_some() => {
+                    app.doorbell.ring_here(&app, network_id)
+                }
+                _ => {
+                    if let Err(e) = app.db.ring_others(network_id).await {
+                        tracing::warn!(network = network_id, error = %e,
+                            "cannot ring the other servers; their runners look again within seconds");
+                    }
+                }
+            }
+        });
+    }
+
+    async fn host_of(&self, app: &App, network_id: i64) -> Option<String> {
+        let host = store::router_of(&app.db, network_id).await.ok()??.host;
+        if let Ok(mut h) = self.hosts.lock() {
+            h.insert(network_id, host.clone());
+        }
+        Some(host)
+    }
+
+    /// Rings the worker of `network_id` on this server, starting it if needed (it ends at once
+    /// when the router's host is not connected here).
+    pub fn ring_here(&self, app: &App, network_id: i64) {
         let (bell, new) = {
             let Ok(mut bells) = self.bells.lock() else {
                 return;
@@ -82,7 +137,7 @@ impl Doorbell {
             .map(|b| b.keys().copied().collect())
             .unwrap_or_default();
         for n in networks {
-            self.ring(app, n);
+            self.ring_here(app, n);
         }
     }
 
@@ -94,6 +149,54 @@ impl Doorbell {
         if let Ok(mut bells) = self.bells.lock() {
             bells.remove(&network_id);
         }
+    }
+}
+
+/// Rings the workers of every network whose router runs on `host` (its agent just connected).
+pub async fn ring_host(app: &App, host: &str) {
+    match store::networks_on(&app.db, host).await {
+        Ok(networks) => {
+            for n in networks {
+                if let Ok(mut h) = app.doorbell.hosts.lock() {
+                    h.insert(n, host.to_string());
+                }
+                app.doorbell.ring_here(app, n);
+            }
+        }
+        Err(e) => tracing::warn!(%host, error = %e, "cannot list the host's networks"),
+    }
+}
+
+/// Rings this server's workers when another server rings through the database (PostgreSQL);
+/// runs for the server's life.
+pub async fn listen(app: App) {
+    loop {
+        let mut listener = match app.db.listen().await {
+            Ok(Some(l)) => l,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for other servers' rings; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        loop {
+            match listener.recv().await {
+                Ok(n) => {
+                    if let Ok(network_id) = n.payload().parse::<i64>() {
+                        let host = app.doorbell.host_of(&app, network_id).await;
+                        if host.is_some_and(|h| app.hosts.epoch(&h).is_some()) {
+                            app.doorbell.ring_here(&app, network_id);
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "lost the listener's connection; reconnecting");
+                    break;
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
@@ -110,16 +213,23 @@ struct PendingJob {
 }
 
 async fn worker(app: App, network_id: i64, bell: Arc<Notify>) {
-    // First pass: make sure the router holds the latest config (a restart of either side).
-    let mut resync = true;
+    // A fresh worker makes sure its router and VMs exist and that the router holds the latest
+    // config (a restart of either side, an agent that connected again).
+    let mut fresh = true;
     let mut cache = Cache::default();
     loop {
-        match step(&app, network_id, resync, &mut cache).await {
-            Ok(Continue::Idle) => resync = false,
+        match step(&app, network_id, fresh, &mut cache).await {
+            Ok(Continue::Idle) => fresh = false,
             Ok(Continue::Held) => {}
             Ok(Continue::More) => {
-                // Jobs went to the router with the network's complete config: that re-syncs it.
-                resync = false;
+                fresh = false;
+                continue;
+            }
+            Ok(Continue::Again) => {
+                // The agent went away mid-step: look again soon, from the start.
+                fresh = true;
+                cache.drop_copy();
+                tokio::time::sleep(Duration::from_millis(200)).await;
                 continue;
             }
             Ok(Continue::Gone) => {
@@ -128,6 +238,7 @@ async fn worker(app: App, network_id: i64, bell: Arc<Notify>) {
             }
             Err(e) => {
                 cache.drop_copy();
+                fresh = true;
                 tracing::warn!(network = network_id, error = %e, "job runner step failed; retrying");
                 tokio::time::sleep(Duration::from_millis(500)).await;
                 continue;
@@ -144,47 +255,111 @@ enum Continue {
     Held,
     /// Look again at once.
     More,
-    /// The network is gone.
+    /// The agent was lost or left: start over shortly.
+    Again,
+    /// The network is gone, or its host is not connected here: the worker ends.
     Gone,
+}
+
+/// Why a generation was not applied.
+#[derive(Debug)]
+enum PushError {
+    /// The router refused the config.
+    Refused(String),
+    /// The router did not answer in time.
+    TimedOut(String),
+    /// The agent is not connected (any more), or the router holds something newer: nothing is
+    /// known about this generation, and it is sent again later.
+    Unavailable(String),
+}
+
+impl std::fmt::Display for PushError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PushError::Refused(r) | PushError::TimedOut(r) | PushError::Unavailable(r) => {
+                f.write_str(r)
+            }
+        }
+    }
+}
+
+fn unavailable(e: CallError) -> Result<Continue, String> {
+    tracing::info!(error = %e, "the router's agent is not reachable from here now");
+    Ok(Continue::Again)
 }
 
 async fn step(
     app: &App,
     network_id: i64,
-    resync: bool,
+    fresh: bool,
     cache: &mut Cache,
 ) -> Result<Continue, String> {
     if app.doorbell.is_held() {
         return Ok(Continue::Held);
     }
+    let Some(router) = store::router_of(&app.db, network_id).await? else {
+        return Ok(Continue::Gone);
+    };
+    let Some(epoch) = app.hosts.epoch(&router.host) else {
+        return Ok(Continue::Gone);
+    };
+    let fence = Fence::Owner {
+        host: router.host.clone(),
+        epoch,
+        server_id: app.hosts.server_id(),
+    };
+    if router.state == "Starting" {
+        implement(app, network_id, &router, &fence).await?;
+        return Ok(Continue::More);
+    }
+    if fresh {
+        if let Err(e) = ensure_host_objects(app, network_id, &router).await {
+            return match e {
+                CallError::NotConnected(_) | CallError::Lost(_) => unavailable(e),
+                e => Err(e.to_string()),
+            };
+        }
+    }
     let pending = pending_jobs(app, network_id).await?;
     let Some(first) = pending.first() else {
-        let holds_latest = match store::router_applied(&app.db, network_id).await? {
-            Some((router, applied)) => app
-                .driver
-                .held(&router)
-                .await
-                .is_some_and(|g| i64::try_from(g).is_ok_and(|g| g == applied)),
-            None => false,
+        let held = match app
+            .hosts
+            .call(
+                &router.host,
+                Op::Held {
+                    router: router.name.clone(),
+                },
+            )
+            .await
+        {
+            Ok(Answer::Held { generation }) => generation,
+            Ok(other) => return Err(format!("the agent answered {other:?} to held")),
+            Err(e @ (CallError::NotConnected(_) | CallError::Lost(_))) => return unavailable(e),
+            Err(e) => return Err(e.to_string()),
         };
-        if resync && !holds_latest && store::network_exists(&app.db, network_id).await? {
+        let holds_latest =
+            held.is_some_and(|g| i64::try_from(g).is_ok_and(|g| g == router.applied));
+        if !holds_latest || router.last_error.is_some() {
+            tracing::info!(network = network_id, router = %router.name, ?held,
+                applied = router.applied, last_error = ?router.last_error,
+                "the router lacks the latest config; sending it again");
             cache.drop_copy();
             let state = cache.current(app, network_id, &[]).await?;
             match push(app, state, &Batch::default()).await {
-                Ok(commit) => record(app, &commit, cache).await?,
+                Ok(pushed) => record(app, &pushed, &fence, cache).await?,
+                Err(PushError::Unavailable(r)) => {
+                    tracing::info!(network = network_id, reason = %r, "re-sync postponed");
+                    return Ok(Continue::Again);
+                }
                 Err(e) => {
                     tracing::warn!(network = network_id, error = %e, "re-sync of the router failed");
                 }
             }
         }
-        return Ok(if store::network_exists(&app.db, network_id).await? {
-            Continue::Idle
-        } else {
-            Continue::Gone
-        });
+        return Ok(Continue::Idle);
     };
     let all = pending.clone();
-    match first.kind {
+    let outcome = match first.kind {
         Kind::Change => {
             let batch: Vec<PendingJob> = pending
                 .iter()
@@ -192,18 +367,56 @@ async fn step(
                 .take(MAX_BATCH)
                 .cloned()
                 .collect();
-            run_changes(app, network_id, &all, batch, cache).await?;
+            run_changes(app, network_id, &all, batch, &fence, cache).await?
         }
         Kind::Update | Kind::DestroyVm | Kind::DeleteNetwork => {
             let job = first.clone();
-            run_changes(app, network_id, &all, vec![job], cache).await?;
+            run_changes(app, network_id, &all, vec![job], &fence, cache).await?
         }
         Kind::DeployVm => {
             let job = first.clone();
-            deploy_vm(app, network_id, job).await?;
+            deploy_vm(app, network_id, &router, job, &fence).await?
         }
+    };
+    Ok(outcome)
+}
+
+/// Makes sure the router and the network's running VMs exist on the host (after a restart of
+/// the host or the server).
+async fn ensure_host_objects(
+    app: &App,
+    network_id: i64,
+    router: &RouterRow,
+) -> Result<(), CallError> {
+    let net = crate::cmd::network_by_id(app, network_id)
+        .await
+        .map_err(|e| CallError::Refused(e.text))?;
+    app.hosts
+        .call(
+            &router.host,
+            Op::EnsureRouter {
+                router: router.name.clone(),
+                cidr: net.cidr,
+                gateway: net.gateway,
+            },
+        )
+        .await?;
+    let vms = store::running_vms(&app.db, network_id)
+        .await
+        .map_err(CallError::Refused)?;
+    for (vm, ip) in vms {
+        app.hosts
+            .call(
+                &router.host,
+                Op::EnsureVm {
+                    router: router.name.clone(),
+                    vm,
+                    ip,
+                },
+            )
+            .await?;
     }
-    Ok(Continue::More)
+    Ok(())
 }
 
 async fn pending_jobs(app: &App, network_id: i64) -> Result<Vec<PendingJob>, String> {
@@ -215,20 +428,20 @@ async fn pending_jobs(app: &App, network_id: i64) -> Result<Vec<PendingJob>, Str
     .fetch_all(app.db.pool())
     .await
     .map_err(|e| e.to_string())?;
-    rows.iter()
-        .map(|r| {
-            let payload: String = r.try_get("payload").map_err(|e| e.to_string())?;
-            Ok(PendingJob {
-                id: r.try_get("id").map_err(|e| e.to_string())?,
-                command: r.try_get("cmd").map_err(|e| e.to_string())?,
-                kind: jobs::parse_kind(&r.try_get::<String, _>("kind").map_err(|e| e.to_string())?),
-                payload: serde_json::from_str(&payload).map_err(|e| e.to_string())?,
-                created: r.try_get("created").map_err(|e| e.to_string())?,
-                account_id: r.try_get("account_id").map_err(|e| e.to_string())?,
-                user_id: r.try_get("user_id").map_err(|e| e.to_string())?,
-            })
-        })
-        .collect()
+    rows.iter().map(pending_from_row).collect()
+}
+
+fn pending_from_row(r: &sqlx::any::AnyRow) -> Result<PendingJob, String> {
+    let payload: String = r.try_get("payload").map_err(|e| e.to_string())?;
+    Ok(PendingJob {
+        id: r.try_get("id").map_err(|e| e.to_string())?,
+        command: r.try_get("cmd").map_err(|e| e.to_string())?,
+        kind: jobs::parse_kind(&r.try_get::<String, _>("kind").map_err(|e| e.to_string())?),
+        payload: serde_json::from_str(&payload).map_err(|e| e.to_string())?,
+        created: r.try_get("created").map_err(|e| e.to_string())?,
+        account_id: r.try_get("account_id").map_err(|e| e.to_string())?,
+        user_id: r.try_get("user_id").map_err(|e| e.to_string())?,
+    })
 }
 
 /// Reads everything the network's router config is built from.
@@ -236,21 +449,29 @@ async fn pending_jobs(app: &App, network_id: i64) -> Result<Vec<PendingJob>, Str
 /// # Errors
 /// The database's error, as text.
 pub async fn load_state(app: &App, network_id: i64) -> Result<NetworkState, String> {
+    read_state(&app.db, network_id).await
+}
+
+/// [`load_state`] from a database handle alone (`guestnet verify`).
+///
+/// # Errors
+/// The database's error, as text.
+pub async fn read_state(db: &crate::db::Db, network_id: i64) -> Result<NetworkState, String> {
     let e = |e: sqlx::Error| e.to_string();
     let network = sqlx::query(&format!(
         "SELECT {NETWORK_COLUMNS} FROM networks n JOIN network_offerings o ON o.id = n.offering_id \
          WHERE n.id = $1"
     ))
     .bind(network_id)
-    .fetch_optional(app.db.pool())
+    .fetch_optional(db.pool())
     .await
     .map_err(e)?
     .map(|r| NetworkRow::from_row(&r))
     .transpose()
     .map_err(e)?;
-    let rows = load_rows(app, network_id, None).await?;
+    let rows = load_rows(db, network_id, None).await?;
     let segment = match rows.ips.first() {
-        Some(ip) => store::segment(&app.db, ip.vlan_range_id).await?,
+        Some(ip) => store::segment(db, ip.vlan_range_id).await?,
         None => None,
     };
     Ok(NetworkState {
@@ -279,9 +500,13 @@ struct Rows {
 /// jobs, plus the rules with the given ids.
 type Filter<'a> = Option<(&'a [i64], &'a [i64])>;
 
-async fn load_rows(app: &App, network_id: i64, filter: Filter<'_>) -> Result<Rows, String> {
+async fn load_rows(
+    db: &crate::db::Db,
+    network_id: i64,
+    filter: Filter<'_>,
+) -> Result<Rows, String> {
     let e = |e: sqlx::Error| e.to_string();
-    let pool = app.db.pool();
+    let pool = db.pool();
     // The texts stay the same whatever the jobs, so the databases reuse their plans: the rows
     // of a range of job ids (by the job-id indexes), kept when their job is one of ours. Rows
     // of our jobs are our network's rows.
@@ -417,7 +642,7 @@ impl Cache {
                     .iter()
                     .filter_map(|j| j.payload.undo.as_ref().map(|u| u.rule_id))
                     .collect();
-                let fresh = load_rows(app, network_id, Some((&jobs, &updated))).await?;
+                let fresh = load_rows(&app.db, network_id, Some((&jobs, &updated))).await?;
                 merge(&mut state.ips, fresh.ips, |r| r.id);
                 merge(&mut state.rules, fresh.rules, |r| r.id);
                 merge(&mut state.members, fresh.members, |r| r.id);
@@ -518,15 +743,36 @@ fn merge<T>(old: &mut Vec<T>, fresh: Vec<T>, id: impl Fn(&T) -> i64) {
     }
 }
 
-/// Builds the config of `batch`, has the router apply it, and returns the bookkeeping.
-async fn push(app: &App, state: &NetworkState, batch: &Batch) -> Result<plan::Commit, String> {
-    let network = state.network.as_ref().ok_or("the network is gone")?;
+/// A generation the router confirmed, and what recording it changes.
+struct Pushed {
+    commit: plan::Commit,
+    network_id: i64,
+    generation: u64,
+}
+
+/// Builds the config of `batch`, has the router's agent apply it, and returns what to record.
+async fn push(app: &App, state: &NetworkState, batch: &Batch) -> Result<Pushed, PushError> {
+    let network = state
+        .network
+        .as_ref()
+        .ok_or_else(|| PushError::Unavailable("the network is gone".into()))?;
     let t0 = Instant::now();
-    let (router, generation) = store::next_generation(&app.db, network.id).await?;
+    let (router, host, generation) = store::next_generation(&app.db, network.id)
+        .await
+        .map_err(PushError::Unavailable)?;
     let t1 = Instant::now();
     let (config, commit) = plan::desired(state, batch, generation);
     let started = Instant::now();
-    let outcome = app.driver.apply(&router, config).await;
+    let outcome = app
+        .hosts
+        .call(
+            &host,
+            Op::Apply {
+                router: router.clone(),
+                config: Box::new(config),
+            },
+        )
+        .await;
     let applied = started.elapsed();
     app.metrics.apply_seconds.observe(applied.as_secs_f64());
     tracing::debug!(
@@ -540,9 +786,15 @@ async fn push(app: &App, state: &NetworkState, batch: &Batch) -> Result<plan::Co
         "pushed a generation"
     );
     let label = match &outcome {
-        Ok(Applied::Generation(_)) => "applied",
-        Ok(Applied::Superseded(_)) => "superseded",
-        Err(_) => "refused",
+        Ok(Answer::Applied {
+            outcome: Applied::Generation(_),
+        }) => "applied",
+        Ok(Answer::Applied {
+            outcome: Applied::Superseded(_),
+        }) => "superseded",
+        Err(CallError::Refused(_)) => "refused",
+        Err(CallError::TimedOut(_)) => "timed_out",
+        _ => "unavailable",
     };
     app.metrics
         .applies
@@ -550,30 +802,56 @@ async fn push(app: &App, state: &NetworkState, batch: &Batch) -> Result<plan::Co
             result: label.into(),
         })
         .inc();
+    let behind = app
+        .metrics
+        .generations_behind
+        .get_or_create(&RouterLabels {
+            router: router.clone(),
+        })
+        .clone();
     match outcome {
-        Ok(Applied::Generation(g)) => {
-            store::record_applied(&app.db, network.id, g, None).await?;
-            app.metrics
-                .generations_behind
-                .get_or_create(&RouterLabels { router })
-                .set(0);
-            Ok(commit)
+        Ok(Answer::Applied {
+            outcome: Applied::Generation(g),
+        }) => {
+            behind.set(0);
+            Ok(Pushed {
+                commit,
+                network_id: network.id,
+                generation: g,
+            })
         }
-        Ok(Applied::Superseded(held)) => {
-            // The router holds a newer generation than this database knows of (e.g. a data
-            // directory restored from backup): move the counter past it and try again later.
-            store::bump_generation(&app.db, network.id, held).await?;
-            Err(format!(
+        Ok(Answer::Applied {
+            outcome: Applied::Superseded(held),
+        }) => {
+            // The router holds a newer generation than this one: another server's, or one this
+            // database forgot (a data directory restored from backup). Move the counter past
+            // it; the next generation carries everything again.
+            store::bump_generation(&app.db, network.id, held)
+                .await
+                .map_err(PushError::Unavailable)?;
+            Err(PushError::Unavailable(format!(
                 "router {router} holds generation {held}, newer than {generation}; will re-send"
-            ))
+            )))
         }
-        Err(reason) => {
-            store::record_applied(&app.db, network.id, 0, Some(&reason)).await?;
-            app.metrics
-                .generations_behind
-                .get_or_create(&RouterLabels { router })
-                .inc();
-            Err(reason)
+        Ok(other) => Err(PushError::Unavailable(format!(
+            "the agent answered {other:?} to an apply"
+        ))),
+        Err(CallError::Refused(reason)) => {
+            store::record_failure(&app.db, network.id, &reason)
+                .await
+                .map_err(PushError::Unavailable)?;
+            behind.inc();
+            Err(PushError::Refused(reason))
+        }
+        Err(CallError::TimedOut(reason)) => {
+            store::record_failure(&app.db, network.id, &reason)
+                .await
+                .map_err(PushError::Unavailable)?;
+            behind.inc();
+            Err(PushError::TimedOut(reason))
+        }
+        Err(e @ (CallError::NotConnected(_) | CallError::Lost(_))) => {
+            Err(PushError::Unavailable(e.to_string()))
         }
     }
 }
@@ -583,8 +861,9 @@ async fn run_changes(
     network_id: i64,
     pending: &[PendingJob],
     jobs: Vec<PendingJob>,
+    fence: &Fence,
     cache: &mut Cache,
-) -> Result<(), String> {
+) -> Result<Continue, String> {
     let mut remaining = jobs;
     let mut pending: Vec<PendingJob> = pending.to_vec();
     let mut resync = false;
@@ -604,27 +883,42 @@ async fn run_changes(
                 included: remaining[..m].iter().map(|j| j.id).collect(),
             };
             match push(app, state, &batch).await {
-                Ok(commit) => {
+                Ok(pushed) => {
                     let carried: Vec<PendingJob> = remaining.drain(..m).collect();
                     let t = Instant::now();
-                    succeed(app, network_id, &commit, &carried).await?;
+                    succeed(app, network_id, &pushed, &carried, fence).await?;
                     tracing::debug!(
                         network = network_id,
                         jobs = carried.len(),
                         record_us = t.elapsed().as_micros() as u64,
                         "recorded a generation"
                     );
-                    cache.committed(&commit);
+                    cache.committed(&pushed.commit);
                     #[cfg(debug_assertions)]
                     check_copy(app, network_id, cache).await?;
                     pending.retain(|p| !carried.iter().any(|c| c.id == p.id));
                     done = true;
                     break;
                 }
-                Err(reason) if m == 1 => {
+                Err(PushError::Unavailable(reason)) => {
+                    // Nothing known: the jobs stay pending for whoever reaches the router next.
+                    tracing::info!(network = network_id, %reason, "generation not applied; jobs wait");
+                    return Ok(Continue::Again);
+                }
+                Err(PushError::TimedOut(reason)) => {
+                    // The router did not answer: the batch's jobs fail with that reason, and
+                    // the next apply (after the undo) brings the router in line.
+                    let carried: Vec<PendingJob> = remaining.drain(..m).collect();
+                    for job in &carried {
+                        fail(app, job, &reason, fence).await?;
+                    }
+                    cache.drop_copy();
+                    return Ok(Continue::More);
+                }
+                Err(PushError::Refused(reason)) if m == 1 => {
                     let job = remaining.remove(0);
                     pending.retain(|p| p.id != job.id);
-                    fail(app, &job, &reason).await?;
+                    fail(app, &job, &reason, fence).await?;
                     cache.drop_copy();
                     // An update writes its values in place, so a generation made for an
                     // earlier job may already carry them; after the undo, the router gets the
@@ -633,7 +927,7 @@ async fn run_changes(
                     done = true;
                     break;
                 }
-                Err(reason) => {
+                Err(PushError::Refused(reason)) => {
                     tracing::info!(network = network_id, jobs = m, %reason,
                         "router refused a coalesced generation; retrying without the newest job");
                 }
@@ -650,38 +944,68 @@ async fn run_changes(
             included: BTreeSet::new(),
         };
         match push(app, state, &batch).await {
-            Ok(commit) => record(app, &commit, cache).await?,
+            Ok(pushed) => record(app, &pushed, fence, cache).await?,
             Err(reason) => {
                 tracing::warn!(network = network_id, %reason, "re-sync after a refused update failed");
             }
         }
     }
-    Ok(())
+    Ok(Continue::More)
 }
 
-/// Records a commit that carried no job (a re-sync).
-async fn record(app: &App, commit: &plan::Commit, cache: &mut Cache) -> Result<(), String> {
+/// Fails with a fence that no longer holds: another server took the host.
+fn fenced(fence: &Fence) -> String {
+    format!("no longer the owner of the host ({fence:?}); leaving its jobs to the new owner")
+}
+
+/// Records a generation that carried no job (a re-sync).
+async fn record(
+    app: &App,
+    pushed: &Pushed,
+    fence: &Fence,
+    cache: &mut Cache,
+) -> Result<(), String> {
     let e = |e: sqlx::Error| e.to_string();
     {
         let _w = app.db.write_lock().await;
         let mut tx = app.db.pool().begin().await.map_err(e)?;
-        store::apply_commit(&mut tx, commit).await.map_err(e)?;
+        if !crate::hosts::fence(&mut tx, fence).await.map_err(e)? {
+            return Err(fenced(fence));
+        }
+        store::apply_commit(&mut tx, &pushed.commit)
+            .await
+            .map_err(e)?;
+        store::set_applied(&mut tx, pushed.network_id, pushed.generation)
+            .await
+            .map_err(e)?;
         tx.commit().await.map_err(e)?;
     }
-    cache.committed(commit);
+    cache.committed(&pushed.commit);
     Ok(())
 }
 
 async fn succeed(
     app: &App,
     network_id: i64,
-    commit: &plan::Commit,
+    pushed: &Pushed,
     carried: &[PendingJob],
+    fence: &Fence,
 ) -> Result<(), String> {
     let e = |e: sqlx::Error| e.to_string();
+    let Fence::Owner { host, .. } = fence else {
+        return Err("only the host's owner records what its router applied".into());
+    };
     let _w = app.db.write_lock().await;
     let mut tx = app.db.pool().begin().await.map_err(e)?;
-    store::apply_commit(&mut tx, commit).await.map_err(e)?;
+    if !crate::hosts::fence(&mut tx, fence).await.map_err(e)? {
+        return Err(fenced(fence));
+    }
+    store::apply_commit(&mut tx, &pushed.commit)
+        .await
+        .map_err(e)?;
+    store::set_applied(&mut tx, network_id, pushed.generation)
+        .await
+        .map_err(e)?;
     let deleting_network = carried.iter().any(|j| j.kind == Kind::DeleteNetwork);
     let doomed_vms = if deleting_network {
         store::network_vms(&mut tx, network_id).await.map_err(e)?
@@ -699,7 +1023,11 @@ async fn succeed(
         match (job.kind, job.payload.target) {
             (Kind::DestroyVm, Some(vm_id)) => {
                 if let Some(name) = store::vm_name(&app.db, vm_id).await? {
-                    if let Err(err) = app.driver.remove_vm(&name).await {
+                    if let Err(err) = app
+                        .hosts
+                        .call(host, Op::RemoveVm { vm: name.clone() })
+                        .await
+                    {
                         tracing::warn!(vm = %name, error = %err, "removing the VM failed");
                     }
                 }
@@ -707,12 +1035,19 @@ async fn succeed(
             }
             (Kind::DeleteNetwork, _) => {
                 for (_, name) in &doomed_vms {
-                    if let Err(err) = app.driver.remove_vm(name).await {
+                    if let Err(err) = app
+                        .hosts
+                        .call(host, Op::RemoveVm { vm: name.clone() })
+                        .await
+                    {
                         tracing::warn!(vm = %name, error = %err, "removing the VM failed");
                     }
                 }
                 if let Some(router) = &router {
-                    if let Err(err) = app.driver.remove_router(router).await {
+                    let op = Op::RemoveRouter {
+                        router: router.clone(),
+                    };
+                    if let Err(err) = app.hosts.call(host, op).await {
                         tracing::warn!(%router, error = %err, "removing the router failed");
                     }
                 }
@@ -728,18 +1063,26 @@ async fn succeed(
     Ok(())
 }
 
-async fn fail(app: &App, job: &PendingJob, reason: &str) -> Result<(), String> {
+/// Undoes a job and fails it with 530 and `reason`.
+async fn fail(app: &App, job: &PendingJob, reason: &str, fence: &Fence) -> Result<(), String> {
     let e = |e: sqlx::Error| e.to_string();
     {
         let _w = app.db.write_lock().await;
         let mut tx = app.db.pool().begin().await.map_err(e)?;
-        store::rollback_job(&mut tx, job.id, job.payload.undo.as_ref())
-            .await
-            .map_err(e)?;
-        if let Some(undo) = &job.payload.undo {
-            crate::cmd::firewall::store_json(&mut *tx, app.db.dialect(), undo.rule_id)
+        if !crate::hosts::fence(&mut tx, fence).await.map_err(e)? {
+            return Err(fenced(fence));
+        }
+        if let (Kind::DeployVm, Outcome::Vm { id }) = (job.kind, &job.payload.outcome) {
+            store::delete_vm_in(&mut tx, *id).await.map_err(e)?;
+        } else {
+            store::rollback_job(&mut tx, job.id, job.payload.undo.as_ref())
                 .await
                 .map_err(e)?;
+            if let Some(undo) = &job.payload.undo {
+                crate::cmd::firewall::store_json(&mut *tx, app.db.dialect(), undo.rule_id)
+                    .await
+                    .map_err(e)?;
+            }
         }
         tx.commit().await.map_err(e)?;
     }
@@ -800,29 +1143,34 @@ async fn finish(
     Ok(())
 }
 
-async fn deploy_vm(app: &App, network_id: i64, job: PendingJob) -> Result<(), String> {
+async fn deploy_vm(
+    app: &App,
+    network_id: i64,
+    router: &RouterRow,
+    job: PendingJob,
+    fence: &Fence,
+) -> Result<Continue, String> {
     let Outcome::Vm { id } = job.payload.outcome else {
-        return finish(app, &job, jobs::SUCCEEDED, 0, &json!({"success": true})).await;
+        finish(app, &job, jobs::SUCCEEDED, 0, &json!({"success": true})).await?;
+        return Ok(Continue::More);
     };
-    let vm = store::vm_for_deploy(&app.db, id).await?;
-    let result = match vm {
-        None => Err("the VM is gone".to_string()),
-        Some((name, ip)) => {
-            let router = store::router_name_of(&app.db, network_id)
-                .await?
-                .ok_or("the network has no router")?;
-            let net = crate::cmd::network_by_id(app, network_id)
+    let result = match store::vm_for_deploy(&app.db, id).await? {
+        None => Err(CallError::Refused("the VM is gone".to_string())),
+        Some((name, ip)) => match ensure_host_objects(app, network_id, router).await {
+            Ok(()) => app
+                .hosts
+                .call(
+                    &router.host,
+                    Op::EnsureVm {
+                        router: router.name.clone(),
+                        vm: name,
+                        ip,
+                    },
+                )
                 .await
-                .map_err(|e| e.text)?;
-            match app
-                .driver
-                .ensure_router(&router, net.cidr, net.gateway)
-                .await
-            {
-                Ok(()) => app.driver.ensure_vm(&router, &name, ip).await,
-                Err(e) => Err(e),
-            }
-        }
+                .map(|_| ()),
+            Err(e) => Err(e),
+        },
     };
     match result {
         Ok(()) => {
@@ -830,54 +1178,115 @@ async fn deploy_vm(app: &App, network_id: i64, job: PendingJob) -> Result<(), St
             let result = crate::cmd::job_result(app, &job.payload.outcome)
                 .await
                 .unwrap_or_else(|err| err.job_result());
-            finish(app, &job, jobs::SUCCEEDED, 0, &result).await
+            finish(app, &job, jobs::SUCCEEDED, 0, &result).await?;
+            Ok(Continue::More)
         }
-        Err(reason) => {
-            store::delete_vm(&app.db, id).await?;
-            let err = ApiError::internal(format!("{}: {reason}", job.payload.failure));
-            finish(app, &job, jobs::FAILED, 530, &err.job_result()).await
+        Err(e @ (CallError::NotConnected(_) | CallError::Lost(_))) => unavailable(e),
+        Err(CallError::Refused(reason) | CallError::TimedOut(reason)) => {
+            fail(app, &job, &reason, fence).await?;
+            Ok(Continue::More)
         }
     }
 }
 
-/// Starts workers for every network (they re-sync their routers), and brings back the VMs and
-/// routers of the lab after a restart.
+/// Starts the listener for other servers' rings and rings every network's worker: those whose
+/// host is connected here start, make sure their router and VMs exist, and re-send what the
+/// router lacks.
 ///
 /// # Errors
 /// The database's error, as text.
 pub async fn start(app: &App) -> Result<(), String> {
-    let networks = store::all_networks(&app.db).await?;
-    for (id, router, cidr, gateway) in &networks {
-        if let Err(e) = app.driver.ensure_router(router, *cidr, *gateway).await {
-            tracing::warn!(%router, error = %e, "cannot bring the router back");
-        }
-        for (name, ip) in store::running_vms(&app.db, *id).await? {
-            if let Err(e) = app.driver.ensure_vm(router, &name, ip).await {
-                tracing::warn!(vm = %name, error = %e, "cannot bring the VM back");
-            }
-        }
-        app.doorbell.ring(app, *id);
+    tokio::spawn(listen(app.clone()));
+    for host in app.hosts.connected() {
+        ring_host(app, &host).await;
     }
     Ok(())
 }
 
-/// Brings a new network's router up and gives it its first config; returns when it holds it.
+/// Brings a new network's router up and gives it its first config; the router becomes Running,
+/// or Error with the reason (createNetwork, waiting for either, then removes the network).
+async fn implement(
+    app: &App,
+    network_id: i64,
+    router: &RouterRow,
+    fence: &Fence,
+) -> Result<(), String> {
+    let e = |e: sqlx::Error| e.to_string();
+    let ensured = ensure_host_objects(app, network_id, router).await;
+    let outcome = match ensured {
+        Err(e @ (CallError::NotConnected(_) | CallError::Lost(_))) => {
+            // Not known either way: try again when the agent is back.
+            return Err(e.to_string());
+        }
+        Err(e) => Err(e.to_string()),
+        Ok(()) => {
+            let state = load_state(app, network_id).await?;
+            match push(app, &state, &Batch::default()).await {
+                Ok(pushed) => Ok(pushed),
+                Err(PushError::Unavailable(r)) => return Err(r),
+                Err(e) => Err(e.to_string()),
+            }
+        }
+    };
+    match outcome {
+        Ok(pushed) => {
+            let _w = app.db.write_lock().await;
+            let mut tx = app.db.pool().begin().await.map_err(e)?;
+            if !crate::hosts::fence(&mut tx, fence).await.map_err(e)? {
+                return Err(fenced(fence));
+            }
+            store::apply_commit(&mut tx, &pushed.commit)
+                .await
+                .map_err(e)?;
+            store::set_applied(&mut tx, network_id, pushed.generation)
+                .await
+                .map_err(e)?;
+            tx.commit().await.map_err(e)
+        }
+        Err(reason) => {
+            let op = Op::RemoveRouter {
+                router: router.name.clone(),
+            };
+            if let Err(err) = app.hosts.call(&router.host, op).await {
+                tracing::warn!(router = %router.name, error = %err, "removing a router that failed to start");
+            }
+            store::set_router_error(&app.db, network_id, &reason).await
+        }
+    }
+}
+
+/// Fails the jobs left pending on hosts that have had no agent anywhere since `before`
+/// (housekeeping), each undone and failed with that reason, fenced so that an agent connecting
+/// meanwhile keeps them.
 ///
 /// # Errors
-/// The agent's or the database's reason.
-pub async fn implement(app: &App, network_id: i64) -> Result<(), String> {
-    let state = load_state(app, network_id).await?;
-    let net = state.network.clone().ok_or("the network is gone")?;
-    let router = store::router_name_of(&app.db, network_id)
-        .await?
-        .ok_or("the network has no router")?;
-    app.driver
-        .ensure_router(&router, net.cidr, net.gateway)
-        .await?;
-    let commit = push(app, &state, &Batch::default()).await?;
-    let e = |e: sqlx::Error| e.to_string();
-    let _w = app.db.write_lock().await;
-    let mut tx = app.db.pool().begin().await.map_err(e)?;
-    store::apply_commit(&mut tx, &commit).await.map_err(e)?;
-    tx.commit().await.map_err(e)
+/// The database's error, as text.
+pub async fn fail_forsaken(app: &App, before: i64) -> Result<(), String> {
+    let rows = sqlx::query(
+        "SELECT j.id, j.cmd, j.kind, j.payload, j.created, j.account_id, j.user_id, \
+         h.name AS host, h.epoch, h.seen FROM jobs j \
+         JOIN routers r ON r.network_id = j.network_id JOIN hosts h ON h.name = r.host \
+         WHERE j.status = 0 AND h.connected = 0 AND j.created < $1 \
+         AND (h.seen IS NULL OR h.seen < $1) ORDER BY j.id LIMIT 200",
+    )
+    .bind(before)
+    .fetch_all(app.db.pool())
+    .await
+    .map_err(|e| e.to_string())?;
+    for r in rows {
+        let job = pending_from_row(&r)?;
+        let host: String = r.try_get("host").map_err(|e| e.to_string())?;
+        let epoch: i64 = r.try_get("epoch").map_err(|e| e.to_string())?;
+        let reason = format!(
+            "host {host} has had no connected agent for {} s",
+            app.hosts.apply_timeout().as_secs()
+        );
+        tracing::warn!(job = job.id, %host, "failing a job its host's agent never took");
+        match fail(app, &job, &reason, &Fence::Forsaken { host, epoch }).await {
+            Ok(()) => {}
+            // An agent connected meanwhile: the job is its server's now.
+            Err(e) => tracing::info!(job = job.id, error = %e, "left the job to its host"),
+        }
+    }
+    Ok(())
 }

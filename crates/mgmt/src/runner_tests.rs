@@ -6,8 +6,8 @@ use router_config::RouterConfig;
 use serde_json::Value;
 use sqlx::Row;
 
-use crate::driver::Driver;
 use crate::testkit::{admin, app_with, call, wait};
+use agent::driver::Driver;
 
 /// The port whose firewall rule the test router refuses.
 const REFUSED: u32 = 6666;
@@ -39,7 +39,7 @@ async fn a_refused_job_fails_alone_and_the_others_share_generations() {
     let dir = tempfile::tempdir().unwrap();
     let app = app_with(
         dir.path(),
-        Driver::dry_run_with_fault(dir.path(), refuse_port),
+        Driver::dry_run_refusing(dir.path(), refuse_port),
     )
     .await;
     let root = admin(&app).await;

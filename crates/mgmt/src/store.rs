@@ -2,7 +2,6 @@
 
 use std::net::Ipv4Addr;
 
-use ipnet::Ipv4Net;
 use sqlx::{Any, Row, Transaction};
 
 use crate::db::{now_ms, Db};
@@ -11,19 +10,6 @@ use crate::plan::{Commit, PublicSegment};
 
 fn s(e: sqlx::Error) -> String {
     e.to_string()
-}
-
-/// Whether the network still exists.
-///
-/// # Errors
-/// The database's error, as text.
-pub async fn network_exists(db: &Db, network_id: i64) -> Result<bool, String> {
-    Ok(sqlx::query("SELECT id FROM networks WHERE id = $1")
-        .bind(network_id)
-        .fetch_optional(db.pool())
-        .await
-        .map_err(s)?
-        .is_some())
 }
 
 /// Prefix length and gateway of a public range.
@@ -48,15 +34,16 @@ pub async fn segment(db: &Db, vlan_range_id: i64) -> Result<Option<PublicSegment
     }))
 }
 
-/// Takes the router's next generation number; returns the router's name and the number.
+/// Takes the router's next generation number; returns the router's name, its host, and the
+/// number.
 ///
 /// # Errors
 /// The database's error, as text, or a network without a router.
-pub async fn next_generation(db: &Db, network_id: i64) -> Result<(String, u64), String> {
+pub async fn next_generation(db: &Db, network_id: i64) -> Result<(String, String, u64), String> {
     let _w = db.write_lock().await;
     let row = sqlx::query(
         "UPDATE routers SET desired_generation = desired_generation + 1 WHERE network_id = $1 \
-         RETURNING name, desired_generation",
+         RETURNING name, host, desired_generation",
     )
     .bind(network_id)
     .fetch_optional(db.pool())
@@ -64,36 +51,60 @@ pub async fn next_generation(db: &Db, network_id: i64) -> Result<(String, u64), 
     .map_err(s)?
     .ok_or("the network has no router")?;
     let name: String = row.try_get("name").map_err(s)?;
+    let host: String = row.try_get("host").map_err(s)?;
     let g: i64 = row.try_get("desired_generation").map_err(s)?;
-    Ok((name, u64::try_from(g).unwrap_or(0)))
+    Ok((name, host, u64::try_from(g).unwrap_or(0)))
 }
 
-/// Records what the router answered: the generation it now holds, or why it refused.
+/// Records the generation the router confirmed (never moving backwards), in the transaction
+/// that records what it carried.
+///
+/// # Errors
+/// The query's error.
+pub async fn set_applied(
+    tx: &mut Transaction<'_, Any>,
+    network_id: i64,
+    generation: u64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE routers SET applied_generation = $1, applied_at = $2, last_error = NULL, \
+         state = 'Running' WHERE network_id = $3 AND applied_generation <= $1",
+    )
+    .bind(i64::try_from(generation).unwrap_or(i64::MAX))
+    .bind(now_ms())
+    .bind(network_id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Records why the router did not take its last config.
 ///
 /// # Errors
 /// The database's error, as text.
-pub async fn record_applied(
-    db: &Db,
-    network_id: i64,
-    generation: u64,
-    error: Option<&str>,
-) -> Result<(), String> {
+pub async fn record_failure(db: &Db, network_id: i64, reason: &str) -> Result<(), String> {
     let _w = db.write_lock().await;
-    match error {
-        None => sqlx::query(
-            "UPDATE routers SET applied_generation = $1, applied_at = $2, last_error = NULL, \
-             state = 'Running' WHERE network_id = $3 AND applied_generation < $1",
-        )
-        .bind(i64::try_from(generation).unwrap_or(i64::MAX))
-        .bind(now_ms())
-        .bind(network_id),
-        Some(e) => sqlx::query("UPDATE routers SET last_error = $1 WHERE network_id = $2")
-            .bind(e.to_string())
-            .bind(network_id),
-    }
-    .execute(db.pool())
-    .await
-    .map_err(s)?;
+    sqlx::query("UPDATE routers SET last_error = $1 WHERE network_id = $2")
+        .bind(reason)
+        .bind(network_id)
+        .execute(db.pool())
+        .await
+        .map_err(s)?;
+    Ok(())
+}
+
+/// Marks a router that could not start (createNetwork then removes its network).
+///
+/// # Errors
+/// The database's error, as text.
+pub async fn set_router_error(db: &Db, network_id: i64, reason: &str) -> Result<(), String> {
+    let _w = db.write_lock().await;
+    sqlx::query("UPDATE routers SET state = 'Error', last_error = $1 WHERE network_id = $2")
+        .bind(reason)
+        .bind(network_id)
+        .execute(db.pool())
+        .await
+        .map_err(s)?;
     Ok(())
 }
 
@@ -417,22 +428,28 @@ pub async fn set_vm_state(db: &Db, vm_id: i64, state: &str) -> Result<(), String
 pub async fn delete_vm(db: &Db, vm_id: i64) -> Result<(), String> {
     let _w = db.write_lock().await;
     let mut tx = db.pool().begin().await.map_err(s)?;
+    delete_vm_in(&mut tx, vm_id).await.map_err(s)?;
+    tx.commit().await.map_err(s)
+}
+
+/// Removes a VM's row inside a transaction.
+///
+/// # Errors
+/// The query's error.
+pub async fn delete_vm_in(tx: &mut Transaction<'_, Any>, vm_id: i64) -> Result<(), sqlx::Error> {
     sqlx::query("DELETE FROM lb_members WHERE vm_id = $1")
         .bind(vm_id)
-        .execute(&mut *tx)
-        .await
-        .map_err(s)?;
+        .execute(&mut **tx)
+        .await?;
     sqlx::query("UPDATE rules SET vm_id = NULL WHERE vm_id = $1")
         .bind(vm_id)
-        .execute(&mut *tx)
-        .await
-        .map_err(s)?;
+        .execute(&mut **tx)
+        .await?;
     sqlx::query("DELETE FROM vms WHERE id = $1")
         .bind(vm_id)
-        .execute(&mut *tx)
-        .await
-        .map_err(s)?;
-    tx.commit().await.map_err(s)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
 }
 
 /// Removes a deleted network's rows: its rules, VMs, router; its IPs go back to Free.
@@ -463,31 +480,6 @@ pub async fn delete_network(db: &Db, network_id: i64) -> Result<(), String> {
     tx.commit().await.map_err(s)
 }
 
-/// Every network: id, router name, guest CIDR and gateway.
-///
-/// # Errors
-/// The database's error, as text.
-pub async fn all_networks(db: &Db) -> Result<Vec<(i64, String, Ipv4Net, Ipv4Addr)>, String> {
-    let rows = sqlx::query(
-        "SELECT n.id, r.name, n.cidr, n.gateway FROM networks n JOIN routers r ON r.network_id = n.id \
-         ORDER BY n.id",
-    )
-    .fetch_all(db.pool())
-    .await
-    .map_err(s)?;
-    Ok(rows
-        .iter()
-        .filter_map(|r| {
-            Some((
-                r.try_get("id").ok()?,
-                r.try_get("name").ok()?,
-                r.try_get::<String, _>("cidr").ok()?.parse().ok()?,
-                r.try_get::<String, _>("gateway").ok()?.parse().ok()?,
-            ))
-        })
-        .collect())
-}
-
 /// The running VMs of a network: name and address.
 ///
 /// # Errors
@@ -509,21 +501,57 @@ pub async fn running_vms(db: &Db, network_id: i64) -> Result<Vec<(String, Ipv4Ad
         .collect())
 }
 
-/// A network's router: its name and the generation it last confirmed.
+/// A network's router as the job runner sees it.
+#[derive(Debug, Clone)]
+pub struct RouterRow {
+    /// Its name.
+    pub name: String,
+    /// The host it runs on.
+    pub host: String,
+    /// `Starting`, `Running` or `Error`.
+    pub state: String,
+    /// The generation it last confirmed.
+    pub applied: i64,
+    /// Why its last apply failed, if it did.
+    pub last_error: Option<String>,
+}
+
+/// A network's router.
 ///
 /// # Errors
 /// The database's error, as text.
-pub async fn router_applied(db: &Db, network_id: i64) -> Result<Option<(String, i64)>, String> {
-    let row = sqlx::query("SELECT name, applied_generation FROM routers WHERE network_id = $1")
-        .bind(network_id)
-        .fetch_optional(db.pool())
-        .await
-        .map_err(s)?;
+pub async fn router_of(db: &Db, network_id: i64) -> Result<Option<RouterRow>, String> {
+    let row = sqlx::query(
+        "SELECT name, host, state, applied_generation, last_error FROM routers \
+         WHERE network_id = $1",
+    )
+    .bind(network_id)
+    .fetch_optional(db.pool())
+    .await
+    .map_err(s)?;
     row.map(|r| {
-        Ok((
-            r.try_get::<String, _>("name").map_err(s)?,
-            r.try_get::<i64, _>("applied_generation").map_err(s)?,
-        ))
+        Ok(RouterRow {
+            name: r.try_get("name").map_err(s)?,
+            host: r.try_get("host").map_err(s)?,
+            state: r.try_get("state").map_err(s)?,
+            applied: r.try_get("applied_generation").map_err(s)?,
+            last_error: r.try_get("last_error").map_err(s)?,
+        })
     })
     .transpose()
+}
+
+/// The networks whose routers run on `host`.
+///
+/// # Errors
+/// The database's error, as text.
+pub async fn networks_on(db: &Db, host: &str) -> Result<Vec<i64>, String> {
+    sqlx::query("SELECT network_id FROM routers WHERE host = $1 ORDER BY network_id")
+        .bind(host)
+        .fetch_all(db.pool())
+        .await
+        .map_err(s)?
+        .iter()
+        .map(|r| r.try_get("network_id").map_err(s))
+        .collect()
 }

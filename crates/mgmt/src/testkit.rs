@@ -11,7 +11,10 @@ use sqlx::Row;
 
 use crate::app::{App, Caller};
 use crate::db::Db;
-use crate::driver::{Driver, DriverKind};
+use agent::driver::Driver;
+use agent::Agent;
+
+use crate::hosts::{self, Hosts};
 use crate::metrics::Metrics;
 use crate::runner::Doorbell;
 
@@ -21,12 +24,11 @@ pub(crate) async fn app(dir: &std::path::Path) -> App {
 
 pub(crate) async fn app_on(dir: &std::path::Path, url: &str) -> App {
     let db = Db::connect(url).await.unwrap();
-    let (site, _) = crate::bootstrap::first_start(&db, dir, DriverKind::DryRun)
-        .await
-        .unwrap();
+    let (site, _) = crate::bootstrap::first_start(&db, dir).await.unwrap();
+    let hosts = embedded(&db, Driver::dry_run(dir)).await;
     App {
         db,
-        driver: Driver::dry_run(dir),
+        hosts,
         doorbell: Doorbell::default(),
         metrics: Arc::new(Metrics::new()),
         data_dir: dir.to_path_buf(),
@@ -58,10 +60,28 @@ pub(crate) async fn admin(app: &App) -> Caller {
     }
 }
 
+/// This process as a server of `db`, with the in-process agent over `driver` as host `local`.
+async fn embedded(db: &Db, driver: Driver) -> Arc<Hosts> {
+    let id = hosts::register_server(db, "test", "http://127.0.0.1:0")
+        .await
+        .unwrap();
+    let hosts = Arc::new(Hosts::new(
+        id,
+        "test",
+        agent::DEFAULT_APPLY_TIMEOUT,
+        Some(crate::serve::EMBEDDED_HOST.into()),
+    ));
+    let agent = Agent::new(driver, agent::DEFAULT_APPLY_TIMEOUT);
+    hosts::attach_embedded(db, &hosts, crate::serve::EMBEDDED_HOST, agent)
+        .await
+        .unwrap();
+    hosts
+}
+
 /// An app on SQLite in `dir` with the given agent.
 pub(crate) async fn app_with(dir: &std::path::Path, driver: Driver) -> App {
     let mut app = app(dir).await;
-    app.driver = driver;
+    app.hosts = embedded(&app.db, driver).await;
     app
 }
 

@@ -8,10 +8,14 @@
 //! - [`RouterDelta`], a change against a generation the router confirmed, which the router turns
 //!   back into a complete config before doing anything with it.
 //!
+//! It also describes, in plain words, how two complete configs differ ([`differences`]), for an
+//! operator comparing what a router should enforce with what it reports.
+//!
 //! It is pure: no I/O, no clock, no processes. Parsing from bytes is [`parse`], which reports the
 //! JSON path of a malformed or unknown field.
 
 mod delta;
+mod diff;
 mod valid;
 mod validate;
 mod wire;
@@ -20,6 +24,7 @@ mod wire;
 mod tests;
 
 pub use delta::{DeltaError, RouterDelta};
+pub use diff::{differences, Difference, MAX_DIFFERENCES};
 pub use valid::{
     Algorithm, CookieMode, EgressMatch, EgressRule, HealthCheck, IcmpMatch, IngressMatch,
     IngressRule, L4Proto, LbMode, LoadBalancer, Member, PortForward, PortRange, RuleId, RuleKind,

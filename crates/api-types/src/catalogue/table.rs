@@ -71,6 +71,8 @@ const R_EVENT: &str = "listEvents";
 const R_ACCOUNT: &str = "createAccount,listAccounts";
 const R_USER: &str = "listUsers";
 const R_JOB: &str = "queryAsyncJobResult,listAsyncJobs";
+const R_AGENT_TOKEN: &str = "createAgentToken,listAgentTokens";
+const R_HOST: &str = "listHosts";
 
 // ------------------------------------------------------------------------------------------
 // Parameters shared by many commands.
@@ -704,6 +706,89 @@ const USER: &[ResponseField] = &[
 const USER_KEYS: &[ResponseField] = &[
     f("apikey", "string", "The new API key"),
     f("secretkey", "string", "The new secret key"),
+];
+
+const NEW_AGENT_TOKEN: &[ResponseField] = &[
+    f("id", "string", "The token's id"),
+    f(
+        "host",
+        "string",
+        "Name of the host whose agent the token admits",
+    ),
+    f("hostid", "string", "Id of that host"),
+    f(
+        "token",
+        "string",
+        "The token itself, for the agent's configuration; shown only in this answer",
+    ),
+    f("created", "date", "When it was created"),
+];
+
+const AGENT_TOKEN: &[ResponseField] = &[
+    f("id", "string", "The token's id"),
+    f(
+        "host",
+        "string",
+        "Name of the host whose agent the token admits",
+    ),
+    f("hostid", "string", "Id of that host"),
+    f("created", "date", "When it was created"),
+    f(
+        "revoked",
+        "date",
+        "When it was revoked; absent while it is active",
+    ),
+    f(
+        "lastused",
+        "date",
+        "When an agent last presented it; absent if none has",
+    ),
+    f("state", "string", "Active or Revoked"),
+];
+
+const HOST: &[ResponseField] = &[
+    f("id", "string", "The host's id"),
+    f("name", "string", "The host's name"),
+    f(
+        "state",
+        "string",
+        "Up while its agent is connected to a live management server, otherwise Disconnected",
+    ),
+    f(
+        "type",
+        "string",
+        "Routing: the host runs guest networks' routers",
+    ),
+    f("zoneid", "string", "Id of the zone"),
+    f("zonename", "string", "Name of the zone"),
+    f(
+        "managementserverid",
+        "string",
+        "Name of the management server that holds (or last held) its agent's connection",
+    ),
+    f(
+        "managementserveraddress",
+        "string",
+        "Address of that management server",
+    ),
+    f(
+        "lastpinged",
+        "date",
+        "When a management server last recorded its agent connecting, disconnecting or \
+         applying a change",
+    ),
+    f("created", "date", "When it was first known"),
+    f(
+        "agentdriver",
+        "string",
+        "The driver its agent runs routers with, as reported when it connected",
+    ),
+    f("routers", "integer", "How many routers are placed on it"),
+    f(
+        "epoch",
+        "long",
+        "Counts its agent's connections and changes of server; fences stale writes",
+    ),
 ];
 
 const ASYNC_JOB: &[ResponseField] = &[
@@ -1920,5 +2005,74 @@ pub(super) static APIS: &[ApiSpec] = &[
         params: &[p("id", Uuid, "The user").req().rel(R_USER)],
         response: USER_KEYS,
         response_object: Some("userkeys"),
+    },
+    // Hosts and their agents.
+    ApiSpec {
+        name: "createAgentToken",
+        description: "Creates a token an agent connects with as the named host, creating the \
+                      host if it is new (admins only). The token is shown once, in this \
+                      answer: only its digest is kept",
+        is_async: false,
+        creates: false,
+        since: "",
+        related: &["listAgentTokens", "revokeAgentToken", "listHosts"],
+        params: &[s(
+            "host",
+            "Name of the host the agent runs: 1 to 64 letters, digits, '.', '_' or '-'",
+        )
+        .req()],
+        response: NEW_AGENT_TOKEN,
+        response_object: Some("agenttoken"),
+    },
+    ApiSpec {
+        name: "listAgentTokens",
+        description: "Lists agent tokens, without the tokens themselves (admins only)",
+        is_async: false,
+        creates: false,
+        since: "",
+        related: &["createAgentToken", "revokeAgentToken"],
+        params: base_list![
+            p("id", Uuid, "Only the token with this id").rel(R_AGENT_TOKEN),
+            s("host", "Only the tokens of the host with this name"),
+        ],
+        response: AGENT_TOKEN,
+        response_object: Some("agenttoken"),
+    },
+    ApiSpec {
+        name: "revokeAgentToken",
+        description: "Revokes an agent token (admins only): its next connection is refused. An \
+                      agent already connected with it stays connected until it reconnects. \
+                      Revoking a revoked token succeeds and keeps the first revocation time",
+        is_async: false,
+        creates: false,
+        since: "",
+        related: &["createAgentToken", "listAgentTokens"],
+        params: &[p("id", Uuid, "The token to revoke")
+            .req()
+            .rel(R_AGENT_TOKEN)],
+        response: SUCCESS,
+        response_object: None,
+    },
+    ApiSpec {
+        name: "listHosts",
+        description: "Lists the hosts that run routers, each with its agent's state and the \
+                      management server holding its connection (admins only)",
+        is_async: false,
+        creates: false,
+        since: "",
+        related: &["createAgentToken", "listRouters"],
+        params: base_list![
+            p("id", Uuid, "Only the host with this id").rel(R_HOST),
+            s("name", "Only the host with this name"),
+            s("state", "Only hosts in this state: Up or Disconnected"),
+            p("zoneid", Uuid, "Only hosts in this zone").rel(R_ZONE),
+            s(
+                "type",
+                "Only hosts of this type; every host here is Routing, so another type lists \
+                 nothing",
+            ),
+        ],
+        response: HOST,
+        response_object: Some("host"),
     },
 ];

@@ -58,6 +58,10 @@ const EXPECTED: &[&str] = &[
     "listAccounts",
     "listUsers",
     "registerUserKeys",
+    "createAgentToken",
+    "listAgentTokens",
+    "revokeAgentToken",
+    "listHosts",
 ];
 
 fn expected() -> BTreeSet<&'static str> {
@@ -70,7 +74,7 @@ fn catalogue_has_exactly_the_commands_implemented() {
     let unique: BTreeSet<&str> = names.iter().copied().collect();
     assert_eq!(unique.len(), names.len(), "duplicate command names");
     assert_eq!(unique, expected());
-    assert_eq!(all().len(), 49);
+    assert_eq!(all().len(), 53);
 }
 
 #[test]
@@ -274,6 +278,10 @@ fn response_objects_are_cloudstacks_keys() {
         ("listAccounts", Some("account")),
         ("listUsers", Some("user")),
         ("registerUserKeys", Some("userkeys")),
+        ("createAgentToken", Some("agenttoken")),
+        ("listAgentTokens", Some("agenttoken")),
+        ("revokeAgentToken", None),
+        ("listHosts", Some("host")),
     ];
     for (name, object) in cases {
         assert_eq!(find(name).unwrap().response_object, object, "{name}");
@@ -395,6 +403,10 @@ fn rule_parameters_follow_cloudstack() {
     assert_eq!(required("listTemplates"), set(&["templatefilter"]));
     assert_eq!(required("queryAsyncJobResult"), set(&["jobid"]));
     assert_eq!(required("registerUserKeys"), set(&["id"]));
+    assert_eq!(required("createAgentToken"), set(&["host"]));
+    assert_eq!(required("revokeAgentToken"), set(&["id"]));
+    assert!(required("listAgentTokens").is_empty());
+    assert!(required("listHosts").is_empty());
     assert_eq!(required("listLoadBalancerRuleInstances"), set(&["id"]));
     for delete in [
         "deleteFirewallRule",

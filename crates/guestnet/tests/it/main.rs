@@ -1,7 +1,10 @@
 //! Root tests of the `guestnet` binary.
 
+mod agents;
+mod procs;
 mod router;
 mod serve;
+mod support;
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::process::ExitStatusExt;

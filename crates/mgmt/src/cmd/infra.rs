@@ -26,6 +26,7 @@
 
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
+use std::time::Duration;
 
 use api_types::error::{ApiError, ApiErrorCode, CsErrorCode};
 use api_types::params::Params;
@@ -38,7 +39,6 @@ use super::{accepted, begin, network_by_id, owner, page, queued, required, scope
 use crate::app::{internal, ApiResult, App, Caller};
 use crate::bootstrap::{insert_public_range, PublicRange};
 use crate::db::{now_ms, Dialect};
-use crate::driver::DriverKind;
 use crate::jobs::{self, Kind, NewJob, Outcome, Payload};
 use crate::model::{IpRow, NetworkRow, IP_COLUMNS, NETWORK_COLUMNS};
 use crate::resp::{self, date, IpContext, Owner};
@@ -105,7 +105,7 @@ enum Owners {
     Only(String, Vec<Arg>),
 }
 
-fn given<'a>(p: &'a Params, name: &str) -> Option<&'a str> {
+pub(crate) fn given<'a>(p: &'a Params, name: &str) -> Option<&'a str> {
     p.spec().param(name)?;
     p.str(name).map(str::trim).filter(|v| !v.is_empty())
 }
@@ -181,7 +181,7 @@ fn restrict(sel: &mut Select, owners: Owners) -> bool {
 }
 
 /// A `zoneid` (list filter or argument) must be the server's zone.
-fn zone_param(app: &App, p: &Params, name: &str) -> ApiResult<()> {
+pub(crate) fn zone_param(app: &App, p: &Params, name: &str) -> ApiResult<()> {
     match given(p, name) {
         Some(z) if z != app.site.zone_uuid => Err(unknown(p, name)),
         _ => Ok(()),
@@ -194,7 +194,7 @@ fn zone(app: &App) -> (&str, &str) {
 
 /// Admin-only commands answer everyone else as CloudStack answers a command the caller may not
 /// use.
-fn admin_only(caller: &Caller) -> ApiResult<()> {
+pub(crate) fn admin_only(caller: &Caller) -> ApiResult<()> {
     if caller.admin {
         Ok(())
     } else {
@@ -206,11 +206,11 @@ fn admin_only(caller: &Caller) -> ApiResult<()> {
     }
 }
 
-fn keyword(p: &Params) -> Option<String> {
+pub(crate) fn keyword(p: &Params) -> Option<String> {
     given(p, "keyword").map(str::to_lowercase)
 }
 
-fn contains(hay: &str, needle: &str) -> bool {
+pub(crate) fn contains(hay: &str, needle: &str) -> bool {
     hay.to_lowercase().contains(needle)
 }
 
@@ -763,8 +763,10 @@ async fn offering_param(app: &App, p: &Params) -> ApiResult<(i64, String, String
     ))
 }
 
-/// createNetwork (sync): the network, its router and its source-NAT address in one
-/// transaction; then the router is brought up and given its first generation.
+/// createNetwork (sync): the network, its router (placed on a host) and its source-NAT address
+/// in one transaction; then the router is brought up and given its first generation by the
+/// server holding its host, and the call returns when it is Running (or removes the network
+/// again and fails with the reason).
 pub(crate) async fn create_network(app: &App, caller: &Caller, p: &Params) -> ApiResult<Value> {
     let name = required(p, "name")?.to_string();
     let display = given(p, "displaytext").unwrap_or(&name).to_string();
@@ -774,7 +776,17 @@ pub(crate) async fn create_network(app: &App, caller: &Caller, p: &Params) -> Ap
     let account_id = acting_for(app, caller, p).await?;
     let requested = requested_cidr(p)?;
     let network_uuid = uuid::Uuid::new_v4().to_string();
-    let (network_id, router_name) = {
+    let host = crate::hosts::place(app)
+        .await
+        .map_err(internal)?
+        .ok_or_else(|| {
+            ApiError::new(
+                ApiErrorCode::InsufficientCapacity,
+                Some(CsErrorCode::InsufficientCapacity),
+                "Unable to create a deployment for the network: no host has a connected agent",
+            )
+        })?;
+    let network_id = {
         let _w = app.db.write_lock().await;
         let mut tx = begin(app).await?;
         let networks = all_cidrs(&mut tx).await?;
@@ -835,7 +847,7 @@ pub(crate) async fn create_network(app: &App, caller: &Caller, p: &Params) -> Ap
         .bind(uuid::Uuid::new_v4().to_string())
         .bind(&router_name)
         .bind(network_id)
-        .bind(app.driver.host())
+        .bind(&host)
         .bind(now)
         .execute(&mut *tx)
         .await
@@ -869,13 +881,11 @@ pub(crate) async fn create_network(app: &App, caller: &Caller, p: &Params) -> Ap
         .await
         .map_err(internal)?;
         tx.commit().await.map_err(internal)?;
-        (network_id, router_name)
+        network_id
     };
-    if let Err(reason) = crate::runner::implement(app, network_id).await {
+    app.doorbell.ring(app, network_id);
+    if let Err(reason) = router_started(app, network_id).await {
         // Take back what was written: a failed create leaves nothing behind.
-        if let Err(e) = app.driver.remove_router(&router_name).await {
-            tracing::warn!(router = %router_name, error = %e, "removing a router that failed to start");
-        }
         if let Err(e) = store::delete_network(&app.db, network_id).await {
             tracing::warn!(network = network_id, error = %e, "removing a network that failed to start");
         }
@@ -899,7 +909,6 @@ pub(crate) async fn create_network(app: &App, caller: &Caller, p: &Params) -> Ap
             "Unable to implement network {name}: {reason}"
         )));
     }
-    app.doorbell.ring(app, network_id);
     let net = network_by_id(app, network_id).await?;
     let own = owner(app, net.account_id).await?;
     Ok(resp::wrap(
@@ -912,6 +921,36 @@ pub(crate) async fn create_network(app: &App, caller: &Caller, p: &Params) -> Ap
             caller.admin,
         ),
     ))
+}
+
+/// Waits until a new network's router is Running; its reason when it ends in Error or does not
+/// start within the apply timeout (and a little more).
+async fn router_started(app: &App, network_id: i64) -> Result<(), String> {
+    let deadline = std::time::Instant::now() + app.hosts.apply_timeout() + Duration::from_secs(10);
+    let mut wait = Duration::from_millis(1);
+    loop {
+        match store::router_of(&app.db, network_id).await? {
+            None => return Err("the router is gone".into()),
+            Some(r) if r.state == "Running" => return Ok(()),
+            Some(r) if r.state == "Error" => {
+                return Err(r
+                    .last_error
+                    .unwrap_or_else(|| "the router did not start".into()))
+            }
+            Some(r) => {
+                if std::time::Instant::now() > deadline {
+                    return Err(format!(
+                        "router {} on host {} did not start within {} s",
+                        r.name,
+                        r.host,
+                        (app.hosts.apply_timeout() + Duration::from_secs(10)).as_secs()
+                    ));
+                }
+            }
+        }
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(Duration::from_millis(20));
+    }
 }
 
 /// listNetworks.
@@ -2014,8 +2053,9 @@ pub(crate) async fn destroy_vm(app: &App, caller: &Caller, p: &Params) -> ApiRes
 const ROUTER_SELECT: &str = "SELECT r.uuid, r.name, r.host, r.state, r.desired_generation, \
      r.applied_generation, r.applied_at, r.last_error, r.created, n.uuid AS net_uuid, \
      n.name AS net_name, n.gateway, n.cidr, n.account_id, p.address AS public_ip, \
-     p.uuid AS public_ip_uuid \
+     p.uuid AS public_ip_uuid, h.uuid AS host_uuid, h.driver AS host_driver \
      FROM routers r JOIN networks n ON n.id = r.network_id \
+     LEFT JOIN hosts h ON h.name = r.host \
      LEFT JOIN public_ips p ON p.network_id = n.id AND p.source_nat = 1";
 
 fn router_json(app: &App, r: &AnyRow, owner: &Owner) -> ApiResult<Value> {
@@ -2026,7 +2066,7 @@ fn router_json(app: &App, r: &AnyRow, owner: &Owner) -> ApiResult<Value> {
         .parse::<Ipv4Net>()
         .map(|c| c.netmask().to_string())
         .unwrap_or_default();
-    let kind = app.driver.kind();
+    let driver = o("host_driver")?;
     let mut m = Map::new();
     m.insert("id".into(), json!(s("uuid")?));
     m.insert("name".into(), json!(s("name")?));
@@ -2035,6 +2075,9 @@ fn router_json(app: &App, r: &AnyRow, owner: &Owner) -> ApiResult<Value> {
     m.insert("state".into(), json!(s("state")?));
     m.insert("host".into(), json!(host));
     m.insert("hostname".into(), json!(host));
+    if let Some(id) = o("host_uuid")? {
+        m.insert("hostid".into(), json!(id));
+    }
     m.insert("guestipaddress".into(), json!(s("gateway")?));
     m.insert("guestnetmask".into(), json!(netmask));
     m.insert("guestnetworkid".into(), json!(s("net_uuid")?));
@@ -2057,8 +2100,10 @@ fn router_json(app: &App, r: &AnyRow, owner: &Owner) -> ApiResult<Value> {
         "created".into(),
         json!(date(r.try_get("created").map_err(internal)?)),
     );
-    m.insert("guestnetdriver".into(), json!(kind.name()));
-    m.insert("enforced".into(), json!(kind == DriverKind::Lab));
+    if let Some(d) = &driver {
+        m.insert("guestnetdriver".into(), json!(d));
+    }
+    m.insert("enforced".into(), json!(driver.as_deref() == Some("lab")));
     m.insert(
         "desiredgeneration".into(),
         json!(r

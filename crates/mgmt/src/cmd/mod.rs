@@ -14,6 +14,7 @@ use crate::resp::Owner;
 
 mod accounts;
 pub(crate) mod firewall;
+mod hosts;
 mod infra;
 mod lb;
 
@@ -137,6 +138,10 @@ pub async fn dispatch(app: &App, caller: &Caller, name: &str, p: &Params) -> Api
         "registerUserKeys" => accounts::register_keys(app, caller, p)
             .await
             .map(Reply::Json),
+        "createAgentToken" => hosts::create_token(app, caller, p).await.map(Reply::Json),
+        "listAgentTokens" => hosts::list_tokens(app, caller, p).await.map(Reply::Json),
+        "revokeAgentToken" => hosts::revoke_token(app, caller, p).await.map(Reply::Json),
+        "listHosts" => hosts::list_hosts(app, caller, p).await.map(Reply::Json),
         _ => Err(ApiError::unknown_command()),
     }
 }

@@ -1,8 +1,9 @@
-//! The in-process agent: how routers and VMs come to exist and how a router is given its config.
+//! What an agent does on its host: how routers and VMs come to exist and how a router is given
+//! its config.
 //!
-//! `lab` makes every router and VM a namespace of the server's lab and applies configs with the
+//! `lab` makes every router and VM a namespace of the host's lab and applies configs with the
 //! router data plane itself (nftables, haproxy). `dry-run` validates and renders each config and
-//! writes it under the data directory: nothing is enforced, and the server says so.
+//! writes it under the data directory: nothing is enforced, and whoever runs it says so.
 
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
@@ -13,7 +14,10 @@ use ipnet::Ipv4Net;
 use lab::{Lab, NetworkSpec, VmSpec};
 use router_config::{Generation, RouterConfig};
 use sys::nft::Netns;
-use vrouterd::{ApplyOutcome, Router};
+use vrouterd::{ApplyOutcome, Drift, Router};
+
+pub use crate::proto::Applied;
+use crate::proto::RouterStatus;
 
 /// Which driver, as the startup line and listRouters say it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,15 +38,6 @@ impl DriverKind {
     }
 }
 
-/// What an apply came to.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Applied {
-    /// The router now holds this generation.
-    Generation(Generation),
-    /// The router already holds a newer generation.
-    Superseded(Generation),
-}
-
 /// The agent.
 #[derive(Clone)]
 pub struct Driver {
@@ -54,15 +49,14 @@ struct Inner {
     data_dir: PathBuf,
     lab: Mutex<Option<Lab>>,
     routers: Mutex<HashMap<String, Arc<Mutex<RouterSlot>>>>,
-    /// Tests only: a dry-run router that refuses the configs this names (a router refusing
-    /// what the API accepted cannot be provoked otherwise: the API checks everything first).
-    #[cfg(test)]
+    /// A dry-run router that refuses the configs this names (for tests of refusal handling: a
+    /// router refusing what the API accepted cannot be provoked otherwise, the API checks
+    /// everything first).
     fault: Option<Fault>,
 }
 
-/// Why a test's dry-run router refuses a config, if it does.
-#[cfg(test)]
-pub(crate) type Fault = fn(&RouterConfig) -> Option<String>;
+/// Why a dry-run router refuses a config, if it does.
+pub type Fault = fn(&RouterConfig) -> Option<String>;
 
 enum RouterSlot {
     Lab(Box<Router>),
@@ -91,15 +85,14 @@ impl Driver {
                 data_dir: data_dir.to_path_buf(),
                 lab: Mutex::new(None),
                 routers: Mutex::new(HashMap::new()),
-                #[cfg(test)]
                 fault: None,
             }),
         }
     }
 
-    /// Tests only: the dry-run driver with routers that refuse what `fault` names.
-    #[cfg(test)]
-    pub(crate) fn dry_run_with_fault(data_dir: &Path, fault: Fault) -> Driver {
+    /// The dry-run driver with routers that refuse what `fault` names (tests of how refusals
+    /// are handled upstream).
+    pub fn dry_run_refusing(data_dir: &Path, fault: Fault) -> Driver {
         Driver {
             kind: DriverKind::DryRun,
             inner: Arc::new(Inner {
@@ -127,7 +120,6 @@ impl Driver {
                 data_dir: data_dir.to_path_buf(),
                 lab: Mutex::new(Some(lab)),
                 routers: Mutex::new(HashMap::new()),
-                #[cfg(test)]
                 fault: None,
             }),
         })
@@ -151,8 +143,8 @@ impl Driver {
         self.kind
     }
 
-    /// The host a router runs on, as listRouters shows it.
-    pub fn host(&self) -> String {
+    /// What the driver is, for a startup line: `lab <id> (enforced)` or `dry-run`.
+    pub fn describe(&self) -> String {
         match self.kind {
             DriverKind::Lab => {
                 let id = self
@@ -162,9 +154,9 @@ impl Driver {
                     .ok()
                     .and_then(|l| l.as_ref().map(|l| l.id().to_string()))
                     .unwrap_or_default();
-                format!("lab {id}")
+                format!("lab {id} (enforced)")
             }
-            DriverKind::DryRun => "dry-run (not enforced)".to_string(),
+            DriverKind::DryRun => "dry-run (configs validated and written, not enforced)".into(),
         }
     }
 
@@ -368,7 +360,6 @@ impl Driver {
                 },
                 RouterSlot::DryRun { generation } => {
                     let g = config.generation;
-                    #[cfg(test)]
                     if let Some(reason) = this.inner.fault.and_then(|f| f(&config)) {
                         return Err(reason);
                     }
@@ -384,6 +375,122 @@ impl Driver {
             }
         })
         .await
+    }
+}
+
+impl Driver {
+    /// What a router holds and whether the kernel still enforces it.
+    ///
+    /// # Errors
+    /// Why the router cannot be asked.
+    pub async fn status(&self, router: &str) -> Result<RouterStatus, String> {
+        let slot = self.slot(router)?;
+        let this = self.clone();
+        let router = router.to_string();
+        blocking(move || {
+            let mut slot = slot
+                .lock()
+                .map_err(|_| "router state poisoned".to_string())?;
+            match &mut *slot {
+                RouterSlot::Lab(r) => {
+                    let drift = match r.drift().map_err(|e| vrouterd::chain(&e))? {
+                        Drift::InSync | Drift::NothingApplied => None,
+                        Drift::Drifted { expected, found } => Some(format!(
+                            "the kernel's ruleset generation is {found}, the router left {expected}"
+                        )),
+                    };
+                    Ok(RouterStatus {
+                        generation: r.generation(),
+                        drift,
+                        config: r.config().map(|c| c.document().clone()),
+                    })
+                }
+                RouterSlot::DryRun { generation } => {
+                    let path = this
+                        .inner
+                        .data_dir
+                        .join("dry-run")
+                        .join(&router)
+                        .join("config.json");
+                    let config = match std::fs::read(&path) {
+                        Ok(bytes) => Some(
+                            router_config::parse::<RouterConfig>(&bytes)
+                                .map_err(|e| format!("{}: {e}", path.display()))?,
+                        ),
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+                        Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+                    };
+                    Ok(RouterStatus {
+                        generation: *generation,
+                        drift: None,
+                        config,
+                    })
+                }
+            }
+        })
+        .await
+    }
+
+    /// Opens every router of the lab (after the agent starts), so that the drift timer looks
+    /// at each of them and each reports the generation its ledger holds.
+    pub async fn open_all(&self) {
+        if self.kind != DriverKind::Lab {
+            return;
+        }
+        let names: Vec<String> = self
+            .inner
+            .lab
+            .lock()
+            .ok()
+            .and_then(|l| {
+                l.as_ref()
+                    .map(|l| l.namespaces().routers.keys().cloned().collect())
+            })
+            .unwrap_or_default();
+        for name in names {
+            if let Err(e) = self.slot(&name) {
+                tracing::warn!(router = %name, error = %e, "cannot open the router");
+            }
+        }
+    }
+
+    /// The drift timer's tick: every lab router whose kernel no longer holds what it committed
+    /// (a flushed or edited table, a restart that lost it) gets its last good config back in
+    /// one transaction, and haproxy's chores are done. Returns the routers repaired.
+    pub async fn tend(&self) -> Vec<(String, Generation)> {
+        if self.kind != DriverKind::Lab {
+            return Vec::new();
+        }
+        let slots: Vec<(String, Arc<Mutex<RouterSlot>>)> = match self.inner.routers.lock() {
+            Ok(r) => r.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            Err(_) => return Vec::new(),
+        };
+        let mut repaired = Vec::new();
+        for (name, slot) in slots {
+            let done = blocking(move || {
+                let mut slot = slot
+                    .lock()
+                    .map_err(|_| "router state poisoned".to_string())?;
+                let RouterSlot::Lab(r) = &mut *slot else {
+                    return Ok(None);
+                };
+                let fixed = match r.drift().map_err(|e| vrouterd::chain(&e))? {
+                    Drift::Drifted { .. } => r.repair().map_err(|e| vrouterd::chain(&e))?,
+                    Drift::InSync | Drift::NothingApplied => None,
+                };
+                if let Err(e) = r.tend_balancer() {
+                    tracing::warn!(error = %vrouterd::chain(&e), "haproxy chores failed");
+                }
+                Ok(fixed)
+            })
+            .await;
+            match done {
+                Ok(Some(g)) => repaired.push((name, g)),
+                Ok(None) => {}
+                Err(e) => tracing::warn!(router = %name, error = %e, "drift repair failed"),
+            }
+        }
+        repaired
     }
 }
 

@@ -1,0 +1,251 @@
+//! What a management server asks of an agent, and what the agent answers.
+//!
+//! In process these are plain values; between processes each message is one JSON text frame of
+//! the WebSocket the agent opens to a server (`GET /agent/v1`, the agent's token as a bearer
+//! credential). The server speaks first ([`ServerMsg::Welcome`]), then sends requests, each with
+//! an id the agent's reply carries back; requests run concurrently on the agent, in order per
+//! router. Either side drops a connection on which it has heard nothing for
+//! [`SILENCE_LIMIT`]; the server pings every [`PING_EVERY`].
+
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+use ipnet::Ipv4Net;
+use router_config::{Generation, RouterConfig};
+use serde::{Deserialize, Serialize};
+
+/// The path of the agents' WebSocket on a management server.
+pub const AGENT_PATH: &str = "/agent/v1";
+
+/// The header in which an agent names its driver (`lab`, `dry-run`) when it connects.
+pub const DRIVER_HEADER: &str = "x-guestnet-driver";
+
+/// How often the server pings a connected agent.
+pub const PING_EVERY: Duration = Duration::from_secs(1);
+
+/// How long either side waits without hearing anything before it drops the connection.
+pub const SILENCE_LIMIT: Duration = Duration::from_secs(3);
+
+/// One thing a server asks of the agent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Op {
+    /// Make sure a network's router exists and is wired to its guest network.
+    EnsureRouter {
+        /// The router's name.
+        router: String,
+        /// The guest network.
+        cidr: Ipv4Net,
+        /// The guest gateway (the router's guest address).
+        gateway: Ipv4Addr,
+    },
+    /// Remove a router and its namespace.
+    RemoveRouter {
+        /// The router's name.
+        router: String,
+    },
+    /// Make sure a VM exists on a router's guest network.
+    EnsureVm {
+        /// Its network's router.
+        router: String,
+        /// The VM's name.
+        vm: String,
+        /// Its guest address.
+        ip: Ipv4Addr,
+    },
+    /// Remove a VM.
+    RemoveVm {
+        /// The VM's name.
+        vm: String,
+    },
+    /// Enforce a complete config.
+    Apply {
+        /// The router's name.
+        router: String,
+        /// The config; the router ignores one older than what it holds.
+        config: Box<RouterConfig>,
+    },
+    /// Which generation the router holds.
+    Held {
+        /// The router's name.
+        router: String,
+    },
+    /// What the router holds and whether the kernel still enforces it.
+    Status {
+        /// The router's name.
+        router: String,
+    },
+}
+
+impl Op {
+    /// The router (or VM) the request is about, for logs.
+    pub fn subject(&self) -> &str {
+        match self {
+            Op::EnsureRouter { router, .. }
+            | Op::RemoveRouter { router }
+            | Op::Apply { router, .. }
+            | Op::Held { router }
+            | Op::Status { router } => router,
+            Op::EnsureVm { vm, .. } | Op::RemoveVm { vm } => vm,
+        }
+    }
+
+    /// The request's name, for logs and metrics.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Op::EnsureRouter { .. } => "ensure_router",
+            Op::RemoveRouter { .. } => "remove_router",
+            Op::EnsureVm { .. } => "ensure_vm",
+            Op::RemoveVm { .. } => "remove_vm",
+            Op::Apply { .. } => "apply",
+            Op::Held { .. } => "held",
+            Op::Status { .. } => "status",
+        }
+    }
+}
+
+/// What an apply came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "result", content = "generation", rename_all = "snake_case")]
+pub enum Applied {
+    /// The router now holds this generation.
+    Generation(Generation),
+    /// The router already holds this newer generation and kept it.
+    Superseded(Generation),
+}
+
+/// What a router holds, as the agent reports it for `guestnet verify`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RouterStatus {
+    /// The generation it holds, if any.
+    pub generation: Option<Generation>,
+    /// `None` when the kernel holds exactly what the router last committed; otherwise what was
+    /// found instead (a flushed or edited table).
+    pub drift: Option<String>,
+    /// The config it enforces.
+    pub config: Option<RouterConfig>,
+}
+
+/// A successful answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "answer", rename_all = "snake_case")]
+pub enum Answer {
+    /// Done (ensure and remove requests).
+    Done,
+    /// The outcome of an apply.
+    Applied {
+        /// What the router did.
+        outcome: Applied,
+    },
+    /// The generation held.
+    Held {
+        /// `None`: nothing, or the router is not known here.
+        generation: Option<Generation>,
+    },
+    /// The router's status.
+    Status {
+        /// The status.
+        status: Box<RouterStatus>,
+    },
+}
+
+/// Why a request did not succeed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[serde(tag = "failure", content = "reason", rename_all = "snake_case")]
+pub enum Failure {
+    /// The router (or the host) refused: the same request would be refused again.
+    #[error("{0}")]
+    Refused(String),
+    /// The router did not answer within the agent's apply timeout.
+    #[error("{0}")]
+    TimedOut(String),
+}
+
+/// A message from a server to an agent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerMsg {
+    /// The first message: the connection is accepted for this host.
+    Welcome {
+        /// The host the token names.
+        host: String,
+        /// The server's name.
+        server: String,
+    },
+    /// A request.
+    Request {
+        /// Its id on this connection.
+        id: u64,
+        /// What to do.
+        op: Op,
+    },
+}
+
+/// A message from an agent to a server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum AgentMsg {
+    /// The answer to a request.
+    Reply {
+        /// The request's id.
+        id: u64,
+        /// The answer.
+        result: Result<Answer, Failure>,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn messages_survive_the_wire() {
+        let msgs = [
+            ServerMsg::Welcome {
+                host: "h1".into(),
+                server: "a".into(),
+            },
+            ServerMsg::Request {
+                id: 7,
+                op: Op::EnsureRouter {
+                    router: "r-1-VM".into(),
+                    cidr: "10.1.1.0/24".parse().unwrap(),
+                    gateway: Ipv4Addr::new(10, 1, 1, 1),
+                },
+            },
+        ];
+        for m in msgs {
+            let text = serde_json::to_string(&m).unwrap();
+            assert_eq!(
+                serde_json::from_str::<ServerMsg>(&text).unwrap(),
+                m,
+                "{text}"
+            );
+        }
+        let replies = [
+            AgentMsg::Reply {
+                id: 1,
+                result: Ok(Answer::Applied {
+                    outcome: Applied::Superseded(9),
+                }),
+            },
+            AgentMsg::Reply {
+                id: 2,
+                result: Err(Failure::TimedOut("router r-1-VM did not answer".into())),
+            },
+            AgentMsg::Reply {
+                id: 3,
+                result: Ok(Answer::Held { generation: None }),
+            },
+        ];
+        for m in replies {
+            let text = serde_json::to_string(&m).unwrap();
+            assert_eq!(
+                serde_json::from_str::<AgentMsg>(&text).unwrap(),
+                m,
+                "{text}"
+            );
+        }
+    }
+}

@@ -1,0 +1,600 @@
+//! Hosts, their agents, and the servers that share a database.
+//!
+//! Every router runs on a host, chosen when its network is created and recorded in
+//! `routers.host`. A host is driven by one agent: the server's own, in process (the embedded
+//! default), or a `guestnet agent` process that connects to any server with a token minted by
+//! `createAgentToken`. The server holding a host's connection owns the host: only it runs the
+//! job runners of the host's networks. Each connection (and each change of owner) bumps the
+//! host's `epoch` in the database, and every write a runner makes for a job checks, in the same
+//! transaction, that the host's epoch and owner are still the ones it started with
+//! ([`fence`]): a server that lost a host (its agent went to another server) cannot record
+//! anything for it, and the router ignores configs older than what it holds.
+//!
+//! Servers know each other through the `servers` table: each heartbeats every second
+//! ([`housekeeping`]), and a server not heard of for [`SERVER_DEAD_AFTER`] is dead. Its hosts
+//! are released; a job whose host has no agent anywhere for longer than the apply timeout fails
+//! with that reason, its changes undone, instead of staying pending.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use agent::proto::{AgentMsg, Answer, Failure, Op, ServerMsg, PING_EVERY, SILENCE_LIMIT};
+use agent::Agent;
+use axum::extract::ws::{Message, WebSocket};
+use futures_util::{SinkExt, StreamExt};
+use sha2::{Digest, Sha256};
+use sqlx::Row;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::app::App;
+use crate::db::{now_ms, Db};
+
+/// A server whose heartbeat is older than this is dead.
+pub const SERVER_DEAD_AFTER: Duration = Duration::from_secs(5);
+
+/// How often a server heartbeats and looks for dead servers and forsaken jobs.
+pub const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(1);
+
+/// Why a request to a host's agent did not succeed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CallError {
+    /// No agent of that host is connected to this server.
+    #[error("host {0} has no agent connected to this server")]
+    NotConnected(String),
+    /// The connection ended before the answer came; the request may or may not have run.
+    #[error("the connection to host {0}'s agent was lost")]
+    Lost(String),
+    /// No answer within the apply timeout.
+    #[error("{0}")]
+    TimedOut(String),
+    /// The agent or the router refused.
+    #[error("{0}")]
+    Refused(String),
+}
+
+type Waiters = Arc<Mutex<HashMap<u64, oneshot::Sender<Result<Answer, Failure>>>>>;
+
+#[derive(Clone)]
+enum Conn {
+    /// The server's own agent.
+    Local(Agent),
+    /// An agent process on the other end of a WebSocket.
+    Remote {
+        out: mpsc::UnboundedSender<Message>,
+        waiting: Waiters,
+    },
+}
+
+struct Link {
+    epoch: i64,
+    id: u64,
+    conn: Conn,
+}
+
+/// The agents connected to this server, and who this server is.
+pub struct Hosts {
+    server_id: i64,
+    server_name: String,
+    apply_timeout: Duration,
+    embedded: Option<String>,
+    links: Mutex<HashMap<String, Link>>,
+    next_id: AtomicU64,
+}
+
+impl Hosts {
+    /// This server, known to the others as `server_id`.
+    pub fn new(
+        server_id: i64,
+        server_name: &str,
+        apply_timeout: Duration,
+        embedded: Option<String>,
+    ) -> Hosts {
+        Hosts {
+            server_id,
+            server_name: server_name.to_string(),
+            apply_timeout,
+            embedded,
+            links: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(1),
+        }
+    }
+
+    /// This server's id in `servers`.
+    pub fn server_id(&self) -> i64 {
+        self.server_id
+    }
+
+    /// This server's name.
+    pub fn server_name(&self) -> &str {
+        &self.server_name
+    }
+
+    /// How long a router may take to answer.
+    pub fn apply_timeout(&self) -> Duration {
+        self.apply_timeout
+    }
+
+    /// The host of the in-process agent, if this server runs one.
+    pub fn embedded(&self) -> Option<&str> {
+        self.embedded.as_deref()
+    }
+
+    /// The epoch of `host`'s connection, when its agent is connected here.
+    pub fn epoch(&self, host: &str) -> Option<i64> {
+        self.links.lock().ok()?.get(host).map(|l| l.epoch)
+    }
+
+    /// The hosts connected here.
+    pub fn connected(&self) -> Vec<String> {
+        self.links
+            .lock()
+            .map(|l| l.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    fn register(&self, host: &str, epoch: i64, conn: Conn) -> u64 {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut links) = self.links.lock() {
+            // A host has one connection: an older one (a half-open socket, say) is forgotten,
+            // and its waiting requests end as lost when it is dropped.
+            links.insert(host.to_string(), Link { epoch, id, conn });
+        }
+        id
+    }
+
+    fn unregister(&self, host: &str, id: u64) -> bool {
+        let Ok(mut links) = self.links.lock() else {
+            return false;
+        };
+        if links.get(host).is_some_and(|l| l.id == id) {
+            links.remove(host);
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Sends `op` to `host`'s agent and waits for its answer, at most the apply timeout (and
+    /// a little more for the way there and back).
+    ///
+    /// # Errors
+    /// [`CallError`].
+    pub async fn call(&self, host: &str, op: Op) -> Result<Answer, CallError> {
+        let conn = self
+            .links
+            .lock()
+            .ok()
+            .and_then(|l| l.get(host).map(|l| l.conn.clone()))
+            .ok_or_else(|| CallError::NotConnected(host.to_string()))?;
+        let failure = |f: Failure| match f {
+            Failure::Refused(r) => CallError::Refused(r),
+            Failure::TimedOut(r) => CallError::TimedOut(r),
+        };
+        match conn {
+            Conn::Local(agent) => agent.handle(op).await.map_err(failure),
+            Conn::Remote { out, waiting } => {
+                let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+                let (tx, rx) = oneshot::channel();
+                if let Ok(mut w) = waiting.lock() {
+                    w.insert(id, tx);
+                }
+                let text = serde_json::to_string(&ServerMsg::Request { id, op })
+                    .map_err(|e| CallError::Refused(format!("cannot encode the request: {e}")))?;
+                if out.send(Message::Text(text.into())).is_err() {
+                    return Err(CallError::Lost(host.to_string()));
+                }
+                let limit = self.apply_timeout + Duration::from_secs(5);
+                let answer = tokio::time::timeout(limit, rx).await;
+                if let Ok(mut w) = waiting.lock() {
+                    w.remove(&id);
+                }
+                match answer {
+                    Ok(Ok(result)) => result.map_err(failure),
+                    Ok(Err(_)) => Err(CallError::Lost(host.to_string())),
+                    Err(_) => Err(CallError::TimedOut(format!(
+                        "host {host}'s agent did not answer within {} s",
+                        limit.as_secs()
+                    ))),
+                }
+            }
+        }
+    }
+}
+
+/// Registers this server process in `servers`; returns its id.
+///
+/// # Errors
+/// The database's error, as text.
+pub async fn register_server(db: &Db, name: &str, address: &str) -> Result<i64, String> {
+    let now = now_ms();
+    let _w = db.write_lock().await;
+    // Rows of servers dead for a day are only history.
+    sqlx::query("DELETE FROM servers WHERE heartbeat < $1")
+        .bind(now - 86_400_000)
+        .execute(db.pool())
+        .await
+        .map_err(|e| e.to_string())?;
+    sqlx::query(
+        "INSERT INTO servers (name, address, started, heartbeat) VALUES ($1, $2, $3, $3) \
+         RETURNING id",
+    )
+    .bind(name)
+    .bind(address)
+    .bind(now)
+    .fetch_one(db.pool())
+    .await
+    .and_then(|r| r.try_get("id"))
+    .map_err(|e| e.to_string())
+}
+
+/// Makes sure a host row exists; returns its id.
+///
+/// # Errors
+/// The database's error, as text.
+pub async fn ensure_host(db: &Db, name: &str) -> Result<i64, String> {
+    let e = |e: sqlx::Error| e.to_string();
+    let _w = db.write_lock().await;
+    sqlx::query(
+        "INSERT INTO hosts (uuid, name, epoch, connected, created) VALUES ($1, $2, 0, 0, $3) \
+         ON CONFLICT (name) DO NOTHING",
+    )
+    .bind(uuid::Uuid::new_v4().to_string())
+    .bind(name)
+    .bind(now_ms())
+    .execute(db.pool())
+    .await
+    .map_err(e)?;
+    sqlx::query("SELECT id FROM hosts WHERE name = $1")
+        .bind(name)
+        .fetch_one(db.pool())
+        .await
+        .and_then(|r| r.try_get("id"))
+        .map_err(e)
+}
+
+/// Takes `host` for this server: connected here, with a new epoch, which it returns.
+async fn claim(db: &Db, host: &str, server_id: i64, driver: &str) -> Result<i64, String> {
+    let _w = db.write_lock().await;
+    sqlx::query(
+        "UPDATE hosts SET server_id = $1, epoch = epoch + 1, connected = 1, seen = $2, \
+         driver = $3 WHERE name = $4 RETURNING epoch",
+    )
+    .bind(server_id)
+    .bind(now_ms())
+    .bind(driver)
+    .bind(host)
+    .fetch_one(db.pool())
+    .await
+    .and_then(|r| r.try_get("epoch"))
+    .map_err(|e| e.to_string())
+}
+
+/// Records that `host`'s connection of `epoch` ended (unless a newer one took its place).
+async fn release(db: &Db, host: &str, epoch: i64) -> Result<(), String> {
+    let _w = db.write_lock().await;
+    sqlx::query("UPDATE hosts SET connected = 0, seen = $1 WHERE name = $2 AND epoch = $3")
+        .bind(now_ms())
+        .bind(host)
+        .bind(epoch)
+        .execute(db.pool())
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+/// Attaches the server's own agent as `host`: it stays connected for the server's life.
+///
+/// # Errors
+/// The database's error, as text.
+pub async fn attach_embedded(
+    db: &Db,
+    hosts: &Hosts,
+    host: &str,
+    agent: Agent,
+) -> Result<(), String> {
+    ensure_host(db, host).await?;
+    let driver = agent.driver().kind().name();
+    let epoch = claim(db, host, hosts.server_id, driver).await?;
+    hosts.register(host, epoch, Conn::Local(agent));
+    Ok(())
+}
+
+/// Who may write for a host: checked inside the transaction of every write a job runner makes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fence {
+    /// This server, holding the host's connection of this epoch.
+    Owner {
+        /// The host.
+        host: String,
+        /// The epoch the runner started with.
+        epoch: i64,
+        /// This server.
+        server_id: i64,
+    },
+    /// Nobody holds the host (no agent anywhere), as seen at this epoch: used to fail the jobs
+    /// such a host leaves behind.
+    Forsaken {
+        /// The host.
+        host: String,
+        /// The epoch seen.
+        epoch: i64,
+    },
+}
+
+/// Checks a [`Fence`] inside a transaction, locking the host's row until the transaction ends
+/// (PostgreSQL), so that a takeover waits for it or it sees the takeover.
+///
+/// # Errors
+/// `Ok(false)` when the fence no longer holds; the database's error.
+pub async fn fence(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    fence: &Fence,
+) -> Result<bool, sqlx::Error> {
+    let done = match fence {
+        Fence::Owner {
+            host,
+            epoch,
+            server_id,
+        } => {
+            sqlx::query(
+                "UPDATE hosts SET seen = $1 WHERE name = $2 AND epoch = $3 AND server_id = $4 \
+                 AND connected = 1",
+            )
+            .bind(now_ms())
+            .bind(host)
+            .bind(epoch)
+            .bind(server_id)
+            .execute(&mut **tx)
+            .await?
+        }
+        Fence::Forsaken { host, epoch } => {
+            sqlx::query(
+                "UPDATE hosts SET seen = $1 WHERE name = $2 AND epoch = $3 AND connected = 0",
+            )
+            .bind(now_ms())
+            .bind(host)
+            .bind(epoch)
+            .execute(&mut **tx)
+            .await?
+        }
+    };
+    Ok(done.rows_affected() == 1)
+}
+
+/// The SHA-256 digest of a token, as stored.
+pub fn digest(token: &str) -> String {
+    let d = Sha256::digest(token.as_bytes());
+    d.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A new token: 32 random bytes, URL-safe base64, with a prefix that tells what it is.
+///
+/// # Errors
+/// The system's random source failed.
+pub fn mint() -> Result<String, String> {
+    use base64::Engine;
+    let mut bytes = [0u8; 32];
+    getrandom::getrandom(&mut bytes).map_err(|e| format!("no randomness: {e}"))?;
+    Ok(format!(
+        "gna_{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    ))
+}
+
+/// The host a token names, if it is known and not revoked.
+///
+/// # Errors
+/// The database's error, as text.
+pub async fn authenticate(db: &Db, token: &str) -> Result<Option<String>, String> {
+    let row = sqlx::query(
+        "SELECT h.name, t.id FROM agent_tokens t JOIN hosts h ON h.id = t.host_id \
+         WHERE t.digest = $1 AND t.revoked IS NULL",
+    )
+    .bind(digest(token))
+    .fetch_optional(db.pool())
+    .await
+    .map_err(|e| e.to_string())?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let id: i64 = row.try_get("id").map_err(|e| e.to_string())?;
+    {
+        let _w = db.write_lock().await;
+        sqlx::query("UPDATE agent_tokens SET last_used = $1 WHERE id = $2")
+            .bind(now_ms())
+            .bind(id)
+            .execute(db.pool())
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    row.try_get("name").map(Some).map_err(|e| e.to_string())
+}
+
+/// Serves one agent's WebSocket until it ends: claims the host, rings its networks' runners
+/// (they re-send what each router lacks), relays requests and answers, pings, and drops the
+/// connection after [`SILENCE_LIMIT`] without a word from the agent.
+pub async fn serve_agent(app: App, host: String, driver: String, socket: WebSocket) {
+    let epoch = match claim(&app.db, &host, app.hosts.server_id, &driver).await {
+        Ok(e) => e,
+        Err(e) => {
+            tracing::error!(%host, error = %e, "cannot record the agent's connection");
+            return;
+        }
+    };
+    let (mut sink, mut stream) = socket.split();
+    let (out, mut out_rx) = mpsc::unbounded_channel::<Message>();
+    let waiting: Waiters = Arc::default();
+    let welcome = ServerMsg::Welcome {
+        host: host.clone(),
+        server: app.hosts.server_name.clone(),
+    };
+    if let Ok(text) = serde_json::to_string(&welcome) {
+        let _ = out.send(Message::Text(text.into()));
+    }
+    let id = app.hosts.register(
+        &host,
+        epoch,
+        Conn::Remote {
+            out: out.clone(),
+            waiting: waiting.clone(),
+        },
+    );
+    tracing::info!(%host, epoch, %driver, "agent connected");
+    app.metrics.agents_connected.inc();
+    let writer = tokio::spawn(async move {
+        while let Some(m) = out_rx.recv().await {
+            if sink.send(m).await.is_err() {
+                break;
+            }
+        }
+        let _ = sink.close().await;
+    });
+    let pinger = {
+        let out = out.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(PING_EVERY);
+            loop {
+                tick.tick().await;
+                if out.send(Message::Ping(Vec::new().into())).is_err() {
+                    break;
+                }
+            }
+        })
+    };
+    crate::runner::ring_host(&app, &host).await;
+    let why = loop {
+        let next = match tokio::time::timeout(SILENCE_LIMIT, stream.next()).await {
+            Err(_) => break format!("silent for {} s", SILENCE_LIMIT.as_secs()),
+            Ok(None) => break "closed".to_string(),
+            Ok(Some(Err(e))) => break e.to_string(),
+            Ok(Some(Ok(m))) => m,
+        };
+        let text = match next {
+            Message::Text(t) => t,
+            Message::Close(_) => break "closed by the agent".to_string(),
+            Message::Ping(_) | Message::Pong(_) | Message::Binary(_) => continue,
+        };
+        match serde_json::from_str::<AgentMsg>(text.as_str()) {
+            Ok(AgentMsg::Reply { id, result }) => {
+                let w = waiting.lock().ok().and_then(|mut w| w.remove(&id));
+                if let Some(w) = w {
+                    let _ = w.send(result);
+                }
+            }
+            Err(e) => break format!("sent something that is not a message: {e}"),
+        }
+    };
+    pinger.abort();
+    let current = app.hosts.unregister(&host, id);
+    // Requests still waiting end as lost.
+    if let Ok(mut w) = waiting.lock() {
+        w.clear();
+    }
+    drop(out);
+    writer.abort();
+    app.metrics.agents_connected.dec();
+    tracing::warn!(%host, epoch, reason = %why, "agent disconnected");
+    if current {
+        if let Err(e) = release(&app.db, &host, epoch).await {
+            tracing::warn!(%host, error = %e, "cannot record the agent's disconnection");
+        }
+    }
+}
+
+/// The address to place a new network's router on: this server's own host when it runs the
+/// embedded agent, otherwise the connected host (on a live server) with the fewest routers.
+///
+/// # Errors
+/// `None` when no host is connected; the database's error.
+pub async fn place(app: &App) -> Result<Option<String>, String> {
+    if let Some(h) = app.hosts.embedded() {
+        return Ok(Some(h.to_string()));
+    }
+    sqlx::query(
+        "SELECT h.name, (SELECT COUNT(*) FROM routers r WHERE r.host = h.name) AS n \
+         FROM hosts h JOIN servers s ON s.id = h.server_id \
+         WHERE h.connected = 1 AND s.heartbeat > $1 ORDER BY n, h.id LIMIT 1",
+    )
+    .bind(now_ms() - SERVER_DEAD_AFTER.as_millis() as i64)
+    .fetch_optional(app.db.pool())
+    .await
+    .map_err(|e| e.to_string())?
+    .map(|r| r.try_get("name"))
+    .transpose()
+    .map_err(|e| e.to_string())
+}
+
+/// The secret servers of one database present to each other (created on first use).
+///
+/// # Errors
+/// The database's error, as text.
+pub async fn cluster_secret(db: &Db) -> Result<String, String> {
+    let e = |e: sqlx::Error| e.to_string();
+    let fresh = mint()?;
+    {
+        let _w = db.write_lock().await;
+        sqlx::query(
+            "INSERT INTO cluster_settings (name, value) VALUES ('secret', $1) \
+             ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(&fresh)
+        .execute(db.pool())
+        .await
+        .map_err(e)?;
+    }
+    sqlx::query("SELECT value FROM cluster_settings WHERE name = 'secret'")
+        .fetch_one(db.pool())
+        .await
+        .and_then(|r| r.try_get("value"))
+        .map_err(e)
+}
+
+/// Every second: heartbeat; release the hosts of dead servers; fail the jobs of hosts that
+/// have had no agent anywhere for longer than the apply timeout. Runs for the server's life.
+pub async fn housekeeping(app: App) {
+    let mut tick = tokio::time::interval(HOUSEKEEPING_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let t = Instant::now();
+        if let Err(e) = keep_house(&app).await {
+            tracing::warn!(error = %e, "housekeeping failed; retrying");
+        }
+        tracing::trace!(us = t.elapsed().as_micros() as u64, "housekeeping");
+    }
+}
+
+async fn keep_house(app: &App) -> Result<(), String> {
+    let e = |e: sqlx::Error| e.to_string();
+    let now = now_ms();
+    let dead = now - SERVER_DEAD_AFTER.as_millis() as i64;
+    {
+        let _w = app.db.write_lock().await;
+        sqlx::query("UPDATE servers SET heartbeat = $1 WHERE id = $2")
+            .bind(now)
+            .bind(app.hosts.server_id)
+            .execute(app.db.pool())
+            .await
+            .map_err(e)?;
+        // A dead server's hosts are nobody's: their agents will connect elsewhere.
+        let released = sqlx::query(
+            "UPDATE hosts SET connected = 0, epoch = epoch + 1, seen = $2 WHERE connected = 1 AND \
+             (server_id IS NULL OR server_id NOT IN (SELECT id FROM servers WHERE heartbeat > $1))",
+        )
+        .bind(dead)
+        .bind(now)
+        .execute(app.db.pool())
+        .await
+        .map_err(e)?
+        .rows_affected();
+        if released > 0 {
+            tracing::warn!(
+                hosts = released,
+                "released the hosts of a management server that stopped heartbeating"
+            );
+        }
+    }
+    crate::runner::fail_forsaken(app, now - app.hosts.apply_timeout.as_millis() as i64).await
+}

@@ -1,0 +1,192 @@
+//! `guestnet verify`: for every router, what the database says it must enforce against what
+//! the router reports it enforces.
+//!
+//! The database side is the network's complete config planned from its rows as they stand
+//! when no job is running (rows of pending jobs count as they were before those jobs). The
+//! router side is asked of the router's agent through the server holding the host (found in
+//! the database, and asked with the database's shared secret): the generation it holds, the
+//! config it holds, and whether the kernel still holds what the router committed.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Bytes;
+use hyper_util::client::legacy::Client as HyperClient;
+use hyper_util::rt::TokioExecutor;
+use sqlx::Row;
+
+use agent::proto::RouterStatus;
+
+use crate::db::{now_ms, Db};
+use crate::hosts::SERVER_DEAD_AFTER;
+use crate::plan::{self, Batch};
+
+/// What verify found for one router.
+#[derive(Debug, Clone)]
+pub struct RouterReport {
+    /// The router.
+    pub router: String,
+    /// Its host.
+    pub host: String,
+    /// The generation the database says the router confirmed.
+    pub applied: i64,
+    /// The generation the router holds, when it could be asked.
+    pub held: Option<u64>,
+    /// Every difference, in words; empty when the router enforces exactly what the database
+    /// says.
+    pub differences: Vec<String>,
+}
+
+/// How long verify waits for a server's answer about one router.
+const ASK_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Compares every router.
+///
+/// # Errors
+/// The database's error, as text.
+pub async fn verify(db: &Db) -> Result<Vec<RouterReport>, String> {
+    let e = |e: sqlx::Error| e.to_string();
+    let secret = crate::hosts::cluster_secret(db).await?;
+    let alive = now_ms() - SERVER_DEAD_AFTER.as_millis() as i64;
+    let rows = sqlx::query(
+        "SELECT r.name, r.host, r.network_id, r.state, r.applied_generation, r.last_error, \
+         h.connected, s.address, s.heartbeat FROM routers r \
+         LEFT JOIN hosts h ON h.name = r.host LEFT JOIN servers s ON s.id = h.server_id \
+         ORDER BY r.id",
+    )
+    .fetch_all(db.pool())
+    .await
+    .map_err(e)?;
+    let http = HyperClient::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
+    let mut reports = Vec::new();
+    for r in rows {
+        let router: String = r.try_get("name").map_err(e)?;
+        let host: String = r.try_get("host").map_err(e)?;
+        let network_id: i64 = r.try_get("network_id").map_err(e)?;
+        let state: String = r.try_get("state").map_err(e)?;
+        let applied: i64 = r.try_get("applied_generation").map_err(e)?;
+        let last_error: Option<String> = r.try_get("last_error").map_err(e)?;
+        let connected: Option<i64> = r.try_get("connected").map_err(e)?;
+        let address: Option<String> = r.try_get("address").map_err(e)?;
+        let heartbeat: Option<i64> = r.try_get("heartbeat").map_err(e)?;
+        let mut report = RouterReport {
+            router: router.clone(),
+            host: host.clone(),
+            applied,
+            held: None,
+            differences: Vec::new(),
+        };
+        let d = &mut report.differences;
+        if state != "Running" {
+            d.push(format!("the router is {state}"));
+        }
+        if let Some(err) = last_error {
+            d.push(format!("its last apply failed: {err}"));
+        }
+        let pending: BTreeSet<i64> =
+            sqlx::query("SELECT id FROM jobs WHERE network_id = $1 AND status = 0")
+                .bind(network_id)
+                .fetch_all(db.pool())
+                .await
+                .map_err(e)?
+                .iter()
+                .map(|r| r.try_get("id"))
+                .collect::<Result<_, _>>()
+                .map_err(e)?;
+        if !pending.is_empty() {
+            d.push(format!(
+                "{} job(s) still pending on its network: compare again when they end",
+                pending.len()
+            ));
+        }
+        let server = match (connected, address, heartbeat) {
+            (Some(1), Some(a), Some(h)) if h > alive => a,
+            _ => {
+                d.push(format!(
+                    "host {host} has no agent connected to a live server: what the router \
+                     enforces cannot be seen"
+                ));
+                reports.push(report);
+                continue;
+            }
+        };
+        let status = match ask(&http, &server, &secret, &host, &router).await {
+            Ok(s) => s,
+            Err(why) => {
+                d.push(format!("cannot ask the router through {server}: {why}"));
+                reports.push(report);
+                continue;
+            }
+        };
+        report.held = status.generation;
+        let d = &mut report.differences;
+        if status.generation.and_then(|g| i64::try_from(g).ok()) != Some(applied) {
+            d.push(format!(
+                "the router holds generation {}, the database says it confirmed {applied}",
+                status
+                    .generation
+                    .map_or_else(|| "none".to_string(), |g| g.to_string())
+            ));
+        }
+        if let Some(drift) = status.drift {
+            d.push(format!(
+                "the kernel does not hold what the router committed: {drift}"
+            ));
+        }
+        let state = crate::runner::read_state(db, network_id).await?;
+        let batch = Batch {
+            pending,
+            included: BTreeSet::new(),
+        };
+        let (wanted, _) = plan::desired(&state, &batch, 0);
+        match &status.config {
+            None => d.push("the router holds no config".into()),
+            Some(held) => d.extend(
+                router_config::differences(&wanted, held)
+                    .iter()
+                    .map(ToString::to_string),
+            ),
+        }
+        reports.push(report);
+    }
+    Ok(reports)
+}
+
+async fn ask(
+    http: &HyperClient<hyper_util::client::legacy::connect::HttpConnector, Empty<Bytes>>,
+    server: &str,
+    secret: &str,
+    host: &str,
+    router: &str,
+) -> Result<RouterStatus, String> {
+    let enc = |s: &str| form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+    let url = format!(
+        "{}/internal/v1/router-status?host={}&router={}",
+        server.trim_end_matches('/'),
+        enc(host),
+        enc(router)
+    );
+    let req = hyper::Request::get(&url)
+        .header(hyper::header::AUTHORIZATION, format!("Bearer {secret}"))
+        .body(Empty::new())
+        .map_err(|e| e.to_string())?;
+    let resp = tokio::time::timeout(ASK_TIMEOUT, http.request(req))
+        .await
+        .map_err(|_| format!("no answer within {} s", ASK_TIMEOUT.as_secs()))?
+        .map_err(|e| e.to_string())?;
+    let status = resp.status();
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes();
+    if !status.is_success() {
+        return Err(format!(
+            "{status}: {}",
+            String::from_utf8_lossy(&body).trim()
+        ));
+    }
+    serde_json::from_slice(&body).map_err(|e| format!("unreadable answer: {e}"))
+}
