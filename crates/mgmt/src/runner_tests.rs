@@ -1,12 +1,17 @@
 //! The job runner with a router that refuses one job's change: pending jobs share generations,
 //! a refused batch is retried without its newest jobs, the refused job alone fails with 530
-//! and the router's reason, and every other job succeeds. Nothing is lost.
+//! and the router's reason, and every other job succeeds. Nothing is lost. And with a router
+//! that does not answer in time: its job fails with that reason, and the next apply catches
+//! up.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use router_config::RouterConfig;
 use serde_json::Value;
 use sqlx::Row;
 
-use crate::testkit::{admin, app_with, call, wait};
+use crate::testkit::{admin, app_with, app_with_timeout, call, wait};
 use agent::driver::Driver;
 
 /// The port whose firewall rule the test router refuses.
@@ -159,4 +164,126 @@ async fn listed_router(app: &crate::app::App, network: &str) -> String {
     .unwrap()
     .try_get("name")
     .unwrap()
+}
+
+/// The port whose first apply the stalling test router sits on.
+const STALLED: u32 = 7777;
+
+static STALL: AtomicBool = AtomicBool::new(true);
+
+/// Sits on the first config that opens port 7777 for longer than the apply timeout, then
+/// applies it as usual (late): the router that does not answer in time.
+fn stall_once(cfg: &RouterConfig) -> Option<String> {
+    let opens = cfg
+        .firewall_rules
+        .iter()
+        .any(|r| r.ports.is_some_and(|p| p.start == STALLED));
+    if opens && STALL.swap(false, Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_millis(900));
+    }
+    None
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_router_that_does_not_answer_fails_its_job_and_the_next_apply_catches_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = app_with_timeout(
+        dir.path(),
+        Driver::dry_run_refusing(dir.path(), stall_once),
+        Duration::from_millis(300),
+    )
+    .await;
+    let root = admin(&app).await;
+    let zone = app.site.zone_uuid.clone();
+    let offerings = call(&app, &root, "listNetworkOfferings", &[]).await;
+    let offering = offerings["networkoffering"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let net = call(
+        &app,
+        &root,
+        "createNetwork",
+        &[
+            ("name", "n"),
+            ("displaytext", "n"),
+            ("networkofferingid", &offering),
+            ("zoneid", &zone),
+        ],
+    )
+    .await;
+    let network = net["network"]["id"].as_str().unwrap().to_string();
+    let ips = call(
+        &app,
+        &root,
+        "listPublicIpAddresses",
+        &[("associatednetworkid", &network)],
+    )
+    .await;
+    let ip = ips["publicipaddress"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let rule = |port: u32| {
+        let port = port.to_string();
+        let ip = ip.clone();
+        let app = app.clone();
+        let root = root.clone();
+        async move {
+            call(
+                &app,
+                &root,
+                "createFirewallRule",
+                &[
+                    ("ipaddressid", ip.as_str()),
+                    ("protocol", "tcp"),
+                    ("startport", port.as_str()),
+                    ("endport", port.as_str()),
+                ],
+            )
+            .await
+        }
+    };
+
+    // The router sits on the config: the job fails with the timeout as its reason.
+    let (status, result) = wait(&app, &rule(STALLED).await).await;
+    assert_eq!(status, 2, "{result}");
+    assert_eq!(result["errorcode"], 530, "{result}");
+    let text = result["errortext"].as_str().unwrap();
+    assert!(text.contains("did not answer within 0.3 s"), "{text}");
+    let listed = call(&app, &root, "listFirewallRules", &[("ipaddressid", &ip)]).await;
+    assert!(listed.get("firewallrule").is_none(), "{listed}");
+
+    // The router answers again: the runner sends it the config without the failed rule, and
+    // the database and the router agree on the generation.
+    let router = listed_router(&app, &network).await;
+    let file = dir.path().join("dry-run").join(&router).join("config.json");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (desired, applied) = generations(&app, &network).await;
+        let last_error: Option<String> =
+            sqlx::query("SELECT last_error FROM routers WHERE name = $1")
+                .bind(&router)
+                .fetch_one(app.db.pool())
+                .await
+                .unwrap()
+                .try_get("last_error")
+                .unwrap();
+        let written: RouterConfig = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+        if last_error.is_none()
+            && desired == applied
+            && i64::try_from(written.generation).unwrap() == applied
+        {
+            assert!(written.firewall_rules.is_empty(), "{written:?}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the router never caught up");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // And takes the next job as usual.
+    let (status, result) = wait(&app, &rule(7778).await).await;
+    assert_eq!(status, 1, "{result}");
+    let written: RouterConfig = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    assert_eq!(written.firewall_rules.len(), 1);
 }

@@ -62,16 +62,20 @@ pub(crate) async fn admin(app: &App) -> Caller {
 
 /// This process as a server of `db`, with the in-process agent over `driver` as host `local`.
 async fn embedded(db: &Db, driver: Driver) -> Arc<Hosts> {
+    embedded_with(db, driver, agent::DEFAULT_APPLY_TIMEOUT).await
+}
+
+async fn embedded_with(db: &Db, driver: Driver, apply_timeout: Duration) -> Arc<Hosts> {
     let id = hosts::register_server(db, "test", "http://127.0.0.1:0")
         .await
         .unwrap();
     let hosts = Arc::new(Hosts::new(
         id,
         "test",
-        agent::DEFAULT_APPLY_TIMEOUT,
+        apply_timeout,
         Some(crate::serve::EMBEDDED_HOST.into()),
     ));
-    let agent = Agent::new(driver, agent::DEFAULT_APPLY_TIMEOUT);
+    let agent = Agent::new(driver, apply_timeout);
     hosts::attach_embedded(db, &hosts, crate::serve::EMBEDDED_HOST, agent)
         .await
         .unwrap();
@@ -80,8 +84,17 @@ async fn embedded(db: &Db, driver: Driver) -> Arc<Hosts> {
 
 /// An app on SQLite in `dir` with the given agent.
 pub(crate) async fn app_with(dir: &std::path::Path, driver: Driver) -> App {
+    app_with_timeout(dir, driver, agent::DEFAULT_APPLY_TIMEOUT).await
+}
+
+/// An app on SQLite in `dir` with the given agent, whose routers get `apply_timeout`.
+pub(crate) async fn app_with_timeout(
+    dir: &std::path::Path,
+    driver: Driver,
+    apply_timeout: Duration,
+) -> App {
     let mut app = app(dir).await;
-    app.hosts = embedded(&app.db, driver).await;
+    app.hosts = embedded_with(&app.db, driver, apply_timeout).await;
     app
 }
 

@@ -14,19 +14,17 @@ fn an_agent_process_drives_its_hosts_routers() {
     let dir = TempDir::new().expect("temp dir");
     let srv_dir = dir.path().join("server");
     let host_dir = dir.path().join("h1");
-    let (mut server, endpoint) = procs::server(
-        &ServerSpec {
-            name: "server",
-            data_dir: &srv_dir,
-            database_url: None,
-            listen: "127.0.0.1:0",
-            netns: None,
-            apply_timeout: "10",
-        },
-        &dir.path().join("server.log"),
-    );
+    let (mut server, endpoint) = procs::server(&ServerSpec {
+        name: "server".into(),
+        data_dir: srv_dir.clone(),
+        database_url: None,
+        listen: "127.0.0.1:0".into(),
+        netns: None,
+        apply_timeout: "10".into(),
+        log: dir.path().join("server.log"),
+    });
     let admin = Admin::new(&endpoint);
-    let servers = [procs::base(&endpoint)];
+    let servers = vec![procs::base(&endpoint)];
 
     // No host yet: a network cannot be placed.
     let zone = admin.call("listZones", &[])["zone"][0]["id"]
@@ -53,17 +51,15 @@ fn an_agent_process_drives_its_hosts_routers() {
     // A wrong token is refused, and the server says so.
     let bad = dir.path().join("bad-token");
     std::fs::write(&bad, "gna_not-a-token").expect("write");
-    let mut intruder = procs::agent(
-        &AgentSpec {
-            name: "intruder",
-            servers: &servers,
-            token_file: &bad,
-            data_dir: &dir.path().join("intruder"),
-            netns: None,
-            apply_timeout: "10",
-        },
-        &dir.path().join("intruder.log"),
-    );
+    let mut intruder = procs::agent(&AgentSpec {
+        name: "intruder".into(),
+        servers: servers.clone(),
+        token_file: bad,
+        data_dir: dir.path().join("intruder"),
+        netns: None,
+        apply_timeout: "10".into(),
+        log: dir.path().join("intruder.log"),
+    });
     server.wait_log("unknown or revoked token");
     intruder.wait_log("refused the agent's token");
     intruder.kill9();
@@ -72,16 +68,16 @@ fn an_agent_process_drives_its_hosts_routers() {
     let token_file = dir.path().join("h1-token");
     let token = admin.token("h1", &token_file);
     let spec = AgentSpec {
-        name: "agent-h1",
-        servers: &servers,
-        token_file: &token_file,
-        data_dir: &host_dir,
+        name: "agent-h1".into(),
+        servers,
+        token_file,
+        data_dir: host_dir.clone(),
         netns: None,
-        apply_timeout: "10",
+        apply_timeout: "10".into(),
+        log: dir.path().join("agent-h1.log"),
     };
-    let agent_log = dir.path().join("agent-h1.log");
     let mut lab = HostLab::new(&host_dir);
-    let mut agent = procs::agent(&spec, &agent_log);
+    let mut agent = procs::agent(&spec);
     admin.until("host h1 is Up", |a| a.host_up("h1"));
 
     // The router is placed on h1, and enforces what the API says.
@@ -136,7 +132,7 @@ fn an_agent_process_drives_its_hosts_routers() {
     let jobid = created["jobid"].as_str().expect("jobid").to_string();
     let status = admin.call("queryAsyncJobResult", &[("jobid", &jobid)]);
     assert_eq!(status["jobstatus"], 0, "{status}");
-    let mut agent = procs::agent(&spec, &agent_log);
+    let mut agent = procs::agent(&spec);
     let done = admin
         .wait_job(&jobid, Duration::from_secs(30))
         .expect("the job succeeds once the agent is back");
@@ -149,11 +145,9 @@ fn an_agent_process_drives_its_hosts_routers() {
     let token_id = token["id"].as_str().expect("token id").to_string();
     admin.call("revokeAgentToken", &[("id", &token_id)]);
     agent.kill9();
-    let _again = procs::agent(&spec, &agent_log);
-    admin.until("host h1 is Disconnected", |a| !a.host_up("h1"));
     let refusals = server.log().matches("unknown or revoked token").count();
-    assert!(refusals >= 1, "{}", server.log());
-    server.wait_log("unknown or revoked token");
+    let _again = procs::agent(&spec);
+    admin.until("host h1 is Disconnected", |a| !a.host_up("h1"));
     let deadline = std::time::Instant::now() + procs::DEADLINE;
     while server.log().matches("unknown or revoked token").count() < refusals + 1 {
         assert!(

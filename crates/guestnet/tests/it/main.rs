@@ -1,6 +1,7 @@
 //! Root tests of the `guestnet` binary.
 
 mod agents;
+mod faults;
 mod procs;
 mod router;
 mod serve;

@@ -103,35 +103,33 @@ impl Drop for Proc {
 }
 
 /// What a server is started with.
-pub(crate) struct ServerSpec<'a> {
-    pub(crate) name: &'a str,
-    pub(crate) data_dir: &'a Path,
-    pub(crate) database_url: Option<&'a str>,
-    pub(crate) listen: &'a str,
-    pub(crate) netns: Option<&'a str>,
-    pub(crate) apply_timeout: &'a str,
+#[derive(Debug, Clone)]
+pub(crate) struct ServerSpec {
+    pub(crate) name: String,
+    pub(crate) data_dir: PathBuf,
+    pub(crate) database_url: Option<String>,
+    pub(crate) listen: String,
+    pub(crate) netns: Option<String>,
+    pub(crate) apply_timeout: String,
+    pub(crate) log: PathBuf,
 }
 
 /// Starts `guestnet serve --driver agents`; returns it and its endpoint, read from the startup
 /// line.
-pub(crate) fn server(spec: &ServerSpec<'_>, log: &Path) -> (Proc, String) {
-    let mut cmd = guestnet_in(spec.netns);
-    cmd.args(["serve", "--driver", "agents", "--listen", spec.listen])
-        .args([
-            "--server-name",
-            spec.name,
-            "--apply-timeout",
-            spec.apply_timeout,
-        ])
+pub(crate) fn server(spec: &ServerSpec) -> (Proc, String) {
+    let mut cmd = guestnet_in(spec.netns.as_deref());
+    cmd.args(["serve", "--driver", "agents", "--listen", &spec.listen])
+        .args(["--server-name", &spec.name])
+        .args(["--apply-timeout", &spec.apply_timeout])
         .arg("--data-dir")
-        .arg(spec.data_dir)
+        .arg(&spec.data_dir)
         .env("GUESTNET_ADMIN_API_KEY", KEY)
         .env("GUESTNET_ADMIN_SECRET_KEY", SECRET)
         .env("RUST_LOG", "info,mgmt=debug");
-    if let Some(url) = spec.database_url {
+    if let Some(url) = &spec.database_url {
         cmd.args(["--database-url", url]);
     }
-    let (mut proc, mut child) = Proc::spawn(spec.name, cmd, log);
+    let (mut proc, mut child) = Proc::spawn(&spec.name, cmd, &spec.log);
     let mut line = String::new();
     let read = BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line);
     proc.child = Some(child);
@@ -156,34 +154,31 @@ pub(crate) fn base(endpoint: &str) -> String {
 }
 
 /// What an agent is started with.
-pub(crate) struct AgentSpec<'a> {
-    pub(crate) name: &'a str,
-    pub(crate) servers: &'a [String],
-    pub(crate) token_file: &'a Path,
-    pub(crate) data_dir: &'a Path,
-    pub(crate) netns: Option<&'a str>,
-    pub(crate) apply_timeout: &'a str,
+#[derive(Debug, Clone)]
+pub(crate) struct AgentSpec {
+    pub(crate) name: String,
+    pub(crate) servers: Vec<String>,
+    pub(crate) token_file: PathBuf,
+    pub(crate) data_dir: PathBuf,
+    pub(crate) netns: Option<String>,
+    pub(crate) apply_timeout: String,
+    pub(crate) log: PathBuf,
 }
 
 /// Starts `guestnet agent --driver lab`.
-pub(crate) fn agent(spec: &AgentSpec<'_>, log: &Path) -> Proc {
-    let mut cmd = guestnet_in(spec.netns);
-    cmd.args([
-        "agent",
-        "--driver",
-        "lab",
-        "--apply-timeout",
-        spec.apply_timeout,
-    ])
-    .arg("--server")
-    .arg(spec.servers.join(","))
-    .arg("--token-file")
-    .arg(spec.token_file)
-    .arg("--data-dir")
-    .arg(spec.data_dir)
-    .args(["--drift-interval", "0.5"])
-    .env("RUST_LOG", "info,agent=debug");
-    let (mut proc, child) = Proc::spawn(spec.name, cmd, log);
+pub(crate) fn agent(spec: &AgentSpec) -> Proc {
+    let mut cmd = guestnet_in(spec.netns.as_deref());
+    cmd.args(["agent", "--driver", "lab"])
+        .args(["--apply-timeout", &spec.apply_timeout])
+        .arg("--server")
+        .arg(spec.servers.join(","))
+        .arg("--token-file")
+        .arg(&spec.token_file)
+        .arg("--data-dir")
+        .arg(&spec.data_dir)
+        .args(["--drift-interval", "0.5"])
+        .env("RUST_LOG", "info,agent=debug");
+    let (mut proc, child) = Proc::spawn(&spec.name, cmd, &spec.log);
     proc.child = Some(child);
     proc
 }
