@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 
 use ipnet::Ipv4Net;
 use lab::{Lab, NetworkSpec, VmSpec};
-use router_config::{Generation, RouterConfig};
+use router_config::{Generation, RouterConfig, RouterDelta};
 use sys::nft::Netns;
 use vrouterd::{ApplyOutcome, Drift, Router};
 
@@ -60,7 +60,20 @@ pub type Fault = fn(&RouterConfig) -> Option<String>;
 
 enum RouterSlot {
     Lab(Box<Router>),
-    DryRun { generation: Option<Generation> },
+    DryRun {
+        generation: Option<Generation>,
+        /// The config it holds (the base of the next delta).
+        config: Option<RouterConfig>,
+    },
+}
+
+/// Why a delta was not applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeltaFailure {
+    /// The router does not hold the delta's base: the complete config is needed.
+    Stale(String),
+    /// The router refused the config the delta makes.
+    Refused(String),
 }
 
 /// Runs blocking work off the async threads.
@@ -170,7 +183,10 @@ impl Driver {
             return Ok(s.clone());
         }
         let slot = match self.kind {
-            DriverKind::DryRun => RouterSlot::DryRun { generation: None },
+            DriverKind::DryRun => RouterSlot::DryRun {
+                generation: None,
+                config: None,
+            },
             DriverKind::Lab => {
                 let ns = {
                     let lab = self
@@ -327,7 +343,7 @@ impl Driver {
                 .map_err(|_| "router state poisoned".to_string())?;
             Ok(match &*slot {
                 RouterSlot::Lab(r) => r.generation(),
-                RouterSlot::DryRun { generation } => *generation,
+                RouterSlot::DryRun { generation, .. } => *generation,
             })
         })
         .await
@@ -358,7 +374,10 @@ impl Driver {
                     }
                     Err(e) => Err(vrouterd::chain(&e)),
                 },
-                RouterSlot::DryRun { generation } => {
+                RouterSlot::DryRun {
+                    generation,
+                    config: held,
+                } => {
                     let g = config.generation;
                     if let Some(reason) = this.inner.fault.and_then(|f| f(&config)) {
                         return Err(reason);
@@ -368,8 +387,9 @@ impl Driver {
                             return Ok(Applied::Superseded(held));
                         }
                     }
-                    dry_run_write(&this.inner.data_dir, &router, config)?;
+                    dry_run_write(&this.inner.data_dir, &router, config.clone())?;
                     *generation = Some(g);
+                    *held = Some(config);
                     Ok(Applied::Generation(g))
                 }
             }
@@ -379,6 +399,63 @@ impl Driver {
 }
 
 impl Driver {
+    /// Gives a router the config `delta` makes of the generation it holds.
+    ///
+    /// # Errors
+    /// [`DeltaFailure::Stale`] when the router holds another generation than the delta's base;
+    /// otherwise the router's reason for refusing the result.
+    pub async fn apply_delta(
+        &self,
+        router: &str,
+        delta: RouterDelta,
+    ) -> Result<Applied, DeltaFailure> {
+        let slot = self.slot(router).map_err(DeltaFailure::Refused)?;
+        let base = {
+            let delta_base = delta.base_generation;
+            let s = slot.clone();
+            blocking(move || {
+                let mut s = s.lock().map_err(|_| "router state poisoned".to_string())?;
+                match &mut *s {
+                    RouterSlot::Lab(r) => {
+                        let outcome = match r.apply_delta(&delta) {
+                            Ok(ApplyOutcome::Applied { generation, .. })
+                            | Ok(ApplyOutcome::Unchanged { generation }) => {
+                                Ok(Applied::Generation(generation))
+                            }
+                            Ok(ApplyOutcome::Superseded { applied_generation }) => {
+                                Ok(Applied::Superseded(applied_generation))
+                            }
+                            Err(vrouterd::ApplyError::Delta(e)) => Err(DeltaFailure::Stale(format!(
+                                "router holds another generation than the delta's base {delta_base}: {e}"
+                            ))),
+                            Err(e) => Err(DeltaFailure::Refused(vrouterd::chain(&e))),
+                        };
+                        Ok(Err(outcome))
+                    }
+                    RouterSlot::DryRun { config, .. } => Ok(Ok((config.clone(), delta))),
+                }
+            })
+            .await
+            .map_err(DeltaFailure::Refused)?
+        };
+        match base {
+            Err(lab_outcome) => lab_outcome,
+            Ok((held, delta)) => {
+                let Some(held) = held else {
+                    return Err(DeltaFailure::Stale(format!(
+                        "router {router} holds no config to apply a delta to"
+                    )));
+                };
+                let config = delta
+                    .apply_to(&held)
+                    .map_err(|e| DeltaFailure::Stale(e.to_string()))?;
+                self.apply(router, config)
+                    .await
+                    .map_err(DeltaFailure::Refused)
+            }
+        }
+    }
+
     /// What a router holds and whether the kernel still enforces it.
     ///
     /// # Errors
@@ -405,7 +482,7 @@ impl Driver {
                         config: r.config().map(|c| c.document().clone()),
                     })
                 }
-                RouterSlot::DryRun { generation } => {
+                RouterSlot::DryRun { generation, .. } => {
                     let path = this
                         .inner
                         .data_dir

@@ -55,6 +55,7 @@ impl Agent {
         let timeout = self.apply_timeout;
         let work = async {
             let d = &self.driver;
+            let refused = Failure::Refused;
             match op {
                 Op::EnsureRouter {
                     router,
@@ -63,29 +64,47 @@ impl Agent {
                 } => d
                     .ensure_router(&router, cidr, gateway)
                     .await
-                    .map(|()| Answer::Done),
-                Op::RemoveRouter { router } => {
-                    d.remove_router(&router).await.map(|()| Answer::Done)
-                }
-                Op::EnsureVm { router, vm, ip } => {
-                    d.ensure_vm(&router, &vm, ip).await.map(|()| Answer::Done)
-                }
-                Op::RemoveVm { vm } => d.remove_vm(&vm).await.map(|()| Answer::Done),
+                    .map(|()| Answer::Done)
+                    .map_err(refused),
+                Op::RemoveRouter { router } => d
+                    .remove_router(&router)
+                    .await
+                    .map(|()| Answer::Done)
+                    .map_err(refused),
+                Op::EnsureVm { router, vm, ip } => d
+                    .ensure_vm(&router, &vm, ip)
+                    .await
+                    .map(|()| Answer::Done)
+                    .map_err(refused),
+                Op::RemoveVm { vm } => d
+                    .remove_vm(&vm)
+                    .await
+                    .map(|()| Answer::Done)
+                    .map_err(refused),
                 Op::Apply { router, config } => d
                     .apply(&router, *config)
                     .await
-                    .map(|outcome| Answer::Applied { outcome }),
+                    .map(|outcome| Answer::Applied { outcome })
+                    .map_err(refused),
+                Op::ApplyDelta { router, delta } => match d.apply_delta(&router, *delta).await {
+                    Ok(outcome) => Ok(Answer::Applied { outcome }),
+                    Err(driver::DeltaFailure::Stale(r)) => Err(Failure::Stale(r)),
+                    Err(driver::DeltaFailure::Refused(r)) => Err(Failure::Refused(r)),
+                },
                 Op::Held { router } => Ok(Answer::Held {
                     generation: d.held(&router).await,
                 }),
-                Op::Status { router } => d.status(&router).await.map(|status| Answer::Status {
-                    status: Box::new(status),
-                }),
+                Op::Status { router } => d
+                    .status(&router)
+                    .await
+                    .map(|status| Answer::Status {
+                        status: Box::new(status),
+                    })
+                    .map_err(refused),
             }
         };
         match tokio::time::timeout(timeout, work).await {
-            Ok(Ok(answer)) => Ok(answer),
-            Ok(Err(reason)) => Err(Failure::Refused(reason)),
+            Ok(result) => result,
             Err(_) => Err(Failure::TimedOut(format!(
                 "{subject} did not answer within {} s",
                 timeout.as_secs_f64()

@@ -11,7 +11,7 @@ use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use ipnet::Ipv4Net;
-use router_config::{Generation, RouterConfig};
+use router_config::{Generation, RouterConfig, RouterDelta};
 use serde::{Deserialize, Serialize};
 
 /// The path of the agents' WebSocket on a management server.
@@ -65,6 +65,14 @@ pub enum Op {
         /// The config; the router ignores one older than what it holds.
         config: Box<RouterConfig>,
     },
+    /// Enforce the config a delta makes of the generation the router confirmed last; answered
+    /// with [`Failure::Stale`] when the router holds another generation.
+    ApplyDelta {
+        /// The router's name.
+        router: String,
+        /// The change.
+        delta: Box<RouterDelta>,
+    },
     /// Which generation the router holds.
     Held {
         /// The router's name.
@@ -84,6 +92,7 @@ impl Op {
             Op::EnsureRouter { router, .. }
             | Op::RemoveRouter { router }
             | Op::Apply { router, .. }
+            | Op::ApplyDelta { router, .. }
             | Op::Held { router }
             | Op::Status { router } => router,
             Op::EnsureVm { vm, .. } | Op::RemoveVm { vm } => vm,
@@ -98,6 +107,7 @@ impl Op {
             Op::EnsureVm { .. } => "ensure_vm",
             Op::RemoveVm { .. } => "remove_vm",
             Op::Apply { .. } => "apply",
+            Op::ApplyDelta { .. } => "apply_delta",
             Op::Held { .. } => "held",
             Op::Status { .. } => "status",
         }
@@ -159,6 +169,9 @@ pub enum Failure {
     /// The router did not answer within the agent's apply timeout.
     #[error("{0}")]
     TimedOut(String),
+    /// A delta's base is not what the router holds: send the complete config.
+    #[error("{0}")]
+    Stale(String),
 }
 
 /// A message from a server to an agent.

@@ -52,6 +52,9 @@ pub enum CallError {
     /// The agent or the router refused.
     #[error("{0}")]
     Refused(String),
+    /// A delta's base is not what the router holds.
+    #[error("{0}")]
+    Stale(String),
 }
 
 type Waiters = Arc<Mutex<HashMap<u64, oneshot::Sender<Result<Answer, Failure>>>>>;
@@ -171,6 +174,7 @@ impl Hosts {
         let failure = |f: Failure| match f {
             Failure::Refused(r) => CallError::Refused(r),
             Failure::TimedOut(r) => CallError::TimedOut(r),
+            Failure::Stale(r) => CallError::Stale(r),
         };
         match conn {
             Conn::Local(agent) => agent.handle(op).await.map_err(failure),

@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 
 use agent::proto::{Answer, Applied, Op};
 use api_types::error::ApiError;
+use router_config::{RouterConfig, RouterDelta};
 use serde_json::{json, Value};
 use sqlx::Row;
 use tokio::sync::Notify;
@@ -217,8 +218,12 @@ async fn worker(app: App, network_id: i64, bell: Arc<Notify>) {
     // config (a restart of either side, an agent that connected again).
     let mut fresh = true;
     let mut cache = Cache::default();
+    let mut sent = Sent::default();
     loop {
-        match step(&app, network_id, fresh, &mut cache).await {
+        if fresh {
+            sent.forget();
+        }
+        match step(&app, network_id, fresh, &mut cache, &mut sent).await {
             Ok(Continue::Idle) => fresh = false,
             Ok(Continue::Held) => {}
             Ok(Continue::More) => {
@@ -288,11 +293,23 @@ fn unavailable(e: CallError) -> Result<Continue, String> {
     Ok(Continue::Again)
 }
 
+/// The config the router confirmed last, as far as this worker knows: the base of the next
+/// generation's delta. Forgotten whenever what the router holds is in doubt.
+#[derive(Default)]
+struct Sent(Option<RouterConfig>);
+
+impl Sent {
+    fn forget(&mut self) {
+        self.0 = None;
+    }
+}
+
 async fn step(
     app: &App,
     network_id: i64,
     fresh: bool,
     cache: &mut Cache,
+    sent: &mut Sent,
 ) -> Result<Continue, String> {
     if app.doorbell.is_held() {
         return Ok(Continue::Held);
@@ -309,7 +326,7 @@ async fn step(
         server_id: app.hosts.server_id(),
     };
     if router.state == "Starting" {
-        implement(app, network_id, &router, &fence).await?;
+        implement(app, network_id, &router, &fence, sent).await?;
         return Ok(Continue::More);
     }
     if fresh {
@@ -345,7 +362,8 @@ async fn step(
                 "the router lacks the latest config; sending it again");
             cache.drop_copy();
             let state = cache.current(app, network_id, &[]).await?;
-            match push(app, state, &Batch::default()).await {
+            sent.forget();
+            match push(app, state, &Batch::default(), sent).await {
                 Ok(pushed) => record(app, &pushed, &fence, cache).await?,
                 Err(PushError::Unavailable(r)) => {
                     tracing::info!(network = network_id, reason = %r, "re-sync postponed");
@@ -367,11 +385,11 @@ async fn step(
                 .take(MAX_BATCH)
                 .cloned()
                 .collect();
-            run_changes(app, network_id, &all, batch, &fence, cache).await?
+            run_changes(app, network_id, &all, batch, &fence, cache, sent).await?
         }
         Kind::Update | Kind::DestroyVm | Kind::DeleteNetwork => {
             let job = first.clone();
-            run_changes(app, network_id, &all, vec![job], &fence, cache).await?
+            run_changes(app, network_id, &all, vec![job], &fence, cache, sent).await?
         }
         Kind::DeployVm => {
             let job = first.clone();
@@ -750,8 +768,15 @@ struct Pushed {
     generation: u64,
 }
 
-/// Builds the config of `batch`, has the router's agent apply it, and returns what to record.
-async fn push(app: &App, state: &NetworkState, batch: &Batch) -> Result<Pushed, PushError> {
+/// Builds the config of `batch`, has the router's agent apply it — as a delta against the
+/// config the router confirmed last when that is known, complete otherwise — and returns what
+/// to record.
+async fn push(
+    app: &App,
+    state: &NetworkState,
+    batch: &Batch,
+    sent: &mut Sent,
+) -> Result<Pushed, PushError> {
     let network = state
         .network
         .as_ref()
@@ -763,16 +788,31 @@ async fn push(app: &App, state: &NetworkState, batch: &Batch) -> Result<Pushed, 
     let t1 = Instant::now();
     let (config, commit) = plan::desired(state, batch, generation);
     let started = Instant::now();
-    let outcome = app
-        .hosts
-        .call(
-            &host,
-            Op::Apply {
+    let base = sent.0.take();
+    let mut delta_rules = None;
+    let mut outcome = match &base {
+        Some(base) => {
+            let delta = RouterDelta::between(base, &config);
+            delta_rules = Some(delta.size());
+            let op = Op::ApplyDelta {
                 router: router.clone(),
-                config: Box::new(config),
-            },
-        )
-        .await;
+                delta: Box::new(delta),
+            };
+            app.hosts.call(&host, op).await
+        }
+        None => Err(CallError::Stale(String::new())),
+    };
+    if let Err(CallError::Stale(why)) = &outcome {
+        if base.is_some() {
+            tracing::info!(%router, reason = %why, "the router lacks the delta's base; sending the whole config");
+        }
+        delta_rules = None;
+        let op = Op::Apply {
+            router: router.clone(),
+            config: Box::new(config.clone()),
+        };
+        outcome = app.hosts.call(&host, op).await;
+    }
     let applied = started.elapsed();
     app.metrics.apply_seconds.observe(applied.as_secs_f64());
     tracing::debug!(
@@ -780,6 +820,7 @@ async fn push(app: &App, state: &NetworkState, batch: &Batch) -> Result<Pushed, 
         generation,
         jobs = batch.included.len(),
         rules = state.rules.len(),
+        delta = ?delta_rules,
         counter_us = (t1 - t0).as_micros() as u64,
         plan_us = (started - t1).as_micros() as u64,
         apply_us = applied.as_micros() as u64,
@@ -814,6 +855,9 @@ async fn push(app: &App, state: &NetworkState, batch: &Batch) -> Result<Pushed, 
             outcome: Applied::Generation(g),
         }) => {
             behind.set(0);
+            if g == config.generation {
+                sent.0 = Some(config);
+            }
             Ok(Pushed {
                 commit,
                 network_id: network.id,
@@ -837,6 +881,8 @@ async fn push(app: &App, state: &NetworkState, batch: &Batch) -> Result<Pushed, 
             "the agent answered {other:?} to an apply"
         ))),
         Err(CallError::Refused(reason)) => {
+            // The router keeps what it held: the base stays.
+            sent.0 = base;
             store::record_failure(&app.db, network.id, &reason)
                 .await
                 .map_err(PushError::Unavailable)?;
@@ -850,7 +896,7 @@ async fn push(app: &App, state: &NetworkState, batch: &Batch) -> Result<Pushed, 
             behind.inc();
             Err(PushError::TimedOut(reason))
         }
-        Err(e @ (CallError::NotConnected(_) | CallError::Lost(_))) => {
+        Err(e @ (CallError::NotConnected(_) | CallError::Lost(_) | CallError::Stale(_))) => {
             Err(PushError::Unavailable(e.to_string()))
         }
     }
@@ -863,6 +909,7 @@ async fn run_changes(
     jobs: Vec<PendingJob>,
     fence: &Fence,
     cache: &mut Cache,
+    sent: &mut Sent,
 ) -> Result<Continue, String> {
     let mut remaining = jobs;
     let mut pending: Vec<PendingJob> = pending.to_vec();
@@ -882,7 +929,7 @@ async fn run_changes(
                 pending: pending_ids.clone(),
                 included: remaining[..m].iter().map(|j| j.id).collect(),
             };
-            match push(app, state, &batch).await {
+            match push(app, state, &batch, sent).await {
                 Ok(pushed) => {
                     let carried: Vec<PendingJob> = remaining.drain(..m).collect();
                     let t = Instant::now();
@@ -943,7 +990,7 @@ async fn run_changes(
             pending: pending.iter().map(|j| j.id).collect(),
             included: BTreeSet::new(),
         };
-        match push(app, state, &batch).await {
+        match push(app, state, &batch, sent).await {
             Ok(pushed) => record(app, &pushed, fence, cache).await?,
             Err(reason) => {
                 tracing::warn!(network = network_id, %reason, "re-sync after a refused update failed");
@@ -1182,7 +1229,9 @@ async fn deploy_vm(
             Ok(Continue::More)
         }
         Err(e @ (CallError::NotConnected(_) | CallError::Lost(_))) => unavailable(e),
-        Err(CallError::Refused(reason) | CallError::TimedOut(reason)) => {
+        Err(
+            CallError::Refused(reason) | CallError::TimedOut(reason) | CallError::Stale(reason),
+        ) => {
             fail(app, &job, &reason, fence).await?;
             Ok(Continue::More)
         }
@@ -1210,6 +1259,7 @@ async fn implement(
     network_id: i64,
     router: &RouterRow,
     fence: &Fence,
+    sent: &mut Sent,
 ) -> Result<(), String> {
     let e = |e: sqlx::Error| e.to_string();
     let ensured = ensure_host_objects(app, network_id, router).await;
@@ -1221,7 +1271,8 @@ async fn implement(
         Err(e) => Err(e.to_string()),
         Ok(()) => {
             let state = load_state(app, network_id).await?;
-            match push(app, &state, &Batch::default()).await {
+            sent.forget();
+            match push(app, &state, &Batch::default(), sent).await {
                 Ok(pushed) => Ok(pushed),
                 Err(PushError::Unavailable(r)) => return Err(r),
                 Err(e) => Err(e.to_string()),

@@ -65,6 +65,62 @@ pub enum DeltaError {
 }
 
 impl RouterDelta {
+    /// The delta that turns `base` into `next`: rules new or changed in `next` are upserted,
+    /// rules of `base` missing from `next` are removed, and each side, or the egress policy,
+    /// is carried only when it changed. Rules are matched by id; the cost is one pass over
+    /// both configs.
+    pub fn between(base: &RouterConfig, next: &RouterConfig) -> RouterDelta {
+        let mut remove = Vec::new();
+        let upsert_firewall_rules = changed(
+            &base.firewall_rules,
+            &next.firewall_rules,
+            |r| r.id,
+            &mut remove,
+        );
+        let upsert_egress_rules = changed(
+            &base.egress_rules,
+            &next.egress_rules,
+            |r| r.id,
+            &mut remove,
+        );
+        let upsert_port_forwards = changed(
+            &base.port_forwards,
+            &next.port_forwards,
+            |r| r.id,
+            &mut remove,
+        );
+        let upsert_load_balancers = changed(
+            &base.load_balancers,
+            &next.load_balancers,
+            |r| r.id,
+            &mut remove,
+        );
+        remove.sort_unstable();
+        RouterDelta {
+            schema: SCHEMA_VERSION,
+            base_generation: base.generation,
+            generation: next.generation,
+            public: (base.public != next.public).then(|| next.public.clone()),
+            guest: (base.guest != next.guest).then(|| next.guest.clone()),
+            egress_default: (base.egress_default != next.egress_default)
+                .then_some(next.egress_default),
+            upsert_firewall_rules,
+            upsert_egress_rules,
+            upsert_port_forwards,
+            upsert_load_balancers,
+            remove,
+        }
+    }
+
+    /// How many rules the delta upserts or removes.
+    pub fn size(&self) -> usize {
+        self.upsert_firewall_rules.len()
+            + self.upsert_egress_rules.len()
+            + self.upsert_port_forwards.len()
+            + self.upsert_load_balancers.len()
+            + self.remove.len()
+    }
+
     /// Builds the complete config this delta describes, from the config it was computed against.
     ///
     /// # Errors
@@ -126,6 +182,23 @@ impl RouterDelta {
         );
         Ok(out)
     }
+}
+
+/// Rules of `next` that `base` lacks or holds otherwise; ids of `base` that `next` lacks go to
+/// `remove`.
+fn changed<T: Clone + PartialEq>(
+    base: &[T],
+    next: &[T],
+    id: impl Fn(&T) -> u64,
+    remove: &mut Vec<u64>,
+) -> Vec<T> {
+    let old: std::collections::HashMap<u64, &T> = base.iter().map(|r| (id(r), r)).collect();
+    let new_ids: std::collections::HashSet<u64> = next.iter().map(&id).collect();
+    remove.extend(base.iter().map(&id).filter(|i| !new_ids.contains(i)));
+    next.iter()
+        .filter(|r| old.get(&id(r)).is_none_or(|o| *o != *r))
+        .cloned()
+        .collect()
 }
 
 fn upsert<T: Clone>(

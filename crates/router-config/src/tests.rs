@@ -287,3 +287,30 @@ fn stickiness_values_haproxy_cannot_hold_are_refused() {
     }))))
     .is_ok());
 }
+
+#[test]
+fn a_delta_between_two_configs_rebuilds_the_second() {
+    let base = example();
+    let mut next = example();
+    next.generation = base.generation + 1;
+    next.firewall_rules.retain(|r| r.id != 2);
+    next.firewall_rules[0].source_cidrs = vec!["198.51.100.0/24".into()];
+    let mut added = next.firewall_rules[0].clone();
+    added.id = 99;
+    added.ports = Some(WirePorts { start: 9, end: 9 });
+    next.firewall_rules.push(added);
+    next.egress_default = EgressPolicy::Allow;
+    let delta = RouterDelta::between(&base, &next);
+    assert_eq!(delta.remove, vec![2]);
+    assert_eq!(delta.upsert_firewall_rules.len(), 2);
+    assert!(delta.public.is_none() && delta.guest.is_none());
+    assert_eq!(delta.size(), 3);
+    let mut rebuilt = delta.apply_to(&base).unwrap();
+    rebuilt.firewall_rules.sort_by_key(|r| r.id);
+    next.firewall_rules.sort_by_key(|r| r.id);
+    assert_eq!(rebuilt, next);
+    // Nothing changed: an empty delta.
+    let same = RouterDelta::between(&next, &next);
+    assert_eq!(same.size(), 0);
+    assert!(same.egress_default.is_none());
+}
