@@ -63,7 +63,7 @@ enum RouterSlot {
     DryRun {
         generation: Option<Generation>,
         /// The config it holds (the base of the next delta).
-        config: Option<RouterConfig>,
+        config: Option<Box<RouterConfig>>,
     },
 }
 
@@ -389,7 +389,7 @@ impl Driver {
                     }
                     dry_run_write(&this.inner.data_dir, &router, config.clone())?;
                     *generation = Some(g);
-                    *held = Some(config);
+                    *held = Some(Box::new(config));
                     Ok(Applied::Generation(g))
                 }
             }
@@ -432,7 +432,7 @@ impl Driver {
                         };
                         Ok(Err(outcome))
                     }
-                    RouterSlot::DryRun { config, .. } => Ok(Ok((config.clone(), delta))),
+                    RouterSlot::DryRun { config, .. } => Ok(Ok((config.as_deref().cloned(), delta))),
                 }
             })
             .await
