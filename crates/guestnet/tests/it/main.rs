@@ -2,6 +2,7 @@
 
 mod agents;
 mod faults;
+mod load;
 mod procs;
 mod router;
 mod serve;
