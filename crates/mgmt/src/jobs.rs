@@ -224,7 +224,8 @@ pub fn parse_kind(s: &str) -> Kind {
     }
 }
 
-/// Ends a job, in the caller's transaction.
+/// Ends a pending job, in the caller's transaction; whether it was still pending (false: it
+/// had ended already, e.g. on another server).
 ///
 /// # Errors
 /// The query's error.
@@ -234,7 +235,7 @@ pub async fn finish(
     status: i64,
     code: i64,
     result: &Value,
-) -> Result<(), sqlx::Error> {
+) -> Result<bool, sqlx::Error> {
     sqlx::query(
         "UPDATE jobs SET status = $1, result_code = $2, result = $3, completed = $4 \
          WHERE id = $5 AND status = 0",
@@ -245,8 +246,8 @@ pub async fn finish(
     .bind(now_ms())
     .bind(job_id)
     .execute(&mut **tx)
-    .await?;
-    Ok(())
+    .await
+    .map(|r| r.rows_affected() == 1)
 }
 
 /// Columns [`response`] reads: `jobs j JOIN accounts a JOIN domains d JOIN users u`.

@@ -1148,9 +1148,13 @@ async fn finish(
     {
         let _w = app.db.write_lock().await;
         let mut tx = app.db.pool().begin().await.map_err(e)?;
-        jobs::finish(&mut tx, job.id, status, code, result)
+        let ended_here = jobs::finish(&mut tx, job.id, status, code, result)
             .await
             .map_err(e)?;
+        if !ended_here {
+            // Another server ended it first (housekeeping on two servers): nothing to add.
+            return Ok(());
+        }
         let ok = status == jobs::SUCCEEDED;
         store::event(
             &mut tx,
