@@ -31,6 +31,9 @@ const PACKAGES: &[(&str, &str)] = &[
     ("procps", "sysctl"),
     ("socat", "socat"),
     ("postgresql-client", "psql"),
+    // initdb and pg_ctl (under /usr/lib/postgresql/<version>/bin): the fault tests start their
+    // own clusters.
+    ("postgresql", ""),
 ];
 
 fn main() -> Result<()> {
