@@ -11,9 +11,10 @@
 //! anything for it, and the router ignores configs older than what it holds.
 //!
 //! Servers know each other through the `servers` table: each heartbeats every second
-//! ([`housekeeping`]), and a server not heard of for [`SERVER_DEAD_AFTER`] is dead. Its hosts
-//! are released; a job whose host has no agent anywhere for longer than the apply timeout fails
-//! with that reason, its changes undone, instead of staying pending.
+//! ([`housekeeping`]), and a server not heard of for [`SERVER_DEAD_AFTER`] is dead. A live
+//! server takes its hosts over (disconnected until their agents connect again, anywhere); a job
+//! whose host has no agent anywhere for longer than the apply timeout fails with that reason,
+//! its changes undone, instead of staying pending.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -582,13 +583,16 @@ async fn keep_house(app: &App) -> Result<(), String> {
             .execute(app.db.pool())
             .await
             .map_err(e)?;
-        // A dead server's hosts are nobody's: their agents will connect elsewhere.
+        // A dead server's hosts are taken over by this one: disconnected until their agents
+        // connect again (anywhere), and their jobs failed after the apply timeout otherwise.
         let released = sqlx::query(
-            "UPDATE hosts SET connected = 0, epoch = epoch + 1, seen = $2 WHERE connected = 1 AND \
-             (server_id IS NULL OR server_id NOT IN (SELECT id FROM servers WHERE heartbeat > $1))",
+            "UPDATE hosts SET connected = 0, epoch = epoch + 1, seen = $2, server_id = $3 \
+             WHERE connected = 1 AND (server_id IS NULL OR server_id NOT IN \
+             (SELECT id FROM servers WHERE heartbeat > $1))",
         )
         .bind(dead)
         .bind(now)
+        .bind(app.hosts.server_id)
         .execute(app.db.pool())
         .await
         .map_err(e)?
