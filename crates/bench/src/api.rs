@@ -32,8 +32,8 @@ const SECRET: &str = "bench-secret-key";
 
 /// Targets on the 2-core machine.
 const ACCEPT_TARGET: f64 = 500.0;
-const P50_TARGET_MS: f64 = 25.0;
-const P99_TARGET_MS: f64 = 100.0;
+pub(crate) const P50_TARGET_MS: f64 = 25.0;
+pub(crate) const P99_TARGET_MS: f64 = 100.0;
 const LIST_TARGET_MS: f64 = 50.0;
 
 /// Options of `guestnet-bench api`.
@@ -160,7 +160,7 @@ fn start(binary: &Path, database_url: Option<&str>) -> anyhow::Result<Server> {
     })
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
+pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
     }
@@ -168,7 +168,7 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[i.min(sorted.len() - 1)]
 }
 
-fn s(v: &Value, path: &[&str]) -> anyhow::Result<String> {
+pub(crate) fn s(v: &Value, path: &[&str]) -> anyhow::Result<String> {
     let mut cur = v;
     for p in path {
         cur = if let Ok(i) = p.parse::<usize>() {
@@ -195,14 +195,18 @@ fn rule_params(ip_id: &str, i: usize) -> Vec<(String, String)> {
     ]
 }
 
-async fn create(client: &Client, ip_id: &str, i: usize) -> anyhow::Result<String> {
+pub(crate) async fn create(client: &Client, ip_id: &str, i: usize) -> anyhow::Result<String> {
     let p = rule_params(ip_id, i);
     let refs: Vec<(&str, &str)> = p.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let r = client.call("createFirewallRule", &refs).await?;
     s(&r, &["jobid"])
 }
 
-async fn wait_idle(client: &Client, network: &str, deadline: Instant) -> anyhow::Result<i64> {
+pub(crate) async fn wait_idle(
+    client: &Client,
+    network: &str,
+    deadline: Instant,
+) -> anyhow::Result<i64> {
     loop {
         let jobs = client.call("listAsyncJobs", &[("pagesize", "-1")]).await?;
         let pending = jobs["asyncjobs"]
@@ -366,7 +370,7 @@ async fn measure(db: &'static str, server: &Server, o: &Options) -> anyhow::Resu
     })
 }
 
-async fn fresh_database(admin_url: &str) -> anyhow::Result<(String, String)> {
+pub(crate) async fn fresh_database(admin_url: &str) -> anyhow::Result<(String, String)> {
     use sqlx::Connection;
     let name = format!("guestnet_bench_{}", std::process::id());
     let mut conn = sqlx::PgConnection::connect(admin_url)
@@ -385,7 +389,7 @@ async fn fresh_database(admin_url: &str) -> anyhow::Result<(String, String)> {
     Ok((name.clone(), format!("{base}/{name}")))
 }
 
-async fn drop_database(admin_url: &str, name: &str) {
+pub(crate) async fn drop_database(admin_url: &str, name: &str) {
     use sqlx::Connection;
     if let Ok(mut conn) = sqlx::PgConnection::connect(admin_url).await {
         let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
@@ -448,7 +452,7 @@ pub(crate) fn run(o: &Options, stop: &AtomicBool) -> anyhow::Result<Vec<Figures>
     Ok(all)
 }
 
-fn verdict(ok: bool) -> &'static str {
+pub(crate) fn verdict(ok: bool) -> &'static str {
     if ok {
         "met"
     } else {

@@ -17,9 +17,16 @@
 //! server end to end on SQLite and PostgreSQL: creations accepted per second, creation to
 //! enforcement at 10k rules, listing 10k rules (BENCHMARKS.md, "Management server").
 //!
+//! `guestnet-bench agents [--only e2e|throughput|restart] [--markdown FILE]` measures the
+//! spread-out pipeline with servers and agents as processes of their own: creation to
+//! enforcement through an agent, sustained changes through two servers and two agents, and a
+//! restarted agent restoring a router of 100k rules (BENCHMARKS.md, "Agents and several
+//! servers").
+//!
 //! The hidden subcommands `probe-server`, `probe-client`, `lb-server` and `lb-client` are this binary run inside the lab's
 //! namespaces. Like every crate but `sys`, it never creates a process itself.
 
+mod agents;
 mod api;
 mod lb;
 mod linear;
@@ -59,6 +66,9 @@ enum Command {
     Api(api::Options),
     /// Measure load balancing (needs root): member changes, reloads, failures under load.
     Lb(lb::Options),
+    /// Measure servers and agents as separate processes (needs root): end to end, sustained
+    /// changes through two servers and two agents, an agent restart at 100k rules.
+    Agents(agents::Options),
     /// Print a config of a mix as JSON (generation 1, or after CHANGES changed rules as in run 1).
     #[command(hide = true)]
     Config {
@@ -168,6 +178,9 @@ fn main() -> ExitCode {
         }
         Command::Lb(opts) => watch_signals().and_then(|stop| lb::run(&opts, &stop).map(|_| ())),
         Command::Api(opts) => watch_signals().and_then(|stop| api::run(&opts, &stop).map(|_| ())),
+        Command::Agents(opts) => {
+            watch_signals().and_then(|stop| agents::run(&opts, &stop).map(|_| ()))
+        }
         Command::LbServer { listen } => load::serve(&listen),
         Command::LbClient {
             connect,

@@ -51,6 +51,8 @@ fn an_agent_process_drives_its_hosts_routers() {
     // A wrong token is refused, and the server says so.
     let bad = dir.path().join("bad-token");
     std::fs::write(&bad, "gna_not-a-token").expect("write");
+    // The intruder's agent builds an (empty) lab before it connects: torn down at the end.
+    let _intruder_lab = HostLab::new(&dir.path().join("intruder"));
     let mut intruder = procs::agent(&AgentSpec {
         name: "intruder".into(),
         servers: servers.clone(),

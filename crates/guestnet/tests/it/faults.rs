@@ -324,7 +324,7 @@ fn scenario(first_port: u16, fault: impl FnOnce(&mut Rig, &MgmtNet, &PgCluster) 
 }
 
 #[test]
-#[ignore = "needs root, network namespaces and PostgreSQL: run by cargo xtask test"]
+#[ignore = "needs root and network namespaces: run by cargo xtask test"]
 fn a_management_server_killed_mid_jobs_leaves_no_job_behind() {
     scenario(10_000, |rig, _, _| {
         let holder = rig.agent_server();
@@ -350,7 +350,7 @@ fn a_management_server_killed_mid_jobs_leaves_no_job_behind() {
 }
 
 #[test]
-#[ignore = "needs root, network namespaces and PostgreSQL: run by cargo xtask test"]
+#[ignore = "needs root and network namespaces: run by cargo xtask test"]
 fn an_agent_killed_and_started_again_catches_up() {
     scenario(20_000, |rig, _, _| {
         rig.agent.kill9();
@@ -360,7 +360,7 @@ fn an_agent_killed_and_started_again_catches_up() {
 }
 
 #[test]
-#[ignore = "needs root, network namespaces and PostgreSQL: run by cargo xtask test"]
+#[ignore = "needs root and network namespaces: run by cargo xtask test"]
 fn a_flushed_router_table_is_enforced_again() {
     scenario(30_000, |rig, _, _| {
         let target = format!("router:{}", rig.testnet.router);
@@ -373,7 +373,7 @@ fn a_flushed_router_table_is_enforced_again() {
 }
 
 #[test]
-#[ignore = "needs root, network namespaces and PostgreSQL: run by cargo xtask test"]
+#[ignore = "needs root and network namespaces: run by cargo xtask test"]
 fn a_database_restart_under_load_loses_nothing() {
     scenario(40_000, |_, _, pg| {
         pg.restart();
@@ -381,7 +381,7 @@ fn a_database_restart_under_load_loses_nothing() {
 }
 
 #[test]
-#[ignore = "needs root, network namespaces and PostgreSQL: run by cargo xtask test"]
+#[ignore = "needs root and network namespaces: run by cargo xtask test"]
 fn an_agent_cut_off_and_back_catches_up() {
     scenario(50_000, |rig, net, _| {
         net.link_down("agent-1");
@@ -398,7 +398,7 @@ fn an_agent_cut_off_and_back_catches_up() {
 }
 
 #[test]
-#[ignore = "needs root, network namespaces and PostgreSQL: run by cargo xtask test"]
+#[ignore = "needs root and network namespaces: run by cargo xtask test"]
 fn jobs_of_a_host_without_an_agent_fail_and_the_router_catches_up() {
     scenario(60_000, |rig, _, _| {
         rig.agent.kill9();

@@ -22,7 +22,7 @@ const LOAD_FOR: Duration = Duration::from_secs(10);
 type Kept = Vec<(usize, u16)>;
 
 #[test]
-#[ignore = "needs root, network namespaces and PostgreSQL: run by cargo xtask test"]
+#[ignore = "needs root and network namespaces: run by cargo xtask test"]
 fn thirty_two_clients_through_two_servers_leave_database_routers_and_api_in_agreement() {
     let pg = PgCluster::start();
     let net = MgmtNet::new(&["srv-a", "srv-b", "agent-1", "agent-2", "client"]);
