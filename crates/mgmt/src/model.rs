@@ -71,7 +71,8 @@ impl Purpose {
         }
     }
 
-    fn parse(s: &str) -> Purpose {
+    /// From its database spelling.
+    pub fn parse(s: &str) -> Purpose {
         match s {
             "PortForwarding" => Purpose::PortForwarding,
             "LoadBalancing" => Purpose::LoadBalancing,

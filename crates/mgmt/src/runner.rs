@@ -1059,14 +1059,31 @@ async fn succeed(
     } else {
         Vec::new()
     };
+    // Jobs with nothing to do after the commit and a result the transaction can render end in
+    // it: one commit for the generation and its jobs.
+    let mut ended = Vec::new();
+    for job in carried.iter().filter(|j| j.kind == Kind::Change) {
+        if let Some(result) = result_in(&mut tx, app.db.dialect(), &job.payload.outcome)
+            .await
+            .map_err(e)?
+        {
+            finish_in(&mut tx, job, jobs::SUCCEEDED, 0, &result)
+                .await
+                .map_err(e)?;
+            ended.push(job.id);
+        }
+    }
     tx.commit().await.map_err(e)?;
     drop(_w);
+    for job in carried.iter().filter(|j| ended.contains(&j.id)) {
+        observe_end(app, job, jobs::SUCCEEDED);
+    }
     let router = if deleting_network {
         store::router_name_of(&app.db, network_id).await?
     } else {
         None
     };
-    for job in carried {
+    for job in carried.iter().filter(|j| !ended.contains(&j.id)) {
         match (job.kind, job.payload.target) {
             (Kind::DestroyVm, Some(vm_id)) => {
                 if let Some(name) = store::vm_name(&app.db, vm_id).await? {
@@ -1145,40 +1162,59 @@ async fn finish(
     result: &Value,
 ) -> Result<(), String> {
     let e = |e: sqlx::Error| e.to_string();
-    {
+    let ended = {
         let _w = app.db.write_lock().await;
         let mut tx = app.db.pool().begin().await.map_err(e)?;
-        let ended_here = jobs::finish(&mut tx, job.id, status, code, result)
+        let ended = finish_in(&mut tx, job, status, code, result)
             .await
             .map_err(e)?;
-        if !ended_here {
-            // Another server ended it first (housekeeping on two servers): nothing to add.
-            return Ok(());
-        }
-        let ok = status == jobs::SUCCEEDED;
-        store::event(
-            &mut tx,
-            job.account_id,
-            job.user_id,
-            &job.payload.event,
-            if ok { "INFO" } else { "ERROR" },
-            "Completed",
-            &if ok {
-                format!("Successfully completed {}", job.payload.what)
-            } else {
-                format!(
-                    "Error while {}: {}",
-                    job.payload.what,
-                    result["errortext"].as_str().unwrap_or("")
-                )
-            },
-            None,
-            None,
-        )
-        .await
-        .map_err(e)?;
         tx.commit().await.map_err(e)?;
+        ended
+    };
+    if ended {
+        observe_end(app, job, status);
     }
+    Ok(())
+}
+
+/// Ends a pending job and records its end event, in the caller's transaction; false when it
+/// had ended already (housekeeping on two servers), and then nothing is written.
+async fn finish_in(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    job: &PendingJob,
+    status: i64,
+    code: i64,
+    result: &Value,
+) -> Result<bool, sqlx::Error> {
+    if !jobs::finish(tx, job.id, status, code, result).await? {
+        return Ok(false);
+    }
+    let ok = status == jobs::SUCCEEDED;
+    store::event(
+        tx,
+        job.account_id,
+        job.user_id,
+        &job.payload.event,
+        if ok { "INFO" } else { "ERROR" },
+        "Completed",
+        &if ok {
+            format!("Successfully completed {}", job.payload.what)
+        } else {
+            format!(
+                "Error while {}: {}",
+                job.payload.what,
+                result["errortext"].as_str().unwrap_or("")
+            )
+        },
+        None,
+        None,
+    )
+    .await?;
+    Ok(true)
+}
+
+/// The job-duration metric of a job that ended.
+fn observe_end(app: &App, job: &PendingJob, status: i64) {
     let secs = (now_ms() - job.created).max(0) as f64 / 1000.0;
     app.metrics
         .job_seconds
@@ -1191,7 +1227,45 @@ async fn finish(
             },
         })
         .observe(secs);
-    Ok(())
+}
+
+/// A job's result when the recording transaction can render it (a success, a fixed object, a
+/// firewall or forwarding rule, read as the transaction now sees it); `None` for the others,
+/// rendered after the commit.
+async fn result_in(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    dialect: crate::db::Dialect,
+    outcome: &Outcome,
+) -> Result<Option<Value>, sqlx::Error> {
+    let (row, object) = match outcome {
+        Outcome::Success => return Ok(Some(json!({"success": true}))),
+        Outcome::Fixed { value } => return Ok(Some(value.clone())),
+        Outcome::Rule { id, object } => (
+            sqlx::query("SELECT id, purpose FROM rules WHERE id = $1")
+                .bind(*id)
+                .fetch_optional(&mut **tx)
+                .await?,
+            object,
+        ),
+        Outcome::Created { uuid, object } => (
+            sqlx::query("SELECT id, purpose FROM rules WHERE uuid = $1")
+                .bind(uuid)
+                .fetch_optional(&mut **tx)
+                .await?,
+            object,
+        ),
+        Outcome::Policy { .. } | Outcome::Ip { .. } | Outcome::Vm { .. } => return Ok(None),
+    };
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let purpose = crate::model::Purpose::parse(&row.try_get::<String, _>("purpose")?);
+    if purpose == crate::model::Purpose::LoadBalancing {
+        return Ok(None);
+    }
+    let id: i64 = row.try_get("id")?;
+    let inner = crate::cmd::firewall::rule_value_in(&mut **tx, dialect, id, purpose).await?;
+    Ok(Some(crate::resp::wrap(object, inner)))
 }
 
 async fn deploy_vm(

@@ -711,7 +711,25 @@ async fn list_rules(
 
 /// One firewall or forwarding rule as the API shows it (with the administrators' fields).
 pub(crate) async fn rule_value(app: &App, id: i64, purpose: Purpose) -> ApiResult<Value> {
-    let object = rule_json(app.db.dialect(), purpose, true);
+    rule_value_in(app.db.pool(), app.db.dialect(), id, purpose)
+        .await
+        .map_err(internal)
+}
+
+/// [`rule_value`] through any executor: a pool, or a transaction that sees its own writes.
+///
+/// # Errors
+/// The query's error, or a stored object that is not JSON.
+pub(crate) async fn rule_value_in<'e, E>(
+    exec: E,
+    dialect: Dialect,
+    id: i64,
+    purpose: Purpose,
+) -> Result<Value, sqlx::Error>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    let object = rule_json(dialect, purpose, true);
     let sql = format!(
         "SELECT {object} AS j FROM rules r JOIN networks n ON n.id = r.network_id \
          LEFT JOIN public_ips p ON p.id = r.ip_id LEFT JOIN vms v ON v.id = r.vm_id \
@@ -719,12 +737,10 @@ pub(crate) async fn rule_value(app: &App, id: i64, purpose: Purpose) -> ApiResul
     );
     let text: String = sqlx::query(&sql)
         .bind(id)
-        .fetch_one(app.db.pool())
-        .await
-        .map_err(internal)?
-        .try_get("j")
-        .map_err(internal)?;
-    serde_json::from_str(&text).map_err(internal)
+        .fetch_one(exec)
+        .await?
+        .try_get("j")?;
+    serde_json::from_str(&text).map_err(|e| sqlx::Error::Decode(Box::new(e)))
 }
 
 /// The JSON object of a firewall rule (CloudStack's FirewallResponse: ports as numbers) or a
