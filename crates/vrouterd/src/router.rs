@@ -284,16 +284,21 @@ impl Router {
                 });
             }
         }
-        let base = match &self.applied {
-            Some(a) => a.config.document().clone(),
-            None => self.ledger.config()?.ok_or(ApplyError::Delta(
-                router_config::DeltaError::BaseMismatch {
-                    base: delta.base_generation,
-                    held: 0,
-                },
-            ))?,
-        };
-        let doc = delta.apply_to(&base).map_err(ApplyError::Delta)?;
+        // The delta is applied to the enforced config in place of a copy of it: one clone of
+        // the whole config (the result) rather than two.
+        let doc = match &self.applied {
+            Some(a) => delta.apply_to(a.config.document()),
+            None => {
+                let base = self.ledger.config()?.ok_or(ApplyError::Delta(
+                    router_config::DeltaError::BaseMismatch {
+                        base: delta.base_generation,
+                        held: 0,
+                    },
+                ))?;
+                delta.apply_to(&base)
+            }
+        }
+        .map_err(ApplyError::Delta)?;
         self.apply_document(doc)
     }
 
