@@ -117,7 +117,7 @@ fn thirty_two_clients_through_two_servers_leave_database_routers_and_api_in_agre
                         };
                         changes.fetch_add(1, Ordering::SeqCst);
                         // One rule in three stays; the others are deleted again.
-                        if i % 3 == 0 {
+                        if i.is_multiple_of(3) {
                             kept.push((network, port));
                             continue;
                         }
