@@ -89,6 +89,17 @@ fn lab_err(e: &lab::LabError) -> String {
     lab::chain(e)
 }
 
+impl Inner {
+    /// Runs `f` on the lab (the lab driver's; an error for dry-run).
+    fn with_lab<T>(&self, f: impl FnOnce(&mut Lab) -> Result<T, String>) -> Result<T, String> {
+        let mut lab = self
+            .lab
+            .lock()
+            .map_err(|_| "lab state poisoned".to_string())?;
+        f(lab.as_mut().ok_or("no lab")?)
+    }
+}
+
 impl Driver {
     /// The dry-run driver, writing under `data_dir/dry-run`.
     pub fn dry_run(data_dir: &Path) -> Driver {
@@ -188,15 +199,9 @@ impl Driver {
                 config: None,
             },
             DriverKind::Lab => {
-                let ns = {
-                    let lab = self
-                        .inner
-                        .lab
-                        .lock()
-                        .map_err(|_| "lab state poisoned".to_string())?;
-                    let lab = lab.as_ref().ok_or("no lab")?;
-                    lab.router_netns(router).map_err(|e| lab_err(&e))?
-                };
+                let ns = self
+                    .inner
+                    .with_lab(|lab| lab.router_netns(router).map_err(|e| lab_err(&e)))?;
                 let dir = self.inner.data_dir.join("routers").join(router);
                 std::fs::create_dir_all(&dir)
                     .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
@@ -228,13 +233,7 @@ impl Driver {
                 std::fs::create_dir_all(&dir)
                     .map_err(|e| format!("cannot create {}: {e}", dir.display()))
             }
-            DriverKind::Lab => {
-                let mut lab = this
-                    .inner
-                    .lab
-                    .lock()
-                    .map_err(|_| "lab state poisoned".to_string())?;
-                let lab = lab.as_mut().ok_or("no lab")?;
+            DriverKind::Lab => this.inner.with_lab(|lab| {
                 if lab.namespaces().routers.contains_key(&router) {
                     return Ok(());
                 }
@@ -245,7 +244,7 @@ impl Driver {
                     vms: Vec::new(),
                 })
                 .map_err(|e| lab_err(&e))
-            }
+            }),
         })
         .await
     }
@@ -270,13 +269,8 @@ impl Driver {
             match this.kind {
                 DriverKind::DryRun => Ok(()),
                 DriverKind::Lab => {
-                    let mut lab = this
-                        .inner
-                        .lab
-                        .lock()
-                        .map_err(|_| "lab state poisoned".to_string())?;
-                    let lab = lab.as_mut().ok_or("no lab")?;
-                    lab.remove_network(&router).map_err(|e| lab_err(&e))?;
+                    this.inner
+                        .with_lab(|lab| lab.remove_network(&router).map_err(|e| lab_err(&e)))?;
                     let dir = this.inner.data_dir.join("routers").join(&router);
                     let _ = std::fs::remove_dir_all(dir);
                     Ok(())
@@ -297,17 +291,13 @@ impl Driver {
         let this = self.clone();
         let (router, vm) = (router.to_string(), vm.to_string());
         blocking(move || {
-            let mut lab = this
-                .inner
-                .lab
-                .lock()
-                .map_err(|_| "lab state poisoned".to_string())?;
-            let lab = lab.as_mut().ok_or("no lab")?;
-            if lab.namespaces().vms.contains_key(&vm) {
-                return Ok(());
-            }
-            lab.add_vm(&router, &VmSpec { name: vm, ip })
-                .map_err(|e| lab_err(&e))
+            this.inner.with_lab(|lab| {
+                if lab.namespaces().vms.contains_key(&vm) {
+                    return Ok(());
+                }
+                lab.add_vm(&router, &VmSpec { name: vm, ip })
+                    .map_err(|e| lab_err(&e))
+            })
         })
         .await
     }
@@ -323,13 +313,8 @@ impl Driver {
         let this = self.clone();
         let vm = vm.to_string();
         blocking(move || {
-            let mut lab = this
-                .inner
-                .lab
-                .lock()
-                .map_err(|_| "lab state poisoned".to_string())?;
-            let lab = lab.as_mut().ok_or("no lab")?;
-            lab.remove_vm(&vm).map_err(|e| lab_err(&e))
+            this.inner
+                .with_lab(|lab| lab.remove_vm(&vm).map_err(|e| lab_err(&e)))
         })
         .await
     }

@@ -24,6 +24,41 @@ fn refuse_port(cfg: &RouterConfig) -> Option<String> {
         .then(|| format!("test router: port {REFUSED} is refused"))
 }
 
+/// A network (its uuid) and its source-NAT address (the address's uuid).
+async fn network_and_ip(app: &crate::app::App, root: &crate::app::Caller) -> (String, String) {
+    let zone = app.site.zone_uuid.clone();
+    let offerings = call(app, root, "listNetworkOfferings", &[]).await;
+    let offering = offerings["networkoffering"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let net = call(
+        app,
+        root,
+        "createNetwork",
+        &[
+            ("name", "n"),
+            ("displaytext", "n"),
+            ("networkofferingid", &offering),
+            ("zoneid", &zone),
+        ],
+    )
+    .await;
+    let network = net["network"]["id"].as_str().unwrap().to_string();
+    let ips = call(
+        app,
+        root,
+        "listPublicIpAddresses",
+        &[("associatednetworkid", &network)],
+    )
+    .await;
+    let ip = ips["publicipaddress"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    (network, ip)
+}
+
 async fn generations(app: &crate::app::App, network: &str) -> (i64, i64) {
     let r = sqlx::query(
         "SELECT r.desired_generation, r.applied_generation FROM routers r \
@@ -48,36 +83,7 @@ async fn a_refused_job_fails_alone_and_the_others_share_generations() {
     )
     .await;
     let root = admin(&app).await;
-    let zone = app.site.zone_uuid.clone();
-    let offerings = call(&app, &root, "listNetworkOfferings", &[]).await;
-    let offering = offerings["networkoffering"][0]["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let net = call(
-        &app,
-        &root,
-        "createNetwork",
-        &[
-            ("name", "n"),
-            ("displaytext", "n"),
-            ("networkofferingid", &offering),
-            ("zoneid", &zone),
-        ],
-    )
-    .await;
-    let network = net["network"]["id"].as_str().unwrap().to_string();
-    let ips = call(
-        &app,
-        &root,
-        "listPublicIpAddresses",
-        &[("associatednetworkid", &network)],
-    )
-    .await;
-    let ip = ips["publicipaddress"][0]["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let (network, ip) = network_and_ip(&app, &root).await;
     let before = generations(&app, &network).await;
 
     // Six creations while the runner is held, the refused one in the middle.
@@ -194,36 +200,7 @@ async fn a_router_that_does_not_answer_fails_its_job_and_the_next_apply_catches_
     )
     .await;
     let root = admin(&app).await;
-    let zone = app.site.zone_uuid.clone();
-    let offerings = call(&app, &root, "listNetworkOfferings", &[]).await;
-    let offering = offerings["networkoffering"][0]["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let net = call(
-        &app,
-        &root,
-        "createNetwork",
-        &[
-            ("name", "n"),
-            ("displaytext", "n"),
-            ("networkofferingid", &offering),
-            ("zoneid", &zone),
-        ],
-    )
-    .await;
-    let network = net["network"]["id"].as_str().unwrap().to_string();
-    let ips = call(
-        &app,
-        &root,
-        "listPublicIpAddresses",
-        &[("associatednetworkid", &network)],
-    )
-    .await;
-    let ip = ips["publicipaddress"][0]["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let (network, ip) = network_and_ip(&app, &root).await;
     let rule = |port: u32| {
         let port = port.to_string();
         let ip = ip.clone();

@@ -84,7 +84,7 @@ fn an_agent_process_drives_its_hosts_routers() {
 
     // The router is placed on h1, and enforces what the API says.
     let net = procs::network(&admin, "agentnet", 21, &[("ag-web1", 11)]);
-    lab.whoami("ag-web1", "10.1.21.11", 80);
+    lab.whoami("vm:ag-web1", "10.1.21.11", 80, "ag-web1");
     let routers = admin.call("listRouters", &[("networkid", &net.id)]);
     let r = &routers["router"][0];
     assert_eq!(r["hostname"], "h1", "{r}");

@@ -79,7 +79,7 @@ impl Rig {
         let agent = procs::agent(&agent_spec);
         admins[1].until("host h1 is Up", |a| a.host_up("h1"));
         let testnet = procs::network(&admins[1], "faultnet", 31, &[("f-web1", 11)]);
-        lab.whoami("f-web1", "10.1.31.11", 80);
+        lab.whoami("vm:f-web1", "10.1.31.11", 80, "f-web1");
         let vm_id = procs::vm_id(&admins[0], "f-web1");
         Rig {
             servers,

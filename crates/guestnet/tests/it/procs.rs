@@ -368,23 +368,26 @@ impl HostLab {
         )
     }
 
-    /// Starts the whoami server in a VM and waits until the VM itself reaches it.
-    pub(crate) fn whoami(&mut self, vm: &str, ip: &str, port: u16) {
-        let target = format!("vm:{vm}");
+    /// Starts the whoami server (answering `NAME CLIENT-ADDRESS`) in a lab host and waits until
+    /// that host itself reaches it.
+    pub(crate) fn whoami(&mut self, target: &str, ip: &str, port: u16, name: &str) {
         let child = guestnet()
             .args(["lab", "exec", "--data-dir"])
             .arg(&self.data_dir)
-            .args([&target, "--", "python3", "-c", lab::WHOAMI_HTTP_SERVER, ip])
+            .args([target, "--", "python3", "-c", lab::WHOAMI_HTTP_SERVER, ip])
             .arg(port.to_string())
-            .arg(vm)
+            .arg(name)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .spawn()
             .expect("start whoami");
         self.background.push(child);
         let deadline = Instant::now() + DEADLINE;
-        while self.get(&target, ip, port, "1").is_none() {
-            assert!(Instant::now() < deadline, "whoami on {vm} never came up");
+        while self.get(target, ip, port, "1").is_none() {
+            assert!(
+                Instant::now() < deadline,
+                "whoami on {target} never came up"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -412,8 +415,20 @@ pub(crate) struct TestNet {
     pub(crate) router: String,
 }
 
-/// A network with its source-NAT address and the given VMs (name, last octet), each deployed.
+/// A network (egress denied by default) with its source-NAT address and the given VMs (name,
+/// last octet), each deployed.
 pub(crate) fn network(a: &Admin, name: &str, third: u8, vms: &[(&str, u8)]) -> TestNet {
+    network_with(a, name, third, false, vms)
+}
+
+/// [`network`] on the offering whose default egress policy is `allow` (or deny).
+pub(crate) fn network_with(
+    a: &Admin,
+    name: &str,
+    third: u8,
+    allow: bool,
+    vms: &[(&str, u8)],
+) -> TestNet {
     let zone = a.call("listZones", &[])["zone"][0]["id"]
         .as_str()
         .expect("zone")
@@ -430,9 +445,9 @@ pub(crate) fn network(a: &Admin, name: &str, third: u8, vms: &[(&str, u8)]) -> T
         .as_array()
         .expect("offerings")
         .iter()
-        .find(|o| o["egressdefaultpolicy"].as_bool() == Some(false))
+        .find(|o| o["egressdefaultpolicy"].as_bool() == Some(allow))
         .and_then(|o| o["id"].as_str())
-        .expect("an offering")
+        .expect("an offering with that egress policy")
         .to_string();
     let gw = format!("10.1.{third}.1");
     let n = a.call(

@@ -9,13 +9,10 @@ use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use lab::TempDir;
-use mgmt::client::Client;
 use serde_json::Value;
 
-const KEY: &str = "lab-test-api-key";
-const SECRET: &str = "lab-test-secret-key";
-/// A generous bound for things that normally take milliseconds.
-const DEADLINE: Duration = Duration::from_secs(15);
+use crate::procs::{self, Admin, HostLab, TestNet, DEADLINE, KEY, SECRET};
+
 /// An address of the lab's outside host beyond the router (egress target).
 const INTERNET: &str = "198.51.100.1";
 
@@ -23,32 +20,24 @@ fn guestnet() -> std::process::Command {
     sys::cmd::command(env!("CARGO_BIN_EXE_guestnet"))
 }
 
-/// A running server with its lab; stopped and cleaned up on drop, also when a test fails.
+/// A running server with its lab; stopped and cleaned up on drop, also when a test fails (the
+/// server first, then the lab, then the directory).
 struct Server {
     child: Child,
+    admin: Admin,
+    lab: HostLab,
     dir: TempDir,
-    endpoint: String,
-    rt: tokio::runtime::Runtime,
-    client: Client,
-    background: Vec<Child>,
 }
 
 impl Server {
     fn start() -> Server {
         let dir = TempDir::new().expect("temp dir");
         let (child, endpoint) = spawn_server(dir.path());
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        let client = Client::new(&endpoint, KEY, SECRET);
         Server {
             child,
+            admin: Admin::new(&endpoint),
+            lab: HostLab::new(dir.path()),
             dir,
-            endpoint,
-            rt,
-            client,
-            background: Vec::new(),
         }
     }
 
@@ -57,79 +46,23 @@ impl Server {
     }
 
     fn call(&self, cmd: &str, params: &[(&str, &str)]) -> Value {
-        self.rt
-            .block_on(self.client.call(cmd, params))
-            .unwrap_or_else(|e| panic!("{cmd} {params:?}: {e}"))
+        self.admin.call(cmd, params)
     }
 
     fn run(&self, cmd: &str, params: &[(&str, &str)]) -> Value {
-        self.rt
-            .block_on(self.client.run(cmd, params))
-            .unwrap_or_else(|e| panic!("{cmd} {params:?}: {e}"))
+        self.admin.run(cmd, params)
     }
 
-    /// `guestnet lab exec --data-dir DIR TARGET -- curl …`: the body, or None when refused.
-    fn get(&self, target: &str, ip: &str, port: u16, timeout: &str) -> Option<String> {
-        let out = guestnet()
-            .args(["lab", "exec", "--data-dir"])
-            .arg(self.data_dir())
-            .args([target, "--", "curl", "-s", "--max-time", timeout])
-            .arg(format!("http://{ip}:{port}/"))
-            .stdin(Stdio::null())
-            .output()
-            .expect("run curl in the lab");
-        out.status
-            .success()
-            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
-    }
-
-    /// Waits until `target` gets an answer from ip:port whose first word is in `names`.
     fn admitted(&self, target: &str, ip: &str, port: u16) -> String {
-        let deadline = Instant::now() + DEADLINE;
-        loop {
-            if let Some(body) = self.get(target, ip, port, "3") {
-                return body;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{target} never reached {ip}:{port}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        self.lab.admitted(target, ip, port)
     }
 
-    /// Checks that `target` cannot reach ip:port (one probe; only used right after a probe
-    /// of the same path that shows the lab works).
     fn refused(&self, target: &str, ip: &str, port: u16) {
-        assert_eq!(
-            self.get(target, ip, port, "1"),
-            None,
-            "{target} reached {ip}:{port}, which the rules refuse"
-        );
+        self.lab.refused(target, ip, port);
     }
 
-    /// Starts the whoami server in a lab host.
     fn whoami(&mut self, target: &str, ip: &str, port: u16, name: &str) {
-        let child = guestnet()
-            .args(["lab", "exec", "--data-dir"])
-            .arg(self.data_dir())
-            .args([target, "--", "python3", "-c", lab::WHOAMI_HTTP_SERVER, ip])
-            .arg(port.to_string())
-            .arg(name)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("start whoami");
-        self.background.push(child);
-        // Ready once its own host can reach it.
-        let deadline = Instant::now() + DEADLINE;
-        while self.get(target, ip, port, "1").is_none() {
-            assert!(
-                Instant::now() < deadline,
-                "whoami on {target} never came up"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        self.lab.whoami(target, ip, port, name);
     }
 
     fn router_generation(&self, network: &str) -> i64 {
@@ -174,10 +107,6 @@ fn spawn_server(dir: &Path) -> (Child, String) {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        for c in &mut self.background {
-            let _ = sys::cmd::run("kill", &["-TERM", &c.id().to_string()], None);
-            let _ = c.wait();
-        }
         let _ = sys::cmd::run("kill", &["-TERM", &self.child.id().to_string()], None);
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
@@ -193,90 +122,16 @@ impl Drop for Server {
                 }
             }
         }
-        let out = guestnet()
-            .args(["lab", "down", "--data-dir"])
-            .arg(self.dir.path())
-            .output();
-        if let Ok(o) = out {
-            if !o.status.success() {
-                eprintln!("lab down: {}", String::from_utf8_lossy(&o.stderr));
-            }
-        }
-        let _ = &self.endpoint;
     }
-}
-
-fn offering(s: &Server, allow: bool) -> String {
-    let r = s.call("listNetworkOfferings", &[]);
-    r["networkoffering"]
-        .as_array()
-        .expect("offerings")
-        .iter()
-        .find(|o| o["egressdefaultpolicy"].as_bool() == Some(allow))
-        .and_then(|o| o["id"].as_str())
-        .expect("an offering with that egress policy")
-        .to_string()
-}
-
-struct Net {
-    id: String,
-    ip: String,
-    ip_id: String,
 }
 
 /// A network with its source-NAT address, and VMs with whoami servers on port 80.
-fn network(s: &mut Server, name: &str, third: u8, allow: bool, vms: &[(&str, u8)]) -> Net {
-    let zone = s.call("listZones", &[])["zone"][0]["id"]
-        .as_str()
-        .expect("zone")
-        .to_string();
-    let so = s.call("listServiceOfferings", &[])["serviceoffering"][0]["id"]
-        .as_str()
-        .expect("service offering")
-        .to_string();
-    let tpl = s.call("listTemplates", &[("templatefilter", "featured")])["template"][0]["id"]
-        .as_str()
-        .expect("template")
-        .to_string();
-    let gw = format!("10.1.{third}.1");
-    let off = offering(s, allow);
-    let n = s.call(
-        "createNetwork",
-        &[
-            ("name", name),
-            ("displaytext", name),
-            ("networkofferingid", &off),
-            ("zoneid", &zone),
-            ("gateway", &gw),
-            ("netmask", "255.255.255.0"),
-        ],
-    );
-    let id = n["network"]["id"].as_str().expect("network id").to_string();
-    let ips = s.call("listPublicIpAddresses", &[("associatednetworkid", &id)]);
-    let ip = ips["publicipaddress"][0]["ipaddress"]
-        .as_str()
-        .expect("source nat ip")
-        .to_string();
-    let ip_id = ips["publicipaddress"][0]["id"]
-        .as_str()
-        .expect("source nat ip id")
-        .to_string();
+fn network(s: &mut Server, name: &str, third: u8, allow: bool, vms: &[(&str, u8)]) -> TestNet {
+    let net = procs::network_with(&s.admin, name, third, allow, vms);
     for (vm, host) in vms {
-        let addr = format!("10.1.{third}.{host}");
-        s.run(
-            "deployVirtualMachine",
-            &[
-                ("zoneid", &zone),
-                ("serviceofferingid", &so),
-                ("templateid", &tpl),
-                ("networkids", &id),
-                ("ipaddress", &addr),
-                ("name", vm),
-            ],
-        );
-        s.whoami(&format!("vm:{vm}"), &addr, 80, vm);
+        s.whoami(&format!("vm:{vm}"), &format!("10.1.{third}.{host}"), 80, vm);
     }
-    Net { id, ip, ip_id }
+    net
 }
 
 fn vm_id(s: &Server, name: &str) -> String {
@@ -503,7 +358,7 @@ fn a_restarted_server_keeps_enforcing_and_takes_up_its_lab() {
     s.admitted("outside", &net.ip, 8081);
     let (child, endpoint) = spawn_server(&dir);
     s.child = child;
-    s.client = Client::new(&endpoint, KEY, SECRET);
+    s.admin = Admin::new(&endpoint);
     // The rules are still listed Active and still enforced; new changes still work.
     let pfs = s.call("listPortForwardingRules", &[("ipaddressid", &net.ip_id)]);
     assert_eq!(pfs["portforwardingrule"][0]["state"], "Active", "{pfs}");
