@@ -325,9 +325,14 @@ async fn step(
         epoch,
         server_id: app.hosts.server_id(),
     };
-    if router.state == "Starting" {
-        implement(app, network_id, &router, &fence, sent).await?;
-        return Ok(Continue::More);
+    match router.state.as_str() {
+        "Starting" => {
+            implement(app, network_id, &router, &fence, sent).await?;
+            return Ok(Continue::More);
+        }
+        // A router that could not start: createNetwork removes its network; nothing to do.
+        "Error" => return Ok(Continue::Idle),
+        _ => {}
     }
     if fresh {
         if let Err(e) = ensure_host_objects(app, network_id, &router).await {
@@ -1281,21 +1286,25 @@ async fn deploy_vm(
     };
     let result = match store::vm_for_deploy(&app.db, id).await? {
         None => Err(CallError::Refused("the VM is gone".to_string())),
-        Some((name, ip)) => match ensure_host_objects(app, network_id, router).await {
-            Ok(()) => app
-                .hosts
-                .call(
-                    &router.host,
-                    Op::EnsureVm {
-                        router: router.name.clone(),
-                        vm: name,
-                        ip,
-                    },
-                )
+        Some((name, ip)) => {
+            let net = crate::cmd::network_by_id(app, network_id)
                 .await
-                .map(|_| ()),
-            Err(e) => Err(e),
-        },
+                .map_err(|e| e.text)?;
+            let router_op = Op::EnsureRouter {
+                router: router.name.clone(),
+                cidr: net.cidr,
+                gateway: net.gateway,
+            };
+            let vm_op = Op::EnsureVm {
+                router: router.name.clone(),
+                vm: name,
+                ip,
+            };
+            match app.hosts.call(&router.host, router_op).await {
+                Ok(_) => app.hosts.call(&router.host, vm_op).await.map(|_| ()),
+                Err(e) => Err(e),
+            }
+        }
     };
     match result {
         Ok(()) => {
