@@ -706,40 +706,44 @@ async fn check_copy(app: &App, network_id: i64, cache: &Cache) -> Result<(), Str
         .map(|j| j.id)
         .collect();
     let busy = |job: Option<i64>| job.is_some_and(|j| pending.contains(&j));
-    let skip_rules: BTreeSet<i64> = full
-        .rules
-        .iter()
-        .filter(|r| busy(r.job_id))
-        .map(|r| r.id)
-        .collect();
-    let skip_members: BTreeSet<i64> = full
-        .members
-        .iter()
-        .filter(|r| busy(r.job_id))
-        .map(|r| r.id)
-        .collect();
-    let skip_policies: BTreeSet<i64> = full
-        .policies
-        .iter()
-        .filter(|r| busy(r.job_id))
-        .map(|r| r.id)
-        .collect();
-    let skip_ips: BTreeSet<i64> = full
-        .ips
-        .iter()
-        .filter(|r| busy(r.job_id))
-        .map(|r| r.id)
-        .collect();
+    // Rows a pending job wrote, by id as the database has them now: the copy may still hold
+    // their earlier version, which the check leaves out too.
+    fn busy_ids<T>(
+        rows: &[T],
+        key: fn(&T) -> (i64, Option<i64>),
+        busy: &dyn Fn(Option<i64>) -> bool,
+    ) -> BTreeSet<i64> {
+        rows.iter()
+            .map(key)
+            .filter(|(_, job)| busy(*job))
+            .map(|(id, _)| id)
+            .collect()
+    }
+    fn settle<T>(
+        rows: &mut Vec<T>,
+        skip: &BTreeSet<i64>,
+        key: fn(&T) -> (i64, Option<i64>),
+        busy: &dyn Fn(Option<i64>) -> bool,
+    ) {
+        rows.retain(|r| {
+            let (id, job) = key(r);
+            !skip.contains(&id) && !busy(job)
+        });
+    }
+    let rule_key: fn(&Rule) -> (i64, Option<i64>) = |r| (r.id, r.job_id);
+    let member_key: fn(&MemberRow) -> (i64, Option<i64>) = |r| (r.id, r.job_id);
+    let policy_key: fn(&PolicyRow) -> (i64, Option<i64>) = |r| (r.id, r.job_id);
+    let ip_key: fn(&IpRow) -> (i64, Option<i64>) = |r| (r.id, r.job_id);
+    let skip_rules = busy_ids(&full.rules, rule_key, &busy);
+    let skip_members = busy_ids(&full.members, member_key, &busy);
+    let skip_policies = busy_ids(&full.policies, policy_key, &busy);
+    let skip_ips = busy_ids(&full.ips, ip_key, &busy);
     let settled = |s: &NetworkState| {
         let mut s = s.clone();
-        s.rules
-            .retain(|r| !skip_rules.contains(&r.id) && !busy(r.job_id));
-        s.members
-            .retain(|r| !skip_members.contains(&r.id) && !busy(r.job_id));
-        s.policies
-            .retain(|r| !skip_policies.contains(&r.id) && !busy(r.job_id));
-        s.ips
-            .retain(|r| !skip_ips.contains(&r.id) && !busy(r.job_id));
+        settle(&mut s.rules, &skip_rules, rule_key, &busy);
+        settle(&mut s.members, &skip_members, member_key, &busy);
+        settle(&mut s.policies, &skip_policies, policy_key, &busy);
+        settle(&mut s.ips, &skip_ips, ip_key, &busy);
         plan::desired(&s, &Batch::default(), 0).0
     };
     let (mine, theirs) = (settled(copy), settled(&full));

@@ -121,6 +121,13 @@ impl Collector {
         self.total += 1;
     }
 
+    /// One field of a side of the config, when the two differ.
+    fn value<T: PartialEq + fmt::Display>(&mut self, name: &str, wanted: T, held: T) {
+        if wanted != held {
+            self.add(|| format!("{name} wanted {wanted}, held {held}"));
+        }
+    }
+
     fn finish(mut self) -> Vec<Difference> {
         let left_out = self.total - self.kept.len();
         if left_out > 0 {
@@ -279,15 +286,11 @@ fn matched<T: PartialEq, K: Ord + Copy + fmt::Display>(
 }
 
 fn public_side(out: &mut Collector, wanted: &PublicSide, held: &PublicSide) {
-    if wanted.interface != held.interface {
-        out.add(|| {
-            format!(
-                "public.interface wanted {}, held {}",
-                Text(&wanted.interface),
-                Text(&held.interface)
-            )
-        });
-    }
+    out.value(
+        "public.interface",
+        Text(&wanted.interface),
+        Text(&held.interface),
+    );
     matched(
         out,
         "public address",
@@ -299,44 +302,17 @@ fn public_side(out: &mut Collector, wanted: &PublicSide, held: &PublicSide) {
             f.value("source_nat", w.source_nat, h.source_nat);
         },
     );
-    if wanted.gateway != held.gateway {
-        out.add(|| {
-            format!(
-                "public.gateway wanted {}, held {}",
-                Opt(wanted.gateway),
-                Opt(held.gateway)
-            )
-        });
-    }
+    out.value("public.gateway", Opt(wanted.gateway), Opt(held.gateway));
 }
 
 fn guest_side(out: &mut Collector, wanted: &GuestSide, held: &GuestSide) {
-    if wanted.interface != held.interface {
-        out.add(|| {
-            format!(
-                "guest.interface wanted {}, held {}",
-                Text(&wanted.interface),
-                Text(&held.interface)
-            )
-        });
-    }
-    if wanted.cidr != held.cidr {
-        out.add(|| {
-            format!(
-                "guest.cidr wanted {}, held {}",
-                Text(&wanted.cidr),
-                Text(&held.cidr)
-            )
-        });
-    }
-    if wanted.gateway != held.gateway {
-        out.add(|| {
-            format!(
-                "guest.gateway wanted {}, held {}",
-                wanted.gateway, held.gateway
-            )
-        });
-    }
+    out.value(
+        "guest.interface",
+        Text(&wanted.interface),
+        Text(&held.interface),
+    );
+    out.value("guest.cidr", Text(&wanted.cidr), Text(&held.cidr));
+    out.value("guest.gateway", wanted.gateway, held.gateway);
 }
 
 fn firewall_rule(w: &WireFirewallRule, h: &WireFirewallRule, f: &mut Fields) {
