@@ -508,7 +508,7 @@ pub async fn serve_agent(app: App, host: String, driver: String, socket: WebSock
     }
 }
 
-/// The address to place a new network's router on: this server's own host when it runs the
+/// The host to place a new network's router on: this server's own host when it runs the
 /// embedded agent, otherwise the connected host (on a live server) with the fewest routers.
 ///
 /// # Errors
