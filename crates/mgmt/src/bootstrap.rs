@@ -21,7 +21,6 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use base64::Engine;
-use sha2::{Digest, Sha256};
 use sqlx::{Any, Row, Transaction};
 
 use crate::app::Site;
@@ -191,10 +190,6 @@ fn random_bytes<const N: usize>() -> Result<[u8; N], String> {
     Ok(buf)
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// A key as CloudStack's look: random bytes in URL-safe base64 without padding.
 fn new_key() -> Result<String, String> {
     Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random_bytes::<32>()?))
@@ -213,7 +208,10 @@ fn seed_range() -> PublicRange {
 
 async fn seed(db: &Db) -> Result<(), sqlx::Error> {
     // There is no login command: the password is random and never shown, only its hash kept.
-    let password = random_bytes::<32>().map_err(sqlx::Error::Protocol)?;
+    let password = new_key().map_err(sqlx::Error::Protocol)?;
+    let password_hash = crate::password::hash_blocking(password)
+        .await
+        .map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
     let _w = db.write_lock().await;
     let mut tx = db.pool().begin().await?;
     let now = now_ms();
@@ -243,7 +241,7 @@ async fn seed(db: &Db) -> Result<(), sqlx::Error> {
     )
     .bind(new_uuid())
     .bind(account_id)
-    .bind(format!("sha256:{}", hex(&Sha256::digest(password))))
+    .bind(password_hash)
     .bind(now)
     .execute(&mut *tx)
     .await?;

@@ -18,6 +18,7 @@ pub mod http;
 pub mod jobs;
 pub mod metrics;
 pub mod model;
+pub mod password;
 pub mod plan;
 pub mod resp;
 pub mod runner;

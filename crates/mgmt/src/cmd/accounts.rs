@@ -7,7 +7,6 @@ use api_types::error::ApiError;
 use api_types::params::{Paging, Params};
 use base64::Engine;
 use serde_json::{json, Map, Value};
-use sha2::{Digest, Sha256};
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
@@ -439,32 +438,6 @@ async fn users_of(
     Ok(out)
 }
 
-/// A password as stored: a random salt and the SHA-256 of salt and password, `salt$hash`, both
-/// in hex.
-fn password_hash(password: &str) -> ApiResult<String> {
-    let mut salt = [0u8; 16];
-    getrandom::getrandom(&mut salt).map_err(internal)?;
-    let salt = hex(&salt);
-    Ok(format!("{salt}${}", salted_sha256(&salt, password)))
-}
-
-fn salted_sha256(salt: &str, password: &str) -> String {
-    let mut h = Sha256::new();
-    h.update(salt.as_bytes());
-    h.update(password.as_bytes());
-    hex(&h.finalize())
-}
-
-fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(char::from(DIGITS[usize::from(b >> 4)]));
-        s.push(char::from(DIGITS[usize::from(b & 0x0f)]));
-    }
-    s
-}
-
 /// Whether a database error is a unique-key violation (two requests racing for one name).
 fn is_duplicate(e: &sqlx::Error) -> bool {
     let text = e.to_string().to_lowercase();
@@ -517,7 +490,9 @@ pub(crate) async fn create_account(app: &App, caller: &Caller, p: &Params) -> Ap
             .ok_or_else(|| ApiError::internal("the ROOT domain is missing"))?,
     };
     let domain_id: i64 = domain_row.try_get("id").map_err(internal)?;
-    let hash = password_hash(password)?;
+    let hash = crate::password::hash_blocking(password.to_string())
+        .await
+        .map_err(internal)?;
     let account_uuid = uuid::Uuid::new_v4().to_string();
     let user_uuid = uuid::Uuid::new_v4().to_string();
     let taken_user = || ApiError::invalid_parameter(format!("The user {username} already exists"));
@@ -784,16 +759,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn hex_and_salted_hash() {
-        assert_eq!(hex(&[0x00, 0x0f, 0xa5, 0xff]), "000fa5ff");
-        // SHA-256 of "saltpassword".
-        assert_eq!(
-            salted_sha256("salt", "password"),
-            "13601bda4ea78e55a07b98866d2be6be0744e3866f13c00c811cab608a28f322"
-        );
-    }
-
-    #[test]
     fn pages_become_limits() {
         assert_eq!(limit(Paging::ALL), "");
         assert_eq!(limit(Paging::DEFAULT), " LIMIT 500 OFFSET 0");
@@ -813,5 +778,42 @@ mod tests {
         assert!(k
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
+    }
+
+    /// Every stored password is Argon2id, the admin's seeded one and createAccount's alike.
+    #[tokio::test]
+    async fn passwords_are_stored_as_argon2id() {
+        let dir = tempfile::tempdir().unwrap();
+        let app = crate::testkit::app(dir.path()).await;
+        let root = crate::testkit::admin(&app).await;
+        crate::testkit::call(
+            &app,
+            &root,
+            "createAccount",
+            &[
+                ("username", "carol"),
+                ("password", "Not-the-admin-1"),
+                ("email", "carol@example.org"),
+                ("firstname", "Carol"),
+                ("lastname", "User"),
+            ],
+        )
+        .await;
+        let rows = sqlx::query("SELECT username, password_hash FROM users ORDER BY id")
+            .fetch_all(app.db.pool())
+            .await
+            .unwrap();
+        assert_eq!(rows.len(), 2);
+        for r in &rows {
+            let user: String = r.try_get("username").unwrap();
+            let stored: String = r.try_get("password_hash").unwrap();
+            assert!(
+                stored.starts_with("$argon2id$v=19$"),
+                "{user}'s password is not stored as Argon2id: {stored}"
+            );
+        }
+        let carol: String = rows[1].try_get("password_hash").unwrap();
+        assert!(crate::password::verify("Not-the-admin-1", &carol));
+        assert!(!crate::password::verify("Not-the-admin-2", &carol));
     }
 }
