@@ -66,6 +66,15 @@ pub enum ServeError {
         #[source]
         source: std::io::Error,
     },
+    /// A file or directory of the data directory could not be made private.
+    #[error("cannot make {path} private to its owner")]
+    Private {
+        /// The file or directory.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
     /// The database could not be opened or migrated.
     #[error("database")]
     Db(#[from] crate::db::DbError),
@@ -130,10 +139,7 @@ fn pick_driver(
 /// # Errors
 /// [`ServeError`].
 pub async fn serve(opts: Options, ready: impl FnOnce(&str)) -> Result<(), ServeError> {
-    std::fs::create_dir_all(&opts.data_dir).map_err(|source| ServeError::DataDir {
-        path: opts.data_dir.clone(),
-        source,
-    })?;
+    private_data_dir(&opts.data_dir)?;
     let data_dir = opts
         .data_dir
         .canonicalize()
@@ -211,6 +217,49 @@ pub async fn serve(opts: Options, ready: impl FnOnce(&str)) -> Result<(), ServeE
     .map_err(ServeError::Serve)
 }
 
+/// Makes the data directory the owner's alone: the database in it holds every user's secret key
+/// and the servers' shared secret. The directory is created 0700, an existing one (and every
+/// directory below it) is set to 0700 and every file in it loses its group and other bits (a
+/// data directory from before this rule was 0755 with a 0644 database), and the process's umask
+/// becomes 077 so that whatever is created later (the database's `-wal` and `-shm` files, the
+/// dry-run configs, the lab's files) is 0600 or 0700 from the start. Symbolic links are left
+/// alone.
+fn private_data_dir(dir: &Path) -> Result<(), ServeError> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|source| ServeError::DataDir {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+    let private = |path: &Path, source| ServeError::Private {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(path) = pending.pop() {
+        let meta = std::fs::symlink_metadata(&path).map_err(|e| private(&path, e))?;
+        if meta.file_type().is_symlink() {
+            continue;
+        }
+        let mode = meta.permissions().mode() & 0o7777;
+        let wanted = if meta.is_dir() { 0o700 } else { mode & !0o077 };
+        if mode != wanted {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(wanted))
+                .map_err(|e| private(&path, e))?;
+        }
+        if meta.is_dir() {
+            for entry in std::fs::read_dir(&path).map_err(|e| private(&path, e))? {
+                pending.push(entry.map_err(|e| private(&path, e))?.path());
+            }
+        }
+    }
+    Ok(())
+}
+
 /// How often the in-process agent looks for routers whose kernel lost their rules.
 const DRIFT_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -228,4 +277,61 @@ async fn shutdown() {
         () = term => {}
     }
     tracing::info!("shutting down");
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    fn mode(path: &std::path::Path) -> u32 {
+        std::fs::symlink_metadata(path)
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o7777
+    }
+
+    /// A data directory from before the rule (0755, files 0644, a nested 0755 directory) and a
+    /// new one both end up private to their owner.
+    #[test]
+    fn data_directory_becomes_private() {
+        let top = tempfile::tempdir().unwrap();
+        let old = top.path().join("old");
+        let nested = old.join("dry-run").join("r-1");
+        std::fs::create_dir_all(&nested).unwrap();
+        for d in [&old, &old.join("dry-run"), &nested] {
+            std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        let files = [
+            old.join("guestnet.db"),
+            old.join("guestnet.db-wal"),
+            old.join("guestnet.db-shm"),
+            nested.join("config.json"),
+        ];
+        for f in &files {
+            std::fs::write(f, b"x").unwrap();
+            std::fs::set_permissions(f, std::fs::Permissions::from_mode(0o644)).unwrap();
+        }
+        let outside = top.path().join("outside");
+        std::fs::write(&outside, b"x").unwrap();
+        std::fs::set_permissions(&outside, std::fs::Permissions::from_mode(0o644)).unwrap();
+        std::os::unix::fs::symlink(&outside, old.join("link")).unwrap();
+
+        super::private_data_dir(&old).unwrap();
+        for d in [&old, &old.join("dry-run"), &nested] {
+            assert_eq!(mode(d), 0o700, "{}", d.display());
+        }
+        for f in &files {
+            assert_eq!(mode(f), 0o600, "{}", f.display());
+        }
+        assert_eq!(mode(&outside), 0o644, "a link's target outside was changed");
+
+        let new = top.path().join("new").join("data");
+        super::private_data_dir(&new).unwrap();
+        assert_eq!(mode(&new), 0o700);
+        // The umask now keeps what is created later private as well.
+        let later = new.join("later");
+        std::fs::write(&later, b"x").unwrap();
+        assert_eq!(mode(&later), 0o600);
+    }
 }

@@ -125,6 +125,23 @@ impl Drop for Server {
     }
 }
 
+/// The data directory is 0700 and the database's files in it are 0600.
+fn assert_private(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &Path| {
+        std::fs::metadata(p)
+            .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    assert_eq!(mode(dir), 0o700, "{}", dir.display());
+    for name in ["guestnet.db", "guestnet.db-wal", "guestnet.db-shm"] {
+        let path = dir.join(name);
+        assert_eq!(mode(&path), 0o600, "{}", path.display());
+    }
+}
+
 /// A network with its source-NAT address, and VMs with whoami servers on port 80.
 fn network(s: &mut Server, name: &str, third: u8, allow: bool, vms: &[(&str, u8)]) -> TestNet {
     let net = procs::network_with(&s.admin, name, third, allow, vms);
@@ -352,11 +369,24 @@ fn a_restarted_server_keeps_enforcing_and_takes_up_its_lab() {
     );
     s.admitted("outside", &net.ip, 8081);
     let dir: PathBuf = s.data_dir().to_path_buf();
+    // The database holds every user's secret key: the owner's alone, from the first start.
+    assert_private(&dir);
     // Stop the server only (the lab stays), then start a new one on the same data directory.
     let _ = sys::cmd::run("kill", &["-KILL", &s.child.id().to_string()], None);
     let _ = s.child.wait();
     s.admitted("outside", &net.ip, 8081);
+    // As a data directory from before that rule was: readable by everyone.
+    for (path, mode) in [
+        (dir.clone(), 0o755),
+        (dir.join("guestnet.db"), 0o644),
+        (dir.join("guestnet.db-wal"), 0o644),
+        (dir.join("guestnet.db-shm"), 0o644),
+    ] {
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(mode))
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    }
     let (child, endpoint) = spawn_server(&dir);
+    assert_private(&dir);
     s.child = child;
     s.admin = Admin::new(&endpoint);
     // The rules are still listed Active and still enforced; new changes still work.
