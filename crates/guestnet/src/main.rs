@@ -2,6 +2,7 @@
 
 mod agent_cmd;
 mod lab_cmd;
+mod logging;
 mod router_cmd;
 mod serve_cmd;
 mod verify_cmd;
@@ -46,13 +47,7 @@ enum Command {
 }
 
 fn main() -> std::process::ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    logging::init();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Lab(c) => lab_cmd::run(c),

@@ -5,6 +5,7 @@ mod faults;
 mod load;
 mod procs;
 mod router;
+mod secrets;
 mod serve;
 mod support;
 

@@ -117,6 +117,11 @@ pub(crate) struct ServerSpec {
 /// Starts `guestnet serve --driver agents`; returns it and its endpoint, read from the startup
 /// line.
 pub(crate) fn server(spec: &ServerSpec) -> (Proc, String) {
+    server_logging(spec, "info,mgmt=debug")
+}
+
+/// [`server`] with `RUST_LOG` set to `rust_log`.
+pub(crate) fn server_logging(spec: &ServerSpec, rust_log: &str) -> (Proc, String) {
     let mut cmd = guestnet_in(spec.netns.as_deref());
     cmd.args(["serve", "--driver", "agents", "--listen", &spec.listen])
         .args(["--server-name", &spec.name])
@@ -125,7 +130,7 @@ pub(crate) fn server(spec: &ServerSpec) -> (Proc, String) {
         .arg(&spec.data_dir)
         .env("GUESTNET_ADMIN_API_KEY", KEY)
         .env("GUESTNET_ADMIN_SECRET_KEY", SECRET)
-        .env("RUST_LOG", "info,mgmt=debug");
+        .env("RUST_LOG", rust_log);
     if let Some(url) = &spec.database_url {
         cmd.args(["--database-url", url]);
     }
@@ -167,8 +172,13 @@ pub(crate) struct AgentSpec {
 
 /// Starts `guestnet agent --driver lab`.
 pub(crate) fn agent(spec: &AgentSpec) -> Proc {
+    agent_with(spec, "lab", "info,agent=debug")
+}
+
+/// [`agent`] with another driver and `RUST_LOG` set to `rust_log`.
+pub(crate) fn agent_with(spec: &AgentSpec, driver: &str, rust_log: &str) -> Proc {
     let mut cmd = guestnet_in(spec.netns.as_deref());
-    cmd.args(["agent", "--driver", "lab"])
+    cmd.args(["agent", "--driver", driver])
         .args(["--apply-timeout", &spec.apply_timeout])
         .arg("--server")
         .arg(spec.servers.join(","))
@@ -177,7 +187,7 @@ pub(crate) fn agent(spec: &AgentSpec) -> Proc {
         .arg("--data-dir")
         .arg(&spec.data_dir)
         .args(["--drift-interval", "0.5"])
-        .env("RUST_LOG", "info,agent=debug");
+        .env("RUST_LOG", rust_log);
     let (mut proc, child) = Proc::spawn(&spec.name, cmd, &spec.log);
     proc.child = Some(child);
     proc
