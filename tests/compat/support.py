@@ -37,6 +37,7 @@ REQUIRED_COMMANDS = frozenset(
     deployVirtualMachine listVirtualMachines destroyVirtualMachine
     listServiceOfferings listTemplates listRouters listEvents
     createAccount listAccounts listUsers registerUserKeys
+    listResourceLimits updateResourceLimit
     createAgentToken listAgentTokens revokeAgentToken listHosts
     """.split()
 )

@@ -350,6 +350,16 @@ impl ApiError {
         )
     }
 
+    /// 535 with cserrorcode 4370: taking the resource would exceed a resource limit of the
+    /// owning account or of one of its domains (CloudStack's `ResourceAllocationException`).
+    pub fn resource_allocation(text: impl Into<String>) -> Self {
+        Self::new(
+            ApiErrorCode::ResourceAllocation,
+            Some(CsErrorCode::ResourceAllocation),
+            text,
+        )
+    }
+
     /// 537 with cserrorcode 4360: the rule overlaps an existing one.
     pub fn rule_conflict(text: impl Into<String>) -> Self {
         Self::new(

@@ -119,6 +119,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "hosts, agents' tokens, servers",
         sql: include_str!("schema/004_hosts.sql"),
     },
+    Migration {
+        version: 5,
+        name: "resource limits",
+        sql: include_str!("schema/005_resource_limits.sql"),
+    },
 ];
 
 impl Db {

@@ -1,7 +1,7 @@
 //! The catalogue's data: every command, its parameters and its response fields.
 
 use super::{ApiSpec, ParamKind, ParamSpec, ResponseField};
-use ParamKind::{Boolean, Date, Integer, List, ListOfUuid, Map, Short, Uuid};
+use ParamKind::{Boolean, Date, Integer, List, ListOfUuid, Long, Map, Short, Uuid};
 
 /// The usual length limit of a parameter.
 const DEFAULT_LENGTH: u32 = 255;
@@ -700,6 +700,35 @@ const USER: &[ResponseField] = &[
         "isdefault",
         "boolean",
         "Whether the user was made by the system",
+    ),
+];
+
+const RESOURCE_LIMIT: &[ResponseField] = &[
+    f(
+        "account",
+        "string",
+        "The account the limit applies to; absent for a domain's limit",
+    ),
+    f(
+        "domainid",
+        "string",
+        "Id of the domain the limit applies to, or of the account's domain",
+    ),
+    f("domain", "string", "Name of that domain"),
+    f(
+        "resourcetype",
+        "string",
+        "The resource type's number: 0 user VMs, 1 public IPs, 6 networks, 1000 network rules",
+    ),
+    f(
+        "resourcetypename",
+        "string",
+        "The resource type's name: user_vm, public_ip, network or network_rule",
+    ),
+    f(
+        "max",
+        "long",
+        "The most of the resource the owner may hold; -1 means no limit",
     ),
 ];
 
@@ -2005,6 +2034,65 @@ pub(super) static APIS: &[ApiSpec] = &[
         params: &[p("id", Uuid, "The user").req().rel(R_USER)],
         response: USER_KEYS,
         response_object: Some("userkeys"),
+    },
+    // Resource limits.
+    ApiSpec {
+        name: "listResourceLimits",
+        description: "Lists resource limits: an account's (the caller's own by default) or, \
+                      with domainid alone, a domain's",
+        is_async: false,
+        creates: false,
+        since: "",
+        related: &["updateResourceLimit"],
+        params: account_list![
+            p("id", Long, "Only the limit with this id"),
+            p(
+                "resourcetype",
+                Integer,
+                "Only this type: 0 user VMs, 1 public IPs, 6 networks, 1000 network rules",
+            ),
+            s(
+                "resourcetypename",
+                "Only this type, by name (wins over resourcetype): user_vm, public_ip, network \
+                 or network_rule",
+            ),
+        ],
+        response: RESOURCE_LIMIT,
+        response_object: Some("resourcelimit"),
+    },
+    ApiSpec {
+        name: "updateResourceLimit",
+        description: "Sets the limit of a resource type for an account (account and domainid) \
+                      or a domain (domainid alone); admins only",
+        is_async: false,
+        creates: false,
+        since: "",
+        related: &["listResourceLimits"],
+        params: &[
+            s(
+                "account",
+                "The account whose limit is set; give domainid with it",
+            ),
+            p(
+                "domainid",
+                Uuid,
+                "The domain whose limit is set, or the domain of the account",
+            ),
+            p("projectid", Uuid, "The project whose limit is set"),
+            p(
+                "max",
+                Long,
+                "The most the owner may hold, at least 0; -1 (the default) for no limit",
+            ),
+            p(
+                "resourcetype",
+                Integer,
+                "The type: 0 user VMs, 1 public IPs, 6 networks, 1000 network rules",
+            )
+            .req(),
+        ],
+        response: RESOURCE_LIMIT,
+        response_object: Some("resourcelimit"),
     },
     // Hosts and their agents.
     ApiSpec {

@@ -58,6 +58,8 @@ const EXPECTED: &[&str] = &[
     "listAccounts",
     "listUsers",
     "registerUserKeys",
+    "listResourceLimits",
+    "updateResourceLimit",
     "createAgentToken",
     "listAgentTokens",
     "revokeAgentToken",
@@ -74,7 +76,7 @@ fn catalogue_has_exactly_the_commands_implemented() {
     let unique: BTreeSet<&str> = names.iter().copied().collect();
     assert_eq!(unique.len(), names.len(), "duplicate command names");
     assert_eq!(unique, expected());
-    assert_eq!(all().len(), 53);
+    assert_eq!(all().len(), 55);
 }
 
 #[test]
@@ -278,6 +280,8 @@ fn response_objects_are_cloudstacks_keys() {
         ("listAccounts", Some("account")),
         ("listUsers", Some("user")),
         ("registerUserKeys", Some("userkeys")),
+        ("listResourceLimits", Some("resourcelimit")),
+        ("updateResourceLimit", Some("resourcelimit")),
         ("createAgentToken", Some("agenttoken")),
         ("listAgentTokens", Some("agenttoken")),
         ("revokeAgentToken", None),
@@ -403,6 +407,8 @@ fn rule_parameters_follow_cloudstack() {
     assert_eq!(required("listTemplates"), set(&["templatefilter"]));
     assert_eq!(required("queryAsyncJobResult"), set(&["jobid"]));
     assert_eq!(required("registerUserKeys"), set(&["id"]));
+    assert!(required("listResourceLimits").is_empty());
+    assert_eq!(required("updateResourceLimit"), set(&["resourcetype"]));
     assert_eq!(required("createAgentToken"), set(&["host"]));
     assert_eq!(required("revokeAgentToken"), set(&["id"]));
     assert!(required("listAgentTokens").is_empty());

@@ -6,6 +6,7 @@ use ipnet::Ipv4Net;
 use serde_json::Value;
 use sqlx::{Any, Row, Transaction};
 
+use super::limits::{self, Resource};
 use super::{accepted, begin, network_by_id, queued, required, rule_param, scope, unknown};
 use crate::app::{internal, ApiResult, App, Caller};
 use crate::checks::{self, Candidate};
@@ -353,6 +354,14 @@ pub(crate) async fn create_rule(
         } else {
             None
         };
+        let rules = 1 + i64::from(opened.is_some());
+        limits::take(
+            app,
+            &mut tx,
+            rule.account_id,
+            &[(Resource::NetworkRule, rules)],
+        )
+        .await?;
         let mut written = vec![insert_rule(&mut tx, &rule, Some(job_id))
             .await
             .map_err(internal)?];

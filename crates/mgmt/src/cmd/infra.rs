@@ -35,6 +35,7 @@ use serde_json::{json, Map, Value};
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
+use super::limits::{self, Resource};
 use super::{accepted, begin, network_by_id, owner, page, queued, required, scope, unknown};
 use crate::app::{internal, ApiResult, App, Caller};
 use crate::bootstrap::{insert_public_range, PublicRange};
@@ -789,6 +790,13 @@ pub(crate) async fn create_network(app: &App, caller: &Caller, p: &Params) -> Ap
     let network_id = {
         let _w = app.db.write_lock().await;
         let mut tx = begin(app).await?;
+        limits::take(
+            app,
+            &mut tx,
+            account_id,
+            &[(Resource::Network, 1), (Resource::PublicIp, 1)],
+        )
+        .await?;
         let networks = all_cidrs(&mut tx).await?;
         let ranges = all_ranges(&mut tx).await?;
         let (cidr, gateway) = match requested {
@@ -1155,6 +1163,7 @@ pub(crate) async fn associate_ip(app: &App, caller: &Caller, p: &Params) -> ApiR
             .lock_network(&mut tx, net.id)
             .await
             .map_err(internal)?;
+        limits::take(app, &mut tx, net.account_id, &[(Resource::PublicIp, 1)]).await?;
         let ip = find_free_ip(app, &mut tx, wanted)
             .await?
             .ok_or_else(|| no_free_ip(app))?;
@@ -1857,6 +1866,7 @@ pub(crate) async fn deploy_vm(app: &App, caller: &Caller, p: &Params) -> ApiResu
                 ))
             })?,
         };
+        limits::take(app, &mut tx, net.account_id, &[(Resource::UserVm, 1)]).await?;
         let vm_id: i64 = sqlx::query(
             "INSERT INTO vms (uuid, name, display_name, account_id, zone_id, network_id, \
              service_offering_id, template_id, nic_uuid, ip, state, created) \

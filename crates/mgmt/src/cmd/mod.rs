@@ -17,6 +17,7 @@ pub(crate) mod firewall;
 mod hosts;
 mod infra;
 mod lb;
+mod limits;
 
 /// A command's answer: a JSON value, or JSON text the database built (large lists).
 #[derive(Debug)]
@@ -138,6 +139,8 @@ pub async fn dispatch(app: &App, caller: &Caller, name: &str, p: &Params) -> Api
         "registerUserKeys" => accounts::register_keys(app, caller, p)
             .await
             .map(Reply::Json),
+        "listResourceLimits" => limits::list_limits(app, caller, p).await.map(Reply::Json),
+        "updateResourceLimit" => limits::update_limit(app, caller, p).await.map(Reply::Json),
         "createAgentToken" => hosts::create_token(app, caller, p).await.map(Reply::Json),
         "listAgentTokens" => hosts::list_tokens(app, caller, p).await.map(Reply::Json),
         "revokeAgentToken" => hosts::revoke_token(app, caller, p).await.map(Reply::Json),
