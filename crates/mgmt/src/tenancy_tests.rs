@@ -519,6 +519,37 @@ async fn matrix(app: &App) -> Counts {
                 param.name
             );
         }
+        // Ids of what no account owns (zones, offerings, templates, domains, roles…), given
+        // an id that names nothing: refused as unknown too, or before any lookup.
+        for param in spec
+            .params
+            .iter()
+            .filter(|p| !spec.is_list() && owned_slot(p).is_none() && Entity::of(p).is_some())
+        {
+            let nothing = uuid::Uuid::new_v4().to_string();
+            let args =
+                arguments(app, &root, &s, spec, &bob_ids, Some((param.name, &nothing))).await;
+            let err = refusal(call_with(app, &bob, spec, &args).await, || {
+                format!("{} {}=<an id that names nothing>", spec.name, param.name)
+            });
+            counts.calls += 1;
+            if matches!(
+                err.code,
+                ApiErrorCode::UnsupportedAction | ApiErrorCode::AccountError
+            ) {
+                counts.refused_admin_only += 1;
+            } else {
+                assert!(
+                    err.code == ApiErrorCode::ParamError && err.text.contains(&nothing),
+                    "{} did not look {} up: {} {}",
+                    spec.name,
+                    param.name,
+                    err.code.code(),
+                    err.text
+                );
+                counts.refused_unknown += 1;
+            }
+        }
         if spec.is_list() {
             // Unfiltered, and with everything the caller may see: nothing of alice's.
             let mut plain = arguments(app, &root, &s, spec, &bob_ids, None).await;
@@ -571,7 +602,7 @@ fn refusal(answer: Result<Value, ApiError>, what: impl FnOnce() -> String) -> Ap
 fn report(db: &str, c: &Counts) {
     println!(
         "tenancy matrix on {db}: {} commands walked, {} calls, {} refused as an unknown id, {} \
-         refused as admins-only, {} list answers without anything of the other account; \
+         refused before any lookup (admins only), {} list answers without anything of the other account; \
          commands with no id of an account's object: {}",
         c.commands,
         c.calls,

@@ -25,8 +25,8 @@
 //!   the admin's, so `featured`, `executable` and `all` show it, `self`/`selfexecutable` only to
 //!   the admin, and `community` (public but not featured) and `sharedexecutable` never; `all` is
 //!   for admins only.
-//! - Projects and tags do not exist here: a `projectid` (other than -1) or a `tags` filter
-//!   matches nothing.
+//! - Projects and tags do not exist here: a `projectid` (other than -1) is an unknown id, and
+//!   a `tags` filter matches nothing.
 
 use std::collections::HashMap;
 use std::net::Ipv4Addr;

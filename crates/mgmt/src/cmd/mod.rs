@@ -57,9 +57,7 @@ pub async fn dispatch(app: &App, caller: &Caller, name: &str, p: &Params) -> Api
     if ADMIN_ONLY.contains(&name) {
         infra::admin_only(caller)?;
     }
-    if p.spec().is_list() {
-        check_id_filters(app, caller, p).await?;
-    }
+    check_ids(app, caller, p).await?;
     match name {
         "createFirewallRule" => firewall::create_ingress(app, caller, p)
             .await
@@ -619,17 +617,23 @@ pub async fn is_visible(app: &App, caller: &Caller, entity: Entity, uuid: &str) 
     }
 }
 
-/// Checks every id a list command is filtered by: an id that names nothing the caller may see
-/// is answered 431 with CloudStack's text for an unknown id, never with an empty list, and
-/// another account's id gets exactly that answer.
+/// Checks the ids a command is given before it runs: every id filter of a list command, and
+/// every id of what no account owns (zone, offerings, template, domain, project, role) for any
+/// command. An id that names nothing the caller may see is answered 431 with CloudStack's text
+/// for an unknown id, never with an empty list or by being ignored, and another account's id
+/// gets exactly that answer. Other commands look up the ids of accounts' objects themselves.
 ///
 /// # Errors
 /// 431 for the first such id; 530 when a query fails.
-pub async fn check_id_filters(app: &App, caller: &Caller, p: &Params) -> ApiResult<()> {
+pub async fn check_ids(app: &App, caller: &Caller, p: &Params) -> ApiResult<()> {
+    let every_id = p.spec().is_list();
     for param in p.spec().params {
         let Some(entity) = Entity::of(param) else {
             continue;
         };
+        if !every_id && entity.owner_query().is_some() {
+            continue;
+        }
         let values = match param.kind {
             ParamKind::ListOfUuid => p.list(param.name).unwrap_or_default(),
             _ => p
