@@ -259,12 +259,12 @@ class Cloud:
     def vm(self, network, cs=None, **extra):
         """A VM with one NIC in `network`; returns the virtualmachine object."""
         cs = cs or self.admin
+        extra.setdefault("name", self.name("vm"))
         answer = cs.deployVirtualMachine(
             zoneid=self.zone["id"],
             serviceofferingid=self.service_offering["id"],
             templateid=self.template["id"],
             networkids=[network["id"]],
-            name=self.name("vm"),
             **extra,
         )
         assert set(answer) == {"virtualmachine"}, answer

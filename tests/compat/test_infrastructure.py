@@ -48,6 +48,22 @@ def test_network_lifecycle(admin, cloud):
     assert network["id"] not in ids(admin.listNetworks(fetch_list=True))
 
 
+def test_delete_network_refused_while_a_vm_uses_it(admin, cloud):
+    network = cloud.network()
+    vm = cloud.vm(network)
+    # CloudStack refuses to destroy a network whose user VMs are not expunged.
+    error = api_error(lambda: admin.deleteNetwork(id=network["id"]), 530)
+    assert "still use it" in error.error["errortext"] and vm["name"] in error.error["errortext"]
+    [still] = listed(admin.listVirtualMachines(id=vm["id"]), "virtualmachine")
+    assert still["state"] == "Running"
+    assert network["id"] in ids(admin.listNetworks(fetch_list=True))
+
+    # Asked for explicitly by a root admin, the network goes and its VMs with it.
+    assert admin.deleteNetwork(id=network["id"], forced=True) == {"success": True}
+    assert network["id"] not in ids(admin.listNetworks(fetch_list=True))
+    assert vm["id"] not in ids(admin.listVirtualMachines(listall=True, fetch_list=True))
+
+
 def ranges(admin):
     return listed(admin.listVlanIpRanges(), "vlaniprange")
 

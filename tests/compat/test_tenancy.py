@@ -169,3 +169,44 @@ def test_users_cannot_call_admin_commands(admin, cloud, bob):
     )
     starts = [r["startip"] for r in listed(admin.listVlanIpRanges(), "vlaniprange")]
     assert "198.51.100.100" not in starts
+
+
+@pytest.mark.parametrize(
+    "command,param",
+    [
+        ("listNetworks", "zoneid"),
+        ("listNetworks", "domainid"),
+        ("listVirtualMachines", "projectid"),
+        ("listVirtualMachines", "networkid"),
+        ("listRouters", "networkid"),
+        ("listPublicIpAddresses", "associatednetworkid"),
+        ("listEgressFirewallRules", "networkid"),
+        ("listLoadBalancerRules", "virtualmachineid"),
+        ("listEvents", "id"),
+        ("listUsers", "id"),
+    ],
+)
+def test_list_filters_naming_nothing_are_refused(bob, command, param):
+    # CloudStack resolves every id parameter before the command runs: an id that names
+    # nothing is 431, never an empty list.
+    made_up = fresh_uuid()
+    api_error(
+        lambda: getattr(bob.cs, command)(**{param: made_up}),
+        431,
+        contains=f"Invalid parameter {param} value={made_up}",
+    )
+
+
+def test_two_accounts_may_give_their_vms_one_name(cloud, alice, bob):
+    name = cloud.name("same")
+    mine = cloud.vm(cloud.network(cs=alice.cs), cs=alice.cs, name=name)
+    theirs = cloud.vm(cloud.network(cs=bob.cs), cs=bob.cs, name=name)
+    assert mine["name"] == theirs["name"] == name and mine["id"] != theirs["id"]
+    [listed_mine] = listed(alice.cs.listVirtualMachines(name=name), "virtualmachine")
+    assert listed_mine["id"] == mine["id"]
+    # Within one account a name stays unique.
+    api_error(
+        lambda: cloud.vm(cloud.network(cs=alice.cs), cs=alice.cs, name=name),
+        431,
+        contains="already used by another VM of this account",
+    )

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use ipnet::Ipv4Net;
-use lab::{Lab, NetworkSpec, VmSpec};
+use lab::{Lab, NetworkSpec, VmLabel, VmSpec};
 use router_config::{Generation, RouterConfig, RouterDelta};
 use sys::nft::Netns;
 use vrouterd::{ApplyOutcome, Drift, Router};
@@ -280,11 +280,20 @@ impl Driver {
         .await
     }
 
-    /// Makes a VM (lab: a namespace on its network's bridge).
+    /// Makes a VM (lab: a namespace on its network's bridge, keyed `vm`, found by `label`).
+    ///
+    /// A labelled VM replaces an unlabelled one of the same router and address: that is the
+    /// same VM made by a server that still keyed VMs by their names.
     ///
     /// # Errors
     /// Why it cannot be made.
-    pub async fn ensure_vm(&self, router: &str, vm: &str, ip: Ipv4Addr) -> Result<(), String> {
+    pub async fn ensure_vm(
+        &self,
+        router: &str,
+        vm: &str,
+        ip: Ipv4Addr,
+        label: Option<VmLabel>,
+    ) -> Result<(), String> {
         if self.kind == DriverKind::DryRun {
             return Ok(());
         }
@@ -295,8 +304,28 @@ impl Driver {
                 if lab.namespaces().vms.contains_key(&vm) {
                     return Ok(());
                 }
-                lab.add_vm(&router, &VmSpec { name: vm, ip })
-                    .map_err(|e| lab_err(&e))
+                if label.is_some() {
+                    let old: Option<String> = lab
+                        .spec()
+                        .networks
+                        .iter()
+                        .filter(|n| n.router == router)
+                        .flat_map(|n| &n.vms)
+                        .find(|v| v.ip == ip && v.label.is_none())
+                        .map(|v| v.name.clone());
+                    if let Some(old) = old {
+                        lab.remove_vm(&old).map_err(|e| lab_err(&e))?;
+                    }
+                }
+                lab.add_vm(
+                    &router,
+                    &VmSpec {
+                        name: vm,
+                        ip,
+                        label,
+                    },
+                )
+                .map_err(|e| lab_err(&e))
             })
         })
         .await

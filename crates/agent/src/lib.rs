@@ -71,8 +71,13 @@ impl Agent {
                     .await
                     .map(|()| Answer::Done)
                     .map_err(refused),
-                Op::EnsureVm { router, vm, ip } => d
-                    .ensure_vm(&router, &vm, ip)
+                Op::EnsureVm {
+                    router,
+                    vm,
+                    ip,
+                    label,
+                } => d
+                    .ensure_vm(&router, &vm, ip, label)
                     .await
                     .map(|()| Answer::Done)
                     .map_err(refused),

@@ -48,14 +48,17 @@ pub enum Op {
     EnsureVm {
         /// Its network's router.
         router: String,
-        /// The VM's name.
+        /// The VM's key in the host's lab (unique: made from the VM's id).
         vm: String,
         /// Its guest address.
         ip: Ipv4Addr,
+        /// How its owner names it (absent from a server that predates names per account).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        label: Option<lab::VmLabel>,
     },
     /// Remove a VM.
     RemoveVm {
-        /// The VM's name.
+        /// The VM's key in the host's lab.
         vm: String,
     },
     /// Enforce a complete config.

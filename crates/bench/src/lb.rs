@@ -246,10 +246,12 @@ pub(crate) fn run(opts: &Options, stop: &AtomicBool) -> anyhow::Result<LbResults
                 VmSpec {
                     name: "vm1".to_string(),
                     ip: mix::VM_IP,
+                    label: None,
                 },
                 VmSpec {
                     name: "vm2".to_string(),
                     ip: VM2_IP,
+                    label: None,
                 },
             ],
         }],

@@ -93,6 +93,7 @@ pub(crate) fn run(opts: &Options, stop: &AtomicBool) -> anyhow::Result<Results> 
             vms: vec![VmSpec {
                 name: "vm1".to_string(),
                 ip: mix::VM_IP,
+                label: None,
             }],
         }],
     };

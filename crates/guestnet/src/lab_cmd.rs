@@ -22,7 +22,8 @@ pub(crate) enum LabCommand {
     Exec {
         #[command(flatten)]
         dir: DataDir,
-        /// The host: `outside`, `router:NAME` or `vm:NAME`.
+        /// The host: `outside`, `router:NAME` or `vm:NAME` (`vm:NAME@ACCOUNT` when VMs of several
+        /// accounts share the name; `vm:ID` with the 32 hex digits of the VM's id).
         target: String,
         /// The command and its arguments, after `--`.
         #[arg(last = true, required = true, value_name = "COMMAND")]
@@ -135,7 +136,11 @@ fn exec(data_dir: &Path, target: &str, command: &[OsString]) -> anyhow::Result<E
     let lab = Lab::open(data_dir)?;
     let cmd = match lab.command(&target, command) {
         Ok(cmd) => cmd,
-        Err(e @ (LabError::UnknownRouter { .. } | LabError::UnknownVm { .. })) => {
+        Err(
+            e @ (LabError::UnknownRouter { .. }
+            | LabError::UnknownVm { .. }
+            | LabError::AmbiguousVm { .. }),
+        ) => {
             eprintln!("guestnet: error: {e}");
             return Ok(ExitCode::from(2));
         }
@@ -233,11 +238,25 @@ fn status(data_dir: &Path) -> anyhow::Result<ExitCode> {
             .iter()
             .map(|(name, n)| (format!("router:{name}"), n.clone())),
     );
-    rows.extend(
-        ns.vms
-            .iter()
-            .map(|(name, n)| (format!("vm:{name}"), n.clone())),
-    );
+    // A server's VM shows as `vm:NAME@ACCOUNT`, which finds it whatever other accounts call
+    // their VMs.
+    let labels: std::collections::BTreeMap<&str, String> = lab
+        .spec()
+        .networks
+        .iter()
+        .flat_map(|n| &n.vms)
+        .filter_map(|v| {
+            let l = v.label.as_ref()?;
+            Some((v.name.as_str(), format!("vm:{}@{}", l.name, l.account)))
+        })
+        .collect();
+    rows.extend(ns.vms.iter().map(|(key, n)| {
+        let what = labels
+            .get(key.as_str())
+            .cloned()
+            .unwrap_or_else(|| format!("vm:{key}"));
+        (what, n.clone())
+    }));
     println!("lab {} (data dir {})", lab.id(), lab.data_dir().display());
     let mut complete = true;
     for (what, n) in rows {

@@ -55,7 +55,7 @@ use sys::netns::{self, NetnsError};
 use switch::Slots;
 
 pub use guard::LabGuard;
-pub use spec::{LabSpec, NetworkSpec, SpecProblem, VmSpec, MAX_NETWORKS, MAX_VMS};
+pub use spec::{LabSpec, NetworkSpec, SpecProblem, VmLabel, VmSpec, MAX_NETWORKS, MAX_VMS};
 pub use target::{Target, TargetParseError};
 pub use tempfile::TempDir;
 
@@ -239,6 +239,14 @@ pub enum LabError {
         /// The name asked for.
         name: String,
     },
+    /// Several VMs answer to that name (VMs of different accounts may share a name).
+    #[error("vm name `{name}` is ambiguous; name one of: {}", candidates.join(", "))]
+    AmbiguousVm {
+        /// The name asked for.
+        name: String,
+        /// How to name each of them: `vm:NAME@ACCOUNT (network NETWORK; or vm:KEY)`.
+        candidates: Vec<String>,
+    },
     /// A namespace of the lab is missing from the machine.
     #[error(
         "namespace {namespace} does not exist: run `guestnet lab down` and `guestnet lab up` again"
@@ -320,6 +328,35 @@ impl Namespaces {
 /// The namespace of router `router` in lab `id`.
 fn router_namespace(id: &str, router: &str) -> String {
     format!("{id}-r-{router}")
+}
+
+/// The key of the one VM of `spec` whose owner calls it `name` (see [`VmSpec::is_called`]).
+fn vm_called(spec: &LabSpec, name: &str) -> Result<String, LabError> {
+    let called: Vec<&VmSpec> = spec
+        .networks
+        .iter()
+        .flat_map(|n| &n.vms)
+        .filter(|v| v.is_called(name))
+        .collect();
+    match called.as_slice() {
+        [] => Err(LabError::UnknownVm {
+            name: name.to_string(),
+        }),
+        [one] => Ok(one.name.clone()),
+        many => Err(LabError::AmbiguousVm {
+            name: name.to_string(),
+            candidates: many
+                .iter()
+                .filter_map(|v| {
+                    let l = v.label.as_ref()?;
+                    Some(format!(
+                        "vm:{}@{} (network {}; or vm:{})",
+                        l.name, l.account, l.network, v.name
+                    ))
+                })
+                .collect(),
+        }),
+    }
 }
 
 /// The namespace of VM `vm` in lab `id`.
@@ -860,19 +897,24 @@ impl Lab {
             })
     }
 
-    /// The namespace of VM `name`.
+    /// The namespace of VM `name`: the VM keyed `name`, or else the one VM whose owner calls it
+    /// `name` (`NAME`, or `NAME@ACCOUNT` / `NAME@NETWORK` when VMs of several accounts or
+    /// networks share the name).
     ///
     /// # Errors
-    /// [`LabError::UnknownVm`].
+    /// [`LabError::UnknownVm`], or [`LabError::AmbiguousVm`] listing how to name each VM that
+    /// answers to `name`.
     pub fn vm_netns(&self, name: &str) -> Result<String, LabError> {
+        if let Some(ns) = self.state.namespaces.vms.get(name) {
+            return Ok(ns.clone());
+        }
+        let key = vm_called(&self.state.spec, name)?;
         self.state
             .namespaces
             .vms
-            .get(name)
+            .get(&key)
             .cloned()
-            .ok_or_else(|| LabError::UnknownVm {
-                name: name.to_string(),
-            })
+            .ok_or(LabError::UnknownVm { name: key })
     }
 
     /// A command running `argv` inside the namespace of `target` (through `nsenter`), with

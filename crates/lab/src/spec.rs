@@ -52,10 +52,43 @@ pub struct NetworkSpec {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct VmSpec {
-    /// The VM's name, unique in the lab; its namespace is `<id>-vm-<name>`.
+    /// The VM's key, unique in the lab; its namespace is `<id>-vm-<name>`. A management
+    /// server's VM is keyed by its id (its owner's name for it is in `label`).
     pub name: String,
     /// Its address inside the guest CIDR.
     pub ip: Ipv4Addr,
+    /// How the VM's owner knows it, for a VM a management server made; `vm:NAME` and
+    /// `vm:NAME@ACCOUNT` find it by that (see [`crate::Lab::vm_netns`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<VmLabel>,
+}
+
+/// The names of a management server's VM: several accounts may each have a VM of one name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VmLabel {
+    /// The name given to deployVirtualMachine (unique in its account).
+    pub name: String,
+    /// Its account's name.
+    pub account: String,
+    /// Its network's name.
+    pub network: String,
+}
+
+impl VmSpec {
+    /// Whether `vm:query` names this VM by its label: `NAME`, `NAME@ACCOUNT` or
+    /// `NAME@NETWORK`.
+    pub fn is_called(&self, query: &str) -> bool {
+        let Some(label) = &self.label else {
+            return false;
+        };
+        match query.split_once('@') {
+            None => label.name == query,
+            Some((name, qualifier)) => {
+                label.name == name && (label.account == qualifier || label.network == qualifier)
+            }
+        }
+    }
 }
 
 /// Something wrong with a [`LabSpec`].
@@ -138,10 +171,12 @@ impl LabSpec {
                     VmSpec {
                         name: "web1".to_string(),
                         ip: Ipv4Addr::new(10, 1, 1, 11),
+                        label: None,
                     },
                     VmSpec {
                         name: "web2".to_string(),
                         ip: Ipv4Addr::new(10, 1, 1, 12),
+                        label: None,
                     },
                 ],
             }],

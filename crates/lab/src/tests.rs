@@ -98,10 +98,12 @@ fn validation_reports_every_problem() {
     net2.vms.push(VmSpec {
         name: "web3".to_string(),
         ip: Ipv4Addr::new(10, 1, 1, 255),
+        label: None,
     });
     net2.vms.push(VmSpec {
         name: "web4".to_string(),
         ip: Ipv4Addr::new(10, 1, 1, 11),
+        label: None,
     });
     spec.networks.push(net2);
     let problems = spec.validate().unwrap_err();
@@ -163,6 +165,7 @@ fn network(router: &str, third_octet: u8, vms: &[&str]) -> NetworkSpec {
             .map(|(name, host)| VmSpec {
                 name: (*name).to_string(),
                 ip: Ipv4Addr::new(10, 1, third_octet, host),
+                label: None,
             })
             .collect(),
     }
@@ -194,6 +197,7 @@ fn the_limits_are_checked() {
         .map(|i| VmSpec {
             name: format!("vm{i}"),
             ip: Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 0, 1, 0)) + u32::try_from(i).unwrap()),
+            label: None,
         })
         .collect();
     assert_eq!(
@@ -296,6 +300,7 @@ fn slots_stay_put_when_others_go_and_freed_slots_are_reused() {
     spec.networks[0].vms.push(VmSpec {
         name: "b4".to_string(),
         ip: Ipv4Addr::new(10, 1, 2, 20),
+        label: None,
     });
     slots.fill(&spec);
     assert_eq!(slots.vms.get("b3"), Some(&1));
@@ -400,6 +405,7 @@ fn add_vm_refuses_unknown_routers_and_bad_vms_and_records_nothing() {
     let vm = |name: &str, ip: [u8; 4]| VmSpec {
         name: name.to_string(),
         ip: Ipv4Addr::from(ip),
+        label: None,
     };
 
     let err = lab.add_vm("nope", &vm("web3", [10, 1, 1, 13])).unwrap_err();
@@ -457,5 +463,48 @@ fn guest_bridges_follow_the_slots() {
     assert!(matches!(
         lab.guest_bridge("a"),
         Err(LabError::UnknownRouter { .. })
+    ));
+}
+
+#[test]
+fn vms_of_several_accounts_are_found_by_name_and_qualifier() {
+    let labelled = |key: &str, name: &str, account: &str, network: &str, host: u8| VmSpec {
+        name: key.to_string(),
+        ip: Ipv4Addr::new(10, 1, 1, host),
+        label: Some(VmLabel {
+            name: name.to_string(),
+            account: account.to_string(),
+            network: network.to_string(),
+        }),
+    };
+    let mut spec = LabSpec::default_demo();
+    spec.networks[0]
+        .vms
+        .push(labelled("0a1b", "app", "alice", "net-a", 21));
+    spec.networks[0]
+        .vms
+        .push(labelled("2c3d", "app", "bob", "net-b", 22));
+    spec.networks[0]
+        .vms
+        .push(labelled("4e5f", "db", "bob", "net-b", 23));
+
+    assert_eq!(vm_called(&spec, "db").unwrap(), "4e5f");
+    assert_eq!(vm_called(&spec, "app@alice").unwrap(), "0a1b");
+    assert_eq!(vm_called(&spec, "app@net-b").unwrap(), "2c3d");
+    let err = vm_called(&spec, "app").unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "vm name `app` is ambiguous; name one of: vm:app@alice (network net-a; or vm:0a1b), \
+         vm:app@bob (network net-b; or vm:2c3d)"
+    );
+    assert!(matches!(
+        vm_called(&spec, "app@carol"),
+        Err(LabError::UnknownVm { .. })
+    ));
+    // An unlabelled VM (the demo's) answers only to its key, which Lab::vm_netns looks up
+    // first.
+    assert!(matches!(
+        vm_called(&spec, "web1"),
+        Err(LabError::UnknownVm { .. })
     ));
 }

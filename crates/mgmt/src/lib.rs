@@ -31,4 +31,6 @@ mod proptests;
 #[cfg(test)]
 mod runner_tests;
 #[cfg(test)]
+mod tenancy_tests;
+#[cfg(test)]
 mod testkit;

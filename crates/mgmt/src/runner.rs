@@ -427,14 +427,15 @@ async fn ensure_host_objects(
     let vms = store::running_vms(&app.db, network_id)
         .await
         .map_err(CallError::Refused)?;
-    for (vm, ip) in vms {
+    for vm in vms {
         app.hosts
             .call(
                 &router.host,
                 Op::EnsureVm {
                     router: router.name.clone(),
-                    vm,
-                    ip,
+                    vm: vm.key,
+                    ip: vm.ip,
+                    label: Some(vm.label),
                 },
             )
             .await?;
@@ -1095,7 +1096,7 @@ async fn succeed(
     for job in carried.iter().filter(|j| !ended.contains(&j.id)) {
         match (job.kind, job.payload.target) {
             (Kind::DestroyVm, Some(vm_id)) => {
-                if let Some(name) = store::vm_name(&app.db, vm_id).await? {
+                if let Some(name) = store::vm_lab_key(&app.db, vm_id).await? {
                     if let Err(err) = app
                         .hosts
                         .call(host, Op::RemoveVm { vm: name.clone() })
@@ -1290,7 +1291,7 @@ async fn deploy_vm(
     };
     let result = match store::vm_for_deploy(&app.db, id).await? {
         None => Err(CallError::Refused("the VM is gone".to_string())),
-        Some((name, ip)) => {
+        Some(vm) => {
             let net = crate::cmd::network_by_id(app, network_id)
                 .await
                 .map_err(|e| e.text)?;
@@ -1301,8 +1302,9 @@ async fn deploy_vm(
             };
             let vm_op = Op::EnsureVm {
                 router: router.name.clone(),
-                vm: name,
-                ip,
+                vm: vm.key,
+                ip: vm.ip,
+                label: Some(vm.label),
             };
             match app.hosts.call(&router.host, router_op).await {
                 Ok(_) => app.hosts.call(&router.host, vm_op).await.map(|_| ()),

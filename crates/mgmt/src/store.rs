@@ -358,7 +358,7 @@ pub async fn router_name_of(db: &Db, network_id: i64) -> Result<Option<String>, 
         .transpose()
 }
 
-/// The VMs of a network: id and name.
+/// The VMs of a network: id and lab key.
 ///
 /// # Errors
 /// The query's error.
@@ -366,44 +366,80 @@ pub async fn network_vms(
     tx: &mut Transaction<'_, Any>,
     network_id: i64,
 ) -> Result<Vec<(i64, String)>, sqlx::Error> {
-    sqlx::query("SELECT id, name FROM vms WHERE network_id = $1")
+    sqlx::query("SELECT id, uuid FROM vms WHERE network_id = $1")
         .bind(network_id)
         .fetch_all(&mut **tx)
         .await?
         .iter()
-        .map(|r| Ok((r.try_get("id")?, r.try_get("name")?)))
+        .map(|r| Ok((r.try_get("id")?, lab_key(&r.try_get::<String, _>("uuid")?))))
         .collect()
 }
 
-/// A VM's name.
-///
-/// # Errors
-/// The database's error, as text.
-pub async fn vm_name(db: &Db, vm_id: i64) -> Result<Option<String>, String> {
-    let row = sqlx::query("SELECT name FROM vms WHERE id = $1")
-        .bind(vm_id)
-        .fetch_optional(db.pool())
-        .await
-        .map_err(s)?;
-    row.map(|r| r.try_get::<String, _>("name").map_err(s))
-        .transpose()
+/// The key of a VM in its host's lab: the 32 hex digits of its id. Names are unique only in an
+/// account, so they cannot name namespaces; the lab finds a VM by its [`lab::VmLabel`].
+pub fn lab_key(vm_uuid: &str) -> String {
+    vm_uuid.replace('-', "")
 }
 
-/// Name and address of a VM to deploy.
+/// A VM as its host's lab knows it.
+#[derive(Debug, Clone)]
+pub struct LabVm {
+    /// Its key ([`lab_key`]).
+    pub key: String,
+    /// Its guest address.
+    pub ip: Ipv4Addr,
+    /// Its name, account and network, by which `guestnet lab exec vm:…` finds it.
+    pub label: lab::VmLabel,
+}
+
+const LAB_VM_SELECT: &str = "SELECT v.uuid, v.name, v.ip, a.name AS account, n.name AS network \
+     FROM vms v JOIN accounts a ON a.id = v.account_id JOIN networks n ON n.id = v.network_id";
+
+fn lab_vm(r: &sqlx::any::AnyRow) -> Result<LabVm, String> {
+    let uuid: String = r.try_get("uuid").map_err(s)?;
+    let ip: String = r.try_get("ip").map_err(s)?;
+    Ok(LabVm {
+        key: lab_key(&uuid),
+        ip: ip
+            .parse()
+            .map_err(|e| format!("VM {uuid} has address {ip}: {e}"))?,
+        label: lab::VmLabel {
+            name: r.try_get("name").map_err(s)?,
+            account: r.try_get("account").map_err(s)?,
+            network: r.try_get("network").map_err(s)?,
+        },
+    })
+}
+
+/// A VM's lab key.
 ///
 /// # Errors
 /// The database's error, as text.
-pub async fn vm_for_deploy(db: &Db, vm_id: i64) -> Result<Option<(String, Ipv4Addr)>, String> {
-    let row = sqlx::query("SELECT name, ip FROM vms WHERE id = $1")
+pub async fn vm_lab_key(db: &Db, vm_id: i64) -> Result<Option<String>, String> {
+    let row = sqlx::query("SELECT uuid FROM vms WHERE id = $1")
         .bind(vm_id)
         .fetch_optional(db.pool())
         .await
         .map_err(s)?;
-    Ok(row.and_then(|r| {
-        let name: String = r.try_get("name").ok()?;
-        let ip: String = r.try_get("ip").ok()?;
-        Some((name, ip.parse().ok()?))
-    }))
+    row.map(|r| {
+        r.try_get::<String, _>("uuid")
+            .map(|u| lab_key(&u))
+            .map_err(s)
+    })
+    .transpose()
+}
+
+/// A VM to deploy, as its host's lab is to know it.
+///
+/// # Errors
+/// The database's error, as text.
+pub async fn vm_for_deploy(db: &Db, vm_id: i64) -> Result<Option<LabVm>, String> {
+    let row = sqlx::query(&format!("{LAB_VM_SELECT} WHERE v.id = $1"))
+        .bind(vm_id)
+        .fetch_optional(db.pool())
+        .await
+        .map_err(s)?;
+    row.as_ref().map(lab_vm).transpose()
 }
 
 /// Sets a VM's state.
@@ -480,25 +516,21 @@ pub async fn delete_network(db: &Db, network_id: i64) -> Result<(), String> {
     tx.commit().await.map_err(s)
 }
 
-/// The running VMs of a network: name and address.
+/// The running VMs of a network, as their host's lab is to know them.
 ///
 /// # Errors
 /// The database's error, as text.
-pub async fn running_vms(db: &Db, network_id: i64) -> Result<Vec<(String, Ipv4Addr)>, String> {
-    let rows = sqlx::query("SELECT name, ip FROM vms WHERE network_id = $1 AND state = 'Running'")
-        .bind(network_id)
-        .fetch_all(db.pool())
-        .await
-        .map_err(s)?;
-    Ok(rows
-        .iter()
-        .filter_map(|r| {
-            Some((
-                r.try_get("name").ok()?,
-                r.try_get::<String, _>("ip").ok()?.parse().ok()?,
-            ))
-        })
-        .collect())
+pub async fn running_vms(db: &Db, network_id: i64) -> Result<Vec<LabVm>, String> {
+    sqlx::query(&format!(
+        "{LAB_VM_SELECT} WHERE v.network_id = $1 AND v.state = 'Running'"
+    ))
+    .bind(network_id)
+    .fetch_all(db.pool())
+    .await
+    .map_err(s)?
+    .iter()
+    .map(lab_vm)
+    .collect()
 }
 
 /// A network's router as the job runner sees it.

@@ -405,3 +405,115 @@ fn a_restarted_server_keeps_enforcing_and_takes_up_its_lab() {
     );
     s.admitted("outside", &net.ip, 8082);
 }
+
+/// A network of account `account` (made by the admin acting for it) with one VM `vm` at
+/// 10.1.`third`.11; the VM's id.
+fn network_of(s: &Server, account: &str, third: u8, vm: &str) -> String {
+    let zone = s.call("listZones", &[])["zone"][0]["id"]
+        .as_str()
+        .expect("zone")
+        .to_string();
+    let so = s.call("listServiceOfferings", &[])["serviceoffering"][0]["id"]
+        .as_str()
+        .expect("service offering")
+        .to_string();
+    let tpl = s.call("listTemplates", &[("templatefilter", "featured")])["template"][0]["id"]
+        .as_str()
+        .expect("template")
+        .to_string();
+    let off = s.call("listNetworkOfferings", &[])["networkoffering"][0]["id"]
+        .as_str()
+        .expect("offering")
+        .to_string();
+    let name = format!("{account}-net");
+    let gw = format!("10.1.{third}.1");
+    let n = s.call(
+        "createNetwork",
+        &[
+            ("name", &name),
+            ("displaytext", &name),
+            ("networkofferingid", &off),
+            ("zoneid", &zone),
+            ("gateway", &gw),
+            ("netmask", "255.255.255.0"),
+            ("account", account),
+        ],
+    );
+    let net = n["network"]["id"].as_str().expect("network id").to_string();
+    let addr = format!("10.1.{third}.11");
+    let vm = s.run(
+        "deployVirtualMachine",
+        &[
+            ("zoneid", &zone),
+            ("serviceofferingid", &so),
+            ("templateid", &tpl),
+            ("networkids", &net),
+            ("ipaddress", &addr),
+            ("name", vm),
+        ],
+    );
+    vm["virtualmachine"]["id"]
+        .as_str()
+        .expect("vm id")
+        .to_string()
+}
+
+#[test]
+#[ignore = "needs root and network namespaces: run by cargo xtask test"]
+fn vms_of_two_accounts_may_share_a_name_and_each_is_reachable() {
+    let s = Server::start();
+    for account in ["alice", "bob"] {
+        s.call(
+            "createAccount",
+            &[
+                ("account", account),
+                ("username", account),
+                ("password", "Lab-Passw0rd!"),
+                ("email", &format!("{account}@example.org")),
+                ("firstname", account),
+                ("lastname", "lab"),
+                ("accounttype", "0"),
+            ],
+        );
+    }
+    let alice_vm = network_of(&s, "alice", 21, "web1");
+    let bob_vm = network_of(&s, "bob", 22, "web1");
+    assert_ne!(alice_vm, bob_vm);
+
+    // The bare name is ambiguous: the error lists both and how to name each.
+    let (ok, out) = s.lab.exec("vm:web1", &["true"]);
+    assert!(!ok, "{out}");
+    assert!(out.contains("vm name `web1` is ambiguous"), "{out}");
+    for (account, id) in [("alice", &alice_vm), ("bob", &bob_vm)] {
+        assert!(
+            out.contains(&format!("vm:web1@{account} (network {account}-net")),
+            "{out}"
+        );
+        assert!(
+            out.contains(&format!("vm:{}", id.replace('-', ""))),
+            "{out}"
+        );
+    }
+
+    // Each is its own namespace with its own address, by account, network or id.
+    for (target, addr, gateway) in [
+        ("vm:web1@alice".to_string(), "10.1.21.11", "10.1.21.1"),
+        ("vm:web1@bob-net".to_string(), "10.1.22.11", "10.1.22.1"),
+        (
+            format!("vm:{}", bob_vm.replace('-', "")),
+            "10.1.22.11",
+            "10.1.22.1",
+        ),
+    ] {
+        let (ok, out) = s
+            .lab
+            .exec(&target, &["ip", "-4", "-o", "addr", "show", "eth0"]);
+        assert!(
+            ok && out.contains(&format!("inet {addr}/24")),
+            "{target}: {out}"
+        );
+        // And it reaches its own router's guest address.
+        let (ok, out) = s.lab.exec(&target, &["ping", "-c1", "-W2", gateway]);
+        assert!(ok, "{target} cannot reach {gateway}: {out}");
+    }
+}

@@ -24,6 +24,7 @@ fn vm_spec(name: &str, third_octet: u8, host: u8) -> VmSpec {
     VmSpec {
         name: name.to_string(),
         ip: Ipv4Addr::new(10, third_octet, third_octet, host),
+        label: None,
     }
 }
 

@@ -985,6 +985,11 @@ pub(crate) async fn metadata_update(
 /// createPortForwardingRule.
 pub(crate) async fn create_forward(app: &App, caller: &Caller, p: &Params) -> ApiResult<Value> {
     let (ip, net) = rule_ip(app, caller, p, "ipaddressid").await?;
+    // Every address here is associated already, so `networkid` adds nothing; an id naming no
+    // network the caller may see is still refused as CloudStack refuses an unknown id.
+    if p.str("networkid").is_some_and(|s| !s.is_empty()) {
+        super::network_param(app, caller, p, "networkid").await?;
+    }
     let proto = protocol(p, &["tcp", "udp"], &app.site.zone_name)?;
     let public = checks::port_range(
         "publicport",

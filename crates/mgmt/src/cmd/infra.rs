@@ -11,9 +11,13 @@
 //!   (the router refuses that) nor another network of the same owner; networks of different
 //!   owners may overlap (each has its own bridge). Without gateway/netmask the lowest /24 of
 //!   10.1.0.0/16 that no network uses is taken.
-//! - A VM has one NIC, and its name names its lab namespace: 1–32 characters of
-//!   `[A-Za-z0-9_-]`, unique on the server. The default name is `VM-` followed by the first 29
-//!   hex digits of the VM's id. VMs are always expunged: destroyVirtualMachine removes them.
+//! - A VM has one NIC and a name of 1–32 characters of `[A-Za-z0-9_-]`, unique among its
+//!   account's VMs (another account may use the same name). Its lab namespace is named after
+//!   its id, and `guestnet lab exec vm:NAME[@ACCOUNT]` finds it by name. The default name is
+//!   `VM-` followed by the first 29 hex digits of the VM's id. VMs are always expunged:
+//!   destroyVirtualMachine removes them.
+//! - deleteNetwork refuses a network that VMs still use, unless a root admin passes
+//!   `forced=true` (then the VMs are destroyed with it).
 //! - Admin-only commands (createVlanIpRange, listVlanIpRanges) answer users with 432, as
 //!   CloudStack does for commands not available to the caller. listRouters shows users the
 //!   routers of their own networks (CloudStack shows them to admins only).
@@ -21,8 +25,8 @@
 //!   the admin's, so `featured`, `executable` and `all` show it, `self`/`selfexecutable` only to
 //!   the admin, and `community` (public but not featured) and `sharedexecutable` never; `all` is
 //!   for admins only.
-//! - Projects and tags do not exist here: a `projectid` (other than -1) or a `tags` filter
-//!   matches nothing.
+//! - Projects and tags do not exist here: a `projectid` (other than -1) is an unknown id, and
+//!   a `tags` filter matches nothing.
 
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
@@ -1007,11 +1011,39 @@ pub(crate) async fn list_networks(app: &App, caller: &Caller, p: &Params) -> Api
     Ok(page("network", items, p.paging()))
 }
 
+/// The refusal of deleteNetwork while VMs sit on the network (CloudStack's network
+/// orchestrator refuses to destroy a network with user VMs that are not expunged, and the job
+/// fails with 530 "Failed to delete network").
+fn network_in_use(net: &NetworkRow, vms: &[String]) -> ApiError {
+    const SHOWN: usize = 10;
+    let mut names = vms
+        .iter()
+        .take(SHOWN)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
+    if vms.len() > SHOWN {
+        names.push_str(&format!(" and {} more", vms.len() - SHOWN));
+    }
+    ApiError::internal(format!(
+        "Failed to delete network {} ({}): {} virtual machine(s) still use it ({names}); destroy \
+         them first, or (root admins) delete with forced=true to destroy them with the network",
+        net.name,
+        net.uuid,
+        vms.len()
+    ))
+}
+
 /// deleteNetwork (async): everything of the network is revoked by one job; the runner removes
 /// the rows, the VMs and the router once the router has dropped them.
+///
+/// A network that VMs still use is refused (530, nothing written), as CloudStack refuses it,
+/// unless a root admin passes `forced=true`: then its VMs are destroyed with it. For anyone
+/// else `forced` is ignored, as CloudStack ignores an admins-only parameter.
 pub(crate) async fn delete_network(app: &App, caller: &Caller, p: &Params) -> ApiResult<Value> {
     let net = super::network_param(app, caller, p, "id").await?;
     usable_network(app, &net).await?;
+    let forced = caller.admin && p.bool("forced") == Some(true);
     let job_uuid = {
         let _w = app.db.write_lock().await;
         let mut tx = begin(app).await?;
@@ -1019,6 +1051,23 @@ pub(crate) async fn delete_network(app: &App, caller: &Caller, p: &Params) -> Ap
             .lock_network(&mut tx, net.id)
             .await
             .map_err(internal)?;
+        // Under the network's lock: a deployVirtualMachine on it waits for this commit, and
+        // then finds the network being deleted.
+        if !forced {
+            let vms: Vec<String> =
+                sqlx::query("SELECT name FROM vms WHERE network_id = $1 ORDER BY id")
+                    .bind(net.id)
+                    .fetch_all(&mut *tx)
+                    .await
+                    .map_err(internal)?
+                    .iter()
+                    .map(|r| r.try_get("name"))
+                    .collect::<Result<_, _>>()
+                    .map_err(internal)?;
+            if !vms.is_empty() {
+                return Err(network_in_use(&net, &vms));
+            }
+        }
         let (job_id, job_uuid) = jobs::insert(
             &mut tx,
             caller,
@@ -1732,7 +1781,7 @@ pub(crate) async fn vm_result(app: &App, id: i64) -> ApiResult<Value> {
     ))
 }
 
-/// Whether a name can name a lab namespace.
+/// Whether a name is a VM name (letters, digits, '-' and '_', as host names allow).
 fn good_vm_name(name: &str) -> bool {
     (1..=32).contains(&name.len())
         && name
@@ -1804,7 +1853,7 @@ pub(crate) async fn deploy_vm(app: &App, caller: &Caller, p: &Params) -> ApiResu
         Some(n) => {
             return Err(ApiError::invalid_parameter(format!(
                 "Invalid name {n}: a VM name is 1 to 32 characters of letters, digits, '-' and \
-                 '_' (it names the VM's lab namespace)"
+                 '_'"
             )))
         }
         None => default_vm_name(&vm_uuid),
@@ -1832,15 +1881,28 @@ pub(crate) async fn deploy_vm(app: &App, caller: &Caller, p: &Params) -> ApiResu
             .lock_network(&mut tx, net.id)
             .await
             .map_err(internal)?;
-        let clash = sqlx::query("SELECT id FROM vms WHERE name = $1")
+        // A deleteNetwork that committed while this call waited for the lock wins.
+        usable_network(app, &net).await?;
+        // A VM's name is unique among its account's VMs (CloudStack keeps host names unique in
+        // a network domain, which is the account's by default); other accounts' names are
+        // never looked at, so the answer tells nothing about them. The account's row is locked
+        // so that two deploys on two of its networks cannot both take one name.
+        if app.db.dialect() == Dialect::Postgres {
+            sqlx::query("SELECT id FROM accounts WHERE id = $1 FOR UPDATE")
+                .bind(net.account_id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(internal)?;
+        }
+        let clash = sqlx::query("SELECT id FROM vms WHERE name = $1 AND account_id = $2")
             .bind(&name)
+            .bind(net.account_id)
             .fetch_optional(&mut *tx)
             .await
             .map_err(internal)?;
         if clash.is_some() {
             return Err(ApiError::invalid_parameter(format!(
-                "The name {name} is already used by another VM (VM names are unique on this \
-                 server, as they name lab namespaces)"
+                "The name {name} is already used by another VM of this account"
             )));
         }
         let used: Vec<Ipv4Addr> = sqlx::query("SELECT ip FROM vms WHERE network_id = $1")

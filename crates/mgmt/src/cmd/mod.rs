@@ -2,6 +2,7 @@
 //! rows (and, for async commands, the job) in one transaction, rings the network's job runner,
 //! and answers as CloudStack does.
 
+use api_types::catalogue::{ParamKind, ParamSpec};
 use api_types::error::ApiError;
 use api_types::params::{Paging, Params};
 use serde_json::{json, Value};
@@ -18,6 +19,17 @@ mod hosts;
 mod infra;
 mod lb;
 mod limits;
+
+/// Commands only root admins may use: anyone else is refused (432) before any of their
+/// parameters is looked at.
+const ADMIN_ONLY: &[&str] = &[
+    "createVlanIpRange",
+    "listVlanIpRanges",
+    "createAgentToken",
+    "listAgentTokens",
+    "revokeAgentToken",
+    "listHosts",
+];
 
 /// A command's answer: a JSON value, or JSON text the database built (large lists).
 #[derive(Debug)]
@@ -43,6 +55,10 @@ impl Reply {
 /// # Errors
 /// The command's error, as CloudStack would answer it.
 pub async fn dispatch(app: &App, caller: &Caller, name: &str, p: &Params) -> ApiResult<Reply> {
+    if ADMIN_ONLY.contains(&name) {
+        infra::admin_only(caller)?;
+    }
+    check_ids(app, caller, p).await?;
     match name {
         "createFirewallRule" => firewall::create_ingress(app, caller, p)
             .await
@@ -438,4 +454,202 @@ pub async fn visible_filter(
     } else {
         Err(unknown(p, param))
     }
+}
+
+/// What a uuid parameter names, as its catalogue entry says (the commands that produce its
+/// values, or its name for domains, projects and roles).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Entity {
+    /// The zone.
+    Zone,
+    /// A network offering (shared by everyone).
+    NetworkOffering,
+    /// A service offering (shared by everyone).
+    ServiceOffering,
+    /// A template (shared by everyone).
+    Template,
+    /// A guest network.
+    Network,
+    /// A public address.
+    Ip,
+    /// A VM.
+    Vm,
+    /// A firewall, egress, port-forwarding or load-balancer rule.
+    Rule,
+    /// A stickiness or health-check policy.
+    Policy,
+    /// A virtual router.
+    Router,
+    /// A public range (root admins only).
+    Vlan,
+    /// An event.
+    Event,
+    /// An async job.
+    Job,
+    /// An account.
+    Account,
+    /// A user.
+    User,
+    /// An agent token (root admins only).
+    AgentToken,
+    /// A host (root admins only).
+    Host,
+    /// A domain.
+    Domain,
+    /// A project (none exist here).
+    Project,
+    /// A role.
+    Role,
+}
+
+impl Entity {
+    /// What `param` names, if it is a uuid parameter.
+    pub fn of(param: &ParamSpec) -> Option<Entity> {
+        if !matches!(param.kind, ParamKind::Uuid | ParamKind::ListOfUuid) {
+            return None;
+        }
+        let first = param.related.split(',').next().unwrap_or_default();
+        Some(match first {
+            "listZones" => Entity::Zone,
+            "listNetworkOfferings" => Entity::NetworkOffering,
+            "listServiceOfferings" => Entity::ServiceOffering,
+            "listTemplates" => Entity::Template,
+            "createNetwork" => Entity::Network,
+            "associateIpAddress" => Entity::Ip,
+            "deployVirtualMachine" => Entity::Vm,
+            "createFirewallRule"
+            | "createEgressFirewallRule"
+            | "createPortForwardingRule"
+            | "createLoadBalancerRule" => Entity::Rule,
+            "createLBStickinessPolicy" | "createLBHealthCheckPolicy" => Entity::Policy,
+            "listRouters" => Entity::Router,
+            "createVlanIpRange" => Entity::Vlan,
+            "listEvents" => Entity::Event,
+            "queryAsyncJobResult" => Entity::Job,
+            "createAccount" => Entity::Account,
+            "listUsers" => Entity::User,
+            "createAgentToken" => Entity::AgentToken,
+            "listHosts" => Entity::Host,
+            _ => match param.name {
+                "domainid" => Entity::Domain,
+                "projectid" => Entity::Project,
+                "roleid" => Entity::Role,
+                _ => return None,
+            },
+        })
+    }
+
+    /// A query for the account that owns the entity with uuid `$1` (one row, column
+    /// `account_id`, NULL for what no account owns), or `None` for entities checked otherwise.
+    fn owner_query(self) -> Option<&'static str> {
+        Some(match self {
+            Entity::Network => "SELECT account_id FROM networks WHERE uuid = $1",
+            Entity::Ip => "SELECT account_id FROM public_ips WHERE uuid = $1",
+            Entity::Vm => "SELECT account_id FROM vms WHERE uuid = $1",
+            Entity::Rule => "SELECT account_id FROM rules WHERE uuid = $1",
+            Entity::Policy => {
+                "SELECT r.account_id FROM lb_policies p JOIN rules r ON r.id = p.lb_id \
+                 WHERE p.uuid = $1"
+            }
+            Entity::Router => {
+                "SELECT n.account_id FROM routers r JOIN networks n ON n.id = r.network_id \
+                 WHERE r.uuid = $1"
+            }
+            Entity::Event => "SELECT account_id FROM events WHERE uuid = $1",
+            Entity::Job => "SELECT account_id FROM jobs WHERE uuid = $1",
+            Entity::Account => "SELECT id AS account_id FROM accounts WHERE uuid = $1",
+            Entity::User => "SELECT account_id FROM users WHERE uuid = $1",
+            Entity::Vlan => "SELECT NULL AS account_id FROM vlan_ranges WHERE uuid = $1",
+            Entity::AgentToken => "SELECT NULL AS account_id FROM agent_tokens WHERE uuid = $1",
+            Entity::Host => "SELECT NULL AS account_id FROM hosts WHERE uuid = $1",
+            Entity::Zone
+            | Entity::NetworkOffering
+            | Entity::ServiceOffering
+            | Entity::Template
+            | Entity::Domain
+            | Entity::Project
+            | Entity::Role => return None,
+        })
+    }
+}
+
+/// Whether the caller may see the entity named by `uuid`: false when it does not exist or
+/// belongs to an account the caller may not see (the two are answered alike).
+///
+/// # Errors
+/// 530 when the query fails.
+pub async fn is_visible(app: &App, caller: &Caller, entity: Entity, uuid: &str) -> ApiResult<bool> {
+    let exists = |sql: &'static str| async move {
+        Ok::<bool, ApiError>(
+            sqlx::query(sql)
+                .bind(uuid)
+                .fetch_optional(app.db.pool())
+                .await
+                .map_err(internal)?
+                .is_some(),
+        )
+    };
+    if let Some(sql) = entity.owner_query() {
+        let Some(row) = sqlx::query(sql)
+            .bind(uuid)
+            .fetch_optional(app.db.pool())
+            .await
+            .map_err(internal)?
+        else {
+            return Ok(false);
+        };
+        let account: Option<i64> = row.try_get("account_id").map_err(internal)?;
+        return Ok(match account {
+            Some(a) => caller.may_touch(a),
+            None => caller.admin,
+        });
+    }
+    match entity {
+        Entity::Zone => Ok(uuid == app.site.zone_uuid),
+        Entity::NetworkOffering => exists("SELECT id FROM network_offerings WHERE uuid = $1").await,
+        Entity::ServiceOffering => exists("SELECT id FROM service_offerings WHERE uuid = $1").await,
+        Entity::Template => exists("SELECT id FROM templates WHERE uuid = $1").await,
+        Entity::Domain => Ok(if caller.admin {
+            exists("SELECT id FROM domains WHERE uuid = $1").await?
+        } else {
+            uuid == caller.domain_uuid
+        }),
+        // No projects exist; `-1` is CloudStack's "every project", which matches nothing here.
+        Entity::Project => Ok(uuid == "-1"),
+        _ => Ok(false),
+    }
+}
+
+/// Checks the ids a command is given before it runs: every id filter of a list command, and
+/// every id of what no account owns (zone, offerings, template, domain, project, role) for any
+/// command. An id that names nothing the caller may see is answered 431 with CloudStack's text
+/// for an unknown id, never with an empty list or by being ignored, and another account's id
+/// gets exactly that answer. Other commands look up the ids of accounts' objects themselves.
+///
+/// # Errors
+/// 431 for the first such id; 530 when a query fails.
+pub async fn check_ids(app: &App, caller: &Caller, p: &Params) -> ApiResult<()> {
+    let every_id = p.spec().is_list();
+    for param in p.spec().params {
+        let Some(entity) = Entity::of(param) else {
+            continue;
+        };
+        if !every_id && entity.owner_query().is_some() {
+            continue;
+        }
+        let values = match param.kind {
+            ParamKind::ListOfUuid => p.list(param.name).unwrap_or_default(),
+            _ => p
+                .str(param.name)
+                .filter(|v| !v.is_empty())
+                .map(|v| vec![v.to_string()])
+                .unwrap_or_default(),
+        };
+        for value in &values {
+            if !is_visible(app, caller, entity, value).await? {
+                return Err(ApiError::unknown_uuid(p.spec().name, param.name, value));
+            }
+        }
+    }
+    Ok(())
 }
