@@ -293,7 +293,7 @@ async fn closed_within(s: &mut TcpStream, within: Duration) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_holding_500_idle_connections_does_not_stop_others() {
     use nix::sys::resource::{getrlimit, setrlimit, Resource};
-    let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
     let fds = 900.min(hard);
     setrlimit(Resource::RLIMIT_NOFILE, fds, hard).unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -350,6 +350,8 @@ async fn a_client_holding_500_idle_connections_does_not_stop_others() {
         assert!(*l < Duration::from_millis(100), "{latencies:?}");
     }
     drop(idle);
+    // Other tests may share this process (plain `cargo test`).
+    setrlimit(Resource::RLIMIT_NOFILE, soft, hard).unwrap();
 }
 
 /// A request trickled a byte at a time, and a connection that says nothing, are both closed
