@@ -235,8 +235,9 @@ pub struct ConnLimits {
 }
 
 impl ConnLimits {
-    /// The default [`header_read_timeout`](Self::header_read_timeout).
-    pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+    /// The default [`header_read_timeout`](Self::header_read_timeout): CloudStack's HTTP
+    /// connector closes a connection idle for 30 s.
+    pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
     /// The default [`per_address`](Self::per_address).
     pub const PER_ADDRESS: usize = 128;
     /// File descriptors kept for everything but API connections: the database pool, agents'
