@@ -4,8 +4,9 @@ values that are hard to sign (`~`, `*`, spaces, non-ASCII)."""
 from datetime import datetime, timedelta, timezone
 
 import pytest
+import requests
 
-from support import api_error, client, listed
+from support import api_error, client, endpoint, listed
 
 UNVERIFIED = "unable to verify user credentials and/or request signature"
 # Characters that signing implementations disagree on, and some that need UTF-8.
@@ -47,9 +48,44 @@ def test_expiry_formats_of_real_clients_are_accepted(admin, style):
     assert zones
 
 
-def test_expires_is_only_checked_with_signature_version_3(admin):
-    zones = listed(admin.listZones(expires="2020-01-01T00:00:00+0000"), "zone")
-    assert zones
+def test_expires_is_checked_even_without_signature_version_3(admin):
+    # CloudStack looks at expires only with signatureVersion=3; guestnet always does, so that
+    # a stale request cannot be replayed by dropping its signature version.
+    api_error(
+        lambda: admin.listZones(expires="2020-01-01T00:00:00+0000"),
+        401,
+        contains=UNVERIFIED,
+    )
+    later = (datetime.now(timezone.utc) + timedelta(minutes=10)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert listed(admin.listZones(expires=later), "zone")
+
+
+def test_signature_version_3_needs_expires(admin):
+    # cs adds expires itself unless told not to sign with an expiry (a negative expiration).
+    cs = client(expiration=-1)
+    assert listed(cs.listZones(), "zone"), "no signature version, no expires: accepted"
+    api_error(lambda: cs.listZones(signatureVersion="3"), 401, contains=UNVERIFIED)
+
+
+def test_a_name_holding_eq_and_amp_cannot_replay_a_stale_request():
+    # A request signed by cs with a past expiry, re-sent with `expires` and `keyword` fused
+    # into one name (`expires%3D…%26keyword=x`): the signed text of the two stays the same if
+    # names are signed as written, and the server then sees no `expires` at all.
+    cs = client(expiration=-1)
+    params = {
+        "apiKey": cs.key,
+        "command": "listZones",
+        "expires": "2020-01-01T00:00:00+0000",
+        "keyword": "x",
+        "response": "json",
+        "signatureVersion": "3",
+    }
+    cs._sign(params)
+    fused = {k: v for k, v in params.items() if k not in ("expires", "keyword")}
+    fused["expires=2020-01-01T00%3A00%3A00%2B0000&keyword"] = "x"
+    answer = requests.get(endpoint(), params=fused, timeout=30)
+    assert answer.status_code == 401, answer.text
+    assert UNVERIFIED in answer.text
 
 
 def test_unknown_command_is_401(admin):

@@ -164,6 +164,27 @@ pub const AUTH_FAILURE_TEXT: &str = "unable to verify user credentials and/or re
 /// page size used when the request gives none.
 pub const MAX_PAGE_SIZE: i64 = 500;
 
+/// The most characters of a request's value an error text repeats; a longer value is cut there
+/// and `...` marks the cut.
+pub const MAX_ECHO_CHARS: usize = 100;
+
+/// The most characters an error text has (in the body, the `X-Description` header and a job's
+/// result); a longer text is cut there and ends with `...`.
+pub const MAX_ERROR_TEXT_CHARS: usize = 1024;
+
+/// `text` as an error repeats it: at most [`MAX_ECHO_CHARS`] characters, then `...` when it
+/// was longer.
+pub fn echo(text: &str) -> std::borrow::Cow<'_, str> {
+    truncate(text, MAX_ECHO_CHARS)
+}
+
+fn truncate(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    match text.char_indices().nth(max) {
+        None => std::borrow::Cow::Borrowed(text),
+        Some((cut, _)) => std::borrow::Cow::Owned(format!("{}...", &text[..cut])),
+    }
+}
+
 /// An error reply: what the client sees as `errorcode`, `cserrorcode` and `errortext`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{} {}", code.code(), text)]
@@ -177,13 +198,23 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    /// An error with any code and text.
+    /// An error with any code and text (cut to [`MAX_ERROR_TEXT_CHARS`]).
     pub fn new(code: ApiErrorCode, cs_code: Option<CsErrorCode>, text: impl Into<String>) -> Self {
+        let text = text.into();
+        let text = match truncate(&text, MAX_ERROR_TEXT_CHARS) {
+            std::borrow::Cow::Borrowed(_) => text,
+            std::borrow::Cow::Owned(cut) => cut,
+        };
         Self {
             code,
             cs_code,
-            text: text.into(),
+            text,
         }
+    }
+
+    /// The text as replies carry it: at most [`MAX_ERROR_TEXT_CHARS`] characters.
+    pub fn bounded_text(&self) -> std::borrow::Cow<'_, str> {
+        truncate(&self.text, MAX_ERROR_TEXT_CHARS)
     }
 
     /// 401: the credentials or the signature were not accepted (also an expired `expires`).
@@ -217,8 +248,9 @@ impl ApiError {
             ApiErrorCode::ParamError,
             Some(CsErrorCode::ServerApi),
             format!(
-                "Unable to execute API command {} due to invalid value {value} for parameter {param}",
-                command.to_lowercase()
+                "Unable to execute API command {} due to invalid value {} for parameter {param}",
+                command.to_lowercase(),
+                echo(value)
             ),
         )
     }
@@ -230,9 +262,10 @@ impl ApiError {
             Some(CsErrorCode::ServerApi),
             format!(
                 "Unable to execute API command {} due to invalid value. Invalid parameter {param} \
-                 value={value} due to incorrect long value format, or entity does not exist or due \
+                 value={} due to incorrect long value format, or entity does not exist or due \
                  to incorrect parameter annotation for the field in api cmd class.",
-                command.to_lowercase()
+                command.to_lowercase(),
+                echo(value)
             ),
         )
     }
@@ -256,10 +289,47 @@ impl ApiError {
             ApiErrorCode::ParamError,
             Some(CsErrorCode::ServerApi),
             format!(
-                "Unable to parse date {value} for command {}; give it as yyyy-MM-dd, \
+                "Unable to parse date {} for command {}; give it as yyyy-MM-dd, \
                  yyyy-MM-dd HH:mm:ss or yyyy-MM-dd'T'HH:mm:ss with a zone such as +0000",
+                echo(value),
                 command.to_lowercase()
             ),
+        )
+    }
+
+    /// 431: a parameter's name or value holds an ASCII control character (CloudStack's text;
+    /// line feed and carriage return are allowed).
+    pub fn control_character(param: &str) -> Self {
+        Self::new(
+            ApiErrorCode::ParamError,
+            Some(CsErrorCode::ServerApi),
+            format!(
+                "Received value containing illegal ASCII non-printable characters for parameter {}",
+                echo(&printable(param))
+            ),
+        )
+    }
+
+    /// 431: a list parameter with more items than [`crate::params::MAX_LIST_ITEMS`].
+    pub fn too_many_items(command: &str, param: &str, items: usize, max: usize) -> Self {
+        Self::new(
+            ApiErrorCode::ParamError,
+            Some(CsErrorCode::ServerApi),
+            format!(
+                "Unable to execute API command {} due to invalid value. {param} has {items} \
+                 items, more than the {max} a list parameter may hold",
+                command.to_lowercase()
+            ),
+        )
+    }
+
+    /// 431: a request larger than a limit of [`crate::params`] (its query string, its body,
+    /// its number of parameters); `what` names the part and `unit` what is counted.
+    pub fn request_too_large(what: &str, size: usize, max: usize, unit: &str) -> Self {
+        Self::new(
+            ApiErrorCode::ParamError,
+            Some(CsErrorCode::ServerApi),
+            format!("The request's {what} has {size} {unit}, more than the {max} allowed"),
         )
     }
 
@@ -269,8 +339,9 @@ impl ApiError {
             ApiErrorCode::MalformedParameter,
             Some(CsErrorCode::ServerApi),
             format!(
-                "Unable to decode parameter {key}; a map parameter is sent as \
-                 name[index].field=value, for example tags[0].key=env"
+                "Unable to decode parameter {}; a map parameter is sent as \
+                 name[index].field=value, for example tags[0].key=env",
+                echo(key)
             ),
         )
     }
@@ -393,7 +464,7 @@ impl ApiError {
         Self::new(
             ApiErrorCode::InternalError,
             Some(CsErrorCode::ServerApi),
-            format!("No API named {name} is available"),
+            format!("No API named {} is available", echo(name)),
         )
     }
 
@@ -423,7 +494,7 @@ impl ApiError {
         if let Some(cs) = self.cs_code {
             body.insert("cserrorcode".into(), json!(cs.code()));
         }
-        body.insert("errortext".into(), json!(self.text));
+        body.insert("errortext".into(), json!(self.bounded_text()));
         let mut outer = serde_json::Map::new();
         outer.insert(key, Value::Object(body));
         Value::Object(outer)
@@ -432,8 +503,21 @@ impl ApiError {
     /// The `jobresult` of a job that failed with this error: `{"errorcode": N, "errortext": "…"}`
     /// (no `cserrorcode`, no `uuidList`). The job's `jobresultcode` is the same `N`.
     pub fn job_result(&self) -> Value {
-        json!({"errorcode": self.code.code(), "errortext": self.text})
+        json!({"errorcode": self.code.code(), "errortext": self.bounded_text()})
     }
+}
+
+/// `text` with every control character written as `\u{..}`, so an error can name it.
+fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_unicode().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]

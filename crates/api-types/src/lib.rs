@@ -16,6 +16,9 @@ pub mod error;
 pub mod params;
 pub mod signing;
 
+#[cfg(test)]
+mod fuzz;
+
 pub use catalogue::{ApiSpec, ParamKind, ParamSpec, ResponseField};
 pub use error::{ApiError, ApiErrorCode, CsErrorCode};
 pub use params::{check_and_normalize, Paging, Params};

@@ -11,7 +11,15 @@
 //!   another shape, whatever its name);
 //! * fails with 431 when a required parameter is absent or empty, or a value does not parse as
 //!   its type, or text is longer than the parameter's length;
+//! * fails with 431 when any name or value (of any parameter, known or not) holds an ASCII
+//!   control character other than line feed and carriage return, as CloudStack's API server
+//!   refuses them ([`check_characters`]);
+//! * bounds the request: at most [`MAX_PARAMS`] parameters, [`MAX_LIST_ITEMS`] items in a list
+//!   or entries in a map, each list item as long as the parameter's length and each map value
+//!   at most [`MAX_MAP_VALUE_CHARS`] characters;
 //! * applies the paging rules of list commands ([`Paging`]).
+//!
+//! Every check is linear in the size of the request.
 
 use std::collections::BTreeMap;
 use std::ops::Range;
@@ -30,6 +38,44 @@ pub const TRANSPORT_PARAMS: [&str; 7] = [
     "expires",
     "sessionkey",
 ];
+
+/// The most parameters a request may carry (CloudStack's `request.max.form.keys` default).
+pub const MAX_PARAMS: usize = 5000;
+
+/// The most bytes of a request's query string (CloudStack's HTTP server takes 8 KiB of request
+/// head; longer requests go as a form body).
+pub const MAX_QUERY_BYTES: usize = 8192;
+
+/// The most bytes of a request's form body (CloudStack's `request.content.size` default).
+pub const MAX_BODY_BYTES: usize = 1_048_576;
+
+/// The most items a list parameter (comma-separated) holds, and the most entries of a map
+/// parameter. CloudStack sets none; a rule with more source CIDRs than this is better written
+/// as several rules.
+pub const MAX_LIST_ITEMS: usize = 1000;
+
+/// The longest value of one field of a map parameter, in characters.
+pub const MAX_MAP_VALUE_CHARS: usize = 4096;
+
+/// Whether `c` is one of the control characters CloudStack's API server refuses in a value:
+/// U+0000–U+001F and U+007F except line feed and carriage return.
+fn is_refused_control(c: char) -> bool {
+    c.is_ascii_control() && c != '\n' && c != '\r'
+}
+
+/// Refuses a request whose parameter names or values hold a control character other than line
+/// feed and carriage return.
+///
+/// # Errors
+/// 431 [`ApiError::control_character`] naming the first such parameter.
+pub fn check_characters(raw: &[(String, String)]) -> Result<(), ApiError> {
+    for (name, value) in raw {
+        if name.chars().any(is_refused_control) || value.chars().any(is_refused_control) {
+            return Err(ApiError::control_character(name));
+        }
+    }
+    Ok(())
+}
 
 /// A checked value.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -375,6 +421,15 @@ pub fn check_and_normalize(
     spec: &'static ApiSpec,
     raw: &[(String, String)],
 ) -> Result<Params, ApiError> {
+    if raw.len() > MAX_PARAMS {
+        return Err(ApiError::request_too_large(
+            "parameter list",
+            raw.len(),
+            MAX_PARAMS,
+            "parameters",
+        ));
+    }
+    check_characters(raw)?;
     let unpacked = unpack(raw)?;
     let command = spec.name;
     let mut values = BTreeMap::new();
@@ -383,6 +438,25 @@ pub fn check_and_normalize(
         if param.kind == ParamKind::Map {
             match (unpacked.maps.get(name), unpacked.plain.get(name)) {
                 (Some(entries), _) => {
+                    if entries.len() > MAX_LIST_ITEMS {
+                        return Err(ApiError::too_many_items(
+                            command,
+                            name,
+                            entries.len(),
+                            MAX_LIST_ITEMS,
+                        ));
+                    }
+                    let too_long = entries
+                        .values()
+                        .flat_map(BTreeMap::values)
+                        .any(|v| v.chars().count() > MAX_MAP_VALUE_CHARS);
+                    if too_long {
+                        return Err(ApiError::value_too_long(
+                            command,
+                            name,
+                            u32::try_from(MAX_MAP_VALUE_CHARS).unwrap_or(u32::MAX),
+                        ));
+                    }
                     let entry = Entry {
                         raw: String::new(),
                         value: Value::Map(entries.values().cloned().collect()),
@@ -449,17 +523,21 @@ pub fn check_and_normalize(
                 raw: check_uuid(command, name, value)?,
                 value: Value::Text,
             },
-            ParamKind::List => Entry {
-                raw: value.clone(),
-                value: Value::List(
-                    value
-                        .split(',')
-                        .filter(|s| !s.is_empty())
-                        .map(str::to_string)
-                        .collect(),
-                ),
-            },
+            ParamKind::List => {
+                check_list(command, name, value, param.length)?;
+                Entry {
+                    raw: value.clone(),
+                    value: Value::List(
+                        value
+                            .split(',')
+                            .filter(|s| !s.is_empty())
+                            .map(str::to_string)
+                            .collect(),
+                    ),
+                }
+            }
             ParamKind::ListOfUuid => {
+                check_list(command, name, value, param.length)?;
                 let items = value
                     .split(',')
                     .filter(|s| !s.is_empty())
@@ -490,6 +568,27 @@ pub fn check_and_normalize(
         values,
         paging,
     })
+}
+
+/// A list's size: at most [`MAX_LIST_ITEMS`] non-empty items, each at most `length` UTF-16
+/// units (as strings are measured). Counts before anything is allocated.
+fn check_list(command: &str, name: &str, value: &str, length: u32) -> Result<(), ApiError> {
+    let mut items = 0usize;
+    for item in value.split(',').filter(|s| !s.is_empty()) {
+        items += 1;
+        if item.encode_utf16().count() > length as usize {
+            return Err(ApiError::value_too_long(command, name, length));
+        }
+    }
+    if items > MAX_LIST_ITEMS {
+        return Err(ApiError::too_many_items(
+            command,
+            name,
+            items,
+            MAX_LIST_ITEMS,
+        ));
+    }
+    Ok(())
 }
 
 fn paging(command: &str, values: &BTreeMap<&'static str, Entry>) -> Result<Paging, ApiError> {

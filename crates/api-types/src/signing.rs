@@ -5,10 +5,21 @@
 //! `%XX` upper hex of its UTF-8 bytes), joined as `name=value` with `&`, then lowercased whole.
 //! The signature is the standard base64 of HMAC-SHA1 over it with the user's secret key.
 //!
+//! Names are escaped too, unlike the Java server, which writes them as received: a name keeps
+//! the characters any client's names are made of (`A-Z a-z 0-9 . - * _ [ ]`, so every real
+//! request signs exactly as CloudStack signs it) and every other byte becomes `%XX`. Without
+//! that, a name holding `=` and `&` (`endport=4444&expires`, sent as `endport%3D4444%26expires`)
+//! signs like two parameters, and a request can be re-shaped, dropping its `expires` or its
+//! `signatureversion`, without changing its signature.
+//!
 //! Real clients differ from the Java server in two ways that must be tolerated: `cs`, cmk and
 //! py-acs-sdk leave `~` unencoded, and legacy cloudmonkey and py-acs-sdk sort names after
 //! lowercasing them. [`verify`] accepts a signature made any of those ways, comparing in
 //! constant time.
+//!
+//! Expiry: `signatureversion=3` requires `expires` (as CloudStack requires it), and an
+//! `expires` is checked whenever the request carries one, whatever its `signatureversion`
+//! (CloudStack looks at it only with version 3; no client sends `expires` without it).
 
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
@@ -29,6 +40,9 @@ pub enum AuthError {
     /// `expires` is in the past.
     #[error("request expired at {0}")]
     Expired(String),
+    /// `signatureversion=3` without `expires`.
+    #[error("signature version 3 needs expires")]
+    MissingExpires,
 }
 
 /// How the canonical string is built.
@@ -44,18 +58,27 @@ enum Form {
     LowercaseSortTildeRaw,
 }
 
-fn encode(value: &str, tilde_raw: bool, out: &mut String) {
-    for b in value.bytes() {
+/// Appends `text` percent-encoded: ASCII letters and digits, `. - * _`, and `extra`, kept;
+/// every other byte as `%XX` (upper hex).
+pub(crate) fn encode(text: &str, extra: &[u8], out: &mut String) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    for b in text.bytes() {
         let keep = b.is_ascii_alphanumeric()
             || matches!(b, b'.' | b'-' | b'*' | b'_')
-            || (tilde_raw && b == b'~');
+            || extra.contains(&b);
         if keep {
             out.push(char::from(b));
         } else {
-            out.push_str(&format!("%{b:02X}"));
+            out.push('%');
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 0x0f)]));
         }
     }
 }
+
+/// The bytes a parameter name keeps unescaped besides letters, digits and `. - * _`: the
+/// brackets of map parameters (`tags[0].key`).
+const NAME_EXTRA: &[u8] = b"[]";
 
 fn canonical(params: &[(String, String)], form: Form) -> String {
     let mut signed: Vec<&(String, String)> = params
@@ -73,16 +96,19 @@ fn canonical(params: &[(String, String)], form: Form) -> String {
         signed.sort_by(|a, b| a.0.cmp(&b.0));
     }
     let tilde_raw = matches!(form, Form::TildeRaw | Form::LowercaseSortTildeRaw);
+    let value_extra: &[u8] = if tilde_raw { b"~" } else { b"" };
     let mut out = String::new();
     for (i, (k, v)) in signed.iter().enumerate() {
         if i > 0 {
             out.push('&');
         }
-        out.push_str(k);
+        encode(k, NAME_EXTRA, &mut out);
         out.push('=');
-        encode(v, tilde_raw, &mut out);
+        encode(v, value_extra, &mut out);
     }
-    out.to_lowercase()
+    // Everything is ASCII by now.
+    out.make_ascii_lowercase();
+    out
 }
 
 fn mac(secret: &str, canonical: &str) -> Hmac<Sha1> {
@@ -102,7 +128,8 @@ pub fn sign(params: &[(String, String)], secret: &str) -> String {
 }
 
 /// Checks a request's `signature` against `secret`, and its `expires` against `now_unix`
-/// (seconds since the epoch) when it asks for signature version 3.
+/// (seconds since the epoch): every `expires` the request carries must be a time not yet
+/// past, and `signatureversion=3` needs one.
 ///
 /// # Errors
 /// [`AuthError`] naming what failed.
@@ -133,17 +160,19 @@ pub fn verify(params: &[(String, String)], secret: &str, now_unix: i64) -> Resul
     let version3 = params
         .iter()
         .any(|(k, v)| k.eq_ignore_ascii_case("signatureversion") && v.trim() == "3");
-    if version3 {
-        if let Some((_, expires)) = params
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case("expires"))
-        {
-            let at =
-                parse_expires(expires).ok_or_else(|| AuthError::BadExpires(expires.clone()))?;
-            if at < now_unix {
-                return Err(AuthError::Expired(expires.clone()));
-            }
+    let mut has_expires = false;
+    for (_, expires) in params
+        .iter()
+        .filter(|(k, _)| k.eq_ignore_ascii_case("expires"))
+    {
+        has_expires = true;
+        let at = parse_expires(expires).ok_or_else(|| AuthError::BadExpires(expires.clone()))?;
+        if at < now_unix {
+            return Err(AuthError::Expired(expires.clone()));
         }
+    }
+    if version3 && !has_expires {
+        return Err(AuthError::MissingExpires);
     }
     Ok(())
 }

@@ -94,15 +94,17 @@ impl WithList for ApiError {
     }
 }
 
-/// A CIDR list; empty entries are dropped, duplicates kept once, order kept.
+/// A CIDR list; empty entries are dropped, duplicates kept once, order kept. Linear in the
+/// list's length.
 ///
 /// # Errors
 /// 431 for the first bad entry.
 pub fn cidr_list(list_name: &str, list: &[String]) -> Result<Vec<Ipv4Net>, ApiError> {
     let mut out: Vec<Ipv4Net> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     for s in list.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
         let n = cidr(list_name, s)?;
-        if !out.contains(&n) {
+        if seen.insert(n) {
             out.push(n);
         }
     }
@@ -190,13 +192,34 @@ fn same_set(a: &[Ipv4Net], b: &[Ipv4Net]) -> bool {
     a == b
 }
 
-/// Whether two source sets share an address; an empty set is everyone.
+/// Whether two source sets share an address; an empty set is everyone. Sorts both sets'
+/// address ranges and walks them together: O((n + m) log(n + m)), not n × m.
 pub fn sources_intersect(a: &[Ipv4Net], b: &[Ipv4Net]) -> bool {
     let everyone = [Ipv4Net::default()];
     let a = if a.is_empty() { &everyone[..] } else { a };
     let b = if b.is_empty() { &everyone[..] } else { b };
-    a.iter()
-        .any(|x| b.iter().any(|y| x.contains(y) || y.contains(x)))
+    let ranges = |nets: &[Ipv4Net]| {
+        let mut r: Vec<(u32, u32)> = nets
+            .iter()
+            .map(|n| (u32::from(n.network()), u32::from(n.broadcast())))
+            .collect();
+        r.sort_unstable();
+        r
+    };
+    let (a, b) = (ranges(a), ranges(b));
+    let (mut i, mut j) = (0, 0);
+    // Each side is sorted by first address: a range that ends before the other side's current
+    // range begins cannot meet any later range of the other side either.
+    while let (Some(x), Some(y)) = (a.get(i), b.get(j)) {
+        if x.1 < y.0 {
+            i += 1;
+        } else if y.1 < x.0 {
+            j += 1;
+        } else {
+            return true;
+        }
+    }
+    false
 }
 
 fn ranges_meet(a: (i64, i64), b: (i64, i64)) -> bool {
@@ -464,5 +487,43 @@ mod tests {
         assert!(algorithm("random").is_err());
         assert!(lb_protocol(Some("udp")).is_err());
         assert_eq!(lb_protocol(None).ok().as_deref(), Some("tcp"));
+    }
+
+    proptest::proptest! {
+        /// The sorted walk answers as comparing every pair of CIDRs does, and a list keeps its
+        /// first occurrences in order.
+        #[test]
+        fn source_sets_meet_exactly_when_two_of_their_cidrs_do(
+            a in proptest::collection::vec((0u32..64, 22u8..=32), 0..12),
+            b in proptest::collection::vec((0u32..64, 22u8..=32), 0..12),
+        ) {
+            let nets = |l: &[(u32, u8)]| -> Vec<Ipv4Net> {
+                l.iter()
+                    .map(|(x, len)| {
+                        Ipv4Net::new(Ipv4Addr::from(0x0a00_0000 | (x << 6)), *len)
+                            .unwrap()
+                            .trunc()
+                    })
+                    .collect()
+            };
+            let (a, b) = (nets(&a), nets(&b));
+            let everyone = [Ipv4Net::default()];
+            let (wa, wb) = (
+                if a.is_empty() { &everyone[..] } else { &a[..] },
+                if b.is_empty() { &everyone[..] } else { &b[..] },
+            );
+            let pairwise = wa
+                .iter()
+                .any(|x| wb.iter().any(|y| x.contains(y) || y.contains(x)));
+            proptest::prop_assert_eq!(sources_intersect(&a, &b), pairwise);
+            let texts: Vec<String> = a.iter().map(ToString::to_string).collect();
+            let mut firsts: Vec<Ipv4Net> = Vec::new();
+            for n in &a {
+                if !firsts.contains(n) {
+                    firsts.push(*n);
+                }
+            }
+            proptest::prop_assert_eq!(cidr_list("cidrlist", &texts).unwrap(), firsts);
+        }
     }
 }

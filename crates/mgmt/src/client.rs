@@ -7,7 +7,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client as HyperClient;
-use hyper_util::rt::TokioExecutor;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use serde_json::Value;
 
 /// What went wrong with a call.
@@ -56,6 +56,11 @@ pub struct Client {
     http: HyperClient<HttpConnector, Full<Bytes>>,
 }
 
+/// How long an idle connection is kept for the next request: well below the server's header
+/// timeout, after which the server closes it (a client whose runtime sleeps between calls
+/// would not notice the close and would send on a dead connection).
+const POOL_IDLE: Duration = Duration::from_secs(5);
+
 fn enc(s: &str) -> String {
     form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
@@ -79,7 +84,10 @@ impl Client {
             endpoint: endpoint.to_string(),
             api_key: api_key.to_string(),
             secret: secret.to_string(),
-            http: HyperClient::builder(TokioExecutor::new()).build(connector),
+            http: HyperClient::builder(TokioExecutor::new())
+                .pool_idle_timeout(POOL_IDLE)
+                .pool_timer(TokioTimer::new())
+                .build(connector),
         }
     }
 

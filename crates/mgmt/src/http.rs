@@ -1,13 +1,19 @@
 //! The HTTP edge: `/client/api` (GET and POST, CloudStack's signing, envelopes and errors),
 //! `/metrics`, the agents' WebSocket (`/agent/v1`, a bearer token per host) and what servers
 //! and `guestnet verify` ask each other (`/internal/v1/…`, the database's shared secret).
+//!
+//! A request to `/client/api` is bounded before anything else looks at it: its query string
+//! ([`MAX_QUERY_BYTES`]), its form body ([`MAX_BODY_BYTES`], which must arrive within
+//! [`BODY_TIMEOUT`]) and its number of parameters ([`MAX_PARAMS`]); larger ones get a 431
+//! naming the limit. Decoding and checking the signature of a large request run on a blocking
+//! thread, so they never hold up the runtime's workers.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use api_types::catalogue;
-use api_types::error::ApiError;
-use api_types::params::check_and_normalize;
-use axum::body::Bytes;
+use api_types::error::{ApiError, ApiErrorCode};
+use api_types::params::{check_and_normalize, MAX_BODY_BYTES, MAX_PARAMS, MAX_QUERY_BYTES};
+use axum::body::{Body, Bytes};
 use axum::extract::{RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -133,9 +139,11 @@ fn text_reply(status: StatusCode, body: String, description: Option<&str>) -> Re
     resp.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(JSON));
     if let Some(d) = description {
-        // Header values cannot hold every character; keep what they can.
+        // Header values cannot hold every character; keep what they can, and no more than an
+        // error text may hold.
         let clean: String = d
             .chars()
+            .take(api_types::error::MAX_ERROR_TEXT_CHARS + 3)
             .map(|c| {
                 if c.is_ascii() && !c.is_ascii_control() {
                     c
@@ -153,7 +161,62 @@ fn text_reply(status: StatusCode, body: String, description: Option<&str>) -> Re
 
 fn error_reply(e: &ApiError, command: Option<&str>) -> Response {
     let status = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    reply(status, &e.envelope(command), Some(&e.text))
+    reply(status, &e.envelope(command), Some(&e.bounded_text()))
+}
+
+/// How long a request's body may take to arrive once its head has.
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Requests larger than this (query and body) are decoded and their signatures checked on a
+/// blocking thread.
+const OFFLOAD_BYTES: usize = 64 * 1024;
+
+/// Runs `f` here when `size` is small, on a blocking thread otherwise.
+async fn offload<T: Send + 'static>(size: usize, f: impl FnOnce() -> T + Send + 'static) -> T {
+    if size <= OFFLOAD_BYTES {
+        return f();
+    }
+    match tokio::task::spawn_blocking(f).await {
+        Ok(v) => v,
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
+}
+
+/// The form body, read up to [`MAX_BODY_BYTES`] within [`BODY_TIMEOUT`].
+async fn read_body(headers: &HeaderMap, body: Body) -> Result<Bytes, ApiError> {
+    let too_large =
+        |size: usize| ApiError::request_too_large("body", size, MAX_BODY_BYTES, "bytes");
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if let Some(n) = declared.filter(|n| *n > MAX_BODY_BYTES) {
+        return Err(too_large(n));
+    }
+    match tokio::time::timeout(BODY_TIMEOUT, axum::body::to_bytes(body, MAX_BODY_BYTES)).await {
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(e)) => {
+            let limit = std::error::Error::source(&e)
+                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+            if limit {
+                Err(too_large(MAX_BODY_BYTES + 1))
+            } else {
+                Err(ApiError::new(
+                    ApiErrorCode::BadRequest,
+                    None,
+                    "the request's body could not be read",
+                ))
+            }
+        }
+        Err(_) => Err(ApiError::new(
+            ApiErrorCode::BadRequest,
+            None,
+            format!(
+                "the request's body did not arrive within {} s",
+                BODY_TIMEOUT.as_secs()
+            ),
+        )),
+    }
 }
 
 /// Query string and form body, merged, `+` read as space and `%XX` as UTF-8.
@@ -175,9 +238,21 @@ async fn api(
     State(app): State<App>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Response {
-    let params = request_params(query.as_deref(), &headers, &body);
+    let params = match bounded_params(query, &headers, body).await {
+        Ok(p) => p,
+        Err(e) => {
+            app.metrics
+                .requests
+                .get_or_create(&RequestLabels {
+                    command: "unknown".into(),
+                    result: e.code.code().to_string(),
+                })
+                .inc();
+            return error_reply(&e, None);
+        }
+    };
     let command = params
         .iter()
         .find(|(k, _)| k == "command")
@@ -208,6 +283,36 @@ async fn api(
     resp
 }
 
+/// The request's parameters, within the limits of a request.
+async fn bounded_params(
+    query: Option<String>,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Vec<(String, String)>, ApiError> {
+    let query_len = query.as_deref().map_or(0, str::len);
+    if query_len > MAX_QUERY_BYTES {
+        let mut e =
+            ApiError::request_too_large("query string", query_len, MAX_QUERY_BYTES, "bytes");
+        e.text.push_str("; send long requests as a POST form body");
+        return Err(e);
+    }
+    let body = read_body(headers, body).await?;
+    let headers = headers.clone();
+    let params = offload(query_len + body.len(), move || {
+        request_params(query.as_deref(), &headers, &body)
+    })
+    .await;
+    if params.len() > MAX_PARAMS {
+        return Err(ApiError::request_too_large(
+            "parameter list",
+            params.len(),
+            MAX_PARAMS,
+            "parameters",
+        ));
+    }
+    Ok(params)
+}
+
 /// The whole answer body: `{"<command>response": <the command's object>}`.
 async fn handle(
     app: &App,
@@ -236,21 +341,40 @@ async fn authenticate(app: &App, params: &[(String, String)]) -> Result<Caller, 
     else {
         return Err(ApiError::auth_failure());
     };
+    // No key holds a control character (and PostgreSQL cannot even be asked about a NUL).
+    if key.chars().any(char::is_control) {
+        return Err(ApiError::auth_failure());
+    }
+    let (caller, secret, cached) = match app.keys.get(key) {
+        Some((caller, secret)) => (caller, secret, true),
+        None => {
+            let (caller, secret) = find_user(app, key).await?;
+            (caller, secret, false)
+        }
+    };
+    if !signature_holds(params, &secret).await {
+        return Err(ApiError::auth_failure());
+    }
+    if !cached {
+        app.keys.put(key, &caller, &secret);
+    }
+    Ok(caller)
+}
+
+/// Whether the request's signature and expiry hold for `secret`.
+async fn signature_holds(params: &[(String, String)], secret: &str) -> bool {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
-    if let Some((caller, secret)) = app.keys.get(key) {
-        return match api_types::signing::verify(params, &secret, now) {
-            Ok(()) => Ok(caller),
-            Err(_) => Err(ApiError::auth_failure()),
-        };
+    let size: usize = params.iter().map(|(k, v)| k.len() + v.len()).sum();
+    if size <= OFFLOAD_BYTES {
+        return api_types::signing::verify(params, secret, now).is_ok();
     }
-    let (caller, secret) = find_user(app, key).await?;
-    if api_types::signing::verify(params, &secret, now).is_err() {
-        return Err(ApiError::auth_failure());
-    }
-    app.keys.put(key, &caller, &secret);
-    Ok(caller)
+    let (params, secret) = (params.to_vec(), secret.to_string());
+    offload(size, move || {
+        api_types::signing::verify(&params, &secret, now).is_ok()
+    })
+    .await
 }
 
 /// The enabled user (of an enabled account) with this API key, and its secret.
@@ -288,3 +412,6 @@ async fn find_user(app: &App, key: &str) -> Result<(Caller, String), ApiError> {
     };
     Ok((caller, secret))
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,7 +1,15 @@
 //! `guestnet serve`: opens the database (migrating it), picks the agent, seeds the first start,
 //! brings the job runner up, and serves the API until SIGINT or SIGTERM.
+//!
+//! Connections are bounded ([`ConnLimits`], [`serve_http`]): a request head must arrive within
+//! [`ConnLimits::HEADER_READ_TIMEOUT`] of the connection opening or of its previous answer (so
+//! neither a silent connection, an idle keep-alive one nor one trickling bytes is held longer),
+//! one address holds at most [`ConnLimits::PER_ADDRESS`] connections, and all together stay
+//! below the process's file-descriptor limit.
 
-use std::net::SocketAddr;
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -208,13 +216,258 @@ pub async fn serve(opts: Options, ready: impl FnOnce(&str)) -> Result<(), ServeE
         opts.server_name
     ));
     let router = crate::http::router(app);
-    axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown())
-    .await
-    .map_err(ServeError::Serve)
+    let limits = ConnLimits::for_fd_limit(raise_fd_limit());
+    tracing::info!(
+        per_address = limits.per_address,
+        total = limits.total,
+        header_read_timeout_s = limits.header_read_timeout.as_secs(),
+        "connection limits"
+    );
+    serve_http(listener, router, limits, shutdown())
+        .await
+        .map_err(ServeError::Serve)
+}
+
+/// Bounds on the connections the API's listener holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnLimits {
+    /// A complete request head must arrive within this of the connection opening or of its
+    /// previous answer, or the connection is closed.
+    pub header_read_timeout: Duration,
+    /// The most connections one address holds at once; more are answered 429 and closed.
+    pub per_address: usize,
+    /// The most connections held at once; more are answered 503 and closed.
+    pub total: usize,
+}
+
+impl ConnLimits {
+    /// The default [`header_read_timeout`](Self::header_read_timeout): CloudStack's HTTP
+    /// connector closes a connection idle for 30 s.
+    pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+    /// The default [`per_address`](Self::per_address).
+    pub const PER_ADDRESS: usize = 128;
+    /// File descriptors kept for everything but API connections: the database pool, agents'
+    /// and routers' sockets, files.
+    pub const RESERVED_FDS: u64 = 256;
+
+    /// The limits for a process that may hold `fds` file descriptors.
+    pub fn for_fd_limit(fds: u64) -> ConnLimits {
+        let total = fds.saturating_sub(Self::RESERVED_FDS).clamp(32, 65_536);
+        ConnLimits {
+            header_read_timeout: Self::HEADER_READ_TIMEOUT,
+            per_address: Self::PER_ADDRESS,
+            total: usize::try_from(total).unwrap_or(65_536),
+        }
+    }
+}
+
+/// Raises this process's soft limit of open files to its hard limit; returns the soft limit
+/// now in force.
+pub fn raise_fd_limit() -> u64 {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) if soft < hard => match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+            Ok(()) => hard,
+            Err(_) => soft,
+        },
+        Ok((soft, _)) => soft,
+        Err(_) => 1024,
+    }
+}
+
+/// The largest request head (request line and headers) a connection may send.
+const MAX_HEAD_BYTES: usize = 64 * 1024;
+
+/// How long a shutdown waits for open connections to finish their requests.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Connections held, by address.
+#[derive(Default)]
+struct Held {
+    by_address: std::sync::Mutex<HashMap<IpAddr, usize>>,
+    all: std::sync::atomic::AtomicUsize,
+    emptied: tokio::sync::Notify,
+}
+
+/// One held connection; dropping it lets it go.
+struct Admission {
+    held: Arc<Held>,
+    address: IpAddr,
+}
+
+/// Why a connection was not taken.
+enum Refusal {
+    Address,
+    Total,
+}
+
+impl Held {
+    fn admit(self: &Arc<Self>, address: IpAddr, limits: &ConnLimits) -> Result<Admission, Refusal> {
+        let mut by_address = self
+            .by_address
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let all = self.all.load(std::sync::atomic::Ordering::SeqCst);
+        if all >= limits.total {
+            return Err(Refusal::Total);
+        }
+        let n = by_address.entry(address).or_insert(0);
+        if *n >= limits.per_address {
+            return Err(Refusal::Address);
+        }
+        *n += 1;
+        self.all.store(all + 1, std::sync::atomic::Ordering::SeqCst);
+        Ok(Admission {
+            held: Arc::clone(self),
+            address,
+        })
+    }
+
+    fn count(&self) -> usize {
+        self.all.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        let mut by_address = self
+            .held
+            .by_address
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(n) = by_address.get_mut(&self.address) {
+            *n -= 1;
+            if *n == 0 {
+                by_address.remove(&self.address);
+            }
+        }
+        let before = self
+            .held
+            .all
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        if before == 1 {
+            self.held.emptied.notify_waiters();
+        }
+    }
+}
+
+/// Answers a connection that is not taken, as far as the socket accepts it at once, and
+/// closes it.
+fn refuse(stream: &tokio::net::TcpStream, refusal: &Refusal, limits: &ConnLimits) {
+    let (status, error) = match refusal {
+        Refusal::Address => (
+            "429 Too Many Requests",
+            api_types::error::ApiError::api_limit_exceeded(format!(
+                "this address already holds {} connections, the most one address may hold",
+                limits.per_address
+            )),
+        ),
+        Refusal::Total => (
+            "503 Service Unavailable",
+            api_types::error::ApiError::new(
+                api_types::error::ApiErrorCode::ServiceUnavailable,
+                None,
+                format!(
+                    "the server already holds {} connections, the most it takes",
+                    limits.total
+                ),
+            ),
+        ),
+    };
+    let body = error.envelope(None).to_string();
+    let answer = format!(
+        "HTTP/1.1 {status}\r\ncontent-type: application/json; charset=UTF-8\r\n\
+         x-description: {}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        error.text,
+        body.len()
+    );
+    // Best effort: a client that cannot take these few bytes at once just sees the close.
+    let _ = stream.try_write(answer.as_bytes());
+}
+
+/// Serves `router` on `listener` within `limits` until `shutdown` completes, then lets open
+/// requests finish (for up to [`DRAIN_TIMEOUT`]).
+///
+/// # Errors
+/// Never, today; the signature leaves room for a listener that can fail for good.
+pub async fn serve_http(
+    listener: tokio::net::TcpListener,
+    router: axum::Router,
+    limits: ConnLimits,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), std::io::Error> {
+    let held = Arc::new(Held::default());
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::ConnectionAborted | std::io::ErrorKind::ConnectionReset
+                ) => continue,
+                Err(e) => {
+                    // Out of file descriptors, most likely: let some connections close.
+                    tracing::warn!(error = %e, "cannot accept a connection");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
+                }
+            },
+        };
+        let admission = match held.admit(peer.ip(), &limits) {
+            Ok(a) => a,
+            Err(refusal) => {
+                refuse(&stream, &refusal, &limits);
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let service = hyper_util::service::TowerToHyperService::new(
+            router
+                .clone()
+                .layer(axum::Extension(axum::extract::ConnectInfo(peer))),
+        );
+        let mut stop = stop_rx.clone();
+        tokio::spawn(async move {
+            let _admission = admission;
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(limits.header_read_timeout)
+                .max_buf_size(MAX_HEAD_BYTES)
+                .keep_alive(true);
+            let conn = builder
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                .with_upgrades();
+            tokio::pin!(conn);
+            let outcome = tokio::select! {
+                r = conn.as_mut() => r,
+                () = async {
+                    let _ = stop.wait_for(|s| *s).await;
+                } => {
+                    conn.as_mut().graceful_shutdown();
+                    conn.await
+                }
+            };
+            if let Err(e) = outcome {
+                tracing::debug!(%peer, error = %e, "connection ended");
+            }
+        });
+    }
+    let _ = stop_tx.send(true);
+    let _ = tokio::time::timeout(DRAIN_TIMEOUT, async {
+        loop {
+            let emptied = held.emptied.notified();
+            if held.count() == 0 {
+                break;
+            }
+            emptied.await;
+        }
+    })
+    .await;
+    Ok(())
 }
 
 /// Makes the data directory the owner's alone: the database in it holds every user's secret key

@@ -149,3 +149,57 @@ fn job_result_has_only_code_and_text() {
 fn display_shows_code_and_text() {
     assert_eq!(ApiError::rule_conflict("x").to_string(), "537 x");
 }
+
+#[test]
+fn echoed_values_and_texts_are_bounded() {
+    let huge = "9".repeat(1_000_000);
+    let e = ApiError::invalid_value("createFirewallRule", "startport", &huge);
+    assert_eq!(
+        e.text,
+        format!(
+            "Unable to execute API command createfirewallrule due to invalid value {}... for \
+             parameter startport",
+            "9".repeat(MAX_ECHO_CHARS)
+        )
+    );
+    for e in [
+        ApiError::unknown_uuid("listNetworks", "id", &huge),
+        ApiError::unparsable_date("listEvents", &huge),
+        ApiError::malformed_parameter(&huge),
+        ApiError::unknown_api_name(&huge),
+        ApiError::control_character(&huge),
+    ] {
+        assert!(e.text.len() < 400, "{}", e.text.len());
+        assert!(e
+            .text
+            .contains(&format!("{}...", "9".repeat(MAX_ECHO_CHARS))));
+    }
+    // A handler's own text is cut too, wherever it is sent.
+    let e = ApiError::invalid_parameter(format!("Source CIDRs formatting error {huge}"));
+    assert_eq!(e.text.chars().count(), MAX_ERROR_TEXT_CHARS + 3);
+    assert!(e.text.ends_with("999..."));
+    let body = e.envelope(Some("createFirewallRule"));
+    let text = body["createfirewallruleresponse"]["errortext"]
+        .as_str()
+        .unwrap();
+    assert_eq!(text, e.text);
+    let mut raw = e.clone();
+    raw.text = huge.clone();
+    assert_eq!(
+        raw.job_result()["errortext"]
+            .as_str()
+            .unwrap()
+            .chars()
+            .count(),
+        MAX_ERROR_TEXT_CHARS + 3
+    );
+    // Short texts are left alone, multi-byte characters are cut whole.
+    assert_eq!(
+        echo("é".repeat(MAX_ECHO_CHARS).as_str()),
+        "é".repeat(MAX_ECHO_CHARS)
+    );
+    assert_eq!(
+        echo("é".repeat(MAX_ECHO_CHARS + 1).as_str()),
+        format!("{}...", "é".repeat(MAX_ECHO_CHARS))
+    );
+}

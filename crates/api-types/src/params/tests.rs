@@ -503,3 +503,107 @@ proptest::proptest! {
         }
     }
 }
+
+fn lb(extra: &[(&str, &str)]) -> Result<Params, ApiError> {
+    let mut pairs = vec![
+        ("publicipid", IP),
+        ("name", "web"),
+        ("algorithm", "roundrobin"),
+        ("publicport", "80"),
+        ("privateport", "80"),
+    ];
+    pairs.extend_from_slice(extra);
+    let mut seen = std::collections::HashSet::new();
+    let pairs: Vec<_> = pairs
+        .into_iter()
+        .rev()
+        .filter(|(k, _)| seen.insert(*k))
+        .collect();
+    check("createLoadBalancerRule", &pairs)
+}
+
+#[test]
+fn control_characters_are_refused_in_any_name_or_value() {
+    assert!(lb(&[]).is_ok());
+    for (name, value) in [
+        ("name", "\u{0}web"),
+        ("description", "a\u{7}b"),
+        ("name", "tab\there"),
+        ("unknownparam", "x\u{7f}"),
+        ("response", "json\u{0}"),
+    ] {
+        let e = lb(&[(name, value)]).unwrap_err();
+        assert_eq!(e.code, ApiErrorCode::ParamError, "{name}={value:?}");
+        assert_eq!(
+            e.text,
+            format!(
+                "Received value containing illegal ASCII non-printable characters for parameter \
+                 {name}"
+            )
+        );
+    }
+    // A control character in a name is named escaped.
+    let e = lb(&[("na\u{0}me", "x")]).unwrap_err();
+    assert!(e.text.ends_with("for parameter na\\u{0}me"), "{}", e.text);
+    // Line feed and carriage return pass, as in CloudStack.
+    let p = lb(&[("description", "two\r\nlines")]).unwrap();
+    assert_eq!(p.str("description"), Some("two\r\nlines"));
+}
+
+#[test]
+fn lists_maps_and_requests_are_bounded() {
+    let rule = |cidrs: &str| {
+        check(
+            "createFirewallRule",
+            &[
+                ("ipaddressid", IP),
+                ("protocol", "tcp"),
+                ("cidrlist", cidrs),
+            ],
+        )
+    };
+    let most = vec!["10.0.0.0/8"; MAX_LIST_ITEMS].join(",");
+    assert_eq!(rule(&most).unwrap().list("cidrlist").unwrap().len(), 1000);
+    let e = rule(&format!("{most},10.0.0.0/8")).unwrap_err();
+    assert_eq!(e.code, ApiErrorCode::ParamError);
+    assert_eq!(
+        e.text,
+        "Unable to execute API command createfirewallrule due to invalid value. cidrlist has \
+         1001 items, more than the 1000 a list parameter may hold"
+    );
+    // 90,000 entries, as a client sent once: refused without splitting them up first.
+    let e = rule(&vec!["10.0.0.0/8"; 90_000].join(",")).unwrap_err();
+    assert!(e.text.contains("cidrlist has 90000 items"), "{}", e.text);
+    let e = rule(&"1".repeat(256)).unwrap_err();
+    assert!(
+        e.text
+            .ends_with("max allowed length 255 for param: cidrlist"),
+        "{}",
+        e.text
+    );
+
+    let mut members: Vec<(String, String)> = (0..=MAX_LIST_ITEMS)
+        .map(|i| (format!("vmidipmap[{i}].vmid"), VM.to_string()))
+        .collect();
+    members.push(("id".into(), IP.into()));
+    let spec = find("assignToLoadBalancerRule").unwrap();
+    let e = check_and_normalize(spec, &members).unwrap_err();
+    assert!(e.text.contains("vmidipmap has 1001 items"), "{}", e.text);
+    let long = "x".repeat(MAX_MAP_VALUE_CHARS + 1);
+    let e = check(
+        "assignToLoadBalancerRule",
+        &[("id", IP), ("vmidipmap[0].vmip", &long)],
+    )
+    .unwrap_err();
+    assert!(e.text.contains("for param: vmidipmap"), "{}", e.text);
+
+    let many: Vec<(String, String)> = (0..=MAX_PARAMS)
+        .map(|i| (format!("p{i}"), "1".to_string()))
+        .collect();
+    let e = check_and_normalize(find("listZones").unwrap(), &many).unwrap_err();
+    assert_eq!(e.code, ApiErrorCode::ParamError);
+    assert_eq!(
+        e.text,
+        "The request's parameter list has 5001 parameters, more than the 5000 allowed"
+    );
+}

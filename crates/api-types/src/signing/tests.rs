@@ -137,3 +137,119 @@ fn expires_forms_clients_send_parse_to_the_same_instant() {
         assert_eq!(parse_expires(bad), None, "{bad}");
     }
 }
+
+/// A signed request as the probe captured it: version 3, `expires` already past.
+fn stale_rule() -> Vec<(String, String)> {
+    let p = params(&[
+        ("command", "createFirewallRule"),
+        ("apiKey", "AbC123"),
+        ("response", "json"),
+        ("signatureVersion", "3"),
+        ("expires", "2020-01-01T00:00:00Z"),
+        ("ipaddressid", "9a1e-42"),
+        ("protocol", "tcp"),
+        ("startport", "1000"),
+        ("endport", "4444"),
+    ]);
+    let s = sign(&p, SECRET);
+    with_signature(p, &s)
+}
+
+const NOW: i64 = 1_800_000_000; // 2027-01-15, after the stale request's expiry
+
+/// Replaces the parameters named `first` and `second` (adjacent once sorted) by one parameter
+/// whose name is `first=<its value>&second` and whose value is `second`'s: the text the old
+/// canonical form signed for the two.
+fn fuse(p: &[(String, String)], first: &str, second: &str) -> Vec<(String, String)> {
+    let a = p.iter().find(|(k, _)| k == first).unwrap().clone();
+    let b = p.iter().find(|(k, _)| k == second).unwrap().clone();
+    let mut out: Vec<(String, String)> = p
+        .iter()
+        .filter(|(k, _)| k != first && k != second)
+        .cloned()
+        .collect();
+    out.push((format!("{}={}&{}", a.0, a.1, b.0), b.1));
+    out
+}
+
+#[test]
+fn a_stale_request_is_refused() {
+    assert_eq!(
+        verify(&stale_rule(), SECRET, NOW),
+        Err(AuthError::Expired("2020-01-01T00:00:00Z".into()))
+    );
+}
+
+#[test]
+fn fusing_expires_into_another_name_does_not_keep_the_signature() {
+    // `endport%3D4444%26expires=2020-…`: the server sees one parameter named
+    // `endport=4444&expires`, and no `expires`.
+    let fused = fuse(&stale_rule(), "endport", "expires");
+    assert!(!fused.iter().any(|(k, _)| k == "expires"));
+    assert_eq!(verify(&fused, SECRET, NOW), Err(AuthError::BadSignature));
+}
+
+#[test]
+fn fusing_signatureversion_into_another_name_does_not_keep_the_signature() {
+    // `response%3Djson%26signatureVersion=3`: no signature version, so once no expiry check.
+    let fused = fuse(&stale_rule(), "response", "signatureVersion");
+    assert_eq!(verify(&fused, SECRET, NOW), Err(AuthError::BadSignature));
+}
+
+#[test]
+fn version_3_without_expires_is_refused() {
+    let p = params(&[
+        ("command", "listZones"),
+        ("apiKey", "AbC123"),
+        ("signatureVersion", "3"),
+    ]);
+    let s = sign(&p, SECRET);
+    assert_eq!(
+        verify(&with_signature(p, &s), SECRET, NOW),
+        Err(AuthError::MissingExpires)
+    );
+}
+
+#[test]
+fn expires_is_checked_without_a_signature_version_too() {
+    let p = params(&[
+        ("command", "listZones"),
+        ("apiKey", "AbC123"),
+        ("expires", "2020-01-01T00:00:00+0000"),
+    ]);
+    let s = sign(&p, SECRET);
+    let p = with_signature(p, &s);
+    assert_eq!(
+        verify(&p, SECRET, NOW),
+        Err(AuthError::Expired("2020-01-01T00:00:00+0000".into()))
+    );
+    let early = parse_expires("2020-01-01T00:00:00+0000").unwrap() - 1;
+    assert_eq!(verify(&p, SECRET, early), Ok(()));
+    // Every `expires` counts, not only the first.
+    let p = params(&[
+        ("command", "listZones"),
+        ("expires", "2030-01-01T00:00:00Z"),
+        ("Expires", "2020-01-01T00:00:00Z"),
+    ]);
+    let s = sign(&p, SECRET);
+    assert_eq!(
+        verify(&with_signature(p, &s), SECRET, NOW),
+        Err(AuthError::Expired("2020-01-01T00:00:00Z".into()))
+    );
+}
+
+#[test]
+fn names_of_real_clients_sign_as_written_and_others_are_escaped() {
+    // What every client signs for a map parameter: the name as written, brackets and all.
+    let p = params(&[("command", "x"), ("tags[0].key", "env")]);
+    let expected = base64::engine::general_purpose::STANDARD.encode(
+        mac(SECRET, "command=x&tags[0].key=env")
+            .finalize()
+            .into_bytes(),
+    );
+    assert_eq!(sign(&p, SECRET), expected);
+    assert_eq!(
+        canonical(&params(&[("a=b&c", "d"), ("é", "e")]), Form::Java),
+        "a%3db%26c=d&%c3%a9=e"
+    );
+}
