@@ -215,7 +215,7 @@ async fn seed(db: &Db) -> Result<(), sqlx::Error> {
     // There is no login command: the password is random and never shown, only its hash kept.
     let password = random_bytes::<32>().map_err(sqlx::Error::Protocol)?;
     let _w = db.write_lock().await;
-    let mut tx = db.pool().begin().await?;
+    let mut tx = db.begin_write().await?;
     let now = now_ms();
     let domain_id: i64 = sqlx::query(
         "INSERT INTO domains (uuid, name, path, parent_id, created) \

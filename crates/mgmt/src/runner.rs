@@ -1024,7 +1024,7 @@ async fn record(
     let e = |e: sqlx::Error| e.to_string();
     {
         let _w = app.db.write_lock().await;
-        let mut tx = app.db.pool().begin().await.map_err(e)?;
+        let mut tx = app.db.begin_write().await.map_err(e)?;
         if !crate::hosts::fence(&mut tx, fence).await.map_err(e)? {
             return Err(fenced(fence));
         }
@@ -1052,7 +1052,7 @@ async fn succeed(
         return Err("only the host's owner records what its router applied".into());
     };
     let _w = app.db.write_lock().await;
-    let mut tx = app.db.pool().begin().await.map_err(e)?;
+    let mut tx = app.db.begin_write().await.map_err(e)?;
     if !crate::hosts::fence(&mut tx, fence).await.map_err(e)? {
         return Err(fenced(fence));
     }
@@ -1141,7 +1141,7 @@ async fn fail(app: &App, job: &PendingJob, reason: &str, fence: &Fence) -> Resul
     let e = |e: sqlx::Error| e.to_string();
     {
         let _w = app.db.write_lock().await;
-        let mut tx = app.db.pool().begin().await.map_err(e)?;
+        let mut tx = app.db.begin_write().await.map_err(e)?;
         if !crate::hosts::fence(&mut tx, fence).await.map_err(e)? {
             return Err(fenced(fence));
         }
@@ -1173,7 +1173,7 @@ async fn finish(
     let e = |e: sqlx::Error| e.to_string();
     let ended = {
         let _w = app.db.write_lock().await;
-        let mut tx = app.db.pool().begin().await.map_err(e)?;
+        let mut tx = app.db.begin_write().await.map_err(e)?;
         let ended = finish_in(&mut tx, job, status, code, result)
             .await
             .map_err(e)?;
@@ -1373,7 +1373,7 @@ async fn implement(
     match outcome {
         Ok(pushed) => {
             let _w = app.db.write_lock().await;
-            let mut tx = app.db.pool().begin().await.map_err(e)?;
+            let mut tx = app.db.begin_write().await.map_err(e)?;
             if !crate::hosts::fence(&mut tx, fence).await.map_err(e)? {
                 return Err(fenced(fence));
             }
