@@ -963,8 +963,15 @@ async fn run_changes(
                         {
                             // Never a panic, and never another config planned from a wrong
                             // copy: count it, drop the copy, and send the router the config
-                            // of a full read.
+                            // of a full read. The router's last error says so until then, so
+                            // that an idle look re-sends it should this step end early.
                             app.metrics.copy_mismatches.inc();
+                            store::record_failure(
+                                &app.db,
+                                network_id,
+                                "the worker's copy of the network differed from the database",
+                            )
+                            .await?;
                             tracing::error!(
                                 network = network_id,
                                 ?copy,
