@@ -152,6 +152,9 @@ fn test(unprivileged: bool) -> Result<()> {
         "-D",
         "warnings",
     ]))?;
+    // The release build, before the tests: one of them races updates against it (debug
+    // assertions off), and building it here keeps that build out of the test run.
+    run(cargo().args(["build", "--release", "-p", "guestnet", "--bin", "guestnet"]))?;
     // Dropping `postgres` stops the private cluster, if one was started, also on failure.
     let (python, postgres) = compat_prerequisites()?;
     let nextest = has_nextest();

@@ -60,6 +60,11 @@ pub(crate) struct ServeArgs {
     /// The host name of the in-process agent (its routers are placed on it).
     #[arg(long = "host-name", value_name = "NAME", default_value = mgmt::serve::EMBEDDED_HOST)]
     host_name: String,
+    /// After every generation, compare each network worker's copy of its rows with a full read
+    /// of the database (a difference is logged, counted in `/metrics` and repaired); always on
+    /// in debug builds. Costs a full read per generation.
+    #[arg(long = "check-copy")]
+    check_copy: bool,
 }
 
 /// Runs the server until SIGINT or SIGTERM.
@@ -81,6 +86,7 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             .unwrap_or_else(crate::agent_cmd::default_name),
         advertise: args.advertise,
         host_name: args.host_name,
+        check_copy: args.check_copy,
     };
     rt.block_on(mgmt::serve::serve(opts, |line| {
         let mut out = std::io::stdout().lock();

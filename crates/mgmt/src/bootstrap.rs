@@ -213,7 +213,7 @@ async fn seed(db: &Db) -> Result<(), sqlx::Error> {
         .await
         .map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
     let _w = db.write_lock().await;
-    let mut tx = db.pool().begin().await?;
+    let mut tx = db.begin_write().await?;
     let now = now_ms();
     let domain_id: i64 = sqlx::query(
         "INSERT INTO domains (uuid, name, path, parent_id, created) \

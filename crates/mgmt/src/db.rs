@@ -223,6 +223,22 @@ impl Db {
         Ok(Some(l))
     }
 
+    /// Begins a write transaction: on SQLite with `BEGIN IMMEDIATE`, so that it takes the
+    /// database's write lock before its first statement, where SQLite waits for a busy lock
+    /// (`busy_timeout`). A deferred transaction that reads first takes the lock only at its
+    /// first write, and SQLite then answers "database is locked" at once instead of waiting,
+    /// whenever another connection still holds the lock (a dropped transaction whose rollback
+    /// has not run yet, another process). Take [`Db::write_lock`] first.
+    ///
+    /// # Errors
+    /// The database's error.
+    pub async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
+        match self.dialect {
+            Dialect::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Dialect::Postgres => self.pool.begin().await,
+        }
+    }
+
     /// Waits for the right to write (SQLite); immediate on PostgreSQL.
     pub async fn write_lock(&self) -> WriteGuard<'_> {
         WriteGuard {
@@ -410,3 +426,6 @@ impl Dialect {
         format!("substr({}, 2)", parts.join(" || "))
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -55,6 +55,9 @@ pub struct Metrics {
     pub generations_behind: Family<RouterLabels, Gauge>,
     /// Agent processes connected to this server.
     pub agents_connected: Gauge,
+    /// Times a network worker's copy of its rows differed from a full read (only counted while
+    /// the copy check runs: debug builds, or `guestnet serve --check-copy`).
+    pub copy_mismatches: Counter,
 }
 
 fn latency_buckets() -> impl Iterator<Item = f64> {
@@ -112,9 +115,16 @@ impl Metrics {
             "Agent processes connected to this server",
             agents_connected.clone(),
         );
+        let copy_mismatches = Counter::default();
+        registry.register(
+            "worker_copy_mismatches",
+            "Times a network worker's copy of its rows differed from the database",
+            copy_mismatches.clone(),
+        );
         Metrics {
             registry,
             agents_connected,
+            copy_mismatches,
             requests,
             job_seconds,
             applies,

@@ -55,6 +55,22 @@ pub struct Doorbell {
     hosts: Arc<Mutex<HashMap<i64, String>>>,
     /// While set, workers take no jobs (jobs wait, pending, in the database).
     held: Arc<std::sync::atomic::AtomicBool>,
+    /// Whether workers compare their copy with a full read after every generation.
+    copy_check: CopyCheck,
+}
+
+/// Whether workers check their copy of the network's rows against a full read after each
+/// generation they record: on in debug builds (the tests), off in release builds unless asked
+/// for (`guestnet serve --check-copy`), because the full read is what the copy saves.
+#[derive(Clone)]
+struct CopyCheck(Arc<std::sync::atomic::AtomicBool>);
+
+impl Default for CopyCheck {
+    fn default() -> Self {
+        CopyCheck(Arc::new(std::sync::atomic::AtomicBool::new(cfg!(
+            debug_assertions
+        ))))
+    }
 }
 
 impl Doorbell {
@@ -144,6 +160,21 @@ impl Doorbell {
 
     fn is_held(&self) -> bool {
         self.held.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Turns the workers' copy check on or off (see [`Doorbell::checks_copy`]).
+    pub fn check_copy(&self, on: bool) {
+        self.copy_check
+            .0
+            .store(on, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Whether workers compare their copy of the network's rows with a full read after every
+    /// generation they record; a difference is counted (`worker_copy_mismatches`), logged, the
+    /// copy dropped and the router sent the config of a full read. On by default in debug
+    /// builds.
+    pub fn checks_copy(&self) -> bool {
+        self.copy_check.0.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     fn forget(&self, network_id: i64) {
@@ -521,8 +552,8 @@ struct Rows {
 }
 
 /// Which rows to read: `None` for all of the network's, or those whose `job_id` is one of the
-/// jobs, plus the rules with the given ids.
-type Filter<'a> = Option<(&'a [i64], &'a [i64])>;
+/// jobs.
+type Filter<'a> = Option<&'a [i64]>;
 
 async fn load_rows(
     db: &crate::db::Db,
@@ -542,7 +573,7 @@ async fn load_rows(
             "r.network_id = $1",
             vec![network_id],
         ),
-        Some((jobs, _)) => (
+        Some(jobs) => (
             "job_id BETWEEN $1 AND $2",
             "r.job_id BETWEEN $1 AND $2",
             "m.job_id BETWEEN $1 AND $2",
@@ -555,7 +586,7 @@ async fn load_rows(
     };
     let ours = |job: Option<i64>| match filter {
         None => true,
-        Some((jobs, _)) => job.is_some_and(|j| jobs.contains(&j)),
+        Some(jobs) => job.is_some_and(|j| jobs.contains(&j)),
     };
     let fetch = |sql: String| {
         let binds = binds.clone();
@@ -587,23 +618,6 @@ async fn load_rows(
     .collect::<Result<_, _>>()
     .map_err(e)?;
     rules.retain(|r| ours(r.job_id));
-    if let Some((_, updated)) = filter {
-        for id in updated {
-            let row = sqlx::query(&format!(
-                "SELECT {RULE_COLUMNS} FROM {RULE_FROM} WHERE r.id = $1"
-            ))
-            .bind(*id)
-            .fetch_optional(pool)
-            .await
-            .map_err(e)?;
-            if let Some(row) = row {
-                let rule = Rule::from_row(&row).map_err(e)?;
-                rules.retain(|r| r.id != rule.id);
-                rules.push(rule);
-            }
-        }
-        rules.sort_by_key(|r| r.id);
-    }
     let mut members: Vec<MemberRow> = fetch(format!(
         "SELECT m.id, m.lb_id, m.vm_id, m.vm_ip, m.state, m.applied, m.job_id \
          FROM lb_members m JOIN rules r ON r.id = m.lb_id WHERE {members_where} ORDER BY m.id"
@@ -643,9 +657,12 @@ async fn load_rows(
 /// generation: only the rows the pending jobs changed are read again, and what the worker
 /// itself records is applied to the copy as it is written.
 ///
-/// The rows every change carries its job in `job_id` (rule, member, policy and IP writes all
-/// set it); updates rewrite a rule in place, so their rule is read again by id. Anything
-/// unexpected (a refused job, an error) drops the copy, and the next step reads everything.
+/// Every write a router sees carries its job in the row's `job_id`: rule, member, policy and IP
+/// rows written by creations, deletions and updates alike (an update marks the rule it
+/// rewrites). So the rows of the pending jobs are all a step needs to read. Writes that are
+/// not marked change nothing a config is planned from (names, descriptions, display flags).
+/// Anything unexpected (a refused job, an error, a copy check that found a difference) drops
+/// the copy, and the next step reads everything.
 #[derive(Default)]
 struct Cache {
     state: Option<NetworkState>,
@@ -662,11 +679,7 @@ impl Cache {
             None => self.state = Some(load_state(app, network_id).await?),
             Some(mut state) => {
                 let jobs: Vec<i64> = pending.iter().map(|j| j.id).collect();
-                let updated: Vec<i64> = pending
-                    .iter()
-                    .filter_map(|j| j.payload.undo.as_ref().map(|u| u.rule_id))
-                    .collect();
-                let fresh = load_rows(&app.db, network_id, Some((&jobs, &updated))).await?;
+                let fresh = load_rows(&app.db, network_id, Some(&jobs)).await?;
                 merge(&mut state.ips, fresh.ips, |r| r.id);
                 merge(&mut state.rules, fresh.rules, |r| r.id);
                 merge(&mut state.members, fresh.members, |r| r.id);
@@ -688,18 +701,21 @@ impl Cache {
     }
 }
 
-/// In debug builds (the tests), compares the worker's copy with a fresh read of every row: the
-/// configs planned from both must be equal, leaving out rows of jobs still pending (which the
-/// copy reads when it takes them up).
-#[cfg(debug_assertions)]
-async fn check_copy(app: &App, network_id: i64, cache: &Cache) -> Result<(), String> {
+/// Compares the worker's copy with a full read of every row: the configs planned from both
+/// must be equal, leaving out rows of jobs still pending (which the copy reads when it takes
+/// them up). Returns both configs when they differ.
+async fn copy_differs(
+    app: &App,
+    network_id: i64,
+    cache: &Cache,
+) -> Result<Option<(RouterConfig, RouterConfig)>, String> {
     let Some(copy) = &cache.state else {
-        return Ok(());
+        return Ok(None);
     };
     let full = load_state(app, network_id).await?;
     if full.network.is_none() {
         // Deleted with this batch: the worker ends.
-        return Ok(());
+        return Ok(None);
     }
     let pending: BTreeSet<i64> = pending_jobs(app, network_id)
         .await?
@@ -748,15 +764,7 @@ async fn check_copy(app: &App, network_id: i64, cache: &Cache) -> Result<(), Str
         plan::desired(&s, &Batch::default(), 0).0
     };
     let (mine, theirs) = (settled(copy), settled(&full));
-    if mine != theirs {
-        tracing::error!(network = network_id, copy = ?mine, database = ?theirs,
-            "the worker's copy of the network differs from the database");
-        debug_assert!(
-            false,
-            "the worker's copy of network {network_id} differs from the database"
-        );
-    }
-    Ok(())
+    Ok((mine != theirs).then_some((mine, theirs)))
 }
 
 /// Replaces rows of `old` by id with `fresh` ones (adding new ones), keeping id order; each
@@ -951,8 +959,31 @@ async fn run_changes(
                         "recorded a generation"
                     );
                     cache.committed(&pushed.commit);
-                    #[cfg(debug_assertions)]
-                    check_copy(app, network_id, cache).await?;
+                    if app.doorbell.checks_copy() {
+                        if let Some((copy, database)) = copy_differs(app, network_id, cache).await?
+                        {
+                            // Never a panic, and never another config planned from a wrong
+                            // copy: count it, drop the copy, and send the router the config
+                            // of a full read. The router's last error says so until then, so
+                            // that an idle look re-sends it should this step end early.
+                            app.metrics.copy_mismatches.inc();
+                            store::record_failure(
+                                &app.db,
+                                network_id,
+                                "the worker's copy of the network differed from the database",
+                            )
+                            .await?;
+                            tracing::error!(
+                                network = network_id,
+                                ?copy,
+                                ?database,
+                                "the worker's copy of the network differed from the database; \
+                                 reading everything again and re-sending the router's config"
+                            );
+                            cache.drop_copy();
+                            resync = true;
+                        }
+                    }
                     pending.retain(|p| !carried.iter().any(|c| c.id == p.id));
                     done = true;
                     break;
@@ -1025,7 +1056,7 @@ async fn record(
     let e = |e: sqlx::Error| e.to_string();
     {
         let _w = app.db.write_lock().await;
-        let mut tx = app.db.pool().begin().await.map_err(e)?;
+        let mut tx = app.db.begin_write().await.map_err(e)?;
         if !crate::hosts::fence(&mut tx, fence).await.map_err(e)? {
             return Err(fenced(fence));
         }
@@ -1053,7 +1084,7 @@ async fn succeed(
         return Err("only the host's owner records what its router applied".into());
     };
     let _w = app.db.write_lock().await;
-    let mut tx = app.db.pool().begin().await.map_err(e)?;
+    let mut tx = app.db.begin_write().await.map_err(e)?;
     if !crate::hosts::fence(&mut tx, fence).await.map_err(e)? {
         return Err(fenced(fence));
     }
@@ -1142,7 +1173,7 @@ async fn fail(app: &App, job: &PendingJob, reason: &str, fence: &Fence) -> Resul
     let e = |e: sqlx::Error| e.to_string();
     {
         let _w = app.db.write_lock().await;
-        let mut tx = app.db.pool().begin().await.map_err(e)?;
+        let mut tx = app.db.begin_write().await.map_err(e)?;
         if !crate::hosts::fence(&mut tx, fence).await.map_err(e)? {
             return Err(fenced(fence));
         }
@@ -1174,7 +1205,7 @@ async fn finish(
     let e = |e: sqlx::Error| e.to_string();
     let ended = {
         let _w = app.db.write_lock().await;
-        let mut tx = app.db.pool().begin().await.map_err(e)?;
+        let mut tx = app.db.begin_write().await.map_err(e)?;
         let ended = finish_in(&mut tx, job, status, code, result)
             .await
             .map_err(e)?;
@@ -1375,7 +1406,7 @@ async fn implement(
     match outcome {
         Ok(pushed) => {
             let _w = app.db.write_lock().await;
-            let mut tx = app.db.pool().begin().await.map_err(e)?;
+            let mut tx = app.db.begin_write().await.map_err(e)?;
             if !crate::hosts::fence(&mut tx, fence).await.map_err(e)? {
                 return Err(fenced(fence));
             }

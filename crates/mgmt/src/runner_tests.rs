@@ -11,7 +11,7 @@ use router_config::RouterConfig;
 use serde_json::Value;
 use sqlx::Row;
 
-use crate::testkit::{admin, app_with, app_with_timeout, call, wait};
+use crate::testkit::{admin, app_with, app_with_timeout, call, try_call, wait};
 use agent::driver::Driver;
 
 /// The port whose firewall rule the test router refuses.
@@ -263,4 +263,132 @@ async fn a_router_that_does_not_answer_fails_its_job_and_the_next_apply_catches_
     assert_eq!(status, 1, "{result}");
     let written: RouterConfig = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
     assert_eq!(written.firewall_rules.len(), 1);
+}
+
+/// A server restarted with a backlog of pending jobs takes them while clients race writes at it
+/// (some clashing, some reading before they write, some given up half-way as an impatient
+/// client does): every request is answered as accepted or refused for its parameters, none
+/// with "database is locked" (530). Four restarts, each with its backlog.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_with_a_backlog_fails_no_concurrent_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut app = crate::testkit::app(dir.path()).await;
+    let root = admin(&app).await;
+    let (network, ip) = network_and_ip(&app, &root).await;
+    let (mut accepted, mut refused, mut abandoned, mut backlogged) = (0, 0, 0, 0);
+    let mut failures = Vec::new();
+    for round in 0..4u32 {
+        // The backlog: rules accepted while the runner is held, left pending by the stop.
+        app.doorbell.hold();
+        let mut backlog = Vec::new();
+        for port in round * 200 + 1..=round * 200 + 150 {
+            let port = port.to_string();
+            let v = call(
+                &app,
+                &root,
+                "createFirewallRule",
+                &[
+                    ("ipaddressid", &ip),
+                    ("protocol", "tcp"),
+                    ("startport", &port),
+                ],
+            )
+            .await;
+            backlog.push(v["id"].as_str().unwrap().to_string());
+        }
+        backlogged += backlog.len();
+        app.db.pool().close().await;
+        drop(app);
+
+        // The restart: the runner takes the backlog while the requests come.
+        app = crate::testkit::app(dir.path()).await;
+        crate::runner::start(&app).await.unwrap();
+        let mut tasks = tokio::task::JoinSet::new();
+        for i in 0..120usize {
+            let (app, root, ip, network) = (app.clone(), root.clone(), ip.clone(), network.clone());
+            let victim = backlog[i % backlog.len()].clone();
+            let port = (10_000 + round as usize * 100 + i % 30).to_string();
+            tasks.spawn(async move {
+                let request = async {
+                    match i % 4 {
+                        // Half of these clash with an earlier one: refused after the job's
+                        // rows were written, so their transaction is rolled back.
+                        0 => try_call(
+                            &app,
+                            &root,
+                            "createFirewallRule",
+                            &[
+                                ("ipaddressid", &ip),
+                                ("protocol", "tcp"),
+                                ("startport", &port),
+                            ],
+                        )
+                        .await
+                        .map(|_| ()),
+                        1 => try_call(&app, &root, "deleteFirewallRule", &[("id", &victim)])
+                            .await
+                            .map(|_| ()),
+                        // A transaction that reads (a free address) before it writes.
+                        2 => try_call(
+                            &app,
+                            &root,
+                            "associateIpAddress",
+                            &[("networkid", &network)],
+                        )
+                        .await
+                        .map(|_| ()),
+                        _ => try_call(
+                            &app,
+                            &root,
+                            "createEgressFirewallRule",
+                            &[
+                                ("networkid", &network),
+                                ("protocol", "udp"),
+                                ("startport", &port),
+                            ],
+                        )
+                        .await
+                        .map(|_| ()),
+                    }
+                };
+                if i % 10 == 9 {
+                    // A client that gives up: the request is dropped wherever it is.
+                    let _ = tokio::time::timeout(Duration::from_micros(300), request).await;
+                    return None;
+                }
+                Some(request.await)
+            });
+        }
+        while let Some(done) = tasks.join_next().await {
+            match done.unwrap() {
+                None => abandoned += 1,
+                Some(Ok(())) => accepted += 1,
+                Some(Err(e)) if matches!(e.code.code(), 431 | 537) => refused += 1,
+                Some(Err(e)) => {
+                    failures.push(format!("round {round}: {} {}", e.code.code(), e.text))
+                }
+            }
+        }
+        // The backlog and the new jobs all end.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let pending: i64 = sqlx::query("SELECT COUNT(*) AS c FROM jobs WHERE status = 0")
+                .fetch_one(app.db.pool())
+                .await
+                .unwrap()
+                .try_get("c")
+                .unwrap();
+            if pending == 0 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{pending} jobs still pending");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    println!(
+        "4 restarts with a backlog ({backlogged} jobs in all): {accepted} requests accepted, \
+         {refused} refused, {abandoned} abandoned, {} failed",
+        failures.len()
+    );
+    assert!(failures.is_empty(), "{failures:#?}");
 }

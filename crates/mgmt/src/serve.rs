@@ -57,6 +57,9 @@ pub struct Options {
     pub advertise: Option<String>,
     /// The host name of the in-process agent.
     pub host_name: String,
+    /// Whether network workers compare their copy of the rows with a full read after every
+    /// generation (always in debug builds).
+    pub check_copy: bool,
 }
 
 /// The host name of the in-process agent unless told otherwise.
@@ -198,6 +201,9 @@ pub async fn serve(opts: Options, ready: impl FnOnce(&str)) -> Result<(), ServeE
         site: Arc::new(site),
         keys: Arc::default(),
     };
+    if opts.check_copy {
+        app.doorbell.check_copy(true);
+    }
     tokio::spawn(hosts::housekeeping(app.clone()));
     if let Err(e) = runner::start(&app).await {
         tracing::warn!(error = %e, "starting the job runner");

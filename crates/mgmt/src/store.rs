@@ -463,7 +463,7 @@ pub async fn set_vm_state(db: &Db, vm_id: i64, state: &str) -> Result<(), String
 /// The database's error, as text.
 pub async fn delete_vm(db: &Db, vm_id: i64) -> Result<(), String> {
     let _w = db.write_lock().await;
-    let mut tx = db.pool().begin().await.map_err(s)?;
+    let mut tx = db.begin_write().await.map_err(s)?;
     delete_vm_in(&mut tx, vm_id).await.map_err(s)?;
     tx.commit().await.map_err(s)
 }
@@ -494,7 +494,7 @@ pub async fn delete_vm_in(tx: &mut Transaction<'_, Any>, vm_id: i64) -> Result<(
 /// The database's error, as text.
 pub async fn delete_network(db: &Db, network_id: i64) -> Result<(), String> {
     let _w = db.write_lock().await;
-    let mut tx = db.pool().begin().await.map_err(s)?;
+    let mut tx = db.begin_write().await.map_err(s)?;
     for sql in [
         "DELETE FROM lb_members WHERE lb_id IN (SELECT id FROM rules WHERE network_id = $1)",
         "DELETE FROM lb_policies WHERE lb_id IN (SELECT id FROM rules WHERE network_id = $1)",

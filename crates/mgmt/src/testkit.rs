@@ -37,6 +37,52 @@ pub(crate) async fn app_on(dir: &std::path::Path, url: &str) -> App {
     }
 }
 
+/// An app on the database `url` names, with the in-process agent over `driver`.
+pub(crate) async fn app_on_with(dir: &std::path::Path, url: &str, driver: Driver) -> App {
+    let mut app = app_on(dir, url).await;
+    app.hosts = embedded(&app.db, driver).await;
+    app
+}
+
+/// A database of its own on the PostgreSQL server the test command names
+/// (`GUESTNET_TEST_POSTGRES_URL`), or the one on 127.0.0.1:5432; no server is a failure.
+pub(crate) struct PgDatabase {
+    /// Its URL.
+    pub(crate) url: String,
+    name: String,
+    admin: sqlx::AnyPool,
+}
+
+pub(crate) async fn postgres_database(prefix: &str) -> PgDatabase {
+    let base = std::env::var("GUESTNET_TEST_POSTGRES_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/postgres".to_string());
+    sqlx::any::install_default_drivers();
+    let admin = sqlx::AnyPool::connect(&base).await.unwrap();
+    let name = format!("{prefix}_{}", uuid::Uuid::new_v4().simple());
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&admin)
+        .await
+        .unwrap();
+    let (server, _) = base.rsplit_once('/').unwrap();
+    PgDatabase {
+        url: format!("{server}/{name}"),
+        name,
+        admin,
+    }
+}
+
+impl PgDatabase {
+    /// Drops the database (its users' connections closed first by the caller, or forced).
+    pub(crate) async fn drop(self) {
+        sqlx::query(&format!("DROP DATABASE {} WITH (FORCE)", self.name))
+            .execute(&self.admin)
+            .await
+            .unwrap();
+    }
+}
+
 pub(crate) async fn admin(app: &App) -> Caller {
     let r = sqlx::query(
         "SELECT u.id AS uid, u.uuid AS uuuid, a.id AS aid, a.uuid AS auuid, \

@@ -4,6 +4,7 @@ mod agents;
 mod faults;
 mod load;
 mod procs;
+mod race;
 mod router;
 mod secrets;
 mod serve;

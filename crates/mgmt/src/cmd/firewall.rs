@@ -891,8 +891,42 @@ pub(crate) async fn update_display(
     metadata_update(app, caller, p, command, &rule, "firewallrule", None).await
 }
 
+/// Refuses to rewrite a rule while a pending job still carries it (its creation, or an
+/// earlier update): a row carries one job at a time, the one whose generation brings its
+/// values to the router, and a second change would take the row from under that job.
+///
+/// # Errors
+/// 431 naming the job, or 530 when the database fails.
+pub(crate) async fn refuse_if_in_flight(
+    tx: &mut Transaction<'_, Any>,
+    rule: &Rule,
+) -> ApiResult<()> {
+    let busy = sqlx::query(
+        "SELECT j.uuid FROM rules r JOIN jobs j ON j.id = r.job_id \
+         WHERE r.id = $1 AND j.status = 0",
+    )
+    .bind(rule.id)
+    .fetch_optional(&mut **tx)
+    .await
+    .map_err(internal)?;
+    match busy {
+        Some(row) => {
+            let job: String = row.try_get("uuid").map_err(internal)?;
+            Err(ApiError::invalid_parameter(format!(
+                "Unable to update the rule {}: job {job} is still applying an earlier change \
+                 of it; try again when that job ends",
+                rule.uuid
+            )))
+        }
+        None => Ok(()),
+    }
+}
+
 /// An update that touches no router state: rows change and the job is written already ended,
-/// so no generation is made.
+/// so no generation is made. The fields it writes (name, description, display flag) are not
+/// part of any router config, so the rule keeps the job that last changed what the router
+/// holds: marking it with this job would let the rule reach the router without the job that
+/// brings it (a creation still pending), and a refused creation would then leave it behind.
 pub(crate) async fn metadata_update(
     app: &App,
     caller: &Caller,
@@ -1202,6 +1236,7 @@ pub(crate) async fn update_forward(app: &App, caller: &Caller, p: &Params) -> Ap
             .lock_network(&mut tx, rule.network_id)
             .await
             .map_err(internal)?;
+        refuse_if_in_flight(&mut tx, &rule).await?;
         if let Some(ip_id) = rule.ip_id {
             let mut me = Candidate::of(&rule);
             me.sources = sources.clone();
@@ -1231,7 +1266,7 @@ pub(crate) async fn update_forward(app: &App, caller: &Caller, p: &Params) -> Ap
             "Failed to apply the new port forwarding rule",
         );
         pl.undo = Some(undo);
-        let (_, job_uuid) = jobs::insert(
+        let (job_id, job_uuid) = jobs::insert(
             &mut tx,
             caller,
             NewJob {
@@ -1245,9 +1280,11 @@ pub(crate) async fn update_forward(app: &App, caller: &Caller, p: &Params) -> Ap
         )
         .await
         .map_err(internal)?;
+        // The row carries the update's job, as every write a router sees does: the network's
+        // worker reads the rows of the jobs it takes, so its copy gets the new values.
         sqlx::query(
             "UPDATE rules SET private_start = $1, private_end = $2, vm_id = $3, vm_ip = $4, \
-             source_cidrs = $5, display = $6 WHERE id = $7",
+             source_cidrs = $5, display = $6, job_id = $7 WHERE id = $8",
         )
         .bind(private.0)
         .bind(private.1)
@@ -1255,6 +1292,7 @@ pub(crate) async fn update_forward(app: &App, caller: &Caller, p: &Params) -> Ap
         .bind(vm_ip)
         .bind(checks::join_cidrs(&sources))
         .bind(i64::from(p.bool("fordisplay").unwrap_or(rule.display)))
+        .bind(job_id)
         .bind(rule.id)
         .execute(&mut *tx)
         .await

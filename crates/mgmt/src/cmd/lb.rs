@@ -313,6 +313,7 @@ pub(crate) async fn update(app: &App, caller: &Caller, p: &Params) -> ApiResult<
             .lock_network(&mut tx, lb.network_id)
             .await
             .map_err(internal)?;
+        firewall::refuse_if_in_flight(&mut tx, &lb).await?;
         let mut payload = Payload::new(
             Outcome::Rule {
                 id: lb.id,
@@ -333,7 +334,7 @@ pub(crate) async fn update(app: &App, caller: &Caller, p: &Params) -> ApiResult<
             private_start: lb.private_start,
             private_end: lb.private_end,
         });
-        let (_, job_uuid) = jobs::insert(
+        let (job_id, job_uuid) = jobs::insert(
             &mut tx,
             caller,
             NewJob {
@@ -347,9 +348,10 @@ pub(crate) async fn update(app: &App, caller: &Caller, p: &Params) -> ApiResult<
         )
         .await
         .map_err(internal)?;
+        // Marked with the update's job, so that the network's worker reads the new values.
         sqlx::query(
             "UPDATE rules SET algorithm = $1, lb_protocol = $2, source_cidrs = $3, name = $4, \
-             description = $5, display = $6 WHERE id = $7",
+             description = $5, display = $6, job_id = $7 WHERE id = $8",
         )
         .bind(algorithm)
         .bind(lb_protocol)
@@ -361,6 +363,7 @@ pub(crate) async fn update(app: &App, caller: &Caller, p: &Params) -> ApiResult<
                 .or_else(|| lb.description.clone()),
         )
         .bind(i64::from(p.bool("fordisplay").unwrap_or(lb.display)))
+        .bind(job_id)
         .bind(lb.id)
         .execute(&mut *tx)
         .await

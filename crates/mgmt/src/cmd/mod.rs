@@ -406,7 +406,7 @@ pub fn page(key: &str, items: Vec<Value>, paging: Paging) -> Value {
 /// # Errors
 /// 530 when the database cannot begin one.
 pub async fn begin(app: &App) -> ApiResult<Transaction<'static, Any>> {
-    app.db.pool().begin().await.map_err(internal)
+    app.db.begin_write().await.map_err(internal)
 }
 
 /// The immediate answer of an async create command: `{"id": ..., "jobid": ...}`.
