@@ -18,7 +18,7 @@ use sqlx::Row;
 
 use crate::app::{App, Caller};
 use crate::plan::{self, Batch};
-use crate::testkit::{admin, app_on_with, call, postgres_database, try_call, wait};
+use crate::testkit::{admin, app_on_with, call, try_call, wait};
 use agent::driver::Driver;
 
 /// The port of the firewall rule whose config the pausing router sits on.
@@ -657,10 +657,5 @@ async fn any_interleaving_keeps_the_workers_copy_on_sqlite() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn any_interleaving_keeps_the_workers_copy_on_postgres() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = postgres_database("copy").await;
-    let app = crate::testkit::app_on(dir.path(), &db.url).await;
-    model(&app, 6).await;
-    app.db.pool().close().await;
-    db.drop().await;
+    crate::testkit::on_postgres("copy", async |app| model(app, 6).await).await;
 }

@@ -11,82 +11,7 @@ use sqlx::{Column, Row};
 
 use crate::app::{App, Caller};
 use crate::cmd::Entity;
-use crate::testkit::{admin, app, app_on, call, try_call, wait};
-
-/// An ordinary account `name` with one user, made directly in the database.
-async fn user(app: &App, root: &Caller, name: &str) -> Caller {
-    let account_uuid = uuid::Uuid::new_v4().to_string();
-    let user_uuid = uuid::Uuid::new_v4().to_string();
-    let aid: i64 = sqlx::query(
-        "INSERT INTO accounts (uuid, name, domain_id, account_type, state, created) \
-         VALUES ($1, $2, $3, 0, 'enabled', 0) RETURNING id",
-    )
-    .bind(&account_uuid)
-    .bind(name)
-    .bind(root.domain_id)
-    .fetch_one(app.db.pool())
-    .await
-    .unwrap()
-    .try_get("id")
-    .unwrap();
-    let uid: i64 = sqlx::query(
-        "INSERT INTO users (uuid, account_id, username, password_hash, email, firstname, \
-         lastname, state, created) VALUES ($1, $2, $3, 'x', 'a@example.org', 'A', 'L', \
-         'enabled', 0) RETURNING id",
-    )
-    .bind(&user_uuid)
-    .bind(aid)
-    .bind(name)
-    .fetch_one(app.db.pool())
-    .await
-    .unwrap()
-    .try_get("id")
-    .unwrap();
-    Caller {
-        user_id: uid,
-        user_uuid,
-        account_id: aid,
-        account_uuid,
-        account_name: name.into(),
-        admin: false,
-        ..root.clone()
-    }
-}
-
-/// A database on the PostgreSQL server the tests use (`GUESTNET_TEST_POSTGRES_URL`, or the one
-/// on 127.0.0.1:5432), with a drop at the end; no server is a failure.
-struct PgDatabase {
-    server: sqlx::AnyPool,
-    name: String,
-    url: String,
-}
-
-impl PgDatabase {
-    async fn create() -> PgDatabase {
-        let base = std::env::var("GUESTNET_TEST_POSTGRES_URL")
-            .ok()
-            .filter(|u| !u.is_empty())
-            .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/postgres".to_string());
-        sqlx::any::install_default_drivers();
-        let server = sqlx::AnyPool::connect(&base).await.unwrap();
-        let name = format!("tenancy_{}", uuid::Uuid::new_v4().simple());
-        sqlx::query(&format!("CREATE DATABASE {name}"))
-            .execute(&server)
-            .await
-            .unwrap();
-        let (prefix, _) = base.rsplit_once('/').unwrap();
-        let url = format!("{prefix}/{name}");
-        PgDatabase { server, name, url }
-    }
-
-    async fn drop(self, app: App) {
-        app.db.pool().close().await;
-        sqlx::query(&format!("DROP DATABASE {} WITH (FORCE)", self.name))
-            .execute(&self.server)
-            .await
-            .unwrap();
-    }
-}
+use crate::testkit::{admin, app, call, on_postgres, try_call, user, wait};
 
 /// Shared ids every account may use: the zone, an offering, a service offering, a template.
 struct Shared {
@@ -639,12 +564,10 @@ async fn another_accounts_ids_are_answered_as_unknown_by_every_command() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn another_accounts_ids_are_answered_as_unknown_by_every_command_on_postgres() {
-    let pg = PgDatabase::create().await;
-    let dir = tempfile::tempdir().unwrap();
-    let app = app_on(dir.path(), &pg.url).await;
-    let counts = matrix(&app).await;
-    report("PostgreSQL", &counts);
-    pg.drop(app).await;
+    on_postgres("tenancy", async |app| {
+        report("PostgreSQL", &matrix(app).await)
+    })
+    .await;
 }
 
 /// Every id filter of every list command, given an id that names nothing: 431 with
@@ -701,12 +624,11 @@ async fn list_filters_naming_nothing_are_unknown_ids() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn list_filters_naming_nothing_are_unknown_ids_on_postgres() {
-    let pg = PgDatabase::create().await;
-    let dir = tempfile::tempdir().unwrap();
-    let app = app_on(dir.path(), &pg.url).await;
-    let checked = unknown_filters(&app).await;
-    println!("{checked} list filters with an unknown id answered 431 (PostgreSQL)");
-    pg.drop(app).await;
+    on_postgres("tenancy", async |app| {
+        let checked = unknown_filters(app).await;
+        println!("{checked} list filters with an unknown id answered 431 (PostgreSQL)");
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -83,6 +83,18 @@ impl PgDatabase {
     }
 }
 
+/// Runs `f` on an app over a database of its own on the test PostgreSQL server (see
+/// [`postgres_database`]; its name starts with `prefix`), then closes the app's pool and drops
+/// the database.
+pub(crate) async fn on_postgres(prefix: &str, f: impl AsyncFnOnce(&App)) {
+    let pg = postgres_database(prefix).await;
+    let dir = tempfile::tempdir().unwrap();
+    let app = app_on(dir.path(), &pg.url).await;
+    f(&app).await;
+    app.db.pool().close().await;
+    pg.drop().await;
+}
+
 pub(crate) async fn admin(app: &App) -> Caller {
     let r = sqlx::query(
         "SELECT u.id AS uid, u.uuid AS uuuid, a.id AS aid, a.uuid AS auuid, \
@@ -103,6 +115,46 @@ pub(crate) async fn admin(app: &App) -> Caller {
         domain_name: "ROOT".into(),
         domain_path: "ROOT".into(),
         admin: true,
+    }
+}
+
+/// An ordinary account `name` with one user, made directly in the database.
+pub(crate) async fn user(app: &App, root: &Caller, name: &str) -> Caller {
+    let account_uuid = uuid::Uuid::new_v4().to_string();
+    let user_uuid = uuid::Uuid::new_v4().to_string();
+    let aid: i64 = sqlx::query(
+        "INSERT INTO accounts (uuid, name, domain_id, account_type, state, created) \
+         VALUES ($1, $2, $3, 0, 'enabled', 0) RETURNING id",
+    )
+    .bind(&account_uuid)
+    .bind(name)
+    .bind(root.domain_id)
+    .fetch_one(app.db.pool())
+    .await
+    .unwrap()
+    .try_get("id")
+    .unwrap();
+    let uid: i64 = sqlx::query(
+        "INSERT INTO users (uuid, account_id, username, password_hash, email, firstname, \
+         lastname, state, created) VALUES ($1, $2, $3, 'x', 'a@example.org', 'A', 'L', \
+         'enabled', 0) RETURNING id",
+    )
+    .bind(&user_uuid)
+    .bind(aid)
+    .bind(name)
+    .fetch_one(app.db.pool())
+    .await
+    .unwrap()
+    .try_get("id")
+    .unwrap();
+    Caller {
+        user_id: uid,
+        user_uuid,
+        account_id: aid,
+        account_uuid,
+        account_name: name.into(),
+        admin: false,
+        ..root.clone()
     }
 }
 

@@ -2330,41 +2330,7 @@ mod tests {
         use sqlx::Row;
 
         use crate::app::{App, Caller};
-        use crate::testkit::{admin, app, app_on, call, try_call, wait};
-
-        /// A user account of its own, made directly in the database.
-        async fn user(app: &App, admin: &Caller) -> Caller {
-            let aid: i64 = sqlx::query(
-                "INSERT INTO accounts (uuid, name, domain_id, account_type, state, created) \
-                 VALUES ('u-acct', 'alice', $1, 0, 'enabled', 0) RETURNING id",
-            )
-            .bind(admin.domain_id)
-            .fetch_one(app.db.pool())
-            .await
-            .unwrap()
-            .try_get("id")
-            .unwrap();
-            let uid: i64 = sqlx::query(
-                "INSERT INTO users (uuid, account_id, username, password_hash, email, firstname, \
-                 lastname, state, created) VALUES ('u-user', $1, 'alice', 'x', 'a@x', 'A', 'L', \
-                 'enabled', 0) RETURNING id",
-            )
-            .bind(aid)
-            .fetch_one(app.db.pool())
-            .await
-            .unwrap()
-            .try_get("id")
-            .unwrap();
-            Caller {
-                user_id: uid,
-                user_uuid: "u-user".into(),
-                account_id: aid,
-                account_uuid: "u-acct".into(),
-                account_name: "alice".into(),
-                admin: false,
-                ..admin.clone()
-            }
-        }
+        use crate::testkit::{admin, app, call, on_postgres, try_call, user, wait};
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn networks_addresses_and_vms() {
@@ -2377,32 +2343,13 @@ mod tests {
         /// The test creates a database there and drops it; no server is a failure.
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn networks_addresses_and_vms_on_postgres() {
-            let base = std::env::var("GUESTNET_TEST_POSTGRES_URL")
-                .ok()
-                .filter(|u| !u.is_empty())
-                .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/postgres".to_string());
-            sqlx::any::install_default_drivers();
-            let admin = sqlx::AnyPool::connect(&base).await.unwrap();
-            let name = format!("infra_{}", uuid::Uuid::new_v4().simple());
-            sqlx::query(&format!("CREATE DATABASE {name}"))
-                .execute(&admin)
-                .await
-                .unwrap();
-            let (prefix, _) = base.rsplit_once('/').unwrap();
-            let dir = tempfile::tempdir().unwrap();
-            let app = app_on(dir.path(), &format!("{prefix}/{name}")).await;
-            flow(&app).await;
-            app.db.pool().close().await;
-            sqlx::query(&format!("DROP DATABASE {name} WITH (FORCE)"))
-                .execute(&admin)
-                .await
-                .unwrap();
+            on_postgres("infra", flow).await;
         }
 
         async fn flow(app: &App) {
             let app = app.clone();
             let root = admin(&app).await;
-            let alice = user(&app, &root).await;
+            let alice = user(&app, &root, "alice").await;
             let zone = app.site.zone_uuid.clone();
 
             let zones = call(&app, &alice, "listZones", &[]).await;

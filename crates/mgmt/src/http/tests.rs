@@ -243,26 +243,10 @@ async fn control_characters_are_refused_with_431_on_sqlite() {
 /// where a NUL reaching the database was a 530.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn control_characters_are_refused_with_431_on_postgres() {
-    let base = std::env::var("GUESTNET_TEST_POSTGRES_URL")
-        .ok()
-        .filter(|u| !u.is_empty())
-        .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/postgres".to_string());
-    sqlx::any::install_default_drivers();
-    let admin = sqlx::AnyPool::connect(&base).await.unwrap();
-    let name = format!("edge_{}", uuid::Uuid::new_v4().simple());
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&admin)
-        .await
-        .unwrap();
-    let (prefix, _) = base.rsplit_once('/').unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let app = testkit::app_on(dir.path(), &format!("{prefix}/{name}")).await;
-    control_characters_are_431(app.clone()).await;
-    app.db.pool().close().await;
-    sqlx::query(&format!("DROP DATABASE {name} WITH (FORCE)"))
-        .execute(&admin)
-        .await
-        .unwrap();
+    testkit::on_postgres("edge", async |app| {
+        control_characters_are_431(app.clone()).await
+    })
+    .await;
 }
 
 /// Opens a connection from `source` (any 127/8 address is this host's loopback).

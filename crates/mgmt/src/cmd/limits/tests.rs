@@ -8,7 +8,7 @@ use sqlx::Row;
 
 use crate::app::{App, Caller};
 use crate::db::Db;
-use crate::testkit::{admin, app, app_on, call, try_call};
+use crate::testkit::{admin, app, app_on, call, on_postgres, postgres_database, try_call};
 
 /// A domain made directly in the database (guestnet has no createDomain).
 struct Dom {
@@ -173,32 +173,6 @@ fn assert_exceeded(e: &ApiError, text: &str) {
     assert!(e.text.ends_with("has been exceeded."), "{}", e.text);
 }
 
-/// A fresh database on the PostgreSQL server the tests use (`GUESTNET_TEST_POSTGRES_URL`, or
-/// the one on 127.0.0.1:5432); its URL, and the server's, to drop it afterwards.
-async fn postgres_database() -> (String, sqlx::AnyPool, String) {
-    let base = std::env::var("GUESTNET_TEST_POSTGRES_URL")
-        .ok()
-        .filter(|u| !u.is_empty())
-        .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/postgres".to_string());
-    sqlx::any::install_default_drivers();
-    let server = sqlx::AnyPool::connect(&base).await.unwrap();
-    let name = format!("limits_{}", uuid::Uuid::new_v4().simple());
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&server)
-        .await
-        .unwrap();
-    let (prefix, _) = base.rsplit_once('/').unwrap();
-    (format!("{prefix}/{name}"), server, name)
-}
-
-async fn drop_database(app: &App, server: &sqlx::AnyPool, name: &str) {
-    app.db.pool().close().await;
-    sqlx::query(&format!("DROP DATABASE {name} WITH (FORCE)"))
-        .execute(server)
-        .await
-        .unwrap();
-}
-
 // ------------------------------------------------------------------------------------------
 // One tenant cannot take what everyone shares.
 
@@ -249,11 +223,7 @@ async fn a_tenant_is_stopped_at_its_public_ip_limit_and_the_admin_is_not() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tenant_is_stopped_at_its_public_ip_limit_and_the_admin_is_not_on_postgres() {
-    let (url, server, name) = postgres_database().await;
-    let dir = tempfile::tempdir().unwrap();
-    let app = app_on(dir.path(), &url).await;
-    tenant_cannot_starve_the_admin(&app).await;
-    drop_database(&app, &server, &name).await;
+    on_postgres("limits", tenant_cannot_starve_the_admin).await;
 }
 
 // ------------------------------------------------------------------------------------------
@@ -752,12 +722,13 @@ async fn racing_takers_never_pass_a_limit() {
 /// lock, which PostgreSQL does not use), so only the database's row locks order the takers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn racing_takers_on_two_servers_never_pass_a_limit_on_postgres() {
-    let (url, server, name) = postgres_database().await;
+    let pg = postgres_database("limits").await;
     let dir = tempfile::tempdir().unwrap();
-    let first = app_on(dir.path(), &url).await;
+    let first = app_on(dir.path(), &pg.url).await;
     let mut second = first.clone();
-    second.db = Db::connect(&url).await.unwrap();
+    second.db = Db::connect(&pg.url).await.unwrap();
     racing_takers_stop_at_the_limit(&first, &second).await;
     second.db.pool().close().await;
-    drop_database(&first, &server, &name).await;
+    first.db.pool().close().await;
+    pg.drop().await;
 }
