@@ -135,22 +135,31 @@ pub(crate) fn server_logging(spec: &ServerSpec, rust_log: &str) -> (Proc, String
         cmd.args(["--database-url", url]);
     }
     let (mut proc, mut child) = Proc::spawn(&spec.name, cmd, &spec.log);
-    let mut line = String::new();
-    let read = BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line);
+    let (line, endpoint) = startup_line(&mut child);
     proc.child = Some(child);
+    let endpoint = endpoint.unwrap_or_else(|| {
+        panic!(
+            "{}: no endpoint in the startup line {line:?}; its log:\n{}",
+            spec.name,
+            proc.log()
+        )
+    });
+    assert!(line.contains("driver agents"), "{line}");
+    (proc, endpoint)
+}
+
+/// Reads a starting `guestnet serve`'s first line from its piped stdout: the line, and the API
+/// endpoint it names (`None` when it names none).
+pub(crate) fn startup_line(child: &mut Child) -> (String, Option<String>) {
+    let mut line = String::new();
+    if let Some(out) = child.stdout.take() {
+        let _ = BufReader::new(out).read_line(&mut line);
+    }
     let endpoint = line
         .split_whitespace()
         .find(|w| w.starts_with("http://"))
-        .map(|w| w.trim_end_matches(';').to_string())
-        .unwrap_or_else(|| {
-            panic!(
-                "{}: no endpoint in the startup line {line:?} ({read:?}); its log:\n{}",
-                spec.name,
-                proc.log()
-            )
-        });
-    assert!(line.contains("driver agents"), "{line}");
-    (proc, endpoint)
+        .map(|w| w.trim_end_matches(';').to_string());
+    (line, endpoint)
 }
 
 /// The server's base URL (`http://host:port`) from its API endpoint.

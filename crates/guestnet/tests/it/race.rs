@@ -6,7 +6,7 @@
 //! with the release build (where debug assertions are off and the copy check runs only because
 //! the test asks for it).
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
@@ -44,15 +44,9 @@ impl DryServer {
             .stderr(log)
             .spawn()
             .expect("start guestnet serve");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("stdout"))
-            .read_line(&mut line)
-            .expect("startup line");
-        let endpoint = line
-            .split_whitespace()
-            .find(|w| w.starts_with("http://"))
-            .map(|w| w.trim_end_matches(';').to_string())
-            .unwrap_or_else(|| panic!("no endpoint in the startup line {line:?}"));
+        let (line, endpoint) = procs::startup_line(&mut child);
+        let endpoint =
+            endpoint.unwrap_or_else(|| panic!("no endpoint in the startup line {line:?}"));
         DryServer {
             child,
             endpoint,

@@ -3,7 +3,6 @@
 //! operations of the pipeline: egress add/delete, ingress add/delete, load-balancer member
 //! add/remove and update, port-forwarding add/delete.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
@@ -92,15 +91,8 @@ fn spawn_server(dir: &Path) -> (Child, String) {
         .stdout(Stdio::piped())
         .spawn()
         .expect("start guestnet serve");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("startup line");
-    let endpoint = line
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .map(|w| w.trim_end_matches(';').to_string())
-        .unwrap_or_else(|| panic!("no endpoint in the startup line: {line:?}"));
+    let (line, endpoint) = procs::startup_line(&mut child);
+    let endpoint = endpoint.unwrap_or_else(|| panic!("no endpoint in the startup line {line:?}"));
     assert!(line.contains("driver lab"), "{line}");
     (child, endpoint)
 }
