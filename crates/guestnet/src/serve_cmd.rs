@@ -65,6 +65,11 @@ pub(crate) struct ServeArgs {
     /// in debug builds. Costs a full read per generation.
     #[arg(long = "check-copy")]
     check_copy: bool,
+    /// The most connections one client address may hold at once (more are answered 429);
+    /// raise it when every client comes through one load balancer.
+    #[arg(long = "max-connections-per-address", value_name = "N", default_value_t = 128,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    max_connections_per_address: u32,
 }
 
 /// Runs the server until SIGINT or SIGTERM.
@@ -87,6 +92,7 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         advertise: args.advertise,
         host_name: args.host_name,
         check_copy: args.check_copy,
+        per_address: usize::try_from(args.max_connections_per_address).unwrap_or(usize::MAX),
     };
     rt.block_on(mgmt::serve::serve(opts, |line| {
         let mut out = std::io::stdout().lock();

@@ -60,6 +60,9 @@ pub struct Options {
     /// Whether network workers compare their copy of the rows with a full read after every
     /// generation (always in debug builds).
     pub check_copy: bool,
+    /// The most connections one client address may hold ([`ConnLimits::PER_ADDRESS`] unless
+    /// told otherwise; raise it when a load balancer's one address carries every client).
+    pub per_address: usize,
 }
 
 /// The host name of the in-process agent unless told otherwise.
@@ -222,7 +225,10 @@ pub async fn serve(opts: Options, ready: impl FnOnce(&str)) -> Result<(), ServeE
         opts.server_name
     ));
     let router = crate::http::router(app);
-    let limits = ConnLimits::for_fd_limit(raise_fd_limit());
+    let limits = ConnLimits {
+        per_address: opts.per_address,
+        ..ConnLimits::for_fd_limit(raise_fd_limit())
+    };
     tracing::info!(
         per_address = limits.per_address,
         total = limits.total,
