@@ -215,7 +215,7 @@ async fn assert_consistent(app: &App, network: &str) {
     );
 }
 
-/// The probe's sequence: a rule creation, and an update of another rule of the network while
+/// The racing sequence: a rule creation, and an update of another rule of the network while
 /// the router applies the creation's generation. The update's values must reach the worker's
 /// copy and the router.
 async fn update_racing_a_create(update: &str) {

@@ -138,7 +138,7 @@ fn expires_forms_clients_send_parse_to_the_same_instant() {
     }
 }
 
-/// A signed request as the probe captured it: version 3, `expires` already past.
+/// A stale signed request: version 3, `expires` already past.
 fn stale_rule() -> Vec<(String, String)> {
     let p = params(&[
         ("command", "createFirewallRule"),
