@@ -18,7 +18,7 @@ use sqlx::Row;
 
 use crate::app::{App, Caller};
 use crate::plan::{self, Batch};
-use crate::testkit::{admin, app_on_with, call, try_call, wait};
+use crate::testkit::{admin, app_on_with, call, settle, try_call, wait};
 use agent::driver::Driver;
 
 /// The port of the firewall rule whose config the pausing router sits on.
@@ -154,27 +154,6 @@ async fn run(app: &App, c: &Caller, cmd: &str, args: &[(&str, &str)]) -> Value {
     result
 }
 
-/// Waits (up to 30 s) until no job is pending.
-async fn settle(app: &App) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let pending: i64 = sqlx::query("SELECT COUNT(*) AS c FROM jobs WHERE status = 0")
-            .fetch_one(app.db.pool())
-            .await
-            .unwrap()
-            .try_get("c")
-            .unwrap();
-        if pending == 0 {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{pending} jobs still pending after 30 s"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 /// The config the router holds (dry-run: written in the data directory) and the one a full
 /// read of the database plans, generation aside.
 async fn held_and_planned(app: &App, network: &str) -> (RouterConfig, RouterConfig) {
@@ -201,7 +180,7 @@ async fn held_and_planned(app: &App, network: &str) -> (RouterConfig, RouterConf
 /// Every job ended, the workers found no difference, and the router holds what the database
 /// plans.
 async fn assert_consistent(app: &App, network: &str) {
-    settle(app).await;
+    settle(app, Duration::from_secs(30)).await;
     assert_eq!(
         app.metrics.copy_mismatches.get(),
         0,
@@ -329,7 +308,7 @@ async fn update_racing_a_create(update: &str) {
     if update == "unmarked" {
         // The check finds the difference once, the worker carries on and the router gets
         // the config of a full read.
-        settle(&app).await;
+        settle(&app, Duration::from_secs(30)).await;
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let (held, planned) = held_and_planned(&app, &net.id).await;
@@ -443,7 +422,7 @@ async fn apply(app: &App, root: &Caller, net: &Net, op: &Op, made: &mut Made, n:
     let s = |x: u16| x.to_string();
     let outcome = match op {
         Op::Settle => {
-            settle(app).await;
+            settle(app, Duration::from_secs(30)).await;
             return;
         }
         Op::Firewall(p) => try_call(

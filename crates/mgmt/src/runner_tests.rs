@@ -11,7 +11,7 @@ use router_config::RouterConfig;
 use serde_json::Value;
 use sqlx::Row;
 
-use crate::testkit::{admin, app_with, app_with_timeout, call, try_call, wait};
+use crate::testkit::{admin, app_with, app_with_timeout, call, settle, try_call, wait};
 use agent::driver::Driver;
 
 /// The port whose firewall rule the test router refuses.
@@ -370,20 +370,7 @@ async fn a_restart_with_a_backlog_fails_no_concurrent_write() {
             }
         }
         // The backlog and the new jobs all end.
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let pending: i64 = sqlx::query("SELECT COUNT(*) AS c FROM jobs WHERE status = 0")
-                .fetch_one(app.db.pool())
-                .await
-                .unwrap()
-                .try_get("c")
-                .unwrap();
-            if pending == 0 {
-                break;
-            }
-            assert!(Instant::now() < deadline, "{pending} jobs still pending");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        settle(&app, Duration::from_secs(60)).await;
     }
     println!(
         "4 restarts with a backlog ({backlogged} jobs in all): {accepted} requests accepted, \

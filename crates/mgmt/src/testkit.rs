@@ -158,6 +158,27 @@ pub(crate) async fn user(app: &App, root: &Caller, name: &str) -> Caller {
     }
 }
 
+/// Waits until no job is pending, at most `within`.
+pub(crate) async fn settle(app: &App, within: Duration) {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        let pending: i64 = sqlx::query("SELECT COUNT(*) AS c FROM jobs WHERE status = 0")
+            .fetch_one(app.db.pool())
+            .await
+            .unwrap()
+            .try_get("c")
+            .unwrap();
+        if pending == 0 {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{pending} jobs still pending after {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// This process as a server of `db`, with the in-process agent over `driver` as host `local`.
 async fn embedded(db: &Db, driver: Driver) -> Arc<Hosts> {
     embedded_with(db, driver, agent::DEFAULT_APPLY_TIMEOUT).await
