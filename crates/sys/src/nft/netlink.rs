@@ -1,0 +1,285 @@
+//! nftables over netlink: the ruleset generation, and element changes committed as one batch,
+//! without a process and without reading anything back.
+//!
+//! [`NftSocket`] does the I/O; the messages themselves are built by a pure encoder (see
+//! [`ElementBatch`] and [`EncodeError`]) whose output the unit tests check byte for byte.
+
+use std::os::fd::{AsRawFd, OwnedFd};
+
+use nix::sys::socket::{
+    getsockopt, recv, sendto, setsockopt, socket, sockopt, AddressFamily, MsgFlags, NetlinkAddr,
+    SockFlag, SockProtocol, SockType,
+};
+
+use super::{Netns, NftError};
+
+mod message;
+
+pub use message::{ElementBatch, EncodeError, Field};
+use message::{NFNL_SUBSYS_NFTABLES, NFTA_GEN_ID, NFT_MSG_NEWGEN, NLMSG_ERROR};
+
+/// The receive buffer for acknowledgements. An error acknowledgement carries the message it
+/// refuses, and a message is at most a little over 64 KiB (its element list is at most one
+/// attribute), so one always fits.
+const ACK_BUFFER: usize = 128 * 1024;
+
+/// Room the kernel keeps in a socket's send buffer besides the datagram (`netlink_sendmsg`
+/// refuses a datagram longer than the buffer less 32 bytes).
+const SEND_SLACK: usize = 32;
+
+/// A netlink socket inside a namespace: reads the nftables ruleset generation and commits
+/// element changes as one batch, without a process and without reading anything back.
+#[derive(Debug)]
+pub struct NftSocket {
+    netns: Netns,
+    fd: OwnedFd,
+    seq: u32,
+}
+
+impl NftSocket {
+    /// Opens the socket inside `netns` (a thread enters the namespace only to create it).
+    ///
+    /// # Errors
+    /// [`NftError::Enter`] or [`NftError::Netlink`].
+    pub fn open(netns: &Netns) -> Result<Self, NftError> {
+        let make = || {
+            socket(
+                AddressFamily::Netlink,
+                SockType::Raw,
+                SockFlag::SOCK_CLOEXEC,
+                SockProtocol::NetlinkNetFilter,
+            )
+        };
+        let fd = match netns.path() {
+            None => make().map_err(|source| NftError::Netlink {
+                netns: netns.clone(),
+                what: "socket",
+                source,
+            })?,
+            Some(path) => {
+                let target = netns.clone();
+                std::thread::scope(|s| {
+                    s.spawn(move || -> Result<OwnedFd, NftError> {
+                        let file =
+                            std::fs::File::open(&path).map_err(|source| NftError::Enter {
+                                netns: target.clone(),
+                                source,
+                            })?;
+                        nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET).map_err(
+                            |e| NftError::Enter {
+                                netns: target.clone(),
+                                source: std::io::Error::from(e),
+                            },
+                        )?;
+                        make().map_err(|source| NftError::Netlink {
+                            netns: target,
+                            what: "socket",
+                            source,
+                        })
+                    })
+                    .join()
+                    .unwrap_or_else(|_| {
+                        Err(NftError::Protocol {
+                            netns: netns.clone(),
+                            detail: "probe thread panicked",
+                        })
+                    })
+                })?
+            }
+        };
+        Ok(NftSocket {
+            netns: netns.clone(),
+            fd,
+            seq: 0,
+        })
+    }
+
+    /// The namespace's current nftables ruleset generation.
+    ///
+    /// # Errors
+    /// [`NftError::Netlink`] or [`NftError::Protocol`].
+    pub fn generation(&mut self) -> Result<u32, NftError> {
+        self.seq = self.seq.wrapping_add(1);
+        let req = message::getgen_request(self.seq).map_err(|source| self.encode(source))?;
+        self.send(&req, "send")?;
+        let err = |what, source| NftError::Netlink {
+            netns: self.netns.clone(),
+            what,
+            source,
+        };
+        let mut buf = [0u8; 512];
+        loop {
+            let n = recv(self.fd.as_raw_fd(), &mut buf, MsgFlags::empty())
+                .map_err(|e| err("recv", e))?;
+            let msg = &buf[..n];
+            if msg.len() < 20 {
+                return Err(self.protocol("short message"));
+            }
+            let kind = u16::from_ne_bytes([msg[4], msg[5]]);
+            let seq = u32::from_ne_bytes([msg[8], msg[9], msg[10], msg[11]]);
+            if seq != self.seq {
+                continue; // a stale answer to an earlier request
+            }
+            if kind == NLMSG_ERROR {
+                let code = i32::from_ne_bytes([msg[16], msg[17], msg[18], msg[19]]);
+                return Err(err("answer", nix::errno::Errno::from_raw(-code)));
+            }
+            if kind != ((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWGEN) {
+                return Err(self.protocol("not a NEWGEN message"));
+            }
+            let len =
+                (u32::from_ne_bytes([msg[0], msg[1], msg[2], msg[3]]) as usize).min(msg.len());
+            let mut at = message::HEADER_LEN;
+            while at + 4 <= len {
+                let alen = usize::from(u16::from_ne_bytes([msg[at], msg[at + 1]]));
+                let atype = u16::from_ne_bytes([msg[at + 2], msg[at + 3]]) & 0x3fff;
+                if alen < 4 || at + alen > len {
+                    break;
+                }
+                if atype == NFTA_GEN_ID && alen >= 8 {
+                    return Ok(u32::from_be_bytes([
+                        msg[at + 4],
+                        msg[at + 5],
+                        msg[at + 6],
+                        msg[at + 7],
+                    ]));
+                }
+                at += (alen + 3) & !3;
+            }
+            return Err(self.protocol("no generation attribute"));
+        }
+    }
+
+    /// Commits element additions and deletions in `table` as one transaction, only if the
+    /// namespace's ruleset generation is still `expected_generation` (so a change nobody told us
+    /// about makes the batch fail instead of being built upon).
+    ///
+    /// After the elements, `remove` lists `(chain, set)` pairs to delete: each chain is flushed
+    /// and deleted, then its set; nothing may reference them any more.
+    ///
+    /// # Guarantees
+    /// However many elements change, the batch is one transaction: a set's changes that do not
+    /// fit one message's element list go in several messages of the same batch.
+    ///
+    /// # Errors
+    /// [`NftError::Stale`] when the generation moved; [`NftError::Netlink`] with the kernel's
+    /// errno when it refused the batch; [`NftError::Encode`] when a single element or name is
+    /// too long for a netlink attribute (nothing is sent). Nothing was changed in any case.
+    pub fn commit_batch(
+        &mut self,
+        table: &str,
+        expected_generation: u32,
+        batches: &[ElementBatch],
+        remove: &[(String, String)],
+    ) -> Result<(), NftError> {
+        let first_seq = self.seq.wrapping_add(1);
+        let batch = message::encode_batch(table, expected_generation, first_seq, batches, remove)
+            .map_err(|source| self.encode(source))?;
+        let last_seq = batch.last_seq;
+        self.seq = last_seq;
+        if batch.acked.is_empty() {
+            return Ok(());
+        }
+        self.send(&batch.bytes, "send batch")?;
+        let err = |what, source| NftError::Netlink {
+            netns: self.netns.clone(),
+            what,
+            source,
+        };
+        // Every message asked for an acknowledgement; the first error aborts the batch.
+        let mut pending = batch.acked.len();
+        let mut buf = vec![0u8; ACK_BUFFER];
+        while pending > 0 {
+            let n = recv(self.fd.as_raw_fd(), &mut buf, MsgFlags::empty())
+                .map_err(|e| err("recv ack", e))?;
+            let mut at = 0;
+            while at + 16 <= n {
+                let len =
+                    u32::from_ne_bytes([buf[at], buf[at + 1], buf[at + 2], buf[at + 3]]) as usize;
+                let kind = u16::from_ne_bytes([buf[at + 4], buf[at + 5]]);
+                let mseq =
+                    u32::from_ne_bytes([buf[at + 8], buf[at + 9], buf[at + 10], buf[at + 11]]);
+                if len < 16 || at + len > n {
+                    return Err(self.protocol("truncated acknowledgement"));
+                }
+                let in_batch = mseq.wrapping_sub(first_seq) <= last_seq.wrapping_sub(first_seq);
+                if kind == NLMSG_ERROR && in_batch && len >= 20 {
+                    let code = i32::from_ne_bytes([
+                        buf[at + 16],
+                        buf[at + 17],
+                        buf[at + 18],
+                        buf[at + 19],
+                    ]);
+                    if code == -message::ERESTART && mseq == first_seq {
+                        return Err(NftError::Stale {
+                            netns: self.netns.clone(),
+                            expected: expected_generation,
+                        });
+                    }
+                    if code != 0 {
+                        return Err(err("batch refused", nix::errno::Errno::from_raw(-code)));
+                    }
+                    pending = pending.saturating_sub(1);
+                }
+                at += (len + 3) & !3;
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends one datagram to the kernel, first growing the socket's send buffer when the
+    /// datagram would not fit it (as `nft` does for a large batch).
+    fn send(&self, bytes: &[u8], what: &'static str) -> Result<(), NftError> {
+        self.fit_send_buffer(bytes.len())?;
+        sendto(
+            self.fd.as_raw_fd(),
+            bytes,
+            &NetlinkAddr::new(0, 0),
+            MsgFlags::empty(),
+        )
+        .map(|_| ())
+        .map_err(|source| NftError::Netlink {
+            netns: self.netns.clone(),
+            what,
+            source,
+        })
+    }
+
+    /// Makes the send buffer hold a datagram of `len` bytes. `SO_SNDBUFFORCE` (which needs
+    /// `CAP_NET_ADMIN`, as committing does) passes the system's limit; without it, `SO_SNDBUF`
+    /// gets what the limit allows and an oversized datagram fails with `EMSGSIZE`.
+    fn fit_send_buffer(&self, len: usize) -> Result<(), NftError> {
+        let err = |what, source| NftError::Netlink {
+            netns: self.netns.clone(),
+            what,
+            source,
+        };
+        let have = getsockopt(&self.fd, sockopt::SndBuf).map_err(|e| err("get SO_SNDBUF", e))?;
+        let need = len.saturating_add(SEND_SLACK);
+        if have >= need {
+            return Ok(());
+        }
+        // The kernel doubles what it is given, for its own bookkeeping.
+        match setsockopt(&self.fd, sockopt::SndBufForce, &need) {
+            Ok(()) => Ok(()),
+            Err(nix::errno::Errno::EPERM) => {
+                setsockopt(&self.fd, sockopt::SndBuf, &need).map_err(|e| err("set SO_SNDBUF", e))
+            }
+            Err(e) => Err(err("set SO_SNDBUFFORCE", e)),
+        }
+    }
+
+    fn encode(&self, source: EncodeError) -> NftError {
+        NftError::Encode {
+            netns: self.netns.clone(),
+            source,
+        }
+    }
+
+    fn protocol(&self, detail: &'static str) -> NftError {
+        NftError::Protocol {
+            netns: self.netns.clone(),
+            detail,
+        }
+    }
+}
