@@ -595,10 +595,11 @@ fn dry_run_write(data_dir: &Path, router: &str, config: RouterConfig) -> Result<
     let valid = router_config::validate(config)
         .map_err(|problems| format!("config of generation {generation} refused: {problems}"))?;
     let nft = render::render_full(&render::plan(&valid));
-    let haproxy = render::haproxy::render_haproxy(
-        &valid,
-        &sys::haproxy::global_section(&dir, vrouterd::HARD_STOP_AFTER),
-    );
+    let global = render::haproxy::Global {
+        stats_socket: sys::haproxy::HaproxyFiles::new(&dir).stats_socket(),
+        hard_stop_after: vrouterd::HARD_STOP_AFTER,
+    };
+    let haproxy = render::haproxy::render_haproxy(&valid, &global);
     let write = |name: &str, bytes: &[u8]| {
         let path = dir.join(name);
         let tmp = dir.join(format!(".{name}.tmp"));

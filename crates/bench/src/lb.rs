@@ -533,7 +533,10 @@ impl Bench<'_> {
         std::fs::create_dir_all(&scratch)
             .with_context(|| format!("create {}", scratch.display()))?;
         let ledger = vrouterd::ledger::Ledger::open(&scratch).context("scratch ledger")?;
-        let global = sys::haproxy::global_section(&scratch, vrouterd::HARD_STOP_AFTER);
+        let global = render::haproxy::Global {
+            stats_socket: sys::haproxy::HaproxyFiles::new(&scratch).stats_socket(),
+            hard_stop_after: vrouterd::HARD_STOP_AFTER,
+        };
         let backend = render::haproxy::listen_name(RuleId(FIRST_LB_ID));
         let server = format!(
             "{backend}/{}",

@@ -2,13 +2,48 @@
 //!
 //! One `listen` section per load-balancer rule, named `lb_<id>`, with one `server` per member,
 //! named from its address so that the same member always has the same name (`m_10_1_1_11_80`).
-//! The global section (sockets, master-worker) is given by the caller, which owns the paths.
+//! The `global` section is rendered here too; what it takes from the running router (the path of
+//! the runtime API's socket, how long old workers may drain) comes in as a [`Global`].
 
 use router_config::{
     Algorithm, CookieMode, LbMode, LoadBalancer, Member, RuleId, Stickiness, ValidConfig,
 };
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The `maxconn` of the `global` section.
+pub const MAXCONN: u32 = 4096;
+
+/// What the `global` section takes from the running router rather than from its config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Global {
+    /// The admin runtime API socket (`stats socket`), which also hands the listeners over to
+    /// the new worker on a reload.
+    ///
+    /// # Assumptions
+    /// No whitespace in the path (it is one word of the configuration).
+    pub stats_socket: PathBuf,
+    /// `hard-stop-after`: the longest an old worker may keep draining connections after a
+    /// reload or stop (written in milliseconds, at least 1).
+    pub hard_stop_after: Duration,
+}
+
+/// The body of the `global` section (indented lines, without the `global` keyword):
+/// master-worker mode, the admin socket that hands the listeners over on reload, a `maxconn` of
+/// [`MAXCONN`] and `hard-stop-after`.
+///
+/// There is no `pidfile` line: the process that starts haproxy passes `-p`, and haproxy 2.6
+/// alerts ("'pidfile' already specified") when both are given.
+pub fn render_global(global: &Global) -> String {
+    format!(
+        "    master-worker\n    stats socket {} mode 600 level admin expose-fd listeners\n    \
+         maxconn {MAXCONN}\n    hard-stop-after {}ms\n",
+        global.stats_socket.display(),
+        global.hard_stop_after.as_millis().max(1),
+    )
+}
 
 /// The name of a rule's `listen` section (also its backend name on the runtime API).
 pub fn listen_name(id: RuleId) -> String {
@@ -37,9 +72,7 @@ pub fn server_options(lb: &LoadBalancer, m: &Member) -> String {
 }
 
 /// Renders the whole `haproxy.cfg`, or `None` when the config has no load-balancer rule.
-///
-/// `global` is the text of the `global` section's body (indented lines), from the caller.
-pub fn render_haproxy(cfg: &ValidConfig, global: &str) -> Option<String> {
+pub fn render_haproxy(cfg: &ValidConfig, global: &Global) -> Option<String> {
     if cfg.load_balancers.is_empty() {
         return None;
     }
@@ -48,10 +81,7 @@ pub fn render_haproxy(cfg: &ValidConfig, global: &str) -> Option<String> {
         "# Rendered by guestnet from the router's config; changes here are overwritten.\n",
     );
     out.push_str("global\n");
-    out.push_str(global);
-    if !global.ends_with('\n') {
-        out.push('\n');
-    }
+    out.push_str(&render_global(global));
     out.push_str(
         "\ndefaults\n    mode tcp\n    option dontlognull\n    option redispatch\n    retries 3\n    \
          timeout connect 5s\n    timeout client 50s\n    timeout server 50s\n    timeout check 5s\n",

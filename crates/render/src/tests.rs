@@ -475,11 +475,36 @@ fn one_changed_rule_touches_one_element_pair() {
     );
 }
 
-/// The haproxy.cfg, with a stand-in global section.
+/// The `global` inputs of a router whose haproxy files are in `/var/lib/guestnet/r1/haproxy`.
+fn lb_global() -> haproxy::Global {
+    haproxy::Global {
+        stats_socket: "/var/lib/guestnet/r1/haproxy/stats.sock".into(),
+        hard_stop_after: std::time::Duration::from_secs(30),
+    }
+}
+
+/// The whole haproxy.cfg, `global` section included.
 fn check_haproxy(case: &str) {
     check_snapshot(case, "expected.haproxy.cfg", |cfg| {
-        haproxy::render_haproxy(cfg, "    master-worker\n").expect("load balancers")
+        haproxy::render_haproxy(cfg, &lb_global()).expect("load balancers")
     });
+}
+
+#[test]
+fn global_section_declares_master_worker_and_the_admin_socket() {
+    assert_eq!(
+        haproxy::render_global(&lb_global()),
+        "    master-worker\n    stats socket /var/lib/guestnet/r1/haproxy/stats.sock mode 600 level admin expose-fd listeners\n    maxconn 4096\n    hard-stop-after 30000ms\n"
+    );
+}
+
+#[test]
+fn hard_stop_after_is_at_least_one_millisecond() {
+    let global = haproxy::Global {
+        hard_stop_after: std::time::Duration::from_micros(10),
+        ..lb_global()
+    };
+    assert!(haproxy::render_global(&global).ends_with("    hard-stop-after 1ms\n"));
 }
 
 #[test]

@@ -3,8 +3,10 @@
 //!
 //! haproxy runs in master-worker mode, daemonized (`-W -D`), so it keeps serving while the router
 //! daemon restarts, as nftables rules do. Its files live in one directory that the caller owns
-//! (see [`HaproxyFiles`]); the caller writes `haproxy.cfg` and puts the lines of
-//! [`global_section`] into its `global` section.
+//! (see [`HaproxyFiles`]); the caller writes `haproxy.cfg`, rendered whole (its `global` section
+//! included) by the `render` crate, whose `global` section must name
+//! [`HaproxyFiles::stats_socket`] as the admin socket with `expose-fd listeners` and run haproxy
+//! in master-worker mode.
 //!
 //! Facts about haproxy 2.6.12 this module relies on (measured):
 //! - The master CLI (`-S`) keeps a connection open until the client shuts down its writing side;
@@ -38,8 +40,6 @@ mod tests;
 
 /// The haproxy program.
 const HAPROXY: &str = "/usr/sbin/haproxy";
-/// The `maxconn` written by [`global_section`].
-pub const MAXCONN: u32 = 4096;
 /// How long to wait for a new master and worker to answer.
 const START_DEADLINE: Duration = Duration::from_secs(30);
 /// How long to wait for a reloaded worker to answer.
@@ -228,23 +228,6 @@ impl HaproxyFiles {
     pub fn pid_file(&self) -> PathBuf {
         self.dir.join("haproxy.pid")
     }
-}
-
-/// The lines our configuration needs in `global` (without the `global` keyword itself), for
-/// haproxy files in `dir`: master-worker mode, the admin stats socket that hands the listeners
-/// over on reload, a `maxconn` of [`MAXCONN`] and `hard-stop-after`, the longest an old worker
-/// may keep draining connections after a reload or stop.
-///
-/// There is no `pidfile` line: [`Haproxy::ensure_running`] passes `-p`, and haproxy 2.6 alerts
-/// ("'pidfile' already specified") when both are given.
-pub fn global_section(dir: &Path, hard_stop_after: Duration) -> String {
-    let files = HaproxyFiles::new(dir);
-    format!(
-        "    master-worker\n    stats socket {} mode 600 level admin expose-fd listeners\n    \
-         maxconn {MAXCONN}\n    hard-stop-after {}ms\n",
-        files.stats_socket().display(),
-        hard_stop_after.as_millis().max(1),
-    )
 }
 
 /// Checks a configuration with `haproxy -c -f PATH`. It runs in the host namespace: a check

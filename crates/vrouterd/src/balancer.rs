@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use render::haproxy::{
-    listen_name, plan_lb_change, render_haproxy, server_name, LbChange, MemberChange,
+    listen_name, plan_lb_change, render_haproxy, server_name, Global, LbChange, MemberChange,
 };
 use router_config::ValidConfig;
 use serde::Serialize;
@@ -137,10 +137,11 @@ impl Balancer {
     }
 
     fn render(&self, config: &ValidConfig) -> Option<String> {
-        render_haproxy(
-            config,
-            &haproxy::global_section(self.files.dir(), HARD_STOP_AFTER),
-        )
+        let global = Global {
+            stats_socket: self.files.stats_socket(),
+            hard_stop_after: HARD_STOP_AFTER,
+        };
+        render_haproxy(config, &global)
     }
 
     fn new_path(&self) -> PathBuf {

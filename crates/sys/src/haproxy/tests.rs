@@ -159,15 +159,6 @@ fn unknown_servers_state_version_is_refused() {
 }
 
 #[test]
-fn global_section_declares_master_worker_and_the_admin_socket() {
-    let text = global_section(Path::new("/var/lib/r1/haproxy"), Duration::from_secs(30));
-    assert_eq!(
-        text,
-        "    master-worker\n    stats socket /var/lib/r1/haproxy/stats.sock mode 600 level admin expose-fd listeners\n    maxconn 4096\n    hard-stop-after 30000ms\n"
-    );
-}
-
-#[test]
 fn files_live_in_the_given_directory() {
     let f = HaproxyFiles::new("/s/haproxy");
     assert_eq!(f.config(), Path::new("/s/haproxy/haproxy.cfg"));

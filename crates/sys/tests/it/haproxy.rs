@@ -45,11 +45,16 @@ impl Lab {
         HaproxyFiles::new(&self.dir)
     }
 
-    /// Writes `haproxy.cfg`: our `global` lines, tcp defaults, then `body`.
+    /// Writes `haproxy.cfg`: the router's `global` section as `render` renders it, tcp defaults,
+    /// then `body`.
     fn write_config(&self, body: &str) {
+        let global = render::haproxy::Global {
+            stats_socket: self.files().stats_socket(),
+            hard_stop_after: Duration::from_secs(10),
+        };
         let text = format!(
             "global\n{}\ndefaults\n    mode tcp\n    timeout connect 5s\n    timeout client 60s\n    timeout server 60s\n\n{body}",
-            haproxy::global_section(&self.dir, Duration::from_secs(10))
+            render::haproxy::render_global(&global)
         );
         std::fs::write(self.files().config(), text).expect("write haproxy.cfg");
     }

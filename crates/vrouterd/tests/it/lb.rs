@@ -693,7 +693,10 @@ fn every_rendered_load_balancer_kind_passes_haproxy_check() {
     .expect("snapshot input");
     let cfg = router_config::parse_and_validate(&input).expect("valid");
     let dir = tempfile::tempdir().expect("temp dir");
-    let global = sys::haproxy::global_section(dir.path(), Duration::from_secs(600));
+    let global = render::haproxy::Global {
+        stats_socket: sys::haproxy::HaproxyFiles::new(dir.path()).stats_socket(),
+        hard_stop_after: Duration::from_secs(600),
+    };
     let text = render::haproxy::render_haproxy(&cfg, &global).expect("load balancers");
     let path = dir.path().join("haproxy.cfg");
     std::fs::write(&path, text).expect("write");
