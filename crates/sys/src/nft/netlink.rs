@@ -34,6 +34,10 @@ pub struct NftSocket {
     netns: Netns,
     fd: OwnedFd,
     seq: u32,
+    /// The longest datagram the send buffer is known to take (0 until the first send).
+    send_room: usize,
+    /// The buffer acknowledgements are read into, kept between batches.
+    acks: Vec<u8>,
 }
 
 impl NftSocket {
@@ -91,6 +95,8 @@ impl NftSocket {
             netns: netns.clone(),
             fd,
             seq: 0,
+            send_room: 0,
+            acks: Vec::new(),
         })
     }
 
@@ -181,6 +187,22 @@ impl NftSocket {
             return Ok(());
         }
         self.send(&batch.bytes, "send batch")?;
+        let mut buf = std::mem::take(&mut self.acks);
+        buf.resize(ACK_BUFFER, 0);
+        let result = self.read_acks(&mut buf, &batch, first_seq, expected_generation);
+        self.acks = buf;
+        result
+    }
+
+    /// Reads the acknowledgements of `batch`, sent with sequence numbers from `first_seq`.
+    fn read_acks(
+        &self,
+        buf: &mut [u8],
+        batch: &message::Batch,
+        first_seq: u32,
+        expected_generation: u32,
+    ) -> Result<(), NftError> {
+        let last_seq = batch.last_seq;
         let err = |what, source| NftError::Netlink {
             netns: self.netns.clone(),
             what,
@@ -188,9 +210,8 @@ impl NftSocket {
         };
         // Every message asked for an acknowledgement; the first error aborts the batch.
         let mut pending = batch.acked.len();
-        let mut buf = vec![0u8; ACK_BUFFER];
         while pending > 0 {
-            let n = recv(self.fd.as_raw_fd(), &mut buf, MsgFlags::empty())
+            let n = recv(self.fd.as_raw_fd(), buf, MsgFlags::empty())
                 .map_err(|e| err("recv ack", e))?;
             let mut at = 0;
             while at + 16 <= n {
@@ -229,7 +250,7 @@ impl NftSocket {
 
     /// Sends one datagram to the kernel, first growing the socket's send buffer when the
     /// datagram would not fit it (as `nft` does for a large batch).
-    fn send(&self, bytes: &[u8], what: &'static str) -> Result<(), NftError> {
+    fn send(&mut self, bytes: &[u8], what: &'static str) -> Result<(), NftError> {
         self.fit_send_buffer(bytes.len())?;
         sendto(
             self.fd.as_raw_fd(),
@@ -248,25 +269,29 @@ impl NftSocket {
     /// Makes the send buffer hold a datagram of `len` bytes. `SO_SNDBUFFORCE` (which needs
     /// `CAP_NET_ADMIN`, as committing does) passes the system's limit; without it, `SO_SNDBUF`
     /// gets what the limit allows and an oversized datagram fails with `EMSGSIZE`.
-    fn fit_send_buffer(&self, len: usize) -> Result<(), NftError> {
+    fn fit_send_buffer(&mut self, len: usize) -> Result<(), NftError> {
+        if len <= self.send_room {
+            return Ok(());
+        }
         let err = |what, source| NftError::Netlink {
             netns: self.netns.clone(),
             what,
             source,
         };
-        let have = getsockopt(&self.fd, sockopt::SndBuf).map_err(|e| err("get SO_SNDBUF", e))?;
         let need = len.saturating_add(SEND_SLACK);
-        if have >= need {
-            return Ok(());
-        }
-        // The kernel doubles what it is given, for its own bookkeeping.
-        match setsockopt(&self.fd, sockopt::SndBufForce, &need) {
-            Ok(()) => Ok(()),
-            Err(nix::errno::Errno::EPERM) => {
-                setsockopt(&self.fd, sockopt::SndBuf, &need).map_err(|e| err("set SO_SNDBUF", e))
+        let have = getsockopt(&self.fd, sockopt::SndBuf).map_err(|e| err("get SO_SNDBUF", e))?;
+        if have < need {
+            // The kernel doubles what it is given, for its own bookkeeping.
+            match setsockopt(&self.fd, sockopt::SndBufForce, &need) {
+                Ok(()) => {}
+                Err(nix::errno::Errno::EPERM) => setsockopt(&self.fd, sockopt::SndBuf, &need)
+                    .map_err(|e| err("set SO_SNDBUF", e))?,
+                Err(e) => return Err(err("set SO_SNDBUFFORCE", e)),
             }
-            Err(e) => Err(err("set SO_SNDBUFFORCE", e)),
         }
+        let have = getsockopt(&self.fd, sockopt::SndBuf).map_err(|e| err("get SO_SNDBUF", e))?;
+        self.send_room = have.saturating_sub(SEND_SLACK);
+        Ok(())
     }
 
     fn encode(&self, source: EncodeError) -> NftError {
