@@ -7,8 +7,8 @@
 //!   its runtime API;
 //! - [`netns`]: create, list and delete network namespaces, veth pairs and bridges, and end
 //!   the processes inside a namespace;
-//! - [`nft`]: submit an nftables script as one transaction inside a namespace, and read the
-//!   kernel's ruleset generation cheaply over netlink.
+//! - [`nft`]: submit an nftables script as one transaction inside a namespace; [`nft::netlink`]
+//!   reads the kernel's ruleset generation cheaply and commits element changes as one batch.
 //!
 //! It never decides anything: callers render what to do, this crate does it and reports.
 

@@ -87,6 +87,15 @@ fn begin_end(end_seq: u8) -> (Vec<u8>, Vec<u8>) {
 
 #[cfg(target_endian = "little")]
 #[test]
+fn generation_request_is_a_bare_getgen_header() {
+    assert_eq!(
+        getgen_request(5).expect("encodes"),
+        [20, 0, 0, 0, 0x10, 0x0a, 1, 0, 5, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]
+    );
+}
+
+#[cfg(target_endian = "little")]
+#[test]
 fn empty_batch_is_begin_with_the_generation_then_end() {
     let batch = encode(&[], &[]);
     let (begin, end) = begin_end(101);
