@@ -85,7 +85,7 @@ impl NftSocket {
                     .unwrap_or_else(|_| {
                         Err(NftError::Protocol {
                             netns: netns.clone(),
-                            detail: "probe thread panicked",
+                            detail: "the thread that entered the namespace panicked",
                         })
                     })
                 })?
