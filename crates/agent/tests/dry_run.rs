@@ -44,18 +44,19 @@ async fn driver_with_router(dir: &Path) -> Driver {
     let d = Driver::dry_run(dir);
     d.ensure_router(
         ROUTER,
-        "10.1.1.0/24".parse().unwrap(),
-        "10.1.1.1".parse().unwrap(),
+        "10.1.1.0/24".parse().expect("a CIDR"),
+        "10.1.1.1".parse().expect("an address"),
     )
     .await
-    .unwrap();
+    .expect("a dry-run router is made");
     d
 }
 
 /// The config dry-run wrote out for the router.
 fn written(dir: &Path) -> RouterConfig {
     let path = dir.join("dry-run").join(ROUTER).join("config.json");
-    serde_json::from_slice(&std::fs::read(path).expect("config.json written")).unwrap()
+    serde_json::from_slice(&std::fs::read(path).expect("config.json written"))
+        .expect("config.json is a config")
 }
 
 #[tokio::test]
