@@ -52,13 +52,14 @@ struct Inner {
     data_dir: PathBuf,
     lab: Mutex<Option<Lab>>,
     routers: Mutex<HashMap<String, Arc<Mutex<RouterSlot>>>>,
-    /// A dry-run router that refuses the configs this names (for tests of refusal handling: a
-    /// router refusing what the API accepted cannot be provoked otherwise, the API checks
-    /// everything first).
+    /// Configs whose commits a dry-run router's kernel refuses, as a kernel refusing a config
+    /// would (for tests of refusal handling: a router refusing what the API accepted cannot be
+    /// provoked otherwise, the API checks everything first). The router itself answers first:
+    /// an older generation is still superseded and a repeat still a no-op.
     fault: Option<Fault>,
 }
 
-/// Why a dry-run router refuses a config, if it does.
+/// Why a dry-run router's kernel refuses to commit a config, if it does.
 pub type Fault = fn(&RouterConfig) -> Option<String>;
 
 enum RouterSlot {
@@ -154,8 +155,9 @@ impl Driver {
         }
     }
 
-    /// The dry-run driver with routers that refuse what `fault` names (tests of how refusals
-    /// are handled upstream).
+    /// The dry-run driver with routers whose kernels refuse to commit what `fault` names (tests
+    /// of how refusals are handled upstream); the refused generation is spent, as on a real
+    /// router.
     pub fn dry_run_refusing(data_dir: &Path, fault: Fault) -> Driver {
         Driver {
             kind: DriverKind::DryRun,

@@ -496,6 +496,15 @@ mod tests {
     }
 
     #[test]
+    fn the_trait_is_object_safe() {
+        let mut k: Box<dyn Kernel> = Box::new(RecordingKernel::new());
+        let g0 = k.generation().unwrap();
+        k.apply_script("x").unwrap();
+        assert_eq!(k.generation().unwrap(), g0 + 1);
+        assert!(k.to_string().starts_with("recording kernel "));
+    }
+
+    #[test]
     fn clones_share_one_kernel_and_a_resumed_one_keeps_its_identity() {
         let mut k = RecordingKernel::new().without_journal();
         let handle = k.clone();
