@@ -94,8 +94,8 @@ fn delta_answer(
 }
 
 /// What a router holds and whether its kernel still enforces it.
-fn status_of<K: Kernel>(r: &mut Router<K>) -> Result<RouterStatus, String> {
-    let drift = match r.drift().map_err(|e| vrouterd::chain(&e))? {
+fn status_of<K: Kernel>(r: &mut Router<K>) -> Result<RouterStatus, ApplyError> {
+    let drift = match r.drift()? {
         Drift::InSync | Drift::NothingApplied => None,
         Drift::Drifted { expected, found } => Some(format!(
             "the kernel's ruleset generation is {found}, the router left {expected}"
@@ -528,6 +528,7 @@ impl Driver {
                 RouterSlot::Lab(r) => status_of(r.as_mut()),
                 RouterSlot::DryRun(r) => status_of(r.as_mut()),
             }
+            .map_err(|e| vrouterd::chain(&e))
         })
         .await
     }
