@@ -2,8 +2,10 @@
 //! its config.
 //!
 //! `lab` makes every router and VM a namespace of the host's lab and applies configs with the
-//! router data plane itself (nftables, haproxy). `dry-run` validates and renders each config and
-//! writes it under the data directory: nothing is enforced, and whoever runs it says so.
+//! router data plane itself (nftables, haproxy). `dry-run` runs the same [`Router`] over a
+//! [`RecordingKernel`] and without haproxy, so it supersedes, repeats and refuses exactly as a
+//! real router does, and writes each config it takes, with what it renders to, under the data
+//! directory: nothing is enforced, and whoever runs it says so.
 
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
@@ -13,8 +15,9 @@ use std::sync::{Arc, Mutex};
 use ipnet::Ipv4Net;
 use lab::{Lab, NetworkSpec, VmLabel, VmSpec};
 use router_config::{Generation, RouterConfig, RouterDelta};
+use sys::kernel::{Kernel, RecordingKernel};
 use sys::nft::Netns;
-use vrouterd::{ApplyOutcome, Drift, Router};
+use vrouterd::{ApplyError, ApplyOutcome, Drift, Router};
 
 pub use crate::proto::Applied;
 use crate::proto::RouterStatus;
@@ -49,22 +52,60 @@ struct Inner {
     data_dir: PathBuf,
     lab: Mutex<Option<Lab>>,
     routers: Mutex<HashMap<String, Arc<Mutex<RouterSlot>>>>,
-    /// A dry-run router that refuses the configs this names (for tests of refusal handling: a
-    /// router refusing what the API accepted cannot be provoked otherwise, the API checks
-    /// everything first).
+    /// Configs whose commits a dry-run router's kernel refuses, as a kernel refusing a config
+    /// would (for tests of refusal handling: a router refusing what the API accepted cannot be
+    /// provoked otherwise, the API checks everything first). The router itself answers first:
+    /// an older generation is still superseded and a repeat still a no-op.
     fault: Option<Fault>,
 }
 
-/// Why a dry-run router refuses a config, if it does.
+/// Why a dry-run router's kernel refuses to commit a config, if it does.
 pub type Fault = fn(&RouterConfig) -> Option<String>;
 
 enum RouterSlot {
     Lab(Box<Router>),
-    DryRun {
-        generation: Option<Generation>,
-        /// The config it holds (the base of the next delta).
-        config: Option<Box<RouterConfig>>,
-    },
+    /// Its ledger is in `data_dir/dry-run/<router>/state`.
+    DryRun(Box<Router<RecordingKernel>>),
+}
+
+/// A router's answer to a config, as the agent reports it.
+fn answer(outcome: Result<ApplyOutcome, ApplyError>) -> Result<Applied, ApplyError> {
+    match outcome? {
+        ApplyOutcome::Applied { generation, .. } | ApplyOutcome::Unchanged { generation } => {
+            Ok(Applied::Generation(generation))
+        }
+        ApplyOutcome::Superseded { applied_generation } => {
+            Ok(Applied::Superseded(applied_generation))
+        }
+    }
+}
+
+/// A router's answer to a delta, as the agent reports it.
+fn delta_answer(
+    outcome: Result<ApplyOutcome, ApplyError>,
+    base: Generation,
+) -> Result<Applied, DeltaFailure> {
+    answer(outcome).map_err(|e| match e {
+        ApplyError::Delta(e) => DeltaFailure::Stale(format!(
+            "router holds another generation than the delta's base {base}: {e}"
+        )),
+        e => DeltaFailure::Refused(vrouterd::chain(&e)),
+    })
+}
+
+/// What a router holds and whether its kernel still enforces it.
+fn status_of<K: Kernel>(r: &mut Router<K>) -> Result<RouterStatus, ApplyError> {
+    let drift = match r.drift()? {
+        Drift::InSync | Drift::NothingApplied => None,
+        Drift::Drifted { expected, found } => Some(format!(
+            "the kernel's ruleset generation is {found}, the router left {expected}"
+        )),
+    };
+    Ok(RouterStatus {
+        generation: r.generation(),
+        drift,
+        config: r.config().map(|c| c.document().clone()),
+    })
 }
 
 /// Why a delta was not applied.
@@ -114,8 +155,9 @@ impl Driver {
         }
     }
 
-    /// The dry-run driver with routers that refuse what `fault` names (tests of how refusals
-    /// are handled upstream).
+    /// The dry-run driver with routers whose kernels refuse to commit what `fault` names (tests
+    /// of how refusals are handled upstream); the refused generation is spent, as on a real
+    /// router.
     pub fn dry_run_refusing(data_dir: &Path, fault: Fault) -> Driver {
         Driver {
             kind: DriverKind::DryRun,
@@ -194,10 +236,20 @@ impl Driver {
             return Ok(s.clone());
         }
         let slot = match self.kind {
-            DriverKind::DryRun => RouterSlot::DryRun {
-                generation: None,
-                config: None,
-            },
+            DriverKind::DryRun => {
+                let dir = dry_run_state(&self.inner.data_dir, router);
+                // The recording kernel stands for what dry-run writes to disk, which outlives
+                // the agent: it resumes where the router's ledger says it was left.
+                let kernel = match vrouterd::ledger::read_kernel_mark(&dir)
+                    .map_err(|e| vrouterd::chain(&e))?
+                {
+                    Some(mark) => RecordingKernel::resuming(mark.netns, mark.nft_generation),
+                    None => RecordingKernel::new(),
+                }
+                .without_journal();
+                let r = Router::with_kernel(kernel, &dir).map_err(|e| vrouterd::chain(&e))?;
+                RouterSlot::DryRun(Box::new(r))
+            }
             DriverKind::Lab => {
                 let ns = self
                     .inner
@@ -267,7 +319,17 @@ impl Driver {
             // would keep it alive. haproxy ends with the namespace's processes.
             drop(slot);
             match this.kind {
-                DriverKind::DryRun => Ok(()),
+                DriverKind::DryRun => {
+                    // The ledger goes with the router, as a lab router's does; what dry-run
+                    // wrote beside it stays.
+                    let dir = dry_run_state(&this.inner.data_dir, &router);
+                    match std::fs::remove_dir_all(&dir) {
+                        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                            Err(format!("cannot remove {}: {e}", dir.display()))
+                        }
+                        _ => Ok(()),
+                    }
+                }
                 DriverKind::Lab => {
                     this.inner
                         .with_lab(|lab| lab.remove_network(&router).map_err(|e| lab_err(&e)))?;
@@ -357,7 +419,7 @@ impl Driver {
                 .map_err(|_| "router state poisoned".to_string())?;
             Ok(match &*slot {
                 RouterSlot::Lab(r) => r.generation(),
-                RouterSlot::DryRun { generation, .. } => *generation,
+                RouterSlot::DryRun(r) => r.generation(),
             })
         })
         .await
@@ -378,37 +440,41 @@ impl Driver {
                 .lock()
                 .map_err(|_| "router state poisoned".to_string())?;
             match &mut *slot {
-                RouterSlot::Lab(r) => match r.apply_document(config) {
-                    Ok(ApplyOutcome::Applied { generation, .. })
-                    | Ok(ApplyOutcome::Unchanged { generation }) => {
-                        Ok(Applied::Generation(generation))
-                    }
-                    Ok(ApplyOutcome::Superseded { applied_generation }) => {
-                        Ok(Applied::Superseded(applied_generation))
-                    }
-                    Err(e) => Err(vrouterd::chain(&e)),
-                },
-                RouterSlot::DryRun {
-                    generation,
-                    config: held,
-                } => {
-                    let g = config.generation;
-                    if let Some(reason) = this.inner.fault.and_then(|f| f(&config)) {
-                        return Err(reason);
-                    }
-                    if let Some(held) = *generation {
-                        if g < held {
-                            return Ok(Applied::Superseded(held));
-                        }
-                    }
-                    dry_run_write(&this.inner.data_dir, &router, config.clone())?;
-                    *generation = Some(g);
-                    *held = Some(Box::new(config));
-                    Ok(Applied::Generation(g))
+                RouterSlot::Lab(r) => {
+                    answer(r.apply_document(config)).map_err(|e| vrouterd::chain(&e))
+                }
+                RouterSlot::DryRun(r) => {
+                    let fault = this.inner.fault.and_then(|f| f(&config));
+                    answer(this.dry_run_apply(&router, r, fault, |r| r.apply_document(config)))
+                        .map_err(|e| vrouterd::chain(&e))
                 }
             }
         })
         .await
+    }
+
+    /// Applies through a dry-run router: a fault makes its kernel refuse every commit of this
+    /// apply, as a real kernel refuses a config; a config taken is written out.
+    fn dry_run_apply(
+        &self,
+        router: &str,
+        r: &mut Router<RecordingKernel>,
+        fault: Option<String>,
+        apply: impl FnOnce(&mut Router<RecordingKernel>) -> Result<ApplyOutcome, ApplyError>,
+    ) -> Result<ApplyOutcome, ApplyError> {
+        let kernel = r.kernel().clone();
+        if let Some(reason) = fault {
+            kernel.refuse_commits(reason);
+        }
+        let outcome = apply(r);
+        kernel.accept_commits();
+        if let Ok(ApplyOutcome::Applied { generation, .. }) = &outcome {
+            if let Err(e) = dry_run_write(&self.inner.data_dir, router, r) {
+                tracing::error!(router, generation, error = %e, "cannot write what dry-run applied");
+                return Err(ApplyError::Ledger(e));
+            }
+        }
+        outcome
     }
 }
 
@@ -424,50 +490,28 @@ impl Driver {
         delta: RouterDelta,
     ) -> Result<Applied, DeltaFailure> {
         let slot = self.slot(router).map_err(DeltaFailure::Refused)?;
-        let base = {
-            let delta_base = delta.base_generation;
-            let s = slot.clone();
-            blocking(move || {
-                let mut s = s.lock().map_err(|_| "router state poisoned".to_string())?;
-                match &mut *s {
-                    RouterSlot::Lab(r) => {
-                        let outcome = match r.apply_delta(&delta) {
-                            Ok(ApplyOutcome::Applied { generation, .. })
-                            | Ok(ApplyOutcome::Unchanged { generation }) => {
-                                Ok(Applied::Generation(generation))
-                            }
-                            Ok(ApplyOutcome::Superseded { applied_generation }) => {
-                                Ok(Applied::Superseded(applied_generation))
-                            }
-                            Err(vrouterd::ApplyError::Delta(e)) => Err(DeltaFailure::Stale(format!(
-                                "router holds another generation than the delta's base {delta_base}: {e}"
-                            ))),
-                            Err(e) => Err(DeltaFailure::Refused(vrouterd::chain(&e))),
-                        };
-                        Ok(Err(outcome))
-                    }
-                    RouterSlot::DryRun { config, .. } => Ok(Ok((config.as_deref().cloned(), delta))),
+        let this = self.clone();
+        let router = router.to_string();
+        tokio::task::spawn_blocking(move || {
+            let mut slot = slot
+                .lock()
+                .map_err(|_| DeltaFailure::Refused("router state poisoned".to_string()))?;
+            let base = delta.base_generation;
+            match &mut *slot {
+                RouterSlot::Lab(r) => delta_answer(r.apply_delta(&delta), base),
+                RouterSlot::DryRun(r) => {
+                    // The fault sees the config the delta makes, as the router will.
+                    let fault = this.inner.fault.and_then(|f| {
+                        let held = r.config()?.document();
+                        delta.apply_to(held).ok().and_then(|c| f(&c))
+                    });
+                    let outcome = this.dry_run_apply(&router, r, fault, |r| r.apply_delta(&delta));
+                    delta_answer(outcome, base)
                 }
-            })
-            .await
-            .map_err(DeltaFailure::Refused)?
-        };
-        match base {
-            Err(lab_outcome) => lab_outcome,
-            Ok((held, delta)) => {
-                let Some(held) = held else {
-                    return Err(DeltaFailure::Stale(format!(
-                        "router {router} holds no config to apply a delta to"
-                    )));
-                };
-                let config = delta
-                    .apply_to(&held)
-                    .map_err(|e| DeltaFailure::Stale(e.to_string()))?;
-                self.apply(router, config)
-                    .await
-                    .map_err(DeltaFailure::Refused)
             }
-        }
+        })
+        .await
+        .map_err(|e| DeltaFailure::Refused(format!("agent task failed: {e}")))?
     }
 
     /// What a router holds and whether the kernel still enforces it.
@@ -476,48 +520,15 @@ impl Driver {
     /// Why the router cannot be asked.
     pub async fn status(&self, router: &str) -> Result<RouterStatus, String> {
         let slot = self.slot(router)?;
-        let this = self.clone();
-        let router = router.to_string();
         blocking(move || {
             let mut slot = slot
                 .lock()
                 .map_err(|_| "router state poisoned".to_string())?;
             match &mut *slot {
-                RouterSlot::Lab(r) => {
-                    let drift = match r.drift().map_err(|e| vrouterd::chain(&e))? {
-                        Drift::InSync | Drift::NothingApplied => None,
-                        Drift::Drifted { expected, found } => Some(format!(
-                            "the kernel's ruleset generation is {found}, the router left {expected}"
-                        )),
-                    };
-                    Ok(RouterStatus {
-                        generation: r.generation(),
-                        drift,
-                        config: r.config().map(|c| c.document().clone()),
-                    })
-                }
-                RouterSlot::DryRun { generation, .. } => {
-                    let path = this
-                        .inner
-                        .data_dir
-                        .join("dry-run")
-                        .join(&router)
-                        .join("config.json");
-                    let config = match std::fs::read(&path) {
-                        Ok(bytes) => Some(
-                            router_config::parse::<RouterConfig>(&bytes)
-                                .map_err(|e| format!("{}: {e}", path.display()))?,
-                        ),
-                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-                        Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
-                    };
-                    Ok(RouterStatus {
-                        generation: *generation,
-                        drift: None,
-                        config,
-                    })
-                }
+                RouterSlot::Lab(r) => status_of(r.as_mut()),
+                RouterSlot::DryRun(r) => status_of(r.as_mut()),
             }
+            .map_err(|e| vrouterd::chain(&e))
         })
         .await
     }
@@ -585,27 +596,47 @@ impl Driver {
     }
 }
 
-/// Validates and renders a config and writes it, with what it renders to, under
+/// Where a dry-run router keeps its ledger.
+fn dry_run_state(data_dir: &Path, router: &str) -> PathBuf {
+    data_dir.join("dry-run").join(router).join("state")
+}
+
+/// Writes the config a dry-run router now holds, with what it renders to, under
 /// `data_dir/dry-run/<router>/`.
-fn dry_run_write(data_dir: &Path, router: &str, config: RouterConfig) -> Result<(), String> {
+fn dry_run_write(
+    data_dir: &Path,
+    router: &str,
+    r: &Router<RecordingKernel>,
+) -> Result<(), vrouterd::ledger::LedgerError> {
+    use vrouterd::ledger::LedgerError;
+    let (Some(valid), Some(model)) = (r.config(), r.model()) else {
+        return Ok(());
+    };
     let dir = data_dir.join("dry-run").join(router);
-    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    let json = serde_json::to_vec_pretty(&config).map_err(|e| e.to_string())?;
-    let generation = config.generation;
-    let valid = router_config::validate(config)
-        .map_err(|problems| format!("config of generation {generation} refused: {problems}"))?;
-    let nft = render::render_full(&render::plan(&valid));
+    let io = |action: &'static str, path: PathBuf| {
+        move |source| LedgerError::Io {
+            action,
+            path,
+            source,
+        }
+    };
+    std::fs::create_dir_all(&dir).map_err(io("create", dir.clone()))?;
+    let json =
+        serde_json::to_vec_pretty(valid.document()).map_err(|source| LedgerError::Corrupt {
+            path: dir.join("config.json"),
+            source,
+        })?;
+    let nft = render::render_full(model);
     let global = render::haproxy::Global {
         stats_socket: sys::haproxy::HaproxyFiles::new(&dir).stats_socket(),
         hard_stop_after: vrouterd::HARD_STOP_AFTER,
     };
-    let haproxy = render::haproxy::render_haproxy(&valid, &global);
+    let haproxy = render::haproxy::render_haproxy(valid, &global);
     let write = |name: &str, bytes: &[u8]| {
         let path = dir.join(name);
         let tmp = dir.join(format!(".{name}.tmp"));
-        std::fs::write(&tmp, bytes)
-            .and_then(|()| std::fs::rename(&tmp, &path))
-            .map_err(|e| format!("cannot write {}: {e}", path.display()))
+        std::fs::write(&tmp, bytes).map_err(io("write", tmp.clone()))?;
+        std::fs::rename(&tmp, &path).map_err(io("rename", tmp))
     };
     write("ruleset.nft", nft.as_bytes())?;
     match haproxy {

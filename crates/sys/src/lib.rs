@@ -5,6 +5,8 @@
 //! - [`cmd`]: run a program and capture its output, or replace this process with it;
 //! - [`haproxy`]: start, adopt, reload and stop a router's haproxy in its namespace, and drive
 //!   its runtime API;
+//! - [`kernel`]: what a router needs from its namespace's kernel, as a trait, with the real
+//!   namespace behind it and a recording kernel that enforces nothing;
 //! - [`netns`]: create, list and delete network namespaces, veth pairs and bridges, and end
 //!   the processes inside a namespace;
 //! - [`nft`]: submit an nftables script as one transaction inside a namespace; [`nft::netlink`]
@@ -14,6 +16,7 @@
 
 pub mod cmd;
 pub mod haproxy;
+pub mod kernel;
 pub mod link;
 pub mod netns;
 pub mod nft;

@@ -203,14 +203,7 @@ impl Ledger {
         &self,
         name: &str,
     ) -> Result<Option<T>, LedgerError> {
-        let path = self.path(name);
-        match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map(Some)
-                .map_err(|source| LedgerError::Corrupt { path, source }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(io("read", &path)(e)),
-        }
+        read_json(&self.path(name))
     }
 
     fn write_atomic(&self, name: &str, bytes: &[u8]) -> Result<(), LedgerError> {
@@ -219,6 +212,31 @@ impl Ledger {
         write_synced(&tmp, bytes)?;
         std::fs::rename(&tmp, &path).map_err(io("rename", &tmp))?;
         sync_dir(&self.dir)
+    }
+}
+
+/// The kernel mark a state directory holds, read without taking the directory's lock: for
+/// whoever chooses the kernel a router is opened over (a dry-run router's recording kernel
+/// resumes where the router left it).
+///
+/// # Errors
+/// [`LedgerError`] when it exists but cannot be read.
+pub fn read_kernel_mark(dir: &Path) -> Result<Option<KernelMark>, LedgerError> {
+    read_json(&dir.join("kernel.json"))
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>, LedgerError> {
+    match std::fs::read(path) {
+        Ok(bytes) => {
+            serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|source| LedgerError::Corrupt {
+                    path: path.to_path_buf(),
+                    source,
+                })
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io("read", path)(e)),
     }
 }
 

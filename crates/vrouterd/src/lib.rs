@@ -9,6 +9,10 @@
 //! Entry points: [`Router`] (one router, synchronous), [`serve`] (the control endpoint and the
 //! drift timer), [`client`] (talks to a running `serve`).
 //!
+//! The router reaches its kernel only through [`sys::kernel::Kernel`]: a namespace's
+//! ([`sys::kernel::NetnsKernel`], what [`Router::open`] uses) or any other, such as the recording
+//! kernel the dry-run agent and the no-root tests (`tests/kernel.rs`) run it over.
+//!
 //! It also drives the router's haproxy for load-balancer rules (`balancer`): checked before a
 //! commit, moved through the runtime API or a seamless reload after it.
 //!

@@ -1,7 +1,6 @@
 //! One router: gather (ledger, kernel mark), plan and render (the `render` crate), act (`sys`),
 //! record (ledger).
 
-use std::collections::BTreeSet;
 use std::time::Instant;
 
 use render::{render_full, Ruleset};
@@ -9,8 +8,8 @@ use router_config::{
     parse, validate, ConfigProblems, Generation, ParseError, RouterConfig, RouterDelta, ValidConfig,
 };
 use serde::Serialize;
-use sys::link::{self, LinkError};
-use sys::nft::{self, ElementBatch, Field, Netns, NftError, NftSocket};
+use sys::kernel::{Interfaces, Kernel, KernelError, NetnsKernel};
+use sys::nft::{ElementBatch, Field, Netns};
 
 use crate::balancer::{Balancer, BalancerError, LbStatus};
 use crate::ledger::{KernelMark, Ledger, LedgerError};
@@ -94,9 +93,9 @@ pub enum ApplyError {
     Kernel {
         /// The generation.
         generation: Generation,
-        /// nft's message.
+        /// The kernel's message.
         #[source]
-        source: NftError,
+        source: KernelError,
     },
     /// Addresses or routes could not be set.
     #[error("cannot configure interfaces for generation {generation}")]
@@ -105,14 +104,14 @@ pub enum ApplyError {
         generation: Generation,
         /// Why.
         #[source]
-        source: LinkError,
+        source: KernelError,
     },
     /// The state directory failed.
     #[error("router state")]
     Ledger(#[from] LedgerError),
     /// Reading the kernel's generation failed.
     #[error("cannot read the kernel's ruleset generation")]
-    Probe(#[source] NftError),
+    Probe(#[source] KernelError),
     /// haproxy refused the configuration rendered for this generation, or it could not be
     /// written or checked: nothing was applied, the previous haproxy serves on.
     #[error("haproxy refused the load balancers of generation {generation}")]
@@ -158,12 +157,16 @@ struct Applied {
     nft_generation: u32,
 }
 
-/// A router being operated: its namespace, its locked ledger, and the model of what it enforces.
-pub struct Router {
-    netns: Netns,
+/// A router being operated: its kernel, its locked ledger, and the model of what it enforces.
+///
+/// The kernel is its namespace's ([`NetnsKernel`], the default) or any other [`Kernel`], such
+/// as a [`sys::kernel::RecordingKernel`] that enforces nothing: the rules around the kernel
+/// (generations, the ledger, delta or full replace, drift) are the same for every kernel.
+pub struct Router<K: Kernel = NetnsKernel> {
+    kernel: K,
     ledger: Ledger,
-    probe: NftSocket,
-    balancer: Balancer,
+    /// The router's haproxy; `None` for a router opened without one ([`Router::with_kernel`]).
+    balancer: Option<Balancer>,
     applied: Option<Applied>,
     /// The ruleset generation of a commit the kernel no longer holds, while no newer commit
     /// succeeded: set by [`Router::open`] when the ledger's kernel mark is stale, and by
@@ -171,39 +174,64 @@ pub struct Router {
     stale_mark: Option<u32>,
 }
 
-impl std::fmt::Debug for Router {
+impl<K: Kernel> std::fmt::Debug for Router<K> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Router")
-            .field("netns", &self.netns)
+            .field("kernel", &self.kernel)
             .field("generation", &self.generation())
             .finish()
     }
 }
 
-impl Router {
-    /// Opens a router: locks its state directory and reads the ledger. When the kernel still
-    /// holds the ledger's config (same namespace, nothing committed since), the model is rebuilt
-    /// from the ledger so the next apply can be a delta; otherwise the next apply is a full
-    /// replace, and when the ledger records the commit of its config, [`Router::drift`] reports
-    /// drift until something is committed.
+impl Router<NetnsKernel> {
+    /// Opens the router of a namespace, with its haproxy: locks its state directory and reads
+    /// the ledger. When the kernel still holds the ledger's config (same namespace, nothing
+    /// committed since), the model is rebuilt from the ledger so the next apply can be a delta;
+    /// otherwise the next apply is a full replace, and when the ledger records the commit of its
+    /// config, [`Router::drift`] reports drift until something is committed.
     ///
     /// # Errors
     /// [`ApplyError::Ledger`] or [`ApplyError::Probe`].
     pub fn open(netns: Netns, state_dir: &std::path::Path) -> Result<Router, ApplyError> {
         let ledger = Ledger::open(state_dir)?;
-        let probe = NftSocket::open(&netns).map_err(ApplyError::Probe)?;
-        let balancer = Balancer::open(netns.clone(), state_dir);
+        let kernel = NetnsKernel::open(netns.clone()).map_err(ApplyError::Probe)?;
+        let balancer = Balancer::open(netns, state_dir);
+        Router::start(kernel, ledger, Some(balancer))
+    }
+
+    /// The namespace.
+    pub fn netns(&self) -> &Netns {
+        self.kernel.netns()
+    }
+}
+
+impl<K: Kernel> Router<K> {
+    /// Opens a router over `kernel` without haproxy: as [`Router::open`] in every rule about
+    /// generations, the ledger and the kernel; load-balancer rules are validated and recorded,
+    /// and served by no haproxy.
+    ///
+    /// # Errors
+    /// [`ApplyError::Ledger`] or [`ApplyError::Probe`].
+    pub fn with_kernel(kernel: K, state_dir: &std::path::Path) -> Result<Router<K>, ApplyError> {
+        let ledger = Ledger::open(state_dir)?;
+        Router::start(kernel, ledger, None)
+    }
+
+    fn start(
+        kernel: K,
+        ledger: Ledger,
+        balancer: Option<Balancer>,
+    ) -> Result<Router<K>, ApplyError> {
         let mut router = Router {
-            netns,
+            kernel,
             ledger,
-            probe,
             balancer,
             applied: None,
             stale_mark: None,
         };
         if let (Some(doc), Some(mark)) = (router.ledger.config()?, router.ledger.kernel_mark()?) {
-            let identity = router.netns.identity().ok();
-            let now = router.probe.generation().map_err(ApplyError::Probe)?;
+            let identity = router.kernel.identity();
+            let now = router.kernel.generation().map_err(ApplyError::Probe)?;
             if identity == Some(mark.netns)
                 && now == mark.nft_generation
                 && mark.generation == doc.generation
@@ -224,9 +252,9 @@ impl Router {
         Ok(router)
     }
 
-    /// The namespace.
-    pub fn netns(&self) -> &Netns {
-        &self.netns
+    /// The kernel.
+    pub fn kernel(&self) -> &K {
+        &self.kernel
     }
 
     /// The generation the kernel enforces, if any (as far as this process knows).
@@ -363,7 +391,7 @@ impl Router {
         let t2 = Instant::now();
         let outcome = self.commit(config, false);
         tracing::debug!(
-            netns = %self.netns,
+            netns = %self.kernel,
             generation,
             record_seen_us = (t1 - t0).as_micros() as u64,
             validate_us = (t2 - t1).as_micros() as u64,
@@ -387,15 +415,21 @@ impl Router {
         // firewall, and haproxy is left for the drift timer to retry: a refusal there means the
         // environment changed (haproxy itself, say), not the config.
         let mut lb_failure = None;
-        let lb_plan = match self.balancer.prepare(
-            self.applied.as_ref().map(|a| &a.config),
-            &config,
-            force_full,
-        ) {
+        let prepared = match self.balancer.as_mut() {
+            Some(b) => b.prepare(
+                self.applied.as_ref().map(|a| &a.config),
+                &config,
+                force_full,
+            ),
+            None => Ok(crate::balancer::LbPlan::Nothing),
+        };
+        let lb_plan = match prepared {
             Ok(plan) => plan,
             Err(source) if force_full => {
-                tracing::error!(netns = %self.netns, generation, error = %chain(&source), "haproxy refuses the last good config; enforcing the firewall without it");
-                self.balancer.mark_stale();
+                tracing::error!(netns = %self.kernel, generation, error = %chain(&source), "haproxy refuses the last good config; enforcing the firewall without it");
+                if let Some(b) = self.balancer.as_mut() {
+                    b.mark_stale();
+                }
                 lb_failure = Some(source);
                 crate::balancer::LbPlan::Nothing
             }
@@ -419,7 +453,7 @@ impl Router {
         }
         let started = Instant::now();
         let in_sync = match &self.applied {
-            Some(a) => self.probe.generation().map_err(ApplyError::Probe)? == a.nft_generation,
+            Some(a) => self.kernel.generation().map_err(ApplyError::Probe)? == a.nft_generation,
             None => false,
         };
         let mut mode = ApplyMode::Full;
@@ -442,21 +476,23 @@ impl Router {
                 Some(fast) => {
                     let mut expected = Ok(a.nft_generation);
                     if !fast.create.is_empty() {
-                        expected = nft::apply(&self.netns, &fast.create)
-                            .and_then(|()| self.probe.generation());
+                        expected = self
+                            .kernel
+                            .apply_script(&fast.create)
+                            .and_then(|()| self.kernel.generation());
                     }
                     let batches: Vec<ElementBatch> = element_batches(fast);
                     expected
                         .and_then(|g| {
-                            self.probe
+                            self.kernel
                                 .commit_batch(render::TABLE, g, &batches, &fast.remove)
                         })
                         .map_err(Some)
                 }
-                None => nft::apply(&self.netns, &update.script).map_err(Some),
+                None => self.kernel.apply_script(&update.script).map_err(Some),
             };
             if let Err(Some(e)) = &result {
-                tracing::warn!(netns = %self.netns, generation, error = %chain(e), "delta refused, trying a full replace");
+                tracing::warn!(netns = %self.kernel, generation, error = %chain(e), "delta refused, trying a full replace");
             }
         }
         let model = match (result, self.applied.take()) {
@@ -474,7 +510,7 @@ impl Router {
                 mode = ApplyMode::Full;
                 via = CommitPath::Nft;
                 let model = render::plan(&config);
-                if let Err(source) = nft::apply(&self.netns, &render_full(&model)) {
+                if let Err(source) = self.kernel.apply_script(&render_full(&model)) {
                     self.ledger.discard_candidate();
                     self.after_refusal(previous, in_sync, links_changed);
                     return Err(ApplyError::Kernel { generation, source });
@@ -483,27 +519,28 @@ impl Router {
             }
         };
         let commit_micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
-        let nft_generation = self.probe.generation().map_err(ApplyError::Probe)?;
+        let nft_generation = self.kernel.generation().map_err(ApplyError::Probe)?;
         let t_promote = Instant::now();
         self.ledger.promote_candidate()?;
         tracing::debug!(
-            netns = %self.netns,
+            netns = %self.kernel,
             generation,
             candidate_us,
             kernel_us = commit_micros,
             promote_us = t_promote.elapsed().as_micros() as u64,
             "committed"
         );
-        if let Ok(netns) = self.netns.identity() {
+        if let Some(netns) = self.kernel.identity() {
             self.ledger.write_kernel_mark(&KernelMark {
                 generation,
                 netns,
                 nft_generation,
             })?;
         }
-        let lb = match lb_failure {
-            Some(e) => Err(e),
-            None => self.balancer.enact(lb_plan, &config),
+        let lb = match (lb_failure, self.balancer.as_mut()) {
+            (Some(e), _) => Err(e),
+            (None, Some(b)) => b.enact(lb_plan, &config),
+            (None, None) => Ok(()),
         };
         self.applied = Some(Applied {
             config,
@@ -529,7 +566,7 @@ impl Router {
             Some(a) if was_in_sync => {
                 if links_changed {
                     if let Err(e) = self.sync_links(&a.config) {
-                        tracing::error!(netns = %self.netns, error = %chain(&e), "cannot restore the previous interfaces");
+                        tracing::error!(netns = %self.kernel, error = %chain(&e), "cannot restore the previous interfaces");
                     }
                 }
                 // The model may have been moved towards the refused config; plan it again.
@@ -544,13 +581,14 @@ impl Router {
         }
     }
 
-    fn sync_links(&self, config: &ValidConfig) -> Result<(), LinkError> {
-        let public: BTreeSet<_> = config.public_addresses.iter().copied().collect();
-        link::sync_addresses(&self.netns, &config.public_interface, &public)?;
-        let guest = BTreeSet::from([(config.guest_gateway, config.guest_cidr.prefix_len())]);
-        link::sync_addresses(&self.netns, &config.guest_interface, &guest)?;
-        link::sync_default_route(&self.netns, &config.public_interface, config.public_gateway)?;
-        link::enable_forwarding(&self.netns)
+    fn sync_links(&mut self, config: &ValidConfig) -> Result<(), KernelError> {
+        self.kernel.sync_interfaces(&Interfaces {
+            public: config.public_interface.clone(),
+            public_addresses: config.public_addresses.iter().copied().collect(),
+            public_gateway: config.public_gateway,
+            guest: config.guest_interface.clone(),
+            guest_address: (config.guest_gateway, config.guest_cidr.prefix_len()),
+        })
     }
 
     /// Checks cheaply (one netlink request) whether anything else committed in the namespace,
@@ -564,12 +602,12 @@ impl Router {
             return Ok(match self.stale_mark {
                 Some(expected) => Drift::Drifted {
                     expected,
-                    found: self.probe.generation().map_err(ApplyError::Probe)?,
+                    found: self.kernel.generation().map_err(ApplyError::Probe)?,
                 },
                 None => Drift::NothingApplied,
             });
         };
-        let found = self.probe.generation().map_err(ApplyError::Probe)?;
+        let found = self.kernel.generation().map_err(ApplyError::Probe)?;
         Ok(if found == a.nft_generation {
             Drift::InSync
         } else {
@@ -599,32 +637,36 @@ impl Router {
     /// # Errors
     /// [`BalancerError`]; retried on the next tick.
     pub fn tend_balancer(&mut self) -> Result<(), BalancerError> {
-        self.balancer.tend(self.applied.as_ref().map(|a| &a.config))
+        match self.balancer.as_mut() {
+            Some(b) => b.tend(self.applied.as_ref().map(|a| &a.config)),
+            None => Ok(()),
+        }
     }
 
     /// Removed load-balancer members haproxy still keeps for their connections, as
     /// `(backend, server)`.
     pub fn draining_members(&self) -> &[(String, String)] {
-        self.balancer.draining()
+        self.balancer.as_ref().map_or(&[], |b| b.draining())
     }
 
-    /// Every load-balancer rule's members with haproxy's view of their health and connections.
+    /// Every load-balancer rule's members with haproxy's view of their health and connections
+    /// (none for a router without haproxy).
     ///
     /// # Errors
     /// [`BalancerError`] when haproxy does not answer.
     pub fn load_balancers(&self) -> Result<Vec<LbStatus>, BalancerError> {
-        match self.config() {
-            Some(c) => self.balancer.status(c),
-            None => Ok(Vec::new()),
+        match (self.config(), &self.balancer) {
+            (Some(c), Some(b)) => b.status(c),
+            _ => Ok(Vec::new()),
         }
     }
 
     /// Reads every rule's counters (a full listing: proportional to the number of elements).
     ///
     /// # Errors
-    /// [`NftError`] when the table cannot be listed.
-    pub fn counters(&self) -> Result<crate::status::Counters, NftError> {
-        let json = nft::list_table_json(&self.netns, render::TABLE)?;
+    /// [`KernelError`] when the table cannot be listed.
+    pub fn counters(&self) -> Result<crate::status::Counters, KernelError> {
+        let json = self.kernel.list_table(render::TABLE)?;
         let mut counters = crate::status::Counters::from_listing(&json, self.model());
         if let Some(cfg) = self.config() {
             let ids = cfg

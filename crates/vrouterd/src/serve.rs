@@ -19,6 +19,7 @@ use serde::Serialize;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
+use sys::kernel::Kernel;
 use tokio::sync::Mutex;
 
 use crate::balancer::LbStatus;
@@ -129,7 +130,7 @@ async fn post_delta(
 }
 
 /// Builds a status report; with `repair`, repairs first when drift is found.
-pub fn status_of(r: &mut Router, repair: bool) -> Result<StatusReport, ApplyError> {
+pub fn status_of<K: Kernel>(r: &mut Router<K>, repair: bool) -> Result<StatusReport, ApplyError> {
     let mut drift = r.drift()?;
     let mut repaired = None;
     if repair && matches!(drift, Drift::Drifted { .. }) {
@@ -142,7 +143,7 @@ pub fn status_of(r: &mut Router, repair: bool) -> Result<StatusReport, ApplyErro
         Vec::new()
     });
     Ok(StatusReport {
-        netns: r.netns().to_string(),
+        netns: r.kernel().to_string(),
         generation: r.generation(),
         drift,
         counters,

@@ -1,0 +1,179 @@
+//! The dry-run driver answers as a real router does: older generations are superseded, the
+//! same config again is a repeat, a generation is never reused with other content (also across
+//! a restart of the agent), and a refusal burns its generation. Nothing here needs root.
+
+use std::path::Path;
+
+use agent::driver::{Applied, DeltaFailure, Driver};
+use router_config::{RouterConfig, RouterDelta};
+use serde_json::{json, Value};
+
+const ROUTER: &str = "r-1-VM";
+
+/// A config whose ingress rules open `ports` (tcp, from anywhere) on the public IP.
+fn config(generation: u64, ports: &[u16]) -> RouterConfig {
+    let rules: Vec<Value> = ports
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            json!({ "id": i + 1, "public_ip": "203.0.113.11", "protocol": "tcp",
+                    "ports": { "start": p, "end": p }, "source_cidrs": ["0.0.0.0/0"] })
+        })
+        .collect();
+    serde_json::from_value(json!({
+        "schema": 1,
+        "generation": generation,
+        "public": {
+            "interface": "pub0",
+            "addresses": [
+                { "ip": "203.0.113.10", "prefix_len": 24, "source_nat": true },
+                { "ip": "203.0.113.11", "prefix_len": 24 }
+            ],
+            "gateway": "203.0.113.1"
+        },
+        "guest": { "interface": "guest0", "cidr": "10.1.1.0/24", "gateway": "10.1.1.1" },
+        "egress_default": "deny",
+        "firewall_rules": rules,
+        "egress_rules": [],
+        "port_forwards": []
+    }))
+    .expect("tests build well-formed documents")
+}
+
+async fn driver_with_router(dir: &Path) -> Driver {
+    let d = Driver::dry_run(dir);
+    d.ensure_router(
+        ROUTER,
+        "10.1.1.0/24".parse().expect("a CIDR"),
+        "10.1.1.1".parse().expect("an address"),
+    )
+    .await
+    .expect("a dry-run router is made");
+    d
+}
+
+/// The config dry-run wrote out for the router.
+fn written(dir: &Path) -> RouterConfig {
+    let path = dir.join("dry-run").join(ROUTER).join("config.json");
+    serde_json::from_slice(&std::fs::read(path).expect("config.json written"))
+        .expect("config.json is a config")
+}
+
+#[tokio::test]
+async fn dry_run_supersedes_repeats_and_refuses_a_reused_generation() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = driver_with_router(dir.path()).await;
+    assert_eq!(
+        d.apply(ROUTER, config(5, &[80])).await,
+        Ok(Applied::Generation(5))
+    );
+    assert_eq!(written(dir.path()).generation, 5);
+    let rendered = dir.path().join("dry-run").join(ROUTER).join("ruleset.nft");
+    assert!(std::fs::read_to_string(&rendered)
+        .unwrap()
+        .contains("table ip"));
+
+    assert_eq!(
+        d.apply(ROUTER, config(4, &[443])).await,
+        Ok(Applied::Superseded(5))
+    );
+    assert_eq!(
+        d.apply(ROUTER, config(5, &[80])).await,
+        Ok(Applied::Generation(5))
+    );
+    let err = d.apply(ROUTER, config(5, &[80, 443])).await.unwrap_err();
+    assert!(err.contains("generation 5 was already used"), "{err}");
+    assert_eq!(written(dir.path()).firewall_rules.len(), 1);
+
+    let status = d.status(ROUTER).await.unwrap();
+    assert_eq!(status.generation, Some(5));
+    assert_eq!(status.drift, None);
+    assert_eq!(status.config.map(|c| c.firewall_rules.len()), Some(1));
+}
+
+fn refuse_6666(cfg: &RouterConfig) -> Option<String> {
+    cfg.firewall_rules
+        .iter()
+        .any(|r| r.ports.is_some_and(|p| p.start == 6666))
+        .then(|| "test router: port 6666 is refused".to_string())
+}
+
+#[tokio::test]
+async fn a_refusal_burns_its_generation_and_keeps_what_the_router_held() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Driver::dry_run_refusing(dir.path(), refuse_6666);
+    assert_eq!(
+        d.apply(ROUTER, config(1, &[80])).await,
+        Ok(Applied::Generation(1))
+    );
+    let err = d.apply(ROUTER, config(2, &[80, 6666])).await.unwrap_err();
+    assert!(err.contains("port 6666 is refused"), "{err}");
+    assert_eq!(d.held(ROUTER).await, Some(1));
+    assert_eq!(written(dir.path()).generation, 1);
+    // The number is spent, as on a real router.
+    let err = d.apply(ROUTER, config(2, &[80])).await.unwrap_err();
+    assert!(err.contains("generation 2 was already used"), "{err}");
+    assert_eq!(
+        d.apply(ROUTER, config(3, &[80, 443])).await,
+        Ok(Applied::Generation(3))
+    );
+    // Through a delta too.
+    let delta = RouterDelta::between(&config(3, &[80, 443]), &config(4, &[80, 443, 6666]));
+    match d.apply_delta(ROUTER, delta).await {
+        Err(DeltaFailure::Refused(reason)) => {
+            assert!(reason.contains("port 6666 is refused"), "{reason}")
+        }
+        other => panic!("expected a refusal: {other:?}"),
+    }
+    assert_eq!(d.held(ROUTER).await, Some(3));
+}
+
+#[tokio::test]
+async fn a_delta_needs_the_generation_the_router_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = driver_with_router(dir.path()).await;
+    let first = RouterDelta::between(&config(1, &[80]), &config(2, &[80, 443]));
+    assert!(matches!(
+        d.apply_delta(ROUTER, first.clone()).await,
+        Err(DeltaFailure::Stale(_))
+    ));
+    d.apply(ROUTER, config(1, &[80])).await.unwrap();
+    assert_eq!(
+        d.apply_delta(ROUTER, first).await,
+        Ok(Applied::Generation(2))
+    );
+    assert_eq!(written(dir.path()).firewall_rules.len(), 2);
+    let behind = RouterDelta::between(&config(1, &[80]), &config(3, &[22]));
+    assert!(matches!(
+        d.apply_delta(ROUTER, behind).await,
+        Err(DeltaFailure::Stale(_))
+    ));
+    assert_eq!(d.held(ROUTER).await, Some(2));
+}
+
+#[tokio::test]
+async fn a_restarted_dry_run_agent_keeps_its_routers_generations() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = driver_with_router(dir.path()).await;
+    d.apply(ROUTER, config(7, &[80])).await.unwrap();
+    drop(d);
+
+    let d = Driver::dry_run(dir.path());
+    assert_eq!(d.held(ROUTER).await, Some(7));
+    let status = d.status(ROUTER).await.unwrap();
+    assert_eq!((status.generation, status.drift), (Some(7), None));
+    let err = d.apply(ROUTER, config(7, &[443])).await.unwrap_err();
+    assert!(err.contains("generation 7 was already used"), "{err}");
+    assert_eq!(
+        d.apply(ROUTER, config(6, &[443])).await,
+        Ok(Applied::Superseded(7))
+    );
+
+    // A removed router's ledger goes with it: a router made again under the name starts anew.
+    d.remove_router(ROUTER).await.unwrap();
+    assert_eq!(d.held(ROUTER).await, None);
+    assert_eq!(
+        d.apply(ROUTER, config(1, &[22])).await,
+        Ok(Applied::Generation(1))
+    );
+}
