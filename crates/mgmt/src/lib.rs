@@ -9,21 +9,15 @@
 
 pub mod app;
 pub mod bootstrap;
-pub mod checks;
 pub mod client;
 pub mod cmd;
-pub mod db;
 pub mod hosts;
 pub mod http;
-pub mod jobs;
 pub mod metrics;
-pub mod model;
 pub mod password;
-pub mod plan;
 pub mod resp;
 pub mod runner;
 pub mod serve;
-pub mod store;
 pub mod verify;
 
 #[cfg(test)]
