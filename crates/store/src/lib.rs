@@ -48,6 +48,9 @@ pub mod rules;
 pub mod vms;
 pub mod work;
 
+#[cfg(test)]
+mod testing;
+
 pub use db::{Db, DbError, Dialect};
 pub use error::StoreError;
 pub use work::{ChangeTx, Receipt, Scheduled};

@@ -161,6 +161,9 @@ async fn migrate_locked(
 ) -> Result<(), DbError> {
     let known = migrator.iter().map(|m| m.version).max().unwrap_or(0);
     adopt(dialect, conn, migrator, known).await?;
+    conn.ensure_migrations_table()
+        .await
+        .map_err(DbError::Migrate)?;
     let applied = conn
         .list_applied_migrations()
         .await
