@@ -155,7 +155,7 @@ pub(crate) async fn create_rule(
             NewJob {
                 command,
                 kind: Kind::Change,
-                network_id: Some(network.into()),
+                network_id: Some(network),
                 payload,
                 instance_type: Some("FirewallRule"),
                 instance_uuid: Some(&uuid),

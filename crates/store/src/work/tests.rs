@@ -59,10 +59,11 @@ async fn a_change_holds_the_writer_until_it_commits() {
     );
     let receipt = first.commit().await.unwrap();
     assert!(receipt.networks.is_empty());
-    tokio::time::timeout(Duration::from_secs(10), waiting)
+    let second = tokio::time::timeout(Duration::from_secs(10), waiting)
         .await
         .expect("the second change goes ahead once the first commits")
         .unwrap();
+    assert!(second.networks.is_empty());
     assert_eq!(zones(&db).await, 2);
 }
 
