@@ -1070,11 +1070,6 @@ async fn run_changes(
     Ok(Continue::More)
 }
 
-/// Fails with a fence that no longer holds: another server took the host.
-fn fenced(fence: &Fence) -> String {
-    format!("no longer the owner of the host ({fence:?}); leaving its jobs to the new owner")
-}
-
 /// Records a generation that carried no job (a re-sync).
 async fn record(
     app: &App,
@@ -1083,18 +1078,17 @@ async fn record(
     cache: &mut Cache,
 ) -> Result<(), String> {
     {
-        let _w = app.db.write_lock().await;
-        let mut tx = app.db.begin_write().await.map_err(text)?;
-        if !store::hosts::fence(&mut tx, fence).await.map_err(text)? {
-            return Err(fenced(fence));
-        }
-        store::routers::apply_commit(&mut tx, &pushed.commit)
+        // Fenced: written only while this server still holds the host. The receipt is
+        // empty: the worker writing is the one a ring would wake.
+        let mut change = app.db.fenced(fence, None).await.map_err(text)?;
+        let tx = change.conn();
+        store::routers::apply_commit(tx, &pushed.commit)
             .await
             .map_err(text)?;
-        store::routers::set_applied(&mut tx, pushed.network_id, pushed.generation)
+        store::routers::set_applied(tx, pushed.network_id, pushed.generation)
             .await
             .map_err(text)?;
-        tx.commit().await.map_err(text)?;
+        let _ = change.commit().await.map_err(text)?;
     }
     cache.committed(&pushed.commit);
     Ok(())
@@ -1110,20 +1104,19 @@ async fn succeed(
     let Fence::Owner { host, .. } = fence else {
         return Err("only the host's owner records what its router applied".into());
     };
-    let _w = app.db.write_lock().await;
-    let mut tx = app.db.begin_write().await.map_err(text)?;
-    if !store::hosts::fence(&mut tx, fence).await.map_err(text)? {
-        return Err(fenced(fence));
-    }
-    store::routers::apply_commit(&mut tx, &pushed.commit)
+    // Fenced: written only while this server still holds the host. The receipt is
+    // empty: the worker writing is the one a ring would wake.
+    let mut change = app.db.fenced(fence, None).await.map_err(text)?;
+    let tx = change.conn();
+    store::routers::apply_commit(tx, &pushed.commit)
         .await
         .map_err(text)?;
-    store::routers::set_applied(&mut tx, network_id, pushed.generation)
+    store::routers::set_applied(tx, network_id, pushed.generation)
         .await
         .map_err(text)?;
     let deleting_network = carried.iter().any(|j| j.kind == Kind::DeleteNetwork);
     let doomed_vms = if deleting_network {
-        store::vms::network_vms(&mut tx, network_id)
+        store::vms::network_vms(tx, network_id)
             .await
             .map_err(text)?
     } else {
@@ -1133,18 +1126,17 @@ async fn succeed(
     // it: one commit for the generation and its jobs.
     let mut ended = Vec::new();
     for job in carried.iter().filter(|j| j.kind == Kind::Change) {
-        if let Some(result) = result_in(&mut tx, app.db.dialect(), &job.payload.outcome)
+        if let Some(result) = result_in(tx, app.db.dialect(), &job.payload.outcome)
             .await
             .map_err(text)?
         {
-            finish_in(&mut tx, job, JobStatus::Succeeded, 0, &result)
+            finish_in(tx, job, JobStatus::Succeeded, 0, &result)
                 .await
                 .map_err(text)?;
             ended.push(job.id);
         }
     }
-    tx.commit().await.map_err(text)?;
-    drop(_w);
+    let _ = change.commit().await.map_err(text)?;
     for job in carried.iter().filter(|j| ended.contains(&j.id)) {
         observe_end(app, job, JobStatus::Succeeded);
     }
@@ -1204,24 +1196,23 @@ async fn succeed(
 /// Undoes a job and fails it with 530 and `reason`.
 async fn fail(app: &App, job: &PendingJob, reason: &str, fence: &Fence) -> Result<(), String> {
     {
-        let _w = app.db.write_lock().await;
-        let mut tx = app.db.begin_write().await.map_err(text)?;
-        if !store::hosts::fence(&mut tx, fence).await.map_err(text)? {
-            return Err(fenced(fence));
-        }
+        // Fenced: written only while this server still holds the host. The receipt is
+        // empty: the worker writing is the one a ring would wake.
+        let mut change = app.db.fenced(fence, None).await.map_err(text)?;
+        let tx = change.conn();
         if let (Kind::DeployVm, Outcome::Vm { id }) = (job.kind, &job.payload.outcome) {
-            store::vms::delete_vm_in(&mut tx, *id).await.map_err(text)?;
+            store::vms::delete_vm_in(tx, *id).await.map_err(text)?;
         } else {
-            store::jobs::rollback_job(&mut tx, job.id.into(), job.payload.undo.as_ref())
+            store::jobs::rollback_job(tx, job.id.into(), job.payload.undo.as_ref())
                 .await
                 .map_err(text)?;
             if let Some(undo) = &job.payload.undo {
-                crate::cmd::firewall::store_json(&mut *tx, app.db.dialect(), undo.rule_id)
+                crate::cmd::firewall::store_json(&mut **tx, app.db.dialect(), undo.rule_id)
                     .await
                     .map_err(text)?;
             }
         }
-        tx.commit().await.map_err(text)?;
+        let _ = change.commit().await.map_err(text)?;
     }
     let err = ApiError::internal(format!("{}: {reason}", job.payload.failure));
     finish(app, job, JobStatus::Failed, 530, &err.job_result()).await
@@ -1235,12 +1226,12 @@ async fn finish(
     result: &Value,
 ) -> Result<(), String> {
     let ended = {
-        let _w = app.db.write_lock().await;
-        let mut tx = app.db.begin_write().await.map_err(text)?;
-        let ended = finish_in(&mut tx, job, status, code, result)
+        let mut change = app.db.change(None).await.map_err(text)?;
+        let ended = finish_in(change.conn(), job, status, code, result)
             .await
             .map_err(text)?;
-        tx.commit().await.map_err(text)?;
+        // A job's end wakes nobody: its network's worker is the one ending it.
+        let _ = change.commit().await.map_err(text)?;
         ended
     };
     if ended {
@@ -1451,18 +1442,17 @@ async fn implement(
     };
     match outcome {
         Ok(pushed) => {
-            let _w = app.db.write_lock().await;
-            let mut tx = app.db.begin_write().await.map_err(text)?;
-            if !store::hosts::fence(&mut tx, fence).await.map_err(text)? {
-                return Err(fenced(fence));
-            }
-            store::routers::apply_commit(&mut tx, &pushed.commit)
+            // Fenced: written only while this server still holds the host. The receipt is
+            // empty: the worker writing is the one a ring would wake.
+            let mut change = app.db.fenced(fence, None).await.map_err(text)?;
+            let tx = change.conn();
+            store::routers::apply_commit(tx, &pushed.commit)
                 .await
                 .map_err(text)?;
-            store::routers::set_applied(&mut tx, network_id, pushed.generation)
+            store::routers::set_applied(tx, network_id, pushed.generation)
                 .await
                 .map_err(text)?;
-            tx.commit().await.map_err(text)
+            change.commit().await.map(|_| ()).map_err(text)
         }
         Err(reason) => {
             let op = Op::RemoveRouter {

@@ -128,7 +128,7 @@ pub(crate) async fn run(db: &Db) -> Result<(), DbError> {
 /// Runs `files` on `db` (the schema's, or a test's own).
 ///
 /// # Errors
-/// As [`run`].
+/// [`DbError::TooNew`] for a database newer than `files`; why a migration failed.
 pub async fn run_files(db: &Db, files: &[File]) -> Result<(), DbError> {
     let migrator = Migrator::new(Source::new(db.dialect, files))
         .await

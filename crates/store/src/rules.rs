@@ -334,3 +334,28 @@ pub async fn egress_neighbours(
         .map(|r| rule(r).map(|r| Candidate::of(&r)))
         .collect()
 }
+
+/// Marks a rule Revoke, with the firewall rules it opened and its balancer's members and
+/// policies, as changed by `job`.
+///
+/// # Errors
+/// [`StoreError::Db`].
+pub async fn revoke(
+    tx: &mut Transaction<'_, Any>,
+    rule: RuleId,
+    job: JobId,
+) -> Result<(), StoreError> {
+    for sql in [
+        "UPDATE rules SET state = 'Revoke', job_id = $1 WHERE id = $2 OR related_id = $2",
+        "UPDATE lb_members SET state = 'Revoke', job_id = $1 WHERE lb_id = $2",
+        "UPDATE lb_policies SET state = 'Revoke', job_id = $1 WHERE lb_id = $2",
+    ] {
+        sqlx::query(sql)
+            .bind(job.get())
+            .bind(rule.get())
+            .execute(&mut **tx)
+            .await
+            .map_err(StoreError::db("revoking a rule"))?;
+    }
+    Ok(())
+}

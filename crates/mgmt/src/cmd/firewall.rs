@@ -11,7 +11,7 @@ use super::{accepted, begin, network_by_id, queued, required, rule_param, scope,
 use crate::app::{internal, store_error, ApiResult, App};
 use domain::actor::Caller;
 use domain::checks::{self, Candidate};
-use domain::ids::{IpId, NetworkId};
+use domain::ids::{IpId, NetworkId, RuleId};
 use domain::job::{Kind, NewJob, Outcome, Payload, Undo};
 use domain::model::{IpRow, NetworkRow, NewRule, Purpose, Rule, State, Traffic};
 use store::db::{Dialect, J};
@@ -390,20 +390,17 @@ pub(crate) async fn revoke(
     rule: &Rule,
     failure: &str,
 ) -> ApiResult<Value> {
-    let job_uuid = {
-        let _w = app.db.write_lock().await;
-        let mut tx = begin(app).await?;
-        app.db
-            .lock_network(&mut tx, rule.network_id)
-            .await
-            .map_err(internal)?;
-        let (job_id, job_uuid) = store::jobs::insert(
-            &mut tx,
+    let network = NetworkId::from(rule.network_id);
+    let mut change = app.db.change(Some(network)).await.map_err(store_error)?;
+    change.lock_network().await.map_err(store_error)?;
+    let description = format!("{command} for rule {}", rule.uuid);
+    let (job_id, job_uuid) = change
+        .job(
             caller,
             NewJob {
                 command,
                 kind: Kind::Change,
-                network_id: Some(rule.network_id.into()),
+                network_id: Some(network),
                 payload: Payload::new(
                     Outcome::Success,
                     event_type(command),
@@ -413,44 +410,19 @@ pub(crate) async fn revoke(
                 instance_type: None,
                 instance_uuid: None,
             },
+            Scheduled {
+                event_type: event_type(command),
+                description: &description,
+                resource_uuid: Some(&rule.uuid),
+            },
         )
         .await
-        .map_err(internal)?;
-        let job_id = job_id.get();
-        sqlx::query(
-            "UPDATE rules SET state = 'Revoke', job_id = $1 WHERE id = $2 OR related_id = $2",
-        )
-        .bind(job_id)
-        .bind(rule.id)
-        .execute(&mut *tx)
+        .map_err(store_error)?;
+    store::rules::revoke(change.conn(), RuleId::from(rule.id), job_id)
         .await
-        .map_err(internal)?;
-        sqlx::query("UPDATE lb_members SET state = 'Revoke', job_id = $1 WHERE lb_id = $2")
-            .bind(job_id)
-            .bind(rule.id)
-            .execute(&mut *tx)
-            .await
-            .map_err(internal)?;
-        sqlx::query("UPDATE lb_policies SET state = 'Revoke', job_id = $1 WHERE lb_id = $2")
-            .bind(job_id)
-            .bind(rule.id)
-            .execute(&mut *tx)
-            .await
-            .map_err(internal)?;
-        store::events::scheduled(
-            &mut tx,
-            caller,
-            event_type(command),
-            &format!("{command} for rule {}", rule.uuid),
-            Some(&rule.uuid),
-            &job_uuid,
-        )
-        .await
-        .map_err(internal)?;
-        tx.commit().await.map_err(internal)?;
-        job_uuid
-    };
-    app.doorbell.ring_network(app, rule.network_id);
+        .map_err(store_error)?;
+    let receipt = change.commit().await.map_err(store_error)?;
+    app.doorbell.ring(app, receipt);
     Ok(queued(&job_uuid))
 }
 
