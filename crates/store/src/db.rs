@@ -188,7 +188,10 @@ impl Db {
     /// (`busy_timeout`). A deferred transaction that reads first takes the lock only at its
     /// first write, and SQLite then answers "database is locked" at once instead of waiting,
     /// whenever another connection still holds the lock (a dropped transaction whose rollback
-    /// has not run yet, another process). Take [`Db::write_lock`] first.
+    /// has not run yet, another process).
+    ///
+    /// Handlers and the runner open a [`Db::change`] instead, which takes SQLite's writer
+    /// first and begins with this; code not yet moved to it takes [`Db::write_lock`] first.
     ///
     /// # Errors
     /// The database's error.
@@ -210,6 +213,15 @@ impl Db {
                 Dialect::Sqlite => Some(self.writer.lock().await),
                 Dialect::Postgres => None,
             },
+        }
+    }
+
+    /// The writer, for one statement (or a transaction begun after it) inside the store: on
+    /// SQLite the guard, released when dropped; nothing on PostgreSQL.
+    pub(crate) async fn writer(&self) -> Option<tokio::sync::OwnedMutexGuard<()>> {
+        match self.dialect {
+            Dialect::Sqlite => Some(self.writer.clone().lock_owned().await),
+            Dialect::Postgres => None,
         }
     }
 

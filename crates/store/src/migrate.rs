@@ -133,10 +133,7 @@ pub async fn run_files(db: &Db, files: &[File]) -> Result<(), DbError> {
     let migrator = Migrator::new(Source::new(db.dialect, files))
         .await
         .map_err(DbError::Migrate)?;
-    let _writer = match db.dialect {
-        Dialect::Sqlite => Some(db.writer.lock().await),
-        Dialect::Postgres => None,
-    };
+    let _writer = db.writer().await;
     let mut conn = db.pool.acquire().await?;
     if db.dialect == Dialect::Postgres {
         sqlx::query("SELECT pg_advisory_lock($1)")

@@ -8,7 +8,7 @@ use crate::error::StoreError;
 /// # Errors
 /// [`StoreError::Db`].
 pub async fn delete_network(db: &Db, network_id: i64) -> Result<(), StoreError> {
-    let _w = db.write_lock().await;
+    let _writer = db.writer().await;
     let mut tx = db
         .begin_write()
         .await

@@ -17,7 +17,7 @@ pub async fn next_generation(
     db: &Db,
     network_id: i64,
 ) -> Result<(String, String, u64), StoreError> {
-    let _w = db.write_lock().await;
+    let _writer = db.writer().await;
     let row = sqlx::query(
         "UPDATE routers SET desired_generation = desired_generation + 1 WHERE network_id = $1 \
          RETURNING name, host, desired_generation",
@@ -70,7 +70,7 @@ pub async fn set_applied(
 /// # Errors
 /// [`StoreError::Db`].
 pub async fn record_failure(db: &Db, network_id: i64, reason: &str) -> Result<(), StoreError> {
-    let _w = db.write_lock().await;
+    let _writer = db.writer().await;
     sqlx::query("UPDATE routers SET last_error = $1 WHERE network_id = $2")
         .bind(reason)
         .bind(network_id)
@@ -85,7 +85,7 @@ pub async fn record_failure(db: &Db, network_id: i64, reason: &str) -> Result<()
 /// # Errors
 /// [`StoreError::Db`].
 pub async fn set_router_error(db: &Db, network_id: i64, reason: &str) -> Result<(), StoreError> {
-    let _w = db.write_lock().await;
+    let _writer = db.writer().await;
     sqlx::query("UPDATE routers SET state = 'Error', last_error = $1 WHERE network_id = $2")
         .bind(reason)
         .bind(network_id)
@@ -100,7 +100,7 @@ pub async fn set_router_error(db: &Db, network_id: i64, reason: &str) -> Result<
 /// # Errors
 /// [`StoreError::Db`].
 pub async fn bump_generation(db: &Db, network_id: i64, held: u64) -> Result<(), StoreError> {
-    let _w = db.write_lock().await;
+    let _writer = db.writer().await;
     sqlx::query(
         "UPDATE routers SET desired_generation = $1 WHERE network_id = $2 AND desired_generation < $1",
     )

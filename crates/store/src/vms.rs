@@ -108,7 +108,7 @@ pub async fn vm_for_deploy(db: &Db, vm_id: i64) -> Result<Option<LabVm>, StoreEr
 /// # Errors
 /// [`StoreError::Db`].
 pub async fn set_vm_state(db: &Db, vm_id: i64, state: &str) -> Result<(), StoreError> {
-    let _w = db.write_lock().await;
+    let _writer = db.writer().await;
     sqlx::query("UPDATE vms SET state = $1 WHERE id = $2")
         .bind(state)
         .bind(vm_id)
@@ -123,7 +123,7 @@ pub async fn set_vm_state(db: &Db, vm_id: i64, state: &str) -> Result<(), StoreE
 /// # Errors
 /// [`StoreError::Db`].
 pub async fn delete_vm(db: &Db, vm_id: i64) -> Result<(), StoreError> {
-    let _w = db.write_lock().await;
+    let _writer = db.writer().await;
     let mut tx = db
         .begin_write()
         .await

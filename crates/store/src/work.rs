@@ -9,13 +9,11 @@
 //!
 //! Dropping a `ChangeTx` without committing rolls the transaction back and releases the guard.
 
-use std::sync::Arc;
-
 use domain::actor::Caller;
 use domain::ids::{JobId, NetworkId};
 use domain::job::NewJob;
 use sqlx::{Any, Transaction};
-use tokio::sync::{Mutex, OwnedMutexGuard};
+use tokio::sync::OwnedMutexGuard;
 
 use crate::db::{Db, Dialect};
 use crate::error::StoreError;
@@ -62,7 +60,7 @@ impl Db {
     /// # Errors
     /// [`StoreError::Db`] when the transaction cannot begin.
     pub async fn change(&self, network: Option<NetworkId>) -> Result<ChangeTx, StoreError> {
-        let writer = lock_writer(self.dialect, &self.writer).await;
+        let writer = self.writer().await;
         let tx = self
             .begin_write()
             .await
@@ -97,13 +95,6 @@ impl Db {
             });
         }
         Ok(change)
-    }
-}
-
-async fn lock_writer(dialect: Dialect, writer: &Arc<Mutex<()>>) -> Option<OwnedMutexGuard<()>> {
-    match dialect {
-        Dialect::Sqlite => Some(writer.clone().lock_owned().await),
-        Dialect::Postgres => None,
     }
 }
 
