@@ -17,7 +17,7 @@
 //! let mut change = app.db.change(Some(network)).await?;
 //! // The job and its scheduled event first, so that the network's lock is held only for
 //! // the checks, the rows and the commit.
-//! let (job_id, job_uuid) = change.job(caller, new_job, scheduled).await?;
+//! let (job_id, job_uuid) = change.job(caller, new_job, Some(scheduled)).await?;
 //! change.lock_network().await?;
 //! let existing = store::rules::ip_neighbours(change.conn(), ip, rule.ports).await?;
 //! domain::checks::conflicts(&rule.candidate(), &existing)?;

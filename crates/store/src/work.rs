@@ -131,9 +131,10 @@ impl ChangeTx {
         Ok(())
     }
 
-    /// Writes a pending job for the caller and the event that says it was scheduled; returns
-    /// the job's id and uuid. Write the job before taking the network's lock, so that the
-    /// lock is held only for the checks, the rows and the commit.
+    /// Writes a pending job for the caller and, when given, the event that says it was
+    /// scheduled (commands that record none, as updatePortForwardingRule, pass `None`);
+    /// returns the job's id and uuid. Write the job before taking the network's lock where the
+    /// command allows, so that the lock is held only for the checks, the rows and the commit.
     ///
     /// # Errors
     /// [`StoreError::Db`].
@@ -141,18 +142,20 @@ impl ChangeTx {
         &mut self,
         caller: &Caller,
         job: NewJob<'_>,
-        scheduled: Scheduled<'_>,
+        scheduled: Option<Scheduled<'_>>,
     ) -> Result<(JobId, String), StoreError> {
         let (id, uuid) = crate::jobs::insert(&mut self.tx, caller, job).await?;
-        crate::events::scheduled(
-            &mut self.tx,
-            caller,
-            scheduled.event_type,
-            scheduled.description,
-            scheduled.resource_uuid,
-            &uuid,
-        )
-        .await?;
+        if let Some(s) = scheduled {
+            crate::events::scheduled(
+                &mut self.tx,
+                caller,
+                s.event_type,
+                s.description,
+                s.resource_uuid,
+                &uuid,
+            )
+            .await?;
+        }
         self.job_uuid = Some(uuid.clone());
         Ok((id, uuid))
     }

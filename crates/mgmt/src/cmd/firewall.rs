@@ -160,11 +160,11 @@ pub(crate) async fn create_rule(
                 instance_type: Some("FirewallRule"),
                 instance_uuid: Some(&uuid),
             },
-            Scheduled {
+            Some(Scheduled {
                 event_type: event_type(command),
                 description: &description,
                 resource_uuid: Some(&uuid),
-            },
+            }),
         )
         .await
         .map_err(store_error)?;
@@ -410,11 +410,11 @@ pub(crate) async fn revoke(
                 instance_type: None,
                 instance_uuid: None,
             },
-            Scheduled {
+            Some(Scheduled {
                 event_type: event_type(command),
                 description: &description,
                 resource_uuid: Some(&rule.uuid),
-            },
+            }),
         )
         .await
         .map_err(store_error)?;
@@ -1069,82 +1069,76 @@ pub(crate) async fn update_forward(app: &App, caller: &Caller, p: &Params) -> Ap
         .await;
     }
     // The new values must not clash with the other forwards of the IP.
-    let job_uuid = {
-        let _w = app.db.write_lock().await;
-        let mut tx = begin(app).await?;
-        app.db
-            .lock_network(&mut tx, rule.network_id)
+    let network = NetworkId::from(rule.network_id);
+    let mut change = app.db.change(Some(network)).await.map_err(store_error)?;
+    change.lock_network().await.map_err(store_error)?;
+    refuse_if_in_flight(change.conn(), &rule).await?;
+    if let Some(ip_id) = rule.ip_id {
+        let mut me = Candidate::of(&rule);
+        me.sources = sources.clone();
+        let others = store::rules::ip_neighbours(change.conn(), ip_id.into(), Some(public))
             .await
-            .map_err(internal)?;
-        refuse_if_in_flight(&mut tx, &rule).await?;
-        if let Some(ip_id) = rule.ip_id {
-            let mut me = Candidate::of(&rule);
-            me.sources = sources.clone();
-            let others = store::rules::ip_neighbours(&mut tx, ip_id.into(), Some(public))
-                .await
-                .map_err(internal)?;
-            let others: Vec<Candidate> =
-                others.into_iter().filter(|c| c.uuid != rule.uuid).collect();
-            checks::conflicts(&me, &others)?;
-        }
-        let undo = Undo {
-            rule_id: rule.id,
-            algorithm: rule.algorithm.clone(),
-            source_cidrs: rule.source_cidrs.join(","),
-            vm_id: rule.vm_id,
-            vm_ip: rule.vm_ip.map(|ip| ip.to_string()),
-            private_start: rule.private_start,
-            private_end: rule.private_end,
-        };
-        let mut pl = Payload::new(
-            Outcome::Rule {
-                id: rule.id,
-                object: "portforwardingrule".into(),
-            },
-            "NET.RULEMODIFY",
-            format!("updating port forwarding rule {}", rule.uuid),
-            "Failed to apply the new port forwarding rule",
-        );
-        pl.undo = Some(undo);
-        let (job_id, job_uuid) = store::jobs::insert(
-            &mut tx,
+            .map_err(store_error)?;
+        let others: Vec<Candidate> = others.into_iter().filter(|c| c.uuid != rule.uuid).collect();
+        checks::conflicts(&me, &others)?;
+    }
+    let undo = Undo {
+        rule_id: rule.id,
+        algorithm: rule.algorithm.clone(),
+        source_cidrs: rule.source_cidrs.join(","),
+        vm_id: rule.vm_id,
+        vm_ip: rule.vm_ip.map(|ip| ip.to_string()),
+        private_start: rule.private_start,
+        private_end: rule.private_end,
+    };
+    let mut pl = Payload::new(
+        Outcome::Rule {
+            id: rule.id,
+            object: "portforwardingrule".into(),
+        },
+        "NET.RULEMODIFY",
+        format!("updating port forwarding rule {}", rule.uuid),
+        "Failed to apply the new port forwarding rule",
+    );
+    pl.undo = Some(undo);
+    // CloudStack records no scheduled event for this command.
+    let (job_id, job_uuid) = change
+        .job(
             caller,
             NewJob {
                 command: "updatePortForwardingRule",
                 kind: Kind::Update,
-                network_id: Some(rule.network_id.into()),
+                network_id: Some(network),
                 payload: pl,
                 instance_type: Some("FirewallRule"),
                 instance_uuid: Some(&rule.uuid),
             },
+            None,
         )
         .await
-        .map_err(internal)?;
-        let job_id = job_id.get();
-        // The row carries the update's job, as every write a router sees does: the network's
-        // worker reads the rows of the jobs it takes, so its copy gets the new values.
-        sqlx::query(
-            "UPDATE rules SET private_start = $1, private_end = $2, vm_id = $3, vm_ip = $4, \
-             source_cidrs = $5, display = $6, job_id = $7 WHERE id = $8",
-        )
-        .bind(private.0)
-        .bind(private.1)
-        .bind(vm_id)
-        .bind(vm_ip)
-        .bind(checks::join_cidrs(&sources))
-        .bind(i64::from(p.bool("fordisplay").unwrap_or(rule.display)))
-        .bind(job_id)
-        .bind(rule.id)
-        .execute(&mut *tx)
+        .map_err(store_error)?;
+    // The row carries the update's job, as every write a router sees does: the network's
+    // worker reads the rows of the jobs it takes, so its copy gets the new values.
+    sqlx::query(
+        "UPDATE rules SET private_start = $1, private_end = $2, vm_id = $3, vm_ip = $4, \
+         source_cidrs = $5, display = $6, job_id = $7 WHERE id = $8",
+    )
+    .bind(private.0)
+    .bind(private.1)
+    .bind(vm_id)
+    .bind(vm_ip)
+    .bind(checks::join_cidrs(&sources))
+    .bind(i64::from(p.bool("fordisplay").unwrap_or(rule.display)))
+    .bind(job_id.get())
+    .bind(rule.id)
+    .execute(&mut **change.conn())
+    .await
+    .map_err(internal)?;
+    store_json(&mut **change.conn(), app.db.dialect(), rule.id)
         .await
         .map_err(internal)?;
-        store_json(&mut *tx, app.db.dialect(), rule.id)
-            .await
-            .map_err(internal)?;
-        tx.commit().await.map_err(internal)?;
-        job_uuid
-    };
-    app.doorbell.ring_network(app, rule.network_id);
+    let receipt = change.commit().await.map_err(store_error)?;
+    app.doorbell.ring(app, receipt);
     Ok(queued(&job_uuid))
 }
 

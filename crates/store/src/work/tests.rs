@@ -129,11 +129,11 @@ async fn a_committed_change_names_its_network_and_job() {
                 instance_type: None,
                 instance_uuid: None,
             },
-            Scheduled {
+            Some(Scheduled {
                 event_type: "NET.RULEADD",
                 description: "createFirewallRule",
                 resource_uuid: None,
-            },
+            }),
         )
         .await
         .unwrap();
