@@ -359,3 +359,43 @@ pub async fn revoke(
     }
     Ok(())
 }
+
+/// Sets what a rule shows without changing what a router enforces: `fordisplay`, a name, a
+/// description; each only when given.
+///
+/// # Errors
+/// [`StoreError::Db`].
+pub async fn set_metadata(
+    tx: &mut Transaction<'_, Any>,
+    rule: RuleId,
+    display: Option<bool>,
+    name: Option<&str>,
+    description: Option<&str>,
+) -> Result<(), StoreError> {
+    let e = StoreError::db("updating a rule's metadata");
+    if let Some(d) = display {
+        sqlx::query("UPDATE rules SET display = $1 WHERE id = $2")
+            .bind(i64::from(d))
+            .bind(rule.get())
+            .execute(&mut **tx)
+            .await
+            .map_err(e)?;
+    }
+    if let Some(n) = name {
+        sqlx::query("UPDATE rules SET name = $1 WHERE id = $2")
+            .bind(n)
+            .bind(rule.get())
+            .execute(&mut **tx)
+            .await
+            .map_err(e)?;
+    }
+    if let Some(d) = description {
+        sqlx::query("UPDATE rules SET description = $1 WHERE id = $2")
+            .bind(d)
+            .bind(rule.get())
+            .execute(&mut **tx)
+            .await
+            .map_err(e)?;
+    }
+    Ok(())
+}

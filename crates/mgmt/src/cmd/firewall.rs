@@ -7,12 +7,12 @@ use serde_json::Value;
 use sqlx::{Any, Row, Transaction};
 
 use super::limits::{self, Resource};
-use super::{accepted, begin, network_by_id, queued, required, rule_param, scope, unknown};
+use super::{accepted, network_by_id, queued, required, rule_param, scope, unknown};
 use crate::app::{internal, store_error, ApiResult, App};
 use domain::actor::Caller;
 use domain::checks::{self, Candidate};
 use domain::ids::{IpId, NetworkId, RuleId};
-use domain::job::{Kind, NewJob, Outcome, Payload, Undo};
+use domain::job::{JobStatus, Kind, NewJob, Outcome, Payload, Undo};
 use domain::model::{IpRow, NetworkRow, NewRule, Purpose, Rule, State, Traffic};
 use store::db::{Dialect, J};
 use store::Scheduled;
@@ -769,37 +769,19 @@ pub(crate) async fn metadata_update(
     object: &str,
     name_desc: Option<(Option<&str>, Option<&str>)>,
 ) -> ApiResult<Value> {
-    let job_uuid = {
-        let _w = app.db.write_lock().await;
-        let mut tx = begin(app).await?;
-        if let Some(d) = p.bool("fordisplay") {
-            sqlx::query("UPDATE rules SET display = $1 WHERE id = $2")
-                .bind(i64::from(d))
-                .bind(rule.id)
-                .execute(&mut *tx)
-                .await
-                .map_err(internal)?;
-        }
-        if let Some((name, desc)) = name_desc {
-            if let Some(n) = name {
-                sqlx::query("UPDATE rules SET name = $1 WHERE id = $2")
-                    .bind(n)
-                    .bind(rule.id)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(internal)?;
-            }
-            if let Some(d) = desc {
-                sqlx::query("UPDATE rules SET description = $1 WHERE id = $2")
-                    .bind(d)
-                    .bind(rule.id)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(internal)?;
-            }
-        }
-        let (job_id, job_uuid) = store::jobs::insert(
-            &mut tx,
+    let mut change = app.db.change(None).await.map_err(store_error)?;
+    let (name, description) = name_desc.unwrap_or((None, None));
+    store::rules::set_metadata(
+        change.conn(),
+        RuleId::from(rule.id),
+        p.bool("fordisplay"),
+        name,
+        description,
+    )
+    .await
+    .map_err(store_error)?;
+    let (job_id, job_uuid) = change
+        .job(
             caller,
             NewJob {
                 command,
@@ -817,43 +799,35 @@ pub(crate) async fn metadata_update(
                 instance_type: Some("FirewallRule"),
                 instance_uuid: Some(&rule.uuid),
             },
+            None,
         )
         .await
-        .map_err(internal)?;
-        let job_id = job_id.get();
-        tx.commit().await.map_err(internal)?;
-        (job_id, job_uuid)
-    };
+        .map_err(store_error)?;
+    // Nothing for a router: the receipt names no network.
+    let receipt = change.commit().await.map_err(store_error)?;
+    app.doorbell.ring(app, receipt);
     // Read back and end the job in place.
     let result = super::rule_object(app, rule.id, object).await?;
-    {
-        let _w = app.db.write_lock().await;
-        let mut tx = begin(app).await?;
-        store::jobs::finish(
-            &mut tx,
-            job_uuid.0.into(),
-            domain::job::JobStatus::Succeeded,
-            0,
-            &result,
-        )
+    let mut change = app.db.change(None).await.map_err(store_error)?;
+    store::jobs::finish(change.conn(), job_id, JobStatus::Succeeded, 0, &result)
         .await
-        .map_err(internal)?;
-        store::events::event(
-            &mut tx,
-            caller.account_id,
-            caller.user_id,
-            event_type(command),
-            "INFO",
-            "Completed",
-            &format!("Successfully completed updating rule {}", rule.uuid),
-            Some(&rule.uuid),
-            Some(&job_uuid.1),
-        )
-        .await
-        .map_err(internal)?;
-        tx.commit().await.map_err(internal)?;
-    }
-    Ok(queued(&job_uuid.1))
+        .map_err(store_error)?;
+    store::events::event(
+        change.conn(),
+        caller.account_id,
+        caller.user_id,
+        event_type(command),
+        "INFO",
+        "Completed",
+        &format!("Successfully completed updating rule {}", rule.uuid),
+        Some(&rule.uuid),
+        Some(&job_uuid),
+    )
+    .await
+    .map_err(store_error)?;
+    let receipt = change.commit().await.map_err(store_error)?;
+    app.doorbell.ring(app, receipt);
+    Ok(queued(&job_uuid))
 }
 
 /// createPortForwardingRule.
