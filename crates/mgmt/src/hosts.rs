@@ -261,32 +261,16 @@ pub async fn ensure_host(db: &Db, name: &str) -> Result<i64, String> {
 
 /// Takes `host` for this server: connected here, with a new epoch, which it returns.
 async fn claim(db: &Db, host: &str, server_id: i64, driver: &str) -> Result<i64, String> {
-    let _w = db.write_lock().await;
-    sqlx::query(
-        "UPDATE hosts SET server_id = $1, epoch = epoch + 1, connected = 1, seen = $2, \
-         driver = $3 WHERE name = $4 RETURNING epoch",
-    )
-    .bind(server_id)
-    .bind(now_ms())
-    .bind(driver)
-    .bind(host)
-    .fetch_one(db.pool())
-    .await
-    .and_then(|r| r.try_get("epoch"))
-    .map_err(|e| e.to_string())
+    store::hosts::claim(db, host, server_id, driver)
+        .await
+        .map_err(|e| crate::app::chain(&e))
 }
 
 /// Records that `host`'s connection of `epoch` ended (unless a newer one took its place).
 async fn release(db: &Db, host: &str, epoch: i64) -> Result<(), String> {
-    let _w = db.write_lock().await;
-    sqlx::query("UPDATE hosts SET connected = 0, seen = $1 WHERE name = $2 AND epoch = $3")
-        .bind(now_ms())
-        .bind(host)
-        .bind(epoch)
-        .execute(db.pool())
+    store::hosts::release(db, host, epoch)
         .await
-        .map(|_| ())
-        .map_err(|e| e.to_string())
+        .map_err(|e| crate::app::chain(&e))
 }
 
 /// Attaches the server's own agent as `host`: it stays connected for the server's life.

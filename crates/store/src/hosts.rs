@@ -3,7 +3,9 @@
 
 use sqlx::{Any, Transaction};
 
-use crate::db::now_ms;
+use sqlx::Row;
+
+use crate::db::{now_ms, Db};
 use crate::error::StoreError;
 
 /// What a job runner's write about a host's routers is conditioned on.
@@ -73,4 +75,40 @@ pub async fn fence(tx: &mut Transaction<'_, Any>, fence: &Fence) -> Result<bool,
     }
     .map_err(StoreError::db("checking a host's fence"))?;
     Ok(done.rows_affected() == 1)
+}
+
+/// Takes `host` for server `server_id`: connected there, with a new epoch, which it returns.
+///
+/// # Errors
+/// [`StoreError::Db`], also for a host without a row.
+pub async fn claim(db: &Db, host: &str, server_id: i64, driver: &str) -> Result<i64, StoreError> {
+    let _writer = db.writer().await;
+    sqlx::query(
+        "UPDATE hosts SET server_id = $1, epoch = epoch + 1, connected = 1, seen = $2, \
+         driver = $3 WHERE name = $4 RETURNING epoch",
+    )
+    .bind(server_id)
+    .bind(now_ms())
+    .bind(driver)
+    .bind(host)
+    .fetch_one(db.pool())
+    .await
+    .and_then(|r| r.try_get("epoch"))
+    .map_err(StoreError::db("claiming a host"))
+}
+
+/// Records that `host`'s connection of `epoch` ended (unless a newer one took its place).
+///
+/// # Errors
+/// [`StoreError::Db`].
+pub async fn release(db: &Db, host: &str, epoch: i64) -> Result<(), StoreError> {
+    let _writer = db.writer().await;
+    sqlx::query("UPDATE hosts SET connected = 0, seen = $1 WHERE name = $2 AND epoch = $3")
+        .bind(now_ms())
+        .bind(host)
+        .bind(epoch)
+        .execute(db.pool())
+        .await
+        .map(|_| ())
+        .map_err(StoreError::db("releasing a host"))
 }
