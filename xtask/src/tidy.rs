@@ -37,9 +37,21 @@ fn all_rust_files() -> Vec<PathBuf> {
 #[test]
 fn pure_crates_have_no_effectful_dependencies() {
     let forbidden = [
-        "tokio", "sys", "vrouterd", "lab", "axum", "hyper", "nix", "libc", "sqlx",
+        "tokio",
+        "sys",
+        "vrouterd",
+        "lab",
+        "axum",
+        "hyper",
+        "nix",
+        "libc",
+        "sqlx",
+        "store",
+        "uuid",
+        "getrandom",
+        "rand",
     ];
-    for krate in ["router-config", "render", "api-types"] {
+    for krate in ["router-config", "render", "api-types", "domain"] {
         let manifest =
             std::fs::read_to_string(root().join("crates").join(krate).join("Cargo.toml")).unwrap();
         let deps = manifest.split("[dependencies]").nth(1).unwrap_or("");
@@ -50,6 +62,39 @@ fn pure_crates_have_no_effectful_dependencies() {
                 !forbidden.contains(&name),
                 "{krate} must stay pure but depends on {name}"
             );
+        }
+    }
+}
+
+/// The domain crate decides and never acts: no files, processes, sockets, clock or randomness
+/// in its source (times and new ids are its callers' parameters).
+#[test]
+fn domain_source_does_no_io_keeps_no_time_and_draws_no_random_numbers() {
+    let forbidden = [
+        "std::fs",
+        "std::process",
+        "std::net::Tcp",
+        "std::net::Udp",
+        "SystemTime::now",
+        "Instant::now",
+        "new_v4",
+        "getrandom",
+        "rand::",
+    ];
+    let mut files = Vec::new();
+    rust_files(&root().join("crates").join("domain"), &mut files);
+    assert!(!files.is_empty(), "the domain crate has no source");
+    for f in files {
+        let text = std::fs::read_to_string(&f).unwrap();
+        for (i, line) in text.lines().enumerate() {
+            for word in forbidden {
+                assert!(
+                    !line.contains(word),
+                    "{}:{}: the domain crate must stay pure but uses {word}",
+                    f.display(),
+                    i + 1
+                );
+            }
         }
     }
 }

@@ -32,7 +32,7 @@ pub(crate) fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
         .unwrap_or_else(|| format!("sqlite://{}", args.data_dir.join("guestnet.db").display()));
     let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     let reports = rt.block_on(async {
-        let db = mgmt::db::Db::connect(&url).await?;
+        let db = store::Db::connect(&url).await?;
         mgmt::verify::verify(&db)
             .await
             .map_err(|e| anyhow::anyhow!("verify: {e}"))

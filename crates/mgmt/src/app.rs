@@ -6,10 +6,11 @@ use std::sync::Arc;
 
 use api_types::error::ApiError;
 
-use crate::db::Db;
 use crate::hosts::Hosts;
 use crate::metrics::Metrics;
 use crate::runner::Doorbell;
+use domain::actor::Caller;
+use store::{Db, StoreError};
 
 /// Facts fixed at first start that many answers need.
 #[derive(Debug, Clone)]
@@ -87,42 +88,29 @@ impl KeyCache {
     }
 }
 
-/// The authenticated caller.
-#[derive(Debug, Clone)]
-pub struct Caller {
-    /// User id.
-    pub user_id: i64,
-    /// User uuid.
-    pub user_uuid: String,
-    /// Account id.
-    pub account_id: i64,
-    /// Account uuid.
-    pub account_uuid: String,
-    /// Account name.
-    pub account_name: String,
-    /// Domain id.
-    pub domain_id: i64,
-    /// Domain uuid.
-    pub domain_uuid: String,
-    /// Domain name.
-    pub domain_name: String,
-    /// Domain path, e.g. `ROOT`.
-    pub domain_path: String,
-    /// Root administrator.
-    pub admin: bool,
-}
-
-impl Caller {
-    /// Whether the caller may see and change what `account_id` owns.
-    pub fn may_touch(&self, account_id: i64) -> bool {
-        self.admin || self.account_id == account_id
-    }
-}
-
 /// A failed database call, as the API reports it (530, details logged, not sent).
 pub fn internal(e: impl std::fmt::Display) -> ApiError {
     tracing::error!(error = %e, "internal error");
     ApiError::internal("Internal error executing command, please contact your system administrator")
+}
+
+/// A failed store call, as the API reports it: the one place a [`StoreError`] becomes an
+/// answer (530, the error and its sources logged, not sent).
+pub fn store_error(e: StoreError) -> ApiError {
+    tracing::error!(error = %chain(&e), "internal error");
+    ApiError::internal("Internal error executing command, please contact your system administrator")
+}
+
+/// An error and its sources, `: `-separated, for logs and job failures.
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
 }
 
 /// Result of a handler.

@@ -24,7 +24,7 @@ use base64::Engine;
 use sqlx::{Any, Row, Transaction};
 
 use crate::app::Site;
-use crate::db::{now_ms, Db};
+use store::db::{now_ms, Db};
 
 /// The environment variable holding the admin's API key.
 pub const ENV_API_KEY: &str = "GUESTNET_ADMIN_API_KEY";

@@ -16,10 +16,11 @@ use router_config::RouterConfig;
 use serde_json::Value;
 use sqlx::Row;
 
-use crate::app::{App, Caller};
-use crate::plan::{self, Batch};
+use crate::app::App;
 use crate::testkit::{admin, app_on_with, call, settle, try_call, wait};
 use agent::driver::Driver;
+use domain::actor::Caller;
+use domain::plan::{self, Batch};
 
 /// The port of the firewall rule whose config the pausing router sits on.
 const PAUSE_PORT: u32 = 1000;

@@ -30,7 +30,7 @@ use sqlx::Row;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::app::App;
-use crate::db::{now_ms, Db};
+use store::db::{now_ms, Db};
 
 /// A server whose heartbeat is older than this is dead.
 pub const SERVER_DEAD_AFTER: Duration = Duration::from_secs(5);
@@ -261,32 +261,16 @@ pub async fn ensure_host(db: &Db, name: &str) -> Result<i64, String> {
 
 /// Takes `host` for this server: connected here, with a new epoch, which it returns.
 async fn claim(db: &Db, host: &str, server_id: i64, driver: &str) -> Result<i64, String> {
-    let _w = db.write_lock().await;
-    sqlx::query(
-        "UPDATE hosts SET server_id = $1, epoch = epoch + 1, connected = 1, seen = $2, \
-         driver = $3 WHERE name = $4 RETURNING epoch",
-    )
-    .bind(server_id)
-    .bind(now_ms())
-    .bind(driver)
-    .bind(host)
-    .fetch_one(db.pool())
-    .await
-    .and_then(|r| r.try_get("epoch"))
-    .map_err(|e| e.to_string())
+    store::hosts::claim(db, host, server_id, driver)
+        .await
+        .map_err(|e| crate::app::chain(&e))
 }
 
 /// Records that `host`'s connection of `epoch` ended (unless a newer one took its place).
 async fn release(db: &Db, host: &str, epoch: i64) -> Result<(), String> {
-    let _w = db.write_lock().await;
-    sqlx::query("UPDATE hosts SET connected = 0, seen = $1 WHERE name = $2 AND epoch = $3")
-        .bind(now_ms())
-        .bind(host)
-        .bind(epoch)
-        .execute(db.pool())
+    store::hosts::release(db, host, epoch)
         .await
-        .map(|_| ())
-        .map_err(|e| e.to_string())
+        .map_err(|e| crate::app::chain(&e))
 }
 
 /// Attaches the server's own agent as `host`: it stays connected for the server's life.
@@ -304,68 +288,6 @@ pub async fn attach_embedded(
     let epoch = claim(db, host, hosts.server_id, driver).await?;
     hosts.register(host, epoch, Conn::Local(agent));
     Ok(())
-}
-
-/// Who may write for a host: checked inside the transaction of every write a job runner makes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Fence {
-    /// This server, holding the host's connection of this epoch.
-    Owner {
-        /// The host.
-        host: String,
-        /// The epoch the runner started with.
-        epoch: i64,
-        /// This server.
-        server_id: i64,
-    },
-    /// Nobody holds the host (no agent anywhere), as seen at this epoch: used to fail the jobs
-    /// such a host leaves behind.
-    Forsaken {
-        /// The host.
-        host: String,
-        /// The epoch seen.
-        epoch: i64,
-    },
-}
-
-/// Checks a [`Fence`] inside a transaction, locking the host's row until the transaction ends
-/// (PostgreSQL), so that a takeover waits for it or it sees the takeover.
-///
-/// # Errors
-/// `Ok(false)` when the fence no longer holds; the database's error.
-pub async fn fence(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    fence: &Fence,
-) -> Result<bool, sqlx::Error> {
-    let done = match fence {
-        Fence::Owner {
-            host,
-            epoch,
-            server_id,
-        } => {
-            sqlx::query(
-                "UPDATE hosts SET seen = $1 WHERE name = $2 AND epoch = $3 AND server_id = $4 \
-                 AND connected = 1",
-            )
-            .bind(now_ms())
-            .bind(host)
-            .bind(epoch)
-            .bind(server_id)
-            .execute(&mut **tx)
-            .await?
-        }
-        Fence::Forsaken { host, epoch } => {
-            sqlx::query(
-                "UPDATE hosts SET seen = $1 WHERE name = $2 AND epoch = $3 AND connected = 0",
-            )
-            .bind(now_ms())
-            .bind(host)
-            .bind(epoch)
-            .execute(&mut **tx)
-            .await?
-        }
-    };
-    Ok(done.rows_affected() == 1)
 }
 
 /// The SHA-256 digest of a token, as stored.

@@ -21,9 +21,10 @@ use axum::routing::get;
 use serde_json::Value;
 use sqlx::Row;
 
-use crate::app::{internal, App, Caller};
+use crate::app::{internal, App};
 use crate::cmd::Reply;
 use crate::metrics::RequestLabels;
+use domain::actor::Caller;
 
 /// The routes.
 pub fn router(app: App) -> axum::Router {

@@ -8,10 +8,10 @@ use std::net::Ipv4Addr;
 use ipnet::Ipv4Net;
 use proptest::prelude::*;
 
-use crate::checks::{self, Candidate};
 use crate::cmd::firewall::{check_forward_ranges, egress_sources, l4_of, protocol_of};
-use crate::model::{IpRow, MemberRow, NetworkRow, Purpose, Rule, State, Traffic};
-use crate::plan::{self, Batch, NetworkState, PublicSegment};
+use domain::checks::{self, Candidate};
+use domain::model::{IpRow, MemberRow, NetworkRow, Purpose, Rule, State, Traffic};
+use domain::plan::{self, Batch, NetworkState, PublicSegment};
 
 const GUEST: &str = "10.1.1.0/24";
 const IPS: [Ipv4Addr; 2] = [

@@ -3,8 +3,10 @@
 
 use serde_json::{json, Map, Value};
 
-use crate::model::{IpRow, NetworkRow, PolicyRow, Rule};
-use crate::plan::HealthNumbers;
+use domain::job::{cmd_class, JobStatus};
+use domain::model::{IpRow, NetworkRow, PolicyKind, PolicyRow, Rule};
+use domain::plan::HealthNumbers;
+use store::jobs::JobRecord;
 
 /// A date as CloudStack writes it: `2025-10-30T19:21:39+0000`.
 pub fn date(ms: i64) -> String {
@@ -124,7 +126,7 @@ pub fn policies(
     m.insert("zoneid".into(), json!(zone_id));
     let items: Vec<Value> = list
         .iter()
-        .filter(|p| p.kind == kind)
+        .filter(|p| p.kind.as_str() == kind)
         .map(|p| policy(p, admin))
         .collect();
     let key = if kind == "stickiness" {
@@ -139,7 +141,7 @@ pub fn policies(
 fn policy(p: &PolicyRow, admin: bool) -> Value {
     let mut m = Map::new();
     m.insert("id".into(), json!(p.uuid));
-    if p.kind == "stickiness" {
+    if p.kind == PolicyKind::Stickiness {
         m.insert("name".into(), json!(p.name));
         m.insert("methodname".into(), json!(p.method));
         m.insert("description".into(), json!(p.description));
@@ -312,4 +314,37 @@ pub fn network(
     }
     m.insert("created".into(), json!(date(n.created)));
     Value::Object(m)
+}
+
+/// A job as queryAsyncJobResult and listAsyncJobs show it.
+pub fn job(job: &JobRecord) -> Value {
+    let mut o = Map::new();
+    o.insert("accountid".into(), json!(job.account_uuid));
+    o.insert("account".into(), json!(job.account_name));
+    o.insert("domainid".into(), json!(job.domain_uuid));
+    o.insert("domainpath".into(), json!(job.domain_path));
+    o.insert("userid".into(), json!(job.user_uuid));
+    o.insert("cmd".into(), json!(cmd_class(&job.command)));
+    o.insert("jobprocstatus".into(), json!(0));
+    o.insert("jobresultcode".into(), json!(job.result_code));
+    if job.status != JobStatus::Pending {
+        o.insert("jobresulttype".into(), json!("object"));
+        let value = job
+            .result
+            .as_deref()
+            .and_then(|r| serde_json::from_str::<Value>(r).ok())
+            .unwrap_or_else(|| json!({}));
+        o.insert("jobresult".into(), value);
+    }
+    if let (Some(t), Some(i)) = (&job.instance_type, &job.instance_uuid) {
+        o.insert("jobinstancetype".into(), json!(t));
+        o.insert("jobinstanceid".into(), json!(i));
+    }
+    o.insert("created".into(), json!(date(job.created)));
+    if let Some(c) = job.completed {
+        o.insert("completed".into(), json!(date(c)));
+    }
+    o.insert("jobid".into(), json!(job.uuid));
+    o.insert("jobstatus".into(), json!(job.status.code()));
+    Value::Object(o)
 }

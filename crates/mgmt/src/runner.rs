@@ -4,7 +4,7 @@
 //! [`crate::hosts`]). It wakes when a request rings its network's doorbell — here, or through
 //! the database from another server — and every few seconds anyway, reads the network's
 //! pending jobs, and carries as many as it can in one router generation: it builds the
-//! network's complete config with their changes ([`crate::plan`]), has the host's agent apply
+//! network's complete config with their changes ([`domain::plan`]), has the host's agent apply
 //! it, and only then records the outcome (rules Active, revoked rows removed, jobs succeeded,
 //! the generation the router confirmed) in one transaction, fenced by the host's epoch. If the
 //! router refuses a batch, it retries without the newest job, down to a single job, so that
@@ -30,16 +30,22 @@ use sqlx::Row;
 use tokio::sync::Notify;
 
 use crate::app::App;
-use crate::db::now_ms;
-use crate::hosts::{CallError, Fence};
-use crate::jobs::{self, Kind, Outcome, Payload};
+use crate::hosts::CallError;
 use crate::metrics::{ApplyLabels, JobLabels, RouterLabels};
-use crate::model::{
-    IpRow, MemberRow, NetworkRow, PolicyRow, Rule, IP_COLUMNS, NETWORK_COLUMNS, POLICY_COLUMNS,
-    RULE_COLUMNS, RULE_FROM,
-};
-use crate::plan::{self, Batch, NetworkState, PublicSegment};
-use crate::store::{self, RouterRow};
+use domain::job::JobStatus;
+use domain::job::{Kind, Outcome, Payload};
+use domain::model::{IpRow, MemberRow, PolicyRow, Rule};
+use domain::plan::{self, Batch, NetworkState, PublicSegment};
+use store::db::now_ms;
+use store::hosts::Fence;
+use store::routers::RouterRow;
+use store::rules::{IP_COLUMNS, NETWORK_COLUMNS, POLICY_COLUMNS, RULE_COLUMNS, RULE_FROM};
+use store::{Receipt, StoreError};
+
+/// A store or database error as the text a job's failure and the logs carry.
+fn text(e: impl std::error::Error) -> String {
+    crate::app::chain(&e)
+}
 
 /// Most jobs carried by one generation (bounds the retries when a batch is refused).
 const MAX_BATCH: usize = 64;
@@ -74,9 +80,17 @@ impl Default for CopyCheck {
 }
 
 impl Doorbell {
+    /// Rings the workers of the networks a committed change names (its [`Receipt`]).
+    pub fn ring(&self, app: &App, receipt: Receipt) {
+        for network in receipt.networks {
+            self.ring_network(app, network.get());
+        }
+    }
+
     /// Rings `network_id`'s worker: here when this server holds the router's host, otherwise
-    /// through the database for the server that does.
-    pub fn ring(&self, app: &App, network_id: i64) {
+    /// through the database for the server that does. Handlers that commit through a
+    /// [`store::ChangeTx`] ring with its receipt ([`Doorbell::ring`]) instead.
+    pub fn ring_network(&self, app: &App, network_id: i64) {
         let known = self
             .hosts
             .lock()
@@ -109,7 +123,10 @@ impl Doorbell {
     }
 
     async fn host_of(&self, app: &App, network_id: i64) -> Option<String> {
-        let host = store::router_of(&app.db, network_id).await.ok()??.host;
+        let host = store::routers::router_of(&app.db, network_id)
+            .await
+            .ok()??
+            .host;
         if let Ok(mut h) = self.hosts.lock() {
             h.insert(network_id, host.clone());
         }
@@ -186,7 +203,7 @@ impl Doorbell {
 
 /// Rings the workers of every network whose router runs on `host` (its agent just connected).
 pub async fn ring_host(app: &App, host: &str) {
-    match store::networks_on(&app.db, host).await {
+    match store::routers::networks_on(&app.db, host).await {
         Ok(networks) => {
             for n in networks {
                 if let Ok(mut h) = app.doorbell.hosts.lock() {
@@ -345,7 +362,10 @@ async fn step(
     if app.doorbell.is_held() {
         return Ok(Continue::Held);
     }
-    let Some(router) = store::router_of(&app.db, network_id).await? else {
+    let Some(router) = store::routers::router_of(&app.db, network_id)
+        .await
+        .map_err(text)?
+    else {
         return Ok(Continue::Gone);
     };
     let Some(epoch) = app.hosts.epoch(&router.host) else {
@@ -455,9 +475,9 @@ async fn ensure_host_objects(
             },
         )
         .await?;
-    let vms = store::running_vms(&app.db, network_id)
+    let vms = store::vms::running_vms(&app.db, network_id)
         .await
-        .map_err(CallError::Refused)?;
+        .map_err(|e| CallError::Refused(text(e)))?;
     for vm in vms {
         app.hosts
             .call(
@@ -466,7 +486,11 @@ async fn ensure_host_objects(
                     router: router.name.clone(),
                     vm: vm.key,
                     ip: vm.ip,
-                    label: Some(vm.label),
+                    label: Some(lab::VmLabel {
+                        name: vm.name,
+                        account: vm.account,
+                        network: vm.network,
+                    }),
                 },
             )
             .await?;
@@ -491,7 +515,11 @@ fn pending_from_row(r: &sqlx::any::AnyRow) -> Result<PendingJob, String> {
     Ok(PendingJob {
         id: r.try_get("id").map_err(|e| e.to_string())?,
         command: r.try_get("cmd").map_err(|e| e.to_string())?,
-        kind: jobs::parse_kind(&r.try_get::<String, _>("kind").map_err(|e| e.to_string())?),
+        kind: r
+            .try_get::<String, _>("kind")
+            .map_err(|e| e.to_string())?
+            .parse()
+            .map_err(|e: domain::UnknownValue| e.to_string())?,
         payload: serde_json::from_str(&payload).map_err(|e| e.to_string())?,
         created: r.try_get("created").map_err(|e| e.to_string())?,
         account_id: r.try_get("account_id").map_err(|e| e.to_string())?,
@@ -511,8 +539,7 @@ pub async fn load_state(app: &App, network_id: i64) -> Result<NetworkState, Stri
 ///
 /// # Errors
 /// The database's error, as text.
-pub async fn read_state(db: &crate::db::Db, network_id: i64) -> Result<NetworkState, String> {
-    let e = |e: sqlx::Error| e.to_string();
+pub async fn read_state(db: &store::db::Db, network_id: i64) -> Result<NetworkState, String> {
     let network = sqlx::query(&format!(
         "SELECT {NETWORK_COLUMNS} FROM networks n JOIN network_offerings o ON o.id = n.offering_id \
          WHERE n.id = $1"
@@ -520,13 +547,15 @@ pub async fn read_state(db: &crate::db::Db, network_id: i64) -> Result<NetworkSt
     .bind(network_id)
     .fetch_optional(db.pool())
     .await
-    .map_err(e)?
-    .map(|r| NetworkRow::from_row(&r))
+    .map_err(text)?
+    .map(|r| store::rules::network(&r))
     .transpose()
-    .map_err(e)?;
+    .map_err(text)?;
     let rows = load_rows(db, network_id, None).await?;
     let segment = match rows.ips.first() {
-        Some(ip) => store::segment(db, ip.vlan_range_id).await?,
+        Some(ip) => store::addresses::segment(db, ip.vlan_range_id)
+            .await
+            .map_err(text)?,
         None => None,
     };
     Ok(NetworkState {
@@ -556,11 +585,10 @@ struct Rows {
 type Filter<'a> = Option<&'a [i64]>;
 
 async fn load_rows(
-    db: &crate::db::Db,
+    db: &store::db::Db,
     network_id: i64,
     filter: Filter<'_>,
 ) -> Result<Rows, String> {
-    let e = |e: sqlx::Error| e.to_string();
     let pool = db.pool();
     // The texts stay the same whatever the jobs, so the databases reuse their plans: the rows
     // of a range of job ids (by the job-id indexes), kept when their job is one of ours. Rows
@@ -602,32 +630,32 @@ async fn load_rows(
         "SELECT {IP_COLUMNS} FROM public_ips WHERE {ips_where} ORDER BY id"
     ))
     .await
-    .map_err(e)?
+    .map_err(text)?
     .iter()
-    .map(IpRow::from_row)
+    .map(store::rules::ip)
     .collect::<Result<_, _>>()
-    .map_err(e)?;
+    .map_err(text)?;
     ips.retain(|r| ours(r.job_id));
     let mut rules: Vec<Rule> = fetch(format!(
         "SELECT {RULE_COLUMNS} FROM {RULE_FROM} WHERE {rules_where} ORDER BY r.id"
     ))
     .await
-    .map_err(e)?
+    .map_err(text)?
     .iter()
-    .map(Rule::from_row)
+    .map(store::rules::rule)
     .collect::<Result<_, _>>()
-    .map_err(e)?;
+    .map_err(text)?;
     rules.retain(|r| ours(r.job_id));
     let mut members: Vec<MemberRow> = fetch(format!(
         "SELECT m.id, m.lb_id, m.vm_id, m.vm_ip, m.state, m.applied, m.job_id \
          FROM lb_members m JOIN rules r ON r.id = m.lb_id WHERE {members_where} ORDER BY m.id"
     ))
     .await
-    .map_err(e)?
+    .map_err(text)?
     .iter()
-    .map(MemberRow::from_row)
+    .map(store::rules::member)
     .collect::<Result<_, _>>()
-    .map_err(e)?;
+    .map_err(text)?;
     members.retain(|r| ours(r.job_id));
     let cols = POLICY_COLUMNS
         .split(", ")
@@ -639,11 +667,11 @@ async fn load_rows(
          WHERE {policies_where} ORDER BY p.id"
     ))
     .await
-    .map_err(e)?
+    .map_err(text)?
     .iter()
-    .map(PolicyRow::from_row)
+    .map(store::rules::policy)
     .collect::<Result<_, _>>()
-    .map_err(e)?;
+    .map_err(text)?;
     policies.retain(|r| ours(r.job_id));
     Ok(Rows {
         ips,
@@ -800,9 +828,9 @@ async fn push(
         .as_ref()
         .ok_or_else(|| PushError::Unavailable("the network is gone".into()))?;
     let t0 = Instant::now();
-    let (router, host, generation) = store::next_generation(&app.db, network.id)
+    let (router, host, generation) = store::routers::next_generation(&app.db, network.id)
         .await
-        .map_err(PushError::Unavailable)?;
+        .map_err(|e| PushError::Unavailable(text(e)))?;
     let t1 = Instant::now();
     let (config, commit) = plan::desired(state, batch, generation);
     let started = Instant::now();
@@ -888,9 +916,9 @@ async fn push(
             // The router holds a newer generation than this one: another server's, or one this
             // database forgot (a data directory restored from backup). Move the counter past
             // it; the next generation carries everything again.
-            store::bump_generation(&app.db, network.id, held)
+            store::routers::bump_generation(&app.db, network.id, held)
                 .await
-                .map_err(PushError::Unavailable)?;
+                .map_err(|e| PushError::Unavailable(text(e)))?;
             Err(PushError::Unavailable(format!(
                 "router {router} holds generation {held}, newer than {generation}; will re-send"
             )))
@@ -901,16 +929,16 @@ async fn push(
         Err(CallError::Refused(reason)) => {
             // The router keeps what it held: the base stays.
             sent.0 = base;
-            store::record_failure(&app.db, network.id, &reason)
+            store::routers::record_failure(&app.db, network.id, &reason)
                 .await
-                .map_err(PushError::Unavailable)?;
+                .map_err(|e| PushError::Unavailable(text(e)))?;
             behind.inc();
             Err(PushError::Refused(reason))
         }
         Err(CallError::TimedOut(reason)) => {
-            store::record_failure(&app.db, network.id, &reason)
+            store::routers::record_failure(&app.db, network.id, &reason)
                 .await
-                .map_err(PushError::Unavailable)?;
+                .map_err(|e| PushError::Unavailable(text(e)))?;
             behind.inc();
             Err(PushError::TimedOut(reason))
         }
@@ -967,12 +995,13 @@ async fn run_changes(
                             // of a full read. The router's last error says so until then, so
                             // that an idle look re-sends it should this step end early.
                             app.metrics.copy_mismatches.inc();
-                            store::record_failure(
+                            store::routers::record_failure(
                                 &app.db,
                                 network_id,
                                 "the worker's copy of the network differed from the database",
                             )
-                            .await?;
+                            .await
+                            .map_err(text)?;
                             tracing::error!(
                                 network = network_id,
                                 ?copy,
@@ -1041,11 +1070,6 @@ async fn run_changes(
     Ok(Continue::More)
 }
 
-/// Fails with a fence that no longer holds: another server took the host.
-fn fenced(fence: &Fence) -> String {
-    format!("no longer the owner of the host ({fence:?}); leaving its jobs to the new owner")
-}
-
 /// Records a generation that carried no job (a re-sync).
 async fn record(
     app: &App,
@@ -1053,20 +1077,18 @@ async fn record(
     fence: &Fence,
     cache: &mut Cache,
 ) -> Result<(), String> {
-    let e = |e: sqlx::Error| e.to_string();
     {
-        let _w = app.db.write_lock().await;
-        let mut tx = app.db.begin_write().await.map_err(e)?;
-        if !crate::hosts::fence(&mut tx, fence).await.map_err(e)? {
-            return Err(fenced(fence));
-        }
-        store::apply_commit(&mut tx, &pushed.commit)
+        // Fenced: written only while this server still holds the host. The receipt is
+        // empty: the worker writing is the one a ring would wake.
+        let mut change = app.db.fenced(fence, None).await.map_err(text)?;
+        let tx = change.conn();
+        store::routers::apply_commit(tx, &pushed.commit)
             .await
-            .map_err(e)?;
-        store::set_applied(&mut tx, pushed.network_id, pushed.generation)
+            .map_err(text)?;
+        store::routers::set_applied(tx, pushed.network_id, pushed.generation)
             .await
-            .map_err(e)?;
-        tx.commit().await.map_err(e)?;
+            .map_err(text)?;
+        let _ = change.commit().await.map_err(text)?;
     }
     cache.committed(&pushed.commit);
     Ok(())
@@ -1079,24 +1101,24 @@ async fn succeed(
     carried: &[PendingJob],
     fence: &Fence,
 ) -> Result<(), String> {
-    let e = |e: sqlx::Error| e.to_string();
     let Fence::Owner { host, .. } = fence else {
         return Err("only the host's owner records what its router applied".into());
     };
-    let _w = app.db.write_lock().await;
-    let mut tx = app.db.begin_write().await.map_err(e)?;
-    if !crate::hosts::fence(&mut tx, fence).await.map_err(e)? {
-        return Err(fenced(fence));
-    }
-    store::apply_commit(&mut tx, &pushed.commit)
+    // Fenced: written only while this server still holds the host. The receipt is
+    // empty: the worker writing is the one a ring would wake.
+    let mut change = app.db.fenced(fence, None).await.map_err(text)?;
+    let tx = change.conn();
+    store::routers::apply_commit(tx, &pushed.commit)
         .await
-        .map_err(e)?;
-    store::set_applied(&mut tx, network_id, pushed.generation)
+        .map_err(text)?;
+    store::routers::set_applied(tx, network_id, pushed.generation)
         .await
-        .map_err(e)?;
+        .map_err(text)?;
     let deleting_network = carried.iter().any(|j| j.kind == Kind::DeleteNetwork);
     let doomed_vms = if deleting_network {
-        store::network_vms(&mut tx, network_id).await.map_err(e)?
+        store::vms::network_vms(tx, network_id)
+            .await
+            .map_err(text)?
     } else {
         Vec::new()
     };
@@ -1104,30 +1126,31 @@ async fn succeed(
     // it: one commit for the generation and its jobs.
     let mut ended = Vec::new();
     for job in carried.iter().filter(|j| j.kind == Kind::Change) {
-        if let Some(result) = result_in(&mut tx, app.db.dialect(), &job.payload.outcome)
+        if let Some(result) = result_in(tx, app.db.dialect(), &job.payload.outcome)
             .await
-            .map_err(e)?
+            .map_err(text)?
         {
-            finish_in(&mut tx, job, jobs::SUCCEEDED, 0, &result)
+            finish_in(tx, job, JobStatus::Succeeded, 0, &result)
                 .await
-                .map_err(e)?;
+                .map_err(text)?;
             ended.push(job.id);
         }
     }
-    tx.commit().await.map_err(e)?;
-    drop(_w);
+    let _ = change.commit().await.map_err(text)?;
     for job in carried.iter().filter(|j| ended.contains(&j.id)) {
-        observe_end(app, job, jobs::SUCCEEDED);
+        observe_end(app, job, JobStatus::Succeeded);
     }
     let router = if deleting_network {
-        store::router_name_of(&app.db, network_id).await?
+        store::routers::router_name_of(&app.db, network_id)
+            .await
+            .map_err(text)?
     } else {
         None
     };
     for job in carried.iter().filter(|j| !ended.contains(&j.id)) {
         match (job.kind, job.payload.target) {
             (Kind::DestroyVm, Some(vm_id)) => {
-                if let Some(name) = store::vm_lab_key(&app.db, vm_id).await? {
+                if let Some(name) = store::vms::vm_lab_key(&app.db, vm_id).await.map_err(text)? {
                     if let Err(err) = app
                         .hosts
                         .call(host, Op::RemoveVm { vm: name.clone() })
@@ -1136,7 +1159,7 @@ async fn succeed(
                         tracing::warn!(vm = %name, error = %err, "removing the VM failed");
                     }
                 }
-                store::delete_vm(&app.db, vm_id).await?;
+                store::vms::delete_vm(&app.db, vm_id).await.map_err(text)?;
             }
             (Kind::DeleteNetwork, _) => {
                 for (_, name) in &doomed_vms {
@@ -1156,60 +1179,59 @@ async fn succeed(
                         tracing::warn!(%router, error = %err, "removing the router failed");
                     }
                 }
-                store::delete_network(&app.db, network_id).await?;
+                store::networks::delete_network(&app.db, network_id)
+                    .await
+                    .map_err(text)?;
             }
             _ => {}
         }
         let result = crate::cmd::job_result(app, &job.payload.outcome)
             .await
             .unwrap_or_else(|err| err.job_result());
-        finish(app, job, jobs::SUCCEEDED, 0, &result).await?;
+        finish(app, job, JobStatus::Succeeded, 0, &result).await?;
     }
     Ok(())
 }
 
 /// Undoes a job and fails it with 530 and `reason`.
 async fn fail(app: &App, job: &PendingJob, reason: &str, fence: &Fence) -> Result<(), String> {
-    let e = |e: sqlx::Error| e.to_string();
     {
-        let _w = app.db.write_lock().await;
-        let mut tx = app.db.begin_write().await.map_err(e)?;
-        if !crate::hosts::fence(&mut tx, fence).await.map_err(e)? {
-            return Err(fenced(fence));
-        }
+        // Fenced: written only while this server still holds the host. The receipt is
+        // empty: the worker writing is the one a ring would wake.
+        let mut change = app.db.fenced(fence, None).await.map_err(text)?;
+        let tx = change.conn();
         if let (Kind::DeployVm, Outcome::Vm { id }) = (job.kind, &job.payload.outcome) {
-            store::delete_vm_in(&mut tx, *id).await.map_err(e)?;
+            store::vms::delete_vm_in(tx, *id).await.map_err(text)?;
         } else {
-            store::rollback_job(&mut tx, job.id, job.payload.undo.as_ref())
+            store::jobs::rollback_job(tx, job.id.into(), job.payload.undo.as_ref())
                 .await
-                .map_err(e)?;
+                .map_err(text)?;
             if let Some(undo) = &job.payload.undo {
-                crate::cmd::firewall::store_json(&mut *tx, app.db.dialect(), undo.rule_id)
+                crate::cmd::firewall::store_json(&mut **tx, app.db.dialect(), undo.rule_id)
                     .await
-                    .map_err(e)?;
+                    .map_err(text)?;
             }
         }
-        tx.commit().await.map_err(e)?;
+        let _ = change.commit().await.map_err(text)?;
     }
     let err = ApiError::internal(format!("{}: {reason}", job.payload.failure));
-    finish(app, job, jobs::FAILED, 530, &err.job_result()).await
+    finish(app, job, JobStatus::Failed, 530, &err.job_result()).await
 }
 
 async fn finish(
     app: &App,
     job: &PendingJob,
-    status: i64,
+    status: JobStatus,
     code: i64,
     result: &Value,
 ) -> Result<(), String> {
-    let e = |e: sqlx::Error| e.to_string();
     let ended = {
-        let _w = app.db.write_lock().await;
-        let mut tx = app.db.begin_write().await.map_err(e)?;
-        let ended = finish_in(&mut tx, job, status, code, result)
+        let mut change = app.db.change(None).await.map_err(text)?;
+        let ended = finish_in(change.conn(), job, status, code, result)
             .await
-            .map_err(e)?;
-        tx.commit().await.map_err(e)?;
+            .map_err(text)?;
+        // A job's end wakes nobody: its network's worker is the one ending it.
+        let _ = change.commit().await.map_err(text)?;
         ended
     };
     if ended {
@@ -1223,15 +1245,15 @@ async fn finish(
 async fn finish_in(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     job: &PendingJob,
-    status: i64,
+    status: JobStatus,
     code: i64,
     result: &Value,
-) -> Result<bool, sqlx::Error> {
-    if !jobs::finish(tx, job.id, status, code, result).await? {
+) -> Result<bool, StoreError> {
+    if !store::jobs::finish(tx, job.id.into(), status, code, result).await? {
         return Ok(false);
     }
-    let ok = status == jobs::SUCCEEDED;
-    store::event(
+    let ok = status == JobStatus::Succeeded;
+    store::events::event(
         tx,
         job.account_id,
         job.user_id,
@@ -1255,13 +1277,13 @@ async fn finish_in(
 }
 
 /// The job-duration metric of a job that ended.
-fn observe_end(app: &App, job: &PendingJob, status: i64) {
+fn observe_end(app: &App, job: &PendingJob, status: JobStatus) {
     let secs = (now_ms() - job.created).max(0) as f64 / 1000.0;
     app.metrics
         .job_seconds
         .get_or_create(&JobLabels {
             command: job.command.clone(),
-            result: if status == jobs::SUCCEEDED {
+            result: if status == JobStatus::Succeeded {
                 "succeeded".into()
             } else {
                 "failed".into()
@@ -1275,7 +1297,7 @@ fn observe_end(app: &App, job: &PendingJob, status: i64) {
 /// rendered after the commit.
 async fn result_in(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    dialect: crate::db::Dialect,
+    dialect: store::db::Dialect,
     outcome: &Outcome,
 ) -> Result<Option<Value>, sqlx::Error> {
     let (row, object) = match outcome {
@@ -1300,8 +1322,11 @@ async fn result_in(
     let Some(row) = row else {
         return Ok(None);
     };
-    let purpose = crate::model::Purpose::parse(&row.try_get::<String, _>("purpose")?);
-    if purpose == crate::model::Purpose::LoadBalancing {
+    let purpose: domain::model::Purpose = row
+        .try_get::<String, _>("purpose")?
+        .parse()
+        .map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
+    if purpose == domain::model::Purpose::LoadBalancing {
         return Ok(None);
     }
     let id: i64 = row.try_get("id")?;
@@ -1317,10 +1342,17 @@ async fn deploy_vm(
     fence: &Fence,
 ) -> Result<Continue, String> {
     let Outcome::Vm { id } = job.payload.outcome else {
-        finish(app, &job, jobs::SUCCEEDED, 0, &json!({"success": true})).await?;
+        finish(
+            app,
+            &job,
+            JobStatus::Succeeded,
+            0,
+            &json!({"success": true}),
+        )
+        .await?;
         return Ok(Continue::More);
     };
-    let result = match store::vm_for_deploy(&app.db, id).await? {
+    let result = match store::vms::vm_for_deploy(&app.db, id).await.map_err(text)? {
         None => Err(CallError::Refused("the VM is gone".to_string())),
         Some(vm) => {
             let net = crate::cmd::network_by_id(app, network_id)
@@ -1335,7 +1367,11 @@ async fn deploy_vm(
                 router: router.name.clone(),
                 vm: vm.key,
                 ip: vm.ip,
-                label: Some(vm.label),
+                label: Some(lab::VmLabel {
+                    name: vm.name,
+                    account: vm.account,
+                    network: vm.network,
+                }),
             };
             match app.hosts.call(&router.host, router_op).await {
                 Ok(_) => app.hosts.call(&router.host, vm_op).await.map(|_| ()),
@@ -1345,11 +1381,13 @@ async fn deploy_vm(
     };
     match result {
         Ok(()) => {
-            store::set_vm_state(&app.db, id, "Running").await?;
+            store::vms::set_vm_state(&app.db, id, "Running")
+                .await
+                .map_err(text)?;
             let result = crate::cmd::job_result(app, &job.payload.outcome)
                 .await
                 .unwrap_or_else(|err| err.job_result());
-            finish(app, &job, jobs::SUCCEEDED, 0, &result).await?;
+            finish(app, &job, JobStatus::Succeeded, 0, &result).await?;
             Ok(Continue::More)
         }
         Err(e @ (CallError::NotConnected(_) | CallError::Lost(_))) => unavailable(e),
@@ -1385,7 +1423,6 @@ async fn implement(
     fence: &Fence,
     sent: &mut Sent,
 ) -> Result<(), String> {
-    let e = |e: sqlx::Error| e.to_string();
     let ensured = ensure_host_objects(app, network_id, router).await;
     let outcome = match ensured {
         Err(e @ (CallError::NotConnected(_) | CallError::Lost(_))) => {
@@ -1405,18 +1442,17 @@ async fn implement(
     };
     match outcome {
         Ok(pushed) => {
-            let _w = app.db.write_lock().await;
-            let mut tx = app.db.begin_write().await.map_err(e)?;
-            if !crate::hosts::fence(&mut tx, fence).await.map_err(e)? {
-                return Err(fenced(fence));
-            }
-            store::apply_commit(&mut tx, &pushed.commit)
+            // Fenced: written only while this server still holds the host. The receipt is
+            // empty: the worker writing is the one a ring would wake.
+            let mut change = app.db.fenced(fence, None).await.map_err(text)?;
+            let tx = change.conn();
+            store::routers::apply_commit(tx, &pushed.commit)
                 .await
-                .map_err(e)?;
-            store::set_applied(&mut tx, network_id, pushed.generation)
+                .map_err(text)?;
+            store::routers::set_applied(tx, network_id, pushed.generation)
                 .await
-                .map_err(e)?;
-            tx.commit().await.map_err(e)
+                .map_err(text)?;
+            change.commit().await.map(|_| ()).map_err(text)
         }
         Err(reason) => {
             let op = Op::RemoveRouter {
@@ -1425,7 +1461,9 @@ async fn implement(
             if let Err(err) = app.hosts.call(&router.host, op).await {
                 tracing::warn!(router = %router.name, error = %err, "removing a router that failed to start");
             }
-            store::set_router_error(&app.db, network_id, &reason).await
+            store::routers::set_router_error(&app.db, network_id, &reason)
+                .await
+                .map_err(text)
         }
     }
 }

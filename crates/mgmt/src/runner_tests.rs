@@ -25,7 +25,7 @@ fn refuse_port(cfg: &RouterConfig) -> Option<String> {
 }
 
 /// A network (its uuid) and its source-NAT address (the address's uuid).
-async fn network_and_ip(app: &crate::app::App, root: &crate::app::Caller) -> (String, String) {
+async fn network_and_ip(app: &crate::app::App, root: &domain::actor::Caller) -> (String, String) {
     let zone = app.site.zone_uuid.clone();
     let offerings = call(app, root, "listNetworkOfferings", &[]).await;
     let offering = offerings["networkoffering"][0]["id"]

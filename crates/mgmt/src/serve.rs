@@ -19,10 +19,10 @@ use agent::Agent;
 
 use crate::app::App;
 use crate::bootstrap::{self, KeySource};
-use crate::db::Db;
 use crate::hosts::{self, Hosts};
 use crate::metrics::Metrics;
 use crate::runner::{self, Doorbell};
+use store::db::Db;
 
 /// Which agent drives the routers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,7 +91,7 @@ pub enum ServeError {
     },
     /// The database could not be opened or migrated.
     #[error("database")]
-    Db(#[from] crate::db::DbError),
+    Db(#[from] store::db::DbError),
     /// The lab driver was asked for and cannot run.
     #[error("the lab driver cannot run: {0}")]
     Lab(String),
@@ -216,8 +216,8 @@ pub async fn serve(opts: Options, ready: impl FnOnce(&str)) -> Result<(), ServeE
         KeySource::File(path) => format!("admin keys in {}", path.display()),
     };
     let db_line = match db.dialect() {
-        crate::db::Dialect::Sqlite => format!("database sqlite ({url})"),
-        crate::db::Dialect::Postgres => "database postgres".to_string(),
+        store::db::Dialect::Sqlite => format!("database sqlite ({url})"),
+        store::db::Dialect::Postgres => "database postgres".to_string(),
     };
     ready(&format!(
         "guestnet serve: listening on http://{addr}/client/api; server {} (id {server_id}); \

@@ -9,9 +9,10 @@ use api_types::error::{ApiError, ApiErrorCode};
 use serde_json::Value;
 use sqlx::{Column, Row};
 
-use crate::app::{App, Caller};
+use crate::app::App;
 use crate::cmd::Entity;
 use crate::testkit::{admin, app, call, on_postgres, try_call, user, wait};
+use domain::actor::Caller;
 
 /// Shared ids every account may use: the zone, an offering, a service offering, a template.
 struct Shared {

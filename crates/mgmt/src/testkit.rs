@@ -9,10 +9,11 @@ use api_types::params::check_and_normalize;
 use serde_json::Value;
 use sqlx::Row;
 
-use crate::app::{App, Caller};
-use crate::db::Db;
+use crate::app::App;
 use agent::driver::Driver;
 use agent::Agent;
+use domain::actor::Caller;
+use store::db::Db;
 
 use crate::hosts::{self, Hosts};
 use crate::metrics::Metrics;

@@ -18,9 +18,9 @@ use sqlx::Row;
 
 use agent::proto::RouterStatus;
 
-use crate::db::{now_ms, Db};
 use crate::hosts::SERVER_DEAD_AFTER;
-use crate::plan::{self, Batch};
+use domain::plan::{self, Batch};
+use store::db::{now_ms, Db};
 
 /// What verify found for one router.
 #[derive(Debug, Clone)]

@@ -11,11 +11,12 @@ use sqlx::any::AnyRow;
 use sqlx::Row;
 
 use super::{begin, required, scope, unknown};
-use crate::app::{internal, ApiResult, App, Caller};
-use crate::db::{now_ms, opt_str};
-use crate::jobs::{self, JOB_COLUMNS, JOB_FROM};
+use crate::app::{internal, store_error, ApiResult, App};
 use crate::resp::{self, date};
-use crate::store;
+use domain::actor::Caller;
+use store::db::{now_ms, opt_str};
+use store::filter::{self, Filter};
+use store::jobs::{JOB_COLUMNS, JOB_FROM};
 
 // ------------------------------------------------------------------------------------------
 // Shared pieces.
@@ -131,57 +132,56 @@ fn contains_ci(haystack: &str, needle: &str) -> bool {
 pub(crate) async fn query_job(app: &App, caller: &Caller, p: &Params) -> ApiResult<Value> {
     let uuid = required(p, "jobid")?;
     let not_found = || ApiError::invalid_parameter(format!("Unable to find a job by id {uuid}"));
-    let row = sqlx::query(&format!(
-        "SELECT {JOB_COLUMNS}, j.account_id AS job_account FROM {JOB_FROM} WHERE j.uuid = $1"
-    ))
-    .bind(uuid)
-    .fetch_optional(app.db.pool())
-    .await
-    .map_err(internal)?
-    .ok_or_else(not_found)?;
-    let account: i64 = row.try_get("job_account").map_err(internal)?;
-    if !caller.may_touch(account) {
+    let job = store::jobs::by_uuid(&app.db, uuid)
+        .await
+        .map_err(store_error)?
+        .ok_or_else(not_found)?;
+    if !caller.may_touch(job.account_id.get()) {
         return Err(not_found());
     }
-    jobs::response(&row).map_err(internal)
+    Ok(resp::job(&job))
 }
 
 /// listAsyncJobs: the caller's jobs (a root admin's: anyone's with `listall` or `account`),
 /// oldest first.
 pub(crate) async fn list_jobs(app: &App, caller: &Caller, p: &Params) -> ApiResult<Value> {
-    let mut from_where = format!("FROM {JOB_FROM} WHERE 1 = 1");
-    let mut binds = Vec::new();
+    let mut filter = Filter::new();
     if let Some(account) = scope(app, caller, p).await? {
-        from_where.push_str(&format!(" AND j.account_id = {account}"));
+        filter.and("j.account_id = $?", [account]);
     }
     if let Some(ids) = domain_ids(app, p).await? {
-        from_where.push_str(&format!(" AND a.domain_id IN ({})", id_list(&ids)));
+        filter.and_in("a.domain_id", &ids);
     }
     if let Some(since) = p.date("startdate") {
-        from_where.push_str(&format!(" AND j.created >= {}", since.saturating_mul(1000)));
+        filter.and("j.created >= $?", [since.saturating_mul(1000)]);
     }
     if let Some(k) = p.str("keyword").filter(|k| !k.is_empty()) {
-        bind_cond(
-            &mut from_where,
-            &mut binds,
-            "LOWER(j.cmd) LIKE $?",
-            &format!("%{}%", k.to_lowercase()),
-        );
+        filter.and("LOWER(j.cmd) LIKE $?", [format!("%{}%", k.to_lowercase())]);
     }
-    let (total, rows) = counted_page(
-        app,
+    let total = filter::count(&app.db, JOB_FROM, &filter)
+        .await
+        .map_err(store_error)?;
+    let total = usize::try_from(total).unwrap_or(usize::MAX);
+    let paging = p.paging();
+    if total == 0 || paging.range(total).is_empty() {
+        return Ok(resp::list("asyncjobs", total, Vec::new()));
+    }
+    let rows = filter::page(
+        &app.db,
         JOB_COLUMNS,
-        &from_where,
+        JOB_FROM,
+        &filter,
         "j.id ASC",
-        &binds,
-        p.paging(),
+        paging.size.map(|n| n as u64),
+        paging.start as u64,
     )
-    .await?;
+    .await
+    .map_err(store_error)?;
     let items = rows
         .iter()
-        .map(jobs::response)
+        .map(|r| store::jobs::record(r).map(|j| resp::job(&j)))
         .collect::<Result<Vec<_>, _>>()
-        .map_err(internal)?;
+        .map_err(store_error)?;
     Ok(resp::list("asyncjobs", total, items))
 }
 
@@ -562,7 +562,7 @@ pub(crate) async fn create_account(app: &App, caller: &Caller, p: &Params) -> Ap
                 internal(e)
             }
         })?;
-        store::event(
+        store::events::event(
             &mut tx,
             caller.account_id,
             caller.user_id,
@@ -734,7 +734,7 @@ pub(crate) async fn register_keys(app: &App, caller: &Caller, p: &Params) -> Api
             .execute(&mut *tx)
             .await
             .map_err(internal)?;
-        store::event(
+        store::events::event(
             &mut tx,
             caller.account_id,
             caller.user_id,

@@ -7,147 +7,15 @@ use serde_json::Value;
 use sqlx::{Any, Row, Transaction};
 
 use super::limits::{self, Resource};
-use super::{accepted, begin, network_by_id, queued, required, rule_param, scope, unknown};
-use crate::app::{internal, ApiResult, App, Caller};
-use crate::checks::{self, Candidate};
-use crate::db::{now_ms, Dialect, J};
-use crate::jobs::{self, Kind, NewJob, Outcome, Payload, Undo};
-use crate::model::{IpRow, NetworkRow, Purpose, Rule, State, Traffic, RULE_COLUMNS, RULE_FROM};
-use crate::store;
-
-/// A rule about to be written.
-#[derive(Debug, Clone)]
-pub(crate) struct NewRule {
-    pub(crate) uuid: String,
-    pub(crate) purpose: Purpose,
-    pub(crate) traffic: Option<Traffic>,
-    pub(crate) network_id: i64,
-    pub(crate) ip_id: Option<i64>,
-    pub(crate) account_id: i64,
-    pub(crate) protocol: String,
-    pub(crate) ports: Option<(i64, i64)>,
-    pub(crate) icmp: Option<(i64, i64)>,
-    pub(crate) sources: Vec<Ipv4Net>,
-    pub(crate) dests: Vec<Ipv4Net>,
-    pub(crate) related_id: Option<i64>,
-    pub(crate) display: bool,
-    pub(crate) vm_id: Option<i64>,
-    pub(crate) vm_ip: Option<String>,
-    pub(crate) private: Option<(i64, i64)>,
-    pub(crate) name: Option<String>,
-    pub(crate) description: Option<String>,
-    pub(crate) algorithm: Option<String>,
-    pub(crate) lb_protocol: Option<String>,
-}
-
-impl NewRule {
-    pub(crate) fn candidate(&self) -> Candidate {
-        Candidate {
-            uuid: self.uuid.clone(),
-            purpose: self.purpose,
-            traffic: self.traffic,
-            protocol: self.protocol.clone(),
-            ports: self.ports,
-            icmp: self.icmp,
-            sources: self.sources.clone(),
-            dests: self.dests.clone(),
-        }
-    }
-}
-
-/// Inserts a rule in state Add, carried by `job_id`; returns its id.
-pub(crate) async fn insert_rule(
-    tx: &mut Transaction<'_, Any>,
-    r: &NewRule,
-    job_id: Option<i64>,
-) -> Result<i64, sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO rules (uuid, purpose, traffic_type, network_id, ip_id, account_id, protocol, \
-         start_port, end_port, icmp_type, icmp_code, source_cidrs, dest_cidrs, state, applied, \
-         job_id, related_id, rule_type, display, vm_id, vm_ip, private_start, private_end, name, \
-         description, algorithm, lb_protocol, created) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, \
-         $9, $10, $11, $12, $13, 'Add', 0, $14, $15, 'User', $16, $17, $18, $19, $20, $21, $22, \
-         $23, $24, $25) RETURNING id",
-    )
-    .bind(&r.uuid)
-    .bind(r.purpose.as_str())
-    .bind(r.traffic.map(Traffic::as_str))
-    .bind(r.network_id)
-    .bind(r.ip_id)
-    .bind(r.account_id)
-    .bind(&r.protocol)
-    .bind(r.ports.map(|p| p.0))
-    .bind(r.ports.map(|p| p.1))
-    .bind(r.icmp.map(|i| i.0))
-    .bind(r.icmp.map(|i| i.1))
-    .bind(checks::join_cidrs(&r.sources))
-    .bind(checks::join_cidrs(&r.dests))
-    .bind(job_id)
-    .bind(r.related_id)
-    .bind(i64::from(r.display))
-    .bind(r.vm_id)
-    .bind(r.vm_ip.clone())
-    .bind(r.private.map(|p| p.0))
-    .bind(r.private.map(|p| p.1))
-    .bind(r.name.clone())
-    .bind(r.description.clone())
-    .bind(r.algorithm.clone())
-    .bind(r.lb_protocol.clone())
-    .bind(now_ms())
-    .fetch_one(&mut **tx)
-    .await?
-    .try_get("id")
-}
-
-/// The live rules a new rule on a public IP could conflict with: same IP, and ports that
-/// intersect `ports` (or no ports).
-pub(crate) async fn ip_neighbours(
-    tx: &mut Transaction<'_, Any>,
-    ip_id: i64,
-    ports: Option<(i64, i64)>,
-) -> Result<Vec<Candidate>, sqlx::Error> {
-    let rows = match ports {
-        Some((s, e)) => {
-            sqlx::query(&format!(
-                "SELECT {RULE_COLUMNS} FROM {RULE_FROM} WHERE r.ip_id = $1 AND r.state <> 'Revoke' \
-                 AND (r.start_port IS NULL OR (r.start_port <= $2 AND r.end_port >= $3))"
-            ))
-            .bind(ip_id)
-            .bind(e)
-            .bind(s)
-            .fetch_all(&mut **tx)
-            .await?
-        }
-        None => {
-            sqlx::query(&format!(
-                "SELECT {RULE_COLUMNS} FROM {RULE_FROM} WHERE r.ip_id = $1 AND r.state <> 'Revoke' \
-                 AND r.start_port IS NULL"
-            ))
-            .bind(ip_id)
-            .fetch_all(&mut **tx)
-            .await?
-        }
-    };
-    rows.iter()
-        .map(|r| Rule::from_row(r).map(|r| Candidate::of(&r)))
-        .collect()
-}
-
-async fn egress_neighbours(
-    tx: &mut Transaction<'_, Any>,
-    network_id: i64,
-) -> Result<Vec<Candidate>, sqlx::Error> {
-    let rows = sqlx::query(&format!(
-        "SELECT {RULE_COLUMNS} FROM {RULE_FROM} WHERE r.network_id = $1 AND r.purpose = 'Firewall' \
-         AND r.traffic_type = 'Egress' AND r.state <> 'Revoke'"
-    ))
-    .bind(network_id)
-    .fetch_all(&mut **tx)
-    .await?;
-    rows.iter()
-        .map(|r| Rule::from_row(r).map(|r| Candidate::of(&r)))
-        .collect()
-}
+use super::{accepted, network_by_id, queued, required, rule_param, scope, unknown};
+use crate::app::{internal, store_error, ApiResult, App};
+use domain::actor::Caller;
+use domain::checks::{self, Candidate};
+use domain::ids::{IpId, NetworkId, RuleId};
+use domain::job::{JobStatus, Kind, NewJob, Outcome, Payload, Undo};
+use domain::model::{IpRow, NetworkRow, NewRule, Purpose, Rule, State, Traffic};
+use store::db::{Dialect, J};
+use store::Scheduled;
 
 /// The public IP for a rule: it must be the caller's and associated with a network.
 pub(crate) async fn rule_ip(
@@ -276,124 +144,116 @@ pub(crate) async fn create_rule(
             object: object.clone(),
         };
     }
-    let job_uuid = {
-        let _w = app.db.write_lock().await;
-        let mut tx = begin(app).await?;
-        // The job and the event first: the network's lock is held only for the conflict
-        // check, the rule's rows and the commit.
-        let (job_id, job_uuid) = jobs::insert(
-            &mut tx,
+    let network = NetworkId::from(rule.network_id);
+    let mut change = app.db.change(Some(network)).await.map_err(store_error)?;
+    // The job and its event first: the network's lock is held only for the conflict check,
+    // the rule's rows and the commit.
+    let description = format!("{command} for rule {uuid}");
+    let (job_id, job_uuid) = change
+        .job(
             caller,
             NewJob {
                 command,
                 kind: Kind::Change,
-                network_id: Some(rule.network_id),
+                network_id: Some(network),
                 payload,
                 instance_type: Some("FirewallRule"),
                 instance_uuid: Some(&uuid),
             },
+            Some(Scheduled {
+                event_type: event_type(command),
+                description: &description,
+                resource_uuid: Some(&uuid),
+            }),
         )
         .await
-        .map_err(internal)?;
-        store::scheduled(
-            &mut tx,
-            caller,
-            event_type(command),
-            &format!("{command} for rule {uuid}"),
-            Some(&uuid),
-            &job_uuid,
-        )
-        .await
-        .map_err(internal)?;
-        app.db
-            .lock_network(&mut tx, rule.network_id)
+        .map_err(store_error)?;
+    change.lock_network().await.map_err(store_error)?;
+    let existing = match (rule.traffic, rule.ip_id) {
+        (Some(Traffic::Egress), _) => store::rules::egress_neighbours(change.conn(), network)
             .await
-            .map_err(internal)?;
-        let existing = match (rule.traffic, rule.ip_id) {
-            (Some(Traffic::Egress), _) => egress_neighbours(&mut tx, rule.network_id)
-                .await
-                .map_err(internal)?,
-            (_, Some(ip)) => ip_neighbours(&mut tx, ip, rule.ports)
-                .await
-                .map_err(internal)?,
-            _ => Vec::new(),
-        };
-        checks::conflicts(&rule.candidate(), &existing)?;
-        // openfirewall: an identical firewall rule is reused, another one is checked as a rule.
-        let opened = if open_firewall {
-            let fw = NewRule {
-                uuid: uuid::Uuid::new_v4().to_string(),
-                purpose: Purpose::Firewall,
-                traffic: Some(Traffic::Ingress),
-                protocol: rule.protocol.clone(),
-                icmp: None,
-                sources: vec![Ipv4Net::default()],
-                dests: Vec::new(),
-                related_id: None,
-                vm_id: None,
-                vm_ip: None,
-                private: None,
-                name: None,
-                description: None,
-                algorithm: None,
-                lb_protocol: None,
-                ..rule.clone()
-            };
-            let identical = existing.iter().any(|c| {
-                c.purpose == Purpose::Firewall
-                    && c.protocol == fw.protocol
-                    && c.ports == fw.ports
-                    && c.sources == fw.sources
-            });
-            if identical {
-                None
-            } else {
-                checks::conflicts(&fw.candidate(), &existing)?;
-                Some(fw)
-            }
-        } else {
-            None
-        };
-        let rules = 1 + i64::from(opened.is_some());
-        limits::take(
-            app,
-            &mut tx,
-            rule.account_id,
-            &[(Resource::NetworkRule, rules)],
-        )
-        .await?;
-        let mut written = vec![insert_rule(&mut tx, &rule, Some(job_id))
+            .map_err(store_error)?,
+        (_, Some(ip)) => store::rules::ip_neighbours(change.conn(), IpId::from(ip), rule.ports)
             .await
-            .map_err(internal)?];
-        if let Some(mut fw) = opened {
-            fw.related_id = Some(written[0]);
-            written.push(
-                insert_rule(&mut tx, &fw, Some(job_id))
-                    .await
-                    .map_err(internal)?,
-            );
-        }
-        // The rendered objects: in the transaction on SQLite (one writer anyway); after the
-        // commit on PostgreSQL, outside the network's lock (until then a listing renders the
-        // rule itself).
-        let dialect = app.db.dialect();
-        if dialect == Dialect::Sqlite {
-            for id in &written {
-                store_json(&mut *tx, dialect, *id).await.map_err(internal)?;
-            }
-        }
-        tx.commit().await.map_err(internal)?;
-        if dialect == Dialect::Postgres {
-            for id in &written {
-                // The rule is accepted: a failure here only leaves the listing to render it.
-                if let Err(e) = store_json(app.db.pool(), dialect, *id).await {
-                    tracing::warn!(rule = id, error = %e, "storing a rule's rendered object failed");
-                }
-            }
-        }
-        job_uuid
+            .map_err(store_error)?,
+        _ => Vec::new(),
     };
-    app.doorbell.ring(app, rule.network_id);
+    checks::conflicts(&rule.candidate(), &existing)?;
+    // openfirewall: an identical firewall rule is reused, another one is checked as a rule.
+    let opened = if open_firewall {
+        let fw = NewRule {
+            uuid: uuid::Uuid::new_v4().to_string(),
+            purpose: Purpose::Firewall,
+            traffic: Some(Traffic::Ingress),
+            protocol: rule.protocol.clone(),
+            icmp: None,
+            sources: vec![Ipv4Net::default()],
+            dests: Vec::new(),
+            related_id: None,
+            vm_id: None,
+            vm_ip: None,
+            private: None,
+            name: None,
+            description: None,
+            algorithm: None,
+            lb_protocol: None,
+            ..rule.clone()
+        };
+        let identical = existing.iter().any(|c| {
+            c.purpose == Purpose::Firewall
+                && c.protocol == fw.protocol
+                && c.ports == fw.ports
+                && c.sources == fw.sources
+        });
+        if identical {
+            None
+        } else {
+            checks::conflicts(&fw.candidate(), &existing)?;
+            Some(fw)
+        }
+    } else {
+        None
+    };
+    let rules = 1 + i64::from(opened.is_some());
+    limits::take(
+        app,
+        change.conn(),
+        rule.account_id,
+        &[(Resource::NetworkRule, rules)],
+    )
+    .await?;
+    let mut written = vec![store::rules::insert(change.conn(), &rule, Some(job_id))
+        .await
+        .map_err(store_error)?];
+    if let Some(mut fw) = opened {
+        fw.related_id = Some(written[0].get());
+        written.push(
+            store::rules::insert(change.conn(), &fw, Some(job_id))
+                .await
+                .map_err(store_error)?,
+        );
+    }
+    // The rendered objects: in the transaction on SQLite (one writer anyway); after the
+    // commit on PostgreSQL, outside the network's lock (until then a listing renders the
+    // rule itself).
+    let dialect = change.dialect();
+    if dialect == Dialect::Sqlite {
+        for id in &written {
+            store_json(&mut **change.conn(), dialect, id.get())
+                .await
+                .map_err(internal)?;
+        }
+    }
+    let receipt = change.commit().await.map_err(store_error)?;
+    if dialect == Dialect::Postgres {
+        for id in &written {
+            // The rule is accepted: a failure here only leaves the listing to render it.
+            if let Err(e) = store_json(app.db.pool(), dialect, id.get()).await {
+                tracing::warn!(rule = %id, error = %e, "storing a rule's rendered object failed");
+            }
+        }
+    }
+    app.doorbell.ring(app, receipt);
     Ok(accepted(&uuid, &job_uuid))
 }
 
@@ -530,20 +390,17 @@ pub(crate) async fn revoke(
     rule: &Rule,
     failure: &str,
 ) -> ApiResult<Value> {
-    let job_uuid = {
-        let _w = app.db.write_lock().await;
-        let mut tx = begin(app).await?;
-        app.db
-            .lock_network(&mut tx, rule.network_id)
-            .await
-            .map_err(internal)?;
-        let (job_id, job_uuid) = jobs::insert(
-            &mut tx,
+    let network = NetworkId::from(rule.network_id);
+    let mut change = app.db.change(Some(network)).await.map_err(store_error)?;
+    change.lock_network().await.map_err(store_error)?;
+    let description = format!("{command} for rule {}", rule.uuid);
+    let (job_id, job_uuid) = change
+        .job(
             caller,
             NewJob {
                 command,
                 kind: Kind::Change,
-                network_id: Some(rule.network_id),
+                network_id: Some(network),
                 payload: Payload::new(
                     Outcome::Success,
                     event_type(command),
@@ -553,43 +410,19 @@ pub(crate) async fn revoke(
                 instance_type: None,
                 instance_uuid: None,
             },
+            Some(Scheduled {
+                event_type: event_type(command),
+                description: &description,
+                resource_uuid: Some(&rule.uuid),
+            }),
         )
         .await
-        .map_err(internal)?;
-        sqlx::query(
-            "UPDATE rules SET state = 'Revoke', job_id = $1 WHERE id = $2 OR related_id = $2",
-        )
-        .bind(job_id)
-        .bind(rule.id)
-        .execute(&mut *tx)
+        .map_err(store_error)?;
+    store::rules::revoke(change.conn(), RuleId::from(rule.id), job_id)
         .await
-        .map_err(internal)?;
-        sqlx::query("UPDATE lb_members SET state = 'Revoke', job_id = $1 WHERE lb_id = $2")
-            .bind(job_id)
-            .bind(rule.id)
-            .execute(&mut *tx)
-            .await
-            .map_err(internal)?;
-        sqlx::query("UPDATE lb_policies SET state = 'Revoke', job_id = $1 WHERE lb_id = $2")
-            .bind(job_id)
-            .bind(rule.id)
-            .execute(&mut *tx)
-            .await
-            .map_err(internal)?;
-        store::scheduled(
-            &mut tx,
-            caller,
-            event_type(command),
-            &format!("{command} for rule {}", rule.uuid),
-            Some(&rule.uuid),
-            &job_uuid,
-        )
-        .await
-        .map_err(internal)?;
-        tx.commit().await.map_err(internal)?;
-        job_uuid
-    };
-    app.doorbell.ring(app, rule.network_id);
+        .map_err(store_error)?;
+    let receipt = change.commit().await.map_err(store_error)?;
+    app.doorbell.ring(app, receipt);
     Ok(queued(&job_uuid))
 }
 
@@ -936,37 +769,19 @@ pub(crate) async fn metadata_update(
     object: &str,
     name_desc: Option<(Option<&str>, Option<&str>)>,
 ) -> ApiResult<Value> {
-    let job_uuid = {
-        let _w = app.db.write_lock().await;
-        let mut tx = begin(app).await?;
-        if let Some(d) = p.bool("fordisplay") {
-            sqlx::query("UPDATE rules SET display = $1 WHERE id = $2")
-                .bind(i64::from(d))
-                .bind(rule.id)
-                .execute(&mut *tx)
-                .await
-                .map_err(internal)?;
-        }
-        if let Some((name, desc)) = name_desc {
-            if let Some(n) = name {
-                sqlx::query("UPDATE rules SET name = $1 WHERE id = $2")
-                    .bind(n)
-                    .bind(rule.id)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(internal)?;
-            }
-            if let Some(d) = desc {
-                sqlx::query("UPDATE rules SET description = $1 WHERE id = $2")
-                    .bind(d)
-                    .bind(rule.id)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(internal)?;
-            }
-        }
-        let (job_id, job_uuid) = jobs::insert(
-            &mut tx,
+    let mut change = app.db.change(None).await.map_err(store_error)?;
+    let (name, description) = name_desc.unwrap_or((None, None));
+    store::rules::set_metadata(
+        change.conn(),
+        RuleId::from(rule.id),
+        p.bool("fordisplay"),
+        name,
+        description,
+    )
+    .await
+    .map_err(store_error)?;
+    let (job_id, job_uuid) = change
+        .job(
             caller,
             NewJob {
                 command,
@@ -984,36 +799,35 @@ pub(crate) async fn metadata_update(
                 instance_type: Some("FirewallRule"),
                 instance_uuid: Some(&rule.uuid),
             },
+            None,
         )
         .await
-        .map_err(internal)?;
-        tx.commit().await.map_err(internal)?;
-        (job_id, job_uuid)
-    };
+        .map_err(store_error)?;
+    // Nothing for a router: the receipt names no network.
+    let receipt = change.commit().await.map_err(store_error)?;
+    app.doorbell.ring(app, receipt);
     // Read back and end the job in place.
     let result = super::rule_object(app, rule.id, object).await?;
-    {
-        let _w = app.db.write_lock().await;
-        let mut tx = begin(app).await?;
-        jobs::finish(&mut tx, job_uuid.0, jobs::SUCCEEDED, 0, &result)
-            .await
-            .map_err(internal)?;
-        store::event(
-            &mut tx,
-            caller.account_id,
-            caller.user_id,
-            event_type(command),
-            "INFO",
-            "Completed",
-            &format!("Successfully completed updating rule {}", rule.uuid),
-            Some(&rule.uuid),
-            Some(&job_uuid.1),
-        )
+    let mut change = app.db.change(None).await.map_err(store_error)?;
+    store::jobs::finish(change.conn(), job_id, JobStatus::Succeeded, 0, &result)
         .await
-        .map_err(internal)?;
-        tx.commit().await.map_err(internal)?;
-    }
-    Ok(queued(&job_uuid.1))
+        .map_err(store_error)?;
+    store::events::event(
+        change.conn(),
+        caller.account_id,
+        caller.user_id,
+        event_type(command),
+        "INFO",
+        "Completed",
+        &format!("Successfully completed updating rule {}", rule.uuid),
+        Some(&rule.uuid),
+        Some(&job_uuid),
+    )
+    .await
+    .map_err(store_error)?;
+    let receipt = change.commit().await.map_err(store_error)?;
+    app.doorbell.ring(app, receipt);
+    Ok(queued(&job_uuid))
 }
 
 /// createPortForwardingRule.
@@ -1229,81 +1043,76 @@ pub(crate) async fn update_forward(app: &App, caller: &Caller, p: &Params) -> Ap
         .await;
     }
     // The new values must not clash with the other forwards of the IP.
-    let job_uuid = {
-        let _w = app.db.write_lock().await;
-        let mut tx = begin(app).await?;
-        app.db
-            .lock_network(&mut tx, rule.network_id)
+    let network = NetworkId::from(rule.network_id);
+    let mut change = app.db.change(Some(network)).await.map_err(store_error)?;
+    change.lock_network().await.map_err(store_error)?;
+    refuse_if_in_flight(change.conn(), &rule).await?;
+    if let Some(ip_id) = rule.ip_id {
+        let mut me = Candidate::of(&rule);
+        me.sources = sources.clone();
+        let others = store::rules::ip_neighbours(change.conn(), ip_id.into(), Some(public))
             .await
-            .map_err(internal)?;
-        refuse_if_in_flight(&mut tx, &rule).await?;
-        if let Some(ip_id) = rule.ip_id {
-            let mut me = Candidate::of(&rule);
-            me.sources = sources.clone();
-            let others = ip_neighbours(&mut tx, ip_id, Some(public))
-                .await
-                .map_err(internal)?;
-            let others: Vec<Candidate> =
-                others.into_iter().filter(|c| c.uuid != rule.uuid).collect();
-            checks::conflicts(&me, &others)?;
-        }
-        let undo = Undo {
-            rule_id: rule.id,
-            algorithm: rule.algorithm.clone(),
-            source_cidrs: rule.source_cidrs.join(","),
-            vm_id: rule.vm_id,
-            vm_ip: rule.vm_ip.map(|ip| ip.to_string()),
-            private_start: rule.private_start,
-            private_end: rule.private_end,
-        };
-        let mut pl = Payload::new(
-            Outcome::Rule {
-                id: rule.id,
-                object: "portforwardingrule".into(),
-            },
-            "NET.RULEMODIFY",
-            format!("updating port forwarding rule {}", rule.uuid),
-            "Failed to apply the new port forwarding rule",
-        );
-        pl.undo = Some(undo);
-        let (job_id, job_uuid) = jobs::insert(
-            &mut tx,
+            .map_err(store_error)?;
+        let others: Vec<Candidate> = others.into_iter().filter(|c| c.uuid != rule.uuid).collect();
+        checks::conflicts(&me, &others)?;
+    }
+    let undo = Undo {
+        rule_id: rule.id,
+        algorithm: rule.algorithm.clone(),
+        source_cidrs: rule.source_cidrs.join(","),
+        vm_id: rule.vm_id,
+        vm_ip: rule.vm_ip.map(|ip| ip.to_string()),
+        private_start: rule.private_start,
+        private_end: rule.private_end,
+    };
+    let mut pl = Payload::new(
+        Outcome::Rule {
+            id: rule.id,
+            object: "portforwardingrule".into(),
+        },
+        "NET.RULEMODIFY",
+        format!("updating port forwarding rule {}", rule.uuid),
+        "Failed to apply the new port forwarding rule",
+    );
+    pl.undo = Some(undo);
+    // CloudStack records no scheduled event for this command.
+    let (job_id, job_uuid) = change
+        .job(
             caller,
             NewJob {
                 command: "updatePortForwardingRule",
                 kind: Kind::Update,
-                network_id: Some(rule.network_id),
+                network_id: Some(network),
                 payload: pl,
                 instance_type: Some("FirewallRule"),
                 instance_uuid: Some(&rule.uuid),
             },
+            None,
         )
         .await
-        .map_err(internal)?;
-        // The row carries the update's job, as every write a router sees does: the network's
-        // worker reads the rows of the jobs it takes, so its copy gets the new values.
-        sqlx::query(
-            "UPDATE rules SET private_start = $1, private_end = $2, vm_id = $3, vm_ip = $4, \
-             source_cidrs = $5, display = $6, job_id = $7 WHERE id = $8",
-        )
-        .bind(private.0)
-        .bind(private.1)
-        .bind(vm_id)
-        .bind(vm_ip)
-        .bind(checks::join_cidrs(&sources))
-        .bind(i64::from(p.bool("fordisplay").unwrap_or(rule.display)))
-        .bind(job_id)
-        .bind(rule.id)
-        .execute(&mut *tx)
+        .map_err(store_error)?;
+    // The row carries the update's job, as every write a router sees does: the network's
+    // worker reads the rows of the jobs it takes, so its copy gets the new values.
+    sqlx::query(
+        "UPDATE rules SET private_start = $1, private_end = $2, vm_id = $3, vm_ip = $4, \
+         source_cidrs = $5, display = $6, job_id = $7 WHERE id = $8",
+    )
+    .bind(private.0)
+    .bind(private.1)
+    .bind(vm_id)
+    .bind(vm_ip)
+    .bind(checks::join_cidrs(&sources))
+    .bind(i64::from(p.bool("fordisplay").unwrap_or(rule.display)))
+    .bind(job_id.get())
+    .bind(rule.id)
+    .execute(&mut **change.conn())
+    .await
+    .map_err(internal)?;
+    store_json(&mut **change.conn(), app.db.dialect(), rule.id)
         .await
         .map_err(internal)?;
-        store_json(&mut *tx, app.db.dialect(), rule.id)
-            .await
-            .map_err(internal)?;
-        tx.commit().await.map_err(internal)?;
-        job_uuid
-    };
-    app.doorbell.ring(app, rule.network_id);
+    let receipt = change.commit().await.map_err(store_error)?;
+    app.doorbell.ring(app, receipt);
     Ok(queued(&job_uuid))
 }
 

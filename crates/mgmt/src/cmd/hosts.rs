@@ -19,10 +19,10 @@ use sqlx::Row;
 
 use super::infra::{admin_only, contains, given, keyword, zone_param};
 use super::{begin, page, required, unknown};
-use crate::app::{internal, ApiResult, App, Caller};
-use crate::db::{now_ms, opt_str};
+use crate::app::{internal, ApiResult, App};
 use crate::resp::{self, date};
-use crate::store;
+use domain::actor::Caller;
+use store::db::{now_ms, opt_str};
 
 /// The longest host name.
 const MAX_HOST_NAME: usize = 64;
@@ -99,7 +99,7 @@ pub(crate) async fn create_token(app: &App, caller: &Caller, p: &Params) -> ApiR
             .await
             .and_then(|r| r.try_get("uuid"))
             .map_err(internal)?;
-        store::event(
+        store::events::event(
             &mut tx,
             caller.account_id,
             caller.user_id,
@@ -215,7 +215,7 @@ pub(crate) async fn revoke_token(app: &App, caller: &Caller, p: &Params) -> ApiR
             .map_err(internal)?
             .rows_affected();
     if changed > 0 {
-        store::event(
+        store::events::event(
             &mut tx,
             caller.account_id,
             caller.user_id,
@@ -326,9 +326,10 @@ mod tests {
     use sqlx::Row;
 
     use super::check_host_name;
-    use crate::app::{App, Caller};
-    use crate::db::now_ms;
+    use crate::app::App;
     use crate::testkit::{admin, app, call, try_call};
+    use domain::actor::Caller;
+    use store::db::now_ms;
 
     /// A user account made through createAccount, as a caller.
     async fn user(app: &App, root: &Caller) -> Caller {

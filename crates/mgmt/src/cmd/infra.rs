@@ -41,13 +41,15 @@ use sqlx::{Any, Row, Transaction};
 
 use super::limits::{self, Resource};
 use super::{accepted, begin, network_by_id, owner, page, queued, required, scope, unknown};
-use crate::app::{internal, ApiResult, App, Caller};
+use crate::app::{internal, ApiResult, App};
 use crate::bootstrap::{insert_public_range, PublicRange};
-use crate::db::{now_ms, Dialect};
-use crate::jobs::{self, Kind, NewJob, Outcome, Payload};
-use crate::model::{IpRow, NetworkRow, IP_COLUMNS, NETWORK_COLUMNS};
 use crate::resp::{self, date, IpContext, Owner};
-use crate::store;
+use domain::actor::Caller;
+use domain::job::{Kind, NewJob, Outcome, Payload};
+use domain::model::NetworkRow;
+use domain::model::RouterState;
+use store::db::{now_ms, Dialect};
+use store::rules::{IP_COLUMNS, NETWORK_COLUMNS};
 
 // ------------------------------------------------------------------------------------------
 // Small helpers.
@@ -289,8 +291,8 @@ async fn being_deleted(app: &App, network_id: i64) -> ApiResult<bool> {
         "SELECT id FROM jobs WHERE network_id = $1 AND kind = $2 AND status = $3 LIMIT 1",
     )
     .bind(network_id)
-    .bind(jobs::kind_str(Kind::DeleteNetwork))
-    .bind(jobs::PENDING)
+    .bind(Kind::DeleteNetwork.as_str())
+    .bind(domain::job::JobStatus::Pending.code())
     .fetch_optional(app.db.pool())
     .await
     .map_err(internal)?
@@ -422,7 +424,7 @@ pub(crate) async fn list_network_offerings(
             "traffictype": "Guest",
             "guestiptype": "Isolated",
             "state": "Enabled",
-            "isdefault": crate::db::flag(r, "is_default").map_err(internal)?,
+            "isdefault": store::db::flag(r, "is_default").map_err(internal)?,
             "specifyvlan": false,
             "specifyipranges": false,
             "conservemode": true,
@@ -430,7 +432,7 @@ pub(crate) async fn list_network_offerings(
             // The lab does not shape traffic: -1, no limit.
             "networkrate": -1,
             "ispersistent": false,
-            "egressdefaultpolicy": crate::db::flag(r, "egress_default_allow").map_err(internal)?,
+            "egressdefaultpolicy": store::db::flag(r, "egress_default_allow").map_err(internal)?,
             "forvpc": false,
             "service": resp::services(),
             "created": date(r.try_get("created").map_err(internal)?),
@@ -876,7 +878,7 @@ pub(crate) async fn create_network(app: &App, caller: &Caller, p: &Params) -> Ap
             },
         )
         .await?;
-        store::event(
+        store::events::event(
             &mut tx,
             caller.account_id,
             caller.user_id,
@@ -895,15 +897,15 @@ pub(crate) async fn create_network(app: &App, caller: &Caller, p: &Params) -> Ap
         tx.commit().await.map_err(internal)?;
         network_id
     };
-    app.doorbell.ring(app, network_id);
+    app.doorbell.ring_network(app, network_id);
     if let Err(reason) = router_started(app, network_id).await {
         // Take back what was written: a failed create leaves nothing behind.
-        if let Err(e) = store::delete_network(&app.db, network_id).await {
+        if let Err(e) = store::networks::delete_network(&app.db, network_id).await {
             tracing::warn!(network = network_id, error = %e, "removing a network that failed to start");
         }
         let _w = app.db.write_lock().await;
         let mut tx = begin(app).await?;
-        store::event(
+        store::events::event(
             &mut tx,
             caller.account_id,
             caller.user_id,
@@ -941,10 +943,13 @@ async fn router_started(app: &App, network_id: i64) -> Result<(), String> {
     let deadline = std::time::Instant::now() + app.hosts.apply_timeout() + Duration::from_secs(10);
     let mut wait = Duration::from_millis(1);
     loop {
-        match store::router_of(&app.db, network_id).await? {
+        match store::routers::router_of(&app.db, network_id)
+            .await
+            .map_err(|e| crate::app::chain(&e))?
+        {
             None => return Err("the router is gone".into()),
-            Some(r) if r.state == "Running" => return Ok(()),
-            Some(r) if r.state == "Error" => {
+            Some(r) if r.state == RouterState::Running => return Ok(()),
+            Some(r) if r.state == RouterState::Error => {
                 return Err(r
                     .last_error
                     .unwrap_or_else(|| "the router did not start".into()))
@@ -990,7 +995,7 @@ pub(crate) async fn list_networks(app: &App, caller: &Caller, p: &Params) -> Api
     let mut cache = HashMap::new();
     let mut items = Vec::new();
     for r in &rows {
-        let n = NetworkRow::from_row(r).map_err(internal)?;
+        let n = store::rules::network(r).map_err(internal)?;
         if kw
             .as_deref()
             .is_some_and(|k| !contains(&n.name, k) && !contains(&n.display_text, k))
@@ -1068,13 +1073,13 @@ pub(crate) async fn delete_network(app: &App, caller: &Caller, p: &Params) -> Ap
                 return Err(network_in_use(&net, &vms));
             }
         }
-        let (job_id, job_uuid) = jobs::insert(
+        let (job_id, job_uuid) = store::jobs::insert(
             &mut tx,
             caller,
             NewJob {
                 command: "deleteNetwork",
                 kind: Kind::DeleteNetwork,
-                network_id: Some(net.id),
+                network_id: Some(net.id.into()),
                 payload: payload(
                     Outcome::Success,
                     "NETWORK.DELETE",
@@ -1087,6 +1092,7 @@ pub(crate) async fn delete_network(app: &App, caller: &Caller, p: &Params) -> Ap
         )
         .await
         .map_err(internal)?;
+        let job_id = job_id.get();
         for sql in [
             "UPDATE lb_members SET state = 'Revoke', job_id = $1 \
              WHERE lb_id IN (SELECT id FROM rules WHERE network_id = $2)",
@@ -1110,7 +1116,7 @@ pub(crate) async fn delete_network(app: &App, caller: &Caller, p: &Params) -> Ap
             .execute(&mut *tx)
             .await
             .map_err(internal)?;
-        store::scheduled(
+        store::events::scheduled(
             &mut tx,
             caller,
             "NETWORK.DELETE",
@@ -1123,7 +1129,7 @@ pub(crate) async fn delete_network(app: &App, caller: &Caller, p: &Params) -> Ap
         tx.commit().await.map_err(internal)?;
         job_uuid
     };
-    app.doorbell.ring(app, net.id);
+    app.doorbell.ring_network(app, net.id);
     Ok(queued(&job_uuid))
 }
 
@@ -1151,7 +1157,7 @@ async fn ip_item(
     r: &AnyRow,
     admin: bool,
 ) -> ApiResult<Value> {
-    let ip = IpRow::from_row(r).map_err(internal)?;
+    let ip = store::rules::ip(r).map_err(internal)?;
     let owner = match ip.account_id {
         Some(a) => Some(owner_of(app, cache, a).await?),
         None => None,
@@ -1216,13 +1222,13 @@ pub(crate) async fn associate_ip(app: &App, caller: &Caller, p: &Params) -> ApiR
         let ip = find_free_ip(app, &mut tx, wanted)
             .await?
             .ok_or_else(|| no_free_ip(app))?;
-        let (job_id, job_uuid) = jobs::insert(
+        let (job_id, job_uuid) = store::jobs::insert(
             &mut tx,
             caller,
             NewJob {
                 command: "associateIpAddress",
                 kind: Kind::Change,
-                network_id: Some(net.id),
+                network_id: Some(net.id.into()),
                 payload: payload(
                     Outcome::Ip { id: ip.id },
                     "NET.IPASSIGN",
@@ -1238,6 +1244,7 @@ pub(crate) async fn associate_ip(app: &App, caller: &Caller, p: &Params) -> ApiR
         )
         .await
         .map_err(internal)?;
+        let job_id = job_id.get();
         allocate_ip(
             &mut tx,
             &ip,
@@ -1250,7 +1257,7 @@ pub(crate) async fn associate_ip(app: &App, caller: &Caller, p: &Params) -> ApiR
             },
         )
         .await?;
-        store::scheduled(
+        store::events::scheduled(
             &mut tx,
             caller,
             "NET.IPASSIGN",
@@ -1266,7 +1273,7 @@ pub(crate) async fn associate_ip(app: &App, caller: &Caller, p: &Params) -> ApiR
         tx.commit().await.map_err(internal)?;
         (ip.uuid, job_uuid)
     };
-    app.doorbell.ring(app, net.id);
+    app.doorbell.ring_network(app, net.id);
     Ok(accepted(&ip_uuid, &job_uuid))
 }
 
@@ -1285,7 +1292,7 @@ pub(crate) async fn disassociate_ip(app: &App, caller: &Caller, p: &Params) -> A
         .await
         .map_err(internal)?
         .ok_or_else(not_found)?;
-        let ip = IpRow::from_row(&row).map_err(internal)?;
+        let ip = store::rules::ip(&row).map_err(internal)?;
         match ip.account_id {
             Some(a) if caller.may_touch(a) => ip,
             None if caller.admin => ip,
@@ -1321,13 +1328,13 @@ pub(crate) async fn disassociate_ip(app: &App, caller: &Caller, p: &Params) -> A
             .lock_network(&mut tx, network_id)
             .await
             .map_err(internal)?;
-        let (job_id, job_uuid) = jobs::insert(
+        let (job_id, job_uuid) = store::jobs::insert(
             &mut tx,
             caller,
             NewJob {
                 command: "disassociateIpAddress",
                 kind: Kind::Change,
-                network_id: Some(network_id),
+                network_id: Some(network_id.into()),
                 payload: payload(
                     Outcome::Success,
                     "NET.IPRELEASE",
@@ -1340,6 +1347,7 @@ pub(crate) async fn disassociate_ip(app: &App, caller: &Caller, p: &Params) -> A
         )
         .await
         .map_err(internal)?;
+        let job_id = job_id.get();
         for sql in [
             "UPDATE lb_members SET state = 'Revoke', job_id = $1 \
              WHERE lb_id IN (SELECT id FROM rules WHERE ip_id = $2)",
@@ -1355,7 +1363,7 @@ pub(crate) async fn disassociate_ip(app: &App, caller: &Caller, p: &Params) -> A
                 .await
                 .map_err(internal)?;
         }
-        store::scheduled(
+        store::events::scheduled(
             &mut tx,
             caller,
             "NET.IPRELEASE",
@@ -1368,7 +1376,7 @@ pub(crate) async fn disassociate_ip(app: &App, caller: &Caller, p: &Params) -> A
         tx.commit().await.map_err(internal)?;
         job_uuid
     };
-    app.doorbell.ring(app, network_id);
+    app.doorbell.ring_network(app, network_id);
     Ok(queued(&job_uuid))
 }
 
@@ -1581,7 +1589,7 @@ pub(crate) async fn create_vlan_range(app: &App, caller: &Caller, p: &Params) ->
         let (range_id, range_uuid) = insert_public_range(&mut tx, app.site.zone_id, &range)
             .await
             .map_err(internal)?;
-        store::event(
+        store::events::event(
             &mut tx,
             caller.account_id,
             caller.user_id,
@@ -1950,13 +1958,13 @@ pub(crate) async fn deploy_vm(app: &App, caller: &Caller, p: &Params) -> ApiResu
         .map_err(internal)?
         .try_get("id")
         .map_err(internal)?;
-        let (_, job_uuid) = jobs::insert(
+        let (_, job_uuid) = store::jobs::insert(
             &mut tx,
             caller,
             NewJob {
                 command: "deployVirtualMachine",
                 kind: Kind::DeployVm,
-                network_id: Some(net.id),
+                network_id: Some(net.id.into()),
                 payload: payload(
                     Outcome::Vm { id: vm_id },
                     "VM.CREATE",
@@ -1969,7 +1977,7 @@ pub(crate) async fn deploy_vm(app: &App, caller: &Caller, p: &Params) -> ApiResu
         )
         .await
         .map_err(internal)?;
-        store::scheduled(
+        store::events::scheduled(
             &mut tx,
             caller,
             "VM.CREATE",
@@ -1982,7 +1990,7 @@ pub(crate) async fn deploy_vm(app: &App, caller: &Caller, p: &Params) -> ApiResu
         tx.commit().await.map_err(internal)?;
         job_uuid
     };
-    app.doorbell.ring(app, net.id);
+    app.doorbell.ring_network(app, net.id);
     Ok(accepted(&vm_uuid, &job_uuid))
 }
 
@@ -2069,13 +2077,13 @@ pub(crate) async fn destroy_vm(app: &App, caller: &Caller, p: &Params) -> ApiRes
             "Failed to destroy vm",
         );
         pl.target = Some(vm.id);
-        let (job_id, job_uuid) = jobs::insert(
+        let (job_id, job_uuid) = store::jobs::insert(
             &mut tx,
             caller,
             NewJob {
                 command: "destroyVirtualMachine",
                 kind: Kind::DestroyVm,
-                network_id: Some(vm.network_id),
+                network_id: Some(vm.network_id.into()),
                 payload: pl,
                 instance_type: Some("VirtualMachine"),
                 instance_uuid: Some(&vm.uuid),
@@ -2083,6 +2091,7 @@ pub(crate) async fn destroy_vm(app: &App, caller: &Caller, p: &Params) -> ApiRes
         )
         .await
         .map_err(internal)?;
+        let job_id = job_id.get();
         for sql in [
             "UPDATE rules SET state = 'Revoke', job_id = $1 WHERE related_id IN \
              (SELECT id FROM rules WHERE purpose = 'PortForwarding' AND vm_id = $2)",
@@ -2102,7 +2111,7 @@ pub(crate) async fn destroy_vm(app: &App, caller: &Caller, p: &Params) -> ApiRes
             .execute(&mut *tx)
             .await
             .map_err(internal)?;
-        store::scheduled(
+        store::events::scheduled(
             &mut tx,
             caller,
             "VM.DESTROY",
@@ -2115,7 +2124,7 @@ pub(crate) async fn destroy_vm(app: &App, caller: &Caller, p: &Params) -> ApiRes
         tx.commit().await.map_err(internal)?;
         job_uuid
     };
-    app.doorbell.ring(app, vm.network_id);
+    app.doorbell.ring_network(app, vm.network_id);
     Ok(queued(&job_uuid))
 }
 
@@ -2329,8 +2338,9 @@ mod tests {
     mod flow {
         use sqlx::Row;
 
-        use crate::app::{App, Caller};
+        use crate::app::App;
         use crate::testkit::{admin, app, call, on_postgres, try_call, user, wait};
+        use domain::actor::Caller;
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn networks_addresses_and_vms() {

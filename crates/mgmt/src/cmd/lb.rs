@@ -3,7 +3,7 @@
 //! A balancer is a rule row (purpose LoadBalancing) like any other, created, revoked and listed
 //! through the same machinery as forwards ([`super::firewall`]). Its members live in
 //! `lb_members` and its policies in `lb_policies`, each row carrying the job that last changed
-//! it; [`crate::plan`] puts a balancer on the router only while it has members, and applies only
+//! it; [`domain::plan`] puts a balancer on the router only while it has members, and applies only
 //! the first stickiness and the first health-check policy of each balancer.
 //!
 //! Whatever the router would refuse is refused here first, with 431: the policy checks end by
@@ -23,16 +23,18 @@ use router_config::{
 use serde_json::{json, Map, Value};
 use sqlx::Row;
 
-use super::firewall::{self, NewRule};
+use super::firewall;
 use super::{accepted, begin, network_by_id, queued, required, rule_by_id, rule_param, unknown};
-use crate::app::{internal, ApiResult, App, Caller};
-use crate::checks;
-use crate::db::now_ms;
-use crate::jobs::{self, Kind, NewJob, Outcome, Payload, Undo};
-use crate::model::{PolicyRow, Purpose, Rule, State, POLICY_COLUMNS, RULE_COLUMNS, RULE_FROM};
-use crate::plan::{HealthNumbers, StickinessParams, GUEST_INTERFACE, PUBLIC_INTERFACE};
+use crate::app::{internal, ApiResult, App};
 use crate::resp::{self, Owner};
-use crate::store;
+use domain::actor::Caller;
+use domain::checks;
+use domain::job::{Kind, NewJob, Outcome, Payload, Undo};
+use domain::model::NewRule;
+use domain::model::{PolicyRow, Purpose, Rule, State};
+use domain::plan::{HealthNumbers, StickinessParams, GUEST_INTERFACE, PUBLIC_INTERFACE};
+use store::db::now_ms;
+use store::rules::{POLICY_COLUMNS, RULE_COLUMNS, RULE_FROM};
 
 /// The kind of a stickiness policy row.
 const STICKINESS: &str = "stickiness";
@@ -240,7 +242,7 @@ pub(crate) async fn list(app: &App, caller: &Caller, p: &Params) -> ApiResult<Va
     let rows = q.fetch_all(app.db.pool()).await.map_err(internal)?;
     let mut rules = Vec::with_capacity(rows.len());
     for row in &rows {
-        rules.push(Rule::from_row(row).map_err(internal)?);
+        rules.push(store::rules::rule(row).map_err(internal)?);
     }
     if let Some(k) = p.str("keyword").filter(|k| !k.is_empty()) {
         let k = k.to_lowercase();
@@ -334,13 +336,13 @@ pub(crate) async fn update(app: &App, caller: &Caller, p: &Params) -> ApiResult<
             private_start: lb.private_start,
             private_end: lb.private_end,
         });
-        let (job_id, job_uuid) = jobs::insert(
+        let (job_id, job_uuid) = store::jobs::insert(
             &mut tx,
             caller,
             NewJob {
                 command: COMMAND,
                 kind: Kind::Update,
-                network_id: Some(lb.network_id),
+                network_id: Some(lb.network_id.into()),
                 payload,
                 instance_type: Some("FirewallRule"),
                 instance_uuid: Some(&lb.uuid),
@@ -348,6 +350,7 @@ pub(crate) async fn update(app: &App, caller: &Caller, p: &Params) -> ApiResult<
         )
         .await
         .map_err(internal)?;
+        let job_id = job_id.get();
         // Marked with the update's job, so that the network's worker reads the new values.
         sqlx::query(
             "UPDATE rules SET algorithm = $1, lb_protocol = $2, source_cidrs = $3, name = $4, \
@@ -368,7 +371,7 @@ pub(crate) async fn update(app: &App, caller: &Caller, p: &Params) -> ApiResult<
         .execute(&mut *tx)
         .await
         .map_err(internal)?;
-        store::scheduled(
+        store::events::scheduled(
             &mut tx,
             caller,
             firewall::event_type(COMMAND),
@@ -381,7 +384,7 @@ pub(crate) async fn update(app: &App, caller: &Caller, p: &Params) -> ApiResult<
         tx.commit().await.map_err(internal)?;
         job_uuid
     };
-    app.doorbell.ring(app, lb.network_id);
+    app.doorbell.ring_network(app, lb.network_id);
     Ok(queued(&job_uuid))
 }
 
@@ -570,13 +573,13 @@ pub(crate) async fn assign(app: &App, caller: &Caller, p: &Params, add: bool) ->
             .lock_network(&mut tx, lb.network_id)
             .await
             .map_err(internal)?;
-        let (job_id, job_uuid) = jobs::insert(
+        let (job_id, job_uuid) = store::jobs::insert(
             &mut tx,
             caller,
             NewJob {
                 command,
                 kind: Kind::Change,
-                network_id: Some(lb.network_id),
+                network_id: Some(lb.network_id.into()),
                 payload: Payload::new(
                     Outcome::Success,
                     firewall::event_type(command),
@@ -589,6 +592,7 @@ pub(crate) async fn assign(app: &App, caller: &Caller, p: &Params, add: bool) ->
         )
         .await
         .map_err(internal)?;
+        let job_id = job_id.get();
         for (vm, ip) in &resolved {
             if add {
                 let ip = ip.map_or_else(|| vm.ip.clone(), |ip| ip.to_string());
@@ -665,7 +669,7 @@ pub(crate) async fn assign(app: &App, caller: &Caller, p: &Params, add: bool) ->
                 }
             }
         }
-        store::scheduled(
+        store::events::scheduled(
             &mut tx,
             caller,
             firewall::event_type(command),
@@ -678,7 +682,7 @@ pub(crate) async fn assign(app: &App, caller: &Caller, p: &Params, add: bool) ->
         tx.commit().await.map_err(internal)?;
         job_uuid
     };
-    app.doorbell.ring(app, lb.network_id);
+    app.doorbell.ring_network(app, lb.network_id);
     Ok(queued(&job_uuid))
 }
 
@@ -1036,13 +1040,13 @@ async fn insert_policy(
         if live >= max_live {
             return Err(ApiError::invalid_parameter(too_many));
         }
-        let (job_id, job_uuid) = jobs::insert(
+        let (job_id, job_uuid) = store::jobs::insert(
             &mut tx,
             caller,
             NewJob {
                 command,
                 kind: Kind::Change,
-                network_id: Some(lb.network_id),
+                network_id: Some(lb.network_id.into()),
                 payload: Payload::new(
                     Outcome::Policy {
                         lb_id: lb.id,
@@ -1061,6 +1065,7 @@ async fn insert_policy(
         )
         .await
         .map_err(internal)?;
+        let job_id = job_id.get();
         sqlx::query(
             "INSERT INTO lb_policies (uuid, lb_id, kind, name, description, method, params, \
              state, applied, job_id, display, created) \
@@ -1079,7 +1084,7 @@ async fn insert_policy(
         .execute(&mut *tx)
         .await
         .map_err(internal)?;
-        store::scheduled(
+        store::events::scheduled(
             &mut tx,
             caller,
             firewall::event_type(command),
@@ -1092,7 +1097,7 @@ async fn insert_policy(
         tx.commit().await.map_err(internal)?;
         job_uuid
     };
-    app.doorbell.ring(app, lb.network_id);
+    app.doorbell.ring_network(app, lb.network_id);
     Ok(accepted(&uuid, &job_uuid))
 }
 
@@ -1246,7 +1251,7 @@ async fn policy_param(
     .await
     .map_err(internal)?
     .ok_or_else(|| unknown(p, param))?;
-    let policy = PolicyRow::from_row(&row).map_err(internal)?;
+    let policy = store::rules::policy(&row).map_err(internal)?;
     let lb = rule_by_id(app, policy.lb_id).await?;
     if !caller.may_touch(lb.account_id) {
         return Err(unknown(p, param));
@@ -1280,13 +1285,13 @@ pub(crate) async fn delete_policy(
             .lock_network(&mut tx, lb.network_id)
             .await
             .map_err(internal)?;
-        let (job_id, job_uuid) = jobs::insert(
+        let (job_id, job_uuid) = store::jobs::insert(
             &mut tx,
             caller,
             NewJob {
                 command,
                 kind: Kind::Change,
-                network_id: Some(lb.network_id),
+                network_id: Some(lb.network_id.into()),
                 payload: Payload::new(
                     Outcome::Success,
                     firewall::event_type(command),
@@ -1299,13 +1304,14 @@ pub(crate) async fn delete_policy(
         )
         .await
         .map_err(internal)?;
+        let job_id = job_id.get();
         sqlx::query("UPDATE lb_policies SET state = 'Revoke', job_id = $1 WHERE id = $2")
             .bind(job_id)
             .bind(policy.id)
             .execute(&mut *tx)
             .await
             .map_err(internal)?;
-        store::scheduled(
+        store::events::scheduled(
             &mut tx,
             caller,
             firewall::event_type(command),
@@ -1318,7 +1324,7 @@ pub(crate) async fn delete_policy(
         tx.commit().await.map_err(internal)?;
         job_uuid
     };
-    app.doorbell.ring(app, lb.network_id);
+    app.doorbell.ring_network(app, lb.network_id);
     Ok(queued(&job_uuid))
 }
 
@@ -1332,7 +1338,7 @@ async fn policies_of(app: &App, lb_id: i64, kind: &str) -> ApiResult<Vec<PolicyR
     .await
     .map_err(internal)?;
     rows.iter()
-        .map(PolicyRow::from_row)
+        .map(store::rules::policy)
         .collect::<Result<_, _>>()
         .map_err(internal)
 }

@@ -18,9 +18,10 @@ use sqlx::{Any, AnyConnection, Row, Transaction};
 
 use super::infra::{admin_only, given};
 use super::{begin, unknown};
-use crate::app::{internal, ApiResult, App, Caller};
-use crate::db::Dialect;
+use crate::app::{internal, ApiResult, App};
 use crate::resp;
+use domain::actor::Caller;
+use store::db::Dialect;
 
 #[cfg(test)]
 mod tests;
@@ -291,7 +292,7 @@ fn id_list<'a>(ids: impl Iterator<Item = &'a i64>) -> String {
 /// would be passed otherwise. A root admin's account is never limited.
 ///
 /// # Assumptions
-/// The caller is inside its write transaction `tx`, holds [`crate::db::Db::write_lock`] (on
+/// The caller is inside its write transaction `tx`, holds [`store::db::Db::write_lock`] (on
 /// SQLite the one writer), and writes what it takes in `tx` before committing.
 ///
 /// # Guarantees

@@ -8,10 +8,12 @@ use api_types::params::{Paging, Params};
 use serde_json::{json, Value};
 use sqlx::{Any, Row, Transaction};
 
-use crate::app::{internal, ApiResult, App, Caller};
-use crate::jobs::Outcome;
-use crate::model::{IpRow, NetworkRow, Rule, IP_COLUMNS, NETWORK_COLUMNS, RULE_COLUMNS, RULE_FROM};
+use crate::app::{internal, ApiResult, App};
 use crate::resp::Owner;
+use domain::actor::Caller;
+use domain::job::Outcome;
+use domain::model::{IpRow, NetworkRow, Rule};
+use store::rules::{IP_COLUMNS, NETWORK_COLUMNS, RULE_COLUMNS, RULE_FROM};
 
 mod accounts;
 pub(crate) mod firewall;
@@ -199,7 +201,7 @@ pub async fn job_result(app: &App, outcome: &Outcome) -> ApiResult<Value> {
 pub async fn rule_object(app: &App, id: i64, object: &str) -> ApiResult<Value> {
     let rule = rule_by_id(app, id).await?;
     let inner = match rule.purpose {
-        crate::model::Purpose::LoadBalancing => {
+        domain::model::Purpose::LoadBalancing => {
             let owner = owner(app, rule.account_id).await?;
             let zone = (app.site.zone_uuid.as_str(), app.site.zone_name.as_str());
             crate::resp::load_balancer(&rule, &owner, zone, true)
@@ -259,7 +261,7 @@ pub async fn rule_by_id(app: &App, id: i64) -> ApiResult<Rule> {
     .await
     .map_err(internal)?
     .ok_or_else(|| ApiError::internal(format!("rule {id} is gone")))?;
-    Rule::from_row(&row).map_err(internal)
+    store::rules::rule(&row).map_err(internal)
 }
 
 /// The rule named by uuid parameter `param`, if the caller may see it.
@@ -276,7 +278,7 @@ pub async fn rule_param(app: &App, caller: &Caller, p: &Params, param: &str) -> 
     .await
     .map_err(internal)?
     .ok_or_else(|| unknown(p, param))?;
-    let rule = Rule::from_row(&row).map_err(internal)?;
+    let rule = store::rules::rule(&row).map_err(internal)?;
     if !caller.may_touch(rule.account_id) {
         return Err(unknown(p, param));
     }
@@ -297,7 +299,7 @@ pub async fn ip_param(app: &App, caller: &Caller, p: &Params, param: &str) -> Ap
     .await
     .map_err(internal)?
     .ok_or_else(|| unknown(p, param))?;
-    let ip = IpRow::from_row(&row).map_err(internal)?;
+    let ip = store::rules::ip(&row).map_err(internal)?;
     match ip.account_id {
         Some(a) if caller.may_touch(a) => Ok(ip),
         None if caller.admin => Ok(ip),
@@ -335,7 +337,7 @@ pub async fn network_by(app: &App, cond: &str, value: &str) -> ApiResult<Option<
     .fetch_optional(app.db.pool())
     .await
     .map_err(internal)?;
-    row.map(|r| NetworkRow::from_row(&r))
+    row.map(|r| store::rules::network(&r))
         .transpose()
         .map_err(internal)
 }
@@ -354,7 +356,7 @@ pub async fn network_by_id(app: &App, id: i64) -> ApiResult<NetworkRow> {
     .await
     .map_err(internal)?
     .ok_or_else(|| ApiError::internal(format!("network {id} is gone")))?;
-    NetworkRow::from_row(&row).map_err(internal)
+    store::rules::network(&row).map_err(internal)
 }
 
 /// Which accounts a list shows: `None` for all (root admin with `listall=true`), or one.

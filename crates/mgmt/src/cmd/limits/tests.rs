@@ -6,9 +6,10 @@ use api_types::error::ApiError;
 use serde_json::Value;
 use sqlx::Row;
 
-use crate::app::{App, Caller};
-use crate::db::Db;
+use crate::app::App;
 use crate::testkit::{admin, app, app_on, call, on_postgres, postgres_database, try_call};
+use domain::actor::Caller;
+use store::db::Db;
 
 /// A domain made directly in the database (guestnet has no createDomain).
 struct Dom {

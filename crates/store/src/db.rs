@@ -1,5 +1,5 @@
 //! The database: one schema on SQLite (embedded, the default) or PostgreSQL, migrations run on
-//! start, and the few dialect differences kept here.
+//! start ([`crate::migrate`]), and the few dialect differences kept here.
 //!
 //! Everything goes through sqlx's `Any` driver with `$N` placeholders, which both back ends
 //! accept. Booleans are stored as 0/1 and times as unix milliseconds, so that every column
@@ -27,17 +27,12 @@ pub enum DbError {
         #[source]
         source: sqlx::Error,
     },
-    /// A migration failed.
-    #[error("migration {version} ({name}) failed")]
-    Migrate {
-        /// Its number.
-        version: i64,
-        /// Its name.
-        name: &'static str,
-        /// Why.
-        #[source]
-        source: sqlx::Error,
-    },
+    /// The migrations failed.
+    #[error("migrating the database failed")]
+    Migrate(#[source] sqlx::migrate::MigrateError),
+    /// Recording the versions a database migrated before sqlx's migrator took over failed.
+    #[error("adopting the migration record of an older guestnet failed")]
+    Adopt(#[source] sqlx::Error),
     /// The database is at a schema version this program does not know.
     #[error("the database has schema version {found}, newer than this program's {known}")]
     TooNew {
@@ -46,8 +41,8 @@ pub enum DbError {
         /// The newest this program knows.
         known: i64,
     },
-    /// A query failed.
-    #[error(transparent)]
+    /// A statement needed to open the database failed.
+    #[error("preparing the database failed")]
     Query(#[from] sqlx::Error),
 }
 
@@ -73,11 +68,12 @@ impl Dialect {
 /// The database handle shared by the API and the job runner.
 #[derive(Clone)]
 pub struct Db {
-    pool: AnyPool,
-    dialect: Dialect,
+    pub(crate) pool: AnyPool,
+    pub(crate) dialect: Dialect,
     /// SQLite allows one writer; writers queue here instead of spinning on `SQLITE_BUSY`.
-    /// PostgreSQL writers lock rows instead (see [`Db::lock_network`]).
-    writer: Arc<Mutex<()>>,
+    /// PostgreSQL writers lock rows instead (see [`Db::lock_network`]). Only the store takes
+    /// it: [`Db::change`] holds it for the length of its transaction.
+    pub(crate) writer: Arc<Mutex<()>>,
     /// The URL it was opened with (PostgreSQL's listener opens its own connection).
     url: Arc<str>,
 }
@@ -89,42 +85,6 @@ pub const RING_CHANNEL: &str = "guestnet_ring";
 pub struct WriteGuard<'a> {
     _guard: Option<MutexGuard<'a, ()>>,
 }
-
-/// One migration: a number, a name, and statements with `{pk}` standing for the dialect's
-/// auto-increment primary key column type.
-struct Migration {
-    version: i64,
-    name: &'static str,
-    sql: &'static str,
-}
-
-const MIGRATIONS: &[Migration] = &[
-    Migration {
-        version: 1,
-        name: "initial schema",
-        sql: include_str!("schema/001_initial.sql"),
-    },
-    Migration {
-        version: 2,
-        name: "indexes on the job that last changed a row",
-        sql: include_str!("schema/002_job_indexes.sql"),
-    },
-    Migration {
-        version: 3,
-        name: "rendered rule objects",
-        sql: include_str!("schema/003_rule_json.sql"),
-    },
-    Migration {
-        version: 4,
-        name: "hosts, agents' tokens, servers",
-        sql: include_str!("schema/004_hosts.sql"),
-    },
-    Migration {
-        version: 5,
-        name: "resource limits",
-        sql: include_str!("schema/005_resource_limits.sql"),
-    },
-];
 
 impl Db {
     /// Connects to `url` (`sqlite://PATH` or `postgres://…`) and runs the migrations.
@@ -178,7 +138,7 @@ impl Db {
             writer: Arc::new(Mutex::new(())),
             url: Arc::from(url),
         };
-        db.migrate().await?;
+        crate::migrate::run(&db).await?;
         Ok(db)
     }
 
@@ -228,7 +188,10 @@ impl Db {
     /// (`busy_timeout`). A deferred transaction that reads first takes the lock only at its
     /// first write, and SQLite then answers "database is locked" at once instead of waiting,
     /// whenever another connection still holds the lock (a dropped transaction whose rollback
-    /// has not run yet, another process). Take [`Db::write_lock`] first.
+    /// has not run yet, another process).
+    ///
+    /// Handlers and the runner open a [`Db::change`] instead, which takes SQLite's writer
+    /// first and begins with this; code not yet moved to it takes [`Db::write_lock`] first.
     ///
     /// # Errors
     /// The database's error.
@@ -240,12 +203,25 @@ impl Db {
     }
 
     /// Waits for the right to write (SQLite); immediate on PostgreSQL.
+    ///
+    /// Deprecated: handlers and the runner are moving to [`Db::change`] and [`Db::fenced`],
+    /// whose transaction owns this guard; this method goes away once the last caller has moved.
+    #[doc(hidden)]
     pub async fn write_lock(&self) -> WriteGuard<'_> {
         WriteGuard {
             _guard: match self.dialect {
                 Dialect::Sqlite => Some(self.writer.lock().await),
                 Dialect::Postgres => None,
             },
+        }
+    }
+
+    /// The writer, for one statement (or a transaction begun after it) inside the store: on
+    /// SQLite the guard, released when dropped; nothing on PostgreSQL.
+    pub(crate) async fn writer(&self) -> Option<tokio::sync::OwnedMutexGuard<()>> {
+        match self.dialect {
+            Dialect::Sqlite => Some(self.writer.clone().lock_owned().await),
+            Dialect::Postgres => None,
         }
     }
 
@@ -267,76 +243,6 @@ impl Db {
                 .await?;
         }
         Ok(())
-    }
-
-    async fn migrate(&self) -> Result<(), DbError> {
-        let pk = match self.dialect {
-            Dialect::Sqlite => "INTEGER PRIMARY KEY",
-            Dialect::Postgres => "BIGSERIAL PRIMARY KEY",
-        };
-        let _w = self.write_lock().await;
-        let mut conn = self.pool.acquire().await?;
-        if self.dialect == Dialect::Postgres {
-            // Two servers starting at once must not both migrate.
-            sqlx::query("SELECT pg_advisory_lock(7461524)")
-                .execute(&mut *conn)
-                .await?;
-        }
-        let result = async {
-            sqlx::query(
-                "CREATE TABLE IF NOT EXISTS schema_migrations \
-                 (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)",
-            )
-            .execute(&mut *conn)
-            .await?;
-            let current: i64 =
-                sqlx::query("SELECT COALESCE(MAX(version), 0) AS v FROM schema_migrations")
-                    .fetch_one(&mut *conn)
-                    .await?
-                    .try_get("v")?;
-            let known = MIGRATIONS.last().map_or(0, |m| m.version);
-            if current > known {
-                return Err(DbError::TooNew {
-                    found: current,
-                    known,
-                });
-            }
-            for m in MIGRATIONS.iter().filter(|m| m.version > current) {
-                let run = async {
-                    use sqlx::Connection;
-                    let mut tx = conn.begin().await?;
-                    for stmt in m.sql.split(';').map(str::trim).filter(|s| !s.is_empty()) {
-                        sqlx::query(&stmt.replace("{pk}", pk))
-                            .execute(&mut *tx)
-                            .await?;
-                    }
-                    sqlx::query(
-                        "INSERT INTO schema_migrations (version, name, applied_at) \
-                         VALUES ($1, $2, $3)",
-                    )
-                    .bind(m.version)
-                    .bind(m.name)
-                    .bind(now_ms())
-                    .execute(&mut *tx)
-                    .await?;
-                    tx.commit().await
-                };
-                run.await.map_err(|source| DbError::Migrate {
-                    version: m.version,
-                    name: m.name,
-                    source,
-                })?;
-                tracing::info!(version = m.version, name = m.name, "database migrated");
-            }
-            Ok(())
-        }
-        .await;
-        if self.dialect == Dialect::Postgres {
-            sqlx::query("SELECT pg_advisory_unlock(7461524)")
-                .execute(&mut *conn)
-                .await?;
-        }
-        result
     }
 }
 

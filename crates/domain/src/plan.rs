@@ -20,7 +20,9 @@ use router_config::{
     WirePorts, WireStickiness, SCHEMA_VERSION,
 };
 
-use crate::model::{IpRow, MemberRow, NetworkRow, PolicyRow, Purpose, Rule, State, Traffic};
+use crate::model::{
+    IpRow, MemberRow, NetworkRow, PolicyKind, PolicyRow, Purpose, Rule, State, Traffic,
+};
 
 /// Name of the router's public interface.
 pub const PUBLIC_INTERFACE: &str = "pub0";
@@ -351,13 +353,13 @@ fn load_balancer(
         if !batch.present(p.state, p.applied, p.job_id) {
             continue;
         }
-        if p.kind == "stickiness" && stickiness.is_none() {
+        if p.kind == PolicyKind::Stickiness && stickiness.is_none() {
             let params: StickinessParams = serde_json::from_str(&p.params).unwrap_or_default();
             stickiness = Some(WireStickiness {
                 method: p.method.clone(),
                 params,
             });
-        } else if p.kind == "healthcheck" && health_check.is_none() {
+        } else if p.kind == PolicyKind::HealthCheck && health_check.is_none() {
             if let Ok(n) = serde_json::from_str::<HealthNumbers>(&p.params) {
                 health_check = Some(WireHealthCheck {
                     ping_path: Some(p.method.clone()),

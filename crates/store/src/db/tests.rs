@@ -19,31 +19,30 @@ async fn a_writer_that_reads_first_waits_for_a_lock_held_elsewhere() {
         .await
         .unwrap();
     let other = Db::connect(&url).await.unwrap();
-    let mut held = other.begin_write().await.unwrap();
+    let mut held = other.change(None).await.unwrap();
     sqlx::query("INSERT INTO t (x) VALUES (1)")
-        .execute(&mut *held)
+        .execute(&mut **held.conn())
         .await
         .unwrap();
     // The other connection keeps the lock for a moment, then commits.
     let holder = tokio::spawn(async move {
         tokio::time::sleep(Duration::from_millis(300)).await;
-        held.commit().await.unwrap();
+        let _ = held.commit().await.unwrap();
     });
     {
-        let _w = db.write_lock().await;
-        let mut tx = db.begin_write().await.unwrap();
+        let mut change = db.change(None).await.unwrap();
         let before: i64 = sqlx::query("SELECT COUNT(*) AS c FROM t")
-            .fetch_one(&mut *tx)
+            .fetch_one(&mut **change.conn())
             .await
             .unwrap()
             .try_get("c")
             .unwrap();
         sqlx::query("INSERT INTO t (x) VALUES ($1)")
             .bind(before + 10)
-            .execute(&mut *tx)
+            .execute(&mut **change.conn())
             .await
             .expect("the writer waits for the lock");
-        tx.commit().await.unwrap();
+        let _ = change.commit().await.unwrap();
     }
     holder.await.unwrap();
     let rows: Vec<i64> = sqlx::query("SELECT x FROM t ORDER BY x")

@@ -1,0 +1,441 @@
+//! The rows the server reasons about, as plain values (the store reads them from the database).
+//!
+//! Rule, member and policy rows carry a `state` (Add, Active, Revoke as CloudStack), an
+//! `applied` flag (whether some router generation held them) and the id of the job that last
+//! changed them. [`crate::plan`] turns them into a router config for any subset of pending jobs.
+
+use std::net::Ipv4Addr;
+
+use ipnet::Ipv4Net;
+
+use crate::UnknownValue;
+
+/// Lifecycle state of a rule, member or policy row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    /// Written, waiting for a router generation that holds it.
+    Add,
+    /// Held by the router's applied generation.
+    Active,
+    /// Delete requested; removed once a generation without it is applied.
+    Revoke,
+}
+
+impl State {
+    /// Its database spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Add => "Add",
+            State::Active => "Active",
+            State::Revoke => "Revoke",
+        }
+    }
+
+    /// As the API shows it (Revoke is shown as Deleting, as CloudStack does).
+    pub fn api(self) -> &'static str {
+        match self {
+            State::Add => "Add",
+            State::Active => "Active",
+            State::Revoke => "Deleting",
+        }
+    }
+}
+
+impl std::str::FromStr for State {
+    type Err = UnknownValue;
+
+    /// From its database spelling.
+    fn from_str(s: &str) -> Result<State, UnknownValue> {
+        match s {
+            "Add" => Ok(State::Add),
+            "Active" => Ok(State::Active),
+            "Revoke" => Ok(State::Revoke),
+            _ => Err(UnknownValue::new("rule state", s)),
+        }
+    }
+}
+
+/// What a rule does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// An ingress or egress firewall rule.
+    Firewall,
+    /// Port forwarding.
+    PortForwarding,
+    /// Load balancing.
+    LoadBalancing,
+}
+
+impl Purpose {
+    /// Its database spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Purpose::Firewall => "Firewall",
+            Purpose::PortForwarding => "PortForwarding",
+            Purpose::LoadBalancing => "LoadBalancing",
+        }
+    }
+}
+
+impl std::str::FromStr for Purpose {
+    type Err = UnknownValue;
+
+    /// From its database spelling.
+    fn from_str(s: &str) -> Result<Purpose, UnknownValue> {
+        match s {
+            "Firewall" => Ok(Purpose::Firewall),
+            "PortForwarding" => Ok(Purpose::PortForwarding),
+            "LoadBalancing" => Ok(Purpose::LoadBalancing),
+            _ => Err(UnknownValue::new("rule purpose", s)),
+        }
+    }
+}
+
+/// Direction of a firewall rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Traffic {
+    /// To a public IP.
+    Ingress,
+    /// From the guest network.
+    Egress,
+}
+
+impl Traffic {
+    /// Its database and API spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Traffic::Ingress => "Ingress",
+            Traffic::Egress => "Egress",
+        }
+    }
+}
+
+impl std::str::FromStr for Traffic {
+    type Err = UnknownValue;
+
+    /// From its database spelling.
+    fn from_str(s: &str) -> Result<Traffic, UnknownValue> {
+        match s {
+            "Ingress" => Ok(Traffic::Ingress),
+            "Egress" => Ok(Traffic::Egress),
+            _ => Err(UnknownValue::new("traffic type", s)),
+        }
+    }
+}
+
+/// The kind of a balancer's policy row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PolicyKind {
+    /// A stickiness policy.
+    Stickiness,
+    /// A health-check policy.
+    HealthCheck,
+}
+
+impl PolicyKind {
+    /// Its database spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PolicyKind::Stickiness => "stickiness",
+            PolicyKind::HealthCheck => "healthcheck",
+        }
+    }
+}
+
+impl std::str::FromStr for PolicyKind {
+    type Err = UnknownValue;
+
+    /// From its database spelling.
+    fn from_str(s: &str) -> Result<PolicyKind, UnknownValue> {
+        match s {
+            "stickiness" => Ok(PolicyKind::Stickiness),
+            "healthcheck" => Ok(PolicyKind::HealthCheck),
+            _ => Err(UnknownValue::new("policy kind", s)),
+        }
+    }
+}
+
+/// A network's router, as the server tracks it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RouterState {
+    /// Made, not yet confirmed a generation.
+    Starting,
+    /// Confirmed a generation.
+    Running,
+    /// Could not start.
+    Error,
+}
+
+impl RouterState {
+    /// Its database and API spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RouterState::Starting => "Starting",
+            RouterState::Running => "Running",
+            RouterState::Error => "Error",
+        }
+    }
+}
+
+impl std::str::FromStr for RouterState {
+    type Err = UnknownValue;
+
+    /// From its database spelling.
+    fn from_str(s: &str) -> Result<RouterState, UnknownValue> {
+        match s {
+            "Starting" => Ok(RouterState::Starting),
+            "Running" => Ok(RouterState::Running),
+            "Error" => Ok(RouterState::Error),
+            _ => Err(UnknownValue::new("router state", s)),
+        }
+    }
+}
+
+/// One rule row, whatever its purpose (the purpose-specific fields are `None` elsewhere).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rule {
+    /// Internal id; also the rule's id in router configs.
+    pub id: i64,
+    /// API id.
+    pub uuid: String,
+    /// What it does.
+    pub purpose: Purpose,
+    /// For firewall rules.
+    pub traffic: Option<Traffic>,
+    /// Its network.
+    pub network_id: i64,
+    /// Its public IP (not for egress).
+    pub ip_id: Option<i64>,
+    /// That IP's address.
+    pub ip: Option<Ipv4Addr>,
+    /// Owner.
+    pub account_id: i64,
+    /// tcp, udp, icmp or all (load balancers: tcp).
+    pub protocol: String,
+    /// Public (or, for egress, destination) port range; `None` means all ports.
+    pub start_port: Option<i64>,
+    /// End of that range.
+    pub end_port: Option<i64>,
+    /// ICMP type, -1 for any.
+    pub icmp_type: Option<i64>,
+    /// ICMP code, -1 for any.
+    pub icmp_code: Option<i64>,
+    /// Source CIDRs.
+    pub source_cidrs: Vec<String>,
+    /// Destination CIDRs (egress).
+    pub dest_cidrs: Vec<String>,
+    /// Lifecycle state.
+    pub state: State,
+    /// Whether an applied router generation held it.
+    pub applied: bool,
+    /// The job that last changed it.
+    pub job_id: Option<i64>,
+    /// For a firewall rule opened by a forward or balancer: that rule's id.
+    pub related_id: Option<i64>,
+    /// Shown or hidden (`fordisplay`).
+    pub display: bool,
+    /// Forward target VM.
+    pub vm_id: Option<i64>,
+    /// Forward target address.
+    pub vm_ip: Option<Ipv4Addr>,
+    /// Private port range (forwards), private port (balancers).
+    pub private_start: Option<i64>,
+    /// End of the private range.
+    pub private_end: Option<i64>,
+    /// Balancer name.
+    pub name: Option<String>,
+    /// Balancer description.
+    pub description: Option<String>,
+    /// Balancer algorithm.
+    pub algorithm: Option<String>,
+    /// Balancer protocol as the API gave it (tcp).
+    pub lb_protocol: Option<String>,
+    /// Creation time (unix ms).
+    pub created: i64,
+    /// The network's uuid.
+    pub network_uuid: String,
+    /// The IP's uuid.
+    pub ip_uuid: Option<String>,
+    /// The target VM's uuid.
+    pub vm_uuid: Option<String>,
+    /// The target VM's name.
+    pub vm_name: Option<String>,
+    /// The target VM's display name.
+    pub vm_display: Option<String>,
+}
+
+/// Splits a stored comma list.
+pub fn split_list(s: &str) -> Vec<String> {
+    s.split(',')
+        .map(str::trim)
+        .filter(|x| !x.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// A balancer's member.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberRow {
+    /// Internal id.
+    pub id: i64,
+    /// The balancer rule.
+    pub lb_id: i64,
+    /// The VM.
+    pub vm_id: i64,
+    /// The address balanced to.
+    pub vm_ip: Ipv4Addr,
+    /// Lifecycle state.
+    pub state: State,
+    /// Whether an applied generation held it.
+    pub applied: bool,
+    /// The job that last changed it.
+    pub job_id: Option<i64>,
+}
+
+/// A balancer's stickiness or health-check policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyRow {
+    /// Internal id.
+    pub id: i64,
+    /// API id.
+    pub uuid: String,
+    /// The balancer rule.
+    pub lb_id: i64,
+    /// `stickiness` or `healthcheck`.
+    pub kind: PolicyKind,
+    /// Name (stickiness).
+    pub name: String,
+    /// Description.
+    pub description: String,
+    /// Stickiness method, or the health check's ping path.
+    pub method: String,
+    /// JSON: stickiness params, or the health check's numbers.
+    pub params: String,
+    /// Lifecycle state.
+    pub state: State,
+    /// Whether an applied generation held it.
+    pub applied: bool,
+    /// The job that last changed it.
+    pub job_id: Option<i64>,
+    /// `fordisplay`.
+    pub display: bool,
+}
+
+/// A public IP as the router sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IpRow {
+    /// Internal id.
+    pub id: i64,
+    /// API id.
+    pub uuid: String,
+    /// The address.
+    pub address: Ipv4Addr,
+    /// Free, Allocating, Allocated or Releasing.
+    pub state: String,
+    /// Owner, when allocated.
+    pub account_id: Option<i64>,
+    /// Network, when associated.
+    pub network_id: Option<i64>,
+    /// The network's source-NAT address.
+    pub source_nat: bool,
+    /// The job that last changed it.
+    pub job_id: Option<i64>,
+    /// Whether an applied generation held it.
+    pub applied: bool,
+    /// When it was allocated.
+    pub allocated: Option<i64>,
+    /// Its range.
+    pub vlan_range_id: i64,
+    /// Its zone.
+    pub zone_id: i64,
+}
+
+/// A guest network with what its router needs to know.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetworkRow {
+    /// Internal id.
+    pub id: i64,
+    /// API id.
+    pub uuid: String,
+    /// Name.
+    pub name: String,
+    /// Display text.
+    pub display_text: String,
+    /// Owner.
+    pub account_id: i64,
+    /// Zone.
+    pub zone_id: i64,
+    /// Offering.
+    pub offering_id: i64,
+    /// Guest CIDR.
+    pub cidr: ipnet::Ipv4Net,
+    /// Guest gateway (the router's guest address).
+    pub gateway: Ipv4Addr,
+    /// Implemented, Destroy…
+    pub state: String,
+    /// Whether egress is allowed by default (from the offering).
+    pub egress_allow: bool,
+    /// Creation time.
+    pub created: i64,
+}
+
+/// A rule about to be written.
+#[derive(Debug, Clone)]
+pub struct NewRule {
+    /// API id, chosen by the caller.
+    pub uuid: String,
+    /// What it does.
+    pub purpose: Purpose,
+    /// For firewall rules.
+    pub traffic: Option<Traffic>,
+    /// Its network.
+    pub network_id: i64,
+    /// Its public IP (not for egress).
+    pub ip_id: Option<i64>,
+    /// Owner.
+    pub account_id: i64,
+    /// tcp, udp, icmp or all.
+    pub protocol: String,
+    /// Public (or, for egress, destination) port range; `None` means all ports.
+    pub ports: Option<(i64, i64)>,
+    /// ICMP type and code.
+    pub icmp: Option<(i64, i64)>,
+    /// Source CIDRs.
+    pub sources: Vec<Ipv4Net>,
+    /// Destination CIDRs (egress).
+    pub dests: Vec<Ipv4Net>,
+    /// For a firewall rule opened by a forward or balancer: that rule's id.
+    pub related_id: Option<i64>,
+    /// Shown or hidden (`fordisplay`).
+    pub display: bool,
+    /// Forward target VM.
+    pub vm_id: Option<i64>,
+    /// Forward target address.
+    pub vm_ip: Option<String>,
+    /// Private port range (forwards), private port (balancers).
+    pub private: Option<(i64, i64)>,
+    /// Balancer name.
+    pub name: Option<String>,
+    /// Balancer description.
+    pub description: Option<String>,
+    /// Balancer algorithm.
+    pub algorithm: Option<String>,
+    /// Balancer protocol as the API gave it.
+    pub lb_protocol: Option<String>,
+}
+
+impl NewRule {
+    /// The rule as the conflict checks see it.
+    pub fn candidate(&self) -> crate::checks::Candidate {
+        crate::checks::Candidate {
+            uuid: self.uuid.clone(),
+            purpose: self.purpose,
+            traffic: self.traffic,
+            protocol: self.protocol.clone(),
+            ports: self.ports,
+            icmp: self.icmp,
+            sources: self.sources.clone(),
+            dests: self.dests.clone(),
+        }
+    }
+}

@@ -1,0 +1,243 @@
+//! The jobs table: a job written with its change, its end, its record as read back, and the
+//! undoing of what a refused job wrote.
+
+use domain::actor::Caller;
+use domain::ids::{AccountId, JobId};
+use domain::job::{JobStatus, NewJob, Undo};
+use sqlx::any::AnyRow;
+use sqlx::{Any, Row, Transaction};
+
+use crate::db::{now_ms, Db};
+use crate::error::StoreError;
+
+/// Inserts a pending job with a new uuid; returns its id and uuid.
+///
+/// # Errors
+/// [`StoreError::Db`].
+pub async fn insert(
+    tx: &mut Transaction<'_, Any>,
+    caller: &Caller,
+    job: NewJob<'_>,
+) -> Result<(JobId, String), StoreError> {
+    let uuid = uuid::Uuid::new_v4().to_string();
+    let payload = serde_json::to_string(&job.payload).unwrap_or_else(|_| "{}".into());
+    let id: i64 = sqlx::query(
+        "INSERT INTO jobs (uuid, account_id, user_id, cmd, kind, network_id, payload, status, \
+         result_code, instance_type, instance_uuid, created) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, 0, 0, $8, $9, $10) RETURNING id",
+    )
+    .bind(&uuid)
+    .bind(caller.account_id)
+    .bind(caller.user_id)
+    .bind(job.command)
+    .bind(job.kind.as_str())
+    .bind(job.network_id.map(|n| n.get()))
+    .bind(payload)
+    .bind(job.instance_type)
+    .bind(job.instance_uuid)
+    .bind(now_ms())
+    .fetch_one(&mut **tx)
+    .await
+    .and_then(|r| r.try_get("id"))
+    .map_err(StoreError::db("inserting a job"))?;
+    Ok((JobId::from(id), uuid))
+}
+
+/// Ends a pending job, in the caller's transaction; whether it was still pending (false: it
+/// had ended already, e.g. on another server).
+///
+/// # Errors
+/// [`StoreError::Db`].
+pub async fn finish(
+    tx: &mut Transaction<'_, Any>,
+    job_id: JobId,
+    status: JobStatus,
+    code: i64,
+    result: &serde_json::Value,
+) -> Result<bool, StoreError> {
+    sqlx::query(
+        "UPDATE jobs SET status = $1, result_code = $2, result = $3, completed = $4 \
+         WHERE id = $5 AND status = 0",
+    )
+    .bind(status.code())
+    .bind(code)
+    .bind(result.to_string())
+    .bind(now_ms())
+    .bind(job_id.get())
+    .execute(&mut **tx)
+    .await
+    .map(|r| r.rows_affected() == 1)
+    .map_err(StoreError::db("ending a job"))
+}
+
+/// A job as queryAsyncJobResult and listAsyncJobs show it, with its owner's names.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobRecord {
+    /// Internal id.
+    pub id: JobId,
+    /// API id.
+    pub uuid: String,
+    /// The API command that made it.
+    pub command: String,
+    /// Its status.
+    pub status: JobStatus,
+    /// CloudStack's result code (0, or the error code).
+    pub result_code: i64,
+    /// The result's JSON text, once it ended.
+    pub result: Option<String>,
+    /// `jobinstancetype`.
+    pub instance_type: Option<String>,
+    /// `jobinstanceid`.
+    pub instance_uuid: Option<String>,
+    /// Creation time (unix ms).
+    pub created: i64,
+    /// End time (unix ms).
+    pub completed: Option<i64>,
+    /// The owner account.
+    pub account_id: AccountId,
+    /// Its uuid.
+    pub account_uuid: String,
+    /// Its name.
+    pub account_name: String,
+    /// Its domain's uuid.
+    pub domain_uuid: String,
+    /// Its domain's path.
+    pub domain_path: String,
+    /// The user's uuid.
+    pub user_uuid: String,
+}
+
+/// Columns [`record`] reads, from [`JOB_FROM`].
+pub const JOB_COLUMNS: &str = "j.id, j.uuid, j.cmd, j.status, j.result_code, j.result, \
+     j.instance_type, j.instance_uuid, j.created, j.completed, j.account_id, \
+     a.uuid AS account_uuid, a.name AS account_name, d.uuid AS domain_uuid, \
+     d.path AS domain_path, u.uuid AS user_uuid";
+
+/// The `FROM` clause for [`JOB_COLUMNS`].
+pub const JOB_FROM: &str = "jobs j JOIN accounts a ON a.id = j.account_id \
+     JOIN domains d ON d.id = a.domain_id JOIN users u ON u.id = j.user_id";
+
+/// Reads a row selected with [`JOB_COLUMNS`].
+///
+/// # Errors
+/// [`StoreError::Db`] for a missing column; [`StoreError::Corrupt`] for an unknown status.
+pub fn record(row: &AnyRow) -> Result<JobRecord, StoreError> {
+    let e = StoreError::db("reading a job");
+    let read = || -> Result<(JobRecord, i64), sqlx::Error> {
+        let status: i64 = row.try_get("status")?;
+        Ok((
+            JobRecord {
+                id: JobId::from(row.try_get::<i64, _>("id")?),
+                uuid: row.try_get("uuid")?,
+                command: row.try_get("cmd")?,
+                status: JobStatus::Pending,
+                result_code: row.try_get("result_code")?,
+                result: row.try_get("result")?,
+                instance_type: row.try_get("instance_type")?,
+                instance_uuid: row.try_get("instance_uuid")?,
+                created: row.try_get("created")?,
+                completed: row.try_get("completed")?,
+                account_id: AccountId::from(row.try_get::<i64, _>("account_id")?),
+                account_uuid: row.try_get("account_uuid")?,
+                account_name: row.try_get("account_name")?,
+                domain_uuid: row.try_get("domain_uuid")?,
+                domain_path: row.try_get("domain_path")?,
+                user_uuid: row.try_get("user_uuid")?,
+            },
+            status,
+        ))
+    };
+    let (mut job, status) = read().map_err(e)?;
+    job.status = JobStatus::try_from(status).map_err(StoreError::corrupt("jobs", "status"))?;
+    Ok(job)
+}
+
+/// The job `uuid`, if there is one.
+///
+/// # Errors
+/// As [`record`].
+pub async fn by_uuid(db: &Db, uuid: &str) -> Result<Option<JobRecord>, StoreError> {
+    sqlx::query(&format!(
+        "SELECT {JOB_COLUMNS} FROM {JOB_FROM} WHERE j.uuid = $1"
+    ))
+    .bind(uuid)
+    .fetch_optional(db.pool())
+    .await
+    .map_err(StoreError::db("reading a job"))?
+    .as_ref()
+    .map(record)
+    .transpose()
+}
+
+/// Undoes what a job the router refused had written: new rows go, rewritten rows get their old
+/// values back; revoked rows stay revoked (shown as Deleting, as CloudStack leaves them).
+///
+/// # Errors
+/// [`StoreError::Db`].
+pub async fn rollback_job(
+    tx: &mut Transaction<'_, Any>,
+    job_id: JobId,
+    undo: Option<&Undo>,
+) -> Result<(), StoreError> {
+    let e = StoreError::db("undoing a refused job");
+    if let Some(u) = undo {
+        sqlx::query(
+            "UPDATE rules SET algorithm = $1, source_cidrs = $2, vm_id = $3, vm_ip = $4, \
+             private_start = $5, private_end = $6, job_id = NULL WHERE id = $7",
+        )
+        .bind(u.algorithm.clone())
+        .bind(u.source_cidrs.clone())
+        .bind(u.vm_id)
+        .bind(u.vm_ip.clone())
+        .bind(u.private_start)
+        .bind(u.private_end)
+        .bind(u.rule_id)
+        .execute(&mut **tx)
+        .await
+        .map_err(e)?;
+    }
+    sqlx::query("DELETE FROM lb_members WHERE job_id = $1 AND state = 'Add'")
+        .bind(job_id.get())
+        .execute(&mut **tx)
+        .await
+        .map_err(e)?;
+    sqlx::query("DELETE FROM lb_policies WHERE job_id = $1 AND state = 'Add'")
+        .bind(job_id.get())
+        .execute(&mut **tx)
+        .await
+        .map_err(e)?;
+    // Opened firewall rules first (they point at their parent), then the parents.
+    sqlx::query("DELETE FROM rules WHERE job_id = $1 AND state = 'Add' AND related_id IS NOT NULL")
+        .bind(job_id.get())
+        .execute(&mut **tx)
+        .await
+        .map_err(e)?;
+    sqlx::query(
+        "DELETE FROM lb_members WHERE lb_id IN (SELECT id FROM rules WHERE job_id = $1 AND state = 'Add')",
+    )
+    .bind(job_id.get())
+    .execute(&mut **tx)
+    .await
+        .map_err(e)?;
+    sqlx::query(
+        "DELETE FROM lb_policies WHERE lb_id IN (SELECT id FROM rules WHERE job_id = $1 AND state = 'Add')",
+    )
+    .bind(job_id.get())
+    .execute(&mut **tx)
+    .await
+        .map_err(e)?;
+    sqlx::query("DELETE FROM rules WHERE job_id = $1 AND state = 'Add'")
+        .bind(job_id.get())
+        .execute(&mut **tx)
+        .await
+        .map_err(e)?;
+    sqlx::query(
+        "UPDATE public_ips SET state = 'Free', applied = 0, account_id = NULL, network_id = NULL, \
+         job_id = NULL, allocated = NULL WHERE job_id = $1 AND state = 'Allocating'",
+    )
+    .bind(job_id.get())
+    .execute(&mut **tx)
+    .await
+    .map_err(e)?;
+    Ok(())
+}

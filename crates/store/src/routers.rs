@@ -1,0 +1,294 @@
+//! The routers table: generations taken and confirmed, failures, and what a confirmed
+//! generation moves to Active or removes.
+
+use domain::model::RouterState;
+use domain::plan::Commit;
+use sqlx::{Any, Row, Transaction};
+
+use crate::db::{now_ms, Db};
+use crate::error::StoreError;
+
+/// Takes the router's next generation number; returns the router's name, its host, and the
+/// number.
+///
+/// # Errors
+/// [`StoreError::Db`]; [`StoreError::NotFound`] for a network without a router.
+pub async fn next_generation(
+    db: &Db,
+    network_id: i64,
+) -> Result<(String, String, u64), StoreError> {
+    let _writer = db.writer().await;
+    let row = sqlx::query(
+        "UPDATE routers SET desired_generation = desired_generation + 1 WHERE network_id = $1 \
+         RETURNING name, host, desired_generation",
+    )
+    .bind(network_id)
+    .fetch_optional(db.pool())
+    .await
+    .map_err(StoreError::db("taking a router generation"))?
+    .ok_or(StoreError::NotFound {
+        what: "router of network",
+        id: network_id,
+    })?;
+    let name: String = row
+        .try_get("name")
+        .map_err(StoreError::db("taking a router generation"))?;
+    let host: String = row
+        .try_get("host")
+        .map_err(StoreError::db("taking a router generation"))?;
+    let g: i64 = row
+        .try_get("desired_generation")
+        .map_err(StoreError::db("taking a router generation"))?;
+    Ok((name, host, u64::try_from(g).unwrap_or(0)))
+}
+
+/// Records the generation the router confirmed (never moving backwards), in the transaction
+/// that records what it carried.
+///
+/// # Errors
+/// [`StoreError::Db`].
+pub async fn set_applied(
+    tx: &mut Transaction<'_, Any>,
+    network_id: i64,
+    generation: u64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE routers SET applied_generation = $1, applied_at = $2, last_error = NULL, \
+         state = 'Running' WHERE network_id = $3 AND applied_generation <= $1",
+    )
+    .bind(i64::try_from(generation).unwrap_or(i64::MAX))
+    .bind(now_ms())
+    .bind(network_id)
+    .execute(&mut **tx)
+    .await
+    .map_err(StoreError::db("recording an applied generation"))?;
+    Ok(())
+}
+
+/// Records why the router did not take its last config.
+///
+/// # Errors
+/// [`StoreError::Db`].
+pub async fn record_failure(db: &Db, network_id: i64, reason: &str) -> Result<(), StoreError> {
+    let _writer = db.writer().await;
+    sqlx::query("UPDATE routers SET last_error = $1 WHERE network_id = $2")
+        .bind(reason)
+        .bind(network_id)
+        .execute(db.pool())
+        .await
+        .map_err(StoreError::db("recording a router failure"))?;
+    Ok(())
+}
+
+/// Marks a router that could not start (createNetwork then removes its network).
+///
+/// # Errors
+/// [`StoreError::Db`].
+pub async fn set_router_error(db: &Db, network_id: i64, reason: &str) -> Result<(), StoreError> {
+    let _writer = db.writer().await;
+    sqlx::query("UPDATE routers SET state = 'Error', last_error = $1 WHERE network_id = $2")
+        .bind(reason)
+        .bind(network_id)
+        .execute(db.pool())
+        .await
+        .map_err(StoreError::db("marking a router failed"))?;
+    Ok(())
+}
+
+/// Moves the generation counter past what a router already holds.
+///
+/// # Errors
+/// [`StoreError::Db`].
+pub async fn bump_generation(db: &Db, network_id: i64, held: u64) -> Result<(), StoreError> {
+    let _writer = db.writer().await;
+    sqlx::query(
+        "UPDATE routers SET desired_generation = $1 WHERE network_id = $2 AND desired_generation < $1",
+    )
+    .bind(i64::try_from(held).unwrap_or(i64::MAX))
+    .bind(network_id)
+    .execute(db.pool())
+    .await
+    .map_err(StoreError::db("moving a generation counter"))?;
+    Ok(())
+}
+
+async fn each(tx: &mut Transaction<'_, Any>, sql: &str, ids: &[i64]) -> Result<(), StoreError> {
+    for chunk in ids.chunks(500) {
+        if chunk.is_empty() {
+            continue;
+        }
+        let list = chunk
+            .iter()
+            .map(i64::to_string)
+            .collect::<Vec<_>>()
+            .join(",");
+        sqlx::query(&sql.replace("{ids}", &list))
+            .execute(&mut **tx)
+            .await
+            .map_err(StoreError::db("recording a generation"))?;
+    }
+    Ok(())
+}
+
+/// Records what a router generation now holds.
+///
+/// # Errors
+/// [`StoreError::Db`].
+pub async fn apply_commit(tx: &mut Transaction<'_, Any>, c: &Commit) -> Result<(), StoreError> {
+    each(
+        tx,
+        "UPDATE rules SET state = 'Active', applied = 1 WHERE id IN ({ids}) AND state = 'Add'",
+        &c.activate_rules,
+    )
+    .await?;
+    each(
+        tx,
+        "UPDATE rules SET state = 'Add', applied = 0 WHERE id IN ({ids}) AND state = 'Active'",
+        &c.demote_rules,
+    )
+    .await?;
+    each(
+        tx,
+        "DELETE FROM lb_members WHERE lb_id IN ({ids})",
+        &c.delete_rules,
+    )
+    .await?;
+    each(
+        tx,
+        "DELETE FROM lb_policies WHERE lb_id IN ({ids})",
+        &c.delete_rules,
+    )
+    .await?;
+    each(
+        tx,
+        "UPDATE rules SET related_id = NULL WHERE related_id IN ({ids})",
+        &c.delete_rules,
+    )
+    .await?;
+    each(tx, "DELETE FROM rules WHERE id IN ({ids})", &c.delete_rules).await?;
+    each(
+        tx,
+        "UPDATE lb_members SET state = 'Active', applied = 1 WHERE id IN ({ids}) AND state = 'Add'",
+        &c.activate_members,
+    )
+    .await?;
+    each(
+        tx,
+        "DELETE FROM lb_members WHERE id IN ({ids})",
+        &c.delete_members,
+    )
+    .await?;
+    each(
+        tx,
+        "UPDATE lb_policies SET state = 'Active', applied = 1 WHERE id IN ({ids}) AND state = 'Add'",
+        &c.activate_policies,
+    )
+    .await?;
+    each(
+        tx,
+        "DELETE FROM lb_policies WHERE id IN ({ids})",
+        &c.delete_policies,
+    )
+    .await?;
+    each(
+        tx,
+        "UPDATE public_ips SET state = 'Allocated', applied = 1 WHERE id IN ({ids}) AND state = 'Allocating'",
+        &c.allocate_ips,
+    )
+    .await?;
+    each(
+        tx,
+        "UPDATE public_ips SET state = 'Free', applied = 0, account_id = NULL, network_id = NULL, \
+         source_nat = 0, job_id = NULL, allocated = NULL WHERE id IN ({ids}) AND state = 'Releasing'",
+        &c.free_ips,
+    )
+    .await?;
+    Ok(())
+}
+
+/// The name of the network's router.
+///
+/// # Errors
+/// [`StoreError::Db`].
+pub async fn router_name_of(db: &Db, network_id: i64) -> Result<Option<String>, StoreError> {
+    let row = sqlx::query("SELECT name FROM routers WHERE network_id = $1")
+        .bind(network_id)
+        .fetch_optional(db.pool())
+        .await
+        .map_err(StoreError::db("reading a router"))?;
+    row.map(|r| {
+        r.try_get::<String, _>("name")
+            .map_err(StoreError::db("reading a router"))
+    })
+    .transpose()
+}
+
+/// A network's router as the job runner sees it.
+#[derive(Debug, Clone)]
+pub struct RouterRow {
+    /// Its name.
+    pub name: String,
+    /// The host it runs on.
+    pub host: String,
+    /// `Starting`, `Running` or `Error`.
+    pub state: RouterState,
+    /// The generation it last confirmed.
+    pub applied: i64,
+    /// Why its last apply failed, if it did.
+    pub last_error: Option<String>,
+}
+
+/// A network's router.
+///
+/// # Errors
+/// [`StoreError::Db`].
+pub async fn router_of(db: &Db, network_id: i64) -> Result<Option<RouterRow>, StoreError> {
+    let row = sqlx::query(
+        "SELECT name, host, state, applied_generation, last_error FROM routers \
+         WHERE network_id = $1",
+    )
+    .bind(network_id)
+    .fetch_optional(db.pool())
+    .await
+    .map_err(StoreError::db("reading a router"))?;
+    row.map(|r| {
+        Ok(RouterRow {
+            name: r
+                .try_get("name")
+                .map_err(StoreError::db("reading a router"))?,
+            host: r
+                .try_get("host")
+                .map_err(StoreError::db("reading a router"))?,
+            state: r
+                .try_get::<String, _>("state")
+                .map_err(StoreError::db("reading a router"))?
+                .parse()
+                .map_err(StoreError::corrupt("routers", "state"))?,
+            applied: r
+                .try_get("applied_generation")
+                .map_err(StoreError::db("reading a router"))?,
+            last_error: r
+                .try_get("last_error")
+                .map_err(StoreError::db("reading a router"))?,
+        })
+    })
+    .transpose()
+}
+
+/// The networks whose routers run on `host`.
+///
+/// # Errors
+/// [`StoreError::Db`].
+pub async fn networks_on(db: &Db, host: &str) -> Result<Vec<i64>, StoreError> {
+    sqlx::query("SELECT network_id FROM routers WHERE host = $1 ORDER BY network_id")
+        .bind(host)
+        .fetch_all(db.pool())
+        .await
+        .map_err(StoreError::db("reading a host's routers"))?
+        .iter()
+        .map(|r| {
+            r.try_get("network_id")
+                .map_err(StoreError::db("reading a host's routers"))
+        })
+        .collect()
+}

@@ -1,0 +1,401 @@
+//! The rules table and the rows a router's config is built from: how they are read (the
+//! columns and the decoding of [`Rule`], [`MemberRow`], [`PolicyRow`], [`IpRow`] and
+//! [`NetworkRow`]), and the statements a rule-creating handler makes.
+//!
+//! A stored value this program does not know (a state, a purpose, an address) is
+//! [`StoreError::Corrupt`], never a default.
+
+use std::net::Ipv4Addr;
+use std::str::FromStr;
+
+use domain::checks::{self, Candidate};
+use domain::ids::{IpId, JobId, NetworkId, RuleId};
+use domain::model::{split_list, IpRow, MemberRow, NetworkRow, NewRule, PolicyRow, Rule, Traffic};
+use sqlx::any::AnyRow;
+use sqlx::{Any, Row, Transaction};
+
+use crate::db::now_ms;
+use crate::error::StoreError;
+
+/// The columns [`rule`] reads, from [`RULE_FROM`].
+pub const RULE_COLUMNS: &str = "r.id, r.uuid, r.purpose, r.traffic_type, r.network_id, r.ip_id, \
+     p.address AS ip_address, r.account_id, r.protocol, r.start_port, r.end_port, r.icmp_type, \
+     r.icmp_code, r.source_cidrs, r.dest_cidrs, r.state, r.applied, r.job_id, r.related_id, \
+     r.display, r.vm_id, r.vm_ip, r.private_start, r.private_end, r.name, r.description, \
+     r.algorithm, r.lb_protocol, r.created, n.uuid AS network_uuid, p.uuid AS ip_uuid, \
+     v.uuid AS vm_uuid, v.name AS vm_name, v.display_name AS vm_display";
+
+/// The `FROM` clause for [`RULE_COLUMNS`].
+pub const RULE_FROM: &str = "rules r JOIN networks n ON n.id = r.network_id \
+     LEFT JOIN public_ips p ON p.id = r.ip_id LEFT JOIN vms v ON v.id = r.vm_id";
+
+/// Columns for [`policy`].
+pub const POLICY_COLUMNS: &str =
+    "id, uuid, lb_id, kind, name, description, method, params, state, applied, job_id, display";
+
+/// Columns for [`ip`].
+pub const IP_COLUMNS: &str = "id, uuid, address, state, account_id, network_id, source_nat, \
+     job_id, applied, allocated, vlan_range_id, zone_id";
+
+/// Columns for [`network`], for `networks n JOIN network_offerings o`.
+pub const NETWORK_COLUMNS: &str = "n.id, n.uuid, n.name, n.display_text, n.account_id, \
+     n.zone_id, n.offering_id, n.cidr, n.gateway, n.state, o.egress_default_allow, n.created";
+
+/// A column read as `T`, or a database error while reading `what`.
+fn get<'r, T>(row: &'r AnyRow, col: &str, what: &'static str) -> Result<T, StoreError>
+where
+    T: sqlx::Decode<'r, Any> + sqlx::Type<Any>,
+{
+    row.try_get(col).map_err(StoreError::db(what))
+}
+
+/// A 0/1 column as a boolean.
+fn flag(row: &AnyRow, col: &str, what: &'static str) -> Result<bool, StoreError> {
+    Ok(get::<i64>(row, col, what)? != 0)
+}
+
+/// A text column parsed as `T`; anything unknown is [`StoreError::Corrupt`].
+fn parsed<T>(
+    row: &AnyRow,
+    table: &'static str,
+    col: &'static str,
+    what: &'static str,
+) -> Result<T, StoreError>
+where
+    T: FromStr,
+{
+    let text: String = get(row, col, what)?;
+    text.parse().map_err(|_| StoreError::Corrupt {
+        table,
+        column: col,
+        value: text,
+    })
+}
+
+/// An optional text column parsed as `T`.
+fn parsed_opt<T>(
+    row: &AnyRow,
+    table: &'static str,
+    col: &'static str,
+    what: &'static str,
+) -> Result<Option<T>, StoreError>
+where
+    T: FromStr,
+{
+    let Some(text) = get::<Option<String>>(row, col, what)? else {
+        return Ok(None);
+    };
+    text.parse().map(Some).map_err(|_| StoreError::Corrupt {
+        table,
+        column: col,
+        value: text,
+    })
+}
+
+fn state_of(
+    row: &AnyRow,
+    table: &'static str,
+    what: &'static str,
+) -> Result<domain::model::State, StoreError> {
+    parsed(row, table, "state", what)
+}
+
+/// Reads a row selected with [`RULE_COLUMNS`].
+///
+/// # Errors
+/// [`StoreError::Db`] for a missing column; [`StoreError::Corrupt`] for an unknown value.
+pub fn rule(row: &AnyRow) -> Result<Rule, StoreError> {
+    const W: &str = "reading a rule";
+    Ok(Rule {
+        id: get(row, "id", W)?,
+        uuid: get(row, "uuid", W)?,
+        purpose: parsed(row, "rules", "purpose", W)?,
+        traffic: parsed_opt::<Traffic>(row, "rules", "traffic_type", W)?,
+        network_id: get(row, "network_id", W)?,
+        ip_id: get(row, "ip_id", W)?,
+        ip: parsed_opt::<Ipv4Addr>(row, "public_ips", "ip_address", W)?,
+        account_id: get(row, "account_id", W)?,
+        protocol: get(row, "protocol", W)?,
+        start_port: get(row, "start_port", W)?,
+        end_port: get(row, "end_port", W)?,
+        icmp_type: get(row, "icmp_type", W)?,
+        icmp_code: get(row, "icmp_code", W)?,
+        source_cidrs: split_list(&get::<String>(row, "source_cidrs", W)?),
+        dest_cidrs: split_list(&get::<String>(row, "dest_cidrs", W)?),
+        state: state_of(row, "rules", W)?,
+        applied: flag(row, "applied", W)?,
+        job_id: get(row, "job_id", W)?,
+        related_id: get(row, "related_id", W)?,
+        display: flag(row, "display", W)?,
+        vm_id: get(row, "vm_id", W)?,
+        vm_ip: parsed_opt::<Ipv4Addr>(row, "rules", "vm_ip", W)?,
+        private_start: get(row, "private_start", W)?,
+        private_end: get(row, "private_end", W)?,
+        name: get(row, "name", W)?,
+        description: get(row, "description", W)?,
+        algorithm: get(row, "algorithm", W)?,
+        lb_protocol: get(row, "lb_protocol", W)?,
+        created: get(row, "created", W)?,
+        network_uuid: get(row, "network_uuid", W)?,
+        ip_uuid: get(row, "ip_uuid", W)?,
+        vm_uuid: get(row, "vm_uuid", W)?,
+        vm_name: get(row, "vm_name", W)?,
+        vm_display: get(row, "vm_display", W)?,
+    })
+}
+
+/// Reads `SELECT id, lb_id, vm_id, vm_ip, state, applied, job_id FROM lb_members`.
+///
+/// # Errors
+/// As [`rule`].
+pub fn member(row: &AnyRow) -> Result<MemberRow, StoreError> {
+    const W: &str = "reading a balancer member";
+    Ok(MemberRow {
+        id: get(row, "id", W)?,
+        lb_id: get(row, "lb_id", W)?,
+        vm_id: get(row, "vm_id", W)?,
+        vm_ip: parsed(row, "lb_members", "vm_ip", W)?,
+        state: state_of(row, "lb_members", W)?,
+        applied: flag(row, "applied", W)?,
+        job_id: get(row, "job_id", W)?,
+    })
+}
+
+/// Reads a row selected with [`POLICY_COLUMNS`].
+///
+/// # Errors
+/// As [`rule`].
+pub fn policy(row: &AnyRow) -> Result<PolicyRow, StoreError> {
+    const W: &str = "reading a balancer policy";
+    Ok(PolicyRow {
+        id: get(row, "id", W)?,
+        uuid: get(row, "uuid", W)?,
+        lb_id: get(row, "lb_id", W)?,
+        kind: parsed(row, "lb_policies", "kind", W)?,
+        name: get(row, "name", W)?,
+        description: get(row, "description", W)?,
+        method: get(row, "method", W)?,
+        params: get(row, "params", W)?,
+        state: state_of(row, "lb_policies", W)?,
+        applied: flag(row, "applied", W)?,
+        job_id: get(row, "job_id", W)?,
+        display: flag(row, "display", W)?,
+    })
+}
+
+/// Reads a row selected with [`IP_COLUMNS`].
+///
+/// # Errors
+/// As [`rule`].
+pub fn ip(row: &AnyRow) -> Result<IpRow, StoreError> {
+    const W: &str = "reading a public IP";
+    Ok(IpRow {
+        id: get(row, "id", W)?,
+        uuid: get(row, "uuid", W)?,
+        address: parsed(row, "public_ips", "address", W)?,
+        state: get(row, "state", W)?,
+        account_id: get(row, "account_id", W)?,
+        network_id: get(row, "network_id", W)?,
+        source_nat: flag(row, "source_nat", W)?,
+        job_id: get(row, "job_id", W)?,
+        applied: flag(row, "applied", W)?,
+        allocated: get(row, "allocated", W)?,
+        vlan_range_id: get(row, "vlan_range_id", W)?,
+        zone_id: get(row, "zone_id", W)?,
+    })
+}
+
+/// Reads a row selected with [`NETWORK_COLUMNS`].
+///
+/// # Errors
+/// As [`rule`].
+pub fn network(row: &AnyRow) -> Result<NetworkRow, StoreError> {
+    const W: &str = "reading a network";
+    Ok(NetworkRow {
+        id: get(row, "id", W)?,
+        uuid: get(row, "uuid", W)?,
+        name: get(row, "name", W)?,
+        display_text: get(row, "display_text", W)?,
+        account_id: get(row, "account_id", W)?,
+        zone_id: get(row, "zone_id", W)?,
+        offering_id: get(row, "offering_id", W)?,
+        cidr: parsed(row, "networks", "cidr", W)?,
+        gateway: parsed(row, "networks", "gateway", W)?,
+        state: get(row, "state", W)?,
+        egress_allow: flag(row, "egress_default_allow", W)?,
+        created: get(row, "created", W)?,
+    })
+}
+
+/// Writes a new rule in state Add, changed by `job`; returns its id.
+///
+/// # Errors
+/// [`StoreError::Db`].
+pub async fn insert(
+    tx: &mut Transaction<'_, Any>,
+    r: &NewRule,
+    job: Option<JobId>,
+) -> Result<RuleId, StoreError> {
+    sqlx::query(
+        "INSERT INTO rules (uuid, purpose, traffic_type, network_id, ip_id, account_id, protocol, \
+         start_port, end_port, icmp_type, icmp_code, source_cidrs, dest_cidrs, state, applied, \
+         job_id, related_id, rule_type, display, vm_id, vm_ip, private_start, private_end, name, \
+         description, algorithm, lb_protocol, created) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, \
+         $9, $10, $11, $12, $13, 'Add', 0, $14, $15, 'User', $16, $17, $18, $19, $20, $21, $22, \
+         $23, $24, $25) RETURNING id",
+    )
+    .bind(&r.uuid)
+    .bind(r.purpose.as_str())
+    .bind(r.traffic.map(Traffic::as_str))
+    .bind(r.network_id)
+    .bind(r.ip_id)
+    .bind(r.account_id)
+    .bind(&r.protocol)
+    .bind(r.ports.map(|p| p.0))
+    .bind(r.ports.map(|p| p.1))
+    .bind(r.icmp.map(|i| i.0))
+    .bind(r.icmp.map(|i| i.1))
+    .bind(checks::join_cidrs(&r.sources))
+    .bind(checks::join_cidrs(&r.dests))
+    .bind(job.map(JobId::get))
+    .bind(r.related_id)
+    .bind(i64::from(r.display))
+    .bind(r.vm_id)
+    .bind(r.vm_ip.clone())
+    .bind(r.private.map(|p| p.0))
+    .bind(r.private.map(|p| p.1))
+    .bind(r.name.clone())
+    .bind(r.description.clone())
+    .bind(r.algorithm.clone())
+    .bind(r.lb_protocol.clone())
+    .bind(now_ms())
+    .fetch_one(&mut **tx)
+    .await
+    .and_then(|row| row.try_get::<i64, _>("id"))
+    .map(RuleId::from)
+    .map_err(StoreError::db("inserting a rule"))
+}
+
+/// The live rules a new rule on a public IP could conflict with: same IP, and ports that
+/// intersect `ports` (or no ports).
+///
+/// # Errors
+/// As [`rule`].
+pub async fn ip_neighbours(
+    tx: &mut Transaction<'_, Any>,
+    ip: IpId,
+    ports: Option<(i64, i64)>,
+) -> Result<Vec<Candidate>, StoreError> {
+    let rows = match ports {
+        Some((s, e)) => {
+            sqlx::query(&format!(
+                "SELECT {RULE_COLUMNS} FROM {RULE_FROM} WHERE r.ip_id = $1 AND r.state <> 'Revoke' \
+                 AND (r.start_port IS NULL OR (r.start_port <= $2 AND r.end_port >= $3))"
+            ))
+            .bind(ip.get())
+            .bind(e)
+            .bind(s)
+            .fetch_all(&mut **tx)
+            .await
+        }
+        None => {
+            sqlx::query(&format!(
+                "SELECT {RULE_COLUMNS} FROM {RULE_FROM} WHERE r.ip_id = $1 AND r.state <> 'Revoke' \
+                 AND r.start_port IS NULL"
+            ))
+            .bind(ip.get())
+            .fetch_all(&mut **tx)
+            .await
+        }
+    }
+    .map_err(StoreError::db("reading an IP's rules"))?;
+    rows.iter()
+        .map(|r| rule(r).map(|r| Candidate::of(&r)))
+        .collect()
+}
+
+/// The live egress rules of a network (what a new egress rule could conflict with).
+///
+/// # Errors
+/// As [`rule`].
+pub async fn egress_neighbours(
+    tx: &mut Transaction<'_, Any>,
+    network: NetworkId,
+) -> Result<Vec<Candidate>, StoreError> {
+    let rows = sqlx::query(&format!(
+        "SELECT {RULE_COLUMNS} FROM {RULE_FROM} WHERE r.network_id = $1 AND r.purpose = 'Firewall' \
+         AND r.traffic_type = 'Egress' AND r.state <> 'Revoke'"
+    ))
+    .bind(network.get())
+    .fetch_all(&mut **tx)
+    .await
+    .map_err(StoreError::db("reading a network's egress rules"))?;
+    rows.iter()
+        .map(|r| rule(r).map(|r| Candidate::of(&r)))
+        .collect()
+}
+
+/// Marks a rule Revoke, with the firewall rules it opened and its balancer's members and
+/// policies, as changed by `job`.
+///
+/// # Errors
+/// [`StoreError::Db`].
+pub async fn revoke(
+    tx: &mut Transaction<'_, Any>,
+    rule: RuleId,
+    job: JobId,
+) -> Result<(), StoreError> {
+    for sql in [
+        "UPDATE rules SET state = 'Revoke', job_id = $1 WHERE id = $2 OR related_id = $2",
+        "UPDATE lb_members SET state = 'Revoke', job_id = $1 WHERE lb_id = $2",
+        "UPDATE lb_policies SET state = 'Revoke', job_id = $1 WHERE lb_id = $2",
+    ] {
+        sqlx::query(sql)
+            .bind(job.get())
+            .bind(rule.get())
+            .execute(&mut **tx)
+            .await
+            .map_err(StoreError::db("revoking a rule"))?;
+    }
+    Ok(())
+}
+
+/// Sets what a rule shows without changing what a router enforces: `fordisplay`, a name, a
+/// description; each only when given.
+///
+/// # Errors
+/// [`StoreError::Db`].
+pub async fn set_metadata(
+    tx: &mut Transaction<'_, Any>,
+    rule: RuleId,
+    display: Option<bool>,
+    name: Option<&str>,
+    description: Option<&str>,
+) -> Result<(), StoreError> {
+    let e = StoreError::db("updating a rule's metadata");
+    if let Some(d) = display {
+        sqlx::query("UPDATE rules SET display = $1 WHERE id = $2")
+            .bind(i64::from(d))
+            .bind(rule.get())
+            .execute(&mut **tx)
+            .await
+            .map_err(e)?;
+    }
+    if let Some(n) = name {
+        sqlx::query("UPDATE rules SET name = $1 WHERE id = $2")
+            .bind(n)
+            .bind(rule.get())
+            .execute(&mut **tx)
+            .await
+            .map_err(e)?;
+    }
+    if let Some(d) = description {
+        sqlx::query("UPDATE rules SET description = $1 WHERE id = $2")
+            .bind(d)
+            .bind(rule.get())
+            .execute(&mut **tx)
+            .await
+            .map_err(e)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,186 @@
+//! The unit of work: it holds the writer for exactly its length, rolls back when dropped,
+//! writes the job with its event, names what to ring, and refuses a broken fence.
+
+use std::time::Duration;
+
+use domain::actor::Caller;
+use domain::ids::NetworkId;
+use domain::job::{Kind, NewJob, Outcome, Payload};
+use sqlx::Row;
+
+use crate::db::Db;
+use crate::error::StoreError;
+use crate::hosts::Fence;
+use crate::work::Scheduled;
+
+async fn db() -> (tempfile::TempDir, Db) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("w.db").display());
+    let db = Db::connect(&url).await.unwrap();
+    (dir, db)
+}
+
+async fn zones(db: &Db) -> i64 {
+    sqlx::query("SELECT COUNT(*) AS n FROM zones")
+        .fetch_one(db.pool())
+        .await
+        .unwrap()
+        .try_get("n")
+        .unwrap()
+}
+
+async fn add_zone(tx: &mut crate::work::ChangeTx, name: &str) {
+    sqlx::query("INSERT INTO zones (uuid, name, created) VALUES ($1, $1, 0)")
+        .bind(name)
+        .execute(&mut **tx.conn())
+        .await
+        .unwrap();
+}
+
+/// A second change waits for the first to end, then goes ahead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_holds_the_writer_until_it_commits() {
+    let (_dir, db) = db().await;
+    let mut first = db.change(None).await.unwrap();
+    add_zone(&mut first, "a").await;
+    let waiting = tokio::spawn({
+        let db = db.clone();
+        async move {
+            let mut second = db.change(None).await.unwrap();
+            add_zone(&mut second, "b").await;
+            second.commit().await.unwrap()
+        }
+    });
+    // The second cannot begin while the first holds the writer.
+    let blocked = tokio::time::timeout(Duration::from_millis(300), db.change(None)).await;
+    assert!(
+        blocked.is_err(),
+        "a third change began while the first was open"
+    );
+    let receipt = first.commit().await.unwrap();
+    assert!(receipt.networks.is_empty());
+    let second = tokio::time::timeout(Duration::from_secs(10), waiting)
+        .await
+        .expect("the second change goes ahead once the first commits")
+        .unwrap();
+    assert!(second.networks.is_empty());
+    assert_eq!(zones(&db).await, 2);
+}
+
+/// A change dropped without a commit writes nothing and frees the writer.
+#[tokio::test]
+async fn a_dropped_change_rolls_back_and_frees_the_writer() {
+    let (_dir, db) = db().await;
+    {
+        let mut change = db.change(None).await.unwrap();
+        add_zone(&mut change, "gone").await;
+    }
+    let next = tokio::time::timeout(Duration::from_secs(10), db.change(None))
+        .await
+        .expect("the writer is free again")
+        .unwrap();
+    drop(next);
+    assert_eq!(zones(&db).await, 0);
+}
+
+async fn caller(db: &Db) -> Caller {
+    let mut c = db.change(None).await.unwrap();
+    for sql in [
+        "INSERT INTO domains (uuid, name, path, created) VALUES ('d', 'ROOT', 'ROOT', 0)",
+        "INSERT INTO accounts (uuid, name, domain_id, account_type, state, created) \
+         VALUES ('a', 'admin', 1, 1, 'enabled', 0)",
+        "INSERT INTO users (uuid, account_id, username, password_hash, email, firstname, \
+         lastname, state, created) VALUES ('u', 1, 'admin', '', '', '', '', 'enabled', 0)",
+    ] {
+        sqlx::query(sql).execute(&mut **c.conn()).await.unwrap();
+    }
+    let _ = c.commit().await.unwrap();
+    Caller {
+        user_id: 1,
+        user_uuid: "u".into(),
+        account_id: 1,
+        account_uuid: "a".into(),
+        account_name: "admin".into(),
+        domain_id: 1,
+        domain_uuid: "d".into(),
+        domain_name: "ROOT".into(),
+        domain_path: "ROOT".into(),
+        admin: true,
+    }
+}
+
+/// The job and its scheduled event are written together; the receipt names the network to
+/// ring and the job.
+#[tokio::test]
+async fn a_committed_change_names_its_network_and_job() {
+    let (_dir, db) = db().await;
+    let caller = caller(&db).await;
+    let network = NetworkId::from(7);
+    let mut change = db.change(Some(network)).await.unwrap();
+    change.lock_network().await.unwrap();
+    let (job_id, uuid) = change
+        .job(
+            &caller,
+            NewJob {
+                command: "createFirewallRule",
+                kind: Kind::Change,
+                network_id: Some(network),
+                payload: Payload::new(Outcome::Success, "NET.RULEADD", "x".into(), "failed"),
+                instance_type: None,
+                instance_uuid: None,
+            },
+            Some(Scheduled {
+                event_type: "NET.RULEADD",
+                description: "createFirewallRule",
+                resource_uuid: None,
+            }),
+        )
+        .await
+        .unwrap();
+    change.ring(NetworkId::from(8));
+    let receipt = change.commit().await.unwrap();
+    assert_eq!(receipt.networks, vec![network, NetworkId::from(8)]);
+    assert_eq!(receipt.job_uuid.as_deref(), Some(uuid.as_str()));
+    let job = crate::jobs::by_uuid(&db, &uuid).await.unwrap().unwrap();
+    assert_eq!(job.id, job_id);
+    assert_eq!(job.status, domain::job::JobStatus::Pending);
+    let events: i64 =
+        sqlx::query("SELECT COUNT(*) AS n FROM events WHERE job_uuid = $1 AND state = 'Scheduled'")
+            .bind(&uuid)
+            .fetch_one(db.pool())
+            .await
+            .unwrap()
+            .try_get("n")
+            .unwrap();
+    assert_eq!(events, 1);
+}
+
+/// A fenced change for a host this server does not hold fails before writing, and frees the
+/// writer.
+#[tokio::test]
+async fn a_broken_fence_fails_the_change() {
+    let (_dir, db) = db().await;
+    let fence = Fence::Owner {
+        host: "h1".into(),
+        epoch: 3,
+        server_id: 1,
+    };
+    match db.fenced(&fence, None).await {
+        Err(StoreError::Fenced { host, epoch }) => {
+            assert_eq!((host.as_str(), epoch), ("h1", 3));
+        }
+        Err(e) => panic!("expected Fenced, got {e}"),
+        Ok(_) => panic!("a broken fence held"),
+    }
+    let mut c = db.change(None).await.unwrap();
+    sqlx::query(
+        "INSERT INTO hosts (uuid, name, server_id, epoch, connected, created) \
+         VALUES ('h', 'h1', 1, 3, 1, 0)",
+    )
+    .execute(&mut **c.conn())
+    .await
+    .unwrap();
+    let _ = c.commit().await.unwrap();
+    let held = db.fenced(&fence, None).await.expect("the fence holds now");
+    drop(held);
+}
