@@ -147,14 +147,21 @@ impl Session {
         (status, body)
     }
 
-    /// Sends `command` as `who` and records the exchange; returns the whole body.
+    /// Sends `command` as `who` and records the exchange; returns the whole body. When the
+    /// command was accepted as a job, the job's end is waited for and recorded too, so the
+    /// next step never races it.
     pub(super) async fn call(
         &mut self,
         who: &str,
         command: &str,
         params: &[(&str, &str)],
     ) -> Value {
-        self.send(who, command, params, Record::Yes).await.1
+        let (status, body) = self.send(who, command, params, Record::Yes).await;
+        let accepted = status == 200 && command != "queryAsyncJobResult";
+        if accepted && inner(&body).get("jobid").is_some() {
+            self.wait(who, &body).await;
+        }
+        body
     }
 
     /// Sends `command` as `who` without recording it (setting the scene); it must succeed.
@@ -213,8 +220,8 @@ impl Session {
         }
     }
 
-    /// Sends an async command as `who`, records it and the end of its job; returns the
-    /// immediate reply's object and the ended job's object.
+    /// Sends an async command as `who`, which must accept it, and records it and the end of
+    /// its job; returns the immediate reply's object and the ended job's object.
     pub(super) async fn run(
         &mut self,
         who: &str,

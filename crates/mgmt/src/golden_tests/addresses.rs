@@ -66,7 +66,7 @@ async fn script(s: &mut Session) {
     s.call(
         "alice",
         "listPublicIpAddresses",
-        &[("allocatedonly", "false"), ("pagesize", "3")],
+        &[("allocatedonly", "false"), ("page", "2"), ("pagesize", "3")],
     )
     .await;
 

@@ -110,6 +110,19 @@ async fn script(s: &mut Session) {
         ],
     )
     .await;
+    s.call(
+        "alice",
+        "createEgressFirewallRule",
+        &[
+            ("networkid", &closed),
+            ("protocol", "tcp"),
+            ("startport", "400"),
+            ("endport", "500"),
+            ("cidrlist", "10.1.0.0/25"),
+            ("destcidrlist", "0.0.0.0/0"),
+        ],
+    )
+    .await;
     s.call("alice", "deleteEgressFirewallRule", &[("id", UNKNOWN)])
         .await;
 

@@ -125,6 +125,18 @@ async fn script(s: &mut Session) {
         ],
     )
     .await;
+    s.call(
+        "alice",
+        "createFirewallRule",
+        &[
+            ("ipaddressid", &ip),
+            ("protocol", "tcp"),
+            ("startport", "23"),
+            ("endport", "30"),
+            ("cidrlist", "10.0.0.0/8,192.168.1.0/24"),
+        ],
+    )
+    .await;
     s.call("alice", "deleteFirewallRule", &[]).await;
     s.call("alice", "deleteFirewallRule", &[("id", UNKNOWN)])
         .await;

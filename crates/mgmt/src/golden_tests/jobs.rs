@@ -17,7 +17,6 @@ async fn script(s: &mut Session) {
         .call("alice", "associateIpAddress", &[("networkid", &net)])
         .await;
     let job = inner(&reply)["jobid"].as_str().unwrap().to_string();
-    s.wait("alice", &reply).await;
     s.call("alice", "queryAsyncJobResult", &[("jobid", &job)])
         .await;
     s.call("alice", "listAsyncJobs", &[]).await;
