@@ -4,10 +4,10 @@ use super::{check, id, inner, Session, UNKNOWN};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn accounts() {
-    check("accounts", script).await;
+    check("accounts").await;
 }
 
-async fn script(s: &mut Session) {
+pub(super) async fn script(s: &mut Session) {
     let created = s
         .call(
             "admin",

@@ -4,10 +4,10 @@ use super::{check, Session};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn apis() {
-    check("apis", script).await;
+    check("apis").await;
 }
 
-async fn script(s: &mut Session) {
+pub(super) async fn script(s: &mut Session) {
     s.account("alice").await;
     s.call("alice", "listApis", &[("name", "createFirewallRule")])
         .await;

@@ -4,10 +4,10 @@ use super::{check, id, Session, UNKNOWN};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn firewall() {
-    check("firewall", script).await;
+    check("firewall").await;
 }
 
-async fn script(s: &mut Session) {
+pub(super) async fn script(s: &mut Session) {
     let sh = s.shared().await;
     s.account("alice").await;
     s.account("bob").await;

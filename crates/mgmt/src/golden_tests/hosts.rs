@@ -4,10 +4,10 @@ use super::{check, id, Session, UNKNOWN};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hosts() {
-    check("hosts", script).await;
+    check("hosts").await;
 }
 
-async fn script(s: &mut Session) {
+pub(super) async fn script(s: &mut Session) {
     s.account("alice").await;
     s.call("admin", "listHosts", &[]).await;
     let token = s

@@ -5,10 +5,10 @@ use super::{check, inner, Session, UNKNOWN};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jobs() {
-    check("jobs", script).await;
+    check("jobs").await;
 }
 
-async fn script(s: &mut Session) {
+pub(super) async fn script(s: &mut Session) {
     let sh = s.shared().await;
     s.account("alice").await;
     s.account("bob").await;

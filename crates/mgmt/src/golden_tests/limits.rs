@@ -4,10 +4,10 @@ use super::{check, Session};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn limits() {
-    check("limits", script).await;
+    check("limits").await;
 }
 
-async fn script(s: &mut Session) {
+pub(super) async fn script(s: &mut Session) {
     let sh = s.shared().await;
     s.account("alice").await;
     let accounts = s

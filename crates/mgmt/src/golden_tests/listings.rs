@@ -4,10 +4,10 @@ use super::{check, Session, UNKNOWN};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn listings() {
-    check("listings", script).await;
+    check("listings").await;
 }
 
-async fn script(s: &mut Session) {
+pub(super) async fn script(s: &mut Session) {
     s.account("alice").await;
     for who in ["admin", "alice"] {
         s.call(who, "listZones", &[]).await;
