@@ -27,6 +27,7 @@ mod limits;
 mod listings;
 mod load_balancers;
 mod networks;
+mod refusals;
 mod routers;
 mod vms;
 
@@ -39,6 +40,8 @@ use std::time::{Duration, Instant};
 use axum::body::Body;
 use serde_json::{json, Map, Value};
 use tower::ServiceExt;
+
+use agent::driver::{Driver, Fault};
 
 use crate::app::App;
 use crate::client::Client;
@@ -518,24 +521,37 @@ fn golden_path(family: &str) -> PathBuf {
 /// A family's script: the calls it makes, in order.
 pub(super) type Script = for<'a> fn(&'a mut Session) -> Pin<Box<dyn Future<Output = ()> + 'a>>;
 
-/// Every family: the name of its golden file and its script.
-fn families() -> [(&'static str, Script); 15] {
+/// A family: the name of its golden file, its script, and what its router refuses (the
+/// dry-run router accepts everything when `None`).
+type Family = (&'static str, Script, Option<Fault>);
+
+/// Every family.
+fn families() -> [Family; 16] {
     [
-        ("accounts", |s| Box::pin(accounts::script(s))),
-        ("addresses", |s| Box::pin(addresses::script(s))),
-        ("apis", |s| Box::pin(apis::script(s))),
-        ("egress", |s| Box::pin(egress::script(s))),
-        ("events", |s| Box::pin(events::script(s))),
-        ("firewall", |s| Box::pin(firewall::script(s))),
-        ("hosts", |s| Box::pin(hosts::script(s))),
-        ("jobs", |s| Box::pin(jobs::script(s))),
-        ("limits", |s| Box::pin(limits::script(s))),
-        ("listings", |s| Box::pin(listings::script(s))),
-        ("load_balancers", |s| Box::pin(load_balancers::script(s))),
-        ("networks", |s| Box::pin(networks::script(s))),
-        ("port_forwarding", |s| Box::pin(forwarding::script(s))),
-        ("routers", |s| Box::pin(routers::script(s))),
-        ("vms", |s| Box::pin(vms::script(s))),
+        ("accounts", |s| Box::pin(accounts::script(s)), None),
+        ("addresses", |s| Box::pin(addresses::script(s)), None),
+        ("apis", |s| Box::pin(apis::script(s)), None),
+        ("egress", |s| Box::pin(egress::script(s)), None),
+        ("events", |s| Box::pin(events::script(s)), None),
+        ("firewall", |s| Box::pin(firewall::script(s)), None),
+        ("hosts", |s| Box::pin(hosts::script(s)), None),
+        ("jobs", |s| Box::pin(jobs::script(s)), None),
+        ("limits", |s| Box::pin(limits::script(s)), None),
+        ("listings", |s| Box::pin(listings::script(s)), None),
+        (
+            "load_balancers",
+            |s| Box::pin(load_balancers::script(s)),
+            None,
+        ),
+        ("networks", |s| Box::pin(networks::script(s)), None),
+        ("port_forwarding", |s| Box::pin(forwarding::script(s)), None),
+        (
+            "refusals",
+            |s| Box::pin(refusals::script(s)),
+            Some(refusals::refuse),
+        ),
+        ("routers", |s| Box::pin(routers::script(s)), None),
+        ("vms", |s| Box::pin(vms::script(s)), None),
     ]
 }
 
@@ -551,9 +567,14 @@ async fn transcript_on(app: &App, script: Script) -> Value {
 }
 
 /// The transcript of `script` on a fresh SQLite database.
-async fn on_sqlite(script: Script) -> Value {
+async fn on_sqlite(script: Script, refuse: Option<Fault>) -> Value {
     let dir = tempfile::tempdir().unwrap();
-    let app = crate::testkit::app(dir.path()).await;
+    let app = match refuse {
+        None => crate::testkit::app(dir.path()).await,
+        Some(fault) => {
+            crate::testkit::app_with(dir.path(), Driver::dry_run_refusing(dir.path(), fault)).await
+        }
+    };
     transcript_on(&app, script).await
 }
 
@@ -588,11 +609,11 @@ fn read_golden(family: &str) -> String {
 /// Runs `family` on SQLite and compares its transcript with the golden file, which
 /// `GUESTNET_BLESS=1` rewrites instead.
 pub(super) async fn check(family: &str) {
-    let (_, script) = families()
+    let (_, script, refuse) = families()
         .into_iter()
-        .find(|(name, _)| *name == family)
+        .find(|(name, _, _)| *name == family)
         .unwrap_or_else(|| panic!("{family} is not in families()"));
-    let got = pretty(&on_sqlite(script).await);
+    let got = pretty(&on_sqlite(script, refuse).await);
     if blessing() {
         std::fs::create_dir_all(golden_dir()).unwrap();
         std::fs::write(golden_path(family), &got).unwrap();
@@ -611,11 +632,15 @@ pub(super) async fn check(family: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_family_answers_alike_on_postgres() {
     use futures_util::StreamExt;
-    let runs = futures_util::stream::iter(families())
-        .map(|(family, script)| async move {
+    // A refusing router is not among what the PostgreSQL harness offers.
+    let plain = families()
+        .into_iter()
+        .filter(|(_, _, refuse)| refuse.is_none());
+    let runs = futures_util::stream::iter(plain)
+        .map(|(family, script, _)| async move {
             let postgres = pretty(&on_postgres(family, script).await);
             let want = if blessing() {
-                pretty(&on_sqlite(script).await)
+                pretty(&on_sqlite(script, None).await)
             } else {
                 read_golden(family)
             };
@@ -652,7 +677,7 @@ fn every_golden_file_is_a_family() {
             path.file_stem().unwrap().to_string_lossy().into_owned()
         })
         .collect();
-    let names: BTreeSet<String> = families().iter().map(|(n, _)| n.to_string()).collect();
+    let names: BTreeSet<String> = families().iter().map(|(n, _, _)| n.to_string()).collect();
     assert_eq!(files, names);
 }
 
