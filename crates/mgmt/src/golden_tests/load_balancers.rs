@@ -161,6 +161,18 @@ pub(super) async fn script(s: &mut Session) {
     .await;
     s.call(
         "alice",
+        "createLBStickinessPolicy",
+        &[
+            ("lbruleid", &lb),
+            ("name", "third"),
+            ("methodname", "AppCookie"),
+        ],
+    )
+    .await;
+    s.call("alice", "createLBHealthCheckPolicy", &[("lbruleid", &lb)])
+        .await;
+    s.call(
+        "alice",
         "createLBHealthCheckPolicy",
         &[("lbruleid", UNKNOWN)],
     )
