@@ -314,8 +314,17 @@ fn bless() -> Result<()> {
         .env("GUESTNET_BLESS", "1"))?;
     // The management server's golden transcripts (crates/mgmt/tests/golden), then a normal
     // run that checks the rewritten files cover the whole catalogue.
+    // With the PostgreSQL run (ignored by default for its cost), which must agree.
     run(cargo()
-        .args(["test", "-p", "mgmt", "--lib", "golden_tests"])
+        .args([
+            "test",
+            "-p",
+            "mgmt",
+            "--lib",
+            "golden_tests",
+            "--",
+            "--include-ignored",
+        ])
         .env("GUESTNET_BLESS", "1"))?;
     run(cargo().args(["test", "-p", "mgmt", "--lib", "golden_tests"]))
 }
