@@ -48,7 +48,7 @@ fn main() -> Result<()> {
         _ => {
             eprintln!(
                 "usage: cargo xtask test [--unprivileged]   run every test (as root: also the namespace tests)\n       \
-                 cargo xtask bless                  rewrite rendering snapshots after review\n       \
+                 cargo xtask bless                  rewrite rendering snapshots and API goldens after review\n       \
                  cargo xtask install                install the Debian packages the tests need (root)\n       \
                  cargo xtask compat [PYTEST ARGS]   run only the client compatibility suite\n       \
                  cargo xtask serve [ARGS]           install what the routers need, then run `guestnet serve` (the main job)\n       \
@@ -311,5 +311,20 @@ fn serve(args: &[String]) -> Result<()> {
 fn bless() -> Result<()> {
     run(cargo()
         .args(["test", "-p", "render", "--lib", "snapshot"])
-        .env("GUESTNET_BLESS", "1"))
+        .env("GUESTNET_BLESS", "1"))?;
+    // The management server's golden transcripts (crates/mgmt/tests/golden), then a normal
+    // run that checks the rewritten files cover the whole catalogue.
+    // With the PostgreSQL run (ignored by default for its cost), which must agree.
+    run(cargo()
+        .args([
+            "test",
+            "-p",
+            "mgmt",
+            "--lib",
+            "golden_tests",
+            "--",
+            "--include-ignored",
+        ])
+        .env("GUESTNET_BLESS", "1"))?;
+    run(cargo().args(["test", "-p", "mgmt", "--lib", "golden_tests"]))
 }

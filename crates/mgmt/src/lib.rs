@@ -27,6 +27,8 @@ pub mod verify;
 #[cfg(test)]
 mod copy_tests;
 #[cfg(test)]
+mod golden_tests;
+#[cfg(test)]
 mod proptests;
 #[cfg(test)]
 mod runner_tests;

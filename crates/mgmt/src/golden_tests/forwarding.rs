@@ -1,0 +1,135 @@
+//! Port forwarding rules: create, list, update (where traffic goes), delete, and errors.
+
+use super::{check, id, Session, UNKNOWN};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn port_forwarding() {
+    check("port_forwarding").await;
+}
+
+pub(super) async fn script(s: &mut Session) {
+    let sh = s.shared().await;
+    s.account("alice").await;
+    s.account("bob").await;
+    let net = s.network("alice", &sh, &sh.offering, "alice-net").await;
+    let ip = s.address("alice", &net).await;
+    let web1 = s.vm("alice", &sh, &net, "web1").await;
+    let web2 = s.vm("alice", &sh, &net, "web2").await;
+
+    let (pf, _) = s
+        .run(
+            "alice",
+            "createPortForwardingRule",
+            &[
+                ("ipaddressid", &ip),
+                ("protocol", "tcp"),
+                ("publicport", "8080"),
+                ("publicendport", "8081"),
+                ("privateport", "8080"),
+                ("privateendport", "8081"),
+                ("virtualmachineid", &web1),
+                ("cidrlist", "203.0.113.0/24"),
+            ],
+        )
+        .await;
+    let pf = id(&pf);
+    s.run(
+        "alice",
+        "createPortForwardingRule",
+        &[
+            ("ipaddressid", &ip),
+            ("protocol", "udp"),
+            ("publicport", "53"),
+            ("privateport", "53"),
+            ("virtualmachineid", &web2),
+            ("openfirewall", "false"),
+        ],
+    )
+    .await;
+    s.call("alice", "listPortForwardingRules", &[]).await;
+    s.call("alice", "listFirewallRules", &[("ipaddressid", &ip)])
+        .await;
+    s.run(
+        "alice",
+        "updatePortForwardingRule",
+        &[
+            ("id", &pf),
+            ("virtualmachineid", &web2),
+            ("cidrlist", "198.51.100.0/24"),
+        ],
+    )
+    .await;
+    s.call(
+        "alice",
+        "updatePortForwardingRule",
+        &[
+            ("id", &pf),
+            ("privateport", "8080"),
+            ("privateendport", "8081"),
+        ],
+    )
+    .await;
+    s.call("alice", "listPortForwardingRules", &[("id", &pf)])
+        .await;
+
+    s.call(
+        "alice",
+        "createPortForwardingRule",
+        &[
+            ("ipaddressid", &ip),
+            ("protocol", "tcp"),
+            ("publicport", "22"),
+        ],
+    )
+    .await;
+    s.call(
+        "alice",
+        "createPortForwardingRule",
+        &[
+            ("ipaddressid", &ip),
+            ("protocol", "tcp"),
+            ("publicport", "22"),
+            ("privateport", "22"),
+            ("virtualmachineid", UNKNOWN),
+        ],
+    )
+    .await;
+    s.call(
+        "bob",
+        "createPortForwardingRule",
+        &[
+            ("ipaddressid", &ip),
+            ("protocol", "tcp"),
+            ("publicport", "22"),
+            ("privateport", "22"),
+            ("virtualmachineid", &web1),
+        ],
+    )
+    .await;
+    s.call(
+        "alice",
+        "createPortForwardingRule",
+        &[
+            ("ipaddressid", &ip),
+            ("protocol", "tcp"),
+            ("publicport", "8081"),
+            ("privateport", "22"),
+            ("virtualmachineid", &web1),
+        ],
+    )
+    .await;
+    s.call(
+        "bob",
+        "updatePortForwardingRule",
+        &[("id", &pf), ("privateport", "22")],
+    )
+    .await;
+    s.call("bob", "listPortForwardingRules", &[("id", &pf)])
+        .await;
+    s.call("alice", "deletePortForwardingRule", &[("id", UNKNOWN)])
+        .await;
+
+    s.run("alice", "deletePortForwardingRule", &[("id", &pf)])
+        .await;
+    s.call("alice", "listPortForwardingRules", &[]).await;
+}

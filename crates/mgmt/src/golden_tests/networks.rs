@@ -1,0 +1,87 @@
+//! Guest networks: create, list, delete, and their errors.
+
+use super::{check, id, Session, UNKNOWN};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn networks() {
+    check("networks").await;
+}
+
+pub(super) async fn script(s: &mut Session) {
+    let sh = s.shared().await;
+    s.account("alice").await;
+    s.account("bob").await;
+
+    let net = s
+        .call(
+            "alice",
+            "createNetwork",
+            &[
+                ("name", "web"),
+                ("displaytext", "the web tier"),
+                ("zoneid", &sh.zone),
+                ("networkofferingid", &sh.offering),
+            ],
+        )
+        .await;
+    let net = id(&net["createnetworkresponse"]["network"]);
+    s.call(
+        "alice",
+        "createNetwork",
+        &[
+            ("name", "db"),
+            ("displaytext", "the data tier"),
+            ("zoneid", &sh.zone),
+            ("networkofferingid", &sh.open_offering),
+            ("gateway", "10.20.0.1"),
+            ("netmask", "255.255.255.0"),
+        ],
+    )
+    .await;
+    s.call("alice", "listNetworks", &[]).await;
+    s.call("alice", "listNetworks", &[("id", &net)]).await;
+    s.call("alice", "listNetworks", &[("keyword", "data")])
+        .await;
+    s.call("admin", "listNetworks", &[("listall", "true")])
+        .await;
+
+    s.call("alice", "createNetwork", &[("name", "x")]).await;
+    s.call(
+        "alice",
+        "createNetwork",
+        &[
+            ("name", "x"),
+            ("displaytext", "x"),
+            ("zoneid", UNKNOWN),
+            ("networkofferingid", &sh.offering),
+        ],
+    )
+    .await;
+    s.call(
+        "alice",
+        "createNetwork",
+        &[
+            ("name", "x"),
+            ("displaytext", "x"),
+            ("zoneid", &sh.zone),
+            ("networkofferingid", &sh.offering),
+            ("gateway", "10.20.0.300"),
+            ("netmask", "255.255.255.0"),
+        ],
+    )
+    .await;
+    s.call("bob", "listNetworks", &[("id", &net)]).await;
+    s.call("bob", "deleteNetwork", &[("id", &net)]).await;
+    s.call("alice", "deleteNetwork", &[("id", UNKNOWN)]).await;
+
+    let vm = s.vm("alice", &sh, &net, "web1").await;
+    s.call("alice", "deleteNetwork", &[("id", &net)]).await;
+    s.quiet_run(
+        "alice",
+        "destroyVirtualMachine",
+        &[("id", &vm), ("expunge", "true")],
+    )
+    .await;
+    s.run("alice", "deleteNetwork", &[("id", &net)]).await;
+    s.call("alice", "listNetworks", &[]).await;
+}
