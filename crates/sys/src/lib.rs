@@ -2,11 +2,13 @@
 //! `haproxy`), enters network namespaces or speaks netlink.
 //!
 //! Entry points:
-//! - [`cmd`]: run a program and capture its output, or replace this process with it;
+//! - [`cmd`]: the process gateway: run a program and capture its output, or start a
+//!   long-lived child (in a network namespace if asked) and signal, wait for or kill it;
 //! - [`haproxy`]: start, adopt, reload and stop a router's haproxy in its namespace, and drive
 //!   its runtime API;
 //! - [`netns`]: create, list and delete network namespaces, veth pairs and bridges, and end
 //!   the processes inside a namespace;
+//! - [`proc`]: read `/proc`: a process's state, parent, CPU time and namespace;
 //! - [`nft`]: submit an nftables script as one transaction inside a namespace, and read the
 //!   kernel's ruleset generation cheaply over netlink.
 //!
@@ -17,3 +19,4 @@ pub mod haproxy;
 pub mod link;
 pub mod netns;
 pub mod nft;
+pub mod proc;
