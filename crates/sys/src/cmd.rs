@@ -160,6 +160,10 @@ impl Program {
     ///
     /// # Errors
     /// [`CommandError::Spawn`] if it cannot be started or waited for.
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "this is the sanctioned place to run commands"
+    )]
     pub fn output(&mut self) -> Result<Output, CommandError> {
         self.command.output().map_err(|e| self.spawn_error(e))
     }
@@ -168,6 +172,10 @@ impl Program {
     ///
     /// # Errors
     /// [`CommandError::Spawn`] if it cannot be started or waited for.
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "this is the sanctioned place to run commands"
+    )]
     pub fn status(&mut self) -> Result<ExitStatus, CommandError> {
         self.command.status().map_err(|e| self.spawn_error(e))
     }
@@ -193,6 +201,10 @@ impl Program {
     ///
     /// # Errors
     /// [`CommandError::Spawn`] if it cannot be started.
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "this is the sanctioned place to run commands"
+    )]
     pub fn spawn(&mut self) -> Result<Child, CommandError> {
         let child = self.command.spawn().map_err(|e| self.spawn_error(e))?;
         Ok(Child {

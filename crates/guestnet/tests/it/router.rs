@@ -4,8 +4,8 @@
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Output, Stdio};
 use std::time::{Duration, Instant};
+use sys::cmd::{Child, Output, Stdio};
 
 use lab::{Lab, LabGuard, LabSpec, Target, TempDir};
 use serde_json::{json, Value};
@@ -44,8 +44,8 @@ fn wait_for(what: &str, cond: impl FnMut() -> bool) {
     );
 }
 
-fn guestnet() -> std::process::Command {
-    sys::cmd::command(env!("CARGO_BIN_EXE_guestnet"))
+fn guestnet() -> sys::cmd::Program {
+    sys::cmd::Program::new(env!("CARGO_BIN_EXE_guestnet"))
 }
 
 /// `guestnet router ARGS… --router net1 --data-dir DIR`.
