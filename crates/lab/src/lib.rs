@@ -699,8 +699,9 @@ impl Lab {
         Ok(())
     }
 
-    /// Removes VM `name`: ends the processes in its namespace, deletes the namespace and its
-    /// port on the switch, and drops it from `lab.json`.
+    /// Removes VM `name`: deletes its namespace and ends every process in it (also one started
+    /// just before that had not entered it yet), deletes its port on the switch, and drops it
+    /// from `lab.json`.
     ///
     /// # Errors
     /// [`LabError::EndProcesses`], [`LabError::DeleteNamespace`], [`LabError::DeleteLink`] or
@@ -752,10 +753,11 @@ impl Lab {
     /// # Guarantees
     /// Idempotent: a router the lab does not know is `Ok` and nothing is done.
     ///
-    /// Only processes inside the namespaces are ended. A process elsewhere that holds one of
-    /// them open (say a router daemon's socket in the router's namespace) keeps that namespace
-    /// alive until it lets go, but the network is cut off from the switch all the same, since
-    /// its ports there are deleted; stop such processes first.
+    /// The processes inside the namespaces are ended, and so is a single-threaded process
+    /// holding one open on its way in (see [`netns::remove`]). A multi-threaded process
+    /// elsewhere that holds one of them (say a router daemon's socket in the router's namespace)
+    /// keeps that namespace alive until it lets go, but the network is cut off from the switch
+    /// all the same, since its ports there are deleted; stop such processes first.
     pub fn remove_network(&mut self, router: &str) -> Result<(), LabError> {
         let Some(net) = self
             .state
