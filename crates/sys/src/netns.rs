@@ -225,6 +225,19 @@ pub fn pids(namespace: &str) -> Result<Vec<i32>, NetnsError> {
         .collect())
 }
 
+/// Sends `signal` to process `pid` of `namespace`; one that is gone already is fine.
+fn send(namespace: &str, pid: i32, signal: Signal) -> Result<(), NetnsError> {
+    match kill(Pid::from_raw(pid), signal) {
+        Ok(()) | Err(nix::errno::Errno::ESRCH) => Ok(()),
+        Err(source) => Err(NetnsError::Signal {
+            namespace: namespace.to_string(),
+            pid,
+            signal,
+            source,
+        }),
+    }
+}
+
 /// Ends every process in `namespace`: SIGTERM, then, for those still there after `grace`,
 /// SIGKILL. Returns the processes that were running.
 ///
@@ -238,17 +251,7 @@ pub fn end_processes(namespace: &str, grace: Duration) -> Result<Vec<i32>, Netns
     }
     for signal in [Signal::SIGTERM, Signal::SIGKILL] {
         for &pid in &pids(namespace)? {
-            match kill(Pid::from_raw(pid), signal) {
-                Ok(()) | Err(nix::errno::Errno::ESRCH) => {}
-                Err(source) => {
-                    return Err(NetnsError::Signal {
-                        namespace: namespace.to_string(),
-                        pid,
-                        signal,
-                        source,
-                    })
-                }
-            }
+            send(namespace, pid, signal)?;
         }
         let deadline = Instant::now() + grace;
         loop {
@@ -322,17 +325,8 @@ pub fn remove(namespace: &str, grace: Duration) -> Result<Vec<i32>, NetnsError> 
                 if signalled.contains(&pid) && signal == Signal::SIGTERM {
                     continue;
                 }
-                match kill(Pid::from_raw(pid), signal) {
-                    Ok(()) | Err(nix::errno::Errno::ESRCH) => signalled.push(pid),
-                    Err(source) => {
-                        return Err(NetnsError::Signal {
-                            namespace: namespace.to_string(),
-                            pid,
-                            signal,
-                            source,
-                        })
-                    }
-                }
+                send(namespace, pid, signal)?;
+                signalled.push(pid);
             }
             std::thread::sleep(POLL_INTERVAL);
         }

@@ -293,17 +293,8 @@ mod self_tests {
     }
 
     /// Polls `check` until it holds or [`DEADLINE`] passes; whether it held.
-    fn eventually(mut check: impl FnMut() -> bool) -> bool {
-        let deadline = Instant::now() + DEADLINE;
-        loop {
-            if check() {
-                return true;
-            }
-            if Instant::now() >= deadline {
-                return false;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+    fn eventually(check: impl FnMut() -> bool) -> bool {
+        crate::wait_until(Instant::now() + DEADLINE, check)
     }
 
     #[test]

@@ -13,11 +13,11 @@ use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use sys::cmd::{Child, ExitStatus, Stdio};
 
 use lab::TempDir;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
+use sys::cmd::{Child, ExitStatus, Stdio};
 
 /// The admin credentials the server is started with.
 const ADMIN_KEY: &str = "compat-admin-api-key";

@@ -12,9 +12,9 @@ mod serve;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use sys::cmd::{ExitStatus, Output, Program, Stdio};
 
 use lab::{LabGuard, LabSpec, TempDir};
+use sys::cmd::{ExitStatus, Output, Program, Stdio};
 
 fn guestnet() -> Program {
     sys::cmd::Program::new(env!("CARGO_BIN_EXE_guestnet"))

@@ -9,10 +9,10 @@
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-use sys::cmd::{Child, Stdio};
 
 use lab::TempDir;
 use mgmt::client::ClientError;
+use sys::cmd::{Child, Stdio};
 
 use crate::procs::{self, Admin, KEY, SECRET};
 

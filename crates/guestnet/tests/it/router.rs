@@ -5,10 +5,11 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-use sys::cmd::{Child, Output, Stdio};
 
 use lab::{Lab, LabGuard, LabSpec, Target, TempDir};
 use serde_json::{json, Value};
+use sys::cmd::{Child, Output, Stdio};
+use test_support::wait_until;
 
 /// A generous bound for things that normally take milliseconds.
 const DEADLINE: Duration = Duration::from_secs(10);
@@ -23,19 +24,6 @@ const WEB2: &str = "10.1.1.12";
 /// An outside address the firewall admits, and one it does not.
 const ADMITTED: &str = "198.51.100.1";
 const NOT_ADMITTED: &str = "192.0.2.1";
-
-/// Polls `cond` until it holds or `deadline` passes; returns whether it held.
-fn wait_until(deadline: Instant, mut cond: impl FnMut() -> bool) -> bool {
-    loop {
-        if cond() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
 
 fn wait_for(what: &str, cond: impl FnMut() -> bool) {
     assert!(

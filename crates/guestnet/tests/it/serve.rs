@@ -5,10 +5,10 @@
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-use sys::cmd::{Child, Stdio};
 
 use lab::TempDir;
 use serde_json::Value;
+use sys::cmd::{Child, Stdio};
 
 use crate::procs::{self, Admin, HostLab, TestNet, DEADLINE, KEY, SECRET};
 
