@@ -279,7 +279,8 @@ pub fn end_processes(namespace: &str, grace: Duration) -> Result<Vec<i32>, Netns
 /// that holds it open in a descriptor, gets SIGTERM, and those still there after `grace`
 /// SIGKILL. The second kind is a process on its way in (`nsenter` between opening the namespace
 /// and switching to it, or a child between fork and exec), which would otherwise enter the
-/// deleted namespace and live on there unseen. A multi-threaded process holding it open is a
+/// deleted namespace and live on there unseen (a child of this process that has not exec'd yet
+/// only holds copies of this process's descriptors, and is left alone). A multi-threaded process holding it open is a
 /// daemon working in it from outside (say, opening a netlink socket there) and is left alone;
 /// stop such processes first. This process itself is never signalled.
 ///
@@ -287,7 +288,16 @@ pub fn end_processes(namespace: &str, grace: Duration) -> Result<Vec<i32>, Netns
 /// [`NetnsError::Command`] if the namespace cannot be deleted, [`NetnsError::Signal`] if a
 /// process cannot be signalled, [`NetnsError::Survivors`] if processes remain after SIGKILL and
 /// another `grace`.
+///
+/// The namespace is held open meanwhile (this process is never counted), so its identity cannot
+/// pass to a namespace made during the sweep.
 pub fn remove(namespace: &str, grace: Duration) -> Result<Vec<i32>, NetnsError> {
+    // Held open until every process is gone, so the namespace (and with it its inode number,
+    // which identifies it below) stays alive: a namespace made meanwhile cannot take the number
+    // over and have its processes mistaken for these.
+    let Ok(held) = std::fs::File::open(path(namespace)) else {
+        return Ok(Vec::new());
+    };
     let Some(id) = proc::file_id(&path(namespace)) else {
         return Ok(Vec::new());
     };
@@ -297,14 +307,19 @@ pub fn remove(namespace: &str, grace: Duration) -> Result<Vec<i32>, NetnsError> 
         }
     }
     let me = i32::try_from(std::process::id()).unwrap_or(i32::MAX);
+    let my_program = proc::exe(me);
+    // A child of this process between fork and exec holds copies of its descriptors (`held`
+    // among them) until exec closes them; it still runs this program, and is not on its way in.
+    let on_its_way_in = |pid: i32| {
+        proc::thread_count(pid) == Some(1)
+            && proc::holds_open(pid, id)
+            && proc::exe(pid) != my_program
+    };
     let inside = || -> Vec<i32> {
         proc::pids()
             .into_iter()
             .filter(|&pid| pid != me)
-            .filter(|&pid| {
-                proc::net_namespace(pid) == Some(id)
-                    || (proc::thread_count(pid) == Some(1) && proc::holds_open(pid, id))
-            })
+            .filter(|&pid| proc::net_namespace(pid) == Some(id) || on_its_way_in(pid))
             .filter(|&pid| proc::is_alive(pid))
             .collect()
     };
@@ -314,6 +329,7 @@ pub fn remove(namespace: &str, grace: Duration) -> Result<Vec<i32>, NetnsError> 
         loop {
             let left = inside();
             if left.is_empty() {
+                drop(held);
                 signalled.sort_unstable();
                 signalled.dedup();
                 return Ok(signalled);

@@ -112,6 +112,12 @@ pub fn net_namespace(pid: i32) -> Option<FileId> {
     file_id(Path::new(&format!("/proc/{pid}/ns/net")))
 }
 
+/// The program process `pid` runs (the identity of `/proc/<pid>/exe`), or `None` if it is gone
+/// or not readable.
+pub fn exe(pid: i32) -> Option<FileId> {
+    file_id(Path::new(&format!("/proc/{pid}/exe")))
+}
+
 /// Whether process `pid` has a descriptor open on the file identified by `id` (for a
 /// namespace: it could enter it with `setns` at any moment).
 pub fn holds_open(pid: i32, id: FileId) -> bool {
