@@ -16,16 +16,16 @@
 //!   router's ledger, timed from spawning the process to the agent's log line saying so.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, ensure, Context};
 use mgmt::client::Client;
+use sys::cmd::{Program, Stdio};
 use sys::nft::Netns;
+use test_support::process::{base_url as base, startup_line, Proc};
 
 use crate::api::{self, percentile, s, verdict};
 use crate::mix::{self, Mix};
@@ -125,67 +125,9 @@ impl Options {
 // ---------------------------------------------------------------------------------------------
 // Processes.
 
-/// A `guestnet` process with its log; killed when dropped.
-///
-/// SIGKILL straight away: the harness blocks SIGINT, SIGTERM and SIGHUP (see `main.rs`) and its
-/// children inherit that mask, so they could not act on a SIGTERM anyway. Nothing of theirs
-/// outlives them: their directories, labs and databases are removed after them.
-struct Proc {
-    name: String,
-    child: Child,
-    log: PathBuf,
-}
-
-impl Proc {
-    fn spawn(name: &str, mut cmd: std::process::Command, log: &Path) -> anyhow::Result<Proc> {
-        let err = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log)
-            .with_context(|| format!("open {}", log.display()))?;
-        let child = cmd
-            .stdin(Stdio::null())
-            .stderr(err)
-            .spawn()
-            .with_context(|| format!("start {name}"))?;
-        Ok(Proc {
-            name: name.to_string(),
-            child,
-            log: log.to_path_buf(),
-        })
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// The last lines of its log, for error messages.
-    fn tail(&self) -> String {
-        let text = self.log_text();
-        let lines: Vec<&str> = text.lines().collect();
-        format!(
-            "--- {} ({}) ---\n{}",
-            self.name,
-            self.log.display(),
-            lines[lines.len().saturating_sub(25)..].join("\n")
-        )
-    }
-
-    fn exited(&mut self) -> bool {
-        !matches!(self.child.try_wait(), Ok(None))
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+// A `guestnet` process with its log is a `test_support::process::Proc`, killed with SIGKILL
+// when dropped: the harness blocks SIGINT, SIGTERM and SIGHUP (see `main.rs`) and its children
+// inherit that mask, so they could not act on a SIGTERM anyway.
 
 /// Starts `guestnet serve --driver agents`; returns it and its API endpoint (from the startup
 /// line).
@@ -196,7 +138,7 @@ fn start_server(
     database_url: Option<&str>,
     logs: &Path,
 ) -> anyhow::Result<(Proc, String)> {
-    let mut cmd = sys::cmd::command(binary);
+    let mut cmd = Program::new(binary);
     cmd.args(["serve", "--driver", "agents", "--listen", "127.0.0.1:0"])
         .args(["--server-name", name])
         .arg("--data-dir")
@@ -212,22 +154,9 @@ fn start_server(
     if let Some(url) = database_url {
         cmd.args(["--database-url", url]);
     }
-    let mut proc = Proc::spawn(name, cmd, &logs.join(format!("{name}.log")))?;
-    let stdout = proc.child.stdout.take().context("the server's stdout")?;
-    // The first line names the endpoint; whatever follows is read and dropped, so the server
-    // never writes into a closed pipe.
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut lines = BufReader::new(stdout).lines();
-        let first = lines.next().and_then(Result::ok).unwrap_or_default();
-        let _ = tx.send(first);
-        for _ in lines {}
-    });
-    let line = rx.recv_timeout(STEP_DEADLINE).unwrap_or_default();
-    let endpoint = line
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .map(|w| w.trim_end_matches(';').to_string());
+    let mut proc = Proc::spawn(name, &mut cmd, &logs.join(format!("{name}.log")))?;
+    let child = proc.child_mut().context("the server's process")?;
+    let (line, endpoint) = startup_line(child, STEP_DEADLINE);
     match endpoint {
         Some(e) => Ok((proc, e)),
         None => bail!(
@@ -235,11 +164,6 @@ fn start_server(
             proc.tail()
         ),
     }
-}
-
-/// The server's base URL (`http://host:port`) from its API endpoint.
-fn base(endpoint: &str) -> String {
-    endpoint.trim_end_matches("/client/api").to_string()
 }
 
 /// What an agent process is started with.
@@ -255,7 +179,7 @@ struct AgentSpec<'a> {
 
 /// Starts `guestnet agent --driver lab`.
 fn start_agent(binary: &Path, spec: &AgentSpec<'_>) -> anyhow::Result<Proc> {
-    let mut cmd = sys::cmd::command(binary);
+    let mut cmd = Program::new(binary);
     cmd.args(["agent", "--driver", "lab"])
         .arg("--server")
         .arg(spec.servers.join(","))
@@ -269,7 +193,7 @@ fn start_agent(binary: &Path, spec: &AgentSpec<'_>) -> anyhow::Result<Proc> {
     if let Some(d) = spec.drift_interval {
         cmd.args(["--drift-interval", d]);
     }
-    Proc::spawn(spec.name, cmd, &spec.log)
+    Ok(Proc::spawn(spec.name, &mut cmd, &spec.log)?)
 }
 
 fn agent_log_level() -> String {
@@ -615,56 +539,13 @@ fn e2e(
 // ---------------------------------------------------------------------------------------------
 // CPU accounting.
 
-/// Clock ticks per second of /proc's times (the auxiliary vector's AT_CLKTCK; 100 if unread).
-fn clock_ticks() -> f64 {
-    const AT_CLKTCK: u64 = 17;
-    let Ok(bytes) = std::fs::read("/proc/self/auxv") else {
-        return 100.0;
-    };
-    let word = |b: &[u8]| b.try_into().ok().map(u64::from_ne_bytes);
-    for pair in bytes.chunks_exact(16) {
-        if let (Some(k), Some(v)) = (word(&pair[..8]), word(&pair[8..])) {
-            if k == AT_CLKTCK && v > 0 {
-                return v as f64;
-            }
-        }
-    }
-    100.0
+/// A process's parent and CPU ticks (utime + stime + cutime + cstime) from /proc/PID/stat.
+fn proc_stat(pid: i32) -> Option<(i32, u64)> {
+    sys::proc::stat(pid).map(|s| (s.parent, s.cpu_ticks))
 }
 
-/// A process's fields from /proc/PID/stat: (parent, utime+stime+cutime+cstime in ticks).
-fn proc_stat(pid: &str) -> Option<(i64, u64)> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = text.get(text.rfind(')')? + 2..)?;
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    // `rest` starts at field 3 (state).
-    let field = |n: usize| f.get(n - 3).and_then(|v| v.parse::<i64>().ok());
-    let ticks = [14, 15, 16, 17]
-        .iter()
-        .map(|n| field(*n).map(|v| u64::try_from(v).unwrap_or(0)))
-        .sum::<Option<u64>>()?;
-    Some((field(4)?, ticks))
-}
-
-fn comm(pid: &str) -> String {
-    std::fs::read_to_string(format!("/proc/{pid}/comm"))
-        .map(|c| c.trim().to_string())
-        .unwrap_or_default()
-}
-
-/// The busy ticks of the whole machine (every CPU) from /proc/stat.
-fn machine_busy() -> u64 {
-    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
-    let Some(line) = stat.lines().find(|l| l.starts_with("cpu ")) else {
-        return 0;
-    };
-    let v: Vec<u64> = line
-        .split_whitespace()
-        .skip(1)
-        .filter_map(|x| x.parse().ok())
-        .collect();
-    // user nice system idle iowait irq softirq steal (guest time is inside user).
-    [0, 1, 2, 5, 6, 7].iter().filter_map(|i| v.get(*i)).sum()
+fn is_postgres(pid: i32) -> bool {
+    sys::proc::comm(pid).is_some_and(|c| c == "postgres")
 }
 
 /// CPU times at one moment.
@@ -674,42 +555,37 @@ struct CpuSnap {
     named: Vec<u64>,
     /// Every `postgres` process: pid → (ticks, whether it is a backend of the benchmark's
     /// database).
-    postgres: BTreeMap<String, (u64, bool)>,
+    postgres: BTreeMap<i32, (u64, bool)>,
     /// `postgres` processes whose parent is not one (postmasters: one per cluster).
     postmasters: usize,
     machine: u64,
 }
 
 /// Whether a `postgres` process serves database `db` (its title names the database).
-fn serves(pid: &str, db: &str) -> bool {
-    std::fs::read(format!("/proc/{pid}/cmdline"))
-        .map(|c| {
-            String::from_utf8_lossy(&c)
-                .split_whitespace()
-                .any(|w| w == db)
-        })
-        .unwrap_or(false)
+fn serves(pid: i32, db: &str) -> bool {
+    sys::proc::cmdline(pid).is_some_and(|args| {
+        args.iter()
+            .flat_map(|a| a.split_whitespace())
+            .any(|w| w == db)
+    })
 }
 
-fn cpu_snap(pids: &[String], db: &str) -> CpuSnap {
+fn cpu_snap(pids: &[i32], db: &str) -> CpuSnap {
     let named = pids
         .iter()
-        .map(|p| proc_stat(p).map_or(0, |(_, t)| t))
+        .map(|&p| proc_stat(p).map_or(0, |(_, t)| t))
         .collect();
     let mut postgres = BTreeMap::new();
     let mut postmasters = 0;
-    if let Ok(entries) = std::fs::read_dir("/proc") {
-        for e in entries.flatten() {
-            let pid = e.file_name().to_string_lossy().into_owned();
-            if !pid.bytes().all(|b| b.is_ascii_digit()) || comm(&pid) != "postgres" {
-                continue;
-            }
-            if let Some((parent, ticks)) = proc_stat(&pid) {
-                let ours = serves(&pid, db);
-                postgres.insert(pid, (ticks, ours));
-                if comm(&parent.to_string()) != "postgres" {
-                    postmasters += 1;
-                }
+    for pid in sys::proc::pids() {
+        if !is_postgres(pid) {
+            continue;
+        }
+        if let Some((parent, ticks)) = proc_stat(pid) {
+            let ours = serves(pid, db);
+            postgres.insert(pid, (ticks, ours));
+            if !is_postgres(parent) {
+                postmasters += 1;
             }
         }
     }
@@ -717,7 +593,7 @@ fn cpu_snap(pids: &[String], db: &str) -> CpuSnap {
         named,
         postgres,
         postmasters,
-        machine: machine_busy(),
+        machine: sys::proc::machine_busy_ticks(),
     }
 }
 
@@ -736,7 +612,7 @@ fn cpu_use(
     b: &CpuSnap,
     window_s: f64,
 ) -> (Vec<CpuUse>, f64, usize, f64) {
-    let hz = clock_ticks();
+    let hz = sys::proc::clock_ticks() as f64;
     let pct = |ticks: u64| ticks as f64 / hz / window_s * 100.0;
     let mut out: Vec<CpuUse> = names
         .iter()
@@ -997,12 +873,14 @@ async fn throughput_measure(
             o.clients
         )))
         .collect();
-    let pids: Vec<String> = rig
+    let pids: Vec<i32> = rig
         .servers
         .iter()
         .chain(&rig.agents)
-        .map(|p| p.pid().to_string())
-        .chain(std::iter::once(std::process::id().to_string()))
+        .map(|p| p.pid().and_then(|x| i32::try_from(x).ok()).unwrap_or(0))
+        .chain(std::iter::once(
+            i32::try_from(std::process::id()).unwrap_or(0),
+        ))
         .collect();
 
     let start = Instant::now();
@@ -1072,7 +950,7 @@ async fn throughput_measure(
     let verify = {
         let (binary, url) = (binary.to_path_buf(), url.to_string());
         tokio::task::spawn_blocking(move || {
-            sys::cmd::command(&binary)
+            Program::new(&binary)
                 .args(["verify", "--database-url", &url])
                 .stdin(Stdio::null())
                 .output()
@@ -1384,10 +1262,10 @@ fn restart(
         let t0 = Instant::now();
         let mut agent = start_agent(binary, &spec)?;
         let elapsed = loop {
-            if agent.log_text().contains(RESTORED) {
+            if agent.log().contains(RESTORED) {
                 break t0.elapsed().as_secs_f64();
             }
-            if agent.exited() {
+            if !agent.running() {
                 bail!(
                     "the agent exited before restoring the router\n{}",
                     agent.tail()
@@ -1405,7 +1283,7 @@ fn restart(
         if tables(&netns)?.contains(render::TABLE) {
             confirmed += 1;
         }
-        let b = breakdown(&agent.log_text(), spawned_wall);
+        let b = breakdown(&agent.log(), spawned_wall);
         drop(agent);
         println!(
             "agents restart run {}: {:.3} s to {RESTORED:?} (agent started {:?} s, committed \

@@ -9,9 +9,7 @@
 //!   that says `jobstatus 1`, i.e. the router enforces it;
 //! - listing every rule in one page (`pagesize=-1`).
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -19,6 +17,8 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use mgmt::client::Client;
 use serde_json::Value;
+use sys::cmd::{Child, Program, Stdio};
+use test_support::process::startup_line;
 
 use crate::report::{self, Machine};
 
@@ -117,9 +117,12 @@ impl Drop for Server {
     }
 }
 
+/// How long a starting server may take to print its startup line.
+const STARTUP_DEADLINE: Duration = Duration::from_secs(60);
+
 fn start(binary: &Path, database_url: Option<&str>) -> anyhow::Result<Server> {
     let dir = lab::TempDir::new().context("temp dir")?;
-    let mut cmd = sys::cmd::command(binary);
+    let mut cmd = Program::new(binary);
     cmd.args([
         "serve",
         "--listen",
@@ -141,16 +144,9 @@ fn start(binary: &Path, database_url: Option<&str>) -> anyhow::Result<Server> {
         cmd.args(["--database-url", url]);
     }
     let mut child = cmd.spawn().context("start guestnet serve")?;
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().context("stdout")?)
-        .read_line(&mut line)
-        .context("read the startup line")?;
-    let endpoint = line
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .map(|w| w.trim_end_matches(';').to_string());
+    let (line, endpoint) = startup_line(&mut child, STARTUP_DEADLINE);
     let Some(endpoint) = endpoint else {
-        let _ = child.kill();
+        let _ = child.kill_and_wait();
         bail!("no endpoint in the startup line {line:?}");
     };
     Ok(Server {

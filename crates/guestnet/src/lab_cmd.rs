@@ -153,7 +153,7 @@ fn exec(data_dir: &Path, target: &str, command: &[OsString]) -> anyhow::Result<E
 /// another process sends us (a terminal's Ctrl-C already reaches the whole foreground process
 /// group, so kernel-generated signals are not sent twice), and returns the command's status:
 /// its exit code, or 128 + the signal that ended it.
-fn run_forwarding_signals(mut cmd: std::process::Command) -> std::io::Result<ExitCode> {
+fn run_forwarding_signals(mut cmd: sys::cmd::Program) -> anyhow::Result<ExitCode> {
     use signal_hook::consts::signal::{SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2};
     use signal_hook::iterator::exfiltrator::origin::WithOrigin;
     use signal_hook::iterator::SignalsInfo;
@@ -163,7 +163,7 @@ fn run_forwarding_signals(mut cmd: std::process::Command) -> std::io::Result<Exi
         SignalsInfo::<WithOrigin>::new([SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2])?;
     let handle = signals.handle();
     let mut child = cmd.spawn()?;
-    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap_or(i32::MAX));
+    let pid = child.pid();
     let forwarder = std::thread::spawn(move || {
         for origin in signals.forever() {
             let from_kernel =

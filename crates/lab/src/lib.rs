@@ -46,10 +46,10 @@ use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use sys::cmd::{Child, CommandError, Output, Program, Stdio};
 use sys::netns::{self, NetnsError};
 
 use switch::Slots;
@@ -270,7 +270,7 @@ pub enum LabError {
         command: String,
         /// Why.
         #[source]
-        source: std::io::Error,
+        source: CommandError,
     },
 }
 
@@ -699,8 +699,9 @@ impl Lab {
         Ok(())
     }
 
-    /// Removes VM `name`: ends the processes in its namespace, deletes the namespace and its
-    /// port on the switch, and drops it from `lab.json`.
+    /// Removes VM `name`: deletes its namespace and ends every process in it (also one started
+    /// just before that had not entered it yet), deletes its port on the switch, and drops it
+    /// from `lab.json`.
     ///
     /// # Errors
     /// [`LabError::EndProcesses`], [`LabError::DeleteNamespace`], [`LabError::DeleteLink`] or
@@ -752,10 +753,11 @@ impl Lab {
     /// # Guarantees
     /// Idempotent: a router the lab does not know is `Ok` and nothing is done.
     ///
-    /// Only processes inside the namespaces are ended. A process elsewhere that holds one of
-    /// them open (say a router daemon's socket in the router's namespace) keeps that namespace
-    /// alive until it lets go, but the network is cut off from the switch all the same, since
-    /// its ports there are deleted; stop such processes first.
+    /// The processes inside the namespaces are ended, and so is a single-threaded process
+    /// holding one open on its way in (see [`netns::remove`]). A multi-threaded process
+    /// elsewhere that holds one of them (say a router daemon's socket in the router's namespace)
+    /// keeps that namespace alive until it lets go, but the network is cut off from the switch
+    /// all the same, since its ports there are deleted; stop such processes first.
     pub fn remove_network(&mut self, router: &str) -> Result<(), LabError> {
         let Some(net) = self
             .state
@@ -926,7 +928,7 @@ impl Lab {
         &self,
         target: &Target,
         argv: &[S],
-    ) -> Result<Command, LabError> {
+    ) -> Result<Program, LabError> {
         let namespace = self.netns(target)?;
         if !netns::exists(&namespace) {
             return Err(LabError::MissingNamespace { namespace });
@@ -949,6 +951,8 @@ impl Lab {
     ) -> Result<Output, LabError> {
         let mut c = self.command(target, argv)?;
         c.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
             .output()
             .map_err(|source| self.run_error(target, argv, source))
     }
@@ -971,7 +975,7 @@ impl Lab {
         &self,
         target: &Target,
         argv: &[S],
-        source: std::io::Error,
+        source: CommandError,
     ) -> LabError {
         LabError::Run {
             namespace: self.netns(target).unwrap_or_else(|_| target.to_string()),
@@ -997,27 +1001,25 @@ fn connect(sw: &str, sw_dev: &str, bridge: &str, ns: &str, dev: &str) -> Result<
 }
 
 /// Ends the processes in `namespace` and deletes it; a namespace that does not exist (or is
-/// gone by the time it is deleted) is fine.
-fn remove_namespace(namespace: &str) -> Result<(), LabError> {
-    if !netns::exists(namespace) {
-        return Ok(());
-    }
-    let ended =
-        netns::end_processes(namespace, GRACE).map_err(|source| LabError::EndProcesses {
+/// gone by the time it is deleted) is fine. Returns the processes ended.
+///
+/// A process on its way into the namespace (started just before, holding it open but not yet
+/// in it) is ended too: see [`netns::remove`].
+fn remove_namespace(namespace: &str) -> Result<Vec<i32>, LabError> {
+    let ended = netns::remove(namespace, GRACE).map_err(|source| match source {
+        NetnsError::Command { .. } => LabError::DeleteNamespace {
             namespace: namespace.to_string(),
             source,
-        })?;
+        },
+        source => LabError::EndProcesses {
+            namespace: namespace.to_string(),
+            source,
+        },
+    })?;
     if !ended.is_empty() {
         tracing::info!(%namespace, pids = ?ended, "ended processes");
     }
-    match netns::delete(namespace) {
-        Ok(()) => Ok(()),
-        Err(_) if !netns::exists(namespace) => Ok(()),
-        Err(source) => Err(LabError::DeleteNamespace {
-            namespace: namespace.to_string(),
-            source,
-        }),
-    }
+    Ok(ended)
 }
 
 /// Deletes interface `link` (a veth, whose peer goes with it, or a bridge) in the switch
@@ -1106,28 +1108,18 @@ pub fn down(data_dir: &Path) -> Result<DownReport, Vec<LabError>> {
         }
     }
 
-    for n in &namespaces {
-        match netns::end_processes(n, GRACE) {
-            Ok(pids) if pids.is_empty() => {}
-            Ok(pids) => {
-                report.processes_ended.insert(n.clone(), pids);
-            }
-            Err(source) => errors.push(LabError::EndProcesses {
-                namespace: n.clone(),
-                source,
-            }),
-        }
-    }
     let mut all_deleted = true;
     for n in namespaces {
-        match netns::delete(&n) {
-            Ok(()) => report.namespaces_removed.push(n),
-            Err(source) => {
+        match remove_namespace(&n) {
+            Ok(pids) => {
+                if !pids.is_empty() {
+                    report.processes_ended.insert(n.clone(), pids);
+                }
+                report.namespaces_removed.push(n);
+            }
+            Err(e) => {
                 all_deleted = false;
-                errors.push(LabError::DeleteNamespace {
-                    namespace: n,
-                    source,
-                });
+                errors.push(e);
             }
         }
     }

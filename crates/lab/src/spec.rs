@@ -238,7 +238,7 @@ impl LabSpec {
                 });
             }
             let cidr = net.guest_cidr.trunc();
-            if !is_host_of(net.gateway, cidr) {
+            if !router_config::is_host_in(cidr, net.gateway) {
                 problems.push(SpecProblem::GatewayOutside {
                     router: net.router.clone(),
                     gateway: net.gateway,
@@ -248,7 +248,7 @@ impl LabSpec {
             let mut addresses = BTreeSet::from([net.gateway]);
             for vm in &net.vms {
                 check_name("vm", &vm.name, &mut vms, &mut problems);
-                if !is_host_of(vm.ip, cidr) {
+                if !router_config::is_host_in(cidr, vm.ip) {
                     problems.push(SpecProblem::VmOutside {
                         vm: vm.name.clone(),
                         ip: vm.ip,
@@ -294,11 +294,4 @@ fn check_name(
             name: name.to_string(),
         });
     }
-}
-
-/// Whether `ip` is in `cidr` and is neither its network nor its broadcast address (for prefixes
-/// shorter than /31, which have those).
-fn is_host_of(ip: Ipv4Addr, cidr: Ipv4Net) -> bool {
-    cidr.contains(&ip)
-        && (cidr.prefix_len() >= 31 || (ip != cidr.network() && ip != cidr.broadcast()))
 }

@@ -30,7 +30,7 @@ pub use valid::{
     IngressRule, L4Proto, LbMode, LoadBalancer, Member, PortForward, PortRange, RuleId, RuleKind,
     Stickiness, ValidConfig,
 };
-pub use validate::{validate, ConfigProblem, ConfigProblems};
+pub use validate::{is_host_in, validate, ConfigProblem, ConfigProblems};
 pub use wire::{
     EgressPolicy, GuestSide, PublicAddress, PublicSide, RouterConfig, WireEgressRule,
     WireFirewallRule, WireHealthCheck, WireIcmp, WireLoadBalancer, WireMember, WirePortForward,

@@ -260,7 +260,10 @@ fn parse_cidr(s: &str) -> Result<Ipv4Net, String> {
     Ok(net)
 }
 
-fn is_host_in(net: Ipv4Net, ip: Ipv4Addr) -> bool {
+/// Whether `ip` is a host address of `net`: inside it, and neither its network nor its broadcast
+/// address when the prefix is shorter than /31 (a /31 or /32 has no such addresses to avoid).
+/// ipnet has `contains`, `network` and `broadcast`, but no test for this.
+pub fn is_host_in(net: Ipv4Net, ip: Ipv4Addr) -> bool {
     net.contains(&ip) && (net.prefix_len() >= 31 || (ip != net.network() && ip != net.broadcast()))
 }
 

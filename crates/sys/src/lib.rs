@@ -2,13 +2,15 @@
 //! `haproxy`), enters network namespaces or speaks netlink.
 //!
 //! Entry points:
-//! - [`cmd`]: run a program and capture its output, or replace this process with it;
+//! - [`cmd`]: the process gateway: run a program and capture its output, or start a
+//!   long-lived child (in a network namespace if asked) and signal, wait for or kill it;
 //! - [`haproxy`]: start, adopt, reload and stop a router's haproxy in its namespace, and drive
 //!   its runtime API;
 //! - [`kernel`]: what a router needs from its namespace's kernel, as a trait, with the real
 //!   namespace behind it and a recording kernel that enforces nothing;
 //! - [`netns`]: create, list and delete network namespaces, veth pairs and bridges, and end
 //!   the processes inside a namespace;
+//! - [`proc`]: read `/proc`: a process's state, parent, CPU time and namespace;
 //! - [`nft`]: submit an nftables script as one transaction inside a namespace; [`nft::netlink`]
 //!   reads the kernel's ruleset generation cheaply and commits element changes as one batch.
 //!
@@ -20,3 +22,4 @@ pub mod kernel;
 pub mod link;
 pub mod netns;
 pub mod nft;
+pub mod proc;

@@ -6,13 +6,13 @@
 
 use std::ffi::OsStr;
 use std::path::PathBuf;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-use crate::cmd::{self, CommandError};
+use crate::cmd::{self, CommandError, Program};
+use crate::proc;
 
 /// How often [`end_processes`] looks again whether the processes are gone.
 const POLL_INTERVAL: Duration = Duration::from_millis(50);
@@ -196,18 +196,16 @@ pub fn set_sysctl(namespace: &str, key: &str, value: &str) -> Result<(), NetnsEr
     })
 }
 
-/// A command that runs `program args…` inside `namespace` (through `nsenter --net=…`), with
+/// A program that runs `program args…` inside `namespace` (through `nsenter --net=…`), with
 /// everything else (stdio, environment, working directory) inherited unless the caller changes it.
-pub fn command_in<I, S>(namespace: &str, program: impl AsRef<OsStr>, args: I) -> Command
+pub fn command_in<I, S>(namespace: &str, program: impl AsRef<OsStr>, args: I) -> Program
 where
     I: IntoIterator<Item = S>,
     S: AsRef<OsStr>,
 {
-    let mut net = std::ffi::OsString::from("--net=");
-    net.push(path(namespace));
-    let mut c = cmd::command("nsenter");
-    c.arg(net).arg("--").arg(program).args(args);
-    c
+    let mut p = Program::in_netns(namespace, program);
+    p.args(args);
+    p
 }
 
 /// The processes whose network namespace is `namespace` (zombies excluded).
@@ -227,6 +225,19 @@ pub fn pids(namespace: &str) -> Result<Vec<i32>, NetnsError> {
         .collect())
 }
 
+/// Sends `signal` to process `pid` of `namespace`; one that is gone already is fine.
+fn send(namespace: &str, pid: i32, signal: Signal) -> Result<(), NetnsError> {
+    match kill(Pid::from_raw(pid), signal) {
+        Ok(()) | Err(nix::errno::Errno::ESRCH) => Ok(()),
+        Err(source) => Err(NetnsError::Signal {
+            namespace: namespace.to_string(),
+            pid,
+            signal,
+            source,
+        }),
+    }
+}
+
 /// Ends every process in `namespace`: SIGTERM, then, for those still there after `grace`,
 /// SIGKILL. Returns the processes that were running.
 ///
@@ -240,17 +251,7 @@ pub fn end_processes(namespace: &str, grace: Duration) -> Result<Vec<i32>, Netns
     }
     for signal in [Signal::SIGTERM, Signal::SIGKILL] {
         for &pid in &pids(namespace)? {
-            match kill(Pid::from_raw(pid), signal) {
-                Ok(()) | Err(nix::errno::Errno::ESRCH) => {}
-                Err(source) => {
-                    return Err(NetnsError::Signal {
-                        namespace: namespace.to_string(),
-                        pid,
-                        signal,
-                        source,
-                    })
-                }
-            }
+            send(namespace, pid, signal)?;
         }
         let deadline = Instant::now() + grace;
         loop {
@@ -266,5 +267,88 @@ pub fn end_processes(namespace: &str, grace: Duration) -> Result<Vec<i32>, Netns
     Err(NetnsError::Survivors {
         namespace: namespace.to_string(),
         pids: pids(namespace)?,
+    })
+}
+
+/// Ends every process in `namespace` and deletes it, closing the race with a process that is
+/// entering it meanwhile; returns the processes that were signalled. A namespace that does not
+/// exist is fine (nothing is done).
+///
+/// The name is deleted first, so from then on nobody can open the namespace any more. Then, until
+/// none is left: every process whose network namespace it is, and every single-threaded process
+/// that holds it open in a descriptor, gets SIGTERM, and those still there after `grace`
+/// SIGKILL. The second kind is a process on its way in (`nsenter` between opening the namespace
+/// and switching to it, or a child between fork and exec), which would otherwise enter the
+/// deleted namespace and live on there unseen (a child of this process that has not exec'd yet
+/// only holds copies of this process's descriptors, and is left alone). A multi-threaded process holding it open is a
+/// daemon working in it from outside (say, opening a netlink socket there) and is left alone;
+/// stop such processes first. This process itself is never signalled.
+///
+/// # Errors
+/// [`NetnsError::Command`] if the namespace cannot be deleted, [`NetnsError::Signal`] if a
+/// process cannot be signalled, [`NetnsError::Survivors`] if processes remain after SIGKILL and
+/// another `grace`.
+///
+/// The namespace is held open meanwhile (this process is never counted), so its identity cannot
+/// pass to a namespace made during the sweep.
+pub fn remove(namespace: &str, grace: Duration) -> Result<Vec<i32>, NetnsError> {
+    // Held open until every process is gone, so the namespace (and with it its inode number,
+    // which identifies it below) stays alive: a namespace made meanwhile cannot take the number
+    // over and have its processes mistaken for these.
+    let Ok(held) = std::fs::File::open(path(namespace)) else {
+        return Ok(Vec::new());
+    };
+    let Some(id) = proc::file_id(&path(namespace)) else {
+        return Ok(Vec::new());
+    };
+    if let Err(e) = delete(namespace) {
+        if exists(namespace) {
+            return Err(e);
+        }
+    }
+    let me = i32::try_from(std::process::id()).unwrap_or(i32::MAX);
+    let my_program = proc::exe(me);
+    // A child of this process between fork and exec holds copies of its descriptors (`held`
+    // among them) until exec closes them; it still runs this program, and is not on its way in.
+    let on_its_way_in = |pid: i32| {
+        proc::thread_count(pid) == Some(1)
+            && proc::holds_open(pid, id)
+            && proc::exe(pid) != my_program
+    };
+    let inside = || -> Vec<i32> {
+        proc::pids()
+            .into_iter()
+            .filter(|&pid| pid != me)
+            .filter(|&pid| proc::net_namespace(pid) == Some(id) || on_its_way_in(pid))
+            .filter(|&pid| proc::is_alive(pid))
+            .collect()
+    };
+    let mut signalled: Vec<i32> = Vec::new();
+    for signal in [Signal::SIGTERM, Signal::SIGKILL] {
+        let deadline = Instant::now() + grace;
+        loop {
+            let left = inside();
+            if left.is_empty() {
+                drop(held);
+                signalled.sort_unstable();
+                signalled.dedup();
+                return Ok(signalled);
+            }
+            if Instant::now() >= deadline {
+                break;
+            }
+            for pid in left {
+                if signalled.contains(&pid) && signal == Signal::SIGTERM {
+                    continue;
+                }
+                send(namespace, pid, signal)?;
+                signalled.push(pid);
+            }
+            std::thread::sleep(POLL_INTERVAL);
+        }
+    }
+    Err(NetnsError::Survivors {
+        namespace: namespace.to_string(),
+        pids: inside(),
     })
 }

@@ -11,13 +11,13 @@ use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ExitStatus, Stdio};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use lab::TempDir;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
+use sys::cmd::{Child, ExitStatus, Stdio};
 
 /// The admin credentials the server is started with.
 const ADMIN_KEY: &str = "compat-admin-api-key";
@@ -156,7 +156,7 @@ impl Server {
     fn start(data_dir: &Path, database_url: Option<&str>, logs: &Path) -> Server {
         let stderr_path = logs.join("server.stderr");
         let stderr = File::create(&stderr_path).expect("create the server's stderr file");
-        let mut c = sys::cmd::command(env!("CARGO_BIN_EXE_guestnet"));
+        let mut c = sys::cmd::Program::new(env!("CARGO_BIN_EXE_guestnet"));
         c.args([
             "serve",
             "--listen",
@@ -178,7 +178,7 @@ impl Server {
             .stdout(Stdio::piped())
             .stderr(Stdio::from(stderr));
         let mut child = c.spawn().expect("start guestnet serve");
-        let out = child.stdout.take().expect("the server's stdout is piped");
+        let out = child.take_stdout().expect("the server's stdout is piped");
         let stdout = Arc::new(Mutex::new(String::new()));
         let (first_tx, first_rx) = mpsc::channel();
         let collected = Arc::clone(&stdout);
@@ -411,7 +411,7 @@ fn run_suite(backend: Backend) {
     let out_path = dir.path().join("pytest.out");
     let out = File::create(&out_path).expect("create the pytest output file");
     let err = out.try_clone().expect("clone the pytest output file");
-    let mut pytest = sys::cmd::command(&python);
+    let mut pytest = sys::cmd::Program::new(&python);
     pytest
         .args(["-m", "pytest", "-q", "-p", "no:cacheprovider", "-rfEs"])
         .args(pytest_args())

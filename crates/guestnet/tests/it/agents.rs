@@ -62,8 +62,12 @@ fn an_agent_process_drives_its_hosts_routers() {
         apply_timeout: "10".into(),
         log: dir.path().join("intruder.log"),
     });
-    server.wait_log("unknown or revoked token");
-    intruder.wait_log("refused the agent's token");
+    server
+        .wait_log("unknown or revoked token", procs::DEADLINE)
+        .unwrap_or_else(|e| panic!("{e}"));
+    intruder
+        .wait_log("refused the agent's token", procs::DEADLINE)
+        .unwrap_or_else(|e| panic!("{e}"));
     intruder.kill9();
 
     // The host's agent, with its token, connects; its host comes Up.
@@ -114,7 +118,9 @@ fn an_agent_process_drives_its_hosts_routers() {
         &["nft", "flush", "ruleset"],
     );
     assert!(ok, "{out}");
-    agent.wait_log("enforced again from its ledger");
+    agent
+        .wait_log("enforced again from its ledger", procs::DEADLINE)
+        .unwrap_or_else(|e| panic!("{e}"));
     lab.admitted("outside", &net.ip, 8080);
     procs::verify_settles(None, &srv_dir);
 

@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 use lab::TempDir;
 
 use crate::procs::{self, Admin, AgentSpec, HostLab, Proc, ServerSpec, TestNet};
-use crate::support::mgmtnet::MgmtNet;
-use crate::support::pg::PgCluster;
+use test_support::mgmtnet::MgmtNet;
+use test_support::pg::PgCluster;
 
 /// The apply timeout of the servers and the agent: short, so that jobs whose host has no agent
 /// anywhere fail within the test's time.
@@ -135,7 +135,7 @@ impl Rig {
     fn logs(&self) -> String {
         let mut out = String::new();
         for s in self.servers.iter().flatten() {
-            out.push_str(&format!("--- {} ---\n{}\n", s.name, tail(&s.log())));
+            out.push_str(&format!("--- {} ---\n{}\n", s.name(), tail(&s.log())));
         }
         out.push_str(&format!("--- agent ---\n{}\n", tail(&self.agent.log())));
         out

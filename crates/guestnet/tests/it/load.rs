@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use lab::TempDir;
 
 use crate::procs::{self, Admin, AgentSpec, HostLab, ServerSpec};
-use crate::support::mgmtnet::MgmtNet;
-use crate::support::pg::PgCluster;
+use test_support::mgmtnet::MgmtNet;
+use test_support::pg::PgCluster;
 
 const CLIENTS: usize = 32;
 const NETWORKS: usize = 4;

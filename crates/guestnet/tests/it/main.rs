@@ -8,20 +8,19 @@ mod race;
 mod router;
 mod secrets;
 mod serve;
-mod support;
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Output, Stdio};
 
 use lab::{LabGuard, LabSpec, TempDir};
+use sys::cmd::{ExitStatus, Output, Program, Stdio};
 
-fn guestnet() -> Command {
-    sys::cmd::command(env!("CARGO_BIN_EXE_guestnet"))
+fn guestnet() -> Program {
+    sys::cmd::Program::new(env!("CARGO_BIN_EXE_guestnet"))
 }
 
-fn lab_exec(data_dir: &Path, target: &str, argv: &[&str]) -> Command {
+fn lab_exec(data_dir: &Path, target: &str, argv: &[&str]) -> Program {
     let mut c = guestnet();
     c.args(["lab", "exec", "--data-dir"])
         .arg(data_dir)
@@ -31,7 +30,7 @@ fn lab_exec(data_dir: &Path, target: &str, argv: &[&str]) -> Command {
     c
 }
 
-fn output(mut c: Command) -> Output {
+fn output(mut c: Program) -> Output {
     c.stdin(Stdio::null()).output().expect("run guestnet")
 }
 
@@ -107,7 +106,7 @@ fn lab_exec_delivers_signals_to_the_command() {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut stdout = BufReader::new(child.take_stdout().unwrap());
     let mut line = String::new();
     stdout.read_line(&mut line).unwrap();
     assert_eq!(line, "ready\n");
@@ -129,8 +128,7 @@ fn lab_exec_passes_stdin_through() {
         .spawn()
         .unwrap();
     child
-        .stdin
-        .take()
+        .take_stdin()
         .unwrap()
         .write_all(b"line one\nline two\n")
         .unwrap();

@@ -3,10 +3,10 @@
 //! kept for failure messages; every process is killed when its handle drops, also when a test
 //! fails.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use sys::cmd::{Child, Program, Stdio};
 
 use mgmt::client::Client;
 use serde_json::Value;
@@ -19,86 +19,15 @@ pub(crate) const SECRET: &str = "agents-test-secret-key";
 /// A bound for things that normally take milliseconds to a few seconds.
 pub(crate) const DEADLINE: Duration = Duration::from_secs(30);
 
-pub(crate) fn guestnet() -> Command {
-    sys::cmd::command(env!("CARGO_BIN_EXE_guestnet"))
+pub(crate) fn guestnet() -> Program {
+    sys::cmd::Program::new(env!("CARGO_BIN_EXE_guestnet"))
 }
 
 /// `guestnet …` inside a named namespace, or here.
-fn guestnet_in(netns: Option<&str>) -> Command {
+fn guestnet_in(netns: Option<&str>) -> Program {
     match netns {
         Some(ns) => sys::netns::command_in(ns, env!("CARGO_BIN_EXE_guestnet"), Vec::<&str>::new()),
         None => guestnet(),
-    }
-}
-
-/// A running process with its log file; killed with -9 when dropped.
-pub(crate) struct Proc {
-    pub(crate) name: String,
-    child: Option<Child>,
-    log: PathBuf,
-}
-
-impl Proc {
-    fn spawn(name: &str, mut cmd: Command, log: &Path) -> (Proc, Child) {
-        let err = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log)
-            .expect("open the log");
-        let child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(err)
-            .spawn()
-            .unwrap_or_else(|e| panic!("start {name}: {e}"));
-        (
-            Proc {
-                name: name.to_string(),
-                child: None,
-                log: log.to_path_buf(),
-            },
-            child,
-        )
-    }
-
-    /// The process's log so far.
-    pub(crate) fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Waits until the log holds `text`.
-    pub(crate) fn wait_log(&self, text: &str) {
-        let deadline = Instant::now() + DEADLINE;
-        while !self.log().contains(text) {
-            assert!(
-                Instant::now() < deadline,
-                "{} never logged {text:?}; its log:\n{}",
-                self.name,
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// Kills the process with SIGKILL and reaps it.
-    pub(crate) fn kill9(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    /// Whether it still runs.
-    pub(crate) fn running(&mut self) -> bool {
-        self.child
-            .as_mut()
-            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        self.kill9();
     }
 }
 
@@ -134,9 +63,12 @@ pub(crate) fn server_logging(spec: &ServerSpec, rust_log: &str) -> (Proc, String
     if let Some(url) = &spec.database_url {
         cmd.args(["--database-url", url]);
     }
-    let (mut proc, mut child) = Proc::spawn(&spec.name, cmd, &spec.log);
-    let (line, endpoint) = startup_line(&mut child);
-    proc.child = Some(child);
+    cmd.stdout(Stdio::piped());
+    let mut proc = Proc::spawn(&spec.name, &mut cmd, &spec.log).unwrap_or_else(|e| panic!("{e}"));
+    let (line, endpoint) = match proc.child_mut() {
+        Some(child) => startup_line(child, DEADLINE),
+        None => (String::new(), None),
+    };
     let endpoint = endpoint.unwrap_or_else(|| {
         panic!(
             "{}: no endpoint in the startup line {line:?}; its log:\n{}",
@@ -148,24 +80,7 @@ pub(crate) fn server_logging(spec: &ServerSpec, rust_log: &str) -> (Proc, String
     (proc, endpoint)
 }
 
-/// Reads a starting `guestnet serve`'s first line from its piped stdout: the line, and the API
-/// endpoint it names (`None` when it names none).
-pub(crate) fn startup_line(child: &mut Child) -> (String, Option<String>) {
-    let mut line = String::new();
-    if let Some(out) = child.stdout.take() {
-        let _ = BufReader::new(out).read_line(&mut line);
-    }
-    let endpoint = line
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .map(|w| w.trim_end_matches(';').to_string());
-    (line, endpoint)
-}
-
-/// The server's base URL (`http://host:port`) from its API endpoint.
-pub(crate) fn base(endpoint: &str) -> String {
-    endpoint.trim_end_matches("/client/api").to_string()
-}
+pub(crate) use test_support::process::{base_url as base, startup_line, Proc};
 
 /// What an agent is started with.
 #[derive(Debug, Clone)]
@@ -197,9 +112,8 @@ pub(crate) fn agent_with(spec: &AgentSpec, driver: &str, rust_log: &str) -> Proc
         .arg(&spec.data_dir)
         .args(["--drift-interval", "0.5"])
         .env("RUST_LOG", rust_log);
-    let (mut proc, child) = Proc::spawn(&spec.name, cmd, &spec.log);
-    proc.child = Some(child);
-    proc
+    cmd.stdout(Stdio::null());
+    Proc::spawn(&spec.name, &mut cmd, &spec.log).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// A signed admin client with its own runtime.

@@ -8,11 +8,11 @@
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use lab::TempDir;
 use mgmt::client::ClientError;
+use sys::cmd::{Child, Stdio};
 
 use crate::procs::{self, Admin, KEY, SECRET};
 
@@ -32,7 +32,7 @@ impl DryServer {
     fn start(binary: &Path, extra: &[&str]) -> DryServer {
         let dir = TempDir::new().expect("temp dir");
         let log = std::fs::File::create(dir.path().join("serve.log")).expect("log file");
-        let mut child = sys::cmd::command(binary)
+        let mut child = sys::cmd::Program::new(binary)
             .args(["serve", "--driver", "dry-run", "--listen", "127.0.0.1:0"])
             .args(extra)
             .arg("--data-dir")
@@ -44,7 +44,7 @@ impl DryServer {
             .stderr(log)
             .spawn()
             .expect("start guestnet serve");
-        let (line, endpoint) = procs::startup_line(&mut child);
+        let (line, endpoint) = procs::startup_line(&mut child, procs::DEADLINE);
         let endpoint =
             endpoint.unwrap_or_else(|| panic!("no endpoint in the startup line {line:?}"));
         DryServer {
@@ -328,7 +328,7 @@ fn release_binary() -> PathBuf {
         .parent()
         .and_then(Path::parent)
         .expect("the workspace");
-    let out = sys::cmd::command(env!("CARGO"))
+    let out = sys::cmd::Program::new(env!("CARGO"))
         .args(["build", "--release", "-p", "guestnet", "--bin", "guestnet"])
         .env("CARGO_TARGET_DIR", target)
         .current_dir(workspace)

@@ -4,11 +4,12 @@
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use lab::{Lab, LabGuard, LabSpec, Target, TempDir};
 use serde_json::{json, Value};
+use sys::cmd::{Child, Output, Stdio};
+use test_support::wait_until;
 
 /// A generous bound for things that normally take milliseconds.
 const DEADLINE: Duration = Duration::from_secs(10);
@@ -24,19 +25,6 @@ const WEB2: &str = "10.1.1.12";
 const ADMITTED: &str = "198.51.100.1";
 const NOT_ADMITTED: &str = "192.0.2.1";
 
-/// Polls `cond` until it holds or `deadline` passes; returns whether it held.
-fn wait_until(deadline: Instant, mut cond: impl FnMut() -> bool) -> bool {
-    loop {
-        if cond() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 fn wait_for(what: &str, cond: impl FnMut() -> bool) {
     assert!(
         wait_until(Instant::now() + DEADLINE, cond),
@@ -44,8 +32,8 @@ fn wait_for(what: &str, cond: impl FnMut() -> bool) {
     );
 }
 
-fn guestnet() -> std::process::Command {
-    sys::cmd::command(env!("CARGO_BIN_EXE_guestnet"))
+fn guestnet() -> sys::cmd::Program {
+    sys::cmd::Program::new(env!("CARGO_BIN_EXE_guestnet"))
 }
 
 /// `guestnet router ARGS… --router net1 --data-dir DIR`.

@@ -43,7 +43,9 @@ fn no_secret_in_any_log_at_trace_level() {
     );
     admin.until("h1 is Up", |a| a.host_up("h1"));
     // The handshake request was logged (so trace logging reached it) ...
-    agent.wait_log("Request:");
+    agent
+        .wait_log("Request:", procs::DEADLINE)
+        .unwrap_or_else(|e| panic!("{e}"));
     for (who, log) in [("server", server.log()), ("agent", agent.log())] {
         assert!(
             !log.contains(&token),

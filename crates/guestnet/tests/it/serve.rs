@@ -4,19 +4,19 @@
 //! add/remove and update, port-forwarding add/delete.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use lab::TempDir;
 use serde_json::Value;
+use sys::cmd::{Child, Stdio};
 
 use crate::procs::{self, Admin, HostLab, TestNet, DEADLINE, KEY, SECRET};
 
 /// An address of the lab's outside host beyond the router (egress target).
 const INTERNET: &str = "198.51.100.1";
 
-fn guestnet() -> std::process::Command {
-    sys::cmd::command(env!("CARGO_BIN_EXE_guestnet"))
+fn guestnet() -> sys::cmd::Program {
+    sys::cmd::Program::new(env!("CARGO_BIN_EXE_guestnet"))
 }
 
 /// A running server with its lab; stopped and cleaned up on drop, also when a test fails (the
@@ -91,7 +91,7 @@ fn spawn_server(dir: &Path) -> (Child, String) {
         .stdout(Stdio::piped())
         .spawn()
         .expect("start guestnet serve");
-    let (line, endpoint) = procs::startup_line(&mut child);
+    let (line, endpoint) = procs::startup_line(&mut child, procs::DEADLINE);
     let endpoint = endpoint.unwrap_or_else(|| panic!("no endpoint in the startup line {line:?}"));
     assert!(line.contains("driver lab"), "{line}");
     (child, endpoint)

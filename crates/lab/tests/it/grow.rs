@@ -54,6 +54,27 @@ fn switch_links(lab: &Lab) -> Vec<String> {
     )
 }
 
+/// Starts a shell that opens namespace `ns` at once but enters it (and sleeps there for five
+/// minutes) only after a second; returns once it holds the namespace open.
+fn enters_late(ns: &str) -> sys::cmd::Child {
+    let path = sys::netns::path(ns);
+    let script = format!(
+        "exec 3<{}; sleep 1; exec nsenter --net=/proc/self/fd/3 -- sleep 300",
+        path.display()
+    );
+    let child = sys::cmd::Program::new("sh")
+        .args(["-c", &script])
+        .stdin(sys::cmd::Stdio::null())
+        .spawn()
+        .expect("start sh");
+    let pid = i32::try_from(child.id()).expect("a pid fits i32");
+    let id = sys::proc::file_id(&path).expect("the namespace's identity");
+    wait_for("the shell to open the namespace", || {
+        sys::proc::holds_open(pid, id)
+    });
+    child
+}
+
 fn strings(v: &[&str]) -> Vec<String> {
     sorted(v.iter().map(|s| (*s).to_string()).collect())
 }
@@ -110,10 +131,21 @@ fn an_empty_lab_grows_and_shrinks_and_down_removes_everything() {
 
     // Removing a vm deletes its namespace and its switch port; its neighbour keeps working.
     let web1 = lab.vm_netns("web1").unwrap();
+    // Every process in its namespace is ended, also one started just before, and one that
+    // holds the namespace open but enters it only after the removal (as `nsenter` does between
+    // opening the namespace and switching to it).
     let mut sleeper = lab.spawn(&vm("web1"), &["sleep", "300"]).unwrap();
+    let mut late = enters_late(&web1);
     lab.remove_vm("web1").expect("remove web1");
     assert!(!sys::netns::exists(&web1));
-    sleeper.wait().expect("the vm's process was ended");
+    wait_for(
+        "the process started in web1 just before its removal to be ended",
+        || sleeper.try_wait().expect("check on the process").is_some(),
+    );
+    wait_for(
+        "the process entering web1 after its removal to be ended",
+        || late.try_wait().expect("check on the process").is_some(),
+    );
     assert!(matches!(
         lab.vm_netns("web1"),
         Err(LabError::UnknownVm { .. })

@@ -3,9 +3,9 @@
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
-use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
+use sys::cmd::{Child, Stdio};
 use sys::haproxy::{self, Haproxy, HaproxyError, HaproxyFiles};
 use sys::nft::Netns;
 

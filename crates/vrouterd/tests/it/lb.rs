@@ -339,7 +339,7 @@ fn health_check_takes_a_stopped_member_out_and_back_and_status_shows_it() {
 
 /// A slow download through the balancer, written to a file; wait for it with [`finish`].
 struct Download {
-    child: std::process::Child,
+    child: sys::cmd::Child,
     file: std::path::PathBuf,
 }
 

@@ -1,12 +1,12 @@
 //! What every enforcement test needs: a lab with router `net1` operated by a [`Router`], config
 //! documents, servers inside the lab's hosts, and probes that send real packets.
 
-use std::process::{Child, Output};
 use std::time::{Duration, Instant};
 
 use lab::{Lab, LabGuard, LabSpec, Target, TempDir};
 use router_config::RouterConfig;
 use serde_json::{json, Value};
+use sys::cmd::{Child, Output};
 use sys::nft::Netns;
 use vrouterd::{chain, ApplyError, ApplyOutcome, Counters, Router};
 

@@ -11,12 +11,13 @@ use std::fs::File;
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use sys::cmd::{Program, Stdio};
+
 /// The database every cluster gets, named in [`PgCluster::url`].
-pub(crate) const DATABASE: &str = "guestnet";
+pub const DATABASE: &str = "guestnet";
 
 /// Seconds `pg_ctl` waits for the server to start or stop.
 const PG_CTL_WAIT: &str = "60";
@@ -24,10 +25,22 @@ const PG_CTL_WAIT: &str = "60";
 /// Tells clusters made by one test process apart.
 static CLUSTERS: AtomicU32 = AtomicU32::new(0);
 
+/// A PostgreSQL server program that failed, with what it said.
+#[derive(Debug, thiserror::Error)]
+#[error("`{command}` ({status}): {said}")]
+pub struct PgError {
+    /// The command line (through `runuser`).
+    pub command: String,
+    /// Its exit status.
+    pub status: sys::cmd::ExitStatus,
+    /// What it wrote to standard output and error, trimmed.
+    pub said: String,
+}
+
 /// A PostgreSQL cluster of one test: started by [`PgCluster::start`], stopped (immediately) and
 /// removed with its files on drop, also when the test panics.
 #[derive(Debug)]
-pub(crate) struct PgCluster {
+pub struct PgCluster {
     bin: PathBuf,
     home: PathBuf,
     port: u16,
@@ -40,7 +53,7 @@ impl PgCluster {
     /// # Panics
     /// If PostgreSQL's server programs are missing or the cluster cannot be made or started;
     /// the message carries what the programs said.
-    pub(crate) fn start() -> PgCluster {
+    pub fn start() -> PgCluster {
         let bin = server_bin_dir().expect(
             "PostgreSQL's server programs (initdb, pg_ctl): install the `postgresql` package",
         );
@@ -106,7 +119,7 @@ impl PgCluster {
 
     /// A URL for sqlx (its PostgreSQL driver, directly or through `sqlx::any`) that connects as
     /// `postgres` to database `guestnet` through the cluster's Unix socket.
-    pub(crate) fn url(&self) -> String {
+    pub fn url(&self) -> String {
         format!(
             "postgres://postgres@localhost/{DATABASE}?host={}&port={}",
             self.socket_dir().display(),
@@ -115,12 +128,12 @@ impl PgCluster {
     }
 
     /// The directory holding the socket file `.s.PGSQL.<port>`.
-    pub(crate) fn socket_dir(&self) -> PathBuf {
+    pub fn socket_dir(&self) -> PathBuf {
         self.home.join("sock")
     }
 
     /// The port number; it names the socket file, nothing listens on TCP.
-    pub(crate) fn port(&self) -> u16 {
+    pub fn port(&self) -> u16 {
         self.port
     }
 
@@ -129,7 +142,7 @@ impl PgCluster {
     ///
     /// # Panics
     /// If `pg_ctl restart` fails.
-    pub(crate) fn restart(&self) {
+    pub fn restart(&self) {
         self.pg_ctl(&["-l", &self.log_arg(), "-m", "fast", "restart"])
             .unwrap_or_else(|e| panic!("pg_ctl restart failed: {e}\nserver log:\n{}", self.log()));
     }
@@ -138,7 +151,7 @@ impl PgCluster {
     ///
     /// # Panics
     /// If `pg_ctl stop` fails.
-    pub(crate) fn stop(&self) {
+    pub fn stop(&self) {
         self.pg_ctl(&["-m", "fast", "stop"])
             .unwrap_or_else(|e| panic!("pg_ctl stop failed: {e}\nserver log:\n{}", self.log()));
     }
@@ -147,13 +160,13 @@ impl PgCluster {
     ///
     /// # Panics
     /// If `pg_ctl start` fails.
-    pub(crate) fn start_again(&self) {
+    pub fn start_again(&self) {
         self.pg_ctl(&["-l", &self.log_arg(), "start"])
             .unwrap_or_else(|e| panic!("pg_ctl start failed: {e}\nserver log:\n{}", self.log()));
     }
 
     /// The server's log so far (empty if there is none yet), for failure messages.
-    pub(crate) fn log(&self) -> String {
+    pub fn log(&self) -> String {
         std::fs::read_to_string(self.log_path()).unwrap_or_default()
     }
 
@@ -173,7 +186,7 @@ impl PgCluster {
     }
 
     /// Runs `pg_ctl -D <data> -w -t 60 args…` as user `postgres`.
-    fn pg_ctl(&self, args: &[&str]) -> Result<(), String> {
+    fn pg_ctl(&self, args: &[&str]) -> Result<(), PgError> {
         let data = self.data_dir();
         let mut all = vec!["-D", data.to_str().expect("a UTF-8 data directory")];
         all.extend(["-w", "-t", PG_CTL_WAIT]);
@@ -184,7 +197,7 @@ impl PgCluster {
     /// Runs PostgreSQL program `program` (from the server's bin directory, else `PATH`) as user
     /// `postgres` in the cluster's home. Its output goes to a file rather than a pipe, so a
     /// server it starts can never hold our end open; on failure the error carries that output.
-    fn as_postgres(&self, program: &str, args: &[&str]) -> Result<(), String> {
+    fn as_postgres(&self, program: &str, args: &[&str]) -> Result<(), PgError> {
         let path = self.bin.join(program);
         let program_path = if path.is_file() {
             path
@@ -207,12 +220,11 @@ impl PgCluster {
         if status.success() {
             Ok(())
         } else {
-            Err(format!(
-                "`{} {}` ({status}): {}",
-                program_path.display(),
-                args.join(" "),
-                said.trim()
-            ))
+            Err(PgError {
+                command: c.line().to_string(),
+                status,
+                said: said.trim().to_string(),
+            })
         }
     }
 
@@ -250,12 +262,12 @@ impl Drop for PgCluster {
 }
 
 /// `runuser -u postgres --`, ready for the program and its arguments.
-fn runuser_postgres() -> Command {
+fn runuser_postgres() -> Program {
     let runuser = ["/usr/sbin/runuser", "/sbin/runuser", "/usr/bin/runuser"]
         .into_iter()
         .find(|p| Path::new(p).is_file())
         .unwrap_or("runuser");
-    let mut c = sys::cmd::command(runuser);
+    let mut c = Program::new(runuser);
     c.args(["-u", "postgres", "--"]);
     c
 }
@@ -340,18 +352,6 @@ fn port_looks_free(port: u16) -> bool {
         .any(|d| Path::new(d).join(&socket).exists());
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     !taken_by_socket && TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err()
-}
-
-/// Whether process `pid` has ended (gone, or a zombie nobody has reaped yet).
-fn process_ended(pid: i32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => true,
-        // The state follows the command name, which is in parentheses and may hold spaces.
-        Ok(stat) => stat
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().next())
-            .is_some_and(|state| state == "Z" || state == "X"),
-    }
 }
 
 #[cfg(test)]
@@ -442,7 +442,7 @@ mod self_tests {
         assert!(!sock.exists(), "{} outlived the cluster", sock.display());
         assert!(!home.exists(), "{} outlived the cluster", home.display());
         let deadline = Instant::now() + Duration::from_secs(5);
-        while !process_ended(postmaster) {
+        while sys::proc::is_alive(postmaster) {
             assert!(
                 Instant::now() < deadline,
                 "postmaster {postmaster} still runs"

@@ -9,14 +9,14 @@
 use std::ffi::OsStr;
 use std::fs::{File, OpenOptions};
 use std::net::Ipv4Addr;
-use std::os::unix::fs::MetadataExt;
 use std::path::Path;
-use std::process::{Child, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+use sys::cmd::{Child, ExitStatus, Stdio};
+
 /// The device of every member on the management network.
-pub(crate) const DEV: &str = "eth0";
+pub const DEV: &str = "eth0";
 
 /// The bridge in the switch namespace.
 const BRIDGE: &str = "br0";
@@ -36,7 +36,7 @@ static NETWORKS: AtomicU32 = AtomicU32::new(0);
 /// A management network of namespaces; every process in its namespaces is ended and the
 /// namespaces are deleted on drop, also when the test panics.
 #[derive(Debug)]
-pub(crate) struct MgmtNet {
+pub struct MgmtNet {
     switch: String,
     /// `(member name, namespace)`, in the order given; index `i` has address `.10+i`.
     members: Vec<(String, String)>,
@@ -52,7 +52,7 @@ impl MgmtNet {
     /// # Panics
     /// If a member name is empty, not of those characters or given twice, if there are more than
     /// 245 members, or if a namespace or link cannot be made.
-    pub(crate) fn new(members: &[&str]) -> MgmtNet {
+    pub fn new(members: &[&str]) -> MgmtNet {
         assert!(
             members.len() <= MAX_MEMBERS,
             "at most {MAX_MEMBERS} members"
@@ -98,7 +98,7 @@ impl MgmtNet {
     ///
     /// # Panics
     /// If `member` is not one of the network's members.
-    pub(crate) fn addr(&self, member: &str) -> Ipv4Addr {
+    pub fn addr(&self, member: &str) -> Ipv4Addr {
         address(self.index(member))
     }
 
@@ -106,7 +106,7 @@ impl MgmtNet {
     ///
     /// # Panics
     /// If `member` is not one of the network's members.
-    pub(crate) fn netns(&self, member: &str) -> &str {
+    pub fn netns(&self, member: &str) -> &str {
         &self.members[self.index(member)].1
     }
 
@@ -118,7 +118,7 @@ impl MgmtNet {
     /// # Panics
     /// If `log` cannot be opened, or the program cannot be started or does not get into the
     /// namespace within 10 s.
-    pub(crate) fn spawn<I, S>(
+    pub fn spawn<I, S>(
         &self,
         member: &str,
         program: impl AsRef<OsStr>,
@@ -145,10 +145,10 @@ impl MgmtNet {
         // Until `nsenter` has switched, the child is not among the namespace's processes, and a
         // drop then would miss it; so return only once it is inside (or has ended already).
         let ns = namespace_id(&sys::netns::path(self.netns(member)));
-        let proc_ns = std::path::PathBuf::from(format!("/proc/{}/ns/net", child.id()));
+        let pid = i32::try_from(child.id()).unwrap_or(i32::MAX);
         let deadline = Instant::now() + ENTER_DEADLINE;
         loop {
-            if std::fs::metadata(&proc_ns).is_ok_and(|m| (m.dev(), m.ino()) == ns) {
+            if sys::proc::net_namespace(pid) == Some(ns) {
                 break;
             }
             if child.try_wait().expect("check on the child").is_some() {
@@ -168,7 +168,7 @@ impl MgmtNet {
     ///
     /// # Panics
     /// If `ip` refuses.
-    pub(crate) fn link_down(&self, member: &str) {
+    pub fn link_down(&self, member: &str) {
         self.set_link(member, "down");
     }
 
@@ -176,7 +176,7 @@ impl MgmtNet {
     ///
     /// # Panics
     /// If `ip` refuses.
-    pub(crate) fn link_up(&self, member: &str) {
+    pub fn link_up(&self, member: &str) {
         self.set_link(member, "up");
     }
 
@@ -187,7 +187,7 @@ impl MgmtNet {
     ///
     /// # Panics
     /// If the namespace cannot be entered, or if `f` panics.
-    pub(crate) fn in_netns<T: Send>(&self, member: &str, f: impl FnOnce() -> T + Send) -> T {
+    pub fn in_netns<T: Send>(&self, member: &str, f: impl FnOnce() -> T + Send) -> T {
         let path = sys::netns::path(self.netns(member));
         std::thread::scope(|s| {
             let thread = s.spawn(move || {
@@ -240,20 +240,15 @@ impl Drop for MgmtNet {
 
 /// Ends the processes in `ns` and deletes it, reporting (not panicking on) what fails.
 fn remove_namespace(ns: &str) {
-    if let Err(e) = sys::netns::end_processes(ns, GRACE) {
-        eprintln!("MgmtNet: ending the processes in {ns}: {e}");
-    }
-    if let Err(e) = sys::netns::delete(ns) {
-        eprintln!("MgmtNet: deleting namespace {ns}: {e}");
+    if let Err(e) = sys::netns::remove(ns, GRACE) {
+        eprintln!("MgmtNet: removing namespace {ns}: {e}");
     }
 }
 
 /// What identifies the network namespace that `path` (a `/run/netns` file or a
 /// `/proc/<pid>/ns/net` link) stands for.
-fn namespace_id(path: &Path) -> (u64, u64) {
-    let m =
-        std::fs::metadata(path).unwrap_or_else(|e| panic!("cannot stat {}: {e}", path.display()));
-    (m.dev(), m.ino())
+fn namespace_id(path: &Path) -> sys::proc::FileId {
+    sys::proc::file_id(path).unwrap_or_else(|| panic!("cannot stat {}", path.display()))
 }
 
 /// The address of member number `i`.
@@ -268,10 +263,8 @@ fn address(i: usize) -> Ipv4Addr {
 
 /// Ends `child` with SIGKILL and reaps it; returns how it ended (an exit status if it had
 /// already exited by itself).
-pub(crate) fn kill9(child: &mut Child) -> ExitStatus {
-    // An error only means it has ended already; wait tells how.
-    let _ = child.kill();
-    child.wait().expect("wait for the killed child")
+pub fn kill9(child: &mut Child) -> ExitStatus {
+    child.kill_and_wait().expect("wait for the killed child")
 }
 
 #[cfg(test)]
@@ -300,17 +293,8 @@ mod self_tests {
     }
 
     /// Polls `check` until it holds or [`DEADLINE`] passes; whether it held.
-    fn eventually(mut check: impl FnMut() -> bool) -> bool {
-        let deadline = Instant::now() + DEADLINE;
-        loop {
-            if check() {
-                return true;
-            }
-            if Instant::now() >= deadline {
-                return false;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+    fn eventually(check: impl FnMut() -> bool) -> bool {
+        crate::wait_until(Instant::now() + DEADLINE, check)
     }
 
     #[test]
@@ -372,7 +356,7 @@ mod self_tests {
     #[test]
     #[ignore = "needs root and network namespaces: run by cargo xtask test"]
     fn spawned_processes_log_and_end() {
-        let dir = lab::TempDir::new().expect("temp dir");
+        let dir = tempfile::TempDir::new().expect("temp dir");
         let log = dir.path().join("out.log");
         std::fs::write(&log, "before\n").expect("seed the log");
         let net = MgmtNet::new(&["srv-a", "client"]);
