@@ -632,11 +632,8 @@ pub(super) async fn check(family: &str) {
 /// blessing, exactly as SQLite answers now.
 ///
 /// A fresh PostgreSQL database per family costs about 0.6 s to make, migrate, seed and drop,
-/// so this test takes some 10 s: it is left out of a plain `cargo test`/`nextest` run and
-/// runs in `cargo xtask test` (which runs the ignored tests as root) or with
-/// `cargo nextest run -p mgmt golden --run-ignored all`.
+/// so this test takes some 10 s.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "slow (about 10 s): every family on a fresh PostgreSQL database; cargo xtask test runs it"]
 async fn every_family_answers_alike_on_postgres() {
     use futures_util::StreamExt;
     // A refusing router is not among what the PostgreSQL harness offers.
