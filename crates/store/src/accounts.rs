@@ -206,6 +206,45 @@ pub async fn account_id_by_name(db: &Db, name: &str) -> Result<Option<AccountId>
         .map_err(StoreError::db("reading an account"))
 }
 
+/// Who owns what an account owns, as many responses name it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnerNames {
+    /// The account's name.
+    pub account: String,
+    /// Its domain's uuid.
+    pub domain_uuid: String,
+    /// Its domain's name.
+    pub domain_name: String,
+    /// Its domain's path.
+    pub domain_path: String,
+}
+
+/// The names of account `account` and of its domain.
+///
+/// # Errors
+/// [`StoreError::NotFound`] when there is no such account; [`StoreError::Db`].
+pub async fn owner_names(db: &Db, account: AccountId) -> Result<OwnerNames, StoreError> {
+    let e = StoreError::db("reading an account's owner names");
+    let row = sqlx::query(
+        "SELECT a.name, d.uuid AS domain_uuid, d.name AS domain_name, d.path \
+         FROM accounts a JOIN domains d ON d.id = a.domain_id WHERE a.id = $1",
+    )
+    .bind(account.get())
+    .fetch_optional(db.pool())
+    .await
+    .map_err(e)?
+    .ok_or(StoreError::NotFound {
+        what: "account",
+        id: account.get(),
+    })?;
+    Ok(OwnerNames {
+        account: row.try_get("name").map_err(e)?,
+        domain_uuid: row.try_get("domain_uuid").map_err(e)?,
+        domain_name: row.try_get("domain_name").map_err(e)?,
+        domain_path: row.try_get("path").map_err(e)?,
+    })
+}
+
 /// Whether domain `domain` has an account named `name`.
 ///
 /// # Errors
@@ -554,3 +593,6 @@ pub async fn keys_of(db: &Db, username: &str) -> Result<Option<UserKeys>, StoreE
     .transpose()
     .map_err(StoreError::db("reading a user's keys"))
 }
+
+#[cfg(test)]
+mod tests;

@@ -97,10 +97,11 @@ pub(crate) async fn query_job(app: &App, caller: &Caller, p: &Params) -> ApiResu
 /// listAsyncJobs: the caller's jobs (a root admin's: anyone's with `listall` or `account`),
 /// oldest first.
 pub(crate) async fn list_jobs(app: &App, caller: &Caller, p: &Params) -> ApiResult<Value> {
+    let account = scoped(app, caller, p).await?;
     let domains = domains_asked(app, p).await?;
     let keyword = p.str("keyword").filter(|k| !k.is_empty());
     let filter = JobFilter {
-        account: scoped(app, caller, p).await?,
+        account,
         domains: domains.as_deref(),
         from_ms: p.date("startdate").map(|s| s.saturating_mul(1000)),
         keyword,
