@@ -13,6 +13,7 @@ pub mod actor;
 pub mod checks;
 pub mod ids;
 pub mod job;
+pub mod limits;
 pub mod model;
 pub mod plan;
 

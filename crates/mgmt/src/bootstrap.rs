@@ -20,11 +20,13 @@ use std::net::Ipv4Addr;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use base64::Engine;
-use sqlx::{Any, Row, Transaction};
-
 use crate::app::Site;
-use store::db::{now_ms, Db};
+use crate::password::{new_key, PasswordError};
+use store::db::Db;
+use store::seed::{Seed, SeedOffering};
+use store::StoreError;
+
+pub use store::seed::{insert_public_range, PublicRange};
 
 /// The environment variable holding the admin's API key.
 pub const ENV_API_KEY: &str = "GUESTNET_ADMIN_API_KEY";
@@ -58,87 +60,51 @@ pub struct AdminKeys {
     pub source: KeySource,
 }
 
-/// A public address range to add to a zone.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PublicRange {
-    /// The VLAN tag, or `untagged`.
-    pub vlan: String,
-    /// The segment's gateway.
-    pub gateway: Ipv4Addr,
-    /// The segment's netmask.
-    pub netmask: Ipv4Addr,
-    /// First address handed out.
-    pub start: Ipv4Addr,
-    /// Last address handed out.
-    pub end: Ipv4Addr,
+/// Why a first start failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BootstrapError {
+    /// The database could not be read or written.
+    #[error("cannot {doing}")]
+    Store {
+        /// What was being done.
+        doing: &'static str,
+        /// The store's error.
+        #[source]
+        source: StoreError,
+    },
+    /// The database has a ROOT domain but no zone.
+    #[error("the database has a ROOT domain but no zone")]
+    NoZone,
+    /// The database has no admin user.
+    #[error("the database has no admin user")]
+    NoAdmin,
+    /// No password or key could be made.
+    #[error("cannot make the admin's secrets")]
+    Secret(#[source] PasswordError),
+    /// The key file could not be written.
+    #[error("cannot {what} {}", path.display())]
+    KeyFile {
+        /// What was being done to it.
+        what: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The system's error.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
-/// Rows per multi-row insert of public addresses.
-const IP_CHUNK: u32 = 500;
-
-/// Inserts a range and one Free `public_ips` row per address of it, in the caller's
-/// transaction; returns the range's id and uuid. The caller has checked the range.
-///
-/// # Errors
-/// The query's error.
-pub async fn insert_public_range(
-    tx: &mut Transaction<'_, Any>,
-    zone_id: i64,
-    range: &PublicRange,
-) -> Result<(i64, String), sqlx::Error> {
-    let uuid = uuid::Uuid::new_v4().to_string();
-    let range_id: i64 = sqlx::query(
-        "INSERT INTO vlan_ranges (uuid, zone_id, vlan, gateway, netmask, start_ip, end_ip, \
-         created) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
-    )
-    .bind(&uuid)
-    .bind(zone_id)
-    .bind(&range.vlan)
-    .bind(range.gateway.to_string())
-    .bind(range.netmask.to_string())
-    .bind(range.start.to_string())
-    .bind(range.end.to_string())
-    .bind(now_ms())
-    .fetch_one(&mut **tx)
-    .await?
-    .try_get("id")?;
-    let (first, last) = (u32::from(range.start), u32::from(range.end));
-    let mut next = first;
-    while next <= last {
-        let stop = next.saturating_add(IP_CHUNK - 1).min(last);
-        // Every value is made here (uuids, dotted quads, numbers), so they are written as
-        // literals: one statement per chunk, whatever the back end's limit on bound values.
-        let values: Vec<String> = (next..=stop)
-            .map(|n| {
-                format!(
-                    "('{}', '{}', {}, {range_id}, {zone_id}, 'Free', 0, 0)",
-                    uuid::Uuid::new_v4(),
-                    Ipv4Addr::from(n),
-                    i64::from(n)
-                )
-            })
-            .collect();
-        sqlx::query(&format!(
-            "INSERT INTO public_ips (uuid, address, address_num, vlan_range_id, zone_id, state, \
-             source_nat, applied) VALUES {}",
-            values.join(", ")
-        ))
-        .execute(&mut **tx)
-        .await?;
-        match stop.checked_add(1) {
-            Some(n) => next = n,
-            None => break,
-        }
-    }
-    Ok((range_id, uuid))
+fn store(doing: &'static str) -> impl Fn(StoreError) -> BootstrapError {
+    move |source| BootstrapError::Store { doing, source }
 }
 
 /// Seeds the database on first start (idempotent), loads the zone and settles the admin's
 /// keys.
 ///
 /// # Errors
-/// Why the database cannot be seeded or read, or the key file cannot be written.
-pub async fn first_start(db: &Db, data_dir: &Path) -> Result<(Site, AdminKeys), String> {
+/// [`BootstrapError`]: why the database cannot be seeded or read, or the key file cannot be
+/// written.
+pub async fn first_start(db: &Db, data_dir: &Path) -> Result<(Site, AdminKeys), BootstrapError> {
     if !seeded(db).await? {
         match seed(db).await {
             Ok(()) => tracing::info!(
@@ -148,9 +114,12 @@ pub async fn first_start(db: &Db, data_dir: &Path) -> Result<(Site, AdminKeys), 
             ),
             // Another server sharing the database may have seeded it meanwhile.
             Err(e) if seeded(db).await? => {
-                tracing::info!(error = %e, "first start: another server seeded the database");
+                tracing::info!(
+                    error = %crate::app::chain(&e),
+                    "first start: another server seeded the database"
+                );
             }
-            Err(e) => return Err(format!("cannot seed the database: {e}")),
+            Err(e) => return Err(e),
         }
     }
     let site = load_site(db).await?;
@@ -158,41 +127,22 @@ pub async fn first_start(db: &Db, data_dir: &Path) -> Result<(Site, AdminKeys), 
     Ok((site, keys))
 }
 
-async fn seeded(db: &Db) -> Result<bool, String> {
-    Ok(sqlx::query("SELECT id FROM domains WHERE path = 'ROOT'")
-        .fetch_optional(db.pool())
+async fn seeded(db: &Db) -> Result<bool, BootstrapError> {
+    store::seed::seeded(db)
         .await
-        .map_err(|e| format!("cannot read the database: {e}"))?
-        .is_some())
+        .map_err(store("read the database"))
 }
 
-async fn load_site(db: &Db) -> Result<Site, String> {
-    let row = sqlx::query("SELECT id, uuid, name FROM zones ORDER BY id LIMIT 1")
-        .fetch_optional(db.pool())
+async fn load_site(db: &Db) -> Result<Site, BootstrapError> {
+    let (id, uuid, name) = store::seed::first_zone(db)
         .await
-        .map_err(|e| format!("cannot read the zone: {e}"))?
-        .ok_or("the database has a ROOT domain but no zone")?;
-    let e = |e: sqlx::Error| format!("cannot read the zone: {e}");
+        .map_err(store("read the zone"))?
+        .ok_or(BootstrapError::NoZone)?;
     Ok(Site {
-        zone_id: row.try_get("id").map_err(e)?,
-        zone_uuid: row.try_get("uuid").map_err(e)?,
-        zone_name: row.try_get("name").map_err(e)?,
+        zone_id: id.get(),
+        zone_uuid: uuid,
+        zone_name: name,
     })
-}
-
-fn new_uuid() -> String {
-    uuid::Uuid::new_v4().to_string()
-}
-
-fn random_bytes<const N: usize>() -> Result<[u8; N], String> {
-    let mut buf = [0u8; N];
-    getrandom::getrandom(&mut buf).map_err(|e| format!("no randomness available: {e}"))?;
-    Ok(buf)
-}
-
-/// A key as CloudStack's look: random bytes in URL-safe base64 without padding.
-fn new_key() -> Result<String, String> {
-    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random_bytes::<32>()?))
 }
 
 /// The seed's public range: TEST-NET-3, so that nothing real is ever shadowed.
@@ -206,102 +156,50 @@ fn seed_range() -> PublicRange {
     }
 }
 
-async fn seed(db: &Db) -> Result<(), sqlx::Error> {
+async fn seed(db: &Db) -> Result<(), BootstrapError> {
     // There is no login command: the password is random and never shown, only its hash kept.
-    let password = new_key().map_err(sqlx::Error::Protocol)?;
+    let password = new_key().map_err(BootstrapError::Secret)?;
     let password_hash = crate::password::hash_blocking(password)
         .await
-        .map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
-    let _w = db.write_lock().await;
-    let mut tx = db.begin_write().await?;
-    let now = now_ms();
-    let domain_id: i64 = sqlx::query(
-        "INSERT INTO domains (uuid, name, path, parent_id, created) \
-         VALUES ($1, 'ROOT', 'ROOT', NULL, $2) RETURNING id",
+        .map_err(BootstrapError::Secret)?;
+    let offerings = [
+        SeedOffering {
+            name: OFFERING_EGRESS_DENY,
+            display_text: "Isolated guest network with source NAT, firewall, port forwarding \
+                           and load balancing; outbound traffic is blocked unless an egress \
+                           rule allows it",
+            egress_default_allow: false,
+            is_default: true,
+        },
+        SeedOffering {
+            name: OFFERING_EGRESS_ALLOW,
+            display_text: "Isolated guest network with source NAT, firewall, port forwarding \
+                           and load balancing; outbound traffic is open unless egress rules \
+                           restrict it",
+            egress_default_allow: true,
+            is_default: false,
+        },
+    ];
+    store::seed::seed(
+        db,
+        &Seed {
+            admin_password_hash: &password_hash,
+            zone_name: ZONE_NAME,
+            offerings: &offerings,
+            service_offering: (
+                "Small Instance",
+                "Small machine: one CPU at 500 MHz, 512 MB of memory",
+            ),
+            template: (
+                "guestnet-guest",
+                "Lab guest: a network namespace with one interface on its guest network",
+            ),
+            range: seed_range(),
+        },
     )
-    .bind(new_uuid())
-    .bind(now)
-    .fetch_one(&mut *tx)
-    .await?
-    .try_get("id")?;
-    let account_id: i64 = sqlx::query(
-        "INSERT INTO accounts (uuid, name, domain_id, account_type, state, created) \
-         VALUES ($1, 'admin', $2, 1, 'enabled', $3) RETURNING id",
-    )
-    .bind(new_uuid())
-    .bind(domain_id)
-    .bind(now)
-    .fetch_one(&mut *tx)
-    .await?
-    .try_get("id")?;
-    sqlx::query(
-        "INSERT INTO users (uuid, account_id, username, password_hash, email, firstname, \
-         lastname, state, created) \
-         VALUES ($1, $2, 'admin', $3, 'admin@localhost', 'Admin', 'User', 'enabled', $4)",
-    )
-    .bind(new_uuid())
-    .bind(account_id)
-    .bind(password_hash)
-    .bind(now)
-    .execute(&mut *tx)
-    .await?;
-    let zone_id: i64 =
-        sqlx::query("INSERT INTO zones (uuid, name, created) VALUES ($1, $2, $3) RETURNING id")
-            .bind(new_uuid())
-            .bind(ZONE_NAME)
-            .bind(now)
-            .fetch_one(&mut *tx)
-            .await?
-            .try_get("id")?;
-    for (name, text, allow, default) in [
-        (
-            OFFERING_EGRESS_DENY,
-            "Isolated guest network with source NAT, firewall, port forwarding and load \
-             balancing; outbound traffic is blocked unless an egress rule allows it",
-            0i64,
-            1i64,
-        ),
-        (
-            OFFERING_EGRESS_ALLOW,
-            "Isolated guest network with source NAT, firewall, port forwarding and load \
-             balancing; outbound traffic is open unless egress rules restrict it",
-            1,
-            0,
-        ),
-    ] {
-        sqlx::query(
-            "INSERT INTO network_offerings (uuid, name, display_text, egress_default_allow, \
-             is_default, created) VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(new_uuid())
-        .bind(name)
-        .bind(text)
-        .bind(allow)
-        .bind(default)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-    }
-    sqlx::query(
-        "INSERT INTO service_offerings (uuid, name, display_text, cpu_number, cpu_speed, memory, \
-         created) VALUES ($1, 'Small Instance', $2, 1, 500, 512, $3)",
-    )
-    .bind(new_uuid())
-    .bind("Small machine: one CPU at 500 MHz, 512 MB of memory")
-    .bind(now)
-    .execute(&mut *tx)
-    .await?;
-    sqlx::query(
-        "INSERT INTO templates (uuid, name, display_text, os_type, created) \
-         VALUES ($1, 'guestnet-guest', $2, 'Other Linux', $3)",
-    )
-    .bind(new_uuid())
-    .bind("Lab guest: a network namespace with one interface on its guest network")
-    .bind(now)
-    .execute(&mut *tx)
-    .await?;
-    insert_public_range(&mut tx, zone_id, &seed_range()).await?;
-    tx.commit().await
+    .await
+    .map(|_| ())
+    .map_err(store("seed the database"))
 }
 
 fn key_file_text(api_key: &str, secret_key: &str) -> String {
@@ -309,10 +207,13 @@ fn key_file_text(api_key: &str, secret_key: &str) -> String {
 }
 
 /// Writes the key file with mode 0600: a temporary file first, then a rename.
-fn write_key_file(path: &Path, text: &str) -> Result<(), String> {
+fn write_key_file(path: &Path, text: &str) -> Result<(), BootstrapError> {
     let tmp = path.with_file_name(format!(".{KEY_FILE}.tmp"));
-    let fail =
-        |what: &str, p: &Path, e: std::io::Error| format!("cannot {what} {}: {e}", p.display());
+    let fail = |what: &'static str, p: &Path, source: std::io::Error| BootstrapError::KeyFile {
+        what,
+        path: p.to_path_buf(),
+        source,
+    };
     match std::fs::remove_file(&tmp) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -332,7 +233,7 @@ fn write_key_file(path: &Path, text: &str) -> Result<(), String> {
 }
 
 /// Makes sure the key file holds these keys, readable by its owner only.
-fn ensure_key_file(path: &Path, api_key: &str, secret_key: &str) -> Result<(), String> {
+fn ensure_key_file(path: &Path, api_key: &str, secret_key: &str) -> Result<(), BootstrapError> {
     let want = key_file_text(api_key, secret_key);
     match std::fs::read_to_string(path) {
         Ok(have) if have == want => {
@@ -340,8 +241,13 @@ fn ensure_key_file(path: &Path, api_key: &str, secret_key: &str) -> Result<(), S
                 .map(|m| m.permissions().mode() & 0o077 != 0)
                 .unwrap_or(false);
             if loose {
-                std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-                    .map_err(|e| format!("cannot restrict {}: {e}", path.display()))?;
+                std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(
+                    |source| BootstrapError::KeyFile {
+                        what: "restrict",
+                        path: path.to_path_buf(),
+                        source,
+                    },
+                )?;
             }
             Ok(())
         }
@@ -352,23 +258,19 @@ fn ensure_key_file(path: &Path, api_key: &str, secret_key: &str) -> Result<(), S
     }
 }
 
-async fn reconcile_keys(db: &Db, data_dir: &Path) -> Result<AdminKeys, String> {
-    let e = |e: sqlx::Error| format!("cannot read the admin user: {e}");
-    let row = sqlx::query("SELECT id, api_key, secret_key FROM users WHERE username = 'admin'")
-        .fetch_optional(db.pool())
+async fn reconcile_keys(db: &Db, data_dir: &Path) -> Result<AdminKeys, BootstrapError> {
+    let admin = store::accounts::keys_of(db, "admin")
         .await
-        .map_err(e)?
-        .ok_or("the database has no admin user")?;
-    let user_id: i64 = row.try_get("id").map_err(e)?;
-    let have_api: Option<String> = row.try_get("api_key").map_err(e)?;
-    let have_secret: Option<String> = row.try_get("secret_key").map_err(e)?;
+        .map_err(store("read the admin user"))?
+        .ok_or(BootstrapError::NoAdmin)?;
+    let (have_api, have_secret) = (admin.api_key, admin.secret_key);
     let env = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
     let (env_api, env_secret) = (env(ENV_API_KEY), env(ENV_SECRET_KEY));
     if let (Some(api), Some(secret)) = (&env_api, &env_secret) {
         if have_api.as_ref() != Some(api) || have_secret.as_ref() != Some(secret) {
-            set_keys(db, user_id, api, secret).await.map_err(|err| {
-                format!("cannot give the admin the keys of {ENV_API_KEY}/{ENV_SECRET_KEY}: {err}")
-            })?;
+            set_keys(db, admin.user, api, secret)
+                .await
+                .map_err(store("give the admin the keys of the environment"))?;
             tracing::info!("admin keys set from the environment");
         }
         return Ok(AdminKeys {
@@ -391,10 +293,11 @@ async fn reconcile_keys(db: &Db, data_dir: &Path) -> Result<AdminKeys, String> {
     let (api, secret) = match (have_api, have_secret) {
         (Some(a), Some(s)) if !a.is_empty() && !s.is_empty() => (a, s),
         _ => {
-            let (a, s) = (new_key()?, new_key()?);
-            set_keys(db, user_id, &a, &s)
+            let a = new_key().map_err(BootstrapError::Secret)?;
+            let s = new_key().map_err(BootstrapError::Secret)?;
+            set_keys(db, admin.user, &a, &s)
                 .await
-                .map_err(|err| format!("cannot store the generated admin keys: {err}"))?;
+                .map_err(store("store the generated admin keys"))?;
             tracing::info!(file = %path.display(), "generated admin keys");
             (a, s)
         }
@@ -406,30 +309,23 @@ async fn reconcile_keys(db: &Db, data_dir: &Path) -> Result<AdminKeys, String> {
     })
 }
 
-async fn set_keys(db: &Db, user_id: i64, api: &str, secret: &str) -> Result<(), sqlx::Error> {
-    let _w = db.write_lock().await;
-    sqlx::query("UPDATE users SET api_key = $1, secret_key = $2 WHERE id = $3")
-        .bind(api)
-        .bind(secret)
-        .bind(user_id)
-        .execute(db.pool())
-        .await?;
+async fn set_keys(
+    db: &Db,
+    user: domain::ids::UserId,
+    api: &str,
+    secret: &str,
+) -> Result<(), StoreError> {
+    let mut change = db.change(None).await?;
+    store::accounts::set_keys(change.conn(), user, api, secret).await?;
+    let _nothing_to_ring = change.commit().await?;
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use sqlx::Row;
 
-    #[test]
-    fn keys_look_like_cloudstack_keys() {
-        let k = new_key().unwrap();
-        assert_eq!(k.len(), 43);
-        assert!(k
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
-        assert_ne!(k, new_key().unwrap());
-    }
+    use super::*;
 
     #[tokio::test]
     async fn first_start_seeds_once_and_keeps_the_keys() {

@@ -5,15 +5,19 @@
 //! Argon2id (19 MiB of memory, two passes, one lane): about 20–40 ms of one core per hash, so
 //! hashing runs on a blocking thread and never on the async workers that serve requests.
 //! A stored string names its own parameters, so raising them later leaves old hashes verifiable.
+//!
+//! Keys ([`new_key`]) are made here too: the one place the server turns randomness into a
+//! secret.
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
+use base64::Engine;
 
 /// Why a password could not be hashed.
 #[derive(Debug, thiserror::Error)]
 pub enum PasswordError {
-    /// The system gave no randomness for the salt.
-    #[error("no randomness available for a password salt")]
+    /// The system gave no randomness (for a salt or a key).
+    #[error("no randomness available")]
     Random(#[source] getrandom::Error),
     /// Argon2 refused the input (a password longer than it accepts).
     #[error("cannot hash the password: {0}")]
@@ -48,6 +52,25 @@ pub async fn hash_blocking(password: String) -> Result<String, PasswordError> {
         .map_err(PasswordError::Task)?
 }
 
+/// A new key as CloudStack's look: 32 random bytes in URL-safe base64 without padding (43
+/// characters). API and secret keys are such keys, and so is the admin's first password.
+///
+/// # Errors
+/// [`PasswordError::Random`].
+pub fn new_key() -> Result<String, PasswordError> {
+    let mut bytes = [0u8; 32];
+    getrandom::getrandom(&mut bytes).map_err(PasswordError::Random)?;
+    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
+}
+
+/// A new agent token: a [`new_key`] with a prefix that tells what it is (`gna_`).
+///
+/// # Errors
+/// [`PasswordError::Random`].
+pub fn agent_token() -> Result<String, PasswordError> {
+    Ok(format!("gna_{}", new_key()?))
+}
+
 /// Whether `password` is the one `stored` was made from. Anything that is not an Argon2 PHC
 /// string (a malformed value, or the salted SHA-256 `salt$hash` that servers before Argon2
 /// stored) verifies nothing: such a user must be given a new password.
@@ -79,6 +102,16 @@ mod tests {
         assert!(verify("Not-the-admin-1", &b));
         assert!(!verify("not-the-admin-1", &a));
         assert!(!verify("", &a));
+    }
+
+    #[test]
+    fn keys_are_url_safe_and_new_each_time() {
+        let k = new_key().unwrap();
+        assert_eq!(k.len(), 43);
+        assert!(k
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
+        assert_ne!(k, new_key().unwrap());
     }
 
     #[test]

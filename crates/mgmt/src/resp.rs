@@ -3,6 +3,8 @@
 
 use serde_json::{json, Map, Value};
 
+pub mod accounts;
+
 use domain::job::{cmd_class, JobStatus};
 use domain::model::{IpRow, NetworkRow, PolicyKind, PolicyRow, Rule};
 use domain::plan::HealthNumbers;

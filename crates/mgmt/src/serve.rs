@@ -166,7 +166,7 @@ pub async fn serve(opts: Options, ready: impl FnOnce(&str)) -> Result<(), ServeE
     let (driver, driver_line) = pick_driver(opts.driver, &data_dir)?;
     let (site, keys) = bootstrap::first_start(&db, &data_dir)
         .await
-        .map_err(ServeError::Bootstrap)?;
+        .map_err(|e| ServeError::Bootstrap(crate::app::chain(&e)))?;
     let listener = tokio::net::TcpListener::bind(opts.listen)
         .await
         .map_err(|source| ServeError::Listen {

@@ -68,3 +68,147 @@ pub async fn scheduled(
     )
     .await
 }
+
+// ------------------------------------------------------------------------------------------
+// Listing: what listEvents shows.
+
+/// An event as listEvents shows it, with its user's, account's and domain's names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventRecord {
+    /// API id.
+    pub uuid: String,
+    /// The user who caused it, if it still exists.
+    pub username: Option<String>,
+    /// The event type, e.g. `NET.RULEADD`.
+    pub event_type: String,
+    /// `INFO` or `ERROR`.
+    pub level: String,
+    /// `Scheduled`, `Completed`…
+    pub state: String,
+    /// Words for the event.
+    pub description: String,
+    /// The resource it is about.
+    pub resource_uuid: Option<String>,
+    /// When (unix ms).
+    pub created: i64,
+    /// The account's name.
+    pub account_name: Option<String>,
+    /// Its domain's uuid.
+    pub domain_uuid: Option<String>,
+    /// Its domain's name.
+    pub domain_name: Option<String>,
+}
+
+const EVENT_COLUMNS: &str = "e.id, e.uuid, e.event_type, e.level, e.state, e.description, \
+     e.resource_uuid, e.created, u.username, a.name AS account_name, d.uuid AS domain_uuid, \
+     d.name AS domain_name";
+
+const EVENT_FROM: &str = "events e LEFT JOIN users u ON u.id = e.user_id \
+     LEFT JOIN accounts a ON a.id = e.account_id LEFT JOIN domains d ON d.id = a.domain_id";
+
+/// Which events a listing selects; every condition given must hold.
+#[derive(Debug, Clone, Default)]
+pub struct EventFilter<'a> {
+    /// Events of this account.
+    pub account: Option<domain::ids::AccountId>,
+    /// Events of accounts in one of these domains.
+    pub domains: Option<&'a [domain::ids::DomainId]>,
+    /// The event with this uuid.
+    pub uuid: Option<&'a str>,
+    /// Events of this type.
+    pub event_type: Option<&'a str>,
+    /// Events of this level (as stored: upper case).
+    pub level: Option<&'a str>,
+    /// Events at or after this time (unix ms).
+    pub from_ms: Option<i64>,
+    /// Events at or before this time (unix ms).
+    pub until_ms: Option<i64>,
+    /// Events whose description or type holds this text, in any case.
+    pub keyword: Option<&'a str>,
+}
+
+impl EventFilter<'_> {
+    fn build(&self) -> crate::filter::Filter {
+        let mut f = crate::filter::Filter::new();
+        if let Some(a) = self.account {
+            f.and("e.account_id = $?", [a.get()]);
+        }
+        if let Some(d) = self.domains {
+            let ids: Vec<i64> = d.iter().map(|d| d.get()).collect();
+            f.and_in("a.domain_id", &ids);
+        }
+        if let Some(v) = self.uuid {
+            f.and("e.uuid = $?", [v]);
+        }
+        if let Some(v) = self.event_type {
+            f.and("e.event_type = $?", [v]);
+        }
+        if let Some(v) = self.level {
+            f.and("e.level = $?", [v]);
+        }
+        if let Some(t) = self.from_ms {
+            f.and("e.created >= $?", [t]);
+        }
+        if let Some(t) = self.until_ms {
+            f.and("e.created <= $?", [t]);
+        }
+        if let Some(k) = self.keyword {
+            let pattern = format!("%{}%", k.to_lowercase());
+            f.and(
+                "LOWER(e.description) LIKE $? OR LOWER(e.event_type) LIKE $?",
+                [pattern.clone(), pattern],
+            );
+        }
+        f
+    }
+}
+
+/// How many events `filter` selects.
+///
+/// # Errors
+/// [`StoreError::Db`].
+pub async fn count(db: &crate::db::Db, filter: &EventFilter<'_>) -> Result<u64, StoreError> {
+    crate::filter::count(db, EVENT_FROM, &filter.build()).await
+}
+
+/// One page of the events `filter` selects, newest first: `limit` of them (all with `None`)
+/// after skipping `offset`.
+///
+/// # Errors
+/// [`StoreError::Db`].
+pub async fn page(
+    db: &crate::db::Db,
+    filter: &EventFilter<'_>,
+    limit: Option<u64>,
+    offset: u64,
+) -> Result<Vec<EventRecord>, StoreError> {
+    use sqlx::Row;
+    let rows = crate::filter::page(
+        db,
+        EVENT_COLUMNS,
+        EVENT_FROM,
+        &filter.build(),
+        "e.id DESC",
+        limit,
+        offset,
+    )
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(EventRecord {
+                uuid: r.try_get("uuid")?,
+                username: r.try_get("username")?,
+                event_type: r.try_get("event_type")?,
+                level: r.try_get("level")?,
+                state: r.try_get("state")?,
+                description: r.try_get("description")?,
+                resource_uuid: r.try_get("resource_uuid")?,
+                created: r.try_get("created")?,
+                account_name: r.try_get("account_name")?,
+                domain_uuid: r.try_get("domain_uuid")?,
+                domain_name: r.try_get("domain_name")?,
+            })
+        })
+        .collect::<Result<Vec<_>, sqlx::Error>>()
+        .map_err(StoreError::db("reading events"))
+}

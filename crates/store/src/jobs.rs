@@ -241,3 +241,73 @@ pub async fn rollback_job(
     .map_err(e)?;
     Ok(())
 }
+
+// ------------------------------------------------------------------------------------------
+// Listing: what listAsyncJobs shows.
+
+/// Which jobs a listing selects; every condition given must hold.
+#[derive(Debug, Clone, Default)]
+pub struct JobFilter<'a> {
+    /// Jobs of this account.
+    pub account: Option<AccountId>,
+    /// Jobs of accounts in one of these domains.
+    pub domains: Option<&'a [domain::ids::DomainId]>,
+    /// Jobs made at or after this time (unix ms).
+    pub from_ms: Option<i64>,
+    /// Jobs whose command holds this text, in any case.
+    pub keyword: Option<&'a str>,
+}
+
+impl JobFilter<'_> {
+    fn build(&self) -> crate::filter::Filter {
+        let mut f = crate::filter::Filter::new();
+        if let Some(a) = self.account {
+            f.and("j.account_id = $?", [a.get()]);
+        }
+        if let Some(d) = self.domains {
+            let ids: Vec<i64> = d.iter().map(|d| d.get()).collect();
+            f.and_in("a.domain_id", &ids);
+        }
+        if let Some(t) = self.from_ms {
+            f.and("j.created >= $?", [t]);
+        }
+        if let Some(k) = self.keyword {
+            f.and("LOWER(j.cmd) LIKE $?", [format!("%{}%", k.to_lowercase())]);
+        }
+        f
+    }
+}
+
+/// How many jobs `filter` selects.
+///
+/// # Errors
+/// [`StoreError::Db`].
+pub async fn count(db: &Db, filter: &JobFilter<'_>) -> Result<u64, StoreError> {
+    crate::filter::count(db, JOB_FROM, &filter.build()).await
+}
+
+/// One page of the jobs `filter` selects, oldest first: `limit` of them (all with `None`)
+/// after skipping `offset`.
+///
+/// # Errors
+/// As [`record`].
+pub async fn page(
+    db: &Db,
+    filter: &JobFilter<'_>,
+    limit: Option<u64>,
+    offset: u64,
+) -> Result<Vec<JobRecord>, StoreError> {
+    crate::filter::page(
+        db,
+        JOB_COLUMNS,
+        JOB_FROM,
+        &filter.build(),
+        "j.id ASC",
+        limit,
+        offset,
+    )
+    .await?
+    .iter()
+    .map(record)
+    .collect()
+}

@@ -4,7 +4,7 @@
 //! the unit of work every write goes through ([`work`]), its errors ([`error`]), one builder
 //! for listings' dynamic filters ([`filter`]), and the statements, organised by table or
 //! aggregate ([`rules`], [`jobs`], [`routers`], [`vms`], [`networks`], [`addresses`],
-//! [`events`], [`hosts`]). It reads rows into the domain's types and never decides anything:
+//! [`events`], [`hosts`], [`accounts`], [`limits`], [`tokens`], [`seed`]). It reads rows into the domain's types and never decides anything:
 //! checks and planning are [`domain`]'s.
 //!
 //! # How a handler writes
@@ -46,6 +46,7 @@
 //!
 //! `cmd/firewall.rs`'s `create_rule` in the `mgmt` crate is the worked example.
 
+pub mod accounts;
 pub mod addresses;
 pub mod db;
 pub mod error;
@@ -53,10 +54,13 @@ pub mod events;
 pub mod filter;
 pub mod hosts;
 pub mod jobs;
+pub mod limits;
 pub mod migrate;
 pub mod networks;
 pub mod routers;
 pub mod rules;
+pub mod seed;
+pub mod tokens;
 pub mod vms;
 pub mod work;
 

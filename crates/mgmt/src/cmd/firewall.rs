@@ -216,9 +216,8 @@ pub(crate) async fn create_rule(
     };
     let rules = 1 + i64::from(opened.is_some());
     limits::take(
-        app,
-        change.conn(),
-        rule.account_id,
+        &mut change,
+        domain::ids::AccountId::from(rule.account_id),
         &[(Resource::NetworkRule, rules)],
     )
     .await?;

@@ -14,15 +14,14 @@ use std::time::Duration;
 
 use api_types::error::ApiError;
 use api_types::params::Params;
-use serde_json::{json, Map, Value};
-use sqlx::Row;
+use serde_json::{json, Value};
 
 use super::infra::{admin_only, contains, given, keyword, zone_param};
-use super::{begin, page, required, unknown};
-use crate::app::{internal, ApiResult, App};
-use crate::resp::{self, date};
+use super::{page, required, unknown};
+use crate::app::{internal, store_error, ApiResult, App};
+use crate::resp::{self, accounts as shape};
 use domain::actor::Caller;
-use store::db::{now_ms, opt_str};
+use store::db::now_ms;
 
 /// The longest host name.
 const MAX_HOST_NAME: usize = 64;
@@ -56,13 +55,6 @@ fn check_host_name(name: &str) -> ApiResult<()> {
     Ok(())
 }
 
-/// Appends ` AND <cond>` to `sql`, where `$?` in `cond` stands for `value`'s placeholder.
-fn and_text(sql: &mut String, binds: &mut Vec<String>, cond: &str, value: &str) {
-    binds.push(value.to_string());
-    sql.push_str(" AND ");
-    sql.push_str(&cond.replace("$?", &format!("${}", binds.len())));
-}
-
 // ------------------------------------------------------------------------------------------
 // Agent tokens.
 
@@ -72,118 +64,56 @@ pub(crate) async fn create_token(app: &App, caller: &Caller, p: &Params) -> ApiR
     admin_only(caller)?;
     let host = required(p, "host")?;
     check_host_name(host)?;
-    // Outside the transaction below: ensure_host takes the write lock itself. A host row left
-    // without a token, should the rest fail, is harmless (listHosts shows it Disconnected).
-    let host_id = crate::hosts::ensure_host(&app.db, host)
-        .await
-        .map_err(internal)?;
-    let token = crate::hosts::mint().map_err(internal)?;
+    let token = crate::password::agent_token().map_err(internal)?;
     let token_uuid = uuid::Uuid::new_v4().to_string();
     let now = now_ms();
-    let host_uuid: String = {
-        let _w = app.db.write_lock().await;
-        let mut tx = begin(app).await?;
-        sqlx::query(
-            "INSERT INTO agent_tokens (uuid, host_id, digest, created) VALUES ($1, $2, $3, $4)",
-        )
-        .bind(token_uuid.as_str())
-        .bind(host_id)
-        .bind(crate::hosts::digest(&token))
-        .bind(now)
-        .execute(&mut *tx)
+    // The host's row, the token's and the event in one change.
+    let mut change = app.db.change(None).await.map_err(store_error)?;
+    let (host_id, host_uuid) = store::tokens::ensure_host(change.conn(), host, now)
         .await
-        .map_err(internal)?;
-        let host_uuid: String = sqlx::query("SELECT uuid FROM hosts WHERE id = $1")
-            .bind(host_id)
-            .fetch_one(&mut *tx)
-            .await
-            .and_then(|r| r.try_get("uuid"))
-            .map_err(internal)?;
-        store::events::event(
-            &mut tx,
-            caller.account_id,
-            caller.user_id,
-            "AGENT.TOKEN.CREATE",
-            "INFO",
-            "Completed",
-            &format!("Created agent token {token_uuid} for host {host}"),
-            Some(&token_uuid),
-            None,
-        )
-        .await
-        .map_err(internal)?;
-        tx.commit().await.map_err(internal)?;
-        host_uuid
-    };
+        .map_err(store_error)?;
+    store::tokens::insert(
+        change.conn(),
+        &token_uuid,
+        host_id,
+        &crate::hosts::digest(&token),
+        now,
+    )
+    .await
+    .map_err(store_error)?;
+    store::events::event(
+        change.conn(),
+        caller.account_id,
+        caller.user_id,
+        "AGENT.TOKEN.CREATE",
+        "INFO",
+        "Completed",
+        &format!("Created agent token {token_uuid} for host {host}"),
+        Some(&token_uuid),
+        None,
+    )
+    .await
+    .map_err(store_error)?;
+    let receipt = change.commit().await.map_err(store_error)?;
+    app.doorbell.ring(app, receipt);
     Ok(resp::wrap(
         "agenttoken",
-        json!({
-            "id": token_uuid,
-            "host": host,
-            "hostid": host_uuid,
-            "token": token,
-            "created": date(now),
-        }),
+        shape::new_token(&token_uuid, host, &host_uuid, &token, now),
     ))
 }
 
 /// listAgentTokens: every token's row, without the token or its digest, oldest first.
 pub(crate) async fn list_tokens(app: &App, caller: &Caller, p: &Params) -> ApiResult<Value> {
     admin_only(caller)?;
-    let mut sql = String::from(
-        "SELECT t.uuid, t.created, t.revoked, t.last_used, h.name AS host_name, \
-         h.uuid AS host_uuid FROM agent_tokens t JOIN hosts h ON h.id = t.host_id WHERE 1 = 1",
-    );
-    let mut binds = Vec::new();
-    if let Some(id) = given(p, "id") {
-        and_text(&mut sql, &mut binds, "t.uuid = $?", id);
-    }
-    if let Some(host) = given(p, "host") {
-        and_text(&mut sql, &mut binds, "h.name = $?", host);
-    }
-    sql.push_str(" ORDER BY t.id");
-    let mut q = sqlx::query(&sql);
-    for b in &binds {
-        q = q.bind(b.as_str());
-    }
-    let rows = q.fetch_all(app.db.pool()).await.map_err(internal)?;
+    let tokens = store::tokens::list(&app.db, given(p, "id"), given(p, "host"))
+        .await
+        .map_err(store_error)?;
     let kw = keyword(p);
-    let mut items = Vec::with_capacity(rows.len());
-    for r in &rows {
-        let host: String = r.try_get("host_name").map_err(internal)?;
-        if kw.as_deref().is_some_and(|k| !contains(&host, k)) {
-            continue;
-        }
-        let revoked: Option<i64> = r.try_get("revoked").map_err(internal)?;
-        let last_used: Option<i64> = r.try_get("last_used").map_err(internal)?;
-        let mut m = Map::new();
-        m.insert(
-            "id".into(),
-            json!(r.try_get::<String, _>("uuid").map_err(internal)?),
-        );
-        m.insert("host".into(), json!(host));
-        m.insert(
-            "hostid".into(),
-            json!(r.try_get::<String, _>("host_uuid").map_err(internal)?),
-        );
-        m.insert(
-            "created".into(),
-            json!(date(r.try_get("created").map_err(internal)?)),
-        );
-        if let Some(at) = revoked {
-            m.insert("revoked".into(), json!(date(at)));
-        }
-        if let Some(at) = last_used {
-            m.insert("lastused".into(), json!(date(at)));
-        }
-        let state = if revoked.is_some() {
-            "Revoked"
-        } else {
-            "Active"
-        };
-        m.insert("state".into(), json!(state));
-        items.push(Value::Object(m));
-    }
+    let items = tokens
+        .iter()
+        .filter(|t| kw.as_deref().is_none_or(|k| contains(&t.host_name, k)))
+        .map(shape::token)
+        .collect();
     Ok(page("agenttoken", items, p.paging()))
 }
 
@@ -193,30 +123,17 @@ pub(crate) async fn list_tokens(app: &App, caller: &Caller, p: &Params) -> ApiRe
 pub(crate) async fn revoke_token(app: &App, caller: &Caller, p: &Params) -> ApiResult<Value> {
     admin_only(caller)?;
     let uuid = required(p, "id")?;
-    let _w = app.db.write_lock().await;
-    let mut tx = begin(app).await?;
-    let row = sqlx::query(
-        "SELECT t.id, h.name FROM agent_tokens t JOIN hosts h ON h.id = t.host_id \
-         WHERE t.uuid = $1",
-    )
-    .bind(uuid)
-    .fetch_optional(&mut *tx)
-    .await
-    .map_err(internal)?
-    .ok_or_else(|| unknown(p, "id"))?;
-    let id: i64 = row.try_get("id").map_err(internal)?;
-    let host: String = row.try_get("name").map_err(internal)?;
-    let changed =
-        sqlx::query("UPDATE agent_tokens SET revoked = $1 WHERE id = $2 AND revoked IS NULL")
-            .bind(now_ms())
-            .bind(id)
-            .execute(&mut *tx)
-            .await
-            .map_err(internal)?
-            .rows_affected();
-    if changed > 0 {
+    let mut change = app.db.change(None).await.map_err(store_error)?;
+    let (id, host) = store::tokens::by_uuid(change.conn(), uuid)
+        .await
+        .map_err(store_error)?
+        .ok_or_else(|| unknown(p, "id"))?;
+    let changed = store::tokens::revoke(change.conn(), id, now_ms())
+        .await
+        .map_err(store_error)?;
+    if changed {
         store::events::event(
-            &mut tx,
+            change.conn(),
             caller.account_id,
             caller.user_id,
             "AGENT.TOKEN.REVOKE",
@@ -227,9 +144,10 @@ pub(crate) async fn revoke_token(app: &App, caller: &Caller, p: &Params) -> ApiR
             None,
         )
         .await
-        .map_err(internal)?;
+        .map_err(store_error)?;
     }
-    tx.commit().await.map_err(internal)?;
+    let receipt = change.commit().await.map_err(store_error)?;
+    app.doorbell.ring(app, receipt);
     Ok(json!({"success": true}))
 }
 
@@ -243,75 +161,23 @@ pub(crate) async fn list_hosts(app: &App, caller: &Caller, p: &Params) -> ApiRes
     if given(p, "type").is_some_and(|t| !t.eq_ignore_ascii_case("Routing")) {
         return Ok(page("host", Vec::new(), p.paging()));
     }
-    let mut sql = String::from(
-        "SELECT h.uuid, h.name, h.driver, h.epoch, h.connected, h.seen, h.created, \
-         s.name AS server_name, s.address AS server_address, s.heartbeat, \
-         (SELECT COUNT(*) FROM routers r WHERE r.host = h.name) AS routers \
-         FROM hosts h LEFT JOIN servers s ON s.id = h.server_id WHERE 1 = 1",
-    );
-    let mut binds = Vec::new();
-    if let Some(id) = given(p, "id") {
-        and_text(&mut sql, &mut binds, "h.uuid = $?", id);
-    }
-    if let Some(name) = given(p, "name") {
-        and_text(&mut sql, &mut binds, "h.name = $?", name);
-    }
-    sql.push_str(" ORDER BY h.id");
-    let mut q = sqlx::query(&sql);
-    for b in &binds {
-        q = q.bind(b.as_str());
-    }
-    let rows = q.fetch_all(app.db.pool()).await.map_err(internal)?;
+    let hosts = store::tokens::hosts(&app.db, given(p, "id"), given(p, "name"))
+        .await
+        .map_err(store_error)?;
     let alive_since = now_ms().saturating_sub(millis(crate::hosts::SERVER_DEAD_AFTER));
     let kw = keyword(p);
     let wanted_state = given(p, "state");
-    let mut items = Vec::with_capacity(rows.len());
-    for r in &rows {
-        let name: String = r.try_get("name").map_err(internal)?;
-        let connected: i64 = r.try_get("connected").map_err(internal)?;
-        let heartbeat: Option<i64> = r.try_get("heartbeat").map_err(internal)?;
-        let up = connected == 1 && heartbeat.is_some_and(|hb| hb > alive_since);
+    let zone = (app.site.zone_uuid.as_str(), app.site.zone_name.as_str());
+    let mut items = Vec::with_capacity(hosts.len());
+    for h in &hosts {
+        let up = h.connected && h.heartbeat.is_some_and(|hb| hb > alive_since);
         let state = if up { "Up" } else { "Disconnected" };
         if wanted_state.is_some_and(|s| !s.eq_ignore_ascii_case(state))
-            || kw.as_deref().is_some_and(|k| !contains(&name, k))
+            || kw.as_deref().is_some_and(|k| !contains(&h.name, k))
         {
             continue;
         }
-        let mut m = Map::new();
-        m.insert(
-            "id".into(),
-            json!(r.try_get::<String, _>("uuid").map_err(internal)?),
-        );
-        m.insert("name".into(), json!(name));
-        m.insert("state".into(), json!(state));
-        m.insert("type".into(), json!("Routing"));
-        m.insert("zoneid".into(), json!(app.site.zone_uuid));
-        m.insert("zonename".into(), json!(app.site.zone_name));
-        if let Some(server) = opt_str(r, "server_name").map_err(internal)? {
-            m.insert("managementserverid".into(), json!(server));
-        }
-        if let Some(address) = opt_str(r, "server_address").map_err(internal)? {
-            m.insert("managementserveraddress".into(), json!(address));
-        }
-        if let Some(seen) = r.try_get::<Option<i64>, _>("seen").map_err(internal)? {
-            m.insert("lastpinged".into(), json!(date(seen)));
-        }
-        m.insert(
-            "created".into(),
-            json!(date(r.try_get("created").map_err(internal)?)),
-        );
-        if let Some(driver) = opt_str(r, "driver").map_err(internal)? {
-            m.insert("agentdriver".into(), json!(driver));
-        }
-        m.insert(
-            "routers".into(),
-            json!(r.try_get::<i64, _>("routers").map_err(internal)?),
-        );
-        m.insert(
-            "epoch".into(),
-            json!(r.try_get::<i64, _>("epoch").map_err(internal)?),
-        );
-        items.push(Value::Object(m));
+        items.push(shape::host(h, state, zone));
     }
     Ok(page("host", items, p.paging()))
 }

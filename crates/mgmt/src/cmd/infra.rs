@@ -796,7 +796,7 @@ pub(crate) async fn create_network(app: &App, caller: &Caller, p: &Params) -> Ap
     let network_id = {
         let _w = app.db.write_lock().await;
         let mut tx = begin(app).await?;
-        limits::take(
+        limits::take_tx(
             app,
             &mut tx,
             account_id,
@@ -1218,7 +1218,7 @@ pub(crate) async fn associate_ip(app: &App, caller: &Caller, p: &Params) -> ApiR
             .lock_network(&mut tx, net.id)
             .await
             .map_err(internal)?;
-        limits::take(app, &mut tx, net.account_id, &[(Resource::PublicIp, 1)]).await?;
+        limits::take_tx(app, &mut tx, net.account_id, &[(Resource::PublicIp, 1)]).await?;
         let ip = find_free_ip(app, &mut tx, wanted)
             .await?
             .ok_or_else(|| no_free_ip(app))?;
@@ -1936,7 +1936,7 @@ pub(crate) async fn deploy_vm(app: &App, caller: &Caller, p: &Params) -> ApiResu
                 ))
             })?,
         };
-        limits::take(app, &mut tx, net.account_id, &[(Resource::UserVm, 1)]).await?;
+        limits::take_tx(app, &mut tx, net.account_id, &[(Resource::UserVm, 1)]).await?;
         let vm_id: i64 = sqlx::query(
             "INSERT INTO vms (uuid, name, display_name, account_id, zone_id, network_id, \
              service_offering_id, template_id, nic_uuid, ip, state, created) \

@@ -13,328 +13,125 @@
 
 use api_types::error::ApiError;
 use api_types::params::Params;
-use serde_json::{json, Map, Value};
-use sqlx::{Any, AnyConnection, Row, Transaction};
+use serde_json::Value;
 
 use super::infra::{admin_only, given};
-use super::{begin, unknown};
-use crate::app::{internal, ApiResult, App};
-use crate::resp;
+use super::unknown;
+use crate::app::{store_error, ApiResult, App};
+use crate::resp::{self, accounts as shape};
 use domain::actor::Caller;
-use store::db::Dialect;
+use domain::ids::{AccountId, DomainId};
+use domain::limits::{chain, domain_by_id, subtree, Domain, LimitOwner, TreeError};
+use store::limits::{Conn, Holders, LimitedAccount};
+use store::{ChangeTx, Dialect};
+
+pub(crate) use domain::limits::Resource;
 
 #[cfg(test)]
 mod tests;
 
-/// A kind of resource an account holds and a limit bounds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Resource {
-    /// User VMs that are not being expunged (CloudStack's `user_vm`, 0).
-    UserVm,
-    /// Public IPs allocated to the account, source-NAT addresses included (`public_ip`, 1).
-    PublicIp,
-    /// Networks that are not being deleted (`network`, 6).
-    Network,
-    /// Firewall, egress, port-forwarding and load-balancing rules that are not being deleted,
-    /// the firewall rules that forwards and balancers open included (guestnet's own type,
-    /// `network_rule`, 1000).
-    NetworkRule,
-}
-
-impl Resource {
-    /// Every type guestnet limits, in the order lists show them.
-    pub(crate) const ALL: [Resource; 4] = [
-        Resource::UserVm,
-        Resource::PublicIp,
-        Resource::Network,
-        Resource::NetworkRule,
-    ];
-
-    /// The type's number (`resourcetype`). 1000 is far above CloudStack's own numbers, which
-    /// count up from 0 without gaps, so it cannot meet one of theirs.
-    pub(crate) const fn number(self) -> i64 {
-        match self {
-            Resource::UserVm => 0,
-            Resource::PublicIp => 1,
-            Resource::Network => 6,
-            Resource::NetworkRule => 1000,
-        }
-    }
-
-    /// The type's name (`resourcetypename`).
-    pub(crate) const fn name(self) -> &'static str {
-        match self {
-            Resource::UserVm => "user_vm",
-            Resource::PublicIp => "public_ip",
-            Resource::Network => "network",
-            Resource::NetworkRule => "network_rule",
-        }
-    }
-
-    /// The type with this number.
-    pub(crate) fn from_number(n: i64) -> Option<Resource> {
-        Resource::ALL.into_iter().find(|r| r.number() == n)
-    }
-
-    /// The type with this name.
-    pub(crate) fn from_name(name: &str) -> Option<Resource> {
-        Resource::ALL.into_iter().find(|r| r.name() == name)
-    }
-
-    /// The limit of an account that has none of its own (CloudStack's `max.account.*`).
-    pub(crate) const fn account_default(self) -> i64 {
-        match self {
-            Resource::UserVm | Resource::PublicIp | Resource::Network => 20,
-            Resource::NetworkRule => 1000,
-        }
-    }
-
-    /// The limit of a domain (other than ROOT) for which neither it nor a domain above it
-    /// has one (CloudStack's `max.domain.*`).
-    pub(crate) const fn domain_default(self) -> i64 {
-        match self {
-            Resource::UserVm | Resource::PublicIp | Resource::Network => 40,
-            Resource::NetworkRule => 2000,
-        }
-    }
-
-    /// The start of a query counting what accounts hold, to be completed with the list of
-    /// accounts (`account_id IN (…)`).
-    const fn count_from(self) -> &'static str {
-        match self {
-            Resource::UserVm => {
-                "SELECT COUNT(*) AS n FROM vms \
-                 WHERE state NOT IN ('Expunging', 'Destroyed', 'Error') AND account_id IN "
-            }
-            Resource::PublicIp => {
-                "SELECT COUNT(*) AS n FROM public_ips \
-                 WHERE state IN ('Allocating', 'Allocated') AND account_id IN "
-            }
-            Resource::Network => {
-                "SELECT COUNT(*) AS n FROM networks WHERE state <> 'Destroy' AND account_id IN "
-            }
-            Resource::NetworkRule => {
-                "SELECT COUNT(*) AS n FROM rules WHERE state <> 'Revoke' AND account_id IN "
-            }
-        }
-    }
-}
-
-/// Who owns a limit row.
-const ACCOUNT: &str = "account";
-const DOMAIN: &str = "domain";
-
-/// An account, as limits see it.
-#[derive(Debug, Clone)]
-struct Account {
-    id: i64,
-    name: String,
-    domain_id: i64,
-    root_admin: bool,
-}
-
-/// A domain, as limits see it.
-#[derive(Debug, Clone)]
-struct Domain {
-    id: i64,
-    uuid: String,
-    name: String,
-    path: String,
-    parent: Option<i64>,
-}
-
-impl Domain {
-    fn is_root(&self) -> bool {
-        self.parent.is_none()
-    }
-}
-
-/// Every domain (there are few).
-async fn domains(conn: &mut AnyConnection) -> ApiResult<Vec<Domain>> {
-    let rows = sqlx::query("SELECT id, uuid, name, path, parent_id FROM domains ORDER BY id")
-        .fetch_all(conn)
-        .await
-        .map_err(internal)?;
-    rows.iter()
-        .map(|r| {
-            Ok(Domain {
-                id: r.try_get("id")?,
-                uuid: r.try_get("uuid")?,
-                name: r.try_get("name")?,
-                path: r.try_get("path")?,
-                parent: r.try_get("parent_id")?,
-            })
-        })
-        .collect::<Result<Vec<_>, sqlx::Error>>()
-        .map_err(internal)
-}
-
-fn domain_by_id(domains: &[Domain], id: i64) -> ApiResult<&Domain> {
-    domains
-        .iter()
-        .find(|d| d.id == id)
-        .ok_or_else(|| ApiError::internal(format!("domain {id} is gone")))
-}
-
-/// The domains from `id` up to, but not including, ROOT (whose limits are always none).
-fn chain(domains: &[Domain], id: i64) -> ApiResult<Vec<&Domain>> {
-    let mut out = Vec::new();
-    let mut next = Some(id);
-    while let Some(id) = next {
-        let d = domain_by_id(domains, id)?;
-        if d.is_root() {
-            break;
-        }
-        if out.iter().any(|o: &&Domain| o.id == d.id) {
-            return Err(ApiError::internal(format!(
-                "domain {} is its own ancestor",
-                d.id
-            )));
-        }
-        out.push(d);
-        next = d.parent;
-    }
-    Ok(out)
-}
-
-/// `d` and every domain below it.
-fn subtree<'a>(domains: &'a [Domain], d: &Domain) -> Vec<&'a Domain> {
-    let below = format!("{}/", d.path);
-    domains
-        .iter()
-        .filter(|o| o.id == d.id || o.path.starts_with(&below))
-        .collect()
-}
-
-async fn account_by_id(conn: &mut AnyConnection, id: i64) -> ApiResult<Account> {
-    let row = sqlx::query("SELECT id, name, domain_id, account_type FROM accounts WHERE id = $1")
-        .bind(id)
-        .fetch_optional(conn)
-        .await
-        .map_err(internal)?
-        .ok_or_else(|| ApiError::internal(format!("account {id} is gone")))?;
-    account_from(&row)
-}
-
-fn account_from(row: &sqlx::any::AnyRow) -> ApiResult<Account> {
-    Ok(Account {
-        id: row.try_get("id").map_err(internal)?,
-        name: row.try_get("name").map_err(internal)?,
-        domain_id: row.try_get("domain_id").map_err(internal)?,
-        root_admin: row.try_get::<i64, _>("account_type").map_err(internal)? == 1,
-    })
-}
-
-/// The limit set for an owner, if one was.
-async fn explicit(
-    conn: &mut AnyConnection,
-    kind: &str,
-    owner: i64,
-    r: Resource,
-) -> ApiResult<Option<i64>> {
-    let row = sqlx::query(
-        "SELECT max_value FROM resource_limits \
-         WHERE owner_kind = $1 AND owner_id = $2 AND resource_type = $3",
-    )
-    .bind(kind)
-    .bind(owner)
-    .bind(r.number())
-    .fetch_optional(conn)
-    .await
-    .map_err(internal)?;
-    row.map(|r| r.try_get("max_value"))
-        .transpose()
-        .map_err(internal)
+/// A domain tree that is not one: the database is not trusted (530).
+fn tree_error(e: TreeError) -> ApiError {
+    crate::app::internal(e)
 }
 
 /// An account's limit: none for a root admin, else its own or the default.
-async fn account_limit(conn: &mut AnyConnection, a: &Account, r: Resource) -> ApiResult<i64> {
+async fn account_limit(conn: &mut Conn, a: &LimitedAccount, r: Resource) -> ApiResult<i64> {
     if a.root_admin {
         return Ok(-1);
     }
-    Ok(explicit(conn, ACCOUNT, a.id, r)
-        .await?
+    Ok(store::limits::explicit(conn, LimitOwner::Account(a.id), r)
+        .await
+        .map_err(store_error)?
         .unwrap_or(r.account_default()))
 }
 
 /// A domain's limit: none for ROOT; else its own, or that of the nearest domain above it
 /// (ROOT excepted) that has one, or the default.
 async fn domain_limit(
-    conn: &mut AnyConnection,
+    conn: &mut Conn,
     domains: &[Domain],
     d: &Domain,
     r: Resource,
 ) -> ApiResult<i64> {
-    for up in chain(domains, d.id)? {
-        if let Some(max) = explicit(conn, DOMAIN, up.id, r).await? {
+    for up in chain(domains, d.id).map_err(tree_error)? {
+        if let Some(max) = store::limits::explicit(conn, LimitOwner::Domain(up.id), r)
+            .await
+            .map_err(store_error)?
+        {
             return Ok(max);
         }
     }
     Ok(if d.is_root() { -1 } else { r.domain_default() })
 }
 
-/// How much of `r` the accounts selected by `accounts` (an SQL list or subquery) hold.
-async fn held(conn: &mut AnyConnection, r: Resource, accounts: &str) -> ApiResult<i64> {
-    sqlx::query(&format!("{}({accounts})", r.count_from()))
-        .fetch_one(conn)
-        .await
-        .map_err(internal)?
-        .try_get("n")
-        .map_err(internal)
-}
-
-fn id_list<'a>(ids: impl Iterator<Item = &'a i64>) -> String {
-    ids.map(i64::to_string).collect::<Vec<_>>().join(",")
-}
-
-/// Checks that account `account_id` may take `wanted` (so many of each type) without passing
+/// Checks that account `account` may take `wanted` (so many of each type) without passing
 /// its own limit or that of a domain above it; CloudStack's 535 naming the first limit that
 /// would be passed otherwise. A root admin's account is never limited.
 ///
 /// # Assumptions
-/// The caller is inside its write transaction `tx`, holds [`store::db::Db::write_lock`] (on
-/// SQLite the one writer), and writes what it takes in `tx` before committing.
+/// The caller writes what it takes in `change` before committing.
 ///
 /// # Guarantees
 /// Race-free: on PostgreSQL the account's row and those of the domains above it (ROOT
 /// excepted) are locked (`FOR NO KEY UPDATE`, which foreign-key checks of concurrent inserts
 /// do not wait for) until the commit, so two takers for the same account or domain, on any
-/// server, count one after the other; on SQLite the write lock serializes them. Rows are locked account first, then
-/// domains from the deepest up, and always after any network row, so takers cannot deadlock.
+/// server, count one after the other; on SQLite the change's write lock serializes them.
+/// Rows are locked account first, then domains from the deepest up, and always after any
+/// network row, so takers cannot deadlock.
 ///
 /// # Errors
 /// 535 when a limit would be passed; 530 when the database fails.
 pub(crate) async fn take(
+    change: &mut ChangeTx,
+    account: AccountId,
+    wanted: &[(Resource, i64)],
+) -> ApiResult<()> {
+    let dialect = change.dialect();
+    take_on(change.conn(), dialect, account, wanted).await
+}
+
+/// [`take`] for a handler that still opens its transaction itself (`app` gives the dialect).
+///
+/// # Errors
+/// As [`take`].
+pub(crate) async fn take_tx(
     app: &App,
-    tx: &mut Transaction<'_, Any>,
+    tx: &mut Conn,
     account_id: i64,
     wanted: &[(Resource, i64)],
 ) -> ApiResult<()> {
-    let conn: &mut AnyConnection = tx;
-    let account = account_by_id(conn, account_id).await?;
+    take_on(tx, app.db.dialect(), AccountId::from(account_id), wanted).await
+}
+
+async fn take_on(
+    conn: &mut Conn,
+    dialect: Dialect,
+    account_id: AccountId,
+    wanted: &[(Resource, i64)],
+) -> ApiResult<()> {
+    let account = store::limits::account(conn, account_id)
+        .await
+        .map_err(store_error)?;
     if account.root_admin {
         return Ok(());
     }
-    let domains = domains(conn).await?;
-    let above = chain(&domains, account.domain_id)?;
-    if app.db.dialect() == Dialect::Postgres {
-        sqlx::query("SELECT id FROM accounts WHERE id = $1 FOR NO KEY UPDATE")
-            .bind(account.id)
-            .fetch_optional(&mut *conn)
-            .await
-            .map_err(internal)?;
-        for d in &above {
-            sqlx::query("SELECT id FROM domains WHERE id = $1 FOR NO KEY UPDATE")
-                .bind(d.id)
-                .fetch_optional(&mut *conn)
-                .await
-                .map_err(internal)?;
-        }
-    }
-    let own_domain = domain_by_id(&domains, account.domain_id)?;
+    let domains = store::accounts::domains(conn).await.map_err(store_error)?;
+    let above = chain(&domains, account.domain_id).map_err(tree_error)?;
+    let above_ids: Vec<DomainId> = above.iter().map(|d| d.id).collect();
+    store::limits::lock_taker(conn, dialect, account.id, &above_ids)
+        .await
+        .map_err(store_error)?;
+    let own_domain = domain_by_id(&domains, account.domain_id).map_err(tree_error)?;
     for &(r, n) in wanted {
         let max = account_limit(conn, &account, r).await?;
-        if max >= 0 && held(conn, r, &account.id.to_string()).await? + n > max {
+        if max >= 0
+            && store::limits::held(conn, r, Holders::Account(account.id))
+                .await
+                .map_err(store_error)?
+                + n
+                > max
+        {
             return Err(ApiError::resource_allocation(format!(
                 "Maximum number of resources of type '{}' for account name={} in domain id={} \
                  has been exceeded.",
@@ -348,11 +145,13 @@ pub(crate) async fn take(
             if max < 0 {
                 continue;
             }
-            let accounts = format!(
-                "SELECT id FROM accounts WHERE domain_id IN ({})",
-                id_list(subtree(&domains, d).iter().map(|d| &d.id))
-            );
-            if held(conn, r, &accounts).await? + n > max {
+            let below: Vec<DomainId> = subtree(&domains, d).iter().map(|d| d.id).collect();
+            if store::limits::held(conn, r, Holders::Domains(&below))
+                .await
+                .map_err(store_error)?
+                + n
+                > max
+            {
                 return Err(ApiError::resource_allocation(format!(
                     "Maximum number of resources of type '{}' for domain id={} has been \
                      exceeded.",
@@ -370,8 +169,17 @@ pub(crate) async fn take(
 
 /// Whose limits a request is about.
 enum Owner {
-    Account(Account),
+    Account(LimitedAccount),
     Domain(Domain),
+}
+
+impl Owner {
+    fn limit_owner(&self) -> LimitOwner {
+        match self {
+            Owner::Account(a) => LimitOwner::Account(a.id),
+            Owner::Domain(d) => LimitOwner::Domain(d.id),
+        }
+    }
 }
 
 /// The types a list asks for: `resourcetypename` wins over `resourcetype`; neither means all.
@@ -410,11 +218,11 @@ fn bad_type(n: i64) -> ApiError {
 
 /// The account named by `account` (and `domainid`, when given).
 async fn named_account(
-    conn: &mut AnyConnection,
+    conn: &mut Conn,
     p: &Params,
     domains: &[Domain],
     name: &str,
-) -> ApiResult<Account> {
+) -> ApiResult<LimitedAccount> {
     let domain = match given(p, "domainid") {
         Some(uuid) => Some(
             domains
@@ -424,41 +232,21 @@ async fn named_account(
         ),
         None => None,
     };
-    let row = match domain {
-        Some(d) => {
-            sqlx::query(
-                "SELECT id, name, domain_id, account_type FROM accounts \
-                 WHERE name = $1 AND domain_id = $2",
-            )
-            .bind(name)
-            .bind(d.id)
-            .fetch_optional(conn)
-            .await
-        }
-        None => {
-            sqlx::query(
-                "SELECT id, name, domain_id, account_type FROM accounts WHERE name = $1 \
-                 ORDER BY id LIMIT 1",
-            )
-            .bind(name)
-            .fetch_optional(conn)
-            .await
-        }
-    }
-    .map_err(internal)?
-    .ok_or_else(|| {
-        ApiError::invalid_parameter(match domain {
-            Some(d) => format!("Unable to find account {name} in domain {}", d.uuid),
-            None => format!("Unable to find account {name}"),
+    store::limits::account_named(conn, name, domain.map(|d| d.id))
+        .await
+        .map_err(store_error)?
+        .ok_or_else(|| {
+            ApiError::invalid_parameter(match domain {
+                Some(d) => format!("Unable to find account {name} in domain {}", d.uuid),
+                None => format!("Unable to find account {name}"),
+            })
         })
-    })?;
-    account_from(&row)
 }
 
 /// Whose limits a request names: `account` (with `domainid`) an account, `domainid` alone a
 /// domain, neither the caller's own account. A user may name only its own account.
 async fn owner_asked(
-    conn: &mut AnyConnection,
+    conn: &mut Conn,
     caller: &Caller,
     p: &Params,
     domains: &[Domain],
@@ -495,24 +283,18 @@ async fn owner_asked(
 
 /// One limit as CloudStack answers it (ResourceLimitResponse).
 fn limit_json(owner: &Owner, domains: &[Domain], r: Resource, max: i64) -> ApiResult<Value> {
-    let mut m = Map::new();
-    let domain = match owner {
-        Owner::Account(a) => {
-            m.insert("account".into(), json!(a.name));
-            domain_by_id(domains, a.domain_id)?
-        }
-        Owner::Domain(d) => d,
+    let (account, domain) = match owner {
+        Owner::Account(a) => (
+            Some(a.name.as_str()),
+            domain_by_id(domains, a.domain_id).map_err(tree_error)?,
+        ),
+        Owner::Domain(d) => (None, d),
     };
-    m.insert("domainid".into(), json!(domain.uuid));
-    m.insert("domain".into(), json!(domain.name));
-    m.insert("resourcetype".into(), json!(r.number().to_string()));
-    m.insert("resourcetypename".into(), json!(r.name()));
-    m.insert("max".into(), json!(max));
-    Ok(Value::Object(m))
+    Ok(shape::limit(account, (&domain.uuid, &domain.name), r, max))
 }
 
 async fn owner_limit(
-    conn: &mut AnyConnection,
+    conn: &mut Conn,
     owner: &Owner,
     domains: &[Domain],
     r: Resource,
@@ -526,35 +308,28 @@ async fn owner_limit(
 /// listResourceLimits: the limits of one owner, one row per type guestnet limits (the
 /// owner's own limit, or the default it has without one).
 pub(crate) async fn list_limits(app: &App, caller: &Caller, p: &Params) -> ApiResult<Value> {
-    let mut conn = app.db.pool().acquire().await.map_err(internal)?;
-    let domains = domains(&mut conn).await?;
+    let mut conn = store::limits::connection(&app.db)
+        .await
+        .map_err(store_error)?;
+    let domains = store::accounts::domains(&mut conn)
+        .await
+        .map_err(store_error)?;
     let mut types = types_asked(p)?;
     let owner = match owner_asked(&mut conn, caller, p, &domains).await? {
         Some(o) => o,
-        None => Owner::Account(account_by_id(&mut conn, caller.account_id).await?),
+        None => Owner::Account(
+            store::limits::account(&mut conn, AccountId::from(caller.account_id))
+                .await
+                .map_err(store_error)?,
+        ),
     };
     if let Some(id) = p.int("id") {
         // A limit row by its id: shown when it belongs to the owner asked about.
-        let row = sqlx::query(
-            "SELECT owner_kind, owner_id, resource_type FROM resource_limits WHERE id = $1",
-        )
-        .bind(id)
-        .fetch_optional(&mut *conn)
-        .await
-        .map_err(internal)?;
-        let mut found = None;
-        if let Some(row) = row {
-            let kind: String = row.try_get("owner_kind").map_err(internal)?;
-            let owner_id: i64 = row.try_get("owner_id").map_err(internal)?;
-            let number: i64 = row.try_get("resource_type").map_err(internal)?;
-            let same = match &owner {
-                Owner::Account(a) => kind == ACCOUNT && owner_id == a.id,
-                Owner::Domain(d) => kind == DOMAIN && owner_id == d.id,
-            };
-            if same {
-                found = Resource::from_number(number);
-            }
-        }
+        let found = store::limits::row(&mut conn, id)
+            .await
+            .map_err(store_error)?
+            .filter(|(o, _)| *o == owner.limit_owner())
+            .map(|(_, r)| r);
         types.retain(|r| Some(*r) == found);
     }
     let mut items = Vec::with_capacity(types.len());
@@ -579,8 +354,12 @@ pub(crate) async fn update_limit(app: &App, caller: &Caller, p: &Params) -> ApiR
             "Please specify either '-1' for an infinite limit, or a limit that is at least '0'.",
         ));
     }
-    let mut conn = app.db.pool().acquire().await.map_err(internal)?;
-    let domains = domains(&mut conn).await?;
+    let mut conn = store::limits::connection(&app.db)
+        .await
+        .map_err(store_error)?;
+    let domains = store::accounts::domains(&mut conn)
+        .await
+        .map_err(store_error)?;
     let owner = owner_asked(&mut conn, caller, p, &domains)
         .await?
         .ok_or_else(|| {
@@ -588,14 +367,13 @@ pub(crate) async fn update_limit(app: &App, caller: &Caller, p: &Params) -> ApiR
                 "AccountId or domainId have to be specified in order to update resource limit",
             )
         })?;
-    let (kind, owner_id) = match &owner {
+    match &owner {
         Owner::Account(a) => {
             if a.root_admin && max != -1 {
                 return Err(ApiError::invalid_parameter(
                     "Only -1 limit is supported for Root Admin accounts",
                 ));
             }
-            (ACCOUNT, a.id)
         }
         Owner::Domain(d) => {
             if d.is_root() {
@@ -605,7 +383,7 @@ pub(crate) async fn update_limit(app: &App, caller: &Caller, p: &Params) -> ApiR
                 )));
             }
             if let Some(parent) = d.parent {
-                let parent = domain_by_id(&domains, parent)?;
+                let parent = domain_by_id(&domains, parent).map_err(tree_error)?;
                 let parent_max = domain_limit(&mut conn, &domains, parent, r).await?;
                 if parent_max >= 0 && max > parent_max {
                     return Err(ApiError::invalid_parameter(format!(
@@ -616,27 +394,15 @@ pub(crate) async fn update_limit(app: &App, caller: &Caller, p: &Params) -> ApiR
                     )));
                 }
             }
-            (DOMAIN, d.id)
         }
-    };
-    drop(conn);
-    {
-        let _w = app.db.write_lock().await;
-        let mut tx = begin(app).await?;
-        sqlx::query(
-            "INSERT INTO resource_limits (owner_kind, owner_id, resource_type, max_value) \
-             VALUES ($1, $2, $3, $4) ON CONFLICT (owner_kind, owner_id, resource_type) \
-             DO UPDATE SET max_value = excluded.max_value",
-        )
-        .bind(kind)
-        .bind(owner_id)
-        .bind(r.number())
-        .bind(max)
-        .execute(&mut *tx)
-        .await
-        .map_err(internal)?;
-        tx.commit().await.map_err(internal)?;
     }
+    drop(conn);
+    let mut change = app.db.change(None).await.map_err(store_error)?;
+    store::limits::set(change.conn(), owner.limit_owner(), r, max)
+        .await
+        .map_err(store_error)?;
+    let receipt = change.commit().await.map_err(store_error)?;
+    app.doorbell.ring(app, receipt);
     Ok(resp::wrap(
         "resourcelimit",
         limit_json(&owner, &domains, r, max)?,
