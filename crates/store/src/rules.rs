@@ -413,3 +413,6 @@ pub async fn set_metadata(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;

@@ -248,3 +248,6 @@ pub(crate) fn l4_of(
         None,
     ))
 }
+
+#[cfg(test)]
+mod tests;
