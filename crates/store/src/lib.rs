@@ -44,7 +44,7 @@
 //! which rolls back. The job runner's writes about a host's routers open theirs with
 //! [`Db::fenced`], which fails with [`StoreError::Fenced`] once another server took the host.
 //!
-//! `cmd/firewall.rs`'s `create_rule` in the `mgmt` crate is the worked example.
+//! `cmd/firewall/write.rs`'s `create_rule` in the `mgmt` crate is the worked example.
 
 pub mod accounts;
 pub mod addresses;

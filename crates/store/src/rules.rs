@@ -4,6 +4,20 @@
 //!
 //! A stored value this program does not know (a state, a purpose, an address) is
 //! [`StoreError::Corrupt`], never a default.
+//!
+//! The API objects of firewall and forwarding rules are rendered here too, in SQL ([`json`]),
+//! as are their listings ([`list`]) and the reads and writes of a change to an existing rule
+//! ([`forwards`]).
+
+pub mod forwards;
+pub mod json;
+pub mod list;
+
+pub use json::{object_json, store_json};
+
+/// The transaction a change's statements run in (what [`crate::ChangeTx::conn`] gives), named
+/// so that callers need not name the database library.
+pub type Tx<'c> = Transaction<'c, Any>;
 
 use std::net::Ipv4Addr;
 use std::str::FromStr;
@@ -399,3 +413,6 @@ pub async fn set_metadata(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;

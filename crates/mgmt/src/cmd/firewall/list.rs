@@ -1,0 +1,71 @@
+//! Listings of firewall and forwarding rules: the parameters into a store query, the page
+//! into CloudStack's list answer.
+
+use api_types::params::Params;
+use domain::actor::Caller;
+use domain::ids::AccountId;
+use domain::model::{Purpose, Traffic};
+use store::rules::list::RuleQuery;
+
+use super::super::{scope, visible_filter};
+use crate::app::{store_error, ApiResult, App};
+
+/// Lists rules of one purpose (and direction) as CloudStack's list answer under `key`, built
+/// as JSON text by the database: a 10k-rule listing is one text column per row, not thirty
+/// values. CloudStack lists firewall and forwarding rules newest first.
+pub(crate) async fn list_rules(
+    app: &App,
+    caller: &Caller,
+    p: &Params,
+    purpose: Purpose,
+    traffic: Option<Traffic>,
+    key: &str,
+) -> ApiResult<String> {
+    visible_filter(app, caller, p, "id", "rules").await?;
+    visible_filter(app, caller, p, "ipaddressid", "public_ips").await?;
+    visible_filter(app, caller, p, "networkid", "networks").await?;
+    // A parameter the command does not take is not a filter.
+    let takes = |param: &str| p.spec().param(param).is_some();
+    let account = scope(app, caller, p).await?.map(AccountId::from);
+    let paging = p.paging();
+    let query = RuleQuery {
+        purpose,
+        traffic,
+        uuid: p.str("id"),
+        ip_uuid: p.str("ipaddressid").filter(|_| takes("ipaddressid")),
+        network_uuid: p.str("networkid").filter(|_| takes("networkid")),
+        account,
+        display: p.bool("fordisplay").filter(|_| takes("fordisplay")),
+        keyword: p.str("keyword"),
+        admin: caller.admin,
+        limit: paging.size.map(|n| u64::try_from(n).unwrap_or(u64::MAX)),
+        offset: u64::try_from(paging.start).unwrap_or(u64::MAX),
+    };
+    let page = store::rules::list::list(&app.db, &query)
+        .await
+        .map_err(store_error)?;
+    Ok(crate::resp::rules::list_text(key, page.total, &page.items))
+}
+
+/// listFirewallRules / listEgressFirewallRules, as JSON text.
+pub(crate) async fn list(
+    app: &App,
+    caller: &Caller,
+    p: &Params,
+    egress: bool,
+) -> ApiResult<String> {
+    let traffic = if egress {
+        Traffic::Egress
+    } else {
+        Traffic::Ingress
+    };
+    list_rules(
+        app,
+        caller,
+        p,
+        Purpose::Firewall,
+        Some(traffic),
+        "firewallrule",
+    )
+    .await
+}
