@@ -491,3 +491,65 @@ pub async fn revoke_policy(
         .map_err(StoreError::db("revoking a balancer policy"))?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::filter::Arg;
+
+    #[test]
+    fn no_filter_lists_every_balancer() {
+        let f = BalancerFilter::default().to_filter();
+        assert_eq!(f.where_clause(), "WHERE 1 = 1 AND (r.purpose = $1)");
+        assert_eq!(f.args(), &[Arg::Text("LoadBalancing".into())]);
+    }
+
+    #[test]
+    fn every_filter_is_an_argument_in_order() {
+        let domains = [DomainId::from(3), DomainId::from(4)];
+        let f = BalancerFilter {
+            uuid: Some("u"),
+            name: Some("web"),
+            vm_uuid: Some("v"),
+            display: Some(false),
+            account: Some(AccountId::from(9)),
+            domains: Some(&domains),
+            ..BalancerFilter::default()
+        }
+        .to_filter();
+        assert_eq!(
+            f.where_clause(),
+            "WHERE 1 = 1 AND (r.purpose = $1) AND (r.uuid = $2) AND (r.name = $3) AND (EXISTS \
+             (SELECT 1 FROM lb_members m JOIN vms mv ON mv.id = m.vm_id WHERE m.lb_id = r.id \
+             AND m.state <> 'Revoke' AND mv.uuid = $4)) AND (r.display = $5) AND \
+             (r.account_id = $6) AND (r.account_id IN (SELECT a.id FROM accounts a WHERE \
+             a.domain_id IN ($7, $8)))"
+        );
+        assert_eq!(
+            f.args(),
+            &[
+                Arg::Text("LoadBalancing".into()),
+                Arg::Text("u".into()),
+                Arg::Text("web".into()),
+                Arg::Text("v".into()),
+                Arg::Int(0),
+                Arg::Int(9),
+                Arg::Int(3),
+                Arg::Int(4),
+            ]
+        );
+    }
+
+    #[test]
+    fn no_domain_matches_nothing() {
+        let f = BalancerFilter {
+            domains: Some(&[]),
+            ..BalancerFilter::default()
+        }
+        .to_filter();
+        assert_eq!(
+            f.where_clause(),
+            "WHERE 1 = 1 AND (r.purpose = $1) AND (1 = 0)"
+        );
+    }
+}
