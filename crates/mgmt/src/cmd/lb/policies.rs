@@ -120,7 +120,7 @@ pub(super) fn stickiness_params(
 
 /// What a one-balancer config needs to know about the balancer and its network.
 #[derive(Debug, Clone, Copy)]
-pub(super) struct Probe {
+pub(super) struct Trial {
     /// The balancer's id in the config.
     pub(super) lb_id: u64,
     /// Its public address.
@@ -135,10 +135,10 @@ pub(super) struct Probe {
     pub(super) gateway: Ipv4Addr,
 }
 
-impl Probe {
-    fn of(lb: &Rule, cidr: Ipv4Net, gateway: Ipv4Addr) -> Probe {
+impl Trial {
+    fn of(lb: &Rule, cidr: Ipv4Net, gateway: Ipv4Addr) -> Trial {
         let port = |v: Option<i64>| v.and_then(|v| u32::try_from(v).ok()).unwrap_or(80);
-        Probe {
+        Trial {
             lb_id: u64::try_from(lb.id).unwrap_or(1).max(1),
             public_ip: lb.ip.unwrap_or(Ipv4Addr::new(192, 0, 2, 1)),
             public_port: port(lb.start_port),
@@ -152,22 +152,22 @@ impl Probe {
 /// The router's objections to a balancer carrying these policies, as API texts: only those
 /// about the policies (the rest of the one-balancer config is made up and not the caller's).
 pub(super) fn router_objections(
-    probe: Probe,
+    trial: Trial,
     stickiness: Option<WireStickiness>,
     health_check: Option<WireHealthCheck>,
 ) -> Vec<String> {
-    let member = probe
+    let member = trial
         .cidr
         .hosts()
-        .find(|h| *h != probe.gateway)
-        .unwrap_or(probe.gateway);
+        .find(|h| *h != trial.gateway)
+        .unwrap_or(trial.gateway);
     let config = RouterConfig {
         schema: SCHEMA_VERSION,
         generation: 1,
         public: PublicSide {
             interface: PUBLIC_INTERFACE.into(),
             addresses: vec![PublicAddress {
-                ip: probe.public_ip,
+                ip: trial.public_ip,
                 prefix_len: 24,
                 source_nat: true,
             }],
@@ -175,22 +175,22 @@ pub(super) fn router_objections(
         },
         guest: GuestSide {
             interface: GUEST_INTERFACE.into(),
-            cidr: probe.cidr.to_string(),
-            gateway: probe.gateway,
+            cidr: trial.cidr.to_string(),
+            gateway: trial.gateway,
         },
         egress_default: EgressPolicy::Deny,
         firewall_rules: Vec::new(),
         egress_rules: Vec::new(),
         port_forwards: Vec::new(),
         load_balancers: vec![WireLoadBalancer {
-            id: probe.lb_id,
-            public_ip: probe.public_ip,
-            public_port: probe.public_port,
+            id: trial.lb_id,
+            public_ip: trial.public_ip,
+            public_port: trial.public_port,
             protocol: "tcp".into(),
             algorithm: "roundrobin".into(),
             members: vec![WireMember {
                 vm_ip: member,
-                port: probe.private_port,
+                port: trial.private_port,
             }],
             source_cidrs: vec!["0.0.0.0/0".into()],
             stickiness,
@@ -336,7 +336,7 @@ impl CreateStickiness {
         };
         refuse_objections(
             "Failed to create Stickiness policy",
-            router_objections(Probe::of(&lb, net.cidr, net.gateway), Some(wire), None),
+            router_objections(Trial::of(&lb, net.cidr, net.gateway), Some(wire), None),
         )?;
         Ok(CreateStickiness {
             lb,
@@ -354,7 +354,7 @@ impl CreateStickiness {
 pub(crate) struct CreateHealthCheck {
     /// The balancer.
     pub(crate) lb: Rule,
-    /// The path probed.
+    /// The path the check requests.
     pub(crate) ping_path: String,
     /// Timeout, interval and thresholds.
     pub(crate) numbers: HealthNumbers,
@@ -401,7 +401,7 @@ impl CreateHealthCheck {
         };
         refuse_objections(
             "Failed to create HealthCheck policy",
-            router_objections(Probe::of(&lb, net.cidr, net.gateway), None, Some(wire)),
+            router_objections(Trial::of(&lb, net.cidr, net.gateway), None, Some(wire)),
         )?;
         Ok(CreateHealthCheck {
             lb,

@@ -9,7 +9,7 @@ use router_config::{WireHealthCheck, WireStickiness};
 use super::members::targets;
 use super::policies::{
     health_json, health_numbers, router_objections, stickiness_json, stickiness_method,
-    stickiness_params, Probe,
+    stickiness_params, Trial,
 };
 use domain::plan::{HealthNumbers, StickinessParams};
 fn entry(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
@@ -19,8 +19,8 @@ fn entry(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         .collect()
 }
 
-fn probe() -> Probe {
-    Probe {
+fn trial() -> Trial {
+    Trial {
         lb_id: 7,
         public_ip: Ipv4Addr::new(203, 0, 113, 10),
         public_port: 80,
@@ -37,7 +37,7 @@ fn sticky(method: &str, pairs: &[(&str, &str)]) -> Vec<String> {
         params.insert(k.to_string(), v.to_string());
     }
     router_objections(
-        probe(),
+        trial(),
         Some(WireStickiness {
             method: method.into(),
             params,
@@ -98,7 +98,7 @@ fn repeated_params_are_joined() {
     let mut ok = p.clone();
     ok.remove("mode");
     assert!(router_objections(
-        probe(),
+        trial(),
         Some(WireStickiness {
             method: "LbCookie".into(),
             params: ok
@@ -148,7 +148,7 @@ fn health_defaults_and_limits() {
     assert!(health_numbers(Some(-1), None, None, None).is_err());
     let check = |n: HealthNumbers, path: &str| {
         router_objections(
-            probe(),
+            trial(),
             None,
             Some(WireHealthCheck {
                 ping_path: Some(path.into()),
