@@ -221,3 +221,182 @@ fn stored_params_are_what_serde_writes() {
         serde_json::to_string(&StickinessParams::new()).unwrap()
     );
 }
+
+/// Through the commands: a balancer with a member and its policies, the refusals of a
+/// second mapping, a third stickiness policy, a second health check and an unmapped
+/// removal, and the listings in between.
+mod flow {
+    use serde_json::Value;
+
+    use crate::app::App;
+    use crate::testkit::{admin, app, call, try_call, wait};
+    use domain::actor::Caller;
+
+    async fn run(app: &App, c: &Caller, cmd: &str, args: &[(&str, &str)]) -> Value {
+        let job = call(app, c, cmd, args).await;
+        let (status, result) = wait(app, &job).await;
+        assert_eq!(status, 1, "{cmd}: {result}");
+        result
+    }
+
+    fn first(v: &Value, list: &str) -> String {
+        v[list][0]["id"].as_str().unwrap().to_string()
+    }
+
+    async fn refused(app: &App, c: &Caller, cmd: &str, args: &[(&str, &str)]) -> String {
+        match try_call(app, c, cmd, args).await {
+            Ok(v) => panic!("{cmd} was accepted: {v}"),
+            Err(e) => {
+                assert_eq!(e.code.code(), 431, "{cmd}: {}", e.text);
+                e.text
+            }
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_balancer_its_member_and_its_policies() {
+        let dir = tempfile::tempdir().unwrap();
+        let app = app(dir.path()).await;
+        let root = admin(&app).await;
+        let zone = app.site.zone_uuid.clone();
+        let offering = first(
+            &call(&app, &root, "listNetworkOfferings", &[]).await,
+            "networkoffering",
+        );
+        let service = first(
+            &call(&app, &root, "listServiceOfferings", &[]).await,
+            "serviceoffering",
+        );
+        let template = first(
+            &call(
+                &app,
+                &root,
+                "listTemplates",
+                &[("templatefilter", "featured")],
+            )
+            .await,
+            "template",
+        );
+        let net = call(
+            &app,
+            &root,
+            "createNetwork",
+            &[
+                ("name", "lbnet"),
+                ("displaytext", "lbnet"),
+                ("networkofferingid", &offering),
+                ("zoneid", &zone),
+            ],
+        )
+        .await["network"]["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let ip = first(
+            &call(
+                &app,
+                &root,
+                "listPublicIpAddresses",
+                &[("associatednetworkid", &net)],
+            )
+            .await,
+            "publicipaddress",
+        );
+        let vm = run(
+            &app,
+            &root,
+            "deployVirtualMachine",
+            &[
+                ("zoneid", &zone),
+                ("serviceofferingid", &service),
+                ("templateid", &template),
+                ("networkids", &net),
+                ("name", "lbvm"),
+            ],
+        )
+        .await["virtualmachine"]["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let lb = run(
+            &app,
+            &root,
+            "createLoadBalancerRule",
+            &[
+                ("publicipid", &ip),
+                ("name", "web"),
+                ("algorithm", "roundrobin"),
+                ("publicport", "80"),
+                ("privateport", "8080"),
+            ],
+        )
+        .await["loadbalancer"]["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let listed = call(&app, &root, "listLoadBalancerRules", &[("name", "web")]).await;
+        assert_eq!(listed["count"], 1, "{listed}");
+        assert_eq!(listed["loadbalancerrule"][0]["id"], lb.as_str());
+        let none = call(&app, &root, "listLoadBalancerRules", &[("name", "other")]).await;
+        assert_eq!(none, serde_json::json!({}));
+
+        let assign = [("id", lb.as_str()), ("virtualmachineids", vm.as_str())];
+        run(&app, &root, "assignToLoadBalancerRule", &assign).await;
+        let text = refused(&app, &root, "assignToLoadBalancerRule", &assign).await;
+        assert!(text.contains("is already mapped"), "{text}");
+        let by_vm = call(
+            &app,
+            &root,
+            "listLoadBalancerRules",
+            &[("virtualmachineid", &vm)],
+        )
+        .await;
+        assert_eq!(by_vm["count"], 1, "{by_vm}");
+        let members = call(&app, &root, "listLoadBalancerRuleInstances", &[("id", &lb)]).await;
+        assert_eq!(members["loadbalancerruleinstance"][0]["id"], vm.as_str());
+        assert_eq!(
+            members["loadbalancerruleinstance"][0]["servicestate"],
+            "Active"
+        );
+
+        let sticky = [
+            ("lbruleid", lb.as_str()),
+            ("name", "s"),
+            ("methodname", "lbcookie"),
+        ];
+        run(&app, &root, "createLBStickinessPolicy", &sticky).await;
+        let result = run(&app, &root, "createLBStickinessPolicy", &sticky).await;
+        let policies = &result["stickinesspolicies"]["stickinesspolicy"];
+        assert_eq!(policies.as_array().unwrap().len(), 2, "{result}");
+        assert_eq!(policies[0]["methodname"], "LbCookie");
+        let text = refused(&app, &root, "createLBStickinessPolicy", &sticky).await;
+        assert!(text.contains("Already two policies attached"), "{text}");
+
+        let check = [("lbruleid", lb.as_str()), ("pingpath", "/health")];
+        let result = run(&app, &root, "createLBHealthCheckPolicy", &check).await;
+        let hc = &result["healthcheckpolicies"]["healthcheckpolicy"][0];
+        assert_eq!(hc["pingpath"], "/health", "{result}");
+        assert_eq!(hc["responsetime"], 2);
+        let text = refused(&app, &root, "createLBHealthCheckPolicy", &check).await;
+        assert!(text.contains("already has one"), "{text}");
+        let listed = call(
+            &app,
+            &root,
+            "listLBHealthCheckPolicies",
+            &[("lbruleid", &lb)],
+        )
+        .await;
+        let id = listed["healthcheckpolicies"][0]["healthcheckpolicy"][0]["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        run(&app, &root, "deleteLBHealthCheckPolicy", &[("id", &id)]).await;
+        run(&app, &root, "createLBHealthCheckPolicy", &check).await;
+
+        run(&app, &root, "removeFromLoadBalancerRule", &assign).await;
+        let text = refused(&app, &root, "removeFromLoadBalancerRule", &assign).await;
+        assert!(text.contains("is not mapped"), "{text}");
+        // The removal pending or done, the same mapping comes back.
+        run(&app, &root, "assignToLoadBalancerRule", &assign).await;
+    }
+}
