@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::ids::NetworkId;
+use crate::model::PolicyKind;
 use crate::UnknownValue;
 
 /// A job's status, as CloudStack numbers it (0, 1, 2).
@@ -84,8 +85,8 @@ pub enum Outcome {
     Policy {
         /// The balancer's id.
         lb_id: i64,
-        /// `stickiness` or `healthcheck`.
-        kind: String,
+        /// Which of its policies.
+        kind: PolicyKind,
     },
     /// A public IP.
     Ip {

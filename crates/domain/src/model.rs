@@ -123,12 +123,15 @@ impl std::str::FromStr for Traffic {
     }
 }
 
-/// The kind of a balancer's policy row.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The kind of a balancer's policy row; serialized (in a job's payload) as its database
+/// spelling.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum PolicyKind {
     /// A stickiness policy.
+    #[serde(rename = "stickiness")]
     Stickiness,
     /// A health-check policy.
+    #[serde(rename = "healthcheck")]
     HealthCheck,
 }
 

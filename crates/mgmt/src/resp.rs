@@ -6,11 +6,11 @@ use serde_json::{json, Map, Value};
 pub mod accounts;
 
 use domain::job::{cmd_class, JobStatus};
-use domain::model::{IpRow, NetworkRow, PolicyKind, PolicyRow, Rule};
-use domain::plan::HealthNumbers;
+use domain::model::{IpRow, NetworkRow};
 use store::jobs::JobRecord;
 
 pub mod rules;
+pub mod lb;
 
 /// A date as CloudStack writes it: `2025-10-30T19:21:39+0000`.
 pub fn date(ms: i64) -> String {
@@ -44,10 +44,6 @@ pub fn wrap(key: &str, v: Value) -> Value {
     Value::Object(m)
 }
 
-fn ip_str(r: &Rule) -> Value {
-    r.ip.map_or(Value::Null, |ip| json!(ip.to_string()))
-}
-
 fn insert_opt(m: &mut Map<String, Value>, k: &str, v: Option<Value>) {
     if let Some(v) = v {
         if !v.is_null() {
@@ -67,107 +63,6 @@ pub struct Owner {
     pub domain: String,
     /// Domain path.
     pub domain_path: String,
-}
-
-/// A load-balancer rule: LoadBalancerResponse (ports as strings).
-pub fn load_balancer(r: &Rule, owner: &Owner, zone: (&str, &str), admin: bool) -> Value {
-    let s = |v: Option<i64>| json!(v.map(|p| p.to_string()).unwrap_or_default());
-    let mut m = Map::new();
-    m.insert("id".into(), json!(r.uuid));
-    m.insert("name".into(), json!(r.name.clone().unwrap_or_default()));
-    insert_opt(
-        &mut m,
-        "description",
-        r.description.as_ref().map(|d| json!(d)),
-    );
-    insert_opt(&mut m, "publicipid", r.ip_uuid.as_ref().map(|u| json!(u)));
-    insert_opt(&mut m, "publicip", Some(ip_str(r)));
-    m.insert("publicport".into(), s(r.start_port));
-    m.insert("privateport".into(), s(r.private_start));
-    m.insert(
-        "algorithm".into(),
-        json!(r.algorithm.clone().unwrap_or_default()),
-    );
-    m.insert("networkid".into(), json!(r.network_uuid));
-    m.insert("cidrlist".into(), json!(r.source_cidrs.join(",")));
-    m.insert("account".into(), json!(owner.account));
-    m.insert("domainid".into(), json!(owner.domain_id));
-    m.insert("domain".into(), json!(owner.domain));
-    m.insert("domainpath".into(), json!(owner.domain_path));
-    m.insert("state".into(), json!(r.state.api()));
-    m.insert("zoneid".into(), json!(zone.0));
-    m.insert("zonename".into(), json!(zone.1));
-    insert_opt(&mut m, "protocol", r.lb_protocol.as_ref().map(|p| json!(p)));
-    m.insert("tags".into(), json!([]));
-    if admin {
-        m.insert("fordisplay".into(), json!(r.display));
-    }
-    Value::Object(m)
-}
-
-/// A balancer's policies of one kind, in CloudStack's `stickinesspolicies` /
-/// `healthcheckpolicies` shape.
-pub fn policies(
-    lb: &Rule,
-    kind: &str,
-    list: &[PolicyRow],
-    owner: &Owner,
-    zone_id: &str,
-    admin: bool,
-) -> Value {
-    let mut m = Map::new();
-    m.insert("lbruleid".into(), json!(lb.uuid));
-    if kind == "stickiness" {
-        m.insert("name".into(), json!(lb.name.clone().unwrap_or_default()));
-        m.insert(
-            "description".into(),
-            json!(lb.description.clone().unwrap_or_default()),
-        );
-    }
-    m.insert("account".into(), json!(owner.account));
-    m.insert("domainid".into(), json!(owner.domain_id));
-    m.insert("domain".into(), json!(owner.domain));
-    m.insert("zoneid".into(), json!(zone_id));
-    let items: Vec<Value> = list
-        .iter()
-        .filter(|p| p.kind.as_str() == kind)
-        .map(|p| policy(p, admin))
-        .collect();
-    let key = if kind == "stickiness" {
-        "stickinesspolicy"
-    } else {
-        "healthcheckpolicy"
-    };
-    m.insert(key.into(), Value::Array(items));
-    Value::Object(m)
-}
-
-fn policy(p: &PolicyRow, admin: bool) -> Value {
-    let mut m = Map::new();
-    m.insert("id".into(), json!(p.uuid));
-    if p.kind == PolicyKind::Stickiness {
-        m.insert("name".into(), json!(p.name));
-        m.insert("methodname".into(), json!(p.method));
-        m.insert("description".into(), json!(p.description));
-        m.insert("state".into(), json!(p.state.api()));
-        let params: Value = serde_json::from_str(&p.params).unwrap_or_else(|_| json!({}));
-        m.insert("params".into(), params);
-    } else {
-        let n: Option<HealthNumbers> = serde_json::from_str(&p.params).ok();
-        m.insert("pingpath".into(), json!(p.method));
-        m.insert("description".into(), json!(p.description));
-        m.insert("state".into(), json!(p.state.api()));
-        if let Some(n) = n {
-            m.insert("responsetime".into(), json!(n.response_time));
-            m.insert("healthcheckinterval".into(), json!(n.interval));
-            m.insert("healthcheckthresshold".into(), json!(n.healthy));
-            m.insert("unhealthcheckthresshold".into(), json!(n.unhealthy));
-        }
-    }
-    if admin {
-        m.insert("fordisplay".into(), json!(p.display));
-    }
-    Value::Object(m)
 }
 
 /// Facts about a public IP's surroundings that its response carries.

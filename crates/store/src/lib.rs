@@ -3,7 +3,7 @@
 //! It owns the connection and the dialect differences ([`db`]), the migrations ([`migrate`]),
 //! the unit of work every write goes through ([`work`]), its errors ([`error`]), one builder
 //! for listings' dynamic filters ([`filter`]), and the statements, organised by table or
-//! aggregate ([`rules`], [`jobs`], [`routers`], [`vms`], [`networks`], [`addresses`],
+//! aggregate ([`rules`], [`balancers`], [`jobs`], [`routers`], [`vms`], [`networks`], [`addresses`],
 //! [`events`], [`hosts`], [`accounts`], [`limits`], [`tokens`], [`seed`]). It reads rows into the domain's types and never decides anything:
 //! checks and planning are [`domain`]'s.
 //!
@@ -48,6 +48,7 @@
 
 pub mod accounts;
 pub mod addresses;
+pub mod balancers;
 pub mod db;
 pub mod error;
 pub mod events;

@@ -102,21 +102,29 @@ pub async fn dispatch(app: &App, caller: &Caller, name: &str, p: &Params) -> Api
         "removeFromLoadBalancerRule" => lb::assign(app, caller, p, false).await.map(Reply::Json),
         "listLoadBalancerRuleInstances" => lb::instances(app, caller, p).await.map(Reply::Json),
         "createLBStickinessPolicy" => lb::create_stickiness(app, caller, p).await.map(Reply::Json),
-        "deleteLBStickinessPolicy" => lb::delete_policy(app, caller, p, "stickiness")
-            .await
-            .map(Reply::Json),
-        "listLBStickinessPolicies" => lb::list_policies(app, caller, p, "stickiness")
-            .await
-            .map(Reply::Json),
+        "deleteLBStickinessPolicy" => {
+            lb::delete_policy(app, caller, p, domain::model::PolicyKind::Stickiness)
+                .await
+                .map(Reply::Json)
+        }
+        "listLBStickinessPolicies" => {
+            lb::list_policies(app, caller, p, domain::model::PolicyKind::Stickiness)
+                .await
+                .map(Reply::Json)
+        }
         "createLBHealthCheckPolicy" => lb::create_health_check(app, caller, p)
             .await
             .map(Reply::Json),
-        "deleteLBHealthCheckPolicy" => lb::delete_policy(app, caller, p, "healthcheck")
-            .await
-            .map(Reply::Json),
-        "listLBHealthCheckPolicies" => lb::list_policies(app, caller, p, "healthcheck")
-            .await
-            .map(Reply::Json),
+        "deleteLBHealthCheckPolicy" => {
+            lb::delete_policy(app, caller, p, domain::model::PolicyKind::HealthCheck)
+                .await
+                .map(Reply::Json)
+        }
+        "listLBHealthCheckPolicies" => {
+            lb::list_policies(app, caller, p, domain::model::PolicyKind::HealthCheck)
+                .await
+                .map(Reply::Json)
+        }
         "queryAsyncJobResult" => accounts::query_job(app, caller, p).await.map(Reply::Json),
         "listAsyncJobs" => accounts::list_jobs(app, caller, p).await.map(Reply::Json),
         "listApis" => accounts::list_apis(p).map(Reply::Json),
@@ -187,7 +195,7 @@ pub async fn job_result(app: &App, outcome: &Outcome) -> ApiResult<Value> {
                 .map_err(internal)?;
             rule_object(app, id, object).await
         }
-        Outcome::Policy { lb_id, kind } => lb::policy_result(app, *lb_id, kind).await,
+        Outcome::Policy { lb_id, kind } => lb::policy_result(app, *lb_id, *kind).await,
         Outcome::Ip { id } => infra::ip_result(app, *id).await,
         Outcome::Vm { id } => infra::vm_result(app, *id).await,
     }
@@ -204,7 +212,7 @@ pub async fn rule_object(app: &App, id: i64, object: &str) -> ApiResult<Value> {
         domain::model::Purpose::LoadBalancing => {
             let owner = owner(app, rule.account_id).await?;
             let zone = (app.site.zone_uuid.as_str(), app.site.zone_name.as_str());
-            crate::resp::load_balancer(&rule, &owner, zone, true)
+            crate::resp::lb::load_balancer(&rule, &owner, zone, true)
         }
         purpose => firewall::rule_value(app, id, purpose).await?,
     };
