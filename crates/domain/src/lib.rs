@@ -10,6 +10,7 @@
 //! `xtask` tidy tests enforce that.
 
 pub mod actor;
+pub mod addressing;
 pub mod checks;
 pub mod ids;
 pub mod job;

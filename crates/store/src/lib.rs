@@ -47,6 +47,7 @@
 //! `cmd/firewall.rs`'s `create_rule` in the `mgmt` crate is the worked example.
 
 pub mod addresses;
+pub mod catalogue;
 pub mod db;
 pub mod error;
 pub mod events;
@@ -55,7 +56,11 @@ pub mod hosts;
 pub mod jobs;
 pub mod migrate;
 pub mod networks;
+pub mod owners;
+pub mod ranges;
+pub mod router_views;
 pub mod routers;
+mod rows;
 pub mod rules;
 pub mod vms;
 pub mod work;
