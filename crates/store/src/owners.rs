@@ -164,3 +164,6 @@ pub async fn lock_account(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;

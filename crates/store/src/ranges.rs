@@ -192,3 +192,6 @@ pub async fn insert(
     }
     Ok((VlanRangeId::from(range_id), uuid))
 }
+
+#[cfg(test)]
+mod tests;
