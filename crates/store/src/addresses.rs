@@ -31,7 +31,7 @@ pub async fn segment(db: &Db, vlan_range_id: i64) -> Result<Option<PublicSegment
         let gateway: String = r.try_get("gateway").ok()?;
         let netmask: String = r.try_get("netmask").ok()?;
         let mask: Ipv4Addr = netmask.parse().ok()?;
-        let prefix_len = u8::try_from(u32::from(mask).count_ones()).ok()?;
+        let prefix_len = ipnet::ipv4_mask_to_prefix(mask).ok()?;
         Some(PublicSegment {
             prefix_len,
             gateway: gateway.parse().ok(),
