@@ -11,6 +11,7 @@ use store::jobs::JobRecord;
 
 pub mod rules;
 pub mod lb;
+pub mod infra;
 
 /// A date as CloudStack writes it: `2025-10-30T19:21:39+0000`.
 pub fn date(ms: i64) -> String {

@@ -3,8 +3,10 @@
 //! It owns the connection and the dialect differences ([`db`]), the migrations ([`migrate`]),
 //! the unit of work every write goes through ([`work`]), its errors ([`error`]), one builder
 //! for listings' dynamic filters ([`filter`]), and the statements, organised by table or
-//! aggregate ([`rules`], [`balancers`], [`jobs`], [`routers`], [`vms`], [`networks`], [`addresses`],
-//! [`events`], [`hosts`], [`accounts`], [`limits`], [`tokens`], [`seed`]). It reads rows into the domain's types and never decides anything:
+//! aggregate ([`rules`], [`balancers`], [`jobs`], [`routers`], [`router_views`], [`vms`],
+//! [`networks`], [`addresses`], [`ranges`], [`catalogue`], [`owners`], [`events`], [`hosts`],
+//! [`accounts`], [`limits`], [`tokens`], [`seed`]). It reads rows into the domain's types and
+//! never decides anything:
 //! checks and planning are [`domain`]'s.
 //!
 //! # How a handler writes
@@ -49,6 +51,7 @@
 pub mod accounts;
 pub mod addresses;
 pub mod balancers;
+pub mod catalogue;
 pub mod db;
 pub mod error;
 pub mod events;
@@ -58,7 +61,11 @@ pub mod jobs;
 pub mod limits;
 pub mod migrate;
 pub mod networks;
+pub mod owners;
+pub mod ranges;
+pub mod router_views;
 pub mod routers;
+mod rows;
 pub mod rules;
 pub mod seed;
 pub mod tokens;

@@ -1,11 +1,17 @@
-//! The VMs table as the job runner and the hosts' labs need it.
+//! The VMs table: as the API lists, creates and destroys VMs, and as the job runner and the
+//! hosts' labs need it.
 
 use std::net::Ipv4Addr;
 
+use domain::ids::{AccountId, JobId, NetworkId, VmId};
+use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
 use crate::db::Db;
 use crate::error::StoreError;
+use crate::filter::Filter;
+use crate::owners::Owners;
+use crate::rows::{get, parsed};
 
 /// The VMs of a network: id and lab key.
 ///
@@ -170,4 +176,289 @@ pub async fn running_vms(db: &Db, network_id: i64) -> Result<Vec<LabVm>, StoreEr
     .iter()
     .map(lab_vm)
     .collect()
+}
+
+/// A VM with what its API response shows: its network, offering and template.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VmRecord {
+    /// Internal id.
+    pub id: VmId,
+    /// API id.
+    pub uuid: String,
+    /// Name (unique among its account's VMs).
+    pub name: String,
+    /// Display name.
+    pub display_name: String,
+    /// Owner.
+    pub account_id: i64,
+    /// Network.
+    pub network_id: NetworkId,
+    /// Its NIC's API id.
+    pub nic_uuid: String,
+    /// Its guest address.
+    pub ip: Ipv4Addr,
+    /// Starting, Running, Expunging…
+    pub state: String,
+    /// Creation time (unix ms).
+    pub created: i64,
+    /// Its network's uuid.
+    pub net_uuid: String,
+    /// Its network's name.
+    pub net_name: String,
+    /// Its network's CIDR.
+    pub cidr: ipnet::Ipv4Net,
+    /// Its network's gateway.
+    pub gateway: String,
+    /// Its service offering's uuid.
+    pub so_uuid: String,
+    /// Its service offering's name.
+    pub so_name: String,
+    /// CPUs.
+    pub cpu_number: i64,
+    /// CPU speed (MHz).
+    pub cpu_speed: i64,
+    /// Memory (MiB).
+    pub memory: i64,
+    /// Its template's uuid.
+    pub t_uuid: String,
+    /// Its template's name.
+    pub t_name: String,
+    /// Its template's display text.
+    pub t_display: String,
+}
+
+const VM_COLUMNS: &str = "v.id, v.uuid, v.name, v.display_name, v.account_id, \
+     v.network_id, v.nic_uuid, v.ip, v.state, v.created, n.uuid AS net_uuid, \
+     n.name AS net_name, n.cidr, n.gateway, s.uuid AS so_uuid, s.name AS so_name, \
+     s.cpu_number, s.cpu_speed, s.memory, t.uuid AS t_uuid, t.name AS t_name, \
+     t.display_text AS t_display";
+
+const VM_FROM: &str = "vms v JOIN networks n ON n.id = v.network_id \
+     JOIN service_offerings s ON s.id = v.service_offering_id \
+     JOIN templates t ON t.id = v.template_id";
+
+fn record(r: &AnyRow) -> Result<VmRecord, StoreError> {
+    const W: &str = "reading a VM";
+    Ok(VmRecord {
+        id: VmId::from(get::<i64>(r, "id", W)?),
+        uuid: get(r, "uuid", W)?,
+        name: get(r, "name", W)?,
+        display_name: get(r, "display_name", W)?,
+        account_id: get(r, "account_id", W)?,
+        network_id: NetworkId::from(get::<i64>(r, "network_id", W)?),
+        nic_uuid: get(r, "nic_uuid", W)?,
+        ip: parsed(r, "vms", "ip", W)?,
+        state: get(r, "state", W)?,
+        created: get(r, "created", W)?,
+        net_uuid: get(r, "net_uuid", W)?,
+        net_name: get(r, "net_name", W)?,
+        cidr: parsed(r, "networks", "cidr", W)?,
+        gateway: get(r, "gateway", W)?,
+        so_uuid: get(r, "so_uuid", W)?,
+        so_name: get(r, "so_name", W)?,
+        cpu_number: get(r, "cpu_number", W)?,
+        cpu_speed: get(r, "cpu_speed", W)?,
+        memory: get(r, "memory", W)?,
+        t_uuid: get(r, "t_uuid", W)?,
+        t_name: get(r, "t_name", W)?,
+        t_display: get(r, "t_display", W)?,
+    })
+}
+
+/// What listVirtualMachines asks for.
+#[derive(Debug, Clone)]
+pub struct VmQuery<'a> {
+    /// One VM by internal id.
+    pub id: Option<VmId>,
+    /// One VM by uuid.
+    pub uuid: Option<&'a str>,
+    /// By name.
+    pub name: Option<&'a str>,
+    /// The VMs of one network.
+    pub network: Option<NetworkId>,
+    /// Whose VMs.
+    pub owners: Owners,
+}
+
+/// The VMs matching `q`, oldest first.
+///
+/// # Errors
+/// [`StoreError::Db`]; [`StoreError::Corrupt`] for an address that does not parse.
+pub async fn list(db: &Db, q: &VmQuery<'_>) -> Result<Vec<VmRecord>, StoreError> {
+    let mut f = Filter::new();
+    if let Some(id) = q.id {
+        f.and("v.id = $?", [id.get()]);
+    }
+    if let Some(uuid) = q.uuid {
+        f.and("v.uuid = $?", [uuid]);
+    }
+    if let Some(name) = q.name {
+        f.and("v.name = $?", [name]);
+    }
+    if let Some(n) = q.network {
+        f.and("v.network_id = $?", [n.get()]);
+    }
+    q.owners.restrict(&mut f, "v.account_id");
+    crate::filter::page(db, VM_COLUMNS, VM_FROM, &f, "v.id", None, 0)
+        .await?
+        .iter()
+        .map(record)
+        .collect()
+}
+
+/// A VM by internal id.
+///
+/// # Errors
+/// As [`list`].
+pub async fn by_id(db: &Db, id: VmId) -> Result<Option<VmRecord>, StoreError> {
+    let q = VmQuery {
+        id: Some(id),
+        uuid: None,
+        name: None,
+        network: None,
+        owners: Owners::Everyone,
+    };
+    Ok(list(db, &q).await?.into_iter().next())
+}
+
+/// A VM by uuid, whoever owns it.
+///
+/// # Errors
+/// As [`list`].
+pub async fn by_uuid(db: &Db, uuid: &str) -> Result<Option<VmRecord>, StoreError> {
+    let q = VmQuery {
+        id: None,
+        uuid: Some(uuid),
+        name: None,
+        network: None,
+        owners: Owners::Everyone,
+    };
+    Ok(list(db, &q).await?.into_iter().next())
+}
+
+/// Whether the account has a VM named `name`.
+///
+/// # Errors
+/// [`StoreError::Db`].
+pub async fn name_taken(
+    tx: &mut Transaction<'_, Any>,
+    account: AccountId,
+    name: &str,
+) -> Result<bool, StoreError> {
+    Ok(
+        sqlx::query("SELECT id FROM vms WHERE name = $1 AND account_id = $2")
+            .bind(name)
+            .bind(account.get())
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(StoreError::db("reading a VM's name"))?
+            .is_some(),
+    )
+}
+
+/// The guest addresses the network's VMs hold.
+///
+/// # Errors
+/// [`StoreError::Db`]; [`StoreError::Corrupt`] for an address that does not parse.
+pub async fn guest_ips(
+    tx: &mut Transaction<'_, Any>,
+    network: NetworkId,
+) -> Result<Vec<Ipv4Addr>, StoreError> {
+    const W: &str = "reading a network's VM addresses";
+    sqlx::query("SELECT ip FROM vms WHERE network_id = $1")
+        .bind(network.get())
+        .fetch_all(&mut **tx)
+        .await
+        .map_err(StoreError::db(W))?
+        .iter()
+        .map(|r| parsed(r, "vms", "ip", W))
+        .collect()
+}
+
+/// A VM to create.
+#[derive(Debug, Clone)]
+pub struct NewVm<'a> {
+    /// Its API id.
+    pub uuid: &'a str,
+    /// Its name.
+    pub name: &'a str,
+    /// Its display name.
+    pub display_name: &'a str,
+    /// Its owner.
+    pub account: AccountId,
+    /// Its zone.
+    pub zone_id: i64,
+    /// Its network.
+    pub network: NetworkId,
+    /// Its service offering.
+    pub service_offering_id: i64,
+    /// Its template.
+    pub template_id: i64,
+    /// Its NIC's API id.
+    pub nic_uuid: &'a str,
+    /// Its guest address.
+    pub ip: Ipv4Addr,
+    /// Creation time (unix ms).
+    pub created: i64,
+}
+
+/// Writes a VM in state Starting; returns its id.
+///
+/// # Errors
+/// [`StoreError::Db`].
+pub async fn insert(tx: &mut Transaction<'_, Any>, vm: &NewVm<'_>) -> Result<VmId, StoreError> {
+    const W: &str = "inserting a VM";
+    let row = sqlx::query(
+        "INSERT INTO vms (uuid, name, display_name, account_id, zone_id, network_id, \
+         service_offering_id, template_id, nic_uuid, ip, state, created) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'Starting', $11) RETURNING id",
+    )
+    .bind(vm.uuid)
+    .bind(vm.name)
+    .bind(vm.display_name)
+    .bind(vm.account.get())
+    .bind(vm.zone_id)
+    .bind(vm.network.get())
+    .bind(vm.service_offering_id)
+    .bind(vm.template_id)
+    .bind(vm.nic_uuid)
+    .bind(vm.ip.to_string())
+    .bind(vm.created)
+    .fetch_one(&mut **tx)
+    .await
+    .map_err(StoreError::db(W))?;
+    get::<i64>(&row, "id", W).map(VmId::from)
+}
+
+/// Schedules a VM's destruction by `job`: its forwards (with the firewall rules they opened)
+/// and balancer memberships are revoked, and the VM set Expunging.
+///
+/// # Errors
+/// [`StoreError::Db`].
+pub async fn schedule_destroy(
+    tx: &mut Transaction<'_, Any>,
+    vm: VmId,
+    job: JobId,
+) -> Result<(), StoreError> {
+    const W: &str = "scheduling a VM's destruction";
+    for sql in [
+        "UPDATE rules SET state = 'Revoke', job_id = $1 WHERE related_id IN \
+         (SELECT id FROM rules WHERE purpose = 'PortForwarding' AND vm_id = $2)",
+        "UPDATE rules SET state = 'Revoke', job_id = $1 \
+         WHERE purpose = 'PortForwarding' AND vm_id = $2",
+        "UPDATE lb_members SET state = 'Revoke', job_id = $1 WHERE vm_id = $2",
+    ] {
+        sqlx::query(sql)
+            .bind(job.get())
+            .bind(vm.get())
+            .execute(&mut **tx)
+            .await
+            .map_err(StoreError::db(W))?;
+    }
+    sqlx::query("UPDATE vms SET state = 'Expunging' WHERE id = $1")
+        .bind(vm.get())
+        .execute(&mut **tx)
+        .await
+        .map_err(StoreError::db(W))?;
+    Ok(())
 }

@@ -355,16 +355,10 @@ pub async fn network_by(app: &App, cond: &str, value: &str) -> ApiResult<Option<
 /// # Errors
 /// 530 when it cannot be read.
 pub async fn network_by_id(app: &App, id: i64) -> ApiResult<NetworkRow> {
-    let row = sqlx::query(&format!(
-        "SELECT {NETWORK_COLUMNS} FROM networks n JOIN network_offerings o ON o.id = n.offering_id \
-         WHERE n.id = $1"
-    ))
-    .bind(id)
-    .fetch_optional(app.db.pool())
-    .await
-    .map_err(internal)?
-    .ok_or_else(|| ApiError::internal(format!("network {id} is gone")))?;
-    store::rules::network(&row).map_err(internal)
+    store::networks::by_id(&app.db, id.into())
+        .await
+        .map_err(crate::app::store_error)?
+        .ok_or_else(|| ApiError::internal(format!("network {id} is gone")))
 }
 
 /// Which accounts a list shows: `None` for all (root admin with `listall=true`), or one.

@@ -1,0 +1,116 @@
+//! listZones, listNetworkOfferings, listServiceOfferings and listTemplates: what deployments
+//! are made from.
+
+use api_types::error::ApiError;
+use api_types::params::Params;
+use domain::actor::Caller;
+use serde_json::Value;
+
+use super::{contains, given, keyword, zone, zone_param};
+use crate::app::{store_error, ApiResult, App};
+use crate::cmd::{owner, page, required};
+use crate::resp::infra as resp;
+
+/// Whether an item of a catalogue passes the `id`, `name` and `keyword` filters.
+fn wanted(p: &Params, kw: Option<&str>, uuid: &str, name: &str, text: &str) -> bool {
+    given(p, "id").is_none_or(|id| id == uuid)
+        && given(p, "name").is_none_or(|n| n == name)
+        && kw.is_none_or(|k| contains(name, k) || contains(text, k))
+}
+
+/// listZones: the server's one zone.
+pub(crate) async fn list_zones(app: &App, _caller: &Caller, p: &Params) -> ApiResult<Value> {
+    let site = &app.site;
+    let kw = keyword(p);
+    let matches = given(p, "id").is_none_or(|id| id == site.zone_uuid)
+        && given(p, "name").is_none_or(|n| n == site.zone_name)
+        && kw.as_deref().is_none_or(|k| contains(&site.zone_name, k));
+    let items = if matches {
+        vec![resp::zone(zone(app))]
+    } else {
+        Vec::new()
+    };
+    Ok(page("zone", items, p.paging()))
+}
+
+/// listNetworkOfferings: the two offerings made at first start.
+pub(crate) async fn list_network_offerings(
+    app: &App,
+    _caller: &Caller,
+    p: &Params,
+) -> ApiResult<Value> {
+    zone_param(app, p, "zoneid")?;
+    let offerings = store::catalogue::network_offerings(&app.db)
+        .await
+        .map_err(store_error)?;
+    let kw = keyword(p);
+    let type_ok = given(p, "guestiptype").is_none_or(|t| t.eq_ignore_ascii_case("Isolated"));
+    let state_ok = given(p, "state").is_none_or(|s| s.eq_ignore_ascii_case("Enabled"));
+    let items = offerings
+        .iter()
+        .filter(|o| {
+            type_ok && state_ok && wanted(p, kw.as_deref(), &o.uuid, &o.name, &o.display_text)
+        })
+        .map(resp::network_offering)
+        .collect();
+    Ok(page("networkoffering", items, p.paging()))
+}
+
+/// listServiceOfferings.
+pub(crate) async fn list_service_offerings(
+    app: &App,
+    _caller: &Caller,
+    p: &Params,
+) -> ApiResult<Value> {
+    let offerings = store::catalogue::service_offerings(&app.db)
+        .await
+        .map_err(store_error)?;
+    let kw = keyword(p);
+    let items = offerings
+        .iter()
+        .filter(|o| wanted(p, kw.as_deref(), &o.uuid, &o.name, &o.display_text))
+        .map(resp::service_offering)
+        .collect();
+    Ok(page("serviceoffering", items, p.paging()))
+}
+
+/// listTemplates: `templatefilter` decides, as CloudStack's filters do for a featured public
+/// template owned by the admin.
+pub(crate) async fn list_templates(app: &App, caller: &Caller, p: &Params) -> ApiResult<Value> {
+    let filter = required(p, "templatefilter")?.trim().to_ascii_lowercase();
+    let shown = match filter.as_str() {
+        "featured" | "executable" => true,
+        "self" | "selfexecutable" => caller.admin,
+        "community" | "sharedexecutable" => false,
+        "all" if caller.admin => true,
+        "all" => {
+            return Err(ApiError::invalid_parameter(
+                "Filter all can be specified by admin only",
+            ))
+        }
+        other => {
+            return Err(ApiError::invalid_parameter(format!(
+                "Invalid templatefilter {other}: use featured, self, selfexecutable, \
+                 sharedexecutable, executable, community or all"
+            )))
+        }
+    };
+    zone_param(app, p, "zoneid")?;
+    if !shown {
+        return Ok(page("template", Vec::new(), p.paging()));
+    }
+    let templates = store::catalogue::templates(&app.db)
+        .await
+        .map_err(store_error)?;
+    let admin_account = store::owners::first_root_admin(&app.db)
+        .await
+        .map_err(store_error)?;
+    let admin = owner(app, admin_account.get()).await?;
+    let kw = keyword(p);
+    let items = templates
+        .iter()
+        .filter(|t| wanted(p, kw.as_deref(), &t.uuid, &t.name, &t.display_text))
+        .map(|t| resp::template(t, &admin, zone(app)))
+        .collect();
+    Ok(page("template", items, p.paging()))
+}

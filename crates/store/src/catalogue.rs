@@ -1,0 +1,194 @@
+//! What deployments are made from: network offerings, service offerings and templates, all
+//! made at first start.
+
+use sqlx::any::AnyRow;
+
+use crate::db::Db;
+use crate::error::StoreError;
+use crate::rows::{flag, get};
+
+/// A network offering.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetworkOffering {
+    /// Internal id.
+    pub id: i64,
+    /// API id.
+    pub uuid: String,
+    /// Name.
+    pub name: String,
+    /// Words shown for it.
+    pub display_text: String,
+    /// Whether its networks allow egress unless a rule says otherwise.
+    pub egress_default_allow: bool,
+    /// Whether it is the default offering.
+    pub is_default: bool,
+    /// Creation time (unix ms).
+    pub created: i64,
+}
+
+const OFFERING_COLUMNS: &str =
+    "id, uuid, name, display_text, egress_default_allow, is_default, created";
+
+fn offering_row(r: &AnyRow) -> Result<NetworkOffering, StoreError> {
+    const W: &str = "reading a network offering";
+    Ok(NetworkOffering {
+        id: get(r, "id", W)?,
+        uuid: get(r, "uuid", W)?,
+        name: get(r, "name", W)?,
+        display_text: get(r, "display_text", W)?,
+        egress_default_allow: flag(r, "egress_default_allow", W)?,
+        is_default: flag(r, "is_default", W)?,
+        created: get(r, "created", W)?,
+    })
+}
+
+/// Every network offering, oldest first.
+///
+/// # Errors
+/// [`StoreError::Db`].
+pub async fn network_offerings(db: &Db) -> Result<Vec<NetworkOffering>, StoreError> {
+    sqlx::query(&format!(
+        "SELECT {OFFERING_COLUMNS} FROM network_offerings ORDER BY id"
+    ))
+    .fetch_all(db.pool())
+    .await
+    .map_err(StoreError::db("reading network offerings"))?
+    .iter()
+    .map(offering_row)
+    .collect()
+}
+
+/// A network offering by uuid.
+///
+/// # Errors
+/// [`StoreError::Db`].
+pub async fn network_offering(db: &Db, uuid: &str) -> Result<Option<NetworkOffering>, StoreError> {
+    sqlx::query(&format!(
+        "SELECT {OFFERING_COLUMNS} FROM network_offerings WHERE uuid = $1"
+    ))
+    .bind(uuid)
+    .fetch_optional(db.pool())
+    .await
+    .map_err(StoreError::db("reading a network offering"))?
+    .as_ref()
+    .map(offering_row)
+    .transpose()
+}
+
+/// A service offering: a VM's size.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceOffering {
+    /// Internal id.
+    pub id: i64,
+    /// API id.
+    pub uuid: String,
+    /// Name.
+    pub name: String,
+    /// Words shown for it.
+    pub display_text: String,
+    /// CPUs.
+    pub cpu_number: i64,
+    /// CPU speed (MHz).
+    pub cpu_speed: i64,
+    /// Memory (MiB).
+    pub memory: i64,
+    /// Creation time (unix ms).
+    pub created: i64,
+}
+
+/// Every service offering, oldest first.
+///
+/// # Errors
+/// [`StoreError::Db`].
+pub async fn service_offerings(db: &Db) -> Result<Vec<ServiceOffering>, StoreError> {
+    const W: &str = "reading service offerings";
+    sqlx::query(
+        "SELECT id, uuid, name, display_text, cpu_number, cpu_speed, memory, created \
+         FROM service_offerings ORDER BY id",
+    )
+    .fetch_all(db.pool())
+    .await
+    .map_err(StoreError::db(W))?
+    .iter()
+    .map(|r| {
+        Ok(ServiceOffering {
+            id: get(r, "id", W)?,
+            uuid: get(r, "uuid", W)?,
+            name: get(r, "name", W)?,
+            display_text: get(r, "display_text", W)?,
+            cpu_number: get(r, "cpu_number", W)?,
+            cpu_speed: get(r, "cpu_speed", W)?,
+            memory: get(r, "memory", W)?,
+            created: get(r, "created", W)?,
+        })
+    })
+    .collect()
+}
+
+/// A template: what a VM boots.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Template {
+    /// Internal id.
+    pub id: i64,
+    /// API id.
+    pub uuid: String,
+    /// Name.
+    pub name: String,
+    /// Words shown for it.
+    pub display_text: String,
+    /// Its OS type's name.
+    pub os_type: String,
+    /// Creation time (unix ms).
+    pub created: i64,
+}
+
+/// Every template, oldest first.
+///
+/// # Errors
+/// [`StoreError::Db`].
+pub async fn templates(db: &Db) -> Result<Vec<Template>, StoreError> {
+    const W: &str = "reading templates";
+    sqlx::query("SELECT id, uuid, name, display_text, os_type, created FROM templates ORDER BY id")
+        .fetch_all(db.pool())
+        .await
+        .map_err(StoreError::db(W))?
+        .iter()
+        .map(|r| {
+            Ok(Template {
+                id: get(r, "id", W)?,
+                uuid: get(r, "uuid", W)?,
+                name: get(r, "name", W)?,
+                display_text: get(r, "display_text", W)?,
+                os_type: get(r, "os_type", W)?,
+                created: get(r, "created", W)?,
+            })
+        })
+        .collect()
+}
+
+/// The internal id of the service offering of uuid `uuid`.
+///
+/// # Errors
+/// [`StoreError::Db`].
+pub async fn service_offering_id(db: &Db, uuid: &str) -> Result<Option<i64>, StoreError> {
+    id_by_uuid(db, "SELECT id FROM service_offerings WHERE uuid = $1", uuid).await
+}
+
+/// The internal id of the template of uuid `uuid`.
+///
+/// # Errors
+/// [`StoreError::Db`].
+pub async fn template_id(db: &Db, uuid: &str) -> Result<Option<i64>, StoreError> {
+    id_by_uuid(db, "SELECT id FROM templates WHERE uuid = $1", uuid).await
+}
+
+async fn id_by_uuid(db: &Db, sql: &'static str, uuid: &str) -> Result<Option<i64>, StoreError> {
+    const W: &str = "reading an id";
+    sqlx::query(sql)
+        .bind(uuid)
+        .fetch_optional(db.pool())
+        .await
+        .map_err(StoreError::db(W))?
+        .map(|r| get(&r, "id", W))
+        .transpose()
+}
