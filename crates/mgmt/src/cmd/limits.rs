@@ -91,19 +91,6 @@ pub(crate) async fn take(
     take_on(change.conn(), dialect, account, wanted).await
 }
 
-/// [`take`] for a handler that still opens its transaction itself (`app` gives the dialect).
-///
-/// # Errors
-/// As [`take`].
-pub(crate) async fn take_tx(
-    app: &App,
-    tx: &mut Conn,
-    account_id: i64,
-    wanted: &[(Resource, i64)],
-) -> ApiResult<()> {
-    take_on(tx, app.db.dialect(), AccountId::from(account_id), wanted).await
-}
-
 async fn take_on(
     conn: &mut Conn,
     dialect: Dialect,

@@ -140,7 +140,9 @@ pub(crate) async fn associate_ip(app: &App, caller: &Caller, p: &Params) -> ApiR
     let network = NetworkId::from(net.id);
     let mut change = app.db.change(Some(network)).await.map_err(store_error)?;
     change.lock_network().await.map_err(store_error)?;
-    limits::take(&mut change, domain::ids::AccountId::from(net.account_id),
+    limits::take(
+        &mut change,
+        domain::ids::AccountId::from(net.account_id),
         &[(Resource::PublicIp, 1)],
     )
     .await?;

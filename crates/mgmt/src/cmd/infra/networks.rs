@@ -72,7 +72,9 @@ pub(crate) async fn create_network(app: &App, caller: &Caller, p: &Params) -> Ap
             )
         })?;
     let mut change = app.db.change(None).await.map_err(store_error)?;
-    limits::take(&mut change, domain::ids::AccountId::from(account_id),
+    limits::take(
+        &mut change,
+        domain::ids::AccountId::from(account_id),
         &[(Resource::Network, 1), (Resource::PublicIp, 1)],
     )
     .await?;

@@ -155,7 +155,12 @@ pub(crate) async fn deploy_vm(app: &App, caller: &Caller, p: &Params) -> ApiResu
             ))
         })?,
     };
-    limits::take(&mut change, domain::ids::AccountId::from(net.account_id), &[(Resource::UserVm, 1)]).await?;
+    limits::take(
+        &mut change,
+        domain::ids::AccountId::from(net.account_id),
+        &[(Resource::UserVm, 1)],
+    )
+    .await?;
     let nic_uuid = uuid::Uuid::new_v4().to_string();
     let vm_id = store::vms::insert(
         change.conn(),
