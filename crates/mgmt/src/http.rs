@@ -81,7 +81,9 @@ async fn agent_socket(
     tracing::info!(%peer, %host, "agent authenticated");
     ws.max_message_size(1 << 30)
         .max_frame_size(1 << 30)
-        .on_upgrade(move |socket| crate::hosts::serve_agent(app, host, driver, socket))
+        .on_upgrade(move |socket| {
+            crate::hosts::serve_agent(app.db, app.hosts, app.metrics, host, driver, socket)
+        })
 }
 
 /// What a router holds, asked of its host's agent through this server (for `guestnet verify`,
@@ -93,7 +95,10 @@ async fn router_status(
 ) -> Response {
     let secret = match crate::hosts::cluster_secret(&app.db).await {
         Ok(s) => s,
-        Err(e) => return (StatusCode::SERVICE_UNAVAILABLE, e).into_response(),
+        Err(e) => {
+            let text = crate::resp::error::chain(&e);
+            return (StatusCode::SERVICE_UNAVAILABLE, text).into_response();
+        }
     };
     if bearer(&headers) != Some(secret.as_str()) {
         return (StatusCode::UNAUTHORIZED, "the cluster secret is required\n").into_response();

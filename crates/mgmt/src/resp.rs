@@ -8,6 +8,12 @@ use domain::model::{IpRow, NetworkRow, PolicyKind, PolicyRow, Rule};
 use domain::plan::HealthNumbers;
 use store::jobs::JobRecord;
 
+pub mod error;
+pub mod job;
+mod site;
+
+pub use site::Site;
+
 /// A date as CloudStack writes it: `2025-10-30T19:21:39+0000`.
 pub fn date(ms: i64) -> String {
     let secs = ms.div_euclid(1000);

@@ -47,7 +47,9 @@ const ASK_TIMEOUT: Duration = Duration::from_secs(30);
 /// The database's error, as text.
 pub async fn verify(db: &Db) -> Result<Vec<RouterReport>, String> {
     let e = |e: sqlx::Error| e.to_string();
-    let secret = crate::hosts::cluster_secret(db).await?;
+    let secret = crate::hosts::cluster_secret(db)
+        .await
+        .map_err(|e| crate::resp::error::chain(&e))?;
     let alive = now_ms() - SERVER_DEAD_AFTER.as_millis() as i64;
     let rows = sqlx::query(
         "SELECT r.name, r.host, r.network_id, r.state, r.applied_generation, r.last_error, \
@@ -134,7 +136,9 @@ pub async fn verify(db: &Db) -> Result<Vec<RouterReport>, String> {
                 "the kernel does not hold what the router committed: {drift}"
             ));
         }
-        let state = crate::runner::read_state(db, network_id).await?;
+        let state = crate::runner::read_state(db, network_id.into())
+            .await
+            .map_err(|e| crate::resp::error::chain(&e))?;
         let batch = Batch {
             pending,
             included: BTreeSet::new(),

@@ -57,6 +57,8 @@ pub mod migrate;
 pub mod networks;
 pub mod routers;
 pub mod rules;
+pub mod runner_reads;
+pub mod state;
 pub mod vms;
 pub mod work;
 

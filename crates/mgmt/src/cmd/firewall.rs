@@ -253,7 +253,7 @@ pub(crate) async fn create_rule(
             }
         }
     }
-    app.doorbell.ring(app, receipt);
+    app.doorbell.ring(receipt);
     Ok(accepted(&uuid, &job_uuid))
 }
 
@@ -422,7 +422,7 @@ pub(crate) async fn revoke(
         .await
         .map_err(store_error)?;
     let receipt = change.commit().await.map_err(store_error)?;
-    app.doorbell.ring(app, receipt);
+    app.doorbell.ring(receipt);
     Ok(queued(&job_uuid))
 }
 
@@ -805,7 +805,7 @@ pub(crate) async fn metadata_update(
         .map_err(store_error)?;
     // Nothing for a router: the receipt names no network.
     let receipt = change.commit().await.map_err(store_error)?;
-    app.doorbell.ring(app, receipt);
+    app.doorbell.ring(receipt);
     // Read back and end the job in place.
     let result = super::rule_object(app, rule.id, object).await?;
     let mut change = app.db.change(None).await.map_err(store_error)?;
@@ -826,7 +826,7 @@ pub(crate) async fn metadata_update(
     .await
     .map_err(store_error)?;
     let receipt = change.commit().await.map_err(store_error)?;
-    app.doorbell.ring(app, receipt);
+    app.doorbell.ring(receipt);
     Ok(queued(&job_uuid))
 }
 
@@ -1112,7 +1112,7 @@ pub(crate) async fn update_forward(app: &App, caller: &Caller, p: &Params) -> Ap
         .await
         .map_err(internal)?;
     let receipt = change.commit().await.map_err(store_error)?;
-    app.doorbell.ring(app, receipt);
+    app.doorbell.ring(receipt);
     Ok(queued(&job_uuid))
 }
 

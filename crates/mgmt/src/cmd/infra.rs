@@ -783,7 +783,7 @@ pub(crate) async fn create_network(app: &App, caller: &Caller, p: &Params) -> Ap
     let account_id = acting_for(app, caller, p).await?;
     let requested = requested_cidr(p)?;
     let network_uuid = uuid::Uuid::new_v4().to_string();
-    let host = crate::hosts::place(app)
+    let host = crate::hosts::place(&app.db, &app.hosts)
         .await
         .map_err(internal)?
         .ok_or_else(|| {
@@ -897,7 +897,7 @@ pub(crate) async fn create_network(app: &App, caller: &Caller, p: &Params) -> Ap
         tx.commit().await.map_err(internal)?;
         network_id
     };
-    app.doorbell.ring_network(app, network_id);
+    app.doorbell.ring_network(network_id);
     if let Err(reason) = router_started(app, network_id).await {
         // Take back what was written: a failed create leaves nothing behind.
         if let Err(e) = store::networks::delete_network(&app.db, network_id).await {
@@ -1129,7 +1129,7 @@ pub(crate) async fn delete_network(app: &App, caller: &Caller, p: &Params) -> Ap
         tx.commit().await.map_err(internal)?;
         job_uuid
     };
-    app.doorbell.ring_network(app, net.id);
+    app.doorbell.ring_network(net.id);
     Ok(queued(&job_uuid))
 }
 
@@ -1273,7 +1273,7 @@ pub(crate) async fn associate_ip(app: &App, caller: &Caller, p: &Params) -> ApiR
         tx.commit().await.map_err(internal)?;
         (ip.uuid, job_uuid)
     };
-    app.doorbell.ring_network(app, net.id);
+    app.doorbell.ring_network(net.id);
     Ok(accepted(&ip_uuid, &job_uuid))
 }
 
@@ -1376,7 +1376,7 @@ pub(crate) async fn disassociate_ip(app: &App, caller: &Caller, p: &Params) -> A
         tx.commit().await.map_err(internal)?;
         job_uuid
     };
-    app.doorbell.ring_network(app, network_id);
+    app.doorbell.ring_network(network_id);
     Ok(queued(&job_uuid))
 }
 
@@ -1990,7 +1990,7 @@ pub(crate) async fn deploy_vm(app: &App, caller: &Caller, p: &Params) -> ApiResu
         tx.commit().await.map_err(internal)?;
         job_uuid
     };
-    app.doorbell.ring_network(app, net.id);
+    app.doorbell.ring_network(net.id);
     Ok(accepted(&vm_uuid, &job_uuid))
 }
 
@@ -2124,7 +2124,7 @@ pub(crate) async fn destroy_vm(app: &App, caller: &Caller, p: &Params) -> ApiRes
         tx.commit().await.map_err(internal)?;
         job_uuid
     };
-    app.doorbell.ring_network(app, vm.network_id);
+    app.doorbell.ring_network(vm.network_id);
     Ok(queued(&job_uuid))
 }
 

@@ -384,7 +384,7 @@ pub(crate) async fn update(app: &App, caller: &Caller, p: &Params) -> ApiResult<
         tx.commit().await.map_err(internal)?;
         job_uuid
     };
-    app.doorbell.ring_network(app, lb.network_id);
+    app.doorbell.ring_network(lb.network_id);
     Ok(queued(&job_uuid))
 }
 
@@ -682,7 +682,7 @@ pub(crate) async fn assign(app: &App, caller: &Caller, p: &Params, add: bool) ->
         tx.commit().await.map_err(internal)?;
         job_uuid
     };
-    app.doorbell.ring_network(app, lb.network_id);
+    app.doorbell.ring_network(lb.network_id);
     Ok(queued(&job_uuid))
 }
 
@@ -1097,7 +1097,7 @@ async fn insert_policy(
         tx.commit().await.map_err(internal)?;
         job_uuid
     };
-    app.doorbell.ring_network(app, lb.network_id);
+    app.doorbell.ring_network(lb.network_id);
     Ok(accepted(&uuid, &job_uuid))
 }
 
@@ -1324,7 +1324,7 @@ pub(crate) async fn delete_policy(
         tx.commit().await.map_err(internal)?;
         job_uuid
     };
-    app.doorbell.ring_network(app, lb.network_id);
+    app.doorbell.ring_network(lb.network_id);
     Ok(queued(&job_uuid))
 }
 

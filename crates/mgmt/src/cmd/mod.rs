@@ -167,7 +167,11 @@ pub async fn dispatch(app: &App, caller: &Caller, name: &str, p: &Params) -> Api
     }
 }
 
-/// The `jobresult` of a job that succeeded.
+/// The `jobresult` of a job that succeeded, rendered by the handlers' own readers.
+///
+/// The job runner renders results with [`crate::resp::job::job_result`]; this copy keeps the
+/// handlers' result renderers (addresses, VMs, policies) in use until they move into the
+/// response layer, and then goes.
 ///
 /// # Errors
 /// When the entity cannot be read back.
