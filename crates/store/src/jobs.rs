@@ -261,8 +261,7 @@ pub struct PendingJob {
     pub user_id: i64,
 }
 
-const PENDING_COLUMNS: &str =
-    "j.id, j.cmd, j.kind, j.payload, j.created, j.account_id, j.user_id";
+const PENDING_COLUMNS: &str = "j.id, j.cmd, j.kind, j.payload, j.created, j.account_id, j.user_id";
 
 fn pending_job(r: &AnyRow) -> Result<PendingJob, StoreError> {
     let e = StoreError::db("reading a pending job");

@@ -59,7 +59,10 @@ pub enum RuleKey<'a> {
 ///
 /// # Errors
 /// [`StoreError::Db`]; [`StoreError::Corrupt`] for an unknown purpose.
-pub async fn rule_purpose(db: &Db, key: RuleKey<'_>) -> Result<Option<(RuleId, Purpose)>, StoreError> {
+pub async fn rule_purpose(
+    db: &Db,
+    key: RuleKey<'_>,
+) -> Result<Option<(RuleId, Purpose)>, StoreError> {
     let mut conn = db
         .pool()
         .acquire()
@@ -107,7 +110,10 @@ async fn rule_purpose_on(
         .map_err(e)?
         .parse()
         .map_err(StoreError::corrupt("rules", "purpose"))?;
-    Ok(Some((RuleId::from(row.try_get::<i64, _>("id").map_err(e)?), purpose)))
+    Ok(Some((
+        RuleId::from(row.try_get::<i64, _>("id").map_err(e)?),
+        purpose,
+    )))
 }
 
 /// The response object of a firewall or forwarding rule (with the fields administrators see),

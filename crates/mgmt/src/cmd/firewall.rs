@@ -259,34 +259,7 @@ pub(crate) async fn create_rule(
 
 /// CloudStack's event type for a command.
 pub(crate) fn event_type(command: &str) -> &'static str {
-    match command {
-        "createFirewallRule" => "FIREWALL.OPEN",
-        "deleteFirewallRule" => "FIREWALL.CLOSE",
-        "createEgressFirewallRule" => "FIREWALL.EGRESS.OPEN",
-        "deleteEgressFirewallRule" => "FIREWALL.EGRESS.CLOSE",
-        "updateFirewallRule" | "updateEgressFirewallRule" => "FIREWALL.UPDATE",
-        "createPortForwardingRule" => "NET.RULEADD",
-        "deletePortForwardingRule" => "NET.RULEDELETE",
-        "updatePortForwardingRule" => "NET.RULEMODIFY",
-        "createLoadBalancerRule" => "LB.CREATE",
-        "deleteLoadBalancerRule" => "LB.DELETE",
-        "updateLoadBalancerRule" => "LB.UPDATE",
-        "assignToLoadBalancerRule" => "LB.ASSIGN.TO.RULE",
-        "removeFromLoadBalancerRule" => "LB.REMOVE.FROM.RULE",
-        "createLBStickinessPolicy" => "LB.STICKINESSPOLICY.CREATE",
-        "deleteLBStickinessPolicy" => "LB.STICKINESSPOLICY.DELETE",
-        "createLBHealthCheckPolicy" => "LB.HEALTHCHECKPOLICY.CREATE",
-        "deleteLBHealthCheckPolicy" => "LB.HEALTHCHECKPOLICY.DELETE",
-        "associateIpAddress" => "NET.IPASSIGN",
-        "disassociateIpAddress" => "NET.IPRELEASE",
-        "deployVirtualMachine" => "VM.CREATE",
-        "destroyVirtualMachine" => "VM.DESTROY",
-        "createNetwork" => "NETWORK.CREATE",
-        "deleteNetwork" => "NETWORK.DELETE",
-        "createAccount" => "ACCOUNT.CREATE",
-        "registerUserKeys" => "REGISTER.USER.KEY",
-        _ => "API.CALL",
-    }
+    super::table::event_type(command)
 }
 
 /// createFirewallRule.

@@ -21,17 +21,7 @@ mod hosts;
 mod infra;
 mod lb;
 mod limits;
-
-/// Commands only root admins may use: anyone else is refused (432) before any of their
-/// parameters is looked at.
-const ADMIN_ONLY: &[&str] = &[
-    "createVlanIpRange",
-    "listVlanIpRanges",
-    "createAgentToken",
-    "listAgentTokens",
-    "revokeAgentToken",
-    "listHosts",
-];
+pub mod table;
 
 /// A command's answer: a JSON value, or JSON text the database built (large lists).
 #[derive(Debug)]
@@ -52,119 +42,21 @@ impl Reply {
     }
 }
 
-/// Runs a command for a caller whose request has been checked against the catalogue.
+/// Runs a command for a caller whose request has been checked against the catalogue: looks
+/// its row up in the [command table](table), refuses admins-only commands to others, checks
+/// the ids it is given, and runs its handler.
 ///
 /// # Errors
 /// The command's error, as CloudStack would answer it.
 pub async fn dispatch(app: &App, caller: &Caller, name: &str, p: &Params) -> ApiResult<Reply> {
-    if ADMIN_ONLY.contains(&name) {
+    let Some(command) = table::find(name) else {
+        return Err(ApiError::unknown_command());
+    };
+    if command.admin_only {
         infra::admin_only(caller)?;
     }
     check_ids(app, caller, p).await?;
-    match name {
-        "createFirewallRule" => firewall::create_ingress(app, caller, p)
-            .await
-            .map(Reply::Json),
-        "createEgressFirewallRule" => firewall::create_egress(app, caller, p)
-            .await
-            .map(Reply::Json),
-        "deleteFirewallRule" => firewall::delete(app, caller, p, false)
-            .await
-            .map(Reply::Json),
-        "deleteEgressFirewallRule" => firewall::delete(app, caller, p, true)
-            .await
-            .map(Reply::Json),
-        "listFirewallRules" => firewall::list(app, caller, p, false).await.map(Reply::Text),
-        "listEgressFirewallRules" => firewall::list(app, caller, p, true).await.map(Reply::Text),
-        "updateFirewallRule" => firewall::update_display(app, caller, p, false)
-            .await
-            .map(Reply::Json),
-        "updateEgressFirewallRule" => firewall::update_display(app, caller, p, true)
-            .await
-            .map(Reply::Json),
-        "createPortForwardingRule" => firewall::create_forward(app, caller, p)
-            .await
-            .map(Reply::Json),
-        "deletePortForwardingRule" => firewall::delete_forward(app, caller, p)
-            .await
-            .map(Reply::Json),
-        "listPortForwardingRules" => firewall::list_forwards(app, caller, p)
-            .await
-            .map(Reply::Text),
-        "updatePortForwardingRule" => firewall::update_forward(app, caller, p)
-            .await
-            .map(Reply::Json),
-        "createLoadBalancerRule" => lb::create(app, caller, p).await.map(Reply::Json),
-        "deleteLoadBalancerRule" => lb::delete(app, caller, p).await.map(Reply::Json),
-        "listLoadBalancerRules" => lb::list(app, caller, p).await.map(Reply::Json),
-        "updateLoadBalancerRule" => lb::update(app, caller, p).await.map(Reply::Json),
-        "assignToLoadBalancerRule" => lb::assign(app, caller, p, true).await.map(Reply::Json),
-        "removeFromLoadBalancerRule" => lb::assign(app, caller, p, false).await.map(Reply::Json),
-        "listLoadBalancerRuleInstances" => lb::instances(app, caller, p).await.map(Reply::Json),
-        "createLBStickinessPolicy" => lb::create_stickiness(app, caller, p).await.map(Reply::Json),
-        "deleteLBStickinessPolicy" => lb::delete_policy(app, caller, p, "stickiness")
-            .await
-            .map(Reply::Json),
-        "listLBStickinessPolicies" => lb::list_policies(app, caller, p, "stickiness")
-            .await
-            .map(Reply::Json),
-        "createLBHealthCheckPolicy" => lb::create_health_check(app, caller, p)
-            .await
-            .map(Reply::Json),
-        "deleteLBHealthCheckPolicy" => lb::delete_policy(app, caller, p, "healthcheck")
-            .await
-            .map(Reply::Json),
-        "listLBHealthCheckPolicies" => lb::list_policies(app, caller, p, "healthcheck")
-            .await
-            .map(Reply::Json),
-        "queryAsyncJobResult" => accounts::query_job(app, caller, p).await.map(Reply::Json),
-        "listAsyncJobs" => accounts::list_jobs(app, caller, p).await.map(Reply::Json),
-        "listApis" => accounts::list_apis(p).map(Reply::Json),
-        "listZones" => infra::list_zones(app, caller, p).await.map(Reply::Json),
-        "listNetworkOfferings" => infra::list_network_offerings(app, caller, p)
-            .await
-            .map(Reply::Json),
-        "createNetwork" => infra::create_network(app, caller, p).await.map(Reply::Json),
-        "listNetworks" => infra::list_networks(app, caller, p).await.map(Reply::Json),
-        "deleteNetwork" => infra::delete_network(app, caller, p).await.map(Reply::Json),
-        "associateIpAddress" => infra::associate_ip(app, caller, p).await.map(Reply::Json),
-        "disassociateIpAddress" => infra::disassociate_ip(app, caller, p)
-            .await
-            .map(Reply::Json),
-        "listPublicIpAddresses" => infra::list_ips(app, caller, p).await.map(Reply::Json),
-        "createVlanIpRange" => infra::create_vlan_range(app, caller, p)
-            .await
-            .map(Reply::Json),
-        "listVlanIpRanges" => infra::list_vlan_ranges(app, caller, p)
-            .await
-            .map(Reply::Json),
-        "deployVirtualMachine" => infra::deploy_vm(app, caller, p).await.map(Reply::Json),
-        "listVirtualMachines" => infra::list_vms(app, caller, p).await.map(Reply::Json),
-        "destroyVirtualMachine" => infra::destroy_vm(app, caller, p).await.map(Reply::Json),
-        "listServiceOfferings" => infra::list_service_offerings(app, caller, p)
-            .await
-            .map(Reply::Json),
-        "listTemplates" => infra::list_templates(app, caller, p).await.map(Reply::Json),
-        "listRouters" => infra::list_routers(app, caller, p).await.map(Reply::Json),
-        "listEvents" => accounts::list_events(app, caller, p).await.map(Reply::Json),
-        "createAccount" => accounts::create_account(app, caller, p)
-            .await
-            .map(Reply::Json),
-        "listAccounts" => accounts::list_accounts(app, caller, p)
-            .await
-            .map(Reply::Json),
-        "listUsers" => accounts::list_users(app, caller, p).await.map(Reply::Json),
-        "registerUserKeys" => accounts::register_keys(app, caller, p)
-            .await
-            .map(Reply::Json),
-        "listResourceLimits" => limits::list_limits(app, caller, p).await.map(Reply::Json),
-        "updateResourceLimit" => limits::update_limit(app, caller, p).await.map(Reply::Json),
-        "createAgentToken" => hosts::create_token(app, caller, p).await.map(Reply::Json),
-        "listAgentTokens" => hosts::list_tokens(app, caller, p).await.map(Reply::Json),
-        "revokeAgentToken" => hosts::revoke_token(app, caller, p).await.map(Reply::Json),
-        "listHosts" => hosts::list_hosts(app, caller, p).await.map(Reply::Json),
-        _ => Err(ApiError::unknown_command()),
-    }
+    (command.handler)(app, caller, p).await
 }
 
 /// The `jobresult` of a job that succeeded, rendered by the handlers' own readers.

@@ -23,7 +23,9 @@ pub async fn job_result(db: &Db, site: &Site, outcome: &Outcome) -> Result<Value
     match outcome {
         Outcome::Success => Ok(json!({"success": true})),
         Outcome::Fixed { value } => Ok(value.clone()),
-        Outcome::Rule { id, object } => rule_result(db, site, RuleKey::Id((*id).into()), object).await,
+        Outcome::Rule { id, object } => {
+            rule_result(db, site, RuleKey::Id((*id).into()), object).await
+        }
         Outcome::Created { uuid, object } => {
             rule_result(db, site, RuleKey::Uuid(uuid), object).await
         }
@@ -62,7 +64,9 @@ pub async fn job_result_in(
 }
 
 async fn owner(db: &Db, account: AccountId) -> Result<Owner, ApiError> {
-    let o = runner_reads::owner(db, account).await.map_err(store_error)?;
+    let o = runner_reads::owner(db, account)
+        .await
+        .map_err(store_error)?;
     Ok(Owner {
         account: o.account,
         domain_id: o.domain_uuid,
@@ -77,7 +81,12 @@ fn gone(what: &str, id: impl std::fmt::Display) -> ApiError {
 
 /// A rule wrapped under `object` (`{"firewallrule": {...}}`), as a job result shows it to its
 /// owner (fields for administrators included, as CloudStack's job results are serialized).
-async fn rule_result(db: &Db, site: &Site, key: RuleKey<'_>, object: &str) -> Result<Value, ApiError> {
+async fn rule_result(
+    db: &Db,
+    site: &Site,
+    key: RuleKey<'_>,
+    object: &str,
+) -> Result<Value, ApiError> {
     let (id, purpose) = runner_reads::rule_purpose(db, key)
         .await
         .map_err(store_error)?
@@ -140,7 +149,10 @@ async fn ip_result(db: &Db, site: &Site, id: i64) -> Result<Value, ApiError> {
         network: view.network,
         has_rules: view.has_rules,
     };
-    Ok(super::wrap("ipaddress", super::ip_address(&view.ip, &cx, true)))
+    Ok(super::wrap(
+        "ipaddress",
+        super::ip_address(&view.ip, &cx, true),
+    ))
 }
 
 /// The `jobresult` of deployVirtualMachine: `{"virtualmachine": {...}}`.

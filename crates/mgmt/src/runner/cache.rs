@@ -138,4 +138,3 @@ fn merge<T>(old: &mut Vec<T>, fresh: Vec<T>, id: impl Fn(&T) -> i64) {
         }
     }
 }
-

@@ -236,8 +236,7 @@ pub(super) async fn run_changes(
                     );
                     cache.committed(&pushed.commit);
                     if rt.checks_copy() {
-                        if let Some((copy, database)) = copy_differs(rt, network, cache).await?
-                        {
+                        if let Some((copy, database)) = copy_differs(rt, network, cache).await? {
                             // Never a panic, and never another config planned from a wrong
                             // copy: count it, drop the copy, and send the router the config
                             // of a full read. The router's last error says so until then, so
@@ -316,4 +315,3 @@ pub(super) async fn run_changes(
     }
     Ok(Continue::More)
 }
-

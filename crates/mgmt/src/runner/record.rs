@@ -91,11 +91,7 @@ pub(super) async fn succeed(
         match (job.kind, job.payload.target) {
             (Kind::DestroyVm, Some(vm_id)) => {
                 if let Some(name) = store::vms::vm_lab_key(&rt.db, vm_id).await? {
-                    if let Err(err) = rt
-                        .hosts
-                        .call(host, Op::RemoveVm { vm: name.clone() })
-                        .await
-                    {
+                    if let Err(err) = rt.hosts.call(host, Op::RemoveVm { vm: name.clone() }).await {
                         tracing::warn!(vm = %name, error = %err, "removing the VM failed");
                     }
                 }
@@ -103,11 +99,7 @@ pub(super) async fn succeed(
             }
             (Kind::DeleteNetwork, _) => {
                 for (_, name) in &doomed_vms {
-                    if let Err(err) = rt
-                        .hosts
-                        .call(host, Op::RemoveVm { vm: name.clone() })
-                        .await
-                    {
+                    if let Err(err) = rt.hosts.call(host, Op::RemoveVm { vm: name.clone() }).await {
                         tracing::warn!(vm = %name, error = %err, "removing the VM failed");
                     }
                 }
