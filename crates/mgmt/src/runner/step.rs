@@ -293,7 +293,7 @@ async fn deploy_vm(
 /// How a router's start ended.
 enum Started {
     /// It took its first config.
-    Applied(super::push::Pushed),
+    Applied(Box<super::push::Pushed>),
     /// It could not start, for this reason.
     Failed(String),
 }
@@ -317,7 +317,7 @@ async fn implement(
             let state = store::state::read(&rt.db, network).await?;
             sent.forget();
             match push(rt, &state, &Batch::default(), sent).await {
-                Ok(pushed) => Started::Applied(pushed),
+                Ok(pushed) => Started::Applied(Box::new(pushed)),
                 Err(PushError::Unavailable(r)) => return Err(RunnerError::Unreachable(r)),
                 Err(e) => Started::Failed(e.to_string()),
             }
