@@ -53,6 +53,7 @@ pub mod events;
 pub mod filter;
 pub mod hosts;
 pub mod jobs;
+pub mod lookups;
 pub mod migrate;
 pub mod networks;
 pub mod routers;

@@ -1843,7 +1843,7 @@ pub(crate) async fn deploy_vm(app: &App, caller: &Caller, p: &Params) -> ApiResu
             ))
         }
     };
-    let net = super::network_by(app, "n.uuid = $1", &net_uuid)
+    let net = super::network_by_uuid(app, &net_uuid)
         .await?
         .filter(|n| caller.may_touch(n.account_id))
         .ok_or_else(|| unknown(p, "networkids"))?;
