@@ -178,3 +178,75 @@ pub async fn exists(db: &Db, what: Shared, uuid: &str) -> Result<bool, StoreErro
         .map_err(StoreError::db("looking an id up"))?
         .is_some())
 }
+
+/// A user found by API key, with its account and domain, as a request's signature is checked.
+#[derive(Debug, Clone)]
+pub struct KeyHolder {
+    /// The user's id.
+    pub user_id: i64,
+    /// The user's uuid.
+    pub user_uuid: String,
+    /// The user's secret key, if it has one.
+    pub secret: Option<String>,
+    /// Whether the user is enabled.
+    pub user_enabled: bool,
+    /// The account's id.
+    pub account_id: i64,
+    /// The account's uuid.
+    pub account_uuid: String,
+    /// The account's name.
+    pub account_name: String,
+    /// Whether the account is a root admin's.
+    pub admin: bool,
+    /// Whether the account is enabled.
+    pub account_enabled: bool,
+    /// The domain's id.
+    pub domain_id: i64,
+    /// The domain's uuid.
+    pub domain_uuid: String,
+    /// The domain's name.
+    pub domain_name: String,
+    /// The domain's path.
+    pub domain_path: String,
+}
+
+/// The user whose API key is `key`.
+///
+/// # Errors
+/// [`StoreError::Db`].
+pub async fn key_holder(db: &Db, key: &str) -> Result<Option<KeyHolder>, StoreError> {
+    let e = StoreError::db("finding an API key");
+    let Some(row) = sqlx::query(
+        "SELECT u.id AS user_id, u.uuid AS user_uuid, u.secret_key, u.state AS user_state, \
+         a.id AS account_id, a.uuid AS account_uuid, a.name AS account_name, \
+         a.account_type, a.state AS account_state, d.id AS domain_id, d.uuid AS domain_uuid, \
+         d.name AS domain_name, d.path AS domain_path \
+         FROM users u JOIN accounts a ON a.id = u.account_id JOIN domains d ON d.id = a.domain_id \
+         WHERE u.api_key = $1",
+    )
+    .bind(key)
+    .fetch_optional(db.pool())
+    .await
+    .map_err(e)?
+    else {
+        return Ok(None);
+    };
+    let read = || -> Result<KeyHolder, sqlx::Error> {
+        Ok(KeyHolder {
+            user_id: row.try_get("user_id")?,
+            user_uuid: row.try_get("user_uuid")?,
+            secret: row.try_get("secret_key")?,
+            user_enabled: row.try_get::<String, _>("user_state")? == "enabled",
+            account_id: row.try_get("account_id")?,
+            account_uuid: row.try_get("account_uuid")?,
+            account_name: row.try_get("account_name")?,
+            admin: row.try_get::<i64, _>("account_type")? == 1,
+            account_enabled: row.try_get::<String, _>("account_state")? == "enabled",
+            domain_id: row.try_get("domain_id")?,
+            domain_uuid: row.try_get("domain_uuid")?,
+            domain_name: row.try_get("domain_name")?,
+            domain_path: row.try_get("domain_path")?,
+        })
+    };
+    read().map(Some).map_err(e)
+}

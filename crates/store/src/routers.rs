@@ -292,3 +292,66 @@ pub async fn networks_on(db: &Db, host: &str) -> Result<Vec<i64>, StoreError> {
         })
         .collect()
 }
+
+/// A router as `guestnet verify` compares it: what the database says, and where its host's
+/// agent is connected.
+#[derive(Debug, Clone)]
+pub struct RouterOverview {
+    /// Its name.
+    pub name: String,
+    /// Its host.
+    pub host: String,
+    /// Its network.
+    pub network: domain::ids::NetworkId,
+    /// Its state.
+    pub state: RouterState,
+    /// The generation it last confirmed.
+    pub applied: i64,
+    /// Why its last apply failed, if it did.
+    pub last_error: Option<String>,
+    /// Whether its host's agent is connected (`None`: no host row).
+    pub connected: Option<bool>,
+    /// The address of the server holding the host.
+    pub server_address: Option<String>,
+    /// That server's last heartbeat (unix ms).
+    pub server_heartbeat: Option<i64>,
+}
+
+/// Every router, oldest first.
+///
+/// # Errors
+/// [`StoreError::Db`]; [`StoreError::Corrupt`] for an unknown state.
+pub async fn overview(db: &Db) -> Result<Vec<RouterOverview>, StoreError> {
+    let e = StoreError::db("reading the routers");
+    sqlx::query(
+        "SELECT r.name, r.host, r.network_id, r.state, r.applied_generation, r.last_error, \
+         h.connected, s.address, s.heartbeat FROM routers r \
+         LEFT JOIN hosts h ON h.name = r.host LEFT JOIN servers s ON s.id = h.server_id \
+         ORDER BY r.id",
+    )
+    .fetch_all(db.pool())
+    .await
+    .map_err(e)?
+    .iter()
+    .map(|r| {
+        Ok(RouterOverview {
+            name: r.try_get("name").map_err(e)?,
+            host: r.try_get("host").map_err(e)?,
+            network: r.try_get::<i64, _>("network_id").map_err(e)?.into(),
+            state: r
+                .try_get::<String, _>("state")
+                .map_err(e)?
+                .parse()
+                .map_err(StoreError::corrupt("routers", "state"))?,
+            applied: r.try_get("applied_generation").map_err(e)?,
+            last_error: r.try_get("last_error").map_err(e)?,
+            connected: r
+                .try_get::<Option<i64>, _>("connected")
+                .map_err(e)?
+                .map(|c| c == 1),
+            server_address: r.try_get("address").map_err(e)?,
+            server_heartbeat: r.try_get("heartbeat").map_err(e)?,
+        })
+    })
+    .collect()
+}
