@@ -180,7 +180,7 @@ impl Doorbell {
     }
 
     async fn host_of(&self, network: NetworkId) -> Option<String> {
-        let host = store::routers::router_of(&self.db, network.get())
+        let host = store::routers::router_of(&self.db, network)
             .await
             .ok()??
             .host;
@@ -260,7 +260,7 @@ impl Doorbell {
     async fn ring_host(&self, host: &str) {
         match store::routers::networks_on(&self.db, host).await {
             Ok(networks) => {
-                for n in networks.into_iter().map(NetworkId::from) {
+                for n in networks {
                     if let Ok(mut h) = self.network_hosts.lock() {
                         h.insert(n, host.to_string());
                     }

@@ -943,7 +943,7 @@ async fn router_started(app: &App, network_id: i64) -> Result<(), String> {
     let deadline = std::time::Instant::now() + app.hosts.apply_timeout() + Duration::from_secs(10);
     let mut wait = Duration::from_millis(1);
     loop {
-        match store::routers::router_of(&app.db, network_id)
+        match store::routers::router_of(&app.db, network_id.into())
             .await
             .map_err(|e| crate::app::chain(&e))?
         {

@@ -74,7 +74,7 @@ pub(super) async fn push(
         .as_ref()
         .ok_or_else(|| PushError::Unavailable("the network is gone".into()))?;
     let t0 = Instant::now();
-    let (router, host, generation) = store::routers::next_generation(&rt.db, network.id)
+    let (router, host, generation) = store::routers::next_generation(&rt.db, network.id.into())
         .await
         .map_err(|e| PushError::Unavailable(chain(&e)))?;
     let t1 = Instant::now();
@@ -162,7 +162,7 @@ pub(super) async fn push(
             // The router holds a newer generation than this one: another server's, or one this
             // database forgot (a data directory restored from backup). Move the counter past
             // it; the next generation carries everything again.
-            store::routers::bump_generation(&rt.db, network.id, held)
+            store::routers::bump_generation(&rt.db, network.id.into(), held)
                 .await
                 .map_err(|e| PushError::Unavailable(chain(&e)))?;
             Err(PushError::Unavailable(format!(
@@ -175,14 +175,14 @@ pub(super) async fn push(
         Err(CallError::Refused(reason)) => {
             // The router keeps what it held: the base stays.
             sent.0 = base;
-            store::routers::record_failure(&rt.db, network.id, &reason)
+            store::routers::record_failure(&rt.db, network.id.into(), &reason)
                 .await
                 .map_err(|e| PushError::Unavailable(chain(&e)))?;
             behind.inc();
             Err(PushError::Refused(reason))
         }
         Err(CallError::TimedOut(reason)) => {
-            store::routers::record_failure(&rt.db, network.id, &reason)
+            store::routers::record_failure(&rt.db, network.id.into(), &reason)
                 .await
                 .map_err(|e| PushError::Unavailable(chain(&e)))?;
             behind.inc();
@@ -244,7 +244,7 @@ pub(super) async fn run_changes(
                             rt.metrics.copy_mismatches.inc();
                             store::routers::record_failure(
                                 &rt.db,
-                                network.get(),
+                                network,
                                 "the worker's copy of the network differed from the database",
                             )
                             .await?;

@@ -40,7 +40,7 @@ pub(super) async fn record_generation(
     let mut change = rt.db.fenced(fence, None).await?;
     let tx = change.conn();
     store::routers::apply_commit(tx, &pushed.commit).await?;
-    store::routers::set_applied(tx, pushed.network.get(), pushed.generation).await?;
+    store::routers::set_applied(tx, pushed.network, pushed.generation).await?;
     let _nobody_to_wake = change.commit().await?;
     Ok(())
 }
@@ -62,7 +62,7 @@ pub(super) async fn succeed(
     let mut change = rt.db.fenced(fence, None).await?;
     let tx = change.conn();
     store::routers::apply_commit(tx, &pushed.commit).await?;
-    store::routers::set_applied(tx, network.get(), pushed.generation).await?;
+    store::routers::set_applied(tx, network, pushed.generation).await?;
     let deleting_network = carried.iter().any(|j| j.kind == Kind::DeleteNetwork);
     let doomed_vms = if deleting_network {
         store::vms::network_vms(tx, network.get()).await?
@@ -83,7 +83,7 @@ pub(super) async fn succeed(
         observe_end(rt, job, JobStatus::Succeeded);
     }
     let router = if deleting_network {
-        store::routers::router_name_of(&rt.db, network.get()).await?
+        store::routers::router_name_of(&rt.db, network).await?
     } else {
         None
     };

@@ -92,7 +92,7 @@ async fn step(
     if rt.is_held() {
         return Ok(Continue::Held);
     }
-    let Some(router) = store::routers::router_of(&rt.db, network.get()).await? else {
+    let Some(router) = store::routers::router_of(&rt.db, network).await? else {
         return Ok(Continue::Gone);
     };
     let Some(epoch) = rt.hosts.epoch(&router.host) else {
@@ -332,7 +332,7 @@ async fn implement(
             if let Err(err) = rt.hosts.call(&router.host, op).await {
                 tracing::warn!(router = %router.name, error = %err, "removing a router that failed to start");
             }
-            store::routers::set_router_error(&rt.db, network.get(), &reason).await?;
+            store::routers::set_router_error(&rt.db, network, &reason).await?;
             Ok(())
         }
     }
