@@ -113,6 +113,7 @@ pub async fn verify(db: &Db) -> Result<Vec<RouterReport>, VerifyError> {
         let status = match ask(&http, &server, &secret, &host, &router).await {
             Ok(s) => s,
             Err(why) => {
+                let why = crate::resp::error::chain(&why);
                 d.push(format!("cannot ask the router through {server}: {why}"));
                 reports.push(report);
                 continue;
@@ -152,13 +153,41 @@ pub async fn verify(db: &Db) -> Result<Vec<RouterReport>, VerifyError> {
     Ok(reports)
 }
 
+/// Why a server could not be asked about a router.
+#[derive(Debug, thiserror::Error)]
+enum AskError {
+    /// The request could not be built.
+    #[error("cannot build the request")]
+    Request(#[source] hyper::http::Error),
+    /// No answer in time.
+    #[error("no answer within {} s", ASK_TIMEOUT.as_secs())]
+    Timeout,
+    /// The connection failed.
+    #[error("the connection failed")]
+    Transport(#[source] hyper_util::client::legacy::Error),
+    /// The answer's body could not be read.
+    #[error("cannot read the answer")]
+    Body(#[source] hyper::Error),
+    /// The server refused.
+    #[error("{status}: {text}")]
+    Refused {
+        /// The HTTP status.
+        status: hyper::StatusCode,
+        /// What the server said.
+        text: String,
+    },
+    /// The answer is not a router's status.
+    #[error("unreadable answer")]
+    Unreadable(#[source] serde_json::Error),
+}
+
 async fn ask(
     http: &HyperClient<hyper_util::client::legacy::connect::HttpConnector, Empty<Bytes>>,
     server: &str,
     secret: &str,
     host: &str,
     router: &str,
-) -> Result<RouterStatus, String> {
+) -> Result<RouterStatus, AskError> {
     let enc = |s: &str| form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
     let url = format!(
         "{}/internal/v1/router-status?host={}&router={}",
@@ -169,23 +198,23 @@ async fn ask(
     let req = hyper::Request::get(&url)
         .header(hyper::header::AUTHORIZATION, format!("Bearer {secret}"))
         .body(Empty::new())
-        .map_err(|e| e.to_string())?;
+        .map_err(AskError::Request)?;
     let resp = tokio::time::timeout(ASK_TIMEOUT, http.request(req))
         .await
-        .map_err(|_| format!("no answer within {} s", ASK_TIMEOUT.as_secs()))?
-        .map_err(|e| e.to_string())?;
+        .map_err(|_| AskError::Timeout)?
+        .map_err(AskError::Transport)?;
     let status = resp.status();
     let body = resp
         .into_body()
         .collect()
         .await
-        .map_err(|e| e.to_string())?
+        .map_err(AskError::Body)?
         .to_bytes();
     if !status.is_success() {
-        return Err(format!(
-            "{status}: {}",
-            String::from_utf8_lossy(&body).trim()
-        ));
+        return Err(AskError::Refused {
+            status,
+            text: String::from_utf8_lossy(&body).trim().to_string(),
+        });
     }
-    serde_json::from_slice(&body).map_err(|e| format!("unreadable answer: {e}"))
+    serde_json::from_slice(&body).map_err(AskError::Unreadable)
 }
