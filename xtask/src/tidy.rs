@@ -300,3 +300,95 @@ fn the_process_check_sees_code_and_not_comments() {
         process_uses("let s = resp.status(); let c = Program::new(\"ip\").spawn();").is_empty()
     );
 }
+
+/// The job runner and the host registry sit below the API edge: they never name the handlers
+/// (`crate::cmd`) or the HTTP layer (`crate::http`), so that a change to a listing cannot break
+/// a job's completion. They reach the rest through the store, the domain and the response
+/// layer.
+#[test]
+fn runner_and_host_registry_do_not_import_the_api_edge() {
+    let src = root().join("crates").join("mgmt").join("src");
+    let mut files = Vec::new();
+    for name in ["runner", "hosts"] {
+        let file = src.join(format!("{name}.rs"));
+        assert!(file.exists(), "{} is missing", file.display());
+        files.push(file);
+        rust_files(&src.join(name), &mut files);
+    }
+    for f in files {
+        let text = std::fs::read_to_string(&f).unwrap();
+        for (i, line) in text.lines().enumerate() {
+            for edge in ["crate::cmd", "crate::http"] {
+                assert!(
+                    !line.contains(edge),
+                    "{}:{}: the runner and the host registry must not use the API edge ({edge})",
+                    f.display(),
+                    i + 1
+                );
+            }
+        }
+    }
+}
+
+/// Places that name sqlx outside the store crate: its dependency in a crate's Cargo.toml, or
+/// the word in a crate's source.
+fn sqlx_outside_the_store() -> Vec<String> {
+    let mut found = Vec::new();
+    let crates = root().join("crates");
+    let Ok(entries) = std::fs::read_dir(&crates) else {
+        return found;
+    };
+    let mut dirs: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
+    dirs.push(root().join("xtask"));
+    dirs.sort();
+    for dir in dirs {
+        if dir.file_name().is_some_and(|n| n == "store") {
+            continue;
+        }
+        let manifest = dir.join("Cargo.toml");
+        if let Ok(text) = std::fs::read_to_string(&manifest) {
+            if text.lines().any(|l| l.trim_start().starts_with("sqlx")) {
+                found.push(format!("{}: depends on sqlx", manifest.display()));
+            }
+        }
+        let mut files = Vec::new();
+        rust_files(&dir, &mut files);
+        for f in files {
+            if f.ends_with("tidy.rs") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&f).unwrap_or_default();
+            if let Some(i) = text.lines().position(|l| l.contains("sqlx")) {
+                found.push(format!("{}:{}: names sqlx", f.display(), i + 1));
+            }
+        }
+    }
+    found
+}
+
+/// Only the store speaks SQL: no other crate depends on sqlx or names it.
+#[test]
+#[ignore = "the handlers still hold statements until every part of the store's move has landed"]
+fn sqlx_only_in_the_store() {
+    let found = sqlx_outside_the_store();
+    assert!(
+        found.is_empty(),
+        "sqlx outside the store crate:\n{}",
+        found.join("\n")
+    );
+}
+
+/// The check above finds what it looks for (so that it cannot pass by looking nowhere).
+#[test]
+fn sqlx_check_reads_the_crates() {
+    let crates = root().join("crates");
+    assert!(crates.join("store").join("Cargo.toml").exists());
+    let mut files = Vec::new();
+    rust_files(&crates.join("store"), &mut files);
+    assert!(
+        files.iter().any(|f| std::fs::read_to_string(f)
+            .unwrap_or_default()
+            .contains("sqlx")),
+        "the store crate names sqlx, and the check reads the same files"
+    );
+}

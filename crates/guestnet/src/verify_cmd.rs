@@ -35,7 +35,7 @@ pub(crate) fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
         let db = store::Db::connect(&url).await?;
         mgmt::verify::verify(&db)
             .await
-            .map_err(|e| anyhow::anyhow!("verify: {e}"))
+            .map_err(|e| anyhow::Error::new(e).context("verify"))
     })?;
     let mut out = std::io::stdout().lock();
     let mut differing = 0usize;

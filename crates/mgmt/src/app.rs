@@ -10,18 +10,10 @@ use crate::hosts::Hosts;
 use crate::metrics::Metrics;
 use crate::runner::Doorbell;
 use domain::actor::Caller;
-use store::{Db, StoreError};
+use store::Db;
 
-/// Facts fixed at first start that many answers need.
-#[derive(Debug, Clone)]
-pub struct Site {
-    /// The zone's internal id.
-    pub zone_id: i64,
-    /// The zone's uuid.
-    pub zone_uuid: String,
-    /// The zone's name.
-    pub zone_name: String,
-}
+pub use crate::resp::error::{chain, internal, store_error};
+pub use crate::resp::Site;
 
 /// Shared state.
 #[derive(Clone)]
@@ -86,31 +78,6 @@ impl KeyCache {
             entries.clear();
         }
     }
-}
-
-/// A failed database call, as the API reports it (530, details logged, not sent).
-pub fn internal(e: impl std::fmt::Display) -> ApiError {
-    tracing::error!(error = %e, "internal error");
-    ApiError::internal("Internal error executing command, please contact your system administrator")
-}
-
-/// A failed store call, as the API reports it: the one place a [`StoreError`] becomes an
-/// answer (530, the error and its sources logged, not sent).
-pub fn store_error(e: StoreError) -> ApiError {
-    tracing::error!(error = %chain(&e), "internal error");
-    ApiError::internal("Internal error executing command, please contact your system administrator")
-}
-
-/// An error and its sources, `: `-separated, for logs and job failures.
-pub fn chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 /// Result of a handler.

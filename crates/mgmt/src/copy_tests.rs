@@ -173,7 +173,7 @@ async fn held_and_planned(app: &App, network: &str) -> (RouterConfig, RouterConf
         .join(&router)
         .join("config.json");
     let held: RouterConfig = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
-    let state = crate::runner::load_state(app, id).await.unwrap();
+    let state = crate::runner::read_state(&app.db, id.into()).await.unwrap();
     let (planned, _) = plan::desired(&state, &Batch::default(), held.generation);
     (held, planned)
 }

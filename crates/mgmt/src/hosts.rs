@@ -15,6 +15,10 @@
 //! server takes its hosts over (disconnected until their agents connect again, anywhere); a job
 //! whose host has no agent anywhere for longer than the apply timeout fails with that reason,
 //! its changes undone, instead of staying pending.
+//!
+//! The registry tells the job runner about hosts through a channel ([`HostEvent`]), which the
+//! runner owns and the server wires up: an agent connecting, and the moment to look for jobs
+//! of forsaken hosts. It never calls the runner.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -26,11 +30,11 @@ use agent::Agent;
 use axum::extract::ws::{Message, WebSocket};
 use futures_util::{SinkExt, StreamExt};
 use sha2::{Digest, Sha256};
-use sqlx::Row;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::app::App;
+use crate::metrics::Metrics;
 use store::db::{now_ms, Db};
+use store::StoreError;
 
 /// A server whose heartbeat is older than this is dead.
 pub const SERVER_DEAD_AFTER: Duration = Duration::from_secs(5);
@@ -56,6 +60,30 @@ pub enum CallError {
     /// A delta's base is not what the router holds.
     #[error("{0}")]
     Stale(String),
+}
+
+/// Why the registry could not record or read something.
+#[derive(Debug, thiserror::Error)]
+pub enum HostsError {
+    /// The database failed.
+    #[error("the host registry's database call failed")]
+    Store(#[from] StoreError),
+    /// The system's random source failed.
+    #[error("the system's random source failed")]
+    Random(#[source] getrandom::Error),
+}
+
+/// What the registry tells the job runner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostEvent {
+    /// The host's agent connected to this server: its networks' runners start here.
+    Connected(String),
+    /// Jobs pending on hosts that have had no agent anywhere since `before` (unix ms) are to
+    /// be failed.
+    Forsaken {
+        /// The limit.
+        before: i64,
+    },
 }
 
 type Waiters = Arc<Mutex<HashMap<u64, oneshot::Sender<Result<Answer, Failure>>>>>;
@@ -85,15 +113,18 @@ pub struct Hosts {
     embedded: Option<String>,
     links: Mutex<HashMap<String, Link>>,
     next_id: AtomicU64,
+    events: mpsc::UnboundedSender<HostEvent>,
 }
 
 impl Hosts {
-    /// This server, known to the others as `server_id`.
+    /// This server, known to the others as `server_id`, telling the job runner about its
+    /// hosts through `events`.
     pub fn new(
         server_id: i64,
         server_name: &str,
         apply_timeout: Duration,
         embedded: Option<String>,
+        events: mpsc::UnboundedSender<HostEvent>,
     ) -> Hosts {
         Hosts {
             server_id,
@@ -102,6 +133,14 @@ impl Hosts {
             embedded,
             links: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
+            events,
+        }
+    }
+
+    /// Tells the job runner; nothing happens when no runner listens (a test without one).
+    fn tell(&self, event: HostEvent) {
+        if self.events.send(event).is_err() {
+            tracing::debug!("no job runner listens to the host registry");
         }
     }
 
@@ -211,81 +250,33 @@ impl Hosts {
 /// Registers this server process in `servers`; returns its id.
 ///
 /// # Errors
-/// The database's error, as text.
-pub async fn register_server(db: &Db, name: &str, address: &str) -> Result<i64, String> {
-    let now = now_ms();
-    let _w = db.write_lock().await;
-    // Rows of servers dead for a day are only history.
-    sqlx::query("DELETE FROM servers WHERE heartbeat < $1")
-        .bind(now - 86_400_000)
-        .execute(db.pool())
-        .await
-        .map_err(|e| e.to_string())?;
-    sqlx::query(
-        "INSERT INTO servers (name, address, started, heartbeat) VALUES ($1, $2, $3, $3) \
-         RETURNING id",
-    )
-    .bind(name)
-    .bind(address)
-    .bind(now)
-    .fetch_one(db.pool())
-    .await
-    .and_then(|r| r.try_get("id"))
-    .map_err(|e| e.to_string())
+/// [`HostsError::Store`].
+pub async fn register_server(db: &Db, name: &str, address: &str) -> Result<i64, HostsError> {
+    Ok(store::hosts::register_server(db, name, address).await?)
 }
 
 /// Makes sure a host row exists; returns its id.
 ///
 /// # Errors
-/// The database's error, as text.
-pub async fn ensure_host(db: &Db, name: &str) -> Result<i64, String> {
-    let e = |e: sqlx::Error| e.to_string();
-    let _w = db.write_lock().await;
-    sqlx::query(
-        "INSERT INTO hosts (uuid, name, epoch, connected, created) VALUES ($1, $2, 0, 0, $3) \
-         ON CONFLICT (name) DO NOTHING",
-    )
-    .bind(uuid::Uuid::new_v4().to_string())
-    .bind(name)
-    .bind(now_ms())
-    .execute(db.pool())
-    .await
-    .map_err(e)?;
-    sqlx::query("SELECT id FROM hosts WHERE name = $1")
-        .bind(name)
-        .fetch_one(db.pool())
-        .await
-        .and_then(|r| r.try_get("id"))
-        .map_err(e)
-}
-
-/// Takes `host` for this server: connected here, with a new epoch, which it returns.
-async fn claim(db: &Db, host: &str, server_id: i64, driver: &str) -> Result<i64, String> {
-    store::hosts::claim(db, host, server_id, driver)
-        .await
-        .map_err(|e| crate::app::chain(&e))
-}
-
-/// Records that `host`'s connection of `epoch` ended (unless a newer one took its place).
-async fn release(db: &Db, host: &str, epoch: i64) -> Result<(), String> {
-    store::hosts::release(db, host, epoch)
-        .await
-        .map_err(|e| crate::app::chain(&e))
+/// [`HostsError::Store`].
+pub async fn ensure_host(db: &Db, name: &str) -> Result<i64, HostsError> {
+    let uuid = uuid::Uuid::new_v4().to_string();
+    Ok(store::hosts::ensure_host(db, name, &uuid).await?)
 }
 
 /// Attaches the server's own agent as `host`: it stays connected for the server's life.
 ///
 /// # Errors
-/// The database's error, as text.
+/// [`HostsError::Store`].
 pub async fn attach_embedded(
     db: &Db,
     hosts: &Hosts,
     host: &str,
     agent: Agent,
-) -> Result<(), String> {
+) -> Result<(), HostsError> {
     ensure_host(db, host).await?;
     let driver = agent.driver().kind().name();
-    let epoch = claim(db, host, hosts.server_id, driver).await?;
+    let epoch = store::hosts::claim(db, host, hosts.server_id, driver).await?;
     hosts.register(host, epoch, Conn::Local(agent));
     Ok(())
 }
@@ -299,11 +290,11 @@ pub fn digest(token: &str) -> String {
 /// A new token: 32 random bytes, URL-safe base64, with a prefix that tells what it is.
 ///
 /// # Errors
-/// The system's random source failed.
-pub fn mint() -> Result<String, String> {
+/// [`HostsError::Random`].
+pub fn mint() -> Result<String, HostsError> {
     use base64::Engine;
     let mut bytes = [0u8; 32];
-    getrandom::getrandom(&mut bytes).map_err(|e| format!("no randomness: {e}"))?;
+    getrandom::getrandom(&mut bytes).map_err(HostsError::Random)?;
     Ok(format!(
         "gna_{}",
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
@@ -313,40 +304,27 @@ pub fn mint() -> Result<String, String> {
 /// The host a token names, if it is known and not revoked.
 ///
 /// # Errors
-/// The database's error, as text.
-pub async fn authenticate(db: &Db, token: &str) -> Result<Option<String>, String> {
-    let row = sqlx::query(
-        "SELECT h.name, t.id FROM agent_tokens t JOIN hosts h ON h.id = t.host_id \
-         WHERE t.digest = $1 AND t.revoked IS NULL",
-    )
-    .bind(digest(token))
-    .fetch_optional(db.pool())
-    .await
-    .map_err(|e| e.to_string())?;
-    let Some(row) = row else {
-        return Ok(None);
-    };
-    let id: i64 = row.try_get("id").map_err(|e| e.to_string())?;
-    {
-        let _w = db.write_lock().await;
-        sqlx::query("UPDATE agent_tokens SET last_used = $1 WHERE id = $2")
-            .bind(now_ms())
-            .bind(id)
-            .execute(db.pool())
-            .await
-            .map_err(|e| e.to_string())?;
-    }
-    row.try_get("name").map(Some).map_err(|e| e.to_string())
+/// [`HostsError::Store`].
+pub async fn authenticate(db: &Db, token: &str) -> Result<Option<String>, HostsError> {
+    Ok(store::hosts::authenticate(db, &digest(token)).await?)
 }
 
 /// Serves one agent's WebSocket until it ends: claims the host, rings its networks' runners
 /// (they re-send what each router lacks), relays requests and answers, pings, and drops the
 /// connection after [`SILENCE_LIMIT`] without a word from the agent.
-pub async fn serve_agent(app: App, host: String, driver: String, socket: WebSocket) {
-    let epoch = match claim(&app.db, &host, app.hosts.server_id, &driver).await {
+pub async fn serve_agent(
+    db: Db,
+    hosts: Arc<Hosts>,
+    metrics: Arc<Metrics>,
+    host: String,
+    driver: String,
+    socket: WebSocket,
+) {
+    let epoch = match store::hosts::claim(&db, &host, hosts.server_id, &driver).await {
         Ok(e) => e,
         Err(e) => {
-            tracing::error!(%host, error = %e, "cannot record the agent's connection");
+            tracing::error!(%host, error = %crate::resp::error::chain(&e),
+                "cannot record the agent's connection");
             return;
         }
     };
@@ -355,12 +333,12 @@ pub async fn serve_agent(app: App, host: String, driver: String, socket: WebSock
     let waiting: Waiters = Arc::default();
     let welcome = ServerMsg::Welcome {
         host: host.clone(),
-        server: app.hosts.server_name.clone(),
+        server: hosts.server_name.clone(),
     };
     if let Ok(text) = serde_json::to_string(&welcome) {
         let _ = out.send(Message::Text(text.into()));
     }
-    let id = app.hosts.register(
+    let id = hosts.register(
         &host,
         epoch,
         Conn::Remote {
@@ -369,7 +347,7 @@ pub async fn serve_agent(app: App, host: String, driver: String, socket: WebSock
         },
     );
     tracing::info!(%host, epoch, %driver, "agent connected");
-    app.metrics.agents_connected.inc();
+    metrics.agents_connected.inc();
     let writer = tokio::spawn(async move {
         while let Some(m) = out_rx.recv().await {
             if sink.send(m).await.is_err() {
@@ -390,7 +368,7 @@ pub async fn serve_agent(app: App, host: String, driver: String, socket: WebSock
             }
         })
     };
-    crate::runner::ring_host(&app, &host).await;
+    hosts.tell(HostEvent::Connected(host.clone()));
     let why = loop {
         let next = match tokio::time::timeout(SILENCE_LIMIT, stream.next()).await {
             Err(_) => break format!("silent for {} s", SILENCE_LIMIT.as_secs()),
@@ -414,18 +392,19 @@ pub async fn serve_agent(app: App, host: String, driver: String, socket: WebSock
         }
     };
     pinger.abort();
-    let current = app.hosts.unregister(&host, id);
+    let current = hosts.unregister(&host, id);
     // Requests still waiting end as lost.
     if let Ok(mut w) = waiting.lock() {
         w.clear();
     }
     drop(out);
     writer.abort();
-    app.metrics.agents_connected.dec();
+    metrics.agents_connected.dec();
     tracing::warn!(%host, epoch, reason = %why, "agent disconnected");
     if current {
-        if let Err(e) = release(&app.db, &host, epoch).await {
-            tracing::warn!(%host, error = %e, "cannot record the agent's disconnection");
+        if let Err(e) = store::hosts::release(&db, &host, epoch).await {
+            tracing::warn!(%host, error = %crate::resp::error::chain(&e),
+                "cannot record the agent's disconnection");
         }
     }
 }
@@ -434,97 +413,53 @@ pub async fn serve_agent(app: App, host: String, driver: String, socket: WebSock
 /// embedded agent, otherwise the connected host (on a live server) with the fewest routers.
 ///
 /// # Errors
-/// `None` when no host is connected; the database's error.
-pub async fn place(app: &App) -> Result<Option<String>, String> {
-    if let Some(h) = app.hosts.embedded() {
+/// `None` when no host is connected; [`HostsError::Store`].
+pub async fn place(db: &Db, hosts: &Hosts) -> Result<Option<String>, HostsError> {
+    if let Some(h) = hosts.embedded() {
         return Ok(Some(h.to_string()));
     }
-    sqlx::query(
-        "SELECT h.name, (SELECT COUNT(*) FROM routers r WHERE r.host = h.name) AS n \
-         FROM hosts h JOIN servers s ON s.id = h.server_id \
-         WHERE h.connected = 1 AND s.heartbeat > $1 ORDER BY n, h.id LIMIT 1",
-    )
-    .bind(now_ms() - SERVER_DEAD_AFTER.as_millis() as i64)
-    .fetch_optional(app.db.pool())
-    .await
-    .map_err(|e| e.to_string())?
-    .map(|r| r.try_get("name"))
-    .transpose()
-    .map_err(|e| e.to_string())
+    let alive_since = now_ms() - SERVER_DEAD_AFTER.as_millis() as i64;
+    Ok(store::hosts::least_loaded(db, alive_since).await?)
 }
 
 /// The secret servers of one database present to each other (created on first use).
 ///
 /// # Errors
-/// The database's error, as text.
-pub async fn cluster_secret(db: &Db) -> Result<String, String> {
-    let e = |e: sqlx::Error| e.to_string();
-    let fresh = mint()?;
-    {
-        let _w = db.write_lock().await;
-        sqlx::query(
-            "INSERT INTO cluster_settings (name, value) VALUES ('secret', $1) \
-             ON CONFLICT (name) DO NOTHING",
-        )
-        .bind(&fresh)
-        .execute(db.pool())
-        .await
-        .map_err(e)?;
-    }
-    sqlx::query("SELECT value FROM cluster_settings WHERE name = 'secret'")
-        .fetch_one(db.pool())
-        .await
-        .and_then(|r| r.try_get("value"))
-        .map_err(e)
+/// [`HostsError`].
+pub async fn cluster_secret(db: &Db) -> Result<String, HostsError> {
+    Ok(store::hosts::cluster_secret(db, &mint()?).await?)
 }
 
-/// Every second: heartbeat; release the hosts of dead servers; fail the jobs of hosts that
-/// have had no agent anywhere for longer than the apply timeout. Runs for the server's life.
-pub async fn housekeeping(app: App) {
+/// Every second: heartbeat; release the hosts of dead servers; tell the job runner to fail the
+/// jobs of hosts that have had no agent anywhere for longer than the apply timeout. Runs for
+/// the server's life.
+pub async fn housekeeping(db: Db, hosts: Arc<Hosts>) {
     let mut tick = tokio::time::interval(HOUSEKEEPING_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
         let t = Instant::now();
-        if let Err(e) = keep_house(&app).await {
-            tracing::warn!(error = %e, "housekeeping failed; retrying");
+        if let Err(e) = keep_house(&db, &hosts).await {
+            tracing::warn!(error = %crate::resp::error::chain(&e), "housekeeping failed; retrying");
         }
         tracing::trace!(us = t.elapsed().as_micros() as u64, "housekeeping");
     }
 }
 
-async fn keep_house(app: &App) -> Result<(), String> {
-    let e = |e: sqlx::Error| e.to_string();
+async fn keep_house(db: &Db, hosts: &Hosts) -> Result<(), HostsError> {
     let now = now_ms();
     let dead = now - SERVER_DEAD_AFTER.as_millis() as i64;
-    {
-        let _w = app.db.write_lock().await;
-        sqlx::query("UPDATE servers SET heartbeat = $1 WHERE id = $2")
-            .bind(now)
-            .bind(app.hosts.server_id)
-            .execute(app.db.pool())
-            .await
-            .map_err(e)?;
-        // A dead server's hosts are taken over by this one: disconnected until their agents
-        // connect again (anywhere), and their jobs failed after the apply timeout otherwise.
-        let released = sqlx::query(
-            "UPDATE hosts SET connected = 0, epoch = epoch + 1, seen = $2, server_id = $3 \
-             WHERE connected = 1 AND (server_id IS NULL OR server_id NOT IN \
-             (SELECT id FROM servers WHERE heartbeat > $1))",
-        )
-        .bind(dead)
-        .bind(now)
-        .bind(app.hosts.server_id)
-        .execute(app.db.pool())
-        .await
-        .map_err(e)?
-        .rows_affected();
-        if released > 0 {
-            tracing::warn!(
-                hosts = released,
-                "released the hosts of a management server that stopped heartbeating"
-            );
-        }
+    // A dead server's hosts are taken over by this one: disconnected until their agents
+    // connect again (anywhere), and their jobs failed after the apply timeout otherwise.
+    let released = store::hosts::heartbeat(db, hosts.server_id, dead).await?;
+    if released > 0 {
+        tracing::warn!(
+            hosts = released,
+            "released the hosts of a management server that stopped heartbeating"
+        );
     }
-    crate::runner::fail_forsaken(app, now - app.hosts.apply_timeout.as_millis() as i64).await
+    hosts.tell(HostEvent::Forsaken {
+        before: now - hosts.apply_timeout.as_millis() as i64,
+    });
+    Ok(())
 }

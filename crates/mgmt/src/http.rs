@@ -19,9 +19,8 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::Value;
-use sqlx::Row;
 
-use crate::app::{internal, App};
+use crate::app::{store_error, App};
 use crate::cmd::Reply;
 use crate::metrics::RequestLabels;
 use domain::actor::Caller;
@@ -81,7 +80,9 @@ async fn agent_socket(
     tracing::info!(%peer, %host, "agent authenticated");
     ws.max_message_size(1 << 30)
         .max_frame_size(1 << 30)
-        .on_upgrade(move |socket| crate::hosts::serve_agent(app, host, driver, socket))
+        .on_upgrade(move |socket| {
+            crate::hosts::serve_agent(app.db, app.hosts, app.metrics, host, driver, socket)
+        })
 }
 
 /// What a router holds, asked of its host's agent through this server (for `guestnet verify`,
@@ -93,7 +94,10 @@ async fn router_status(
 ) -> Response {
     let secret = match crate::hosts::cluster_secret(&app.db).await {
         Ok(s) => s,
-        Err(e) => return (StatusCode::SERVICE_UNAVAILABLE, e).into_response(),
+        Err(e) => {
+            let text = crate::resp::error::chain(&e);
+            return (StatusCode::SERVICE_UNAVAILABLE, text).into_response();
+        }
     };
     if bearer(&headers) != Some(secret.as_str()) {
         return (StatusCode::UNAUTHORIZED, "the cluster secret is required\n").into_response();
@@ -380,36 +384,25 @@ async fn signature_holds(params: &[(String, String)], secret: &str) -> bool {
 
 /// The enabled user (of an enabled account) with this API key, and its secret.
 async fn find_user(app: &App, key: &str) -> Result<(Caller, String), ApiError> {
-    let row = sqlx::query(
-        "SELECT u.id AS user_id, u.uuid AS user_uuid, u.secret_key, u.state AS user_state, \
-         a.id AS account_id, a.uuid AS account_uuid, a.name AS account_name, \
-         a.account_type, a.state AS account_state, d.id AS domain_id, d.uuid AS domain_uuid, \
-         d.name AS domain_name, d.path AS domain_path \
-         FROM users u JOIN accounts a ON a.id = u.account_id JOIN domains d ON d.id = a.domain_id \
-         WHERE u.api_key = $1",
-    )
-    .bind(key)
-    .fetch_optional(app.db.pool())
-    .await
-    .map_err(internal)?
-    .ok_or_else(ApiError::auth_failure)?;
-    let get = |c: &str| row.try_get::<String, _>(c).map_err(internal);
-    let secret: Option<String> = row.try_get("secret_key").map_err(internal)?;
-    let secret = secret.ok_or_else(ApiError::auth_failure)?;
-    if get("user_state")? != "enabled" || get("account_state")? != "enabled" {
+    let holder = store::lookups::key_holder(&app.db, key)
+        .await
+        .map_err(store_error)?
+        .ok_or_else(ApiError::auth_failure)?;
+    let secret = holder.secret.ok_or_else(ApiError::auth_failure)?;
+    if !holder.user_enabled || !holder.account_enabled {
         return Err(ApiError::auth_failure());
     }
     let caller = Caller {
-        user_id: row.try_get("user_id").map_err(internal)?,
-        user_uuid: get("user_uuid")?,
-        account_id: row.try_get("account_id").map_err(internal)?,
-        account_uuid: get("account_uuid")?,
-        account_name: get("account_name")?,
-        domain_id: row.try_get("domain_id").map_err(internal)?,
-        domain_uuid: get("domain_uuid")?,
-        domain_name: get("domain_name")?,
-        domain_path: get("domain_path")?,
-        admin: row.try_get::<i64, _>("account_type").map_err(internal)? == 1,
+        user_id: holder.user_id,
+        user_uuid: holder.user_uuid,
+        account_id: holder.account_id,
+        account_uuid: holder.account_uuid,
+        account_name: holder.account_name,
+        domain_id: holder.domain_id,
+        domain_uuid: holder.domain_uuid,
+        domain_name: holder.domain_name,
+        domain_path: holder.domain_path,
+        admin: holder.admin,
     };
     Ok((caller, secret))
 }

@@ -9,9 +9,14 @@ use domain::job::{cmd_class, JobStatus};
 use domain::model::{IpRow, NetworkRow};
 use store::jobs::JobRecord;
 
+pub mod error;
 pub mod infra;
+pub mod job;
 pub mod lb;
 pub mod rules;
+mod site;
+
+pub use site::Site;
 
 /// A date as CloudStack writes it: `2025-10-30T19:21:39+0000`.
 pub fn date(ms: i64) -> String {

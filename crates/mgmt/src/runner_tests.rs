@@ -104,7 +104,7 @@ async fn a_refused_job_fails_alone_and_the_others_share_generations() {
         .await;
         jobs.push((port, job));
     }
-    app.doorbell.release(&app);
+    app.doorbell.release();
 
     for (port, job) in &jobs {
         let (status, result) = wait(&app, job).await;
@@ -302,7 +302,7 @@ async fn a_restart_with_a_backlog_fails_no_concurrent_write() {
 
         // The restart: the runner takes the backlog while the requests come.
         app = crate::testkit::app(dir.path()).await;
-        crate::runner::start(&app).await.unwrap();
+        crate::runner::start(&app.doorbell, crate::runner::host_channel().1).await;
         let mut tasks = tokio::task::JoinSet::new();
         for i in 0..120usize {
             let (app, root, ip, network) = (app.clone(), root.clone(), ip.clone(), network.clone());

@@ -98,6 +98,9 @@ pub enum ServeError {
     /// First-start seeding failed.
     #[error("first start: {0}")]
     Bootstrap(String),
+    /// This server or its own host could not be recorded.
+    #[error("recording this server and its host")]
+    Hosts(#[source] crate::hosts::HostsError),
     /// The listener could not be bound.
     #[error("cannot listen on {addr}")]
     Listen {
@@ -180,37 +183,40 @@ pub async fn serve(opts: Options, ready: impl FnOnce(&str)) -> Result<(), ServeE
         .unwrap_or_else(|| format!("http://{addr}"));
     let server_id = hosts::register_server(&db, &opts.server_name, &advertise)
         .await
-        .map_err(ServeError::Bootstrap)?;
+        .map_err(ServeError::Hosts)?;
     let embedded = driver.as_ref().map(|_| opts.host_name.clone());
+    let (host_events, runner_events) = runner::host_channel();
     let hosts = Arc::new(Hosts::new(
         server_id,
         &opts.server_name,
         opts.apply_timeout,
         embedded,
+        host_events,
     ));
     if let Some(driver) = driver {
         let agent = Agent::new(driver, opts.apply_timeout);
         hosts::attach_embedded(&db, &hosts, &opts.host_name, agent.clone())
             .await
-            .map_err(ServeError::Bootstrap)?;
+            .map_err(ServeError::Hosts)?;
         tokio::spawn(agent::run::drift_timer(agent, DRIFT_INTERVAL));
     }
+    let metrics = Arc::new(Metrics::new());
+    let site = Arc::new(site);
+    let doorbell = Doorbell::new(db.clone(), hosts.clone(), metrics.clone(), site.clone());
     let app = App {
         db: db.clone(),
         hosts,
-        doorbell: Doorbell::default(),
-        metrics: Arc::new(Metrics::new()),
+        doorbell,
+        metrics,
         data_dir: data_dir.clone(),
-        site: Arc::new(site),
+        site,
         keys: Arc::default(),
     };
     if opts.check_copy {
         app.doorbell.check_copy(true);
     }
-    tokio::spawn(hosts::housekeeping(app.clone()));
-    if let Err(e) = runner::start(&app).await {
-        tracing::warn!(error = %e, "starting the job runner");
-    }
+    tokio::spawn(hosts::housekeeping(app.db.clone(), app.hosts.clone()));
+    runner::start(&app.doorbell, runner_events).await;
     let keys_line = match &keys.source {
         KeySource::Environment => "admin keys from the environment".to_string(),
         KeySource::File(path) => format!("admin keys in {}", path.display()),

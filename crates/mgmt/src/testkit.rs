@@ -27,22 +27,30 @@ pub(crate) async fn app_on(dir: &std::path::Path, url: &str) -> App {
     let db = Db::connect(url).await.unwrap();
     let (site, _) = crate::bootstrap::first_start(&db, dir).await.unwrap();
     let hosts = embedded(&db, Driver::dry_run(dir)).await;
+    assemble(db, hosts, Arc::new(site), dir)
+}
+
+/// An app of these parts, with a job runner of its own.
+fn assemble(db: Db, hosts: Arc<Hosts>, site: Arc<crate::app::Site>, dir: &std::path::Path) -> App {
+    let metrics = Arc::new(Metrics::new());
+    let doorbell = Doorbell::new(db.clone(), hosts.clone(), metrics.clone(), site.clone());
     App {
         db,
         hosts,
-        doorbell: Doorbell::default(),
-        metrics: Arc::new(Metrics::new()),
+        doorbell,
+        metrics,
         data_dir: dir.to_path_buf(),
-        site: Arc::new(site),
+        site,
         keys: Arc::default(),
     }
 }
 
 /// An app on the database `url` names, with the in-process agent over `driver`.
 pub(crate) async fn app_on_with(dir: &std::path::Path, url: &str, driver: Driver) -> App {
-    let mut app = app_on(dir, url).await;
-    app.hosts = embedded(&app.db, driver).await;
-    app
+    let db = Db::connect(url).await.unwrap();
+    let (site, _) = crate::bootstrap::first_start(&db, dir).await.unwrap();
+    let hosts = embedded(&db, driver).await;
+    assemble(db, hosts, Arc::new(site), dir)
 }
 
 /// A database of its own on the PostgreSQL server the test command names
@@ -189,11 +197,15 @@ async fn embedded_with(db: &Db, driver: Driver, apply_timeout: Duration) -> Arc<
     let id = hosts::register_server(db, "test", "http://127.0.0.1:0")
         .await
         .unwrap();
+    // No runner listens to this registry's events: tests ring their networks themselves
+    // or start a runner with a channel of their own.
+    let (events, _) = crate::runner::host_channel();
     let hosts = Arc::new(Hosts::new(
         id,
         "test",
         apply_timeout,
         Some(crate::serve::EMBEDDED_HOST.into()),
+        events,
     ));
     let agent = Agent::new(driver, apply_timeout);
     hosts::attach_embedded(db, &hosts, crate::serve::EMBEDDED_HOST, agent)
@@ -213,9 +225,12 @@ pub(crate) async fn app_with_timeout(
     driver: Driver,
     apply_timeout: Duration,
 ) -> App {
-    let mut app = app(dir).await;
-    app.hosts = embedded_with(&app.db, driver, apply_timeout).await;
-    app
+    let db = Db::connect(&format!("sqlite://{}", dir.join("t.db").display()))
+        .await
+        .unwrap();
+    let (site, _) = crate::bootstrap::first_start(&db, dir).await.unwrap();
+    let hosts = embedded_with(&db, driver, apply_timeout).await;
+    assemble(db, hosts, Arc::new(site), dir)
 }
 
 pub(crate) async fn call(app: &App, c: &Caller, cmd: &str, args: &[(&str, &str)]) -> Value {

@@ -10,11 +10,11 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use domain::model::RouterState;
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Bytes;
 use hyper_util::client::legacy::Client as HyperClient;
 use hyper_util::rt::TokioExecutor;
-use sqlx::Row;
 
 use agent::proto::RouterStatus;
 
@@ -41,35 +41,39 @@ pub struct RouterReport {
 /// How long verify waits for a server's answer about one router.
 const ASK_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Why `guestnet verify` could not compare the routers.
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    /// The cluster's secret could not be read.
+    #[error("reading the cluster's secret")]
+    Secret(#[from] crate::hosts::HostsError),
+    /// The database failed.
+    #[error("reading what the database says")]
+    Store(#[from] store::StoreError),
+}
+
 /// Compares every router.
 ///
 /// # Errors
-/// The database's error, as text.
-pub async fn verify(db: &Db) -> Result<Vec<RouterReport>, String> {
-    let e = |e: sqlx::Error| e.to_string();
+/// [`VerifyError`].
+pub async fn verify(db: &Db) -> Result<Vec<RouterReport>, VerifyError> {
     let secret = crate::hosts::cluster_secret(db).await?;
     let alive = now_ms() - SERVER_DEAD_AFTER.as_millis() as i64;
-    let rows = sqlx::query(
-        "SELECT r.name, r.host, r.network_id, r.state, r.applied_generation, r.last_error, \
-         h.connected, s.address, s.heartbeat FROM routers r \
-         LEFT JOIN hosts h ON h.name = r.host LEFT JOIN servers s ON s.id = h.server_id \
-         ORDER BY r.id",
-    )
-    .fetch_all(db.pool())
-    .await
-    .map_err(e)?;
+    let routers = store::routers::overview(db).await?;
     let http = HyperClient::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
     let mut reports = Vec::new();
-    for r in rows {
-        let router: String = r.try_get("name").map_err(e)?;
-        let host: String = r.try_get("host").map_err(e)?;
-        let network_id: i64 = r.try_get("network_id").map_err(e)?;
-        let state: String = r.try_get("state").map_err(e)?;
-        let applied: i64 = r.try_get("applied_generation").map_err(e)?;
-        let last_error: Option<String> = r.try_get("last_error").map_err(e)?;
-        let connected: Option<i64> = r.try_get("connected").map_err(e)?;
-        let address: Option<String> = r.try_get("address").map_err(e)?;
-        let heartbeat: Option<i64> = r.try_get("heartbeat").map_err(e)?;
+    for r in routers {
+        let store::routers::RouterOverview {
+            name: router,
+            host,
+            network,
+            state,
+            applied,
+            last_error,
+            connected,
+            server_address: address,
+            server_heartbeat: heartbeat,
+        } = r;
         let mut report = RouterReport {
             router: router.clone(),
             host: host.clone(),
@@ -78,22 +82,17 @@ pub async fn verify(db: &Db) -> Result<Vec<RouterReport>, String> {
             differences: Vec::new(),
         };
         let d = &mut report.differences;
-        if state != "Running" {
-            d.push(format!("the router is {state}"));
+        if state != RouterState::Running {
+            d.push(format!("the router is {}", state.as_str()));
         }
         if let Some(err) = last_error {
             d.push(format!("its last apply failed: {err}"));
         }
-        let pending: BTreeSet<i64> =
-            sqlx::query("SELECT id FROM jobs WHERE network_id = $1 AND status = 0")
-                .bind(network_id)
-                .fetch_all(db.pool())
-                .await
-                .map_err(e)?
-                .iter()
-                .map(|r| r.try_get("id"))
-                .collect::<Result<_, _>>()
-                .map_err(e)?;
+        let pending: BTreeSet<i64> = store::jobs::pending(db, network)
+            .await?
+            .iter()
+            .map(|j| j.id.get())
+            .collect();
         if !pending.is_empty() {
             d.push(format!(
                 "{} job(s) still pending on its network: compare again when they end",
@@ -101,7 +100,7 @@ pub async fn verify(db: &Db) -> Result<Vec<RouterReport>, String> {
             ));
         }
         let server = match (connected, address, heartbeat) {
-            (Some(1), Some(a), Some(h)) if h > alive => a,
+            (Some(true), Some(a), Some(h)) if h > alive => a,
             _ => {
                 d.push(format!(
                     "host {host} has no agent connected to a live server: what the router \
@@ -114,6 +113,7 @@ pub async fn verify(db: &Db) -> Result<Vec<RouterReport>, String> {
         let status = match ask(&http, &server, &secret, &host, &router).await {
             Ok(s) => s,
             Err(why) => {
+                let why = crate::resp::error::chain(&why);
                 d.push(format!("cannot ask the router through {server}: {why}"));
                 reports.push(report);
                 continue;
@@ -134,7 +134,7 @@ pub async fn verify(db: &Db) -> Result<Vec<RouterReport>, String> {
                 "the kernel does not hold what the router committed: {drift}"
             ));
         }
-        let state = crate::runner::read_state(db, network_id).await?;
+        let state = crate::runner::read_state(db, network).await?;
         let batch = Batch {
             pending,
             included: BTreeSet::new(),
@@ -153,13 +153,41 @@ pub async fn verify(db: &Db) -> Result<Vec<RouterReport>, String> {
     Ok(reports)
 }
 
+/// Why a server could not be asked about a router.
+#[derive(Debug, thiserror::Error)]
+enum AskError {
+    /// The request could not be built.
+    #[error("cannot build the request")]
+    Request(#[source] hyper::http::Error),
+    /// No answer in time.
+    #[error("no answer within {} s", ASK_TIMEOUT.as_secs())]
+    Timeout,
+    /// The connection failed.
+    #[error("the connection failed")]
+    Transport(#[source] hyper_util::client::legacy::Error),
+    /// The answer's body could not be read.
+    #[error("cannot read the answer")]
+    Body(#[source] hyper::Error),
+    /// The server refused.
+    #[error("{status}: {text}")]
+    Refused {
+        /// The HTTP status.
+        status: hyper::StatusCode,
+        /// What the server said.
+        text: String,
+    },
+    /// The answer is not a router's status.
+    #[error("unreadable answer")]
+    Unreadable(#[source] serde_json::Error),
+}
+
 async fn ask(
     http: &HyperClient<hyper_util::client::legacy::connect::HttpConnector, Empty<Bytes>>,
     server: &str,
     secret: &str,
     host: &str,
     router: &str,
-) -> Result<RouterStatus, String> {
+) -> Result<RouterStatus, AskError> {
     let enc = |s: &str| form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
     let url = format!(
         "{}/internal/v1/router-status?host={}&router={}",
@@ -170,23 +198,23 @@ async fn ask(
     let req = hyper::Request::get(&url)
         .header(hyper::header::AUTHORIZATION, format!("Bearer {secret}"))
         .body(Empty::new())
-        .map_err(|e| e.to_string())?;
+        .map_err(AskError::Request)?;
     let resp = tokio::time::timeout(ASK_TIMEOUT, http.request(req))
         .await
-        .map_err(|_| format!("no answer within {} s", ASK_TIMEOUT.as_secs()))?
-        .map_err(|e| e.to_string())?;
+        .map_err(|_| AskError::Timeout)?
+        .map_err(AskError::Transport)?;
     let status = resp.status();
     let body = resp
         .into_body()
         .collect()
         .await
-        .map_err(|e| e.to_string())?
+        .map_err(AskError::Body)?
         .to_bytes();
     if !status.is_success() {
-        return Err(format!(
-            "{status}: {}",
-            String::from_utf8_lossy(&body).trim()
-        ));
+        return Err(AskError::Refused {
+            status,
+            text: String::from_utf8_lossy(&body).trim().to_string(),
+        });
     }
-    serde_json::from_slice(&body).map_err(|e| format!("unreadable answer: {e}"))
+    serde_json::from_slice(&body).map_err(AskError::Unreadable)
 }

@@ -2,7 +2,7 @@
 //! undoing of what a refused job wrote.
 
 use domain::actor::Caller;
-use domain::ids::{AccountId, JobId};
+use domain::ids::{AccountId, JobId, NetworkId};
 use domain::job::{JobStatus, NewJob, Undo};
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
@@ -309,5 +309,107 @@ pub async fn page(
     .await?
     .iter()
     .map(record)
+    .collect()
+}
+
+/// A pending job as the job runner carries it.
+#[derive(Debug, Clone)]
+pub struct PendingJob {
+    /// Its id.
+    pub id: JobId,
+    /// The API command that made it.
+    pub command: String,
+    /// What the runner does with it.
+    pub kind: domain::job::Kind,
+    /// What it changes and how it ends.
+    pub payload: domain::job::Payload,
+    /// Creation time (unix ms).
+    pub created: i64,
+    /// The owner account.
+    pub account_id: AccountId,
+    /// The user who asked.
+    pub user_id: i64,
+}
+
+const PENDING_COLUMNS: &str = "j.id, j.cmd, j.kind, j.payload, j.created, j.account_id, j.user_id";
+
+fn pending_job(r: &AnyRow) -> Result<PendingJob, StoreError> {
+    let e = StoreError::db("reading a pending job");
+    let payload: String = r.try_get("payload").map_err(e)?;
+    Ok(PendingJob {
+        id: JobId::from(r.try_get::<i64, _>("id").map_err(e)?),
+        command: r.try_get("cmd").map_err(e)?,
+        kind: r
+            .try_get::<String, _>("kind")
+            .map_err(e)?
+            .parse()
+            .map_err(StoreError::corrupt("jobs", "kind"))?,
+        payload: serde_json::from_str(&payload).map_err(|_| StoreError::Corrupt {
+            table: "jobs",
+            column: "payload",
+            value: payload.clone(),
+        })?,
+        created: r.try_get("created").map_err(e)?,
+        account_id: AccountId::from(r.try_get::<i64, _>("account_id").map_err(e)?),
+        user_id: r.try_get("user_id").map_err(e)?,
+    })
+}
+
+/// The pending jobs of a network, oldest first.
+///
+/// # Errors
+/// [`StoreError::Db`]; [`StoreError::Corrupt`] for an unknown kind or a payload that is not
+/// one.
+pub async fn pending(db: &Db, network: NetworkId) -> Result<Vec<PendingJob>, StoreError> {
+    sqlx::query(&format!(
+        "SELECT {PENDING_COLUMNS} FROM jobs j WHERE j.network_id = $1 AND j.status = 0 \
+         ORDER BY j.id"
+    ))
+    .bind(network.get())
+    .fetch_all(db.pool())
+    .await
+    .map_err(StoreError::db("reading pending jobs"))?
+    .iter()
+    .map(pending_job)
+    .collect()
+}
+
+/// A pending job whose host has had no agent anywhere for a while, with the host and the
+/// epoch it was seen at.
+#[derive(Debug, Clone)]
+pub struct ForsakenJob {
+    /// The job.
+    pub job: PendingJob,
+    /// Its router's host.
+    pub host: String,
+    /// The host's epoch as read.
+    pub epoch: i64,
+}
+
+/// Up to 200 pending jobs created before `before` (unix ms) on hosts disconnected everywhere
+/// and not seen since `before`.
+///
+/// # Errors
+/// As [`pending`].
+pub async fn forsaken(db: &Db, before: i64) -> Result<Vec<ForsakenJob>, StoreError> {
+    let e = StoreError::db("reading forsaken jobs");
+    sqlx::query(&format!(
+        "SELECT {PENDING_COLUMNS}, h.name AS host, h.epoch FROM jobs j \
+         JOIN routers r ON r.network_id = j.network_id JOIN hosts h ON h.name = r.host \
+         WHERE j.status = 0 AND h.connected = 0 AND j.created < $1 \
+         AND (h.seen IS NULL OR h.seen < $1) ORDER BY j.id LIMIT 200"
+    ))
+    .bind(before)
+    .fetch_all(db.pool())
+    .await
+    .map_err(e)?
+    .iter()
+    .map(|r| {
+        Ok(ForsakenJob {
+            job: pending_job(r)?,
+            host: r.try_get("host").map_err(e)?,
+            epoch: r.try_get("epoch").map_err(e)?,
+        })
+    })
     .collect()
 }

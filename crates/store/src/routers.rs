@@ -1,6 +1,7 @@
 //! The routers table: generations taken and confirmed, failures, and what a confirmed
 //! generation moves to Active or removes.
 
+use domain::ids::NetworkId;
 use domain::model::RouterState;
 use domain::plan::Commit;
 use sqlx::{Any, Row, Transaction};
@@ -15,20 +16,20 @@ use crate::error::StoreError;
 /// [`StoreError::Db`]; [`StoreError::NotFound`] for a network without a router.
 pub async fn next_generation(
     db: &Db,
-    network_id: i64,
+    network: NetworkId,
 ) -> Result<(String, String, u64), StoreError> {
     let _writer = db.writer().await;
     let row = sqlx::query(
         "UPDATE routers SET desired_generation = desired_generation + 1 WHERE network_id = $1 \
          RETURNING name, host, desired_generation",
     )
-    .bind(network_id)
+    .bind(network.get())
     .fetch_optional(db.pool())
     .await
     .map_err(StoreError::db("taking a router generation"))?
     .ok_or(StoreError::NotFound {
         what: "router of network",
-        id: network_id,
+        id: network.get(),
     })?;
     let name: String = row
         .try_get("name")
@@ -49,7 +50,7 @@ pub async fn next_generation(
 /// [`StoreError::Db`].
 pub async fn set_applied(
     tx: &mut Transaction<'_, Any>,
-    network_id: i64,
+    network: NetworkId,
     generation: u64,
 ) -> Result<(), StoreError> {
     sqlx::query(
@@ -58,7 +59,7 @@ pub async fn set_applied(
     )
     .bind(i64::try_from(generation).unwrap_or(i64::MAX))
     .bind(now_ms())
-    .bind(network_id)
+    .bind(network.get())
     .execute(&mut **tx)
     .await
     .map_err(StoreError::db("recording an applied generation"))?;
@@ -69,11 +70,11 @@ pub async fn set_applied(
 ///
 /// # Errors
 /// [`StoreError::Db`].
-pub async fn record_failure(db: &Db, network_id: i64, reason: &str) -> Result<(), StoreError> {
+pub async fn record_failure(db: &Db, network: NetworkId, reason: &str) -> Result<(), StoreError> {
     let _writer = db.writer().await;
     sqlx::query("UPDATE routers SET last_error = $1 WHERE network_id = $2")
         .bind(reason)
-        .bind(network_id)
+        .bind(network.get())
         .execute(db.pool())
         .await
         .map_err(StoreError::db("recording a router failure"))?;
@@ -84,11 +85,11 @@ pub async fn record_failure(db: &Db, network_id: i64, reason: &str) -> Result<()
 ///
 /// # Errors
 /// [`StoreError::Db`].
-pub async fn set_router_error(db: &Db, network_id: i64, reason: &str) -> Result<(), StoreError> {
+pub async fn set_router_error(db: &Db, network: NetworkId, reason: &str) -> Result<(), StoreError> {
     let _writer = db.writer().await;
     sqlx::query("UPDATE routers SET state = 'Error', last_error = $1 WHERE network_id = $2")
         .bind(reason)
-        .bind(network_id)
+        .bind(network.get())
         .execute(db.pool())
         .await
         .map_err(StoreError::db("marking a router failed"))?;
@@ -99,13 +100,13 @@ pub async fn set_router_error(db: &Db, network_id: i64, reason: &str) -> Result<
 ///
 /// # Errors
 /// [`StoreError::Db`].
-pub async fn bump_generation(db: &Db, network_id: i64, held: u64) -> Result<(), StoreError> {
+pub async fn bump_generation(db: &Db, network: NetworkId, held: u64) -> Result<(), StoreError> {
     let _writer = db.writer().await;
     sqlx::query(
         "UPDATE routers SET desired_generation = $1 WHERE network_id = $2 AND desired_generation < $1",
     )
     .bind(i64::try_from(held).unwrap_or(i64::MAX))
-    .bind(network_id)
+    .bind(network.get())
     .execute(db.pool())
     .await
     .map_err(StoreError::db("moving a generation counter"))?;
@@ -210,9 +211,9 @@ pub async fn apply_commit(tx: &mut Transaction<'_, Any>, c: &Commit) -> Result<(
 ///
 /// # Errors
 /// [`StoreError::Db`].
-pub async fn router_name_of(db: &Db, network_id: i64) -> Result<Option<String>, StoreError> {
+pub async fn router_name_of(db: &Db, network: NetworkId) -> Result<Option<String>, StoreError> {
     let row = sqlx::query("SELECT name FROM routers WHERE network_id = $1")
-        .bind(network_id)
+        .bind(network.get())
         .fetch_optional(db.pool())
         .await
         .map_err(StoreError::db("reading a router"))?;
@@ -242,12 +243,12 @@ pub struct RouterRow {
 ///
 /// # Errors
 /// [`StoreError::Db`].
-pub async fn router_of(db: &Db, network_id: i64) -> Result<Option<RouterRow>, StoreError> {
+pub async fn router_of(db: &Db, network: NetworkId) -> Result<Option<RouterRow>, StoreError> {
     let row = sqlx::query(
         "SELECT name, host, state, applied_generation, last_error FROM routers \
          WHERE network_id = $1",
     )
-    .bind(network_id)
+    .bind(network.get())
     .fetch_optional(db.pool())
     .await
     .map_err(StoreError::db("reading a router"))?;
@@ -279,7 +280,7 @@ pub async fn router_of(db: &Db, network_id: i64) -> Result<Option<RouterRow>, St
 ///
 /// # Errors
 /// [`StoreError::Db`].
-pub async fn networks_on(db: &Db, host: &str) -> Result<Vec<i64>, StoreError> {
+pub async fn networks_on(db: &Db, host: &str) -> Result<Vec<NetworkId>, StoreError> {
     sqlx::query("SELECT network_id FROM routers WHERE host = $1 ORDER BY network_id")
         .bind(host)
         .fetch_all(db.pool())
@@ -287,8 +288,72 @@ pub async fn networks_on(db: &Db, host: &str) -> Result<Vec<i64>, StoreError> {
         .map_err(StoreError::db("reading a host's routers"))?
         .iter()
         .map(|r| {
-            r.try_get("network_id")
+            r.try_get::<i64, _>("network_id")
+                .map(NetworkId::from)
                 .map_err(StoreError::db("reading a host's routers"))
         })
         .collect()
+}
+
+/// A router as `guestnet verify` compares it: what the database says, and where its host's
+/// agent is connected.
+#[derive(Debug, Clone)]
+pub struct RouterOverview {
+    /// Its name.
+    pub name: String,
+    /// Its host.
+    pub host: String,
+    /// Its network.
+    pub network: domain::ids::NetworkId,
+    /// Its state.
+    pub state: RouterState,
+    /// The generation it last confirmed.
+    pub applied: i64,
+    /// Why its last apply failed, if it did.
+    pub last_error: Option<String>,
+    /// Whether its host's agent is connected (`None`: no host row).
+    pub connected: Option<bool>,
+    /// The address of the server holding the host.
+    pub server_address: Option<String>,
+    /// That server's last heartbeat (unix ms).
+    pub server_heartbeat: Option<i64>,
+}
+
+/// Every router, oldest first.
+///
+/// # Errors
+/// [`StoreError::Db`]; [`StoreError::Corrupt`] for an unknown state.
+pub async fn overview(db: &Db) -> Result<Vec<RouterOverview>, StoreError> {
+    let e = StoreError::db("reading the routers");
+    sqlx::query(
+        "SELECT r.name, r.host, r.network_id, r.state, r.applied_generation, r.last_error, \
+         h.connected, s.address, s.heartbeat FROM routers r \
+         LEFT JOIN hosts h ON h.name = r.host LEFT JOIN servers s ON s.id = h.server_id \
+         ORDER BY r.id",
+    )
+    .fetch_all(db.pool())
+    .await
+    .map_err(e)?
+    .iter()
+    .map(|r| {
+        Ok(RouterOverview {
+            name: r.try_get("name").map_err(e)?,
+            host: r.try_get("host").map_err(e)?,
+            network: r.try_get::<i64, _>("network_id").map_err(e)?.into(),
+            state: r
+                .try_get::<String, _>("state")
+                .map_err(e)?
+                .parse()
+                .map_err(StoreError::corrupt("routers", "state"))?,
+            applied: r.try_get("applied_generation").map_err(e)?,
+            last_error: r.try_get("last_error").map_err(e)?,
+            connected: r
+                .try_get::<Option<i64>, _>("connected")
+                .map_err(e)?
+                .map(|c| c == 1),
+            server_address: r.try_get("address").map_err(e)?,
+            server_heartbeat: r.try_get("heartbeat").map_err(e)?,
+        })
+    })
+    .collect()
 }

@@ -308,7 +308,7 @@ pub(crate) async fn create_account(app: &App, caller: &Caller, p: &Params) -> Ap
     .await
     .map_err(store_error)?;
     let receipt = change.commit().await.map_err(store_error)?;
-    app.doorbell.ring(app, receipt);
+    app.doorbell.ring(receipt);
     let account = store::accounts::account_by_uuid(&app.db, &account_uuid)
         .await
         .map_err(store_error)?
@@ -435,7 +435,7 @@ pub(crate) async fn register_keys(app: &App, caller: &Caller, p: &Params) -> Api
     .await
     .map_err(store_error)?;
     let receipt = change.commit().await.map_err(store_error)?;
-    app.doorbell.ring(app, receipt);
+    app.doorbell.ring(receipt);
     // The old key stops working at once on this server.
     app.keys.clear();
     Ok(shape::user_keys(&api_key, &secret_key))

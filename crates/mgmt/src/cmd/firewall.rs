@@ -19,7 +19,6 @@ use crate::app::{store_error, ApiResult, App};
 use domain::actor::Caller;
 use domain::ids::RuleId;
 use domain::model::{Purpose, Rule, Traffic};
-use store::db::Dialect;
 
 pub(crate) use egress::create_egress;
 pub(crate) use forwards::{create_forward, delete_forward, list_forwards, update_forward};
@@ -37,34 +36,7 @@ pub(crate) use write::{create_rule, metadata_update, refuse_if_in_flight, revoke
 
 /// CloudStack's event type for a command.
 pub(crate) fn event_type(command: &str) -> &'static str {
-    match command {
-        "createFirewallRule" => "FIREWALL.OPEN",
-        "deleteFirewallRule" => "FIREWALL.CLOSE",
-        "createEgressFirewallRule" => "FIREWALL.EGRESS.OPEN",
-        "deleteEgressFirewallRule" => "FIREWALL.EGRESS.CLOSE",
-        "updateFirewallRule" | "updateEgressFirewallRule" => "FIREWALL.UPDATE",
-        "createPortForwardingRule" => "NET.RULEADD",
-        "deletePortForwardingRule" => "NET.RULEDELETE",
-        "updatePortForwardingRule" => "NET.RULEMODIFY",
-        "createLoadBalancerRule" => "LB.CREATE",
-        "deleteLoadBalancerRule" => "LB.DELETE",
-        "updateLoadBalancerRule" => "LB.UPDATE",
-        "assignToLoadBalancerRule" => "LB.ASSIGN.TO.RULE",
-        "removeFromLoadBalancerRule" => "LB.REMOVE.FROM.RULE",
-        "createLBStickinessPolicy" => "LB.STICKINESSPOLICY.CREATE",
-        "deleteLBStickinessPolicy" => "LB.STICKINESSPOLICY.DELETE",
-        "createLBHealthCheckPolicy" => "LB.HEALTHCHECKPOLICY.CREATE",
-        "deleteLBHealthCheckPolicy" => "LB.HEALTHCHECKPOLICY.DELETE",
-        "associateIpAddress" => "NET.IPASSIGN",
-        "disassociateIpAddress" => "NET.IPRELEASE",
-        "deployVirtualMachine" => "VM.CREATE",
-        "destroyVirtualMachine" => "VM.DESTROY",
-        "createNetwork" => "NETWORK.CREATE",
-        "deleteNetwork" => "NETWORK.DELETE",
-        "createAccount" => "ACCOUNT.CREATE",
-        "registerUserKeys" => "REGISTER.USER.KEY",
-        _ => "API.CALL",
-    }
+    super::table::event_type(command)
 }
 
 fn is_egress(r: &Rule) -> bool {
@@ -118,48 +90,4 @@ pub(crate) async fn rule_value(app: &App, id: i64, purpose: Purpose) -> ApiResul
     store::rules::object_json(app.db.pool(), app.db.dialect(), RuleId::from(id), purpose)
         .await
         .map_err(store_error)
-}
-
-/// [`store::rules::object_json`] as the job runner called it before it moved to the store;
-/// the runner will call the store itself.
-///
-/// # Errors
-/// The query's error, or a stored object that is not JSON.
-pub(crate) async fn rule_value_in<'e, E>(
-    exec: E,
-    dialect: Dialect,
-    id: i64,
-    purpose: Purpose,
-) -> Result<Value, sqlx::Error>
-where
-    E: sqlx::Executor<'e, Database = sqlx::Any>,
-{
-    store::rules::object_json(exec, dialect, RuleId::from(id), purpose)
-        .await
-        .map_err(as_sqlx)
-}
-
-/// [`store::rules::store_json`] as the job runner called it before it moved to the store;
-/// the runner will call the store itself.
-///
-/// # Errors
-/// The statement's error.
-pub(crate) async fn store_json<'e>(
-    to: impl sqlx::Executor<'e, Database = sqlx::Any>,
-    d: Dialect,
-    id: i64,
-) -> Result<(), sqlx::Error> {
-    store::rules::store_json(to, d, RuleId::from(id))
-        .await
-        .map_err(as_sqlx)
-}
-
-/// A store error in the shape the runner's callers of [`rule_value_in`] and [`store_json`]
-/// still expect.
-fn as_sqlx(e: store::StoreError) -> sqlx::Error {
-    match e {
-        store::StoreError::Db { source, .. } => source,
-        store::StoreError::NotFound { .. } => sqlx::Error::RowNotFound,
-        other => sqlx::Error::Decode(Box::new(other)),
-    }
 }

@@ -95,7 +95,7 @@ pub(crate) async fn create_token(app: &App, caller: &Caller, p: &Params) -> ApiR
     .await
     .map_err(store_error)?;
     let receipt = change.commit().await.map_err(store_error)?;
-    app.doorbell.ring(app, receipt);
+    app.doorbell.ring(receipt);
     Ok(resp::wrap(
         "agenttoken",
         shape::new_token(&token_uuid, host, &host_uuid, &token, now),
@@ -147,7 +147,7 @@ pub(crate) async fn revoke_token(app: &App, caller: &Caller, p: &Params) -> ApiR
         .map_err(store_error)?;
     }
     let receipt = change.commit().await.map_err(store_error)?;
-    app.doorbell.ring(app, receipt);
+    app.doorbell.ring(receipt);
     Ok(json!({"success": true}))
 }
 

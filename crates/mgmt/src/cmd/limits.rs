@@ -389,7 +389,7 @@ pub(crate) async fn update_limit(app: &App, caller: &Caller, p: &Params) -> ApiR
         .await
         .map_err(store_error)?;
     let receipt = change.commit().await.map_err(store_error)?;
-    app.doorbell.ring(app, receipt);
+    app.doorbell.ring(receipt);
     Ok(resp::wrap(
         "resourcelimit",
         limit_json(&owner, &domains, r, max)?,

@@ -6,14 +6,14 @@ use api_types::catalogue::{ParamKind, ParamSpec};
 use api_types::error::ApiError;
 use api_types::params::{Paging, Params};
 use serde_json::{json, Value};
-use sqlx::{Any, Row, Transaction};
+use sqlx::{Any, Transaction};
+use store::lookups::{Owned, Shared};
 
-use crate::app::{internal, ApiResult, App};
+use crate::app::{internal, store_error, ApiResult, App};
 use crate::resp::Owner;
 use domain::actor::Caller;
 use domain::job::Outcome;
 use domain::model::{IpRow, NetworkRow, Rule};
-use store::rules::{IP_COLUMNS, NETWORK_COLUMNS, RULE_COLUMNS, RULE_FROM};
 
 mod accounts;
 pub(crate) mod firewall;
@@ -21,17 +21,7 @@ mod hosts;
 mod infra;
 mod lb;
 mod limits;
-
-/// Commands only root admins may use: anyone else is refused (432) before any of their
-/// parameters is looked at.
-const ADMIN_ONLY: &[&str] = &[
-    "createVlanIpRange",
-    "listVlanIpRanges",
-    "createAgentToken",
-    "listAgentTokens",
-    "revokeAgentToken",
-    "listHosts",
-];
+pub mod table;
 
 /// A command's answer: a JSON value, or JSON text the database built (large lists).
 #[derive(Debug)]
@@ -52,130 +42,28 @@ impl Reply {
     }
 }
 
-/// Runs a command for a caller whose request has been checked against the catalogue.
+/// Runs a command for a caller whose request has been checked against the catalogue: looks
+/// its row up in the [command table](table), refuses admins-only commands to others, checks
+/// the ids it is given, and runs its handler.
 ///
 /// # Errors
 /// The command's error, as CloudStack would answer it.
 pub async fn dispatch(app: &App, caller: &Caller, name: &str, p: &Params) -> ApiResult<Reply> {
-    if ADMIN_ONLY.contains(&name) {
+    let Some(command) = table::find(name) else {
+        return Err(ApiError::unknown_command());
+    };
+    if command.admin_only {
         infra::admin_only(caller)?;
     }
     check_ids(app, caller, p).await?;
-    match name {
-        "createFirewallRule" => firewall::create_ingress(app, caller, p)
-            .await
-            .map(Reply::Json),
-        "createEgressFirewallRule" => firewall::create_egress(app, caller, p)
-            .await
-            .map(Reply::Json),
-        "deleteFirewallRule" => firewall::delete(app, caller, p, false)
-            .await
-            .map(Reply::Json),
-        "deleteEgressFirewallRule" => firewall::delete(app, caller, p, true)
-            .await
-            .map(Reply::Json),
-        "listFirewallRules" => firewall::list(app, caller, p, false).await.map(Reply::Text),
-        "listEgressFirewallRules" => firewall::list(app, caller, p, true).await.map(Reply::Text),
-        "updateFirewallRule" => firewall::update_display(app, caller, p, false)
-            .await
-            .map(Reply::Json),
-        "updateEgressFirewallRule" => firewall::update_display(app, caller, p, true)
-            .await
-            .map(Reply::Json),
-        "createPortForwardingRule" => firewall::create_forward(app, caller, p)
-            .await
-            .map(Reply::Json),
-        "deletePortForwardingRule" => firewall::delete_forward(app, caller, p)
-            .await
-            .map(Reply::Json),
-        "listPortForwardingRules" => firewall::list_forwards(app, caller, p)
-            .await
-            .map(Reply::Text),
-        "updatePortForwardingRule" => firewall::update_forward(app, caller, p)
-            .await
-            .map(Reply::Json),
-        "createLoadBalancerRule" => lb::create(app, caller, p).await.map(Reply::Json),
-        "deleteLoadBalancerRule" => lb::delete(app, caller, p).await.map(Reply::Json),
-        "listLoadBalancerRules" => lb::list(app, caller, p).await.map(Reply::Json),
-        "updateLoadBalancerRule" => lb::update(app, caller, p).await.map(Reply::Json),
-        "assignToLoadBalancerRule" => lb::assign(app, caller, p, true).await.map(Reply::Json),
-        "removeFromLoadBalancerRule" => lb::assign(app, caller, p, false).await.map(Reply::Json),
-        "listLoadBalancerRuleInstances" => lb::instances(app, caller, p).await.map(Reply::Json),
-        "createLBStickinessPolicy" => lb::create_stickiness(app, caller, p).await.map(Reply::Json),
-        "deleteLBStickinessPolicy" => {
-            lb::delete_policy(app, caller, p, domain::model::PolicyKind::Stickiness)
-                .await
-                .map(Reply::Json)
-        }
-        "listLBStickinessPolicies" => {
-            lb::list_policies(app, caller, p, domain::model::PolicyKind::Stickiness)
-                .await
-                .map(Reply::Json)
-        }
-        "createLBHealthCheckPolicy" => lb::create_health_check(app, caller, p)
-            .await
-            .map(Reply::Json),
-        "deleteLBHealthCheckPolicy" => {
-            lb::delete_policy(app, caller, p, domain::model::PolicyKind::HealthCheck)
-                .await
-                .map(Reply::Json)
-        }
-        "listLBHealthCheckPolicies" => {
-            lb::list_policies(app, caller, p, domain::model::PolicyKind::HealthCheck)
-                .await
-                .map(Reply::Json)
-        }
-        "queryAsyncJobResult" => accounts::query_job(app, caller, p).await.map(Reply::Json),
-        "listAsyncJobs" => accounts::list_jobs(app, caller, p).await.map(Reply::Json),
-        "listApis" => accounts::list_apis(p).map(Reply::Json),
-        "listZones" => infra::list_zones(app, caller, p).await.map(Reply::Json),
-        "listNetworkOfferings" => infra::list_network_offerings(app, caller, p)
-            .await
-            .map(Reply::Json),
-        "createNetwork" => infra::create_network(app, caller, p).await.map(Reply::Json),
-        "listNetworks" => infra::list_networks(app, caller, p).await.map(Reply::Json),
-        "deleteNetwork" => infra::delete_network(app, caller, p).await.map(Reply::Json),
-        "associateIpAddress" => infra::associate_ip(app, caller, p).await.map(Reply::Json),
-        "disassociateIpAddress" => infra::disassociate_ip(app, caller, p)
-            .await
-            .map(Reply::Json),
-        "listPublicIpAddresses" => infra::list_ips(app, caller, p).await.map(Reply::Json),
-        "createVlanIpRange" => infra::create_vlan_range(app, caller, p)
-            .await
-            .map(Reply::Json),
-        "listVlanIpRanges" => infra::list_vlan_ranges(app, caller, p)
-            .await
-            .map(Reply::Json),
-        "deployVirtualMachine" => infra::deploy_vm(app, caller, p).await.map(Reply::Json),
-        "listVirtualMachines" => infra::list_vms(app, caller, p).await.map(Reply::Json),
-        "destroyVirtualMachine" => infra::destroy_vm(app, caller, p).await.map(Reply::Json),
-        "listServiceOfferings" => infra::list_service_offerings(app, caller, p)
-            .await
-            .map(Reply::Json),
-        "listTemplates" => infra::list_templates(app, caller, p).await.map(Reply::Json),
-        "listRouters" => infra::list_routers(app, caller, p).await.map(Reply::Json),
-        "listEvents" => accounts::list_events(app, caller, p).await.map(Reply::Json),
-        "createAccount" => accounts::create_account(app, caller, p)
-            .await
-            .map(Reply::Json),
-        "listAccounts" => accounts::list_accounts(app, caller, p)
-            .await
-            .map(Reply::Json),
-        "listUsers" => accounts::list_users(app, caller, p).await.map(Reply::Json),
-        "registerUserKeys" => accounts::register_keys(app, caller, p)
-            .await
-            .map(Reply::Json),
-        "listResourceLimits" => limits::list_limits(app, caller, p).await.map(Reply::Json),
-        "updateResourceLimit" => limits::update_limit(app, caller, p).await.map(Reply::Json),
-        "createAgentToken" => hosts::create_token(app, caller, p).await.map(Reply::Json),
-        "listAgentTokens" => hosts::list_tokens(app, caller, p).await.map(Reply::Json),
-        "revokeAgentToken" => hosts::revoke_token(app, caller, p).await.map(Reply::Json),
-        "listHosts" => hosts::list_hosts(app, caller, p).await.map(Reply::Json),
-        _ => Err(ApiError::unknown_command()),
-    }
+    (command.handler)(app, caller, p).await
 }
 
-/// The `jobresult` of a job that succeeded.
+/// The `jobresult` of a job that succeeded, rendered by the handlers' own readers.
+///
+/// The job runner renders results with [`crate::resp::job::job_result`]; this copy keeps the
+/// handlers' result renderers (addresses, VMs, policies) in use until they move into the
+/// response layer, and then goes.
 ///
 /// # Errors
 /// When the entity cannot be read back.
@@ -185,14 +73,11 @@ pub async fn job_result(app: &App, outcome: &Outcome) -> ApiResult<Value> {
         Outcome::Fixed { value } => Ok(value.clone()),
         Outcome::Rule { id, object } => rule_object(app, *id, object).await,
         Outcome::Created { uuid, object } => {
-            let id: i64 = sqlx::query("SELECT id FROM rules WHERE uuid = $1")
-                .bind(uuid)
-                .fetch_optional(app.db.pool())
+            let id = store::lookups::rule_by_uuid(&app.db, uuid)
                 .await
-                .map_err(internal)?
+                .map_err(store_error)?
                 .ok_or_else(|| ApiError::internal(format!("rule {uuid} is gone")))?
-                .try_get("id")
-                .map_err(internal)?;
+                .id;
             rule_object(app, id, object).await
         }
         Outcome::Policy { lb_id, kind } => lb::policy_result(app, *lb_id, *kind).await,
@@ -240,19 +125,14 @@ pub fn required<'a>(p: &'a Params, name: &str) -> ApiResult<&'a str> {
 /// # Errors
 /// 530 when the account cannot be read.
 pub async fn owner(app: &App, account_id: i64) -> ApiResult<Owner> {
-    let row = sqlx::query(
-        "SELECT a.name, d.uuid AS domain_uuid, d.name AS domain_name, d.path \
-         FROM accounts a JOIN domains d ON d.id = a.domain_id WHERE a.id = $1",
-    )
-    .bind(account_id)
-    .fetch_one(app.db.pool())
-    .await
-    .map_err(internal)?;
+    let o = store::runner_reads::owner(&app.db, account_id.into())
+        .await
+        .map_err(store_error)?;
     Ok(Owner {
-        account: row.try_get("name").map_err(internal)?,
-        domain_id: row.try_get("domain_uuid").map_err(internal)?,
-        domain: row.try_get("domain_name").map_err(internal)?,
-        domain_path: row.try_get("path").map_err(internal)?,
+        account: o.account,
+        domain_id: o.domain_uuid,
+        domain: o.domain_name,
+        domain_path: o.domain_path,
     })
 }
 
@@ -261,15 +141,10 @@ pub async fn owner(app: &App, account_id: i64) -> ApiResult<Owner> {
 /// # Errors
 /// 530 when it cannot be read.
 pub async fn rule_by_id(app: &App, id: i64) -> ApiResult<Rule> {
-    let row = sqlx::query(&format!(
-        "SELECT {RULE_COLUMNS} FROM {RULE_FROM} WHERE r.id = $1"
-    ))
-    .bind(id)
-    .fetch_optional(app.db.pool())
-    .await
-    .map_err(internal)?
-    .ok_or_else(|| ApiError::internal(format!("rule {id} is gone")))?;
-    store::rules::rule(&row).map_err(internal)
+    store::runner_reads::rule(&app.db, id.into())
+        .await
+        .map_err(store_error)?
+        .ok_or_else(|| ApiError::internal(format!("rule {id} is gone")))
 }
 
 /// The rule named by uuid parameter `param`, if the caller may see it.
@@ -278,15 +153,10 @@ pub async fn rule_by_id(app: &App, id: i64) -> ApiResult<Rule> {
 /// 431 unknown id (also for another account's rule).
 pub async fn rule_param(app: &App, caller: &Caller, p: &Params, param: &str) -> ApiResult<Rule> {
     let uuid = required(p, param)?;
-    let row = sqlx::query(&format!(
-        "SELECT {RULE_COLUMNS} FROM {RULE_FROM} WHERE r.uuid = $1"
-    ))
-    .bind(uuid)
-    .fetch_optional(app.db.pool())
-    .await
-    .map_err(internal)?
-    .ok_or_else(|| unknown(p, param))?;
-    let rule = store::rules::rule(&row).map_err(internal)?;
+    let rule = store::lookups::rule_by_uuid(&app.db, uuid)
+        .await
+        .map_err(store_error)?
+        .ok_or_else(|| unknown(p, param))?;
     if !caller.may_touch(rule.account_id) {
         return Err(unknown(p, param));
     }
@@ -299,15 +169,10 @@ pub async fn rule_param(app: &App, caller: &Caller, p: &Params, param: &str) -> 
 /// 431 unknown id.
 pub async fn ip_param(app: &App, caller: &Caller, p: &Params, param: &str) -> ApiResult<IpRow> {
     let uuid = required(p, param)?;
-    let row = sqlx::query(&format!(
-        "SELECT {IP_COLUMNS} FROM public_ips WHERE uuid = $1"
-    ))
-    .bind(uuid)
-    .fetch_optional(app.db.pool())
-    .await
-    .map_err(internal)?
-    .ok_or_else(|| unknown(p, param))?;
-    let ip = store::rules::ip(&row).map_err(internal)?;
+    let ip = store::lookups::ip_by_uuid(&app.db, uuid)
+        .await
+        .map_err(store_error)?
+        .ok_or_else(|| unknown(p, param))?;
     match ip.account_id {
         Some(a) if caller.may_touch(a) => Ok(ip),
         None if caller.admin => Ok(ip),
@@ -326,28 +191,20 @@ pub async fn network_param(
     param: &str,
 ) -> ApiResult<NetworkRow> {
     let uuid = required(p, param)?;
-    network_by(app, "n.uuid = $1", uuid)
+    network_by_uuid(app, uuid)
         .await?
         .filter(|n| caller.may_touch(n.account_id))
         .ok_or_else(|| unknown(p, param))
 }
 
-/// A network by a condition on one text value.
+/// A network by uuid.
 ///
 /// # Errors
 /// 530 when the query fails.
-pub async fn network_by(app: &App, cond: &str, value: &str) -> ApiResult<Option<NetworkRow>> {
-    let row = sqlx::query(&format!(
-        "SELECT {NETWORK_COLUMNS} FROM networks n JOIN network_offerings o ON o.id = n.offering_id \
-         WHERE {cond}"
-    ))
-    .bind(value)
-    .fetch_optional(app.db.pool())
-    .await
-    .map_err(internal)?;
-    row.map(|r| store::rules::network(&r))
-        .transpose()
-        .map_err(internal)
+pub async fn network_by_uuid(app: &App, uuid: &str) -> ApiResult<Option<NetworkRow>> {
+    store::lookups::network_by_uuid(&app.db, uuid)
+        .await
+        .map_err(store_error)
 }
 
 /// A network by internal id.
@@ -357,7 +214,7 @@ pub async fn network_by(app: &App, cond: &str, value: &str) -> ApiResult<Option<
 pub async fn network_by_id(app: &App, id: i64) -> ApiResult<NetworkRow> {
     store::networks::by_id(&app.db, id.into())
         .await
-        .map_err(crate::app::store_error)?
+        .map_err(store_error)?
         .ok_or_else(|| ApiError::internal(format!("network {id} is gone")))
 }
 
@@ -375,15 +232,13 @@ pub async fn scope(app: &App, caller: &Caller, p: &Params) -> ApiResult<Option<i
     let has = |n: &str| p.spec().param(n).is_some();
     if has("account") {
         if let Some(name) = p.str("account").filter(|s| !s.is_empty()) {
-            let row = sqlx::query("SELECT id FROM accounts WHERE name = $1")
-                .bind(name)
-                .fetch_optional(app.db.pool())
+            let id = store::lookups::account_by_name(&app.db, name)
                 .await
-                .map_err(internal)?
+                .map_err(store_error)?
                 .ok_or_else(|| {
                     ApiError::invalid_parameter(format!("Unable to find account {name}"))
                 })?;
-            return Ok(Some(row.try_get("id").map_err(internal)?));
+            return Ok(Some(id));
         }
     }
     if has("listall") && p.bool("listall") == Some(true) {
@@ -442,13 +297,21 @@ pub async fn visible_filter(
     let Some(uuid) = p.str(param).filter(|v| !v.is_empty()) else {
         return Ok(());
     };
-    let row = sqlx::query(&format!("SELECT account_id FROM {table} WHERE uuid = $1"))
-        .bind(uuid)
-        .fetch_optional(app.db.pool())
+    let owned = match table {
+        "networks" => Owned::Network,
+        "public_ips" => Owned::Ip,
+        "vms" => Owned::Vm,
+        "rules" => Owned::Rule,
+        other => {
+            return Err(ApiError::internal(format!(
+                "no visibility check for table {other}"
+            )))
+        }
+    };
+    let account = store::lookups::owner_of(&app.db, owned, uuid)
         .await
-        .map_err(internal)?
+        .map_err(store_error)?
         .ok_or_else(|| unknown(p, param))?;
-    let account: Option<i64> = row.try_get("account_id").map_err(internal)?;
     let visible = match account {
         Some(a) => caller.may_touch(a),
         None => caller.admin,
@@ -543,29 +406,23 @@ impl Entity {
         })
     }
 
-    /// A query for the account that owns the entity with uuid `$1` (one row, column
-    /// `account_id`, NULL for what no account owns), or `None` for entities checked otherwise.
-    fn owner_query(self) -> Option<&'static str> {
+    /// What an account may own, for entities whose owner decides who sees them; `None` for
+    /// entities checked otherwise.
+    fn owned(self) -> Option<Owned> {
         Some(match self {
-            Entity::Network => "SELECT account_id FROM networks WHERE uuid = $1",
-            Entity::Ip => "SELECT account_id FROM public_ips WHERE uuid = $1",
-            Entity::Vm => "SELECT account_id FROM vms WHERE uuid = $1",
-            Entity::Rule => "SELECT account_id FROM rules WHERE uuid = $1",
-            Entity::Policy => {
-                "SELECT r.account_id FROM lb_policies p JOIN rules r ON r.id = p.lb_id \
-                 WHERE p.uuid = $1"
-            }
-            Entity::Router => {
-                "SELECT n.account_id FROM routers r JOIN networks n ON n.id = r.network_id \
-                 WHERE r.uuid = $1"
-            }
-            Entity::Event => "SELECT account_id FROM events WHERE uuid = $1",
-            Entity::Job => "SELECT account_id FROM jobs WHERE uuid = $1",
-            Entity::Account => "SELECT id AS account_id FROM accounts WHERE uuid = $1",
-            Entity::User => "SELECT account_id FROM users WHERE uuid = $1",
-            Entity::Vlan => "SELECT NULL AS account_id FROM vlan_ranges WHERE uuid = $1",
-            Entity::AgentToken => "SELECT NULL AS account_id FROM agent_tokens WHERE uuid = $1",
-            Entity::Host => "SELECT NULL AS account_id FROM hosts WHERE uuid = $1",
+            Entity::Network => Owned::Network,
+            Entity::Ip => Owned::Ip,
+            Entity::Vm => Owned::Vm,
+            Entity::Rule => Owned::Rule,
+            Entity::Policy => Owned::Policy,
+            Entity::Router => Owned::Router,
+            Entity::Event => Owned::Event,
+            Entity::Job => Owned::Job,
+            Entity::Account => Owned::Account,
+            Entity::User => Owned::User,
+            Entity::Vlan => Owned::Vlan,
+            Entity::AgentToken => Owned::AgentToken,
+            Entity::Host => Owned::Host,
             Entity::Zone
             | Entity::NetworkOffering
             | Entity::ServiceOffering
@@ -583,26 +440,18 @@ impl Entity {
 /// # Errors
 /// 530 when the query fails.
 pub async fn is_visible(app: &App, caller: &Caller, entity: Entity, uuid: &str) -> ApiResult<bool> {
-    let exists = |sql: &'static str| async move {
-        Ok::<bool, ApiError>(
-            sqlx::query(sql)
-                .bind(uuid)
-                .fetch_optional(app.db.pool())
-                .await
-                .map_err(internal)?
-                .is_some(),
-        )
-    };
-    if let Some(sql) = entity.owner_query() {
-        let Some(row) = sqlx::query(sql)
-            .bind(uuid)
-            .fetch_optional(app.db.pool())
+    let exists = |what: Shared| async move {
+        store::lookups::exists(&app.db, what, uuid)
             .await
-            .map_err(internal)?
+            .map_err(store_error)
+    };
+    if let Some(owned) = entity.owned() {
+        let Some(account) = store::lookups::owner_of(&app.db, owned, uuid)
+            .await
+            .map_err(store_error)?
         else {
             return Ok(false);
         };
-        let account: Option<i64> = row.try_get("account_id").map_err(internal)?;
         return Ok(match account {
             Some(a) => caller.may_touch(a),
             None => caller.admin,
@@ -610,11 +459,11 @@ pub async fn is_visible(app: &App, caller: &Caller, entity: Entity, uuid: &str) 
     }
     match entity {
         Entity::Zone => Ok(uuid == app.site.zone_uuid),
-        Entity::NetworkOffering => exists("SELECT id FROM network_offerings WHERE uuid = $1").await,
-        Entity::ServiceOffering => exists("SELECT id FROM service_offerings WHERE uuid = $1").await,
-        Entity::Template => exists("SELECT id FROM templates WHERE uuid = $1").await,
+        Entity::NetworkOffering => exists(Shared::NetworkOffering).await,
+        Entity::ServiceOffering => exists(Shared::ServiceOffering).await,
+        Entity::Template => exists(Shared::Template).await,
         Entity::Domain => Ok(if caller.admin {
-            exists("SELECT id FROM domains WHERE uuid = $1").await?
+            exists(Shared::Domain).await?
         } else {
             uuid == caller.domain_uuid
         }),
@@ -638,7 +487,7 @@ pub async fn check_ids(app: &App, caller: &Caller, p: &Params) -> ApiResult<()> 
         let Some(entity) = Entity::of(param) else {
             continue;
         };
-        if !every_id && entity.owner_query().is_some() {
+        if !every_id && entity.owned().is_some() {
             continue;
         }
         let values = match param.kind {

@@ -396,7 +396,7 @@ pub(crate) async fn update_forward(app: &App, caller: &Caller, p: &Params) -> Ap
     .await
     .map_err(store_error)?;
     let receipt = change.commit().await.map_err(store_error)?;
-    app.doorbell.ring(app, receipt);
+    app.doorbell.ring(receipt);
     Ok(queued(&job_uuid))
 }
 

@@ -144,7 +144,7 @@ pub(crate) async fn create_rule(
             }
         }
     }
-    app.doorbell.ring(app, receipt);
+    app.doorbell.ring(receipt);
     Ok(accepted(&uuid, &job_uuid))
 }
 
@@ -188,7 +188,7 @@ pub(crate) async fn revoke(
         .await
         .map_err(store_error)?;
     let receipt = change.commit().await.map_err(store_error)?;
-    app.doorbell.ring(app, receipt);
+    app.doorbell.ring(receipt);
     Ok(queued(&job_uuid))
 }
 
@@ -265,7 +265,7 @@ pub(crate) async fn metadata_update(
         .map_err(store_error)?;
     // Nothing for a router: the receipt names no network.
     let receipt = change.commit().await.map_err(store_error)?;
-    app.doorbell.ring(app, receipt);
+    app.doorbell.ring(receipt);
     // Read back and end the job in place.
     let result = super::super::rule_object(app, rule.id, object).await?;
     let mut change = app.db.change(None).await.map_err(store_error)?;
@@ -286,6 +286,6 @@ pub(crate) async fn metadata_update(
     .await
     .map_err(store_error)?;
     let receipt = change.commit().await.map_err(store_error)?;
-    app.doorbell.ring(app, receipt);
+    app.doorbell.ring(receipt);
     Ok(queued(&job_uuid))
 }

@@ -192,7 +192,7 @@ pub(crate) async fn associate_ip(app: &App, caller: &Caller, p: &Params) -> ApiR
     )
     .await?;
     let receipt = change.commit().await.map_err(store_error)?;
-    app.doorbell.ring(app, receipt);
+    app.doorbell.ring(receipt);
     Ok(accepted(&ip.uuid, &job_uuid))
 }
 
@@ -272,7 +272,7 @@ pub(crate) async fn disassociate_ip(app: &App, caller: &Caller, p: &Params) -> A
         .await
         .map_err(store_error)?;
     let receipt = change.commit().await.map_err(store_error)?;
-    app.doorbell.ring(app, receipt);
+    app.doorbell.ring(receipt);
     Ok(queued(&job_uuid))
 }
 

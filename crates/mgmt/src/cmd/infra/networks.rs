@@ -61,7 +61,7 @@ pub(crate) async fn create_network(app: &App, caller: &Caller, p: &Params) -> Ap
     let account_id = acting_for(app, caller, p).await?;
     let requested = requested_cidr(p)?;
     let network_uuid = uuid::Uuid::new_v4().to_string();
-    let host = crate::hosts::place(app)
+    let host = crate::hosts::place(&app.db, &app.hosts)
         .await
         .map_err(internal)?
         .ok_or_else(|| {
@@ -163,7 +163,7 @@ pub(crate) async fn create_network(app: &App, caller: &Caller, p: &Params) -> Ap
     .map_err(store_error)?;
     change.ring(network);
     let receipt = change.commit().await.map_err(store_error)?;
-    app.doorbell.ring(app, receipt);
+    app.doorbell.ring(receipt);
     if let Err(reason) = router_started(app, network).await {
         let reason = chain(&reason);
         // Take back what was written: a failed create leaves nothing behind.
@@ -185,7 +185,7 @@ pub(crate) async fn create_network(app: &App, caller: &Caller, p: &Params) -> Ap
         .await
         .map_err(store_error)?;
         let receipt = change.commit().await.map_err(store_error)?;
-        app.doorbell.ring(app, receipt);
+        app.doorbell.ring(receipt);
         return Err(ApiError::internal(format!(
             "Unable to implement network {name}: {reason}"
         )));
@@ -238,7 +238,7 @@ async fn router_started(app: &App, network: NetworkId) -> Result<(), NotStarted>
     let deadline = std::time::Instant::now() + limit;
     let mut wait = Duration::from_millis(1);
     loop {
-        match store::routers::router_of(&app.db, network.get())
+        match store::routers::router_of(&app.db, network)
             .await
             .map_err(NotStarted::Store)?
         {
@@ -381,6 +381,6 @@ pub(crate) async fn delete_network(app: &App, caller: &Caller, p: &Params) -> Ap
         .await
         .map_err(store_error)?;
     let receipt = change.commit().await.map_err(store_error)?;
-    app.doorbell.ring(app, receipt);
+    app.doorbell.ring(receipt);
     Ok(queued(&job_uuid))
 }

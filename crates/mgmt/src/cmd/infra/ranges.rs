@@ -133,7 +133,7 @@ pub(crate) async fn create_vlan_range(app: &App, caller: &Caller, p: &Params) ->
     .await
     .map_err(store_error)?;
     let receipt = change.commit().await.map_err(store_error)?;
-    app.doorbell.ring(app, receipt);
+    app.doorbell.ring(receipt);
     let created = store::ranges::by_id(&app.db, range_id)
         .await
         .map_err(store_error)?

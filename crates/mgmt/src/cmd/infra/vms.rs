@@ -205,7 +205,7 @@ pub(crate) async fn deploy_vm(app: &App, caller: &Caller, p: &Params) -> ApiResu
         .await
         .map_err(store_error)?;
     let receipt = change.commit().await.map_err(store_error)?;
-    app.doorbell.ring(app, receipt);
+    app.doorbell.ring(receipt);
     Ok(accepted(&vm_uuid, &job_uuid))
 }
 
@@ -308,7 +308,7 @@ pub(crate) async fn destroy_vm(app: &App, caller: &Caller, p: &Params) -> ApiRes
         .await
         .map_err(store_error)?;
     let receipt = change.commit().await.map_err(store_error)?;
-    app.doorbell.ring(app, receipt);
+    app.doorbell.ring(receipt);
     Ok(queued(&job_uuid))
 }
 

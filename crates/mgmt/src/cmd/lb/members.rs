@@ -199,6 +199,6 @@ pub(crate) async fn assign(app: &App, caller: &Caller, p: &Params, add: bool) ->
         }
     }
     let receipt = change.commit().await.map_err(store_error)?;
-    app.doorbell.ring(app, receipt);
+    app.doorbell.ring(receipt);
     Ok(queued(&job_uuid))
 }

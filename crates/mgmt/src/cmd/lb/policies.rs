@@ -482,7 +482,7 @@ async fn insert_policy(
         .await
         .map_err(store_error)?;
     let receipt = change.commit().await.map_err(store_error)?;
-    app.doorbell.ring(app, receipt);
+    app.doorbell.ring(receipt);
     Ok(accepted(policy.uuid, &job_uuid))
 }
 
@@ -628,7 +628,7 @@ pub(crate) async fn delete_policy(
         .await
         .map_err(store_error)?;
     let receipt = change.commit().await.map_err(store_error)?;
-    app.doorbell.ring(app, receipt);
+    app.doorbell.ring(receipt);
     Ok(queued(&job_uuid))
 }
 

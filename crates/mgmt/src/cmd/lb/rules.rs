@@ -265,6 +265,6 @@ pub(crate) async fn update(app: &App, caller: &Caller, p: &Params) -> ApiResult<
     .await
     .map_err(store_error)?;
     let receipt = change.commit().await.map_err(store_error)?;
-    app.doorbell.ring(app, receipt);
+    app.doorbell.ring(receipt);
     Ok(queued(&job_uuid))
 }

@@ -1,0 +1,226 @@
+//! A job's result (`jobresult`): what queryAsyncJobResult shows once a job succeeded, rendered
+//! from the job's [`Outcome`] and the rows as they are now. The job runner renders it when it
+//! ends a job; nothing here knows about requests.
+
+use std::net::Ipv4Addr;
+
+use api_types::error::ApiError;
+use domain::ids::{AccountId, RuleId};
+use domain::job::Outcome;
+use domain::model::PolicyKind;
+use domain::model::{Purpose, State};
+use serde_json::{json, Map, Value};
+use store::runner_reads::{self, RuleKey, VmView};
+use store::{ChangeTx, Db, StoreError};
+
+use super::error::store_error;
+use super::{Owner, Site};
+
+/// The `jobresult` of a job that succeeded with `outcome`.
+///
+/// # Errors
+/// 530 when what the job made cannot be read back (it is gone, or the database failed).
+pub async fn job_result(db: &Db, site: &Site, outcome: &Outcome) -> Result<Value, ApiError> {
+    match outcome {
+        Outcome::Success => Ok(json!({"success": true})),
+        Outcome::Fixed { value } => Ok(value.clone()),
+        Outcome::Rule { id, object } => {
+            rule_result(db, site, RuleKey::Id((*id).into()), object).await
+        }
+        Outcome::Created { uuid, object } => {
+            rule_result(db, site, RuleKey::Uuid(uuid), object).await
+        }
+        Outcome::Policy { lb_id, kind } => policy_result(db, site, (*lb_id).into(), *kind).await,
+        Outcome::Ip { id } => ip_result(db, site, *id).await,
+        Outcome::Vm { id } => vm_result(db, site, *id).await,
+    }
+}
+
+/// A job's result when the change `tx` that ends the job can render it — a success, a fixed
+/// object, a firewall or forwarding rule, read as the change sees it — so that the job ends in
+/// that change; `None` for the others, rendered after the commit with [`job_result`].
+///
+/// # Errors
+/// [`StoreError`].
+pub async fn job_result_in(
+    change: &mut ChangeTx,
+    outcome: &Outcome,
+) -> Result<Option<Value>, StoreError> {
+    let (key, object) = match outcome {
+        Outcome::Success => return Ok(Some(json!({"success": true}))),
+        Outcome::Fixed { value } => return Ok(Some(value.clone())),
+        Outcome::Rule { id, object } => (RuleKey::Id((*id).into()), object),
+        Outcome::Created { uuid, object } => (RuleKey::Uuid(uuid), object),
+        Outcome::Policy { .. } | Outcome::Ip { .. } | Outcome::Vm { .. } => return Ok(None),
+    };
+    let dialect = change.dialect();
+    let Some((id, purpose)) = runner_reads::rule_purpose_in(change.conn(), key).await? else {
+        return Ok(None);
+    };
+    if purpose == Purpose::LoadBalancing {
+        return Ok(None);
+    }
+    let inner = store::rules::json::object_json(&mut **change.conn(), dialect, id, purpose).await?;
+    Ok(Some(super::wrap(object, inner)))
+}
+
+async fn owner(db: &Db, account: AccountId) -> Result<Owner, ApiError> {
+    let o = runner_reads::owner(db, account)
+        .await
+        .map_err(store_error)?;
+    Ok(Owner {
+        account: o.account,
+        domain_id: o.domain_uuid,
+        domain: o.domain_name,
+        domain_path: o.domain_path,
+    })
+}
+
+fn gone(what: &str, id: impl std::fmt::Display) -> ApiError {
+    ApiError::internal(format!("{what} {id} is gone"))
+}
+
+/// A rule wrapped under `object` (`{"firewallrule": {...}}`), as a job result shows it to its
+/// owner (fields for administrators included, as CloudStack's job results are serialized).
+async fn rule_result(
+    db: &Db,
+    site: &Site,
+    key: RuleKey<'_>,
+    object: &str,
+) -> Result<Value, ApiError> {
+    let (id, purpose) = runner_reads::rule_purpose(db, key)
+        .await
+        .map_err(store_error)?
+        .ok_or_else(|| match key {
+            RuleKey::Id(id) => gone("rule", id),
+            RuleKey::Uuid(uuid) => gone("rule", uuid),
+        })?;
+    let inner = match purpose {
+        Purpose::LoadBalancing => {
+            let rule = runner_reads::rule(db, id)
+                .await
+                .map_err(store_error)?
+                .ok_or_else(|| gone("rule", id))?;
+            let owner = owner(db, rule.account_id.into()).await?;
+            let zone = (site.zone_uuid.as_str(), site.zone_name.as_str());
+            super::lb::load_balancer(&rule, &owner, zone, true)
+        }
+        purpose => store::rules::json::object_json(db.pool(), db.dialect(), id, purpose)
+            .await
+            .map_err(store_error)?,
+    };
+    Ok(super::wrap(object, inner))
+}
+
+/// The `jobresult` of a policy's creation: the balancer's live policies of that kind.
+async fn policy_result(
+    db: &Db,
+    site: &Site,
+    lb_id: RuleId,
+    kind: PolicyKind,
+) -> Result<Value, ApiError> {
+    let lb = runner_reads::rule(db, lb_id)
+        .await
+        .map_err(store_error)?
+        .ok_or_else(|| gone("rule", lb_id))?;
+    let mut rows = store::balancers::policies(db, lb_id, kind)
+        .await
+        .map_err(store_error)?;
+    rows.retain(|r| r.state != State::Revoke);
+    let owner = owner(db, lb.account_id.into()).await?;
+    let item = super::lb::policies(&lb, kind, &rows, &owner, &site.zone_uuid, true);
+    let key = super::lb::policies_key(kind);
+    Ok(super::wrap(key, item))
+}
+
+/// The `jobresult` of associateIpAddress: `{"ipaddress": {...}}`.
+async fn ip_result(db: &Db, site: &Site, id: i64) -> Result<Value, ApiError> {
+    let view = runner_reads::ip_view(db, id)
+        .await
+        .map_err(store_error)?
+        .ok_or_else(|| gone("ip address", id))?;
+    let owner = match view.ip.account_id {
+        Some(a) => Some(owner(db, a.into()).await?),
+        None => None,
+    };
+    let cx = super::IpContext {
+        zone: (site.zone_uuid.clone(), site.zone_name.clone()),
+        owner,
+        vlan_uuid: view.vlan_uuid,
+        vlan_name: view.vlan_name,
+        network: view.network,
+        has_rules: view.has_rules,
+    };
+    Ok(super::wrap(
+        "ipaddress",
+        super::ip_address(&view.ip, &cx, true),
+    ))
+}
+
+/// The `jobresult` of deployVirtualMachine: `{"virtualmachine": {...}}`.
+async fn vm_result(db: &Db, site: &Site, id: i64) -> Result<Value, ApiError> {
+    let vm = runner_reads::vm_view(db, id)
+        .await
+        .map_err(store_error)?
+        .ok_or_else(|| gone("virtual machine", id))?;
+    let owner = owner(db, vm.account_id).await?;
+    Ok(super::wrap("virtualmachine", vm_object(site, &vm, &owner)))
+}
+
+/// The MAC address of a lab VM's NIC: fixed by its address.
+pub fn mac_of(ip: Ipv4Addr) -> String {
+    let [a, b, c, d] = ip.octets();
+    format!("02:00:{a:02x}:{b:02x}:{c:02x}:{d:02x}")
+}
+
+/// A VM in UserVmResponse's shape (the fields that apply to a lab VM).
+pub fn vm_object(site: &Site, vm: &VmView, owner: &Owner) -> Value {
+    let netmask = vm
+        .cidr
+        .parse::<ipnet::Ipv4Net>()
+        .map(|c| c.netmask().to_string())
+        .unwrap_or_default();
+    let mac = vm.ip.parse().map(mac_of).unwrap_or_default();
+    let mut m = Map::new();
+    m.insert("id".into(), json!(vm.uuid));
+    m.insert("name".into(), json!(vm.name));
+    m.insert("displayname".into(), json!(vm.display_name));
+    m.insert("account".into(), json!(owner.account));
+    m.insert("domainid".into(), json!(owner.domain_id));
+    m.insert("domain".into(), json!(owner.domain));
+    m.insert("domainpath".into(), json!(owner.domain_path));
+    m.insert("created".into(), json!(super::date(vm.created)));
+    m.insert("state".into(), json!(vm.state));
+    m.insert("haenable".into(), json!(false));
+    m.insert("zoneid".into(), json!(site.zone_uuid));
+    m.insert("zonename".into(), json!(site.zone_name));
+    m.insert("templateid".into(), json!(vm.t_uuid));
+    m.insert("templatename".into(), json!(vm.t_name));
+    m.insert("templatedisplaytext".into(), json!(vm.t_display));
+    m.insert("passwordenabled".into(), json!(false));
+    m.insert("serviceofferingid".into(), json!(vm.so_uuid));
+    m.insert("serviceofferingname".into(), json!(vm.so_name));
+    m.insert("cpunumber".into(), json!(vm.cpu_number));
+    m.insert("cpuspeed".into(), json!(vm.cpu_speed));
+    m.insert("memory".into(), json!(vm.memory));
+    m.insert("hypervisor".into(), json!("Lab"));
+    m.insert(
+        "nic".into(),
+        json!([{
+            "id": vm.nic_uuid,
+            "networkid": vm.net_uuid,
+            "networkname": vm.net_name,
+            "ipaddress": vm.ip,
+            "netmask": netmask,
+            "gateway": vm.gateway,
+            "isdefault": true,
+            "type": "Isolated",
+            "traffictype": "Guest",
+            "macaddress": mac,
+            "deviceid": "0",
+        }]),
+    );
+    m.insert("isdynamicallyscalable".into(), json!(false));
+    m.insert("tags".into(), json!([]));
+    Value::Object(m)
+}

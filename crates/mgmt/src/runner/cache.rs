@@ -1,0 +1,140 @@
+//! A worker's copy of its network's rows, and the check of the copy against a full read.
+
+use std::collections::BTreeSet;
+
+use domain::ids::{JobId, NetworkId};
+use domain::model::{IpRow, MemberRow, PolicyRow, Rule};
+use domain::plan::{self, Batch, NetworkState};
+use router_config::RouterConfig;
+use store::jobs::PendingJob;
+use store::StoreError;
+
+use super::Doorbell;
+
+/// A worker's copy of its network's rows, kept current without reading every row for every
+/// generation: only the rows the pending jobs changed are read again, and what the worker
+/// itself records is applied to the copy as it is written.
+///
+/// Every write a router sees carries its job in the row's `job_id`: rule, member, policy and IP
+/// rows written by creations, deletions and updates alike (an update marks the rule it
+/// rewrites). So the rows of the pending jobs are all a step needs to read. Writes that are
+/// not marked change nothing a config is planned from (names, descriptions, display flags).
+/// Anything unexpected (a refused job, an error, a copy check that found a difference) drops
+/// the copy, and the next step reads everything.
+#[derive(Default)]
+pub(super) struct Cache {
+    state: Option<NetworkState>,
+}
+
+impl Cache {
+    /// The network's state: read whole when there is no copy, otherwise the copy with the
+    /// rows of the pending jobs read again.
+    pub(super) async fn current(
+        &mut self,
+        rt: &Doorbell,
+        network: NetworkId,
+        pending: &[PendingJob],
+    ) -> Result<&NetworkState, StoreError> {
+        let state = match self.state.take() {
+            None => store::state::read(&rt.db, network).await?,
+            Some(mut state) => {
+                let jobs: Vec<JobId> = pending.iter().map(|j| j.id).collect();
+                let fresh = store::state::rows(&rt.db, network, Some(&jobs)).await?;
+                merge(&mut state.ips, fresh.ips, |r| r.id);
+                merge(&mut state.rules, fresh.rules, |r| r.id);
+                merge(&mut state.members, fresh.members, |r| r.id);
+                merge(&mut state.policies, fresh.policies, |r| r.id);
+                state
+            }
+        };
+        Ok(self.state.insert(state))
+    }
+
+    pub(super) fn committed(&mut self, commit: &plan::Commit) {
+        if let Some(state) = &mut self.state {
+            plan::apply_commit(state, commit);
+        }
+    }
+
+    pub(super) fn drop_copy(&mut self) {
+        self.state = None;
+    }
+}
+
+/// Compares the worker's copy with a full read of every row: the configs planned from both
+/// must be equal, leaving out rows of jobs still pending (which the copy reads when it takes
+/// them up). Returns both configs when they differ.
+pub(super) async fn copy_differs(
+    rt: &Doorbell,
+    network: NetworkId,
+    cache: &Cache,
+) -> Result<Option<(RouterConfig, RouterConfig)>, StoreError> {
+    let Some(copy) = &cache.state else {
+        return Ok(None);
+    };
+    let full = store::state::read(&rt.db, network).await?;
+    if full.network.is_none() {
+        // Deleted with this batch: the worker ends.
+        return Ok(None);
+    }
+    let pending: BTreeSet<i64> = store::jobs::pending(&rt.db, network)
+        .await?
+        .iter()
+        .map(|j| j.id.get())
+        .collect();
+    let busy = |job: Option<i64>| job.is_some_and(|j| pending.contains(&j));
+    // Rows a pending job wrote, by id as the database has them now: the copy may still hold
+    // their earlier version, which the check leaves out too.
+    fn busy_ids<T>(
+        rows: &[T],
+        key: fn(&T) -> (i64, Option<i64>),
+        busy: &dyn Fn(Option<i64>) -> bool,
+    ) -> BTreeSet<i64> {
+        rows.iter()
+            .map(key)
+            .filter(|(_, job)| busy(*job))
+            .map(|(id, _)| id)
+            .collect()
+    }
+    fn settle<T>(
+        rows: &mut Vec<T>,
+        skip: &BTreeSet<i64>,
+        key: fn(&T) -> (i64, Option<i64>),
+        busy: &dyn Fn(Option<i64>) -> bool,
+    ) {
+        rows.retain(|r| {
+            let (id, job) = key(r);
+            !skip.contains(&id) && !busy(job)
+        });
+    }
+    let rule_key: fn(&Rule) -> (i64, Option<i64>) = |r| (r.id, r.job_id);
+    let member_key: fn(&MemberRow) -> (i64, Option<i64>) = |r| (r.id, r.job_id);
+    let policy_key: fn(&PolicyRow) -> (i64, Option<i64>) = |r| (r.id, r.job_id);
+    let ip_key: fn(&IpRow) -> (i64, Option<i64>) = |r| (r.id, r.job_id);
+    let skip_rules = busy_ids(&full.rules, rule_key, &busy);
+    let skip_members = busy_ids(&full.members, member_key, &busy);
+    let skip_policies = busy_ids(&full.policies, policy_key, &busy);
+    let skip_ips = busy_ids(&full.ips, ip_key, &busy);
+    let settled = |s: &NetworkState| {
+        let mut s = s.clone();
+        settle(&mut s.rules, &skip_rules, rule_key, &busy);
+        settle(&mut s.members, &skip_members, member_key, &busy);
+        settle(&mut s.policies, &skip_policies, policy_key, &busy);
+        settle(&mut s.ips, &skip_ips, ip_key, &busy);
+        plan::desired(&s, &Batch::default(), 0).0
+    };
+    let (mine, theirs) = (settled(copy), settled(&full));
+    Ok((mine != theirs).then_some((mine, theirs)))
+}
+
+/// Replaces rows of `old` by id with `fresh` ones (adding new ones), keeping id order; each
+/// row is found by binary search, so a step costs what changed, not what the network holds.
+fn merge<T>(old: &mut Vec<T>, fresh: Vec<T>, id: impl Fn(&T) -> i64) {
+    for r in fresh {
+        let key = id(&r);
+        match old.binary_search_by_key(&key, &id) {
+            Ok(i) => old[i] = r,
+            Err(i) => old.insert(i, r),
+        }
+    }
+}

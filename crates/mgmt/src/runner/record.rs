@@ -1,0 +1,245 @@
+//! What a worker records: a generation the router confirmed and the jobs it carried, a job's
+//! undo and failure, a job's end.
+
+use agent::proto::Op;
+use domain::ids::NetworkId;
+use domain::job::{JobStatus, Kind, Outcome};
+use serde_json::Value;
+use store::db::now_ms;
+use store::hosts::Fence;
+use store::jobs::{ForsakenJob, PendingJob};
+use store::{ChangeTx, StoreError};
+
+use super::cache::Cache;
+use super::push::Pushed;
+use super::{Doorbell, RunnerError};
+use crate::metrics::JobLabels;
+use crate::resp::error::chain;
+use crate::resp::job::{job_result, job_result_in};
+
+/// Records a generation that carried no job (a re-sync).
+pub(super) async fn record(
+    rt: &Doorbell,
+    pushed: &Pushed,
+    fence: &Fence,
+    cache: &mut Cache,
+) -> Result<(), RunnerError> {
+    record_generation(rt, pushed, fence).await?;
+    cache.committed(&pushed.commit);
+    Ok(())
+}
+
+/// Records what a generation the router confirmed holds, and the generation.
+pub(super) async fn record_generation(
+    rt: &Doorbell,
+    pushed: &Pushed,
+    fence: &Fence,
+) -> Result<(), RunnerError> {
+    // Fenced: written only while this server still holds the host. The receipt is empty: the
+    // worker writing is the one a ring would wake.
+    let mut change = rt.db.fenced(fence, None).await?;
+    let tx = change.conn();
+    store::routers::apply_commit(tx, &pushed.commit).await?;
+    store::routers::set_applied(tx, pushed.network, pushed.generation).await?;
+    let _nobody_to_wake = change.commit().await?;
+    Ok(())
+}
+
+/// Records a generation that carried jobs, and ends them (removing the objects of a
+/// destroyed VM or a deleted network from the host first).
+pub(super) async fn succeed(
+    rt: &Doorbell,
+    network: NetworkId,
+    pushed: &Pushed,
+    carried: &[PendingJob],
+    fence: &Fence,
+) -> Result<(), RunnerError> {
+    let Fence::Owner { host, .. } = fence else {
+        return Err(RunnerError::NotOwner);
+    };
+    // Fenced: written only while this server still holds the host. The receipt is
+    // empty: the worker writing is the one a ring would wake.
+    let mut change = rt.db.fenced(fence, None).await?;
+    let tx = change.conn();
+    store::routers::apply_commit(tx, &pushed.commit).await?;
+    store::routers::set_applied(tx, network, pushed.generation).await?;
+    let deleting_network = carried.iter().any(|j| j.kind == Kind::DeleteNetwork);
+    let doomed_vms = if deleting_network {
+        store::vms::network_vms(tx, network.get()).await?
+    } else {
+        Vec::new()
+    };
+    // Jobs with nothing to do after the commit and a result the transaction can render end in
+    // it: one commit for the generation and its jobs.
+    let mut ended = Vec::new();
+    for job in carried.iter().filter(|j| j.kind == Kind::Change) {
+        if let Some(result) = job_result_in(&mut change, &job.payload.outcome).await? {
+            finish_in(&mut change, job, JobStatus::Succeeded, 0, &result).await?;
+            ended.push(job.id);
+        }
+    }
+    let _nobody_to_wake = change.commit().await?;
+    for job in carried.iter().filter(|j| ended.contains(&j.id)) {
+        observe_end(rt, job, JobStatus::Succeeded);
+    }
+    let router = if deleting_network {
+        store::routers::router_name_of(&rt.db, network).await?
+    } else {
+        None
+    };
+    for job in carried.iter().filter(|j| !ended.contains(&j.id)) {
+        match (job.kind, job.payload.target) {
+            (Kind::DestroyVm, Some(vm_id)) => {
+                if let Some(name) = store::vms::vm_lab_key(&rt.db, vm_id).await? {
+                    if let Err(err) = rt.hosts.call(host, Op::RemoveVm { vm: name.clone() }).await {
+                        tracing::warn!(vm = %name, error = %err, "removing the VM failed");
+                    }
+                }
+                store::vms::delete_vm(&rt.db, vm_id).await?;
+            }
+            (Kind::DeleteNetwork, _) => {
+                for (_, name) in &doomed_vms {
+                    if let Err(err) = rt.hosts.call(host, Op::RemoveVm { vm: name.clone() }).await {
+                        tracing::warn!(vm = %name, error = %err, "removing the VM failed");
+                    }
+                }
+                if let Some(router) = &router {
+                    let op = Op::RemoveRouter {
+                        router: router.clone(),
+                    };
+                    if let Err(err) = rt.hosts.call(host, op).await {
+                        tracing::warn!(%router, error = %err, "removing the router failed");
+                    }
+                }
+                store::networks::delete_network(&rt.db, network.get()).await?;
+            }
+            _ => {}
+        }
+        let result = job_result(&rt.db, &rt.site, &job.payload.outcome)
+            .await
+            .unwrap_or_else(|err| err.job_result());
+        finish(rt, job, JobStatus::Succeeded, 0, &result).await?;
+    }
+    Ok(())
+}
+
+/// Undoes a job and fails it with 530 and `reason`.
+pub(super) async fn fail(
+    rt: &Doorbell,
+    job: &PendingJob,
+    reason: &str,
+    fence: &Fence,
+) -> Result<(), RunnerError> {
+    {
+        // Fenced: written only while this server still holds the host. The receipt is
+        // empty: the worker writing is the one a ring would wake.
+        let mut change = rt.db.fenced(fence, None).await?;
+        let dialect = change.dialect();
+        let tx = change.conn();
+        if let (Kind::DeployVm, Outcome::Vm { id }) = (job.kind, &job.payload.outcome) {
+            store::vms::delete_vm_in(tx, *id).await?;
+        } else {
+            store::jobs::rollback_job(tx, job.id, job.payload.undo.as_ref()).await?;
+            if let Some(undo) = &job.payload.undo {
+                store::rules::json::store_json(&mut **tx, dialect, undo.rule_id.into()).await?;
+            }
+        }
+        let _nobody_to_wake = change.commit().await?;
+    }
+    let err = super::step::failure(job, reason);
+    finish(rt, job, JobStatus::Failed, 530, &err.job_result()).await
+}
+
+/// Ends a job in a change of its own.
+pub(super) async fn finish(
+    rt: &Doorbell,
+    job: &PendingJob,
+    status: JobStatus,
+    code: i64,
+    result: &Value,
+) -> Result<(), RunnerError> {
+    let mut change = rt.db.change(None).await?;
+    let ended = finish_in(&mut change, job, status, code, result).await?;
+    // A job's end wakes nobody: its network's worker is the one ending it.
+    let _nobody_to_wake = change.commit().await?;
+    if ended {
+        observe_end(rt, job, status);
+    }
+    Ok(())
+}
+
+/// Ends a pending job and records its end event, in the caller's transaction; false when it
+/// had ended already (housekeeping on two servers), and then nothing is written.
+async fn finish_in(
+    change: &mut ChangeTx,
+    job: &PendingJob,
+    status: JobStatus,
+    code: i64,
+    result: &Value,
+) -> Result<bool, StoreError> {
+    let tx = change.conn();
+    if !store::jobs::finish(tx, job.id, status, code, result).await? {
+        return Ok(false);
+    }
+    let ok = status == JobStatus::Succeeded;
+    store::events::event(
+        tx,
+        job.account_id.get(),
+        job.user_id,
+        &job.payload.event,
+        if ok { "INFO" } else { "ERROR" },
+        "Completed",
+        &if ok {
+            format!("Successfully completed {}", job.payload.what)
+        } else {
+            format!(
+                "Error while {}: {}",
+                job.payload.what,
+                result["errortext"].as_str().unwrap_or("")
+            )
+        },
+        None,
+        None,
+    )
+    .await?;
+    Ok(true)
+}
+
+/// The job-duration metric of a job that ended.
+fn observe_end(rt: &Doorbell, job: &PendingJob, status: JobStatus) {
+    let secs = (now_ms() - job.created).max(0) as f64 / 1000.0;
+    rt.metrics
+        .job_seconds
+        .get_or_create(&JobLabels {
+            command: job.command.clone(),
+            result: if status == JobStatus::Succeeded {
+                "succeeded".into()
+            } else {
+                "failed".into()
+            },
+        })
+        .observe(secs);
+}
+
+/// Fails the jobs left pending on hosts that have had no agent anywhere since `before`
+/// (housekeeping), each undone and failed with that reason, fenced so that an agent connecting
+/// meanwhile keeps them.
+///
+/// # Errors
+/// [`RunnerError::Store`] when the jobs cannot be read.
+pub(super) async fn fail_forsaken(rt: &Doorbell, before: i64) -> Result<(), RunnerError> {
+    for forsaken in store::jobs::forsaken(&rt.db, before).await? {
+        let ForsakenJob { job, host, epoch } = forsaken;
+        let reason = format!(
+            "host {host} has had no connected agent for {} s",
+            rt.hosts.apply_timeout().as_secs()
+        );
+        tracing::warn!(job = %job.id, %host, "failing a job its host's agent never took");
+        match fail(rt, &job, &reason, &Fence::Forsaken { host, epoch }).await {
+            Ok(()) => {}
+            // An agent connected meanwhile: the job is its server's now.
+            Err(e) => tracing::info!(job = %job.id, error = %chain(&e), "left the job to its host"),
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,344 @@
+//! A worker's loop and one step of it: what the router needs now (starting, a re-sync, the
+//! pending jobs), and the work that is not a generation (a router's start, a VM's deploy).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use agent::proto::{Answer, Op};
+use api_types::error::ApiError;
+use domain::ids::NetworkId;
+use domain::job::{JobStatus, Kind, Outcome};
+use domain::model::RouterState;
+use domain::plan::Batch;
+use serde_json::json;
+use store::hosts::Fence;
+use store::jobs::PendingJob;
+use store::routers::RouterRow;
+use tokio::sync::Notify;
+
+use super::cache::Cache;
+use super::push::{push, run_changes, PushError, Sent};
+use super::record::{fail, finish, record};
+use super::{Doorbell, RunnerError, IDLE_CHECK, MAX_BATCH};
+use crate::hosts::CallError;
+
+/// What a step leaves the worker to do.
+pub(super) enum Continue {
+    /// Nothing to do until rung.
+    Idle,
+    /// Held: nothing done, the first-pass re-sync still to come.
+    Held,
+    /// Look again at once.
+    More,
+    /// The agent was lost or left: start over shortly.
+    Again,
+    /// The network is gone, or its host is not connected here: the worker ends.
+    Gone,
+}
+
+pub(super) async fn worker(rt: Doorbell, network: NetworkId, bell: Arc<Notify>) {
+    // A fresh worker makes sure its router and VMs exist and that the router holds the latest
+    // config (a restart of either side, an agent that connected again).
+    let mut fresh = true;
+    let mut cache = Cache::default();
+    let mut sent = Sent::default();
+    loop {
+        if fresh {
+            sent.forget();
+        }
+        match step(&rt, network, fresh, &mut cache, &mut sent).await {
+            Ok(Continue::Idle) => fresh = false,
+            Ok(Continue::Held) => {}
+            Ok(Continue::More) => {
+                fresh = false;
+                continue;
+            }
+            Ok(Continue::Again) => {
+                // The agent went away mid-step: look again soon, from the start.
+                fresh = true;
+                cache.drop_copy();
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+            Ok(Continue::Gone) => {
+                rt.forget(network);
+                return;
+            }
+            Err(e) => {
+                cache.drop_copy();
+                fresh = true;
+                tracing::warn!(network = %network, error = %crate::resp::error::chain(&e),
+                    "job runner step failed; retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+        }
+        let _ = tokio::time::timeout(IDLE_CHECK, bell.notified()).await;
+    }
+}
+
+pub(super) fn unavailable(e: CallError) -> Result<Continue, RunnerError> {
+    tracing::info!(error = %e, "the router's agent is not reachable from here now");
+    Ok(Continue::Again)
+}
+
+async fn step(
+    rt: &Doorbell,
+    network: NetworkId,
+    fresh: bool,
+    cache: &mut Cache,
+    sent: &mut Sent,
+) -> Result<Continue, RunnerError> {
+    if rt.is_held() {
+        return Ok(Continue::Held);
+    }
+    let Some(router) = store::routers::router_of(&rt.db, network).await? else {
+        return Ok(Continue::Gone);
+    };
+    let Some(epoch) = rt.hosts.epoch(&router.host) else {
+        return Ok(Continue::Gone);
+    };
+    let fence = Fence::Owner {
+        host: router.host.clone(),
+        epoch,
+        server_id: rt.hosts.server_id(),
+    };
+    match router.state {
+        RouterState::Starting => {
+            implement(rt, network, &router, &fence, sent).await?;
+            return Ok(Continue::More);
+        }
+        // A router that could not start: createNetwork removes its network; nothing to do.
+        RouterState::Error => return Ok(Continue::Idle),
+        RouterState::Running => {}
+    }
+    if fresh {
+        if let Err(e) = ensure_host_objects(rt, network, &router).await {
+            return match e {
+                CallError::NotConnected(_) | CallError::Lost(_) => unavailable(e),
+                e => Err(RunnerError::Call(e)),
+            };
+        }
+    }
+    let pending = store::jobs::pending(&rt.db, network).await?;
+    let Some(first) = pending.first() else {
+        let held = match rt
+            .hosts
+            .call(
+                &router.host,
+                Op::Held {
+                    router: router.name.clone(),
+                },
+            )
+            .await
+        {
+            Ok(Answer::Held { generation }) => generation,
+            Ok(other) => {
+                return Err(RunnerError::Unexpected {
+                    host: router.host.clone(),
+                    request: "held",
+                    answer: format!("{other:?}"),
+                })
+            }
+            Err(e @ (CallError::NotConnected(_) | CallError::Lost(_))) => return unavailable(e),
+            Err(e) => return Err(RunnerError::Call(e)),
+        };
+        let holds_latest =
+            held.is_some_and(|g| i64::try_from(g).is_ok_and(|g| g == router.applied));
+        if !holds_latest || router.last_error.is_some() {
+            tracing::info!(network = %network, router = %router.name, ?held,
+                applied = router.applied, last_error = ?router.last_error,
+                "the router lacks the latest config; sending it again");
+            cache.drop_copy();
+            let state = cache.current(rt, network, &[]).await?;
+            sent.forget();
+            match push(rt, state, &Batch::default(), sent).await {
+                Ok(pushed) => record(rt, &pushed, &fence, cache).await?,
+                Err(PushError::Unavailable(r)) => {
+                    tracing::info!(network = %network, reason = %r, "re-sync postponed");
+                    return Ok(Continue::Again);
+                }
+                Err(e) => {
+                    tracing::warn!(network = %network, error = %e, "re-sync of the router failed");
+                }
+            }
+        }
+        return Ok(Continue::Idle);
+    };
+    let all = pending.clone();
+    let outcome = match first.kind {
+        Kind::Change => {
+            let batch: Vec<PendingJob> = pending
+                .iter()
+                .take_while(|j| j.kind == Kind::Change)
+                .take(MAX_BATCH)
+                .cloned()
+                .collect();
+            run_changes(rt, network, &all, batch, &fence, cache, sent).await?
+        }
+        Kind::Update | Kind::DestroyVm | Kind::DeleteNetwork => {
+            let job = first.clone();
+            run_changes(rt, network, &all, vec![job], &fence, cache, sent).await?
+        }
+        Kind::DeployVm => {
+            let job = first.clone();
+            deploy_vm(rt, network, &router, job, &fence).await?
+        }
+    };
+    Ok(outcome)
+}
+
+/// The network's router as the host's agent makes it.
+async fn ensure_router_op(
+    rt: &Doorbell,
+    network: NetworkId,
+    router: &RouterRow,
+) -> Result<Op, CallError> {
+    let net = store::networks::by_id(&rt.db, network)
+        .await
+        .map_err(|e| CallError::Refused(crate::resp::error::chain(&e)))?
+        .ok_or_else(|| CallError::Refused(format!("network {network} is gone")))?;
+    Ok(Op::EnsureRouter {
+        router: router.name.clone(),
+        cidr: net.cidr,
+        gateway: net.gateway,
+    })
+}
+
+/// Makes sure the router and the network's running VMs exist on the host (after a restart of
+/// the host or the server).
+async fn ensure_host_objects(
+    rt: &Doorbell,
+    network: NetworkId,
+    router: &RouterRow,
+) -> Result<(), CallError> {
+    let op = ensure_router_op(rt, network, router).await?;
+    rt.hosts.call(&router.host, op).await?;
+    let vms = store::vms::running_vms(&rt.db, network.get())
+        .await
+        .map_err(|e| CallError::Refused(crate::resp::error::chain(&e)))?;
+    for vm in vms {
+        rt.hosts
+            .call(
+                &router.host,
+                Op::EnsureVm {
+                    router: router.name.clone(),
+                    vm: vm.key,
+                    ip: vm.ip,
+                    label: Some(lab::VmLabel {
+                        name: vm.name,
+                        account: vm.account,
+                        network: vm.network,
+                    }),
+                },
+            )
+            .await?;
+    }
+    Ok(())
+}
+
+async fn deploy_vm(
+    rt: &Doorbell,
+    network: NetworkId,
+    router: &RouterRow,
+    job: PendingJob,
+    fence: &Fence,
+) -> Result<Continue, RunnerError> {
+    let Outcome::Vm { id } = job.payload.outcome else {
+        finish(rt, &job, JobStatus::Succeeded, 0, &json!({"success": true})).await?;
+        return Ok(Continue::More);
+    };
+    let result = match store::vms::vm_for_deploy(&rt.db, id).await? {
+        None => Err(CallError::Refused("the VM is gone".to_string())),
+        Some(vm) => {
+            // A network that cannot be read is the step's error (tried again), not the job's.
+            let router_op = ensure_router_op(rt, network, router)
+                .await
+                .map_err(RunnerError::Call)?;
+            let vm_op = Op::EnsureVm {
+                router: router.name.clone(),
+                vm: vm.key,
+                ip: vm.ip,
+                label: Some(lab::VmLabel {
+                    name: vm.name,
+                    account: vm.account,
+                    network: vm.network,
+                }),
+            };
+            match rt.hosts.call(&router.host, router_op).await {
+                Ok(_) => rt.hosts.call(&router.host, vm_op).await.map(|_| ()),
+                Err(e) => Err(e),
+            }
+        }
+    };
+    match result {
+        Ok(()) => {
+            store::vms::set_vm_state(&rt.db, id, "Running").await?;
+            let result = crate::resp::job::job_result(&rt.db, &rt.site, &job.payload.outcome)
+                .await
+                .unwrap_or_else(|err: ApiError| err.job_result());
+            finish(rt, &job, JobStatus::Succeeded, 0, &result).await?;
+            Ok(Continue::More)
+        }
+        Err(e @ (CallError::NotConnected(_) | CallError::Lost(_))) => unavailable(e),
+        Err(
+            CallError::Refused(reason) | CallError::TimedOut(reason) | CallError::Stale(reason),
+        ) => {
+            fail(rt, &job, &reason, fence).await?;
+            Ok(Continue::More)
+        }
+    }
+}
+
+/// How a router's start ended.
+enum Started {
+    /// It took its first config.
+    Applied(Box<super::push::Pushed>),
+    /// It could not start, for this reason.
+    Failed(String),
+}
+
+/// Brings a new network's router up and gives it its first config; the router becomes Running,
+/// or Error with the reason (createNetwork, waiting for either, then removes the network).
+async fn implement(
+    rt: &Doorbell,
+    network: NetworkId,
+    router: &RouterRow,
+    fence: &Fence,
+    sent: &mut Sent,
+) -> Result<(), RunnerError> {
+    let started = match ensure_host_objects(rt, network, router).await {
+        // Not known either way: try again when the agent is back.
+        Err(e @ (CallError::NotConnected(_) | CallError::Lost(_))) => {
+            return Err(RunnerError::Call(e))
+        }
+        Err(e) => Started::Failed(e.to_string()),
+        Ok(()) => {
+            let state = store::state::read(&rt.db, network).await?;
+            sent.forget();
+            match push(rt, &state, &Batch::default(), sent).await {
+                Ok(pushed) => Started::Applied(Box::new(pushed)),
+                Err(PushError::Unavailable(r)) => return Err(RunnerError::Unreachable(r)),
+                Err(e) => Started::Failed(e.to_string()),
+            }
+        }
+    };
+    match started {
+        Started::Applied(pushed) => super::record::record_generation(rt, &pushed, fence).await,
+        Started::Failed(reason) => {
+            let op = Op::RemoveRouter {
+                router: router.name.clone(),
+            };
+            if let Err(err) = rt.hosts.call(&router.host, op).await {
+                tracing::warn!(router = %router.name, error = %err, "removing a router that failed to start");
+            }
+            store::routers::set_router_error(&rt.db, network, &reason).await?;
+            Ok(())
+        }
+    }
+}
+
+/// A job's failure as its result shows it.
+pub(super) fn failure(job: &PendingJob, reason: &str) -> ApiError {
+    ApiError::internal(format!("{}: {reason}", job.payload.failure))
+}
