@@ -86,10 +86,8 @@ fn delta_answer(
     base: Generation,
 ) -> Result<Applied, DeltaFailure> {
     answer(outcome).map_err(|e| match e {
-        ApplyError::Delta(e) => DeltaFailure::Stale(format!(
-            "router holds another generation than the delta's base {base}: {e}"
-        )),
-        e => DeltaFailure::Refused(vrouterd::chain(&e)),
+        ApplyError::Delta(source) => DeltaFailure::Stale { base, source },
+        e => DeltaFailure::Refused(e.into()),
     })
 }
 
@@ -108,36 +106,102 @@ fn status_of<K: Kernel>(r: &mut Router<K>) -> Result<RouterStatus, ApplyError> {
     })
 }
 
+/// Why the driver could not do what it was asked.
+///
+/// Each variant keeps its source; [`DriverError::chain`] is the whole chain as one line, the
+/// text an agent sends its server.
+#[derive(Debug, thiserror::Error)]
+pub enum DriverError {
+    /// The host's lab refused (a router or VM it does not have, a namespace it cannot make or
+    /// remove, its state on disk).
+    #[error(transparent)]
+    Lab(#[from] lab::LabError),
+    /// The router refused a config, or cannot be opened or asked.
+    #[error(transparent)]
+    Apply(#[from] ApplyError),
+    /// A dry-run router's ledger cannot be read.
+    #[error(transparent)]
+    Ledger(#[from] vrouterd::ledger::LedgerError),
+    /// A router's directory cannot be made or removed.
+    #[error("cannot {action} {}", path.display())]
+    Io {
+        /// What was being done (`create`, `remove`).
+        action: &'static str,
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A thread panicked holding the named state (`lab`, `agent`, `router`).
+    #[error("{0} state poisoned")]
+    Poisoned(&'static str),
+    /// A lab operation was asked of a driver that has no lab (dry-run).
+    #[error("no lab")]
+    NoLab,
+    /// The blocking task carrying the work did not finish.
+    #[error("agent task failed")]
+    Task(#[source] tokio::task::JoinError),
+    /// The lab driver cannot run here: the agent is not root.
+    #[error("not root")]
+    NotRoot,
+    /// The lab driver cannot run here: a tool it uses is not installed.
+    #[error("`{tool}` is not installed")]
+    ToolMissing {
+        /// The tool.
+        tool: &'static str,
+    },
+}
+
+impl DriverError {
+    /// The error and every source under it, `: `-separated, as one line.
+    pub fn chain(&self) -> String {
+        vrouterd::chain(self)
+    }
+
+    fn io(action: &'static str, path: PathBuf) -> impl FnOnce(std::io::Error) -> DriverError {
+        move |source| DriverError::Io {
+            action,
+            path,
+            source,
+        }
+    }
+}
+
 /// Why a delta was not applied.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, thiserror::Error)]
 pub enum DeltaFailure {
     /// The router does not hold the delta's base: the complete config is needed.
-    Stale(String),
-    /// The router refused the config the delta makes.
-    Refused(String),
+    #[error("router holds another generation than the delta's base {base}")]
+    Stale {
+        /// The delta's base.
+        base: Generation,
+        /// What the router found.
+        #[source]
+        source: router_config::DeltaError,
+    },
+    /// The router refused the config the delta makes, or could not be asked.
+    #[error(transparent)]
+    Refused(#[from] DriverError),
 }
 
 /// Runs blocking work off the async threads.
 async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, String> + Send + 'static,
-) -> Result<T, String> {
+    f: impl FnOnce() -> Result<T, DriverError> + Send + 'static,
+) -> Result<T, DriverError> {
     tokio::task::spawn_blocking(f)
         .await
-        .map_err(|e| format!("agent task failed: {e}"))?
-}
-
-fn lab_err(e: &lab::LabError) -> String {
-    lab::chain(e)
+        .map_err(DriverError::Task)?
 }
 
 impl Inner {
     /// Runs `f` on the lab (the lab driver's; an error for dry-run).
-    fn with_lab<T>(&self, f: impl FnOnce(&mut Lab) -> Result<T, String>) -> Result<T, String> {
-        let mut lab = self
-            .lab
-            .lock()
-            .map_err(|_| "lab state poisoned".to_string())?;
-        f(lab.as_mut().ok_or("no lab")?)
+    fn with_lab<T>(
+        &self,
+        f: impl FnOnce(&mut Lab) -> Result<T, DriverError>,
+    ) -> Result<T, DriverError> {
+        let mut lab = self.lab.lock().map_err(|_| DriverError::Poisoned("lab"))?;
+        f(lab.as_mut().ok_or(DriverError::NoLab)?)
     }
 }
 
@@ -174,11 +238,11 @@ impl Driver {
     ///
     /// # Errors
     /// Why the lab cannot be opened or built.
-    pub fn lab(data_dir: &Path) -> Result<Driver, String> {
+    pub fn lab(data_dir: &Path) -> Result<Driver, DriverError> {
         let lab = match Lab::open(data_dir) {
             Ok(lab) => lab,
-            Err(lab::LabError::NotUp { .. }) => Lab::up_empty(data_dir).map_err(|e| lab_err(&e))?,
-            Err(e) => return Err(lab_err(&e)),
+            Err(lab::LabError::NotUp { .. }) => Lab::up_empty(data_dir)?,
+            Err(e) => return Err(e.into()),
         };
         Ok(Driver {
             kind: DriverKind::Lab,
@@ -192,13 +256,16 @@ impl Driver {
     }
 
     /// Whether the lab driver can run here: root, and the tools it uses.
-    pub fn lab_possible() -> Result<(), String> {
+    ///
+    /// # Errors
+    /// [`DriverError::NotRoot`] or [`DriverError::ToolMissing`].
+    pub fn lab_possible() -> Result<(), DriverError> {
         if !nix::unistd::Uid::effective().is_root() {
-            return Err("not root".into());
+            return Err(DriverError::NotRoot);
         }
         for tool in ["ip", "nft", "haproxy", "nsenter"] {
             if !sys::cmd::is_on_path(tool) {
-                return Err(format!("`{tool}` is not installed"));
+                return Err(DriverError::ToolMissing { tool });
             }
         }
         Ok(())
@@ -226,12 +293,12 @@ impl Driver {
         }
     }
 
-    fn slot(&self, router: &str) -> Result<Arc<Mutex<RouterSlot>>, String> {
+    fn slot(&self, router: &str) -> Result<Arc<Mutex<RouterSlot>>, DriverError> {
         let mut routers = self
             .inner
             .routers
             .lock()
-            .map_err(|_| "agent state poisoned".to_string())?;
+            .map_err(|_| DriverError::Poisoned("agent"))?;
         if let Some(s) = routers.get(router) {
             return Ok(s.clone());
         }
@@ -240,24 +307,19 @@ impl Driver {
                 let dir = dry_run_state(&self.inner.data_dir, router);
                 // The recording kernel stands for what dry-run writes to disk, which outlives
                 // the agent: it resumes where the router's ledger says it was left.
-                let kernel = match vrouterd::ledger::read_kernel_mark(&dir)
-                    .map_err(|e| vrouterd::chain(&e))?
-                {
+                let kernel = match vrouterd::ledger::read_kernel_mark(&dir)? {
                     Some(mark) => RecordingKernel::resuming(mark.netns, mark.nft_generation),
                     None => RecordingKernel::new(),
                 }
                 .without_journal();
-                let r = Router::with_kernel(kernel, &dir).map_err(|e| vrouterd::chain(&e))?;
+                let r = Router::with_kernel(kernel, &dir)?;
                 RouterSlot::DryRun(Box::new(r))
             }
             DriverKind::Lab => {
-                let ns = self
-                    .inner
-                    .with_lab(|lab| lab.router_netns(router).map_err(|e| lab_err(&e)))?;
+                let ns = self.inner.with_lab(|lab| Ok(lab.router_netns(router)?))?;
                 let dir = self.inner.data_dir.join("routers").join(router);
-                std::fs::create_dir_all(&dir)
-                    .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-                let r = Router::open(Netns::Named(ns), &dir).map_err(|e| vrouterd::chain(&e))?;
+                std::fs::create_dir_all(&dir).map_err(DriverError::io("create", dir.clone()))?;
+                let r = Router::open(Netns::Named(ns), &dir)?;
                 RouterSlot::Lab(Box::new(r))
             }
         };
@@ -276,14 +338,13 @@ impl Driver {
         router: &str,
         cidr: Ipv4Net,
         gateway: Ipv4Addr,
-    ) -> Result<(), String> {
+    ) -> Result<(), DriverError> {
         let this = self.clone();
         let router = router.to_string();
         blocking(move || match this.kind {
             DriverKind::DryRun => {
                 let dir = this.inner.data_dir.join("dry-run").join(&router);
-                std::fs::create_dir_all(&dir)
-                    .map_err(|e| format!("cannot create {}: {e}", dir.display()))
+                std::fs::create_dir_all(&dir).map_err(DriverError::io("create", dir.clone()))
             }
             DriverKind::Lab => this.inner.with_lab(|lab| {
                 if lab.namespaces().routers.contains_key(&router) {
@@ -294,8 +355,8 @@ impl Driver {
                     guest_cidr: cidr,
                     gateway,
                     vms: Vec::new(),
-                })
-                .map_err(|e| lab_err(&e))
+                })?;
+                Ok(())
             }),
         })
         .await
@@ -305,7 +366,7 @@ impl Driver {
     ///
     /// # Errors
     /// Why it cannot be removed.
-    pub async fn remove_router(&self, router: &str) -> Result<(), String> {
+    pub async fn remove_router(&self, router: &str) -> Result<(), DriverError> {
         let this = self.clone();
         let router = router.to_string();
         blocking(move || {
@@ -313,7 +374,7 @@ impl Driver {
                 .inner
                 .routers
                 .lock()
-                .map_err(|_| "agent state poisoned".to_string())?
+                .map_err(|_| DriverError::Poisoned("agent"))?
                 .remove(&router);
             // Dropped before the namespace goes: the router's netlink socket lives in it and
             // would keep it alive. haproxy ends with the namespace's processes.
@@ -325,14 +386,14 @@ impl Driver {
                     let dir = dry_run_state(&this.inner.data_dir, &router);
                     match std::fs::remove_dir_all(&dir) {
                         Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                            Err(format!("cannot remove {}: {e}", dir.display()))
+                            Err(DriverError::io("remove", dir)(e))
                         }
                         _ => Ok(()),
                     }
                 }
                 DriverKind::Lab => {
                     this.inner
-                        .with_lab(|lab| lab.remove_network(&router).map_err(|e| lab_err(&e)))?;
+                        .with_lab(|lab| Ok(lab.remove_network(&router)?))?;
                     let dir = this.inner.data_dir.join("routers").join(&router);
                     let _ = std::fs::remove_dir_all(dir);
                     Ok(())
@@ -355,7 +416,7 @@ impl Driver {
         vm: &str,
         ip: Ipv4Addr,
         label: Option<VmLabel>,
-    ) -> Result<(), String> {
+    ) -> Result<(), DriverError> {
         if self.kind == DriverKind::DryRun {
             return Ok(());
         }
@@ -376,7 +437,7 @@ impl Driver {
                         .find(|v| v.ip == ip && v.label.is_none())
                         .map(|v| v.name.clone());
                     if let Some(old) = old {
-                        lab.remove_vm(&old).map_err(|e| lab_err(&e))?;
+                        lab.remove_vm(&old)?;
                     }
                 }
                 lab.add_vm(
@@ -386,8 +447,8 @@ impl Driver {
                         ip,
                         label,
                     },
-                )
-                .map_err(|e| lab_err(&e))
+                )?;
+                Ok(())
             })
         })
         .await
@@ -397,26 +458,20 @@ impl Driver {
     ///
     /// # Errors
     /// Why it cannot be removed.
-    pub async fn remove_vm(&self, vm: &str) -> Result<(), String> {
+    pub async fn remove_vm(&self, vm: &str) -> Result<(), DriverError> {
         if self.kind == DriverKind::DryRun {
             return Ok(());
         }
         let this = self.clone();
         let vm = vm.to_string();
-        blocking(move || {
-            this.inner
-                .with_lab(|lab| lab.remove_vm(&vm).map_err(|e| lab_err(&e)))
-        })
-        .await
+        blocking(move || this.inner.with_lab(|lab| Ok(lab.remove_vm(&vm)?))).await
     }
 
     /// The generation a router holds, as far as the agent knows (`None`: nothing, or unknown).
     pub async fn held(&self, router: &str) -> Option<Generation> {
         let slot = self.slot(router).ok()?;
         blocking(move || {
-            let slot = slot
-                .lock()
-                .map_err(|_| "router state poisoned".to_string())?;
+            let slot = slot.lock().map_err(|_| DriverError::Poisoned("router"))?;
             Ok(match &*slot {
                 RouterSlot::Lab(r) => r.generation(),
                 RouterSlot::DryRun(r) => r.generation(),
@@ -431,22 +486,19 @@ impl Driver {
     ///
     /// # Errors
     /// The router's reason for refusing it; the router keeps what it had.
-    pub async fn apply(&self, router: &str, config: RouterConfig) -> Result<Applied, String> {
+    pub async fn apply(&self, router: &str, config: RouterConfig) -> Result<Applied, DriverError> {
         let slot = self.slot(router)?;
         let this = self.clone();
         let router = router.to_string();
         blocking(move || {
-            let mut slot = slot
-                .lock()
-                .map_err(|_| "router state poisoned".to_string())?;
+            let mut slot = slot.lock().map_err(|_| DriverError::Poisoned("router"))?;
             match &mut *slot {
-                RouterSlot::Lab(r) => {
-                    answer(r.apply_document(config)).map_err(|e| vrouterd::chain(&e))
-                }
+                RouterSlot::Lab(r) => Ok(answer(r.apply_document(config))?),
                 RouterSlot::DryRun(r) => {
                     let fault = this.inner.fault.and_then(|f| f(&config));
-                    answer(this.dry_run_apply(&router, r, fault, |r| r.apply_document(config)))
-                        .map_err(|e| vrouterd::chain(&e))
+                    Ok(answer(this.dry_run_apply(&router, r, fault, |r| {
+                        r.apply_document(config)
+                    }))?)
                 }
             }
         })
@@ -489,13 +541,11 @@ impl Driver {
         router: &str,
         delta: RouterDelta,
     ) -> Result<Applied, DeltaFailure> {
-        let slot = self.slot(router).map_err(DeltaFailure::Refused)?;
+        let slot = self.slot(router)?;
         let this = self.clone();
         let router = router.to_string();
         tokio::task::spawn_blocking(move || {
-            let mut slot = slot
-                .lock()
-                .map_err(|_| DeltaFailure::Refused("router state poisoned".to_string()))?;
+            let mut slot = slot.lock().map_err(|_| DriverError::Poisoned("router"))?;
             let base = delta.base_generation;
             match &mut *slot {
                 RouterSlot::Lab(r) => delta_answer(r.apply_delta(&delta), base),
@@ -511,24 +561,22 @@ impl Driver {
             }
         })
         .await
-        .map_err(|e| DeltaFailure::Refused(format!("agent task failed: {e}")))?
+        .map_err(DriverError::Task)?
     }
 
     /// What a router holds and whether the kernel still enforces it.
     ///
     /// # Errors
     /// Why the router cannot be asked.
-    pub async fn status(&self, router: &str) -> Result<RouterStatus, String> {
+    pub async fn status(&self, router: &str) -> Result<RouterStatus, DriverError> {
         let slot = self.slot(router)?;
         blocking(move || {
-            let mut slot = slot
-                .lock()
-                .map_err(|_| "router state poisoned".to_string())?;
+            let mut slot = slot.lock().map_err(|_| DriverError::Poisoned("router"))?;
             match &mut *slot {
                 RouterSlot::Lab(r) => status_of(r.as_mut()),
                 RouterSlot::DryRun(r) => status_of(r.as_mut()),
             }
-            .map_err(|e| vrouterd::chain(&e))
+            .map_err(DriverError::from)
         })
         .await
     }
@@ -551,7 +599,7 @@ impl Driver {
             .unwrap_or_default();
         for name in names {
             if let Err(e) = self.slot(&name) {
-                tracing::warn!(router = %name, error = %e, "cannot open the router");
+                tracing::warn!(router = %name, error = %e.chain(), "cannot open the router");
             }
         }
     }
@@ -570,14 +618,12 @@ impl Driver {
         let mut repaired = Vec::new();
         for (name, slot) in slots {
             let done = blocking(move || {
-                let mut slot = slot
-                    .lock()
-                    .map_err(|_| "router state poisoned".to_string())?;
+                let mut slot = slot.lock().map_err(|_| DriverError::Poisoned("router"))?;
                 let RouterSlot::Lab(r) = &mut *slot else {
                     return Ok(None);
                 };
-                let fixed = match r.drift().map_err(|e| vrouterd::chain(&e))? {
-                    Drift::Drifted { .. } => r.repair().map_err(|e| vrouterd::chain(&e))?,
+                let fixed = match r.drift()? {
+                    Drift::Drifted { .. } => r.repair()?,
                     Drift::InSync | Drift::NothingApplied => None,
                 };
                 if let Err(e) = r.tend_balancer() {
@@ -589,7 +635,7 @@ impl Driver {
             match done {
                 Ok(Some(g)) => repaired.push((name, g)),
                 Ok(None) => {}
-                Err(e) => tracing::warn!(router = %name, error = %e, "drift repair failed"),
+                Err(e) => tracing::warn!(router = %name, error = %e.chain(), "drift repair failed"),
             }
         }
         repaired

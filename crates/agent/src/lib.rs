@@ -55,7 +55,8 @@ impl Agent {
         let timeout = self.apply_timeout;
         let work = async {
             let d = &self.driver;
-            let refused = Failure::Refused;
+            // The wire carries the driver's reason as text: the whole chain, at this edge only.
+            let refused = |e: driver::DriverError| Failure::Refused(e.chain());
             match op {
                 Op::EnsureRouter {
                     router,
@@ -93,8 +94,10 @@ impl Agent {
                     .map_err(refused),
                 Op::ApplyDelta { router, delta } => match d.apply_delta(&router, *delta).await {
                     Ok(outcome) => Ok(Answer::Applied { outcome }),
-                    Err(driver::DeltaFailure::Stale(r)) => Err(Failure::Stale(r)),
-                    Err(driver::DeltaFailure::Refused(r)) => Err(Failure::Refused(r)),
+                    Err(e @ driver::DeltaFailure::Stale { .. }) => {
+                        Err(Failure::Stale(vrouterd::chain(&e)))
+                    }
+                    Err(driver::DeltaFailure::Refused(e)) => Err(refused(e)),
                 },
                 Op::Held { router } => Ok(Answer::Held {
                     generation: d.held(&router).await,

@@ -4,9 +4,10 @@
 
 use std::path::Path;
 
-use agent::driver::{Applied, DeltaFailure, Driver};
-use router_config::{RouterConfig, RouterDelta};
+use agent::driver::{Applied, DeltaFailure, Driver, DriverError};
+use router_config::{DeltaError, RouterConfig, RouterDelta};
 use serde_json::{json, Value};
+use vrouterd::ApplyError;
 
 const ROUTER: &str = "r-1-VM";
 
@@ -64,8 +65,8 @@ async fn dry_run_supersedes_repeats_and_refuses_a_reused_generation() {
     let dir = tempfile::tempdir().unwrap();
     let d = driver_with_router(dir.path()).await;
     assert_eq!(
-        d.apply(ROUTER, config(5, &[80])).await,
-        Ok(Applied::Generation(5))
+        d.apply(ROUTER, config(5, &[80])).await.unwrap(),
+        Applied::Generation(5)
     );
     assert_eq!(written(dir.path()).generation, 5);
     let rendered = dir.path().join("dry-run").join(ROUTER).join("ruleset.nft");
@@ -74,15 +75,31 @@ async fn dry_run_supersedes_repeats_and_refuses_a_reused_generation() {
         .contains("table ip"));
 
     assert_eq!(
-        d.apply(ROUTER, config(4, &[443])).await,
-        Ok(Applied::Superseded(5))
+        d.apply(ROUTER, config(4, &[443])).await.unwrap(),
+        Applied::Superseded(5)
     );
     assert_eq!(
-        d.apply(ROUTER, config(5, &[80])).await,
-        Ok(Applied::Generation(5))
+        d.apply(ROUTER, config(5, &[80])).await.unwrap(),
+        Applied::Generation(5)
     );
     let err = d.apply(ROUTER, config(5, &[80, 443])).await.unwrap_err();
-    assert!(err.contains("generation 5 was already used"), "{err}");
+    assert!(
+        matches!(
+            err,
+            DriverError::Apply(ApplyError::GenerationReused {
+                generation: 5,
+                applied: 5
+            })
+        ),
+        "{err:?}"
+    );
+    // What an agent sends its server: the router's own words, nothing added.
+    assert!(
+        err.chain()
+            .starts_with("generation 5 was already used by a different config"),
+        "{}",
+        err.chain()
+    );
     assert_eq!(written(dir.path()).firewall_rules.len(), 1);
 
     let status = d.status(ROUTER).await.unwrap();
@@ -103,25 +120,40 @@ async fn a_refusal_burns_its_generation_and_keeps_what_the_router_held() {
     let dir = tempfile::tempdir().unwrap();
     let d = Driver::dry_run_refusing(dir.path(), refuse_6666);
     assert_eq!(
-        d.apply(ROUTER, config(1, &[80])).await,
-        Ok(Applied::Generation(1))
+        d.apply(ROUTER, config(1, &[80])).await.unwrap(),
+        Applied::Generation(1)
     );
     let err = d.apply(ROUTER, config(2, &[80, 6666])).await.unwrap_err();
-    assert!(err.contains("port 6666 is refused"), "{err}");
+    assert!(
+        matches!(
+            err,
+            DriverError::Apply(ApplyError::Kernel { generation: 2, .. })
+        ),
+        "{err:?}"
+    );
+    assert!(
+        err.chain().contains("port 6666 is refused"),
+        "{}",
+        err.chain()
+    );
     assert_eq!(d.held(ROUTER).await, Some(1));
     assert_eq!(written(dir.path()).generation, 1);
     // The number is spent, as on a real router.
     let err = d.apply(ROUTER, config(2, &[80])).await.unwrap_err();
-    assert!(err.contains("generation 2 was already used"), "{err}");
+    assert!(
+        err.chain().contains("generation 2 was already used"),
+        "{}",
+        err.chain()
+    );
     assert_eq!(
-        d.apply(ROUTER, config(3, &[80, 443])).await,
-        Ok(Applied::Generation(3))
+        d.apply(ROUTER, config(3, &[80, 443])).await.unwrap(),
+        Applied::Generation(3)
     );
     // Through a delta too.
     let delta = RouterDelta::between(&config(3, &[80, 443]), &config(4, &[80, 443, 6666]));
     match d.apply_delta(ROUTER, delta).await {
-        Err(DeltaFailure::Refused(reason)) => {
-            assert!(reason.contains("port 6666 is refused"), "{reason}")
+        Err(DeltaFailure::Refused(e)) => {
+            assert!(e.chain().contains("port 6666 is refused"), "{}", e.chain())
         }
         other => panic!("expected a refusal: {other:?}"),
     }
@@ -135,19 +167,32 @@ async fn a_delta_needs_the_generation_the_router_holds() {
     let first = RouterDelta::between(&config(1, &[80]), &config(2, &[80, 443]));
     assert!(matches!(
         d.apply_delta(ROUTER, first.clone()).await,
-        Err(DeltaFailure::Stale(_))
+        Err(DeltaFailure::Stale { .. })
     ));
     d.apply(ROUTER, config(1, &[80])).await.unwrap();
     assert_eq!(
-        d.apply_delta(ROUTER, first).await,
-        Ok(Applied::Generation(2))
+        d.apply_delta(ROUTER, first).await.unwrap(),
+        Applied::Generation(2)
     );
     assert_eq!(written(dir.path()).firewall_rules.len(), 2);
     let behind = RouterDelta::between(&config(1, &[80]), &config(3, &[22]));
-    assert!(matches!(
-        d.apply_delta(ROUTER, behind).await,
-        Err(DeltaFailure::Stale(_))
-    ));
+    let stale = d.apply_delta(ROUTER, behind).await.unwrap_err();
+    assert!(
+        matches!(
+            stale,
+            DeltaFailure::Stale {
+                base: 1,
+                source: DeltaError::BaseMismatch { base: 1, held: 2 }
+            }
+        ),
+        "{stale:?}"
+    );
+    // What an agent sends its server when it needs the complete config.
+    assert_eq!(
+        vrouterd::chain(&stale),
+        "router holds another generation than the delta's base 1: \
+         delta is against generation 1 but the router holds generation 2"
+    );
     assert_eq!(d.held(ROUTER).await, Some(2));
 }
 
@@ -163,17 +208,21 @@ async fn a_restarted_dry_run_agent_keeps_its_routers_generations() {
     let status = d.status(ROUTER).await.unwrap();
     assert_eq!((status.generation, status.drift), (Some(7), None));
     let err = d.apply(ROUTER, config(7, &[443])).await.unwrap_err();
-    assert!(err.contains("generation 7 was already used"), "{err}");
+    assert!(
+        err.chain().contains("generation 7 was already used"),
+        "{}",
+        err.chain()
+    );
     assert_eq!(
-        d.apply(ROUTER, config(6, &[443])).await,
-        Ok(Applied::Superseded(7))
+        d.apply(ROUTER, config(6, &[443])).await.unwrap(),
+        Applied::Superseded(7)
     );
 
     // A removed router's ledger goes with it: a router made again under the name starts anew.
     d.remove_router(ROUTER).await.unwrap();
     assert_eq!(d.held(ROUTER).await, None);
     assert_eq!(
-        d.apply(ROUTER, config(1, &[22])).await,
-        Ok(Applied::Generation(1))
+        d.apply(ROUTER, config(1, &[22])).await.unwrap(),
+        Applied::Generation(1)
     );
 }

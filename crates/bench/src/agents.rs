@@ -1193,18 +1193,18 @@ fn restart(
 
     // The router as an agent leaves it: made and loaded through the agent's own driver.
     let load_s = rt.block_on(async {
-        let driver = agent::driver::Driver::lab(&dir).map_err(anyhow::Error::msg)?;
+        let driver = agent::driver::Driver::lab(&dir).context("the host's lab")?;
         let cidr = mix::GUEST_CIDR.parse().context("guest cidr")?;
         driver
             .ensure_router(router, cidr, mix::GUEST_GATEWAY)
             .await
-            .map_err(anyhow::Error::msg)?;
+            .context("the router")?;
         let config = mix::config(Mix::A, o.restart_rules);
         let t = Instant::now();
         let applied = driver
             .apply(router, config)
             .await
-            .map_err(anyhow::Error::msg)?;
+            .context("the router's config")?;
         let load_s = t.elapsed().as_secs_f64();
         ensure!(
             matches!(applied, agent::driver::Applied::Generation(1)),

@@ -96,9 +96,9 @@ pub(crate) fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
         AgentDriver::DryRun => Driver::dry_run(&args.data_dir),
         AgentDriver::Lab => {
             if let Err(why) = Driver::lab_possible() {
-                bail!("the lab driver cannot run here: {why}");
+                bail!("the lab driver cannot run here: {}", why.chain());
             }
-            Driver::lab(&args.data_dir).map_err(|e| anyhow::anyhow!("the host's lab: {e}"))?
+            Driver::lab(&args.data_dir).context("the host's lab")?
         }
     };
     let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;

@@ -93,8 +93,8 @@ pub enum ServeError {
     #[error("database")]
     Db(#[from] store::db::DbError),
     /// The lab driver was asked for and cannot run.
-    #[error("the lab driver cannot run: {0}")]
-    Lab(String),
+    #[error("the lab driver cannot run")]
+    Lab(#[source] agent::driver::DriverError),
     /// First-start seeding failed.
     #[error("first start: {0}")]
     Bootstrap(String),
@@ -143,7 +143,8 @@ fn pick_driver(
             Err(why) => Ok((
                 Some(Driver::dry_run(data_dir)),
                 format!(
-                    "dry-run (chosen because the lab cannot run here: {why}; nothing is enforced)"
+                    "dry-run (chosen because the lab cannot run here: {}; nothing is enforced)",
+                    why.chain()
                 ),
             )),
         },
