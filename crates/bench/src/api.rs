@@ -367,31 +367,14 @@ async fn measure(db: &'static str, server: &Server, o: &Options) -> anyhow::Resu
 }
 
 pub(crate) async fn fresh_database(admin_url: &str) -> anyhow::Result<(String, String)> {
-    use sqlx::Connection;
     let name = format!("guestnet_bench_{}", std::process::id());
-    let mut conn = sqlx::PgConnection::connect(admin_url)
-        .await
-        .with_context(|| format!("connect to PostgreSQL at {admin_url}"))?;
-    sqlx::query(&format!("DROP DATABASE IF EXISTS {name}"))
-        .execute(&mut conn)
-        .await?;
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&mut conn)
-        .await?;
-    let base = admin_url
-        .rsplit_once('/')
-        .map_or(admin_url, |(b, _)| b)
-        .to_string();
-    Ok((name.clone(), format!("{base}/{name}")))
+    let url = store::databases::recreate(admin_url, &name).await?;
+    Ok((name, url))
 }
 
 pub(crate) async fn drop_database(admin_url: &str, name: &str) {
-    use sqlx::Connection;
-    if let Ok(mut conn) = sqlx::PgConnection::connect(admin_url).await {
-        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-            .execute(&mut conn)
-            .await;
-    }
+    // Best effort: a database left behind is recreated by the next run of the same name.
+    let _ = store::databases::drop(admin_url, name).await;
 }
 
 /// Runs the benchmark.

@@ -323,8 +323,6 @@ async fn set_keys(
 
 #[cfg(test)]
 mod tests {
-    use sqlx::Row;
-
     use super::*;
 
     #[tokio::test]
@@ -351,19 +349,9 @@ mod tests {
         assert_eq!(keys2.api_key, keys.api_key);
         assert_eq!(std::fs::read_to_string(path).unwrap(), text);
 
-        let count: i64 = sqlx::query("SELECT COUNT(*) AS n FROM public_ips")
-            .fetch_one(db.pool())
-            .await
-            .unwrap()
-            .try_get("n")
-            .unwrap();
+        let count = store::testing::public_ip_count(&db).await.unwrap();
         assert_eq!(count, 241);
-        let offerings: i64 = sqlx::query("SELECT COUNT(*) AS n FROM network_offerings")
-            .fetch_one(db.pool())
-            .await
-            .unwrap()
-            .try_get("n")
-            .unwrap();
+        let offerings = store::testing::network_offering_count(&db).await.unwrap();
         assert_eq!(offerings, 2);
     }
 }

@@ -14,7 +14,6 @@ use proptest::strategy::ValueTree;
 use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 use router_config::RouterConfig;
 use serde_json::Value;
-use sqlx::Row;
 
 use crate::app::App;
 use crate::testkit::{admin, app_on_with, call, settle, try_call, wait};
@@ -158,15 +157,9 @@ async fn run(app: &App, c: &Caller, cmd: &str, args: &[(&str, &str)]) -> Value {
 /// The config the router holds (dry-run: written in the data directory) and the one a full
 /// read of the database plans, generation aside.
 async fn held_and_planned(app: &App, network: &str) -> (RouterConfig, RouterConfig) {
-    let r = sqlx::query(
-        "SELECT n.id, r.name FROM routers r JOIN networks n ON n.id = r.network_id \
-         WHERE n.uuid = $1",
-    )
-    .bind(network)
-    .fetch_one(app.db.pool())
-    .await
-    .unwrap();
-    let (id, router): (i64, String) = (r.try_get("id").unwrap(), r.try_get("name").unwrap());
+    let (id, router) = store::testing::network_router(&app.db, network)
+        .await
+        .unwrap();
     let file = app
         .data_dir
         .join("dry-run")
@@ -294,9 +287,7 @@ async fn update_racing_a_create(update: &str) {
         ),
         _ => {
             // A write that records no job, as the updates did: the worker cannot know.
-            sqlx::query("UPDATE rules SET algorithm = 'source' WHERE uuid = $1")
-                .bind(&lb)
-                .execute(app.db.pool())
+            store::testing::set_balancer_algorithm_without_a_job(&app.db, &lb, "source")
                 .await
                 .unwrap();
         }

@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 
 use router_config::RouterConfig;
 use serde_json::Value;
-use sqlx::Row;
 
 use crate::testkit::{admin, app_with, app_with_timeout, call, settle, try_call, wait};
 use agent::driver::Driver;
@@ -60,18 +59,9 @@ async fn network_and_ip(app: &crate::app::App, root: &domain::actor::Caller) -> 
 }
 
 async fn generations(app: &crate::app::App, network: &str) -> (i64, i64) {
-    let r = sqlx::query(
-        "SELECT r.desired_generation, r.applied_generation FROM routers r \
-         JOIN networks n ON n.id = r.network_id WHERE n.uuid = $1",
-    )
-    .bind(network)
-    .fetch_one(app.db.pool())
-    .await
-    .unwrap();
-    (
-        r.try_get("desired_generation").unwrap(),
-        r.try_get("applied_generation").unwrap(),
-    )
+    store::testing::router_generations(&app.db, network)
+        .await
+        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -151,25 +141,17 @@ async fn a_refused_job_fails_alone_and_the_others_share_generations() {
     assert_eq!(i64::try_from(written.generation).unwrap(), after.1);
     assert_eq!(written.firewall_rules.len(), 5);
     // Nothing stays pending.
-    let pending: i64 = sqlx::query("SELECT COUNT(*) AS c FROM jobs WHERE status = 0")
-        .fetch_one(app.db.pool())
+    let pending = store::testing::job_count(&app.db, domain::job::JobStatus::Pending)
         .await
-        .unwrap()
-        .try_get("c")
         .unwrap();
     assert_eq!(pending, 0);
 }
 
 async fn listed_router(app: &crate::app::App, network: &str) -> String {
-    sqlx::query(
-        "SELECT r.name FROM routers r JOIN networks n ON n.id = r.network_id WHERE n.uuid = $1",
-    )
-    .bind(network)
-    .fetch_one(app.db.pool())
-    .await
-    .unwrap()
-    .try_get("name")
-    .unwrap()
+    store::testing::network_router(&app.db, network)
+        .await
+        .unwrap()
+        .1
 }
 
 /// The port whose first apply the stalling test router sits on.
@@ -238,14 +220,9 @@ async fn a_router_that_does_not_answer_fails_its_job_and_the_next_apply_catches_
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let (desired, applied) = generations(&app, &network).await;
-        let last_error: Option<String> =
-            sqlx::query("SELECT last_error FROM routers WHERE name = $1")
-                .bind(&router)
-                .fetch_one(app.db.pool())
-                .await
-                .unwrap()
-                .try_get("last_error")
-                .unwrap();
+        let last_error = store::testing::router_last_error(&app.db, &router)
+            .await
+            .unwrap();
         let written: RouterConfig = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
         if last_error.is_none()
             && desired == applied

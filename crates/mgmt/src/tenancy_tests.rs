@@ -7,7 +7,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use api_types::catalogue::{self, ApiSpec, ParamKind, ParamSpec};
 use api_types::error::{ApiError, ApiErrorCode};
 use serde_json::Value;
-use sqlx::{Column, Row};
 
 use crate::app::App;
 use crate::cmd::Entity;
@@ -255,59 +254,11 @@ fn sample(command: &str, param: &ParamSpec) -> &'static str {
     }
 }
 
-/// One row as text, every column whatever its type.
-fn row_text(row: &sqlx::any::AnyRow) -> String {
-    row.columns()
-        .iter()
-        .map(|c| {
-            let i = c.ordinal();
-            let v = if let Ok(v) = row.try_get::<Option<i64>, _>(i) {
-                format!("{v:?}")
-            } else if let Ok(v) = row.try_get::<Option<String>, _>(i) {
-                format!("{v:?}")
-            } else if let Ok(v) = row.try_get::<Option<f64>, _>(i) {
-                format!("{v:?}")
-            } else {
-                "?".to_string()
-            };
-            format!("{}={v}", c.name())
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
 /// Everything an account owns, row by row.
 async fn snapshot(app: &App, account_id: i64) -> BTreeSet<String> {
-    let own = "account_id = $1";
-    let of_rules = "lb_id IN (SELECT id FROM rules WHERE account_id = $1)";
-    let tables = [
-        ("accounts", "id = $1"),
-        ("users", own),
-        ("networks", own),
-        (
-            "routers",
-            "network_id IN (SELECT id FROM networks WHERE account_id = $1)",
-        ),
-        ("public_ips", own),
-        ("vms", own),
-        ("rules", own),
-        ("lb_members", of_rules),
-        ("lb_policies", of_rules),
-        ("jobs", own),
-        ("events", own),
-    ];
-    let mut rows = BTreeSet::new();
-    for (table, cond) in tables {
-        for r in sqlx::query(&format!("SELECT * FROM {table} WHERE {cond}"))
-            .bind(account_id)
-            .fetch_all(app.db.pool())
-            .await
-            .unwrap()
-        {
-            rows.insert(format!("{table}: {}", row_text(&r)));
-        }
-    }
-    rows
+    store::testing::account_snapshot(&app.db, account_id)
+        .await
+        .unwrap()
 }
 
 /// The arguments of one call of `spec` by `bob`: required parameters, every parameter naming

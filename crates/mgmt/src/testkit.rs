@@ -7,12 +7,12 @@ use std::time::Duration;
 use api_types::catalogue;
 use api_types::params::check_and_normalize;
 use serde_json::Value;
-use sqlx::Row;
 
 use crate::app::App;
 use agent::driver::Driver;
 use agent::Agent;
 use domain::actor::Caller;
+use domain::job::JobStatus;
 use store::db::Db;
 
 use crate::hosts::{self, Hosts};
@@ -55,41 +55,10 @@ pub(crate) async fn app_on_with(dir: &std::path::Path, url: &str, driver: Driver
 
 /// A database of its own on the PostgreSQL server the test command names
 /// (`GUESTNET_TEST_POSTGRES_URL`), or the one on 127.0.0.1:5432; no server is a failure.
-pub(crate) struct PgDatabase {
-    /// Its URL.
-    pub(crate) url: String,
-    name: String,
-    admin: sqlx::AnyPool,
-}
+pub(crate) use store::testing::PgDatabase;
 
 pub(crate) async fn postgres_database(prefix: &str) -> PgDatabase {
-    let base = std::env::var("GUESTNET_TEST_POSTGRES_URL")
-        .ok()
-        .filter(|u| !u.is_empty())
-        .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/postgres".to_string());
-    sqlx::any::install_default_drivers();
-    let admin = sqlx::AnyPool::connect(&base).await.unwrap();
-    let name = format!("{prefix}_{}", uuid::Uuid::new_v4().simple());
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&admin)
-        .await
-        .unwrap();
-    let (server, _) = base.rsplit_once('/').unwrap();
-    PgDatabase {
-        url: format!("{server}/{name}"),
-        name,
-        admin,
-    }
-}
-
-impl PgDatabase {
-    /// Drops the database (its users' connections closed first by the caller, or forced).
-    pub(crate) async fn drop(self) {
-        sqlx::query(&format!("DROP DATABASE {} WITH (FORCE)", self.name))
-            .execute(&self.admin)
-            .await
-            .unwrap();
-    }
+    PgDatabase::create(prefix).await
 }
 
 /// Runs `f` on an app over a database of its own on the test PostgreSQL server (see
@@ -105,22 +74,15 @@ pub(crate) async fn on_postgres(prefix: &str, f: impl AsyncFnOnce(&App)) {
 }
 
 pub(crate) async fn admin(app: &App) -> Caller {
-    let r = sqlx::query(
-        "SELECT u.id AS uid, u.uuid AS uuuid, a.id AS aid, a.uuid AS auuid, \
-         d.id AS did, d.uuid AS duuid FROM users u JOIN accounts a ON a.id = u.account_id \
-         JOIN domains d ON d.id = a.domain_id WHERE u.username = 'admin'",
-    )
-    .fetch_one(app.db.pool())
-    .await
-    .unwrap();
+    let ids = store::testing::user_ids(&app.db, "admin").await.unwrap();
     Caller {
-        user_id: r.try_get("uid").unwrap(),
-        user_uuid: r.try_get("uuuid").unwrap(),
-        account_id: r.try_get("aid").unwrap(),
-        account_uuid: r.try_get("auuid").unwrap(),
+        user_id: ids.user_id,
+        user_uuid: ids.user_uuid,
+        account_id: ids.account_id,
+        account_uuid: ids.account_uuid,
         account_name: "admin".into(),
-        domain_id: r.try_get("did").unwrap(),
-        domain_uuid: r.try_get("duuid").unwrap(),
+        domain_id: ids.domain_id,
+        domain_uuid: ids.domain_uuid,
         domain_name: "ROOT".into(),
         domain_path: "ROOT".into(),
         admin: true,
@@ -129,38 +91,14 @@ pub(crate) async fn admin(app: &App) -> Caller {
 
 /// An ordinary account `name` with one user, made directly in the database.
 pub(crate) async fn user(app: &App, root: &Caller, name: &str) -> Caller {
-    let account_uuid = uuid::Uuid::new_v4().to_string();
-    let user_uuid = uuid::Uuid::new_v4().to_string();
-    let aid: i64 = sqlx::query(
-        "INSERT INTO accounts (uuid, name, domain_id, account_type, state, created) \
-         VALUES ($1, $2, $3, 0, 'enabled', 0) RETURNING id",
-    )
-    .bind(&account_uuid)
-    .bind(name)
-    .bind(root.domain_id)
-    .fetch_one(app.db.pool())
-    .await
-    .unwrap()
-    .try_get("id")
-    .unwrap();
-    let uid: i64 = sqlx::query(
-        "INSERT INTO users (uuid, account_id, username, password_hash, email, firstname, \
-         lastname, state, created) VALUES ($1, $2, $3, 'x', 'a@example.org', 'A', 'L', \
-         'enabled', 0) RETURNING id",
-    )
-    .bind(&user_uuid)
-    .bind(aid)
-    .bind(name)
-    .fetch_one(app.db.pool())
-    .await
-    .unwrap()
-    .try_get("id")
-    .unwrap();
+    let ids = store::testing::add_account_with_user(&app.db, name, root.domain_id)
+        .await
+        .unwrap();
     Caller {
-        user_id: uid,
-        user_uuid,
-        account_id: aid,
-        account_uuid,
+        user_id: ids.user_id,
+        user_uuid: ids.user_uuid,
+        account_id: ids.account_id,
+        account_uuid: ids.account_uuid,
         account_name: name.into(),
         admin: false,
         ..root.clone()
@@ -171,11 +109,8 @@ pub(crate) async fn user(app: &App, root: &Caller, name: &str) -> Caller {
 pub(crate) async fn settle(app: &App, within: Duration) {
     let deadline = std::time::Instant::now() + within;
     loop {
-        let pending: i64 = sqlx::query("SELECT COUNT(*) AS c FROM jobs WHERE status = 0")
-            .fetch_one(app.db.pool())
+        let pending = store::testing::job_count(&app.db, JobStatus::Pending)
             .await
-            .unwrap()
-            .try_get("c")
             .unwrap();
         if pending == 0 {
             return;
@@ -259,15 +194,10 @@ pub(crate) async fn try_call(
 pub(crate) async fn wait(app: &App, job: &Value) -> (i64, Value) {
     let uuid = job["jobid"].as_str().unwrap().to_string();
     for _ in 0..200 {
-        let r = sqlx::query("SELECT status, result FROM jobs WHERE uuid = $1")
-            .bind(&uuid)
-            .fetch_one(app.db.pool())
-            .await
-            .unwrap();
-        let status: i64 = r.try_get("status").unwrap();
-        if status != 0 {
-            let result: String = r.try_get("result").unwrap();
-            return (status, serde_json::from_str(&result).unwrap());
+        let job = store::jobs::by_uuid(&app.db, &uuid).await.unwrap().unwrap();
+        if job.status != JobStatus::Pending {
+            let result = job.result.unwrap();
+            return (job.status.code(), serde_json::from_str(&result).unwrap());
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

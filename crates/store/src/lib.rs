@@ -5,7 +5,8 @@
 //! for listings' dynamic filters ([`filter`]), and the statements, organised by table or
 //! aggregate ([`rules`], [`balancers`], [`jobs`], [`routers`], [`router_views`], [`vms`],
 //! [`networks`], [`addresses`], [`ranges`], [`catalogue`], [`owners`], [`events`], [`hosts`],
-//! [`accounts`], [`limits`], [`tokens`], [`seed`]). It reads rows into the domain's types and
+//! [`accounts`], [`limits`], [`tokens`], [`seed`]), and a PostgreSQL server's databases
+//! made fresh for a run ([`databases`]). It reads rows into the domain's types and
 //! never decides anything:
 //! checks and planning are [`domain`]'s.
 //!
@@ -52,6 +53,7 @@ pub mod accounts;
 pub mod addresses;
 pub mod balancers;
 pub mod catalogue;
+pub mod databases;
 pub mod db;
 pub mod error;
 pub mod events;
@@ -75,8 +77,8 @@ pub mod tokens;
 pub mod vms;
 pub mod work;
 
-#[cfg(test)]
-mod testing;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 
 pub use db::{Db, DbError, Dialect};
 pub use error::StoreError;

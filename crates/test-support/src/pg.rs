@@ -117,8 +117,9 @@ impl PgCluster {
         cluster
     }
 
-    /// A URL for sqlx (its PostgreSQL driver, directly or through `sqlx::any`) that connects as
-    /// `postgres` to database `guestnet` through the cluster's Unix socket.
+    /// A URL (libpq's form, which the management server's database driver and `psql` both
+    /// read) that connects as `postgres` to database `guestnet` through the cluster's Unix
+    /// socket.
     pub fn url(&self) -> String {
         format!(
             "postgres://postgres@localhost/{DATABASE}?host={}&port={}",
@@ -198,6 +199,11 @@ impl PgCluster {
     /// `postgres` in the cluster's home. Its output goes to a file rather than a pipe, so a
     /// server it starts can never hold our end open; on failure the error carries that output.
     fn as_postgres(&self, program: &str, args: &[&str]) -> Result<(), PgError> {
+        self.as_postgres_said(program, args).map(|_| ())
+    }
+
+    /// Runs one of the cluster's programs as `postgres`; what it wrote, trimmed, on success.
+    fn as_postgres_said(&self, program: &str, args: &[&str]) -> Result<String, PgError> {
         let path = self.bin.join(program);
         let program_path = if path.is_file() {
             path
@@ -218,7 +224,7 @@ impl PgCluster {
             .unwrap_or_else(|e| panic!("cannot run {}: {e}", program_path.display()));
         let said = std::fs::read_to_string(&out_path).unwrap_or_default();
         if status.success() {
-            Ok(())
+            Ok(said.trim().to_string())
         } else {
             Err(PgError {
                 command: c.line().to_string(),
@@ -358,27 +364,23 @@ fn port_looks_free(port: u16) -> bool {
 mod self_tests {
     use std::time::Instant;
 
-    use sqlx::Connection;
-
     use super::*;
 
-    async fn select_one(url: &str) -> Result<i32, sqlx::Error> {
-        let mut conn = sqlx::AnyConnection::connect(url).await?;
-        let one = sqlx::query_scalar::<_, i32>("SELECT 1")
-            .fetch_one(&mut conn)
-            .await?;
-        conn.close().await?;
-        Ok(one)
+    /// `statement`'s answer, unaligned and without headers, from `psql` connecting by `url`.
+    fn psql(pg: &PgCluster, url: &str, statement: &str) -> Result<String, PgError> {
+        pg.as_postgres_said(
+            "psql",
+            &["-X", "-q", "-A", "-t", "-d", url, "-c", statement],
+        )
+    }
+
+    fn select_one(pg: &PgCluster, url: &str) -> Result<String, PgError> {
+        psql(pg, url, "SELECT 1")
     }
 
     #[test]
     #[ignore = "needs root and network namespaces: run by cargo xtask test"]
     fn cluster_answers_over_its_socket_restarts_and_is_removed_on_drop() {
-        sqlx::any::install_default_drivers();
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
         let pg = PgCluster::start();
         let url = pg.url();
         let sock = pg.socket_dir();
@@ -393,45 +395,21 @@ mod self_tests {
             pg.log()
         );
 
-        rt.block_on(async {
-            let pool = sqlx::AnyPool::connect(&url)
-                .await
-                .expect("connect the pool");
-            let one: i32 = sqlx::query_scalar("SELECT 1")
-                .fetch_one(&pool)
-                .await
-                .expect("SELECT 1");
-            assert_eq!(one, 1);
-            let db: String = sqlx::query_scalar("SELECT current_database()::text")
-                .fetch_one(&pool)
-                .await
-                .expect("current_database()");
-            assert_eq!(db, DATABASE);
-            let listen: String = sqlx::query_scalar("SHOW listen_addresses")
-                .fetch_one(&pool)
-                .await
-                .expect("SHOW listen_addresses");
-            assert_eq!(listen, "", "the cluster must not listen on TCP");
-            pool.close().await;
-        });
+        assert_eq!(select_one(&pg, &url).expect("SELECT 1"), "1");
+        let db = psql(&pg, &url, "SELECT current_database()::text").expect("current_database()");
+        assert_eq!(db, DATABASE);
+        let listen = psql(&pg, &url, "SHOW listen_addresses").expect("SHOW listen_addresses");
+        assert_eq!(listen, "", "the cluster must not listen on TCP");
 
         pg.restart();
-        assert_eq!(
-            rt.block_on(select_one(&url))
-                .expect("SELECT 1 after restart"),
-            1
-        );
+        assert_eq!(select_one(&pg, &url).expect("SELECT 1 after restart"), "1");
 
         pg.stop();
-        assert!(
-            rt.block_on(select_one(&url)).is_err(),
-            "a stopped cluster answered"
-        );
+        assert!(select_one(&pg, &url).is_err(), "a stopped cluster answered");
         pg.start_again();
         assert_eq!(
-            rt.block_on(select_one(&url))
-                .expect("SELECT 1 after starting again"),
-            1
+            select_one(&pg, &url).expect("SELECT 1 after starting again"),
+            "1"
         );
 
         let postmaster = pg

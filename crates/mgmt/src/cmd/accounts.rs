@@ -478,11 +478,7 @@ mod tests {
         )
         .await;
         // Read straight from the table: no command ever shows a password's hash.
-        let hashes: Vec<(String, String)> =
-            sqlx::query_as("SELECT username, password_hash FROM users ORDER BY id")
-                .fetch_all(app.db.pool())
-                .await
-                .unwrap();
+        let hashes = store::testing::password_hashes(&app.db).await.unwrap();
         assert_eq!(hashes.len(), 2);
         for (user, stored) in &hashes {
             assert!(

@@ -189,7 +189,6 @@ fn millis(d: Duration) -> i64 {
 #[cfg(test)]
 mod tests {
     use serde_json::Value;
-    use sqlx::Row;
 
     use super::check_host_name;
     use crate::app::App;
@@ -212,18 +211,12 @@ mod tests {
             ],
         )
         .await;
-        let r = sqlx::query(
-            "SELECT u.id AS uid, u.uuid AS uuuid, a.id AS aid, a.uuid AS auuid \
-             FROM users u JOIN accounts a ON a.id = u.account_id WHERE u.username = 'bob'",
-        )
-        .fetch_one(app.db.pool())
-        .await
-        .unwrap();
+        let ids = store::testing::user_ids(&app.db, "bob").await.unwrap();
         Caller {
-            user_id: r.try_get("uid").unwrap(),
-            user_uuid: r.try_get("uuuid").unwrap(),
-            account_id: r.try_get("aid").unwrap(),
-            account_uuid: r.try_get("auuid").unwrap(),
+            user_id: ids.user_id,
+            user_uuid: ids.user_uuid,
+            account_id: ids.account_id,
+            account_uuid: ids.account_uuid,
             account_name: "bob".into(),
             admin: false,
             ..root.clone()
@@ -231,12 +224,8 @@ mod tests {
     }
 
     async fn event_count(app: &App, event_type: &str) -> i64 {
-        sqlx::query("SELECT COUNT(*) AS n FROM events WHERE event_type = $1")
-            .bind(event_type)
-            .fetch_one(app.db.pool())
+        store::testing::event_count(&app.db, event_type)
             .await
-            .unwrap()
-            .try_get("n")
             .unwrap()
     }
 
@@ -253,9 +242,7 @@ mod tests {
 
     /// The servers' heartbeats, as housekeeping (not running in tests) would keep them.
     async fn heartbeat(app: &App, at: i64) {
-        sqlx::query("UPDATE servers SET heartbeat = $1")
-            .bind(at)
-            .execute(app.db.pool())
+        store::testing::set_server_heartbeats(&app.db, at)
             .await
             .unwrap();
     }
@@ -293,37 +280,23 @@ mod tests {
         let id = t["id"].as_str().unwrap().to_string();
         assert_eq!(t["host"], "edge-1");
         assert!(t["created"].is_string());
-        let host_uuid: String = sqlx::query("SELECT uuid FROM hosts WHERE name = 'edge-1'")
-            .fetch_one(app.db.pool())
-            .await
-            .unwrap()
-            .try_get("uuid")
-            .unwrap();
+        let host_uuid = store::testing::host_uuid(&app.db, "edge-1").await.unwrap();
         assert_eq!(t["hostid"], host_uuid.as_str());
 
         // Only the digest is stored: no column of the row, and no event, holds the token.
-        let row = sqlx::query(
-            "SELECT uuid, host_id, digest, created, revoked, last_used FROM agent_tokens",
-        )
-        .fetch_one(app.db.pool())
-        .await
-        .unwrap();
-        let digest: String = row.try_get("digest").unwrap();
+        let row = store::testing::agent_tokens(&app.db)
+            .await
+            .unwrap()
+            .remove(0);
+        let digest = row.digest;
         assert_eq!(digest, crate::hosts::digest(&token));
         assert_ne!(digest, token);
-        assert_eq!(row.try_get::<String, _>("uuid").unwrap(), id);
-        assert_eq!(row.try_get::<Option<i64>, _>("revoked").unwrap(), None);
-        assert_eq!(row.try_get::<Option<i64>, _>("last_used").unwrap(), None);
-        let leaked: i64 = sqlx::query(
-            "SELECT COUNT(*) AS n FROM events WHERE description LIKE $1 OR resource_uuid = $2",
-        )
-        .bind(format!("%{token}%"))
-        .bind(&token)
-        .fetch_one(app.db.pool())
-        .await
-        .unwrap()
-        .try_get("n")
-        .unwrap();
+        assert_eq!(row.uuid, id);
+        assert_eq!(row.revoked, None);
+        assert_eq!(row.last_used, None);
+        let leaked = store::testing::events_mentioning(&app.db, &token)
+            .await
+            .unwrap();
         assert_eq!(leaked, 0);
         // Nor do the database's files, write-ahead log included.
         for file in ["t.db", "t.db-wal"] {
@@ -361,15 +334,8 @@ mod tests {
 
         // Revoking again succeeds and keeps the first time.
         let revoked_at = |app: &App| {
-            let pool = app.db.pool().clone();
-            async move {
-                sqlx::query("SELECT revoked FROM agent_tokens")
-                    .fetch_one(&pool)
-                    .await
-                    .unwrap()
-                    .try_get::<Option<i64>, _>("revoked")
-                    .unwrap()
-            }
+            let db = app.db.clone();
+            async move { store::testing::agent_tokens(&db).await.unwrap()[0].revoked }
         };
         let first = revoked_at(&app).await;
         assert!(first.is_some());
@@ -443,12 +409,7 @@ mod tests {
             assert_eq!(e.text, reference.text, "{cmd}");
         }
         // Nothing was done for him.
-        let hosts: i64 = sqlx::query("SELECT COUNT(*) AS n FROM hosts WHERE name = 'edge-2'")
-            .fetch_one(app.db.pool())
-            .await
-            .unwrap()
-            .try_get("n")
-            .unwrap();
+        let hosts = store::testing::host_count(&app.db, "edge-2").await.unwrap();
         assert_eq!(hosts, 0);
         assert_eq!(listed_token(&app, &root, &id).await["state"], "Active");
     }
@@ -473,12 +434,7 @@ mod tests {
             .await
             .unwrap_err();
         assert!(e.text.contains("65 characters"), "{}", e.text);
-        let n: i64 = sqlx::query("SELECT COUNT(*) AS n FROM agent_tokens")
-            .fetch_one(app.db.pool())
-            .await
-            .unwrap()
-            .try_get("n")
-            .unwrap();
+        let n = store::testing::agent_tokens(&app.db).await.unwrap().len();
         assert_eq!(n, 0);
         let longest = "h".repeat(64);
         call(&app, &root, "createAgentToken", &[("host", &longest)]).await;

@@ -6,10 +6,9 @@ use api_types::catalogue::{ParamKind, ParamSpec};
 use api_types::error::ApiError;
 use api_types::params::{Paging, Params};
 use serde_json::{json, Value};
-use sqlx::{Any, Transaction};
 use store::lookups::{Owned, Shared};
 
-use crate::app::{internal, store_error, ApiResult, App};
+use crate::app::{store_error, ApiResult, App};
 use crate::resp::Owner;
 use domain::actor::Caller;
 use domain::job::Outcome;
@@ -257,15 +256,6 @@ pub fn page(key: &str, items: Vec<Value>, paging: Paging) -> Value {
         .take(range.len())
         .collect();
     crate::resp::list(key, total, slice)
-}
-
-/// Begins a write transaction (on SQLite, after taking the write lock, which the caller holds
-/// in `guard` until the commit).
-///
-/// # Errors
-/// 530 when the database cannot begin one.
-pub async fn begin(app: &App) -> ApiResult<Transaction<'static, Any>> {
-    app.db.begin_write().await.map_err(internal)
 }
 
 /// The immediate answer of an async create command: `{"id": ..., "jobid": ...}`.

@@ -6,7 +6,6 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use sqlx::Row;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
@@ -35,11 +34,11 @@ impl Drop for Server {
 async fn start(app: App, limits: ConnLimits) -> Server {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let r = sqlx::query("SELECT api_key, secret_key FROM users WHERE username = 'admin'")
-        .fetch_one(app.db.pool())
+    let keys = store::accounts::keys_of(&app.db, "admin")
         .await
+        .unwrap()
         .unwrap();
-    let (key, secret): (String, String) = (r.try_get(0).unwrap(), r.try_get(1).unwrap());
+    let (key, secret) = (keys.api_key.unwrap(), keys.secret_key.unwrap());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let router = crate::http::router(app);
     tokio::spawn(serve_http(listener, router, limits, async {

@@ -340,8 +340,7 @@ mod flow {
             assert_eq!(e.code.code(), 431, "{gw}/{mask}: {}", e.text);
         }
         // Exhaust the public addresses: the next network gets 533 and leaves no row.
-        sqlx::query("UPDATE public_ips SET state = 'Allocated'")
-            .execute(app.db.pool())
+        store::testing::allocate_every_public_ip(&app.db)
             .await
             .unwrap();
         let e = try_call(

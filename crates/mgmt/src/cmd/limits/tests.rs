@@ -4,7 +4,6 @@
 
 use api_types::error::ApiError;
 use serde_json::Value;
-use sqlx::Row;
 
 use crate::app::App;
 use crate::testkit::{admin, app, app_on, call, on_postgres, postgres_database, try_call};
@@ -29,21 +28,10 @@ fn root_domain(root: &Caller) -> Dom {
 }
 
 async fn subdomain(app: &App, parent: &Dom, name: &str) -> Dom {
-    let uuid = uuid::Uuid::new_v4().to_string();
     let path = format!("{}/{name}", parent.path);
-    let id: i64 = sqlx::query(
-        "INSERT INTO domains (uuid, name, path, parent_id, created) \
-         VALUES ($1, $2, $3, $4, 0) RETURNING id",
-    )
-    .bind(&uuid)
-    .bind(name)
-    .bind(&path)
-    .bind(parent.id)
-    .fetch_one(app.db.pool())
-    .await
-    .unwrap()
-    .try_get("id")
-    .unwrap();
+    let (id, uuid) = store::testing::add_subdomain(&app.db, parent.id, name, &path)
+        .await
+        .unwrap();
     Dom {
         id,
         uuid,
@@ -68,20 +56,13 @@ async fn tenant(app: &App, root: &Caller, name: &str, domain: &Dom) -> Caller {
         ],
     )
     .await;
-    let r = sqlx::query(
-        "SELECT u.id AS uid, u.uuid AS uuuid, a.id AS aid, a.uuid AS auuid \
-         FROM users u JOIN accounts a ON a.id = u.account_id WHERE u.username = $1",
-    )
-    .bind(name)
-    .fetch_one(app.db.pool())
-    .await
-    .unwrap();
+    let ids = store::testing::user_ids(&app.db, name).await.unwrap();
     assert_eq!(answer["account"]["name"], name);
     Caller {
-        user_id: r.try_get("uid").unwrap(),
-        user_uuid: r.try_get("uuuid").unwrap(),
-        account_id: r.try_get("aid").unwrap(),
-        account_uuid: r.try_get("auuid").unwrap(),
+        user_id: ids.user_id,
+        user_uuid: ids.user_uuid,
+        account_id: ids.account_id,
+        account_uuid: ids.account_uuid,
         account_name: name.to_string(),
         domain_id: domain.id,
         domain_uuid: domain.uuid.clone(),
@@ -152,16 +133,9 @@ async fn set_limit(app: &App, root: &Caller, args: &[(&str, &str)]) -> Value {
 
 /// What the account holds of public IPs, as the database says.
 async fn ips_held(app: &App, account_id: i64) -> i64 {
-    sqlx::query(
-        "SELECT COUNT(*) AS n FROM public_ips WHERE account_id = $1 \
-         AND state IN ('Allocating', 'Allocated')",
-    )
-    .bind(account_id)
-    .fetch_one(app.db.pool())
-    .await
-    .unwrap()
-    .try_get("n")
-    .unwrap()
+    store::testing::public_ips_held(&app.db, account_id)
+        .await
+        .unwrap()
 }
 
 /// Arguments of a refused request, the code it gets, and words its text has.
@@ -430,12 +404,7 @@ async fn limits_are_listed_with_cloudstack_defaults_and_set_by_admins() {
     .await
     .unwrap_err();
     assert_eq!(e.code.code(), 431, "{}", e.text);
-    let stored: i64 = sqlx::query("SELECT COUNT(*) AS n FROM resource_limits")
-        .fetch_one(app.db.pool())
-        .await
-        .unwrap()
-        .try_get("n")
-        .unwrap();
+    let stored = store::testing::resource_limit_count(&app.db).await.unwrap();
     assert_eq!(stored, 1, "only ten's public_ip limit is stored");
 }
 
