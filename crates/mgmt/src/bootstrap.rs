@@ -26,7 +26,7 @@ use store::db::Db;
 use store::seed::{Seed, SeedOffering};
 use store::StoreError;
 
-pub use store::seed::{insert_public_range, PublicRange};
+pub use store::ranges::PublicRange;
 
 /// The environment variable holding the admin's API key.
 pub const ENV_API_KEY: &str = "GUESTNET_ADMIN_API_KEY";

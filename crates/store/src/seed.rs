@@ -1,91 +1,13 @@
-//! What a first start writes into an empty database, and public address ranges (which the
-//! seed and createVlanIpRange both add).
-
-use std::net::Ipv4Addr;
+//! What a first start writes into an empty database (its public range through
+//! [`crate::ranges::insert`], as createVlanIpRange adds one).
 
 use domain::ids::{VlanRangeId, ZoneId};
-use sqlx::{Any, Row, Transaction};
+use sqlx::Row;
 
 use crate::db::{now_ms, Db};
 use crate::error::StoreError;
 
-/// A public address range to add to a zone.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PublicRange {
-    /// The VLAN tag, or `untagged`.
-    pub vlan: String,
-    /// The segment's gateway.
-    pub gateway: Ipv4Addr,
-    /// The segment's netmask.
-    pub netmask: Ipv4Addr,
-    /// First address handed out.
-    pub start: Ipv4Addr,
-    /// Last address handed out.
-    pub end: Ipv4Addr,
-}
-
-/// Rows per multi-row insert of public addresses.
-const IP_CHUNK: u32 = 500;
-
-/// Inserts a range and one Free `public_ips` row per address of it, in the caller's
-/// transaction; returns the range's id and uuid. The caller has checked the range.
-///
-/// # Errors
-/// [`StoreError::Db`].
-pub async fn insert_public_range(
-    tx: &mut Transaction<'_, Any>,
-    zone_id: i64,
-    range: &PublicRange,
-) -> Result<(i64, String), StoreError> {
-    let e = StoreError::db("inserting a public range");
-    let uuid = uuid::Uuid::new_v4().to_string();
-    let range_id: i64 = sqlx::query(
-        "INSERT INTO vlan_ranges (uuid, zone_id, vlan, gateway, netmask, start_ip, end_ip, \
-         created) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
-    )
-    .bind(&uuid)
-    .bind(zone_id)
-    .bind(&range.vlan)
-    .bind(range.gateway.to_string())
-    .bind(range.netmask.to_string())
-    .bind(range.start.to_string())
-    .bind(range.end.to_string())
-    .bind(now_ms())
-    .fetch_one(&mut **tx)
-    .await
-    .and_then(|r| r.try_get("id"))
-    .map_err(e)?;
-    let (first, last) = (u32::from(range.start), u32::from(range.end));
-    let mut next = first;
-    while next <= last {
-        let stop = next.saturating_add(IP_CHUNK - 1).min(last);
-        // Every value is made here (uuids, dotted quads, numbers), so they are written as
-        // literals: one statement per chunk, whatever the back end's limit on bound values.
-        let values: Vec<String> = (next..=stop)
-            .map(|n| {
-                format!(
-                    "('{}', '{}', {}, {range_id}, {zone_id}, 'Free', 0, 0)",
-                    uuid::Uuid::new_v4(),
-                    Ipv4Addr::from(n),
-                    i64::from(n)
-                )
-            })
-            .collect();
-        sqlx::query(&format!(
-            "INSERT INTO public_ips (uuid, address, address_num, vlan_range_id, zone_id, state, \
-             source_nat, applied) VALUES {}",
-            values.join(", ")
-        ))
-        .execute(&mut **tx)
-        .await
-        .map_err(StoreError::db("inserting a range's public addresses"))?;
-        match stop.checked_add(1) {
-            Some(n) => next = n,
-            None => break,
-        }
-    }
-    Ok((range_id, uuid))
-}
+pub use crate::ranges::PublicRange;
 
 /// Whether the database was seeded (its ROOT domain exists).
 ///
@@ -243,7 +165,8 @@ pub async fn seed(db: &Db, s: &Seed<'_>) -> Result<VlanRangeId, StoreError> {
     .execute(&mut **tx)
     .await
     .map_err(e)?;
-    let (range_id, _) = insert_public_range(change.conn(), zone_id, &s.range).await?;
+    let (range_id, _) = crate::ranges::insert(change.conn(), zone_id, &s.range).await?;
+    let range_id = range_id.get();
     let _receipt = change.commit().await?;
     Ok(VlanRangeId::from(range_id))
 }

@@ -11,7 +11,6 @@ use store::lookups::{Owned, Shared};
 use crate::app::{store_error, ApiResult, App};
 use crate::resp::Owner;
 use domain::actor::Caller;
-use domain::job::Outcome;
 use domain::model::{IpRow, NetworkRow, Rule};
 
 mod accounts;
@@ -58,33 +57,6 @@ pub async fn dispatch(app: &App, caller: &Caller, name: &str, p: &Params) -> Api
     (command.handler)(app, caller, p).await
 }
 
-/// The `jobresult` of a job that succeeded, rendered by the handlers' own readers.
-///
-/// The job runner renders results with [`crate::resp::job::job_result`]; this copy keeps the
-/// handlers' result renderers (addresses, VMs, policies) in use until they move into the
-/// response layer, and then goes.
-///
-/// # Errors
-/// When the entity cannot be read back.
-pub async fn job_result(app: &App, outcome: &Outcome) -> ApiResult<Value> {
-    match outcome {
-        Outcome::Success => Ok(json!({"success": true})),
-        Outcome::Fixed { value } => Ok(value.clone()),
-        Outcome::Rule { id, object } => rule_object(app, *id, object).await,
-        Outcome::Created { uuid, object } => {
-            let id = store::lookups::rule_by_uuid(&app.db, uuid)
-                .await
-                .map_err(store_error)?
-                .ok_or_else(|| ApiError::internal(format!("rule {uuid} is gone")))?
-                .id;
-            rule_object(app, id, object).await
-        }
-        Outcome::Policy { lb_id, kind } => lb::policy_result(app, *lb_id, *kind).await,
-        Outcome::Ip { id } => infra::ip_result(app, *id).await,
-        Outcome::Vm { id } => infra::vm_result(app, *id).await,
-    }
-}
-
 /// A rule wrapped under `object` (`{"firewallrule": {...}}`), as a job result shows it to its
 /// owner (fields for administrators included, as CloudStack's job results are serialized).
 ///
@@ -124,7 +96,7 @@ pub fn required<'a>(p: &'a Params, name: &str) -> ApiResult<&'a str> {
 /// # Errors
 /// 530 when the account cannot be read.
 pub async fn owner(app: &App, account_id: i64) -> ApiResult<Owner> {
-    let o = store::runner_reads::owner(&app.db, account_id.into())
+    let o = store::accounts::owner_names(&app.db, account_id.into())
         .await
         .map_err(store_error)?;
     Ok(Owner {

@@ -2,15 +2,13 @@
 //! from the job's [`Outcome`] and the rows as they are now. The job runner renders it when it
 //! ends a job; nothing here knows about requests.
 
-use std::net::Ipv4Addr;
-
 use api_types::error::ApiError;
 use domain::ids::{AccountId, RuleId};
 use domain::job::Outcome;
 use domain::model::PolicyKind;
 use domain::model::{Purpose, State};
-use serde_json::{json, Map, Value};
-use store::runner_reads::{self, RuleKey, VmView};
+use serde_json::{json, Value};
+use store::runner_reads::{self, RuleKey};
 use store::{ChangeTx, Db, StoreError};
 
 use super::error::store_error;
@@ -65,7 +63,7 @@ pub async fn job_result_in(
 }
 
 async fn owner(db: &Db, account: AccountId) -> Result<Owner, ApiError> {
-    let o = runner_reads::owner(db, account)
+    let o = store::accounts::owner_names(db, account)
         .await
         .map_err(store_error)?;
     Ok(Owner {
@@ -159,68 +157,14 @@ async fn ip_result(db: &Db, site: &Site, id: i64) -> Result<Value, ApiError> {
 
 /// The `jobresult` of deployVirtualMachine: `{"virtualmachine": {...}}`.
 async fn vm_result(db: &Db, site: &Site, id: i64) -> Result<Value, ApiError> {
-    let vm = runner_reads::vm_view(db, id)
+    let vm = store::vms::by_id(db, domain::ids::VmId::from(id))
         .await
         .map_err(store_error)?
         .ok_or_else(|| gone("virtual machine", id))?;
-    let owner = owner(db, vm.account_id).await?;
-    Ok(super::wrap("virtualmachine", vm_object(site, &vm, &owner)))
-}
-
-/// The MAC address of a lab VM's NIC: fixed by its address.
-pub fn mac_of(ip: Ipv4Addr) -> String {
-    let [a, b, c, d] = ip.octets();
-    format!("02:00:{a:02x}:{b:02x}:{c:02x}:{d:02x}")
-}
-
-/// A VM in UserVmResponse's shape (the fields that apply to a lab VM).
-pub fn vm_object(site: &Site, vm: &VmView, owner: &Owner) -> Value {
-    let netmask = vm
-        .cidr
-        .parse::<ipnet::Ipv4Net>()
-        .map(|c| c.netmask().to_string())
-        .unwrap_or_default();
-    let mac = vm.ip.parse().map(mac_of).unwrap_or_default();
-    let mut m = Map::new();
-    m.insert("id".into(), json!(vm.uuid));
-    m.insert("name".into(), json!(vm.name));
-    m.insert("displayname".into(), json!(vm.display_name));
-    m.insert("account".into(), json!(owner.account));
-    m.insert("domainid".into(), json!(owner.domain_id));
-    m.insert("domain".into(), json!(owner.domain));
-    m.insert("domainpath".into(), json!(owner.domain_path));
-    m.insert("created".into(), json!(super::date(vm.created)));
-    m.insert("state".into(), json!(vm.state));
-    m.insert("haenable".into(), json!(false));
-    m.insert("zoneid".into(), json!(site.zone_uuid));
-    m.insert("zonename".into(), json!(site.zone_name));
-    m.insert("templateid".into(), json!(vm.t_uuid));
-    m.insert("templatename".into(), json!(vm.t_name));
-    m.insert("templatedisplaytext".into(), json!(vm.t_display));
-    m.insert("passwordenabled".into(), json!(false));
-    m.insert("serviceofferingid".into(), json!(vm.so_uuid));
-    m.insert("serviceofferingname".into(), json!(vm.so_name));
-    m.insert("cpunumber".into(), json!(vm.cpu_number));
-    m.insert("cpuspeed".into(), json!(vm.cpu_speed));
-    m.insert("memory".into(), json!(vm.memory));
-    m.insert("hypervisor".into(), json!("Lab"));
-    m.insert(
-        "nic".into(),
-        json!([{
-            "id": vm.nic_uuid,
-            "networkid": vm.net_uuid,
-            "networkname": vm.net_name,
-            "ipaddress": vm.ip,
-            "netmask": netmask,
-            "gateway": vm.gateway,
-            "isdefault": true,
-            "type": "Isolated",
-            "traffictype": "Guest",
-            "macaddress": mac,
-            "deviceid": "0",
-        }]),
-    );
-    m.insert("isdynamicallyscalable".into(), json!(false));
-    m.insert("tags".into(), json!([]));
-    Value::Object(m)
+    let owner = owner(db, vm.account_id.into()).await?;
+    let zone = (site.zone_uuid.as_str(), site.zone_name.as_str());
+    Ok(super::wrap(
+        "virtualmachine",
+        super::infra::vm(&vm, &owner, zone, &vm.state),
+    ))
 }

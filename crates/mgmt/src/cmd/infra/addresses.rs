@@ -97,22 +97,6 @@ async fn ip_item(
     Ok(resp::ip_address(&l.ip, &cx, admin))
 }
 
-/// The `jobresult` of associateIpAddress: `{"ipaddress": {...}}`.
-pub(crate) async fn ip_result(app: &App, id: i64) -> ApiResult<Value> {
-    let q = IpQuery {
-        id: Some(IpId::from(id)),
-        ..IpQuery::default()
-    };
-    let listed = store::addresses::list(&app.db, &q)
-        .await
-        .map_err(store_error)?;
-    let l = listed
-        .first()
-        .ok_or_else(|| ApiError::internal(format!("ip address {id} is gone")))?;
-    let item = ip_item(app, &mut HashMap::new(), l, true).await?;
-    Ok(resp::wrap("ipaddress", item))
-}
-
 /// associateIpAddress (async create): the address is taken now (Allocating) and reaches the
 /// router with the job.
 pub(crate) async fn associate_ip(app: &App, caller: &Caller, p: &Params) -> ApiResult<Value> {

@@ -6,7 +6,7 @@ use api_types::error::ApiError;
 use api_types::params::Params;
 use domain::actor::Caller;
 use domain::addressing::{is_host, lowest_free, parse_ip};
-use domain::ids::{AccountId, NetworkId, VmId};
+use domain::ids::{AccountId, NetworkId};
 use domain::job::{Kind, NewJob, Outcome};
 use serde_json::Value;
 use store::db::now_ms;
@@ -21,19 +21,6 @@ use crate::app::{store_error, ApiResult, App};
 use crate::cmd::limits::{self, Resource};
 use crate::cmd::{accepted, owner, page, queued, required, unknown};
 use crate::resp::{self, infra as infra_resp};
-
-/// The `jobresult` of deployVirtualMachine: `{"virtualmachine": {...}}`.
-pub(crate) async fn vm_result(app: &App, id: i64) -> ApiResult<Value> {
-    let vm = store::vms::by_id(&app.db, VmId::from(id))
-        .await
-        .map_err(store_error)?
-        .ok_or_else(|| ApiError::internal(format!("virtual machine {id} is gone")))?;
-    let own = owner(app, vm.account_id).await?;
-    Ok(resp::wrap(
-        "virtualmachine",
-        infra_resp::vm(&vm, &own, zone(app), &vm.state),
-    ))
-}
 
 /// Whether a name is a VM name (letters, digits, '-' and '_', as host names allow).
 fn good_vm_name(name: &str) -> bool {

@@ -17,11 +17,10 @@ use serde_json::Value;
 use super::super::{accepted, firewall, network_by_id, queued, required, rule_by_id, unknown};
 use super::{lb_param, not_revoked};
 use crate::app::{store_error, ApiResult, App};
-use crate::resp;
 use domain::actor::Caller;
 use domain::ids::{NetworkId, PolicyId, RuleId};
 use domain::job::{Kind, NewJob, Outcome, Payload};
-use domain::model::{PolicyKind, PolicyRow, Rule, State};
+use domain::model::{PolicyKind, PolicyRow, Rule};
 use domain::plan::{HealthNumbers, StickinessParams, GUEST_INTERFACE, PUBLIC_INTERFACE};
 use store::balancers::NewPolicy;
 use store::Scheduled;
@@ -630,20 +629,4 @@ pub(crate) async fn delete_policy(
     let receipt = change.commit().await.map_err(store_error)?;
     app.doorbell.ring(receipt);
     Ok(queued(&job_uuid))
-}
-
-/// The `jobresult` of a policy job: the balancer's live policies of `kind`, wrapped as
-/// `{"stickinesspolicies": {...}}` or `{"healthcheckpolicies": {...}}`.
-///
-/// # Errors
-/// 530 when the balancer cannot be read back.
-pub(crate) async fn policy_result(app: &App, lb_id: i64, kind: PolicyKind) -> ApiResult<Value> {
-    let lb = rule_by_id(app, lb_id).await?;
-    let mut rows = store::balancers::policies(&app.db, RuleId::from(lb_id), kind)
-        .await
-        .map_err(store_error)?;
-    rows.retain(|r| r.state != State::Revoke);
-    let owner = super::super::owner(app, lb.account_id).await?;
-    let item = resp::lb::policies(&lb, kind, &rows, &owner, &app.site.zone_uuid, true);
-    Ok(resp::wrap(resp::lb::policies_key(kind), item))
 }
