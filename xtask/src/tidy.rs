@@ -301,15 +301,40 @@ fn the_process_check_sees_code_and_not_comments() {
     );
 }
 
-/// The job runner and the host registry sit below the API edge: they never name the handlers
-/// (`crate::cmd`) or the HTTP layer (`crate::http`), so that a change to a listing cannot break
-/// a job's completion. They reach the rest through the store, the domain and the response
-/// layer.
+/// The parts of the server that name the API edge: `crate::cmd` or `crate::http`, written
+/// out or inside a `crate::{…}` group (comments aside).
+fn api_edge_uses(text: &str) -> Vec<String> {
+    let code = code_of(text);
+    let mut found = Vec::new();
+    for edge in ["crate::cmd", "crate::http"] {
+        if code.contains(edge) {
+            found.push(edge.to_string());
+        }
+    }
+    let mut rest = code.as_str();
+    while let Some(at) = rest.find("crate::{") {
+        let group = &rest[at + "crate::{".len()..];
+        let end = group.find('}').unwrap_or(group.len());
+        for name in group[..end].split([',', ' ', '\n']).map(str::trim) {
+            let head = name.split("::").next().unwrap_or("");
+            if head == "cmd" || head == "http" {
+                found.push(format!("crate::{{{head}}}"));
+            }
+        }
+        rest = &group[end..];
+    }
+    found
+}
+
+/// The job runner, the host registry and the response layer sit below the API edge: they
+/// never name the handlers (`crate::cmd`) or the HTTP layer (`crate::http`), so that a change
+/// to a listing cannot break a job's completion. They reach the rest through the store, the
+/// domain and (the runner) the response layer.
 #[test]
-fn runner_and_host_registry_do_not_import_the_api_edge() {
+fn the_layers_below_the_api_edge_do_not_import_it() {
     let src = root().join("crates").join("mgmt").join("src");
     let mut files = Vec::new();
-    for name in ["runner", "hosts"] {
+    for name in ["runner", "hosts", "resp"] {
         let file = src.join(format!("{name}.rs"));
         assert!(file.exists(), "{} is missing", file.display());
         files.push(file);
@@ -317,16 +342,27 @@ fn runner_and_host_registry_do_not_import_the_api_edge() {
     }
     for f in files {
         let text = std::fs::read_to_string(&f).unwrap();
-        for (i, line) in text.lines().enumerate() {
-            for edge in ["crate::cmd", "crate::http"] {
-                assert!(
-                    !line.contains(edge),
-                    "{}:{}: the runner and the host registry must not use the API edge ({edge})",
-                    f.display(),
-                    i + 1
-                );
-            }
-        }
+        let found = api_edge_uses(&text);
+        assert!(
+            found.is_empty(),
+            "{}: the runner, the host registry and the response layer must not use the API edge ({})",
+            f.display(),
+            found.join(", ")
+        );
+    }
+}
+
+/// The check above sees the edge however it is written, and not in comments.
+#[test]
+fn the_api_edge_check_sees_groups_and_not_comments() {
+    assert!(api_edge_uses("// crate::cmd in a comment\nuse crate::resp;").is_empty());
+    for bad in [
+        "use crate::cmd::table;",
+        "let r = crate::http::router(app);",
+        "use crate::{app::App, cmd};",
+        "use crate::{\n    http::router,\n    resp,\n};",
+    ] {
+        assert!(!api_edge_uses(bad).is_empty(), "{bad}");
     }
 }
 

@@ -68,9 +68,9 @@ pub enum HostsError {
     /// The database failed.
     #[error("the host registry's database call failed")]
     Store(#[from] StoreError),
-    /// The system's random source failed.
-    #[error("the system's random source failed")]
-    Random(#[source] getrandom::Error),
+    /// A new secret could not be made.
+    #[error("cannot make the cluster's secret")]
+    Secret(#[from] crate::password::PasswordError),
 }
 
 /// What the registry tells the job runner.
@@ -287,20 +287,6 @@ pub fn digest(token: &str) -> String {
     d.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// A new token: 32 random bytes, URL-safe base64, with a prefix that tells what it is.
-///
-/// # Errors
-/// [`HostsError::Random`].
-pub fn mint() -> Result<String, HostsError> {
-    use base64::Engine;
-    let mut bytes = [0u8; 32];
-    getrandom::getrandom(&mut bytes).map_err(HostsError::Random)?;
-    Ok(format!(
-        "gna_{}",
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
-    ))
-}
-
 /// The host a token names, if it is known and not revoked.
 ///
 /// # Errors
@@ -427,7 +413,7 @@ pub async fn place(db: &Db, hosts: &Hosts) -> Result<Option<String>, HostsError>
 /// # Errors
 /// [`HostsError`].
 pub async fn cluster_secret(db: &Db) -> Result<String, HostsError> {
-    Ok(store::hosts::cluster_secret(db, &mint()?).await?)
+    Ok(store::hosts::cluster_secret(db, &crate::password::agent_token()?).await?)
 }
 
 /// Every second: heartbeat; release the hosts of dead servers; tell the job runner to fail the
