@@ -29,8 +29,8 @@ pub struct Caller {
 
 impl Caller {
     /// Whether the caller may see and change what `account_id` owns.
-    pub fn may_touch(&self, account_id: i64) -> bool {
-        self.admin || self.account_id == account_id
+    pub fn may_touch(&self, account_id: impl Into<AccountId>) -> bool {
+        self.admin || self.account_id == account_id.into().get()
     }
 
     /// The caller's user, typed.

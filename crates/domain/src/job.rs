@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::ids::NetworkId;
+use crate::ids::{IpId, NetworkId, RuleId, VmId};
 use crate::model::PolicyKind;
 use crate::UnknownValue;
 
@@ -70,7 +70,7 @@ pub enum Outcome {
     /// A rule, shown under `object` (`firewallrule`, `portforwardingrule`, `loadbalancer`).
     Rule {
         /// The rule's id.
-        id: i64,
+        id: RuleId,
         /// The object name.
         object: String,
     },
@@ -84,19 +84,19 @@ pub enum Outcome {
     /// A stickiness or health-check policy set of a balancer.
     Policy {
         /// The balancer's id.
-        lb_id: i64,
+        lb_id: RuleId,
         /// Which of its policies.
         kind: PolicyKind,
     },
     /// A public IP.
     Ip {
         /// Its id.
-        id: i64,
+        id: IpId,
     },
     /// A VM.
     Vm {
         /// Its id.
-        id: i64,
+        id: VmId,
     },
     /// A fixed object, e.g. a destroyed VM as it was.
     Fixed {
@@ -118,7 +118,7 @@ pub struct Payload {
     pub failure: String,
     /// The VM a [`Kind::DestroyVm`] job removes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub target: Option<i64>,
+    pub target: Option<VmId>,
     /// For [`Kind::Update`]: SQL column values to restore if the router refuses.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub undo: Option<Undo>,
@@ -142,13 +142,13 @@ impl Payload {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Undo {
     /// The rule.
-    pub rule_id: i64,
+    pub rule_id: RuleId,
     /// Algorithm before.
     pub algorithm: Option<String>,
     /// Source CIDRs before.
     pub source_cidrs: String,
     /// Forward target before.
-    pub vm_id: Option<i64>,
+    pub vm_id: Option<VmId>,
     /// Forward target address before.
     pub vm_ip: Option<String>,
     /// Private range before.
@@ -245,5 +245,30 @@ mod tests {
             assert_eq!(JobStatus::try_from(s.code()), Ok(s));
         }
         assert!(JobStatus::try_from(3).is_err());
+    }
+
+    #[test]
+    fn a_stored_payload_reads_and_writes_back_byte_for_byte() {
+        // Payloads written when the ids were bare integers: the typed ids keep that text.
+        let stored = [
+            r#"{"outcome":{"type":"rule","id":7,"object":"firewallrule"},"event":"NET.RULEADD","what":"rule 7","failure":"Failed to create firewall rule"}"#,
+            r#"{"outcome":{"type":"policy","lb_id":3,"kind":"stickiness"},"event":"LB.STICKINESSPOLICY.CREATE","what":"lb 3","failure":"Failed"}"#,
+            r#"{"outcome":{"type":"ip","id":12},"event":"NET.IPASSIGN","what":"ip 12","failure":"Failed"}"#,
+            r#"{"outcome":{"type":"vm","id":5},"event":"VM.DESTROY","what":"vm 5","failure":"Failed","target":5}"#,
+            r#"{"outcome":{"type":"rule","id":9,"object":"portforwardingrule"},"event":"NET.RULEMODIFY","what":"rule 9","failure":"Failed","undo":{"rule_id":9,"algorithm":null,"source_cidrs":"0.0.0.0/0","vm_id":4,"vm_ip":"10.1.1.4","private_start":22,"private_end":22}}"#,
+        ];
+        for text in stored {
+            let payload: Payload = serde_json::from_str(text).unwrap();
+            assert_eq!(serde_json::to_string(&payload).unwrap(), text);
+        }
+        let payload: Payload = serde_json::from_str(stored[4]).unwrap();
+        assert_eq!(
+            payload.outcome,
+            Outcome::Rule {
+                id: RuleId::from(9),
+                object: "portforwardingrule".into()
+            }
+        );
+        assert_eq!(payload.undo.map(|u| u.vm_id), Some(Some(VmId::from(4))));
     }
 }

@@ -8,6 +8,9 @@ use std::net::Ipv4Addr;
 
 use ipnet::Ipv4Net;
 
+use crate::ids::{
+    AccountId, IpId, JobId, MemberId, NetworkId, PolicyId, RuleId, VlanRangeId, VmId, ZoneId,
+};
 use crate::UnknownValue;
 
 /// Lifecycle state of a rule, member or policy row.
@@ -198,7 +201,7 @@ impl std::str::FromStr for RouterState {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Rule {
     /// Internal id; also the rule's id in router configs.
-    pub id: i64,
+    pub id: RuleId,
     /// API id.
     pub uuid: String,
     /// What it does.
@@ -206,13 +209,13 @@ pub struct Rule {
     /// For firewall rules.
     pub traffic: Option<Traffic>,
     /// Its network.
-    pub network_id: i64,
+    pub network_id: NetworkId,
     /// Its public IP (not for egress).
-    pub ip_id: Option<i64>,
+    pub ip_id: Option<IpId>,
     /// That IP's address.
     pub ip: Option<Ipv4Addr>,
     /// Owner.
-    pub account_id: i64,
+    pub account_id: AccountId,
     /// tcp, udp, icmp or all (load balancers: tcp).
     pub protocol: String,
     /// Public (or, for egress, destination) port range; `None` means all ports.
@@ -232,13 +235,13 @@ pub struct Rule {
     /// Whether an applied router generation held it.
     pub applied: bool,
     /// The job that last changed it.
-    pub job_id: Option<i64>,
+    pub job_id: Option<JobId>,
     /// For a firewall rule opened by a forward or balancer: that rule's id.
-    pub related_id: Option<i64>,
+    pub related_id: Option<RuleId>,
     /// Shown or hidden (`fordisplay`).
     pub display: bool,
     /// Forward target VM.
-    pub vm_id: Option<i64>,
+    pub vm_id: Option<VmId>,
     /// Forward target address.
     pub vm_ip: Option<Ipv4Addr>,
     /// Private port range (forwards), private port (balancers).
@@ -280,11 +283,11 @@ pub fn split_list(s: &str) -> Vec<String> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MemberRow {
     /// Internal id.
-    pub id: i64,
+    pub id: MemberId,
     /// The balancer rule.
-    pub lb_id: i64,
+    pub lb_id: RuleId,
     /// The VM.
-    pub vm_id: i64,
+    pub vm_id: VmId,
     /// The address balanced to.
     pub vm_ip: Ipv4Addr,
     /// Lifecycle state.
@@ -292,18 +295,18 @@ pub struct MemberRow {
     /// Whether an applied generation held it.
     pub applied: bool,
     /// The job that last changed it.
-    pub job_id: Option<i64>,
+    pub job_id: Option<JobId>,
 }
 
 /// A balancer's stickiness or health-check policy.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PolicyRow {
     /// Internal id.
-    pub id: i64,
+    pub id: PolicyId,
     /// API id.
     pub uuid: String,
     /// The balancer rule.
-    pub lb_id: i64,
+    pub lb_id: RuleId,
     /// `stickiness` or `healthcheck`.
     pub kind: PolicyKind,
     /// Name (stickiness).
@@ -319,7 +322,7 @@ pub struct PolicyRow {
     /// Whether an applied generation held it.
     pub applied: bool,
     /// The job that last changed it.
-    pub job_id: Option<i64>,
+    pub job_id: Option<JobId>,
     /// `fordisplay`.
     pub display: bool,
 }
@@ -328,7 +331,7 @@ pub struct PolicyRow {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IpRow {
     /// Internal id.
-    pub id: i64,
+    pub id: IpId,
     /// API id.
     pub uuid: String,
     /// The address.
@@ -336,28 +339,28 @@ pub struct IpRow {
     /// Free, Allocating, Allocated or Releasing.
     pub state: String,
     /// Owner, when allocated.
-    pub account_id: Option<i64>,
+    pub account_id: Option<AccountId>,
     /// Network, when associated.
-    pub network_id: Option<i64>,
+    pub network_id: Option<NetworkId>,
     /// The network's source-NAT address.
     pub source_nat: bool,
     /// The job that last changed it.
-    pub job_id: Option<i64>,
+    pub job_id: Option<JobId>,
     /// Whether an applied generation held it.
     pub applied: bool,
     /// When it was allocated.
     pub allocated: Option<i64>,
     /// Its range.
-    pub vlan_range_id: i64,
+    pub vlan_range_id: VlanRangeId,
     /// Its zone.
-    pub zone_id: i64,
+    pub zone_id: ZoneId,
 }
 
 /// A guest network with what its router needs to know.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NetworkRow {
     /// Internal id.
-    pub id: i64,
+    pub id: NetworkId,
     /// API id.
     pub uuid: String,
     /// Name.
@@ -365,9 +368,9 @@ pub struct NetworkRow {
     /// Display text.
     pub display_text: String,
     /// Owner.
-    pub account_id: i64,
+    pub account_id: AccountId,
     /// Zone.
-    pub zone_id: i64,
+    pub zone_id: ZoneId,
     /// Offering.
     pub offering_id: i64,
     /// Guest CIDR.
@@ -392,11 +395,11 @@ pub struct NewRule {
     /// For firewall rules.
     pub traffic: Option<Traffic>,
     /// Its network.
-    pub network_id: i64,
+    pub network_id: NetworkId,
     /// Its public IP (not for egress).
-    pub ip_id: Option<i64>,
+    pub ip_id: Option<IpId>,
     /// Owner.
-    pub account_id: i64,
+    pub account_id: AccountId,
     /// tcp, udp, icmp or all.
     pub protocol: String,
     /// Public (or, for egress, destination) port range; `None` means all ports.
@@ -408,11 +411,11 @@ pub struct NewRule {
     /// Destination CIDRs (egress).
     pub dests: Vec<Ipv4Net>,
     /// For a firewall rule opened by a forward or balancer: that rule's id.
-    pub related_id: Option<i64>,
+    pub related_id: Option<RuleId>,
     /// Shown or hidden (`fordisplay`).
     pub display: bool,
     /// Forward target VM.
-    pub vm_id: Option<i64>,
+    pub vm_id: Option<VmId>,
     /// Forward target address.
     pub vm_ip: Option<String>,
     /// Private port range (forwards), private port (balancers).

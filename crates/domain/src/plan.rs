@@ -20,6 +20,7 @@ use router_config::{
     WirePorts, WireStickiness, SCHEMA_VERSION,
 };
 
+use crate::ids::{AccountId, IpId, JobId, MemberId, NetworkId, PolicyId, RuleId, ZoneId};
 use crate::model::{
     IpRow, MemberRow, NetworkRow, PolicyKind, PolicyRow, Purpose, Rule, State, Traffic,
 };
@@ -59,13 +60,13 @@ pub struct NetworkState {
 #[derive(Debug, Clone, Default)]
 pub struct Batch {
     /// Jobs of the network still pending.
-    pub pending: BTreeSet<i64>,
+    pub pending: BTreeSet<JobId>,
     /// The jobs whose changes this generation carries (a subset of `pending`).
-    pub included: BTreeSet<i64>,
+    pub included: BTreeSet<JobId>,
 }
 
 impl Batch {
-    fn present(&self, state: State, applied: bool, job: Option<i64>) -> bool {
+    fn present(&self, state: State, applied: bool, job: Option<JobId>) -> bool {
         let in_batch = job.is_some_and(|j| self.included.contains(&j));
         let pending = job.is_some_and(|j| self.pending.contains(&j));
         match state {
@@ -91,23 +92,23 @@ impl Batch {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Commit {
     /// Rules now held by the router: set Active, applied.
-    pub activate_rules: Vec<i64>,
+    pub activate_rules: Vec<RuleId>,
     /// Revoked rules the router no longer holds: delete.
-    pub delete_rules: Vec<i64>,
+    pub delete_rules: Vec<RuleId>,
     /// Balancers left without members: back to Add, not applied.
-    pub demote_rules: Vec<i64>,
+    pub demote_rules: Vec<RuleId>,
     /// Members now held: Active, applied.
-    pub activate_members: Vec<i64>,
+    pub activate_members: Vec<MemberId>,
     /// Revoked members gone: delete.
-    pub delete_members: Vec<i64>,
+    pub delete_members: Vec<MemberId>,
     /// Policies now held: Active, applied.
-    pub activate_policies: Vec<i64>,
+    pub activate_policies: Vec<PolicyId>,
     /// Revoked policies gone: delete.
-    pub delete_policies: Vec<i64>,
+    pub delete_policies: Vec<PolicyId>,
     /// IPs now on the router: Allocated, applied.
-    pub allocate_ips: Vec<i64>,
+    pub allocate_ips: Vec<IpId>,
     /// IPs released: back to Free.
-    pub free_ips: Vec<i64>,
+    pub free_ips: Vec<IpId>,
 }
 
 /// A stickiness policy's params, as stored.
@@ -158,12 +159,12 @@ fn or_everyone(cidrs: &[String]) -> Vec<String> {
 pub fn desired(state: &NetworkState, batch: &Batch, generation: u64) -> (RouterConfig, Commit) {
     let mut commit = Commit::default();
     let network = state.network.clone().unwrap_or_else(|| NetworkRow {
-        id: 0,
+        id: NetworkId::from(0),
         uuid: String::new(),
         name: String::new(),
         display_text: String::new(),
-        account_id: 0,
-        zone_id: 0,
+        account_id: AccountId::from(0),
+        zone_id: ZoneId::from(0),
         offering_id: 0,
         cidr: ipnet::Ipv4Net::default(),
         gateway: Ipv4Addr::UNSPECIFIED,
@@ -196,12 +197,12 @@ pub fn desired(state: &NetworkState, batch: &Batch, generation: u64) -> (RouterC
     }
     addresses.sort_by_key(|a| a.ip);
 
-    let members_of: BTreeMap<i64, Vec<&MemberRow>> =
+    let members_of: BTreeMap<RuleId, Vec<&MemberRow>> =
         state.members.iter().fold(BTreeMap::new(), |mut m, r| {
             m.entry(r.lb_id).or_default().push(r);
             m
         });
-    let policies_of: BTreeMap<i64, Vec<&PolicyRow>> =
+    let policies_of: BTreeMap<RuleId, Vec<&PolicyRow>> =
         state.policies.iter().fold(BTreeMap::new(), |mut m, p| {
             m.entry(p.lb_id).or_default().push(p);
             m
@@ -231,7 +232,7 @@ pub fn desired(state: &NetworkState, batch: &Batch, generation: u64) -> (RouterC
         load_balancers: Vec::new(),
     };
 
-    let id = |i: i64| u64::try_from(i).unwrap_or(0);
+    let id = |i: RuleId| u64::try_from(i.get()).unwrap_or(0);
     for rule in &state.rules {
         let in_batch = rule.job_id.is_some_and(|j| batch.included.contains(&j));
         let on_present_ip = rule.ip_id.is_none_or(|i| present_ips.contains(&i));
@@ -321,8 +322,8 @@ pub fn desired(state: &NetworkState, batch: &Batch, generation: u64) -> (RouterC
 
 fn load_balancer(
     rule: &Rule,
-    members_of: &BTreeMap<i64, Vec<&MemberRow>>,
-    policies_of: &BTreeMap<i64, Vec<&PolicyRow>>,
+    members_of: &BTreeMap<RuleId, Vec<&MemberRow>>,
+    policies_of: &BTreeMap<RuleId, Vec<&PolicyRow>>,
     batch: &Batch,
     commit: &mut Commit,
 ) -> Option<WireLoadBalancer> {
@@ -372,7 +373,7 @@ fn load_balancer(
         }
     }
     Some(WireLoadBalancer {
-        id: u64::try_from(rule.id).unwrap_or(0),
+        id: u64::try_from(rule.id.get()).unwrap_or(0),
         public_ip: Ipv4Addr::UNSPECIFIED,
         public_port: rule
             .start_port
@@ -393,7 +394,9 @@ fn load_balancer(
 /// Applies to `state` what [`Commit`] records in the database, so that a worker's copy of its
 /// network's rows stays what the database holds.
 pub fn apply_commit(state: &mut NetworkState, c: &Commit) {
-    let set = |v: &[i64]| v.iter().copied().collect::<BTreeSet<i64>>();
+    fn set<T: Ord + Copy>(v: &[T]) -> BTreeSet<T> {
+        v.iter().copied().collect()
+    }
     let (activate, demote, delete) = (
         set(&c.activate_rules),
         set(&c.demote_rules),

@@ -10,6 +10,7 @@ use proptest::prelude::*;
 
 use crate::cmd::firewall::{check_forward_ranges, egress_sources, l4_of, protocol_of};
 use domain::checks::{self, Candidate};
+use domain::ids::{AccountId, IpId, MemberId, NetworkId, RuleId, VlanRangeId, VmId, ZoneId};
 use domain::model::{IpRow, MemberRow, NetworkRow, Purpose, Rule, State, Traffic};
 use domain::plan::{self, Batch, NetworkState, PublicSegment};
 
@@ -182,14 +183,14 @@ fn req() -> impl Strategy<Value = Req> {
 
 fn base_rule(id: i64) -> Rule {
     Rule {
-        id,
+        id: RuleId::from(id),
         uuid: format!("rule-{id}"),
         purpose: Purpose::Firewall,
         traffic: None,
-        network_id: 1,
+        network_id: NetworkId::from(1),
         ip_id: None,
         ip: None,
-        account_id: 1,
+        account_id: AccountId::from(1),
         protocol: String::new(),
         start_port: None,
         end_port: None,
@@ -243,7 +244,7 @@ fn accept(req: &Req, id: i64, live: &[Rule]) -> Option<Rule> {
                 sources.push(Ipv4Net::default());
             }
             r.traffic = Some(Traffic::Ingress);
-            r.ip_id = Some(*ip as i64 + 1);
+            r.ip_id = Some(IpId::from(*ip as i64 + 1));
             r.ip = Some(IPS[*ip]);
             r.protocol = proto;
             r.start_port = ports.map(|p| p.0);
@@ -291,14 +292,14 @@ fn accept(req: &Req, id: i64, live: &[Rule]) -> Option<Rule> {
             check_forward_ranges(public, private).ok()?;
             let sources = checks::cidr_list("cidrlist", cidrs).ok()?;
             r.purpose = Purpose::PortForwarding;
-            r.ip_id = Some(*ip as i64 + 1);
+            r.ip_id = Some(IpId::from(*ip as i64 + 1));
             r.ip = Some(IPS[*ip]);
             r.protocol = proto;
             r.start_port = Some(public.0);
             r.end_port = Some(public.1);
             r.private_start = Some(private.0);
             r.private_end = Some(private.1);
-            r.vm_id = Some(*vm as i64 + 1);
+            r.vm_id = Some(VmId::from(*vm as i64 + 1));
             r.vm_ip = Some(VMS[*vm]);
             r.source_cidrs = strings(&sources);
         }
@@ -315,7 +316,7 @@ fn accept(req: &Req, id: i64, live: &[Rule]) -> Option<Rule> {
             let private = checks::port("privateport", *private).ok()?;
             let sources = checks::cidr_list("cidrlist", cidrs).ok()?;
             r.purpose = Purpose::LoadBalancing;
-            r.ip_id = Some(*ip as i64 + 1);
+            r.ip_id = Some(IpId::from(*ip as i64 + 1));
             r.ip = Some(IPS[*ip]);
             r.protocol = "tcp".into();
             r.start_port = Some(public);
@@ -344,12 +345,12 @@ fn state(rules: Vec<Rule>, members: Vec<MemberRow>, egress_allow: bool) -> Netwo
     let cidr: Ipv4Net = GUEST.parse().unwrap_or_default();
     NetworkState {
         network: Some(NetworkRow {
-            id: 1,
+            id: NetworkId::from(1),
             uuid: "net".into(),
             name: "net".into(),
             display_text: "net".into(),
-            account_id: 1,
-            zone_id: 1,
+            account_id: AccountId::from(1),
+            zone_id: ZoneId::from(1),
             offering_id: 1,
             cidr,
             gateway: Ipv4Addr::new(10, 1, 1, 1),
@@ -365,18 +366,18 @@ fn state(rules: Vec<Rule>, members: Vec<MemberRow>, egress_allow: bool) -> Netwo
             .iter()
             .enumerate()
             .map(|(i, a)| IpRow {
-                id: i as i64 + 1,
+                id: IpId::from(i as i64 + 1),
                 uuid: format!("ip-{i}"),
                 address: *a,
                 state: "Allocated".into(),
-                account_id: Some(1),
-                network_id: Some(1),
+                account_id: Some(AccountId::from(1)),
+                network_id: Some(NetworkId::from(1)),
                 source_nat: i == 0,
                 job_id: None,
                 applied: true,
                 allocated: Some(0),
-                vlan_range_id: 1,
-                zone_id: 1,
+                vlan_range_id: VlanRangeId::from(1),
+                zone_id: ZoneId::from(1),
             })
             .collect(),
         rules,
@@ -402,9 +403,9 @@ proptest! {
                     let unique: BTreeSet<usize> = m.iter().copied().collect();
                     for (k, vm) in unique.into_iter().enumerate() {
                         members.push(MemberRow {
-                            id: id * 10 + k as i64,
-                            lb_id: id,
-                            vm_id: vm as i64 + 1,
+                            id: MemberId::from(id * 10 + k as i64),
+                            lb_id: RuleId::from(id),
+                            vm_id: VmId::from(vm as i64 + 1),
                             vm_ip: VMS[vm],
                             state: State::Active,
                             applied: true,

@@ -10,6 +10,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use domain::ids::JobId;
 use domain::model::RouterState;
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Bytes;
@@ -88,10 +89,10 @@ pub async fn verify(db: &Db) -> Result<Vec<RouterReport>, VerifyError> {
         if let Some(err) = last_error {
             d.push(format!("its last apply failed: {err}"));
         }
-        let pending: BTreeSet<i64> = store::jobs::pending(db, network)
+        let pending: BTreeSet<JobId> = store::jobs::pending(db, network)
             .await?
             .iter()
-            .map(|j| j.id.get())
+            .map(|j| j.id)
             .collect();
         if !pending.is_empty() {
             d.push(format!(

@@ -3,7 +3,7 @@
 
 use std::net::Ipv4Addr;
 
-use domain::ids::{AccountId, IpId, JobId, NetworkId};
+use domain::ids::{AccountId, IpId, JobId, NetworkId, VlanRangeId};
 use domain::model::IpRow;
 use domain::plan::PublicSegment;
 use sqlx::any::AnyRow;
@@ -21,9 +21,12 @@ use crate::work::ChangeTx;
 ///
 /// # Errors
 /// [`StoreError::Db`].
-pub async fn segment(db: &Db, vlan_range_id: i64) -> Result<Option<PublicSegment>, StoreError> {
+pub async fn segment(
+    db: &Db,
+    vlan_range_id: VlanRangeId,
+) -> Result<Option<PublicSegment>, StoreError> {
     let row = sqlx::query("SELECT gateway, netmask FROM vlan_ranges WHERE id = $1")
-        .bind(vlan_range_id)
+        .bind(vlan_range_id.get())
         .fetch_optional(db.pool())
         .await
         .map_err(StoreError::db("reading a public range"))?;

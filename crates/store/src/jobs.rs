@@ -2,7 +2,7 @@
 //! undoing of what a refused job wrote.
 
 use domain::actor::Caller;
-use domain::ids::{AccountId, JobId, NetworkId};
+use domain::ids::{AccountId, JobId, NetworkId, VmId};
 use domain::job::{JobStatus, NewJob, Undo};
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
@@ -187,11 +187,11 @@ pub async fn rollback_job(
         )
         .bind(u.algorithm.clone())
         .bind(u.source_cidrs.clone())
-        .bind(u.vm_id)
+        .bind(u.vm_id.map(VmId::get))
         .bind(u.vm_ip.clone())
         .bind(u.private_start)
         .bind(u.private_end)
-        .bind(u.rule_id)
+        .bind(u.rule_id.get())
         .execute(&mut **tx)
         .await
         .map_err(e)?;

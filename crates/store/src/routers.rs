@@ -113,14 +113,18 @@ pub async fn bump_generation(db: &Db, network: NetworkId, held: u64) -> Result<(
     Ok(())
 }
 
-async fn each(tx: &mut Transaction<'_, Any>, sql: &str, ids: &[i64]) -> Result<(), StoreError> {
+async fn each<T: Copy + Into<i64>>(
+    tx: &mut Transaction<'_, Any>,
+    sql: &str,
+    ids: &[T],
+) -> Result<(), StoreError> {
     for chunk in ids.chunks(500) {
         if chunk.is_empty() {
             continue;
         }
         let list = chunk
             .iter()
-            .map(i64::to_string)
+            .map(|&i| Into::<i64>::into(i).to_string())
             .collect::<Vec<_>>()
             .join(",");
         sqlx::query(&sql.replace("{ids}", &list))

@@ -23,7 +23,7 @@ use std::net::Ipv4Addr;
 use std::str::FromStr;
 
 use domain::checks::{self, Candidate};
-use domain::ids::{IpId, JobId, NetworkId, RuleId};
+use domain::ids::{IpId, JobId, NetworkId, RuleId, VmId};
 use domain::model::{split_list, IpRow, MemberRow, NetworkRow, NewRule, PolicyRow, Rule, Traffic};
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
@@ -61,6 +61,20 @@ where
     T: sqlx::Decode<'r, Any> + sqlx::Type<Any>,
 {
     row.try_get(col).map_err(StoreError::db(what))
+}
+
+/// An id column.
+fn id<T: From<i64>>(row: &AnyRow, col: &str, what: &'static str) -> Result<T, StoreError> {
+    get::<i64>(row, col, what).map(T::from)
+}
+
+/// A nullable id column.
+fn id_opt<T: From<i64>>(
+    row: &AnyRow,
+    col: &str,
+    what: &'static str,
+) -> Result<Option<T>, StoreError> {
+    Ok(get::<Option<i64>>(row, col, what)?.map(T::from))
 }
 
 /// A 0/1 column as a boolean.
@@ -121,14 +135,14 @@ fn state_of(
 pub fn rule(row: &AnyRow) -> Result<Rule, StoreError> {
     const W: &str = "reading a rule";
     Ok(Rule {
-        id: get(row, "id", W)?,
+        id: id(row, "id", W)?,
         uuid: get(row, "uuid", W)?,
         purpose: parsed(row, "rules", "purpose", W)?,
         traffic: parsed_opt::<Traffic>(row, "rules", "traffic_type", W)?,
-        network_id: get(row, "network_id", W)?,
-        ip_id: get(row, "ip_id", W)?,
+        network_id: id(row, "network_id", W)?,
+        ip_id: id_opt(row, "ip_id", W)?,
         ip: parsed_opt::<Ipv4Addr>(row, "public_ips", "ip_address", W)?,
-        account_id: get(row, "account_id", W)?,
+        account_id: id(row, "account_id", W)?,
         protocol: get(row, "protocol", W)?,
         start_port: get(row, "start_port", W)?,
         end_port: get(row, "end_port", W)?,
@@ -138,10 +152,10 @@ pub fn rule(row: &AnyRow) -> Result<Rule, StoreError> {
         dest_cidrs: split_list(&get::<String>(row, "dest_cidrs", W)?),
         state: state_of(row, "rules", W)?,
         applied: flag(row, "applied", W)?,
-        job_id: get(row, "job_id", W)?,
-        related_id: get(row, "related_id", W)?,
+        job_id: id_opt(row, "job_id", W)?,
+        related_id: id_opt(row, "related_id", W)?,
         display: flag(row, "display", W)?,
-        vm_id: get(row, "vm_id", W)?,
+        vm_id: id_opt(row, "vm_id", W)?,
         vm_ip: parsed_opt::<Ipv4Addr>(row, "rules", "vm_ip", W)?,
         private_start: get(row, "private_start", W)?,
         private_end: get(row, "private_end", W)?,
@@ -165,13 +179,13 @@ pub fn rule(row: &AnyRow) -> Result<Rule, StoreError> {
 pub fn member(row: &AnyRow) -> Result<MemberRow, StoreError> {
     const W: &str = "reading a balancer member";
     Ok(MemberRow {
-        id: get(row, "id", W)?,
-        lb_id: get(row, "lb_id", W)?,
-        vm_id: get(row, "vm_id", W)?,
+        id: id(row, "id", W)?,
+        lb_id: id(row, "lb_id", W)?,
+        vm_id: id(row, "vm_id", W)?,
         vm_ip: parsed(row, "lb_members", "vm_ip", W)?,
         state: state_of(row, "lb_members", W)?,
         applied: flag(row, "applied", W)?,
-        job_id: get(row, "job_id", W)?,
+        job_id: id_opt(row, "job_id", W)?,
     })
 }
 
@@ -182,9 +196,9 @@ pub fn member(row: &AnyRow) -> Result<MemberRow, StoreError> {
 pub fn policy(row: &AnyRow) -> Result<PolicyRow, StoreError> {
     const W: &str = "reading a balancer policy";
     Ok(PolicyRow {
-        id: get(row, "id", W)?,
+        id: id(row, "id", W)?,
         uuid: get(row, "uuid", W)?,
-        lb_id: get(row, "lb_id", W)?,
+        lb_id: id(row, "lb_id", W)?,
         kind: parsed(row, "lb_policies", "kind", W)?,
         name: get(row, "name", W)?,
         description: get(row, "description", W)?,
@@ -192,7 +206,7 @@ pub fn policy(row: &AnyRow) -> Result<PolicyRow, StoreError> {
         params: get(row, "params", W)?,
         state: state_of(row, "lb_policies", W)?,
         applied: flag(row, "applied", W)?,
-        job_id: get(row, "job_id", W)?,
+        job_id: id_opt(row, "job_id", W)?,
         display: flag(row, "display", W)?,
     })
 }
@@ -204,18 +218,18 @@ pub fn policy(row: &AnyRow) -> Result<PolicyRow, StoreError> {
 pub fn ip(row: &AnyRow) -> Result<IpRow, StoreError> {
     const W: &str = "reading a public IP";
     Ok(IpRow {
-        id: get(row, "id", W)?,
+        id: id(row, "id", W)?,
         uuid: get(row, "uuid", W)?,
         address: parsed(row, "public_ips", "address", W)?,
         state: get(row, "state", W)?,
-        account_id: get(row, "account_id", W)?,
-        network_id: get(row, "network_id", W)?,
+        account_id: id_opt(row, "account_id", W)?,
+        network_id: id_opt(row, "network_id", W)?,
         source_nat: flag(row, "source_nat", W)?,
-        job_id: get(row, "job_id", W)?,
+        job_id: id_opt(row, "job_id", W)?,
         applied: flag(row, "applied", W)?,
         allocated: get(row, "allocated", W)?,
-        vlan_range_id: get(row, "vlan_range_id", W)?,
-        zone_id: get(row, "zone_id", W)?,
+        vlan_range_id: id(row, "vlan_range_id", W)?,
+        zone_id: id(row, "zone_id", W)?,
     })
 }
 
@@ -226,12 +240,12 @@ pub fn ip(row: &AnyRow) -> Result<IpRow, StoreError> {
 pub fn network(row: &AnyRow) -> Result<NetworkRow, StoreError> {
     const W: &str = "reading a network";
     Ok(NetworkRow {
-        id: get(row, "id", W)?,
+        id: id(row, "id", W)?,
         uuid: get(row, "uuid", W)?,
         name: get(row, "name", W)?,
         display_text: get(row, "display_text", W)?,
-        account_id: get(row, "account_id", W)?,
-        zone_id: get(row, "zone_id", W)?,
+        account_id: id(row, "account_id", W)?,
+        zone_id: id(row, "zone_id", W)?,
         offering_id: get(row, "offering_id", W)?,
         cidr: parsed(row, "networks", "cidr", W)?,
         gateway: parsed(row, "networks", "gateway", W)?,
@@ -261,9 +275,9 @@ pub async fn insert(
     .bind(&r.uuid)
     .bind(r.purpose.as_str())
     .bind(r.traffic.map(Traffic::as_str))
-    .bind(r.network_id)
-    .bind(r.ip_id)
-    .bind(r.account_id)
+    .bind(r.network_id.get())
+    .bind(r.ip_id.map(IpId::get))
+    .bind(r.account_id.get())
     .bind(&r.protocol)
     .bind(r.ports.map(|p| p.0))
     .bind(r.ports.map(|p| p.1))
@@ -272,9 +286,9 @@ pub async fn insert(
     .bind(checks::join_cidrs(&r.sources))
     .bind(checks::join_cidrs(&r.dests))
     .bind(job.map(JobId::get))
-    .bind(r.related_id)
+    .bind(r.related_id.map(RuleId::get))
     .bind(i64::from(r.display))
-    .bind(r.vm_id)
+    .bind(r.vm_id.map(VmId::get))
     .bind(r.vm_ip.clone())
     .bind(r.private.map(|p| p.0))
     .bind(r.private.map(|p| p.1))

@@ -5,7 +5,7 @@
 //! Some of these overlap the reads the API's handlers are moving into the store by aggregate
 //! (`rules`, `networks`, `addresses`, `vms`); they live here, apart, until the two are folded.
 
-use domain::ids::RuleId;
+use domain::ids::{IpId, RuleId};
 use domain::model::{IpRow, Purpose, Rule};
 use sqlx::{Any, Row, Transaction};
 
@@ -118,7 +118,7 @@ pub struct IpView {
 ///
 /// # Errors
 /// [`StoreError::Db`]; [`StoreError::Corrupt`].
-pub async fn ip_view(db: &Db, id: i64) -> Result<Option<IpView>, StoreError> {
+pub async fn ip_view(db: &Db, id: IpId) -> Result<Option<IpView>, StoreError> {
     let e = StoreError::db("reading a public address");
     let cols = IP_COLUMNS
         .split(", ")
@@ -132,7 +132,7 @@ pub async fn ip_view(db: &Db, id: i64) -> Result<Option<IpView>, StoreError> {
          FROM public_ips p JOIN vlan_ranges v ON v.id = p.vlan_range_id \
          LEFT JOIN networks n ON n.id = p.network_id WHERE p.id = $1"
     ))
-    .bind(id)
+    .bind(id.get())
     .fetch_optional(db.pool())
     .await
     .map_err(e)?

@@ -79,9 +79,9 @@ pub async fn rows(
             ],
         ),
     };
-    let ours = |job: Option<i64>| match jobs {
+    let ours = |job: Option<JobId>| match jobs {
         None => true,
-        Some(jobs) => job.is_some_and(|j| jobs.contains(&JobId::from(j))),
+        Some(jobs) => job.is_some_and(|j| jobs.contains(&j)),
     };
     let fetch = |sql: String| {
         let binds = binds.clone();

@@ -82,9 +82,9 @@ fn lab_vm(r: &sqlx::any::AnyRow) -> Result<LabVm, StoreError> {
 ///
 /// # Errors
 /// [`StoreError::Db`].
-pub async fn vm_lab_key(db: &Db, vm_id: i64) -> Result<Option<String>, StoreError> {
+pub async fn vm_lab_key(db: &Db, vm_id: VmId) -> Result<Option<String>, StoreError> {
     let row = sqlx::query("SELECT uuid FROM vms WHERE id = $1")
-        .bind(vm_id)
+        .bind(vm_id.get())
         .fetch_optional(db.pool())
         .await
         .map_err(StoreError::db("reading a VM"))?;
@@ -100,9 +100,9 @@ pub async fn vm_lab_key(db: &Db, vm_id: i64) -> Result<Option<String>, StoreErro
 ///
 /// # Errors
 /// [`StoreError::Db`].
-pub async fn vm_for_deploy(db: &Db, vm_id: i64) -> Result<Option<LabVm>, StoreError> {
+pub async fn vm_for_deploy(db: &Db, vm_id: VmId) -> Result<Option<LabVm>, StoreError> {
     let row = sqlx::query(&format!("{LAB_VM_SELECT} WHERE v.id = $1"))
-        .bind(vm_id)
+        .bind(vm_id.get())
         .fetch_optional(db.pool())
         .await
         .map_err(StoreError::db("reading a VM"))?;
@@ -113,11 +113,11 @@ pub async fn vm_for_deploy(db: &Db, vm_id: i64) -> Result<Option<LabVm>, StoreEr
 ///
 /// # Errors
 /// [`StoreError::Db`].
-pub async fn set_vm_state(db: &Db, vm_id: i64, state: &str) -> Result<(), StoreError> {
+pub async fn set_vm_state(db: &Db, vm_id: VmId, state: &str) -> Result<(), StoreError> {
     let _writer = db.writer().await;
     sqlx::query("UPDATE vms SET state = $1 WHERE id = $2")
         .bind(state)
-        .bind(vm_id)
+        .bind(vm_id.get())
         .execute(db.pool())
         .await
         .map_err(StoreError::db("setting a VM's state"))?;
@@ -128,7 +128,7 @@ pub async fn set_vm_state(db: &Db, vm_id: i64, state: &str) -> Result<(), StoreE
 ///
 /// # Errors
 /// [`StoreError::Db`].
-pub async fn delete_vm(db: &Db, vm_id: i64) -> Result<(), StoreError> {
+pub async fn delete_vm(db: &Db, vm_id: VmId) -> Result<(), StoreError> {
     let _writer = db.writer().await;
     let mut tx = db
         .begin_write()
@@ -142,19 +142,19 @@ pub async fn delete_vm(db: &Db, vm_id: i64) -> Result<(), StoreError> {
 ///
 /// # Errors
 /// [`StoreError::Db`].
-pub async fn delete_vm_in(tx: &mut Transaction<'_, Any>, vm_id: i64) -> Result<(), StoreError> {
+pub async fn delete_vm_in(tx: &mut Transaction<'_, Any>, vm_id: VmId) -> Result<(), StoreError> {
     sqlx::query("DELETE FROM lb_members WHERE vm_id = $1")
-        .bind(vm_id)
+        .bind(vm_id.get())
         .execute(&mut **tx)
         .await
         .map_err(StoreError::db("removing a VM"))?;
     sqlx::query("UPDATE rules SET vm_id = NULL WHERE vm_id = $1")
-        .bind(vm_id)
+        .bind(vm_id.get())
         .execute(&mut **tx)
         .await
         .map_err(StoreError::db("removing a VM"))?;
     sqlx::query("DELETE FROM vms WHERE id = $1")
-        .bind(vm_id)
+        .bind(vm_id.get())
         .execute(&mut **tx)
         .await
         .map_err(StoreError::db("removing a VM"))?;

@@ -88,7 +88,7 @@ pub(crate) async fn query_job(app: &App, caller: &Caller, p: &Params) -> ApiResu
         .await
         .map_err(store_error)?
         .ok_or_else(not_found)?;
-    if !caller.may_touch(job.account_id.get()) {
+    if !caller.may_touch(job.account_id) {
         return Err(not_found());
     }
     Ok(resp::job(&job))

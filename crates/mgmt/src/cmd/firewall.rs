@@ -86,8 +86,8 @@ pub(crate) async fn update_display(
 }
 
 /// One firewall or forwarding rule as the API shows it (with the administrators' fields).
-pub(crate) async fn rule_value(app: &App, id: i64, purpose: Purpose) -> ApiResult<Value> {
-    store::rules::object_json(app.db.pool(), app.db.dialect(), RuleId::from(id), purpose)
+pub(crate) async fn rule_value(app: &App, id: RuleId, purpose: Purpose) -> ApiResult<Value> {
+    store::rules::object_json(app.db.pool(), app.db.dialect(), id, purpose)
         .await
         .map_err(store_error)
 }

@@ -142,7 +142,11 @@ pub(crate) fn contains(hay: &str, needle: &str) -> bool {
 }
 
 /// An account's owner fields, read once per listing.
-async fn owner_of(app: &App, cache: &mut HashMap<i64, Owner>, account_id: i64) -> ApiResult<Owner> {
+async fn owner_of(
+    app: &App,
+    cache: &mut HashMap<AccountId, Owner>,
+    account_id: AccountId,
+) -> ApiResult<Owner> {
     if let Some(o) = cache.get(&account_id) {
         return Ok(o.clone());
     }
@@ -193,7 +197,7 @@ async fn acting_for(app: &App, caller: &Caller, p: &Params) -> ApiResult<i64> {
 
 /// A network with a deleteNetwork job pending takes no new work.
 async fn usable_network(app: &App, net: &NetworkRow) -> ApiResult<()> {
-    if store::networks::being_deleted(&app.db, NetworkId::from(net.id))
+    if store::networks::being_deleted(&app.db, net.id)
         .await
         .map_err(store_error)?
     {
@@ -216,7 +220,7 @@ async fn network_filter(
         return Ok(None);
     }
     let net = super::network_param(app, caller, p, name).await?;
-    Ok(Some(NetworkId::from(net.id)))
+    Ok(Some(net.id))
 }
 
 #[cfg(test)]

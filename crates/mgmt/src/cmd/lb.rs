@@ -25,6 +25,7 @@ use super::{rule_param, unknown};
 use crate::app::{ApiResult, App};
 use crate::resp::Owner;
 use domain::actor::Caller;
+use domain::ids::AccountId;
 use domain::model::{Purpose, Rule, State};
 
 mod listing;
@@ -68,8 +69,8 @@ fn zone(app: &App) -> (&str, &str) {
 /// The owner of `account_id`, read once per account.
 async fn cached_owner<'a>(
     app: &App,
-    cache: &'a mut HashMap<i64, Owner>,
-    account_id: i64,
+    cache: &'a mut HashMap<AccountId, Owner>,
+    account_id: AccountId,
 ) -> ApiResult<&'a Owner> {
     if let std::collections::hash_map::Entry::Vacant(e) = cache.entry(account_id) {
         e.insert(super::owner(app, account_id).await?);

@@ -11,6 +11,7 @@ use store::lookups::{Owned, Shared};
 use crate::app::{store_error, ApiResult, App};
 use crate::resp::Owner;
 use domain::actor::Caller;
+use domain::ids::{AccountId, NetworkId, RuleId};
 use domain::model::{IpRow, NetworkRow, Rule};
 
 mod accounts;
@@ -62,7 +63,7 @@ pub async fn dispatch(app: &App, caller: &Caller, name: &str, p: &Params) -> Api
 ///
 /// # Errors
 /// 530 when the rule cannot be read.
-pub async fn rule_object(app: &App, id: i64, object: &str) -> ApiResult<Value> {
+pub async fn rule_object(app: &App, id: RuleId, object: &str) -> ApiResult<Value> {
     let rule = rule_by_id(app, id).await?;
     let inner = match rule.purpose {
         domain::model::Purpose::LoadBalancing => {
@@ -95,8 +96,8 @@ pub fn required<'a>(p: &'a Params, name: &str) -> ApiResult<&'a str> {
 ///
 /// # Errors
 /// 530 when the account cannot be read.
-pub async fn owner(app: &App, account_id: i64) -> ApiResult<Owner> {
-    let o = store::accounts::owner_names(&app.db, account_id.into())
+pub async fn owner(app: &App, account_id: AccountId) -> ApiResult<Owner> {
+    let o = store::accounts::owner_names(&app.db, account_id)
         .await
         .map_err(store_error)?;
     Ok(Owner {
@@ -111,8 +112,8 @@ pub async fn owner(app: &App, account_id: i64) -> ApiResult<Owner> {
 ///
 /// # Errors
 /// 530 when it cannot be read.
-pub async fn rule_by_id(app: &App, id: i64) -> ApiResult<Rule> {
-    store::runner_reads::rule(&app.db, id.into())
+pub async fn rule_by_id(app: &App, id: RuleId) -> ApiResult<Rule> {
+    store::runner_reads::rule(&app.db, id)
         .await
         .map_err(store_error)?
         .ok_or_else(|| ApiError::internal(format!("rule {id} is gone")))
@@ -182,8 +183,8 @@ pub async fn network_by_uuid(app: &App, uuid: &str) -> ApiResult<Option<NetworkR
 ///
 /// # Errors
 /// 530 when it cannot be read.
-pub async fn network_by_id(app: &App, id: i64) -> ApiResult<NetworkRow> {
-    store::networks::by_id(&app.db, id.into())
+pub async fn network_by_id(app: &App, id: NetworkId) -> ApiResult<NetworkRow> {
+    store::networks::by_id(&app.db, id)
         .await
         .map_err(store_error)?
         .ok_or_else(|| ApiError::internal(format!("network {id} is gone")))

@@ -3,7 +3,7 @@
 //! ends a job; nothing here knows about requests.
 
 use api_types::error::ApiError;
-use domain::ids::{AccountId, RuleId};
+use domain::ids::{AccountId, IpId, RuleId, VmId};
 use domain::job::Outcome;
 use domain::model::PolicyKind;
 use domain::model::{Purpose, State};
@@ -22,13 +22,11 @@ pub async fn job_result(db: &Db, site: &Site, outcome: &Outcome) -> Result<Value
     match outcome {
         Outcome::Success => Ok(json!({"success": true})),
         Outcome::Fixed { value } => Ok(value.clone()),
-        Outcome::Rule { id, object } => {
-            rule_result(db, site, RuleKey::Id((*id).into()), object).await
-        }
+        Outcome::Rule { id, object } => rule_result(db, site, RuleKey::Id(*id), object).await,
         Outcome::Created { uuid, object } => {
             rule_result(db, site, RuleKey::Uuid(uuid), object).await
         }
-        Outcome::Policy { lb_id, kind } => policy_result(db, site, (*lb_id).into(), *kind).await,
+        Outcome::Policy { lb_id, kind } => policy_result(db, site, *lb_id, *kind).await,
         Outcome::Ip { id } => ip_result(db, site, *id).await,
         Outcome::Vm { id } => vm_result(db, site, *id).await,
     }
@@ -47,7 +45,7 @@ pub async fn job_result_in(
     let (key, object) = match outcome {
         Outcome::Success => return Ok(Some(json!({"success": true}))),
         Outcome::Fixed { value } => return Ok(Some(value.clone())),
-        Outcome::Rule { id, object } => (RuleKey::Id((*id).into()), object),
+        Outcome::Rule { id, object } => (RuleKey::Id(*id), object),
         Outcome::Created { uuid, object } => (RuleKey::Uuid(uuid), object),
         Outcome::Policy { .. } | Outcome::Ip { .. } | Outcome::Vm { .. } => return Ok(None),
     };
@@ -99,7 +97,7 @@ async fn rule_result(
                 .await
                 .map_err(store_error)?
                 .ok_or_else(|| gone("rule", id))?;
-            let owner = owner(db, rule.account_id.into()).await?;
+            let owner = owner(db, rule.account_id).await?;
             let zone = (site.zone_uuid.as_str(), site.zone_name.as_str());
             super::lb::load_balancer(&rule, &owner, zone, true)
         }
@@ -125,20 +123,20 @@ async fn policy_result(
         .await
         .map_err(store_error)?;
     rows.retain(|r| r.state != State::Revoke);
-    let owner = owner(db, lb.account_id.into()).await?;
+    let owner = owner(db, lb.account_id).await?;
     let item = super::lb::policies(&lb, kind, &rows, &owner, &site.zone_uuid, true);
     let key = super::lb::policies_key(kind);
     Ok(super::wrap(key, item))
 }
 
 /// The `jobresult` of associateIpAddress: `{"ipaddress": {...}}`.
-async fn ip_result(db: &Db, site: &Site, id: i64) -> Result<Value, ApiError> {
+async fn ip_result(db: &Db, site: &Site, id: IpId) -> Result<Value, ApiError> {
     let view = runner_reads::ip_view(db, id)
         .await
         .map_err(store_error)?
         .ok_or_else(|| gone("ip address", id))?;
     let owner = match view.ip.account_id {
-        Some(a) => Some(owner(db, a.into()).await?),
+        Some(a) => Some(owner(db, a).await?),
         None => None,
     };
     let cx = super::IpContext {
@@ -156,8 +154,8 @@ async fn ip_result(db: &Db, site: &Site, id: i64) -> Result<Value, ApiError> {
 }
 
 /// The `jobresult` of deployVirtualMachine: `{"virtualmachine": {...}}`.
-async fn vm_result(db: &Db, site: &Site, id: i64) -> Result<Value, ApiError> {
-    let vm = store::vms::by_id(db, domain::ids::VmId::from(id))
+async fn vm_result(db: &Db, site: &Site, id: VmId) -> Result<Value, ApiError> {
+    let vm = store::vms::by_id(db, id)
         .await
         .map_err(store_error)?
         .ok_or_else(|| gone("virtual machine", id))?;

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeSet;
 
-use domain::ids::{JobId, NetworkId};
+use domain::ids::{IpId, JobId, MemberId, NetworkId, PolicyId, RuleId};
 use domain::model::{IpRow, MemberRow, PolicyRow, Rule};
 use domain::plan::{self, Batch, NetworkState};
 use router_config::RouterConfig;
@@ -77,40 +77,40 @@ pub(super) async fn copy_differs(
         // Deleted with this batch: the worker ends.
         return Ok(None);
     }
-    let pending: BTreeSet<i64> = store::jobs::pending(&rt.db, network)
+    let pending: BTreeSet<JobId> = store::jobs::pending(&rt.db, network)
         .await?
         .iter()
-        .map(|j| j.id.get())
+        .map(|j| j.id)
         .collect();
-    let busy = |job: Option<i64>| job.is_some_and(|j| pending.contains(&j));
+    let busy = |job: Option<JobId>| job.is_some_and(|j| pending.contains(&j));
     // Rows a pending job wrote, by id as the database has them now: the copy may still hold
     // their earlier version, which the check leaves out too.
-    fn busy_ids<T>(
+    fn busy_ids<T, K: Ord>(
         rows: &[T],
-        key: fn(&T) -> (i64, Option<i64>),
-        busy: &dyn Fn(Option<i64>) -> bool,
-    ) -> BTreeSet<i64> {
+        key: fn(&T) -> (K, Option<JobId>),
+        busy: &dyn Fn(Option<JobId>) -> bool,
+    ) -> BTreeSet<K> {
         rows.iter()
             .map(key)
             .filter(|(_, job)| busy(*job))
             .map(|(id, _)| id)
             .collect()
     }
-    fn settle<T>(
+    fn settle<T, K: Ord>(
         rows: &mut Vec<T>,
-        skip: &BTreeSet<i64>,
-        key: fn(&T) -> (i64, Option<i64>),
-        busy: &dyn Fn(Option<i64>) -> bool,
+        skip: &BTreeSet<K>,
+        key: fn(&T) -> (K, Option<JobId>),
+        busy: &dyn Fn(Option<JobId>) -> bool,
     ) {
         rows.retain(|r| {
             let (id, job) = key(r);
             !skip.contains(&id) && !busy(job)
         });
     }
-    let rule_key: fn(&Rule) -> (i64, Option<i64>) = |r| (r.id, r.job_id);
-    let member_key: fn(&MemberRow) -> (i64, Option<i64>) = |r| (r.id, r.job_id);
-    let policy_key: fn(&PolicyRow) -> (i64, Option<i64>) = |r| (r.id, r.job_id);
-    let ip_key: fn(&IpRow) -> (i64, Option<i64>) = |r| (r.id, r.job_id);
+    let rule_key: fn(&Rule) -> (RuleId, Option<JobId>) = |r| (r.id, r.job_id);
+    let member_key: fn(&MemberRow) -> (MemberId, Option<JobId>) = |r| (r.id, r.job_id);
+    let policy_key: fn(&PolicyRow) -> (PolicyId, Option<JobId>) = |r| (r.id, r.job_id);
+    let ip_key: fn(&IpRow) -> (IpId, Option<JobId>) = |r| (r.id, r.job_id);
     let skip_rules = busy_ids(&full.rules, rule_key, &busy);
     let skip_members = busy_ids(&full.members, member_key, &busy);
     let skip_policies = busy_ids(&full.policies, policy_key, &busy);
@@ -129,7 +129,7 @@ pub(super) async fn copy_differs(
 
 /// Replaces rows of `old` by id with `fresh` ones (adding new ones), keeping id order; each
 /// row is found by binary search, so a step costs what changed, not what the network holds.
-fn merge<T>(old: &mut Vec<T>, fresh: Vec<T>, id: impl Fn(&T) -> i64) {
+fn merge<T, K: Eq + Ord + std::hash::Hash>(old: &mut Vec<T>, fresh: Vec<T>, id: impl Fn(&T) -> K) {
     for r in fresh {
         let key = id(&r);
         match old.binary_search_by_key(&key, &id) {

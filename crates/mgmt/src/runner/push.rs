@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::time::Instant;
 
 use agent::proto::{Answer, Applied, Op};
-use domain::ids::NetworkId;
+use domain::ids::{JobId, NetworkId};
 use domain::job::Kind;
 use domain::plan::{self, Batch, NetworkState};
 use router_config::{RouterConfig, RouterDelta};
@@ -74,7 +74,7 @@ pub(super) async fn push(
         .as_ref()
         .ok_or_else(|| PushError::Unavailable("the network is gone".into()))?;
     let t0 = Instant::now();
-    let (router, host, generation) = store::routers::next_generation(&rt.db, network.id.into())
+    let (router, host, generation) = store::routers::next_generation(&rt.db, network.id)
         .await
         .map_err(|e| PushError::Unavailable(chain(&e)))?;
     let t1 = Instant::now();
@@ -152,7 +152,7 @@ pub(super) async fn push(
             }
             Ok(Pushed {
                 commit,
-                network: NetworkId::from(network.id),
+                network: network.id,
                 generation: g,
             })
         }
@@ -162,7 +162,7 @@ pub(super) async fn push(
             // The router holds a newer generation than this one: another server's, or one this
             // database forgot (a data directory restored from backup). Move the counter past
             // it; the next generation carries everything again.
-            store::routers::bump_generation(&rt.db, network.id.into(), held)
+            store::routers::bump_generation(&rt.db, network.id, held)
                 .await
                 .map_err(|e| PushError::Unavailable(chain(&e)))?;
             Err(PushError::Unavailable(format!(
@@ -175,14 +175,14 @@ pub(super) async fn push(
         Err(CallError::Refused(reason)) => {
             // The router keeps what it held: the base stays.
             sent.0 = base;
-            store::routers::record_failure(&rt.db, network.id.into(), &reason)
+            store::routers::record_failure(&rt.db, network.id, &reason)
                 .await
                 .map_err(|e| PushError::Unavailable(chain(&e)))?;
             behind.inc();
             Err(PushError::Refused(reason))
         }
         Err(CallError::TimedOut(reason)) => {
-            store::routers::record_failure(&rt.db, network.id.into(), &reason)
+            store::routers::record_failure(&rt.db, network.id, &reason)
                 .await
                 .map_err(|e| PushError::Unavailable(chain(&e)))?;
             behind.inc();
@@ -216,12 +216,12 @@ pub(super) async fn run_changes(
             read_us = t.elapsed().as_micros() as u64,
             "read the network's changed rows"
         );
-        let pending_ids: BTreeSet<i64> = pending.iter().map(|j| j.id.get()).collect();
+        let pending_ids: BTreeSet<JobId> = pending.iter().map(|j| j.id).collect();
         let mut done = false;
         for m in (1..=remaining.len()).rev() {
             let batch = Batch {
                 pending: pending_ids.clone(),
-                included: remaining[..m].iter().map(|j| j.id.get()).collect(),
+                included: remaining[..m].iter().map(|j| j.id).collect(),
             };
             match push(rt, state, &batch, sent).await {
                 Ok(pushed) => {
@@ -303,7 +303,7 @@ pub(super) async fn run_changes(
     if resync {
         let state = cache.current(rt, network, &pending).await?;
         let batch = Batch {
-            pending: pending.iter().map(|j| j.id.get()).collect(),
+            pending: pending.iter().map(|j| j.id).collect(),
             included: BTreeSet::new(),
         };
         match push(rt, state, &batch, sent).await {

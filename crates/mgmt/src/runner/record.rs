@@ -141,7 +141,7 @@ pub(super) async fn fail(
         } else {
             store::jobs::rollback_job(tx, job.id, job.payload.undo.as_ref()).await?;
             if let Some(undo) = &job.payload.undo {
-                store::rules::json::store_json(&mut **tx, dialect, undo.rule_id.into()).await?;
+                store::rules::json::store_json(&mut **tx, dialect, undo.rule_id).await?;
             }
         }
         let _nobody_to_wake = change.commit().await?;

@@ -2,7 +2,7 @@
 //! a forward sends to, and a forward's new target.
 
 use domain::checks;
-use domain::ids::{JobId, RuleId};
+use domain::ids::{JobId, RuleId, VmId};
 use ipnet::Ipv4Net;
 use sqlx::{Any, Row, Transaction};
 
@@ -73,7 +73,7 @@ pub struct ForwardChange {
     /// Private port range.
     pub private: (i64, i64),
     /// Target VM.
-    pub vm_id: Option<i64>,
+    pub vm_id: Option<VmId>,
     /// Target address.
     pub vm_ip: Option<String>,
     /// Source CIDRs.
@@ -100,7 +100,7 @@ pub async fn set_forward(
     )
     .bind(change.private.0)
     .bind(change.private.1)
-    .bind(change.vm_id)
+    .bind(change.vm_id.map(VmId::get))
     .bind(change.vm_ip.clone())
     .bind(checks::join_cidrs(&change.sources))
     .bind(i64::from(change.display))

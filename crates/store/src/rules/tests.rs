@@ -2,7 +2,7 @@
 //! object stored and rendered whole; the job still carrying a rule; a forward's new values.
 
 use domain::actor::Caller;
-use domain::ids::{AccountId, NetworkId, RuleId};
+use domain::ids::{AccountId, IpId, NetworkId, RuleId, VmId};
 use domain::job::{JobStatus, Kind, NewJob, Outcome, Payload};
 use domain::model::{NewRule, Purpose, Traffic};
 use serde_json::Value;
@@ -56,9 +56,9 @@ fn rule(uuid: &str, traffic: Traffic, protocol: &str, port: i64) -> NewRule {
         uuid: uuid.into(),
         purpose: Purpose::Firewall,
         traffic: Some(traffic),
-        network_id: 1,
-        ip_id: (traffic == Traffic::Ingress).then_some(1),
-        account_id: 1,
+        network_id: NetworkId::from(1),
+        ip_id: (traffic == Traffic::Ingress).then_some(IpId::from(1)),
+        account_id: AccountId::from(1),
         protocol: protocol.into(),
         ports: Some((port, port)),
         icmp: None,
@@ -301,7 +301,7 @@ async fn a_forward_takes_its_new_values(db: &Db) {
         id,
         &ForwardChange {
             private: (2200, 2200),
-            vm_id: Some(1),
+            vm_id: Some(VmId::from(1)),
             vm_ip: Some("10.1.1.5".into()),
             sources: vec!["192.0.2.0/24".parse().unwrap()],
             display: false,

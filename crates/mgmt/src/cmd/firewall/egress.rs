@@ -4,7 +4,7 @@ use api_types::error::ApiError;
 use api_types::params::Params;
 use domain::actor::Caller;
 use domain::checks;
-use domain::ids::NetworkId;
+use domain::ids::{AccountId, NetworkId, RuleId};
 use domain::job::{Outcome, Payload};
 use domain::model::{NewRule, Purpose, Traffic};
 use ipnet::Ipv4Net;
@@ -22,7 +22,7 @@ pub(crate) struct CreateEgressFirewallRule {
     /// The network's uuid.
     pub network_uuid: String,
     /// The network's owner, who owns the rule.
-    pub account: i64,
+    pub account: AccountId,
     /// tcp, udp, icmp or all.
     pub protocol: Protocol,
     /// Ports or ICMP match.
@@ -56,7 +56,7 @@ impl CreateEgressFirewallRule {
         let sources = egress_sources(&p.list("cidrlist").unwrap_or_default(), net.cidr)?;
         let dests = checks::cidr_list("destcidrlist", &p.list("destcidrlist").unwrap_or_default())?;
         Ok(CreateEgressFirewallRule {
-            network: NetworkId::from(net.id),
+            network: net.id,
             network_uuid: net.uuid,
             account: net.account_id,
             protocol,
@@ -73,7 +73,7 @@ impl CreateEgressFirewallRule {
             uuid: uuid::Uuid::new_v4().to_string(),
             purpose: Purpose::Firewall,
             traffic: Some(Traffic::Egress),
-            network_id: self.network.get(),
+            network_id: self.network,
             ip_id: None,
             account_id: self.account,
             protocol: self.protocol.as_str().to_string(),
@@ -120,7 +120,7 @@ pub(crate) async fn create_egress(app: &App, caller: &Caller, p: &Params) -> Api
     let create = CreateEgressFirewallRule::parse(app, caller, p).await?;
     let payload = Payload::new(
         Outcome::Rule {
-            id: 0,
+            id: RuleId::from(0),
             object: "firewallrule".into(),
         },
         "FIREWALL.EGRESS.OPEN",

@@ -5,7 +5,7 @@ use api_types::error::ApiError;
 use api_types::params::Params;
 use domain::actor::Caller;
 use domain::checks::{self, Candidate};
-use domain::ids::{NetworkId, RuleId};
+use domain::ids::{NetworkId, RuleId, VmId};
 use domain::job::{Kind, NewJob, Outcome, Payload, Undo};
 use domain::model::{NewRule, Purpose, Rule, State};
 use ipnet::Ipv4Net;
@@ -22,7 +22,7 @@ use crate::app::{store_error, ApiResult, App};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ForwardTarget {
     /// The VM.
-    pub vm_id: i64,
+    pub vm_id: VmId,
     /// Its guest address.
     pub vm_ip: String,
 }
@@ -92,8 +92,8 @@ impl CreatePortForwardingRule {
             uuid: uuid::Uuid::new_v4().to_string(),
             purpose: Purpose::PortForwarding,
             traffic: None,
-            network_id: self.ip.network.get(),
-            ip_id: Some(self.ip.ip.get()),
+            network_id: self.ip.network,
+            ip_id: Some(self.ip.ip),
             account_id: self.ip.account,
             protocol: self.protocol.as_str().to_string(),
             ports: Some(self.public.pair()),
@@ -118,7 +118,7 @@ pub(crate) async fn create_forward(app: &App, caller: &Caller, p: &Params) -> Ap
     let create = CreatePortForwardingRule::parse(app, caller, p).await?;
     let payload = Payload::new(
         Outcome::Rule {
-            id: 0,
+            id: RuleId::from(0),
             object: "portforwardingrule".into(),
         },
         "NET.RULEADD",
@@ -184,7 +184,7 @@ async fn forward_target(
         }
     }
     Ok(ForwardTarget {
-        vm_id: vm.id,
+        vm_id: VmId::from(vm.id),
         vm_ip: vm.ip,
     })
 }
@@ -275,7 +275,7 @@ impl UpdatePortForwardingRule {
         };
         check_forward_ranges(public, private)?;
         let (vm_id, vm_ip) = if p.str("virtualmachineid").is_some() {
-            let target = forward_target(app, caller, p, NetworkId::from(net.id), &net.uuid).await?;
+            let target = forward_target(app, caller, p, net.id, &net.uuid).await?;
             (Some(target.vm_id), Some(target.vm_ip))
         } else {
             if p.str("vmguestip").is_some() {
@@ -336,14 +336,14 @@ pub(crate) async fn update_forward(app: &App, caller: &Caller, p: &Params) -> Ap
         .await;
     }
     // The new values must not clash with the other forwards of the IP.
-    let network = NetworkId::from(rule.network_id);
+    let network = rule.network_id;
     let mut change = app.db.change(Some(network)).await.map_err(store_error)?;
     change.lock_network().await.map_err(store_error)?;
     refuse_if_in_flight(change.conn(), rule).await?;
     if let Some(ip_id) = rule.ip_id {
         let mut me = Candidate::of(rule);
         me.sources = update.change.sources.clone();
-        let others = store::rules::ip_neighbours(change.conn(), ip_id.into(), Some(update.public))
+        let others = store::rules::ip_neighbours(change.conn(), ip_id, Some(update.public))
             .await
             .map_err(store_error)?;
         let others: Vec<Candidate> = others.into_iter().filter(|c| c.uuid != rule.uuid).collect();
@@ -386,15 +386,9 @@ pub(crate) async fn update_forward(app: &App, caller: &Caller, p: &Params) -> Ap
         .map_err(store_error)?;
     // The row carries the update's job, as every write a router sees does.
     let dialect = change.dialect();
-    store::rules::forwards::set_forward(
-        change.conn(),
-        dialect,
-        RuleId::from(rule.id),
-        &update.change,
-        job_id,
-    )
-    .await
-    .map_err(store_error)?;
+    store::rules::forwards::set_forward(change.conn(), dialect, rule.id, &update.change, job_id)
+        .await
+        .map_err(store_error)?;
     let receipt = change.commit().await.map_err(store_error)?;
     app.doorbell.ring(receipt);
     Ok(queued(&job_uuid))

@@ -3,6 +3,7 @@
 use api_types::params::Params;
 use domain::actor::Caller;
 use domain::checks;
+use domain::ids::RuleId;
 use domain::job::{Outcome, Payload};
 use domain::model::{NewRule, Purpose, Traffic};
 use ipnet::Ipv4Net;
@@ -64,8 +65,8 @@ impl CreateFirewallRule {
             uuid: uuid::Uuid::new_v4().to_string(),
             purpose: Purpose::Firewall,
             traffic: Some(Traffic::Ingress),
-            network_id: self.ip.network.get(),
-            ip_id: Some(self.ip.ip.get()),
+            network_id: self.ip.network,
+            ip_id: Some(self.ip.ip),
             account_id: self.ip.account,
             protocol: self.protocol.as_str().to_string(),
             ports: self.l4.ports(),
@@ -90,7 +91,7 @@ pub(crate) async fn create_ingress(app: &App, caller: &Caller, p: &Params) -> Ap
     let create = CreateFirewallRule::parse(app, caller, p).await?;
     let payload = Payload::new(
         Outcome::Rule {
-            id: 0,
+            id: RuleId::from(0),
             object: "firewallrule".into(),
         },
         "FIREWALL.OPEN",

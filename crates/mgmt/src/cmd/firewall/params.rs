@@ -8,7 +8,7 @@ use api_types::error::ApiError;
 use api_types::params::Params;
 use domain::actor::Caller;
 use domain::checks;
-use domain::ids::{IpId, NetworkId};
+use domain::ids::{AccountId, IpId, NetworkId};
 use domain::model::{IpRow, NetworkRow};
 
 use super::super::{ip_param, network_by_id, required};
@@ -51,7 +51,7 @@ pub(crate) struct RuleIp {
     /// Its network's uuid.
     pub network_uuid: String,
     /// Who owns a rule on it: the IP's account, or else its network's.
-    pub account: i64,
+    pub account: AccountId,
 }
 
 impl RuleIp {
@@ -67,9 +67,9 @@ impl RuleIp {
     ) -> ApiResult<RuleIp> {
         let (ip, net) = rule_ip(app, caller, p, param).await?;
         Ok(RuleIp {
-            ip: IpId::from(ip.id),
+            ip: ip.id,
             address: ip.address,
-            network: NetworkId::from(net.id),
+            network: net.id,
             network_uuid: net.uuid,
             account: ip.account_id.unwrap_or(net.account_id),
         })

@@ -12,7 +12,6 @@ use super::event_type;
 use crate::app::{chain, store_error, ApiResult, App};
 use domain::actor::Caller;
 use domain::checks;
-use domain::ids::{IpId, NetworkId, RuleId};
 use domain::job::{JobStatus, Kind, NewJob, Outcome, Payload};
 use domain::model::{NewRule, Purpose, Rule, Traffic};
 use store::db::Dialect;
@@ -30,13 +29,16 @@ pub(crate) async fn create_rule(
 ) -> ApiResult<Value> {
     let uuid = rule.uuid.clone();
     let mut payload = payload;
-    if let Outcome::Rule { id: 0, object } = &payload.outcome {
-        payload.outcome = Outcome::Created {
-            uuid: uuid.clone(),
-            object: object.clone(),
-        };
+    match &payload.outcome {
+        Outcome::Rule { id, object } if id.get() == 0 => {
+            payload.outcome = Outcome::Created {
+                uuid: uuid.clone(),
+                object: object.clone(),
+            };
+        }
+        _ => {}
     }
-    let network = NetworkId::from(rule.network_id);
+    let network = rule.network_id;
     let mut change = app.db.change(Some(network)).await.map_err(store_error)?;
     // The job and its event first: the network's lock is held only for the conflict check,
     // the rule's rows and the commit.
@@ -65,7 +67,7 @@ pub(crate) async fn create_rule(
         (Some(Traffic::Egress), _) => store::rules::egress_neighbours(change.conn(), network)
             .await
             .map_err(store_error)?,
-        (_, Some(ip)) => store::rules::ip_neighbours(change.conn(), IpId::from(ip), rule.ports)
+        (_, Some(ip)) => store::rules::ip_neighbours(change.conn(), ip, rule.ports)
             .await
             .map_err(store_error)?,
         _ => Vec::new(),
@@ -109,7 +111,7 @@ pub(crate) async fn create_rule(
     let rules = 1 + i64::from(opened.is_some());
     limits::take(
         &mut change,
-        domain::ids::AccountId::from(rule.account_id),
+        rule.account_id,
         &[(Resource::NetworkRule, rules)],
     )
     .await?;
@@ -117,7 +119,7 @@ pub(crate) async fn create_rule(
         .await
         .map_err(store_error)?];
     if let Some(mut fw) = opened {
-        fw.related_id = Some(written[0].get());
+        fw.related_id = Some(written[0]);
         written.push(
             store::rules::insert(change.conn(), &fw, Some(job_id))
                 .await
@@ -156,7 +158,7 @@ pub(crate) async fn revoke(
     rule: &Rule,
     failure: &str,
 ) -> ApiResult<Value> {
-    let network = NetworkId::from(rule.network_id);
+    let network = rule.network_id;
     let mut change = app.db.change(Some(network)).await.map_err(store_error)?;
     change.lock_network().await.map_err(store_error)?;
     let description = format!("{command} for rule {}", rule.uuid);
@@ -184,7 +186,7 @@ pub(crate) async fn revoke(
         )
         .await
         .map_err(store_error)?;
-    store::rules::revoke(change.conn(), RuleId::from(rule.id), job_id)
+    store::rules::revoke(change.conn(), rule.id, job_id)
         .await
         .map_err(store_error)?;
     let receipt = change.commit().await.map_err(store_error)?;
@@ -202,7 +204,7 @@ pub(crate) async fn refuse_if_in_flight(
     tx: &mut store::rules::Tx<'_>,
     rule: &Rule,
 ) -> ApiResult<()> {
-    let busy = store::rules::forwards::pending_job(tx, RuleId::from(rule.id))
+    let busy = store::rules::forwards::pending_job(tx, rule.id)
         .await
         .map_err(store_error)?;
     match busy {
@@ -233,7 +235,7 @@ pub(crate) async fn metadata_update(
     let (name, description) = name_desc.unwrap_or((None, None));
     store::rules::set_metadata(
         change.conn(),
-        RuleId::from(rule.id),
+        rule.id,
         p.bool("fordisplay"),
         name,
         description,

@@ -8,7 +8,7 @@ use api_types::error::ApiError;
 use api_types::params::Params;
 use domain::actor::Caller;
 use domain::addressing::parse_ip;
-use domain::ids::{AccountId, IpId, NetworkId};
+use domain::ids::AccountId;
 use domain::job::{Kind, NewJob, Outcome};
 use domain::model::IpRow;
 use serde_json::Value;
@@ -63,7 +63,7 @@ async fn free_ip(
 
 /// Takes a Free address found in this change.
 pub(super) async fn take_ip(change: &mut ChangeTx, ip: &IpRow, a: &Allocation) -> ApiResult<()> {
-    let taken = store::addresses::allocate(change.conn(), IpId::from(ip.id), a)
+    let taken = store::addresses::allocate(change.conn(), ip.id, a)
         .await
         .map_err(store_error)?;
     if !taken {
@@ -78,7 +78,7 @@ pub(super) async fn take_ip(change: &mut ChangeTx, ip: &IpRow, a: &Allocation) -
 /// An address as its response shows it.
 async fn ip_item(
     app: &App,
-    cache: &mut HashMap<i64, Owner>,
+    cache: &mut HashMap<AccountId, Owner>,
     l: &IpListing,
     admin: bool,
 ) -> ApiResult<Value> {
@@ -110,7 +110,7 @@ pub(crate) async fn associate_ip(app: &App, caller: &Caller, p: &Params) -> ApiR
     usable_network(app, &net).await?;
     if given(p, "account").is_some() {
         let acting = acting_for(app, caller, p).await?;
-        if acting != net.account_id {
+        if acting != net.account_id.get() {
             return Err(ApiError::invalid_parameter(format!(
                 "Network {} does not belong to account {}",
                 net.uuid,
@@ -121,15 +121,10 @@ pub(crate) async fn associate_ip(app: &App, caller: &Caller, p: &Params) -> ApiR
     let wanted = given(p, "ipaddress")
         .map(|s| parse_ip("ipaddress", s))
         .transpose()?;
-    let network = NetworkId::from(net.id);
+    let network = net.id;
     let mut change = app.db.change(Some(network)).await.map_err(store_error)?;
     change.lock_network().await.map_err(store_error)?;
-    limits::take(
-        &mut change,
-        domain::ids::AccountId::from(net.account_id),
-        &[(Resource::PublicIp, 1)],
-    )
-    .await?;
+    limits::take(&mut change, net.account_id, &[(Resource::PublicIp, 1)]).await?;
     let ip = free_ip(app, &mut change, wanted)
         .await?
         .ok_or_else(|| no_free_ip(app))?;
@@ -168,7 +163,7 @@ pub(crate) async fn associate_ip(app: &App, caller: &Caller, p: &Params) -> ApiR
         &ip,
         &Allocation {
             state: "Allocating",
-            account: AccountId::from(net.account_id),
+            account: net.account_id,
             network,
             source_nat: false,
             job: Some(job_id),
@@ -225,7 +220,7 @@ pub(crate) async fn disassociate_ip(app: &App, caller: &Caller, p: &Params) -> A
             ip.address
         )));
     }
-    let network = NetworkId::from(network_id);
+    let network = network_id;
     let mut change = app.db.change(Some(network)).await.map_err(store_error)?;
     change.lock_network().await.map_err(store_error)?;
     let (job_id, job_uuid) = change
@@ -252,7 +247,7 @@ pub(crate) async fn disassociate_ip(app: &App, caller: &Caller, p: &Params) -> A
         )
         .await
         .map_err(store_error)?;
-    store::addresses::schedule_release(change.conn(), IpId::from(ip.id), job_id)
+    store::addresses::schedule_release(change.conn(), ip.id, job_id)
         .await
         .map_err(store_error)?;
     let receipt = change.commit().await.map_err(store_error)?;

@@ -105,7 +105,7 @@ pub(crate) async fn list_templates(app: &App, caller: &Caller, p: &Params) -> Ap
     let admin_account = store::owners::first_root_admin(&app.db)
         .await
         .map_err(store_error)?;
-    let admin = owner(app, admin_account.get()).await?;
+    let admin = owner(app, admin_account).await?;
     let kw = keyword(p);
     let items = templates
         .iter()

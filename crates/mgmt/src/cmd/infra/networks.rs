@@ -190,7 +190,7 @@ pub(crate) async fn create_network(app: &App, caller: &Caller, p: &Params) -> Ap
             "Unable to implement network {name}: {reason}"
         )));
     }
-    let net = network_by_id(app, network.get()).await?;
+    let net = network_by_id(app, network).await?;
     let own = owner(app, net.account_id).await?;
     Ok(resp::wrap(
         "network",
@@ -340,7 +340,7 @@ pub(crate) async fn delete_network(app: &App, caller: &Caller, p: &Params) -> Ap
     let net = crate::cmd::network_param(app, caller, p, "id").await?;
     usable_network(app, &net).await?;
     let forced = caller.admin && p.bool("forced") == Some(true);
-    let network = NetworkId::from(net.id);
+    let network = net.id;
     let mut change = app.db.change(Some(network)).await.map_err(store_error)?;
     change.lock_network().await.map_err(store_error)?;
     // Under the network's lock: a deployVirtualMachine on it waits for this commit, and then

@@ -4,6 +4,7 @@ use std::collections::HashMap;
 
 use api_types::params::Params;
 use domain::actor::Caller;
+use domain::ids::AccountId;
 use serde_json::Value;
 use store::router_views::RouterQuery;
 
@@ -38,7 +39,7 @@ pub(crate) async fn list_routers(app: &App, caller: &Caller, p: &Params) -> ApiR
         {
             continue;
         }
-        let own = owner_of(app, &mut cache, r.account_id).await?;
+        let own = owner_of(app, &mut cache, AccountId::from(r.account_id)).await?;
         items.push(infra_resp::router(r, &own, zone(app)));
     }
     Ok(page("router", items, p.paging()))

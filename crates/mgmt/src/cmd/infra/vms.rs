@@ -6,7 +6,7 @@ use api_types::error::ApiError;
 use api_types::params::Params;
 use domain::actor::Caller;
 use domain::addressing::{is_host, lowest_free, parse_ip};
-use domain::ids::{AccountId, NetworkId};
+use domain::ids::AccountId;
 use domain::job::{Kind, NewJob, Outcome};
 use serde_json::Value;
 use store::db::now_ms;
@@ -68,7 +68,7 @@ pub(crate) async fn deploy_vm(app: &App, caller: &Caller, p: &Params) -> ApiResu
         .filter(|n| caller.may_touch(n.account_id))
         .ok_or_else(|| unknown(p, "networkids"))?;
     usable_network(app, &net).await?;
-    if given(p, "account").is_some() && acting_for(app, caller, p).await? != net.account_id {
+    if given(p, "account").is_some() && acting_for(app, caller, p).await? != net.account_id.get() {
         return Err(ApiError::invalid_parameter(format!(
             "Network {} does not belong to account {}",
             net.uuid,
@@ -102,8 +102,8 @@ pub(crate) async fn deploy_vm(app: &App, caller: &Caller, p: &Params) -> ApiResu
         None => None,
     };
     let vm_uuid = vm_uuid.to_string();
-    let network = NetworkId::from(net.id);
-    let account = AccountId::from(net.account_id);
+    let network = net.id;
+    let account = net.account_id;
     let mut change = app.db.change(Some(network)).await.map_err(store_error)?;
     change.lock_network().await.map_err(store_error)?;
     // A deleteNetwork that committed while this call waited for the lock wins.
@@ -142,12 +142,7 @@ pub(crate) async fn deploy_vm(app: &App, caller: &Caller, p: &Params) -> ApiResu
             ))
         })?,
     };
-    limits::take(
-        &mut change,
-        domain::ids::AccountId::from(net.account_id),
-        &[(Resource::UserVm, 1)],
-    )
-    .await?;
+    limits::take(&mut change, net.account_id, &[(Resource::UserVm, 1)]).await?;
     let nic_uuid = uuid::Uuid::new_v4().to_string();
     let vm_id = store::vms::insert(
         change.conn(),
@@ -175,7 +170,7 @@ pub(crate) async fn deploy_vm(app: &App, caller: &Caller, p: &Params) -> ApiResu
                 kind: Kind::DeployVm,
                 network_id: Some(network),
                 payload: payload(
-                    Outcome::Vm { id: vm_id.get() },
+                    Outcome::Vm { id: vm_id },
                     "VM.CREATE",
                     format!("deploying VM {name}"),
                     "Failed to deploy VM",
@@ -224,7 +219,7 @@ pub(crate) async fn list_vms(app: &App, caller: &Caller, p: &Params) -> ApiResul
         {
             continue;
         }
-        let own = owner_of(app, &mut cache, vm.account_id).await?;
+        let own = owner_of(app, &mut cache, AccountId::from(vm.account_id)).await?;
         items.push(infra_resp::vm(vm, &own, zone(app), &vm.state));
     }
     Ok(page("virtualmachine", items, p.paging()))
@@ -254,7 +249,7 @@ pub(crate) async fn destroy_vm(app: &App, caller: &Caller, p: &Params) -> ApiRes
         }
         _ => {}
     }
-    let own = owner(app, vm.account_id).await?;
+    let own = owner(app, AccountId::from(vm.account_id)).await?;
     let gone = resp::wrap(
         "virtualmachine",
         infra_resp::vm(&vm, &own, zone(app), "Destroyed"),
@@ -271,7 +266,7 @@ pub(crate) async fn destroy_vm(app: &App, caller: &Caller, p: &Params) -> ApiRes
         format!("destroying VM {}", vm.name),
         "Failed to destroy vm",
     );
-    pl.target = Some(vm.id.get());
+    pl.target = Some(vm.id);
     let (job_id, job_uuid) = change
         .job(
             caller,

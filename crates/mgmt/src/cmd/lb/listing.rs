@@ -11,7 +11,7 @@ use super::{cached_owner, lb_param, zone};
 use crate::app::{store_error, ApiResult, App};
 use crate::resp;
 use domain::actor::Caller;
-use domain::ids::{AccountId, DomainId, RuleId};
+use domain::ids::{AccountId, DomainId};
 use domain::model::{PolicyKind, State};
 use store::balancers::{BalancerFilter, MemberVm};
 
@@ -79,7 +79,7 @@ pub(crate) async fn instances(app: &App, caller: &Caller, p: &Params) -> ApiResu
     if !p.bool("applied").unwrap_or(true) {
         return Ok(resp::list(key, 0, Vec::new()));
     }
-    let members = store::balancers::members(&app.db, RuleId::from(lb.id))
+    let members = store::balancers::members(&app.db, lb.id)
         .await
         .map_err(store_error)?;
     // One entry per VM, with its member addresses; Active once any of them is.
@@ -107,7 +107,7 @@ pub(crate) async fn instances(app: &App, caller: &Caller, p: &Params) -> ApiResu
     let mut owners = HashMap::new();
     let mut items = Vec::with_capacity(range.len());
     for (vm, ips, active) in &vms[range] {
-        let owner = cached_owner(app, &mut owners, vm.account_id.get()).await?;
+        let owner = cached_owner(app, &mut owners, vm.account_id).await?;
         let service = if *active {
             State::Active.api()
         } else {
@@ -150,7 +150,7 @@ pub(crate) async fn list_policies(
             None => return Ok(resp::list(key, 0, Vec::new())),
         }
     };
-    let mut rows = store::balancers::policies(&app.db, RuleId::from(lb.id), kind)
+    let mut rows = store::balancers::policies(&app.db, lb.id, kind)
         .await
         .map_err(store_error)?;
     if let Some((policy, _)) = &by_id {

@@ -11,7 +11,6 @@ use super::super::{firewall, queued};
 use super::{lb_param, not_revoked};
 use crate::app::{store_error, ApiResult, App};
 use domain::actor::Caller;
-use domain::ids::{NetworkId, RuleId};
 use domain::job::{Kind, NewJob, Outcome, Payload};
 use store::balancers::MemberVm;
 use store::Scheduled;
@@ -93,7 +92,7 @@ async fn target_vm(app: &App, caller: &Caller, command: &str, t: &Target) -> Api
     store::balancers::vm_by_uuid(&app.db, &t.vm)
         .await
         .map_err(store_error)?
-        .filter(|vm| caller.may_touch(vm.account_id.get()))
+        .filter(|vm| caller.may_touch(vm.account_id))
         .ok_or_else(|| ApiError::unknown_uuid(command, t.param, &t.vm))
 }
 
@@ -126,7 +125,7 @@ pub(crate) async fn assign(app: &App, caller: &Caller, p: &Params, add: bool) ->
                     vm.uuid, vm.state
                 )));
             }
-            if vm.network_id.get() != lb.network_id {
+            if vm.network_id != lb.network_id {
                 return Err(ApiError::invalid_parameter(format!(
                     "VM {} has no NIC in network {}, the network of load balancer rule {}",
                     vm.uuid, lb.network_uuid, lb.uuid
@@ -143,8 +142,8 @@ pub(crate) async fn assign(app: &App, caller: &Caller, p: &Params, add: bool) ->
         }
         resolved.push((vm, t.ip));
     }
-    let network = NetworkId::from(lb.network_id);
-    let lb_id = RuleId::from(lb.id);
+    let network = lb.network_id;
+    let lb_id = lb.id;
     let mut change = app.db.change(Some(network)).await.map_err(store_error)?;
     let description = format!("{command} for rule {}", lb.uuid);
     let (job_id, job_uuid) = change

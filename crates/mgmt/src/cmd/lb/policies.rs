@@ -18,7 +18,6 @@ use super::super::{accepted, firewall, network_by_id, queued, required, rule_by_
 use super::{lb_param, not_revoked};
 use crate::app::{store_error, ApiResult, App};
 use domain::actor::Caller;
-use domain::ids::{NetworkId, PolicyId, RuleId};
 use domain::job::{Kind, NewJob, Outcome, Payload};
 use domain::model::{PolicyKind, PolicyRow, Rule};
 use domain::plan::{HealthNumbers, StickinessParams, GUEST_INTERFACE, PUBLIC_INTERFACE};
@@ -138,7 +137,7 @@ impl Trial {
     fn of(lb: &Rule, cidr: Ipv4Net, gateway: Ipv4Addr) -> Trial {
         let port = |v: Option<i64>| v.and_then(|v| u32::try_from(v).ok()).unwrap_or(80);
         Trial {
-            lb_id: u64::try_from(lb.id).unwrap_or(1).max(1),
+            lb_id: u64::try_from(lb.id.get()).unwrap_or(1).max(1),
             public_ip: lb.ip.unwrap_or(Ipv4Addr::new(192, 0, 2, 1)),
             public_port: port(lb.start_port),
             private_port: port(lb.private_start),
@@ -436,7 +435,7 @@ async fn insert_policy(
         too_many,
         failure,
     } = limits;
-    let network = NetworkId::from(lb.network_id);
+    let network = lb.network_id;
     let mut change = app.db.change(Some(network)).await.map_err(store_error)?;
     change.lock_network().await.map_err(store_error)?;
     let live = store::balancers::live_policies(change.conn(), policy.lb, policy.kind)
@@ -498,7 +497,7 @@ async fn add_stickiness(app: &App, caller: &Caller, request: CreateStickiness) -
     let params = stickiness_json(&request.params);
     let policy = NewPolicy {
         uuid: &uuid,
-        lb: RuleId::from(request.lb.id),
+        lb: request.lb.id,
         kind: PolicyKind::Stickiness,
         name: &request.name,
         description: &request.description,
@@ -536,7 +535,7 @@ async fn add_health_check(
     let params = health_json(&request.numbers);
     let policy = NewPolicy {
         uuid: &uuid,
-        lb: RuleId::from(request.lb.id),
+        lb: request.lb.id,
         kind: PolicyKind::HealthCheck,
         name: "",
         description: &request.description,
@@ -595,7 +594,7 @@ pub(crate) async fn delete_policy(
         ),
     };
     let (policy, lb) = policy_param(app, caller, p, "id", kind).await?;
-    let network = NetworkId::from(lb.network_id);
+    let network = lb.network_id;
     let mut change = app.db.change(Some(network)).await.map_err(store_error)?;
     let description = format!("{command} for policy {}", policy.uuid);
     let (job_id, job_uuid) = change
@@ -623,7 +622,7 @@ pub(crate) async fn delete_policy(
         .await
         .map_err(store_error)?;
     change.lock_network().await.map_err(store_error)?;
-    store::balancers::revoke_policy(change.conn(), PolicyId::from(policy.id), job_id)
+    store::balancers::revoke_policy(change.conn(), policy.id, job_id)
         .await
         .map_err(store_error)?;
     let receipt = change.commit().await.map_err(store_error)?;

@@ -12,7 +12,7 @@ use super::{lb_param, not_revoked};
 use crate::app::{store_error, ApiResult, App};
 use domain::actor::Caller;
 use domain::checks;
-use domain::ids::{NetworkId, RuleId};
+use domain::ids::RuleId;
 use domain::job::{Kind, NewJob, Outcome, Payload, Undo};
 use domain::model::{IpRow, NetworkRow, NewRule, Purpose};
 use store::balancers::BalancerUpdate;
@@ -143,7 +143,7 @@ async fn create_balancer(app: &App, caller: &Caller, request: CreateBalancer) ->
     const COMMAND: &str = "createLoadBalancerRule";
     let payload = Payload::new(
         Outcome::Rule {
-            id: 0,
+            id: RuleId::from(0),
             object: "loadbalancer".into(),
         },
         "LB.CREATE",
@@ -204,7 +204,7 @@ pub(crate) async fn update(app: &App, caller: &Caller, p: &Params) -> ApiResult<
         )
         .await;
     }
-    let network = NetworkId::from(lb.network_id);
+    let network = lb.network_id;
     let mut change = app.db.change(Some(network)).await.map_err(store_error)?;
     change.lock_network().await.map_err(store_error)?;
     firewall::refuse_if_in_flight(change.conn(), &lb).await?;
@@ -251,7 +251,7 @@ pub(crate) async fn update(app: &App, caller: &Caller, p: &Params) -> ApiResult<
     // Marked with the update's job, so that the network's worker reads the new values.
     store::balancers::update(
         change.conn(),
-        RuleId::from(lb.id),
+        lb.id,
         &BalancerUpdate {
             algorithm: &algorithm,
             lb_protocol: &lb_protocol,
