@@ -62,6 +62,7 @@ impl Agent {
                     router,
                     cidr,
                     gateway,
+                    vlan: _,
                 } => d
                     .ensure_router(&router, cidr, gateway)
                     .await
@@ -77,6 +78,9 @@ impl Agent {
                     vm,
                     ip,
                     label,
+                    mac: _,
+                    vlan: _,
+                    guest: _,
                 } => d
                     .ensure_vm(&router, &vm, ip, label)
                     .await

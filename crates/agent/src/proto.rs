@@ -38,6 +38,11 @@ pub enum Op {
         cidr: Ipv4Net,
         /// The guest gateway (the router's guest address).
         gateway: Ipv4Addr,
+        /// The network's VLAN on the host's guest trunk (the host driver plugs the router into
+        /// that VLAN's bridge); absent from a server that allocates none, which the host driver
+        /// refuses and the lab ignores (it makes a bridge of its own per network).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        vlan: Option<u16>,
     },
     /// Remove a router and its namespace.
     RemoveRouter {
@@ -55,6 +60,16 @@ pub enum Op {
         /// How its owner names it (absent from a server that predates names per account).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         label: Option<lab::VmLabel>,
+        /// Its NIC's MAC address (absent from a server that predates MACs).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        mac: Option<router_config::MacAddr>,
+        /// Its network's VLAN on the host's guest trunk (see [`Op::EnsureRouter`]).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        vlan: Option<u16>,
+        /// What a VM driver that starts guests (libvirt) boots; absent when the server knows
+        /// no bootable image for the VM's template.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        guest: Option<GuestSpec>,
     },
     /// Remove a VM.
     RemoveVm {
@@ -115,6 +130,41 @@ impl Op {
             Op::Status { .. } => "status",
         }
     }
+}
+
+/// What a VM driver that starts guests boots, and with what.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GuestSpec {
+    /// Virtual CPUs (the service offering's `cpunumber`).
+    pub cpus: u32,
+    /// Memory in MiB (the service offering's `memory`).
+    pub memory_mib: u32,
+    /// What it boots (the template's files on the host).
+    pub image: GuestImage,
+}
+
+/// A template's bootable files, as paths on the host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum GuestImage {
+    /// A disk image, booted by the guest's firmware; each VM boots a copy-on-write overlay.
+    Disk {
+        /// The image.
+        path: std::path::PathBuf,
+        /// `qcow2` or `raw`.
+        format: String,
+    },
+    /// A kernel and an initial RAM disk, booted directly.
+    Kernel {
+        /// The kernel.
+        kernel: std::path::PathBuf,
+        /// The initial RAM disk, if any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        initrd: Option<std::path::PathBuf>,
+        /// The kernel's command line.
+        #[serde(default)]
+        cmdline: String,
+    },
 }
 
 /// What an apply came to.
@@ -228,6 +278,7 @@ mod tests {
                     router: "r-1-VM".into(),
                     cidr: "10.1.1.0/24".parse().unwrap(),
                     gateway: Ipv4Addr::new(10, 1, 1, 1),
+                    vlan: Some(100),
                 },
             },
         ];

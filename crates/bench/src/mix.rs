@@ -182,6 +182,7 @@ pub(crate) fn probe_config(ips: usize) -> RouterConfig {
             source_cidrs: vec!["0.0.0.0/0".to_string()],
         }],
         load_balancers: Vec::new(),
+        dhcp: None,
     }
 }
 

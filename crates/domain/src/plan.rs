@@ -230,6 +230,7 @@ pub fn desired(state: &NetworkState, batch: &Batch, generation: u64) -> (RouterC
         egress_rules: Vec::new(),
         port_forwards: Vec::new(),
         load_balancers: Vec::new(),
+        dhcp: None,
     };
 
     let id = |i: RuleId| u64::try_from(i.get()).unwrap_or(0);

@@ -90,6 +90,7 @@ fn base_config() -> RouterConfig {
         egress_rules: vec![],
         port_forwards: vec![],
         load_balancers: vec![],
+        dhcp: None,
     }
 }
 

@@ -43,6 +43,12 @@ pub struct RouterDelta {
     /// Ids of rules (of any kind) to remove.
     #[serde(default)]
     pub remove: Vec<u64>,
+    /// Replaces the DHCP and DNS service (all its leases) when present.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dhcp: Option<DhcpService>,
+    /// The router stops serving DHCP and DNS (the result has no `dhcp`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dhcp_off: bool,
 }
 
 /// Why a delta cannot be turned into a config.
@@ -109,6 +115,11 @@ impl RouterDelta {
             upsert_port_forwards,
             upsert_load_balancers,
             remove,
+            dhcp: match (&base.dhcp, &next.dhcp) {
+                (b, Some(n)) if b.as_ref() != Some(n) => Some(n.clone()),
+                _ => None,
+            },
+            dhcp_off: base.dhcp.is_some() && next.dhcp.is_none(),
         }
     }
 
@@ -145,6 +156,12 @@ impl RouterDelta {
         }
         if let Some(e) = self.egress_default {
             out.egress_default = e;
+        }
+        if self.dhcp_off {
+            out.dhcp = None;
+        }
+        if let Some(d) = &self.dhcp {
+            out.dhcp = Some(d.clone());
         }
         let removed: std::collections::BTreeSet<u64> = self.remove.iter().copied().collect();
         for id in &removed {

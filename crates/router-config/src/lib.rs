@@ -32,9 +32,9 @@ pub use valid::{
 };
 pub use validate::{is_host_in, validate, ConfigProblem, ConfigProblems};
 pub use wire::{
-    EgressPolicy, GuestSide, PublicAddress, PublicSide, RouterConfig, WireEgressRule,
-    WireFirewallRule, WireHealthCheck, WireIcmp, WireLoadBalancer, WireMember, WirePortForward,
-    WirePorts, WireStickiness, SCHEMA_VERSION,
+    BadMac, DhcpLease, DhcpService, EgressPolicy, GuestSide, MacAddr, PublicAddress, PublicSide,
+    RouterConfig, WireEgressRule, WireFirewallRule, WireHealthCheck, WireIcmp, WireLoadBalancer,
+    WireMember, WirePortForward, WirePorts, WireStickiness, SCHEMA_VERSION,
 };
 
 /// A generation number: the version of a router's desired state. It only ever grows.

@@ -167,6 +167,8 @@ fn delta_rebuilds_the_complete_config() {
         upsert_port_forwards: vec![],
         upsert_load_balancers: vec![],
         remove: vec![2, 20],
+        dhcp: None,
+        dhcp_off: false,
     };
     let next = delta.apply_to(&base).unwrap();
     assert_eq!(next.generation, 2);

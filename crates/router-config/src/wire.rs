@@ -36,6 +36,96 @@ pub struct RouterConfig {
     /// Load-balancer rules (haproxy on the router).
     #[serde(default)]
     pub load_balancers: Vec<WireLoadBalancer>,
+    /// DHCP and DNS for the guest network, served by the router; absent: neither is served
+    /// (a ledger written before the router served them reads so).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dhcp: Option<DhcpService>,
+}
+
+/// DHCP (static leases only) and DNS for the guest network, served on the router's guest
+/// address, which is the guests' gateway and DNS server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DhcpService {
+    /// Where the router forwards guests' DNS queries it cannot answer itself (the zone's
+    /// `dns1` and `dns2`); empty: it answers only for the guests' own names.
+    #[serde(default)]
+    pub dns_servers: Vec<Ipv4Addr>,
+    /// The guest network's DNS domain (CloudStack's `networkdomain`), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domain: Option<String>,
+    /// One static lease per VM NIC on the guest network; nothing else gets an address.
+    #[serde(default)]
+    pub leases: Vec<DhcpLease>,
+}
+
+/// A static lease: the NIC with this MAC gets this address and host name.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DhcpLease {
+    /// The NIC's MAC address.
+    pub mac: MacAddr,
+    /// The address it gets, inside the guest network.
+    pub ip: Ipv4Addr,
+    /// The guest's host name (a DNS label), also answered by the router's DNS.
+    pub hostname: String,
+}
+
+/// An Ethernet MAC address, written `02:00:5e:10:00:01` (lower-case hex, colons).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct MacAddr(pub [u8; 6]);
+
+impl MacAddr {
+    /// Whether it is a unicast address (the group bit of its first byte clear) other than
+    /// all zeros: the only kind a NIC may have.
+    pub fn is_unicast(&self) -> bool {
+        self.0[0] & 1 == 0 && self.0 != [0; 6]
+    }
+}
+
+impl std::fmt::Display for MacAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let [a, b, c, d, e, g] = self.0;
+        write!(f, "{a:02x}:{b:02x}:{c:02x}:{d:02x}:{e:02x}:{g:02x}")
+    }
+}
+
+/// Why a text is not a MAC address.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not a MAC address (six hex bytes separated by colons, e.g. 02:00:5e:10:00:01)")]
+pub struct BadMac(pub String);
+
+impl std::str::FromStr for MacAddr {
+    type Err = BadMac;
+    fn from_str(s: &str) -> Result<Self, BadMac> {
+        let bad = || BadMac(s.to_string());
+        let mut out = [0u8; 6];
+        let mut parts = s.split([':', '-']);
+        for byte in &mut out {
+            let part = parts.next().ok_or_else(bad)?;
+            if part.len() != 2 {
+                return Err(bad());
+            }
+            *byte = u8::from_str_radix(part, 16).map_err(|_| bad())?;
+        }
+        if parts.next().is_some() {
+            return Err(bad());
+        }
+        Ok(MacAddr(out))
+    }
+}
+
+impl Serialize for MacAddr {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for MacAddr {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
 }
 
 /// The router's public interface and its addresses.

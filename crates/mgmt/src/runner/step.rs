@@ -202,6 +202,7 @@ async fn ensure_router_op(
         router: router.name.clone(),
         cidr: net.cidr,
         gateway: net.gateway,
+        vlan: None,
     })
 }
 
@@ -230,6 +231,9 @@ async fn ensure_host_objects(
                         account: vm.account,
                         network: vm.network,
                     }),
+                    mac: None,
+                    vlan: None,
+                    guest: None,
                 },
             )
             .await?;
@@ -264,6 +268,9 @@ async fn deploy_vm(
                     account: vm.account,
                     network: vm.network,
                 }),
+                mac: None,
+                vlan: None,
+                guest: None,
             };
             match rt.hosts.call(&router.host, router_op).await {
                 Ok(_) => rt.hosts.call(&router.host, vm_op).await.map(|_| ()),

@@ -194,6 +194,7 @@ pub(super) fn router_objections(
             stickiness,
             health_check,
         }],
+        dhcp: None,
     };
     match router_config::validate(config) {
         Ok(_) => Vec::new(),
