@@ -5,7 +5,9 @@
 //! router data plane itself (nftables, haproxy). `dry-run` runs the same [`Router`] over a
 //! [`RecordingKernel`] and without haproxy, so it supersedes, repeats and refuses exactly as a
 //! real router does, and writes each config it takes, with what it renders to, under the data
-//! directory: nothing is enforced, and whoever runs it says so.
+//! directory: nothing is enforced, and whoever runs it says so. `host` makes every router a
+//! namespace of a real host plugged into the host's public bridge and its network's VLAN bridge
+//! ([`crate::host`]), and leaves the guests to the host's VM driver.
 
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
@@ -20,6 +22,7 @@ use sys::nft::Netns;
 use vrouterd::{ApplyError, ApplyOutcome, Drift, Router};
 
 pub use crate::proto::Applied;
+use crate::host::{Host, HostConfig, HostError};
 use crate::proto::RouterStatus;
 
 /// Which driver, as the startup line and listRouters say it.
@@ -29,6 +32,8 @@ pub enum DriverKind {
     Lab,
     /// Rendered and validated, written to disk, not enforced.
     DryRun,
+    /// Namespaces of a real host on its public bridge and guest VLANs, enforced for real.
+    Host,
 }
 
 impl DriverKind {
@@ -37,6 +42,7 @@ impl DriverKind {
         match self {
             DriverKind::Lab => "lab",
             DriverKind::DryRun => "dry-run",
+            DriverKind::Host => "host",
         }
     }
 }
@@ -51,6 +57,8 @@ pub struct Driver {
 struct Inner {
     data_dir: PathBuf,
     lab: Mutex<Option<Lab>>,
+    /// The host driver's links and namespaces (host driver only).
+    host: Option<Host>,
     routers: Mutex<HashMap<String, Arc<Mutex<RouterSlot>>>>,
     /// Configs whose commits a dry-run router's kernel refuses, as a kernel refusing a config
     /// would (for tests of refusal handling: a router refusing what the API accepted cannot be
@@ -63,7 +71,8 @@ struct Inner {
 pub type Fault = fn(&RouterConfig) -> Option<String>;
 
 enum RouterSlot {
-    Lab(Box<Router>),
+    /// A router over its namespace (lab and host drivers).
+    Netns(Box<Router>),
     /// Its ledger is in `data_dir/dry-run/<router>/state`.
     DryRun(Box<Router<RecordingKernel>>),
 }
@@ -119,6 +128,12 @@ pub enum DriverError {
     /// The router refused a config, or cannot be opened or asked.
     #[error(transparent)]
     Apply(#[from] ApplyError),
+    /// The host driver refused (no VLAN, a link it cannot make, its state on disk).
+    #[error(transparent)]
+    Host(#[from] HostError),
+    /// The host driver was asked about a router it does not have.
+    #[error("router {0} is not on this host")]
+    NotOnHost(String),
     /// A dry-run router's ledger cannot be read.
     #[error(transparent)]
     Ledger(#[from] vrouterd::ledger::LedgerError),
@@ -139,6 +154,9 @@ pub enum DriverError {
     /// A lab operation was asked of a driver that has no lab (dry-run).
     #[error("no lab")]
     NoLab,
+    /// A host-driver operation was asked of another driver.
+    #[error("not the host driver")]
+    NoHost,
     /// The blocking task carrying the work did not finish.
     #[error("agent task failed")]
     Task(#[source] tokio::task::JoinError),
@@ -213,6 +231,7 @@ impl Driver {
             inner: Arc::new(Inner {
                 data_dir: data_dir.to_path_buf(),
                 lab: Mutex::new(None),
+                host: None,
                 routers: Mutex::new(HashMap::new()),
                 fault: None,
             }),
@@ -228,6 +247,7 @@ impl Driver {
             inner: Arc::new(Inner {
                 data_dir: data_dir.to_path_buf(),
                 lab: Mutex::new(None),
+                host: None,
                 routers: Mutex::new(HashMap::new()),
                 fault: Some(fault),
             }),
@@ -249,10 +269,35 @@ impl Driver {
             inner: Arc::new(Inner {
                 data_dir: data_dir.to_path_buf(),
                 lab: Mutex::new(Some(lab)),
+                host: None,
                 routers: Mutex::new(HashMap::new()),
                 fault: None,
             }),
         })
+    }
+
+    /// The host driver over `data_dir`, re-adopting what its state file records (call
+    /// [`Driver::open_all`] to open those routers).
+    ///
+    /// # Errors
+    /// A bad configuration or an unreadable state file.
+    pub fn host(data_dir: &Path, config: HostConfig) -> Result<Driver, DriverError> {
+        let host = Host::open(data_dir, config)?;
+        Ok(Driver {
+            kind: DriverKind::Host,
+            inner: Arc::new(Inner {
+                data_dir: data_dir.to_path_buf(),
+                lab: Mutex::new(None),
+                host: Some(host),
+                routers: Mutex::new(HashMap::new()),
+                fault: None,
+            }),
+        })
+    }
+
+    /// The host driver's state (`None` for the other drivers).
+    pub fn host_state(&self) -> Option<crate::host::HostState> {
+        self.inner.host.as_ref().and_then(|h| h.state().ok())
     }
 
     /// Whether the lab driver can run here: root, and the tools it uses.
@@ -290,7 +335,15 @@ impl Driver {
                 format!("lab {id} (enforced)")
             }
             DriverKind::DryRun => "dry-run (configs validated and written, not enforced)".into(),
+            DriverKind::Host => match &self.inner.host {
+                Some(h) => format!("{} (enforced)", crate::host::describe(h.config())),
+                None => "host".into(),
+            },
         }
+    }
+
+    fn host_driver(&self) -> Result<&Host, DriverError> {
+        self.inner.host.as_ref().ok_or(DriverError::NoHost)
     }
 
     fn slot(&self, router: &str) -> Result<Arc<Mutex<RouterSlot>>, DriverError> {
@@ -320,7 +373,17 @@ impl Driver {
                 let dir = self.inner.data_dir.join("routers").join(router);
                 std::fs::create_dir_all(&dir).map_err(DriverError::io("create", dir.clone()))?;
                 let r = Router::open(Netns::Named(ns), &dir)?;
-                RouterSlot::Lab(Box::new(r))
+                RouterSlot::Netns(Box::new(r))
+            }
+            DriverKind::Host => {
+                let ns = self
+                    .host_driver()?
+                    .router_netns(router)
+                    .ok_or_else(|| DriverError::NotOnHost(router.to_string()))?;
+                let dir = self.inner.data_dir.join("routers").join(router);
+                std::fs::create_dir_all(&dir).map_err(DriverError::io("create", dir.clone()))?;
+                let r = Router::open(Netns::Named(ns), &dir)?;
+                RouterSlot::Netns(Box::new(r))
             }
         };
         let slot = Arc::new(Mutex::new(slot));
@@ -329,7 +392,8 @@ impl Driver {
     }
 
     /// Makes sure a network's router exists and is wired (lab: its namespace; dry-run: its
-    /// directory).
+    /// directory; host: its namespace on the public bridge and on VLAN `vlan`'s bridge, which
+    /// the host driver needs).
     ///
     /// # Errors
     /// Why it cannot be made.
@@ -338,10 +402,15 @@ impl Driver {
         router: &str,
         cidr: Ipv4Net,
         gateway: Ipv4Addr,
+        vlan: Option<u16>,
     ) -> Result<(), DriverError> {
         let this = self.clone();
         let router = router.to_string();
         blocking(move || match this.kind {
+            DriverKind::Host => {
+                this.host_driver()?.ensure_router(&router, vlan)?;
+                Ok(())
+            }
             DriverKind::DryRun => {
                 let dir = this.inner.data_dir.join("dry-run").join(&router);
                 std::fs::create_dir_all(&dir).map_err(DriverError::io("create", dir.clone()))
@@ -398,12 +467,21 @@ impl Driver {
                     let _ = std::fs::remove_dir_all(dir);
                     Ok(())
                 }
+                DriverKind::Host => {
+                    this.host_driver()?.remove_router(&router)?;
+                    let dir = this.inner.data_dir.join("routers").join(&router);
+                    let _ = std::fs::remove_dir_all(dir);
+                    Ok(())
+                }
             }
         })
         .await
     }
 
     /// Makes a VM (lab: a namespace on its network's bridge, keyed `vm`, found by `label`).
+    ///
+    /// The host driver records the VM (its MAC and VLAN) as a user of its network's bridge and
+    /// leaves starting it to its VM driver.
     ///
     /// A labelled VM replaces an unlabelled one of the same router and address: that is the
     /// same VM made by a server that still keyed VMs by their names.
@@ -416,12 +494,19 @@ impl Driver {
         vm: &str,
         ip: Ipv4Addr,
         label: Option<VmLabel>,
+        nic: VmNic,
     ) -> Result<(), DriverError> {
         if self.kind == DriverKind::DryRun {
             return Ok(());
         }
         let this = self.clone();
         let (router, vm) = (router.to_string(), vm.to_string());
+        if self.kind == DriverKind::Host {
+            return blocking(move || {
+                Ok(this.host_driver()?.ensure_vm(&vm, &router, nic.vlan, nic.mac)?)
+            })
+            .await;
+        }
         blocking(move || {
             this.inner.with_lab(|lab| {
                 if lab.namespaces().vms.contains_key(&vm) {
@@ -464,6 +549,9 @@ impl Driver {
         }
         let this = self.clone();
         let vm = vm.to_string();
+        if self.kind == DriverKind::Host {
+            return blocking(move || Ok(this.host_driver()?.remove_vm(&vm)?)).await;
+        }
         blocking(move || this.inner.with_lab(|lab| Ok(lab.remove_vm(&vm)?))).await
     }
 
@@ -473,7 +561,7 @@ impl Driver {
         blocking(move || {
             let slot = slot.lock().map_err(|_| DriverError::Poisoned("router"))?;
             Ok(match &*slot {
-                RouterSlot::Lab(r) => r.generation(),
+                RouterSlot::Netns(r) => r.generation(),
                 RouterSlot::DryRun(r) => r.generation(),
             })
         })
@@ -493,7 +581,7 @@ impl Driver {
         blocking(move || {
             let mut slot = slot.lock().map_err(|_| DriverError::Poisoned("router"))?;
             match &mut *slot {
-                RouterSlot::Lab(r) => Ok(answer(r.apply_document(config))?),
+                RouterSlot::Netns(r) => Ok(answer(r.apply_document(config))?),
                 RouterSlot::DryRun(r) => {
                     let fault = this.inner.fault.and_then(|f| f(&config));
                     Ok(answer(this.dry_run_apply(&router, r, fault, |r| {
@@ -548,7 +636,7 @@ impl Driver {
             let mut slot = slot.lock().map_err(|_| DriverError::Poisoned("router"))?;
             let base = delta.base_generation;
             match &mut *slot {
-                RouterSlot::Lab(r) => delta_answer(r.apply_delta(&delta), base),
+                RouterSlot::Netns(r) => delta_answer(r.apply_delta(&delta), base),
                 RouterSlot::DryRun(r) => {
                     // The fault sees the config the delta makes, as the router will.
                     let fault = this.inner.fault.and_then(|f| {
@@ -573,7 +661,7 @@ impl Driver {
         blocking(move || {
             let mut slot = slot.lock().map_err(|_| DriverError::Poisoned("router"))?;
             match &mut *slot {
-                RouterSlot::Lab(r) => status_of(r.as_mut()),
+                RouterSlot::Netns(r) => status_of(r.as_mut()),
                 RouterSlot::DryRun(r) => status_of(r.as_mut()),
             }
             .map_err(DriverError::from)
@@ -584,19 +672,20 @@ impl Driver {
     /// Opens every router of the lab (after the agent starts), so that the drift timer looks
     /// at each of them and each reports the generation its ledger holds.
     pub async fn open_all(&self) {
-        if self.kind != DriverKind::Lab {
-            return;
-        }
-        let names: Vec<String> = self
-            .inner
-            .lab
-            .lock()
-            .ok()
-            .and_then(|l| {
-                l.as_ref()
-                    .map(|l| l.namespaces().routers.keys().cloned().collect())
-            })
-            .unwrap_or_default();
+        let names: Vec<String> = match self.kind {
+            DriverKind::DryRun => return,
+            DriverKind::Host => self.host_driver().map(Host::routers).unwrap_or_default(),
+            DriverKind::Lab => self
+                .inner
+                .lab
+                .lock()
+                .ok()
+                .and_then(|l| {
+                    l.as_ref()
+                        .map(|l| l.namespaces().routers.keys().cloned().collect())
+                })
+                .unwrap_or_default(),
+        };
         for name in names {
             if let Err(e) = self.slot(&name) {
                 tracing::warn!(router = %name, error = %e.chain(), "cannot open the router");
@@ -607,9 +696,18 @@ impl Driver {
     /// The drift timer's tick: every lab router whose kernel no longer holds what it committed
     /// (a flushed or edited table, a restart that lost it) gets its last good config back in
     /// one transaction, and haproxy's chores are done. Returns the routers repaired.
+    ///
+    /// The host driver also removes the bridges and VLAN interfaces whose last user has gone
+    /// meanwhile (a hypervisor's port unplugged after the network's router went).
     pub async fn tend(&self) -> Vec<(String, Generation)> {
-        if self.kind != DriverKind::Lab {
+        if self.kind == DriverKind::DryRun {
             return Vec::new();
+        }
+        if self.kind == DriverKind::Host {
+            let this = self.clone();
+            if let Err(e) = blocking(move || Ok(this.host_driver()?.sweep()?)).await {
+                tracing::warn!(error = %e.chain(), "cannot remove unused guest bridges");
+            }
         }
         let slots: Vec<(String, Arc<Mutex<RouterSlot>>)> = match self.inner.routers.lock() {
             Ok(r) => r.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
@@ -619,7 +717,7 @@ impl Driver {
         for (name, slot) in slots {
             let done = blocking(move || {
                 let mut slot = slot.lock().map_err(|_| DriverError::Poisoned("router"))?;
-                let RouterSlot::Lab(r) = &mut *slot else {
+                let RouterSlot::Netns(r) = &mut *slot else {
                     return Ok(None);
                 };
                 let fixed = match r.drift()? {
@@ -640,6 +738,15 @@ impl Driver {
         }
         repaired
     }
+}
+
+/// A VM's NIC as the server describes it (each part absent from a server that predates it).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct VmNic {
+    /// Its MAC address.
+    pub mac: Option<router_config::MacAddr>,
+    /// Its network's VLAN.
+    pub vlan: Option<u16>,
 }
 
 /// Where a dry-run router keeps its ledger.

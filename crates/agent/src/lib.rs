@@ -2,12 +2,13 @@
 //!
 //! A management server never touches a router itself: it sends requests ([`proto::Op`]) to the
 //! agent of the router's host, which carries them out with its [`driver::Driver`] (lab
-//! namespaces or dry-run) and answers. The agent is the same code in both of its forms: inside
-//! the server process (`guestnet serve` without `--driver agents`, the embedded default), where
+//! namespaces, namespaces on a real host's bridges and VLANs ([`host`]), or dry-run) and
+//! answers. The agent is the same code in both of its forms: inside the server process (`guestnet serve` without `--driver agents`, the embedded default), where
 //! the server calls [`Agent::handle`] directly, and as its own process (`guestnet agent`,
 //! [`run`]), which opens a WebSocket to a server and answers the same requests over it.
 
 pub mod driver;
+pub mod host;
 pub mod proto;
 pub mod run;
 
@@ -62,9 +63,9 @@ impl Agent {
                     router,
                     cidr,
                     gateway,
-                    vlan: _,
+                    vlan,
                 } => d
-                    .ensure_router(&router, cidr, gateway)
+                    .ensure_router(&router, cidr, gateway, vlan)
                     .await
                     .map(|()| Answer::Done)
                     .map_err(refused),
@@ -78,11 +79,11 @@ impl Agent {
                     vm,
                     ip,
                     label,
-                    mac: _,
-                    vlan: _,
+                    mac,
+                    vlan,
                     guest: _,
                 } => d
-                    .ensure_vm(&router, &vm, ip, label)
+                    .ensure_vm(&router, &vm, ip, label, driver::VmNic { mac, vlan })
                     .await
                     .map(|()| Answer::Done)
                     .map_err(refused),

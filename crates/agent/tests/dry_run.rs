@@ -47,6 +47,7 @@ async fn driver_with_router(dir: &Path) -> Driver {
         ROUTER,
         "10.1.1.0/24".parse().expect("a CIDR"),
         "10.1.1.1".parse().expect("an address"),
+        None,
     )
     .await
     .expect("a dry-run router is made");

@@ -1196,7 +1196,7 @@ fn restart(
         let driver = agent::driver::Driver::lab(&dir).context("the host's lab")?;
         let cidr = mix::GUEST_CIDR.parse().context("guest cidr")?;
         driver
-            .ensure_router(router, cidr, mix::GUEST_GATEWAY)
+            .ensure_router(router, cidr, mix::GUEST_GATEWAY, None)
             .await
             .context("the router")?;
         let config = mix::config(Mix::A, o.restart_rules);

@@ -6,6 +6,8 @@
 //!   long-lived child (in a network namespace if asked) and signal, wait for or kill it;
 //! - [`haproxy`]: start, adopt, reload and stop a router's haproxy in its namespace, and drive
 //!   its runtime API;
+//! - [`hostnet`]: bridges, VLAN interfaces and veths in the process's own namespace (the host
+//!   driver's links beside the host's interfaces);
 //! - [`kernel`]: what a router needs from its namespace's kernel, as a trait, with the real
 //!   namespace behind it and a recording kernel that enforces nothing;
 //! - [`netns`]: create, list and delete network namespaces, veth pairs and bridges, and end
@@ -18,6 +20,7 @@
 
 pub mod cmd;
 pub mod haproxy;
+pub mod hostnet;
 pub mod kernel;
 pub mod link;
 pub mod netns;
