@@ -83,6 +83,43 @@ impl std::str::FromStr for VmDriver {
     }
 }
 
+/// Where the VLAN interfaces `IFACE.N` come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum VlanInterfaces {
+    /// The agent makes `IFACE.N` (kernel 802.1Q, the `8021q` module) when it is missing, and
+    /// removes what it made with the network's last user.
+    #[default]
+    Create,
+    /// The host's own network configuration provides `IFACE.N` for every guest VLAN; the agent
+    /// plugs it into the network's bridge, never makes or removes one, and does not need VLAN
+    /// support in the kernel.
+    Existing,
+}
+
+impl VlanInterfaces {
+    /// Its name in flags and configuration files.
+    pub fn name(self) -> &'static str {
+        match self {
+            VlanInterfaces::Create => "create",
+            VlanInterfaces::Existing => "existing",
+        }
+    }
+}
+
+impl std::str::FromStr for VlanInterfaces {
+    type Err = String;
+    fn from_str(s: &str) -> Result<VlanInterfaces, String> {
+        match s {
+            "create" => Ok(VlanInterfaces::Create),
+            "existing" => Ok(VlanInterfaces::Existing),
+            other => Err(format!(
+                "unknown VLAN interface mode `{other}` (known: create, existing)"
+            )),
+        }
+    }
+}
+
 /// What the host driver is configured with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HostConfig {
@@ -94,6 +131,8 @@ pub struct HostConfig {
     pub namespace_prefix: String,
     /// How guests are started.
     pub vm_driver: VmDriver,
+    /// Where the VLAN interfaces come from.
+    pub vlan_interfaces: VlanInterfaces,
 }
 
 /// Why the host driver could not do what it was asked.
@@ -502,7 +541,8 @@ impl Host {
             None => {
                 let vlan_link = vlan_link_name(trunk, vlan);
                 let bridge = bridge_name(trunk, vlan);
-                let made_vlan_link = !hostnet::exists(&vlan_link);
+                let made_vlan_link = self.config.vlan_interfaces == VlanInterfaces::Create
+                    && !hostnet::exists(&vlan_link);
                 let made_bridge = !hostnet::exists(&bridge);
                 let n = VlanNet {
                     bridge,
@@ -529,6 +569,12 @@ impl Host {
             Some(_) => {}
         }
         match hostnet::info(&net.vlan_link)? {
+            None if self.config.vlan_interfaces == VlanInterfaces::Existing => {
+                return Err(HostError::Missing {
+                    what: "VLAN interface (the host provides them)",
+                    link: net.vlan_link.clone(),
+                });
+            }
             None => {
                 if !hostnet::exists(trunk) {
                     return Err(HostError::Missing {
@@ -539,7 +585,11 @@ impl Host {
                 hostnet::add_vlan(trunk, &net.vlan_link, vlan)?;
                 hostnet::attach(&net.vlan_link, &net.bridge)?;
             }
-            Some(i) if i.kind.as_deref() != Some("vlan") => {
+            // The host's own VLAN interface may be of any kind it chose.
+            Some(i)
+                if self.config.vlan_interfaces == VlanInterfaces::Create
+                    && i.kind.as_deref() != Some("vlan") =>
+            {
                 return Err(HostError::WrongKind {
                     link: net.vlan_link.clone(),
                     found: i.kind.unwrap_or_else(|| "device".into()),
@@ -759,9 +809,10 @@ pub const TOOLS: [&str; 6] = ["nft", "haproxy", "dnsmasq", "ip", "nsenter", "arp
 
 /// Checks that this host has everything the host driver needs: root; the public bridge, a
 /// bridge; the trunk; every program of [`TOOLS`] on `PATH`; a network namespace with IPv4
-/// forwarding on (a throwaway one is made, checked and removed); VLAN support (the 8021q
-/// module's `/proc/net/vlan/config`, or else a throwaway VLAN interface made on the trunk and
-/// removed). Returns every lack, none when all is there.
+/// forwarding on (a throwaway one is made, checked and removed); unless the host provides the
+/// VLAN interfaces itself, VLAN support (the 8021q module's `/proc/net/vlan/config`, or else a
+/// throwaway VLAN interface made on the trunk and removed). Returns every lack, none when all
+/// is there.
 pub fn preflight(config: &HostConfig) -> Vec<Lack> {
     let mut lacks = Vec::new();
     if let Err(e) = config.check() {
@@ -792,7 +843,7 @@ pub fn preflight(config: &HostConfig) -> Vec<Lack> {
         if let Err(why) = try_namespace(&config.namespace_prefix) {
             lacks.push(Lack::Namespace(why));
         }
-        if trunk {
+        if trunk && config.vlan_interfaces == VlanInterfaces::Create {
             if let Err(why) = try_vlan(&config.guest_interface) {
                 lacks.push(Lack::Vlan(why));
             }
@@ -834,9 +885,10 @@ fn try_vlan(trunk: &str) -> Result<(), String> {
 /// What the driver is, for a startup line.
 pub fn describe(config: &HostConfig) -> String {
     format!(
-        "host (public bridge {}, guest trunk {}, namespaces {}-<router>, VMs {})",
+        "host (public bridge {}, guest trunk {}, VLAN interfaces: {}, namespaces {}-<router>, VMs: {})",
         config.public_bridge,
         config.guest_interface,
+        config.vlan_interfaces.name(),
         config.namespace_prefix,
         config.vm_driver.name()
     )
@@ -875,6 +927,7 @@ mod tests {
             guest_interface: "eth1".into(),
             namespace_prefix: "gnr".into(),
             vm_driver: VmDriver::External,
+            vlan_interfaces: VlanInterfaces::Create,
         };
         assert!(config.check().is_ok());
         let bad = HostConfig {

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use agent::driver::Driver;
-use agent::host::{HostConfig, VmDriver};
+use agent::host::{HostConfig, VlanInterfaces, VmDriver};
 use anyhow::{bail, Context};
 
 /// How the agent's routers are driven.
@@ -28,7 +28,7 @@ pub(crate) enum AgentDriver {
 pub(crate) struct AgentArgs {
     /// A TOML file holding any of the options below (`server`, `token_file`, `data_dir`,
     /// `driver`, `apply_timeout`, `drift_interval`, `public_bridge`, `guest_interface`,
-    /// `namespace_prefix`, `vm_driver`).
+    /// `namespace_prefix`, `vm_driver`, `vlan_interfaces`).
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
     /// Check that this host has what the driver needs, print every missing piece (one line
@@ -74,6 +74,11 @@ pub(crate) struct AgentArgs {
     /// plugs them into their network's bridge [default: external].
     #[arg(long = "vm-driver", value_name = "DRIVER")]
     vm_driver: Option<VmDriver>,
+    /// Host driver: `create`: the agent makes each VLAN interface `IFACE.N` on the trunk (802.1Q
+    /// support needed); `existing`: the host's network configuration provides them [default:
+    /// create].
+    #[arg(long = "vlan-interfaces", value_name = "MODE")]
+    vlan_interfaces: Option<VlanInterfaces>,
 }
 
 /// The `--config` file: the same options as the flags.
@@ -90,6 +95,7 @@ struct AgentFile {
     guest_interface: Option<String>,
     namespace_prefix: Option<String>,
     vm_driver: Option<VmDriver>,
+    vlan_interfaces: Option<VlanInterfaces>,
 }
 
 /// One server or several.
@@ -127,6 +133,7 @@ impl AgentArgs {
         self.guest_interface = self.guest_interface.or(file.guest_interface);
         self.namespace_prefix = self.namespace_prefix.or(file.namespace_prefix);
         self.vm_driver = self.vm_driver.or(file.vm_driver);
+        self.vlan_interfaces = self.vlan_interfaces.or(file.vlan_interfaces);
         Ok(self)
     }
 
@@ -137,6 +144,7 @@ impl AgentArgs {
             self.guest_interface.clone(),
             self.namespace_prefix.clone(),
             self.vm_driver,
+            self.vlan_interfaces,
         )
     }
 }
@@ -147,6 +155,7 @@ pub(crate) fn host_config(
     guest_interface: Option<String>,
     namespace_prefix: Option<String>,
     vm_driver: Option<VmDriver>,
+    vlan_interfaces: Option<VlanInterfaces>,
 ) -> anyhow::Result<HostConfig> {
     let Some(public_bridge) = public_bridge else {
         bail!("the host driver needs --public-bridge (or `public_bridge` in the config file)");
@@ -160,6 +169,7 @@ pub(crate) fn host_config(
         namespace_prefix: namespace_prefix
             .unwrap_or_else(|| agent::host::DEFAULT_NAMESPACE_PREFIX.to_string()),
         vm_driver: vm_driver.unwrap_or_default(),
+        vlan_interfaces: vlan_interfaces.unwrap_or_default(),
     };
     config.check().map_err(|e| anyhow::anyhow!("{e}"))?;
     Ok(config)
@@ -326,6 +336,7 @@ public_bridge = "cloudbr0"
 guest_interface = "eth1"
 namespace_prefix = "gn"
 vm_driver = "external"
+vlan_interfaces = "existing"
 "#,
         )
         .unwrap();
@@ -342,6 +353,7 @@ vm_driver = "external"
         assert_eq!(host.guest_interface, "eth1");
         assert_eq!(host.namespace_prefix, "gn");
         assert_eq!(host.vm_driver, VmDriver::External);
+        assert_eq!(host.vlan_interfaces, VlanInterfaces::Existing);
     }
 
     #[test]

@@ -16,6 +16,10 @@ pub(crate) enum DriverArg {
     /// Configs are validated, rendered and written under the data directory; nothing is
     /// enforced.
     DryRun,
+    /// The in-process agent drives routers as namespaces of this machine, plugged into the
+    /// public bridge (`--public-bridge`) and each network's VLAN bridge on the guest trunk
+    /// (`--guest-interface`); configs are enforced (root).
+    Host,
     /// No agent in this process: `guestnet agent` processes connect (to any server of the
     /// database) and drive their hosts' routers.
     Agents,
@@ -65,6 +69,22 @@ pub(crate) struct ServeArgs {
     /// in debug builds. Costs a full read per generation.
     #[arg(long = "check-copy")]
     check_copy: bool,
+    /// Host driver: the existing Linux bridge carrying the public network.
+    #[arg(long = "public-bridge", value_name = "BRIDGE")]
+    public_bridge: Option<String>,
+    /// Host driver: the interface carrying the guest VLANs (the trunk).
+    #[arg(long = "guest-interface", value_name = "IFACE")]
+    guest_interface: Option<String>,
+    /// Host driver: every router's namespace is `PREFIX-<router>` [default: gnr].
+    #[arg(long = "namespace-prefix", value_name = "PREFIX")]
+    namespace_prefix: Option<String>,
+    /// Host driver: how guests are started [default: external].
+    #[arg(long = "vm-driver", value_name = "DRIVER")]
+    vm_driver: Option<agent::host::VmDriver>,
+    /// Host driver: `create` (the agent makes `IFACE.N`) or `existing` (the host provides
+    /// them) [default: create].
+    #[arg(long = "vlan-interfaces", value_name = "MODE")]
+    vlan_interfaces: Option<agent::host::VlanInterfaces>,
     /// The most connections one client address may hold at once (more are answered 429);
     /// raise it when every client comes through one load balancer.
     #[arg(long = "max-connections-per-address", value_name = "N", default_value_t = 128,
@@ -75,16 +95,24 @@ pub(crate) struct ServeArgs {
 /// Runs the server until SIGINT or SIGTERM.
 pub(crate) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    let driver = match args.driver {
+        Some(DriverArg::Lab) => DriverChoice::Lab,
+        Some(DriverArg::DryRun) => DriverChoice::DryRun,
+        Some(DriverArg::Agents) => DriverChoice::Agents,
+        Some(DriverArg::Host) => DriverChoice::Host(crate::agent_cmd::host_config(
+            args.public_bridge,
+            args.guest_interface,
+            args.namespace_prefix,
+            args.vm_driver,
+            args.vlan_interfaces,
+        )?),
+        None => DriverChoice::Auto,
+    };
     let opts = Options {
         listen: args.listen,
         data_dir: args.data_dir,
         database_url: args.database_url,
-        driver: match args.driver {
-            Some(DriverArg::Lab) => DriverChoice::Lab,
-            Some(DriverArg::DryRun) => DriverChoice::DryRun,
-            Some(DriverArg::Agents) => DriverChoice::Agents,
-            None => DriverChoice::Auto,
-        },
+        driver,
         apply_timeout: std::time::Duration::from_secs_f64(args.apply_timeout),
         server_name: args
             .server_name

@@ -25,8 +25,11 @@ use crate::runner::{self, Doorbell};
 use store::db::Db;
 
 /// Which agent drives the routers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DriverChoice {
+    /// The in-process agent with the host driver: routers on this machine's public bridge and
+    /// guest VLANs, enforced.
+    Host(agent::host::HostConfig),
     /// The in-process agent with lab namespaces, enforced.
     Lab,
     /// The in-process agent, rendering and writing configs, enforcing nothing.
@@ -110,6 +113,12 @@ pub enum ServeError {
         #[source]
         source: std::io::Error,
     },
+    /// The host driver cannot run here.
+    #[error("the host driver cannot run here: {}", lacks.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    HostLacks {
+        /// Every missing piece.
+        lacks: Vec<agent::host::Lack>,
+    },
     /// The server stopped with an error.
     #[error("serving failed")]
     Serve(#[source] std::io::Error),
@@ -128,6 +137,15 @@ fn pick_driver(
             Some(Driver::dry_run(data_dir)),
             "dry-run (configs are validated and written, nothing is enforced)".into(),
         )),
+        DriverChoice::Host(config) => {
+            let lacks = agent::host::preflight(&config);
+            if !lacks.is_empty() {
+                return Err(ServeError::HostLacks { lacks });
+            }
+            let d = Driver::host(data_dir, config).map_err(ServeError::Lab)?;
+            let what = d.describe();
+            Ok((Some(d), what))
+        }
         DriverChoice::Lab => {
             Driver::lab_possible().map_err(ServeError::Lab)?;
             let d = Driver::lab(data_dir).map_err(ServeError::Lab)?;
@@ -167,7 +185,7 @@ pub async fn serve(opts: Options, ready: impl FnOnce(&str)) -> Result<(), ServeE
         .clone()
         .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("guestnet.db").display()));
     let db = Db::connect(&url).await?;
-    let (driver, driver_line) = pick_driver(opts.driver, &data_dir)?;
+    let (driver, driver_line) = pick_driver(opts.driver.clone(), &data_dir)?;
     let (site, keys) = bootstrap::first_start(&db, &data_dir)
         .await
         .map_err(|e| ServeError::Bootstrap(crate::app::chain(&e)))?;

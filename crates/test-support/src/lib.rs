@@ -2,11 +2,13 @@
 //! processes with their logs ([`process::Proc`], the startup line of `guestnet serve`), a private
 //! PostgreSQL cluster per test ([`pg::PgCluster`], made with `initdb` run as the `postgres`
 //! user) and a management network of namespaces whose links a test can take down
-//! ([`mgmtnet::MgmtNet`]).
+//! ([`mgmtnet::MgmtNet`]), and a hypervisor host of namespaces for the host driver
+//! ([`hypervisor::Hypervisor`]).
 //!
 //! Every process goes through `sys::cmd`; everything made is removed on drop, also when the
 //! caller panics. [`wait_until`] polls a condition with a deadline.
 
+pub mod hypervisor;
 pub mod mgmtnet;
 pub mod pg;
 pub mod process;

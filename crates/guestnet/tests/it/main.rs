@@ -2,6 +2,7 @@
 
 mod agents;
 mod faults;
+mod host;
 mod load;
 mod procs;
 mod race;

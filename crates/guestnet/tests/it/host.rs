@@ -1,0 +1,538 @@
+//! The host driver inside a hypervisor host made of namespaces
+//! ([`test_support::hypervisor::Hypervisor`]): routers plugged into the public bridge and their
+//! networks' VLAN bridges on the trunk, reached from outside with real packets; bridges that
+//! stay while a guest uses them; a restart that re-adopts everything without dropping a
+//! connection; `guestnet agent --check`.
+//!
+//! The driver runs inside the hypervisor's namespace (a thread that entered it, or the
+//! `guestnet` binary started there), never in the test's own.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::Ipv4Addr;
+use std::path::Path;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use agent::driver::{Driver, VmNic};
+use agent::host::{bridge_name, port_names, vlan_link_name, HostConfig, VlanInterfaces, VmDriver};
+use lab::TempDir;
+use router_config::RouterConfig;
+use serde_json::json;
+use sys::cmd::Stdio;
+use test_support::hypervisor::{links_in, Hypervisor, PUBLIC_BRIDGE, TRUNK};
+use test_support::wait_until;
+
+use crate::procs::DEADLINE;
+
+fn config(hv: &Hypervisor) -> HostConfig {
+    HostConfig {
+        public_bridge: PUBLIC_BRIDGE.into(),
+        guest_interface: TRUNK.into(),
+        namespace_prefix: hv.router_prefix(),
+        vm_driver: VmDriver::External,
+        // The hypervisor provides `trunk0.N` (see test_support::hypervisor).
+        vlan_interfaces: VlanInterfaces::Existing,
+    }
+}
+
+/// A router's config: public address `public`, guest network `10.1.<net>.0/24`, TCP `8080` of
+/// the public address forwarded to `10.1.<net>.11:80` and open to `sources`, ICMP echo open.
+fn router_config(generation: u64, public: &str, net: u8, sources: &[&str]) -> RouterConfig {
+    serde_json::from_value(json!({
+        "schema": 1,
+        "generation": generation,
+        "public": {
+            "interface": "pub0",
+            "addresses": [{ "ip": public, "prefix_len": 24, "source_nat": true }],
+            "gateway": "203.0.113.1"
+        },
+        "guest": {
+            "interface": "guest0",
+            "cidr": format!("10.1.{net}.0/24"),
+            "gateway": format!("10.1.{net}.1")
+        },
+        "egress_default": "allow",
+        "firewall_rules": [
+            { "id": 1, "public_ip": public, "protocol": "tcp",
+              "ports": { "start": 8080, "end": 8080 }, "source_cidrs": sources },
+            { "id": 2, "public_ip": public, "protocol": "icmp",
+              "icmp": { "type": 8, "code": -1 }, "source_cidrs": ["0.0.0.0/0"] }
+        ],
+        "port_forwards": [
+            { "id": 3, "public_ip": public, "protocol": "tcp",
+              "public_ports": { "start": 8080, "end": 8080 },
+              "private_ports": { "start": 80, "end": 80 },
+              "vm_ip": format!("10.1.{net}.11"), "source_cidrs": ["0.0.0.0/0"] }
+        ]
+    }))
+    .expect("a well-formed config")
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+/// Whether `ns` can ping `to` (one probe).
+fn ping(ns: &str, to: &str) -> bool {
+    Hypervisor::output(ns, &["ping", "-c1", "-W1", to])
+        .status
+        .success()
+}
+
+/// What `ns` gets from `ip:port` (TCP, one connection), if it connects.
+fn fetch(ns: &str, ip: &str, port: u16, bind: Option<&str>) -> Option<String> {
+    let target = match bind {
+        Some(b) => format!("TCP:{ip}:{port},connect-timeout=1,bind={b}"),
+        None => format!("TCP:{ip}:{port},connect-timeout=1"),
+    };
+    let out = Hypervisor::output(ns, &["socat", "-T2", "-t2", "-", &target]);
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+        .filter(|s| !s.is_empty())
+}
+
+/// Starts a TCP server on port 80 of `ns` answering its name to every connection.
+fn whoami(ns: &str, name: &str) -> sys::cmd::Child {
+    Hypervisor::spawn(
+        ns,
+        &[
+            "socat",
+            "TCP-LISTEN:80,reuseaddr,fork",
+            &format!("SYSTEM:echo {name}"),
+        ],
+    )
+}
+
+fn eventually(what: &str, cond: impl FnMut() -> bool) {
+    assert!(wait_until(Instant::now() + DEADLINE, cond), "never: {what}");
+}
+
+/// The names a test's agent could make in the test's own namespace: none may ever be there.
+fn assert_nothing_here(hv: &Hypervisor, routers: &[&str], vlans: &[u16]) {
+    let here = links_in(None);
+    let mut ours: Vec<String> = Vec::new();
+    for r in routers {
+        let (p, g) = port_names(&hv.router_prefix(), r);
+        ours.extend([p, g]);
+    }
+    for v in vlans {
+        ours.extend([bridge_name(TRUNK, *v), vlan_link_name(TRUNK, *v)]);
+    }
+    for name in ours {
+        assert!(
+            !here.contains(&name),
+            "{name} is in the test's own namespace"
+        );
+    }
+}
+
+#[test]
+#[ignore = "needs root and network namespaces: run by cargo xtask test"]
+fn host_routers_sit_on_the_public_bridge_and_their_vlans() {
+    let dir = TempDir::new().expect("temp dir");
+    let mut hv = Hypervisor::new();
+    hv.provide_vlan(100);
+    hv.provide_vlan(200);
+    let driver = hv.in_netns(|| {
+        let rt = rt();
+        let d = Driver::host(dir.path(), config(&hv)).expect("the host driver");
+        rt.block_on(async {
+            let e = d
+                .ensure_router("r0", "10.1.9.0/24".parse().unwrap(), Ipv4Addr::new(10, 1, 9, 1), None)
+                .await
+                .expect_err("no VLAN: refused");
+            assert!(e.chain().contains("VLAN"), "{}", e.chain());
+            for (r, net, vlan, public) in [("r1", 1u8, 100u16, "203.0.113.10"), ("r2", 2, 200, "203.0.113.20")] {
+                d.ensure_router(
+                    r,
+                    format!("10.1.{net}.0/24").parse().unwrap(),
+                    Ipv4Addr::new(10, 1, net, 1),
+                    Some(vlan),
+                )
+                .await
+                .unwrap_or_else(|e| panic!("{r}: {}", e.chain()));
+                // Asked again: nothing changes, nothing fails.
+                d.ensure_router(
+                    r,
+                    format!("10.1.{net}.0/24").parse().unwrap(),
+                    Ipv4Addr::new(10, 1, net, 1),
+                    Some(vlan),
+                )
+                .await
+                .unwrap_or_else(|e| panic!("{r} again: {}", e.chain()));
+                d.apply(r, router_config(1, public, net, &["203.0.113.0/24"]))
+                    .await
+                    .unwrap_or_else(|e| panic!("{r} apply: {}", e.chain()));
+            }
+        });
+        (rt, d)
+    });
+    let (rt, d) = driver;
+
+    // The links: in the hypervisor, none in the test's own namespace.
+    let links = hv.links();
+    for v in [100, 200] {
+        assert!(links.contains(&bridge_name(TRUNK, v)), "{links:?}");
+        assert!(links.contains(&vlan_link_name(TRUNK, v)), "{links:?}");
+    }
+    assert_eq!(bridge_name(TRUNK, 100), "brtrunk0-100");
+    assert_nothing_here(&hv, &["r1", "r2"], &[100, 200]);
+    let routers = hv.router_namespaces();
+    assert_eq!(routers.len(), 2, "{routers:?}");
+    let r1 = format!("{}-r1", hv.router_prefix());
+    let fwd = Hypervisor::output(&r1, &["sysctl", "-n", "net.ipv4.ip_forward"]);
+    assert_eq!(String::from_utf8_lossy(&fwd.stdout).trim(), "1");
+
+    // Guests plugged in by "the hypervisor" (their ports are foreign to the agent).
+    let g1 = hv.guest(
+        "g1",
+        "tap1",
+        &bridge_name(TRUNK, 100),
+        "02:00:5e:10:01:0b",
+        Some("10.1.1.11/24"),
+        Some("10.1.1.1"),
+    );
+    let g2 = hv.guest(
+        "g2",
+        "tap2",
+        &bridge_name(TRUNK, 200),
+        "02:00:5e:10:02:0b",
+        Some("10.1.2.11/24"),
+        Some("10.1.2.1"),
+    );
+    // On VLAN 200, an address of VLAN 100's network: the VLANs are separate segments.
+    let g3 = hv.guest(
+        "g3",
+        "tap3",
+        &bridge_name(TRUNK, 200),
+        "02:00:5e:10:02:0c",
+        Some("10.1.1.12/24"),
+        None,
+    );
+    let _w1 = whoami(&g1, "g1");
+    let _w2 = whoami(&g2, "g2");
+    let out = hv.outside();
+    eventually("outside reaches g1 through r1's port forward", || {
+        fetch(&out, "203.0.113.10", 8080, None).as_deref() == Some("g1")
+    });
+    eventually("outside reaches g2 through r2's port forward", || {
+        fetch(&out, "203.0.113.20", 8080, None).as_deref() == Some("g2")
+    });
+    assert!(ping(&out, "203.0.113.10"), "r1's public address answers");
+    assert!(ping(&g1, "10.1.1.1"), "g1 reaches its router");
+    assert!(ping(&g1, "203.0.113.1"), "g1 reaches outside (egress allowed)");
+    // The firewall admits the public segment only: a source from beyond it is refused.
+    assert_eq!(fetch(&out, "203.0.113.10", 8080, Some("198.51.100.1")), None);
+    // Two networks on two VLANs cannot reach each other.
+    assert!(!ping(&g1, "10.1.2.11"), "g1 reached the other network");
+    assert!(!ping(&g2, "10.1.1.11"), "g2 reached the other network");
+    assert!(!ping(&g3, "10.1.1.11"), "VLAN 200 reached VLAN 100 at layer 2");
+    assert!(!ping(&g3, "10.1.1.1"), "VLAN 200 reached r1 at layer 2");
+
+    // A VM recorded on r1's network keeps its bridge when r1 goes; so does the hypervisor's
+    // port; the bridge goes with its last user.
+    let bridge1 = bridge_name(TRUNK, 100);
+    let vlan1 = vlan_link_name(TRUNK, 100);
+    hv.in_netns(|| {
+        rt.block_on(async {
+            d.ensure_vm(
+                "r1",
+                "vm-1",
+                Ipv4Addr::new(10, 1, 1, 11),
+                None,
+                VmNic {
+                    mac: Some("02:00:5e:10:01:0b".parse().unwrap()),
+                    vlan: Some(100),
+                },
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{}", e.chain()));
+            d.remove_router("r1")
+                .await
+                .unwrap_or_else(|e| panic!("{}", e.chain()));
+        })
+    });
+    assert!(!sys::netns::exists(&r1), "r1's namespace is left");
+    let links = hv.links();
+    let (p1, g1port) = port_names(&hv.router_prefix(), "r1");
+    assert!(!links.contains(&p1) && !links.contains(&g1port), "{links:?}");
+    assert!(links.contains(&bridge1), "the VM's bridge went: {links:?}");
+    let state = d.host_state().expect("host state");
+    assert_eq!(state.vms["vm-1"].vlan, 100);
+    assert!(state.networks.contains_key(&100));
+    hv.in_netns(|| {
+        rt.block_on(async {
+            d.remove_vm("vm-1")
+                .await
+                .unwrap_or_else(|e| panic!("{}", e.chain()));
+            d.tend().await;
+        })
+    });
+    assert!(
+        hv.links().contains(&bridge1),
+        "the bridge went while the hypervisor's port tap1 is on it"
+    );
+    hv.unplug("g1");
+    hv.in_netns(|| rt.block_on(d.tend()));
+    let links = hv.links();
+    assert!(!links.contains(&bridge1), "{links:?}");
+    // The host's own VLAN interface stays, out of the bridge that went.
+    assert!(links.contains(&vlan1), "{links:?}");
+    assert!(!d
+        .host_state()
+        .expect("state")
+        .networks
+        .contains_key(&100));
+    // VLAN 200 and r2 are untouched.
+    assert_eq!(fetch(&out, "203.0.113.20", 8080, None).as_deref(), Some("g2"));
+
+    hv.in_netns(|| {
+        rt.block_on(async { d.remove_router("r2").await.expect("remove r2") });
+    });
+    drop(rt);
+    assert_eq!(hv.router_namespaces(), Vec::<String>::new());
+    assert!(
+        hv.links().contains(&bridge_name(TRUNK, 200)),
+        "VLAN 200's bridge went while guests are on it"
+    );
+    assert_nothing_here(&hv, &["r1", "r2"], &[100, 200]);
+    let prefix = hv.router_prefix();
+    drop(hv);
+    assert!(
+        !sys::netns::list()
+            .expect("list")
+            .iter()
+            .any(|n| n.starts_with(&prefix)),
+        "a router namespace outlived the hypervisor"
+    );
+}
+
+/// A long-lived TCP session from outside through a router: lines written come back.
+struct Session {
+    child: sys::cmd::Child,
+    stdin: sys::cmd::ChildStdin,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Session {
+    fn open(ns: &str, ip: &str, port: u16) -> Session {
+        let mut child = Hypervisor::command(
+            ns,
+            "socat",
+            ["-".to_string(), format!("TCP:{ip}:{port},connect-timeout=2")],
+        )
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start socat");
+        let stdin = child.take_stdin().expect("stdin");
+        let stdout = child.take_stdout().expect("stdout");
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Session {
+            child,
+            stdin,
+            lines,
+        }
+    }
+
+    /// Sends `text` and waits for it to come back.
+    fn echo(&mut self, text: &str) -> Result<(), String> {
+        writeln!(self.stdin, "{text}").map_err(|e| format!("write: {e}"))?;
+        self.stdin.flush().map_err(|e| format!("flush: {e}"))?;
+        match self.lines.recv_timeout(Duration::from_secs(5)) {
+            Ok(line) if line == text => Ok(()),
+            Ok(line) => Err(format!("sent {text:?}, got {line:?}")),
+            Err(e) => Err(format!("nothing came back for {text:?}: {e}")),
+        }
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        let _ = self.child.kill_and_wait();
+    }
+}
+
+/// Makes router `r1` on VLAN 100 with a port forward to an echo server on guest g1.
+fn echo_network(hv: &mut Hypervisor, data_dir: &Path) -> String {
+    hv.provide_vlan(100);
+    hv.in_netns(|| {
+        let rt = rt();
+        let d = Driver::host(data_dir, config(hv)).expect("the host driver");
+        rt.block_on(async {
+            d.ensure_router("r1", "10.1.1.0/24".parse().unwrap(), Ipv4Addr::new(10, 1, 1, 1), Some(100))
+                .await
+                .unwrap_or_else(|e| panic!("{}", e.chain()));
+            d.apply("r1", router_config(1, "203.0.113.10", 1, &["0.0.0.0/0"]))
+                .await
+                .unwrap_or_else(|e| panic!("{}", e.chain()));
+        });
+    });
+    let g1 = hv.guest(
+        "g1",
+        "tap1",
+        &bridge_name(TRUNK, 100),
+        "02:00:5e:10:01:0b",
+        Some("10.1.1.11/24"),
+        Some("10.1.1.1"),
+    );
+    Hypervisor::spawn(&g1, &["socat", "TCP-LISTEN:80,reuseaddr,fork", "EXEC:cat"]);
+    g1
+}
+
+#[test]
+#[ignore = "needs root and network namespaces: run by cargo xtask test"]
+fn a_restarted_host_driver_adopts_its_routers_without_dropping_a_connection() {
+    let dir = TempDir::new().expect("temp dir");
+    let mut hv = Hypervisor::new();
+    let _g1 = echo_network(&mut hv, dir.path());
+    let out = hv.outside();
+    eventually("the echo server answers through the port forward", || {
+        let mut s = Session::open(&out, "203.0.113.10", 8080);
+        s.echo("hello").is_ok()
+    });
+    let mut session = Session::open(&out, "203.0.113.10", 8080);
+    session.echo("before").expect("the session works");
+    let namespaces = hv.router_namespaces();
+    let ns_id = sys::proc::file_id(&sys::netns::path(&namespaces[0])).expect("router namespace");
+    let links_before = hv.links();
+
+    // The driver of a restarted agent: from its state file alone.
+    hv.in_netns(|| {
+        let rt = rt();
+        let d = Driver::host(dir.path(), config(&hv)).expect("the host driver again");
+        rt.block_on(async {
+            d.open_all().await;
+            assert_eq!(d.held("r1").await, Some(1), "the ledger's generation is adopted");
+            assert!(d.tend().await.is_empty(), "nothing was lost, nothing repaired");
+            d.ensure_router("r1", "10.1.1.0/24".parse().unwrap(), Ipv4Addr::new(10, 1, 1, 1), Some(100))
+                .await
+                .unwrap_or_else(|e| panic!("{}", e.chain()));
+            let again = d
+                .apply("r1", router_config(1, "203.0.113.10", 1, &["0.0.0.0/0"]))
+                .await
+                .unwrap_or_else(|e| panic!("{}", e.chain()));
+            assert_eq!(again, agent::driver::Applied::Generation(1));
+        });
+    });
+    session.echo("after").expect("the session survived the restart");
+    assert_eq!(hv.router_namespaces(), namespaces);
+    assert_eq!(
+        sys::proc::file_id(&sys::netns::path(&namespaces[0])),
+        Some(ns_id),
+        "the router's namespace was rebuilt"
+    );
+    assert_eq!(hv.links(), links_before, "links were rebuilt");
+}
+
+/// `guestnet agent --check …` run inside `ns`: exit status and stdout.
+fn check(ns: &str, args: &[&str]) -> (Option<i32>, String) {
+    let mut argv = vec!["agent", "--check"];
+    argv.extend_from_slice(args);
+    let out = sys::netns::command_in(ns, env!("CARGO_BIN_EXE_guestnet"), argv)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run guestnet agent --check");
+    (
+        out.status.code(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+#[test]
+#[ignore = "needs root and network namespaces: run by cargo xtask test"]
+fn agent_check_reports_every_missing_piece() {
+    let hv = Hypervisor::new();
+    let ns = hv.netns();
+    let prefix = hv.router_prefix();
+    let (code, text) = check(
+        &ns,
+        &[
+            "--driver",
+            "host",
+            "--public-bridge",
+            "nobridge",
+            "--guest-interface",
+            "notrunk",
+            "--namespace-prefix",
+            &prefix,
+        ],
+    );
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("public bridge nobridge does not exist"), "{text}");
+    assert!(text.contains("trunk) notrunk does not exist"), "{text}");
+    // The trunk is not a bridge.
+    let (code, text) = check(
+        &ns,
+        &[
+            "--driver",
+            "host",
+            "--public-bridge",
+            TRUNK,
+            "--guest-interface",
+            TRUNK,
+            "--namespace-prefix",
+            &prefix,
+        ],
+    );
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("is a veth, not a bridge"), "{text}");
+
+    // All there, given through a config file with a flag over it.
+    let dir = TempDir::new().expect("temp dir");
+    let file = dir.path().join("agent.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "driver = \"host\"\npublic_bridge = \"nobridge\"\nguest_interface = \"{TRUNK}\"\n\
+             namespace_prefix = \"{prefix}\"\nvm_driver = \"external\"\n\
+             vlan_interfaces = \"existing\"\n"
+        ),
+    )
+    .expect("write the config");
+    let file = file.to_string_lossy().into_owned();
+    let (code, text) = check(&ns, &["--config", &file, "--public-bridge", PUBLIC_BRIDGE]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.starts_with("ok: "), "{text}");
+    assert_eq!(text.lines().count(), 1, "{text}");
+    // Making the VLAN interfaces needs the kernel's 802.1Q support, which the check looks for.
+    let (code, text) = check(
+        &ns,
+        &["--config", &file, "--public-bridge", PUBLIC_BRIDGE, "--vlan-interfaces", "create"],
+    );
+    if Path::new("/proc/net/vlan/config").exists() {
+        assert_eq!(code, Some(0), "{text}");
+    } else {
+        assert_eq!(code, Some(1), "{text}");
+        assert!(text.contains("missing: no VLAN support"), "{text}");
+        assert_eq!(text.lines().count(), 1, "{text}");
+    }
+    // The check's throwaway namespace is gone.
+    assert_eq!(hv.router_namespaces(), Vec::<String>::new());
+    assert!(!hv.links().iter().any(|l| l.starts_with("gnchk")));
+
+    // A key the agent does not know is refused, naming it.
+    std::fs::write(dir.path().join("bad.toml"), "public_brige = \"x\"\n").expect("write");
+    let bad = dir.path().join("bad.toml").to_string_lossy().into_owned();
+    let (code, text) = check(&ns, &["--config", &bad]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("public_brige"), "{text}");
+}
