@@ -282,8 +282,10 @@ pub(crate) fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
         }
         AgentDriver::Host => {
             let config = args.host_config()?;
-            if !report_check(&config) {
-                bail!("the host driver cannot run here (see the missing pieces above)");
+            let lacks = agent::host::preflight(&config);
+            if !lacks.is_empty() {
+                let lines: Vec<String> = lacks.iter().map(|l| format!("missing: {l}")).collect();
+                bail!("the host driver cannot run here:\n{}", lines.join("\n"));
             }
             Driver::host(&data_dir, config)
                 .map_err(|e| anyhow::anyhow!("the host driver: {}", e.chain()))?

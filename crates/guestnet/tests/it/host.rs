@@ -536,3 +536,110 @@ fn agent_check_reports_every_missing_piece() {
     assert_eq!(code, Some(1), "{text}");
     assert!(text.contains("public_brige"), "{text}");
 }
+
+/// Starts `guestnet agent` with the host driver inside the hypervisor, configured by a file
+/// (flags for the server, token and data directory).
+fn host_agent(
+    hv: &Hypervisor,
+    dir: &Path,
+    name: &str,
+    server: &str,
+    token_file: &Path,
+    public_bridge: &str,
+) -> crate::procs::Proc {
+    let file = dir.join(format!("{name}.toml"));
+    std::fs::write(
+        &file,
+        format!(
+            "driver = \"host\"\npublic_bridge = \"{public_bridge}\"\nguest_interface = \"{TRUNK}\"\n\
+             namespace_prefix = \"{}\"\nvlan_interfaces = \"existing\"\ndrift_interval = 0.5\n\
+             apply_timeout = 10\n",
+            hv.router_prefix()
+        ),
+    )
+    .expect("write the agent's config");
+    let mut cmd = sys::netns::command_in(
+        &hv.netns(),
+        env!("CARGO_BIN_EXE_guestnet"),
+        Vec::<&str>::new(),
+    );
+    cmd.arg("agent")
+        .arg("--config")
+        .arg(&file)
+        .args(["--server", server])
+        .arg("--token-file")
+        .arg(token_file)
+        .arg("--data-dir")
+        .arg(dir.join(format!("{name}-data")))
+        .env("RUST_LOG", "info,agent=debug")
+        .stdout(Stdio::null());
+    crate::procs::Proc::spawn(name, &mut cmd, &dir.join(format!("{name}.log")))
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[test]
+#[ignore = "needs root and network namespaces: run by cargo xtask test"]
+fn an_agent_process_runs_the_host_driver_inside_the_hypervisor() {
+    let dir = TempDir::new().expect("temp dir");
+    let hv = Hypervisor::new();
+    let (_server, endpoint) = crate::procs::server(&crate::procs::ServerSpec {
+        name: "server".into(),
+        data_dir: dir.path().join("server"),
+        database_url: None,
+        listen: "127.0.0.1:0".into(),
+        netns: Some(hv.netns()),
+        apply_timeout: "10".into(),
+        log: dir.path().join("server.log"),
+    });
+    let server = crate::procs::base(&endpoint);
+    let admin = crate::procs::Admin::new(&endpoint);
+    let token_file = dir.path().join("token");
+    hv.in_netns(|| admin.token("hv1", &token_file));
+
+    // A host that lacks a piece: the agent says which and does not start.
+    let mut refused = host_agent(&hv, dir.path(), "refused", &server, &token_file, "nobridge");
+    refused
+        .wait_log("the host driver cannot run here", DEADLINE)
+        .unwrap_or_else(|e| panic!("{e}"));
+    eventually("the agent that cannot run exits", || !refused.running());
+    let log = refused.log();
+    assert!(log.contains("public bridge nobridge does not exist"), "{log}");
+
+    // With the pieces there, it connects and its host comes Up.
+    let agent = host_agent(&hv, dir.path(), "agent", &server, &token_file, PUBLIC_BRIDGE);
+    hv.in_netns(|| admin.until("host hv1 is Up", |a| a.host_up("hv1")));
+    agent
+        .wait_log("guestnet agent starting", DEADLINE)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(agent.log().contains("host (public bridge brpub"), "{}", agent.log());
+    assert!(hv.router_namespaces().is_empty());
+
+    // A server that allocates no VLAN gets the host driver's refusal, naming what is missing.
+    let refusal = hv.in_netns(|| {
+        let zone = admin.call("listZones", &[])["zone"][0]["id"]
+            .as_str()
+            .expect("zone")
+            .to_string();
+        let off = admin.call("listNetworkOfferings", &[])["networkoffering"][0]["id"]
+            .as_str()
+            .expect("offering")
+            .to_string();
+        admin.try_call(
+            "createNetwork",
+            &[
+                ("name", "n1"),
+                ("displaytext", "n1"),
+                ("networkofferingid", &off),
+                ("zoneid", &zone),
+                ("gateway", "10.1.1.1"),
+                ("netmask", "255.255.255.0"),
+            ],
+        )
+    });
+    let text = refusal.expect_err("no VLAN: refused").to_string();
+    assert!(
+        text.contains("r-1-VM: the host driver needs the network's VLAN"),
+        "{text}"
+    );
+    assert!(hv.router_namespaces().is_empty());
+}
