@@ -30,6 +30,9 @@ const PACKAGES: &[(&str, &str)] = &[
     ("util-linux", "nsenter"),
     ("procps", "sysctl"),
     ("socat", "socat"),
+    // The host driver's check wants dnsmasq and arping on PATH (the routers run them).
+    ("dnsmasq-base", "dnsmasq"),
+    ("iputils-arping", "arping"),
     ("postgresql-client", "psql"),
     // initdb and pg_ctl (under /usr/lib/postgresql/<version>/bin): the fault tests start their
     // own clusters.

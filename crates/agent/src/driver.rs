@@ -21,8 +21,8 @@ use sys::kernel::{Kernel, RecordingKernel};
 use sys::nft::Netns;
 use vrouterd::{ApplyError, ApplyOutcome, Drift, Router};
 
-pub use crate::proto::Applied;
 use crate::host::{Host, HostConfig, HostError};
+pub use crate::proto::Applied;
 use crate::proto::RouterStatus;
 
 /// Which driver, as the startup line and listRouters say it.
@@ -503,7 +503,9 @@ impl Driver {
         let (router, vm) = (router.to_string(), vm.to_string());
         if self.kind == DriverKind::Host {
             return blocking(move || {
-                Ok(this.host_driver()?.ensure_vm(&vm, &router, nic.vlan, nic.mac)?)
+                Ok(this
+                    .host_driver()?
+                    .ensure_vm(&vm, &router, nic.vlan, nic.mac)?)
             })
             .await;
         }

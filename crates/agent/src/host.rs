@@ -381,12 +381,10 @@ impl Host {
         config.check()?;
         let path = data_dir.join(STATE_FILE);
         let state = match std::fs::read(&path) {
-            Ok(bytes) => {
-                serde_json::from_slice(&bytes).map_err(|source| HostError::Corrupt {
-                    path: path.clone(),
-                    source,
-                })?
-            }
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|source| HostError::Corrupt {
+                path: path.clone(),
+                source,
+            })?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => HostState::default(),
             Err(source) => {
                 return Err(HostError::State {
@@ -940,12 +938,21 @@ mod tests {
         let host = Host::open(dir.path(), config).unwrap();
         let e = host.ensure_router("r-1", None).unwrap_err().to_string();
         assert!(e.contains("r-1") && e.contains("VLAN"), "{e}");
-        let e = host.ensure_router("r-1", Some(4095)).unwrap_err().to_string();
+        let e = host
+            .ensure_router("r-1", Some(4095))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("4095"), "{e}");
-        let e = host.ensure_vm("vm-1", "r-9", None, None).unwrap_err().to_string();
+        let e = host
+            .ensure_vm("vm-1", "r-9", None, None)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("vm-1") && e.contains("r-9"), "{e}");
         assert_eq!("external".parse::<VmDriver>(), Ok(VmDriver::External));
-        assert!("libvirt?".parse::<VmDriver>().unwrap_err().contains("libvirt?"));
+        assert!("libvirt?"
+            .parse::<VmDriver>()
+            .unwrap_err()
+            .contains("libvirt?"));
     }
 
     #[test]

@@ -73,10 +73,7 @@ fn parse_links(link: &str, stdout: &[u8]) -> Result<Vec<LinkInfo>, HostnetError>
                 .and_then(|i| i.get("info_kind"))
                 .and_then(|k| k.as_str())
                 .map(str::to_string);
-            let master = l
-                .get("master")
-                .and_then(|m| m.as_str())
-                .map(str::to_string);
+            let master = l.get("master").and_then(|m| m.as_str()).map(str::to_string);
             let up = l
                 .get("flags")
                 .and_then(|f| f.as_array())
@@ -113,13 +110,14 @@ pub fn exists(link: &str) -> bool {
 /// # Errors
 /// [`HostnetError`] when `ip` fails or prints something unexpected.
 pub fn ports(bridge: &str) -> Result<Vec<String>, HostnetError> {
-    let out = cmd::run("ip", &["-j", "link", "show", "master", bridge], None).map_err(|source| {
-        HostnetError::Ip {
-            action: "list the ports of",
-            link: bridge.to_string(),
-            source,
-        }
-    })?;
+    let out =
+        cmd::run("ip", &["-j", "link", "show", "master", bridge], None).map_err(|source| {
+            HostnetError::Ip {
+                action: "list the ports of",
+                link: bridge.to_string(),
+                source,
+            }
+        })?;
     Ok(parse_links(bridge, &out.stdout)?
         .into_iter()
         .map(|l| l.name)

@@ -38,7 +38,31 @@ fn config(hv: &Hypervisor) -> HostConfig {
 /// A router's config: public address `public`, guest network `10.1.<net>.0/24`, TCP `8080` of
 /// the public address forwarded to `10.1.<net>.11:80` and open to `sources`, ICMP echo open.
 fn router_config(generation: u64, public: &str, net: u8, sources: &[&str]) -> RouterConfig {
-    serde_json::from_value(json!({
+    serde_json::from_value(router_json(generation, public, net, sources))
+        .expect("a well-formed config")
+}
+
+/// [`router_config`] with a load balancer too: TCP 80 of the public address over
+/// `10.1.<net>.11:80` (haproxy), open to all.
+fn balanced_config(generation: u64, public: &str, net: u8) -> RouterConfig {
+    let mut doc = router_json(generation, public, net, &["0.0.0.0/0"]);
+    doc["firewall_rules"]
+        .as_array_mut()
+        .expect("rules")
+        .push(json!(
+            { "id": 4, "public_ip": public, "protocol": "tcp",
+              "ports": { "start": 80, "end": 80 }, "source_cidrs": ["0.0.0.0/0"] }
+        ));
+    doc["load_balancers"] = json!([
+        { "id": 31, "public_ip": public, "public_port": 80, "algorithm": "roundrobin",
+          "members": [{ "vm_ip": format!("10.1.{net}.11"), "port": 80 }],
+          "source_cidrs": ["0.0.0.0/0"] }
+    ]);
+    serde_json::from_value(doc).expect("a well-formed config")
+}
+
+fn router_json(generation: u64, public: &str, net: u8, sources: &[&str]) -> serde_json::Value {
+    json!({
         "schema": 1,
         "generation": generation,
         "public": {
@@ -64,8 +88,7 @@ fn router_config(generation: u64, public: &str, net: u8, sources: &[&str]) -> Ro
               "private_ports": { "start": 80, "end": 80 },
               "vm_ip": format!("10.1.{net}.11"), "source_cidrs": ["0.0.0.0/0"] }
         ]
-    }))
-    .expect("a well-formed config")
+    })
 }
 
 fn rt() -> tokio::runtime::Runtime {
@@ -143,14 +166,22 @@ fn host_routers_sit_on_the_public_bridge_and_their_vlans() {
         let d = Driver::host(dir.path(), config(&hv)).expect("the host driver");
         rt.block_on(async {
             let e = d
-                .ensure_router("r0", "10.1.9.0/24".parse().unwrap(), Ipv4Addr::new(10, 1, 9, 1), None)
+                .ensure_router(
+                    "r0",
+                    "10.1.9.0/24".parse().expect("parses"),
+                    Ipv4Addr::new(10, 1, 9, 1),
+                    None,
+                )
                 .await
                 .expect_err("no VLAN: refused");
             assert!(e.chain().contains("VLAN"), "{}", e.chain());
-            for (r, net, vlan, public) in [("r1", 1u8, 100u16, "203.0.113.10"), ("r2", 2, 200, "203.0.113.20")] {
+            for (r, net, vlan, public) in [
+                ("r1", 1u8, 100u16, "203.0.113.10"),
+                ("r2", 2, 200, "203.0.113.20"),
+            ] {
                 d.ensure_router(
                     r,
-                    format!("10.1.{net}.0/24").parse().unwrap(),
+                    format!("10.1.{net}.0/24").parse().expect("parses"),
                     Ipv4Addr::new(10, 1, net, 1),
                     Some(vlan),
                 )
@@ -159,7 +190,7 @@ fn host_routers_sit_on_the_public_bridge_and_their_vlans() {
                 // Asked again: nothing changes, nothing fails.
                 d.ensure_router(
                     r,
-                    format!("10.1.{net}.0/24").parse().unwrap(),
+                    format!("10.1.{net}.0/24").parse().expect("parses"),
                     Ipv4Addr::new(10, 1, net, 1),
                     Some(vlan),
                 )
@@ -225,13 +256,22 @@ fn host_routers_sit_on_the_public_bridge_and_their_vlans() {
     });
     assert!(ping(&out, "203.0.113.10"), "r1's public address answers");
     assert!(ping(&g1, "10.1.1.1"), "g1 reaches its router");
-    assert!(ping(&g1, "203.0.113.1"), "g1 reaches outside (egress allowed)");
+    assert!(
+        ping(&g1, "203.0.113.1"),
+        "g1 reaches outside (egress allowed)"
+    );
     // The firewall admits the public segment only: a source from beyond it is refused.
-    assert_eq!(fetch(&out, "203.0.113.10", 8080, Some("198.51.100.1")), None);
+    assert_eq!(
+        fetch(&out, "203.0.113.10", 8080, Some("198.51.100.1")),
+        None
+    );
     // Two networks on two VLANs cannot reach each other.
     assert!(!ping(&g1, "10.1.2.11"), "g1 reached the other network");
     assert!(!ping(&g2, "10.1.1.11"), "g2 reached the other network");
-    assert!(!ping(&g3, "10.1.1.11"), "VLAN 200 reached VLAN 100 at layer 2");
+    assert!(
+        !ping(&g3, "10.1.1.11"),
+        "VLAN 200 reached VLAN 100 at layer 2"
+    );
     assert!(!ping(&g3, "10.1.1.1"), "VLAN 200 reached r1 at layer 2");
 
     // A VM recorded on r1's network keeps its bridge when r1 goes; so does the hypervisor's
@@ -246,7 +286,7 @@ fn host_routers_sit_on_the_public_bridge_and_their_vlans() {
                 Ipv4Addr::new(10, 1, 1, 11),
                 None,
                 VmNic {
-                    mac: Some("02:00:5e:10:01:0b".parse().unwrap()),
+                    mac: Some("02:00:5e:10:01:0b".parse().expect("parses")),
                     vlan: Some(100),
                 },
             )
@@ -260,7 +300,10 @@ fn host_routers_sit_on_the_public_bridge_and_their_vlans() {
     assert!(!sys::netns::exists(&r1), "r1's namespace is left");
     let links = hv.links();
     let (p1, g1port) = port_names(&hv.router_prefix(), "r1");
-    assert!(!links.contains(&p1) && !links.contains(&g1port), "{links:?}");
+    assert!(
+        !links.contains(&p1) && !links.contains(&g1port),
+        "{links:?}"
+    );
     assert!(links.contains(&bridge1), "the VM's bridge went: {links:?}");
     let state = d.host_state().expect("host state");
     assert_eq!(state.vms["vm-1"].vlan, 100);
@@ -283,13 +326,12 @@ fn host_routers_sit_on_the_public_bridge_and_their_vlans() {
     assert!(!links.contains(&bridge1), "{links:?}");
     // The host's own VLAN interface stays, out of the bridge that went.
     assert!(links.contains(&vlan1), "{links:?}");
-    assert!(!d
-        .host_state()
-        .expect("state")
-        .networks
-        .contains_key(&100));
+    assert!(!d.host_state().expect("state").networks.contains_key(&100));
     // VLAN 200 and r2 are untouched.
-    assert_eq!(fetch(&out, "203.0.113.20", 8080, None).as_deref(), Some("g2"));
+    assert_eq!(
+        fetch(&out, "203.0.113.20", 8080, None).as_deref(),
+        Some("g2")
+    );
 
     hv.in_netns(|| {
         rt.block_on(async { d.remove_router("r2").await.expect("remove r2") });
@@ -324,7 +366,10 @@ impl Session {
         let mut child = Hypervisor::command(
             ns,
             "socat",
-            ["-".to_string(), format!("TCP:{ip}:{port},connect-timeout=2")],
+            [
+                "-".to_string(),
+                format!("TCP:{ip}:{port},connect-timeout=2"),
+            ],
         )
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -367,17 +412,23 @@ impl Drop for Session {
     }
 }
 
-/// Makes router `r1` on VLAN 100 with a port forward to an echo server on guest g1.
+/// Makes router `r1` on VLAN 100 with a port forward (8080) and a load balancer (80) to an echo
+/// server on guest g1.
 fn echo_network(hv: &mut Hypervisor, data_dir: &Path) -> String {
     hv.provide_vlan(100);
     hv.in_netns(|| {
         let rt = rt();
         let d = Driver::host(data_dir, config(hv)).expect("the host driver");
         rt.block_on(async {
-            d.ensure_router("r1", "10.1.1.0/24".parse().unwrap(), Ipv4Addr::new(10, 1, 1, 1), Some(100))
-                .await
-                .unwrap_or_else(|e| panic!("{}", e.chain()));
-            d.apply("r1", router_config(1, "203.0.113.10", 1, &["0.0.0.0/0"]))
+            d.ensure_router(
+                "r1",
+                "10.1.1.0/24".parse().expect("parses"),
+                Ipv4Addr::new(10, 1, 1, 1),
+                Some(100),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{}", e.chain()));
+            d.apply("r1", balanced_config(1, "203.0.113.10", 1))
                 .await
                 .unwrap_or_else(|e| panic!("{}", e.chain()));
         });
@@ -405,8 +456,14 @@ fn a_restarted_host_driver_adopts_its_routers_without_dropping_a_connection() {
         let mut s = Session::open(&out, "203.0.113.10", 8080);
         s.echo("hello").is_ok()
     });
+    eventually("the echo server answers through haproxy", || {
+        let mut s = Session::open(&out, "203.0.113.10", 80);
+        s.echo("hello").is_ok()
+    });
     let mut session = Session::open(&out, "203.0.113.10", 8080);
     session.echo("before").expect("the session works");
+    let mut balanced = Session::open(&out, "203.0.113.10", 80);
+    balanced.echo("before").expect("the balanced session works");
     let namespaces = hv.router_namespaces();
     let ns_id = sys::proc::file_id(&sys::netns::path(&namespaces[0])).expect("router namespace");
     let links_before = hv.links();
@@ -417,19 +474,36 @@ fn a_restarted_host_driver_adopts_its_routers_without_dropping_a_connection() {
         let d = Driver::host(dir.path(), config(&hv)).expect("the host driver again");
         rt.block_on(async {
             d.open_all().await;
-            assert_eq!(d.held("r1").await, Some(1), "the ledger's generation is adopted");
-            assert!(d.tend().await.is_empty(), "nothing was lost, nothing repaired");
-            d.ensure_router("r1", "10.1.1.0/24".parse().unwrap(), Ipv4Addr::new(10, 1, 1, 1), Some(100))
-                .await
-                .unwrap_or_else(|e| panic!("{}", e.chain()));
+            assert_eq!(
+                d.held("r1").await,
+                Some(1),
+                "the ledger's generation is adopted"
+            );
+            assert!(
+                d.tend().await.is_empty(),
+                "nothing was lost, nothing repaired"
+            );
+            d.ensure_router(
+                "r1",
+                "10.1.1.0/24".parse().expect("parses"),
+                Ipv4Addr::new(10, 1, 1, 1),
+                Some(100),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{}", e.chain()));
             let again = d
-                .apply("r1", router_config(1, "203.0.113.10", 1, &["0.0.0.0/0"]))
+                .apply("r1", balanced_config(1, "203.0.113.10", 1))
                 .await
                 .unwrap_or_else(|e| panic!("{}", e.chain()));
             assert_eq!(again, agent::driver::Applied::Generation(1));
         });
     });
-    session.echo("after").expect("the session survived the restart");
+    session
+        .echo("after")
+        .expect("the session survived the restart");
+    balanced
+        .echo("after")
+        .expect("the balanced session survived the restart");
     assert_eq!(hv.router_namespaces(), namespaces);
     assert_eq!(
         sys::proc::file_id(&sys::netns::path(&namespaces[0])),
@@ -477,7 +551,10 @@ fn agent_check_reports_every_missing_piece() {
         ],
     );
     assert_eq!(code, Some(1), "{text}");
-    assert!(text.contains("public bridge nobridge does not exist"), "{text}");
+    assert!(
+        text.contains("public bridge nobridge does not exist"),
+        "{text}"
+    );
     assert!(text.contains("trunk) notrunk does not exist"), "{text}");
     // The trunk is not a bridge.
     let (code, text) = check(
@@ -516,7 +593,14 @@ fn agent_check_reports_every_missing_piece() {
     // Making the VLAN interfaces needs the kernel's 802.1Q support, which the check looks for.
     let (code, text) = check(
         &ns,
-        &["--config", &file, "--public-bridge", PUBLIC_BRIDGE, "--vlan-interfaces", "create"],
+        &[
+            "--config",
+            &file,
+            "--public-bridge",
+            PUBLIC_BRIDGE,
+            "--vlan-interfaces",
+            "create",
+        ],
     );
     if Path::new("/proc/net/vlan/config").exists() {
         assert_eq!(code, Some(0), "{text}");
@@ -603,15 +687,29 @@ fn an_agent_process_runs_the_host_driver_inside_the_hypervisor() {
         .unwrap_or_else(|e| panic!("{e}"));
     eventually("the agent that cannot run exits", || !refused.running());
     let log = refused.log();
-    assert!(log.contains("public bridge nobridge does not exist"), "{log}");
+    assert!(
+        log.contains("public bridge nobridge does not exist"),
+        "{log}"
+    );
 
     // With the pieces there, it connects and its host comes Up.
-    let agent = host_agent(&hv, dir.path(), "agent", &server, &token_file, PUBLIC_BRIDGE);
+    let agent = host_agent(
+        &hv,
+        dir.path(),
+        "agent",
+        &server,
+        &token_file,
+        PUBLIC_BRIDGE,
+    );
     hv.in_netns(|| admin.until("host hv1 is Up", |a| a.host_up("hv1")));
     agent
         .wait_log("guestnet agent starting", DEADLINE)
         .unwrap_or_else(|e| panic!("{e}"));
-    assert!(agent.log().contains("host (public bridge brpub"), "{}", agent.log());
+    assert!(
+        agent.log().contains("host (public bridge brpub"),
+        "{}",
+        agent.log()
+    );
     assert!(hv.router_namespaces().is_empty());
 
     // A server that allocates no VLAN gets the host driver's refusal, naming what is missing.
