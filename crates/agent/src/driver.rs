@@ -671,8 +671,9 @@ impl Driver {
         .await
     }
 
-    /// Opens every router of the lab (after the agent starts), so that the drift timer looks
-    /// at each of them and each reports the generation its ledger holds.
+    /// Opens every router of the lab or the host (after the agent starts), so that the drift
+    /// timer looks at each of them and each reports the generation its ledger holds. A host
+    /// router's namespace and links are made again first if they are gone (a reboot).
     pub async fn open_all(&self) {
         let names: Vec<String> = match self.kind {
             DriverKind::DryRun => return,
@@ -689,6 +690,17 @@ impl Driver {
                 .unwrap_or_default(),
         };
         for name in names {
+            if self.kind == DriverKind::Host {
+                // What exists is kept; what a reboot took (the namespace, a veth) is made again,
+                // and the router then restores its rules from its ledger.
+                let this = self.clone();
+                let router = name.clone();
+                let restored = blocking(move || Ok(this.host_driver()?.restore(&router)?)).await;
+                if let Err(e) = restored {
+                    tracing::warn!(router = %name, error = %e.chain(), "cannot restore the router's wiring");
+                    continue;
+                }
+            }
             if let Err(e) = self.slot(&name) {
                 tracing::warn!(router = %name, error = %e.chain(), "cannot open the router");
             }

@@ -379,6 +379,11 @@ impl Host {
     /// A bad configuration, or a state file that cannot be read.
     pub fn open(data_dir: &Path, config: HostConfig) -> Result<Host, HostError> {
         config.check()?;
+        std::fs::create_dir_all(data_dir).map_err(|source| HostError::State {
+            action: "create",
+            path: data_dir.to_path_buf(),
+            source,
+        })?;
         let path = data_dir.join(STATE_FILE);
         let state = match std::fs::read(&path) {
             Ok(bytes) => serde_json::from_slice(&bytes).map_err(|source| HostError::Corrupt {
@@ -512,6 +517,19 @@ impl Host {
         )?;
         plug(&namespace, &entry.guest_port, GUEST_DEV, &net.bridge)?;
         Ok(namespace)
+    }
+
+    /// Makes sure router `router`, as recorded, is wired: [`Host::ensure_router`] on its VLAN.
+    /// A router not recorded is fine.
+    ///
+    /// # Errors
+    /// As [`Host::ensure_router`].
+    pub fn restore(&self, router: &str) -> Result<(), HostError> {
+        let vlan = self.lock()?.routers.get(router).map(|r| r.vlan);
+        match vlan {
+            Some(vlan) => self.ensure_router(router, Some(vlan)).map(drop),
+            None => Ok(()),
+        }
     }
 
     fn check_public_bridge(&self) -> Result<(), HostError> {

@@ -741,3 +741,108 @@ fn an_agent_process_runs_the_host_driver_inside_the_hypervisor() {
     );
     assert!(hv.router_namespaces().is_empty());
 }
+
+#[test]
+#[ignore = "needs root and network namespaces: run by cargo xtask test"]
+fn a_killed_agent_process_comes_back_to_its_routers_without_dropping_a_connection() {
+    let dir = TempDir::new().expect("temp dir");
+    let mut hv = Hypervisor::new();
+    // The router as an earlier agent left it in the data directory the process uses.
+    echo_network(&mut hv, &dir.path().join("agent-data"));
+    let out = hv.outside();
+    eventually("the echo server answers through the port forward", || {
+        Session::open(&out, "203.0.113.10", 8080)
+            .echo("hello")
+            .is_ok()
+    });
+    eventually("the echo server answers through haproxy", || {
+        Session::open(&out, "203.0.113.10", 80)
+            .echo("hello")
+            .is_ok()
+    });
+    let mut session = Session::open(&out, "203.0.113.10", 8080);
+    let mut balanced = Session::open(&out, "203.0.113.10", 80);
+    session.echo("before").expect("the session works");
+    balanced.echo("before").expect("the balanced session works");
+    let r1 = format!("{}-r1", hv.router_prefix());
+    let ns_id = sys::proc::file_id(&sys::netns::path(&r1)).expect("r1's namespace");
+
+    let (_server, endpoint) = crate::procs::server(&crate::procs::ServerSpec {
+        name: "server".into(),
+        data_dir: dir.path().join("server"),
+        database_url: None,
+        listen: "127.0.0.1:0".into(),
+        netns: Some(hv.netns()),
+        apply_timeout: "10".into(),
+        log: dir.path().join("server.log"),
+    });
+    let server = crate::procs::base(&endpoint);
+    let admin = crate::procs::Admin::new(&endpoint);
+    let token_file = dir.path().join("token");
+    hv.in_netns(|| admin.token("hv1", &token_file));
+    let repairs = |agent: &crate::procs::Proc| {
+        agent
+            .log()
+            .matches("enforced again from its ledger")
+            .count()
+    };
+    let flush_and_wait = |agent: &crate::procs::Proc| {
+        let before = repairs(agent);
+        let flushed = Hypervisor::output(&r1, &["nft", "flush", "ruleset"]);
+        assert!(flushed.status.success(), "{flushed:?}");
+        eventually("the agent's drift timer restores r1", || {
+            repairs(agent) > before
+        });
+    };
+
+    // The agent process takes the router up: its drift timer repairs a flushed table.
+    let mut agent = host_agent(
+        &hv,
+        dir.path(),
+        "agent",
+        &server,
+        &token_file,
+        PUBLIC_BRIDGE,
+    );
+    hv.in_netns(|| admin.until("host hv1 is Up", |a| a.host_up("hv1")));
+    flush_and_wait(&agent);
+    session.echo("adopted").expect("the session survives");
+
+    // kill -9 and a new process: the connections go on, the router is taken up again as it is.
+    agent.kill9();
+    session
+        .echo("no agent")
+        .expect("the session survives the agent's end");
+    balanced
+        .echo("no agent")
+        .expect("the balanced session survives the agent's end");
+    let agent = host_agent(
+        &hv,
+        dir.path(),
+        "agent",
+        &server,
+        &token_file,
+        PUBLIC_BRIDGE,
+    );
+    hv.in_netns(|| admin.until("host hv1 is Up again", |a| a.host_up("hv1")));
+    flush_and_wait(&agent);
+    session
+        .echo("after")
+        .expect("the session survives the restart");
+    balanced
+        .echo("after")
+        .expect("the balanced session survives the restart");
+    assert_eq!(
+        sys::proc::file_id(&sys::netns::path(&r1)),
+        Some(ns_id),
+        "r1's namespace was rebuilt"
+    );
+    assert!(
+        !agent.log().contains("cannot open the router") && !agent.log().contains("cannot restore"),
+        "{}",
+        agent.log()
+    );
+    Session::open(&out, "203.0.113.10", 8080)
+        .echo("new")
+        .expect("a new connection is forwarded");
+}
