@@ -846,3 +846,56 @@ fn a_killed_agent_process_comes_back_to_its_routers_without_dropping_a_connectio
         .echo("new")
         .expect("a new connection is forwarded");
 }
+
+/// Starts `guestnet serve --driver host` inside the hypervisor with `public_bridge`; the
+/// process and its startup line.
+fn host_server(hv: &Hypervisor, dir: &Path, public_bridge: &str) -> (crate::procs::Proc, String) {
+    let mut cmd = sys::netns::command_in(
+        &hv.netns(),
+        env!("CARGO_BIN_EXE_guestnet"),
+        Vec::<&str>::new(),
+    );
+    cmd.args(["serve", "--driver", "host", "--listen", "127.0.0.1:0"])
+        .args(["--public-bridge", public_bridge, "--guest-interface", TRUNK])
+        .args(["--namespace-prefix", &hv.router_prefix()])
+        .args(["--vlan-interfaces", "existing", "--apply-timeout", "10"])
+        .arg("--data-dir")
+        .arg(dir.join("serve-data"))
+        .env("GUESTNET_ADMIN_API_KEY", crate::procs::KEY)
+        .env("GUESTNET_ADMIN_SECRET_KEY", crate::procs::SECRET)
+        .stdout(Stdio::piped());
+    let mut proc = crate::procs::Proc::spawn("serve", &mut cmd, &dir.join("serve.log"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let line = match proc.child_mut() {
+        Some(child) => crate::procs::startup_line(child, DEADLINE).0,
+        None => String::new(),
+    };
+    (proc, line)
+}
+
+#[test]
+#[ignore = "needs root and network namespaces: run by cargo xtask test"]
+fn serve_runs_its_own_agent_with_the_host_driver() {
+    let dir = TempDir::new().expect("temp dir");
+    let hv = Hypervisor::new();
+
+    // A missing public bridge: the server names it and does not start.
+    let (mut refused, line) = host_server(&hv, dir.path(), "nobridge");
+    assert_eq!(line, "", "{}", refused.log());
+    eventually("the server that cannot run exits", || !refused.running());
+    let log = refused.log();
+    assert!(
+        log.contains("the host driver cannot run here: public bridge nobridge does not exist"),
+        "{log}"
+    );
+
+    let (_server, line) = host_server(&hv, dir.path(), PUBLIC_BRIDGE);
+    assert!(
+        line.contains("host (public bridge brpub, guest trunk trunk0"),
+        "{line}"
+    );
+    let endpoint = test_support::process::endpoint_in(&line).expect("an endpoint");
+    let admin = crate::procs::Admin::new(&endpoint);
+    let zones = hv.in_netns(|| admin.call("listZones", &[]));
+    assert!(zones["zone"][0]["id"].is_string(), "{zones}");
+}
