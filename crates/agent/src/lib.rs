@@ -8,6 +8,7 @@
 //! [`run`]), which opens a WebSocket to a server and answers the same requests over it.
 
 pub mod driver;
+pub mod guests;
 pub mod proto;
 pub mod run;
 

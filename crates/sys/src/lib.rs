@@ -11,6 +11,8 @@
 //! - [`netns`]: create, list and delete network namespaces, veth pairs and bridges, and end
 //!   the processes inside a namespace;
 //! - [`proc`]: read `/proc`: a process's state, parent, CPU time and namespace;
+//! - [`virsh`]: define, start, stop and undefine libvirt guests, and give a guest its own
+//!   qcow2 overlay of a disk image;
 //! - [`nft`]: submit an nftables script as one transaction inside a namespace; [`nft::netlink`]
 //!   reads the kernel's ruleset generation cheaply and commits element changes as one batch.
 //!
@@ -23,3 +25,4 @@ pub mod link;
 pub mod netns;
 pub mod nft;
 pub mod proc;
+pub mod virsh;
