@@ -34,6 +34,13 @@ const PACKAGES: &[(&str, &str)] = &[
     // initdb and pg_ctl (under /usr/lib/postgresql/<version>/bin): the fault tests start their
     // own clusters.
     ("postgresql", ""),
+    // The guests tests: a private libvirt daemon (with its QEMU driver) boots guests under QEMU,
+    // gives a disk guest its overlay, and dnsmasq serves their leases.
+    ("libvirt-daemon", "libvirtd"),
+    ("libvirt-clients", "virsh"),
+    ("qemu-system-x86", "qemu-system-x86_64"),
+    ("qemu-utils", "qemu-img"),
+    ("dnsmasq-base", "dnsmasq"),
 ];
 
 fn main() -> Result<()> {

@@ -106,7 +106,7 @@ pub enum GuestError {
         base: PathBuf,
         /// qemu-img's failure.
         #[source]
-        source: CommandError,
+        source: Box<CommandError>,
     },
     /// libvirt refused (virsh's standard error says why).
     #[error("guest {key}")]
@@ -115,7 +115,7 @@ pub enum GuestError {
         key: String,
         /// What virsh said.
         #[source]
-        source: VirshError,
+        source: Box<VirshError>,
     },
     /// The domain was started but is not running.
     #[error("guest {key} was started but is {state:?}")]
@@ -212,7 +212,7 @@ impl Libvirt {
     fn libvirt(key: &str) -> impl FnOnce(VirshError) -> GuestError + '_ {
         move |source| GuestError::Libvirt {
             key: key.to_string(),
-            source,
+            source: Box::new(source),
         }
     }
 
@@ -360,7 +360,7 @@ impl Libvirt {
                 GuestError::Overlay {
                     key: key.to_string(),
                     base,
-                    source,
+                    source: Box::new(source),
                 }
             })?;
         }

@@ -237,7 +237,7 @@ fn a_guest_boots_gets_its_lease_and_serves_http_and_goes_without_a_trace() {
     assert!(driver.list().unwrap().is_empty());
     assert_eq!(driver.state(key).unwrap(), None);
     assert!(!driver.guest_dir(key).exists(), "its files are gone");
-    assert_eq!(h.links(), [h.bridge.clone()], "no tap is left");
+    assert_eq!(h.links(), std::slice::from_ref(&h.bridge), "no tap is left");
     let gone = wait_until(Instant::now() + Duration::from_secs(10), || {
         !h.programs().iter().any(|p| p.starts_with("qemu"))
     });
@@ -264,7 +264,7 @@ fn assert_nothing_left(h: &Hypervisor, driver: &Libvirt, data: &Path, key: &str)
         "nothing under {}: {left:?}",
         guests.display()
     );
-    assert_eq!(h.links(), [h.bridge.clone()], "no tap");
+    assert_eq!(h.links(), std::slice::from_ref(&h.bridge), "no tap");
 }
 
 #[test]
@@ -350,4 +350,60 @@ fn a_guest_that_cannot_be_made_is_a_clear_error_and_leaves_nothing() {
         "{text}"
     );
     assert_nothing_left(&h, &driver, data.path(), "vm-no-bridge");
+}
+
+#[test]
+#[ignore = "needs root and network namespaces: run by cargo xtask test"]
+fn a_disk_guest_runs_on_its_own_overlay_and_leaves_the_template_alone() {
+    let h = Hypervisor::new();
+    let data = tempfile::tempdir().unwrap();
+    let driver = h.driver(data.path());
+    let mac: MacAddr = GUEST_MAC.parse().unwrap();
+    // A template's image: an empty qcow2 disk (the firmware finds nothing to boot, and the
+    // guest runs on regardless).
+    let templates = tempfile::tempdir().unwrap();
+    let base = templates.path().join("template.qcow2");
+    Program::new("qemu-img")
+        .args(["create", "-q", "-f", "qcow2"])
+        .arg(&base)
+        .arg("64M")
+        .run()
+        .expect("make a template image");
+    let before = std::fs::read(&base).unwrap();
+    let key = "vm-disk";
+    driver
+        .ensure(
+            key,
+            &spec(GuestImage::Disk {
+                path: base.clone(),
+                format: "qcow2".into(),
+            }),
+            mac,
+            &h.bridge,
+        )
+        .unwrap_or_else(|e| panic!("{}", h.report(&format!("ensure: {e:?}"))));
+    assert_eq!(driver.list().unwrap(), [key]);
+    let overlay = driver.guest_dir(key).join("disk.qcow2");
+    let info = Program::new("qemu-img")
+        .args(["info", "-U", "--output=json"])
+        .arg(&overlay)
+        .run()
+        .expect("read the overlay");
+    let info = String::from_utf8_lossy(&info.stdout);
+    assert!(
+        info.contains(&format!("\"backing-filename\": \"{}\"", base.display())),
+        "the overlay is backed by the template: {info}"
+    );
+    let xml = std::fs::read_to_string(driver.guest_dir(key).join("domain.xml")).unwrap();
+    assert!(
+        xml.contains(&format!("<source file='{}'/>", overlay.display())),
+        "{xml}"
+    );
+    driver.remove(key).expect("remove");
+    assert_nothing_left(&h, &driver, data.path(), key);
+    assert_eq!(
+        std::fs::read(&base).unwrap(),
+        before,
+        "the template is untouched"
+    );
 }

@@ -482,7 +482,7 @@ impl Cpio {
     }
 
     fn pad(&mut self) {
-        while self.out.len() % 4 != 0 {
+        while !self.out.len().is_multiple_of(4) {
             self.out.push(0);
         }
     }
@@ -531,7 +531,7 @@ mod tests {
         c.dir("bin");
         c.file("init", 0o755, b"#!/bin/sh\n");
         let out = c.finish();
-        assert_eq!(out.len() % 4, 0);
+        assert!(out.len().is_multiple_of(4));
         assert!(out.starts_with(b"070701"));
         // The directory's header: inode 1, mode 040755.
         assert_eq!(&out[6..22], b"00000001000041ed");
