@@ -1,6 +1,8 @@
-//! Guests booted for real on this host: a VM driver that starts a VM's guest through libvirt,
-//! with its one NIC on the bridge of its network's VLAN and the MAC the server gave it, so the
-//! network's router serves it its address by DHCP.
+//! Guests booted for real on this host: VM drivers that start a VM's guest with its one NIC on
+//! the bridge of its network's VLAN and the MAC the server gave it, so the network's router
+//! serves it its address by DHCP. [`VmDriver`] is the one chosen by name ([`VmDriverName`]):
+//! `libvirt` ([`Libvirt`]) or `qemu` ([`Qemu`]: guestnet runs QEMU itself, on a tap it makes,
+//! for a host without libvirt).
 //!
 //! [`Libvirt`] keeps each guest's files under `<data dir>/guests/<key>/`: its domain XML
 //! (rendered by `render::libvirt`), its serial console's log and, for a disk image, its own qcow2
@@ -25,6 +27,10 @@ use sys::virsh::{DomainState, Virsh, VirshError};
 
 use crate::proto::{GuestImage, GuestSpec};
 
+mod qemu;
+
+pub use qemu::{Qemu, QemuConfig};
+
 /// The libvirt URI of the host's system daemon.
 pub const DEFAULT_URI: &str = "qemu:///system";
 
@@ -36,6 +42,8 @@ pub const DOMAIN_PREFIX: &str = "guestnet-";
 pub enum VmDriverName {
     /// Guests through a libvirt daemon ([`Libvirt`]).
     Libvirt,
+    /// Guests run by QEMU itself ([`Qemu`]).
+    Qemu,
 }
 
 impl std::str::FromStr for VmDriverName {
@@ -43,6 +51,7 @@ impl std::str::FromStr for VmDriverName {
     fn from_str(s: &str) -> Result<Self, GuestError> {
         match s {
             "libvirt" => Ok(VmDriverName::Libvirt),
+            "qemu" => Ok(VmDriverName::Qemu),
             other => Err(GuestError::UnknownDriver(other.to_string())),
         }
     }
@@ -53,6 +62,7 @@ impl VmDriverName {
     pub fn name(self) -> &'static str {
         match self {
             VmDriverName::Libvirt => "libvirt",
+            VmDriverName::Qemu => "qemu",
         }
     }
 }
@@ -72,7 +82,7 @@ pub struct LibvirtConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum GuestError {
     /// No VM driver has this name.
-    #[error("no VM driver is named {0:?} (there is: libvirt)")]
+    #[error("no VM driver is named {0:?} (there are: libvirt, qemu)")]
     UnknownDriver(String),
     /// A guest's key is not usable as (part of) a domain name.
     #[error("guest key {0:?}: use 1 to 48 letters, digits, '-', '_' or '.'")]
@@ -117,6 +127,42 @@ pub enum GuestError {
         #[source]
         source: Box<VirshError>,
     },
+    /// The guest's tap cannot be made on its bridge (`ip`'s reason: often a bridge that does not
+    /// exist), or removed.
+    #[error("guest {key}: cannot {action} tap {tap} on bridge {bridge}")]
+    Tap {
+        /// The guest.
+        key: String,
+        /// `make` or `remove`.
+        action: &'static str,
+        /// The tap.
+        tap: String,
+        /// The bridge.
+        bridge: String,
+        /// `ip`'s failure.
+        #[source]
+        source: Box<CommandError>,
+    },
+    /// QEMU did not start (its own reason).
+    #[error("guest {key}: QEMU did not start")]
+    Qemu {
+        /// The guest.
+        key: String,
+        /// QEMU's failure, with its standard error.
+        #[source]
+        source: Box<CommandError>,
+    },
+    /// The guest's QEMU cannot be stopped.
+    #[error("guest {key}: cannot stop its QEMU (process {pid})")]
+    Stop {
+        /// The guest.
+        key: String,
+        /// QEMU's process.
+        pid: i32,
+        /// Why.
+        #[source]
+        source: nix::errno::Errno,
+    },
     /// The domain was started but is not running.
     #[error("guest {key} was started but is {state:?}")]
     NotRunning {
@@ -155,6 +201,51 @@ fn check_key(key: &str) -> Result<(), GuestError> {
         Ok(())
     } else {
         Err(GuestError::Key(key.to_string()))
+    }
+}
+
+/// Checks that the files of `image` are there and a disk's format is one QEMU is given here.
+fn check_image(key: &str, image: &GuestImage) -> Result<(), GuestError> {
+    let missing = |what: &'static str, path: &Path| GuestError::ImageMissing {
+        key: key.to_string(),
+        what,
+        path: path.to_path_buf(),
+    };
+    match image {
+        GuestImage::Kernel { kernel, initrd, .. } => {
+            if !kernel.is_file() {
+                return Err(missing("kernel", kernel));
+            }
+            if let Some(initrd) = initrd {
+                if !initrd.is_file() {
+                    return Err(missing("initrd", initrd));
+                }
+            }
+        }
+        GuestImage::Disk { path, format } => {
+            if !path.is_file() {
+                return Err(missing("disk image", path));
+            }
+            if format != "qcow2" && format != "raw" {
+                return Err(GuestError::Definition {
+                    key: key.to_string(),
+                    source: DomainError::Format(format.clone()),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Removes directory `dir` and everything in it; one that is not there is fine.
+fn remove_dir(dir: &Path) -> Result<(), GuestError> {
+    match std::fs::remove_dir_all(dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(GuestError::Io {
+            action: "remove",
+            path: dir.to_path_buf(),
+            source: e,
+        }),
+        _ => Ok(()),
     }
 }
 
@@ -274,46 +365,21 @@ impl Libvirt {
         mac: MacAddr,
         bridge: &str,
     ) -> Result<Domain, GuestError> {
-        let missing = |what: &'static str, path: &Path| GuestError::ImageMissing {
-            key: key.to_string(),
-            what,
-            path: path.to_path_buf(),
-        };
+        check_image(key, &spec.image)?;
         let boot = match &spec.image {
             GuestImage::Kernel {
                 kernel,
                 initrd,
                 cmdline,
-            } => {
-                if !kernel.is_file() {
-                    return Err(missing("kernel", kernel));
-                }
-                if let Some(initrd) = initrd {
-                    if !initrd.is_file() {
-                        return Err(missing("initrd", initrd));
-                    }
-                }
-                Boot::Kernel {
-                    kernel: absolute(kernel),
-                    initrd: initrd.as_deref().map(absolute),
-                    cmdline: cmdline.clone(),
-                }
-            }
-            GuestImage::Disk { path, format } => {
-                if !path.is_file() {
-                    return Err(missing("disk image", path));
-                }
-                if format != "qcow2" && format != "raw" {
-                    return Err(GuestError::Definition {
-                        key: key.to_string(),
-                        source: DomainError::Format(format.clone()),
-                    });
-                }
-                Boot::Disk {
-                    path: self.guest_dir(key).join("disk.qcow2"),
-                    format: "qcow2".into(),
-                }
-            }
+            } => Boot::Kernel {
+                kernel: absolute(kernel),
+                initrd: initrd.as_deref().map(absolute),
+                cmdline: cmdline.clone(),
+            },
+            GuestImage::Disk { .. } => Boot::Disk {
+                path: self.guest_dir(key).join("disk.qcow2"),
+                format: "qcow2".into(),
+            },
         };
         let domain = Domain {
             name: Self::domain_name(key),
@@ -345,18 +411,13 @@ impl Libvirt {
             }
         };
         // A directory without a domain is left from a guest that was never completed.
-        match std::fs::remove_dir_all(&dir) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                return Err(io("remove", &dir)(e));
-            }
-            _ => {}
-        }
+        remove_dir(&dir)?;
         std::fs::create_dir_all(&dir).map_err(io("create", &dir))?;
         if let (GuestImage::Disk { path, format }, Boot::Disk { path: overlay, .. }) =
             (&spec.image, &domain.boot)
         {
             let base = absolute(path);
-            sys::virsh::create_overlay(&base, format, overlay).map_err(|source| {
+            sys::qemu::create_overlay(&base, format, overlay).map_err(|source| {
                 GuestError::Overlay {
                     key: key.to_string(),
                     base,
@@ -402,15 +463,7 @@ impl Libvirt {
         let name = Self::domain_name(key);
         self.virsh.destroy(&name).map_err(Self::libvirt(key))?;
         self.virsh.undefine(&name).map_err(Self::libvirt(key))?;
-        let dir = self.guest_dir(key);
-        match std::fs::remove_dir_all(&dir) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(GuestError::Io {
-                action: "remove",
-                path: dir,
-                source: e,
-            }),
-            _ => Ok(()),
-        }
+        remove_dir(&self.guest_dir(key))
     }
 
     /// The keys of the guests the daemon has (domains named `guestnet-<key>`), sorted.
@@ -427,6 +480,104 @@ impl Libvirt {
             .collect();
         keys.sort();
         Ok(keys)
+    }
+}
+
+/// What selects and sets up a VM driver.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VmConfig {
+    /// Which driver.
+    pub driver: VmDriverName,
+    /// libvirt's URI (for `libvirt`; [`DEFAULT_URI`] by default).
+    pub uri: String,
+    /// Use KVM when `/dev/kvm` can be opened (otherwise, and by default, TCG).
+    pub kvm: bool,
+    /// The agent's data directory; guests' files go under `guests/` in it.
+    pub data_dir: PathBuf,
+    /// For `qemu`: the network namespace holding the bridges (`None`: the agent's own). A
+    /// libvirt daemon makes taps in its own namespace.
+    pub netns: Option<String>,
+}
+
+/// A VM driver that boots guests, chosen by name.
+#[derive(Debug)]
+pub enum VmDriver {
+    /// Through libvirt.
+    Libvirt(Libvirt),
+    /// QEMU run by guestnet.
+    Qemu(Qemu),
+}
+
+impl VmDriver {
+    /// The driver `config` names.
+    pub fn new(config: &VmConfig) -> VmDriver {
+        match config.driver {
+            VmDriverName::Libvirt => VmDriver::Libvirt(Libvirt::new(&LibvirtConfig {
+                uri: config.uri.clone(),
+                kvm: config.kvm,
+                data_dir: config.data_dir.clone(),
+            })),
+            VmDriverName::Qemu => VmDriver::Qemu(Qemu::new(&QemuConfig {
+                kvm: config.kvm,
+                data_dir: config.data_dir.clone(),
+                netns: config.netns.clone(),
+            })),
+        }
+    }
+
+    /// Its name.
+    pub fn name(&self) -> VmDriverName {
+        match self {
+            VmDriver::Libvirt(_) => VmDriverName::Libvirt,
+            VmDriver::Qemu(_) => VmDriverName::Qemu,
+        }
+    }
+
+    /// See [`Libvirt::ensure`] and [`Qemu::ensure`].
+    ///
+    /// # Errors
+    /// [`GuestError`] naming what failed.
+    pub fn ensure(
+        &self,
+        key: &str,
+        spec: &GuestSpec,
+        mac: MacAddr,
+        bridge: &str,
+    ) -> Result<(), GuestError> {
+        match self {
+            VmDriver::Libvirt(d) => d.ensure(key, spec, mac, bridge),
+            VmDriver::Qemu(d) => d.ensure(key, spec, mac, bridge),
+        }
+    }
+
+    /// See [`Libvirt::remove`] and [`Qemu::remove`].
+    ///
+    /// # Errors
+    /// [`GuestError`] naming what failed.
+    pub fn remove(&self, key: &str) -> Result<(), GuestError> {
+        match self {
+            VmDriver::Libvirt(d) => d.remove(key),
+            VmDriver::Qemu(d) => d.remove(key),
+        }
+    }
+
+    /// See [`Libvirt::list`] and [`Qemu::list`].
+    ///
+    /// # Errors
+    /// [`GuestError`] naming what failed.
+    pub fn list(&self) -> Result<Vec<String>, GuestError> {
+        match self {
+            VmDriver::Libvirt(d) => d.list(),
+            VmDriver::Qemu(d) => d.list(),
+        }
+    }
+
+    /// The file guest `key`'s serial console writes to.
+    pub fn serial_log(&self, key: &str) -> PathBuf {
+        match self {
+            VmDriver::Libvirt(d) => d.serial_log(key),
+            VmDriver::Qemu(d) => d.serial_log(key),
+        }
     }
 }
 
@@ -450,6 +601,7 @@ mod tests {
             "libvirt".parse::<VmDriverName>().unwrap(),
             VmDriverName::Libvirt
         );
+        assert_eq!("qemu".parse::<VmDriverName>().unwrap(), VmDriverName::Qemu);
         let e = "xen".parse::<VmDriverName>().unwrap_err();
         assert!(e.to_string().contains("\"xen\""), "{e}");
         let dir = tempfile::tempdir().unwrap();

@@ -1,8 +1,9 @@
-//! The libvirt VM driver boots real guests: in a namespace standing for a hypervisor, with a
-//! bridge standing for a guest network's VLAN bridge and dnsmasq serving a static lease on it,
-//! a guest built from Debian packages gets its address by DHCP and answers HTTP; removing it
-//! leaves nothing behind, and a guest that cannot be made is a clear error that leaves nothing
-//! behind either.
+//! The VM drivers boot real guests: in a namespace standing for a hypervisor, with a bridge
+//! standing for a guest network's VLAN bridge and dnsmasq serving a static lease on it, a guest
+//! built from Debian packages gets its address by DHCP and answers HTTP, through libvirt (a
+//! private daemon in the namespace) and through QEMU run by the driver; removing it leaves
+//! nothing behind, and a guest that cannot be made is a clear error that leaves nothing behind
+//! either.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -11,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use agent::guests::{GuestError, Libvirt, LibvirtConfig};
+use agent::guests::{GuestError, Libvirt, LibvirtConfig, Qemu, QemuConfig, VmConfig, VmDriver};
 use agent::proto::{GuestImage, GuestSpec};
 use router_config::MacAddr;
 use sys::cmd::{Child, Program, Stdio};
@@ -46,7 +47,15 @@ struct Hypervisor {
 }
 
 impl Hypervisor {
+    /// With a private libvirt daemon.
     fn new() -> Hypervisor {
+        let mut h = Hypervisor::bare();
+        h.libvirtd = Some(Libvirtd::start(&h.netns).expect("start a private libvirtd"));
+        h
+    }
+
+    /// Without libvirt.
+    fn bare() -> Hypervisor {
         let n = HYPERVISORS.fetch_add(1, Ordering::Relaxed);
         let netns = format!("gng{}-{n}", std::process::id());
         let bridge = format!("brg{n}-100");
@@ -83,7 +92,6 @@ impl Hypervisor {
             .spawn()
             .expect("start dnsmasq");
         h.dnsmasq = Some(child);
-        h.libvirtd = Some(Libvirtd::start(&h.netns).expect("start a private libvirtd"));
         h
     }
 
@@ -137,10 +145,20 @@ impl Hypervisor {
     fn report(&self, what: &str) -> String {
         let dnsmasq =
             std::fs::read_to_string(self.dir.path().join("dnsmasq.log")).unwrap_or_default();
-        format!(
-            "{what}\n--- dnsmasq\n{dnsmasq}\n--- libvirtd\n{}",
-            self.libvirtd().log()
-        )
+        let libvirtd = self
+            .libvirtd
+            .as_ref()
+            .map(Libvirtd::log)
+            .unwrap_or_default();
+        format!("{what}\n--- dnsmasq\n{dnsmasq}\n--- libvirtd\n{libvirtd}")
+    }
+
+    fn qemu(&self, data_dir: &Path) -> Qemu {
+        Qemu::new(&QemuConfig {
+            kvm: false,
+            data_dir: data_dir.to_path_buf(),
+            netns: Some(self.netns.clone()),
+        })
     }
 }
 
@@ -176,6 +194,38 @@ fn kernel_image() -> (GuestImage, guest_image::GuestImage) {
     )
 }
 
+/// Waits for the guest's marker on its serial console, then for its page; how long after
+/// `started` each came.
+fn wait_for_guest(h: &Hypervisor, serial: &Path, started: Instant) -> (Duration, Duration) {
+    let marker = format!("{}{GUEST_IP}", guest_image::MARKER);
+    let leased = wait_until(Instant::now() + LEASE_DEADLINE, || {
+        std::fs::read_to_string(serial).is_ok_and(|t| t.contains(&marker))
+    });
+    assert!(
+        leased,
+        "{}",
+        h.report(&format!(
+            "no {marker:?} within {LEASE_DEADLINE:?}; serial console:\n{}",
+            std::fs::read_to_string(serial).unwrap_or_default()
+        ))
+    );
+    let lease = started.elapsed();
+    let url = format!("http://{GUEST_IP}/");
+    let mut page = None;
+    let answered = wait_until(Instant::now() + HTTP_DEADLINE, || {
+        page = h.curl(&url);
+        page.is_some()
+    });
+    assert!(answered, "{}", h.report(&format!("{url} did not answer")));
+    let http = started.elapsed();
+    let page = page.unwrap();
+    assert!(
+        page.contains(GUEST_NAME) && page.contains(&GUEST_IP.to_string()),
+        "the page names the guest: {page:?}"
+    );
+    (lease, http)
+}
+
 #[test]
 #[ignore = "needs root and network namespaces: run by cargo xtask test"]
 fn a_guest_boots_gets_its_lease_and_serves_http_and_goes_without_a_trace() {
@@ -193,36 +243,10 @@ fn a_guest_boots_gets_its_lease_and_serves_http_and_goes_without_a_trace() {
     let defined = started.elapsed();
     assert_eq!(driver.list().unwrap(), [key]);
 
-    let serial = driver.serial_log(key);
-    let marker = format!("{}{GUEST_IP}", guest_image::MARKER);
-    let leased = wait_until(Instant::now() + LEASE_DEADLINE, || {
-        std::fs::read_to_string(&serial).is_ok_and(|t| t.contains(&marker))
-    });
-    assert!(
-        leased,
-        "{}",
-        h.report(&format!(
-            "no {marker:?} within {LEASE_DEADLINE:?}; serial console:\n{}",
-            std::fs::read_to_string(&serial).unwrap_or_default()
-        ))
-    );
-    let lease = started.elapsed();
-
+    let (lease, http) = wait_for_guest(&h, &driver.serial_log(key), started);
     let url = format!("http://{GUEST_IP}/");
-    let mut page = None;
-    let answered = wait_until(Instant::now() + HTTP_DEADLINE, || {
-        page = h.curl(&url);
-        page.is_some()
-    });
-    assert!(answered, "{}", h.report(&format!("{url} did not answer")));
-    let http = started.elapsed();
-    let page = page.unwrap();
-    assert!(
-        page.contains(GUEST_NAME) && page.contains(&GUEST_IP.to_string()),
-        "the page names the guest: {page:?}"
-    );
     println!(
-        "guest ({}): defined and started {defined:.2?}, lease {lease:.2?}, HTTP {http:.2?} after ensure",
+        "libvirt guest ({}): defined and started {defined:.2?}, lease {lease:.2?}, HTTP {http:.2?} after ensure",
         built.versions
     );
 
@@ -406,4 +430,103 @@ fn a_disk_guest_runs_on_its_own_overlay_and_leaves_the_template_alone() {
         before,
         "the template is untouched"
     );
+}
+
+#[test]
+#[ignore = "needs root and network namespaces: run by cargo xtask test"]
+fn a_qemu_guest_boots_is_found_again_after_a_restart_and_goes_without_a_trace() {
+    let (image, built) = kernel_image();
+    let h = Hypervisor::bare();
+    let data = tempfile::tempdir().unwrap();
+    let config = VmConfig {
+        driver: "qemu".parse().unwrap(),
+        uri: String::new(),
+        kvm: false,
+        data_dir: data.path().to_path_buf(),
+        netns: Some(h.netns.clone()),
+    };
+    let driver = VmDriver::new(&config);
+    let mac: MacAddr = GUEST_MAC.parse().unwrap();
+    let key = "vm-q";
+    let tap = Qemu::tap_name(key);
+
+    let started = Instant::now();
+    driver
+        .ensure(key, &spec(image.clone()), mac, &h.bridge)
+        .unwrap_or_else(|e| panic!("{}", h.report(&format!("ensure: {e:?}"))));
+    let running = started.elapsed();
+    let (lease, http) = wait_for_guest(&h, &driver.serial_log(key), started);
+    println!(
+        "qemu guest ({}): started {running:.2?}, lease {lease:.2?}, HTTP {http:.2?} after ensure",
+        built.versions
+    );
+    assert!(h.links().contains(&tap), "its tap {tap}: {:?}", h.links());
+    let pid = h.qemu(data.path()).pid(key).expect("its QEMU runs");
+
+    // An agent that restarts finds the guest through its files, and does not start it again.
+    drop(driver);
+    let driver = VmDriver::new(&config);
+    assert_eq!(driver.list().unwrap(), [key]);
+    driver
+        .ensure(key, &spec(image), mac, &h.bridge)
+        .expect("ensure after a restart");
+    assert_eq!(h.qemu(data.path()).pid(key), Some(pid), "the same QEMU");
+
+    driver.remove(key).expect("remove");
+    assert!(driver.list().unwrap().is_empty());
+    assert!(!sys::proc::is_alive(pid), "its QEMU is gone");
+    assert!(!h.programs().iter().any(|p| p.starts_with("qemu")));
+    assert_eq!(h.links(), std::slice::from_ref(&h.bridge), "no tap is left");
+    assert!(!data.path().join("guests").join(key).exists(), "no files");
+    driver.remove(key).expect("remove again");
+}
+
+#[test]
+#[ignore = "needs root and network namespaces: run by cargo xtask test"]
+fn a_qemu_guest_that_cannot_start_is_a_clear_error_and_leaves_nothing() {
+    let h = Hypervisor::bare();
+    let data = tempfile::tempdir().unwrap();
+    let driver = h.qemu(data.path());
+    let mac: MacAddr = GUEST_MAC.parse().unwrap();
+    let nothing_left = |key: &str| {
+        assert!(driver.list().unwrap().is_empty());
+        assert!(!h.programs().iter().any(|p| p.starts_with("qemu")));
+        assert_eq!(h.links(), std::slice::from_ref(&h.bridge), "no tap");
+        assert!(!driver.guest_dir(key).exists(), "no files");
+    };
+
+    // No such bridge: the tap cannot be plugged in.
+    let (image, _) = kernel_image();
+    let e = driver
+        .ensure("vm-no-bridge", &spec(image), mac, "brg-none")
+        .unwrap_err();
+    let text = vrouterd::chain(&e);
+    assert!(
+        matches!(&e, GuestError::Tap { .. }) && text.contains("brg-none"),
+        "{text}"
+    );
+    nothing_left("vm-no-bridge");
+
+    // A kernel file that is no kernel: QEMU refuses to start and says why.
+    let files = tempfile::tempdir().unwrap();
+    let junk = files.path().join("junk-vmlinuz");
+    std::fs::write(&junk, vec![0x5a_u8; 4096]).unwrap();
+    let e = driver
+        .ensure(
+            "vm-junk",
+            &spec(GuestImage::Kernel {
+                kernel: junk,
+                initrd: None,
+                cmdline: String::new(),
+            }),
+            mac,
+            &h.bridge,
+        )
+        .unwrap_err();
+    let text = vrouterd::chain(&e);
+    assert!(
+        matches!(&e, GuestError::Qemu { .. }) && text.contains("qemu-system-x86_64"),
+        "{text}"
+    );
+    nothing_left("vm-junk");
 }

@@ -1,7 +1,7 @@
 //! Guests through libvirt: `virsh -c <uri>` to define, start, stop, undefine and look at
-//! domains, and `qemu-img` to give a guest its own copy-on-write overlay of a disk image.
+//! domains.
 //!
-//! Every failure keeps virsh's (or qemu-img's) standard error. Nothing here decides anything:
+//! Every failure keeps virsh's standard error. Nothing here decides anything:
 //! the domain XML comes rendered (`render::libvirt`), the caller chooses names and paths.
 
 use std::path::Path;
@@ -165,23 +165,6 @@ impl Virsh {
             .map(str::to_string)
             .collect())
     }
-}
-
-/// Makes `overlay` a new qcow2 image whose reads fall through to `base` (of format
-/// `base_format`, `qcow2` or `raw`) and whose writes stay in it: a guest's own disk over a
-/// template's shared image. qemu-img opens `base` to learn its size, so a base that is not an
-/// image of that format is refused here.
-///
-/// # Errors
-/// [`CommandError`] with qemu-img's reason.
-pub fn create_overlay(base: &Path, base_format: &str, overlay: &Path) -> Result<(), CommandError> {
-    let mut p = Program::new("qemu-img");
-    p.args(["create", "-q", "-f", "qcow2", "-F", base_format, "-b"])
-        .arg(base)
-        .arg(overlay)
-        .stdin(Stdio::null())
-        .env("LC_ALL", "C");
-    p.run().map(drop)
 }
 
 #[cfg(test)]
