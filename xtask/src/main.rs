@@ -40,6 +40,15 @@ const PACKAGES: &[(&str, &str)] = &[
     ("dpkg", "dpkg-deb"),
     ("binutils", "objdump"),
     ("systemd", "systemd-analyze"),
+    // The guests tests: a private libvirt daemon (with its QEMU driver) boots guests under QEMU,
+    // gives a disk guest its overlay, and dnsmasq serves their leases.
+    ("libvirt-daemon", "libvirtd"),
+    ("libvirt-clients", "virsh"),
+    ("qemu-system-x86", "qemu-system-x86_64"),
+    ("qemu-utils", "qemu-img"),
+    ("dnsmasq-base", "dnsmasq"),
+    // Debian installs the QEMU driver of libvirt only as a recommendation.
+    ("libvirt-daemon-driver-qemu", ""),
 ];
 
 fn main() -> Result<()> {

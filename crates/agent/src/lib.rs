@@ -6,8 +6,11 @@
 //! the server process (`guestnet serve` without `--driver agents`, the embedded default), where
 //! the server calls [`Agent::handle`] directly, and as its own process (`guestnet agent`,
 //! [`run`]), which opens a WebSocket to a server and answers the same requests over it.
+//!
+//! [`guests`] boots real guests for a VM through libvirt, their NIC on the network's bridge.
 
 pub mod driver;
+pub mod guests;
 pub mod proto;
 pub mod run;
 
