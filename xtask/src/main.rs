@@ -16,6 +16,7 @@ use std::process::Command;
 use std::time::Instant;
 
 mod compat;
+mod package;
 #[cfg(test)]
 mod tidy;
 
@@ -30,13 +31,26 @@ const PACKAGES: &[(&str, &str)] = &[
     ("util-linux", "nsenter"),
     ("procps", "sysctl"),
     ("socat", "socat"),
-    // The host driver's check wants dnsmasq and arping on PATH (the routers run them).
-    ("dnsmasq-base", "dnsmasq"),
+    // The host driver's check wants arping on PATH (routers announce addresses with it).
     ("iputils-arping", "arping"),
     ("postgresql-client", "psql"),
     // initdb and pg_ctl (under /usr/lib/postgresql/<version>/bin): the fault tests start their
     // own clusters.
     ("postgresql", ""),
+    // The package test: dpkg-deb builds and reads it, objdump reads the binary's glibc needs,
+    // systemd-analyze checks its units.
+    ("dpkg", "dpkg-deb"),
+    ("binutils", "objdump"),
+    ("systemd", "systemd-analyze"),
+    // The guests tests: a private libvirt daemon (with its QEMU driver) boots guests under QEMU,
+    // gives a disk guest its overlay, and dnsmasq serves their leases.
+    ("libvirt-daemon", "libvirtd"),
+    ("libvirt-clients", "virsh"),
+    ("qemu-system-x86", "qemu-system-x86_64"),
+    ("qemu-utils", "qemu-img"),
+    ("dnsmasq-base", "dnsmasq"),
+    // Debian installs the QEMU driver of libvirt only as a recommendation.
+    ("libvirt-daemon-driver-qemu", ""),
 ];
 
 fn main() -> Result<()> {
@@ -48,6 +62,7 @@ fn main() -> Result<()> {
         Some("compat") => compat_suite(&args[1..]),
         Some("demo") => demo(&args[1..]),
         Some("serve") => serve(&args[1..]),
+        Some("deb") => deb(),
         _ => {
             eprintln!(
                 "usage: cargo xtask test [--unprivileged]   run every test (as root: also the namespace tests)\n       \
@@ -55,11 +70,31 @@ fn main() -> Result<()> {
                  cargo xtask install                install the Debian packages the tests need (root)\n       \
                  cargo xtask compat [PYTEST ARGS]   run only the client compatibility suite\n       \
                  cargo xtask serve [ARGS]           install what the routers need, then run `guestnet serve` (the main job)\n       \
+                 cargo xtask deb                    build the Debian package into target/deb/\n       \
                  cargo xtask demo [ARGS]            install what the router needs, then run `guestnet demo` (root)"
             );
             bail!("unknown or missing subcommand")
         }
     }
+}
+
+/// Builds the release binary and the Debian package from it, into `target/deb/`.
+fn deb() -> Result<()> {
+    run(cargo().args(["build", "--release", "-p", "guestnet", "--bin", "guestnet"]))?;
+    let ws = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .context("xtask lives in the workspace")?
+        .to_path_buf();
+    let out = ws.join("target/deb");
+    std::fs::create_dir_all(&out)?;
+    let deb = package::build(
+        &ws,
+        &ws.join("target/release/guestnet"),
+        env!("CARGO_PKG_VERSION"),
+        &out,
+    )?;
+    eprintln!("xtask: built {}", deb.display());
+    Ok(())
 }
 
 fn is_root() -> bool {

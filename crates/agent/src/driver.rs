@@ -503,9 +503,13 @@ impl Driver {
         let (router, vm) = (router.to_string(), vm.to_string());
         if self.kind == DriverKind::Host {
             return blocking(move || {
-                Ok(this
-                    .host_driver()?
-                    .ensure_vm(&vm, &router, nic.vlan, nic.mac)?)
+                Ok(this.host_driver()?.ensure_vm(
+                    &vm,
+                    &router,
+                    nic.vlan,
+                    nic.mac,
+                    nic.guest.as_ref(),
+                )?)
             })
             .await;
         }
@@ -754,13 +758,16 @@ impl Driver {
     }
 }
 
-/// A VM's NIC as the server describes it (each part absent from a server that predates it).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// A VM's NIC and guest as the server describes them (each part absent from a server that
+/// predates it).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct VmNic {
     /// Its MAC address.
     pub mac: Option<router_config::MacAddr>,
     /// Its network's VLAN.
     pub vlan: Option<u16>,
+    /// What a VM driver that boots guests boots.
+    pub guest: Option<crate::proto::GuestSpec>,
 }
 
 /// Where a dry-run router keeps its ledger.

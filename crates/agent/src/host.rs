@@ -29,6 +29,8 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use router_config::MacAddr;
+
+use crate::proto::GuestSpec;
 use serde::{Deserialize, Serialize};
 use sys::hostnet::{self, HostnetError};
 use sys::netns::{self, NetnsError};
@@ -51,8 +53,8 @@ const IFNAMSIZ: usize = 15;
 /// How long a router's processes get after SIGTERM (and again after SIGKILL) when it goes.
 const GRACE: Duration = Duration::from_secs(3);
 
-/// How the guests of this host are started. The one place where the VM driver is chosen:
-/// [`Host::ensure_vm`] and [`Host::remove_vm`] match on it.
+/// How the guests of this host are started, as configured. [`Guests::new`] is the one place
+/// where the configured driver becomes the running one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum VmDriver {
@@ -61,7 +63,11 @@ pub enum VmDriver {
     /// there.
     #[default]
     External,
-    // Drivers that start guests join here.
+    /// Guests booted through the host's libvirt daemon ([`crate::guests::Libvirt`]), their NIC
+    /// on the network's bridge with the MAC the server gave.
+    Libvirt,
+    /// Guests run by QEMU itself on a tap of the network's bridge ([`crate::guests::Qemu`]).
+    Qemu,
 }
 
 impl VmDriver {
@@ -69,6 +75,8 @@ impl VmDriver {
     pub fn name(self) -> &'static str {
         match self {
             VmDriver::External => "external",
+            VmDriver::Libvirt => "libvirt",
+            VmDriver::Qemu => "qemu",
         }
     }
 }
@@ -78,8 +86,40 @@ impl std::str::FromStr for VmDriver {
     fn from_str(s: &str) -> Result<VmDriver, String> {
         match s {
             "external" => Ok(VmDriver::External),
-            other => Err(format!("unknown VM driver `{other}` (known: external)")),
+            "libvirt" => Ok(VmDriver::Libvirt),
+            "qemu" => Ok(VmDriver::Qemu),
+            other => Err(format!(
+                "unknown VM driver `{other}` (known: external, libvirt, qemu)"
+            )),
         }
+    }
+}
+
+/// The running VM driver.
+#[derive(Debug)]
+pub enum Guests {
+    /// See [`VmDriver::External`].
+    External,
+    /// A driver that boots guests.
+    Booting(crate::guests::VmDriver),
+}
+
+impl Guests {
+    /// The driver `config` names, its guests' files under `data_dir/guests/`.
+    pub fn new(config: &HostConfig, data_dir: &Path) -> Guests {
+        use crate::guests::{VmConfig, VmDriverName};
+        let name = match config.vm_driver {
+            VmDriver::External => return Guests::External,
+            VmDriver::Libvirt => VmDriverName::Libvirt,
+            VmDriver::Qemu => VmDriverName::Qemu,
+        };
+        Guests::Booting(crate::guests::VmDriver::new(&VmConfig {
+            driver: name,
+            uri: config.libvirt_uri.clone(),
+            kvm: config.kvm,
+            data_dir: data_dir.to_path_buf(),
+            netns: None,
+        }))
     }
 }
 
@@ -133,6 +173,10 @@ pub struct HostConfig {
     pub vm_driver: VmDriver,
     /// Where the VLAN interfaces come from.
     pub vlan_interfaces: VlanInterfaces,
+    /// The libvirt daemon's URI (`libvirt` VM driver).
+    pub libvirt_uri: String,
+    /// Whether guests may use KVM when `/dev/kvm` opens (`libvirt` and `qemu`).
+    pub kvm: bool,
 }
 
 /// Why the host driver could not do what it was asked.
@@ -225,6 +269,19 @@ pub enum HostError {
         #[source]
         source: serde_json::Error,
     },
+    /// A VM driver that boots guests was asked for a VM without what it boots.
+    #[error("VM {vm}: the {driver} VM driver needs {what}, and the server sent none")]
+    GuestIncomplete {
+        /// The VM.
+        vm: String,
+        /// The driver.
+        driver: &'static str,
+        /// What is missing (`its MAC`, `a bootable image`).
+        what: &'static str,
+    },
+    /// The VM driver could not start or stop a guest.
+    #[error(transparent)]
+    Guest(#[from] crate::guests::GuestError),
     /// A thread panicked holding the driver's state.
     #[error("host driver state poisoned")]
     Poisoned,
@@ -283,6 +340,7 @@ pub struct HostState {
 #[derive(Debug)]
 pub struct Host {
     config: HostConfig,
+    guests: Guests,
     path: PathBuf,
     state: Mutex<HostState>,
 }
@@ -400,6 +458,7 @@ impl Host {
             }
         };
         Ok(Host {
+            guests: Guests::new(&config, data_dir),
             config,
             path,
             state: Mutex::new(state),
@@ -643,11 +702,12 @@ impl Host {
     }
 
     /// Makes sure VM `vm` of router `router`'s network can run here: records it as a user of
-    /// its VLAN's bridge and makes sure that bridge is there; then does what the VM driver
-    /// does to start it.
+    /// its VLAN's bridge and makes sure that bridge is there; then the VM driver starts it
+    /// (`guest` is what a booting driver boots).
     ///
     /// # Errors
     /// [`HostError::VmWithoutVlan`] when neither the request nor the router give the VLAN,
+    /// [`HostError::GuestIncomplete`] for a booting driver without a MAC or a bootable image,
     /// otherwise the step that failed.
     pub fn ensure_vm(
         &self,
@@ -655,6 +715,7 @@ impl Host {
         router: &str,
         vlan: Option<u16>,
         mac: Option<MacAddr>,
+        guest: Option<&GuestSpec>,
     ) -> Result<(), HostError> {
         let mut state = self.lock()?;
         let vlan = match vlan.or_else(|| state.routers.get(router).map(|r| r.vlan)) {
@@ -677,10 +738,20 @@ impl Host {
             next.vms.insert(vm.to_string(), entry);
             self.commit(&mut state, next)?;
         }
-        self.ensure_network(&mut state, vlan)?;
-        match self.config.vm_driver {
+        let net = self.ensure_network(&mut state, vlan)?;
+        match &self.guests {
             // The hypervisor plugs the guest into the bridge made above.
-            VmDriver::External => Ok(()),
+            Guests::External => Ok(()),
+            Guests::Booting(d) => {
+                let incomplete = |what| HostError::GuestIncomplete {
+                    vm: vm.to_string(),
+                    driver: self.config.vm_driver.name(),
+                    what,
+                };
+                let mac = mac.ok_or_else(|| incomplete("its MAC"))?;
+                let spec = guest.ok_or_else(|| incomplete("a bootable image"))?;
+                Ok(d.ensure(vm, spec, mac, &net.bridge)?)
+            }
         }
     }
 
@@ -694,8 +765,9 @@ impl Host {
         if !state.vms.contains_key(vm) {
             return Ok(());
         }
-        match self.config.vm_driver {
-            VmDriver::External => {}
+        match &self.guests {
+            Guests::External => {}
+            Guests::Booting(d) => d.remove(vm)?,
         }
         let mut next = state.clone();
         next.vms.remove(vm);
@@ -824,7 +896,8 @@ pub enum Lack {
 pub const TOOLS: [&str; 6] = ["nft", "haproxy", "dnsmasq", "ip", "nsenter", "arping"];
 
 /// Checks that this host has everything the host driver needs: root; the public bridge, a
-/// bridge; the trunk; every program of [`TOOLS`] on `PATH`; a network namespace with IPv4
+/// bridge; the trunk; every program of [`TOOLS`] on `PATH`, and those of the VM driver
+/// (`virsh` and `qemu-img` for libvirt, `qemu-system-x86_64` and `qemu-img` for qemu); a network namespace with IPv4
 /// forwarding on (a throwaway one is made, checked and removed); unless the host provides the
 /// VLAN interfaces itself, VLAN support (the 8021q module's `/proc/net/vlan/config`, or else a
 /// throwaway VLAN interface made on the trunk and removed). Returns every lack, none when all
@@ -850,7 +923,12 @@ pub fn preflight(config: &HostConfig) -> Vec<Lack> {
     if !trunk {
         lacks.push(Lack::NoTrunk(config.guest_interface.clone()));
     }
-    for tool in TOOLS {
+    let guests: &[&'static str] = match config.vm_driver {
+        VmDriver::External => &[],
+        VmDriver::Libvirt => &["virsh", "qemu-img"],
+        VmDriver::Qemu => &["qemu-system-x86_64", "qemu-img"],
+    };
+    for &tool in TOOLS.iter().chain(guests) {
         if !sys::cmd::is_on_path(tool) {
             lacks.push(Lack::Tool(tool));
         }
@@ -944,6 +1022,8 @@ mod tests {
             namespace_prefix: "gnr".into(),
             vm_driver: VmDriver::External,
             vlan_interfaces: VlanInterfaces::Create,
+            libvirt_uri: crate::guests::DEFAULT_URI.into(),
+            kvm: false,
         };
         assert!(config.check().is_ok());
         let bad = HostConfig {
@@ -962,7 +1042,7 @@ mod tests {
             .to_string();
         assert!(e.contains("4095"), "{e}");
         let e = host
-            .ensure_vm("vm-1", "r-9", None, None)
+            .ensure_vm("vm-1", "r-9", None, None, None)
             .unwrap_err()
             .to_string();
         assert!(e.contains("vm-1") && e.contains("r-9"), "{e}");

@@ -6,8 +6,11 @@
 //! answers. The agent is the same code in both of its forms: inside the server process (`guestnet serve` without `--driver agents`, the embedded default), where
 //! the server calls [`Agent::handle`] directly, and as its own process (`guestnet agent`,
 //! [`run`]), which opens a WebSocket to a server and answers the same requests over it.
+//!
+//! [`guests`] boots real guests for a VM through libvirt, their NIC on the network's bridge.
 
 pub mod driver;
+pub mod guests;
 pub mod host;
 pub mod proto;
 pub mod run;
@@ -81,9 +84,9 @@ impl Agent {
                     label,
                     mac,
                     vlan,
-                    guest: _,
+                    guest,
                 } => d
-                    .ensure_vm(&router, &vm, ip, label, driver::VmNic { mac, vlan })
+                    .ensure_vm(&router, &vm, ip, label, driver::VmNic { mac, vlan, guest })
                     .await
                     .map(|()| Answer::Done)
                     .map_err(refused),

@@ -28,7 +28,7 @@ pub(crate) enum AgentDriver {
 pub(crate) struct AgentArgs {
     /// A TOML file holding any of the options below (`server`, `token_file`, `data_dir`,
     /// `driver`, `apply_timeout`, `drift_interval`, `public_bridge`, `guest_interface`,
-    /// `namespace_prefix`, `vm_driver`, `vlan_interfaces`).
+    /// `namespace_prefix`, `vm_driver`, `vlan_interfaces`, `libvirt_uri`, `kvm`).
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
     /// Check that this host has what the driver needs, print every missing piece (one line
@@ -71,7 +71,8 @@ pub(crate) struct AgentArgs {
     #[arg(long = "namespace-prefix", value_name = "PREFIX")]
     namespace_prefix: Option<String>,
     /// Host driver: how guests are started; `external`: by the operator's hypervisor, which
-    /// plugs them into their network's bridge [default: external].
+    /// plugs them into their network's bridge; `libvirt`: through the host's libvirt daemon;
+    /// `qemu`: by QEMU run by the agent [default: external].
     #[arg(long = "vm-driver", value_name = "DRIVER")]
     vm_driver: Option<VmDriver>,
     /// Host driver: `create`: the agent makes each VLAN interface `IFACE.N` on the trunk (802.1Q
@@ -79,6 +80,13 @@ pub(crate) struct AgentArgs {
     /// create].
     #[arg(long = "vlan-interfaces", value_name = "MODE")]
     vlan_interfaces: Option<VlanInterfaces>,
+    /// Host driver, `libvirt` VM driver: the daemon's URI [default: qemu:///system].
+    #[arg(long = "libvirt-uri", value_name = "URI")]
+    libvirt_uri: Option<String>,
+    /// Host driver, `libvirt` and `qemu` VM drivers: let guests use KVM when /dev/kvm opens
+    /// (otherwise QEMU's emulation).
+    #[arg(long)]
+    kvm: bool,
 }
 
 /// The `--config` file: the same options as the flags.
@@ -96,6 +104,8 @@ struct AgentFile {
     namespace_prefix: Option<String>,
     vm_driver: Option<VmDriver>,
     vlan_interfaces: Option<VlanInterfaces>,
+    libvirt_uri: Option<String>,
+    kvm: Option<bool>,
 }
 
 /// One server or several.
@@ -134,6 +144,8 @@ impl AgentArgs {
         self.namespace_prefix = self.namespace_prefix.or(file.namespace_prefix);
         self.vm_driver = self.vm_driver.or(file.vm_driver);
         self.vlan_interfaces = self.vlan_interfaces.or(file.vlan_interfaces);
+        self.libvirt_uri = self.libvirt_uri.or(file.libvirt_uri);
+        self.kvm = self.kvm || file.kvm.unwrap_or(false);
         Ok(self)
     }
 
@@ -145,6 +157,8 @@ impl AgentArgs {
             self.namespace_prefix.clone(),
             self.vm_driver,
             self.vlan_interfaces,
+            self.libvirt_uri.clone(),
+            self.kvm,
         )
     }
 }
@@ -156,6 +170,8 @@ pub(crate) fn host_config(
     namespace_prefix: Option<String>,
     vm_driver: Option<VmDriver>,
     vlan_interfaces: Option<VlanInterfaces>,
+    libvirt_uri: Option<String>,
+    kvm: bool,
 ) -> anyhow::Result<HostConfig> {
     let Some(public_bridge) = public_bridge else {
         bail!("the host driver needs --public-bridge (or `public_bridge` in the config file)");
@@ -170,6 +186,8 @@ pub(crate) fn host_config(
             .unwrap_or_else(|| agent::host::DEFAULT_NAMESPACE_PREFIX.to_string()),
         vm_driver: vm_driver.unwrap_or_default(),
         vlan_interfaces: vlan_interfaces.unwrap_or_default(),
+        libvirt_uri: libvirt_uri.unwrap_or_else(|| agent::guests::DEFAULT_URI.to_string()),
+        kvm,
     };
     config.check().map_err(|e| anyhow::anyhow!("{e}"))?;
     Ok(config)
@@ -356,6 +374,17 @@ vlan_interfaces = "existing"
         assert_eq!(host.namespace_prefix, "gn");
         assert_eq!(host.vm_driver, VmDriver::External);
         assert_eq!(host.vlan_interfaces, VlanInterfaces::Existing);
+    }
+
+    #[test]
+    fn the_packaged_config_file_is_understood() {
+        let text = include_str!("../../../packaging/etc/agent.toml");
+        let file: AgentFile = toml::from_str(text).unwrap();
+        let args = AgentArgs::default().merged(file).unwrap();
+        assert_eq!(args.driver, Some(AgentDriver::Host));
+        let host = args.host_config().unwrap();
+        assert_eq!(host.public_bridge, "cloudbr0");
+        assert_eq!(host.vm_driver, VmDriver::External);
     }
 
     #[test]

@@ -78,7 +78,8 @@ pub(crate) struct ServeArgs {
     /// Host driver: every router's namespace is `PREFIX-<router>` [default: gnr].
     #[arg(long = "namespace-prefix", value_name = "PREFIX")]
     namespace_prefix: Option<String>,
-    /// Host driver: how guests are started [default: external].
+    /// Host driver: how guests are started: `external`, `libvirt` or `qemu` [default:
+    /// external].
     #[arg(long = "vm-driver", value_name = "DRIVER")]
     vm_driver: Option<agent::host::VmDriver>,
     /// Host driver: `create` (the agent makes `IFACE.N`) or `existing` (the host provides
@@ -105,6 +106,8 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             args.namespace_prefix,
             args.vm_driver,
             args.vlan_interfaces,
+            None,
+            false,
         )?),
         None => DriverChoice::Auto,
     };

@@ -13,6 +13,9 @@
 //! - [`netns`]: create, list and delete network namespaces, veth pairs and bridges, and end
 //!   the processes inside a namespace;
 //! - [`proc`]: read `/proc`: a process's state, parent, CPU time and namespace;
+//! - [`virsh`]: define, start, stop and undefine libvirt guests;
+//! - [`qemu`]: a guest's tap on a bridge, QEMU started as a daemon, found by its pid file and
+//!   stopped, and a guest's own qcow2 overlay of a disk image;
 //! - [`nft`]: submit an nftables script as one transaction inside a namespace; [`nft::netlink`]
 //!   reads the kernel's ruleset generation cheaply and commits element changes as one batch.
 //!
@@ -26,3 +29,5 @@ pub mod link;
 pub mod netns;
 pub mod nft;
 pub mod proc;
+pub mod qemu;
+pub mod virsh;

@@ -1,14 +1,18 @@
 //! The process harness that guestnet's integration tests and its benchmark share: guestnet
 //! processes with their logs ([`process::Proc`], the startup line of `guestnet serve`), a private
 //! PostgreSQL cluster per test ([`pg::PgCluster`], made with `initdb` run as the `postgres`
-//! user) and a management network of namespaces whose links a test can take down
-//! ([`mgmtnet::MgmtNet`]), and a hypervisor host of namespaces for the host driver
+//! user), a management network of namespaces whose links a test can take down
+//! ([`mgmtnet::MgmtNet`]), a bootable test guest built from Debian packages
+//! ([`guest_image::build`]), a private libvirt daemon inside a test's namespace
+//! ([`libvirtd::Libvirtd`]) and a hypervisor host of namespaces for the host driver
 //! ([`hypervisor::Hypervisor`]).
 //!
 //! Every process goes through `sys::cmd`; everything made is removed on drop, also when the
 //! caller panics. [`wait_until`] polls a condition with a deadline.
 
+pub mod guest_image;
 pub mod hypervisor;
+pub mod libvirtd;
 pub mod mgmtnet;
 pub mod pg;
 pub mod process;
