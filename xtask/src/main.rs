@@ -34,6 +34,11 @@ const PACKAGES: &[(&str, &str)] = &[
     // initdb and pg_ctl (under /usr/lib/postgresql/<version>/bin): the fault tests start their
     // own clusters.
     ("postgresql", ""),
+    // The router's DHCP and DNS service, and the guests that ask it in the tests.
+    ("dnsmasq-base", "dnsmasq"),
+    ("busybox", "busybox"),
+    // Gratuitous ARP for a public IP the router takes.
+    ("iputils-arping", "arping"),
 ];
 
 fn main() -> Result<()> {
