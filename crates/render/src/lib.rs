@@ -17,11 +17,13 @@
 //! - every counted element and rule has its own counter.
 //!
 //! [`haproxy`] renders the router's `haproxy.cfg` from the same config and decides whether a
-//! change can go through haproxy's runtime API or needs a reload.
+//! change can go through haproxy's runtime API or needs a reload; [`dnsmasq`] renders the files
+//! of the router's DHCP and DNS service.
 //!
 //! The crate is pure: no I/O, no processes, no clock. The same config always renders to the
 //! same bytes, whatever the order of its rules.
 
+pub mod dnsmasq;
 pub mod haproxy;
 mod model;
 mod nft;
