@@ -242,7 +242,7 @@ impl Dnsmasq {
         let config = format!("--conf-file={}", self.files.config().display());
         proc::is_alive(self.pid)
             && proc::comm(self.pid).as_deref() == Some("dnsmasq")
-            && proc::cmdline(self.pid).is_some_and(|c| c.iter().any(|a| *a == config))
+            && proc::cmdline(self.pid).is_some_and(|c| c.contains(&config))
     }
 
     /// Starts dnsmasq inside `netns`: `dnsmasq --conf-file=<dnsmasq.conf>`, which daemonizes and
