@@ -115,7 +115,7 @@ impl Guest {
             .collect()
     }
 
-    fn udhcpc_args<'a>(&self, script: &'a Path, once: bool) -> Vec<String> {
+    fn udhcpc_args(script: &Path, once: bool) -> Vec<String> {
         let mut args = vec!["udhcpc", "-f", "-i", "eth0", "-t", "3", "-T", "1"];
         if once {
             // Quit with the lease, or fail when three discovers got no offer.
@@ -129,7 +129,7 @@ impl Guest {
 
     /// One DHCP exchange: whether a lease was bound.
     fn ask_once(&self) -> bool {
-        let args = self.udhcpc_args(&self.script(), true);
+        let args = Self::udhcpc_args(&self.script(), true);
         let refs: Vec<&str> = args.iter().map(String::as_str).collect();
         let out = self.run("busybox", &refs);
         let bound = self.events().iter().any(|e| e.starts_with("bound "));
@@ -139,7 +139,7 @@ impl Guest {
 
     /// Starts a udhcpc that keeps its lease (and renews it on SIGUSR1), and waits until bound.
     fn keep_lease(&mut self) {
-        let args = self.udhcpc_args(&self.script(), false);
+        let args = Self::udhcpc_args(&self.script(), false);
         let child = sys::netns::command_in(&self.netns, "busybox", &args)
             .stdout(sys::cmd::Stdio::null())
             .stderr(sys::cmd::Stdio::null())
