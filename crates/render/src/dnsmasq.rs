@@ -108,6 +108,8 @@ pub fn render_config(cfg: &ValidConfig, dhcp: &Dhcp, paths: &Paths) -> String {
     let _ = writeln!(out, "dhcp-leasefile={}", paths.leases.display());
     let _ = writeln!(out, "pid-file={}", paths.pid.display());
     let _ = writeln!(out, "log-facility={}", paths.log.display());
+    // Only dnsmasq's own warnings: a line per DHCP exchange would grow the log without end.
+    out.push_str("quiet-dhcp\n");
     // The hosts files are re-read on SIGHUP from the router's private state directory, which
     // only root may read.
     out.push_str("user=root\n");
