@@ -472,3 +472,51 @@ fn a_new_public_ip_is_announced_with_gratuitous_arp() {
         entry()
     );
 }
+
+#[test]
+#[ignore = "needs root and network namespaces: run by cargo xtask test"]
+fn a_dnsmasq_that_cannot_start_fails_the_apply_by_name_and_is_started_later() {
+    let mut net = Net::up();
+    net.apply(&Config::new(1));
+    // Something else holds the router's DNS port on its guest address.
+    let router = lab::Target::Router("net1".to_string());
+    let at = format!("{GUEST_GATEWAY}:53");
+    let hold = format!(
+        "import socket, time\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+         s.bind((\"{GUEST_GATEWAY}\", 53))\ntime.sleep(3600)\n"
+    );
+    net.start_at(&router, &at, &["python3", "-c", &hold]);
+    wait_for("the port taken", || {
+        let out = net
+            .lab()
+            .exec_capture(&router, &["ss", "-Hlun", "src", &at])
+            .expect("run ss");
+        !out.stdout.is_empty()
+    });
+    let cfg = Config::new(2).dhcp(service(&[lease(MAC_A, IP_A, "alpha")]));
+    let err = net.try_apply(&cfg).expect_err("dnsmasq cannot bind");
+    let text = chain(&err);
+    assert!(
+        matches!(err, vrouterd::ApplyError::Dhcp { generation: 2, .. }),
+        "{text}"
+    );
+    assert!(text.contains("dnsmasq"), "{text}");
+    // The firewall enforces the generation, and the ledger holds it.
+    assert_eq!(net.router.generation(), Some(2));
+    assert_eq!(net.router.dnsmasq_pid(), None);
+    let report = status_of(&mut net.router, false).expect("status");
+    assert_eq!(report.dhcp.map(|d| d.running), Some(false));
+
+    // Still in the way: the chore fails again and says so.
+    assert!(net.router.tend_dhcp().is_err());
+    // Once the port is free, the chore starts dnsmasq and the guest gets its lease.
+    net.stop_server(GUEST_GATEWAY, 53);
+    let mut started = false;
+    wait_for("the chore to start dnsmasq", || {
+        started = net.router.tend_dhcp().unwrap_or(false);
+        started
+    });
+    assert!(net.router.dnsmasq_pid().is_some());
+    let a = Guest::plug(&net, MAC_A);
+    assert!(a.ask_once());
+}
