@@ -338,6 +338,15 @@ fn guests_get_their_lease_and_names_and_the_outside_gets_nothing() {
     assert_eq!(dhcp.pid, net.router.dnsmasq_pid());
     assert_eq!(dhcp.leases, 2);
     assert!(dhcp.active_leases >= 1, "{dhcp:?}");
+
+    // Removing the router's namespace ends its dnsmasq with it.
+    let pid = dnsmasq_pid(&mut net);
+    drop((a, x));
+    drop(net);
+    assert!(
+        !sys::proc::is_alive(pid),
+        "dnsmasq {pid} outlived its router"
+    );
 }
 
 #[test]
