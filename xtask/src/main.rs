@@ -46,9 +46,13 @@ const PACKAGES: &[(&str, &str)] = &[
     ("libvirt-clients", "virsh"),
     ("qemu-system-x86", "qemu-system-x86_64"),
     ("qemu-utils", "qemu-img"),
-    ("dnsmasq-base", "dnsmasq"),
     // Debian installs the QEMU driver of libvirt only as a recommendation.
     ("libvirt-daemon-driver-qemu", ""),
+    // The router's DHCP and DNS service, and the guests that ask it in the tests.
+    ("dnsmasq-base", "dnsmasq"),
+    ("busybox", "busybox"),
+    // Gratuitous ARP for a public IP the router takes.
+    ("iputils-arping", "arping"),
 ];
 
 fn main() -> Result<()> {

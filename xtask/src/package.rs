@@ -118,7 +118,12 @@ fi
 /// # Errors
 /// A file of `packaging/` missing, the binary's C library needs unreadable, or `dpkg-deb`
 /// failing.
-pub(crate) fn build(workspace: &Path, binary: &Path, version: &str, out_dir: &Path) -> Result<PathBuf> {
+pub(crate) fn build(
+    workspace: &Path,
+    binary: &Path,
+    version: &str,
+    out_dir: &Path,
+) -> Result<PathBuf> {
     use std::os::unix::fs::PermissionsExt;
     let arch = output(Command::new("dpkg").arg("--print-architecture"))?;
     let root = out_dir.join(format!("{NAME}-root"));
