@@ -31,8 +31,6 @@ const PACKAGES: &[(&str, &str)] = &[
     ("util-linux", "nsenter"),
     ("procps", "sysctl"),
     ("socat", "socat"),
-    // The host driver's check wants arping on PATH (routers announce addresses with it).
-    ("iputils-arping", "arping"),
     ("postgresql-client", "psql"),
     // initdb and pg_ctl (under /usr/lib/postgresql/<version>/bin): the fault tests start their
     // own clusters.
@@ -48,9 +46,13 @@ const PACKAGES: &[(&str, &str)] = &[
     ("libvirt-clients", "virsh"),
     ("qemu-system-x86", "qemu-system-x86_64"),
     ("qemu-utils", "qemu-img"),
-    ("dnsmasq-base", "dnsmasq"),
     // Debian installs the QEMU driver of libvirt only as a recommendation.
     ("libvirt-daemon-driver-qemu", ""),
+    // The router's DHCP and DNS service, and the guests that ask it in the tests.
+    ("dnsmasq-base", "dnsmasq"),
+    ("busybox", "busybox"),
+    // Gratuitous ARP for a public IP the router takes.
+    ("iputils-arping", "arping"),
 ];
 
 fn main() -> Result<()> {

@@ -745,6 +745,9 @@ impl Driver {
                 if let Err(e) = r.tend_balancer() {
                     tracing::warn!(error = %vrouterd::chain(&e), "haproxy chores failed");
                 }
+                if let Err(e) = r.tend_dhcp() {
+                    tracing::warn!(error = %vrouterd::chain(&e), "cannot restart dnsmasq");
+                }
                 Ok(fixed)
             })
             .await;

@@ -224,6 +224,16 @@ fn print_status(v: &serde_json::Value) {
             );
         }
     }
+    if let Some(d) = v.get("dhcp").filter(|d| !d.is_null()) {
+        let state = match (d["running"].as_bool(), d.get("pid")) {
+            (Some(true), Some(pid)) => format!("running (pid {pid})"),
+            _ => "NOT running".to_string(),
+        };
+        println!(
+            "dhcp        {state}, {} leases configured, {} handed out",
+            d["leases"], d["active_leases"]
+        );
+    }
     let balancers = v.get("load_balancers").and_then(|l| l.as_array());
     if let Some(balancers) = balancers.filter(|l| !l.is_empty()) {
         println!(
@@ -260,6 +270,10 @@ pub(crate) fn serve(
         // The firewall enforces the config; haproxy is retried by the drift timer.
         Err(e @ vrouterd::ApplyError::Balancer { .. }) => {
             tracing::error!(%netns, error = %vrouterd::chain(&e), "load balancing not restored yet")
+        }
+        // Likewise dnsmasq.
+        Err(e @ vrouterd::ApplyError::Dhcp { .. }) => {
+            tracing::error!(%netns, error = %vrouterd::chain(&e), "DHCP and DNS not restored yet")
         }
         Err(e) => return Err(e.into()),
     }

@@ -17,12 +17,14 @@
 //! - every counted element and rule has its own counter.
 //!
 //! [`haproxy`] renders the router's `haproxy.cfg` from the same config and decides whether a
-//! change can go through haproxy's runtime API or needs a reload. [`libvirt`] renders a guest's
-//! libvirt domain XML and the configuration of a libvirt daemon.
+//! change can go through haproxy's runtime API or needs a reload; [`dnsmasq`] renders the files
+//! of the router's DHCP and DNS service; [`libvirt`] renders a guest's libvirt domain XML and the
+//! configuration of a libvirt daemon.
 //!
 //! The crate is pure: no I/O, no processes, no clock. The same config always renders to the
 //! same bytes, whatever the order of its rules.
 
+pub mod dnsmasq;
 pub mod haproxy;
 pub mod libvirt;
 mod model;

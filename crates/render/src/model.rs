@@ -613,6 +613,21 @@ pub(crate) fn plan_skeleton(cfg: &ValidConfig) -> Skeleton {
         },
     );
 
+    // The router's own DNS and DHCP (dnsmasq, on the guest address) are for the guests only:
+    // nothing arriving on the public interface reaches them. Traffic to a public IP is left to
+    // the ingress chain (a load balancer may listen on port 53 of one). Guests reach them
+    // whatever the egress policy: traffic to the router is input, never forwarded, so the
+    // egress rules (forward hook) never see it.
+    chains.insert(
+        "local_in".to_string(),
+        Chain {
+            header: Some("type filter hook input priority 0; policy accept;".into()),
+            rules: vec![format!(
+                "iifname \"{pub_if}\" ip daddr != @public_ips meta l4proto {{ tcp, udp }} th dport {{ 53, 67 }} counter drop comment \"guest services\""
+            )],
+        },
+    );
+
     // Egress: rules in id order, first match counts; their verdict is the opposite of the default.
     let (rule_verdict, default_verdict) = match cfg.egress_default {
         EgressPolicy::Deny => ("accept", "drop"),

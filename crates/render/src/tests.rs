@@ -572,3 +572,106 @@ fn member_changes_go_through_the_runtime_api_and_structure_reloads() {
     none.load_balancers.clear();
     assert_eq!(plan_lb_change(&a, &validate(none).unwrap()), LbChange::Stop);
 }
+
+// ---- dnsmasq ----
+
+fn dns_paths() -> dnsmasq::Paths {
+    let dir = Path::new("/var/lib/guestnet/r1/dnsmasq");
+    dnsmasq::Paths {
+        dhcp_hosts: dir.join("dhcp-hosts"),
+        dns_hosts: dir.join("dns-hosts"),
+        leases: dir.join("leases"),
+        pid: dir.join("dnsmasq.pid"),
+        log: dir.join("dnsmasq.log"),
+    }
+}
+
+fn dns_files(cfg: &ValidConfig) -> dnsmasq::DnsmasqFiles {
+    dnsmasq::render(cfg, &dns_paths()).expect("a DHCP section")
+}
+
+#[test]
+fn snapshot_dnsmasq() {
+    check_snapshot("dhcp", "expected.dnsmasq.conf", |c| dns_files(c).config);
+    check_snapshot("dhcp", "expected.dhcp-hosts", |c| dns_files(c).dhcp_hosts);
+    check_snapshot("dhcp", "expected.dns-hosts", |c| dns_files(c).dns_hosts);
+}
+
+fn dhcp_doc() -> RouterConfig {
+    let input =
+        std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/dhcp/input.json"))
+            .unwrap();
+    parse::<RouterConfig>(&input).unwrap()
+}
+
+#[test]
+fn dnsmasq_files_do_not_depend_on_the_order_of_leases() {
+    let a = validate(dhcp_doc()).unwrap();
+    let mut doc = dhcp_doc();
+    doc.dhcp.as_mut().unwrap().leases.reverse();
+    let b = validate(doc).unwrap();
+    assert_eq!(dns_files(&a), dns_files(&b));
+}
+
+#[test]
+fn a_lease_change_leaves_dnsmasq_conf_alone_and_no_domain_writes_plain_names() {
+    let a = validate(dhcp_doc()).unwrap();
+    let mut doc = dhcp_doc();
+    doc.dhcp.as_mut().unwrap().leases.pop();
+    let b = validate(doc.clone()).unwrap();
+    assert_eq!(dns_files(&a).config, dns_files(&b).config);
+    assert_ne!(dns_files(&a).dhcp_hosts, dns_files(&b).dhcp_hosts);
+    doc.dhcp.as_mut().unwrap().domain = None;
+    let c = validate(doc.clone()).unwrap();
+    let files = dns_files(&c);
+    assert!(!files.config.contains("domain="), "{}", files.config);
+    assert_eq!(files.dns_hosts, "10.1.1.11 web1\n10.1.1.12 web2\n");
+    doc.dhcp = None;
+    assert!(dnsmasq::render(&validate(doc).unwrap(), &dns_paths()).is_none());
+}
+
+/// The base chain of `hook` in a rendered table, with its rules.
+fn hooked<'a>(rs: &'a Ruleset, hook: &str) -> Vec<(&'a String, &'a Chain)> {
+    rs.skeleton
+        .chains
+        .iter()
+        .filter(|(_, c)| {
+            c.header
+                .as_deref()
+                .is_some_and(|h| h.contains(&format!("hook {hook} ")))
+        })
+        .collect()
+}
+
+#[test]
+fn guest_dns_and_dhcp_are_input_so_egress_rules_never_see_them() {
+    // Egress deny with no egress rule at all: the tightest policy.
+    let mut doc = dhcp_doc();
+    doc.egress_default = EgressPolicy::Deny;
+    doc.egress_rules.clear();
+    let rs = plan(&validate(doc).unwrap());
+    // The egress chain is reached only from the forward hook, which sees only traffic routed
+    // through the router, never traffic to the router's own addresses.
+    let jumpers: Vec<&String> = rs
+        .skeleton
+        .chains
+        .iter()
+        .filter(|(_, c)| c.rules.iter().any(|r| r.contains("jump egress")))
+        .map(|(n, _)| n)
+        .collect();
+    assert_eq!(jumpers, ["forward"]);
+    assert_eq!(hooked(&rs, "forward").len(), 1);
+    // The input hook drops DNS and DHCP only when they arrive on the public interface.
+    let input = hooked(&rs, "input");
+    assert_eq!(input.len(), 1, "one input chain");
+    let (_, chain) = input[0];
+    assert!(chain.header.as_deref().unwrap().contains("policy accept"));
+    assert_eq!(
+        chain.rules,
+        ["iifname \"pub0\" ip daddr != @public_ips meta l4proto { tcp, udp } th dport { 53, 67 } counter drop comment \"guest services\""]
+    );
+    let script = render_full(&rs);
+    assert!(script.contains(
+        "add chain ip guestnet local_in { type filter hook input priority 0; policy accept; }"
+    ));
+}

@@ -13,8 +13,11 @@
 //!   sorts them and drops duplicate CIDRs (and refuses duplicate members), so neither their order
 //!   nor a repeated entry changes what a router enforces. Every other list is compared in order.
 //!
+//! - The DHCP section: its DNS servers in order, its domain, and its leases matched by MAC (their
+//!   order does not matter).
+//!
 //! The result is ordered by section (public, guest, egress default, firewall rules, egress rules,
-//! port forwards, load balancers) and then by IP or rule id, and holds at most
+//! port forwards, load balancers, DHCP) and then by IP or rule id, and holds at most
 //! [`MAX_DIFFERENCES`] entries plus one that says how many more there are.
 
 use std::fmt;
@@ -98,7 +101,42 @@ pub fn differences(wanted: &RouterConfig, held: &RouterConfig) -> Vec<Difference
         |r| r.id,
         load_balancer,
     );
+    dhcp(&mut out, wanted.dhcp.as_ref(), held.dhcp.as_ref());
     out.finish()
+}
+
+fn dhcp(out: &mut Collector, wanted: Option<&DhcpService>, held: Option<&DhcpService>) {
+    let (w, h) = match (wanted, held) {
+        (None, None) => return,
+        (Some(_), None) => return out.add(|| "dhcp is missing (DHCP and DNS not served)".into()),
+        (None, Some(_)) => return out.add(|| "dhcp is extra (DHCP and DNS served)".into()),
+        (Some(w), Some(h)) => (w, h),
+    };
+    if w.dns_servers != h.dns_servers {
+        out.add(|| {
+            format!(
+                "dhcp.dns_servers wanted {}, held {}",
+                List(&w.dns_servers),
+                List(&h.dns_servers)
+            )
+        });
+    }
+    out.value(
+        "dhcp.domain",
+        Opt(w.domain.as_deref().map(Text)),
+        Opt(h.domain.as_deref().map(Text)),
+    );
+    matched(
+        out,
+        "dhcp lease",
+        &w.leases,
+        &h.leases,
+        |l| l.mac,
+        |w, h, f| {
+            f.value("ip", w.ip, h.ip);
+            f.value("hostname", Text(&w.hostname), Text(&h.hostname));
+        },
+    );
 }
 
 /// Keeps the first [`MAX_DIFFERENCES`] descriptions and counts the rest without writing them.
@@ -728,6 +766,63 @@ mod tests {
                  stickiness.params.nocache wanted true, held absent; \
                  health_check wanted {ping_path=absent, interval_s=2, response_timeout_s=2, \
                  healthy_threshold=2, unhealthy_threshold=1}, held absent"
+            ]
+        );
+    }
+
+    fn lease(mac: &str, ip: &str, hostname: &str) -> DhcpLease {
+        DhcpLease {
+            mac: mac.parse().unwrap(),
+            ip: ip.parse().unwrap(),
+            hostname: hostname.into(),
+        }
+    }
+
+    #[test]
+    fn dhcp_differences_in_plain_words() {
+        let mut wanted = example();
+        let mut held = example();
+        let service = DhcpService {
+            dns_servers: vec!["192.0.2.53".parse().unwrap()],
+            domain: Some("guests.example".into()),
+            leases: vec![
+                lease("02:00:00:00:00:01", "10.1.1.11", "web1"),
+                lease("02:00:00:00:00:02", "10.1.1.12", "web2"),
+                lease("02:00:00:00:00:03", "10.1.1.13", "web3"),
+            ],
+        };
+        wanted.dhcp = Some(service.clone());
+        assert_eq!(
+            said(&wanted, &held),
+            vec!["dhcp is missing (DHCP and DNS not served)"]
+        );
+        assert_eq!(
+            said(&held, &wanted),
+            vec!["dhcp is extra (DHCP and DNS served)"]
+        );
+        let mut other = service.clone();
+        other.leases.reverse();
+        held.dhcp = Some(other.clone());
+        assert!(
+            said(&wanted, &held).is_empty(),
+            "lease order does not matter"
+        );
+        other.dns_servers = vec![];
+        other.domain = None;
+        other.leases.retain(|l| l.hostname != "web1");
+        other.leases[0].hostname = "db3".into();
+        other
+            .leases
+            .push(lease("02:00:00:00:00:04", "10.1.1.14", "web4"));
+        held.dhcp = Some(other);
+        assert_eq!(
+            said(&wanted, &held),
+            vec![
+                "dhcp.dns_servers wanted [192.0.2.53], held []",
+                "dhcp.domain wanted guests.example, held absent",
+                "dhcp lease 02:00:00:00:00:01 is missing",
+                "dhcp lease 02:00:00:00:00:03 differs: hostname wanted web3, held db3",
+                "dhcp lease 02:00:00:00:00:04 is extra",
             ]
         );
     }

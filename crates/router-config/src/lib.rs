@@ -26,11 +26,13 @@ mod tests;
 pub use delta::{DeltaError, RouterDelta};
 pub use diff::{differences, Difference, MAX_DIFFERENCES};
 pub use valid::{
-    Algorithm, CookieMode, EgressMatch, EgressRule, HealthCheck, IcmpMatch, IngressMatch,
+    Algorithm, CookieMode, Dhcp, EgressMatch, EgressRule, HealthCheck, IcmpMatch, IngressMatch,
     IngressRule, L4Proto, LbMode, LoadBalancer, Member, PortForward, PortRange, RuleId, RuleKind,
     Stickiness, ValidConfig,
 };
-pub use validate::{is_host_in, validate, ConfigProblem, ConfigProblems};
+pub use validate::{
+    is_dns_label, is_dns_name, is_host_in, validate, ConfigProblem, ConfigProblems,
+};
 pub use wire::{
     BadMac, DhcpLease, DhcpService, EgressPolicy, GuestSide, MacAddr, PublicAddress, PublicSide,
     RouterConfig, WireEgressRule, WireFirewallRule, WireHealthCheck, WireIcmp, WireLoadBalancer,

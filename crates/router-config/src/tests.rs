@@ -316,3 +316,100 @@ fn a_delta_between_two_configs_rebuilds_the_second() {
     assert_eq!(same.size(), 0);
     assert!(same.egress_default.is_none());
 }
+
+fn lease(mac: &str, ip: &str, hostname: &str) -> DhcpLease {
+    DhcpLease {
+        mac: mac.parse().unwrap(),
+        ip: ip.parse().unwrap(),
+        hostname: hostname.into(),
+    }
+}
+
+#[test]
+fn dhcp_section_is_validated_and_sorted_by_mac() {
+    let mut raw = example();
+    raw.dhcp = Some(DhcpService {
+        dns_servers: vec!["192.0.2.53".parse().unwrap(), "192.0.2.54".parse().unwrap()],
+        domain: Some("Guests.example".into()),
+        leases: vec![
+            lease("02:00:00:00:00:02", "10.1.1.12", "web2"),
+            lease("02:00:00:00:00:01", "10.1.1.11", "Web1"),
+        ],
+    });
+    let v = validate(raw.clone()).unwrap();
+    let d = v.dhcp.as_ref().unwrap();
+    let macs: Vec<String> = d.leases.iter().map(|l| l.mac.to_string()).collect();
+    assert_eq!(macs, ["02:00:00:00:00:01", "02:00:00:00:00:02"]);
+    assert_eq!(d.dns_servers.len(), 2);
+    // The document is normalized too, so the order leases arrive in changes nothing.
+    let mut reversed = raw;
+    reversed.dhcp.as_mut().unwrap().leases.reverse();
+    assert!(validate(reversed).unwrap().same_content(&v));
+    assert_eq!(v.document().dhcp.as_ref().unwrap().leases, d.leases);
+}
+
+#[test]
+fn dhcp_problems_name_their_field() {
+    let mut raw = example();
+    raw.dhcp = Some(DhcpService {
+        dns_servers: vec![
+            "224.0.0.1".parse().unwrap(),
+            "127.0.0.53".parse().unwrap(),
+            "192.0.2.53".parse().unwrap(),
+            "192.0.2.53".parse().unwrap(),
+        ],
+        domain: Some("bad_domain.example".into()),
+        leases: vec![
+            lease("01:00:5e:00:00:01", "10.1.1.11", "web1"),
+            lease("02:00:00:00:00:02", "10.1.1.1", "web2"),
+            lease("02:00:00:00:00:02", "10.1.2.3", "-web3"),
+            lease("02:00:00:00:00:04", "10.1.1.255", "WEB1"),
+            lease("02:00:00:00:00:05", "10.1.1.11", &"x".repeat(64)),
+            lease("00:00:00:00:00:00", "10.1.1.0", "ok"),
+        ],
+    });
+    let p = problems(raw);
+    let expected = [
+        "field `dhcp.dns_servers[0]`: 224.0.0.1 is not a unicast address a DNS server can have",
+        "field `dhcp.dns_servers[1]`: 127.0.0.53 is not a unicast address a DNS server can have",
+        "field `dhcp.dns_servers[3]`: 192.0.2.53 is listed twice",
+        "field `dhcp.domain`: `bad_domain.example` is not a DNS name (labels of 1-63 of a-z 0-9 -, not starting or ending with -, joined by dots)",
+        "field `dhcp.leases[0].mac`: 01:00:5e:00:00:01 is not a unicast MAC address",
+        "field `dhcp.leases[1].ip`: 10.1.1.1 is not a VM address in the guest network 10.1.1.0/24 (the router has 10.1.1.1)",
+        "field `dhcp.leases[2].mac`: 02:00:00:00:00:02 already has lease 1",
+        "field `dhcp.leases[2].ip`: 10.1.2.3 is not a VM address in the guest network 10.1.1.0/24 (the router has 10.1.1.1)",
+        "field `dhcp.leases[2].hostname`: `-web3` is not a host name (1-63 of a-z 0-9 -, not starting or ending with -)",
+        "field `dhcp.leases[3].ip`: 10.1.1.255 is not a VM address in the guest network 10.1.1.0/24 (the router has 10.1.1.1)",
+        "field `dhcp.leases[3].hostname`: `WEB1` is already the name of lease 0",
+        "field `dhcp.leases[4].ip`: 10.1.1.11 is already leased by lease 0",
+        "field `dhcp.leases[5].mac`: 00:00:00:00:00:00 is not a unicast MAC address",
+        "field `dhcp.leases[5].ip`: 10.1.1.0 is not a VM address in the guest network 10.1.1.0/24 (the router has 10.1.1.1)",
+    ];
+    for e in expected {
+        assert!(p.contains(&e.to_string()), "missing {e:?} in {p:?}");
+    }
+    assert!(
+        p.iter()
+            .any(|x| x.starts_with("field `dhcp.leases[4].hostname`")),
+        "{p:?}"
+    );
+    assert_eq!(p.len(), expected.len() + 1, "{p:?}");
+}
+
+#[test]
+fn dns_names_and_labels() {
+    assert!(is_dns_label("web-1"));
+    assert!(is_dns_label(&"a".repeat(63)));
+    assert!(!is_dns_label(&"a".repeat(64)));
+    assert!(!is_dns_label(""));
+    assert!(!is_dns_label("web-"));
+    assert!(!is_dns_label("we.b"));
+    assert!(is_dns_name("guests.example.org"));
+    assert!(!is_dns_name("guests..example"));
+    assert!(!is_dns_name("guests.example."));
+    assert!(!is_dns_name(&format!(
+        "{}.{}",
+        "a".repeat(63),
+        "b".repeat(190)
+    )));
+}

@@ -4,7 +4,7 @@ use ipnet::Ipv4Net;
 use std::fmt;
 use std::net::Ipv4Addr;
 
-use crate::{EgressPolicy, Generation, RouterConfig};
+use crate::{DhcpLease, EgressPolicy, Generation, RouterConfig};
 
 /// A rule id, unique across all rule kinds of one router.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -215,6 +215,21 @@ pub struct ValidConfig {
     pub port_forwards: Vec<PortForward>,
     /// Load balancers, sorted by id.
     pub load_balancers: Vec<LoadBalancer>,
+    /// DHCP and DNS for the guests, if the router serves them.
+    pub dhcp: Option<Dhcp>,
+}
+
+/// A validated DHCP and DNS service: every lease a host address of the guest network other than
+/// the router's, MACs unicast and unique, addresses unique, host names DNS labels unique
+/// whatever their case.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dhcp {
+    /// Upstream DNS servers, in the order given (unique, unicast).
+    pub dns_servers: Vec<Ipv4Addr>,
+    /// The guests' DNS domain (a valid DNS name), if any.
+    pub domain: Option<String>,
+    /// Static leases, sorted by MAC.
+    pub leases: Vec<DhcpLease>,
 }
 
 impl ValidConfig {

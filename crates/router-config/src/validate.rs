@@ -200,6 +200,10 @@ pub fn validate(raw: RouterConfig) -> Result<ValidConfig, ConfigProblems> {
     lbs.sort_by_key(|r| r.id);
     check_forward_conflicts(&mut p, &forwards);
     check_lb_conflicts(&mut p, &lbs, &forwards);
+    let dhcp = raw
+        .dhcp
+        .as_ref()
+        .and_then(|d| validate_dhcp(&mut p, d, guest_cidr, raw.guest.gateway));
 
     let (Some(guest_cidr), [source_nat_ip], true) = (guest_cidr, snat.as_slice(), p.0.is_empty())
     else {
@@ -215,6 +219,9 @@ pub fn validate(raw: RouterConfig) -> Result<ValidConfig, ConfigProblems> {
         lb.members.sort();
     }
     document.public.addresses.sort_by_key(|a| a.ip);
+    if let (Some(doc), Some(valid)) = (document.dhcp.as_mut(), dhcp.as_ref()) {
+        doc.leases.clone_from(&valid.leases);
+    }
     Ok(ValidConfig {
         public_interface: document.public.interface.clone(),
         public_addresses: addresses,
@@ -228,7 +235,116 @@ pub fn validate(raw: RouterConfig) -> Result<ValidConfig, ConfigProblems> {
         egress,
         port_forwards: forwards,
         load_balancers: lbs,
+        dhcp,
         document,
+    })
+}
+
+/// Whether `s` is a DNS label as a host name may be: 1-63 of a-z, A-Z, 0-9 and `-`, neither
+/// first nor last a `-`.
+pub fn is_dns_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+/// Whether `s` is a DNS name: labels ([`is_dns_label`]) joined by `.`, at most 253 characters,
+/// without a trailing dot.
+pub fn is_dns_name(s: &str) -> bool {
+    s.len() <= 253 && s.split('.').all(is_dns_label)
+}
+
+/// Whether `ip` can be a DNS server the router forwards to: unicast, and neither this network's
+/// "any" address nor loopback (which, inside the router, would be its own DNS).
+fn is_unicast_server(ip: Ipv4Addr) -> bool {
+    !(ip.is_unspecified() || ip.is_broadcast() || ip.is_multicast() || ip.is_loopback())
+        && ip.octets()[0] < 240
+}
+
+fn validate_dhcp(
+    p: &mut Problems,
+    d: &DhcpService,
+    guest: Option<Ipv4Net>,
+    guest_gateway: Ipv4Addr,
+) -> Option<Dhcp> {
+    let before = p.0.len();
+    let mut servers = BTreeSet::new();
+    for (i, ip) in d.dns_servers.iter().enumerate() {
+        let field = format!("dhcp.dns_servers[{i}]");
+        if !is_unicast_server(*ip) {
+            p.doc(
+                field,
+                format!("{ip} is not a unicast address a DNS server can have"),
+            );
+        } else if !servers.insert(*ip) {
+            p.doc(field, format!("{ip} is listed twice"));
+        }
+    }
+    if let Some(dom) = &d.domain {
+        if !is_dns_name(dom) {
+            p.doc(
+                "dhcp.domain",
+                format!(
+                    "`{dom}` is not a DNS name (labels of 1-63 of a-z 0-9 -, not starting or ending with -, joined by dots)"
+                ),
+            );
+        }
+    }
+    let mut macs = BTreeMap::new();
+    let mut ips = BTreeMap::new();
+    let mut names = BTreeMap::new();
+    for (i, l) in d.leases.iter().enumerate() {
+        if !l.mac.is_unicast() {
+            p.doc(
+                format!("dhcp.leases[{i}].mac"),
+                format!("{} is not a unicast MAC address", l.mac),
+            );
+        } else if let Some(first) = macs.insert(l.mac, i) {
+            p.doc(
+                format!("dhcp.leases[{i}].mac"),
+                format!("{} already has lease {first}", l.mac),
+            );
+        }
+        if let Some(g) = guest {
+            if !is_host_in(g, l.ip) || l.ip == guest_gateway {
+                p.doc(
+                    format!("dhcp.leases[{i}].ip"),
+                    format!(
+                        "{} is not a VM address in the guest network {g} (the router has {guest_gateway})",
+                        l.ip
+                    ),
+                );
+            }
+        }
+        if let Some(first) = ips.insert(l.ip, i) {
+            p.doc(
+                format!("dhcp.leases[{i}].ip"),
+                format!("{} is already leased by lease {first}", l.ip),
+            );
+        }
+        if !is_dns_label(&l.hostname) {
+            p.doc(
+                format!("dhcp.leases[{i}].hostname"),
+                format!(
+                    "`{}` is not a host name (1-63 of a-z 0-9 -, not starting or ending with -)",
+                    l.hostname
+                ),
+            );
+        } else if let Some(first) = names.insert(l.hostname.to_ascii_lowercase(), i) {
+            p.doc(
+                format!("dhcp.leases[{i}].hostname"),
+                format!("`{}` is already the name of lease {first}", l.hostname),
+            );
+        }
+    }
+    let mut leases = d.leases.clone();
+    leases.sort();
+    (p.0.len() == before).then_some(Dhcp {
+        dns_servers: d.dns_servers.clone(),
+        domain: d.domain.clone(),
+        leases,
     })
 }
 

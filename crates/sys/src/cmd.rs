@@ -11,7 +11,7 @@ use std::io::Write;
 use std::path::Path;
 use std::process::Command;
 
-use nix::sys::signal::Signal;
+pub use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
 pub use std::process::{ChildStderr, ChildStdin, ChildStdout, ExitStatus, Output, Stdio};

@@ -1,11 +1,13 @@
 //! The edge of the system: the only crate that runs external commands (`nft`, `ip`, `nsenter`,
-//! `haproxy`), enters network namespaces or speaks netlink.
+//! `haproxy`, `dnsmasq`, `arping`), enters network namespaces or speaks netlink.
 //!
 //! Entry points:
 //! - [`cmd`]: the process gateway: run a program and capture its output, or start a
 //!   long-lived child (in a network namespace if asked) and signal, wait for or kill it;
 //! - [`haproxy`]: start, adopt, reload and stop a router's haproxy in its namespace, and drive
 //!   its runtime API;
+//! - [`dnsmasq`]: start, adopt, reload (SIGHUP) and stop a router's dnsmasq, its DHCP and DNS
+//!   service, in its namespace;
 //! - [`hostnet`]: bridges, VLAN interfaces and veths in the process's own namespace (the host
 //!   driver's links beside the host's interfaces);
 //! - [`kernel`]: what a router needs from its namespace's kernel, as a trait, with the real
@@ -22,6 +24,7 @@
 //! It never decides anything: callers render what to do, this crate does it and reports.
 
 pub mod cmd;
+pub mod dnsmasq;
 pub mod haproxy;
 pub mod hostnet;
 pub mod kernel;

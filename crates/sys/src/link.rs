@@ -86,7 +86,8 @@ fn ip(netns: &Netns, dev: &str, args: &[&str]) -> Result<(), LinkError> {
         })
 }
 
-/// Makes `dev` up and holding exactly `desired` (IPv4). Returns whether anything changed.
+/// Makes `dev` up and holding exactly `desired` (IPv4), and announces every address it adds
+/// ([`announce`]). Returns whether anything changed.
 ///
 /// # Errors
 /// [`LinkError`] from the first `ip` command that fails.
@@ -112,7 +113,57 @@ pub fn sync_addresses(
             dev: dev.into(),
             source,
         })?;
+    let added: Vec<Ipv4Addr> = desired.difference(&current).map(|(a, _)| *a).collect();
+    if !added.is_empty() {
+        if let Err(e) = announce(netns, dev, &added) {
+            // Neighbours learn the address at their next ARP request instead.
+            tracing::warn!(%netns, dev, error = %e, "cannot announce new addresses");
+        }
+    }
     Ok(current != *desired)
+}
+
+/// How many gratuitous ARP senders run at once.
+const ANNOUNCERS: &str = "32";
+
+/// Announces `ips`, just added to `dev`, with one gratuitous ARP each (`arping -U -c 1`, from
+/// iputils-arping), so neighbours holding a stale entry for one of them (another host had it)
+/// update it at once. Runs in the background: `arping` waits a second after its one packet, and
+/// nothing needs to wait for it; a thread reaps it.
+///
+/// # Errors
+/// [`LinkError::Ip`] when the senders cannot be started.
+pub fn announce(netns: &Netns, dev: &str, ips: &[Ipv4Addr]) -> Result<(), LinkError> {
+    use std::io::Write as _;
+    let args = [
+        "-P", ANNOUNCERS, "-n", "1", "arping", "-q", "-U", "-c", "1", "-I", dev,
+    ];
+    let mut program = match netns {
+        Netns::Named(n) => crate::netns::command_in(n, "xargs", args),
+        Netns::Host => {
+            let mut p = crate::cmd::Program::new("xargs");
+            p.args(args);
+            p
+        }
+    };
+    program
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let mut child = program.spawn().map_err(|source| LinkError::Ip {
+        netns: netns.clone(),
+        dev: dev.into(),
+        source,
+    })?;
+    let list: String = ips.iter().map(|ip| format!("{ip}\n")).collect();
+    if let Some(mut stdin) = child.take_stdin() {
+        // A failed write only means fewer announcements; the child is reaped either way.
+        let _ = stdin.write_all(list.as_bytes());
+    }
+    std::thread::spawn(move || {
+        let _ = child.wait();
+    });
+    Ok(())
 }
 
 /// Sets (or removes, with `None`) the default route through `dev`.

@@ -14,19 +14,23 @@
 //! kernel the dry-run agent and the no-root tests (`tests/kernel.rs`) run it over.
 //!
 //! It also drives the router's haproxy for load-balancer rules (`balancer`): checked before a
-//! commit, moved through the runtime API or a seamless reload after it.
+//! commit, moved through the runtime API or a seamless reload after it; and the router's
+//! dnsmasq for the guests' DHCP and DNS (`dhcp`): checked before a commit, moved by SIGHUP (new
+//! leases) or a restart (new servers, domain or network) after it.
 //!
 //! It never renders nftables text itself (that is `render`) and never runs a command itself
 //! (that is `sys`).
 
 mod balancer;
 pub mod client;
+mod dhcp;
 pub mod ledger;
 mod router;
 pub mod serve;
 pub mod status;
 
 pub use balancer::{BalancerError, LbStatus, MemberStatus, HARD_STOP_AFTER};
+pub use dhcp::{DhcpError, DhcpStatus};
 pub use router::{
     chain, element_batches, ApplyError, ApplyMode, ApplyOutcome, CommitPath, Drift, Router,
 };

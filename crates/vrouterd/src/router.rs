@@ -12,6 +12,7 @@ use sys::kernel::{Interfaces, Kernel, KernelError, NetnsKernel};
 use sys::nft::{ElementBatch, Field, Netns};
 
 use crate::balancer::{Balancer, BalancerError, LbStatus};
+use crate::dhcp::{DhcpError, DhcpPlan, DhcpServer, DhcpStatus};
 use crate::ledger::{KernelMark, Ledger, LedgerError};
 
 /// How a commit reached the kernel.
@@ -122,6 +123,26 @@ pub enum ApplyError {
         #[source]
         source: BalancerError,
     },
+    /// dnsmasq refused the DHCP and DNS configuration rendered for this generation, or it could
+    /// not be written or checked: nothing was applied, the previous dnsmasq serves on.
+    #[error("dnsmasq refused the DHCP and DNS service of generation {generation}")]
+    DnsmasqRefused {
+        /// The generation.
+        generation: Generation,
+        /// dnsmasq's message.
+        #[source]
+        source: DhcpError,
+    },
+    /// The firewall enforces the generation, but dnsmasq could not be moved to it (started,
+    /// restarted, signalled or stopped); the drift timer retries.
+    #[error("generation {generation} is enforced by the firewall, but dnsmasq (DHCP and DNS) could not be moved to it (will retry)")]
+    Dhcp {
+        /// The generation.
+        generation: Generation,
+        /// Why.
+        #[source]
+        source: DhcpError,
+    },
     /// The firewall enforces the generation, but haproxy could not be moved to it; the drift
     /// timer retries.
     #[error("generation {generation} is enforced by the firewall, but haproxy could not be moved to it (will retry)")]
@@ -167,6 +188,8 @@ pub struct Router<K: Kernel = NetnsKernel> {
     ledger: Ledger,
     /// The router's haproxy; `None` for a router opened without one ([`Router::with_kernel`]).
     balancer: Option<Balancer>,
+    /// The router's dnsmasq; `None` for a router opened without one ([`Router::with_kernel`]).
+    dhcp: Option<DhcpServer>,
     applied: Option<Applied>,
     /// The ruleset generation of a commit the kernel no longer holds, while no newer commit
     /// succeeded: set by [`Router::open`] when the ledger's kernel mark is stale, and by
@@ -195,8 +218,9 @@ impl Router<NetnsKernel> {
     pub fn open(netns: Netns, state_dir: &std::path::Path) -> Result<Router, ApplyError> {
         let ledger = Ledger::open(state_dir)?;
         let kernel = NetnsKernel::open(netns.clone()).map_err(ApplyError::Probe)?;
-        let balancer = Balancer::open(netns, state_dir);
-        Router::start(kernel, ledger, Some(balancer))
+        let balancer = Balancer::open(netns.clone(), state_dir);
+        let dhcp = DhcpServer::open(netns, state_dir);
+        Router::start(kernel, ledger, Some(balancer), Some(dhcp))
     }
 
     /// The namespace.
@@ -214,18 +238,20 @@ impl<K: Kernel> Router<K> {
     /// [`ApplyError::Ledger`] or [`ApplyError::Probe`].
     pub fn with_kernel(kernel: K, state_dir: &std::path::Path) -> Result<Router<K>, ApplyError> {
         let ledger = Ledger::open(state_dir)?;
-        Router::start(kernel, ledger, None)
+        Router::start(kernel, ledger, None, None)
     }
 
     fn start(
         kernel: K,
         ledger: Ledger,
         balancer: Option<Balancer>,
+        dhcp: Option<DhcpServer>,
     ) -> Result<Router<K>, ApplyError> {
         let mut router = Router {
             kernel,
             ledger,
             balancer,
+            dhcp,
             applied: None,
             stale_mark: None,
         };
@@ -435,6 +461,18 @@ impl<K: Kernel> Router<K> {
             }
             Err(source) => return Err(ApplyError::HaproxyRefused { generation, source }),
         };
+        // dnsmasq likewise: its new files are checked before the commit.
+        let mut dhcp_failure = None;
+        let dhcp_plan = match self.dhcp.as_mut().map(|d| d.prepare(&config)) {
+            None => DhcpPlan::Nothing,
+            Some(Ok(plan)) => plan,
+            Some(Err(source)) if force_full => {
+                tracing::error!(netns = %self.kernel, generation, error = %chain(&source), "dnsmasq refuses the last good config; enforcing the firewall without it");
+                dhcp_failure = Some(source);
+                DhcpPlan::Nothing
+            }
+            Some(Err(source)) => return Err(ApplyError::DnsmasqRefused { generation, source }),
+        };
         let t_candidate = Instant::now();
         self.ledger.write_candidate(config.document())?;
         let candidate_us = t_candidate.elapsed().as_micros() as u64;
@@ -542,6 +580,17 @@ impl<K: Kernel> Router<K> {
             (None, Some(b)) => b.enact(lb_plan, &config),
             (None, None) => Ok(()),
         };
+        let dhcp = match (dhcp_failure, self.dhcp.as_mut()) {
+            (Some(e), Some(d)) => {
+                // The next tick tries again from the files in place.
+                let _ = d.enact(DhcpPlan::Nothing, &config);
+                d.mark_stale();
+                Err(e)
+            }
+            (Some(e), None) => Err(e),
+            (None, Some(d)) => d.enact(dhcp_plan, &config),
+            (None, None) => Ok(()),
+        };
         self.applied = Some(Applied {
             config,
             model,
@@ -549,6 +598,7 @@ impl<K: Kernel> Router<K> {
         });
         self.stale_mark = None;
         lb.map_err(|source| ApplyError::Balancer { generation, source })?;
+        dhcp.map_err(|source| ApplyError::Dhcp { generation, source })?;
         Ok(ApplyOutcome::Applied {
             generation,
             mode,
@@ -641,6 +691,31 @@ impl<K: Kernel> Router<K> {
             Some(b) => b.tend(self.applied.as_ref().map(|a| &a.config)),
             None => Ok(()),
         }
+    }
+
+    /// The periodic dnsmasq chore (drift timer): when the config serves DHCP and dnsmasq is not
+    /// running (it died, or an earlier move failed), starts it again. Returns whether it did.
+    ///
+    /// # Errors
+    /// [`DhcpError`]; retried on the next tick.
+    pub fn tend_dhcp(&mut self) -> Result<bool, DhcpError> {
+        let config = self.applied.as_ref().map(|a| &a.config);
+        match self.dhcp.as_mut() {
+            Some(d) => d.tend(config),
+            None => Ok(false),
+        }
+    }
+
+    /// The DHCP and DNS service (running, pid, leases), or `None` when the config serves no
+    /// DHCP or the router runs no dnsmasq ([`Router::with_kernel`]).
+    pub fn dhcp_status(&mut self) -> Option<DhcpStatus> {
+        let config = self.applied.as_ref().map(|a| &a.config);
+        self.dhcp.as_mut()?.status(config)
+    }
+
+    /// The pid of the router's running dnsmasq, if any.
+    pub fn dnsmasq_pid(&mut self) -> Option<i32> {
+        self.dhcp.as_mut()?.pid()
     }
 
     /// Removed load-balancer members haproxy still keeps for their connections, as

@@ -3,7 +3,8 @@
 //! Routes (JSON bodies and answers):
 //! - `PUT /v1/config`: a complete `RouterConfig`; answers an [`ApplyOutcome`];
 //! - `POST /v1/delta`: a `RouterDelta` against the generation the router holds;
-//! - `GET /v1/status`: generation, drift, per-rule counters and load-balancer members;
+//! - `GET /v1/status`: generation, drift, per-rule counters, load-balancer members and the
+//!   DHCP service;
 //! - `POST /v1/repair`: replaces the table with the last good config now.
 //!
 //! Errors answer `{"error": "..."}` with 409 for generation conflicts, 422 for refused configs,
@@ -23,6 +24,7 @@ use sys::kernel::Kernel;
 use tokio::sync::Mutex;
 
 use crate::balancer::LbStatus;
+use crate::dhcp::DhcpStatus;
 use crate::router::{chain, ApplyError, ApplyOutcome, Drift, Router};
 use crate::status::Counters;
 
@@ -41,6 +43,10 @@ pub struct StatusReport {
     /// them (empty without load-balancer rules).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub load_balancers: Vec<LbStatus>,
+    /// The DHCP and DNS service (dnsmasq): running, pid, leases; absent when the config serves
+    /// no DHCP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dhcp: Option<DhcpStatus>,
     /// Set after `?repair=1` or `status --repair`: the generation re-applied.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub repaired: Option<u64>,
@@ -73,11 +79,13 @@ fn wire(e: &ApplyError) -> WireError {
         | ApplyError::Invalid { .. }
         | ApplyError::Kernel { .. }
         | ApplyError::Link { .. }
-        | ApplyError::HaproxyRefused { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+        | ApplyError::HaproxyRefused { .. }
+        | ApplyError::DnsmasqRefused { .. } => StatusCode::UNPROCESSABLE_ENTITY,
         ApplyError::GenerationReused { .. } | ApplyError::Delta(_) => StatusCode::CONFLICT,
-        ApplyError::Ledger(_) | ApplyError::Probe(_) | ApplyError::Balancer { .. } => {
-            StatusCode::INTERNAL_SERVER_ERROR
-        }
+        ApplyError::Ledger(_)
+        | ApplyError::Probe(_)
+        | ApplyError::Balancer { .. }
+        | ApplyError::Dhcp { .. } => StatusCode::INTERNAL_SERVER_ERROR,
     };
     WireError(code, chain(e))
 }
@@ -148,6 +156,7 @@ pub fn status_of<K: Kernel>(r: &mut Router<K>, repair: bool) -> Result<StatusRep
         drift,
         counters,
         load_balancers,
+        dhcp: r.dhcp_status(),
         repaired,
     })
 }
@@ -222,6 +231,13 @@ pub async fn serve(
                     |r| -> Result<Option<(Drift, Option<u64>)>, ApplyError> {
                         if let Err(e) = r.tend_balancer() {
                             tracing::warn!(error = %chain(&e), "haproxy chore failed; will retry");
+                        }
+                        match r.tend_dhcp() {
+                            Ok(true) => tracing::warn!("dnsmasq was not running: started it again"),
+                            Ok(false) => {}
+                            Err(e) => {
+                                tracing::warn!(error = %chain(&e), "cannot start dnsmasq; will retry")
+                            }
                         }
                         match r.drift()? {
                             d @ Drift::Drifted { .. } => Ok(Some((d, r.repair()?))),

@@ -542,3 +542,34 @@ fn status_shows_balancer_members_with_health_and_haproxy_outlives_a_serve_restar
         "the restarted daemon started another haproxy master"
     );
 }
+
+#[test]
+#[ignore = "needs root and network namespaces: run by cargo xtask test"]
+fn serve_restarts_a_dnsmasq_that_died_on_its_drift_timer() {
+    let bench = Bench::up();
+    let dd = bench.data_dir();
+    let _serve = Serve::start(dd, "1");
+    let mut cfg = config(1, WEB1);
+    cfg["dhcp"] = json!({
+        "dns_servers": ["203.0.113.1"],
+        "domain": "guests.example",
+        "leases": [{ "mac": "02:00:00:00:aa:01", "ip": "10.1.1.50", "hostname": "alpha" }]
+    });
+    let out = apply(dd, &cfg);
+    assert!(out.status.success(), "{out:?}");
+    let s = status(dd, false);
+    assert_eq!(s["dhcp"]["running"], true, "{s}");
+    assert_eq!(s["dhcp"]["leases"], 1, "{s}");
+    let pid = s["dhcp"]["pid"].as_i64().expect("dnsmasq's pid");
+
+    bench.in_router(&["kill", "-9", &pid.to_string()]);
+
+    let mut last = Value::Null;
+    wait_for("the drift timer to start dnsmasq again", || {
+        last = status(dd, false);
+        last["dhcp"]["running"] == true && last["dhcp"]["pid"].as_i64() != Some(pid)
+    });
+    let text = router_cli(dd, &["status"]);
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains("dhcp        running (pid "), "{text}");
+}

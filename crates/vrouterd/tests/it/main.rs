@@ -7,6 +7,7 @@
 
 mod bulk;
 mod delta;
+mod dhcp;
 mod drift;
 mod egress;
 mod forward;

@@ -195,6 +195,12 @@ impl Config {
         self
     }
 
+    /// Adds the DHCP section (see docs/router-config.md "DHCP and DNS").
+    pub(crate) fn dhcp(mut self, section: Value) -> Config {
+        self.0["dhcp"] = section;
+        self
+    }
+
     /// Removes the rule `id`, whatever its kind.
     pub(crate) fn without(mut self, id: u64) -> Config {
         for list in [
@@ -320,6 +326,25 @@ impl Net {
 
     pub(crate) fn lab(&self) -> &Lab {
         &self.guard
+    }
+
+    /// Drops the [`Router`] (as a restart of the router daemon would) and opens it again on the
+    /// same namespace and state; what runs in the namespace is left as it is.
+    pub(crate) fn reopen(self) -> Net {
+        let Net {
+            router,
+            servers,
+            guard,
+        } = self;
+        drop(router);
+        let netns = Netns::Named(guard.router_netns("net1").expect("router net1"));
+        let router = Router::open(netns, &guard.data_dir().join("routers").join("net1"))
+            .unwrap_or_else(|e| panic!("open router again: {}", chain(&e)));
+        Net {
+            router,
+            servers,
+            guard,
+        }
     }
 
     /// How many times the router's haproxy master has reloaded (`show proc`).
