@@ -233,20 +233,7 @@ impl Hypervisor {
     /// # Panics
     /// If the namespace cannot be entered, or if `f` panics.
     pub fn in_netns<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
-        let path = sys::netns::path(&self.netns());
-        std::thread::scope(|s| {
-            let thread = s.spawn(move || {
-                let ns = File::open(&path)
-                    .unwrap_or_else(|e| panic!("cannot open {}: {e}", path.display()));
-                nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET)
-                    .unwrap_or_else(|e| panic!("cannot enter {}: {e}", path.display()));
-                drop(ns);
-                f()
-            });
-            thread
-                .join()
-                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-        })
+        in_netns(&self.netns(), f)
     }
 
     fn make_namespace(&mut self, ns: &str) {
@@ -278,6 +265,28 @@ impl Drop for Hypervisor {
             remove_namespace(ns);
         }
     }
+}
+
+/// Runs `f` on a fresh thread that has entered the named namespace `ns`, and returns its
+/// result (see [`Hypervisor::in_netns`]).
+///
+/// # Panics
+/// If the namespace cannot be entered, or if `f` panics.
+pub fn in_netns<T: Send>(ns: &str, f: impl FnOnce() -> T + Send) -> T {
+    let path = sys::netns::path(ns);
+    std::thread::scope(|s| {
+        let thread = s.spawn(move || {
+            let ns =
+                File::open(&path).unwrap_or_else(|e| panic!("cannot open {}: {e}", path.display()));
+            nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET)
+                .unwrap_or_else(|e| panic!("cannot enter {}: {e}", path.display()));
+            drop(ns);
+            f()
+        });
+        thread
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    })
 }
 
 /// The names of the links of namespace `ns` (`None`: this process's own).
