@@ -32,7 +32,7 @@ use router_config::MacAddr;
 
 use crate::proto::GuestSpec;
 use serde::{Deserialize, Serialize};
-use sys::hostnet::{self, HostnetError};
+use sys::hostnet::{self, HostnetError, LinkInfo};
 use sys::netns::{self, NetnsError};
 
 /// The namespace prefix when none is configured: a router `r-7-VM` lives in `gnr-r-7-VM`.
@@ -228,6 +228,14 @@ pub enum HostError {
         found: String,
         /// What the driver needs there.
         wanted: &'static str,
+    },
+    /// A VLAN interface the driver would plug into a network's bridge is a port of another.
+    #[error("{link} is a port of bridge {bridge}, not of the network's bridge")]
+    Elsewhere {
+        /// The VLAN interface.
+        link: String,
+        /// The bridge it is on.
+        bridge: String,
     },
     /// A link the driver needs is missing (the public bridge, the trunk).
     #[error("{what} {link} does not exist")]
@@ -671,7 +679,17 @@ impl Host {
                     wanted: "VLAN interface",
                 })
             }
-            Some(i) if i.master.as_deref() != Some(net.bridge.as_str()) || !i.up => {
+            // A port of another bridge is someone else's: never moved.
+            Some(LinkInfo {
+                master: Some(other),
+                ..
+            }) if other != net.bridge => {
+                return Err(HostError::Elsewhere {
+                    link: net.vlan_link.clone(),
+                    bridge: other,
+                })
+            }
+            Some(i) if i.master.is_none() || !i.up => {
                 hostnet::attach(&net.vlan_link, &net.bridge)?;
             }
             Some(_) => {}

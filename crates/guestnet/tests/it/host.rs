@@ -163,6 +163,10 @@ fn host_routers_sit_on_the_public_bridge_and_their_vlans() {
     let mut hv = Hypervisor::new();
     hv.provide_vlan(100);
     hv.provide_vlan(200);
+    // VLAN 300's interface is a port of some other bridge of the host's.
+    let other = hv.provide_vlan(300);
+    sys::netns::add_bridge(&hv.netns(), "brother").expect("another bridge");
+    sys::netns::attach(&hv.netns(), &other, "brother").expect("on it");
     let driver = hv.in_netns(|| {
         let rt = rt();
         let d = Driver::host(dir.path(), config(&hv)).expect("the host driver");
@@ -177,6 +181,20 @@ fn host_routers_sit_on_the_public_bridge_and_their_vlans() {
                 .await
                 .expect_err("no VLAN: refused");
             assert!(e.chain().contains("VLAN"), "{}", e.chain());
+            let e = d
+                .ensure_router(
+                    "r3",
+                    "10.1.3.0/24".parse().expect("parses"),
+                    Ipv4Addr::new(10, 1, 3, 1),
+                    Some(300),
+                )
+                .await
+                .expect_err("another bridge's port: refused");
+            assert!(
+                e.chain().contains("trunk0.300 is a port of bridge brother"),
+                "{}",
+                e.chain()
+            );
             for (r, net, vlan, public) in [
                 ("r1", 1u8, 100u16, "203.0.113.10"),
                 ("r2", 2, 200, "203.0.113.20"),
@@ -214,6 +232,11 @@ fn host_routers_sit_on_the_public_bridge_and_their_vlans() {
         assert!(links.contains(&vlan_link_name(TRUNK, v)), "{links:?}");
     }
     assert_eq!(bridge_name(TRUNK, 100), "brtrunk0-100");
+    let other_info = Hypervisor::output(&hv.netns(), &["ip", "-o", "link", "show", "trunk0.300"]);
+    assert!(
+        String::from_utf8_lossy(&other_info.stdout).contains("master brother"),
+        "{other_info:?}"
+    );
     assert_nothing_here(&hv, &["r1", "r2"], &[100, 200]);
     let routers = hv.router_namespaces();
     assert_eq!(routers.len(), 2, "{routers:?}");
