@@ -217,6 +217,10 @@ async fn shared_value(app: &App, root: &Caller, s: &Shared, param: &ParamSpec) -
         Entity::ServiceOffering => s.service_offering.clone(),
         Entity::Template => s.template.clone(),
         Entity::Domain => root.domain_uuid.clone(),
+        Entity::PhysicalNetwork => {
+            let v = call(app, root, "listPhysicalNetworks", &[]).await;
+            v["physicalnetwork"][0]["id"].as_str()?.to_string()
+        }
         Entity::Vlan => {
             let v = call(app, root, "listVlanIpRanges", &[]).await;
             v["vlaniprange"][0]["id"].as_str()?.to_string()

@@ -38,6 +38,9 @@ const EXPECTED: &[&str] = &[
     "listAsyncJobs",
     "listApis",
     "listZones",
+    "updateZone",
+    "listPhysicalNetworks",
+    "updatePhysicalNetwork",
     "listNetworkOfferings",
     "createNetwork",
     "listNetworks",
@@ -76,7 +79,7 @@ fn catalogue_has_exactly_the_commands_implemented() {
     let unique: BTreeSet<&str> = names.iter().copied().collect();
     assert_eq!(unique.len(), names.len(), "duplicate command names");
     assert_eq!(unique, expected());
-    assert_eq!(all().len(), 55);
+    assert_eq!(all().len(), 58);
 }
 
 #[test]
@@ -190,6 +193,7 @@ fn async_commands_are_cloudstacks() {
         .map(|a| a.name)
         .collect();
     let expected: BTreeSet<&str> = [
+        "updatePhysicalNetwork",
         "createFirewallRule",
         "deleteFirewallRule",
         "updateFirewallRule",

@@ -7,10 +7,9 @@ use std::time::Duration;
 use agent::proto::{Answer, Op};
 use api_types::error::ApiError;
 use domain::ids::NetworkId;
-use domain::job::{JobStatus, Kind, Outcome};
+use domain::job::Kind;
 use domain::model::RouterState;
 use domain::plan::Batch;
-use serde_json::json;
 use store::hosts::Fence;
 use store::jobs::PendingJob;
 use store::routers::RouterRow;
@@ -18,7 +17,7 @@ use tokio::sync::Notify;
 
 use super::cache::Cache;
 use super::push::{push, run_changes, PushError, Sent};
-use super::record::{fail, finish, record};
+use super::record::record;
 use super::{Doorbell, RunnerError, IDLE_CHECK, MAX_BATCH};
 use crate::hosts::CallError;
 
@@ -176,20 +175,18 @@ async fn step(
                 .collect();
             run_changes(rt, network, &all, batch, &fence, cache, sent).await?
         }
-        Kind::Update | Kind::DestroyVm | Kind::DeleteNetwork => {
+        // A deploy is a generation too: it carries the VM's lease, and the VM is started
+        // once the router holds it (see `record::succeed`).
+        Kind::Update | Kind::DeployVm | Kind::DestroyVm | Kind::DeleteNetwork => {
             let job = first.clone();
             run_changes(rt, network, &all, vec![job], &fence, cache, sent).await?
-        }
-        Kind::DeployVm => {
-            let job = first.clone();
-            deploy_vm(rt, network, &router, job, &fence).await?
         }
     };
     Ok(outcome)
 }
 
 /// The network's router as the host's agent makes it.
-async fn ensure_router_op(
+pub(super) async fn ensure_router_op(
     rt: &Doorbell,
     network: NetworkId,
     router: &RouterRow,
@@ -202,7 +199,7 @@ async fn ensure_router_op(
         router: router.name.clone(),
         cidr: net.cidr,
         gateway: net.gateway,
-        vlan: None,
+        vlan: net.vlan,
     })
 }
 
@@ -220,80 +217,26 @@ async fn ensure_host_objects(
         .map_err(|e| CallError::Refused(crate::resp::error::chain(&e)))?;
     for vm in vms {
         rt.hosts
-            .call(
-                &router.host,
-                Op::EnsureVm {
-                    router: router.name.clone(),
-                    vm: vm.key,
-                    ip: vm.ip,
-                    label: Some(lab::VmLabel {
-                        name: vm.name,
-                        account: vm.account,
-                        network: vm.network,
-                    }),
-                    mac: None,
-                    vlan: None,
-                    guest: None,
-                },
-            )
+            .call(&router.host, ensure_vm_op(&router.name, vm))
             .await?;
     }
     Ok(())
 }
 
-async fn deploy_vm(
-    rt: &Doorbell,
-    network: NetworkId,
-    router: &RouterRow,
-    job: PendingJob,
-    fence: &Fence,
-) -> Result<Continue, RunnerError> {
-    let Outcome::Vm { id } = job.payload.outcome else {
-        finish(rt, &job, JobStatus::Succeeded, 0, &json!({"success": true})).await?;
-        return Ok(Continue::More);
-    };
-    let result = match store::vms::vm_for_deploy(&rt.db, id).await? {
-        None => Err(CallError::Refused("the VM is gone".to_string())),
-        Some(vm) => {
-            // A network that cannot be read is the step's error (tried again), not the job's.
-            let router_op = ensure_router_op(rt, network, router)
-                .await
-                .map_err(RunnerError::Call)?;
-            let vm_op = Op::EnsureVm {
-                router: router.name.clone(),
-                vm: vm.key,
-                ip: vm.ip,
-                label: Some(lab::VmLabel {
-                    name: vm.name,
-                    account: vm.account,
-                    network: vm.network,
-                }),
-                mac: None,
-                vlan: None,
-                guest: None,
-            };
-            match rt.hosts.call(&router.host, router_op).await {
-                Ok(_) => rt.hosts.call(&router.host, vm_op).await.map(|_| ()),
-                Err(e) => Err(e),
-            }
-        }
-    };
-    match result {
-        Ok(()) => {
-            store::vms::set_vm_state(&rt.db, id, "Running").await?;
-            let result = crate::resp::job::job_result(&rt.db, &rt.site, &job.payload.outcome)
-                .await
-                .unwrap_or_else(|err: ApiError| err.job_result());
-            finish(rt, &job, JobStatus::Succeeded, 0, &result).await?;
-            Ok(Continue::More)
-        }
-        Err(e @ (CallError::NotConnected(_) | CallError::Lost(_))) => unavailable(e),
-        Err(
-            CallError::Refused(reason) | CallError::TimedOut(reason) | CallError::Stale(reason),
-        ) => {
-            fail(rt, &job, &reason, fence).await?;
-            Ok(Continue::More)
-        }
+/// A VM as the host's agent makes it: on its network's VLAN, with its NIC's MAC.
+pub(super) fn ensure_vm_op(router: &str, vm: store::vms::LabVm) -> Op {
+    Op::EnsureVm {
+        router: router.to_string(),
+        vm: vm.key,
+        ip: vm.ip,
+        label: Some(lab::VmLabel {
+            name: vm.name,
+            account: vm.account,
+            network: vm.network,
+        }),
+        mac: Some(vm.mac),
+        vlan: vm.vlan,
+        guest: None,
     }
 }
 

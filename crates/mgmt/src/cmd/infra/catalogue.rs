@@ -1,4 +1,4 @@
-//! listZones, listNetworkOfferings, listServiceOfferings and listTemplates: what deployments
+//! listNetworkOfferings, listServiceOfferings and listTemplates: what deployments
 //! are made from.
 
 use api_types::error::ApiError;
@@ -16,21 +16,6 @@ fn wanted(p: &Params, kw: Option<&str>, uuid: &str, name: &str, text: &str) -> b
     given(p, "id").is_none_or(|id| id == uuid)
         && given(p, "name").is_none_or(|n| n == name)
         && kw.is_none_or(|k| contains(name, k) || contains(text, k))
-}
-
-/// listZones: the server's one zone.
-pub(crate) async fn list_zones(app: &App, _caller: &Caller, p: &Params) -> ApiResult<Value> {
-    let site = &app.site;
-    let kw = keyword(p);
-    let matches = given(p, "id").is_none_or(|id| id == site.zone_uuid)
-        && given(p, "name").is_none_or(|n| n == site.zone_name)
-        && kw.as_deref().is_none_or(|k| contains(&site.zone_name, k));
-    let items = if matches {
-        vec![resp::zone(zone(app))]
-    } else {
-        Vec::new()
-    };
-    Ok(page("zone", items, p.paging()))
 }
 
 /// listNetworkOfferings: the two offerings made at first start.
