@@ -224,3 +224,62 @@ async fn racing_creates_get_distinct_vlans() {
 async fn racing_creates_get_distinct_vlans_on_postgres() {
     on_postgres("vlans", async |app: &App| racing_creates(app, 12).await).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_template_registered_from_a_file_is_listed_and_bad_files_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = app_with(dir.path(), Driver::dry_run(dir.path())).await;
+    let root = admin(&app).await;
+    let image = dir.path().join("guest.qcow2");
+    std::fs::write(&image, b"not really an image").unwrap();
+    let url = format!("file://{}", image.display());
+    let registered = call(
+        &app,
+        &root,
+        "registerTemplate",
+        &[("name", "guest"), ("url", &url), ("format", "qcow2")],
+    )
+    .await;
+    let t = &registered["template"][0];
+    assert_eq!(t["format"], "QCOW2", "{registered}");
+    assert_eq!(t["templatetype"], "USER", "{registered}");
+    let again = try_call(
+        &app,
+        &root,
+        "registerTemplate",
+        &[("name", "guest"), ("url", &url), ("format", "RAW")],
+    )
+    .await
+    .unwrap_err();
+    assert!(again.to_string().contains("already exists"), "{again}");
+    let bad = try_call(
+        &app,
+        &root,
+        "registerTemplate",
+        &[("name", "other"), ("url", &url), ("format", "VHD")],
+    )
+    .await
+    .unwrap_err();
+    assert!(bad.to_string().contains("QCOW2 or RAW"), "{bad}");
+    let dir_url = format!("file://{}", dir.path().display());
+    let not_file = try_call(
+        &app,
+        &root,
+        "registerTemplate",
+        &[("name", "other"), ("url", &dir_url), ("format", "RAW")],
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        not_file.to_string().contains("not a readable regular file"),
+        "{not_file}"
+    );
+    let listed = call(
+        &app,
+        &root,
+        "listTemplates",
+        &[("templatefilter", "featured"), ("name", "guest")],
+    )
+    .await;
+    assert_eq!(listed["template"][0]["id"], t["id"], "{listed}");
+}

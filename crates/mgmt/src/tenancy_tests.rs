@@ -251,6 +251,8 @@ fn sample(command: &str, param: &ParamSpec) -> &'static str {
         "email" => "sample@example.org",
         "host" => "matrix-host",
         "resourcetype" => "0",
+        "url" => "file:///nonexistent/image.qcow2",
+        "format" => "QCOW2",
         other => panic!(
             "no sample value for required parameter {other} of {command}: add one to the \
              tenancy matrix"

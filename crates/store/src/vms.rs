@@ -59,11 +59,19 @@ pub struct LabVm {
     pub mac: MacAddr,
     /// Its network's VLAN.
     pub vlan: Option<u16>,
+    /// Its service offering's CPUs.
+    pub cpus: i64,
+    /// Its service offering's memory (MiB).
+    pub memory: i64,
+    /// What its template boots, if the template names files.
+    pub image: Option<crate::catalogue::TemplateImage>,
 }
 
 const LAB_VM_SELECT: &str = "SELECT v.uuid, v.name, v.ip, v.mac, n.vlan, a.name AS account, \
-     n.name AS network \
-     FROM vms v JOIN accounts a ON a.id = v.account_id JOIN networks n ON n.id = v.network_id";
+     n.name AS network, s.cpu_number, s.memory, t.image_path, t.format, t.initrd, t.cmdline \
+     FROM vms v JOIN accounts a ON a.id = v.account_id JOIN networks n ON n.id = v.network_id \
+     JOIN service_offerings s ON s.id = v.service_offering_id \
+     JOIN templates t ON t.id = v.template_id";
 
 /// A VM's stored MAC, or the one a VM made before MACs were stored shows.
 fn mac(r: &AnyRow, ip: Ipv4Addr, what: &'static str) -> Result<MacAddr, StoreError> {
@@ -98,6 +106,9 @@ fn lab_vm(r: &sqlx::any::AnyRow) -> Result<LabVm, StoreError> {
         ip,
         mac: mac(r, ip, "reading a VM")?,
         vlan: vlan(r, "reading a VM")?,
+        cpus: get(r, "cpu_number", "reading a VM")?,
+        memory: get(r, "memory", "reading a VM")?,
+        image: crate::catalogue::template_image(r, "reading a VM")?,
         name: r.try_get("name").map_err(StoreError::db("reading a VM"))?,
         account: r
             .try_get("account")

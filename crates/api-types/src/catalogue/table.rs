@@ -2006,6 +2006,39 @@ pub(super) static APIS: &[ApiSpec] = &[
         response_object: Some("serviceoffering"),
     },
     ApiSpec {
+        name: "registerTemplate",
+        description: "Registers a template from a file on the hosts: a disk image, or a \
+                      kernel with details[0].initrd (admins only)",
+        is_async: false,
+        creates: false,
+        since: "",
+        related: &["listTemplates"],
+        params: &[
+            s("name", "The template's name").req(),
+            s(
+                "displaytext",
+                "The template's description; the name when absent",
+            ),
+            s(
+                "url",
+                "file:// URL of the disk image (or of the kernel, with details[0].initrd), \
+                 a readable regular file at the same path on every host",
+            )
+            .req(),
+            s("format", "QCOW2 or RAW (of a disk image)").req(),
+            s("hypervisor", "The hypervisor it runs on (KVM)"),
+            p("zoneid", Uuid, "The zone").rel(R_ZONE),
+            p(
+                "details",
+                Map,
+                "details[0].initrd: file:// URL of a kernel's initial RAM disk; \
+                 details[0].cmdline: the kernel's command line",
+            ),
+        ],
+        response: TEMPLATE,
+        response_object: Some("template"),
+    },
+    ApiSpec {
         name: "listTemplates",
         description: "Lists templates (virtual machine images)",
         is_async: false,

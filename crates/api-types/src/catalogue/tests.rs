@@ -54,6 +54,7 @@ const EXPECTED: &[&str] = &[
     "listVirtualMachines",
     "destroyVirtualMachine",
     "listServiceOfferings",
+    "registerTemplate",
     "listTemplates",
     "listRouters",
     "listEvents",
@@ -79,7 +80,7 @@ fn catalogue_has_exactly_the_commands_implemented() {
     let unique: BTreeSet<&str> = names.iter().copied().collect();
     assert_eq!(unique.len(), names.len(), "duplicate command names");
     assert_eq!(unique, expected());
-    assert_eq!(all().len(), 58);
+    assert_eq!(all().len(), 59);
 }
 
 #[test]

@@ -52,7 +52,9 @@ mod vms;
 mod zones;
 
 pub(crate) use addresses::{associate_ip, disassociate_ip, list_ips};
-pub(crate) use catalogue::{list_network_offerings, list_service_offerings, list_templates};
+pub(crate) use catalogue::{
+    list_network_offerings, list_service_offerings, list_templates, register_template,
+};
 pub(crate) use networks::{create_network, delete_network, list_networks};
 pub(crate) use ranges::{create_vlan_range, list_vlan_ranges};
 pub(crate) use routers::list_routers;

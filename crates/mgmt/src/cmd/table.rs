@@ -499,6 +499,15 @@ static COMMANDS: &[Command] = &[
         admin_only: false,
     },
     Command {
+        name: "registerTemplate",
+        handler: handler!(|app, caller, p| infra::register_template(app, caller, p)
+            .await
+            .map(Reply::Json)),
+        event_type: "TEMPLATE.CREATE",
+        job: None,
+        admin_only: true,
+    },
+    Command {
         name: "listTemplates",
         handler: handler!(|app, caller, p| infra::list_templates(app, caller, p)
             .await

@@ -169,6 +169,29 @@ pub(super) async fn script(s: &mut Session) {
         let p: Vec<(&str, &str)> = p.iter().map(|(k, v)| (*k, v.as_str())).collect();
         s.call("alice", "deployVirtualMachine", &p).await;
     }
+    // Templates from files on the hosts: what the server refuses before looking further.
+    for (url, format) in [
+        ("http://images.example.org/guest.qcow2", "QCOW2"),
+        ("file:///nonexistent/guest.qcow2", "QCOW2"),
+        ("file://relative/guest.qcow2", "RAW"),
+    ] {
+        s.call(
+            "admin",
+            "registerTemplate",
+            &[("name", "guest"), ("url", url), ("format", format)],
+        )
+        .await;
+    }
+    s.call(
+        "alice",
+        "registerTemplate",
+        &[
+            ("name", "guest"),
+            ("url", "file:///nonexistent/guest.qcow2"),
+            ("format", "QCOW2"),
+        ],
+    )
+    .await;
     s.call("alice", "listVirtualMachines", &[("name", "m1")])
         .await;
     s.call(

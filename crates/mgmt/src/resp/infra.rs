@@ -93,9 +93,10 @@ pub fn service_offering(o: &ServiceOffering) -> Value {
     })
 }
 
-/// The built-in template, featured and public, owned by the admin: TemplateResponse.
+/// A template (the built-in one, or one registered from a file), featured and public, owned
+/// by the admin: TemplateResponse.
 pub fn template(t: &Template, admin: &Owner, zone: Zone<'_>) -> Value {
-    json!({
+    let mut v = json!({
         "id": t.uuid,
         "name": t.name,
         "displaytext": t.display_text,
@@ -118,7 +119,13 @@ pub fn template(t: &Template, admin: &Owner, zone: Zone<'_>) -> Value {
         "hypervisor": "Lab",
         "created": date(t.created),
         "tags": [],
-    })
+    });
+    if let Some(image) = &t.image {
+        v["templatetype"] = json!("USER");
+        v["hypervisor"] = json!("KVM");
+        v["format"] = json!(image.format);
+    }
+    v
 }
 
 /// A public range: VlanIpRangeResponse.

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use agent::proto::{Answer, Op};
+use agent::proto::{Answer, GuestImage, GuestSpec, Op};
 use api_types::error::ApiError;
 use domain::ids::NetworkId;
 use domain::job::Kind;
@@ -236,7 +236,21 @@ pub(super) fn ensure_vm_op(router: &str, vm: store::vms::LabVm) -> Op {
         }),
         mac: Some(vm.mac),
         vlan: vm.vlan,
-        guest: None,
+        guest: vm.image.map(|image| GuestSpec {
+            cpus: u32::try_from(vm.cpus).unwrap_or(1),
+            memory_mib: u32::try_from(vm.memory).unwrap_or(512),
+            image: match image.initrd {
+                Some(initrd) => GuestImage::Kernel {
+                    kernel: image.path.into(),
+                    initrd: Some(initrd.into()),
+                    cmdline: image.cmdline.unwrap_or_default(),
+                },
+                None => GuestImage::Disk {
+                    path: image.path.into(),
+                    format: image.format.to_ascii_lowercase(),
+                },
+            },
+        }),
     }
 }
 
@@ -291,4 +305,83 @@ async fn implement(
 /// A job's failure as its result shows it.
 pub(super) fn failure(job: &PendingJob, reason: &str) -> ApiError {
     ApiError::internal(format!("{}: {reason}", job.payload.failure))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use agent::proto::{GuestImage, GuestSpec, Op};
+    use domain::guest::MacAddr;
+    use store::catalogue::TemplateImage;
+    use store::vms::LabVm;
+
+    use super::ensure_vm_op;
+
+    fn vm(image: Option<TemplateImage>) -> LabVm {
+        LabVm {
+            key: "k".into(),
+            ip: Ipv4Addr::new(10, 1, 1, 2),
+            name: "web1".into(),
+            account: "alice".into(),
+            network: "web".into(),
+            mac: MacAddr([2, 0, 0, 0, 0, 1]),
+            vlan: Some(100),
+            cpus: 2,
+            memory: 1024,
+            image,
+        }
+    }
+
+    fn guest(op: Op) -> (Option<MacAddr>, Option<u16>, Option<GuestSpec>) {
+        match op {
+            Op::EnsureVm {
+                mac, vlan, guest, ..
+            } => (mac, vlan, guest),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_vm_is_ensured_with_its_mac_vlan_and_what_its_template_boots() {
+        let (mac, vlan, spec) = guest(ensure_vm_op("r-1-VM", vm(None)));
+        assert_eq!(mac, Some(MacAddr([2, 0, 0, 0, 0, 1])));
+        assert_eq!(vlan, Some(100));
+        assert_eq!(spec, None);
+
+        let disk = TemplateImage {
+            path: "/srv/guest.qcow2".into(),
+            format: "QCOW2".into(),
+            initrd: None,
+            cmdline: None,
+        };
+        let (_, _, spec) = guest(ensure_vm_op("r-1-VM", vm(Some(disk))));
+        assert_eq!(
+            spec,
+            Some(GuestSpec {
+                cpus: 2,
+                memory_mib: 1024,
+                image: GuestImage::Disk {
+                    path: "/srv/guest.qcow2".into(),
+                    format: "qcow2".into(),
+                },
+            })
+        );
+
+        let kernel = TemplateImage {
+            path: "/srv/vmlinuz".into(),
+            format: "RAW".into(),
+            initrd: Some("/srv/initrd.img".into()),
+            cmdline: Some("console=ttyS0".into()),
+        };
+        let (_, _, spec) = guest(ensure_vm_op("r-1-VM", vm(Some(kernel))));
+        assert_eq!(
+            spec.map(|s| s.image),
+            Some(GuestImage::Kernel {
+                kernel: "/srv/vmlinuz".into(),
+                initrd: Some("/srv/initrd.img".into()),
+                cmdline: "console=ttyS0".into(),
+            })
+        );
+    }
 }

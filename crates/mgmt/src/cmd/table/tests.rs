@@ -71,6 +71,7 @@ fn agent_tokens_hosts_and_public_ranges_are_for_root_admins_only() {
             "updatePhysicalNetwork",
             "createVlanIpRange",
             "listVlanIpRanges",
+            "registerTemplate",
             "createAgentToken",
             "listAgentTokens",
             "revokeAgentToken",
