@@ -31,7 +31,8 @@ REQUIRED_COMMANDS = frozenset(
     createLBStickinessPolicy deleteLBStickinessPolicy listLBStickinessPolicies
     createLBHealthCheckPolicy deleteLBHealthCheckPolicy listLBHealthCheckPolicies
     queryAsyncJobResult listAsyncJobs listApis
-    listZones listNetworkOfferings createNetwork listNetworks deleteNetwork
+    listZones updateZone listPhysicalNetworks updatePhysicalNetwork
+    listNetworkOfferings createNetwork listNetworks deleteNetwork
     associateIpAddress disassociateIpAddress listPublicIpAddresses
     createVlanIpRange listVlanIpRanges
     deployVirtualMachine listVirtualMachines destroyVirtualMachine
@@ -224,7 +225,7 @@ class Cloud:
     def name(self, prefix):
         return f"{prefix}-{self._run}-{next(self._names)}"
 
-    def network(self, cs=None, egress_allow=False, displaytext=None):
+    def network(self, cs=None, egress_allow=False, displaytext=None, **extra):
         """A new isolated network with its own 10.1.N.0/24; returns the network object."""
         cs = cs or self.admin
         taken = {
@@ -243,6 +244,7 @@ class Cloud:
             zoneid=self.zone["id"],
             gateway=f"10.1.{n}.1",
             netmask="255.255.255.0",
+            **extra,
         )
         assert set(answer) == {"network"}, answer
         network = answer["network"]

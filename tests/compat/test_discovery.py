@@ -15,7 +15,7 @@ ASYNC = {
     "createLBStickinessPolicy", "deleteLBStickinessPolicy",
     "createLBHealthCheckPolicy", "deleteLBHealthCheckPolicy",
     "associateIpAddress", "disassociateIpAddress", "deleteNetwork",
-    "deployVirtualMachine", "destroyVirtualMachine",
+    "deployVirtualMachine", "destroyVirtualMachine", "updatePhysicalNetwork",
 }  # fmt: skip
 SYNC = REQUIRED_COMMANDS - ASYNC
 

@@ -109,11 +109,5 @@ pub fn lowest_free(cidr: Ipv4Net, gateway: Ipv4Addr, used: &[Ipv4Addr]) -> Optio
         .find(|ip| *ip != gateway && !used.contains(ip) && is_host(*ip, cidr))
 }
 
-/// A MAC address made from a guest address: `02:00:` and its four bytes.
-pub fn mac_of(ip: Ipv4Addr) -> String {
-    let [a, b, c, d] = ip.octets();
-    format!("02:00:{a:02x}:{b:02x}:{c:02x}:{d:02x}")
-}
-
 #[cfg(test)]
 mod tests;

@@ -12,6 +12,7 @@
 pub mod actor;
 pub mod addressing;
 pub mod checks;
+pub mod guest;
 pub mod ids;
 pub mod job;
 pub mod limits;

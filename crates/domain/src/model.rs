@@ -383,6 +383,27 @@ pub struct NetworkRow {
     pub egress_allow: bool,
     /// Creation time.
     pub created: i64,
+    /// Its VLAN in the zone's guest range (none for a network made before VLANs).
+    pub vlan: Option<u16>,
+    /// Its DNS domain (CloudStack's `networkdomain`).
+    pub network_domain: String,
+}
+
+/// A VM's NIC on a guest network, as the router's DHCP and DNS serve it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VmNic {
+    /// The VM.
+    pub vm_id: VmId,
+    /// Its host name (the VM's name).
+    pub name: String,
+    /// Its guest address.
+    pub ip: Ipv4Addr,
+    /// Its NIC's MAC.
+    pub mac: router_config::MacAddr,
+    /// Starting (deploy pending), Running, or Expunging (destruction pending).
+    pub state: String,
+    /// The job that last changed it: its deploy or its destruction.
+    pub job_id: Option<JobId>,
 }
 
 /// A rule about to be written.

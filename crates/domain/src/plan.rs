@@ -15,14 +15,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 
 use router_config::{
-    EgressPolicy, GuestSide, PublicAddress, PublicSide, RouterConfig, WireEgressRule,
-    WireFirewallRule, WireHealthCheck, WireIcmp, WireLoadBalancer, WireMember, WirePortForward,
-    WirePorts, WireStickiness, SCHEMA_VERSION,
+    DhcpLease, DhcpService, EgressPolicy, GuestSide, PublicAddress, PublicSide, RouterConfig,
+    WireEgressRule, WireFirewallRule, WireHealthCheck, WireIcmp, WireLoadBalancer, WireMember,
+    WirePortForward, WirePorts, WireStickiness, SCHEMA_VERSION,
 };
 
-use crate::ids::{AccountId, IpId, JobId, MemberId, NetworkId, PolicyId, RuleId, ZoneId};
+use crate::ids::{AccountId, IpId, JobId, MemberId, NetworkId, PolicyId, RuleId, VmId, ZoneId};
 use crate::model::{
-    IpRow, MemberRow, NetworkRow, PolicyKind, PolicyRow, Purpose, Rule, State, Traffic,
+    IpRow, MemberRow, NetworkRow, PolicyKind, PolicyRow, Purpose, Rule, State, Traffic, VmNic,
 };
 
 /// Name of the router's public interface.
@@ -54,6 +54,10 @@ pub struct NetworkState {
     pub members: Vec<MemberRow>,
     /// Balancer policies.
     pub policies: Vec<PolicyRow>,
+    /// The network's VM NICs, by VM id.
+    pub vms: Vec<VmNic>,
+    /// The zone's DNS servers (`dns1`, `dns2`), handed to guests through the router.
+    pub dns: Vec<Ipv4Addr>,
 }
 
 /// The jobs a config is built for.
@@ -86,6 +90,20 @@ impl Batch {
             _ => false,
         }
     }
+
+    /// Whether a VM's NIC has its lease in the config: a VM being deployed once its deploy is
+    /// carried (its lease reaches the router before the VM starts), a running one always, one
+    /// being destroyed until its destruction is carried.
+    fn vm_present(&self, vm: &VmNic) -> bool {
+        let in_batch = vm.job_id.is_some_and(|j| self.included.contains(&j));
+        let pending = vm.job_id.is_some_and(|j| self.pending.contains(&j));
+        match vm.state.as_str() {
+            "Starting" => in_batch || !pending,
+            "Running" => true,
+            "Expunging" => !in_batch,
+            _ => false,
+        }
+    }
 }
 
 /// What to record once the router applied the config of a batch.
@@ -109,6 +127,9 @@ pub struct Commit {
     pub allocate_ips: Vec<IpId>,
     /// IPs released: back to Free.
     pub free_ips: Vec<IpId>,
+    /// VMs whose destruction the router took: their leases are gone (the rows go once the
+    /// host removed the VMs).
+    pub gone_vms: Vec<VmId>,
 }
 
 /// A stickiness policy's params, as stored.
@@ -171,6 +192,8 @@ pub fn desired(state: &NetworkState, batch: &Batch, generation: u64) -> (RouterC
         state: String::new(),
         egress_allow: false,
         created: 0,
+        vlan: None,
+        network_domain: String::new(),
     });
     let segment = state.segment.unwrap_or(PublicSegment {
         prefix_len: 24,
@@ -232,6 +255,27 @@ pub fn desired(state: &NetworkState, batch: &Batch, generation: u64) -> (RouterC
         load_balancers: Vec::new(),
         dhcp: None,
     };
+
+    if state.network.is_some() {
+        let mut leases = Vec::new();
+        for vm in &state.vms {
+            if batch.vm_present(vm) {
+                leases.push(DhcpLease {
+                    mac: vm.mac,
+                    ip: vm.ip,
+                    hostname: vm.name.clone(),
+                });
+            } else if vm.state == "Expunging" {
+                commit.gone_vms.push(vm.vm_id);
+            }
+        }
+        leases.sort();
+        cfg.dhcp = Some(DhcpService {
+            dns_servers: state.dns.clone(),
+            domain: Some(network.network_domain.clone()).filter(|d| !d.is_empty()),
+            leases,
+        });
+    }
 
     let id = |i: RuleId| u64::try_from(i.get()).unwrap_or(0);
     for rule in &state.rules {
@@ -437,6 +481,8 @@ pub fn apply_commit(state: &mut NetworkState, c: &Commit) {
             p.applied = true;
         }
     }
+    let gone = set(&c.gone_vms);
+    state.vms.retain(|vm| !gone.contains(&vm.vm_id));
     let (ip_on, ip_off) = (set(&c.allocate_ips), set(&c.free_ips));
     state.ips.retain(|ip| !ip_off.contains(&ip.id));
     for ip in &mut state.ips {

@@ -1,11 +1,12 @@
 //! `guestnet serve`: the management server.
 
 use std::io::Write;
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
+use mgmt::bootstrap::VlanRanges;
 use mgmt::serve::{DriverChoice, Options};
 
 /// Which agent drives the routers.
@@ -91,6 +92,40 @@ pub(crate) struct ServeArgs {
     #[arg(long = "max-connections-per-address", value_name = "N", default_value_t = 128,
           value_parser = clap::value_parser!(u32).range(1..))]
     max_connections_per_address: u32,
+    /// The guest VLANs of the zone's physical network (`100-199` or `100-199,300-349`, within
+    /// 1-4094), used when the database has no physical network yet (a first start);
+    /// updatePhysicalNetwork changes them later.
+    #[arg(long = "guest-vlans", value_name = "RANGES",
+          default_value = mgmt::bootstrap::DEFAULT_GUEST_VLANS,
+          value_parser = parse_vlans)]
+    guest_vlans: VlanRanges,
+    /// The DNS servers (one or two IPv4 addresses, comma-separated) the zone's guests are
+    /// given, set when this start seeds the database; updateZone changes them later.
+    #[arg(long = "zone-dns", value_name = "IP[,IP]", value_parser = parse_dns)]
+    zone_dns: Option<ZoneDns>,
+}
+
+/// `--zone-dns`: one or two addresses.
+#[derive(Debug, Clone)]
+struct ZoneDns(Vec<Ipv4Addr>);
+
+fn parse_vlans(text: &str) -> Result<VlanRanges, String> {
+    VlanRanges::parse(text).map_err(|e| e.to_string())
+}
+
+fn parse_dns(text: &str) -> Result<ZoneDns, String> {
+    let dns = text
+        .split(',')
+        .map(|a| {
+            a.trim()
+                .parse::<Ipv4Addr>()
+                .map_err(|_| format!("{a:?} is not an IPv4 address"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if dns.len() > 2 {
+        return Err("at most two DNS servers (dns1,dns2)".into());
+    }
+    Ok(ZoneDns(dns))
 }
 
 /// Runs the server until SIGINT or SIGTERM.
@@ -124,6 +159,10 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         host_name: args.host_name,
         check_copy: args.check_copy,
         per_address: usize::try_from(args.max_connections_per_address).unwrap_or(usize::MAX),
+        guest: mgmt::bootstrap::GuestDefaults {
+            vlans: args.guest_vlans,
+            dns: args.zone_dns.map(|d| d.0).unwrap_or_default(),
+        },
     };
     rt.block_on(mgmt::serve::serve(opts, |line| {
         let mut out = std::io::stdout().lock();

@@ -20,6 +20,8 @@ use std::net::Ipv4Addr;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+pub use domain::guest::VlanRanges;
+
 use crate::app::Site;
 use crate::password::{new_key, PasswordError};
 use store::db::Db;
@@ -98,20 +100,63 @@ fn store(doing: &'static str) -> impl Fn(StoreError) -> BootstrapError {
     move |source| BootstrapError::Store { doing, source }
 }
 
+/// The guest VLANs a zone's physical network is made with when `guestnet serve` is not given
+/// `--guest-vlans`.
+pub const DEFAULT_GUEST_VLANS: &str = "100-999";
+
+/// The name of the zone's physical network.
+pub const PHYSICAL_NETWORK_NAME: &str = "guestnet-physical-network";
+
+/// What a start makes of the zone's guest side when it does not exist yet.
+#[derive(Debug, Clone)]
+pub struct GuestDefaults {
+    /// The physical network's guest VLANs, when the zone has no physical network yet.
+    pub vlans: VlanRanges,
+    /// The zone's DNS servers, on the start that seeds the database.
+    pub dns: Vec<Ipv4Addr>,
+}
+
+impl Default for GuestDefaults {
+    fn default() -> Self {
+        GuestDefaults {
+            vlans: VlanRanges::parse(DEFAULT_GUEST_VLANS).unwrap_or_default(),
+            dns: Vec::new(),
+        }
+    }
+}
+
 /// Seeds the database on first start (idempotent), loads the zone and settles the admin's
-/// keys.
+/// keys, with the default guest VLANs and no DNS servers.
 ///
 /// # Errors
 /// [`BootstrapError`]: why the database cannot be seeded or read, or the key file cannot be
 /// written.
 pub async fn first_start(db: &Db, data_dir: &Path) -> Result<(Site, AdminKeys), BootstrapError> {
+    first_start_with(db, data_dir, &GuestDefaults::default()).await
+}
+
+/// As [`first_start`], making the zone's guest side from `guest`: its physical network (on
+/// any start that finds none: a first start, or a database made before physical networks)
+/// and its DNS servers (on the start that seeds the database).
+///
+/// # Errors
+/// As [`first_start`].
+pub async fn first_start_with(
+    db: &Db,
+    data_dir: &Path,
+    guest: &GuestDefaults,
+) -> Result<(Site, AdminKeys), BootstrapError> {
+    let mut seeded_here = false;
     if !seeded(db).await? {
         match seed(db).await {
-            Ok(()) => tracing::info!(
-                zone = ZONE_NAME,
-                "first start: seeded the ROOT domain, the admin account, the zone, offerings, \
-                 a template and the public range"
-            ),
+            Ok(()) => {
+                seeded_here = true;
+                tracing::info!(
+                    zone = ZONE_NAME,
+                    "first start: seeded the ROOT domain, the admin account, the zone, \
+                     offerings, a template and the public range"
+                )
+            }
             // Another server sharing the database may have seeded it meanwhile.
             Err(e) if seeded(db).await? => {
                 tracing::info!(
@@ -123,6 +168,45 @@ pub async fn first_start(db: &Db, data_dir: &Path) -> Result<(Site, AdminKeys), 
         }
     }
     let site = load_site(db).await?;
+    match store::zones::ensure_physical_network(
+        db,
+        site.zone_id,
+        PHYSICAL_NETWORK_NAME,
+        &guest.vlans,
+    )
+    .await
+    {
+        Ok(true) => tracing::info!(vlans = %guest.vlans, "made the zone's physical network"),
+        Ok(false) => {}
+        // Another server sharing the database may have made it meanwhile.
+        Err(e) => {
+            store::zones::physical_network_of(db, site.zone_id)
+                .await
+                .map_err(store("read the physical network"))?
+                .ok_or(BootstrapError::Store {
+                    doing: "make the zone's physical network",
+                    source: e,
+                })?;
+        }
+    }
+    if seeded_here && !guest.dns.is_empty() {
+        let mut change = db
+            .change(None)
+            .await
+            .map_err(store("set the zone's DNS servers"))?;
+        store::zones::set_dns(
+            &mut change,
+            site.zone_id,
+            guest.dns.first().copied(),
+            guest.dns.get(1).copied(),
+        )
+        .await
+        .map_err(store("set the zone's DNS servers"))?;
+        let _no_network_yet = change
+            .commit()
+            .await
+            .map_err(store("set the zone's DNS servers"))?;
+    }
     let keys = reconcile_keys(db, data_dir).await?;
     Ok((site, keys))
 }

@@ -31,6 +31,7 @@ mod networks;
 mod refusals;
 mod routers;
 mod vms;
+mod zones;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::Future;
@@ -445,7 +446,10 @@ impl Normalizer {
         while i < b.len() {
             let starts_word = i == 0 || !b[i - 1].is_ascii_alphanumeric();
             let hex_run = b[i..].iter().take_while(|c| c.is_ascii_hexdigit()).count();
-            if is_uuid(&b[i..]) {
+            if is_generated_mac(&b[i..]) {
+                out.push_str("<generated mac>");
+                i += MAC_LEN;
+            } else if is_uuid(&b[i..]) {
                 let uuid = s[i..i + 36].to_ascii_lowercase();
                 let next = self.uuids.len() + 1;
                 let n = *self.uuids.entry(uuid).or_insert(next);
@@ -481,6 +485,19 @@ impl Normalizer {
             .min()
             .unwrap_or_else(|| "<hex>".to_string())
     }
+}
+
+/// `02:00:5e:10:00:01`.
+const MAC_LEN: usize = 17;
+
+/// A MAC the server generated (`02:00:` and four random bytes).
+fn is_generated_mac(b: &[u8]) -> bool {
+    b.len() >= MAC_LEN
+        && b.starts_with(b"02:00:")
+        && b[..MAC_LEN].iter().enumerate().all(|(i, c)| match i % 3 {
+            2 => *c == b':',
+            _ => c.is_ascii_hexdigit(),
+        })
 }
 
 fn is_uuid(b: &[u8]) -> bool {
@@ -527,7 +544,7 @@ pub(super) type Script = for<'a> fn(&'a mut Session) -> Pin<Box<dyn Future<Outpu
 type Family = (&'static str, Script, Option<Fault>);
 
 /// Every family.
-fn families() -> [Family; 16] {
+fn families() -> [Family; 17] {
     [
         ("accounts", |s| Box::pin(accounts::script(s)), None),
         ("addresses", |s| Box::pin(addresses::script(s)), None),
@@ -553,6 +570,7 @@ fn families() -> [Family; 16] {
         ),
         ("routers", |s| Box::pin(routers::script(s)), None),
         ("vms", |s| Box::pin(vms::script(s)), None),
+        ("zones", |s| Box::pin(zones::script(s)), None),
     ]
 }
 

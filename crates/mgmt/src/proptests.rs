@@ -357,6 +357,8 @@ fn state(rules: Vec<Rule>, members: Vec<MemberRow>, egress_allow: bool) -> Netwo
             state: "Implemented".into(),
             egress_allow,
             created: 0,
+            vlan: Some(100),
+            network_domain: "cs1cloud.internal".into(),
         }),
         segment: Some(PublicSegment {
             prefix_len: 24,
@@ -383,6 +385,8 @@ fn state(rules: Vec<Rule>, members: Vec<MemberRow>, egress_allow: bool) -> Netwo
         rules,
         members,
         policies: Vec::new(),
+        vms: Vec::new(),
+        dns: Vec::new(),
     }
 }
 

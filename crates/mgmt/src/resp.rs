@@ -5,6 +5,9 @@ use serde_json::{json, Map, Value};
 
 pub mod accounts;
 
+use std::net::Ipv4Addr;
+
+use domain::guest::vlan_uri;
 use domain::job::{cmd_class, JobStatus};
 use domain::model::{IpRow, NetworkRow};
 use store::jobs::JobRecord;
@@ -179,6 +182,7 @@ pub fn network(
     owner: &Owner,
     offering: (&str, &str),
     zone: (&str, &str),
+    dns: &[Ipv4Addr],
     admin: bool,
 ) -> Value {
     let mut m = Map::new();
@@ -199,7 +203,14 @@ pub fn network(
     m.insert("issystem".into(), json!(false));
     m.insert("state".into(), json!(n.state));
     m.insert("related".into(), json!(n.uuid));
-    m.insert("dns1".into(), json!(""));
+    m.insert(
+        "dns1".into(),
+        json!(dns.first().map(|a| a.to_string()).unwrap_or_default()),
+    );
+    if let Some(dns2) = dns.get(1) {
+        m.insert("dns2".into(), json!(dns2.to_string()));
+    }
+    m.insert("networkdomain".into(), json!(n.network_domain));
     m.insert("type".into(), json!("Isolated"));
     m.insert("acltype".into(), json!("Account"));
     m.insert("account".into(), json!(owner.account));
@@ -216,6 +227,12 @@ pub fn network(
     m.insert("egressdefaultpolicy".into(), json!(n.egress_allow));
     if admin {
         m.insert("fordisplay".into(), json!(true));
+        // CloudStack shows a network's VLAN to root admins only.
+        if let Some(vlan) = n.vlan {
+            m.insert("vlan".into(), json!(vlan.to_string()));
+            m.insert("broadcasturi".into(), json!(vlan_uri(vlan)));
+        }
+        m.insert("isolationmethods".into(), json!("VLAN"));
     }
     m.insert("created".into(), json!(date(n.created)));
     Value::Object(m)

@@ -66,6 +66,8 @@ pub struct Options {
     /// The most connections one client address may hold ([`ConnLimits::PER_ADDRESS`] unless
     /// told otherwise; raise it when a load balancer's one address carries every client).
     pub per_address: usize,
+    /// The zone's guest VLANs and DNS servers, when a start makes them.
+    pub guest: bootstrap::GuestDefaults,
 }
 
 /// The host name of the in-process agent unless told otherwise.
@@ -186,7 +188,7 @@ pub async fn serve(opts: Options, ready: impl FnOnce(&str)) -> Result<(), ServeE
         .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("guestnet.db").display()));
     let db = Db::connect(&url).await?;
     let (driver, driver_line) = pick_driver(opts.driver.clone(), &data_dir)?;
-    let (site, keys) = bootstrap::first_start(&db, &data_dir)
+    let (site, keys) = bootstrap::first_start_with(&db, &data_dir, &opts.guest)
         .await
         .map_err(|e| ServeError::Bootstrap(crate::app::chain(&e)))?;
     let listener = tokio::net::TcpListener::bind(opts.listen)

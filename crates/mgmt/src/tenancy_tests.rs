@@ -217,6 +217,10 @@ async fn shared_value(app: &App, root: &Caller, s: &Shared, param: &ParamSpec) -
         Entity::ServiceOffering => s.service_offering.clone(),
         Entity::Template => s.template.clone(),
         Entity::Domain => root.domain_uuid.clone(),
+        Entity::PhysicalNetwork => {
+            let v = call(app, root, "listPhysicalNetworks", &[]).await;
+            v["physicalnetwork"][0]["id"].as_str()?.to_string()
+        }
         Entity::Vlan => {
             let v = call(app, root, "listVlanIpRanges", &[]).await;
             v["vlaniprange"][0]["id"].as_str()?.to_string()
@@ -247,6 +251,8 @@ fn sample(command: &str, param: &ParamSpec) -> &'static str {
         "email" => "sample@example.org",
         "host" => "matrix-host",
         "resourcetype" => "0",
+        "url" => "file:///nonexistent/image.qcow2",
+        "format" => "QCOW2",
         other => panic!(
             "no sample value for required parameter {other} of {command}: add one to the \
              tenancy matrix"

@@ -140,6 +140,94 @@ pub struct Template {
     pub os_type: String,
     /// Creation time (unix ms).
     pub created: i64,
+    /// What it boots, when it was registered with a file (the built-in one has nothing).
+    pub image: Option<TemplateImage>,
+}
+
+/// What a registered template boots, as paths on the hosts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TemplateImage {
+    /// The disk image, or the kernel when `initrd` is set.
+    pub path: String,
+    /// `QCOW2` or `RAW`.
+    pub format: String,
+    /// The initial RAM disk of a kernel.
+    pub initrd: Option<String>,
+    /// A kernel's command line.
+    pub cmdline: Option<String>,
+}
+
+/// The image columns of a template row (`image_path`, `format`, `initrd`, `cmdline`).
+pub(crate) fn template_image(
+    r: &sqlx::any::AnyRow,
+    what: &'static str,
+) -> Result<Option<TemplateImage>, StoreError> {
+    let Some(path) = get::<Option<String>>(r, "image_path", what)? else {
+        return Ok(None);
+    };
+    Ok(Some(TemplateImage {
+        path,
+        format: get::<Option<String>>(r, "format", what)?.unwrap_or_default(),
+        initrd: get(r, "initrd", what)?,
+        cmdline: get(r, "cmdline", what)?,
+    }))
+}
+
+/// A template to register.
+#[derive(Debug, Clone)]
+pub struct NewTemplate<'a> {
+    /// Its API id.
+    pub uuid: &'a str,
+    /// Its name (unique).
+    pub name: &'a str,
+    /// Words shown for it.
+    pub display_text: &'a str,
+    /// What it boots.
+    pub image: &'a TemplateImage,
+    /// Creation time (unix ms).
+    pub created: i64,
+}
+
+/// Whether a template has this name.
+///
+/// # Errors
+/// [`StoreError::Db`].
+pub async fn template_name_taken(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    name: &str,
+) -> Result<bool, StoreError> {
+    Ok(sqlx::query("SELECT id FROM templates WHERE name = $1")
+        .bind(name)
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(StoreError::db("reading a template's name"))?
+        .is_some())
+}
+
+/// Writes a registered template.
+///
+/// # Errors
+/// [`StoreError::Db`].
+pub async fn insert_template(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    t: &NewTemplate<'_>,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO templates (uuid, name, display_text, os_type, created, image_path, format, \
+         initrd, cmdline) VALUES ($1, $2, $3, 'Other Linux', $4, $5, $6, $7, $8)",
+    )
+    .bind(t.uuid)
+    .bind(t.name)
+    .bind(t.display_text)
+    .bind(t.created)
+    .bind(t.image.path.as_str())
+    .bind(t.image.format.as_str())
+    .bind(t.image.initrd.as_deref())
+    .bind(t.image.cmdline.as_deref())
+    .execute(&mut **tx)
+    .await
+    .map_err(StoreError::db("registering a template"))?;
+    Ok(())
 }
 
 /// Every template, oldest first.
@@ -148,22 +236,26 @@ pub struct Template {
 /// [`StoreError::Db`].
 pub async fn templates(db: &Db) -> Result<Vec<Template>, StoreError> {
     const W: &str = "reading templates";
-    sqlx::query("SELECT id, uuid, name, display_text, os_type, created FROM templates ORDER BY id")
-        .fetch_all(db.pool())
-        .await
-        .map_err(StoreError::db(W))?
-        .iter()
-        .map(|r| {
-            Ok(Template {
-                id: get(r, "id", W)?,
-                uuid: get(r, "uuid", W)?,
-                name: get(r, "name", W)?,
-                display_text: get(r, "display_text", W)?,
-                os_type: get(r, "os_type", W)?,
-                created: get(r, "created", W)?,
-            })
+    sqlx::query(
+        "SELECT id, uuid, name, display_text, os_type, created, image_path, format, initrd, \
+         cmdline FROM templates ORDER BY id",
+    )
+    .fetch_all(db.pool())
+    .await
+    .map_err(StoreError::db(W))?
+    .iter()
+    .map(|r| {
+        Ok(Template {
+            id: get(r, "id", W)?,
+            uuid: get(r, "uuid", W)?,
+            name: get(r, "name", W)?,
+            display_text: get(r, "display_text", W)?,
+            os_type: get(r, "os_type", W)?,
+            created: get(r, "created", W)?,
+            image: template_image(r, W)?,
         })
-        .collect()
+    })
+    .collect()
 }
 
 /// The internal id of the service offering of uuid `uuid`.

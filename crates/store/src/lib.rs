@@ -76,6 +76,7 @@ pub mod state;
 pub mod tokens;
 pub mod vms;
 pub mod work;
+pub mod zones;
 
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;

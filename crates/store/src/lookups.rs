@@ -158,6 +158,8 @@ pub enum Shared {
     Template,
     /// A domain.
     Domain,
+    /// A zone's physical network.
+    PhysicalNetwork,
 }
 
 /// Whether what `uuid` names exists.
@@ -170,6 +172,7 @@ pub async fn exists(db: &Db, what: Shared, uuid: &str) -> Result<bool, StoreErro
         Shared::ServiceOffering => "SELECT id FROM service_offerings WHERE uuid = $1",
         Shared::Template => "SELECT id FROM templates WHERE uuid = $1",
         Shared::Domain => "SELECT id FROM domains WHERE uuid = $1",
+        Shared::PhysicalNetwork => "SELECT id FROM physical_networks WHERE uuid = $1",
     };
     Ok(sqlx::query(sql)
         .bind(uuid)

@@ -67,6 +67,16 @@ pub const FILES: &[File] = &[
         name: "resource limits",
         sql: include_str!("../schema/005_resource_limits.sql"),
     },
+    File {
+        version: 6,
+        name: "guest VLANs, zone DNS, NIC MACs",
+        sql: include_str!("../schema/006_guest_vlans_dns_macs.sql"),
+    },
+    File {
+        version: 7,
+        name: "template images",
+        sql: include_str!("../schema/007_template_images.sql"),
+    },
 ];
 
 /// Migration files templated for one dialect.

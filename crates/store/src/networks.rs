@@ -1,6 +1,7 @@
 //! The networks table and what hangs off a network: reading networks (one, or a listing),
 //! creating one with its router, scheduling its deletion, and removing its rows.
 
+use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 
 use domain::ids::{AccountId, JobId, NetworkId};
@@ -15,6 +16,7 @@ use crate::filter::Filter;
 use crate::owners::Owners;
 use crate::rows::{get, parsed};
 use crate::rules::NETWORK_COLUMNS;
+use crate::work::ChangeTx;
 
 /// The `FROM` clause of [`NETWORK_COLUMNS`].
 const NETWORK_FROM: &str = "networks n JOIN network_offerings o ON o.id = n.offering_id";
@@ -203,6 +205,10 @@ pub struct NewNetwork<'a> {
     pub cidr: Ipv4Net,
     /// Its gateway.
     pub gateway: Ipv4Addr,
+    /// Its VLAN (see [`free_vlan`]).
+    pub vlan: u16,
+    /// Its DNS domain.
+    pub network_domain: &'a str,
     /// Creation time (unix ms).
     pub created: i64,
 }
@@ -220,8 +226,8 @@ pub async fn insert(
     const W: &str = "inserting a network";
     let row = sqlx::query(
         "INSERT INTO networks (uuid, name, display_text, account_id, zone_id, offering_id, \
-         cidr, gateway, state, created) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'Implemented', $9) RETURNING id",
+         cidr, gateway, state, created, vlan, network_domain) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'Implemented', $9, $10, $11) RETURNING id",
     )
     .bind(n.uuid)
     .bind(n.name)
@@ -232,6 +238,8 @@ pub async fn insert(
     .bind(n.cidr.to_string())
     .bind(n.gateway.to_string())
     .bind(n.created)
+    .bind(i64::from(n.vlan))
+    .bind(n.network_domain)
     .fetch_one(&mut **tx)
     .await
     .map_err(StoreError::db(W))?;
@@ -249,6 +257,20 @@ pub async fn insert(
     .await
     .map_err(StoreError::db("inserting a router"))?;
     Ok(NetworkId::from(id))
+}
+
+/// The lowest VLAN of the zone's guest ranges that no network of the zone has, taken under
+/// the zone's lock: the zone's physical-network row is locked on PostgreSQL (SQLite has one
+/// writer), so concurrent creates take VLANs one after the other; the unique index on
+/// (zone, VLAN) stands behind it. `Ok(None)` when every VLAN is taken.
+///
+/// # Errors
+/// [`StoreError::Db`]; [`StoreError::Corrupt`] for a stored range that does not parse.
+pub async fn free_vlan(change: &mut ChangeTx, zone_id: i64) -> Result<Option<u16>, StoreError> {
+    let pn = crate::zones::lock_physical_network(change, zone_id).await?;
+    let used = crate::zones::used_vlans(change.conn(), zone_id).await?;
+    let used: BTreeSet<u16> = used.into_iter().map(|(v, _)| v).collect();
+    Ok(pn.vlans.lowest_free(&used))
 }
 
 /// The names of the network's VMs, oldest first.

@@ -53,7 +53,8 @@ pub const IP_COLUMNS: &str = "id, uuid, address, state, account_id, network_id, 
 
 /// Columns for [`network`], for `networks n JOIN network_offerings o`.
 pub const NETWORK_COLUMNS: &str = "n.id, n.uuid, n.name, n.display_text, n.account_id, \
-     n.zone_id, n.offering_id, n.cidr, n.gateway, n.state, o.egress_default_allow, n.created";
+     n.zone_id, n.offering_id, n.cidr, n.gateway, n.state, o.egress_default_allow, n.created, \
+     n.vlan, n.network_domain";
 
 /// A column read as `T`, or a database error while reading `what`.
 fn get<'r, T>(row: &'r AnyRow, col: &str, what: &'static str) -> Result<T, StoreError>
@@ -252,6 +253,18 @@ pub fn network(row: &AnyRow) -> Result<NetworkRow, StoreError> {
         state: get(row, "state", W)?,
         egress_allow: flag(row, "egress_default_allow", W)?,
         created: get(row, "created", W)?,
+        vlan: get::<Option<i64>>(row, "vlan", W)?
+            .map(|v| {
+                u16::try_from(v).map_err(|_| StoreError::Corrupt {
+                    table: "networks",
+                    column: "vlan",
+                    value: v.to_string(),
+                })
+            })
+            .transpose()?,
+        network_domain: get::<Option<String>>(row, "network_domain", W)?.unwrap_or_else(|| {
+            domain::guest::default_network_domain(get(row, "account_id", W).unwrap_or(0))
+        }),
     })
 }
 

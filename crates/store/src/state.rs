@@ -2,7 +2,7 @@
 //! only the rows some jobs last wrote.
 
 use domain::ids::{JobId, NetworkId};
-use domain::model::{IpRow, MemberRow, PolicyRow, Rule};
+use domain::model::{IpRow, MemberRow, PolicyRow, Rule, VmNic};
 use domain::plan::{NetworkState, PublicSegment};
 
 use crate::db::Db;
@@ -20,6 +20,8 @@ pub struct Rows {
     pub members: Vec<MemberRow>,
     /// Balancer policies.
     pub policies: Vec<PolicyRow>,
+    /// VM NICs.
+    pub vms: Vec<VmNic>,
 }
 
 /// Everything the network's router config is built from (no network: a state without one).
@@ -33,8 +35,14 @@ pub async fn read(db: &Db, network_id: NetworkId) -> Result<NetworkState, StoreE
         Some(ip) => crate::addresses::segment(db, ip.vlan_range_id).await?,
         None => None,
     };
+    let dns = match &network {
+        Some(n) => crate::zones::dns(db, n.zone_id.get()).await?,
+        None => Vec::new(),
+    };
     Ok(NetworkState {
         network,
+        vms: rows.vms,
+        dns,
         segment: segment.or(Some(PublicSegment {
             prefix_len: 24,
             gateway: None,
@@ -132,10 +140,12 @@ pub async fn rows(
     .map(crate::rules::policy)
     .collect::<Result<_, _>>()?;
     policies.retain(|r| ours(r.job_id));
+    let vms = crate::vms::nics(db, network_id, jobs).await?;
     Ok(Rows {
         ips,
         rules,
         members,
         policies,
+        vms,
     })
 }

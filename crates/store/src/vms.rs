@@ -3,7 +3,9 @@
 
 use std::net::Ipv4Addr;
 
+use domain::guest::{legacy_mac, MacAddr};
 use domain::ids::{AccountId, JobId, NetworkId, VmId};
+use domain::model::VmNic;
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
@@ -53,21 +55,60 @@ pub struct LabVm {
     pub account: String,
     /// Its network's name.
     pub network: String,
+    /// Its NIC's MAC.
+    pub mac: MacAddr,
+    /// Its network's VLAN.
+    pub vlan: Option<u16>,
+    /// Its service offering's CPUs.
+    pub cpus: i64,
+    /// Its service offering's memory (MiB).
+    pub memory: i64,
+    /// What its template boots, if the template names files.
+    pub image: Option<crate::catalogue::TemplateImage>,
 }
 
-const LAB_VM_SELECT: &str = "SELECT v.uuid, v.name, v.ip, a.name AS account, n.name AS network \
-     FROM vms v JOIN accounts a ON a.id = v.account_id JOIN networks n ON n.id = v.network_id";
+const LAB_VM_SELECT: &str = "SELECT v.uuid, v.name, v.ip, v.mac, n.vlan, a.name AS account, \
+     n.name AS network, s.cpu_number, s.memory, t.image_path, t.format, t.initrd, t.cmdline \
+     FROM vms v JOIN accounts a ON a.id = v.account_id JOIN networks n ON n.id = v.network_id \
+     JOIN service_offerings s ON s.id = v.service_offering_id \
+     JOIN templates t ON t.id = v.template_id";
+
+/// A VM's stored MAC, or the one a VM made before MACs were stored shows.
+fn mac(r: &AnyRow, ip: Ipv4Addr, what: &'static str) -> Result<MacAddr, StoreError> {
+    match get::<Option<String>>(r, "mac", what)? {
+        None => Ok(legacy_mac(ip)),
+        Some(text) => text.parse().map_err(|_| StoreError::Corrupt {
+            table: "vms",
+            column: "mac",
+            value: text,
+        }),
+    }
+}
+
+/// A network's stored VLAN.
+fn vlan(r: &AnyRow, what: &'static str) -> Result<Option<u16>, StoreError> {
+    get::<Option<i64>>(r, "vlan", what)?
+        .map(|v| {
+            u16::try_from(v).map_err(|_| StoreError::Corrupt {
+                table: "networks",
+                column: "vlan",
+                value: v.to_string(),
+            })
+        })
+        .transpose()
+}
 
 fn lab_vm(r: &sqlx::any::AnyRow) -> Result<LabVm, StoreError> {
     let uuid: String = r.try_get("uuid").map_err(StoreError::db("reading a VM"))?;
-    let ip: String = r.try_get("ip").map_err(StoreError::db("reading a VM"))?;
+    let ip: Ipv4Addr = parsed(r, "vms", "ip", "reading a VM")?;
     Ok(LabVm {
         key: lab_key(&uuid),
-        ip: ip.parse().map_err(|_| StoreError::Corrupt {
-            table: "vms",
-            column: "ip",
-            value: ip.clone(),
-        })?,
+        ip,
+        mac: mac(r, ip, "reading a VM")?,
+        vlan: vlan(r, "reading a VM")?,
+        cpus: get(r, "cpu_number", "reading a VM")?,
+        memory: get(r, "memory", "reading a VM")?,
+        image: crate::catalogue::template_image(r, "reading a VM")?,
         name: r.try_get("name").map_err(StoreError::db("reading a VM"))?,
         account: r
             .try_get("account")
@@ -197,6 +238,10 @@ pub struct VmRecord {
     pub nic_uuid: String,
     /// Its guest address.
     pub ip: Ipv4Addr,
+    /// Its NIC's MAC.
+    pub mac: MacAddr,
+    /// Its network's VLAN.
+    pub vlan: Option<u16>,
     /// Starting, Running, Expunging…
     pub state: String,
     /// Creation time (unix ms).
@@ -228,7 +273,7 @@ pub struct VmRecord {
 }
 
 const VM_COLUMNS: &str = "v.id, v.uuid, v.name, v.display_name, v.account_id, \
-     v.network_id, v.nic_uuid, v.ip, v.state, v.created, n.uuid AS net_uuid, \
+     v.network_id, v.nic_uuid, v.ip, v.mac, n.vlan, v.state, v.created, n.uuid AS net_uuid, \
      n.name AS net_name, n.cidr, n.gateway, s.uuid AS so_uuid, s.name AS so_name, \
      s.cpu_number, s.cpu_speed, s.memory, t.uuid AS t_uuid, t.name AS t_name, \
      t.display_text AS t_display";
@@ -239,6 +284,7 @@ const VM_FROM: &str = "vms v JOIN networks n ON n.id = v.network_id \
 
 fn record(r: &AnyRow) -> Result<VmRecord, StoreError> {
     const W: &str = "reading a VM";
+    let ip = parsed(r, "vms", "ip", W)?;
     Ok(VmRecord {
         id: VmId::from(get::<i64>(r, "id", W)?),
         uuid: get(r, "uuid", W)?,
@@ -247,7 +293,9 @@ fn record(r: &AnyRow) -> Result<VmRecord, StoreError> {
         account_id: get(r, "account_id", W)?,
         network_id: NetworkId::from(get::<i64>(r, "network_id", W)?),
         nic_uuid: get(r, "nic_uuid", W)?,
-        ip: parsed(r, "vms", "ip", W)?,
+        ip,
+        mac: mac(r, ip, W)?,
+        vlan: vlan(r, W)?,
         state: get(r, "state", W)?,
         created: get(r, "created", W)?,
         net_uuid: get(r, "net_uuid", W)?,
@@ -398,8 +446,96 @@ pub struct NewVm<'a> {
     pub nic_uuid: &'a str,
     /// Its guest address.
     pub ip: Ipv4Addr,
+    /// Its NIC's MAC (unique in the zone: see [`mac_taken`]).
+    pub mac: MacAddr,
     /// Creation time (unix ms).
     pub created: i64,
+}
+
+/// Whether a VM of the zone has a NIC with this MAC.
+///
+/// # Errors
+/// [`StoreError::Db`].
+pub async fn mac_taken(
+    tx: &mut Transaction<'_, Any>,
+    zone_id: i64,
+    mac: MacAddr,
+) -> Result<bool, StoreError> {
+    Ok(
+        sqlx::query("SELECT id FROM vms WHERE zone_id = $1 AND mac = $2")
+            .bind(zone_id)
+            .bind(mac.to_string())
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(StoreError::db("reading a NIC's MAC"))?
+            .is_some(),
+    )
+}
+
+/// Marks a VM with the job that deploys it.
+///
+/// # Errors
+/// [`StoreError::Db`].
+pub async fn set_job(
+    tx: &mut Transaction<'_, Any>,
+    vm: VmId,
+    job: JobId,
+) -> Result<(), StoreError> {
+    sqlx::query("UPDATE vms SET job_id = $1 WHERE id = $2")
+        .bind(job.get())
+        .bind(vm.get())
+        .execute(&mut **tx)
+        .await
+        .map_err(StoreError::db("marking a VM with its job"))?;
+    Ok(())
+}
+
+/// The NICs of a network's VMs: all of them (`jobs` = `None`), or those of VMs whose
+/// `job_id` is one of `jobs`; by VM id.
+///
+/// # Errors
+/// [`StoreError::Db`]; [`StoreError::Corrupt`].
+pub async fn nics(
+    db: &Db,
+    network: NetworkId,
+    jobs: Option<&[JobId]>,
+) -> Result<Vec<VmNic>, StoreError> {
+    const W: &str = "reading a network's VM NICs";
+    const COLUMNS: &str = "id, name, ip, mac, state, job_id";
+    let rows = match jobs {
+        None => sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM vms WHERE network_id = $1 ORDER BY id"
+        ))
+        .bind(network.get())
+        .fetch_all(db.pool())
+        .await
+        .map_err(StoreError::db(W))?,
+        Some(jobs) => sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM vms WHERE job_id BETWEEN $1 AND $2 ORDER BY id"
+        ))
+        .bind(jobs.iter().map(|j| j.get()).min().unwrap_or(0))
+        .bind(jobs.iter().map(|j| j.get()).max().unwrap_or(-1))
+        .fetch_all(db.pool())
+        .await
+        .map_err(StoreError::db(W))?,
+    };
+    let mut out = Vec::with_capacity(rows.len());
+    for r in &rows {
+        let ip = parsed(r, "vms", "ip", W)?;
+        let job_id = get::<Option<i64>>(r, "job_id", W)?.map(JobId::from);
+        if jobs.is_some_and(|jobs| !job_id.is_some_and(|j| jobs.contains(&j))) {
+            continue;
+        }
+        out.push(VmNic {
+            vm_id: VmId::from(get::<i64>(r, "id", W)?),
+            name: get(r, "name", W)?,
+            ip,
+            mac: mac(r, ip, W)?,
+            state: get(r, "state", W)?,
+            job_id,
+        });
+    }
+    Ok(out)
 }
 
 /// Writes a VM in state Starting; returns its id.
@@ -410,8 +546,8 @@ pub async fn insert(tx: &mut Transaction<'_, Any>, vm: &NewVm<'_>) -> Result<VmI
     const W: &str = "inserting a VM";
     let row = sqlx::query(
         "INSERT INTO vms (uuid, name, display_name, account_id, zone_id, network_id, \
-         service_offering_id, template_id, nic_uuid, ip, state, created) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'Starting', $11) RETURNING id",
+         service_offering_id, template_id, nic_uuid, ip, state, created, mac) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'Starting', $11, $12) RETURNING id",
     )
     .bind(vm.uuid)
     .bind(vm.name)
@@ -424,6 +560,7 @@ pub async fn insert(tx: &mut Transaction<'_, Any>, vm: &NewVm<'_>) -> Result<VmI
     .bind(vm.nic_uuid)
     .bind(vm.ip.to_string())
     .bind(vm.created)
+    .bind(vm.mac.to_string())
     .fetch_one(&mut **tx)
     .await
     .map_err(StoreError::db(W))?;
@@ -455,7 +592,8 @@ pub async fn schedule_destroy(
             .await
             .map_err(StoreError::db(W))?;
     }
-    sqlx::query("UPDATE vms SET state = 'Expunging' WHERE id = $1")
+    sqlx::query("UPDATE vms SET state = 'Expunging', job_id = $1 WHERE id = $2")
+        .bind(job.get())
         .bind(vm.get())
         .execute(&mut **tx)
         .await

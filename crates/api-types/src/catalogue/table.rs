@@ -55,6 +55,7 @@ const fn f(name: &'static str, kind: &'static str, description: &'static str) ->
 const R_IP: &str = "associateIpAddress,listPublicIpAddresses";
 const R_NETWORK: &str = "createNetwork,listNetworks";
 const R_ZONE: &str = "listZones";
+const R_PHYSICAL_NETWORK: &str = "listPhysicalNetworks";
 const R_VM: &str = "deployVirtualMachine,listVirtualMachines";
 const R_FW: &str = "createFirewallRule,listFirewallRules,updateFirewallRule";
 const R_EGRESS: &str = "createEgressFirewallRule,listEgressFirewallRules,updateEgressFirewallRule";
@@ -415,7 +416,50 @@ const NETWORK: &[ResponseField] = &[
     ),
     f("publicmtu", "integer", "MTU on the public side"),
     f("privatemtu", "integer", "MTU on the guest side"),
+    f("networkdomain", "string", "The network's DNS domain"),
+    f("dns1", "string", "First DNS server of the network"),
+    f("dns2", "string", "Second DNS server of the network"),
+    f("vlan", "string", "The network's VLAN (root admins only)"),
+    f(
+        "broadcasturi",
+        "string",
+        "The network's broadcast URI, vlan://N (root admins only)",
+    ),
+    f(
+        "isolationmethods",
+        "string",
+        "How the network is isolated (root admins only)",
+    ),
     TAGS_FIELD,
+];
+
+const PHYSICAL_NETWORK: &[ResponseField] = &[
+    f("id", "string", "The physical network's id"),
+    f("name", "string", "The physical network's name"),
+    f("zoneid", "string", "Id of its zone"),
+    f("zonename", "string", "Name of its zone"),
+    f("state", "string", "Enabled or Disabled"),
+    f(
+        "isolationmethods",
+        "string",
+        "How its guest networks are isolated",
+    ),
+    f(
+        "broadcastdomainrange",
+        "string",
+        "Where its broadcast domains reach: ZONE or POD",
+    ),
+    f(
+        "vlan",
+        "string",
+        "The VLANs its guest networks are given, e.g. 100-199,300-349",
+    ),
+    f(
+        "networkspeed",
+        "string",
+        "The speed of the physical network",
+    ),
+    f("tags", "string", "Its tags"),
 ];
 
 const ZONE: &[ResponseField] = &[
@@ -1612,6 +1656,63 @@ pub(super) static APIS: &[ApiSpec] = &[
         response_object: Some("zone"),
     },
     ApiSpec {
+        name: "updateZone",
+        description: "Updates a zone: the DNS servers its guests are given (admins only)",
+        is_async: false,
+        creates: false,
+        since: "",
+        related: &["listZones"],
+        params: &[
+            p("id", Uuid, "The zone").req().rel(R_ZONE),
+            s(
+                "dns1",
+                "First DNS server for the zone's guests (an IPv4 address)",
+            ),
+            s(
+                "dns2",
+                "Second DNS server for the zone's guests (an IPv4 address)",
+            ),
+        ],
+        response: ZONE,
+        response_object: Some("zone"),
+    },
+    ApiSpec {
+        name: "listPhysicalNetworks",
+        description: "Lists physical networks (admins only)",
+        is_async: false,
+        creates: false,
+        since: "3.0.0",
+        related: &[],
+        params: base_list![
+            p("id", Uuid, "Only the physical network with this id").rel(R_PHYSICAL_NETWORK),
+            s("name", "Only physical networks with this name"),
+            p("zoneid", Uuid, "Only physical networks of this zone").rel(R_ZONE),
+        ],
+        response: PHYSICAL_NETWORK,
+        response_object: Some("physicalnetwork"),
+    },
+    ApiSpec {
+        name: "updatePhysicalNetwork",
+        description: "Updates a physical network: the VLANs its guest networks are given \
+                      (admins only)",
+        is_async: true,
+        creates: false,
+        since: "3.0.0",
+        related: &["listPhysicalNetworks"],
+        params: &[
+            p("id", Uuid, "The physical network")
+                .req()
+                .rel(R_PHYSICAL_NETWORK),
+            s(
+                "vlan",
+                "The VLANs guest networks are given, e.g. 100-199 or 100-199,300-349; \
+                 replaces the ranges it had",
+            ),
+        ],
+        response: PHYSICAL_NETWORK,
+        response_object: Some("physicalnetwork"),
+    },
+    ApiSpec {
         name: "listNetworkOfferings",
         description: "Lists network offerings",
         is_async: false,
@@ -1651,6 +1752,10 @@ pub(super) static APIS: &[ApiSpec] = &[
             s("netmask", "The guest netmask"),
             s("startip", "First guest address to hand out"),
             s("endip", "Last guest address to hand out"),
+            s(
+                "networkdomain",
+                "The network's DNS domain; cs<account id in hex>cloud.internal when absent",
+            ),
             OWNER_ACCOUNT,
             OWNER_DOMAINID,
         ],
@@ -1839,6 +1944,11 @@ pub(super) static APIS: &[ApiSpec] = &[
             ),
             s("name", "Host name; generated when absent"),
             s("displayname", "Display name; the host name when absent"),
+            s(
+                "macaddress",
+                "MAC address of the NIC on the default network; generated when absent",
+            )
+            .since_v("4.9"),
             OWNER_ACCOUNT,
             OWNER_DOMAINID,
         ],
@@ -1894,6 +2004,39 @@ pub(super) static APIS: &[ApiSpec] = &[
         ],
         response: SERVICE_OFFERING,
         response_object: Some("serviceoffering"),
+    },
+    ApiSpec {
+        name: "registerTemplate",
+        description: "Registers a template from a file on the hosts: a disk image, or a \
+                      kernel with details[0].initrd (admins only)",
+        is_async: false,
+        creates: false,
+        since: "",
+        related: &["listTemplates"],
+        params: &[
+            s("name", "The template's name").req(),
+            s(
+                "displaytext",
+                "The template's description; the name when absent",
+            ),
+            s(
+                "url",
+                "file:// URL of the disk image (or of the kernel, with details[0].initrd), \
+                 a readable regular file at the same path on every host",
+            )
+            .req(),
+            s("format", "QCOW2 or RAW (of a disk image)").req(),
+            s("hypervisor", "The hypervisor it runs on (KVM)"),
+            p("zoneid", Uuid, "The zone").rel(R_ZONE),
+            p(
+                "details",
+                Map,
+                "details[0].initrd: file:// URL of a kernel's initial RAM disk; \
+                 details[0].cmdline: the kernel's command line",
+            ),
+        ],
+        response: TEMPLATE,
+        response_object: Some("template"),
     },
     ApiSpec {
         name: "listTemplates",

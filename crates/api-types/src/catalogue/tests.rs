@@ -38,6 +38,9 @@ const EXPECTED: &[&str] = &[
     "listAsyncJobs",
     "listApis",
     "listZones",
+    "updateZone",
+    "listPhysicalNetworks",
+    "updatePhysicalNetwork",
     "listNetworkOfferings",
     "createNetwork",
     "listNetworks",
@@ -51,6 +54,7 @@ const EXPECTED: &[&str] = &[
     "listVirtualMachines",
     "destroyVirtualMachine",
     "listServiceOfferings",
+    "registerTemplate",
     "listTemplates",
     "listRouters",
     "listEvents",
@@ -76,7 +80,7 @@ fn catalogue_has_exactly_the_commands_implemented() {
     let unique: BTreeSet<&str> = names.iter().copied().collect();
     assert_eq!(unique.len(), names.len(), "duplicate command names");
     assert_eq!(unique, expected());
-    assert_eq!(all().len(), 55);
+    assert_eq!(all().len(), 59);
 }
 
 #[test]
@@ -190,6 +194,7 @@ fn async_commands_are_cloudstacks() {
         .map(|a| a.name)
         .collect();
     let expected: BTreeSet<&str> = [
+        "updatePhysicalNetwork",
         "createFirewallRule",
         "deleteFirewallRule",
         "updateFirewallRule",

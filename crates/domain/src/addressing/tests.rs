@@ -84,7 +84,6 @@ fn a_guest_network_is_private_and_its_gateway_a_host() {
 
 #[test]
 fn vm_addresses_skip_the_gateway_and_the_used() {
-    assert_eq!(mac_of(Ipv4Addr::new(10, 1, 1, 2)), "02:00:0a:01:01:02");
     let n = net("10.1.1.0/24");
     let gw = Ipv4Addr::new(10, 1, 1, 1);
     assert_eq!(lowest_free(n, gw, &[]), Some(Ipv4Addr::new(10, 1, 1, 2)));

@@ -19,7 +19,7 @@ use lab::TempDir;
 use router_config::RouterConfig;
 use serde_json::json;
 use sys::cmd::Stdio;
-use test_support::hypervisor::{links_in, Hypervisor, PUBLIC_BRIDGE, TRUNK};
+use test_support::hypervisor::{in_netns, links_in, Hypervisor, PUBLIC_BRIDGE, TRUNK};
 use test_support::wait_until;
 
 use crate::procs::DEADLINE;
@@ -738,7 +738,8 @@ fn an_agent_process_runs_the_host_driver_inside_the_hypervisor() {
     );
     assert!(hv.router_namespaces().is_empty());
 
-    // A server that allocates no VLAN gets the host driver's refusal, naming what is missing.
+    // A network on a VLAN whose interface this host lacks: the host driver's refusal, naming
+    // it, reaches the API.
     let refusal = hv.in_netns(|| {
         let zone = admin.call("listZones", &[])["zone"][0]["id"]
             .as_str()
@@ -760,9 +761,9 @@ fn an_agent_process_runs_the_host_driver_inside_the_hypervisor() {
             ],
         )
     });
-    let text = refusal.expect_err("no VLAN: refused").to_string();
+    let text = refusal.expect_err("no VLAN interface: refused").to_string();
     assert!(
-        text.contains("r-1-VM: the host driver needs the network's VLAN"),
+        text.contains("n1") && text.contains("trunk0.100 does not exist"),
         "{text}"
     );
     assert!(hv.router_namespaces().is_empty());
@@ -927,4 +928,323 @@ fn serve_runs_its_own_agent_with_the_host_driver() {
     let admin = crate::procs::Admin::new(&endpoint);
     let zones = hv.in_netns(|| admin.call("listZones", &[]));
     assert!(zones["zone"][0]["id"].is_string(), "{zones}");
+}
+
+/// Starts `guestnet serve --driver agents` inside the hypervisor with guest VLANs `vlans`.
+fn vlan_server(hv: &Hypervisor, dir: &Path, vlans: &str) -> (crate::procs::Proc, String) {
+    let mut cmd = sys::netns::command_in(
+        &hv.netns(),
+        env!("CARGO_BIN_EXE_guestnet"),
+        Vec::<&str>::new(),
+    );
+    cmd.args(["serve", "--driver", "agents", "--listen", "127.0.0.1:0"])
+        .args(["--guest-vlans", vlans, "--apply-timeout", "10"])
+        .arg("--data-dir")
+        .arg(dir.join("server"))
+        .env("GUESTNET_ADMIN_API_KEY", crate::procs::KEY)
+        .env("GUESTNET_ADMIN_SECRET_KEY", crate::procs::SECRET)
+        .stdout(Stdio::piped());
+    let mut proc = crate::procs::Proc::spawn("server", &mut cmd, &dir.join("server.log"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let line = match proc.child_mut() {
+        Some(child) => crate::procs::startup_line(child, DEADLINE).0,
+        None => String::new(),
+    };
+    let endpoint = test_support::process::endpoint_in(&line)
+        .unwrap_or_else(|| panic!("no endpoint in {line:?}: {}", proc.log()));
+    (proc, endpoint)
+}
+
+/// The script busybox's `udhcpc` runs with a lease: the address and the default route on the
+/// interface.
+const UDHCPC_SCRIPT: &str = "#!/bin/sh\n\
+case \"$1\" in\n\
+  bound|renew)\n\
+    ip -4 addr flush dev \"$interface\"\n\
+    ip addr add \"$ip/$mask\" dev \"$interface\"\n\
+    for r in $router; do ip route replace default via \"$r\" dev \"$interface\"; break; done\n\
+    ;;\n\
+esac\n\
+exit 0\n";
+
+/// The first id of `field` in an answer.
+fn id_of(v: &serde_json::Value, field: &str) -> String {
+    v[field]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no {field}.id in {v}"))
+        .to_string()
+}
+
+#[test]
+#[ignore = "needs root and network namespaces: run by cargo xtask test"]
+fn a_network_through_the_api_reaches_a_guest_on_its_vlan() {
+    let dir = TempDir::new().expect("temp dir");
+    let mut hv = Hypervisor::new();
+    hv.provide_vlan(100);
+    let (_server, endpoint) = vlan_server(&hv, dir.path(), "100-101");
+    let server = crate::procs::base(&endpoint);
+    let admin = crate::procs::Admin::new(&endpoint);
+    let token_file = dir.path().join("token");
+    hv.in_netns(|| admin.token("hv1", &token_file));
+    let agent = host_agent(
+        &hv,
+        dir.path(),
+        "agent",
+        &server,
+        &token_file,
+        PUBLIC_BRIDGE,
+    );
+    hv.in_netns(|| admin.until("host hv1 is Up", |a| a.host_up("hv1")));
+    let hv_ns = hv.netns();
+    let api = |cmd: &str, params: &[(&str, &str)]| in_netns(&hv_ns, || admin.call(cmd, params));
+    let job = |cmd: &str, params: &[(&str, &str)]| in_netns(&hv_ns, || admin.run(cmd, params));
+
+    // createNetwork: the router on the zone's first free VLAN, 100.
+    let first = |cmd: &str, list: &str, params: &[(&str, &str)]| {
+        api(cmd, params)[list][0]["id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no {list}"))
+            .to_string()
+    };
+    let zone = first("listZones", "zone", &[]);
+    let deny = api("listNetworkOfferings", &[])["networkoffering"]
+        .as_array()
+        .expect("offerings")
+        .iter()
+        .find(|o| o["egressdefaultpolicy"].as_bool() == Some(false))
+        .and_then(|o| o["id"].as_str())
+        .expect("an offering denying egress")
+        .to_string();
+    let net = api(
+        "createNetwork",
+        &[
+            ("name", "web"),
+            ("displaytext", "web"),
+            ("networkofferingid", &deny),
+            ("zoneid", &zone),
+            ("gateway", "10.1.1.1"),
+            ("netmask", "255.255.255.0"),
+        ],
+    );
+    assert_eq!(net["network"]["vlan"], "100", "{net}");
+    let net_id = id_of(&net, "network");
+    let bridge = bridge_name(TRUNK, 100);
+    assert!(hv.links().contains(&bridge), "{:?}", hv.links());
+    let router = api("listRouters", &[("networkid", &net_id)])["router"][0]["name"]
+        .as_str()
+        .expect("router name")
+        .to_string();
+    let router_ns = format!("{}-{router}", hv.router_prefix());
+    assert_eq!(hv.router_namespaces(), vec![router_ns.clone()]);
+    let ips = api("listPublicIpAddresses", &[("associatednetworkid", &net_id)]);
+    let public = ips["publicipaddress"][0]["ipaddress"]
+        .as_str()
+        .expect("source NAT address")
+        .to_string();
+    let public_id = ips["publicipaddress"][0]["id"]
+        .as_str()
+        .expect("its id")
+        .to_string();
+
+    // deployVirtualMachine with a MAC: the guest the hypervisor plugs in gets its address by
+    // DHCP from the router.
+    let mac = "02:00:5e:10:01:0b";
+    let vm = job(
+        "deployVirtualMachine",
+        &[
+            ("zoneid", &zone),
+            (
+                "serviceofferingid",
+                &first("listServiceOfferings", "serviceoffering", &[]),
+            ),
+            (
+                "templateid",
+                &first(
+                    "listTemplates",
+                    "template",
+                    &[("templatefilter", "featured")],
+                ),
+            ),
+            ("networkids", &net_id),
+            ("ipaddress", "10.1.1.11"),
+            ("macaddress", mac),
+            ("name", "web1"),
+        ],
+    );
+    let vm_id = id_of(&vm, "virtualmachine");
+    let g1 = hv.guest("g1", "tap1", &bridge, mac, None, None);
+    let script = dir.path().join("udhcpc.script");
+    std::fs::write(&script, UDHCPC_SCRIPT).expect("write the udhcpc script");
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("make the script executable");
+    let script = script.to_string_lossy().into_owned();
+    let lease = Hypervisor::output(
+        &g1,
+        &[
+            "busybox", "udhcpc", "-i", "eth0", "-n", "-q", "-t", "10", "-T", "1", "-s", &script,
+        ],
+    );
+    assert!(lease.status.success(), "udhcpc: {lease:?}");
+    let addr = Hypervisor::output(&g1, &["ip", "-4", "-o", "addr", "show", "eth0"]);
+    assert!(
+        String::from_utf8_lossy(&addr.stdout).contains("10.1.1.11/24"),
+        "{addr:?}"
+    );
+    let _web = whoami(&g1, "web1");
+
+    // A port forward and a load balancer reach it from outside; the firewall admits one source
+    // and refuses another.
+    let out = hv.outside();
+    let fw = job(
+        "createFirewallRule",
+        &[
+            ("ipaddressid", &public_id),
+            ("protocol", "tcp"),
+            ("startport", "8080"),
+            ("endport", "8080"),
+            ("cidrlist", "198.51.100.1/32"),
+        ],
+    );
+    let pf = job(
+        "createPortForwardingRule",
+        &[
+            ("ipaddressid", &public_id),
+            ("protocol", "tcp"),
+            ("publicport", "8080"),
+            ("privateport", "80"),
+            ("virtualmachineid", &vm_id),
+            ("openfirewall", "false"),
+        ],
+    );
+    eventually("198.51.100.1 reaches web1 through the port forward", || {
+        fetch(&out, &public, 8080, Some("198.51.100.1")).as_deref() == Some("web1")
+    });
+    assert_eq!(fetch(&out, &public, 8080, Some("203.0.113.2")), None);
+    let fw80 = job(
+        "createFirewallRule",
+        &[
+            ("ipaddressid", &public_id),
+            ("protocol", "tcp"),
+            ("startport", "80"),
+            ("endport", "80"),
+            ("cidrlist", "0.0.0.0/0"),
+        ],
+    );
+    let lb = job(
+        "createLoadBalancerRule",
+        &[
+            ("publicipid", &public_id),
+            ("name", "web"),
+            ("algorithm", "roundrobin"),
+            ("publicport", "80"),
+            ("privateport", "80"),
+            ("openfirewall", "false"),
+        ],
+    );
+    let lb_id = id_of(&lb, "loadbalancer");
+    job(
+        "assignToLoadBalancerRule",
+        &[("id", &lb_id), ("virtualmachineids", &vm_id)],
+    );
+    eventually("outside reaches web1 through the load balancer", || {
+        fetch(&out, &public, 80, Some("203.0.113.2")).as_deref() == Some("web1")
+    });
+
+    // Egress follows the offering's policy (deny) and the egress rules.
+    let _outside = Hypervisor::spawn(
+        &out,
+        &[
+            "socat",
+            "TCP-LISTEN:9000,reuseaddr,fork",
+            "SYSTEM:echo outside",
+        ],
+    );
+    assert_eq!(fetch(&g1, "203.0.113.1", 9000, None), None, "egress denied");
+    let egress = job(
+        "createEgressFirewallRule",
+        &[
+            ("networkid", &net_id),
+            ("protocol", "tcp"),
+            ("startport", "9000"),
+            ("endport", "9000"),
+        ],
+    );
+    eventually("web1 reaches outside once egress allows it", || {
+        fetch(&g1, "203.0.113.1", 9000, None).as_deref() == Some("outside")
+    });
+
+    // Rules deleted: refused again.
+    job(
+        "deleteEgressFirewallRule",
+        &[("id", &id_of(&egress, "firewallrule"))],
+    );
+    job(
+        "deletePortForwardingRule",
+        &[("id", &id_of(&pf, "portforwardingrule"))],
+    );
+    job("deleteLoadBalancerRule", &[("id", &lb_id)]);
+    job("deleteFirewallRule", &[("id", &id_of(&fw, "firewallrule"))]);
+    job(
+        "deleteFirewallRule",
+        &[("id", &id_of(&fw80, "firewallrule"))],
+    );
+    assert_eq!(fetch(&out, &public, 8080, Some("198.51.100.1")), None);
+    assert_eq!(fetch(&out, &public, 80, Some("203.0.113.2")), None);
+    assert_eq!(fetch(&g1, "203.0.113.1", 9000, None), None);
+
+    // destroyVirtualMachine: the router's DHCP drops the guest's static lease; the network's
+    // deletion then takes the router's DHCP state (its lease database too) with it.
+    let router_state = dir.path().join("agent-data").join("routers").join(&router);
+    let dnsmasq = sys::dnsmasq::DnsmasqFiles::new(router_state.join("dnsmasq"));
+    let leases_hold_mac = || {
+        std::fs::read_to_string(dnsmasq.dhcp_hosts())
+            .map(|t| t.to_lowercase().contains(mac))
+            .unwrap_or(false)
+    };
+    assert!(leases_hold_mac(), "the router's DHCP never knew {mac}");
+    let granted = std::fs::read_to_string(dnsmasq.leases()).unwrap_or_default();
+    assert!(
+        granted.contains(mac),
+        "no lease granted to {mac}: {granted:?}"
+    );
+    job(
+        "destroyVirtualMachine",
+        &[("id", &vm_id), ("expunge", "true")],
+    );
+    eventually("the router's DHCP forgets the destroyed VM", || {
+        !leases_hold_mac()
+    });
+    // The hypervisor unplugs the destroyed guest; deleteNetwork then leaves no router,
+    // bridge or VLAN port behind.
+    hv.unplug("g1");
+    job("deleteNetwork", &[("id", &net_id)]);
+    eventually("the router's namespace goes", || {
+        hv.router_namespaces().is_empty()
+    });
+    eventually("the network's bridge goes", || {
+        !hv.links().contains(&bridge)
+    });
+    assert!(
+        !router_state.exists(),
+        "the router's state (and leases) stayed"
+    );
+    // The host provides trunk0.100 (vlan_interfaces = existing): it stays, in no bridge.
+    let vlan_link = Hypervisor::output(
+        &hv.netns(),
+        &["ip", "-o", "link", "show", &vlan_link_name(TRUNK, 100)],
+    );
+    let vlan_link = String::from_utf8_lossy(&vlan_link.stdout);
+    assert!(
+        !vlan_link.is_empty() && !vlan_link.contains("master"),
+        "{vlan_link}"
+    );
+    let links = hv.links();
+    assert!(
+        !links
+            .iter()
+            .any(|l| l.starts_with("vp") || l.starts_with("vg")),
+        "{links:?}"
+    );
+    assert!(!agent.log().contains("ERROR"), "{}", agent.log());
+    assert_nothing_here(&hv, &[&router], &[100]);
 }

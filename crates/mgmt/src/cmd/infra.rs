@@ -49,15 +49,17 @@ mod networks;
 mod ranges;
 mod routers;
 mod vms;
+mod zones;
 
 pub(crate) use addresses::{associate_ip, disassociate_ip, list_ips};
 pub(crate) use catalogue::{
-    list_network_offerings, list_service_offerings, list_templates, list_zones,
+    list_network_offerings, list_service_offerings, list_templates, register_template,
 };
 pub(crate) use networks::{create_network, delete_network, list_networks};
 pub(crate) use ranges::{create_vlan_range, list_vlan_ranges};
 pub(crate) use routers::list_routers;
 pub(crate) use vms::{deploy_vm, destroy_vm, list_vms};
+pub(crate) use zones::{list_physical_networks, list_zones, update_physical_network, update_zone};
 
 /// A parameter's value, trimmed, when the command takes it and it is not empty.
 pub(crate) fn given<'a>(p: &'a Params, name: &str) -> Option<&'a str> {

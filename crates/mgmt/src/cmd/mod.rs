@@ -312,6 +312,8 @@ pub enum Entity {
     Router,
     /// A public range (root admins only).
     Vlan,
+    /// A zone's physical network (root admins only).
+    PhysicalNetwork,
     /// An event.
     Event,
     /// An async job.
@@ -341,6 +343,7 @@ impl Entity {
         let first = param.related.split(',').next().unwrap_or_default();
         Some(match first {
             "listZones" => Entity::Zone,
+            "listPhysicalNetworks" => Entity::PhysicalNetwork,
             "listNetworkOfferings" => Entity::NetworkOffering,
             "listServiceOfferings" => Entity::ServiceOffering,
             "listTemplates" => Entity::Template,
@@ -387,6 +390,7 @@ impl Entity {
             Entity::AgentToken => Owned::AgentToken,
             Entity::Host => Owned::Host,
             Entity::Zone
+            | Entity::PhysicalNetwork
             | Entity::NetworkOffering
             | Entity::ServiceOffering
             | Entity::Template
@@ -425,6 +429,7 @@ pub async fn is_visible(app: &App, caller: &Caller, entity: Entity, uuid: &str) 
         Entity::NetworkOffering => exists(Shared::NetworkOffering).await,
         Entity::ServiceOffering => exists(Shared::ServiceOffering).await,
         Entity::Template => exists(Shared::Template).await,
+        Entity::PhysicalNetwork => Ok(caller.admin && exists(Shared::PhysicalNetwork).await?),
         Entity::Domain => Ok(if caller.admin {
             exists(Shared::Domain).await?
         } else {

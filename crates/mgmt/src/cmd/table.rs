@@ -373,6 +373,37 @@ static COMMANDS: &[Command] = &[
         admin_only: false,
     },
     Command {
+        name: "updateZone",
+        handler: handler!(|app, caller, p| infra::update_zone(app, caller, p)
+            .await
+            .map(Reply::Json)),
+        event_type: "ZONE.EDIT",
+        job: None,
+        admin_only: true,
+    },
+    Command {
+        name: "listPhysicalNetworks",
+        handler: handler!(
+            |app, caller, p| infra::list_physical_networks(app, caller, p)
+                .await
+                .map(Reply::Json)
+        ),
+        event_type: "API.CALL",
+        job: None,
+        admin_only: true,
+    },
+    Command {
+        name: "updatePhysicalNetwork",
+        handler: handler!(
+            |app, caller, p| infra::update_physical_network(app, caller, p)
+                .await
+                .map(Reply::Json)
+        ),
+        event_type: "PHYSICAL.NETWORK.UPDATE",
+        job: Some(Kind::Change),
+        admin_only: true,
+    },
+    Command {
         name: "listNetworks",
         handler: handler!(|app, caller, p| infra::list_networks(app, caller, p)
             .await
@@ -466,6 +497,15 @@ static COMMANDS: &[Command] = &[
         event_type: "API.CALL",
         job: None,
         admin_only: false,
+    },
+    Command {
+        name: "registerTemplate",
+        handler: handler!(|app, caller, p| infra::register_template(app, caller, p)
+            .await
+            .map(Reply::Json)),
+        event_type: "TEMPLATE.CREATE",
+        job: None,
+        admin_only: true,
     },
     Command {
         name: "listTemplates",

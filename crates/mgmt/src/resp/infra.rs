@@ -2,7 +2,9 @@
 
 use serde_json::{json, Map, Value};
 
-use domain::addressing::mac_of;
+use std::net::Ipv4Addr;
+
+use domain::guest::vlan_uri;
 use store::catalogue::{NetworkOffering, ServiceOffering, Template};
 use store::ranges::RangeRecord;
 use store::router_views::RouterRecord;
@@ -13,19 +15,37 @@ use super::{date, services, Owner};
 /// The zone a server serves: its uuid and name.
 pub type Zone<'a> = (&'a str, &'a str);
 
-/// The server's one zone: ZoneResponse.
-pub fn zone(zone: Zone<'_>) -> Value {
-    json!({
+/// The server's one zone, with its DNS servers (`dns1`, then `dns2`): ZoneResponse.
+pub fn zone(zone: Zone<'_>, dns: &[Ipv4Addr]) -> Value {
+    let mut m = json!({
         "id": zone.0,
         "name": zone.1,
         "description": "guestnet zone: isolated guest networks, each served by its own router",
         "networktype": "Advanced",
         "allocationstate": "Enabled",
-        "dns1": "",
+        "dns1": dns.first().map(|a| a.to_string()).unwrap_or_default(),
         "guestcidraddress": "10.1.0.0/16",
         "securitygroupsenabled": false,
         "localstorageenabled": false,
         "tags": [],
+    });
+    if let Some(dns2) = dns.get(1) {
+        m["dns2"] = json!(dns2.to_string());
+    }
+    m
+}
+
+/// A zone's physical network: PhysicalNetworkResponse.
+pub fn physical_network(pn: &store::zones::PhysicalNetwork, zone: Zone<'_>) -> Value {
+    json!({
+        "id": pn.uuid,
+        "name": pn.name,
+        "zoneid": zone.0,
+        "zonename": zone.1,
+        "state": "Enabled",
+        "isolationmethods": "VLAN",
+        "broadcastdomainrange": "ZONE",
+        "vlan": pn.vlans.to_string(),
     })
 }
 
@@ -73,9 +93,10 @@ pub fn service_offering(o: &ServiceOffering) -> Value {
     })
 }
 
-/// The built-in template, featured and public, owned by the admin: TemplateResponse.
+/// A template (the built-in one, or one registered from a file), featured and public, owned
+/// by the admin: TemplateResponse.
 pub fn template(t: &Template, admin: &Owner, zone: Zone<'_>) -> Value {
-    json!({
+    let mut v = json!({
         "id": t.uuid,
         "name": t.name,
         "displaytext": t.display_text,
@@ -98,7 +119,13 @@ pub fn template(t: &Template, admin: &Owner, zone: Zone<'_>) -> Value {
         "hypervisor": "Lab",
         "created": date(t.created),
         "tags": [],
-    })
+    });
+    if let Some(image) = &t.image {
+        v["templatetype"] = json!("USER");
+        v["hypervisor"] = json!("KVM");
+        v["format"] = json!(image.format);
+    }
+    v
 }
 
 /// A public range: VlanIpRangeResponse.
@@ -119,8 +146,9 @@ pub fn range(r: &RangeRecord, zone_uuid: &str) -> Value {
 }
 
 /// A VM in UserVmResponse's shape (the fields that apply to a lab VM), in `state` (its own,
-/// or `Destroyed` for the answer of its destruction).
-pub fn vm(vm: &VmRecord, owner: &Owner, zone: Zone<'_>, state: &str) -> Value {
+/// or `Destroyed` for the answer of its destruction); `admin` (CloudStack's full view) adds
+/// its NIC's VLAN as `broadcasturi` and `isolationuri`.
+pub fn vm(vm: &VmRecord, owner: &Owner, zone: Zone<'_>, state: &str, admin: bool) -> Value {
     let mut m = Map::new();
     m.insert("id".into(), json!(vm.uuid));
     m.insert("name".into(), json!(vm.name));
@@ -144,22 +172,24 @@ pub fn vm(vm: &VmRecord, owner: &Owner, zone: Zone<'_>, state: &str) -> Value {
     m.insert("cpuspeed".into(), json!(vm.cpu_speed));
     m.insert("memory".into(), json!(vm.memory));
     m.insert("hypervisor".into(), json!("Lab"));
-    m.insert(
-        "nic".into(),
-        json!([{
-            "id": vm.nic_uuid,
-            "networkid": vm.net_uuid,
-            "networkname": vm.net_name,
-            "ipaddress": vm.ip.to_string(),
-            "netmask": vm.cidr.netmask().to_string(),
-            "gateway": vm.gateway,
-            "isdefault": true,
-            "type": "Isolated",
-            "traffictype": "Guest",
-            "macaddress": mac_of(vm.ip),
-            "deviceid": "0",
-        }]),
-    );
+    let mut nic = json!({
+        "id": vm.nic_uuid,
+        "networkid": vm.net_uuid,
+        "networkname": vm.net_name,
+        "ipaddress": vm.ip.to_string(),
+        "netmask": vm.cidr.netmask().to_string(),
+        "gateway": vm.gateway,
+        "isdefault": true,
+        "type": "Isolated",
+        "traffictype": "Guest",
+        "macaddress": vm.mac.to_string(),
+        "deviceid": "0",
+    });
+    if let (true, Some(vlan)) = (admin, vm.vlan) {
+        nic["broadcasturi"] = json!(vlan_uri(vlan));
+        nic["isolationuri"] = json!(vlan_uri(vlan));
+    }
+    m.insert("nic".into(), json!([nic]));
     m.insert("isdynamicallyscalable".into(), json!(false));
     m.insert("tags".into(), json!([]));
     Value::Object(m)

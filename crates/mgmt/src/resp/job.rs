@@ -163,6 +163,6 @@ async fn vm_result(db: &Db, site: &Site, id: VmId) -> Result<Value, ApiError> {
     let zone = (site.zone_uuid.as_str(), site.zone_name.as_str());
     Ok(super::wrap(
         "virtualmachine",
-        super::infra::vm(&vm, &owner, zone, &vm.state),
+        super::infra::vm(&vm, &owner, zone, &vm.state, false),
     ))
 }

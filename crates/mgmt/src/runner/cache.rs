@@ -2,8 +2,8 @@
 
 use std::collections::BTreeSet;
 
-use domain::ids::{IpId, JobId, MemberId, NetworkId, PolicyId, RuleId};
-use domain::model::{IpRow, MemberRow, PolicyRow, Rule};
+use domain::ids::{IpId, JobId, MemberId, NetworkId, PolicyId, RuleId, VmId};
+use domain::model::{IpRow, MemberRow, PolicyRow, Rule, VmNic};
 use domain::plan::{self, Batch, NetworkState};
 use router_config::RouterConfig;
 use store::jobs::PendingJob;
@@ -44,6 +44,11 @@ impl Cache {
                 merge(&mut state.rules, fresh.rules, |r| r.id);
                 merge(&mut state.members, fresh.members, |r| r.id);
                 merge(&mut state.policies, fresh.policies, |r| r.id);
+                merge(&mut state.vms, fresh.vms, |r| r.vm_id);
+                // The zone's DNS servers change without a job of the network: read each time.
+                if let Some(n) = &state.network {
+                    state.dns = store::zones::dns(&rt.db, n.zone_id.get()).await?;
+                }
                 state
             }
         };
@@ -115,12 +120,15 @@ pub(super) async fn copy_differs(
     let skip_members = busy_ids(&full.members, member_key, &busy);
     let skip_policies = busy_ids(&full.policies, policy_key, &busy);
     let skip_ips = busy_ids(&full.ips, ip_key, &busy);
+    let vm_key: fn(&VmNic) -> (VmId, Option<JobId>) = |r| (r.vm_id, r.job_id);
+    let skip_vms = busy_ids(&full.vms, vm_key, &busy);
     let settled = |s: &NetworkState| {
         let mut s = s.clone();
         settle(&mut s.rules, &skip_rules, rule_key, &busy);
         settle(&mut s.members, &skip_members, member_key, &busy);
         settle(&mut s.policies, &skip_policies, policy_key, &busy);
         settle(&mut s.ips, &skip_ips, ip_key, &busy);
+        settle(&mut s.vms, &skip_vms, vm_key, &busy);
         plan::desired(&s, &Batch::default(), 0).0
     };
     let (mine, theirs) = (settled(copy), settled(&full));

@@ -227,7 +227,7 @@ pub(super) async fn run_changes(
                 Ok(pushed) => {
                     let carried: Vec<PendingJob> = remaining.drain(..m).collect();
                     let t = Instant::now();
-                    succeed(rt, network, &pushed, &carried, fence).await?;
+                    let take_back = succeed(rt, network, &pushed, &carried, fence).await?;
                     tracing::debug!(
                         network = %network,
                         jobs = carried.len(),
@@ -235,6 +235,11 @@ pub(super) async fn run_changes(
                         "recorded a generation"
                     );
                     cache.committed(&pushed.commit);
+                    if take_back {
+                        // A VM that did not start: its lease goes in the next generation.
+                        cache.drop_copy();
+                        resync = true;
+                    }
                     if rt.checks_copy() {
                         if let Some((copy, database)) = copy_differs(rt, network, cache).await? {
                             // Never a panic, and never another config planned from a wrong

@@ -2,7 +2,7 @@
 //! undo and failure, a job's end.
 
 use agent::proto::Op;
-use domain::ids::NetworkId;
+use domain::ids::{NetworkId, VmId};
 use domain::job::{JobStatus, Kind, Outcome};
 use serde_json::Value;
 use store::db::now_ms;
@@ -13,6 +13,7 @@ use store::{ChangeTx, StoreError};
 use super::cache::Cache;
 use super::push::Pushed;
 use super::{Doorbell, RunnerError};
+use crate::hosts::CallError;
 use crate::metrics::JobLabels;
 use crate::resp::error::chain;
 use crate::resp::job::{job_result, job_result_in};
@@ -45,15 +46,17 @@ pub(super) async fn record_generation(
     Ok(())
 }
 
-/// Records a generation that carried jobs, and ends them (removing the objects of a
-/// destroyed VM or a deleted network from the host first).
+/// Records a generation that carried jobs, and ends them (starting a deployed VM, whose lease
+/// the router now holds, or removing the objects of a destroyed VM or a deleted network from
+/// the host first). True when a job failed after the generation, which the router must be
+/// brought back from (a VM whose start the host refused: its lease is to go again).
 pub(super) async fn succeed(
     rt: &Doorbell,
     network: NetworkId,
     pushed: &Pushed,
     carried: &[PendingJob],
     fence: &Fence,
-) -> Result<(), RunnerError> {
+) -> Result<bool, RunnerError> {
     let Fence::Owner { host, .. } = fence else {
         return Err(RunnerError::NotOwner);
     };
@@ -87,7 +90,26 @@ pub(super) async fn succeed(
     } else {
         None
     };
+    let mut take_back = false;
     for job in carried.iter().filter(|j| !ended.contains(&j.id)) {
+        if let (Kind::DeployVm, Outcome::Vm { id }) = (job.kind, &job.payload.outcome) {
+            match start_vm(rt, network, *id).await {
+                Ok(()) => store::vms::set_vm_state(&rt.db, *id, "Running").await?,
+                // Nothing known: the job stays pending, and its next generation starts it.
+                Err(e @ (CallError::NotConnected(_) | CallError::Lost(_))) => {
+                    return Err(RunnerError::Call(e))
+                }
+                Err(
+                    CallError::Refused(reason)
+                    | CallError::TimedOut(reason)
+                    | CallError::Stale(reason),
+                ) => {
+                    fail(rt, job, &reason, fence).await?;
+                    take_back = true;
+                    continue;
+                }
+            }
+        }
         match (job.kind, job.payload.target) {
             (Kind::DestroyVm, Some(vm_id)) => {
                 if let Some(name) = store::vms::vm_lab_key(&rt.db, vm_id).await? {
@@ -120,6 +142,33 @@ pub(super) async fn succeed(
             .unwrap_or_else(|err| err.job_result());
         finish(rt, job, JobStatus::Succeeded, 0, &result).await?;
     }
+    Ok(take_back)
+}
+
+/// Makes sure a deployed VM's router is on its host and starts the VM there (its lease is on
+/// the router already).
+async fn start_vm(rt: &Doorbell, network: NetworkId, vm: VmId) -> Result<(), CallError> {
+    let refused = |e: StoreError| CallError::Refused(chain(&e));
+    let Some(router) = store::routers::router_of(&rt.db, network)
+        .await
+        .map_err(refused)?
+    else {
+        return Err(CallError::Refused(format!("network {network} is gone")));
+    };
+    let Some(lab_vm) = store::vms::vm_for_deploy(&rt.db, vm)
+        .await
+        .map_err(refused)?
+    else {
+        return Err(CallError::Refused("the VM is gone".to_string()));
+    };
+    let router_op = super::step::ensure_router_op(rt, network, &router).await?;
+    rt.hosts.call(&router.host, router_op).await?;
+    rt.hosts
+        .call(
+            &router.host,
+            super::step::ensure_vm_op(&router.name, lab_vm),
+        )
+        .await?;
     Ok(())
 }
 

@@ -4,13 +4,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use agent::proto::{Answer, Op};
+use agent::proto::{Answer, GuestImage, GuestSpec, Op};
 use api_types::error::ApiError;
 use domain::ids::NetworkId;
-use domain::job::{JobStatus, Kind, Outcome};
+use domain::job::Kind;
 use domain::model::RouterState;
 use domain::plan::Batch;
-use serde_json::json;
 use store::hosts::Fence;
 use store::jobs::PendingJob;
 use store::routers::RouterRow;
@@ -18,7 +17,7 @@ use tokio::sync::Notify;
 
 use super::cache::Cache;
 use super::push::{push, run_changes, PushError, Sent};
-use super::record::{fail, finish, record};
+use super::record::record;
 use super::{Doorbell, RunnerError, IDLE_CHECK, MAX_BATCH};
 use crate::hosts::CallError;
 
@@ -176,20 +175,18 @@ async fn step(
                 .collect();
             run_changes(rt, network, &all, batch, &fence, cache, sent).await?
         }
-        Kind::Update | Kind::DestroyVm | Kind::DeleteNetwork => {
+        // A deploy is a generation too: it carries the VM's lease, and the VM is started
+        // once the router holds it (see `record::succeed`).
+        Kind::Update | Kind::DeployVm | Kind::DestroyVm | Kind::DeleteNetwork => {
             let job = first.clone();
             run_changes(rt, network, &all, vec![job], &fence, cache, sent).await?
-        }
-        Kind::DeployVm => {
-            let job = first.clone();
-            deploy_vm(rt, network, &router, job, &fence).await?
         }
     };
     Ok(outcome)
 }
 
 /// The network's router as the host's agent makes it.
-async fn ensure_router_op(
+pub(super) async fn ensure_router_op(
     rt: &Doorbell,
     network: NetworkId,
     router: &RouterRow,
@@ -202,7 +199,7 @@ async fn ensure_router_op(
         router: router.name.clone(),
         cidr: net.cidr,
         gateway: net.gateway,
-        vlan: None,
+        vlan: net.vlan,
     })
 }
 
@@ -220,80 +217,40 @@ async fn ensure_host_objects(
         .map_err(|e| CallError::Refused(crate::resp::error::chain(&e)))?;
     for vm in vms {
         rt.hosts
-            .call(
-                &router.host,
-                Op::EnsureVm {
-                    router: router.name.clone(),
-                    vm: vm.key,
-                    ip: vm.ip,
-                    label: Some(lab::VmLabel {
-                        name: vm.name,
-                        account: vm.account,
-                        network: vm.network,
-                    }),
-                    mac: None,
-                    vlan: None,
-                    guest: None,
-                },
-            )
+            .call(&router.host, ensure_vm_op(&router.name, vm))
             .await?;
     }
     Ok(())
 }
 
-async fn deploy_vm(
-    rt: &Doorbell,
-    network: NetworkId,
-    router: &RouterRow,
-    job: PendingJob,
-    fence: &Fence,
-) -> Result<Continue, RunnerError> {
-    let Outcome::Vm { id } = job.payload.outcome else {
-        finish(rt, &job, JobStatus::Succeeded, 0, &json!({"success": true})).await?;
-        return Ok(Continue::More);
-    };
-    let result = match store::vms::vm_for_deploy(&rt.db, id).await? {
-        None => Err(CallError::Refused("the VM is gone".to_string())),
-        Some(vm) => {
-            // A network that cannot be read is the step's error (tried again), not the job's.
-            let router_op = ensure_router_op(rt, network, router)
-                .await
-                .map_err(RunnerError::Call)?;
-            let vm_op = Op::EnsureVm {
-                router: router.name.clone(),
-                vm: vm.key,
-                ip: vm.ip,
-                label: Some(lab::VmLabel {
-                    name: vm.name,
-                    account: vm.account,
-                    network: vm.network,
-                }),
-                mac: None,
-                vlan: None,
-                guest: None,
-            };
-            match rt.hosts.call(&router.host, router_op).await {
-                Ok(_) => rt.hosts.call(&router.host, vm_op).await.map(|_| ()),
-                Err(e) => Err(e),
-            }
-        }
-    };
-    match result {
-        Ok(()) => {
-            store::vms::set_vm_state(&rt.db, id, "Running").await?;
-            let result = crate::resp::job::job_result(&rt.db, &rt.site, &job.payload.outcome)
-                .await
-                .unwrap_or_else(|err: ApiError| err.job_result());
-            finish(rt, &job, JobStatus::Succeeded, 0, &result).await?;
-            Ok(Continue::More)
-        }
-        Err(e @ (CallError::NotConnected(_) | CallError::Lost(_))) => unavailable(e),
-        Err(
-            CallError::Refused(reason) | CallError::TimedOut(reason) | CallError::Stale(reason),
-        ) => {
-            fail(rt, &job, &reason, fence).await?;
-            Ok(Continue::More)
-        }
+/// A VM as the host's agent makes it: on its network's VLAN, with its NIC's MAC.
+pub(super) fn ensure_vm_op(router: &str, vm: store::vms::LabVm) -> Op {
+    Op::EnsureVm {
+        router: router.to_string(),
+        vm: vm.key,
+        ip: vm.ip,
+        label: Some(lab::VmLabel {
+            name: vm.name,
+            account: vm.account,
+            network: vm.network,
+        }),
+        mac: Some(vm.mac),
+        vlan: vm.vlan,
+        guest: vm.image.map(|image| GuestSpec {
+            cpus: u32::try_from(vm.cpus).unwrap_or(1),
+            memory_mib: u32::try_from(vm.memory).unwrap_or(512),
+            image: match image.initrd {
+                Some(initrd) => GuestImage::Kernel {
+                    kernel: image.path.into(),
+                    initrd: Some(initrd.into()),
+                    cmdline: image.cmdline.unwrap_or_default(),
+                },
+                None => GuestImage::Disk {
+                    path: image.path.into(),
+                    format: image.format.to_ascii_lowercase(),
+                },
+            },
+        }),
     }
 }
 
@@ -348,4 +305,83 @@ async fn implement(
 /// A job's failure as its result shows it.
 pub(super) fn failure(job: &PendingJob, reason: &str) -> ApiError {
     ApiError::internal(format!("{}: {reason}", job.payload.failure))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use agent::proto::{GuestImage, GuestSpec, Op};
+    use domain::guest::MacAddr;
+    use store::catalogue::TemplateImage;
+    use store::vms::LabVm;
+
+    use super::ensure_vm_op;
+
+    fn vm(image: Option<TemplateImage>) -> LabVm {
+        LabVm {
+            key: "k".into(),
+            ip: Ipv4Addr::new(10, 1, 1, 2),
+            name: "web1".into(),
+            account: "alice".into(),
+            network: "web".into(),
+            mac: MacAddr([2, 0, 0, 0, 0, 1]),
+            vlan: Some(100),
+            cpus: 2,
+            memory: 1024,
+            image,
+        }
+    }
+
+    fn guest(op: Op) -> (Option<MacAddr>, Option<u16>, Option<GuestSpec>) {
+        match op {
+            Op::EnsureVm {
+                mac, vlan, guest, ..
+            } => (mac, vlan, guest),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_vm_is_ensured_with_its_mac_vlan_and_what_its_template_boots() {
+        let (mac, vlan, spec) = guest(ensure_vm_op("r-1-VM", vm(None)));
+        assert_eq!(mac, Some(MacAddr([2, 0, 0, 0, 0, 1])));
+        assert_eq!(vlan, Some(100));
+        assert_eq!(spec, None);
+
+        let disk = TemplateImage {
+            path: "/srv/guest.qcow2".into(),
+            format: "QCOW2".into(),
+            initrd: None,
+            cmdline: None,
+        };
+        let (_, _, spec) = guest(ensure_vm_op("r-1-VM", vm(Some(disk))));
+        assert_eq!(
+            spec,
+            Some(GuestSpec {
+                cpus: 2,
+                memory_mib: 1024,
+                image: GuestImage::Disk {
+                    path: "/srv/guest.qcow2".into(),
+                    format: "qcow2".into(),
+                },
+            })
+        );
+
+        let kernel = TemplateImage {
+            path: "/srv/vmlinuz".into(),
+            format: "RAW".into(),
+            initrd: Some("/srv/initrd.img".into()),
+            cmdline: Some("console=ttyS0".into()),
+        };
+        let (_, _, spec) = guest(ensure_vm_op("r-1-VM", vm(Some(kernel))));
+        assert_eq!(
+            spec.map(|s| s.image),
+            Some(GuestImage::Kernel {
+                kernel: "/srv/vmlinuz".into(),
+                initrd: Some("/srv/initrd.img".into()),
+                cmdline: "console=ttyS0".into(),
+            })
+        );
+    }
 }

@@ -1,4 +1,4 @@
-//! listZones, listNetworkOfferings, listServiceOfferings and listTemplates: what deployments
+//! listNetworkOfferings, listServiceOfferings and listTemplates: what deployments
 //! are made from.
 
 use api_types::error::ApiError;
@@ -16,21 +16,6 @@ fn wanted(p: &Params, kw: Option<&str>, uuid: &str, name: &str, text: &str) -> b
     given(p, "id").is_none_or(|id| id == uuid)
         && given(p, "name").is_none_or(|n| n == name)
         && kw.is_none_or(|k| contains(name, k) || contains(text, k))
-}
-
-/// listZones: the server's one zone.
-pub(crate) async fn list_zones(app: &App, _caller: &Caller, p: &Params) -> ApiResult<Value> {
-    let site = &app.site;
-    let kw = keyword(p);
-    let matches = given(p, "id").is_none_or(|id| id == site.zone_uuid)
-        && given(p, "name").is_none_or(|n| n == site.zone_name)
-        && kw.as_deref().is_none_or(|k| contains(&site.zone_name, k));
-    let items = if matches {
-        vec![resp::zone(zone(app))]
-    } else {
-        Vec::new()
-    };
-    Ok(page("zone", items, p.paging()))
 }
 
 /// listNetworkOfferings: the two offerings made at first start.
@@ -113,4 +98,93 @@ pub(crate) async fn list_templates(app: &App, caller: &Caller, p: &Params) -> Ap
         .map(|t| resp::template(t, &admin, zone(app)))
         .collect();
     Ok(page("template", items, p.paging()))
+}
+
+/// The local file a `file://` URL parameter names, which must be a readable regular file.
+fn local_file(name: &str, url: &str) -> ApiResult<String> {
+    let Some(path) = url.strip_prefix("file://").filter(|p| p.starts_with('/')) else {
+        return Err(ApiError::invalid_parameter(format!(
+            "Invalid {name} {url}: only file:// URLs of an absolute path are supported"
+        )));
+    };
+    let readable =
+        std::fs::metadata(path).is_ok_and(|m| m.is_file()) && std::fs::File::open(path).is_ok();
+    if !readable {
+        return Err(ApiError::invalid_parameter(format!(
+            "Invalid {name} {url}: {path} is not a readable regular file"
+        )));
+    }
+    Ok(path.to_string())
+}
+
+/// registerTemplate (root admins): a template booting a disk image (`format` QCOW2 or RAW) or,
+/// with `details[0].initrd`, a kernel (the url) with its initial RAM disk and
+/// `details[0].cmdline`. The files must be at the same path on every host; the server checks
+/// them on its own machine.
+pub(crate) async fn register_template(app: &App, _caller: &Caller, p: &Params) -> ApiResult<Value> {
+    zone_param(app, p, "zoneid")?;
+    let name = required(p, "name")?.to_string();
+    let display = given(p, "displaytext").unwrap_or(&name).to_string();
+    let path = local_file("url", required(p, "url")?)?;
+    let details = p.map("details");
+    let detail = |k: &str| {
+        details
+            .iter()
+            .find_map(|d| d.get(k).map(|v| v.trim().to_string()))
+            .filter(|v| !v.is_empty())
+    };
+    let initrd = detail("initrd")
+        .map(|u| local_file("details[0].initrd", &u))
+        .transpose()?;
+    let format = required(p, "format")?.trim().to_ascii_uppercase();
+    if !matches!(format.as_str(), "QCOW2" | "RAW") {
+        return Err(ApiError::invalid_parameter(format!(
+            "Invalid format {format}: QCOW2 or RAW"
+        )));
+    }
+    let image = store::catalogue::TemplateImage {
+        path,
+        format,
+        cmdline: detail("cmdline"),
+        initrd,
+    };
+    let uuid = uuid::Uuid::new_v4().to_string();
+    let mut change = app.db.change(None).await.map_err(store_error)?;
+    if store::catalogue::template_name_taken(change.conn(), &name)
+        .await
+        .map_err(store_error)?
+    {
+        return Err(ApiError::invalid_parameter(format!(
+            "A template named {name} already exists"
+        )));
+    }
+    store::catalogue::insert_template(
+        change.conn(),
+        &store::catalogue::NewTemplate {
+            uuid: &uuid,
+            name: &name,
+            display_text: &display,
+            image: &image,
+            created: store::db::now_ms(),
+        },
+    )
+    .await
+    .map_err(store_error)?;
+    let receipt = change.commit().await.map_err(store_error)?;
+    app.doorbell.ring(receipt);
+    let template = store::catalogue::templates(&app.db)
+        .await
+        .map_err(store_error)?
+        .into_iter()
+        .find(|t| t.uuid == uuid)
+        .ok_or_else(|| ApiError::internal(format!("template {name} vanished")))?;
+    let admin_account = store::owners::first_root_admin(&app.db)
+        .await
+        .map_err(store_error)?;
+    let admin = owner(app, admin_account).await?;
+    Ok(page(
+        "template",
+        vec![resp::template(&template, &admin, zone(app))],
+        p.paging(),
+    ))
 }

@@ -60,6 +60,14 @@ pub(crate) async fn create_network(app: &App, caller: &Caller, p: &Params) -> Ap
     let offering = offering_param(app, p).await?;
     let account_id = acting_for(app, caller, p).await?;
     let requested = requested_cidr(p)?;
+    let network_domain = match given(p, "networkdomain") {
+        Some(d) => {
+            domain::guest::check_network_domain(d)
+                .map_err(|e| ApiError::invalid_parameter(e.to_string()))?;
+            d.to_ascii_lowercase()
+        }
+        None => domain::guest::default_network_domain(account_id),
+    };
     let network_uuid = uuid::Uuid::new_v4().to_string();
     let host = crate::hosts::place(&app.db, &app.hosts)
         .await
@@ -112,6 +120,22 @@ pub(crate) async fn create_network(app: &App, caller: &Caller, p: &Params) -> Ap
             })?
         }
     };
+    // The zone's physical network stays locked to the commit: concurrent creates take VLANs
+    // one after the other.
+    let vlan = store::networks::free_vlan(&mut change, app.site.zone_id)
+        .await
+        .map_err(store_error)?
+        .ok_or_else(|| {
+            ApiError::new(
+                ApiErrorCode::InsufficientCapacity,
+                Some(CsErrorCode::InsufficientCapacity),
+                format!(
+                    "Unable to allocate vnet as a part of network {name} implement: every \
+                     guest VLAN of the zone's physical network is in use (listPhysicalNetworks \
+                     shows the range; updatePhysicalNetwork vlan= widens it)"
+                ),
+            )
+        })?;
     let ip = store::addresses::lowest_free(&mut change, app.site.zone_id)
         .await
         .map_err(store_error)?
@@ -127,6 +151,8 @@ pub(crate) async fn create_network(app: &App, caller: &Caller, p: &Params) -> Ap
             offering_id: offering.id,
             cidr,
             gateway,
+            vlan,
+            network_domain: &network_domain,
             created: now_ms(),
         },
         &host,
@@ -192,6 +218,9 @@ pub(crate) async fn create_network(app: &App, caller: &Caller, p: &Params) -> Ap
     }
     let net = network_by_id(app, network).await?;
     let own = owner(app, net.account_id).await?;
+    let dns = store::zones::dns(&app.db, app.site.zone_id)
+        .await
+        .map_err(store_error)?;
     Ok(resp::wrap(
         "network",
         resp::network(
@@ -199,6 +228,7 @@ pub(crate) async fn create_network(app: &App, caller: &Caller, p: &Params) -> Ap
             &own,
             (&offering.uuid, &offering.name),
             zone(app),
+            &dns,
             caller.admin,
         ),
     ))
@@ -285,6 +315,9 @@ pub(crate) async fn list_networks(app: &App, caller: &Caller, p: &Params) -> Api
         .await
         .map_err(store_error)?;
     let kw = keyword(p);
+    let dns = store::zones::dns(&app.db, app.site.zone_id)
+        .await
+        .map_err(store_error)?;
     let mut cache = HashMap::new();
     let mut items = Vec::new();
     for l in &listed {
@@ -301,6 +334,7 @@ pub(crate) async fn list_networks(app: &App, caller: &Caller, p: &Params) -> Api
             &own,
             (&l.offering_uuid, &l.offering_name),
             zone(app),
+            &dns,
             caller.admin,
         ));
     }

@@ -6,6 +6,7 @@ use api_types::error::ApiError;
 use api_types::params::Params;
 use domain::actor::Caller;
 use domain::addressing::{is_host, lowest_free, parse_ip};
+use domain::guest::MacAddr;
 use domain::ids::AccountId;
 use domain::job::{Kind, NewJob, Outcome};
 use serde_json::Value;
@@ -101,6 +102,13 @@ pub(crate) async fn deploy_vm(app: &App, caller: &Caller, p: &Params) -> ApiResu
         }
         None => None,
     };
+    let wanted_mac = given(p, "macaddress")
+        .map(|m| {
+            domain::guest::parse_nic_mac(m).map_err(|e| {
+                ApiError::invalid_parameter(format!("Mac address is not valid: macaddress {e}"))
+            })
+        })
+        .transpose()?;
     let vm_uuid = vm_uuid.to_string();
     let network = net.id;
     let account = net.account_id;
@@ -143,6 +151,7 @@ pub(crate) async fn deploy_vm(app: &App, caller: &Caller, p: &Params) -> ApiResu
         })?,
     };
     limits::take(&mut change, net.account_id, &[(Resource::UserVm, 1)]).await?;
+    let mac = nic_mac(app, &mut change, wanted_mac).await?;
     let nic_uuid = uuid::Uuid::new_v4().to_string();
     let vm_id = store::vms::insert(
         change.conn(),
@@ -157,12 +166,13 @@ pub(crate) async fn deploy_vm(app: &App, caller: &Caller, p: &Params) -> ApiResu
             template_id,
             nic_uuid: &nic_uuid,
             ip,
+            mac,
             created: now_ms(),
         },
     )
     .await
     .map_err(store_error)?;
-    let (_, job_uuid) = change
+    let (job_id, job_uuid) = change
         .job(
             caller,
             NewJob {
@@ -186,9 +196,53 @@ pub(crate) async fn deploy_vm(app: &App, caller: &Caller, p: &Params) -> ApiResu
         )
         .await
         .map_err(store_error)?;
+    // The deploy's generation carries the VM's lease: the row names its job.
+    store::vms::set_job(change.conn(), vm_id, job_id)
+        .await
+        .map_err(store_error)?;
     let receipt = change.commit().await.map_err(store_error)?;
     app.doorbell.ring(receipt);
     Ok(accepted(&vm_uuid, &job_uuid))
+}
+
+/// The new NIC's MAC: the one asked for, unless a VM NIC of the zone has it (431), or a new one
+/// in CloudStack's style (`02:00:` and four random bytes) that no VM NIC of the zone has. The
+/// unique index on (zone, MAC) refuses what a concurrent deploy took meanwhile.
+async fn nic_mac(
+    app: &App,
+    change: &mut store::ChangeTx,
+    wanted: Option<MacAddr>,
+) -> ApiResult<MacAddr> {
+    const TRIES: usize = 16;
+    let zone_id = app.site.zone_id;
+    if let Some(mac) = wanted {
+        if store::vms::mac_taken(change.conn(), zone_id, mac)
+            .await
+            .map_err(store_error)?
+        {
+            return Err(ApiError::invalid_parameter(format!(
+                "The MAC address {mac} (macaddress) is already in use by a NIC in zone {}",
+                app.site.zone_name
+            )));
+        }
+        return Ok(mac);
+    }
+    for _ in 0..TRIES {
+        let mut random = [0u8; 4];
+        getrandom::getrandom(&mut random)
+            .map_err(|e| ApiError::internal(format!("Unable to make a MAC address: {e}")))?;
+        let mac = domain::guest::generated_mac(random);
+        if !store::vms::mac_taken(change.conn(), zone_id, mac)
+            .await
+            .map_err(store_error)?
+        {
+            return Ok(mac);
+        }
+    }
+    Err(ApiError::insufficient_address_capacity(format!(
+        "Unable to find a free MAC address in zone {} after {TRIES} tries",
+        app.site.zone_name
+    )))
 }
 
 /// listVirtualMachines.
@@ -220,7 +274,7 @@ pub(crate) async fn list_vms(app: &App, caller: &Caller, p: &Params) -> ApiResul
             continue;
         }
         let own = owner_of(app, &mut cache, AccountId::from(vm.account_id)).await?;
-        items.push(infra_resp::vm(vm, &own, zone(app), &vm.state));
+        items.push(infra_resp::vm(vm, &own, zone(app), &vm.state, caller.admin));
     }
     Ok(page("virtualmachine", items, p.paging()))
 }
@@ -252,7 +306,7 @@ pub(crate) async fn destroy_vm(app: &App, caller: &Caller, p: &Params) -> ApiRes
     let own = owner(app, AccountId::from(vm.account_id)).await?;
     let gone = resp::wrap(
         "virtualmachine",
-        infra_resp::vm(&vm, &own, zone(app), "Destroyed"),
+        infra_resp::vm(&vm, &own, zone(app), "Destroyed", false),
     );
     let mut change = app
         .db

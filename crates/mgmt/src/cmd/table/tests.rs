@@ -66,8 +66,12 @@ fn agent_tokens_hosts_and_public_ranges_are_for_root_admins_only() {
     assert_eq!(
         admin,
         [
+            "updateZone",
+            "listPhysicalNetworks",
+            "updatePhysicalNetwork",
             "createVlanIpRange",
             "listVlanIpRanges",
+            "registerTemplate",
             "createAgentToken",
             "listAgentTokens",
             "revokeAgentToken",
