@@ -657,6 +657,19 @@ fn host_agent(
     token_file: &Path,
     public_bridge: &str,
 ) -> crate::procs::Proc {
+    host_agent_with(hv, dir, name, server, token_file, public_bridge, &[])
+}
+
+/// [`host_agent`] with more flags.
+fn host_agent_with(
+    hv: &Hypervisor,
+    dir: &Path,
+    name: &str,
+    server: &str,
+    token_file: &Path,
+    public_bridge: &str,
+    flags: &[&str],
+) -> crate::procs::Proc {
     let file = dir.join(format!("{name}.toml"));
     std::fs::write(
         &file,
@@ -681,6 +694,7 @@ fn host_agent(
         .arg(token_file)
         .arg("--data-dir")
         .arg(dir.join(format!("{name}-data")))
+        .args(flags)
         .env("RUST_LOG", "info,agent=debug")
         .stdout(Stdio::null());
     crate::procs::Proc::spawn(name, &mut cmd, &dir.join(format!("{name}.log")))
@@ -1247,4 +1261,159 @@ fn a_network_through_the_api_reaches_a_guest_on_its_vlan() {
     );
     assert!(!agent.log().contains("ERROR"), "{}", agent.log());
     assert_nothing_here(&hv, &[&router], &[100]);
+}
+
+#[test]
+#[ignore = "needs root and network namespaces: run by cargo xtask test"]
+fn a_guest_the_agent_boots_gets_its_lease_from_the_router_and_is_reached_from_outside() {
+    let built = test_support::guest_image::build().expect("build the guest image");
+    let dir = TempDir::new().expect("temp dir");
+    let hv = Hypervisor::new();
+    hv.provide_vlan(100);
+    let (_server, endpoint) = vlan_server(&hv, dir.path(), "100-101");
+    let server = crate::procs::base(&endpoint);
+    let admin = crate::procs::Admin::new(&endpoint);
+    let token_file = dir.path().join("token");
+    hv.in_netns(|| admin.token("hv1", &token_file));
+    // The file says `external`; the flag wins: QEMU run by the agent boots the guests.
+    let agent = host_agent_with(
+        &hv,
+        dir.path(),
+        "agent",
+        &server,
+        &token_file,
+        PUBLIC_BRIDGE,
+        &["--vm-driver", "qemu"],
+    );
+    hv.in_netns(|| admin.until("host hv1 is Up", |a| a.host_up("hv1")));
+    let hv_ns = hv.netns();
+    let api = |cmd: &str, params: &[(&str, &str)]| in_netns(&hv_ns, || admin.call(cmd, params));
+    let job = |cmd: &str, params: &[(&str, &str)]| in_netns(&hv_ns, || admin.run(cmd, params));
+    let first = |cmd: &str, list: &str, params: &[(&str, &str)]| {
+        api(cmd, params)[list][0]["id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no {list}"))
+            .to_string()
+    };
+    let zone = first("listZones", "zone", &[]);
+    let kernel = format!("file://{}", built.kernel.display());
+    let initrd = format!("file://{}", built.initrd.display());
+    let template = api(
+        "registerTemplate",
+        &[
+            ("zoneid", &zone),
+            ("name", "testguest"),
+            ("url", &kernel),
+            ("format", "RAW"),
+            ("details[0].initrd", &initrd),
+            ("details[0].cmdline", &built.cmdline),
+        ],
+    )["template"][0]["id"]
+        .as_str()
+        .expect("template id")
+        .to_string();
+    let offering = first("listNetworkOfferings", "networkoffering", &[]);
+    let net = api(
+        "createNetwork",
+        &[
+            ("name", "booted"),
+            ("displaytext", "booted"),
+            ("networkofferingid", &offering),
+            ("zoneid", &zone),
+            ("gateway", "10.1.1.1"),
+            ("netmask", "255.255.255.0"),
+        ],
+    );
+    let net_id = id_of(&net, "network");
+    let bridge = bridge_name(TRUNK, 100);
+    let mac = "52:54:00:4e:17:0b";
+    let vm = job(
+        "deployVirtualMachine",
+        &[
+            ("zoneid", &zone),
+            (
+                "serviceofferingid",
+                &first("listServiceOfferings", "serviceoffering", &[]),
+            ),
+            ("templateid", &template),
+            ("networkids", &net_id),
+            ("ipaddress", "10.1.1.11"),
+            ("macaddress", mac),
+            ("name", "booted1"),
+        ],
+    );
+    let vm_id = id_of(&vm, "virtualmachine");
+    let guests = dir.path().join("agent-data").join("guests");
+    let serial = || -> String {
+        std::fs::read_dir(&guests)
+            .map(|d| {
+                d.filter_map(Result::ok)
+                    .map(|e| {
+                        std::fs::read_to_string(e.path().join("serial.log")).unwrap_or_default()
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let marker = format!("{}10.1.1.11", test_support::guest_image::MARKER);
+    assert!(
+        wait_until(Instant::now() + Duration::from_secs(120), || serial()
+            .contains(&marker)),
+        "the guest never got its lease from the router; serial console:\n{}\nagent:\n{}",
+        serial(),
+        agent.tail()
+    );
+    let ports = hv.links();
+    assert!(
+        ports.iter().any(|l| l.starts_with("gq")),
+        "no guest tap: {ports:?}"
+    );
+
+    // From outside, through a port forward, to the guest's own HTTP server.
+    let ips = api("listPublicIpAddresses", &[("associatednetworkid", &net_id)]);
+    let public = ips["publicipaddress"][0]["ipaddress"]
+        .as_str()
+        .expect("address")
+        .to_string();
+    let public_id = ips["publicipaddress"][0]["id"]
+        .as_str()
+        .expect("its id")
+        .to_string();
+    job(
+        "createPortForwardingRule",
+        &[
+            ("ipaddressid", &public_id),
+            ("protocol", "tcp"),
+            ("publicport", "8080"),
+            ("privateport", "80"),
+            ("virtualmachineid", &vm_id),
+        ],
+    );
+    let out = hv.outside();
+    let url = format!("http://{public}:8080/");
+    let mut page = String::new();
+    assert!(
+        wait_until(Instant::now() + Duration::from_secs(30), || {
+            let got = Hypervisor::output(&out, &["curl", "-s", "-m", "3", &url]);
+            page = String::from_utf8_lossy(&got.stdout).into_owned();
+            page.contains("10.1.1.11")
+        }),
+        "{url} never answered with the guest's page: {page:?}"
+    );
+
+    // The VM and the network go: no guest, tap, router or bridge is left.
+    job(
+        "destroyVirtualMachine",
+        &[("id", &vm_id), ("expunge", "true")],
+    );
+    eventually("the guest's tap goes", || {
+        !hv.links().iter().any(|l| l.starts_with("gq"))
+    });
+    job("deleteNetwork", &[("id", &net_id)]);
+    eventually("the router's namespace goes", || {
+        hv.router_namespaces().is_empty()
+    });
+    eventually("the network's bridge goes", || {
+        !hv.links().contains(&bridge)
+    });
 }
