@@ -1,8 +1,12 @@
 //! The host driver inside a hypervisor host made of namespaces
 //! ([`test_support::hypervisor::Hypervisor`]): routers plugged into the public bridge and their
-//! networks' VLAN bridges on the trunk, reached from outside with real packets; bridges that
-//! stay while a guest uses them; a restart that re-adopts everything without dropping a
-//! connection; `guestnet agent --check`.
+//! networks' VLAN bridges, reached from outside with real packets; bridges that stay while a
+//! guest uses them; restarts (of the driver, and kill -9 of the agent process) that re-adopt
+//! everything without dropping a connection; `guestnet agent --check`; `guestnet serve --driver
+//! host`; and the whole path through the API: a network on its VLAN, a guest with its MAC
+//! leased by the router's DHCP (a namespace plugged in as a hypervisor would, or a real guest
+//! booted by the agent's `qemu` VM driver), port forwards, a load balancer, firewall and egress
+//! rules, and nothing left once the VM and the network are gone.
 //!
 //! The driver runs inside the hypervisor's namespace (a thread that entered it, or the
 //! `guestnet` binary started there), never in the test's own.
@@ -101,7 +105,7 @@ fn rt() -> tokio::runtime::Runtime {
         .expect("runtime")
 }
 
-/// Whether `ns` can ping `to` (one probe).
+/// Whether `ns` can ping `to` (one echo request).
 fn ping(ns: &str, to: &str) -> bool {
     Hypervisor::output(ns, &["ping", "-c1", "-W1", to])
         .status
