@@ -711,9 +711,9 @@ impl Driver {
         }
     }
 
-    /// The drift timer's tick: every lab router whose kernel no longer holds what it committed
-    /// (a flushed or edited table, a restart that lost it) gets its last good config back in
-    /// one transaction, and haproxy's chores are done. Returns the routers repaired.
+    /// The drift timer's tick: every lab or host router whose kernel no longer holds what it
+    /// committed (a flushed or edited table, a restart that lost it) gets its last good config
+    /// back in one transaction, and haproxy's chores are done. Returns the routers repaired.
     ///
     /// The host driver also removes the bridges and VLAN interfaces whose last user has gone
     /// meanwhile (a hypervisor's port unplugged after the network's router went).
