@@ -149,53 +149,11 @@ pub async fn verify(db: &Db) -> Result<Vec<RouterReport>, VerifyError> {
                         .iter()
                         .map(ToString::to_string),
                 );
-                d.extend(dhcp_differences(wanted.dhcp.as_ref(), held.dhcp.as_ref()));
             }
         }
         reports.push(report);
     }
     Ok(reports)
-}
-
-/// How the DHCP and DNS service the database plans differs from the one the router holds.
-fn dhcp_differences(
-    wanted: Option<&router_config::DhcpService>,
-    held: Option<&router_config::DhcpService>,
-) -> Vec<String> {
-    let (w, h) = match (wanted, held) {
-        (Some(w), Some(h)) => (w, h),
-        (None, None) => return Vec::new(),
-        (Some(_), None) => return vec!["dhcp wanted, the router serves none".into()],
-        (None, Some(_)) => return vec!["dhcp served, none wanted".into()],
-    };
-    let mut d = Vec::new();
-    if w.dns_servers != h.dns_servers {
-        d.push(format!(
-            "dhcp dns_servers wanted {:?}, held {:?}",
-            w.dns_servers, h.dns_servers
-        ));
-    }
-    if w.domain != h.domain {
-        d.push(format!(
-            "dhcp domain wanted {:?}, held {:?}",
-            w.domain, h.domain
-        ));
-    }
-    let (wl, hl): (BTreeSet<_>, BTreeSet<_>) =
-        (w.leases.iter().collect(), h.leases.iter().collect());
-    for l in wl.difference(&hl) {
-        d.push(format!(
-            "dhcp lease {} {} {} wanted, not held",
-            l.mac, l.ip, l.hostname
-        ));
-    }
-    for l in hl.difference(&wl) {
-        d.push(format!(
-            "dhcp lease {} {} {} held, not wanted",
-            l.mac, l.ip, l.hostname
-        ));
-    }
-    d
 }
 
 /// Why a server could not be asked about a router.
@@ -262,50 +220,4 @@ async fn ask(
         });
     }
     serde_json::from_slice(&body).map_err(AskError::Unreadable)
-}
-
-#[cfg(test)]
-mod tests {
-    use std::net::Ipv4Addr;
-
-    use router_config::{DhcpLease, DhcpService, MacAddr};
-
-    use super::dhcp_differences;
-
-    fn service(dns: &[Ipv4Addr], leases: &[(u8, &str)]) -> DhcpService {
-        DhcpService {
-            dns_servers: dns.to_vec(),
-            domain: Some("cs2cloud.internal".into()),
-            leases: leases
-                .iter()
-                .map(|&(n, name)| DhcpLease {
-                    mac: MacAddr([2, 0, 0, 0, 0, n]),
-                    ip: Ipv4Addr::new(10, 1, 1, n),
-                    hostname: name.into(),
-                })
-                .collect(),
-        }
-    }
-
-    #[test]
-    fn dhcp_differences_name_servers_and_leases() {
-        let dns = [Ipv4Addr::new(192, 0, 2, 53)];
-        let a = service(&dns, &[(2, "web1"), (3, "web2")]);
-        assert!(dhcp_differences(Some(&a), Some(&a)).is_empty());
-        let b = service(&[], &[(3, "web2"), (4, "web3")]);
-        let d = dhcp_differences(Some(&a), Some(&b));
-        assert_eq!(
-            d,
-            [
-                "dhcp dns_servers wanted [192.0.2.53], held []",
-                "dhcp lease 02:00:00:00:00:02 10.1.1.2 web1 wanted, not held",
-                "dhcp lease 02:00:00:00:00:04 10.1.1.4 web3 held, not wanted",
-            ]
-        );
-        assert_eq!(
-            dhcp_differences(Some(&a), None),
-            ["dhcp wanted, the router serves none"]
-        );
-        assert!(dhcp_differences(None, None).is_empty());
-    }
 }

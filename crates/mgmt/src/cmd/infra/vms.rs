@@ -23,12 +23,13 @@ use crate::cmd::limits::{self, Resource};
 use crate::cmd::{accepted, owner, page, queued, required, unknown};
 use crate::resp::{self, infra as infra_resp};
 
-/// Whether a name is a VM name (letters, digits, '-' and '_', as host names allow).
+/// Whether a name is a VM name.
+///
+/// The name is the guest's host name (its DHCP lease and DNS name on the router), so it follows
+/// CloudStack's rule for one: a DNS label (1 to 63 letters, digits and '-', neither starting nor
+/// ending with '-') that does not start with a digit.
 fn good_vm_name(name: &str) -> bool {
-    (1..=32).contains(&name.len())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    router_config::is_dns_label(name) && !name.starts_with(|c: char| c.is_ascii_digit())
 }
 
 /// The VM's default name: `VM-` and the first 29 hex digits of its id (32 characters).
@@ -81,8 +82,9 @@ pub(crate) async fn deploy_vm(app: &App, caller: &Caller, p: &Params) -> ApiResu
         Some(n) if good_vm_name(n) => n.to_string(),
         Some(n) => {
             return Err(ApiError::invalid_parameter(format!(
-                "Invalid name {n}: a VM name is 1 to 32 characters of letters, digits, '-' and \
-                 '_'"
+                "Invalid name {n}. Vm name can contain ASCII letters 'a' through 'z', the digits \
+                 '0' through '9', and the hyphen ('-'), must be between 1 and 63 characters long, \
+                 and can't start or end with \"-\" and can't start with digit"
             )))
         }
         None => default_vm_name(&vm_uuid),
