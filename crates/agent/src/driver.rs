@@ -811,7 +811,8 @@ fn dry_run_write(
     let haproxy = render::haproxy::render_haproxy(valid, &global);
     let write = |name: &str, bytes: &[u8]| {
         let path = dir.join(name);
-        let tmp = dir.join(format!(".{name}.tmp"));
+        let file = path.file_name().unwrap_or_default().to_string_lossy();
+        let tmp = path.with_file_name(format!(".{file}.tmp"));
         std::fs::write(&tmp, bytes).map_err(io("write", tmp.clone()))?;
         std::fs::rename(&tmp, &path).map_err(io("rename", tmp))
     };
@@ -820,6 +821,26 @@ fn dry_run_write(
         Some(h) => write("haproxy.cfg", h.as_bytes())?,
         None => {
             let _ = std::fs::remove_file(dir.join("haproxy.cfg"));
+        }
+    }
+    // dnsmasq's three files, as a router would put them in `<state>/dnsmasq/`.
+    let files = sys::dnsmasq::DnsmasqFiles::new(dir.join("dnsmasq"));
+    let paths = render::dnsmasq::Paths {
+        dhcp_hosts: files.dhcp_hosts(),
+        dns_hosts: files.dns_hosts(),
+        leases: files.leases(),
+        pid: files.pid_file(),
+        log: files.log(),
+    };
+    match render::dnsmasq::render(valid, &paths) {
+        Some(d) => {
+            std::fs::create_dir_all(files.dir()).map_err(io("create", files.dir().into()))?;
+            write("dnsmasq/dnsmasq.conf", d.config.as_bytes())?;
+            write("dnsmasq/dhcp-hosts", d.dhcp_hosts.as_bytes())?;
+            write("dnsmasq/dns-hosts", d.dns_hosts.as_bytes())?;
+        }
+        None => {
+            let _ = std::fs::remove_dir_all(files.dir());
         }
     }
     // The config last: its generation says the renders beside it are complete.

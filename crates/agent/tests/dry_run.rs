@@ -227,3 +227,45 @@ async fn a_restarted_dry_run_agent_keeps_its_routers_generations() {
         Applied::Generation(1)
     );
 }
+
+/// Dry-run writes dnsmasq's files beside the ruleset while the config serves DHCP, and removes
+/// them when it stops.
+#[tokio::test]
+async fn dry_run_writes_dnsmasqs_files_while_the_router_serves_dhcp() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = driver_with_router(dir.path()).await;
+    let mut cfg = config(1, &[80]);
+    cfg.dhcp = Some(router_config::DhcpService {
+        dns_servers: vec!["192.0.2.53".parse().unwrap()],
+        domain: Some("cs2cloud.internal".into()),
+        leases: vec![router_config::DhcpLease {
+            mac: "02:00:5e:10:00:0b".parse().unwrap(),
+            ip: "10.1.1.11".parse().unwrap(),
+            hostname: "web1".into(),
+        }],
+    });
+    d.apply(ROUTER, cfg.clone()).await.unwrap();
+    let files = dir.path().join("dry-run").join(ROUTER).join("dnsmasq");
+    let read = |name: &str| std::fs::read_to_string(files.join(name)).unwrap();
+    assert!(
+        read("dnsmasq.conf").contains("server=192.0.2.53"),
+        "{}",
+        read("dnsmasq.conf")
+    );
+    assert!(
+        read("dhcp-hosts").contains("02:00:5e:10:00:0b,10.1.1.11,web1"),
+        "{}",
+        read("dhcp-hosts")
+    );
+    assert!(
+        read("dns-hosts").contains("10.1.1.11"),
+        "{}",
+        read("dns-hosts")
+    );
+    assert!(!files.join(".dnsmasq.conf.tmp").exists());
+
+    cfg.generation = 2;
+    cfg.dhcp = None;
+    d.apply(ROUTER, cfg).await.unwrap();
+    assert!(!files.exists(), "dnsmasq's files outlived the service");
+}
