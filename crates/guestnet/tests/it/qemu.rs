@@ -70,6 +70,7 @@ fn server(hv: &Hypervisor, dir: &Path) -> (Proc, String) {
 fn agent(
     hv: &Hypervisor,
     dir: &Path,
+    name: &str,
     server: &str,
     token_file: &Path,
     vm: VmDriver,
@@ -97,7 +98,7 @@ fn agent(
     if let Some(uri) = libvirt_uri {
         cmd.args(["--libvirt-uri", uri]);
     }
-    Proc::spawn("agent", &mut cmd, &dir.join("agent.log")).unwrap_or_else(|e| panic!("{e}"))
+    Proc::spawn(name, &mut cmd, &dir.join(format!("{name}.log"))).unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn agent_data(dir: &Path) -> PathBuf {
@@ -161,6 +162,24 @@ fn qemus(hv: &Hypervisor) -> Vec<i32> {
         .collect()
 }
 
+/// `text` without its terminal colours (`ESC [ … m`).
+fn plain(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c == 'm' {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 fn id_of(v: &serde_json::Value, field: &str) -> String {
     v[field]["id"]
         .as_str()
@@ -189,9 +208,10 @@ fn guest_through_guestnet(vm: VmDriver) {
     let job = |cmd: &str, params: &[(&str, &str)]| in_netns(&hv_ns, || admin.run(cmd, params));
     let token_file = dir.path().join("token");
     in_netns(&hv_ns, || admin.token("hv1", &token_file));
-    let agent_proc = agent(
+    let mut agent_proc = agent(
         &hv,
         dir.path(),
+        "agent",
         &base,
         &token_file,
         vm,
@@ -201,11 +221,16 @@ fn guest_through_guestnet(vm: VmDriver) {
         admin.until("host hv1 is Up", |a| a.host_up("hv1"))
     });
     let report = |what: &str| {
+        let log = |name: &str| {
+            std::fs::read_to_string(dir.path().join(format!("{name}.log"))).unwrap_or_default()
+        };
         format!(
-            "{what}\n--- serial console\n{}\n--- agent\n{}\n--- server\n{}\n--- libvirtd\n{}",
+            "{what}\n--- serial console\n{}\n--- agent\n{}\n--- restarted agent\n{}\n\
+             --- server\n{}\n--- libvirtd\n{}",
             serial_text(dir.path()),
-            agent_proc.tail(),
-            server_proc.tail(),
+            log("agent"),
+            log("agent2"),
+            log("server"),
             libvirtd.as_ref().map(Libvirtd::log).unwrap_or_default()
         )
     };
@@ -395,7 +420,51 @@ fn guest_through_guestnet(vm: VmDriver) {
         || page(&out, &public, 80, REFUSED).is_some_and(|p| p.contains(GUEST_IP)),
     );
 
-    // destroyVirtualMachine: the guest stops and goes, with its tap and its lease.
+    // The agent killed with -9 and started again: the guest runs on, and the VM the server
+    // ensures again on the agent's return is the same guest, not a second one.
+    let qemu_before = qemus(&hv);
+    agent_proc.kill9();
+    assert!(
+        page(&out, &public, 8080, ADMITTED).is_some_and(|p| p.contains(GUEST_IP)),
+        "{}",
+        report("the guest stopped serving when its agent ended")
+    );
+    drop(agent_proc);
+    agent_proc = agent(
+        &hv,
+        dir.path(),
+        "agent2",
+        &base,
+        &token_file,
+        vm,
+        libvirtd.as_ref().map(Libvirtd::uri),
+    );
+    let asked = wait_until(Instant::now() + DEADLINE, || {
+        plain(&agent_proc.log()).lines().any(|l| {
+            l.contains("request done") && l.contains("\"ensure_vm\"") && l.contains("ok=true")
+        })
+    });
+    assert!(
+        asked,
+        "{}",
+        report("the restarted agent was never asked for the VM again")
+    );
+    assert_eq!(
+        qemus(&hv),
+        qemu_before,
+        "{}",
+        report("the guest's QEMU changed with the agent's restart")
+    );
+    if let Some(d) = &libvirtd {
+        assert_eq!(d.virsh().list_all().expect("list domains").len(), 1);
+    }
+    assert!(
+        page(&out, &public, 8080, ADMITTED).is_some_and(|p| p.contains(GUEST_IP)),
+        "{}",
+        report("the guest stopped serving after its agent's restart")
+    );
+
+    // destroyVirtualMachine: the guest stops and goes, with its tap, its files and its lease.
     let router_state = agent_data(dir.path()).join("routers").join(&router);
     let dnsmasq = sys::dnsmasq::DnsmasqFiles::new(router_state.join("dnsmasq"));
     let dhcp_holds_mac = || {
@@ -434,6 +503,10 @@ fn guest_through_guestnet(vm: VmDriver) {
         "the guest's tap {} is left",
         guest_port[0]
     );
+    let left: Vec<PathBuf> = std::fs::read_dir(agent_data(dir.path()).join("guests"))
+        .map(|entries| entries.filter_map(Result::ok).map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert_eq!(left, Vec::<PathBuf>::new(), "the guest's files are left");
     eventually(
         "the router's DHCP forgets the destroyed VM",
         DEADLINE,
