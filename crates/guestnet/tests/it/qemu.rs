@@ -3,7 +3,10 @@
 //! through the API and booted by the host agent's VM driver (libvirt, through a private daemon
 //! inside the hypervisor, or QEMU run by the agent itself), its address leased by the router's
 //! dnsmasq, its page served from outside through a port forward and a load balancer behind the
-//! firewall; destroying the VM and deleting the network leave nothing behind.
+//! firewall; the agent killed with -9 and started again finds the same guest running (the server
+//! ensures the VM again on the agent's return); destroying the VM and deleting the network leave
+//! nothing behind. Each test prints how long after deployVirtualMachine the guest had its lease
+//! and first answered through the port forward.
 //!
 //! Everything runs inside a [`Hypervisor`]'s namespace: the server, the agent (`--driver host`),
 //! the libvirt daemon, and so the guest's tap beside the network's bridge.
