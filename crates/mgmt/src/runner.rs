@@ -29,7 +29,7 @@
 //! generation and of jobs' ends (`record`), and the worker's copy of its network's rows
 //! (`cache`).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::ops::Deref;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -104,6 +104,10 @@ pub struct Shared {
     bells: Mutex<HashMap<NetworkId, Arc<Notify>>>,
     /// Each network's router's host (fixed when the network is made).
     network_hosts: Mutex<HashMap<NetworkId, String>>,
+    /// Networks whose host's agent connected since their worker last looked: the worker
+    /// starts over as a fresh one (it makes sure the router and the VMs exist again), since
+    /// an agent back within one idle look leaves a running worker none the wiser.
+    reconnected: Mutex<HashSet<NetworkId>>,
     /// While set, workers take no jobs (jobs wait, pending, in the database).
     held: AtomicBool,
     /// Whether workers compare their copy with a full read after every generation: on in
@@ -132,6 +136,7 @@ impl Doorbell {
                 site,
                 bells: Mutex::default(),
                 network_hosts: Mutex::default(),
+                reconnected: Mutex::default(),
                 held: AtomicBool::new(false),
                 copy_check: AtomicBool::new(cfg!(debug_assertions)),
             }),
@@ -249,6 +254,14 @@ impl Doorbell {
         self.copy_check.load(Ordering::SeqCst)
     }
 
+    /// Whether `network`'s host connected since the last call (see `Shared::reconnected`).
+    fn take_reconnected(&self, network: NetworkId) -> bool {
+        self.reconnected
+            .lock()
+            .map(|mut r| r.remove(&network))
+            .unwrap_or(false)
+    }
+
     fn forget(&self, network: NetworkId) {
         if let Ok(mut bells) = self.bells.lock() {
             bells.remove(&network);
@@ -263,6 +276,9 @@ impl Doorbell {
                 for n in networks {
                     if let Ok(mut h) = self.network_hosts.lock() {
                         h.insert(n, host.to_string());
+                    }
+                    if let Ok(mut r) = self.reconnected.lock() {
+                        r.insert(n);
                     }
                     self.ring_here(n);
                 }

@@ -5,6 +5,7 @@ mod faults;
 mod host;
 mod load;
 mod procs;
+mod qemu;
 mod race;
 mod router;
 mod secrets;

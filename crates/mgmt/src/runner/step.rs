@@ -42,6 +42,10 @@ pub(super) async fn worker(rt: Doorbell, network: NetworkId, bell: Arc<Notify>) 
     let mut cache = Cache::default();
     let mut sent = Sent::default();
     loop {
+        if rt.take_reconnected(network) {
+            fresh = true;
+            cache.drop_copy();
+        }
         if fresh {
             sent.forget();
         }
