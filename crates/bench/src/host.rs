@@ -29,6 +29,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context};
 use mgmt::client::Client;
+use nix::sys::signal::{SigSet, Signal};
 use sys::cmd::Stdio;
 use test_support::hypervisor::{in_netns, Hypervisor, PUBLIC_BRIDGE, TRUNK};
 use test_support::process::{base_url, startup_line, Proc};
@@ -275,7 +276,22 @@ impl Rig {
             .dir
             .path()
             .join(format!("agent-{}.log", self.agent_starts));
-        self.agent = Some(Proc::spawn("agent", &mut cmd, &log)?);
+        // The harness blocks SIGINT, SIGTERM and SIGHUP (see `main.rs`) and a child inherits
+        // the mask, so the agent's dnsmasq would never see the SIGHUP that makes it re-read its
+        // leases. The agent is started from a thread of its own with those signals unblocked.
+        let agent = std::thread::scope(|s| {
+            s.spawn(|| {
+                let mut set = SigSet::empty();
+                for sig in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
+                    set.add(sig);
+                }
+                set.thread_unblock().context("cannot unblock signals")?;
+                Ok::<_, anyhow::Error>(Proc::spawn("agent", &mut cmd, &log)?)
+            })
+            .join()
+            .map_err(|_| anyhow::anyhow!("the thread starting the agent panicked"))
+        })??;
+        self.agent = Some(agent);
         Ok(())
     }
 
@@ -298,22 +314,30 @@ impl Rig {
     }
 }
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("runtime")
+/// A runtime whose threads are all in namespace `ns` (made by a thread that entered it), so
+/// every connection its tasks open starts there.
+fn runtime(ns: &str) -> anyhow::Result<tokio::runtime::Runtime> {
+    in_netns(ns, || {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .context("runtime")
+    })
 }
 
 async fn wait_host_up(c: &Client) -> anyhow::Result<()> {
+    wait_host_state(c, "Up").await
+}
+
+async fn wait_host_state(c: &Client, state: &str) -> anyhow::Result<()> {
     let deadline = Instant::now() + STEP_DEADLINE;
     loop {
         let r = c.call("listHosts", &[("name", HOST)]).await?;
-        if r["host"][0]["state"] == "Up" {
+        if r["host"][0]["state"] == state {
             return Ok(());
         }
-        ensure!(Instant::now() < deadline, "host {HOST} never came Up: {r}");
+        ensure!(Instant::now() < deadline, "host {HOST} never {state}: {r}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -633,8 +657,8 @@ fn routers_part(rig: &mut Rig, o: &Options, stop: &AtomicBool) -> anyhow::Result
         rules: o.rules,
         ..Routers::default()
     };
-    let rt = runtime()?;
     let ns = rig.hv.netns();
+    let rt = runtime(&ns)?;
     in_netns(&ns, || -> anyhow::Result<()> {
         rt.block_on(async {
             let c = rig.client();
@@ -660,6 +684,8 @@ fn routers_part(rig: &mut Rig, o: &Options, stop: &AtomicBool) -> anyhow::Result
                 if let Some(a) = rig.agent.as_mut() {
                     a.kill9();
                 }
+                // The server sees the connection close; the new agent is timed from its start.
+                wait_host_state(&c, "Disconnected").await?;
                 let t0 = Instant::now();
                 rig.start_agent()?;
                 wait_host_up(&c).await?;
@@ -749,8 +775,8 @@ fn fetch(ns: &str, ip: &str, port: u16) -> Option<String> {
 }
 
 fn deploy_part(rig: &mut Rig, o: &Options, stop: &AtomicBool) -> anyhow::Result<Vec<Deploy>> {
-    let rt = runtime()?;
     let ns = rig.hv.netns();
+    let rt = runtime(&ns)?;
     let third = 231;
     let net = in_netns(&ns, || {
         rt.block_on(async {
@@ -850,7 +876,41 @@ fn deploy_part(rig: &mut Rig, o: &Options, stop: &AtomicBool) -> anyhow::Result<
             ],
         );
         let lease_s = t0.elapsed().as_secs_f64();
-        ensure!(lease.status.success(), "udhcpc: {lease:?}");
+        if !lease.status.success() {
+            let bridges = Hypervisor::output(&ns, &["bridge", "link"]);
+            let routers: Vec<String> = rig
+                .hv
+                .router_namespaces()
+                .iter()
+                .map(|r| {
+                    let procs: Vec<String> = sys::netns::pids(r)
+                        .unwrap_or_default()
+                        .into_iter()
+                        .filter_map(|p| sys::proc::cmdline(p).map(|c| c.join(" ")))
+                        .collect();
+                    format!("{r}: {procs:?}")
+                })
+                .collect();
+            let mut files = String::new();
+            if let Ok(dirs) = std::fs::read_dir(rig.dir.path().join("agent").join("routers")) {
+                for d in dirs.flatten() {
+                    let dns = d.path().join("dnsmasq");
+                    for f in std::fs::read_dir(&dns).into_iter().flatten().flatten() {
+                        let text = std::fs::read_to_string(f.path()).unwrap_or_default();
+                        files.push_str(&format!("{}:\n{text}\n", f.path().display()));
+                    }
+                }
+            }
+            if let Some(a) = &rig.agent {
+                files.push_str(&a.log());
+            }
+            bail!(
+                "udhcpc found no lease on {bridge}: {}\nbridge ports: {}\nrouters: {routers:?}\n\
+                 {files}",
+                String::from_utf8_lossy(&lease.stderr),
+                String::from_utf8_lossy(&bridges.stdout)
+            );
+        }
         let addr = Hypervisor::output(&guest, &["ip", "-4", "-o", "addr", "show", "eth0"]);
         ensure!(
             String::from_utf8_lossy(&addr.stdout).contains(&format!("{ip}/24")),
@@ -928,7 +988,7 @@ pub(crate) fn run(o: &Options, stop: &Arc<AtomicBool>) -> anyhow::Result<Figures
     let mut rig = Rig::new(&binary, vlans)?;
     let ns = rig.hv.netns();
     let setup = in_netns(&ns, || {
-        runtime()?.block_on(async {
+        runtime(&ns)?.block_on(async {
             let c = rig.client();
             let t = c.call("createAgentToken", &[("host", HOST)]).await?;
             std::fs::write(&rig.token_file, s(&t, &["agenttoken", "token"])?)
