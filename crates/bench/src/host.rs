@@ -764,14 +764,20 @@ case \"$1\" in\n\
 esac\n\
 exit 0\n";
 
-/// What `ns` gets from `ip:port` over one TCP connection, if it connects.
+/// The body `http://ip:port/` answers from `ns` (`curl`), if it answers 2xx.
 fn fetch(ns: &str, ip: &str, port: u16) -> Option<String> {
-    let target = format!("TCP:{ip}:{port},connect-timeout=1");
-    let out = Hypervisor::output(ns, &["socat", "-T2", "-t2", "-", &target]);
+    let url = format!("http://{ip}:{port}/");
+    let out = Hypervisor::output(ns, &["curl", "-s", "-f", "-m", "2", &url]);
     out.status
         .success()
         .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
         .filter(|s| !s.is_empty())
+}
+
+/// socat's address of a command answering one HTTP request with `200` and `body` (HTTP/1.0:
+/// the body ends with the connection).
+fn http_answer(body: &str) -> String {
+    format!("SYSTEM:echo HTTP/1.0 200 OK; echo; echo {body}")
 }
 
 fn deploy_part(rig: &mut Rig, o: &Options, stop: &AtomicBool) -> anyhow::Result<Vec<Deploy>> {
@@ -866,7 +872,7 @@ fn deploy_part(rig: &mut Rig, o: &Options, stop: &AtomicBool) -> anyhow::Result<
             &[
                 "socat",
                 "TCP-LISTEN:80,reuseaddr,fork",
-                &format!("SYSTEM:echo web{run}"),
+                &http_answer(&format!("web{run}")),
             ],
         );
         let lease = Hypervisor::output(
