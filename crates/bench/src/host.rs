@@ -554,8 +554,9 @@ async fn make_routers(
     let plan = Arc::new(plan);
     let t = Instant::now();
     let mut tasks = Vec::new();
+    let stopped = Arc::new(AtomicBool::new(false));
     for _ in 0..o.clients.max(1) {
-        let (c, order, next, last_jobs, nets, vm_ids, plan) = (
+        let (c, order, next, last_jobs, nets, vm_ids, plan, stopped) = (
             c.clone(),
             order.clone(),
             next.clone(),
@@ -563,9 +564,13 @@ async fn make_routers(
             nets.clone(),
             vm_ids.clone(),
             plan.clone(),
+            stopped.clone(),
         );
         tasks.push(tokio::spawn(async move {
             loop {
+                if stopped.load(Ordering::SeqCst) {
+                    return anyhow::Ok(());
+                }
                 let i = next.fetch_add(1, Ordering::SeqCst);
                 let Some(&(n, r)) = order.get(i) else {
                     return anyhow::Ok(());
@@ -582,7 +587,18 @@ async fn make_routers(
             }
         }));
     }
-    for task in tasks {
+    // The clients look at `stopped`, set here once the harness is asked to stop.
+    let mut handles = tasks.into_iter();
+    for task in handles.by_ref() {
+        loop {
+            if stop.load(Ordering::SeqCst) {
+                stopped.store(true, Ordering::SeqCst);
+            }
+            if task.is_finished() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
         task.await.context("a client")??;
     }
     f.fill_s = t.elapsed().as_secs_f64();
