@@ -588,8 +588,7 @@ async fn make_routers(
         }));
     }
     // The clients look at `stopped`, set here once the harness is asked to stop.
-    let mut handles = tasks.into_iter();
-    for task in handles.by_ref() {
+    for task in tasks {
         loop {
             if stop.load(Ordering::SeqCst) {
                 stopped.store(true, Ordering::SeqCst);
