@@ -157,6 +157,19 @@ pub(crate) fn core_share(ticks: u64, ticks_per_s: u64, seconds: f64) -> f64 {
     ticks as f64 / ticks_per_s as f64 / seconds * 100.0
 }
 
+/// A `/proc/<pid>/stat` text's CPU ticks: the process's own (utime + stime) and those of the
+/// children it waited for (cutime + cstime).
+pub(crate) fn own_and_children_ticks(stat: &str) -> Option<(u64, u64)> {
+    let (_, rest) = stat.rsplit_once(')')?;
+    let f: Vec<u64> = rest
+        .split_whitespace()
+        .skip(11)
+        .take(4)
+        .map(|x| x.parse().ok())
+        .collect::<Option<_>>()?;
+    (f.len() == 4).then(|| (f[0] + f[1], f[2] + f[3]))
+}
+
 /// `VmRSS` of a `/proc/<pid>/status` text, in KiB.
 pub(crate) fn vm_rss_kib(status: &str) -> Option<u64> {
     status
@@ -492,6 +505,8 @@ pub(crate) struct Routers {
     pub(crate) idle_seconds: f64,
     pub(crate) idle_cpu_pct: f64,
     pub(crate) server_idle_cpu_pct: f64,
+    /// The agent's own share (utime + stime), without the children it waited for.
+    pub(crate) idle_own_cpu_pct: f64,
     pub(crate) rss_kib: u64,
     pub(crate) threads: usize,
 }
@@ -719,6 +734,12 @@ fn routers_part(rig: &mut Rig, o: &Options, stop: &AtomicBool) -> anyhow::Result
             let pid = rig.agent_pid()?;
             let server = i32::try_from(rig.server.pid().context("server pid")?)?;
             let ticks = |p: i32| sys::proc::stat(p).map(|s| s.cpu_ticks);
+            let split = |p: i32| {
+                std::fs::read_to_string(format!("/proc/{p}/stat"))
+                    .ok()
+                    .and_then(|t| own_and_children_ticks(&t))
+            };
+            let split0 = split(pid);
             let (a0, s0, t0) = (ticks(pid), ticks(server), Instant::now());
             let end = t0 + Duration::from_secs(o.idle_seconds);
             while Instant::now() < end {
@@ -726,6 +747,7 @@ fn routers_part(rig: &mut Rig, o: &Options, stop: &AtomicBool) -> anyhow::Result
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
             let (a1, s1) = (ticks(pid), ticks(server));
+            let split1 = split(pid);
             let secs = t0.elapsed().as_secs_f64();
             let hz = sys::proc::clock_ticks();
             let (a0, a1, s0, s1) = (
@@ -737,6 +759,9 @@ fn routers_part(rig: &mut Rig, o: &Options, stop: &AtomicBool) -> anyhow::Result
             f.idle_seconds = secs;
             f.idle_cpu_pct = core_share(a1 - a0, hz, secs);
             f.server_idle_cpu_pct = core_share(s1 - s0, hz, secs);
+            if let (Some((own0, _)), Some((own1, _))) = (split0, split1) {
+                f.idle_own_cpu_pct = core_share(own1 - own0, hz, secs);
+            }
             let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
                 .context("the agent's status")?;
             f.rss_kib = vm_rss_kib(&status).unwrap_or(0);
@@ -744,9 +769,10 @@ fn routers_part(rig: &mut Rig, o: &Options, stop: &AtomicBool) -> anyhow::Result
             let (_, differing, first) = verify_once(&db).await?;
             ensure!(differing == 0, "after the idle window: {first:?}");
             println!(
-                "host idle: agent {:.2}% of a core over {secs:.0} s (server {:.2}%), RSS {} MiB, \
-                 {} threads",
+                "host idle: agent {:.2}% of a core over {secs:.0} s ({:.2}% its own threads; \
+                 server {:.2}%), RSS {} MiB, {} threads",
                 f.idle_cpu_pct,
+                f.idle_own_cpu_pct,
                 f.server_idle_cpu_pct,
                 f.rss_kib / 1024,
                 f.threads
@@ -1145,8 +1171,10 @@ fn routers_markdown(out: &mut String, r: &Routers) {
         verdict(r.idle_cpu_pct <= IDLE_CPU_TARGET_PCT)
     ));
     out.push_str(&format!(
-        "| the server's CPU in the same window |  | {:.2} % |  |\n\
+        "| of which the agent's own threads (utime + stime) |  | {:.2} % |  |\n\
+         | the server's CPU in the same window |  | {:.2} % |  |\n\
          | agent's resident memory; threads |  | {:.0} MiB; {} |  |\n\n",
+        r.idle_own_cpu_pct,
         r.server_idle_cpu_pct,
         r.rss_kib as f64 / 1024.0,
         r.threads

@@ -297,3 +297,10 @@ fn host_markdown_states_targets_and_verdicts() {
     assert!(text.contains("≤ 2 % | 0.50 % | met"), "{text}");
     assert!(text.contains("| 1.50 s (1.50–1.50) |"), "{text}");
 }
+
+#[test]
+fn host_stat_splits_own_and_children_ticks() {
+    let stat = "423 (guestnet (x)) S 1 423 423 0 -1 4194560 100 0 0 0 170 30 7 3 20 0 15 0 5000";
+    assert_eq!(crate::host::own_and_children_ticks(stat), Some((200, 10)));
+    assert_eq!(crate::host::own_and_children_ticks("1 (x) S 1"), None);
+}
