@@ -23,11 +23,18 @@
 //! restarted agent restoring a router of 100k rules (BENCHMARKS.md, "Agents and several
 //! servers").
 //!
+//! `guestnet-bench host [--networks 200] [--rules 1000] [--only routers|deploy] [--markdown FILE]`
+//! measures the host driver inside a hypervisor host made of namespaces: one agent holding
+//! many routers (a SIGKILL and restart until every router is confirmed enforcing its last
+//! generation; the agent's CPU at idle), and a guest from deployVirtualMachine to its DHCP
+//! lease and an answer through a port forward (BENCHMARKS.md, "Real hosts").
+//!
 //! The hidden subcommands `probe-server`, `probe-client`, `lb-server` and `lb-client` are this binary run inside the lab's
 //! namespaces. Like every crate but `sys`, it never creates a process itself.
 
 mod agents;
 mod api;
+mod host;
 mod lb;
 mod linear;
 mod load;
@@ -69,6 +76,9 @@ enum Command {
     /// Measure servers and agents as separate processes (needs root): end to end, sustained
     /// changes through two servers and two agents, an agent restart at 100k rules.
     Agents(agents::Options),
+    /// Measure the host driver (needs root): one agent holding many routers (restart, idle
+    /// CPU), and a guest from deploy to an answer through a port forward.
+    Host(host::Options),
     /// Print a config of a mix as JSON (generation 1, or after CHANGES changed rules as in run 1).
     #[command(hide = true)]
     Config {
@@ -181,6 +191,7 @@ fn main() -> ExitCode {
         Command::Agents(opts) => {
             watch_signals().and_then(|stop| agents::run(&opts, &stop).map(|_| ()))
         }
+        Command::Host(opts) => watch_signals().and_then(|stop| host::run(&opts, &stop).map(|_| ())),
         Command::LbServer { listen } => load::serve(&listen),
         Command::LbClient {
             connect,

@@ -212,3 +212,95 @@ fn outcomes_are_counted_once_each() {
     assert_eq!(total.attempted, 16);
     assert_eq!(total.reset, 4);
 }
+
+#[test]
+fn host_rules_are_three_forwards_in_ten_and_never_share_a_port() {
+    use crate::host::{rule_plan, RuleSpec};
+    let plan = rule_plan(1000);
+    assert_eq!(plan.len(), 1000);
+    let forwards: Vec<u16> = plan
+        .iter()
+        .filter_map(|r| match r {
+            RuleSpec::Forward { public_port } => Some(*public_port),
+            RuleSpec::Firewall { .. } => None,
+        })
+        .collect();
+    let firewall: Vec<u16> = plan
+        .iter()
+        .filter_map(|r| match r {
+            RuleSpec::Firewall { port, .. } => Some(*port),
+            RuleSpec::Forward { .. } => None,
+        })
+        .collect();
+    assert_eq!(forwards.len(), 300);
+    assert_eq!(firewall.len(), 700);
+    let all: BTreeSet<u16> = forwards.iter().chain(&firewall).copied().collect();
+    assert_eq!(all.len(), 1000, "a port is used twice");
+    assert!(firewall.iter().all(|p| *p >= 1 && *p < 20_000));
+    assert_eq!(plan, rule_plan(1000), "the same every time");
+}
+
+#[test]
+fn host_rules_go_round_robin_over_the_networks() {
+    let order = crate::host::send_order(3, 2);
+    assert_eq!(order, vec![(0, 0), (1, 0), (2, 0), (0, 1), (1, 1), (2, 1)]);
+}
+
+#[test]
+fn host_cpu_share_and_rss_are_read_right() {
+    use crate::host::{core_share, vm_rss_kib};
+    assert!((core_share(120, 100, 60.0) - 2.0).abs() < 1e-9);
+    assert!(core_share(1, 0, 60.0).is_nan());
+    let status = "Name:\tguestnet\nVmPeak:\t  900 kB\nVmRSS:\t   53412 kB\nThreads:\t9\n";
+    assert_eq!(vm_rss_kib(status), Some(53_412));
+    assert_eq!(vm_rss_kib("Name:\tx\n"), None);
+}
+
+#[test]
+fn host_markdown_states_targets_and_verdicts() {
+    use crate::host::{markdown, Deploy, Figures, Options, Routers};
+    let o = Options {
+        networks: 2,
+        rules: 10,
+        clients: 1,
+        restarts: 2,
+        idle_seconds: 60,
+        deploys: 1,
+        only: None,
+        server: None,
+        markdown: None,
+    };
+    let f = Figures {
+        routers: Some(Routers {
+            networks: 2,
+            rules: 10,
+            fill_s: 1.0,
+            up_s: vec![0.5, 0.7],
+            clean_start_s: vec![1.0, 1.2],
+            clean_end_s: vec![12.0, 14.0],
+            idle_seconds: 60.0,
+            idle_cpu_pct: 0.5,
+            ..Routers::default()
+        }),
+        deploys: vec![Deploy {
+            job_s: 0.2,
+            lease_s: 1.1,
+            http_s: 1.5,
+        }],
+    };
+    let text = markdown(&o, &f, &crate::report::Machine::default());
+    assert!(text.contains("--networks 2 --rules 10"), "{text}");
+    assert!(
+        text.contains("≤ 10 s | 13.00 s (12.00–14.00) | **missed**"),
+        "{text}"
+    );
+    assert!(text.contains("≤ 2 % | 0.50 % | met"), "{text}");
+    assert!(text.contains("| 1.50 s (1.50–1.50) |"), "{text}");
+}
+
+#[test]
+fn host_stat_splits_own_and_children_ticks() {
+    let stat = "423 (guestnet (x)) S 1 423 423 0 -1 4194560 100 0 0 0 170 30 7 3 20 0 15 0 5000";
+    assert_eq!(crate::host::own_and_children_ticks(stat), Some((200, 10)));
+    assert_eq!(crate::host::own_and_children_ticks("1 (x) S 1"), None);
+}
