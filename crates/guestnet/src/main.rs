@@ -47,6 +47,10 @@ enum Command {
 }
 
 fn main() -> std::process::ExitCode {
+    // Before any thread: the programs guestnet starts (dnsmasq, haproxy, QEMU) inherit the mask.
+    if let Err(e) = sys::cmd::unblock_all_signals() {
+        eprintln!("guestnet: cannot unblock signals: {e}");
+    }
     logging::init();
     let cli = Cli::parse();
     let result = match cli.command {

@@ -12,6 +12,24 @@ use std::path::Path;
 use std::process::Command;
 
 pub use nix::sys::signal::Signal;
+
+/// Unblocks every signal of the calling thread, so that the threads it starts afterwards and the
+/// programs they run begin with no signal blocked.
+///
+/// A blocked signal mask is inherited across `fork` and `exec`: a process started by a
+/// supervisor or a harness that blocks SIGHUP would hand that mask to every program it starts,
+/// and a dnsmasq started so never re-reads its leases on SIGHUP. Call it first thing in `main`,
+/// before any thread exists.
+///
+/// # Errors
+/// What `pthread_sigmask` returned.
+pub fn unblock_all_signals() -> Result<(), nix::errno::Errno> {
+    nix::sys::signal::pthread_sigmask(
+        nix::sys::signal::SigmaskHow::SIG_SETMASK,
+        Some(&nix::sys::signal::SigSet::empty()),
+        None,
+    )
+}
 use nix::unistd::Pid;
 
 pub use std::process::{ChildStderr, ChildStdin, ChildStdout, ExitStatus, Output, Stdio};

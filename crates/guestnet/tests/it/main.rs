@@ -10,6 +10,7 @@ mod race;
 mod router;
 mod secrets;
 mod serve;
+mod signals;
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::process::ExitStatusExt;
