@@ -16,6 +16,7 @@
 
 mod delta;
 mod diff;
+mod incremental;
 mod valid;
 mod validate;
 mod wire;
@@ -25,6 +26,7 @@ mod tests;
 
 pub use delta::{DeltaError, RouterDelta};
 pub use diff::{differences, Difference, MAX_DIFFERENCES};
+pub use incremental::{ApplyDeltaError, ConfigChange, Touched};
 pub use valid::{
     Algorithm, CookieMode, Dhcp, EgressMatch, EgressRule, HealthCheck, IcmpMatch, IngressMatch,
     IngressRule, L4Proto, LbMode, LoadBalancer, Member, PortForward, PortRange, RuleId, RuleKind,

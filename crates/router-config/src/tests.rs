@@ -413,3 +413,214 @@ fn dns_names_and_labels() {
         "b".repeat(190)
     )));
 }
+
+// ---- a delta applied in place equals a whole validation of its result ----
+
+mod in_place {
+    use super::*;
+    use proptest::prelude::*;
+    use std::net::Ipv4Addr;
+
+    const IPS: [&str; 3] = ["203.0.113.10", "203.0.113.11", "192.0.2.1"];
+    const CIDRS: [&str; 6] = [
+        "0.0.0.0/0",
+        "198.51.100.0/24",
+        "198.51.100.0/25",
+        "198.51.100.7/32",
+        "192.0.2.0/24",
+        "10.1.1.0/25",
+    ];
+
+    /// A rule of any kind with an id from a small range, valid most of the time.
+    #[derive(Debug, Clone)]
+    enum AnyRule {
+        Firewall(WireFirewallRule),
+        Egress(WireEgressRule),
+        Forward(WirePortForward),
+        Balancer(WireLoadBalancer),
+    }
+
+    fn arb_ip() -> impl Strategy<Value = Ipv4Addr> {
+        prop_oneof![6 => 0usize..2, 1 => Just(2usize)].prop_map(|i| IPS[i].parse().unwrap())
+    }
+
+    fn arb_ports() -> impl Strategy<Value = WirePorts> {
+        prop_oneof![
+            8 => (20u32..40, 0u32..6).prop_map(|(s, w)| WirePorts { start: s, end: s + w }),
+            1 => Just(WirePorts { start: 0, end: 5 }),
+            1 => Just(WirePorts { start: 30, end: 25 }),
+        ]
+    }
+
+    fn arb_sources() -> impl Strategy<Value = Vec<String>> {
+        prop_oneof![
+            10 => proptest::collection::vec(
+                (0..CIDRS.len()).prop_map(|i| CIDRS[i].to_string()),
+                1..3
+            ),
+            1 => Just(Vec::new()),
+            1 => Just(vec!["198.51.100.5/24".to_string()]),
+        ]
+    }
+
+    fn arb_proto() -> impl Strategy<Value = String> {
+        prop_oneof![
+            6 => Just("tcp".to_string()),
+            3 => Just("udp".to_string()),
+            1 => Just("icmp".to_string()),
+            1 => Just("sctp".to_string()),
+        ]
+    }
+
+    fn arb_rule() -> impl Strategy<Value = AnyRule> {
+        let id = prop_oneof![20 => 1u64..40, 1 => Just(0u64)];
+        prop_oneof![
+            4 => (id.clone(), arb_ip(), arb_proto(), proptest::option::of(arb_ports()), arb_sources())
+                .prop_map(|(id, public_ip, protocol, ports, source_cidrs)| {
+                    let ports = if protocol == "icmp" { None } else { ports };
+                    AnyRule::Firewall(WireFirewallRule { id, public_ip, protocol, ports, icmp: None, source_cidrs })
+                }),
+            1 => (id.clone(), prop_oneof![Just("tcp"), Just("all"), Just("icmp")], proptest::option::of(arb_ports()), any::<bool>())
+                .prop_map(|(id, protocol, ports, outside)| {
+                    let ports = if protocol == "tcp" { ports } else { None };
+                    let source_cidrs = if outside { vec!["10.2.0.0/24".to_string()] } else { Vec::new() };
+                    AnyRule::Egress(WireEgressRule { id, protocol: protocol.into(), ports, icmp: None, source_cidrs, destination_cidrs: Vec::new() })
+                }),
+            3 => (id.clone(), arb_ip(), prop_oneof![Just("tcp"), Just("udp")], arb_ports(), any::<bool>(), prop_oneof![8 => 11u8..14, 1 => Just(1u8)], arb_sources())
+                .prop_map(|(id, public_ip, protocol, public_ports, single, vm, source_cidrs)| {
+                    let (public_ports, private_ports) = if single {
+                        let p = WirePorts { start: public_ports.start, end: public_ports.start };
+                        (p, WirePorts { start: 8080, end: 8080 })
+                    } else {
+                        (public_ports, public_ports)
+                    };
+                    AnyRule::Forward(WirePortForward {
+                        id, public_ip, protocol: protocol.into(), public_ports, private_ports,
+                        vm_ip: Ipv4Addr::new(10, 1, 1, vm), source_cidrs,
+                    })
+                }),
+            2 => (id, arb_ip(), prop_oneof![8 => 20u32..40, 1 => Just(0u32)], proptest::collection::vec((11u8..14, 80u32..82), 0..3))
+                .prop_map(|(id, public_ip, public_port, members)| {
+                    AnyRule::Balancer(WireLoadBalancer {
+                        id, public_ip, public_port, protocol: "tcp".into(), algorithm: "roundrobin".into(),
+                        members: members.into_iter().map(|(vm, port)| WireMember { vm_ip: Ipv4Addr::new(10, 1, 1, vm), port }).collect(),
+                        source_cidrs: vec!["0.0.0.0/0".into()], stickiness: None, health_check: None,
+                    })
+                }),
+        ]
+    }
+
+    fn empty() -> RouterConfig {
+        let mut c = example();
+        c.firewall_rules.clear();
+        c.egress_rules.clear();
+        c.port_forwards.clear();
+        c.load_balancers.clear();
+        c
+    }
+
+    fn push(c: &mut RouterConfig, r: &AnyRule) {
+        match r.clone() {
+            AnyRule::Firewall(r) => c.firewall_rules.push(r),
+            AnyRule::Egress(r) => c.egress_rules.push(r),
+            AnyRule::Forward(r) => c.port_forwards.push(r),
+            AnyRule::Balancer(r) => c.load_balancers.push(r),
+        }
+    }
+
+    /// A valid base: each drawn rule is kept when the config stays valid with it.
+    fn base_of(rules: &[AnyRule]) -> ValidConfig {
+        let mut c = empty();
+        for r in rules {
+            let mut next = c.clone();
+            push(&mut next, r);
+            if validate(next.clone()).is_ok() {
+                c = next;
+            }
+        }
+        validate(c).unwrap()
+    }
+
+    fn delta_of(
+        base: &ValidConfig,
+        upserts: &[AnyRule],
+        removes: &[prop::sample::Index],
+        unknown: bool,
+        policy: bool,
+    ) -> RouterDelta {
+        let mut d = RouterDelta::between(base.document(), base.document());
+        d.generation = base.generation() + 1;
+        let mut held: Vec<u64> = Vec::new();
+        let doc = base.document();
+        held.extend(doc.firewall_rules.iter().map(|r| r.id));
+        held.extend(doc.egress_rules.iter().map(|r| r.id));
+        held.extend(doc.port_forwards.iter().map(|r| r.id));
+        held.extend(doc.load_balancers.iter().map(|r| r.id));
+        if !held.is_empty() {
+            d.remove = removes.iter().map(|i| held[i.index(held.len())]).collect();
+        }
+        if unknown {
+            d.remove.push(1000);
+        }
+        for r in upserts {
+            match r.clone() {
+                AnyRule::Firewall(r) => d.upsert_firewall_rules.push(r),
+                AnyRule::Egress(r) => d.upsert_egress_rules.push(r),
+                AnyRule::Forward(r) => d.upsert_port_forwards.push(r),
+                AnyRule::Balancer(r) => d.upsert_load_balancers.push(r),
+            }
+        }
+        if policy {
+            d.egress_default = Some(EgressPolicy::Allow);
+        }
+        d
+    }
+
+    fn problem_set(p: &ConfigProblems) -> Vec<String> {
+        let mut v: Vec<String> = p.0.iter().map(ToString::to_string).collect();
+        v.sort();
+        v
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn in_place_equals_a_whole_validation_of_the_result(
+            rules in proptest::collection::vec(arb_rule(), 0..16),
+            upserts in proptest::collection::vec(arb_rule(), 0..4),
+            removes in proptest::collection::vec(any::<prop::sample::Index>(), 0..3),
+            unknown in proptest::bool::weighted(0.05),
+            policy in proptest::bool::weighted(0.05),
+        ) {
+            let base = base_of(&rules);
+            let delta = delta_of(&base, &upserts, &removes, unknown, policy);
+            let whole = delta
+                .apply_to(base.document())
+                .map_err(ApplyDeltaError::Delta)
+                .and_then(|doc| validate(doc).map_err(|problems| ApplyDeltaError::Invalid {
+                    generation: delta.generation,
+                    problems,
+                }));
+            let mut cfg = base.clone();
+            match (cfg.apply_delta(&delta), whole) {
+                (Ok(change), Ok(want)) => {
+                    prop_assert_eq!(&cfg, &want);
+                    prop_assert_eq!(change.balancers_before(&cfg), base.load_balancers.clone());
+                    cfg.undo(change);
+                    prop_assert_eq!(&cfg, &base);
+                }
+                (Err(ApplyDeltaError::Invalid { generation, problems }), Err(ApplyDeltaError::Invalid { generation: g, problems: want })) => {
+                    prop_assert_eq!(generation, g);
+                    prop_assert_eq!(problem_set(&problems), problem_set(&want));
+                    prop_assert_eq!(&cfg, &base);
+                }
+                (Err(ApplyDeltaError::Delta(e)), Err(ApplyDeltaError::Delta(want))) => {
+                    prop_assert_eq!(e, want);
+                    prop_assert_eq!(&cfg, &base);
+                }
+                (got, want) => prop_assert!(false, "in place: {:?}\nwhole: {:?}", got.map(|_| ()), want.map(|_| ())),
+            }
+        }
+    }
+}

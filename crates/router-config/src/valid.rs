@@ -191,6 +191,9 @@ pub struct PortForward {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ValidConfig {
     pub(crate) document: RouterConfig,
+    /// Port forwards and load balancers by what they may conflict on, so a changed rule is
+    /// checked against its neighbours only.
+    pub(crate) neighbours: crate::incremental::Neighbours,
     /// The public interface's name.
     pub public_interface: String,
     /// Public IPs with their prefix lengths, sorted.

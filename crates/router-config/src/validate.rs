@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::Ipv4Addr;
 
+use crate::incremental::Neighbours;
 use crate::valid::*;
 use crate::wire::*;
 
@@ -46,7 +47,7 @@ impl fmt::Display for ConfigProblems {
 
 impl std::error::Error for ConfigProblems {}
 
-struct Problems(Vec<ConfigProblem>);
+pub(crate) struct Problems(pub(crate) Vec<ConfigProblem>);
 
 impl Problems {
     fn doc(&mut self, field: impl Into<String>, message: impl Into<String>) {
@@ -68,6 +69,25 @@ impl Problems {
             field: field.into(),
             message: message.into(),
         });
+    }
+}
+
+/// The router's public IPs, as a rule's `public_ip` is checked against them.
+pub(crate) trait PublicIps {
+    /// Whether `ip` is one of them.
+    fn holds(&self, ip: Ipv4Addr) -> bool;
+}
+
+impl PublicIps for BTreeSet<Ipv4Addr> {
+    fn holds(&self, ip: Ipv4Addr) -> bool {
+        self.contains(&ip)
+    }
+}
+
+/// A validated config's `public_addresses`, sorted by address.
+impl PublicIps for [(Ipv4Addr, u8)] {
+    fn holds(&self, ip: Ipv4Addr) -> bool {
+        self.binary_search_by_key(&ip, |(a, _)| *a).is_ok()
     }
 }
 
@@ -222,7 +242,9 @@ pub fn validate(raw: RouterConfig) -> Result<ValidConfig, ConfigProblems> {
     if let (Some(doc), Some(valid)) = (document.dhcp.as_mut(), dhcp.as_ref()) {
         doc.leases.clone_from(&valid.leases);
     }
+    let neighbours = Neighbours::of(&forwards, &lbs);
     Ok(ValidConfig {
+        neighbours,
         public_interface: document.public.interface.clone(),
         public_addresses: addresses,
         source_nat_ip: *source_nat_ip,
@@ -498,14 +520,14 @@ fn l4(
     }
 }
 
-fn validate_ingress(
+pub(crate) fn validate_ingress(
     p: &mut Problems,
     r: &WireFirewallRule,
-    ips: &BTreeSet<Ipv4Addr>,
+    ips: &(impl PublicIps + ?Sized),
 ) -> Option<IngressRule> {
     let k = RuleKind::Firewall;
     let mut ok = true;
-    if !ips.contains(&r.public_ip) {
+    if !ips.holds(r.public_ip) {
         p.rule(
             k,
             r.id,
@@ -563,7 +585,7 @@ fn validate_ingress(
     })
 }
 
-fn validate_egress(
+pub(crate) fn validate_egress(
     p: &mut Problems,
     r: &WireEgressRule,
     guest: Option<Ipv4Net>,
@@ -645,16 +667,16 @@ fn validate_egress(
     })
 }
 
-fn validate_forward(
+pub(crate) fn validate_forward(
     p: &mut Problems,
     r: &WirePortForward,
-    ips: &BTreeSet<Ipv4Addr>,
+    ips: &(impl PublicIps + ?Sized),
     guest: Option<Ipv4Net>,
     guest_gateway: Ipv4Addr,
 ) -> Option<PortForward> {
     let k = RuleKind::PortForward;
     let mut ok = true;
-    if !ips.contains(&r.public_ip) {
+    if !ips.holds(r.public_ip) {
         p.rule(
             k,
             r.id,
@@ -726,7 +748,7 @@ pub(crate) fn cidrs_intersect(a: &[Ipv4Net], b: &[Ipv4Net]) -> bool {
 
 /// Two forwards conflict when public IP and protocol match, public ports intersect and source
 /// sets intersect: a packet could then be sent to two places.
-fn check_forward_conflicts(p: &mut Problems, forwards: &[PortForward]) {
+pub(crate) fn check_forward_conflicts(p: &mut Problems, forwards: &[PortForward]) {
     let mut groups: BTreeMap<(Ipv4Addr, L4Proto), Vec<&PortForward>> = BTreeMap::new();
     for f in forwards {
         groups.entry((f.public_ip, f.proto)).or_default().push(f);
@@ -1012,16 +1034,16 @@ fn validate_stickiness(p: &mut Problems, id: u64, s: &WireStickiness) -> Option<
     (p.0.len() == before).then_some(out)
 }
 
-fn validate_lb(
+pub(crate) fn validate_lb(
     p: &mut Problems,
     r: &WireLoadBalancer,
-    ips: &BTreeSet<Ipv4Addr>,
+    ips: &(impl PublicIps + ?Sized),
     guest: Option<Ipv4Net>,
     guest_gateway: Ipv4Addr,
 ) -> Option<LoadBalancer> {
     let k = RuleKind::LoadBalancer;
     let before = p.0.len();
-    if !ips.contains(&r.public_ip) {
+    if !ips.holds(r.public_ip) {
         p.rule(
             k,
             r.id,
