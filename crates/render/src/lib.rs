@@ -24,6 +24,7 @@
 //! The crate is pure: no I/O, no processes, no clock. The same config always renders to the
 //! same bytes, whatever the order of its rules.
 
+mod change;
 pub mod dnsmasq;
 pub mod haproxy;
 pub mod libvirt;

@@ -16,6 +16,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt::Write as _;
 use std::net::Ipv4Addr;
 
+use crate::change::PartAtoms;
 use crate::owners::{self, Seg};
 
 /// Every prefix length, most specific first: the order of the tuple-space lookups.
@@ -133,6 +134,9 @@ pub struct Ruleset {
     pub skeleton: Skeleton,
     /// Partitions by key; an absent key has no rules.
     pub parts: BTreeMap<PartKey, Fragment>,
+    /// The ingress partitions' rules by source CIDR, so a change re-plans the CIDRs it touches
+    /// without scanning the config.
+    pub(crate) atoms: BTreeMap<PartKey, PartAtoms>,
 }
 
 /// Plans the complete model of a config.
@@ -146,13 +150,20 @@ pub fn plan(cfg: &ValidConfig) -> Ruleset {
     for f in &cfg.port_forwards {
         groups.entry(forward_key(f)).or_default().forwards.push(f);
     }
+    let mut atoms = BTreeMap::new();
     let parts = groups
         .into_iter()
-        .map(|(key, members)| (key, plan_partition(key, &members)))
+        .map(|(key, members)| {
+            if key.kind == PartKind::Ingress {
+                atoms.insert(key, PartAtoms::of(&members.ingress));
+            }
+            (key, plan_partition(key, &members))
+        })
         .collect();
     Ruleset {
         skeleton: plan_skeleton(cfg),
         parts,
+        atoms,
     }
 }
 
@@ -215,11 +226,12 @@ fn merge_walk<T: PartialEq>(a: &[T], b: &[T], id: impl Fn(&T) -> RuleId, mut mar
     }
 }
 
-/// Re-plans the given partitions of `cfg` (all of them that still have rules).
+/// Re-plans the given partitions of `cfg` (all of them that still have rules), with the atoms
+/// of the ingress ones.
 pub(crate) fn plan_partitions(
     cfg: &ValidConfig,
     keys: &BTreeSet<PartKey>,
-) -> BTreeMap<PartKey, Fragment> {
+) -> BTreeMap<PartKey, (Fragment, Option<PartAtoms>)> {
     let mut groups: BTreeMap<PartKey, Members<'_>> = BTreeMap::new();
     if keys.iter().any(|k| k.kind == PartKind::Ingress) {
         for r in &cfg.ingress {
@@ -238,7 +250,10 @@ pub(crate) fn plan_partitions(
     }
     groups
         .into_iter()
-        .map(|(k, m)| (k, plan_partition(k, &m)))
+        .map(|(k, m)| {
+            let atoms = (k.kind == PartKind::Ingress).then(|| PartAtoms::of(&m.ingress));
+            (k, (plan_partition(k, &m), atoms))
+        })
         .collect()
 }
 
@@ -248,7 +263,7 @@ struct Members<'a> {
     forwards: Vec<&'a PortForward>,
 }
 
-fn ingress_key(r: &IngressRule) -> Option<PartKey> {
+pub(crate) fn ingress_key(r: &IngressRule) -> Option<PartKey> {
     match r.matcher {
         IngressMatch::Ports { proto, .. } => Some(PartKey {
             kind: PartKind::Ingress,
@@ -259,7 +274,7 @@ fn ingress_key(r: &IngressRule) -> Option<PartKey> {
     }
 }
 
-fn forward_key(f: &PortForward) -> PartKey {
+pub(crate) fn forward_key(f: &PortForward) -> PartKey {
     PartKey {
         kind: PartKind::Forward,
         ip: f.public_ip,

@@ -13,10 +13,20 @@ use crate::TABLE;
 
 /// Element operations grouped by set, in a deterministic order.
 #[derive(Default)]
-struct Elements(BTreeMap<String, Vec<String>>);
+pub(crate) struct Elements(BTreeMap<String, Vec<String>>);
+
+/// What a change found to do, before the skeleton is compared: bucket creations, element
+/// deletions and additions, and buckets to remove.
+#[derive(Default)]
+pub(crate) struct Pieces {
+    pub(crate) create: String,
+    pub(crate) dels: Elements,
+    pub(crate) adds: Elements,
+    pub(crate) removed_buckets: Vec<String>,
+}
 
 impl Elements {
-    fn push(&mut self, set: &str, text: String) {
+    pub(crate) fn push(&mut self, set: &str, text: String) {
         self.0.entry(set.to_string()).or_default().push(text);
     }
     fn write(&self, out: &mut String, verb: &str) {
@@ -33,18 +43,18 @@ impl Elements {
     }
 }
 
-fn element_text(key: &str, e: &Element) -> String {
+pub(crate) fn element_text(key: &str, e: &Element) -> String {
     match e.value {
         ElemValue::None => key.to_string(),
         v => format!("{key} : {}", value_text(v)),
     }
 }
 
-fn exact_text(part: PartKey, k: &ExactKey) -> String {
+pub(crate) fn exact_text(part: PartKey, k: &ExactKey) -> String {
     exact_key(part, k.port, k.net)
 }
 
-fn write_bucket_create(out: &mut String, adds: &mut Elements, name: &str, b: &Bucket) {
+pub(crate) fn write_bucket_create(out: &mut String, adds: &mut Elements, name: &str, b: &Bucket) {
     let (set_decl, body) = bucket_decl(name);
     let set = bucket_set_name(name);
     let _ = writeln!(out, "add chain ip {TABLE} {name}");
@@ -235,7 +245,15 @@ impl Ruleset {
         let mut fresh = plan_partitions(new, &dirty);
         for key in &dirty {
             let old_frag = self.parts.remove(key).unwrap_or_default();
-            let new_frag = fresh.remove(key).unwrap_or_default();
+            let (new_frag, atoms) = fresh.remove(key).unwrap_or_default();
+            match atoms {
+                Some(a) => {
+                    self.atoms.insert(*key, a);
+                }
+                None => {
+                    self.atoms.remove(key);
+                }
+            }
             let mut diff = FragmentDiff {
                 create: &mut create,
                 dels: &mut dels,
@@ -248,24 +266,51 @@ impl Ruleset {
             }
         }
 
-        let mut skeleton_changes = String::new();
         let skeleton = crate::model::plan_skeleton(new);
-        let previous = std::mem::replace(&mut self.skeleton, skeleton);
-        for (name, chain) in &self.skeleton.chains {
-            if previous.chains.get(name) != Some(chain) {
-                let _ = writeln!(skeleton_changes, "flush chain ip {TABLE} {name}");
-                for r in &chain.rules {
-                    let _ = writeln!(skeleton_changes, "add rule ip {TABLE} {name} {r}");
+        self.finish(
+            Pieces {
+                create,
+                dels,
+                adds,
+                removed_buckets,
+            },
+            Some(skeleton),
+            dirty.len(),
+        )
+    }
+
+    /// Puts a change's pieces together: the skeleton (when it was re-planned), the fast form
+    /// when the skeleton is unchanged, and the same change as one nft script.
+    pub(crate) fn finish(
+        &mut self,
+        pieces: Pieces,
+        skeleton: Option<crate::model::Skeleton>,
+        partitions_replanned: usize,
+    ) -> Update {
+        let Pieces {
+            create,
+            mut dels,
+            mut adds,
+            removed_buckets,
+        } = pieces;
+        let mut skeleton_changes = String::new();
+        if let Some(skeleton) = skeleton {
+            let previous = std::mem::replace(&mut self.skeleton, skeleton);
+            for (name, chain) in &self.skeleton.chains {
+                if previous.chains.get(name) != Some(chain) {
+                    let _ = writeln!(skeleton_changes, "flush chain ip {TABLE} {name}");
+                    for r in &chain.rules {
+                        let _ = writeln!(skeleton_changes, "add rule ip {TABLE} {name} {r}");
+                    }
                 }
             }
+            for ip in previous.public_ips.difference(&self.skeleton.public_ips) {
+                dels.push("public_ips", ip.to_string());
+            }
+            for ip in self.skeleton.public_ips.difference(&previous.public_ips) {
+                adds.push("public_ips", ip.to_string());
+            }
         }
-        for ip in previous.public_ips.difference(&self.skeleton.public_ips) {
-            dels.push("public_ips", ip.to_string());
-        }
-        for ip in self.skeleton.public_ips.difference(&previous.public_ips) {
-            adds.push("public_ips", ip.to_string());
-        }
-
         let removals: Vec<(String, String)> = removed_buckets
             .iter()
             .map(|name| (name.clone(), bucket_set_name(name)))
@@ -299,7 +344,7 @@ impl Ruleset {
         Update {
             script: out,
             fast,
-            partitions_replanned: dirty.len(),
+            partitions_replanned,
         }
     }
 

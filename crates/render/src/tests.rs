@@ -675,3 +675,185 @@ fn guest_dns_and_dhcp_are_input_so_egress_rules_never_see_them() {
         "add chain ip guestnet local_in { type filter hook input priority 0; policy accept; }"
     ));
 }
+
+// ---- a model moved by a config change ----
+
+/// A script's lines with element lists split into one element each, sorted: two scripts that
+/// make the same change in one transaction compare equal whatever their order.
+fn normalized(script: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for line in script.lines() {
+        match line.split_once(" { ") {
+            Some((head, rest)) if head.contains(" element ") => {
+                for e in rest.trim_end_matches(" }").split(", ") {
+                    out.push(format!("{head} {e}"));
+                }
+            }
+            _ => out.push(line.to_string()),
+        }
+    }
+    out.sort();
+    out
+}
+
+/// One step of changes: firewall rules upserted (by slot, so ids repeat), rules removed, and
+/// now and then an ICMP rule, an egress rule or a port forward.
+/// A drawn firewall rule: public IP index, udp, ports, sources.
+type DrawnRule = (usize, bool, Option<WirePorts>, Vec<String>);
+
+#[derive(Debug, Clone)]
+struct Step {
+    upserts: Vec<(usize, DrawnRule)>,
+    removes: Vec<prop::sample::Index>,
+    icmp: bool,
+    egress: bool,
+    forward: Option<(u32, bool)>,
+}
+
+fn arb_step() -> impl Strategy<Value = Step> {
+    (
+        proptest::collection::vec((0usize..30, arb_rule()), 0..4),
+        proptest::collection::vec(any::<prop::sample::Index>(), 0..2),
+        proptest::bool::weighted(0.1),
+        proptest::bool::weighted(0.1),
+        proptest::option::weighted(0.2, (0u32..6, any::<bool>())),
+    )
+        .prop_map(|(upserts, removes, icmp, egress, forward)| Step {
+            upserts,
+            removes,
+            icmp,
+            egress,
+            forward,
+        })
+}
+
+fn delta_of(cfg: &ValidConfig, step: &Step) -> router_config::RouterDelta {
+    let doc = cfg.document();
+    let mut d = router_config::RouterDelta::between(doc, doc);
+    d.generation = cfg.generation() + 1;
+    let mut slots = std::collections::BTreeSet::new();
+    for (slot, (ip, udp, ports, sources)) in &step.upserts {
+        if !slots.insert(*slot) {
+            continue;
+        }
+        d.upsert_firewall_rules.push(WireFirewallRule {
+            id: (*slot as u64) * 3 + 1,
+            public_ip: PUBLIC[*ip].parse().unwrap(),
+            protocol: if *udp { "udp" } else { "tcp" }.into(),
+            ports: *ports,
+            icmp: None,
+            source_cidrs: sources.clone(),
+        });
+    }
+    let held: Vec<u64> = doc
+        .firewall_rules
+        .iter()
+        .map(|r| r.id)
+        .chain(doc.egress_rules.iter().map(|r| r.id))
+        .chain(doc.port_forwards.iter().map(|r| r.id))
+        .filter(|id| !d.upsert_firewall_rules.iter().any(|r| r.id == *id))
+        .collect();
+    if !held.is_empty() {
+        d.remove = step
+            .removes
+            .iter()
+            .map(|i| held[i.index(held.len())])
+            .collect();
+        d.remove.sort_unstable();
+        d.remove.dedup();
+    }
+    if step.icmp {
+        d.upsert_firewall_rules.push(WireFirewallRule {
+            id: 5000 + cfg.generation(),
+            public_ip: PUBLIC[0].parse().unwrap(),
+            protocol: "icmp".into(),
+            ports: None,
+            icmp: None,
+            source_cidrs: vec!["0.0.0.0/0".into()],
+        });
+    }
+    if step.egress {
+        d.upsert_egress_rules.push(router_config::WireEgressRule {
+            id: 6000 + cfg.generation(),
+            protocol: "tcp".into(),
+            ports: Some(WirePorts {
+                start: 443,
+                end: 443,
+            }),
+            icmp: None,
+            source_cidrs: Vec::new(),
+            destination_cidrs: Vec::new(),
+        });
+    }
+    if let Some((slot, range)) = step.forward {
+        // Forwards of slots far apart never conflict; a slot's forward is replaced in place.
+        let p = 2000 + slot * 20;
+        let public_ports = if range {
+            WirePorts {
+                start: p,
+                end: p + 5,
+            }
+        } else {
+            WirePorts { start: p, end: p }
+        };
+        let private_ports = if range {
+            public_ports
+        } else {
+            WirePorts { start: 22, end: 22 }
+        };
+        d.upsert_port_forwards.push(WirePortForward {
+            id: 7000 + u64::from(slot),
+            public_ip: PUBLIC[(slot % 2) as usize].parse().unwrap(),
+            protocol: "tcp".into(),
+            public_ports,
+            private_ports,
+            vm_ip: "10.1.1.20".parse().unwrap(),
+            source_cidrs: vec![if range {
+                "198.51.100.0/24"
+            } else {
+                "0.0.0.0/0"
+            }
+            .into()],
+        });
+        d.remove.retain(|id| *id != 7000 + u64::from(slot));
+    }
+    d
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn a_change_moves_the_model_as_the_reference_does(
+        rules in proptest::collection::vec(arb_rule(), 0..20),
+        steps in proptest::collection::vec(arb_step(), 1..6),
+    ) {
+        let mut cfg = validate(config_from(&rules)).unwrap();
+        let mut rs = plan(&cfg);
+        for step in &steps {
+            let delta = delta_of(&cfg, step);
+            let old = cfg.clone();
+            let Ok(change) = cfg.apply_delta(&delta) else {
+                // A refused delta changes nothing; the generated ones are valid by construction.
+                prop_assert!(false, "delta refused: {:?}", delta);
+                return Ok(());
+            };
+            let before = rs.clone();
+            let update = rs.apply_change(&cfg, &change);
+            prop_assert_eq!(&rs, &plan(&cfg));
+            let mut reference = before.clone();
+            let want = reference.update(&old, &cfg);
+            prop_assert_eq!(normalized(&update.script), normalized(&want.script));
+            prop_assert_eq!(update.fast.is_some(), want.fast.is_some());
+            if let (Some(fast), Some(w)) = (&update.fast, &want.fast) {
+                prop_assert_eq!(normalized(&fast_as_script(fast)), normalized(&fast_as_script(w)));
+                prop_assert_eq!(fast_as_script(fast), update.script.clone());
+            }
+            // The inverse change puts the model back.
+            let inverse = change.inverse().unwrap();
+            let mut back = rs.clone();
+            back.apply_change(&old, &inverse);
+            prop_assert_eq!(&back, &before);
+        }
+    }
+}
