@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context};
 use lab::{LabGuard, LabSpec, NetworkSpec, Target, VmSpec};
-use router_config::{validate, RouterConfig};
+use router_config::{validate, RouterConfig, RouterDelta};
 use sys::nft::{self, Netns};
 use vrouterd::{ApplyMode, ApplyOutcome, CommitPath, Router};
 
@@ -227,8 +227,16 @@ fn change_size(update: &render::Update) -> usize {
 }
 
 fn apply(router: &mut Router, doc: RouterConfig) -> anyhow::Result<Applied> {
+    applied(router, |r| r.apply_document(doc))
+}
+
+/// Times one apply (`how`) from the call to its return.
+fn applied(
+    router: &mut Router,
+    how: impl FnOnce(&mut Router) -> Result<ApplyOutcome, vrouterd::ApplyError>,
+) -> anyhow::Result<Applied> {
     let started = Instant::now();
-    let outcome = router.apply_document(doc)?;
+    let outcome = how(router)?;
     let wall_us = micros(started.elapsed());
     match outcome {
         ApplyOutcome::Applied {
@@ -356,7 +364,9 @@ impl Bench<'_> {
                 mix::change(&current, mix, &mut rng, &mut used).context(NO_RULE_LEFT)?;
             // Kept to size the delta afterwards, outside the timing.
             let before = router.model().cloned().zip(router.config().cloned());
-            let a = apply(&mut router, next.clone())?;
+            // As a server sends it: a delta against the generation the router holds.
+            let delta = RouterDelta::between(&current, &next);
+            let a = applied(&mut router, |r| r.apply_delta(&delta))?;
             *s.change_paths.entry(a.path().to_string()).or_default() += 1;
             s.change_commit.push(a.commit_us);
             s.change_apply.push(a.wall_us);
@@ -571,6 +581,29 @@ impl Bench<'_> {
             || model.clone(),
             |mut m| {
                 let update = m.update(&valid, &next_valid);
+                Ok((m, update))
+            },
+        )?;
+        let delta = RouterDelta::between(&base, &next);
+        p.step_with_input(
+            "apply the delta to the config in place (ValidConfig::apply_delta)",
+            || valid.clone(),
+            |mut v| {
+                let change = v
+                    .apply_delta(&delta)
+                    .map_err(|e| anyhow::anyhow!("delta refused: {e}"))?;
+                Ok((v, change))
+            },
+        )?;
+        let mut moved = valid.clone();
+        let change = moved
+            .apply_delta(&delta)
+            .map_err(|e| anyhow::anyhow!("delta refused: {e}"))?;
+        p.step_with_input(
+            "move the model by the change (Ruleset::apply_change)",
+            || model.clone(),
+            |mut m| {
+                let update = m.apply_change(&moved, &change);
                 Ok((m, update))
             },
         )?;

@@ -221,16 +221,19 @@ pub struct MemberChange {
 /// them (members of rules whose structure is unchanged and that name no member in a cookie),
 /// a reload for anything else.
 pub fn plan_lb_change(old: &ValidConfig, new: &ValidConfig) -> LbChange {
-    if old.load_balancers == new.load_balancers {
+    plan_balancers_change(&old.load_balancers, &new.load_balancers)
+}
+
+/// [`plan_lb_change`] from the two lists of load balancers alone.
+pub fn plan_balancers_change(old: &[LoadBalancer], new: &[LoadBalancer]) -> LbChange {
+    if old == new {
         return LbChange::None;
     }
-    if new.load_balancers.is_empty() {
+    if new.is_empty() {
         return LbChange::Stop;
     }
-    let before: BTreeMap<RuleId, &LoadBalancer> =
-        old.load_balancers.iter().map(|l| (l.id, l)).collect();
-    let after: BTreeMap<RuleId, &LoadBalancer> =
-        new.load_balancers.iter().map(|l| (l.id, l)).collect();
+    let before: BTreeMap<RuleId, &LoadBalancer> = old.iter().map(|l| (l.id, l)).collect();
+    let after: BTreeMap<RuleId, &LoadBalancer> = new.iter().map(|l| (l.id, l)).collect();
     if before.keys().ne(after.keys()) {
         return LbChange::Reload;
     }

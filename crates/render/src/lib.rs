@@ -3,7 +3,8 @@
 //!
 //! Entry points: [`plan`] (config → [`Ruleset`] model), [`render_full`] (model → script that
 //! replaces the table atomically), [`Ruleset::update`] (move a model to a new config and get the
-//! delta script).
+//! delta script), [`Ruleset::apply_change`] (the same from a `router_config::ConfigChange`, at
+//! the cost of the change).
 //!
 //! Layout of the table (see ARCHITECTURE.md for the reasoning):
 //! - ingress tcp/udp rules and port forwards are *tuple-space* lookups: for each source prefix

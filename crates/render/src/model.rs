@@ -4,8 +4,9 @@
 //! - the *skeleton*: base chains, the ICMP and egress chains, and the public IP set; small,
 //!   rebuilt from the config on every plan;
 //! - *partitions*, one per (kind, public IP, protocol) for ingress tcp/udp rules and port
-//!   forwards: set and map elements plus per-bucket chains for port ranges. A change re-plans
-//!   only the partitions whose rules changed.
+//!   forwards: set and map elements plus per-bucket chains for port ranges. A whole document
+//!   re-plans the partitions whose rules changed; a change re-plans only the source CIDRs and
+//!   ports it touches (`change.rs`).
 
 use ipnet::Ipv4Net;
 use router_config::{

@@ -319,6 +319,27 @@ impl ValidConfig {
         }
     }
 
+    /// Whether `delta` fits this config: its schema, its base generation, and every rule it
+    /// removes held here. Nothing is validated.
+    ///
+    /// # Errors
+    /// The [`DeltaError`] [`ValidConfig::apply_delta`] would return.
+    pub fn fits(&self, delta: &RouterDelta) -> Result<(), DeltaError> {
+        if delta.schema != SCHEMA_VERSION {
+            return Err(DeltaError::Schema(delta.schema));
+        }
+        if self.generation() != delta.base_generation {
+            return Err(DeltaError::BaseMismatch {
+                base: delta.base_generation,
+                held: self.generation(),
+            });
+        }
+        match delta.remove.iter().find(|id| self.kind_of(**id).is_none()) {
+            Some(id) => Err(DeltaError::UnknownRule(*id)),
+            None => Ok(()),
+        }
+    }
+
     /// Moves this config to the one `delta` describes, in place, and returns what changed.
     ///
     /// Only the rules the delta touches are checked (field checks, conflicts with their

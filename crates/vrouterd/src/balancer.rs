@@ -14,9 +14,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use render::haproxy::{
-    listen_name, plan_lb_change, render_haproxy, server_name, Global, LbChange, MemberChange,
+    listen_name, plan_balancers_change, render_haproxy, server_name, Global, LbChange, MemberChange,
 };
-use router_config::ValidConfig;
+use router_config::{LoadBalancer, ValidConfig};
 use serde::Serialize;
 use sys::haproxy::{self, Haproxy, HaproxyError, HaproxyFiles};
 use sys::nft::Netns;
@@ -157,13 +157,13 @@ impl Balancer {
     /// file; [`BalancerError::Io`].
     pub(crate) fn prepare(
         &mut self,
-        old: Option<&ValidConfig>,
+        old: Option<&[LoadBalancer]>,
         new: &ValidConfig,
         full: bool,
     ) -> Result<LbPlan, BalancerError> {
         let change = match old {
             _ if new.load_balancers.is_empty() => {
-                if self.running.is_some() || old.is_some_and(|o| !o.load_balancers.is_empty()) {
+                if self.running.is_some() || old.is_some_and(|o| !o.is_empty()) {
                     LbChange::Stop
                 } else {
                     LbChange::None
@@ -171,7 +171,7 @@ impl Balancer {
             }
             Some(_) if full || self.running.is_none() || self.stale => LbChange::Reload,
             None => LbChange::Reload,
-            Some(old) => plan_lb_change(old, new),
+            Some(old) => plan_balancers_change(old, &new.load_balancers),
         };
         Ok(match change {
             LbChange::None => LbPlan::Nothing,

@@ -320,6 +320,79 @@ fn a_refused_commit_leaves_the_ledger_the_model_and_the_kernel_unchanged() {
 }
 
 #[test]
+fn a_delta_the_kernel_refuses_leaves_config_and_model_as_the_kernel_holds_them() {
+    let mut f = Fixture::new();
+    f.apply(serving(5));
+    let held = f.router.config().unwrap().clone();
+    let held_model = f.router.model().unwrap().clone();
+    let ledger_before = std::fs::read(f.dir.path().join("config.json")).unwrap();
+
+    f.kernel.refuse_commits("no room");
+    let next = config(
+        6,
+        &[(1, "8000-8100", "0.0.0.0/0"), (3, "22", "198.51.100.0/25")],
+    );
+    let delta = RouterDelta::between(&serving(5), &next);
+    let err = f.router.apply_delta(&delta).unwrap_err();
+    assert!(
+        matches!(err, ApplyError::Kernel { generation: 6, .. }),
+        "{}",
+        chain(&err)
+    );
+    // The config moved in place is moved back, and so is the model.
+    assert_eq!(f.router.config(), Some(&held));
+    assert_eq!(f.router.model(), Some(&held_model));
+    assert_eq!(f.router.model(), Some(&render::plan(&held)));
+    assert_eq!(
+        std::fs::read(f.dir.path().join("config.json")).unwrap(),
+        ledger_before
+    );
+    assert_eq!(f.router.drift().unwrap(), Drift::InSync);
+
+    // The next generation goes as a delta against what the kernel still holds.
+    f.kernel.accept_commits();
+    let next = config(7, &[(1, "8000-8100", "0.0.0.0/0")]);
+    let delta = RouterDelta::between(&serving(5), &next);
+    assert!(matches!(
+        f.router.apply_delta(&delta).unwrap(),
+        ApplyOutcome::Applied {
+            generation: 7,
+            mode: ApplyMode::Delta,
+            ..
+        }
+    ));
+    let want = validate(next).unwrap();
+    assert_eq!(f.router.config(), Some(&want));
+    assert_eq!(f.router.model(), Some(&render::plan(&want)));
+    assert_eq!(f.ledger_generation(), Some(7));
+}
+
+#[test]
+fn a_delta_with_a_problem_is_refused_whole_and_changes_nothing() {
+    let mut f = Fixture::new();
+    f.apply(serving(5));
+    let held = f.router.config().unwrap().clone();
+    let before = f.kernel.journal();
+    let next = config(6, &[(1, "0", "0.0.0.0/0")]);
+    let delta = RouterDelta::between(&serving(5), &next);
+    let err = f.router.apply_delta(&delta).unwrap_err();
+    let ApplyError::Invalid {
+        generation: 6,
+        problems,
+    } = &err
+    else {
+        panic!("expected the delta's problems: {}", chain(&err));
+    };
+    assert_eq!(
+        problems.to_string(),
+        "firewall rule 1: field `ports.start`: 0 is not a port (1-65535); firewall rule 1: field `ports.end`: 0 is not a port (1-65535)"
+    );
+    assert_eq!(f.router.config(), Some(&held));
+    assert_eq!(f.kernel.journal(), before);
+    assert_eq!(seen_generation(f.dir.path()), 6);
+}
+
+#[test]
 fn a_refused_delta_falls_back_to_a_full_replace_in_the_same_apply() {
     let mut f = Fixture::new();
     f.apply(serving(5));
