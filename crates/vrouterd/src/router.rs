@@ -181,7 +181,8 @@ struct Applied {
     nft_generation: u32,
 }
 
-/// What a commit moves to.
+/// What a commit moves to. One lives per commit, moved, never stored: its size is no cost.
+#[allow(clippy::large_enum_variant)]
 enum Next {
     /// A config validated whole.
     Whole(ValidConfig),
@@ -189,7 +190,8 @@ enum Next {
     Change(ConfigChange),
 }
 
-/// What was enforced when a commit began.
+/// What was enforced when a commit began. One lives per commit: its size is no cost.
+#[allow(clippy::large_enum_variant)]
 enum Before {
     /// The previous config and its model.
     Whole(Applied),
