@@ -255,14 +255,16 @@ impl<K: Kernel> Router<K> {
             applied: None,
             stale_mark: None,
         };
-        if let (Some(doc), Some(mark)) = (router.ledger.config()?, router.ledger.kernel_mark()?) {
+        if let (Some(generation), Some(mark)) =
+            (router.ledger.generation(), router.ledger.kernel_mark()?)
+        {
             let identity = router.kernel.identity();
             let now = router.kernel.generation().map_err(ApplyError::Probe)?;
             if identity == Some(mark.netns)
                 && now == mark.nft_generation
-                && mark.generation == doc.generation
+                && mark.generation == generation
             {
-                if let Ok(config) = validate(doc) {
+                if let Some(Ok(config)) = router.ledger.config()?.map(validate) {
                     let model = render::plan(&config);
                     router.applied = Some(Applied {
                         config,
@@ -270,7 +272,7 @@ impl<K: Kernel> Router<K> {
                         nft_generation: now,
                     });
                 }
-            } else if mark.generation == doc.generation {
+            } else if mark.generation == generation {
                 // The ledger's config was committed, and the kernel changed since: drift.
                 router.stale_mark = Some(mark.nft_generation);
             }
@@ -312,7 +314,7 @@ impl<K: Kernel> Router<K> {
             generation,
             problems,
         })?;
-        self.commit(config, true)?;
+        self.commit(config, true, None)?;
         Ok(Some(generation))
     }
 
@@ -353,7 +355,7 @@ impl<K: Kernel> Router<K> {
             }
         }
         .map_err(ApplyError::Delta)?;
-        self.apply_document(doc)
+        self.apply_change(doc, Some(delta))
     }
 
     /// Applies a complete config document, following the generation rules: older is
@@ -364,10 +366,19 @@ impl<K: Kernel> Router<K> {
     /// # Errors
     /// See [`ApplyError`]; on any error the previous rules stay enforced.
     pub fn apply_document(&mut self, doc: RouterConfig) -> Result<ApplyOutcome, ApplyError> {
+        self.apply_change(doc, None)
+    }
+
+    /// [`Router::apply_document`] of a document received as `delta` (recorded as such).
+    fn apply_change(
+        &mut self,
+        doc: RouterConfig,
+        delta: Option<&RouterDelta>,
+    ) -> Result<ApplyOutcome, ApplyError> {
         let generation = doc.generation;
         let applied = match &self.applied {
             Some(a) => Some(a.config.generation()),
-            None => self.ledger.config()?.map(|c| c.generation),
+            None => self.ledger.generation(),
         };
         if let Some(applied) = applied {
             if generation < applied {
@@ -415,7 +426,7 @@ impl<K: Kernel> Router<K> {
             problems,
         })?;
         let t2 = Instant::now();
-        let outcome = self.commit(config, false);
+        let outcome = self.commit(config, false, delta);
         tracing::debug!(
             netns = %self.kernel,
             generation,
@@ -427,11 +438,13 @@ impl<K: Kernel> Router<K> {
         outcome
     }
 
-    /// Commits a validated config: candidate, addresses, one nft transaction, ledger.
+    /// Commits a validated config: addresses, one nft transaction, then the ledger's record of
+    /// it (`delta`, when it came as one), appended and synced.
     fn commit(
         &mut self,
         config: ValidConfig,
         force_full: bool,
+        delta: Option<&RouterDelta>,
     ) -> Result<ApplyOutcome, ApplyError> {
         let generation = config.generation();
         // haproxy checks a structural change before anything is committed; a refusal refuses
@@ -473,9 +486,16 @@ impl<K: Kernel> Router<K> {
             }
             Some(Err(source)) => return Err(ApplyError::DnsmasqRefused { generation, source }),
         };
-        let t_candidate = Instant::now();
-        self.ledger.write_candidate(config.document())?;
-        let candidate_us = t_candidate.elapsed().as_micros() as u64;
+        // The ledger's record is prepared now (its base is the config held, about to be let go)
+        // and appended once the kernel accepted the change, so the journal only ever holds what
+        // the kernel accepted.
+        let t_prepare = Instant::now();
+        let record = self.ledger.prepare(
+            self.applied.as_ref().map(|a| a.config.document()),
+            config.document(),
+            delta,
+        )?;
+        let prepare_us = t_prepare.elapsed().as_micros() as u64;
         // Interfaces are set at start and whenever their part of the config changes; a rule
         // change never spawns `ip`.
         let links_changed = force_full
@@ -485,7 +505,6 @@ impl<K: Kernel> Router<K> {
             };
         if links_changed {
             if let Err(source) = self.sync_links(&config) {
-                self.ledger.discard_candidate();
                 return Err(ApplyError::Link { generation, source });
             }
         }
@@ -549,7 +568,6 @@ impl<K: Kernel> Router<K> {
                 via = CommitPath::Nft;
                 let model = render::plan(&config);
                 if let Err(source) = self.kernel.apply_script(&render_full(&model)) {
-                    self.ledger.discard_candidate();
                     self.after_refusal(previous, in_sync, links_changed);
                     return Err(ApplyError::Kernel { generation, source });
                 }
@@ -558,14 +576,14 @@ impl<K: Kernel> Router<K> {
         };
         let commit_micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
         let nft_generation = self.kernel.generation().map_err(ApplyError::Probe)?;
-        let t_promote = Instant::now();
-        self.ledger.promote_candidate()?;
+        let t_record = Instant::now();
+        self.ledger.record(record)?;
         tracing::debug!(
             netns = %self.kernel,
             generation,
-            candidate_us,
+            prepare_us,
             kernel_us = commit_micros,
-            promote_us = t_promote.elapsed().as_micros() as u64,
+            record_us = t_record.elapsed().as_micros() as u64,
             "committed"
         );
         if let Some(netns) = self.kernel.identity() {
