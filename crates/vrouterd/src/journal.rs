@@ -1072,3 +1072,7 @@ pub fn read_state(dir: &Path) -> Result<(Generation, Option<RouterConfig>), Ledg
     let state = read_all(dir)?;
     Ok((state.seen, state.into_config()))
 }
+
+#[cfg(test)]
+#[path = "journal_tests.rs"]
+mod tests;
