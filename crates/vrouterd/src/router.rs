@@ -206,6 +206,12 @@ impl<K: Kernel> std::fmt::Debug for Router<K> {
     }
 }
 
+impl<K: Kernel> Drop for Router<K> {
+    fn drop(&mut self) {
+        self.settle_balancer_file();
+    }
+}
+
 impl Router<NetnsKernel> {
     /// Opens the router of a namespace, with its haproxy: locks its state directory and reads
     /// the ledger. When the kernel still holds the ledger's config (same namespace, nothing
@@ -475,8 +481,22 @@ impl<K: Kernel> Router<K> {
             Err(source) => return Err(ApplyError::HaproxyRefused { generation, source }),
         };
         // dnsmasq likewise: its new files are checked before the commit.
+        // A change that leaves what dnsmasq serves alone (its section, the guest network) has
+        // nothing to render, compare or check: the files in place describe it already, and a
+        // dnsmasq that died meanwhile is the drift timer's to restart.
         let mut dhcp_failure = None;
-        let dhcp_plan = match self.dhcp.as_mut().map(|d| d.prepare(&config)) {
+        let dhcp_same = !force_full
+            && self.applied.as_ref().is_some_and(|a| {
+                a.config.dhcp == config.dhcp
+                    && a.config.guest_cidr == config.guest_cidr
+                    && a.config.guest_gateway == config.guest_gateway
+            });
+        let dhcp_plan = match self
+            .dhcp
+            .as_mut()
+            .filter(|d| !(dhcp_same && d.settled(config.dhcp.is_some())))
+            .map(|d| d.prepare(&config))
+        {
             None => DhcpPlan::Nothing,
             Some(Ok(plan)) => plan,
             Some(Err(source)) if force_full => {
@@ -708,6 +728,18 @@ impl<K: Kernel> Router<K> {
         match self.balancer.as_mut() {
             Some(b) => b.tend(self.applied.as_ref().map(|a| &a.config)),
             None => Ok(()),
+        }
+    }
+
+    /// Rewrites haproxy's file when members changed through its runtime API since it was
+    /// written (the drift timer's [`Router::tend_balancer`] does it too); called when the
+    /// router is dropped.
+    fn settle_balancer_file(&mut self) {
+        let config = self.applied.as_ref().map(|a| &a.config);
+        if let Some(b) = self.balancer.as_mut() {
+            if let Err(e) = b.write_file(config) {
+                tracing::warn!(netns = %self.kernel, error = %chain(&e), "cannot write haproxy's file");
+            }
         }
     }
 
