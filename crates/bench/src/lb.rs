@@ -532,7 +532,13 @@ impl Bench<'_> {
         let scratch = self.work.join("profile");
         std::fs::create_dir_all(&scratch)
             .with_context(|| format!("create {}", scratch.display()))?;
-        let ledger = vrouterd::ledger::Ledger::open(&scratch).context("scratch ledger")?;
+        let mut ledger = vrouterd::ledger::Ledger::open(&scratch).context("scratch ledger")?;
+        // The scratch ledger holds the current config; each repeat records the next generation,
+        // toggling the member on and off, as a delta against the one before.
+        let mut held = old.document().clone();
+        ledger.record_seen(held.generation)?;
+        let first = ledger.prepare(None, &held, None)?;
+        ledger.record(first)?;
         let global = render::haproxy::Global {
             stats_socket: sys::haproxy::HaproxyFiles::new(&scratch).stats_socket(),
             hard_stop_after: vrouterd::HARD_STOP_AFTER,
@@ -545,7 +551,7 @@ impl Bench<'_> {
         let mut steps: Vec<(String, Vec<f64>)> = [
             "validate the new config",
             "plan the haproxy change and render haproxy.cfg (render::haproxy)",
-            "ledger: record the generation, write the candidate, promote it (3 fsyncs)",
+            "ledger: record the generation seen, append the change (2 fdatasyncs)",
             "write haproxy.cfg",
             "runtime API: one request of two commands (`get weight` ×2, read-only)",
         ]
@@ -568,9 +574,16 @@ impl Bench<'_> {
                 "a member toggle is not a member change: {change:?}"
             );
             let t = Instant::now();
-            ledger.record_seen(next.generation)?;
-            ledger.write_candidate(&next)?;
-            ledger.promote_candidate()?;
+            let mut recorded = if held.generation % 2 == old.generation() % 2 {
+                next.clone()
+            } else {
+                current.clone()
+            };
+            recorded.generation = held.generation + 1;
+            ledger.record_seen(recorded.generation)?;
+            let pending = ledger.prepare(Some(&held), &recorded, None)?;
+            ledger.record(pending)?;
+            held = recorded;
             steps[2].1.push(micros(t.elapsed()));
             let file = scratch.join("haproxy.cfg");
             let t = Instant::now();

@@ -36,6 +36,15 @@ pub(crate) struct Samples {
     pub(crate) cli: Vec<f64>,
     /// How the CLI applies were committed, with counts.
     pub(crate) cli_paths: BTreeMap<String, usize>,
+    /// Wall time of `guestnet router apply` processes given a delta file of one changed rule.
+    pub(crate) cli_delta: Vec<f64>,
+    /// Wall time of `guestnet router apply` of a delta file through a running `router serve`.
+    pub(crate) cli_serve: Vec<f64>,
+    /// Restart to enforcing: `Router::open` on the state directory and its restore into a
+    /// flushed namespace.
+    pub(crate) restart: Vec<f64>,
+    /// Resident memory (KiB) of a `router serve` process holding the router, after its changes.
+    pub(crate) serve_rss_kib: Vec<f64>,
     /// Median new-connection latency of each run.
     pub(crate) latency: Vec<f64>,
     /// 10th percentile of new-connection latency of each run.
@@ -57,6 +66,10 @@ impl Samples {
         merge_counts(&mut self.change_paths, o.change_paths);
         self.cli.extend(o.cli);
         merge_counts(&mut self.cli_paths, o.cli_paths);
+        self.cli_delta.extend(o.cli_delta);
+        self.cli_serve.extend(o.cli_serve);
+        self.restart.extend(o.restart);
+        self.serve_rss_kib.extend(o.serve_rss_kib);
         self.latency.extend(o.latency);
         self.latency_p10.extend(o.latency_p10);
         self.elements = self.elements.max(o.elements);
@@ -438,6 +451,10 @@ fn mix_table(r: &Results, mix: Mix) -> Table {
             "its size (elements)",
             "1 changed rule (whole apply)",
             "`guestnet router apply` of 1 change",
+            "… of a delta file",
+            "… of a delta file through `router serve`",
+            "restart to enforcing",
+            "`router serve` memory (RSS)",
             "new-connection latency",
             "its 10th percentile",
         ],
@@ -455,6 +472,11 @@ fn mix_table(r: &Results, mix: Mix) -> Table {
             size_cell(&s.delta_size),
             cell(&s.change_apply),
             format!("{}{}", cell(&s.cli), paths_note(&s.cli_paths)),
+            cell(&s.cli_delta),
+            cell(&s.cli_serve),
+            cell(&s.restart),
+            median(&s.serve_rss_kib)
+                .map_or_else(|| "–".to_string(), |k| format!("{:.0} MiB", k / 1024.0)),
             cell(&s.latency),
             cell(&s.latency_p10),
         ]);

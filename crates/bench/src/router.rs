@@ -425,6 +425,31 @@ impl Bench<'_> {
             let _ = std::fs::remove_file(file);
         }
 
+        // 3b. The same through a delta file (`RouterDelta` against the generation held), a
+        // whole process each: no 13 MB document to read at 100k.
+        let files = self.delta_files(&mut current, mix, &mut rng, &mut used, "delta")?;
+        for file in &files {
+            let started = Instant::now();
+            self.cli_apply(file, &ns, &state)?;
+            s.cli_delta.push(micros(started.elapsed()));
+        }
+
+        // 3c. Restart to enforcing: open the state directory and restore into a flushed table.
+        self.flush()?;
+        let started = Instant::now();
+        let mut router = Router::open(self.netns.clone(), &state)?;
+        let restored = router.restore()?;
+        s.restart.push(micros(started.elapsed()));
+        ensure!(
+            restored == Some(current.generation),
+            "the restart restored {restored:?}, not generation {}",
+            current.generation
+        );
+        drop(router);
+
+        // 3d. Delta files through a running `router serve`, and its memory holding the router.
+        self.through_serve(&mut s, &mut current, mix, &mut rng, &mut used, &ns, &state)?;
+
         // 4. New-connection latency with N loaded.
         let lat = self.latency()?;
         s.latency.push(lat.median_us);
@@ -445,6 +470,126 @@ impl Bench<'_> {
         );
         self.results.samples.entry((mix, n)).or_default().merge(s);
         Ok(())
+    }
+
+    /// Writes the next `changes_per_run` changes of `current` as delta files.
+    fn delta_files(
+        &self,
+        current: &mut RouterConfig,
+        mix: Mix,
+        rng: &mut Rng,
+        used: &mut BTreeSet<usize>,
+        tag: &str,
+    ) -> anyhow::Result<Vec<PathBuf>> {
+        let mut files = Vec::new();
+        for i in 0..self.changes_per_run() {
+            let (next, _) = mix::change(current, mix, rng, used).context(NO_RULE_LEFT)?;
+            let delta = router_config::RouterDelta::between(current, &next);
+            let file = self.work.join(format!("{tag}-{i}.json"));
+            std::fs::write(&file, serde_json::to_vec(&delta)?)
+                .with_context(|| format!("write {}", file.display()))?;
+            files.push(file);
+            *current = next;
+        }
+        Ok(files)
+    }
+
+    /// One `guestnet router apply FILE` process; checks it applied.
+    fn cli_apply(&self, file: &Path, ns: &str, state: &Path) -> anyhow::Result<()> {
+        let out = sys::cmd::run(
+            path_str(&self.guestnet)?,
+            &[
+                "router",
+                "apply",
+                path_str(file)?,
+                "--netns",
+                ns,
+                "--state-dir",
+                path_str(state)?,
+            ],
+            None,
+        )?;
+        let v: serde_json::Value =
+            serde_json::from_slice(&out.stdout).context("guestnet router apply output")?;
+        ensure!(
+            v.get("result").and_then(|r| r.as_str()) == Some("applied"),
+            "guestnet router apply of {} answered {v}",
+            file.display()
+        );
+        let _ = std::fs::remove_file(file);
+        Ok(())
+    }
+
+    /// Starts `guestnet router serve` on the state, applies delta files through it, reads its
+    /// resident memory, and stops it.
+    #[allow(clippy::too_many_arguments)]
+    fn through_serve(
+        &self,
+        s: &mut Samples,
+        current: &mut RouterConfig,
+        mix: Mix,
+        rng: &mut Rng,
+        used: &mut BTreeSet<usize>,
+        ns: &str,
+        state: &Path,
+    ) -> anyhow::Result<()> {
+        let files = self.delta_files(current, mix, rng, used, "serve")?;
+        let log = self.work.join("serve.log");
+        let log_file =
+            std::fs::File::create(&log).with_context(|| format!("create {}", log.display()))?;
+        let mut child = sys::cmd::Program::new(&self.guestnet)
+            .args([
+                "router",
+                "serve",
+                "--netns",
+                ns,
+                "--state-dir",
+                path_str(state)?,
+                "--drift-interval",
+                "0",
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(log_file)
+            .spawn()?;
+        let socket = state.join(vrouterd::CONTROL_SOCKET);
+        let deadline = Instant::now() + Duration::from_secs(300);
+        let result = (|| -> anyhow::Result<()> {
+            while !vrouterd::client::is_listening(&socket) {
+                if let Some(status) = child.try_wait()? {
+                    bail!("router serve ended ({status}); see {}", log.display());
+                }
+                ensure!(
+                    Instant::now() < deadline,
+                    "router serve did not listen within 300 s; see {}",
+                    log.display()
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            for file in &files {
+                let started = Instant::now();
+                self.cli_apply(file, ns, state)?;
+                s.cli_serve.push(micros(started.elapsed()));
+            }
+            let status = std::fs::read_to_string(format!("/proc/{}/status", child.id()))
+                .context("the serve process's status")?;
+            let rss = status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+                .context("VmRSS in the serve process's status")?;
+            s.serve_rss_kib.push(rss);
+            Ok(())
+        })();
+        child.signal(nix::sys::signal::Signal::SIGTERM).ok();
+        let stop = Instant::now() + Duration::from_secs(30);
+        while child.try_wait()?.is_none() {
+            if Instant::now() > stop {
+                child.kill_and_wait()?;
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        result
     }
 
     fn linear(&mut self, n: usize) -> Linear {

@@ -64,9 +64,10 @@ impl RouterTarget {
 /// The router subcommands.
 #[derive(Debug, clap::Subcommand)]
 pub(crate) enum RouterCommand {
-    /// Make the kernel enforce exactly CONFIG.json (through a running `router serve` if there is one).
+    /// Make the kernel enforce exactly CONFIG.json, or the config a RouterDelta file makes of the
+    /// generation the router holds (through a running `router serve` if there is one).
     Apply {
-        /// The RouterConfig document.
+        /// A RouterConfig document or a RouterDelta (told apart by their fields).
         config: PathBuf,
         #[command(flatten)]
         target: RouterTarget,
@@ -128,13 +129,36 @@ fn print_outcome(o: &ApplyOutcome) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A config, parsed, that is not a delta: a delta is tried first, which a config's first rule
+/// list (a field deltas do not have) stops early, before its rules are read.
+fn config_document(
+    path: &Path,
+    bytes: &[u8],
+    as_delta: &router_config::ParseError,
+) -> anyhow::Result<router_config::RouterConfig> {
+    router_config::parse::<router_config::RouterConfig>(bytes).map_err(|as_config| {
+        anyhow::anyhow!(
+            "{} is neither a router config ({}) nor a router delta ({})",
+            path.display(),
+            vrouterd::chain(&as_config),
+            vrouterd::chain(as_delta)
+        )
+    })
+}
+
 fn apply(config: &Path, target: &RouterTarget) -> anyhow::Result<ExitCode> {
     let (netns, state) = target.resolve()?;
     let bytes =
         std::fs::read(config).with_context(|| format!("cannot read {}", config.display()))?;
+    let delta = router_config::parse::<router_config::RouterDelta>(&bytes);
     let socket = state.join(CONTROL_SOCKET);
     if client::is_listening(&socket) {
-        let (code, body) = client::request(&socket, "PUT", "/v1/config", &bytes)?;
+        // A config is parsed by the router only (its refusal names what is wrong).
+        let (method, route) = match delta {
+            Ok(_) => ("POST", "/v1/delta"),
+            Err(_) => ("PUT", "/v1/config"),
+        };
+        let (code, body) = client::request(&socket, method, route, &bytes)?;
         if code == 200 {
             std::io::Write::write_all(&mut std::io::stdout(), &body)?;
             println!();
@@ -148,8 +172,16 @@ fn apply(config: &Path, target: &RouterTarget) -> anyhow::Result<ExitCode> {
                 .unwrap_or("router refused the config")
         );
     }
+    let doc = match delta {
+        Ok(d) => Ok(d),
+        Err(as_delta) => Err(config_document(config, &bytes, &as_delta)?),
+    };
+    drop(bytes);
     let mut router = Router::open(netns, &state)?;
-    let outcome = router.apply_bytes(&bytes)?;
+    let outcome = match doc {
+        Ok(d) => router.apply_delta(&d)?,
+        Err(c) => router.apply_document(c)?,
+    };
     print_outcome(&outcome)?;
     Ok(ExitCode::SUCCESS)
 }

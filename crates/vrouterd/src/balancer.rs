@@ -5,7 +5,10 @@
 //! Its files live in `<state dir>/haproxy/` ([`HaproxyFiles`]). The order of an apply is:
 //! [`Balancer::prepare`] (pure planning, then writing `haproxy.cfg.new` and `haproxy -c` when the
 //! change is structural; a refusal refuses the whole config), the nft commit, then
-//! [`Balancer::enact`]. After `enact`, `haproxy.cfg` always describes what runs.
+//! [`Balancer::enact`]. After a reload or a start, `haproxy.cfg` describes what runs; after a
+//! member-only change through the runtime API it is rewritten later, off the apply path, by the
+//! drift timer's [`Balancer::tend`] or when the router is dropped, and always before anything
+//! reloads or starts haproxy (a reload or start renames a freshly written file into place).
 //!
 //! A removed member that still has connections cannot be deleted: it stays disabled (no new
 //! connections) in a draining list that [`Balancer::tend`] retries on every drift tick.
@@ -61,10 +64,8 @@ pub enum BalancerError {
 pub(crate) enum LbPlan {
     /// Nothing changes for haproxy.
     Nothing,
-    /// Only members change: write `text` as `haproxy.cfg`, then the runtime API.
+    /// Only members change: the runtime API, with `haproxy.cfg` rewritten later.
     Members {
-        /// The full new configuration.
-        text: String,
         /// The member changes.
         changes: Vec<MemberChange>,
     },
@@ -113,6 +114,9 @@ pub(crate) struct Balancer {
     draining: Vec<(String, String)>,
     /// Set when moving haproxy failed after a commit: the next tick restores it.
     stale: bool,
+    /// Set when members changed through the runtime API and `haproxy.cfg` still describes the
+    /// membership before: [`Balancer::tend`] or [`Balancer::write_file`] rewrites it.
+    file_behind: bool,
 }
 
 impl Balancer {
@@ -133,6 +137,7 @@ impl Balancer {
             running,
             draining: Vec::new(),
             stale: false,
+            file_behind: false,
         }
     }
 
@@ -176,10 +181,7 @@ impl Balancer {
         Ok(match change {
             LbChange::None => LbPlan::Nothing,
             LbChange::Stop => LbPlan::Stop,
-            LbChange::Members(changes) => match self.render(new) {
-                Some(text) => LbPlan::Members { text, changes },
-                None => LbPlan::Stop,
-            },
+            LbChange::Members(changes) => LbPlan::Members { changes },
             LbChange::Reload => match self.render(new) {
                 Some(text) => {
                     self.write_checked(&text)?;
@@ -227,28 +229,48 @@ impl Balancer {
             LbPlan::Nothing => Ok(()),
             LbPlan::Stop => self.stop(),
             LbPlan::Reload => self.install_and_reload(),
-            LbPlan::Members { text, changes } => {
-                match self
-                    .write(&self.files.config(), &text)
-                    .and_then(|()| self.change_members(&changes))
-                {
-                    Ok(()) => Ok(()),
-                    Err(e) => {
-                        tracing::warn!(netns = %self.netns, error = %crate::chain(&e), "runtime change failed; reloading haproxy");
-                        self.write_checked(&text)
-                            .and_then(|()| self.install_and_reload())
+            LbPlan::Members { changes } => match self.change_members(&changes) {
+                Ok(()) => {
+                    self.file_behind = true;
+                    Ok(())
+                }
+                Err(e) => {
+                    tracing::warn!(netns = %self.netns, error = %crate::chain(&e), "runtime change failed; reloading haproxy");
+                    match self.render(config) {
+                        Some(text) => self
+                            .write_checked(&text)
+                            .and_then(|()| self.install_and_reload()),
+                        None => self.stop(),
                     }
                 }
-            }
+            },
         };
         self.stale = r.is_err();
         if r.is_err() {
             // Keep the last file that describes a config, so a restart serves the right one.
             if let Some(text) = self.render(config) {
-                let _ = self.write(&self.files.config(), &text);
+                if self.write(&self.files.config(), &text).is_ok() {
+                    self.file_behind = false;
+                }
             }
         }
         r
+    }
+
+    /// Rewrites `haproxy.cfg` for `config` when members changed through the runtime API since
+    /// it was written.
+    ///
+    /// # Errors
+    /// [`BalancerError::Io`]; the file stays marked as behind.
+    pub(crate) fn write_file(&mut self, config: Option<&ValidConfig>) -> Result<(), BalancerError> {
+        if !self.file_behind {
+            return Ok(());
+        }
+        if let Some(text) = config.and_then(|c| self.render(c)) {
+            self.write(&self.files.config(), &text)?;
+        }
+        self.file_behind = false;
+        Ok(())
     }
 
     fn install_and_reload(&mut self) -> Result<(), BalancerError> {
@@ -258,6 +280,7 @@ impl Balancer {
             path,
             source,
         })?;
+        self.file_behind = false;
         let before = match &self.running {
             Some(h) => Some(h.master_pid()),
             None => Haproxy::adopt(&self.netns, self.files.clone())
@@ -372,6 +395,7 @@ impl Balancer {
     /// # Errors
     /// [`BalancerError`]; retried on the next tick.
     pub(crate) fn tend(&mut self, config: Option<&ValidConfig>) -> Result<(), BalancerError> {
+        self.write_file(config)?;
         if self.stale {
             if let Some(config) = config {
                 let plan = self.prepare(None, config, true)?;

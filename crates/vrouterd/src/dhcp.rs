@@ -239,6 +239,12 @@ impl DhcpServer {
         r
     }
 
+    /// Whether dnsmasq is known to serve the config this process moved it to last (for a config
+    /// that `serves` DHCP: started or adopted, and no move failed since).
+    pub(crate) fn settled(&self, serves: bool) -> bool {
+        !self.stale && (self.running.is_some() || !serves)
+    }
+
     /// Marks dnsmasq as not serving the config: the next [`DhcpServer::tend`] restarts it.
     pub(crate) fn mark_stale(&mut self) {
         self.stale = true;

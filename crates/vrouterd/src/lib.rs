@@ -1,7 +1,7 @@
 //! The router daemon: what runs on (or next to) a virtual router.
 //!
-//! It owns the router's ledger (last good config, candidate, highest generation seen, kernel
-//! mark), applies configs by delta against the model of what it committed or by full atomic
+//! It owns the router's ledger (last good config as a snapshot plus a journal of changes,
+//! highest generation seen, kernel mark), applies configs by delta against the model of what it committed or by full atomic
 //! replace, finds drift with one netlink request and repairs it, and serves all of that on a
 //! control endpoint (HTTP/1.1 over a Unix socket today; the same routes can later be served on
 //! a network address with authentication, for the host agent).
@@ -24,6 +24,7 @@
 mod balancer;
 pub mod client;
 mod dhcp;
+pub mod journal;
 pub mod ledger;
 mod router;
 pub mod serve;

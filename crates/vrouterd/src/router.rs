@@ -304,6 +304,12 @@ impl<K: Kernel> std::fmt::Debug for Router<K> {
     }
 }
 
+impl<K: Kernel> Drop for Router<K> {
+    fn drop(&mut self) {
+        self.settle_balancer_file();
+    }
+}
+
 impl Router<NetnsKernel> {
     /// Opens the router of a namespace, with its haproxy: locks its state directory and reads
     /// the ledger. When the kernel still holds the ledger's config (same namespace, nothing
@@ -353,14 +359,16 @@ impl<K: Kernel> Router<K> {
             applied: None,
             stale_mark: None,
         };
-        if let (Some(doc), Some(mark)) = (router.ledger.config()?, router.ledger.kernel_mark()?) {
+        if let (Some(generation), Some(mark)) =
+            (router.ledger.generation(), router.ledger.kernel_mark()?)
+        {
             let identity = router.kernel.identity();
             let now = router.kernel.generation().map_err(ApplyError::Probe)?;
             if identity == Some(mark.netns)
                 && now == mark.nft_generation
-                && mark.generation == doc.generation
+                && mark.generation == generation
             {
-                if let Ok(config) = validate(doc) {
+                if let Some(Ok(config)) = router.ledger.config()?.map(validate) {
                     let model = render::plan(&config);
                     router.applied = Some(Applied {
                         config,
@@ -368,7 +376,7 @@ impl<K: Kernel> Router<K> {
                         nft_generation: now,
                     });
                 }
-            } else if mark.generation == doc.generation {
+            } else if mark.generation == generation {
                 // The ledger's config was committed, and the kernel changed since: drift.
                 router.stale_mark = Some(mark.nft_generation);
             }
@@ -410,7 +418,7 @@ impl<K: Kernel> Router<K> {
             generation,
             problems,
         })?;
-        self.commit(Next::Whole(config), true)?;
+        self.commit(Next::Whole(config), true, None)?;
         Ok(Some(generation))
     }
 
@@ -429,6 +437,23 @@ impl<K: Kernel> Router<K> {
     /// [`ApplyError::Delta`] when the base is not what the router holds; otherwise as
     /// [`Router::apply_document`].
     pub fn apply_delta(&mut self, delta: &RouterDelta) -> Result<ApplyOutcome, ApplyError> {
+        let outcome = self.apply_delta_unsynced(delta);
+        self.answer(outcome)
+    }
+
+    /// Whatever the outcome, the generation recorded as seen is durable before the router
+    /// answers: an accepted change's record synced it already; a refusal or a no-op syncs it
+    /// here. So a number the router answered about is never taken again, while an accepted
+    /// change pays one fdatasync, not two.
+    fn answer(
+        &mut self,
+        outcome: Result<ApplyOutcome, ApplyError>,
+    ) -> Result<ApplyOutcome, ApplyError> {
+        self.ledger.sync()?;
+        outcome
+    }
+
+    fn apply_delta_unsynced(&mut self, delta: &RouterDelta) -> Result<ApplyOutcome, ApplyError> {
         if let Some(applied) = self.generation() {
             if delta.generation < applied {
                 return Ok(ApplyOutcome::Superseded {
@@ -447,7 +472,7 @@ impl<K: Kernel> Router<K> {
                 },
             ))?;
             let doc = delta.apply_to(&base).map_err(ApplyError::Delta)?;
-            return self.apply_document(doc);
+            return self.apply_change(doc, Some(delta));
         };
         a.config.fits(delta).map_err(ApplyError::Delta)?;
         if generation <= self.ledger.seen_generation()? {
@@ -456,7 +481,7 @@ impl<K: Kernel> Router<K> {
             let doc = delta
                 .apply_to(a.config.document())
                 .map_err(ApplyError::Delta)?;
-            return self.apply_document(doc);
+            return self.apply_change(doc, Some(delta));
         }
         let t0 = Instant::now();
         self.ledger.record_seen(generation)?;
@@ -484,7 +509,7 @@ impl<K: Kernel> Router<K> {
             }
         };
         let t2 = Instant::now();
-        let outcome = self.commit(Next::Change(change), false);
+        let outcome = self.commit(Next::Change(change), false, Some(delta));
         tracing::debug!(
             netns = %self.kernel,
             generation,
@@ -504,10 +529,20 @@ impl<K: Kernel> Router<K> {
     /// # Errors
     /// See [`ApplyError`]; on any error the previous rules stay enforced.
     pub fn apply_document(&mut self, doc: RouterConfig) -> Result<ApplyOutcome, ApplyError> {
+        let outcome = self.apply_change(doc, None);
+        self.answer(outcome)
+    }
+
+    /// [`Router::apply_document`] of a document received as `delta` (recorded as such).
+    fn apply_change(
+        &mut self,
+        doc: RouterConfig,
+        delta: Option<&RouterDelta>,
+    ) -> Result<ApplyOutcome, ApplyError> {
         let generation = doc.generation;
         let applied = match &self.applied {
             Some(a) => Some(a.config.generation()),
-            None => self.ledger.config()?.map(|c| c.generation),
+            None => self.ledger.generation(),
         };
         if let Some(applied) = applied {
             if generation < applied {
@@ -555,7 +590,7 @@ impl<K: Kernel> Router<K> {
             problems,
         })?;
         let t2 = Instant::now();
-        let outcome = self.commit(Next::Whole(config), false);
+        let outcome = self.commit(Next::Whole(config), false, delta);
         tracing::debug!(
             netns = %self.kernel,
             generation,
@@ -567,8 +602,14 @@ impl<K: Kernel> Router<K> {
         outcome
     }
 
-    /// Commits a validated config: candidate, addresses, one nft transaction, ledger.
-    fn commit(&mut self, next: Next, force_full: bool) -> Result<ApplyOutcome, ApplyError> {
+    /// Commits a validated config: addresses, one nft transaction, then the ledger's record of
+    /// it (`delta`, when it came as one), appended and synced.
+    fn commit(
+        &mut self,
+        next: Next,
+        force_full: bool,
+        delta: Option<&RouterDelta>,
+    ) -> Result<ApplyOutcome, ApplyError> {
         // What is enforced is taken out for the commit and put back on any refusal before the
         // kernel is touched; with a change, its config is already the new one.
         let (config, before) = match next {
@@ -631,8 +672,24 @@ impl<K: Kernel> Router<K> {
             }
         };
         // dnsmasq likewise: its new files are checked before the commit.
+        // A change that leaves what dnsmasq serves alone (its section, the guest network) has
+        // nothing to render, compare or check: the files in place describe it already, and a
+        // dnsmasq that died meanwhile is the drift timer's to restart.
         let mut dhcp_failure = None;
-        let dhcp_plan = match self.dhcp.as_mut().map(|d| d.prepare(&config)) {
+        let dhcp_same = !force_full
+            && match &before {
+                Some(Before::Whole(a)) => dhcp_of(&a.config) == dhcp_of(&config),
+                Some(Before::Moved { change, .. }) => change
+                    .previous()
+                    .is_none_or(|p| dhcp_of(p) == dhcp_of(&config)),
+                None => false,
+            };
+        let dhcp_plan = match self
+            .dhcp
+            .as_mut()
+            .filter(|d| !(dhcp_same && d.settled(config.dhcp.is_some())))
+            .map(|d| d.prepare(&config))
+        {
             None => DhcpPlan::Nothing,
             Some(Ok(plan)) => plan,
             Some(Err(source)) if force_full => {
@@ -645,12 +702,22 @@ impl<K: Kernel> Router<K> {
                 return Err(ApplyError::DnsmasqRefused { generation, source });
             }
         };
-        let t_candidate = Instant::now();
-        if let Err(e) = self.ledger.write_candidate(config.document()) {
-            self.put_back(config, before);
-            return Err(e.into());
-        }
-        let candidate_us = t_candidate.elapsed().as_micros() as u64;
+        // The ledger's record is prepared now (its base is the config held, or the delta that
+        // moved it) and appended once the kernel accepted the change, so the journal only ever
+        // holds what the kernel accepted.
+        let t_prepare = Instant::now();
+        let held = match &before {
+            Some(Before::Whole(a)) => Some(a.config.document()),
+            _ => None,
+        };
+        let record = match self.ledger.prepare(held, config.document(), delta) {
+            Ok(record) => record,
+            Err(e) => {
+                self.put_back(config, before);
+                return Err(e.into());
+            }
+        };
+        let prepare_us = t_prepare.elapsed().as_micros() as u64;
         // Interfaces are set at start and whenever their part of the config changes; a rule
         // change never spawns `ip`.
         let links_changed = force_full
@@ -663,7 +730,6 @@ impl<K: Kernel> Router<K> {
             };
         if links_changed {
             if let Err(source) = self.sync_links(&config) {
-                self.ledger.discard_candidate();
                 self.put_back(config, before);
                 return Err(ApplyError::Link { generation, source });
             }
@@ -732,7 +798,6 @@ impl<K: Kernel> Router<K> {
                 via = CommitPath::Nft;
                 let model = render::plan(&config);
                 if let Err(source) = self.kernel.apply_script(&render_full(&model)) {
-                    self.ledger.discard_candidate();
                     self.after_refusal(config, previous, model_moved, in_sync, links_changed);
                     return Err(ApplyError::Kernel { generation, source });
                 }
@@ -741,14 +806,14 @@ impl<K: Kernel> Router<K> {
         };
         let commit_micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
         let nft_generation = self.kernel.generation().map_err(ApplyError::Probe)?;
-        let t_promote = Instant::now();
-        self.ledger.promote_candidate()?;
+        let t_record = Instant::now();
+        self.ledger.record(record)?;
         tracing::debug!(
             netns = %self.kernel,
             generation,
-            candidate_us,
+            prepare_us,
             kernel_us = commit_micros,
-            promote_us = t_promote.elapsed().as_micros() as u64,
+            record_us = t_record.elapsed().as_micros() as u64,
             "committed"
         );
         if let Some(netns) = self.kernel.identity() {
@@ -889,6 +954,18 @@ impl<K: Kernel> Router<K> {
         }
     }
 
+    /// Rewrites haproxy's file when members changed through its runtime API since it was
+    /// written (the drift timer's [`Router::tend_balancer`] does it too); called when the
+    /// router is dropped.
+    fn settle_balancer_file(&mut self) {
+        let config = self.applied.as_ref().map(|a| &a.config);
+        if let Some(b) = self.balancer.as_mut() {
+            if let Err(e) = b.write_file(config) {
+                tracing::warn!(netns = %self.kernel, error = %chain(&e), "cannot write haproxy's file");
+            }
+        }
+    }
+
     /// The periodic dnsmasq chore (drift timer): when the config serves DHCP and dnsmasq is not
     /// running (it died, or an earlier move failed), starts it again. Returns whether it did.
     ///
@@ -982,6 +1059,11 @@ fn element_batch(c: &render::ElementChange) -> ElementBatch {
             .map(|(k, v)| (conv(k), v.as_deref().map(conv)))
             .collect(),
     }
+}
+
+/// The parts of a config that dnsmasq's files depend on.
+fn dhcp_of(c: &ValidConfig) -> impl PartialEq + '_ {
+    (&c.dhcp, c.guest_cidr, c.guest_gateway)
 }
 
 /// The parts of a config that interfaces and routes depend on.

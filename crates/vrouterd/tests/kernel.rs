@@ -80,7 +80,7 @@ impl Fixture {
             .unwrap_or_else(|e| panic!("apply refused: {}", chain(&e)))
     }
 
-    /// The generation the ledger's `config.json` holds.
+    /// The generation of the config the ledger holds.
     fn ledger_generation(&self) -> Option<u64> {
         ledger_generation(self.dir.path())
     }
@@ -91,17 +91,19 @@ impl Fixture {
 }
 
 fn ledger_generation(dir: &Path) -> Option<u64> {
-    let bytes = std::fs::read(dir.join("config.json")).ok()?;
-    let doc: RouterConfig = serde_json::from_slice(&bytes).expect("the ledger is a config");
-    Some(doc.generation)
+    ledger_config(dir).map(|c| c.generation)
+}
+
+fn ledger_config(dir: &Path) -> Option<RouterConfig> {
+    vrouterd::journal::read_state(dir)
+        .expect("the ledger reads back")
+        .1
 }
 
 fn seen_generation(dir: &Path) -> u64 {
-    std::fs::read_to_string(dir.join("seen-generation"))
-        .expect("seen-generation written")
-        .trim()
-        .parse()
-        .expect("a number")
+    vrouterd::journal::read_state(dir)
+        .expect("the ledger reads back")
+        .0
 }
 
 fn scripts(journal: &[Commit]) -> usize {
@@ -143,7 +145,6 @@ fn first_apply_is_one_full_script_after_the_interfaces_and_is_recorded_in_the_le
     assert_eq!(f.router.generation(), Some(5));
     assert_eq!(f.ledger_generation(), Some(5));
     assert_eq!(seen_generation(f.dir.path()), 5);
-    assert!(!f.dir.path().join("candidate.json").exists());
     assert_eq!(f.router.drift().unwrap(), Drift::InSync);
 }
 
@@ -265,7 +266,7 @@ fn a_refused_commit_leaves_the_ledger_the_model_and_the_kernel_unchanged() {
     let mut f = Fixture::new();
     f.apply(serving(5));
     let kernel_generation = f.kernel.current_generation();
-    let ledger_before = std::fs::read(f.dir.path().join("config.json")).unwrap();
+    let ledger_before = ledger_config(f.dir.path()).unwrap();
     let mark_before = std::fs::read(f.dir.path().join("kernel.json")).unwrap();
 
     f.kernel.refuse_commits("no room");
@@ -293,15 +294,11 @@ fn a_refused_commit_leaves_the_ledger_the_model_and_the_kernel_unchanged() {
     assert!(matches!(refused[1].call, Call::Script(_)), "{refused:?}");
 
     assert_eq!(f.kernel.current_generation(), kernel_generation);
-    assert_eq!(
-        std::fs::read(f.dir.path().join("config.json")).unwrap(),
-        ledger_before
-    );
+    assert_eq!(ledger_config(f.dir.path()).unwrap(), ledger_before);
     assert_eq!(
         std::fs::read(f.dir.path().join("kernel.json")).unwrap(),
         mark_before
     );
-    assert!(!f.dir.path().join("candidate.json").exists());
     assert_eq!(seen_generation(f.dir.path()), 6);
     assert_eq!(f.router.generation(), Some(5));
     assert_eq!(f.router.drift().unwrap(), Drift::InSync);
@@ -325,7 +322,7 @@ fn a_delta_the_kernel_refuses_leaves_config_and_model_as_the_kernel_holds_them()
     f.apply(serving(5));
     let held = f.router.config().unwrap().clone();
     let held_model = f.router.model().unwrap().clone();
-    let ledger_before = std::fs::read(f.dir.path().join("config.json")).unwrap();
+    let ledger_before = ledger_config(f.dir.path()).unwrap();
 
     f.kernel.refuse_commits("no room");
     let next = config(
@@ -343,10 +340,7 @@ fn a_delta_the_kernel_refuses_leaves_config_and_model_as_the_kernel_holds_them()
     assert_eq!(f.router.config(), Some(&held));
     assert_eq!(f.router.model(), Some(&held_model));
     assert_eq!(f.router.model(), Some(&render::plan(&held)));
-    assert_eq!(
-        std::fs::read(f.dir.path().join("config.json")).unwrap(),
-        ledger_before
-    );
+    assert_eq!(ledger_config(f.dir.path()).unwrap(), ledger_before);
     assert_eq!(f.router.drift().unwrap(), Drift::InSync);
 
     // The next generation goes as a delta against what the kernel still holds.

@@ -389,13 +389,24 @@ fn restart_never_applies_a_refused_or_unconfirmed_candidate() {
     bench.assert_enforced("web1");
     serve.stop();
 
-    // A candidate the kernel never confirmed, as a crash in the middle of an apply leaves it.
+    // A record cut short in the journal, as a crash in the middle of an append leaves it.
     let unconfirmed = config(3, WEB2);
-    std::fs::write(
-        router_state(dd).join("candidate.json"),
-        serde_json::to_vec(&unconfirmed).unwrap(),
-    )
-    .unwrap();
+    let segment = std::fs::read_dir(router_state(dd))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("journal-")
+        })
+        .max()
+        .expect("a journal segment");
+    let torn = serde_json::to_vec(&unconfirmed).unwrap();
+    let mut bytes = std::fs::read(&segment).unwrap();
+    bytes.extend_from_slice(&(torn.len() as u32).to_le_bytes());
+    bytes.extend_from_slice(&torn[..torn.len() / 2]);
+    std::fs::write(&segment, bytes).unwrap();
     bench.wipe_router_kernel_state();
 
     let _serve = Serve::start(dd, "0");
