@@ -263,10 +263,18 @@ pub fn delta(
     let mut members_of: BTreeMap<RuleId, Vec<&MemberRow>> = BTreeMap::new();
     let mut policies_of: BTreeMap<RuleId, Vec<&PolicyRow>> = BTreeMap::new();
     if !balancers.is_empty() {
-        for m in state.members.iter().filter(|m| balancers.contains(&m.lb_id)) {
+        for m in state
+            .members
+            .iter()
+            .filter(|m| balancers.contains(&m.lb_id))
+        {
             members_of.entry(m.lb_id).or_default().push(m);
         }
-        for p in state.policies.iter().filter(|p| balancers.contains(&p.lb_id)) {
+        for p in state
+            .policies
+            .iter()
+            .filter(|p| balancers.contains(&p.lb_id))
+        {
             policies_of.entry(p.lb_id).or_default().push(p);
         }
     }

@@ -9,7 +9,9 @@ use std::net::Ipv4Addr;
 use proptest::prelude::*;
 use router_config::{MacAddr, RouterConfig, RouterDelta};
 
-use super::{apply_commit, delta, desired, Batch, Commit, NetworkState, Planned, PublicSegment, Touched};
+use super::{
+    apply_commit, delta, desired, Batch, Commit, NetworkState, Planned, PublicSegment, Touched,
+};
 use crate::ids::{
     AccountId, IpId, JobId, MemberId, NetworkId, PolicyId, RuleId, VlanRangeId, VmId, ZoneId,
 };

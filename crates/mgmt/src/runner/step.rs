@@ -153,9 +153,9 @@ async fn step(
                 applied = router.applied, last_error = ?router.last_error,
                 "the router lacks the latest config; sending it again");
             cache.drop_copy();
-            let state = cache.current(rt, network, &[]).await?;
+            let view = cache.current(rt, network, &[]).await?;
             sent.forget();
-            match push(rt, state, &Batch::default(), sent).await {
+            match push(rt, view.state, None, &Batch::default(), sent).await {
                 Ok(pushed) => record(rt, &pushed, &fence, cache).await?,
                 Err(PushError::Unavailable(r)) => {
                     tracing::info!(network = %network, reason = %r, "re-sync postponed");
@@ -284,7 +284,7 @@ async fn implement(
         Ok(()) => {
             let state = store::state::read(&rt.db, network).await?;
             sent.forget();
-            match push(rt, &state, &Batch::default(), sent).await {
+            match push(rt, &state, None, &Batch::default(), sent).await {
                 Ok(pushed) => Started::Applied(Box::new(pushed)),
                 Err(PushError::Unavailable(r)) => return Err(RunnerError::Unreachable(r)),
                 Err(e) => Started::Failed(e.to_string()),
