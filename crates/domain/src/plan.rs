@@ -25,6 +25,12 @@ use crate::model::{
     IpRow, MemberRow, NetworkRow, PolicyKind, PolicyRow, Purpose, Rule, State, Traffic, VmNic,
 };
 
+mod incremental;
+#[cfg(test)]
+mod tests;
+
+pub use incremental::{delta, Planned, Touched};
+
 /// Name of the router's public interface.
 pub const PUBLIC_INTERFACE: &str = "pub0";
 /// Name of the router's guest interface.
@@ -175,11 +181,9 @@ fn or_everyone(cidrs: &[String]) -> Vec<String> {
     }
 }
 
-/// The router config of `state` carrying the changes of `batch`, with the bookkeeping to do
-/// once a router has applied it. `generation` is stamped into the config.
-pub fn desired(state: &NetworkState, batch: &Batch, generation: u64) -> (RouterConfig, Commit) {
-    let mut commit = Commit::default();
-    let network = state.network.clone().unwrap_or_else(|| NetworkRow {
+/// The network row `desired` plans from (an empty one when the state has none).
+fn network_of(state: &NetworkState) -> NetworkRow {
+    state.network.clone().unwrap_or_else(|| NetworkRow {
         id: NetworkId::from(0),
         uuid: String::new(),
         name: String::new(),
@@ -194,12 +198,20 @@ pub fn desired(state: &NetworkState, batch: &Batch, generation: u64) -> (RouterC
         created: 0,
         vlan: None,
         network_domain: String::new(),
-    });
+    })
+}
+
+/// The public side for `batch`, with the ids of the IPs on it; records the IPs it allocates
+/// or frees.
+fn public_side(
+    state: &NetworkState,
+    batch: &Batch,
+    commit: &mut Commit,
+) -> (PublicSide, BTreeSet<IpId>) {
     let segment = state.segment.unwrap_or(PublicSegment {
         prefix_len: 24,
         gateway: None,
     });
-
     let mut addresses = Vec::new();
     let mut present_ips = BTreeSet::new();
     for ip in &state.ips {
@@ -219,6 +231,172 @@ pub fn desired(state: &NetworkState, batch: &Batch, generation: u64) -> (RouterC
         }
     }
     addresses.sort_by_key(|a| a.ip);
+    let side = PublicSide {
+        interface: PUBLIC_INTERFACE.to_string(),
+        addresses,
+        gateway: segment.gateway,
+    };
+    (side, present_ips)
+}
+
+fn guest_side(network: &NetworkRow) -> GuestSide {
+    GuestSide {
+        interface: GUEST_INTERFACE.to_string(),
+        cidr: network.cidr.to_string(),
+        gateway: network.gateway,
+    }
+}
+
+fn egress_default(network: &NetworkRow) -> EgressPolicy {
+    if network.egress_allow {
+        EgressPolicy::Allow
+    } else {
+        EgressPolicy::Deny
+    }
+}
+
+/// The DHCP service for `batch` (none without a network); records the VMs whose leases go.
+fn dhcp(state: &NetworkState, batch: &Batch, commit: &mut Commit) -> Option<DhcpService> {
+    let network = state.network.as_ref()?;
+    let mut leases = Vec::new();
+    for vm in &state.vms {
+        if batch.vm_present(vm) {
+            leases.push(DhcpLease {
+                mac: vm.mac,
+                ip: vm.ip,
+                hostname: vm.name.clone(),
+            });
+        } else if vm.state == "Expunging" {
+            commit.gone_vms.push(vm.vm_id);
+        }
+    }
+    leases.sort();
+    Some(DhcpService {
+        dns_servers: state.dns.clone(),
+        domain: Some(network.network_domain.clone()).filter(|d| !d.is_empty()),
+        leases,
+    })
+}
+
+/// One rule as the router gets it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Wire {
+    Firewall(WireFirewallRule),
+    Egress(WireEgressRule),
+    Forward(WirePortForward),
+    Balancer(WireLoadBalancer),
+}
+
+/// A rule's wire form for `batch`, or `None` when the config leaves it out; records what its
+/// row (and, for a balancer, its members' rows) become once a router holds the config.
+/// `members` and `policies` are the balancer's own rows.
+fn plan_rule(
+    rule: &Rule,
+    batch: &Batch,
+    present_ips: &BTreeSet<IpId>,
+    members: &[&MemberRow],
+    policies: &[&PolicyRow],
+    commit: &mut Commit,
+) -> Option<Wire> {
+    let id = |i: RuleId| u64::try_from(i.get()).unwrap_or(0);
+    let in_batch = rule.job_id.is_some_and(|j| batch.included.contains(&j));
+    let on_present_ip = rule.ip_id.is_none_or(|i| present_ips.contains(&i));
+    let mut present = batch.present(rule.state, rule.applied, rule.job_id) && on_present_ip;
+    let mut wire = None;
+    match (rule.purpose, rule.traffic) {
+        (Purpose::Firewall, Some(Traffic::Egress)) if present => {
+            wire = Some(Wire::Egress(WireEgressRule {
+                id: id(rule.id),
+                protocol: rule.protocol.clone(),
+                ports: ports(rule.start_port, rule.end_port),
+                icmp: icmp(rule),
+                source_cidrs: rule.source_cidrs.clone(),
+                destination_cidrs: rule.dest_cidrs.clone(),
+            }));
+        }
+        (Purpose::Firewall, _) if present => {
+            if let Some(ip) = rule.ip {
+                wire = Some(Wire::Firewall(WireFirewallRule {
+                    id: id(rule.id),
+                    public_ip: ip,
+                    protocol: rule.protocol.clone(),
+                    ports: ports(rule.start_port, rule.end_port),
+                    icmp: icmp(rule),
+                    source_cidrs: or_everyone(&rule.source_cidrs),
+                }));
+            }
+        }
+        (Purpose::PortForwarding, _) if present => {
+            if let (Some(ip), Some(vm_ip), Some(public_ports), Some(private_ports)) = (
+                rule.ip,
+                rule.vm_ip,
+                ports(rule.start_port, rule.end_port),
+                ports(rule.private_start, rule.private_end),
+            ) {
+                wire = Some(Wire::Forward(WirePortForward {
+                    id: id(rule.id),
+                    public_ip: ip,
+                    protocol: rule.protocol.clone(),
+                    public_ports,
+                    private_ports,
+                    vm_ip,
+                    source_cidrs: or_everyone(&rule.source_cidrs),
+                }));
+            }
+        }
+        (Purpose::LoadBalancing, _) if present => {
+            match (
+                load_balancer(rule, members, policies, batch, commit),
+                rule.ip,
+            ) {
+                (Some(mut lb), Some(ip)) => {
+                    lb.public_ip = ip;
+                    wire = Some(Wire::Balancer(lb));
+                }
+                _ => {
+                    // No members: not on the router, and waiting in Add (as CloudStack).
+                    present = false;
+                    if rule.state == State::Active {
+                        commit.demote_rules.push(rule.id);
+                    }
+                }
+            }
+        }
+        _ => {}
+    }
+    if present && rule.state == State::Add {
+        commit.activate_rules.push(rule.id);
+    }
+    if !present && rule.state == State::Revoke && in_batch {
+        commit.delete_rules.push(rule.id);
+    }
+    wire
+}
+
+/// What a member or policy row becomes once a router holds the config of `batch`, apart from
+/// a member's activation (its balancer's planning records that).
+fn plan_member(m: &MemberRow, batch: &Batch, commit: &mut Commit) {
+    let in_batch = m.job_id.is_some_and(|j| batch.included.contains(&j));
+    if m.state == State::Revoke && in_batch {
+        commit.delete_members.push(m.id);
+    }
+}
+
+fn plan_policy(p: &PolicyRow, batch: &Batch, commit: &mut Commit) {
+    let in_batch = p.job_id.is_some_and(|j| batch.included.contains(&j));
+    if p.state == State::Revoke && in_batch {
+        commit.delete_policies.push(p.id);
+    } else if p.state == State::Add && in_batch {
+        commit.activate_policies.push(p.id);
+    }
+}
+
+/// The router config of `state` carrying the changes of `batch`, with the bookkeeping to do
+/// once a router has applied it. `generation` is stamped into the config.
+pub fn desired(state: &NetworkState, batch: &Batch, generation: u64) -> (RouterConfig, Commit) {
+    let mut commit = Commit::default();
+    let network = network_of(state);
+    let (public, present_ips) = public_side(state, batch, &mut commit);
 
     let members_of: BTreeMap<RuleId, Vec<&MemberRow>> =
         state.members.iter().fold(BTreeMap::new(), |mut m, r| {
@@ -234,141 +412,40 @@ pub fn desired(state: &NetworkState, batch: &Batch, generation: u64) -> (RouterC
     let mut cfg = RouterConfig {
         schema: SCHEMA_VERSION,
         generation,
-        public: PublicSide {
-            interface: PUBLIC_INTERFACE.to_string(),
-            addresses,
-            gateway: segment.gateway,
-        },
-        guest: GuestSide {
-            interface: GUEST_INTERFACE.to_string(),
-            cidr: network.cidr.to_string(),
-            gateway: network.gateway,
-        },
-        egress_default: if network.egress_allow {
-            EgressPolicy::Allow
-        } else {
-            EgressPolicy::Deny
-        },
+        public,
+        guest: guest_side(&network),
+        egress_default: egress_default(&network),
         firewall_rules: Vec::new(),
         egress_rules: Vec::new(),
         port_forwards: Vec::new(),
         load_balancers: Vec::new(),
-        dhcp: None,
+        dhcp: dhcp(state, batch, &mut commit),
     };
 
-    if state.network.is_some() {
-        let mut leases = Vec::new();
-        for vm in &state.vms {
-            if batch.vm_present(vm) {
-                leases.push(DhcpLease {
-                    mac: vm.mac,
-                    ip: vm.ip,
-                    hostname: vm.name.clone(),
-                });
-            } else if vm.state == "Expunging" {
-                commit.gone_vms.push(vm.vm_id);
-            }
-        }
-        leases.sort();
-        cfg.dhcp = Some(DhcpService {
-            dns_servers: state.dns.clone(),
-            domain: Some(network.network_domain.clone()).filter(|d| !d.is_empty()),
-            leases,
-        });
-    }
-
-    let id = |i: RuleId| u64::try_from(i.get()).unwrap_or(0);
     for rule in &state.rules {
-        let in_batch = rule.job_id.is_some_and(|j| batch.included.contains(&j));
-        let on_present_ip = rule.ip_id.is_none_or(|i| present_ips.contains(&i));
-        let mut present = batch.present(rule.state, rule.applied, rule.job_id) && on_present_ip;
-        match (rule.purpose, rule.traffic) {
-            (Purpose::Firewall, Some(Traffic::Egress)) if present => {
-                cfg.egress_rules.push(WireEgressRule {
-                    id: id(rule.id),
-                    protocol: rule.protocol.clone(),
-                    ports: ports(rule.start_port, rule.end_port),
-                    icmp: icmp(rule),
-                    source_cidrs: rule.source_cidrs.clone(),
-                    destination_cidrs: rule.dest_cidrs.clone(),
-                });
-            }
-            (Purpose::Firewall, _) if present => {
-                if let Some(ip) = rule.ip {
-                    cfg.firewall_rules.push(WireFirewallRule {
-                        id: id(rule.id),
-                        public_ip: ip,
-                        protocol: rule.protocol.clone(),
-                        ports: ports(rule.start_port, rule.end_port),
-                        icmp: icmp(rule),
-                        source_cidrs: or_everyone(&rule.source_cidrs),
-                    });
-                }
-            }
-            (Purpose::PortForwarding, _) if present => {
-                if let (Some(ip), Some(vm_ip), Some(public_ports), Some(private_ports)) = (
-                    rule.ip,
-                    rule.vm_ip,
-                    ports(rule.start_port, rule.end_port),
-                    ports(rule.private_start, rule.private_end),
-                ) {
-                    cfg.port_forwards.push(WirePortForward {
-                        id: id(rule.id),
-                        public_ip: ip,
-                        protocol: rule.protocol.clone(),
-                        public_ports,
-                        private_ports,
-                        vm_ip,
-                        source_cidrs: or_everyone(&rule.source_cidrs),
-                    });
-                }
-            }
-            (Purpose::LoadBalancing, _) if present => {
-                let lb = load_balancer(rule, &members_of, &policies_of, batch, &mut commit);
-                match (lb, rule.ip) {
-                    (Some(mut lb), Some(ip)) => {
-                        lb.public_ip = ip;
-                        cfg.load_balancers.push(lb);
-                    }
-                    _ => {
-                        // No members: not on the router, and waiting in Add (as CloudStack).
-                        present = false;
-                        if rule.state == State::Active {
-                            commit.demote_rules.push(rule.id);
-                        }
-                    }
-                }
-            }
-            _ => {}
-        }
-        if present && rule.state == State::Add {
-            commit.activate_rules.push(rule.id);
-        }
-        if !present && rule.state == State::Revoke && in_batch {
-            commit.delete_rules.push(rule.id);
+        let members = members_of.get(&rule.id).map_or(&[][..], Vec::as_slice);
+        let policies = policies_of.get(&rule.id).map_or(&[][..], Vec::as_slice);
+        match plan_rule(rule, batch, &present_ips, members, policies, &mut commit) {
+            Some(Wire::Firewall(r)) => cfg.firewall_rules.push(r),
+            Some(Wire::Egress(r)) => cfg.egress_rules.push(r),
+            Some(Wire::Forward(r)) => cfg.port_forwards.push(r),
+            Some(Wire::Balancer(r)) => cfg.load_balancers.push(r),
+            None => {}
         }
     }
     for m in &state.members {
-        let in_batch = m.job_id.is_some_and(|j| batch.included.contains(&j));
-        if m.state == State::Revoke && in_batch {
-            commit.delete_members.push(m.id);
-        }
+        plan_member(m, batch, &mut commit);
     }
     for p in &state.policies {
-        let in_batch = p.job_id.is_some_and(|j| batch.included.contains(&j));
-        if p.state == State::Revoke && in_batch {
-            commit.delete_policies.push(p.id);
-        } else if p.state == State::Add && in_batch {
-            commit.activate_policies.push(p.id);
-        }
+        plan_policy(p, batch, &mut commit);
     }
     (cfg, commit)
 }
 
 fn load_balancer(
     rule: &Rule,
-    members_of: &BTreeMap<RuleId, Vec<&MemberRow>>,
-    policies_of: &BTreeMap<RuleId, Vec<&PolicyRow>>,
+    members_of: &[&MemberRow],
+    policies_of: &[&PolicyRow],
     batch: &Batch,
     commit: &mut Commit,
 ) -> Option<WireLoadBalancer> {
@@ -377,7 +454,7 @@ fn load_balancer(
         .and_then(|p| u32::try_from(p).ok())
         .unwrap_or(0);
     let mut members: Vec<WireMember> = Vec::new();
-    for m in members_of.get(&rule.id).into_iter().flatten() {
+    for m in members_of {
         if batch.present(m.state, m.applied, m.job_id) {
             members.push(WireMember {
                 vm_ip: m.vm_ip,
@@ -395,7 +472,7 @@ fn load_balancer(
     members.dedup();
     let mut stickiness = None;
     let mut health_check = None;
-    for p in policies_of.get(&rule.id).into_iter().flatten() {
+    for p in policies_of {
         if !batch.present(p.state, p.applied, p.job_id) {
             continue;
         }
@@ -438,51 +515,71 @@ fn load_balancer(
 
 /// Applies to `state` what [`Commit`] records in the database, so that a worker's copy of its
 /// network's rows stays what the database holds.
+///
+/// Rows are found by binary search (the store reads them in id order, and a worker's copy
+/// keeps that order), so a commit that only activates rows costs what it names, not what the
+/// network holds; deletions take a pass over the rows they can concern.
 pub fn apply_commit(state: &mut NetworkState, c: &Commit) {
     fn set<T: Ord + Copy>(v: &[T]) -> BTreeSet<T> {
         v.iter().copied().collect()
     }
-    let (activate, demote, delete) = (
-        set(&c.activate_rules),
-        set(&c.demote_rules),
-        set(&c.delete_rules),
-    );
-    for r in &mut state.rules {
-        if activate.contains(&r.id) && r.state == State::Add {
-            r.state = State::Active;
-            r.applied = true;
-        }
-        if demote.contains(&r.id) && r.state == State::Active {
-            r.state = State::Add;
-            r.applied = false;
-        }
-        if r.related_id.is_some_and(|x| delete.contains(&x)) {
-            r.related_id = None;
+    for id in &c.activate_rules {
+        if let Some(r) = find_mut(&mut state.rules, *id, |r| r.id) {
+            if r.state == State::Add {
+                r.state = State::Active;
+                r.applied = true;
+            }
         }
     }
-    state.rules.retain(|r| !delete.contains(&r.id));
-    let (m_on, m_off) = (set(&c.activate_members), set(&c.delete_members));
-    state
-        .members
-        .retain(|m| !delete.contains(&m.lb_id) && !m_off.contains(&m.id));
-    for m in &mut state.members {
-        if m_on.contains(&m.id) && m.state == State::Add {
-            m.state = State::Active;
-            m.applied = true;
+    for id in &c.demote_rules {
+        if let Some(r) = find_mut(&mut state.rules, *id, |r| r.id) {
+            if r.state == State::Active {
+                r.state = State::Add;
+                r.applied = false;
+            }
         }
     }
-    let (p_on, p_off) = (set(&c.activate_policies), set(&c.delete_policies));
-    state
-        .policies
-        .retain(|p| !delete.contains(&p.lb_id) && !p_off.contains(&p.id));
-    for p in &mut state.policies {
-        if p_on.contains(&p.id) && p.state == State::Add {
-            p.state = State::Active;
-            p.applied = true;
+    let delete = set(&c.delete_rules);
+    if !delete.is_empty() {
+        for r in &mut state.rules {
+            if r.related_id.is_some_and(|x| delete.contains(&x)) {
+                r.related_id = None;
+            }
+        }
+        state.rules.retain(|r| !delete.contains(&r.id));
+    }
+    let m_off = set(&c.delete_members);
+    if !delete.is_empty() || !m_off.is_empty() {
+        state
+            .members
+            .retain(|m| !delete.contains(&m.lb_id) && !m_off.contains(&m.id));
+    }
+    for id in &c.activate_members {
+        if let Some(m) = find_mut(&mut state.members, *id, |m| m.id) {
+            if m.state == State::Add {
+                m.state = State::Active;
+                m.applied = true;
+            }
         }
     }
-    let gone = set(&c.gone_vms);
-    state.vms.retain(|vm| !gone.contains(&vm.vm_id));
+    let p_off = set(&c.delete_policies);
+    if !delete.is_empty() || !p_off.is_empty() {
+        state
+            .policies
+            .retain(|p| !delete.contains(&p.lb_id) && !p_off.contains(&p.id));
+    }
+    for id in &c.activate_policies {
+        if let Some(p) = find_mut(&mut state.policies, *id, |p| p.id) {
+            if p.state == State::Add {
+                p.state = State::Active;
+                p.applied = true;
+            }
+        }
+    }
+    if !c.gone_vms.is_empty() {
+        let gone = set(&c.gone_vms);
+        state.vms.retain(|vm| !gone.contains(&vm.vm_id));
+    }
     let (ip_on, ip_off) = (set(&c.allocate_ips), set(&c.free_ips));
     state.ips.retain(|ip| !ip_off.contains(&ip.id));
     for ip in &mut state.ips {
@@ -490,5 +587,22 @@ pub fn apply_commit(state: &mut NetworkState, c: &Commit) {
             ip.state = "Allocated".to_string();
             ip.applied = true;
         }
+    }
+}
+
+/// The row with id `id`: by binary search when `rows` are in id order, by a scan otherwise.
+fn find_mut<T, K: Ord + Copy>(rows: &mut [T], id: K, key: impl Fn(&T) -> K) -> Option<&mut T> {
+    let at = match rows.binary_search_by_key(&id, &key) {
+        Ok(i) => Some(i),
+        Err(_) => rows.iter().position(|r| key(r) == id),
+    };
+    at.map(move |i| &mut rows[i])
+}
+
+/// The row with id `id`, found as [`find_mut`] finds it.
+fn find<T, K: Ord + Copy>(rows: &[T], id: K, key: impl Fn(&T) -> K) -> Option<&T> {
+    match rows.binary_search_by_key(&id, &key) {
+        Ok(i) => rows.get(i),
+        Err(_) => rows.iter().find(|r| key(r) == id),
     }
 }

@@ -36,6 +36,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, Notify};
+use tracing::Instrument;
 
 use crate::hosts::{CallError, HostEvent, Hosts};
 use crate::metrics::Metrics;
@@ -214,7 +215,10 @@ impl Doorbell {
         if new {
             let rt = self.clone();
             let b = bell.clone();
-            tokio::spawn(async move { step::worker(rt, network, b).await });
+            // Everything a worker logs, the database's statements included, names its
+            // network.
+            let span = tracing::info_span!("worker", network = %network);
+            tokio::spawn(async move { step::worker(rt, network, b).await }.instrument(span));
         }
         bell.notify_one();
     }

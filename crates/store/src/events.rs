@@ -42,6 +42,62 @@ pub async fn event(
     Ok(())
 }
 
+/// An event for [`events`].
+#[derive(Debug, Clone, Copy)]
+pub struct NewEvent<'a> {
+    /// The account it is about.
+    pub account_id: i64,
+    /// The user who caused it.
+    pub user_id: i64,
+    /// Its type, e.g. `NET.RULEADD`.
+    pub event_type: &'a str,
+    /// `INFO` or `ERROR`.
+    pub level: &'a str,
+    /// `Scheduled`, `Completed`…
+    pub state: &'a str,
+    /// Words for it.
+    pub description: &'a str,
+}
+
+/// Records several events in one statement.
+///
+/// # Errors
+/// [`StoreError::Db`].
+pub async fn events(tx: &mut Transaction<'_, Any>, new: &[NewEvent<'_>]) -> Result<(), StoreError> {
+    const COLUMNS: usize = 8;
+    for chunk in new.chunks(100) {
+        let rows: Vec<String> = (0..chunk.len())
+            .map(|i| {
+                let n = 1 + COLUMNS * i;
+                let cells: Vec<String> = (n..n + COLUMNS).map(|k| format!("${k}")).collect();
+                format!("({}, NULL, NULL)", cells.join(", "))
+            })
+            .collect();
+        let sql = format!(
+            "INSERT INTO events (uuid, account_id, user_id, event_type, level, state, \
+             description, created, resource_uuid, job_uuid) VALUES {}",
+            rows.join(", ")
+        );
+        let mut q = sqlx::query(&sql);
+        let now = now_ms();
+        for e in chunk {
+            q = q
+                .bind(uuid::Uuid::new_v4().to_string())
+                .bind(e.account_id)
+                .bind(e.user_id)
+                .bind(e.event_type)
+                .bind(e.level)
+                .bind(e.state)
+                .bind(e.description)
+                .bind(now);
+        }
+        q.execute(&mut **tx)
+            .await
+            .map_err(StoreError::db("recording events"))?;
+    }
+    Ok(())
+}
+
 /// Records that the caller's request scheduled job `job_uuid` (the event listEvents shows until
 /// the job's own completion event).
 ///

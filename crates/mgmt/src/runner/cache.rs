@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 
 use domain::ids::{IpId, JobId, MemberId, NetworkId, PolicyId, RuleId, VmId};
 use domain::model::{IpRow, MemberRow, PolicyRow, Rule, VmNic};
-use domain::plan::{self, Batch, NetworkState};
+use domain::plan::{self, Batch, NetworkState, Touched};
 use router_config::RouterConfig;
 use store::jobs::PendingJob;
 use store::StoreError;
@@ -21,9 +21,26 @@ use super::Doorbell;
 /// not marked change nothing a config is planned from (names, descriptions, display flags).
 /// Anything unexpected (a refused job, an error, a copy check that found a difference) drops
 /// the copy, and the next step reads everything.
+///
+/// Beside the rows it keeps the ids of those whose job is pending ([`Touched`]): the rows a
+/// generation's delta plans again ([`plan::delta`]). They are the rows read for the pending
+/// jobs, plus those named before whose job is still pending in the copy (a row the database
+/// has since marked with a job this step does not know yet keeps its earlier version here).
 #[derive(Default)]
 pub(super) struct Cache {
     state: Option<NetworkState>,
+    touched: Touched,
+    /// Whether the state `current` gave last is the copy kept from earlier generations (not
+    /// read whole): only then does a delta from the rows it touched hold.
+    kept: bool,
+}
+
+/// The network's rows for a step, and the rows of its pending jobs when the copy was kept.
+pub(super) struct View<'a> {
+    /// The rows.
+    pub(super) state: &'a NetworkState,
+    /// The rows a delta plans again; `None` when the rows were read whole.
+    pub(super) touched: Option<&'a Touched>,
 }
 
 impl Cache {
@@ -34,12 +51,21 @@ impl Cache {
         rt: &Doorbell,
         network: NetworkId,
         pending: &[PendingJob],
-    ) -> Result<&NetworkState, StoreError> {
+    ) -> Result<View<'_>, StoreError> {
+        let jobs: Vec<JobId> = pending.iter().map(|j| j.id).collect();
+        let busy: BTreeSet<JobId> = jobs.iter().copied().collect();
         let state = match self.state.take() {
-            None => store::state::read(&rt.db, network).await?,
+            None => {
+                let state = store::state::read(&rt.db, network).await?;
+                self.touched = Touched::of(&state, &busy);
+                self.kept = false;
+                state
+            }
             Some(mut state) => {
-                let jobs: Vec<JobId> = pending.iter().map(|j| j.id).collect();
                 let fresh = store::state::rows(&rt.db, network, Some(&jobs)).await?;
+                let rules: Vec<RuleId> = fresh.rules.iter().map(|r| r.id).collect();
+                let members: Vec<MemberId> = fresh.members.iter().map(|m| m.id).collect();
+                let policies: Vec<PolicyId> = fresh.policies.iter().map(|p| p.id).collect();
                 merge(&mut state.ips, fresh.ips, |r| r.id);
                 merge(&mut state.rules, fresh.rules, |r| r.id);
                 merge(&mut state.members, fresh.members, |r| r.id);
@@ -49,10 +75,19 @@ impl Cache {
                 if let Some(n) = &state.network {
                     state.dns = store::zones::dns(&rt.db, n.zone_id.get()).await?;
                 }
+                self.touched.keep_pending(&state, &busy);
+                self.touched.rules.extend(rules);
+                self.touched.members.extend(members);
+                self.touched.policies.extend(policies);
+                self.kept = true;
                 state
             }
         };
-        Ok(self.state.insert(state))
+        let state = self.state.insert(state);
+        Ok(View {
+            state,
+            touched: self.kept.then_some(&self.touched),
+        })
     }
 
     pub(super) fn committed(&mut self, commit: &plan::Commit) {
@@ -63,6 +98,8 @@ impl Cache {
 
     pub(super) fn drop_copy(&mut self) {
         self.state = None;
+        self.touched = Touched::default();
+        self.kept = false;
     }
 }
 

@@ -7,7 +7,7 @@ use std::time::Instant;
 use agent::proto::{Answer, Applied, Op};
 use domain::ids::{JobId, NetworkId};
 use domain::job::Kind;
-use domain::plan::{self, Batch, NetworkState};
+use domain::plan::{self, Batch, NetworkState, Planned, Touched};
 use router_config::{RouterConfig, RouterDelta};
 use store::hosts::Fence;
 use store::jobs::PendingJob;
@@ -42,10 +42,11 @@ impl std::fmt::Display for PushError {
     }
 }
 
-/// The config the router confirmed last, as far as this worker knows: the base of the next
-/// generation's delta. Forgotten whenever what the router holds is in doubt.
+/// The config the router confirmed last, as far as this worker knows, each rule's wire form
+/// kept by id: the base of the next generation's delta. Forgotten whenever what the router
+/// holds is in doubt.
 #[derive(Default)]
-pub(super) struct Sent(pub(super) Option<RouterConfig>);
+pub(super) struct Sent(pub(super) Option<Planned>);
 
 impl Sent {
     pub(super) fn forget(&mut self) {
@@ -58,14 +59,20 @@ pub(super) struct Pushed {
     pub(super) commit: plan::Commit,
     pub(super) network: NetworkId,
     pub(super) generation: u64,
+    /// Set when the copy is checked and the config the router now holds, as the worker keeps
+    /// it, differs from the whole plan of the rows: what the router holds and what it should.
+    pub(super) planned_differs: Option<(RouterConfig, RouterConfig)>,
 }
 
-/// Builds the config of `batch`, has the router's agent apply it — as a delta against the
+/// Plans the generation of `batch`, has the router's agent apply it — as a delta against the
 /// config the router confirmed last when that is known, complete otherwise — and returns what
-/// to record.
+/// to record. The delta is planned from the rows `touched` names when there are base and
+/// rows to plan it from ([`plan::delta`]); otherwise, or when that declines, the whole config
+/// is planned and compared with the base.
 pub(super) async fn push(
     rt: &Doorbell,
     state: &NetworkState,
+    touched: Option<&Touched>,
     batch: &Batch,
     sent: &mut Sent,
 ) -> Result<Pushed, PushError> {
@@ -78,14 +85,35 @@ pub(super) async fn push(
         .await
         .map_err(|e| PushError::Unavailable(chain(&e)))?;
     let t1 = Instant::now();
-    let (config, commit) = plan::desired(state, batch, generation);
-    let started = Instant::now();
     let base = sent.0.take();
-    let mut delta_rules = None;
-    let mut outcome = match &base {
-        Some(base) => {
-            let delta = RouterDelta::between(base, &config);
-            delta_rules = Some(delta.size());
+    let rows = match (&base, touched) {
+        (Some(base), Some(touched)) => plan::delta(base, state, batch, touched, generation),
+        _ => None,
+    };
+    let from_rows = rows.is_some();
+    let (mut delta, mut whole, commit) = match rows {
+        Some((delta, commit)) => (Some(delta), None, commit),
+        None => {
+            let (config, commit) = plan::desired(state, batch, generation);
+            let delta = base
+                .as_ref()
+                .map(|b| RouterDelta::between(&b.config(), &config));
+            (delta, Some(Box::new(config)), commit)
+        }
+    };
+    let started = Instant::now();
+    let how = if from_rows { "rows" } else { "whole" };
+    let delta_rules = delta.as_ref().map(RouterDelta::size);
+    // A delta planned from the rows is kept, to move the base once the router took it; one
+    // compared with the whole config goes as it is (the whole config becomes the base).
+    let to_send = if from_rows {
+        delta.clone()
+    } else {
+        delta.take()
+    };
+    let mut delta_taken = to_send.is_some();
+    let mut outcome = match to_send {
+        Some(delta) => {
             let op = Op::ApplyDelta {
                 router: router.clone(),
                 delta: Box::new(delta),
@@ -98,10 +126,12 @@ pub(super) async fn push(
         if base.is_some() {
             tracing::info!(%router, reason = %why, "the router lacks the delta's base; sending the whole config");
         }
-        delta_rules = None;
+        delta_taken = false;
+        let config =
+            whole.get_or_insert_with(|| Box::new(plan::desired(state, batch, generation).0));
         let op = Op::Apply {
             router: router.clone(),
-            config: Box::new(config.clone()),
+            config: config.clone(),
         };
         outcome = rt.hosts.call(&host, op).await;
     }
@@ -113,6 +143,7 @@ pub(super) async fn push(
         jobs = batch.included.len(),
         rules = state.rules.len(),
         delta = ?delta_rules,
+        planned_from = how,
         counter_us = (t1 - t0).as_micros() as u64,
         plan_us = (started - t1).as_micros() as u64,
         apply_us = applied.as_micros() as u64,
@@ -147,13 +178,32 @@ pub(super) async fn push(
             outcome: Applied::Generation(g),
         }) => {
             behind.set(0);
-            if g == config.generation {
-                sent.0 = Some(config);
+            // What the router holds now, as this worker keeps it: the base moved by the delta
+            // it took, or the whole config it took.
+            let held = match (
+                base,
+                delta.as_ref().filter(|_| delta_taken && from_rows),
+                whole,
+            ) {
+                (Some(mut base), Some(delta), _) => base.apply(delta).ok().map(|()| base),
+                (_, _, Some(config)) => Some(Planned::new(&config)),
+                _ => None,
             }
+            .filter(|held| held.generation == g);
+            // Checked like the copy: a delta planned from the rows against the whole plan.
+            let planned_differs = match &held {
+                Some(held) if from_rows && delta_taken && rt.checks_copy() => {
+                    let config = plan::desired(state, batch, generation).0;
+                    (*held != Planned::new(&config)).then(|| (held.config(), config))
+                }
+                _ => None,
+            };
+            sent.0 = held.filter(|_| planned_differs.is_none());
             Ok(Pushed {
                 commit,
                 network: network.id,
                 generation: g,
+                planned_differs,
             })
         }
         Ok(Answer::Applied {
@@ -210,7 +260,8 @@ pub(super) async fn run_changes(
     let mut resync = false;
     while !remaining.is_empty() {
         let t = Instant::now();
-        let state = cache.current(rt, network, &pending).await?;
+        let view = cache.current(rt, network, &pending).await?;
+        let (state, touched) = (view.state, view.touched);
         tracing::debug!(
             network = %network,
             read_us = t.elapsed().as_micros() as u64,
@@ -223,7 +274,7 @@ pub(super) async fn run_changes(
                 pending: pending_ids.clone(),
                 included: remaining[..m].iter().map(|j| j.id).collect(),
             };
-            match push(rt, state, &batch, sent).await {
+            match push(rt, state, touched, &batch, sent).await {
                 Ok(pushed) => {
                     let carried: Vec<PendingJob> = remaining.drain(..m).collect();
                     let t = Instant::now();
@@ -235,6 +286,29 @@ pub(super) async fn run_changes(
                         "recorded a generation"
                     );
                     cache.committed(&pushed.commit);
+                    if let Some((held, whole)) = &pushed.planned_differs {
+                        // The delta planned from the changed rows left the router with
+                        // another config than the whole plan: never a panic; count it,
+                        // forget the base, and send the whole config (as for a copy that
+                        // differs, below).
+                        rt.metrics.copy_mismatches.inc();
+                        store::routers::record_failure(
+                            &rt.db,
+                            network,
+                            "the generation's delta differed from the whole plan",
+                        )
+                        .await?;
+                        tracing::error!(
+                            network = %network,
+                            ?held,
+                            ?whole,
+                            "the generation's delta differed from the whole plan; \
+                             re-sending the router's config"
+                        );
+                        sent.forget();
+                        cache.drop_copy();
+                        resync = true;
+                    }
                     if take_back {
                         // A VM that did not start: its lease goes in the next generation.
                         cache.drop_copy();
@@ -306,12 +380,12 @@ pub(super) async fn run_changes(
         }
     }
     if resync {
-        let state = cache.current(rt, network, &pending).await?;
+        let view = cache.current(rt, network, &pending).await?;
         let batch = Batch {
             pending: pending.iter().map(|j| j.id).collect(),
             included: BTreeSet::new(),
         };
-        match push(rt, state, &batch, sent).await {
+        match push(rt, view.state, view.touched, &batch, sent).await {
             Ok(pushed) => record(rt, &pushed, fence, cache).await?,
             Err(reason) => {
                 tracing::warn!(network = %network, %reason, "re-sync after a refused update failed");

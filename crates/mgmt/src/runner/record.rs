@@ -2,12 +2,13 @@
 //! undo and failure, a job's end.
 
 use agent::proto::Op;
-use domain::ids::{NetworkId, VmId};
+use domain::ids::{JobId, NetworkId, VmId};
 use domain::job::{JobStatus, Kind, Outcome};
 use serde_json::Value;
 use store::db::now_ms;
+use store::events::NewEvent;
 use store::hosts::Fence;
-use store::jobs::{ForsakenJob, PendingJob};
+use store::jobs::{Ending, ForsakenJob, PendingJob};
 use store::{ChangeTx, StoreError};
 
 use super::cache::Cache;
@@ -74,17 +75,21 @@ pub(super) async fn succeed(
     };
     // Jobs with nothing to do after the commit and a result the transaction can render end in
     // it: one commit for the generation and its jobs.
-    let mut ended = Vec::new();
+    let mut results = Vec::new();
     for job in carried.iter().filter(|j| j.kind == Kind::Change) {
         if let Some(result) = job_result_in(&mut change, &job.payload.outcome).await? {
-            finish_in(&mut change, job, JobStatus::Succeeded, 0, &result).await?;
-            ended.push(job.id);
+            results.push((job, result));
         }
     }
+    let ended = finish_all_in(&mut change, &results).await?;
     let _nobody_to_wake = change.commit().await?;
+    // Every job this step rendered a result for is done with (ended here, or already ended
+    // elsewhere); the others end below.
+    let handled: Vec<JobId> = results.iter().map(|(j, _)| j.id).collect();
     for job in carried.iter().filter(|j| ended.contains(&j.id)) {
         observe_end(rt, job, JobStatus::Succeeded);
     }
+    let ended = handled;
     let router = if deleting_network {
         store::routers::router_name_of(&rt.db, network).await?
     } else {
@@ -252,6 +257,49 @@ async fn finish_in(
     )
     .await?;
     Ok(true)
+}
+
+/// Ends jobs that succeeded with their results and records their end events, in the
+/// caller's transaction: one statement for the jobs and one for the events, whatever their
+/// number. Returns the jobs that were still pending (only those get an event).
+async fn finish_all_in(
+    change: &mut ChangeTx,
+    succeeded: &[(&PendingJob, Value)],
+) -> Result<Vec<JobId>, StoreError> {
+    if succeeded.is_empty() {
+        return Ok(Vec::new());
+    }
+    let tx = change.conn();
+    let endings: Vec<Ending<'_>> = succeeded
+        .iter()
+        .map(|(job, result)| Ending {
+            job: job.id,
+            status: JobStatus::Succeeded,
+            code: 0,
+            result,
+        })
+        .collect();
+    let ended = store::jobs::finish_all(tx, &endings).await?;
+    let descriptions: Vec<(&PendingJob, String)> = succeeded
+        .iter()
+        .filter(|(job, _)| ended.contains(&job.id))
+        .map(|(job, _)| (*job, format!("Successfully completed {}", job.payload.what)))
+        .collect();
+    let events: Vec<NewEvent<'_>> = descriptions
+        .iter()
+        .map(|(job, description)| NewEvent {
+            account_id: job.account_id.get(),
+            user_id: job.user_id,
+            event_type: &job.payload.event,
+            level: "INFO",
+            state: "Completed",
+            description,
+        })
+        .collect();
+    if !events.is_empty() {
+        store::events::events(tx, &events).await?;
+    }
+    Ok(ended)
 }
 
 /// The job-duration metric of a job that ended.

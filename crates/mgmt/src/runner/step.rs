@@ -41,6 +41,8 @@ pub(super) async fn worker(rt: Doorbell, network: NetworkId, bell: Arc<Notify>) 
     let mut fresh = true;
     let mut cache = Cache::default();
     let mut sent = Sent::default();
+    // Whether the last step ended with more to look at (a generation recorded, mostly).
+    let mut again = false;
     loop {
         if rt.take_reconnected(network) {
             fresh = true;
@@ -49,11 +51,13 @@ pub(super) async fn worker(rt: Doorbell, network: NetworkId, bell: Arc<Notify>) 
         if fresh {
             sent.forget();
         }
-        match step(&rt, network, fresh, &mut cache, &mut sent).await {
+        let after_more = std::mem::take(&mut again);
+        match step(&rt, network, fresh, after_more, &mut cache, &mut sent).await {
             Ok(Continue::Idle) => fresh = false,
             Ok(Continue::Held) => {}
             Ok(Continue::More) => {
                 fresh = false;
+                again = true;
                 continue;
             }
             Ok(Continue::Again) => {
@@ -89,6 +93,7 @@ async fn step(
     rt: &Doorbell,
     network: NetworkId,
     fresh: bool,
+    after_more: bool,
     cache: &mut Cache,
     sent: &mut Sent,
 ) -> Result<Continue, RunnerError> {
@@ -125,6 +130,15 @@ async fn step(
     }
     let pending = store::jobs::pending(&rt.db, network).await?;
     let Some(first) = pending.first() else {
+        // Just after this worker recorded the generation its router confirmed, the router
+        // holds it: asking again is for the idle looks.
+        let confirmed = sent
+            .0
+            .as_ref()
+            .is_some_and(|b| i64::try_from(b.generation).is_ok_and(|g| g == router.applied));
+        if after_more && !fresh && confirmed && router.last_error.is_none() {
+            return Ok(Continue::Idle);
+        }
         let held = match rt
             .hosts
             .call(
@@ -153,9 +167,9 @@ async fn step(
                 applied = router.applied, last_error = ?router.last_error,
                 "the router lacks the latest config; sending it again");
             cache.drop_copy();
-            let state = cache.current(rt, network, &[]).await?;
+            let view = cache.current(rt, network, &[]).await?;
             sent.forget();
-            match push(rt, state, &Batch::default(), sent).await {
+            match push(rt, view.state, None, &Batch::default(), sent).await {
                 Ok(pushed) => record(rt, &pushed, &fence, cache).await?,
                 Err(PushError::Unavailable(r)) => {
                     tracing::info!(network = %network, reason = %r, "re-sync postponed");
@@ -284,7 +298,7 @@ async fn implement(
         Ok(()) => {
             let state = store::state::read(&rt.db, network).await?;
             sent.forget();
-            match push(rt, &state, &Batch::default(), sent).await {
+            match push(rt, &state, None, &Batch::default(), sent).await {
                 Ok(pushed) => Started::Applied(Box::new(pushed)),
                 Err(PushError::Unavailable(r)) => return Err(RunnerError::Unreachable(r)),
                 Err(e) => Started::Failed(e.to_string()),

@@ -330,6 +330,99 @@ async fn a_forward_takes_its_new_values(db: &Db) {
     assert_eq!(o["fordisplay"], false);
 }
 
+/// Several jobs end in one statement, each with its own result; a job that ended already is
+/// left as it was and not named; their events go in one statement too.
+async fn jobs_end_together_with_their_events(db: &Db) {
+    let caller = seed(db).await;
+    let network = NetworkId::from(1);
+    let mut c = db.change(Some(network)).await.unwrap();
+    let mut jobs = Vec::new();
+    for _ in 0..3 {
+        let (job, _) = c
+            .job(
+                &caller,
+                NewJob {
+                    command: "createFirewallRule",
+                    kind: Kind::Change,
+                    network_id: Some(network),
+                    payload: Payload::new(Outcome::Success, "FIREWALL.OPEN", "x".into(), "failed"),
+                    instance_type: None,
+                    instance_uuid: None,
+                },
+                None,
+            )
+            .await
+            .unwrap();
+        jobs.push(job);
+    }
+    crate::jobs::finish(c.conn(), jobs[1], JobStatus::Failed, 530, &Value::Null)
+        .await
+        .unwrap();
+    let results: Vec<Value> = (0..3).map(|i| serde_json::json!({ "n": i })).collect();
+    let endings: Vec<crate::jobs::Ending<'_>> = jobs
+        .iter()
+        .zip(&results)
+        .map(|(job, result)| crate::jobs::Ending {
+            job: *job,
+            status: JobStatus::Succeeded,
+            code: 0,
+            result,
+        })
+        .collect();
+    let mut ended = crate::jobs::finish_all(c.conn(), &endings).await.unwrap();
+    ended.sort();
+    assert_eq!(ended, vec![jobs[0], jobs[2]]);
+    let events = [
+        crate::events::NewEvent {
+            account_id: 1,
+            user_id: 1,
+            event_type: "FIREWALL.OPEN",
+            level: "INFO",
+            state: "Completed",
+            description: "first",
+        },
+        crate::events::NewEvent {
+            account_id: 1,
+            user_id: 1,
+            event_type: "FIREWALL.OPEN",
+            level: "INFO",
+            state: "Completed",
+            description: "third",
+        },
+    ];
+    crate::events::events(c.conn(), &events).await.unwrap();
+    let _ = c.commit().await.unwrap();
+    let mut rows = Vec::new();
+    for job in &jobs {
+        let r = sqlx::query("SELECT status, result_code, result FROM jobs WHERE id = $1")
+            .bind(job.get())
+            .fetch_one(db.pool())
+            .await
+            .unwrap();
+        use sqlx::Row;
+        rows.push((
+            r.try_get::<i64, _>("status").unwrap(),
+            r.try_get::<i64, _>("result_code").unwrap(),
+            r.try_get::<Option<String>, _>("result").unwrap(),
+        ));
+    }
+    assert_eq!(rows[0], (1, 0, Some(r#"{"n":0}"#.to_string())));
+    assert_eq!(rows[1], (2, 530, Some("null".to_string())));
+    assert_eq!(rows[2], (1, 0, Some(r#"{"n":2}"#.to_string())));
+    assert_eq!(
+        crate::testing::event_count(db, "FIREWALL.OPEN")
+            .await
+            .unwrap(),
+        2
+    );
+    assert_eq!(
+        crate::testing::events_mentioning(db, "third")
+            .await
+            .unwrap(),
+        1
+    );
+}
+
 async fn sqlite() -> (tempfile::TempDir, Db) {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("r.db").display());
@@ -368,4 +461,5 @@ on_both!(
     a_rules_object_is_stored_and_rendered_whole,
     a_pending_job_holds_its_rule_until_it_ends,
     a_forward_takes_its_new_values,
+    jobs_end_together_with_their_events,
 );
