@@ -74,6 +74,9 @@ pub struct Db {
     /// PostgreSQL writers lock rows instead (see [`Db::lock_network`]). Only the store takes
     /// it: [`Db::change`] holds it for the length of its transaction.
     pub(crate) writer: Arc<Mutex<()>>,
+    /// Jobs this process read as pending, so that polling one costs no round trip (see
+    /// [`crate::jobs::poll`]); a change that ends a job forgets it on commit.
+    pub(crate) pending: Arc<crate::jobs::PendingJobs>,
     /// The URL it was opened with (PostgreSQL's listener opens its own connection).
     url: Arc<str>,
 }
@@ -136,6 +139,7 @@ impl Db {
             pool,
             dialect,
             writer: Arc::new(Mutex::new(())),
+            pending: Arc::default(),
             url: Arc::from(url),
         };
         crate::migrate::run(&db).await?;

@@ -51,6 +51,9 @@ pub struct ChangeTx {
     network: Option<NetworkId>,
     ring: Vec<NetworkId>,
     job_uuid: Option<String>,
+    /// Jobs this change ends, forgotten by `pending` once it commits.
+    ended: Vec<JobId>,
+    pending: std::sync::Arc<crate::jobs::PendingJobs>,
 }
 
 impl Db {
@@ -72,6 +75,8 @@ impl Db {
             network,
             ring: network.into_iter().collect(),
             job_uuid: None,
+            ended: Vec::new(),
+            pending: self.pending.clone(),
         })
     }
 
@@ -160,6 +165,26 @@ impl ChangeTx {
         Ok((id, uuid))
     }
 
+    /// Ends a pending job in this change; whether it was still pending (false: it had ended
+    /// already, e.g. on another server). Once the change commits, this process no longer
+    /// answers the job as pending from memory.
+    ///
+    /// # Errors
+    /// [`StoreError::Db`].
+    pub async fn finish_job(
+        &mut self,
+        job: JobId,
+        status: domain::job::JobStatus,
+        code: i64,
+        result: &serde_json::Value,
+    ) -> Result<bool, StoreError> {
+        let ended = crate::jobs::finish(&mut self.tx, job, status, code, result).await?;
+        if ended {
+            self.ended.push(job);
+        }
+        Ok(ended)
+    }
+
     /// Adds a network whose runner must look again after the commit.
     pub fn ring(&mut self, network: NetworkId) {
         if !self.ring.contains(&network) {
@@ -177,12 +202,17 @@ impl ChangeTx {
             _writer,
             ring,
             job_uuid,
+            ended,
+            pending,
             ..
         } = self;
         tx.commit()
             .await
             .map_err(StoreError::db("committing a change"))?;
         drop(_writer);
+        if !ended.is_empty() {
+            pending.ended(&ended);
+        }
         Ok(Receipt {
             networks: ring,
             job_uuid,

@@ -91,6 +91,51 @@ pub(crate) async fn take(
     take_on(change.conn(), dialect, account, wanted).await
 }
 
+/// Locks, on PostgreSQL, the rows of every account of `accounts` that limits apply to and of
+/// the domains above them, in the one order all takers follow (accounts by id, then domains
+/// deepest first and by id), before a group of requests takes resources one after the other
+/// in `change`: each [`take`] then finds its rows locked already, and two groups locking
+/// several accounts cannot deadlock.
+///
+/// # Errors
+/// 530 when the database fails.
+pub(crate) async fn lock_takers(change: &mut ChangeTx, accounts: &[AccountId]) -> ApiResult<()> {
+    let dialect = change.dialect();
+    if dialect != Dialect::Postgres {
+        return Ok(());
+    }
+    let conn = change.conn();
+    let mut ids: Vec<AccountId> = accounts.to_vec();
+    ids.sort_by_key(|a| a.get());
+    ids.dedup();
+    if ids.len() < 2 {
+        // One taker locks its own rows in that order.
+        return Ok(());
+    }
+    let domains = store::accounts::domains(conn).await.map_err(store_error)?;
+    let mut takers = Vec::new();
+    let mut above: Vec<&Domain> = Vec::new();
+    for id in ids {
+        let account = store::limits::account(conn, id)
+            .await
+            .map_err(store_error)?;
+        if account.root_admin {
+            continue;
+        }
+        takers.push(account.id);
+        for d in chain(&domains, account.domain_id).map_err(tree_error)? {
+            if !above.iter().any(|a| a.id == d.id) {
+                above.push(d);
+            }
+        }
+    }
+    above.sort_by_key(|d| (std::cmp::Reverse(d.path.matches('/').count()), d.id.get()));
+    let above: Vec<DomainId> = above.iter().map(|d| d.id).collect();
+    store::limits::lock_takers(conn, dialect, &takers, &above)
+        .await
+        .map_err(store_error)
+}
+
 async fn take_on(
     conn: &mut Conn,
     dialect: Dialect,
