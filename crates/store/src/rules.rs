@@ -355,6 +355,135 @@ pub async fn ip_neighbours(
         .collect()
 }
 
+/// A live rule as the conflict checks of a group of creations see it: the candidate, with the
+/// IP and ports that [`ip_neighbours`] selects by.
+#[derive(Debug, Clone)]
+pub struct Neighbour {
+    /// The rule's public IP.
+    pub ip_id: Option<IpId>,
+    start_port: Option<i64>,
+    end_port: Option<i64>,
+    /// What the checks compare.
+    pub candidate: Candidate,
+}
+
+impl Neighbour {
+    fn of(r: &Rule) -> Neighbour {
+        Neighbour {
+            ip_id: r.ip_id,
+            start_port: r.start_port,
+            end_port: r.end_port,
+            candidate: Candidate::of(r),
+        }
+    }
+
+    /// The rule `r` will be once [`insert`] has written it, as [`ip_neighbours`] and
+    /// [`egress_neighbours`] would read it back.
+    pub fn of_new(r: &NewRule) -> Neighbour {
+        let mut candidate = r.candidate();
+        candidate.icmp = (r.protocol == "icmp").then(|| r.icmp.unwrap_or((-1, -1)));
+        Neighbour {
+            ip_id: r.ip_id,
+            start_port: r.ports.map(|p| p.0),
+            end_port: r.ports.map(|p| p.1),
+            candidate,
+        }
+    }
+
+    /// Whether [`ip_neighbours`] with `ip` and `ports` selects this rule.
+    pub fn meets(&self, ip: IpId, ports: Option<(i64, i64)>) -> bool {
+        if self.ip_id != Some(ip) {
+            return false;
+        }
+        match ports {
+            None => self.start_port.is_none(),
+            Some((s, e)) => match (self.start_port, self.end_port) {
+                (None, _) => true,
+                (Some(start), Some(end)) => start <= e && end >= s,
+                (Some(_), None) => false,
+            },
+        }
+    }
+}
+
+/// The live rules any of `wanted` (a public IP and the ports of a new rule on it) could
+/// conflict with, in one statement: the union of what [`ip_neighbours`] reads for each, which
+/// [`Neighbour::meets`] sorts out again.
+///
+/// # Errors
+/// As [`rule`].
+pub async fn ips_neighbours(
+    tx: &mut Transaction<'_, Any>,
+    wanted: &[(IpId, Option<(i64, i64)>)],
+) -> Result<Vec<Neighbour>, StoreError> {
+    let mut distinct: Vec<(IpId, Option<(i64, i64)>)> = Vec::new();
+    for w in wanted {
+        if !distinct.contains(w) {
+            distinct.push(*w);
+        }
+    }
+    if distinct.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut n = 0;
+    let mut next = || {
+        n += 1;
+        n
+    };
+    let terms: Vec<String> = distinct
+        .iter()
+        .map(|(_, ports)| match ports {
+            Some(_) => {
+                let (ip, e, s) = (next(), next(), next());
+                format!(
+                    "(r.ip_id = ${ip} AND (r.start_port IS NULL OR \
+                     (r.start_port <= ${e} AND r.end_port >= ${s})))"
+                )
+            }
+            None => format!("(r.ip_id = ${} AND r.start_port IS NULL)", next()),
+        })
+        .collect();
+    let sql = format!(
+        "SELECT {RULE_COLUMNS} FROM {RULE_FROM} WHERE r.state <> 'Revoke' AND ({})",
+        terms.join(" OR ")
+    );
+    let mut query = sqlx::query(&sql);
+    for (ip, ports) in &distinct {
+        query = query.bind(ip.get());
+        if let Some((s, e)) = ports {
+            query = query.bind(*e).bind(*s);
+        }
+    }
+    let rows = query
+        .fetch_all(&mut **tx)
+        .await
+        .map_err(StoreError::db("reading the rules of public IPs"))?;
+    rows.iter()
+        .map(|r| rule(r).map(|r| Neighbour::of(&r)))
+        .collect()
+}
+
+/// The live egress rules of a network, as [`Neighbour`]s (see [`egress_neighbours`]).
+///
+/// # Errors
+/// As [`rule`].
+pub async fn egress_neighbours_of(
+    tx: &mut Transaction<'_, Any>,
+    network: NetworkId,
+) -> Result<Vec<Neighbour>, StoreError> {
+    let rows = sqlx::query(&format!(
+        "SELECT {RULE_COLUMNS} FROM {RULE_FROM} WHERE r.network_id = $1 AND r.purpose = 'Firewall' \
+         AND r.traffic_type = 'Egress' AND r.state <> 'Revoke'"
+    ))
+    .bind(network.get())
+    .fetch_all(&mut **tx)
+    .await
+    .map_err(StoreError::db("reading a network's egress rules"))?;
+    rows.iter()
+        .map(|r| rule(r).map(|r| Neighbour::of(&r)))
+        .collect()
+}
+
 /// The live egress rules of a network (what a new egress rule could conflict with).
 ///
 /// # Errors

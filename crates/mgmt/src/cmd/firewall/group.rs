@@ -30,8 +30,8 @@ use super::super::limits::{self, Resource};
 use super::event_type;
 use crate::app::{chain, internal, store_error, ApiResult, App};
 use domain::actor::Caller;
-use domain::checks;
-use domain::ids::{NetworkId, RuleId};
+use domain::checks::{self, Candidate};
+use domain::ids::{IpId, NetworkId, RuleId};
 use domain::job::{Kind, NewJob, Outcome, Payload};
 use domain::model::{NewRule, Purpose, Traffic};
 use store::db::Dialect;
@@ -176,9 +176,14 @@ impl Writer {
         if let Err(e) = limits::lock_takers(&mut change, &accounts).await {
             return answer_all(group, &e);
         }
+        let mut known = match Known::read(&mut change, &group).await {
+            Ok(known) => known,
+            Err(e) => return answer_all(group, &store_error(e)),
+        };
+        let mut takings = limits::GroupTakings::default();
         let mut outcomes = Vec::with_capacity(group.len());
         for waiting in &group {
-            match write_one(&mut change, &waiting.creation).await {
+            match write_one(&mut change, &mut known, &mut takings, &waiting.creation).await {
                 Ok(written) => outcomes.push(Ok(written)),
                 Err(Step::Refused(e)) => outcomes.push(Err(e)),
                 Err(Step::Broken(e)) => return answer_all(group, &e),
@@ -251,21 +256,90 @@ fn refused(e: ApiError) -> Step {
     }
 }
 
-/// Checks one request against the rows as the transaction sees them (the group's earlier
-/// requests included), then writes its job, its event and its rule (and the firewall rule it
-/// opens).
-async fn write_one(change: &mut ChangeTx, c: &Creation) -> Result<Written, Step> {
+/// The live rules the group's requests could conflict with, read once per group (after the
+/// network's lock, so nothing else adds to them meanwhile), with each accepted request's rules
+/// added as it is written: what the reads of each request alone would find.
+struct Known {
+    /// The rules on the public IPs of the group's requests, at the ports they ask for.
+    on_ips: Vec<store::rules::Neighbour>,
+    /// The network's egress rules, when a request of the group is one.
+    egress: Vec<store::rules::Neighbour>,
+}
+
+impl Known {
+    async fn read(change: &mut ChangeTx, group: &[Waiting]) -> Result<Known, store::StoreError> {
+        let mut wanted = Vec::new();
+        let mut egress = false;
+        for w in group {
+            match Known::wants(&w.creation.rule) {
+                Wants::Egress => egress = true,
+                Wants::Ip(ip, ports) => wanted.push((ip, ports)),
+                Wants::Nothing => {}
+            }
+        }
+        let on_ips = store::rules::ips_neighbours(change.conn(), &wanted).await?;
+        let egress = match group.first() {
+            Some(w) if egress => {
+                store::rules::egress_neighbours_of(change.conn(), w.creation.rule.network_id)
+                    .await?
+            }
+            _ => Vec::new(),
+        };
+        Ok(Known { on_ips, egress })
+    }
+
+    fn wants(rule: &NewRule) -> Wants {
+        match (rule.traffic, rule.ip_id) {
+            (Some(Traffic::Egress), _) => Wants::Egress,
+            (_, Some(ip)) => Wants::Ip(ip, rule.ports),
+            _ => Wants::Nothing,
+        }
+    }
+
+    /// The rules `rule` could conflict with.
+    fn neighbours(&self, rule: &NewRule) -> Vec<Candidate> {
+        match Known::wants(rule) {
+            Wants::Egress => self.egress.iter().map(|n| n.candidate.clone()).collect(),
+            Wants::Ip(ip, ports) => self
+                .on_ips
+                .iter()
+                .filter(|n| n.meets(ip, ports))
+                .map(|n| n.candidate.clone())
+                .collect(),
+            Wants::Nothing => Vec::new(),
+        }
+    }
+
+    /// A rule the group has written (all of the group's rules are on its network).
+    fn add(&mut self, rule: &NewRule) {
+        let n = store::rules::Neighbour::of_new(rule);
+        if rule.purpose == Purpose::Firewall && rule.traffic == Some(Traffic::Egress) {
+            self.egress.push(n.clone());
+        }
+        if rule.ip_id.is_some() {
+            self.on_ips.push(n);
+        }
+    }
+}
+
+/// What a request's conflict checks read.
+enum Wants {
+    Egress,
+    Ip(IpId, Option<(i64, i64)>),
+    Nothing,
+}
+
+/// Checks one request against the rows the group read and the group's earlier requests, then
+/// writes its job, its event and its rule (and the firewall rule it opens).
+async fn write_one(
+    change: &mut ChangeTx,
+    known: &mut Known,
+    takings: &mut limits::GroupTakings,
+    c: &Creation,
+) -> Result<Written, Step> {
     let rule = &c.rule;
     let network = rule.network_id;
-    let existing = match (rule.traffic, rule.ip_id) {
-        (Some(Traffic::Egress), _) => store::rules::egress_neighbours(change.conn(), network)
-            .await
-            .map_err(broken)?,
-        (_, Some(ip)) => store::rules::ip_neighbours(change.conn(), ip, rule.ports)
-            .await
-            .map_err(broken)?,
-        _ => Vec::new(),
-    };
+    let existing = known.neighbours(rule);
     checks::conflicts(&rule.candidate(), &existing).map_err(refused)?;
     // openfirewall: an identical firewall rule is reused, another one is checked as a rule.
     let opened = if c.open_firewall {
@@ -303,7 +377,8 @@ async fn write_one(change: &mut ChangeTx, c: &Creation) -> Result<Written, Step>
         None
     };
     let count = 1 + i64::from(opened.is_some());
-    limits::take(change, rule.account_id, &[(Resource::NetworkRule, count)])
+    takings
+        .take(change, rule.account_id, &[(Resource::NetworkRule, count)])
         .await
         .map_err(refused)?;
     let mut payload = c.payload.clone();
@@ -338,6 +413,7 @@ async fn write_one(change: &mut ChangeTx, c: &Creation) -> Result<Written, Step>
     let mut rules = vec![store::rules::insert(change.conn(), rule, Some(job_id))
         .await
         .map_err(broken)?];
+    known.add(rule);
     if let Some(mut fw) = opened {
         fw.related_id = Some(rules[0]);
         rules.push(
@@ -345,6 +421,7 @@ async fn write_one(change: &mut ChangeTx, c: &Creation) -> Result<Written, Step>
                 .await
                 .map_err(broken)?,
         );
+        known.add(&fw);
     }
     // The rendered objects: in the transaction on SQLite (one writer anyway); after the
     // commit on PostgreSQL (see `Writer::group`).
