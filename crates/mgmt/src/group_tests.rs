@@ -384,3 +384,138 @@ async fn a_pending_job_is_answered_from_memory_to_its_owner_only() {
     let e = query(&other).await.unwrap_err();
     assert_eq!(e.code.code(), 431);
 }
+
+/// Counts the statements sent from inside a creation group's span (`creation_group`), for the
+/// whole test process: a tracing subscriber that sees sqlx's event for each statement.
+mod statements {
+    use std::cell::RefCell;
+    use std::collections::HashMap;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::{Mutex, OnceLock};
+
+    use tracing::span::{Attributes, Id, Record};
+    use tracing::{Event, Metadata, Subscriber};
+
+    #[derive(Default)]
+    pub(super) struct Counter {
+        next: AtomicU64,
+        groups: Mutex<HashMap<u64, bool>>,
+        statements: AtomicU64,
+    }
+
+    thread_local! {
+        static ENTERED: RefCell<Vec<u64>> = const { RefCell::new(Vec::new()) };
+    }
+
+    impl Counter {
+        /// The process's counter, installed as the global subscriber on first use.
+        pub(super) fn get() -> &'static Counter {
+            static COUNTER: OnceLock<&'static Counter> = OnceLock::new();
+            COUNTER.get_or_init(|| {
+                let counter: &'static Counter = Box::leak(Box::default());
+                tracing::subscriber::set_global_default(Handle(counter))
+                    .expect("no other global subscriber in this test process");
+                counter
+            })
+        }
+
+        /// The statements sent inside creation groups so far.
+        pub(super) fn statements(&self) -> u64 {
+            self.statements.load(Ordering::SeqCst)
+        }
+
+        fn in_group(&self) -> bool {
+            let groups = self.groups.lock().unwrap();
+            ENTERED.with(|e| e.borrow().iter().any(|id| groups.get(id) == Some(&true)))
+        }
+    }
+
+    struct Handle(&'static Counter);
+
+    impl Subscriber for Handle {
+        fn enabled(&self, _: &Metadata<'_>) -> bool {
+            true
+        }
+
+        fn new_span(&self, span: &Attributes<'_>) -> Id {
+            let id = self.0.next.fetch_add(1, Ordering::SeqCst) + 1;
+            self.0
+                .groups
+                .lock()
+                .unwrap()
+                .insert(id, span.metadata().name() == "creation_group");
+            Id::from_u64(id)
+        }
+
+        fn record(&self, _: &Id, _: &Record<'_>) {}
+
+        fn record_follows_from(&self, _: &Id, _: &Id) {}
+
+        fn event(&self, event: &Event<'_>) {
+            if event.metadata().target() == "sqlx::query" && self.0.in_group() {
+                self.0.statements.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+
+        fn enter(&self, span: &Id) {
+            ENTERED.with(|e| e.borrow_mut().push(span.into_u64()));
+        }
+
+        fn exit(&self, span: &Id) {
+            let id = span.into_u64();
+            ENTERED.with(|e| {
+                let mut e = e.borrow_mut();
+                if let Some(at) = e.iter().rposition(|x| *x == id) {
+                    e.remove(at);
+                }
+            });
+        }
+    }
+}
+
+/// Groups of 2 and of 24 creations by a limited account send the same number of statements:
+/// the group reads its neighbours and the account's limits once and writes each table once.
+async fn a_group_costs_statements_independent_of_its_size(app: &App) {
+    let counter = statements::Counter::get();
+    let root = admin(app).await;
+    let tenant = user(app, &root, "counted").await;
+    let (net, _, ip) = network(app, &tenant, "group-count").await;
+    call(
+        app,
+        &root,
+        "updateResourceLimit",
+        &[
+            ("account", "counted"),
+            ("domainid", &root.domain_uuid),
+            ("resourcetype", "1000"),
+            ("max", "1000"),
+        ],
+    )
+    .await;
+    let mut counts = Vec::new();
+    for (size, base) in [(2u16, 100u16), (24, 200)] {
+        let before = counter.statements();
+        let requests: Vec<(u16, &str)> = (base..base + size).map(|p| (p, "10.0.0.0/8")).collect();
+        let answers = one_group(app, &tenant, net, &ip, &requests).await;
+        for (i, a) in answers.iter().enumerate() {
+            assert!(a.is_ok(), "request {i}: {a:?}");
+        }
+        counts.push((size, counter.statements() - before));
+    }
+    eprintln!("group: statements per group of (requests, statements): {counts:?}");
+    assert!(counts[0].1 > 0, "no statement was counted: {counts:?}");
+    assert_eq!(
+        counts[0].1, counts[1].1,
+        "a group's statements grow with its size: {counts:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_group_costs_statements_independent_of_its_size_on_postgres() {
+    statements::Counter::get();
+    on_postgres(
+        "group_count",
+        a_group_costs_statements_independent_of_its_size,
+    )
+    .await;
+}

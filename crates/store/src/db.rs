@@ -339,3 +339,29 @@ impl Dialect {
 
 #[cfg(test)]
 mod tests;
+
+/// The rows of a multi-row `VALUES`: `rows` rows, each `template` with every `?` numbered as
+/// a placeholder in turn (`$1`, `$2`, …), which both dialects read.
+pub fn values_rows(template: &str, rows: usize) -> String {
+    let mut n = 0;
+    let mut out = String::new();
+    for row in 0..rows {
+        if row > 0 {
+            out.push_str(", ");
+        }
+        for ch in template.chars() {
+            if ch == '?' {
+                n += 1;
+                out.push('$');
+                out.push_str(&n.to_string());
+            } else {
+                out.push(ch);
+            }
+        }
+    }
+    out
+}
+
+/// The most rows one multi-row statement writes: under either dialect's bound on
+/// placeholders (SQLite's 32,766, PostgreSQL's 65,535) with the widest row written so.
+pub const ROWS_PER_STATEMENT: usize = 500;

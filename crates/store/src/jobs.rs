@@ -43,6 +43,69 @@ pub async fn insert(
     Ok((JobId::from(id), uuid))
 }
 
+/// Inserts pending jobs, each with a new uuid, in as few statements as
+/// [`crate::db::ROWS_PER_STATEMENT`] allows; returns their ids and uuids in the order given.
+///
+/// # Errors
+/// [`StoreError::Db`]; [`StoreError::Corrupt`] when the database does not return a row
+/// written.
+pub async fn insert_many(
+    tx: &mut Transaction<'_, Any>,
+    jobs: &[(&Caller, NewJob<'_>)],
+) -> Result<Vec<(JobId, String)>, StoreError> {
+    let mut out = Vec::with_capacity(jobs.len());
+    for chunk in jobs.chunks(crate::db::ROWS_PER_STATEMENT) {
+        let uuids: Vec<String> = chunk
+            .iter()
+            .map(|_| uuid::Uuid::new_v4().to_string())
+            .collect();
+        let sql = format!(
+            "INSERT INTO jobs (uuid, account_id, user_id, cmd, kind, network_id, payload, status, \
+             result_code, instance_type, instance_uuid, created) VALUES {} RETURNING id, uuid",
+            crate::db::values_rows("(?, ?, ?, ?, ?, ?, ?, 0, 0, ?, ?, ?)", chunk.len())
+        );
+        let now = now_ms();
+        let mut query = sqlx::query(&sql);
+        for ((caller, job), uuid) in chunk.iter().zip(&uuids) {
+            let payload = serde_json::to_string(&job.payload).unwrap_or_else(|_| "{}".into());
+            query = query
+                .bind(uuid.clone())
+                .bind(caller.account_id)
+                .bind(caller.user_id)
+                .bind(job.command)
+                .bind(job.kind.as_str())
+                .bind(job.network_id.map(|n| n.get()))
+                .bind(payload)
+                .bind(job.instance_type)
+                .bind(job.instance_uuid)
+                .bind(now);
+        }
+        let rows = query
+            .fetch_all(&mut **tx)
+            .await
+            .map_err(StoreError::db("inserting jobs"))?;
+        let mut ids = std::collections::HashMap::with_capacity(rows.len());
+        for row in &rows {
+            let id: i64 = row
+                .try_get("id")
+                .map_err(StoreError::db("inserting jobs"))?;
+            let uuid: String = row
+                .try_get("uuid")
+                .map_err(StoreError::db("inserting jobs"))?;
+            ids.insert(uuid, id);
+        }
+        for uuid in uuids {
+            let id = ids.get(&uuid).copied().ok_or_else(|| StoreError::Corrupt {
+                table: "jobs",
+                column: "uuid",
+                value: uuid.clone(),
+            })?;
+            out.push((JobId::from(id), uuid));
+        }
+    }
+    Ok(out)
+}
+
 /// Ends a pending job, in the caller's transaction; whether it was still pending (false: it
 /// had ended already, e.g. on another server). Everything outside the store ends jobs through
 /// [`crate::ChangeTx::finish_job`], whose commit tells [`PendingJobs`].

@@ -317,6 +317,89 @@ pub async fn insert(
     .map_err(StoreError::db("inserting a rule"))
 }
 
+/// Writes new rules in state Add, each changed by its job, in as few statements as
+/// [`crate::db::ROWS_PER_STATEMENT`] allows; returns their ids in the order given.
+///
+/// # Errors
+/// [`StoreError::Db`]; [`StoreError::Corrupt`] when the database does not return a row
+/// written.
+pub async fn insert_many(
+    tx: &mut Transaction<'_, Any>,
+    rules: &[(&NewRule, Option<JobId>)],
+) -> Result<Vec<RuleId>, StoreError> {
+    let mut out = Vec::with_capacity(rules.len());
+    for chunk in rules.chunks(crate::db::ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "INSERT INTO rules (uuid, purpose, traffic_type, network_id, ip_id, account_id, \
+             protocol, start_port, end_port, icmp_type, icmp_code, source_cidrs, dest_cidrs, \
+             state, applied, job_id, related_id, rule_type, display, vm_id, vm_ip, \
+             private_start, private_end, name, description, algorithm, lb_protocol, created) \
+             VALUES {} RETURNING id, uuid",
+            crate::db::values_rows(
+                "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'Add', 0, ?, ?, 'User', ?, ?, ?, ?, ?, \
+                 ?, ?, ?, ?, ?)",
+                chunk.len()
+            )
+        );
+        let now = now_ms();
+        let mut query = sqlx::query(&sql);
+        for (r, job) in chunk {
+            query = query
+                .bind(r.uuid.clone())
+                .bind(r.purpose.as_str())
+                .bind(r.traffic.map(Traffic::as_str))
+                .bind(r.network_id.get())
+                .bind(r.ip_id.map(IpId::get))
+                .bind(r.account_id.get())
+                .bind(r.protocol.clone())
+                .bind(r.ports.map(|p| p.0))
+                .bind(r.ports.map(|p| p.1))
+                .bind(r.icmp.map(|i| i.0))
+                .bind(r.icmp.map(|i| i.1))
+                .bind(checks::join_cidrs(&r.sources))
+                .bind(checks::join_cidrs(&r.dests))
+                .bind(job.map(JobId::get))
+                .bind(r.related_id.map(RuleId::get))
+                .bind(i64::from(r.display))
+                .bind(r.vm_id.map(VmId::get))
+                .bind(r.vm_ip.clone())
+                .bind(r.private.map(|p| p.0))
+                .bind(r.private.map(|p| p.1))
+                .bind(r.name.clone())
+                .bind(r.description.clone())
+                .bind(r.algorithm.clone())
+                .bind(r.lb_protocol.clone())
+                .bind(now);
+        }
+        let rows = query
+            .fetch_all(&mut **tx)
+            .await
+            .map_err(StoreError::db("inserting rules"))?;
+        let mut ids = std::collections::HashMap::with_capacity(rows.len());
+        for row in &rows {
+            let id: i64 = row
+                .try_get("id")
+                .map_err(StoreError::db("inserting rules"))?;
+            let uuid: String = row
+                .try_get("uuid")
+                .map_err(StoreError::db("inserting rules"))?;
+            ids.insert(uuid, id);
+        }
+        for (r, _) in chunk {
+            let id = ids
+                .get(&r.uuid)
+                .copied()
+                .ok_or_else(|| StoreError::Corrupt {
+                    table: "rules",
+                    column: "uuid",
+                    value: r.uuid.clone(),
+                })?;
+            out.push(RuleId::from(id));
+        }
+    }
+    Ok(out)
+}
+
 /// The live rules a new rule on a public IP could conflict with: same IP, and ports that
 /// intersect `ports` (or no ports).
 ///

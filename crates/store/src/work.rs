@@ -165,6 +165,37 @@ impl ChangeTx {
         Ok((id, uuid))
     }
 
+    /// Writes pending jobs for several requests, each with the event that says it was
+    /// scheduled, as [`ChangeTx::job`] writes one, in one statement per table; returns the
+    /// jobs' ids and uuids in the order given.
+    ///
+    /// # Errors
+    /// [`StoreError::Db`]; [`StoreError::Corrupt`] when a row written is not returned.
+    pub async fn jobs(
+        &mut self,
+        jobs: Vec<(&Caller, NewJob<'_>, Scheduled<'_>)>,
+    ) -> Result<Vec<(JobId, String)>, StoreError> {
+        let (rows, scheduled): (Vec<_>, Vec<_>) =
+            jobs.into_iter().map(|(c, j, s)| ((c, j), (c, s))).unzip();
+        let ids = crate::jobs::insert_many(&mut self.tx, &rows).await?;
+        let events: Vec<crate::events::ScheduledEvent<'_>> = scheduled
+            .iter()
+            .zip(&ids)
+            .map(|((caller, s), (_, uuid))| crate::events::ScheduledEvent {
+                caller,
+                event_type: s.event_type,
+                description: s.description,
+                resource_uuid: s.resource_uuid,
+                job_uuid: uuid,
+            })
+            .collect();
+        crate::events::scheduled_many(&mut self.tx, &events).await?;
+        if let Some((_, uuid)) = ids.last() {
+            self.job_uuid = Some(uuid.clone());
+        }
+        Ok(ids)
+    }
+
     /// Ends a pending job in this change; whether it was still pending (false: it had ended
     /// already, e.g. on another server). Once the change commits, this process no longer
     /// answers the job as pending from memory.

@@ -24,6 +24,7 @@ use api_types::error::{ApiError, ApiErrorCode};
 use ipnet::Ipv4Net;
 use serde_json::Value;
 use tokio::sync::oneshot;
+use tracing::Instrument;
 
 use super::super::accepted;
 use super::super::limits::{self, Resource};
@@ -134,7 +135,10 @@ impl Drop for Writer {
 impl Writer {
     async fn run(mut self) {
         loop {
-            self.group().await;
+            // The span lets a test count the statements of each group.
+            self.group()
+                .instrument(tracing::debug_span!("creation_group", network = %self.network))
+                .await;
             let Ok(mut queues) = self.app.creations.queues.lock() else {
                 return;
             };
@@ -181,14 +185,20 @@ impl Writer {
             Err(e) => return answer_all(group, &store_error(e)),
         };
         let mut takings = limits::GroupTakings::default();
-        let mut outcomes = Vec::with_capacity(group.len());
+        // In arrival order, each request is checked against the rows read and the group's
+        // earlier requests; only then is everything accepted written, one statement per table.
+        let mut checked = Vec::with_capacity(group.len());
         for waiting in &group {
-            match write_one(&mut change, &mut known, &mut takings, &waiting.creation).await {
-                Ok(written) => outcomes.push(Ok(written)),
-                Err(Step::Refused(e)) => outcomes.push(Err(e)),
+            match check_one(&mut change, &mut known, &mut takings, &waiting.creation).await {
+                Ok(accepted) => checked.push(Ok(accepted)),
+                Err(Step::Refused(e)) => checked.push(Err(e)),
                 Err(Step::Broken(e)) => return answer_all(group, &e),
             }
         }
+        let outcomes = match write_accepted(&mut change, &group, checked).await {
+            Ok(outcomes) => outcomes,
+            Err(e) => return answer_all(group, &e),
+        };
         let dialect = change.dialect();
         let receipt = match change.commit().await {
             Ok(receipt) => receipt,
@@ -241,10 +251,6 @@ enum Step {
     Refused(ApiError),
     /// The transaction cannot go on: the whole group gets this answer.
     Broken(ApiError),
-}
-
-fn broken(e: store::StoreError) -> Step {
-    Step::Broken(store_error(e))
 }
 
 /// A refusal, unless it is the server's own failure (530), which ends the group.
@@ -329,16 +335,22 @@ enum Wants {
     Nothing,
 }
 
-/// Checks one request against the rows the group read and the group's earlier requests, then
-/// writes its job, its event and its rule (and the firewall rule it opens).
-async fn write_one(
+/// A request that passed its checks: what the group writes for it.
+struct Accepted {
+    /// The firewall rule it opens, unless an identical one exists.
+    opened: Option<NewRule>,
+}
+
+/// Checks one request against the rows the group read and the group's earlier requests
+/// (conflicts, then its take of the limits), and counts it as written for the requests after
+/// it. Nothing is written yet.
+async fn check_one(
     change: &mut ChangeTx,
     known: &mut Known,
     takings: &mut limits::GroupTakings,
     c: &Creation,
-) -> Result<Written, Step> {
+) -> Result<Accepted, Step> {
     let rule = &c.rule;
-    let network = rule.network_id;
     let existing = known.neighbours(rule);
     checks::conflicts(&rule.candidate(), &existing).map_err(refused)?;
     // openfirewall: an identical firewall rule is reused, another one is checked as a rule.
@@ -381,61 +393,119 @@ async fn write_one(
         .take(change, rule.account_id, &[(Resource::NetworkRule, count)])
         .await
         .map_err(refused)?;
-    let mut payload = c.payload.clone();
-    if let Outcome::Rule { id, object } = &payload.outcome {
-        if id.get() == 0 {
-            payload.outcome = Outcome::Created {
-                uuid: rule.uuid.clone(),
-                object: object.clone(),
-            };
+    known.add(rule);
+    if let Some(fw) = &opened {
+        known.add(fw);
+    }
+    Ok(Accepted { opened })
+}
+
+/// Writes the jobs, events and rules (and the firewall rules they open) of the accepted
+/// requests, in arrival order, one statement per table (two for rules when some open the
+/// firewall: an opened rule names its rule's id); returns each request's answer.
+async fn write_accepted(
+    change: &mut ChangeTx,
+    group: &[Waiting],
+    checked: Vec<Result<Accepted, ApiError>>,
+) -> Result<Vec<Result<Written, ApiError>>, ApiError> {
+    let mut accepted = Vec::new();
+    let mut payloads = Vec::new();
+    let mut descriptions = Vec::new();
+    for (waiting, check) in group.iter().zip(&checked) {
+        if let Ok(a) = check {
+            let c = &waiting.creation;
+            let mut payload = c.payload.clone();
+            if let Outcome::Rule { id, object } = &payload.outcome {
+                if id.get() == 0 {
+                    payload.outcome = Outcome::Created {
+                        uuid: c.rule.uuid.clone(),
+                        object: object.clone(),
+                    };
+                }
+            }
+            payloads.push(payload);
+            descriptions.push(format!("{} for rule {}", c.command, c.rule.uuid));
+            accepted.push((c, a));
         }
     }
-    let description = format!("{} for rule {}", c.command, rule.uuid);
-    let (job_id, job_uuid) = change
-        .job(
-            &c.caller,
-            NewJob {
-                command: c.command,
-                kind: Kind::Change,
-                network_id: Some(network),
-                payload,
-                instance_type: Some("FirewallRule"),
-                instance_uuid: Some(&rule.uuid),
-            },
-            Some(Scheduled {
-                event_type: event_type(c.command),
-                description: &description,
-                resource_uuid: Some(&rule.uuid),
-            }),
-        )
+    let jobs = accepted
+        .iter()
+        .zip(payloads)
+        .zip(&descriptions)
+        .map(|(((c, _), payload), description)| {
+            (
+                &c.caller,
+                NewJob {
+                    command: c.command,
+                    kind: Kind::Change,
+                    network_id: Some(c.rule.network_id),
+                    payload,
+                    instance_type: Some("FirewallRule"),
+                    instance_uuid: Some(c.rule.uuid.as_str()),
+                },
+                Scheduled {
+                    event_type: event_type(c.command),
+                    description: description.as_str(),
+                    resource_uuid: Some(c.rule.uuid.as_str()),
+                },
+            )
+        })
+        .collect();
+    let jobs = change.jobs(jobs).await.map_err(store_error)?;
+    let rules: Vec<_> = accepted
+        .iter()
+        .zip(&jobs)
+        .map(|((c, _), (job, _))| (&c.rule, Some(*job)))
+        .collect();
+    let ids = store::rules::insert_many(change.conn(), &rules)
         .await
-        .map_err(broken)?;
-    let mut rules = vec![store::rules::insert(change.conn(), rule, Some(job_id))
+        .map_err(store_error)?;
+    let mut opened = Vec::new();
+    let mut opened_by = Vec::new();
+    for (i, ((_, a), (job, _))) in accepted.iter().zip(&jobs).enumerate() {
+        if let Some(fw) = &a.opened {
+            let mut fw = fw.clone();
+            fw.related_id = Some(ids[i]);
+            opened.push((fw, Some(*job)));
+            opened_by.push(i);
+        }
+    }
+    let opened_rows: Vec<_> = opened.iter().map(|(fw, job)| (fw, *job)).collect();
+    let opened_ids = store::rules::insert_many(change.conn(), &opened_rows)
         .await
-        .map_err(broken)?];
-    known.add(rule);
-    if let Some(mut fw) = opened {
-        fw.related_id = Some(rules[0]);
-        rules.push(
-            store::rules::insert(change.conn(), &fw, Some(job_id))
-                .await
-                .map_err(broken)?,
-        );
-        known.add(&fw);
+        .map_err(store_error)?;
+    let mut written: Vec<Written> = accepted
+        .iter()
+        .zip(jobs)
+        .zip(&ids)
+        .map(|(((c, _), (_, job_uuid)), id)| Written {
+            uuid: c.rule.uuid.clone(),
+            job_uuid,
+            rules: vec![*id],
+        })
+        .collect();
+    for (i, id) in opened_by.into_iter().zip(opened_ids) {
+        written[i].rules.push(id);
     }
     // The rendered objects: in the transaction on SQLite (one writer anyway); after the
     // commit on PostgreSQL (see `Writer::group`).
     let dialect = change.dialect();
     if dialect == Dialect::Sqlite {
-        for id in &rules {
+        for id in written.iter().flat_map(|w| &w.rules) {
             store::rules::store_json(&mut **change.conn(), dialect, *id)
                 .await
-                .map_err(broken)?;
+                .map_err(store_error)?;
         }
     }
-    Ok(Written {
-        uuid: rule.uuid.clone(),
-        job_uuid,
-        rules,
-    })
+    let mut written = written.into_iter();
+    Ok(checked
+        .into_iter()
+        .map(|check| {
+            check.and_then(|_| {
+                written
+                    .next()
+                    .ok_or_else(|| internal("a group's written request is missing"))
+            })
+        })
+        .collect())
 }
