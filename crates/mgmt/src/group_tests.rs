@@ -386,7 +386,9 @@ async fn a_pending_job_is_answered_from_memory_to_its_owner_only() {
 }
 
 /// Counts the statements sent from inside a creation group's span (`creation_group`), for the
-/// whole test process: a tracing subscriber that sees sqlx's event for each statement.
+/// whole test process: a tracing subscriber that sees the database library's event for each
+/// statement (on PostgreSQL, sent from the task that runs the statement; SQLite's are sent
+/// from its own thread, outside the span, so the count is taken on PostgreSQL).
 mod statements {
     use std::cell::RefCell;
     use std::collections::HashMap;
@@ -452,7 +454,7 @@ mod statements {
         fn record_follows_from(&self, _: &Id, _: &Id) {}
 
         fn event(&self, event: &Event<'_>) {
-            if event.metadata().target() == "sqlx::query" && self.0.in_group() {
+            if event.metadata().target() == store::db::STATEMENT_EVENT_TARGET && self.0.in_group() {
                 self.0.statements.fetch_add(1, Ordering::SeqCst);
             }
         }

@@ -365,3 +365,8 @@ pub fn values_rows(template: &str, rows: usize) -> String {
 /// The most rows one multi-row statement writes: under either dialect's bound on
 /// placeholders (SQLite's 32,766, PostgreSQL's 65,535) with the widest row written so.
 pub const ROWS_PER_STATEMENT: usize = 500;
+
+/// The tracing target under which the database library reports each statement it sends (one
+/// event per statement, at debug level or, when slow, at warn), so that a test can count a
+/// piece of work's statements.
+pub const STATEMENT_EVENT_TARGET: &str = "sqlx::query";
