@@ -32,6 +32,8 @@ pub struct App {
     pub site: Arc<Site>,
     /// Users recently found by API key.
     pub keys: Arc<KeyCache>,
+    /// Rule creations waiting to be written in a group, per network.
+    pub(crate) creations: Arc<crate::cmd::firewall::group::Creations>,
 }
 
 /// Users recently found by API key, with their secrets, kept for [`KeyCache::TTL`] so that a

@@ -29,6 +29,8 @@ mod copy_tests;
 #[cfg(test)]
 mod golden_tests;
 #[cfg(test)]
+mod group_tests;
+#[cfg(test)]
 mod guest_tests;
 #[cfg(test)]
 mod proptests;

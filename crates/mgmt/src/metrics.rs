@@ -58,6 +58,10 @@ pub struct Metrics {
     /// Times a network worker's copy of its rows differed from a full read (only counted while
     /// the copy check runs: debug builds, or `guestnet serve --check-copy`).
     pub copy_mismatches: Counter,
+    /// Groups of rule creations committed (one transaction each).
+    pub creation_groups: Counter,
+    /// Rule creation requests written in those groups, accepted or refused.
+    pub creations_grouped: Counter,
 }
 
 fn latency_buckets() -> impl Iterator<Item = f64> {
@@ -121,8 +125,22 @@ impl Metrics {
             "Times a network worker's copy of its rows differed from the database",
             copy_mismatches.clone(),
         );
+        let creation_groups = Counter::default();
+        registry.register(
+            "creation_groups",
+            "Groups of rule creations committed in one transaction each",
+            creation_groups.clone(),
+        );
+        let creations_grouped = Counter::default();
+        registry.register(
+            "creations_grouped",
+            "Rule creation requests checked in those groups, accepted or refused",
+            creations_grouped.clone(),
+        );
         Metrics {
             registry,
+            creation_groups,
+            creations_grouped,
             agents_connected,
             copy_mismatches,
             requests,

@@ -232,6 +232,7 @@ pub async fn serve(opts: Options, ready: impl FnOnce(&str)) -> Result<(), ServeE
         data_dir: data_dir.clone(),
         site,
         keys: Arc::default(),
+        creations: Arc::default(),
     };
     if opts.check_copy {
         app.doorbell.check_copy(true);

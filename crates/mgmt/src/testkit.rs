@@ -42,6 +42,7 @@ fn assemble(db: Db, hosts: Arc<Hosts>, site: Arc<crate::app::Site>, dir: &std::p
         data_dir: dir.to_path_buf(),
         site,
         keys: Arc::default(),
+        creations: Arc::default(),
     }
 }
 

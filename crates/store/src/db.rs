@@ -74,6 +74,9 @@ pub struct Db {
     /// PostgreSQL writers lock rows instead (see [`Db::lock_network`]). Only the store takes
     /// it: [`Db::change`] holds it for the length of its transaction.
     pub(crate) writer: Arc<Mutex<()>>,
+    /// Jobs this process read as pending, so that polling one costs no round trip (see
+    /// [`crate::jobs::poll`]); a change that ends a job forgets it on commit.
+    pub(crate) pending: Arc<crate::jobs::PendingJobs>,
     /// The URL it was opened with (PostgreSQL's listener opens its own connection).
     url: Arc<str>,
 }
@@ -136,6 +139,7 @@ impl Db {
             pool,
             dialect,
             writer: Arc::new(Mutex::new(())),
+            pending: Arc::default(),
             url: Arc::from(url),
         };
         crate::migrate::run(&db).await?;
@@ -335,3 +339,34 @@ impl Dialect {
 
 #[cfg(test)]
 mod tests;
+
+/// The rows of a multi-row `VALUES`: `rows` rows, each `template` with every `?` numbered as
+/// a placeholder in turn (`$1`, `$2`, …), which both dialects read.
+pub fn values_rows(template: &str, rows: usize) -> String {
+    let mut n = 0;
+    let mut out = String::new();
+    for row in 0..rows {
+        if row > 0 {
+            out.push_str(", ");
+        }
+        for ch in template.chars() {
+            if ch == '?' {
+                n += 1;
+                out.push('$');
+                out.push_str(&n.to_string());
+            } else {
+                out.push(ch);
+            }
+        }
+    }
+    out
+}
+
+/// The most rows one multi-row statement writes: under either dialect's bound on
+/// placeholders (SQLite's 32,766, PostgreSQL's 65,535) with the widest row written so.
+pub const ROWS_PER_STATEMENT: usize = 500;
+
+/// The tracing target under which the database library reports each statement it sends (one
+/// event per statement, at debug level or, when slow, at warn), so that a test can count a
+/// piece of work's statements.
+pub const STATEMENT_EVENT_TARGET: &str = "sqlx::query";

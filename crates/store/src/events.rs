@@ -125,6 +125,56 @@ pub async fn scheduled(
     .await
 }
 
+/// An event that a request scheduled a job, as [`scheduled`] records one.
+pub struct ScheduledEvent<'a> {
+    /// Who asked.
+    pub caller: &'a Caller,
+    /// The event type, e.g. `NET.RULEADD`.
+    pub event_type: &'a str,
+    /// Words for the event.
+    pub description: &'a str,
+    /// The resource the request is about.
+    pub resource_uuid: Option<&'a str>,
+    /// The job's uuid.
+    pub job_uuid: &'a str,
+}
+
+/// Records several [`scheduled`] events, in the order given, in as few statements as
+/// [`crate::db::ROWS_PER_STATEMENT`] allows.
+///
+/// # Errors
+/// [`StoreError::Db`].
+pub async fn scheduled_many(
+    tx: &mut Transaction<'_, Any>,
+    events: &[ScheduledEvent<'_>],
+) -> Result<(), StoreError> {
+    for chunk in events.chunks(crate::db::ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "INSERT INTO events (uuid, account_id, user_id, event_type, level, state, \
+             description, resource_uuid, job_uuid, created) VALUES {}",
+            crate::db::values_rows("(?, ?, ?, ?, 'INFO', 'Scheduled', ?, ?, ?, ?)", chunk.len())
+        );
+        let now = now_ms();
+        let mut query = sqlx::query(&sql);
+        for e in chunk {
+            query = query
+                .bind(uuid::Uuid::new_v4().to_string())
+                .bind(e.caller.account_id)
+                .bind(e.caller.user_id)
+                .bind(e.event_type)
+                .bind(e.description)
+                .bind(e.resource_uuid)
+                .bind(e.job_uuid)
+                .bind(now);
+        }
+        query
+            .execute(&mut **tx)
+            .await
+            .map_err(StoreError::db("recording events"))?;
+    }
+    Ok(())
+}
+
 // ------------------------------------------------------------------------------------------
 // Listing: what listEvents shows.
 

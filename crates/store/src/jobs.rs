@@ -43,12 +43,76 @@ pub async fn insert(
     Ok((JobId::from(id), uuid))
 }
 
+/// Inserts pending jobs, each with a new uuid, in as few statements as
+/// [`crate::db::ROWS_PER_STATEMENT`] allows; returns their ids and uuids in the order given.
+///
+/// # Errors
+/// [`StoreError::Db`]; [`StoreError::Corrupt`] when the database does not return a row
+/// written.
+pub async fn insert_many(
+    tx: &mut Transaction<'_, Any>,
+    jobs: &[(&Caller, NewJob<'_>)],
+) -> Result<Vec<(JobId, String)>, StoreError> {
+    let mut out = Vec::with_capacity(jobs.len());
+    for chunk in jobs.chunks(crate::db::ROWS_PER_STATEMENT) {
+        let uuids: Vec<String> = chunk
+            .iter()
+            .map(|_| uuid::Uuid::new_v4().to_string())
+            .collect();
+        let sql = format!(
+            "INSERT INTO jobs (uuid, account_id, user_id, cmd, kind, network_id, payload, status, \
+             result_code, instance_type, instance_uuid, created) VALUES {} RETURNING id, uuid",
+            crate::db::values_rows("(?, ?, ?, ?, ?, ?, ?, 0, 0, ?, ?, ?)", chunk.len())
+        );
+        let now = now_ms();
+        let mut query = sqlx::query(&sql);
+        for ((caller, job), uuid) in chunk.iter().zip(&uuids) {
+            let payload = serde_json::to_string(&job.payload).unwrap_or_else(|_| "{}".into());
+            query = query
+                .bind(uuid.clone())
+                .bind(caller.account_id)
+                .bind(caller.user_id)
+                .bind(job.command)
+                .bind(job.kind.as_str())
+                .bind(job.network_id.map(|n| n.get()))
+                .bind(payload)
+                .bind(job.instance_type)
+                .bind(job.instance_uuid)
+                .bind(now);
+        }
+        let rows = query
+            .fetch_all(&mut **tx)
+            .await
+            .map_err(StoreError::db("inserting jobs"))?;
+        let mut ids = std::collections::HashMap::with_capacity(rows.len());
+        for row in &rows {
+            let id: i64 = row
+                .try_get("id")
+                .map_err(StoreError::db("inserting jobs"))?;
+            let uuid: String = row
+                .try_get("uuid")
+                .map_err(StoreError::db("inserting jobs"))?;
+            ids.insert(uuid, id);
+        }
+        for uuid in uuids {
+            let id = ids.get(&uuid).copied().ok_or_else(|| StoreError::Corrupt {
+                table: "jobs",
+                column: "uuid",
+                value: uuid.clone(),
+            })?;
+            out.push((JobId::from(id), uuid));
+        }
+    }
+    Ok(out)
+}
+
 /// Ends a pending job, in the caller's transaction; whether it was still pending (false: it
-/// had ended already, e.g. on another server).
+/// had ended already, e.g. on another server). Everything outside the store ends jobs through
+/// [`crate::ChangeTx::finish_job`], whose commit tells [`PendingJobs`].
 ///
 /// # Errors
 /// [`StoreError::Db`].
-pub async fn finish(
+pub(crate) async fn finish(
     tx: &mut Transaction<'_, Any>,
     job_id: JobId,
     status: JobStatus,
@@ -229,6 +293,92 @@ pub async fn by_uuid(db: &Db, uuid: &str) -> Result<Option<JobRecord>, StoreErro
     .as_ref()
     .map(record)
     .transpose()
+}
+
+/// How long a job read as pending is answered as pending from memory
+/// ([`poll`]). A job ended by this process is forgotten when its change commits; one ended by
+/// another server (or by a database restored under the server) can be shown pending for at
+/// most this long after its end. A job is never shown ended before the database says so.
+pub const PENDING_MEMORY: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// At most so many jobs are remembered; past it, the memory starts empty again.
+const PENDING_MEMORY_JOBS: usize = 10_000;
+
+/// Jobs this process read as pending, with when they were read (see [`poll`]).
+#[derive(Default)]
+pub struct PendingJobs {
+    seen: std::sync::Mutex<Seen>,
+}
+
+#[derive(Default)]
+struct Seen {
+    by_uuid: std::collections::HashMap<String, (JobRecord, std::time::Instant)>,
+    by_id: std::collections::HashMap<JobId, String>,
+    /// Counts the commits that ended jobs: a read that began before one of them may have seen
+    /// a job pending that has ended since, and is not remembered.
+    ends: u64,
+}
+
+impl PendingJobs {
+    fn get(&self, uuid: &str) -> Option<JobRecord> {
+        let seen = self.seen.lock().ok()?;
+        let (job, at) = seen.by_uuid.get(uuid)?;
+        (at.elapsed() < PENDING_MEMORY).then(|| job.clone())
+    }
+
+    fn ends(&self) -> Option<u64> {
+        self.seen.lock().ok().map(|s| s.ends)
+    }
+
+    /// Remembers a job read pending by a read that began when `ends` commits had ended jobs.
+    fn remember(&self, ends: u64, job: &JobRecord, at: std::time::Instant) {
+        let Ok(mut seen) = self.seen.lock() else {
+            return;
+        };
+        if seen.ends != ends {
+            return;
+        }
+        if seen.by_uuid.len() >= PENDING_MEMORY_JOBS {
+            seen.by_uuid.clear();
+            seen.by_id.clear();
+        }
+        seen.by_id.insert(job.id, job.uuid.clone());
+        seen.by_uuid.insert(job.uuid.clone(), (job.clone(), at));
+    }
+
+    /// Forgets jobs a committed change ended.
+    pub(crate) fn ended(&self, jobs: &[JobId]) {
+        let Ok(mut seen) = self.seen.lock() else {
+            return;
+        };
+        seen.ends += 1;
+        for id in jobs {
+            if let Some(uuid) = seen.by_id.remove(id) {
+                seen.by_uuid.remove(&uuid);
+            }
+        }
+    }
+}
+
+/// The job `uuid` as queryAsyncJobResult shows it: a job this process read as pending less
+/// than [`PENDING_MEMORY`] ago and has not ended since is answered from memory, anything else
+/// is read (and remembered when pending).
+///
+/// # Errors
+/// As [`by_uuid`].
+pub async fn poll(db: &Db, uuid: &str) -> Result<Option<JobRecord>, StoreError> {
+    if let Some(job) = db.pending.get(uuid) {
+        return Ok(Some(job));
+    }
+    let ends = db.pending.ends();
+    let at = std::time::Instant::now();
+    let job = by_uuid(db, uuid).await?;
+    if let (Some(job), Some(ends)) = (&job, ends) {
+        if job.status == JobStatus::Pending {
+            db.pending.remember(ends, job, at);
+        }
+    }
+    Ok(job)
 }
 
 /// Undoes what a job the router refused had written: new rows go, rewritten rows get their old

@@ -198,15 +198,34 @@ pub async fn lock_taker(
     account: AccountId,
     above: &[DomainId],
 ) -> Result<(), StoreError> {
+    lock_takers(conn, dialect, &[account], above).await
+}
+
+/// Locks, until the transaction ends, the rows of several accounts about to take resources in
+/// one transaction and of the domains above them (PostgreSQL; see [`lock_taker`]): the
+/// accounts in the order given, then the domains in the order given. Callers give the
+/// accounts by id and the domains deepest first (by id among domains of one depth), the order
+/// every taker follows, so takers cannot deadlock.
+///
+/// # Errors
+/// [`StoreError::Db`].
+pub async fn lock_takers(
+    conn: &mut AnyConnection,
+    dialect: Dialect,
+    accounts: &[AccountId],
+    above: &[DomainId],
+) -> Result<(), StoreError> {
     if dialect != Dialect::Postgres {
         return Ok(());
     }
     let e = StoreError::db("locking an account and its domains");
-    sqlx::query("SELECT id FROM accounts WHERE id = $1 FOR NO KEY UPDATE")
-        .bind(account.get())
-        .fetch_optional(&mut *conn)
-        .await
-        .map_err(e)?;
+    for a in accounts {
+        sqlx::query("SELECT id FROM accounts WHERE id = $1 FOR NO KEY UPDATE")
+            .bind(a.get())
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(e)?;
+    }
     for d in above {
         sqlx::query("SELECT id FROM domains WHERE id = $1 FOR NO KEY UPDATE")
             .bind(d.get())

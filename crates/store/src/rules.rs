@@ -317,6 +317,89 @@ pub async fn insert(
     .map_err(StoreError::db("inserting a rule"))
 }
 
+/// Writes new rules in state Add, each changed by its job, in as few statements as
+/// [`crate::db::ROWS_PER_STATEMENT`] allows; returns their ids in the order given.
+///
+/// # Errors
+/// [`StoreError::Db`]; [`StoreError::Corrupt`] when the database does not return a row
+/// written.
+pub async fn insert_many(
+    tx: &mut Transaction<'_, Any>,
+    rules: &[(&NewRule, Option<JobId>)],
+) -> Result<Vec<RuleId>, StoreError> {
+    let mut out = Vec::with_capacity(rules.len());
+    for chunk in rules.chunks(crate::db::ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "INSERT INTO rules (uuid, purpose, traffic_type, network_id, ip_id, account_id, \
+             protocol, start_port, end_port, icmp_type, icmp_code, source_cidrs, dest_cidrs, \
+             state, applied, job_id, related_id, rule_type, display, vm_id, vm_ip, \
+             private_start, private_end, name, description, algorithm, lb_protocol, created) \
+             VALUES {} RETURNING id, uuid",
+            crate::db::values_rows(
+                "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'Add', 0, ?, ?, 'User', ?, ?, ?, ?, ?, \
+                 ?, ?, ?, ?, ?)",
+                chunk.len()
+            )
+        );
+        let now = now_ms();
+        let mut query = sqlx::query(&sql);
+        for (r, job) in chunk {
+            query = query
+                .bind(r.uuid.clone())
+                .bind(r.purpose.as_str())
+                .bind(r.traffic.map(Traffic::as_str))
+                .bind(r.network_id.get())
+                .bind(r.ip_id.map(IpId::get))
+                .bind(r.account_id.get())
+                .bind(r.protocol.clone())
+                .bind(r.ports.map(|p| p.0))
+                .bind(r.ports.map(|p| p.1))
+                .bind(r.icmp.map(|i| i.0))
+                .bind(r.icmp.map(|i| i.1))
+                .bind(checks::join_cidrs(&r.sources))
+                .bind(checks::join_cidrs(&r.dests))
+                .bind(job.map(JobId::get))
+                .bind(r.related_id.map(RuleId::get))
+                .bind(i64::from(r.display))
+                .bind(r.vm_id.map(VmId::get))
+                .bind(r.vm_ip.clone())
+                .bind(r.private.map(|p| p.0))
+                .bind(r.private.map(|p| p.1))
+                .bind(r.name.clone())
+                .bind(r.description.clone())
+                .bind(r.algorithm.clone())
+                .bind(r.lb_protocol.clone())
+                .bind(now);
+        }
+        let rows = query
+            .fetch_all(&mut **tx)
+            .await
+            .map_err(StoreError::db("inserting rules"))?;
+        let mut ids = std::collections::HashMap::with_capacity(rows.len());
+        for row in &rows {
+            let id: i64 = row
+                .try_get("id")
+                .map_err(StoreError::db("inserting rules"))?;
+            let uuid: String = row
+                .try_get("uuid")
+                .map_err(StoreError::db("inserting rules"))?;
+            ids.insert(uuid, id);
+        }
+        for (r, _) in chunk {
+            let id = ids
+                .get(&r.uuid)
+                .copied()
+                .ok_or_else(|| StoreError::Corrupt {
+                    table: "rules",
+                    column: "uuid",
+                    value: r.uuid.clone(),
+                })?;
+            out.push(RuleId::from(id));
+        }
+    }
+    Ok(out)
+}
+
 /// The live rules a new rule on a public IP could conflict with: same IP, and ports that
 /// intersect `ports` (or no ports).
 ///
@@ -352,6 +435,135 @@ pub async fn ip_neighbours(
     .map_err(StoreError::db("reading an IP's rules"))?;
     rows.iter()
         .map(|r| rule(r).map(|r| Candidate::of(&r)))
+        .collect()
+}
+
+/// A live rule as the conflict checks of a group of creations see it: the candidate, with the
+/// IP and ports that [`ip_neighbours`] selects by.
+#[derive(Debug, Clone)]
+pub struct Neighbour {
+    /// The rule's public IP.
+    pub ip_id: Option<IpId>,
+    start_port: Option<i64>,
+    end_port: Option<i64>,
+    /// What the checks compare.
+    pub candidate: Candidate,
+}
+
+impl Neighbour {
+    fn of(r: &Rule) -> Neighbour {
+        Neighbour {
+            ip_id: r.ip_id,
+            start_port: r.start_port,
+            end_port: r.end_port,
+            candidate: Candidate::of(r),
+        }
+    }
+
+    /// The rule `r` will be once [`insert`] has written it, as [`ip_neighbours`] and
+    /// [`egress_neighbours`] would read it back.
+    pub fn of_new(r: &NewRule) -> Neighbour {
+        let mut candidate = r.candidate();
+        candidate.icmp = (r.protocol == "icmp").then(|| r.icmp.unwrap_or((-1, -1)));
+        Neighbour {
+            ip_id: r.ip_id,
+            start_port: r.ports.map(|p| p.0),
+            end_port: r.ports.map(|p| p.1),
+            candidate,
+        }
+    }
+
+    /// Whether [`ip_neighbours`] with `ip` and `ports` selects this rule.
+    pub fn meets(&self, ip: IpId, ports: Option<(i64, i64)>) -> bool {
+        if self.ip_id != Some(ip) {
+            return false;
+        }
+        match ports {
+            None => self.start_port.is_none(),
+            Some((s, e)) => match (self.start_port, self.end_port) {
+                (None, _) => true,
+                (Some(start), Some(end)) => start <= e && end >= s,
+                (Some(_), None) => false,
+            },
+        }
+    }
+}
+
+/// The live rules any of `wanted` (a public IP and the ports of a new rule on it) could
+/// conflict with, in one statement: the union of what [`ip_neighbours`] reads for each, which
+/// [`Neighbour::meets`] sorts out again.
+///
+/// # Errors
+/// As [`rule`].
+pub async fn ips_neighbours(
+    tx: &mut Transaction<'_, Any>,
+    wanted: &[(IpId, Option<(i64, i64)>)],
+) -> Result<Vec<Neighbour>, StoreError> {
+    let mut distinct: Vec<(IpId, Option<(i64, i64)>)> = Vec::new();
+    for w in wanted {
+        if !distinct.contains(w) {
+            distinct.push(*w);
+        }
+    }
+    if distinct.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut n = 0;
+    let mut next = || {
+        n += 1;
+        n
+    };
+    let terms: Vec<String> = distinct
+        .iter()
+        .map(|(_, ports)| match ports {
+            Some(_) => {
+                let (ip, e, s) = (next(), next(), next());
+                format!(
+                    "(r.ip_id = ${ip} AND (r.start_port IS NULL OR \
+                     (r.start_port <= ${e} AND r.end_port >= ${s})))"
+                )
+            }
+            None => format!("(r.ip_id = ${} AND r.start_port IS NULL)", next()),
+        })
+        .collect();
+    let sql = format!(
+        "SELECT {RULE_COLUMNS} FROM {RULE_FROM} WHERE r.state <> 'Revoke' AND ({})",
+        terms.join(" OR ")
+    );
+    let mut query = sqlx::query(&sql);
+    for (ip, ports) in &distinct {
+        query = query.bind(ip.get());
+        if let Some((s, e)) = ports {
+            query = query.bind(*e).bind(*s);
+        }
+    }
+    let rows = query
+        .fetch_all(&mut **tx)
+        .await
+        .map_err(StoreError::db("reading the rules of public IPs"))?;
+    rows.iter()
+        .map(|r| rule(r).map(|r| Neighbour::of(&r)))
+        .collect()
+}
+
+/// The live egress rules of a network, as [`Neighbour`]s (see [`egress_neighbours`]).
+///
+/// # Errors
+/// As [`rule`].
+pub async fn egress_neighbours_of(
+    tx: &mut Transaction<'_, Any>,
+    network: NetworkId,
+) -> Result<Vec<Neighbour>, StoreError> {
+    let rows = sqlx::query(&format!(
+        "SELECT {RULE_COLUMNS} FROM {RULE_FROM} WHERE r.network_id = $1 AND r.purpose = 'Firewall' \
+         AND r.traffic_type = 'Egress' AND r.state <> 'Revoke'"
+    ))
+    .bind(network.get())
+    .fetch_all(&mut **tx)
+    .await
+    .map_err(StoreError::db("reading a network's egress rules"))?;
+    rows.iter()
+        .map(|r| rule(r).map(|r| Neighbour::of(&r)))
         .collect()
 }
 

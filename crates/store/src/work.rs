@@ -51,6 +51,9 @@ pub struct ChangeTx {
     network: Option<NetworkId>,
     ring: Vec<NetworkId>,
     job_uuid: Option<String>,
+    /// Jobs this change ends, forgotten by `pending` once it commits.
+    ended: Vec<JobId>,
+    pending: std::sync::Arc<crate::jobs::PendingJobs>,
 }
 
 impl Db {
@@ -72,6 +75,8 @@ impl Db {
             network,
             ring: network.into_iter().collect(),
             job_uuid: None,
+            ended: Vec::new(),
+            pending: self.pending.clone(),
         })
     }
 
@@ -160,6 +165,57 @@ impl ChangeTx {
         Ok((id, uuid))
     }
 
+    /// Writes pending jobs for several requests, each with the event that says it was
+    /// scheduled, as [`ChangeTx::job`] writes one, in one statement per table; returns the
+    /// jobs' ids and uuids in the order given.
+    ///
+    /// # Errors
+    /// [`StoreError::Db`]; [`StoreError::Corrupt`] when a row written is not returned.
+    pub async fn jobs(
+        &mut self,
+        jobs: Vec<(&Caller, NewJob<'_>, Scheduled<'_>)>,
+    ) -> Result<Vec<(JobId, String)>, StoreError> {
+        let (rows, scheduled): (Vec<_>, Vec<_>) =
+            jobs.into_iter().map(|(c, j, s)| ((c, j), (c, s))).unzip();
+        let ids = crate::jobs::insert_many(&mut self.tx, &rows).await?;
+        let events: Vec<crate::events::ScheduledEvent<'_>> = scheduled
+            .iter()
+            .zip(&ids)
+            .map(|((caller, s), (_, uuid))| crate::events::ScheduledEvent {
+                caller,
+                event_type: s.event_type,
+                description: s.description,
+                resource_uuid: s.resource_uuid,
+                job_uuid: uuid,
+            })
+            .collect();
+        crate::events::scheduled_many(&mut self.tx, &events).await?;
+        if let Some((_, uuid)) = ids.last() {
+            self.job_uuid = Some(uuid.clone());
+        }
+        Ok(ids)
+    }
+
+    /// Ends a pending job in this change; whether it was still pending (false: it had ended
+    /// already, e.g. on another server). Once the change commits, this process no longer
+    /// answers the job as pending from memory.
+    ///
+    /// # Errors
+    /// [`StoreError::Db`].
+    pub async fn finish_job(
+        &mut self,
+        job: JobId,
+        status: domain::job::JobStatus,
+        code: i64,
+        result: &serde_json::Value,
+    ) -> Result<bool, StoreError> {
+        let ended = crate::jobs::finish(&mut self.tx, job, status, code, result).await?;
+        if ended {
+            self.ended.push(job);
+        }
+        Ok(ended)
+    }
+
     /// Adds a network whose runner must look again after the commit.
     pub fn ring(&mut self, network: NetworkId) {
         if !self.ring.contains(&network) {
@@ -177,12 +233,17 @@ impl ChangeTx {
             _writer,
             ring,
             job_uuid,
+            ended,
+            pending,
             ..
         } = self;
         tx.commit()
             .await
             .map_err(StoreError::db("committing a change"))?;
         drop(_writer);
+        if !ended.is_empty() {
+            pending.ended(&ended);
+        }
         Ok(Receipt {
             networks: ring,
             job_uuid,

@@ -84,7 +84,9 @@ fn contains_ci(haystack: &str, needle: &str) -> bool {
 pub(crate) async fn query_job(app: &App, caller: &Caller, p: &Params) -> ApiResult<Value> {
     let uuid = required(p, "jobid")?;
     let not_found = || ApiError::invalid_parameter(format!("Unable to find a job by id {uuid}"));
-    let job = store::jobs::by_uuid(&app.db, uuid)
+    // A job this server saw pending a moment ago is answered from memory (see
+    // `store::jobs::poll`).
+    let job = store::jobs::poll(&app.db, uuid)
         .await
         .map_err(store_error)?
         .ok_or_else(not_found)?;

@@ -6,6 +6,7 @@
 
 mod egress;
 mod forwards;
+pub(crate) mod group;
 mod ingress;
 mod list;
 mod params;

@@ -91,6 +91,51 @@ pub(crate) async fn take(
     take_on(change.conn(), dialect, account, wanted).await
 }
 
+/// Locks, on PostgreSQL, the rows of every account of `accounts` that limits apply to and of
+/// the domains above them, in the one order all takers follow (accounts by id, then domains
+/// deepest first and by id), before a group of requests takes resources one after the other
+/// in `change`: each [`take`] then finds its rows locked already, and two groups locking
+/// several accounts cannot deadlock.
+///
+/// # Errors
+/// 530 when the database fails.
+pub(crate) async fn lock_takers(change: &mut ChangeTx, accounts: &[AccountId]) -> ApiResult<()> {
+    let dialect = change.dialect();
+    if dialect != Dialect::Postgres {
+        return Ok(());
+    }
+    let conn = change.conn();
+    let mut ids: Vec<AccountId> = accounts.to_vec();
+    ids.sort_by_key(|a| a.get());
+    ids.dedup();
+    if ids.len() < 2 {
+        // One taker locks its own rows in that order.
+        return Ok(());
+    }
+    let domains = store::accounts::domains(conn).await.map_err(store_error)?;
+    let mut takers = Vec::new();
+    let mut above: Vec<&Domain> = Vec::new();
+    for id in ids {
+        let account = store::limits::account(conn, id)
+            .await
+            .map_err(store_error)?;
+        if account.root_admin {
+            continue;
+        }
+        takers.push(account.id);
+        for d in chain(&domains, account.domain_id).map_err(tree_error)? {
+            if !above.iter().any(|a| a.id == d.id) {
+                above.push(d);
+            }
+        }
+    }
+    above.sort_by_key(|d| (std::cmp::Reverse(d.path.matches('/').count()), d.id.get()));
+    let above: Vec<DomainId> = above.iter().map(|d| d.id).collect();
+    store::limits::lock_takers(conn, dialect, &takers, &above)
+        .await
+        .map_err(store_error)
+}
+
 async fn take_on(
     conn: &mut Conn,
     dialect: Dialect,
@@ -394,4 +439,165 @@ pub(crate) async fn update_limit(app: &App, caller: &Caller, p: &Params) -> ApiR
         "resourcelimit",
         limit_json(&owner, &domains, r, max)?,
     ))
+}
+
+// ------------------------------------------------------------------------------------------
+// Taking for a group of requests.
+
+/// What a group of requests in one change has taken so far, with what the rows held when the
+/// group first looked, so that each request of the group is checked as [`take`] would check it
+/// alone, after the group's earlier requests, while the rows are read once per group: an
+/// account, its domains, its limits and what it and its domains hold are read the first time a
+/// request of the group takes for that account, and every later take adds to the counts in
+/// memory. The rows are locked by the first read (as [`take`] locks them), so nothing outside
+/// the change moves them meanwhile.
+#[derive(Default)]
+pub(crate) struct GroupTakings {
+    domains: Option<Vec<Domain>>,
+    /// Per account: the account, and the uuid of its own domain (for texts).
+    accounts: Vec<(LimitedAccount, String)>,
+    account_limits: Vec<((AccountId, i64), i64)>,
+    domain_limits: Vec<((DomainId, i64), i64)>,
+    /// What an account holds, the group's takes included.
+    account_held: Vec<((AccountId, i64), i64)>,
+    /// What a domain and every domain below it hold, the group's takes included.
+    domain_held: Vec<((DomainId, i64), i64)>,
+}
+
+fn lookup<K: PartialEq, V: Copy>(list: &[(K, V)], key: &K) -> Option<V> {
+    list.iter().find(|(k, _)| k == key).map(|(_, v)| *v)
+}
+
+fn add<K: PartialEq>(list: &mut [(K, i64)], key: &K, n: i64) {
+    if let Some((_, v)) = list.iter_mut().find(|(k, _)| k == key) {
+        *v += n;
+    }
+}
+
+impl GroupTakings {
+    /// Takes `wanted` for `account` after everything the group took before, with the answer
+    /// [`take`] gives; a refused take counts nothing.
+    ///
+    /// # Errors
+    /// 535 when a limit would be passed; 530 when the database fails.
+    pub(crate) async fn take(
+        &mut self,
+        change: &mut ChangeTx,
+        account_id: AccountId,
+        wanted: &[(Resource, i64)],
+    ) -> ApiResult<()> {
+        let dialect = change.dialect();
+        let conn = change.conn();
+        let (account, own_uuid) = match self.accounts.iter().find(|(a, _)| a.id == account_id) {
+            Some(found) => found.clone(),
+            None => {
+                let account = store::limits::account(conn, account_id)
+                    .await
+                    .map_err(store_error)?;
+                let mut own_uuid = String::new();
+                if !account.root_admin {
+                    if self.domains.is_none() {
+                        self.domains =
+                            Some(store::accounts::domains(conn).await.map_err(store_error)?);
+                    }
+                    let domains = self.domains.as_deref().unwrap_or_default();
+                    let above: Vec<DomainId> = chain(domains, account.domain_id)
+                        .map_err(tree_error)?
+                        .iter()
+                        .map(|d| d.id)
+                        .collect();
+                    store::limits::lock_taker(conn, dialect, account.id, &above)
+                        .await
+                        .map_err(store_error)?;
+                    own_uuid = domain_by_id(domains, account.domain_id)
+                        .map_err(tree_error)?
+                        .uuid
+                        .clone();
+                }
+                self.accounts.push((account.clone(), own_uuid.clone()));
+                (account, own_uuid)
+            }
+        };
+        if account.root_admin {
+            return Ok(());
+        }
+        let domains = self.domains.clone().unwrap_or_default();
+        let above = chain(&domains, account.domain_id).map_err(tree_error)?;
+        for &(r, n) in wanted {
+            let key = (account.id, r.number());
+            let max = match lookup(&self.account_limits, &key) {
+                Some(max) => max,
+                None => {
+                    let max = account_limit(conn, &account, r).await?;
+                    self.account_limits.push((key, max));
+                    max
+                }
+            };
+            if max >= 0 {
+                let held = match lookup(&self.account_held, &key) {
+                    Some(held) => held,
+                    None => {
+                        let held = store::limits::held(conn, r, Holders::Account(account.id))
+                            .await
+                            .map_err(store_error)?;
+                        self.account_held.push((key, held));
+                        held
+                    }
+                };
+                if held + n > max {
+                    return Err(ApiError::resource_allocation(format!(
+                        "Maximum number of resources of type '{}' for account name={} in domain \
+                         id={} has been exceeded.",
+                        r.name(),
+                        account.name,
+                        own_uuid
+                    )));
+                }
+            }
+            for d in &above {
+                let key = (d.id, r.number());
+                let max = match lookup(&self.domain_limits, &key) {
+                    Some(max) => max,
+                    None => {
+                        let max = domain_limit(conn, &domains, d, r).await?;
+                        self.domain_limits.push((key, max));
+                        max
+                    }
+                };
+                if max < 0 {
+                    continue;
+                }
+                let held = match lookup(&self.domain_held, &key) {
+                    Some(held) => held,
+                    None => {
+                        let below: Vec<DomainId> =
+                            subtree(&domains, d).iter().map(|d| d.id).collect();
+                        let held = store::limits::held(conn, r, Holders::Domains(&below))
+                            .await
+                            .map_err(store_error)?;
+                        self.domain_held.push((key, held));
+                        held
+                    }
+                };
+                if held + n > max {
+                    return Err(ApiError::resource_allocation(format!(
+                        "Maximum number of resources of type '{}' for domain id={} has been \
+                         exceeded.",
+                        r.name(),
+                        d.uuid
+                    )));
+                }
+            }
+        }
+        // Every check passed: the take counts for the account and for each domain above it. A
+        // count not read by now belongs to an unlimited holder (every limited one was read
+        // above), and the limits do not change within the change, so it is never read later.
+        for &(r, n) in wanted {
+            add(&mut self.account_held, &(account.id, r.number()), n);
+            for d in &above {
+                add(&mut self.domain_held, &(d.id, r.number()), n);
+            }
+        }
+        Ok(())
+    }
 }

@@ -231,10 +231,10 @@ async fn finish_in(
     code: i64,
     result: &Value,
 ) -> Result<bool, StoreError> {
-    let tx = change.conn();
-    if !store::jobs::finish(tx, job.id, status, code, result).await? {
+    if !change.finish_job(job.id, status, code, result).await? {
         return Ok(false);
     }
+    let tx = change.conn();
     let ok = status == JobStatus::Succeeded;
     store::events::event(
         tx,

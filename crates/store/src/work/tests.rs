@@ -184,3 +184,101 @@ async fn a_broken_fence_fails_the_change() {
     let held = db.fenced(&fence, None).await.expect("the fence holds now");
     drop(held);
 }
+
+/// A pending job read once is answered from memory (no round trip: the pool is closed),
+/// forgotten at once when a change of this process ends it, and, when another process
+/// (another `Db`) ends it, shown pending for at most `PENDING_MEMORY` after it was read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pending_job_is_remembered_until_it_ends_or_for_a_bounded_time() {
+    use crate::jobs::{poll, PENDING_MEMORY};
+    use domain::job::JobStatus;
+
+    let (dir, db) = db().await;
+    let caller = caller(&db).await;
+    let new_job = |db: &Db| {
+        let (db, caller) = (db.clone(), caller.clone());
+        async move {
+            let mut c = db.change(None).await.unwrap();
+            let (id, uuid) = c
+                .job(
+                    &caller,
+                    NewJob {
+                        command: "createFirewallRule",
+                        kind: Kind::Change,
+                        network_id: None,
+                        payload: Payload::new(Outcome::Success, "E", "testing".into(), "f"),
+                        instance_type: None,
+                        instance_uuid: None,
+                    },
+                    None,
+                )
+                .await
+                .unwrap();
+            let _ = c.commit().await.unwrap();
+            (id, uuid)
+        }
+    };
+    let end = |db: &Db, id| {
+        let db = db.clone();
+        async move {
+            let mut c = db.change(None).await.unwrap();
+            assert!(c
+                .finish_job(id, JobStatus::Succeeded, 0, &serde_json::json!({}))
+                .await
+                .unwrap());
+            let _ = c.commit().await.unwrap();
+        }
+    };
+
+    // Ended here: forgotten at once.
+    let (id, uuid) = new_job(&db).await;
+    assert_eq!(
+        poll(&db, &uuid).await.unwrap().unwrap().status,
+        JobStatus::Pending
+    );
+    end(&db, id).await;
+    assert_eq!(
+        poll(&db, &uuid).await.unwrap().unwrap().status,
+        JobStatus::Succeeded
+    );
+
+    // Ended by another process: pending from memory for at most PENDING_MEMORY after the
+    // read, never longer.
+    let url = format!("sqlite://{}", dir.path().join("w.db").display());
+    let other = Db::connect(&url).await.unwrap();
+    let (id, uuid) = new_job(&db).await;
+    let read_at = std::time::Instant::now();
+    assert_eq!(
+        poll(&db, &uuid).await.unwrap().unwrap().status,
+        JobStatus::Pending
+    );
+    end(&other, id).await;
+    tokio::time::sleep_until((read_at + PENDING_MEMORY).into()).await;
+    assert_eq!(
+        poll(&db, &uuid).await.unwrap().unwrap().status,
+        JobStatus::Succeeded
+    );
+
+    // No round trip: with the pool closed, a job read pending a moment ago is still answered.
+    // A read that took longer than the memory lasts is tried again, until a deadline.
+    let (_, uuid) = new_job(&db).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let probe = Db::connect(&url).await.unwrap();
+        let read_at = std::time::Instant::now();
+        assert_eq!(
+            poll(&probe, &uuid).await.unwrap().unwrap().status,
+            JobStatus::Pending
+        );
+        probe.pool().close().await;
+        let answer = poll(&probe, &uuid).await;
+        if read_at.elapsed() < PENDING_MEMORY {
+            assert_eq!(answer.unwrap().unwrap().status, JobStatus::Pending);
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "every try outlasted the memory"
+        );
+    }
+}

@@ -195,7 +195,8 @@ pub(crate) async fn update_physical_network(
         "physicalnetwork",
         infra_resp::physical_network(&pn, zone(app)),
     );
-    store::jobs::finish(change.conn(), job_id, JobStatus::Succeeded, 0, &result)
+    change
+        .finish_job(job_id, JobStatus::Succeeded, 0, &result)
         .await
         .map_err(store_error)?;
     store::events::event(
