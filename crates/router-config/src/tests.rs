@@ -317,6 +317,39 @@ fn a_delta_between_two_configs_rebuilds_the_second() {
     assert!(same.egress_default.is_none());
 }
 
+#[test]
+fn a_delta_between_id_sorted_lists_is_the_same_as_between_unsorted_ones() {
+    let base = example();
+    let mut next = example();
+    next.generation = base.generation + 1;
+    next.firewall_rules.retain(|r| r.id != 2);
+    let mut added = next.firewall_rules[0].clone();
+    added.id = 99;
+    next.firewall_rules.push(added);
+    next.firewall_rules[0].source_cidrs = vec!["198.51.100.0/24".into()];
+    next.firewall_rules.sort_by_key(|r| r.id);
+    let mut base_sorted = base.clone();
+    base_sorted.firewall_rules.sort_by_key(|r| r.id);
+    // Sorted by id on both sides: the merge walk.
+    let walked = RouterDelta::between(&base_sorted, &next);
+    // Out of order: the hash map. Upserts come in `next`'s order, so compare them by id.
+    let mut shuffled = next.clone();
+    shuffled.firewall_rules.reverse();
+    let mut hashed = RouterDelta::between(&base_sorted, &shuffled);
+    hashed.upsert_firewall_rules.sort_by_key(|r| r.id);
+    assert!(shuffled.firewall_rules.len() > 1);
+    assert_eq!(walked, hashed);
+    assert_eq!(walked.remove, vec![2]);
+    assert_eq!(
+        walked
+            .upsert_firewall_rules
+            .iter()
+            .map(|r| r.id)
+            .collect::<Vec<_>>(),
+        vec![next.firewall_rules[0].id, 99]
+    );
+}
+
 fn lease(mac: &str, ip: &str, hostname: &str) -> DhcpLease {
     DhcpLease {
         mac: mac.parse().unwrap(),

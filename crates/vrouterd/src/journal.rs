@@ -760,7 +760,7 @@ impl Journal {
                 )
             }
             (_, Some(p)) if p.generation == head && head != 0 => {
-                let d = difference(p, next);
+                let d = RouterDelta::between(p, next);
                 encode(
                     DELTA,
                     head,
@@ -986,104 +986,6 @@ fn adopt_legacy(dir: &Path) -> Result<Option<(Replayed, u64)>, LedgerError> {
         },
         next,
     )))
-}
-
-/// The delta from `base` to `next`, both with rule lists sorted by id (as validated documents
-/// are): one merge walk, no hashing. Lists out of order fall back to [`RouterDelta::between`].
-pub(crate) fn difference(base: &RouterConfig, next: &RouterConfig) -> RouterDelta {
-    fn sorted<T>(l: &[T], id: impl Fn(&T) -> u64) -> bool {
-        l.windows(2).all(|w| id(&w[0]) < id(&w[1]))
-    }
-    let ordered = sorted(&base.firewall_rules, |r| r.id)
-        && sorted(&next.firewall_rules, |r| r.id)
-        && sorted(&base.egress_rules, |r| r.id)
-        && sorted(&next.egress_rules, |r| r.id)
-        && sorted(&base.port_forwards, |r| r.id)
-        && sorted(&next.port_forwards, |r| r.id)
-        && sorted(&base.load_balancers, |r| r.id)
-        && sorted(&next.load_balancers, |r| r.id);
-    if !ordered {
-        return RouterDelta::between(base, next);
-    }
-    let mut remove = Vec::new();
-    let upsert_firewall_rules = walk(
-        &base.firewall_rules,
-        &next.firewall_rules,
-        |r| r.id,
-        &mut remove,
-    );
-    let upsert_egress_rules = walk(
-        &base.egress_rules,
-        &next.egress_rules,
-        |r| r.id,
-        &mut remove,
-    );
-    let upsert_port_forwards = walk(
-        &base.port_forwards,
-        &next.port_forwards,
-        |r| r.id,
-        &mut remove,
-    );
-    let upsert_load_balancers = walk(
-        &base.load_balancers,
-        &next.load_balancers,
-        |r| r.id,
-        &mut remove,
-    );
-    remove.sort_unstable();
-    RouterDelta {
-        schema: router_config::SCHEMA_VERSION,
-        base_generation: base.generation,
-        generation: next.generation,
-        public: (base.public != next.public).then(|| next.public.clone()),
-        guest: (base.guest != next.guest).then(|| next.guest.clone()),
-        egress_default: (base.egress_default != next.egress_default).then_some(next.egress_default),
-        upsert_firewall_rules,
-        upsert_egress_rules,
-        upsert_port_forwards,
-        upsert_load_balancers,
-        remove,
-        dhcp: match (&base.dhcp, &next.dhcp) {
-            (b, Some(n)) if b.as_ref() != Some(n) => Some(n.clone()),
-            _ => None,
-        },
-        dhcp_off: base.dhcp.is_some() && next.dhcp.is_none(),
-    }
-}
-
-fn walk<T: Clone + PartialEq>(
-    base: &[T],
-    next: &[T],
-    id: impl Fn(&T) -> u64,
-    remove: &mut Vec<u64>,
-) -> Vec<T> {
-    let mut upsert = Vec::new();
-    let (mut i, mut j) = (0, 0);
-    while i < base.len() || j < next.len() {
-        match (base.get(i), next.get(j)) {
-            (Some(b), Some(n)) if id(b) == id(n) => {
-                if b != n {
-                    upsert.push(n.clone());
-                }
-                i += 1;
-                j += 1;
-            }
-            (Some(b), Some(n)) if id(b) < id(n) => {
-                remove.push(id(b));
-                i += 1;
-            }
-            (Some(b), None) => {
-                remove.push(id(b));
-                i += 1;
-            }
-            (_, Some(n)) => {
-                upsert.push(n.clone());
-                j += 1;
-            }
-            (None, None) => break,
-        }
-    }
-    upsert
 }
 
 /// What a state directory holds: the highest generation seen and the last config the kernel
