@@ -134,7 +134,7 @@ pub(crate) async fn finish(
     .map_err(StoreError::db("ending a job"))
 }
 
-/// A job's end, for [`finish_all`].
+/// A job's end, for [`crate::ChangeTx::finish_jobs`].
 #[derive(Debug, Clone, Copy)]
 pub struct Ending<'a> {
     /// The job.
@@ -149,11 +149,12 @@ pub struct Ending<'a> {
 
 /// Ends several pending jobs in one statement, in the caller's transaction; returns those
 /// that were still pending (the others had ended already, e.g. on another server, and are
-/// left as they are).
+/// left as they are). Everything outside the store ends jobs through
+/// [`crate::ChangeTx::finish_jobs`], whose commit tells [`PendingJobs`].
 ///
 /// # Errors
 /// [`StoreError::Db`].
-pub async fn finish_all(
+pub(crate) async fn finish_all(
     tx: &mut Transaction<'_, Any>,
     endings: &[Ending<'_>],
 ) -> Result<Vec<JobId>, StoreError> {

@@ -216,6 +216,21 @@ impl ChangeTx {
         Ok(ended)
     }
 
+    /// Ends several pending jobs in this change with one statement; returns those that were
+    /// still pending (the others had ended already, e.g. on another server). Once the change
+    /// commits, this process no longer answers them as pending from memory.
+    ///
+    /// # Errors
+    /// [`StoreError::Db`].
+    pub async fn finish_jobs(
+        &mut self,
+        endings: &[crate::jobs::Ending<'_>],
+    ) -> Result<Vec<JobId>, StoreError> {
+        let ended = crate::jobs::finish_all(&mut self.tx, endings).await?;
+        self.ended.extend(ended.iter().copied());
+        Ok(ended)
+    }
+
     /// Adds a network whose runner must look again after the commit.
     pub fn ring(&mut self, network: NetworkId) {
         if !self.ring.contains(&network) {

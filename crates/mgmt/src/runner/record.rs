@@ -269,7 +269,6 @@ async fn finish_all_in(
     if succeeded.is_empty() {
         return Ok(Vec::new());
     }
-    let tx = change.conn();
     let endings: Vec<Ending<'_>> = succeeded
         .iter()
         .map(|(job, result)| Ending {
@@ -279,7 +278,7 @@ async fn finish_all_in(
             result,
         })
         .collect();
-    let ended = store::jobs::finish_all(tx, &endings).await?;
+    let ended = change.finish_jobs(&endings).await?;
     let descriptions: Vec<(&PendingJob, String)> = succeeded
         .iter()
         .filter(|(job, _)| ended.contains(&job.id))
@@ -297,7 +296,7 @@ async fn finish_all_in(
         })
         .collect();
     if !events.is_empty() {
-        store::events::events(tx, &events).await?;
+        store::events::events(change.conn(), &events).await?;
     }
     Ok(ended)
 }

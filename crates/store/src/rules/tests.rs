@@ -369,7 +369,7 @@ async fn jobs_end_together_with_their_events(db: &Db) {
             result,
         })
         .collect();
-    let mut ended = crate::jobs::finish_all(c.conn(), &endings).await.unwrap();
+    let mut ended = c.finish_jobs(&endings).await.unwrap();
     ended.sort();
     assert_eq!(ended, vec![jobs[0], jobs[2]]);
     let events = [

@@ -242,6 +242,35 @@ async fn a_pending_job_is_remembered_until_it_ends_or_for_a_bounded_time() {
         JobStatus::Succeeded
     );
 
+    // Ended with others in one statement (a generation's jobs): forgotten at once too.
+    let (a, a_uuid) = new_job(&db).await;
+    let (b, b_uuid) = new_job(&db).await;
+    for uuid in [&a_uuid, &b_uuid] {
+        assert_eq!(
+            poll(&db, uuid).await.unwrap().unwrap().status,
+            JobStatus::Pending
+        );
+    }
+    let result = serde_json::json!({});
+    let endings: Vec<crate::jobs::Ending<'_>> = [a, b]
+        .into_iter()
+        .map(|job| crate::jobs::Ending {
+            job,
+            status: JobStatus::Succeeded,
+            code: 0,
+            result: &result,
+        })
+        .collect();
+    let mut c = db.change(None).await.unwrap();
+    assert_eq!(c.finish_jobs(&endings).await.unwrap().len(), 2);
+    let _ = c.commit().await.unwrap();
+    for uuid in [&a_uuid, &b_uuid] {
+        assert_eq!(
+            poll(&db, uuid).await.unwrap().unwrap().status,
+            JobStatus::Succeeded
+        );
+    }
+
     // Ended by another process: pending from memory for at most PENDING_MEMORY after the
     // read, never longer.
     let url = format!("sqlite://{}", dir.path().join("w.db").display());
