@@ -461,7 +461,7 @@ impl Neighbour {
     }
 
     /// The rule `r` will be once [`insert`] has written it, as [`ip_neighbours`] and
-    /// [`egress_neighbours`] would read it back.
+    /// [`egress_neighbours_of`] would read it back.
     pub fn of_new(r: &NewRule) -> Neighbour {
         let mut candidate = r.candidate();
         candidate.icmp = (r.protocol == "icmp").then(|| r.icmp.unwrap_or((-1, -1)));
@@ -546,7 +546,8 @@ pub async fn ips_neighbours(
         .collect()
 }
 
-/// The live egress rules of a network, as [`Neighbour`]s (see [`egress_neighbours`]).
+/// The live egress rules of a network (what a new egress rule could conflict with), as
+/// [`Neighbour`]s.
 ///
 /// # Errors
 /// As [`rule`].
@@ -564,27 +565,6 @@ pub async fn egress_neighbours_of(
     .map_err(StoreError::db("reading a network's egress rules"))?;
     rows.iter()
         .map(|r| rule(r).map(|r| Neighbour::of(&r)))
-        .collect()
-}
-
-/// The live egress rules of a network (what a new egress rule could conflict with).
-///
-/// # Errors
-/// As [`rule`].
-pub async fn egress_neighbours(
-    tx: &mut Transaction<'_, Any>,
-    network: NetworkId,
-) -> Result<Vec<Candidate>, StoreError> {
-    let rows = sqlx::query(&format!(
-        "SELECT {RULE_COLUMNS} FROM {RULE_FROM} WHERE r.network_id = $1 AND r.purpose = 'Firewall' \
-         AND r.traffic_type = 'Egress' AND r.state <> 'Revoke'"
-    ))
-    .bind(network.get())
-    .fetch_all(&mut **tx)
-    .await
-    .map_err(StoreError::db("reading a network's egress rules"))?;
-    rows.iter()
-        .map(|r| rule(r).map(|r| Candidate::of(&r)))
         .collect()
 }
 
