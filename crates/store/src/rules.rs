@@ -268,53 +268,22 @@ pub fn network(row: &AnyRow) -> Result<NetworkRow, StoreError> {
     })
 }
 
-/// Writes a new rule in state Add, changed by `job`; returns its id.
+/// Writes a new rule in state Add, changed by `job`; returns its id (one row of
+/// [`insert_many`]).
 ///
 /// # Errors
-/// [`StoreError::Db`].
+/// As [`insert_many`].
 pub async fn insert(
     tx: &mut Transaction<'_, Any>,
     r: &NewRule,
     job: Option<JobId>,
 ) -> Result<RuleId, StoreError> {
-    sqlx::query(
-        "INSERT INTO rules (uuid, purpose, traffic_type, network_id, ip_id, account_id, protocol, \
-         start_port, end_port, icmp_type, icmp_code, source_cidrs, dest_cidrs, state, applied, \
-         job_id, related_id, rule_type, display, vm_id, vm_ip, private_start, private_end, name, \
-         description, algorithm, lb_protocol, created) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, \
-         $9, $10, $11, $12, $13, 'Add', 0, $14, $15, 'User', $16, $17, $18, $19, $20, $21, $22, \
-         $23, $24, $25) RETURNING id",
-    )
-    .bind(&r.uuid)
-    .bind(r.purpose.as_str())
-    .bind(r.traffic.map(Traffic::as_str))
-    .bind(r.network_id.get())
-    .bind(r.ip_id.map(IpId::get))
-    .bind(r.account_id.get())
-    .bind(&r.protocol)
-    .bind(r.ports.map(|p| p.0))
-    .bind(r.ports.map(|p| p.1))
-    .bind(r.icmp.map(|i| i.0))
-    .bind(r.icmp.map(|i| i.1))
-    .bind(checks::join_cidrs(&r.sources))
-    .bind(checks::join_cidrs(&r.dests))
-    .bind(job.map(JobId::get))
-    .bind(r.related_id.map(RuleId::get))
-    .bind(i64::from(r.display))
-    .bind(r.vm_id.map(VmId::get))
-    .bind(r.vm_ip.clone())
-    .bind(r.private.map(|p| p.0))
-    .bind(r.private.map(|p| p.1))
-    .bind(r.name.clone())
-    .bind(r.description.clone())
-    .bind(r.algorithm.clone())
-    .bind(r.lb_protocol.clone())
-    .bind(now_ms())
-    .fetch_one(&mut **tx)
-    .await
-    .and_then(|row| row.try_get::<i64, _>("id"))
-    .map(RuleId::from)
-    .map_err(StoreError::db("inserting a rule"))
+    let ids = insert_many(tx, &[(r, job)]).await?;
+    ids.into_iter().next().ok_or_else(|| StoreError::Corrupt {
+        table: "rules",
+        column: "uuid",
+        value: r.uuid.clone(),
+    })
 }
 
 /// Writes new rules in state Add, each changed by its job, in as few statements as
