@@ -292,7 +292,14 @@ struct KindPlan<'a, W> {
     removes: BTreeSet<u64>,
 }
 
-impl<W> KindPlan<'_, W> {
+impl<'a, W> KindPlan<'a, W> {
+    fn new(upserts: &'a [W], id: impl Fn(&W) -> u64, removes: BTreeSet<u64>) -> Self {
+        KindPlan {
+            upserts: upserts.iter().map(|r| (id(r), r)).collect(),
+            removes,
+        }
+    }
+
     fn ids(&self) -> BTreeSet<u64> {
         self.upserts
             .keys()
@@ -455,38 +462,26 @@ impl ValidConfig {
                 .map(|(id, _)| *id)
                 .collect::<BTreeSet<u64>>()
         };
-        let fw = KindPlan {
-            upserts: delta
-                .upsert_firewall_rules
-                .iter()
-                .map(|r| (r.id, r))
-                .collect(),
-            removes: plan_of(RuleKind::Firewall),
-        };
-        let eg = KindPlan {
-            upserts: delta
-                .upsert_egress_rules
-                .iter()
-                .map(|r| (r.id, r))
-                .collect(),
-            removes: plan_of(RuleKind::Egress),
-        };
-        let pf = KindPlan {
-            upserts: delta
-                .upsert_port_forwards
-                .iter()
-                .map(|r| (r.id, r))
-                .collect(),
-            removes: plan_of(RuleKind::PortForward),
-        };
-        let lb = KindPlan {
-            upserts: delta
-                .upsert_load_balancers
-                .iter()
-                .map(|r| (r.id, r))
-                .collect(),
-            removes: plan_of(RuleKind::LoadBalancer),
-        };
+        let fw = KindPlan::new(
+            &delta.upsert_firewall_rules,
+            |r| r.id,
+            plan_of(RuleKind::Firewall),
+        );
+        let eg = KindPlan::new(
+            &delta.upsert_egress_rules,
+            |r| r.id,
+            plan_of(RuleKind::Egress),
+        );
+        let pf = KindPlan::new(
+            &delta.upsert_port_forwards,
+            |r| r.id,
+            plan_of(RuleKind::PortForward),
+        );
+        let lb = KindPlan::new(
+            &delta.upsert_load_balancers,
+            |r| r.id,
+            plan_of(RuleKind::LoadBalancer),
+        );
         let mut ingress: HashMap<u64, IngressRule> =
             ingress.into_iter().map(|r| (r.id.0, r)).collect();
         let mut egress: HashMap<u64, EgressRule> =
