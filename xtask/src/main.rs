@@ -51,8 +51,6 @@ const PACKAGES: &[(&str, &str)] = &[
     // The router's DHCP and DNS service, and the guests that ask it in the tests.
     ("dnsmasq-base", "dnsmasq"),
     ("busybox", "busybox"),
-    // Gratuitous ARP for a public IP the router takes.
-    ("iputils-arping", "arping"),
 ];
 
 fn main() -> Result<()> {

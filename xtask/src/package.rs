@@ -6,7 +6,7 @@
 //! (conffiles: an upgrade keeps the operator's edits), and the README and ARCHITECTURE as
 //! documentation (the binary stripped of its debug information, as Debian ships binaries); it
 //! depends on what the routers run (nftables, haproxy, dnsmasq, iproute2,
-//! nsenter, arping). The units are not enabled by the package: each needs its configuration
+//! nsenter). The units are not enabled by the package: each needs its configuration
 //! first.
 
 use anyhow::{bail, Context, Result};
@@ -24,7 +24,6 @@ pub(crate) const DEPENDS: &[&str] = &[
     "dnsmasq-base",
     "iproute2",
     "util-linux",
-    "iputils-arping",
 ];
 
 /// What the `libvirt` VM driver and guests' disk images need, recommended.

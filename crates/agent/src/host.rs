@@ -911,7 +911,7 @@ pub enum Lack {
 }
 
 /// The programs the host driver and its routers run.
-pub const TOOLS: [&str; 6] = ["nft", "haproxy", "dnsmasq", "ip", "nsenter", "arping"];
+pub const TOOLS: [&str; 5] = ["nft", "haproxy", "dnsmasq", "ip", "nsenter"];
 
 /// Checks that this host has everything the host driver needs: root; the public bridge, a
 /// bridge; the trunk; every program of [`TOOLS`] on `PATH`, and those of the VM driver

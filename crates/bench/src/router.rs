@@ -202,6 +202,7 @@ impl Applied {
             (ApplyMode::Delta, CommitPath::Netlink) => "netlink",
             (ApplyMode::Delta, CommitPath::Nft) => "nft",
             (ApplyMode::Delta, CommitPath::Nothing) => "nothing",
+            (ApplyMode::Delta, CommitPath::Staged) => "staged",
         }
     }
 }

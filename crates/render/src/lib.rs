@@ -2,7 +2,8 @@
 //! complete replacement or as the delta between two configs, each one transaction.
 //!
 //! Entry points: [`plan`] (config → [`Ruleset`] model), [`render_full`] (model → script that
-//! replaces the table atomically), [`Ruleset::update`] (move a model to a new config and get the
+//! replaces the table atomically), [`render_staged`] (the same load, for a namespace without our
+//! table, as a skeleton script and one netlink batch of elements), [`Ruleset::update`] (move a model to a new config and get the
 //! delta script), [`Ruleset::apply_change`] (the same from a `router_config::ConfigChange`, at
 //! the cost of the change).
 //!
@@ -40,7 +41,9 @@ pub use model::{
     plan, Bucket, Chain, ElemValue, Element, ExactKey, Fragment, PartKey, PartKind, Ruleset,
     Skeleton,
 };
-pub use nft::{render_full, ElementChange, FastUpdate, KeyField, Update};
+pub use nft::{
+    render_full, render_staged, ElementChange, FastUpdate, KeyField, StagedLoad, Update,
+};
 
 /// The name of the table the router owns (family `ip`).
 pub const TABLE: &str = "guestnet";

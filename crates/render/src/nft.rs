@@ -71,6 +71,47 @@ pub(crate) fn write_bucket_create(out: &mut String, adds: &mut Elements, name: &
 
 /// Renders the complete table: replaces whatever table of ours exists, in one transaction.
 pub fn render_full(rs: &Ruleset) -> String {
+    let (mut out, adds) = full_pieces(rs);
+    adds.write(&mut out, "add");
+    out
+}
+
+/// A load into a namespace that holds no table of ours, as two transactions: the
+/// [`skeleton`](StagedLoad::skeleton) script makes the table with every chain, rule, set and
+/// bucket, and the public IPs' set filled; one netlink batch then adds every other element
+/// ([`elements`](StagedLoad::elements)).
+///
+/// # Guarantees
+/// Between the two the table is closed, never open: the only set the skeleton's rules match
+/// negatively is `public_ips`, which the skeleton fills; every other set and map only accepts or
+/// translates, so while they are empty, traffic to a public IP meets the ingress chain's final
+/// drop and nothing is forwarded to a VM. After both, the kernel holds exactly what
+/// [`render_full`] makes, element for element.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StagedLoad {
+    /// nft script replacing the table, its sets empty but `public_ips`.
+    pub skeleton: String,
+    /// Every other element, additions only, one batch.
+    pub elements: Vec<ElementChange>,
+}
+
+/// The set the skeleton fills, as the only one its rules match negatively (see [`StagedLoad`]).
+pub(crate) const FILLED_BY_SKELETON: &str = "public_ips";
+
+/// Renders `rs` as a [`StagedLoad`]; `None` when an element cannot be put in netlink's typed
+/// form (then [`render_full`] is the way).
+pub fn render_staged(rs: &Ruleset) -> Option<StagedLoad> {
+    let (mut skeleton, mut adds) = full_pieces(rs);
+    if let Some(ips) = adds.0.remove(FILLED_BY_SKELETON) {
+        Elements(BTreeMap::from([(FILLED_BY_SKELETON.to_string(), ips)]))
+            .write(&mut skeleton, "add");
+    }
+    let elements = typed(&Elements::default(), &adds)?;
+    Some(StagedLoad { skeleton, elements })
+}
+
+/// The complete table's script without its elements, and the elements.
+fn full_pieces(rs: &Ruleset) -> (String, Elements) {
     let mut out = String::with_capacity(64 * 1024);
     let _ = writeln!(out, "add table ip {TABLE}");
     let _ = writeln!(out, "delete table ip {TABLE}");
@@ -84,7 +125,7 @@ pub fn render_full(rs: &Ruleset) -> String {
     }
     let mut adds = Elements::default();
     for ip in &rs.skeleton.public_ips {
-        adds.push("public_ips", ip.to_string());
+        adds.push(FILLED_BY_SKELETON, ip.to_string());
     }
     for (key, frag) in &rs.parts {
         for (name, b) in &frag.buckets {
@@ -116,8 +157,7 @@ pub fn render_full(rs: &Ruleset) -> String {
             let _ = writeln!(out, "add rule ip {TABLE} {name} {r}");
         }
     }
-    adds.write(&mut out, "add");
-    out
+    (out, adds)
 }
 
 /// The result of moving a model to a new config.

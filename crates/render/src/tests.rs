@@ -300,6 +300,42 @@ proptest! {
     }
 
     #[test]
+    fn a_staged_load_is_the_full_script_split_in_two(
+        rules in proptest::collection::vec(arb_rule(), 1..25),
+    ) {
+        let rs = plan(&validate(config_from(&rules)).unwrap());
+        let staged = render_staged(&rs).expect("every element has a typed form");
+        prop_assert!(staged.elements.iter().all(|c| !c.delete));
+        prop_assert!(staged.elements.iter().all(|c| c.set != nft::FILLED_BY_SKELETON));
+        prop_assert!(
+            !staged.skeleton.lines().any(|l| l.starts_with("add element")
+                && !l.contains(&format!(" {} ", nft::FILLED_BY_SKELETON))),
+            "the skeleton fills no set but the public IPs'"
+        );
+        // Together they are the full load, line for line (only the order of sets differs).
+        let mut both: Vec<String> = staged.skeleton.lines().map(str::to_string).collect();
+        both.extend(typed_as_script(&staged.elements).lines().map(str::to_string));
+        let mut full: Vec<String> = render_full(&rs).lines().map(str::to_string).collect();
+        both.sort();
+        full.sort();
+        prop_assert_eq!(both, full);
+    }
+
+    #[test]
+    fn the_only_set_a_rule_matches_negatively_is_the_one_the_skeleton_fills(
+        rules in proptest::collection::vec(arb_rule(), 1..25),
+    ) {
+        // What keeps a staged load closed between its two transactions (see StagedLoad).
+        let text = render_full(&plan(&validate(config_from(&rules)).unwrap()));
+        for line in text.lines() {
+            for (at, _) in line.match_indices("!= @") {
+                let set = line[at + 4..].split_whitespace().next().unwrap_or("");
+                prop_assert_eq!(set, nft::FILLED_BY_SKELETON, "in {}", line);
+            }
+        }
+    }
+
+    #[test]
     fn removed_rules_leave_nothing_behind(
         rules in proptest::collection::vec(arb_rule(), 2..20),
         victim in any::<prop::sample::Index>(),

@@ -88,6 +88,13 @@ pub trait Kernel: Send + std::fmt::Debug + std::fmt::Display {
     /// [`KernelError`] when it cannot be read.
     fn generation(&mut self) -> Result<u32, KernelError>;
 
+    /// Whether the namespace holds a table named `table` of family `ip` (one small request;
+    /// nothing of it is listed).
+    ///
+    /// # Errors
+    /// [`KernelError`] when it cannot be asked.
+    fn has_table(&mut self, table: &str) -> Result<bool, KernelError>;
+
     /// Commits an nftables script as one transaction.
     ///
     /// # Errors
@@ -160,6 +167,10 @@ impl Kernel for NetnsKernel {
         Ok(self.socket.generation()?)
     }
 
+    fn has_table(&mut self, table: &str) -> Result<bool, KernelError> {
+        Ok(self.socket.has_table(table)?)
+    }
+
     fn apply_script(&mut self, script: &str) -> Result<(), KernelError> {
         Ok(nft::apply(&self.netns, script)?)
     }
@@ -217,6 +228,8 @@ struct Refusal {
     reason: String,
     /// Only the next commit, or every commit until told otherwise.
     once: bool,
+    /// Only element batches: scripts pass.
+    batches_only: bool,
 }
 
 #[derive(Debug)]
@@ -226,6 +239,8 @@ struct Recorded {
     commits: u64,
     refusal: Option<Refusal>,
     interfaces: Option<Interfaces>,
+    /// Whether it holds a table: from the first script it accepts until the ruleset is lost.
+    table: bool,
 }
 
 /// A kernel that enforces nothing and keeps what it is given. Clones share one kernel, so a
@@ -233,7 +248,8 @@ struct Recorded {
 ///
 /// Like the kernel, it moves its ruleset generation by one on every commit it accepts (a
 /// script or a batch; interfaces are not nftables and leave it), refuses a batch built against
-/// another generation, and changes nothing when it refuses.
+/// another generation, and changes nothing when it refuses. It holds a table (whatever its
+/// name) once it accepted a script, until [`RecordingKernel::lose_ruleset`].
 #[derive(Debug, Clone)]
 pub struct RecordingKernel {
     id: u64,
@@ -258,12 +274,18 @@ impl RecordingKernel {
     /// A new, empty kernel with an identity of its own that keeps every change it is given.
     pub fn new() -> RecordingKernel {
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
-        RecordingKernel::resuming((0, id), FIRST_GENERATION)
+        RecordingKernel::empty((0, id), FIRST_GENERATION)
     }
 
     /// The kernel a router left earlier: `identity` and ruleset `generation` as a router
     /// recorded them after its last commit, so the router finds its ledger still held.
     pub fn resuming(identity: (u64, u64), generation: u32) -> RecordingKernel {
+        let k = RecordingKernel::empty(identity, generation);
+        k.lock().table = true;
+        k
+    }
+
+    fn empty(identity: (u64, u64), generation: u32) -> RecordingKernel {
         RecordingKernel {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             identity,
@@ -273,6 +295,7 @@ impl RecordingKernel {
                 commits: 0,
                 refusal: None,
                 interfaces: None,
+                table: false,
             })),
         }
     }
@@ -314,6 +337,16 @@ impl RecordingKernel {
         self.lock().refusal = Some(Refusal {
             reason: reason.into(),
             once: true,
+            batches_only: false,
+        });
+    }
+
+    /// Refuses the next element batch with `reason`, letting scripts through until then.
+    pub fn refuse_next_batch(&self, reason: impl Into<String>) {
+        self.lock().refusal = Some(Refusal {
+            reason: reason.into(),
+            once: true,
+            batches_only: true,
         });
     }
 
@@ -322,6 +355,7 @@ impl RecordingKernel {
         self.lock().refusal = Some(Refusal {
             reason: reason.into(),
             once: false,
+            batches_only: false,
         });
     }
 
@@ -337,6 +371,14 @@ impl RecordingKernel {
         s.generation = s.generation.wrapping_add(1);
     }
 
+    /// Someone flushed the ruleset (`nft flush ruleset`, a namespace's rules lost): the table is
+    /// gone and the generation moves, with nothing recorded.
+    pub fn lose_ruleset(&self) {
+        let mut s = self.lock();
+        s.generation = s.generation.wrapping_add(1);
+        s.table = false;
+    }
+
     fn record(
         &self,
         call: Call,
@@ -344,8 +386,9 @@ impl RecordingKernel {
     ) -> Result<(), KernelError> {
         let mut s = self.lock();
         let mut verdict = check(&s);
+        let is_batch = matches!(call, Call::Batch(_));
         if verdict.is_ok() {
-            if let Some(r) = s.refusal.clone() {
+            if let Some(r) = s.refusal.clone().filter(|r| is_batch || !r.batches_only) {
                 if r.once {
                     s.refusal = None;
                 }
@@ -382,8 +425,17 @@ impl Kernel for RecordingKernel {
         Ok(self.lock().generation)
     }
 
+    fn has_table(&mut self, table: &str) -> Result<bool, KernelError> {
+        let _ = table;
+        Ok(self.lock().table)
+    }
+
     fn apply_script(&mut self, script: &str) -> Result<(), KernelError> {
-        self.record(Call::Script(script.to_string()), |_| Ok(()))
+        let r = self.record(Call::Script(script.to_string()), |_| Ok(()));
+        if r.is_ok() {
+            self.lock().table = true;
+        }
+        r
     }
 
     fn commit_batch(
@@ -496,6 +548,22 @@ mod tests {
         assert_eq!(k.generation().unwrap(), g0 + 2);
         let accepted: Vec<bool> = k.journal().iter().map(|c| c.accepted).collect();
         assert_eq!(accepted, [false, true, false, false, true]);
+    }
+
+    #[test]
+    fn a_table_is_held_from_the_first_script_until_the_ruleset_is_lost() {
+        let mut k = RecordingKernel::new();
+        assert!(!k.has_table("t").unwrap());
+        k.refuse_next_commit("no");
+        assert!(k.apply_script("add table ip t\n").is_err());
+        assert!(!k.has_table("t").unwrap(), "a refused script makes nothing");
+        k.apply_script("add table ip t\n").unwrap();
+        assert!(k.has_table("t").unwrap());
+        let g = k.generation().unwrap();
+        k.lose_ruleset();
+        assert!(!k.has_table("t").unwrap());
+        assert_eq!(k.generation().unwrap(), g + 1);
+        assert!(RecordingKernel::resuming((1, 2), 3).has_table("t").unwrap());
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! The edge of the system: the only crate that runs external commands (`nft`, `ip`, `nsenter`,
-//! `haproxy`, `dnsmasq`, `arping`), enters network namespaces or speaks netlink.
+//! `haproxy`, `dnsmasq`), enters network namespaces, speaks netlink or sends raw frames.
 //!
 //! Entry points:
 //! - [`cmd`]: the process gateway: run a program and capture its output, or start a

@@ -3,6 +3,10 @@
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 
+use std::os::fd::AsRawFd;
+
+use nix::sys::socket::{sendto, socket, AddressFamily, LinkAddr, MsgFlags, SockFlag, SockType};
+
 use crate::cmd::CommandError;
 use crate::nft::Netns;
 
@@ -114,60 +118,117 @@ pub fn sync_addresses(
             source,
         })?;
     let added: Vec<Ipv4Addr> = desired.difference(&current).map(|(a, _)| *a).collect();
-    if !added.is_empty() {
-        if let Err(e) = announce(netns, dev, &added) {
-            // Neighbours learn the address at their next ARP request instead.
-            tracing::warn!(%netns, dev, error = %e, "cannot announce new addresses");
-        }
-    }
+    announce(netns, dev, &added);
     Ok(current != *desired)
 }
 
-/// How many gratuitous ARP senders run at once.
-const ANNOUNCERS: &str = "32";
+/// The bytes of a gratuitous ARP for `ip` from `mac`: an Ethernet broadcast carrying an ARP
+/// request whose sender and target address are both `ip` (as `arping -U` sends it), so every
+/// neighbour with an entry for `ip` replaces its hardware address with `mac`.
+pub fn gratuitous_arp(mac: [u8; 6], ip: Ipv4Addr) -> [u8; 42] {
+    const BROADCAST: [u8; 6] = [0xff; 6];
+    let mut f = [0u8; 42];
+    f[0..6].copy_from_slice(&BROADCAST);
+    f[6..12].copy_from_slice(&mac);
+    f[12..14].copy_from_slice(&0x0806u16.to_be_bytes()); // ARP
+    f[14..16].copy_from_slice(&1u16.to_be_bytes()); // Ethernet
+    f[16..18].copy_from_slice(&0x0800u16.to_be_bytes()); // IPv4
+    f[18] = 6;
+    f[19] = 4;
+    f[20..22].copy_from_slice(&1u16.to_be_bytes()); // request
+    f[22..28].copy_from_slice(&mac);
+    f[28..32].copy_from_slice(&ip.octets());
+    f[32..38].copy_from_slice(&BROADCAST);
+    f[38..42].copy_from_slice(&ip.octets());
+    f
+}
 
-/// Announces `ips`, just added to `dev`, with one gratuitous ARP each (`arping -U -c 1`, from
-/// iputils-arping), so neighbours holding a stale entry for one of them (another host had it)
-/// update it at once. Runs in the background: `arping` waits a second after its one packet, and
-/// nothing needs to wait for it; a thread reaps it.
-///
-/// # Errors
-/// [`LinkError::Ip`] when the senders cannot be started.
-pub fn announce(netns: &Netns, dev: &str, ips: &[Ipv4Addr]) -> Result<(), LinkError> {
-    use std::io::Write as _;
-    let args = [
-        "-P", ANNOUNCERS, "-n", "1", "arping", "-q", "-U", "-c", "1", "-I", dev,
-    ];
-    let mut program = match netns {
-        Netns::Named(n) => crate::netns::command_in(n, "xargs", args),
-        Netns::Host => {
-            let mut p = crate::cmd::Program::new("xargs");
-            p.args(args);
-            p
-        }
-    };
-    program
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null());
-    let mut child = program.spawn().map_err(|source| LinkError::Ip {
+/// Why an announcement could not be sent.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot announce addresses on {dev} in {netns}: {what}")]
+pub struct AnnounceError {
+    /// Where.
+    pub netns: Netns,
+    /// Which interface.
+    pub dev: String,
+    /// The step that failed.
+    pub what: &'static str,
+    /// The system's error.
+    #[source]
+    pub source: std::io::Error,
+}
+
+/// Announces `ips`, just added to `dev`, with one gratuitous ARP each ([`gratuitous_arp`]), so
+/// neighbours holding a stale entry for one of them (another host had it) update it at once.
+/// The frames go out of one packet socket opened inside the namespace, from a thread of their
+/// own: nothing waits for them (100,000 addresses take a fraction of a second), and no process
+/// is started. A failure is logged: neighbours then learn the address at their next ARP request.
+pub fn announce(netns: &Netns, dev: &str, ips: &[Ipv4Addr]) {
+    if ips.is_empty() {
+        return;
+    }
+    let (netns, dev, ips) = (netns.clone(), dev.to_string(), ips.to_vec());
+    let spawned = std::thread::Builder::new()
+        .name("announce".into())
+        .spawn(move || {
+            if let Err(e) = send_announcements(&netns, &dev, &ips) {
+                tracing::warn!(error = %e, source = %e.source, "gratuitous ARP not sent");
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "cannot start the gratuitous ARP sender");
+    }
+}
+
+/// Enters the namespace (this thread only), then sends one frame per address.
+fn send_announcements(netns: &Netns, dev: &str, ips: &[Ipv4Addr]) -> Result<(), AnnounceError> {
+    let fail = |what, source| AnnounceError {
         netns: netns.clone(),
-        dev: dev.into(),
+        dev: dev.to_string(),
+        what,
         source,
+    };
+    if let Some(path) = netns.path() {
+        let file = std::fs::File::open(&path).map_err(|e| fail("open the namespace", e))?;
+        nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET)
+            .map_err(|e| fail("enter the namespace", e.into()))?;
+    }
+    // The interface's own link-layer address names it to the packet socket (its index) and
+    // gives the frames' sender; the frames carry their whole header, so the kernel reads their
+    // destination and protocol from them.
+    let link = link_address(dev).map_err(|e| fail("find the interface", e))?;
+    let mac = link.addr().ok_or_else(|| {
+        fail(
+            "read its hardware address",
+            std::io::ErrorKind::NotFound.into(),
+        )
     })?;
-    let list: String = ips.iter().map(|ip| format!("{ip}\n")).collect();
-    let stdin = child.take_stdin();
-    // The list is written from the thread too: xargs reads it only as fast as its senders end
-    // (32 a second), so a long list fills the pipe, and writing it here would hold the apply
-    // for minutes (10,000 new addresses: about 170 s).
-    std::thread::spawn(move || {
-        if let Some(mut stdin) = stdin {
-            // A failed write only means fewer announcements; the child is reaped either way.
-            let _ = stdin.write_all(list.as_bytes());
-        }
-        let _ = child.wait();
-    });
+    let fd = socket(
+        AddressFamily::Packet,
+        SockType::Raw,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .map_err(|e| fail("open a packet socket", e.into()))?;
+    for ip in ips {
+        let frame = gratuitous_arp(mac, *ip);
+        sendto(fd.as_raw_fd(), &frame, &link, MsgFlags::empty())
+            .map_err(|e| fail("send", e.into()))?;
+    }
     Ok(())
+}
+
+/// The link-layer address of `dev` in this thread's namespace.
+fn link_address(dev: &str) -> Result<LinkAddr, std::io::Error> {
+    nix::ifaddrs::getifaddrs()?
+        .filter(|a| a.interface_name == dev)
+        .find_map(|a| a.address.as_ref().and_then(|s| s.as_link_addr()).copied())
+        .ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "no such interface with a link-layer address",
+            )
+        })
 }
 
 /// Sets (or removes, with `None`) the default route through `dev`.
@@ -214,4 +275,25 @@ pub fn enable_forwarding(netns: &Netns) -> Result<(), LinkError> {
             dev: "all".into(),
             source,
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_gratuitous_arp_is_a_broadcast_request_for_the_address_itself() {
+        let mac = [0x02, 0, 0, 0, 0, 0x0a];
+        let f = gratuitous_arp(mac, Ipv4Addr::new(203, 0, 113, 20));
+        let expected: [u8; 42] = [
+            0xff, 0xff, 0xff, 0xff, 0xff, 0xff, // to everyone
+            0x02, 0, 0, 0, 0, 0x0a, // from the interface
+            0x08, 0x06, // ARP
+            0, 1, 0x08, 0, 6, 4, // Ethernet, IPv4, their lengths
+            0, 1, // request
+            0x02, 0, 0, 0, 0, 0x0a, 203, 0, 113, 20, // sender: the interface, the address
+            0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 203, 0, 113, 20, // target: the address again
+        ];
+        assert_eq!(f, expected);
+    }
 }

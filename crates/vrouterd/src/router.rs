@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use render::{render_full, Ruleset};
+use render::{render_full, render_staged, Ruleset, StagedLoad};
 use std::borrow::Cow;
 
 use router_config::{
@@ -36,6 +36,9 @@ pub enum CommitPath {
     Nft,
     /// A netlink batch of element changes on the router's own socket.
     Netlink,
+    /// A load into a namespace without the table: an `nft -f -` script making the table with
+    /// its sets empty (closed), then one netlink batch of every element.
+    Staged,
     /// Nothing to commit: the kernel already held it.
     Nothing,
 }
@@ -795,12 +798,20 @@ impl<K: Kernel> Router<K> {
             (Ok(()), Some(b)) => b.into_model(),
             (_, previous) => {
                 mode = ApplyMode::Full;
-                via = CommitPath::Nft;
                 let model = render::plan(&config);
-                if let Err(source) = self.kernel.apply_script(&render_full(&model)) {
-                    self.after_refusal(config, previous, model_moved, in_sync, links_changed);
-                    return Err(ApplyError::Kernel { generation, source });
-                }
+                let loaded = self.load_whole(&model, generation);
+                via = match loaded {
+                    Ok(path) => path,
+                    Err((source, touched)) => {
+                        self.after_refusal(config, previous, model_moved, in_sync, links_changed);
+                        if let Some(left) = touched {
+                            // The kernel holds the closed skeleton of a staged load: drift
+                            // until a commit succeeds, so the drift timer tries again.
+                            self.stale_mark = Some(left);
+                        }
+                        return Err(ApplyError::Kernel { generation, source });
+                    }
+                };
                 model
             }
         };
@@ -853,6 +864,57 @@ impl<K: Kernel> Router<K> {
             commit_micros,
             via,
         })
+    }
+
+    /// Loads the whole model. Where the namespace holds a table of ours, it is replaced in one
+    /// `nft -f` transaction, so packets meet the old rules or the new ones, nothing between.
+    /// Where it holds none (a new namespace, a flushed ruleset), nothing is enforced yet and the
+    /// load is staged ([`StagedLoad`]): the skeleton by `nft -f`, closed, then every element in
+    /// one netlink batch, without `nft` parsing them; should the batch be refused, one full
+    /// `nft -f` replace is tried over the skeleton.
+    ///
+    /// On failure, returns the kernel's error and, when a skeleton was left in place, the ruleset
+    /// generation it left.
+    fn load_whole(
+        &mut self,
+        model: &Ruleset,
+        generation: Generation,
+    ) -> Result<CommitPath, (KernelError, Option<u32>)> {
+        let staged = match self.kernel.has_table(render::TABLE) {
+            Ok(false) => render_staged(model),
+            Ok(true) => None,
+            Err(e) => {
+                tracing::warn!(netns = %self.kernel, error = %chain(&e), "cannot ask for the table; replacing it in one transaction");
+                None
+            }
+        };
+        let Some(staged) = staged else {
+            return self
+                .kernel
+                .apply_script(&render_full(model))
+                .map(|()| CommitPath::Nft)
+                .map_err(|e| (e, None));
+        };
+        let StagedLoad { skeleton, elements } = staged;
+        self.kernel.apply_script(&skeleton).map_err(|e| (e, None))?;
+        drop(skeleton);
+        let batches: Vec<ElementBatch> = elements.iter().map(element_batch).collect();
+        drop(elements);
+        let left = self.kernel.generation().map_err(|e| (e, None))?;
+        match self.kernel.commit_batch(render::TABLE, left, &batches, &[]) {
+            Ok(()) => Ok(CommitPath::Staged),
+            Err(e) => {
+                tracing::warn!(netns = %self.kernel, generation, error = %chain(&e), "the elements of a staged load were refused, trying a full replace");
+                drop(batches);
+                self.kernel
+                    .apply_script(&render_full(model))
+                    .map(|()| CommitPath::Nft)
+                    .map_err(|e| {
+                        let left = self.kernel.generation().unwrap_or(left);
+                        (e, Some(left))
+                    })
+            }
+        }
     }
 
     /// After the kernel refused a commit it changed nothing, so it holds what it held before:

@@ -114,9 +114,85 @@ fn scripts(journal: &[Commit]) -> usize {
 }
 
 #[test]
-fn first_apply_is_one_full_script_after_the_interfaces_and_is_recorded_in_the_ledger() {
+fn first_apply_is_a_staged_load_after_the_interfaces_and_is_recorded_in_the_ledger() {
     let mut f = Fixture::new();
     let g0 = f.kernel.current_generation();
+    let outcome = f.apply(serving(5));
+    assert!(
+        matches!(
+            outcome,
+            ApplyOutcome::Applied {
+                generation: 5,
+                mode: ApplyMode::Full,
+                via: CommitPath::Staged,
+                ..
+            }
+        ),
+        "{outcome:?}"
+    );
+    let journal = f.kernel.journal();
+    assert_eq!(journal.len(), 3, "{journal:?}");
+    let Call::Interfaces(i) = &journal[0].call else {
+        panic!("interfaces first: {journal:?}");
+    };
+    assert_eq!(i.public, "pub0");
+    assert_eq!(i.public_addresses.len(), 2);
+    assert_eq!(i.guest_address, ("10.1.1.1".parse().unwrap(), 24));
+    // The kernel held no table: the skeleton, then every element in one batch pinned to the
+    // generation the skeleton left.
+    let staged =
+        render::render_staged(&render::plan(&validate(serving(5)).unwrap())).expect("a typed form");
+    assert_eq!(journal[1].call, Call::Script(staged.skeleton.clone()));
+    let Call::Batch(batch) = &journal[2].call else {
+        panic!("the elements second: {journal:?}");
+    };
+    assert_eq!(batch.expected_generation, g0 + 1);
+    assert!(batch.remove.is_empty());
+    assert_eq!(batch.elements.len(), staged.elements.len());
+    assert!(batch.elements.iter().all(|b| !b.delete));
+    assert!(journal.iter().all(|c| c.accepted));
+    assert_eq!(f.kernel.current_generation(), g0 + 2);
+    assert_eq!(f.router.generation(), Some(5));
+    assert_eq!(f.ledger_generation(), Some(5));
+    assert_eq!(seen_generation(f.dir.path()), 5);
+    assert_eq!(f.router.drift().unwrap(), Drift::InSync);
+}
+
+#[test]
+fn a_kernel_that_holds_the_table_is_replaced_in_one_script_and_one_that_lost_it_is_staged() {
+    let mut f = Fixture::new();
+    f.apply(serving(5));
+    let full = render::render_full(&render::plan(&validate(serving(5)).unwrap()));
+
+    // The nftables calls of a repair (a repair sets the interfaces again too).
+    let repair = |f: &mut Fixture| -> Vec<Call> {
+        let before = f.journal_len();
+        assert_eq!(f.router.repair().unwrap(), Some(5));
+        f.kernel.journal()[before..]
+            .iter()
+            .map(|c| c.call.clone())
+            .filter(|c| !matches!(c, Call::Interfaces(_)))
+            .collect()
+    };
+
+    // Someone else committed; the table is still there: one transaction, as always.
+    f.kernel.commit_by_someone_else();
+    assert_eq!(repair(&mut f), [Call::Script(full)]);
+
+    // The ruleset was flushed: nothing is enforced, so the load is staged.
+    f.kernel.lose_ruleset();
+    let calls = repair(&mut f);
+    assert!(
+        matches!(&calls[..], [Call::Script(_), Call::Batch(_)]),
+        "{calls:?}"
+    );
+    assert_eq!(f.router.drift().unwrap(), Drift::InSync);
+}
+
+#[test]
+fn a_staged_load_whose_elements_are_refused_is_replaced_whole_in_the_same_apply() {
+    let mut f = Fixture::new();
+    f.kernel.refuse_next_batch("no room");
     let outcome = f.apply(serving(5));
     assert!(
         matches!(
@@ -131,21 +207,12 @@ fn first_apply_is_one_full_script_after_the_interfaces_and_is_recorded_in_the_le
         "{outcome:?}"
     );
     let journal = f.kernel.journal();
-    assert_eq!(journal.len(), 2, "{journal:?}");
-    let Call::Interfaces(i) = &journal[0].call else {
-        panic!("interfaces first: {journal:?}");
-    };
-    assert_eq!(i.public, "pub0");
-    assert_eq!(i.public_addresses.len(), 2);
-    assert_eq!(i.guest_address, ("10.1.1.1".parse().unwrap(), 24));
-    let expected = render::render_full(&render::plan(&validate(serving(5)).unwrap()));
-    assert_eq!(journal[1].call, Call::Script(expected));
-    assert!(journal.iter().all(|c| c.accepted));
-    assert_eq!(f.kernel.current_generation(), g0 + 1);
-    assert_eq!(f.router.generation(), Some(5));
-    assert_eq!(f.ledger_generation(), Some(5));
-    assert_eq!(seen_generation(f.dir.path()), 5);
+    let accepted: Vec<bool> = journal.iter().skip(1).map(|c| c.accepted).collect();
+    assert_eq!(accepted, [true, false, true], "{journal:?}");
+    let full = render::render_full(&render::plan(&validate(serving(5)).unwrap()));
+    assert_eq!(journal[3].call, Call::Script(full));
     assert_eq!(f.router.drift().unwrap(), Drift::InSync);
+    assert_eq!(f.ledger_generation(), Some(5));
 }
 
 #[test]

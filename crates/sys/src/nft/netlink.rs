@@ -16,7 +16,7 @@ use super::{Netns, NftError};
 mod message;
 
 pub use message::{ElementBatch, EncodeError, Field};
-use message::{NFNL_SUBSYS_NFTABLES, NFTA_GEN_ID, NFT_MSG_NEWGEN, NLMSG_ERROR};
+use message::{NFNL_SUBSYS_NFTABLES, NFTA_GEN_ID, NFT_MSG_NEWGEN, NFT_MSG_NEWTABLE, NLMSG_ERROR};
 
 /// The receive buffer for acknowledgements. An error acknowledgement carries the message it
 /// refuses, and a message is at most a little over 64 KiB (its element list is at most one
@@ -153,6 +153,52 @@ impl NftSocket {
                 at += (alen + 3) & !3;
             }
             return Err(self.protocol("no generation attribute"));
+        }
+    }
+
+    /// Whether the namespace holds a table named `table` of family `ip` (one small request;
+    /// nothing of the table is listed).
+    ///
+    /// # Errors
+    /// [`NftError::Netlink`] (the kernel's errno for anything but "no such table"),
+    /// [`NftError::Protocol`] or [`NftError::Encode`].
+    pub fn has_table(&mut self, table: &str) -> Result<bool, NftError> {
+        self.seq = self.seq.wrapping_add(1);
+        let req =
+            message::gettable_request(self.seq, table).map_err(|source| self.encode(source))?;
+        self.send(&req, "send")?;
+        let err = |what, source| NftError::Netlink {
+            netns: self.netns.clone(),
+            what,
+            source,
+        };
+        let mut buf = vec![0u8; 8192];
+        loop {
+            let n = recv(self.fd.as_raw_fd(), &mut buf, MsgFlags::empty())
+                .map_err(|e| err("recv", e))?;
+            let msg = &buf[..n];
+            if msg.len() < 16 {
+                return Err(self.protocol("short message"));
+            }
+            let kind = u16::from_ne_bytes([msg[4], msg[5]]);
+            let seq = u32::from_ne_bytes([msg[8], msg[9], msg[10], msg[11]]);
+            if seq != self.seq {
+                continue; // a stale answer to an earlier request
+            }
+            if kind == NLMSG_ERROR {
+                if msg.len() < 20 {
+                    return Err(self.protocol("short error message"));
+                }
+                let code = i32::from_ne_bytes([msg[16], msg[17], msg[18], msg[19]]);
+                return match nix::errno::Errno::from_raw(-code) {
+                    nix::errno::Errno::ENOENT => Ok(false),
+                    e => Err(err("answer", e)),
+                };
+            }
+            if kind != ((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWTABLE) {
+                return Err(self.protocol("not a NEWTABLE message"));
+            }
+            return Ok(true);
         }
     }
 

@@ -84,3 +84,47 @@ fn the_same_generation_sent_again_to_a_drifted_router_repairs_it() {
         answer("web1", NET_A1)
     );
 }
+
+#[test]
+#[ignore = "needs root and network namespaces: run by cargo xtask test"]
+fn the_skeleton_of_a_staged_load_is_closed_until_its_elements_arrive() {
+    let mut net = Net::up();
+    net.apply(
+        &Config::new(1)
+            .firewall(1, PUBLIC_IP, "tcp", "80", &["198.51.100.0/24"])
+            .forward(20, PUBLIC_IP, "tcp", "80", "8080", WEB1, &["0.0.0.0/0"]),
+    );
+    net.http_server(&vm("web1"), WEB1, 8080, "web1");
+    assert_eq!(
+        net.http_get(&outside(), Some(NET_A1), PUBLIC_IP, 80),
+        answer("web1", NET_A1)
+    );
+
+    // What a router that stopped between the two transactions of a staged load leaves: the
+    // skeleton alone, in a namespace that had lost its ruleset.
+    let model = net.router.model().expect("a model").clone();
+    let staged = render::render_staged(&model).expect("a typed form");
+    net.in_router(&["nft", "flush", "ruleset"]);
+    sys::nft::apply(net.router.netns(), &staged.skeleton).expect("the skeleton loads");
+    // Closed: the allowed source's connection is dropped by the ingress chain (a timeout, not
+    // the router's own reset, which an open table would give without the forward), and nobody
+    // may ping.
+    assert_eq!(
+        net.http_get_short(&outside(), Some(NET_A1), PUBLIC_IP, 80),
+        Reply::TimedOut
+    );
+    assert!(!net.pings_short(&outside(), Some(NET_A1), PUBLIC_IP));
+    assert!(!net.pings_short(&outside(), Some(NET_C), PUBLIC_IP));
+
+    // The table is there, so the repair replaces it in one transaction, and enforcement is back.
+    assert!(matches!(net.router.drift().unwrap(), Drift::Drifted { .. }));
+    assert_eq!(net.router.repair().unwrap(), Some(1));
+    assert_eq!(
+        net.http_get(&outside(), Some(NET_A1), PUBLIC_IP, 80),
+        answer("web1", NET_A1)
+    );
+    assert_eq!(
+        net.http_get_short(&outside(), Some(NET_C), PUBLIC_IP, 80),
+        Reply::TimedOut
+    );
+}

@@ -12,6 +12,9 @@
 
 pub(crate) const NFNL_SUBSYS_NFTABLES: u16 = 10;
 pub(crate) const NFT_MSG_GETGEN: u16 = 16;
+pub(crate) const NFT_MSG_NEWTABLE: u16 = 0;
+const NFT_MSG_GETTABLE: u16 = 1;
+const NFTA_TABLE_NAME: u16 = 1;
 pub(crate) const NFT_MSG_NEWGEN: u16 = 15;
 pub(crate) const NLMSG_ERROR: u16 = 2;
 pub(crate) const NFTA_GEN_ID: u16 = 1;
@@ -223,6 +226,26 @@ pub(crate) fn getgen_request(seq: u32) -> Result<Vec<u8>, EncodeError> {
         res_id: 0,
     };
     put_message(&mut req, h, &[])?;
+    Ok(req)
+}
+
+/// The request for one table of family `ip` (`NFT_MSG_GETTABLE` with its name): the kernel
+/// answers with the table (`NFT_MSG_NEWTABLE`) or with an error, `ENOENT` when there is none.
+///
+/// # Errors
+/// [`EncodeError::AttributeTooLong`] for a name too long for an attribute.
+pub(crate) fn gettable_request(seq: u32, table: &str) -> Result<Vec<u8>, EncodeError> {
+    let mut attrs = Vec::new();
+    put_attr(&mut attrs, NFTA_TABLE_NAME, &strz(table))?;
+    let mut req = Vec::with_capacity(HEADER_LEN + attrs.len());
+    let h = Header {
+        kind: nft(NFT_MSG_GETTABLE),
+        flags: 0,
+        seq,
+        family: NFPROTO_IPV4,
+        res_id: 0,
+    };
+    put_message(&mut req, h, &attrs)?;
     Ok(req)
 }
 

@@ -96,6 +96,20 @@ fn generation_request_is_a_bare_getgen_header() {
 
 #[cfg(target_endian = "little")]
 #[test]
+fn table_request_names_the_table_in_family_ip() {
+    // nlmsghdr: 28 bytes in all, NFT_MSG_GETTABLE (10 << 8 | 1), NLM_F_REQUEST, seq 7; nfgenmsg:
+    // NFPROTO_IPV4; NFTA_TABLE_NAME "gn\0", padded to 4 bytes.
+    assert_eq!(
+        gettable_request(7, "gn").expect("encodes"),
+        [
+            28, 0, 0, 0, 0x01, 0x0a, 1, 0, 7, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 7, 0, 1, 0, b'g',
+            b'n', 0, 0
+        ]
+    );
+}
+
+#[cfg(target_endian = "little")]
+#[test]
 fn empty_batch_is_begin_with_the_generation_then_end() {
     let batch = encode(&[], &[]);
     let (begin, end) = begin_end(101);
