@@ -112,8 +112,9 @@ pub enum NftError {
         #[source]
         source: CommandError,
     },
-    /// The netlink socket for the generation could not be made or used.
-    #[error("netlink request for the ruleset generation failed in {netns}: {what}")]
+    /// The namespace's nftables netlink socket could not be made or used (the generation, a
+    /// table's presence, an element batch).
+    #[error("nftables netlink request failed in {netns}: {what}")]
     Netlink {
         /// Where.
         netns: Netns,

@@ -896,13 +896,25 @@ impl<K: Kernel> Router<K> {
                 .map_err(|e| (e, None));
         };
         let StagedLoad { skeleton, elements } = staged;
+        let started = Instant::now();
         self.kernel.apply_script(&skeleton).map_err(|e| (e, None))?;
+        let skeleton_us = started.elapsed().as_micros() as u64;
         drop(skeleton);
         let batches: Vec<ElementBatch> = elements.iter().map(element_batch).collect();
         drop(elements);
         let left = self.kernel.generation().map_err(|e| (e, None))?;
+        let started = Instant::now();
         match self.kernel.commit_batch(render::TABLE, left, &batches, &[]) {
-            Ok(()) => Ok(CommitPath::Staged),
+            Ok(()) => {
+                tracing::debug!(
+                    netns = %self.kernel,
+                    generation,
+                    skeleton_us,
+                    elements_us = started.elapsed().as_micros() as u64,
+                    "staged load"
+                );
+                Ok(CommitPath::Staged)
+            }
             Err(e) => {
                 tracing::warn!(netns = %self.kernel, generation, error = %chain(&e), "the elements of a staged load were refused, trying a full replace");
                 drop(batches);

@@ -23,6 +23,12 @@ use message::{NFNL_SUBSYS_NFTABLES, NFTA_GEN_ID, NFT_MSG_NEWGEN, NFT_MSG_NEWTABL
 /// attribute), so one always fits.
 const ACK_BUFFER: usize = 128 * 1024;
 
+/// Receive-buffer room per acknowledgement of a batch: the kernel queues every one before we
+/// read any (it processes the whole batch inside our send), and charges each its socket
+/// buffer's true size (about 1 KiB for a small message), not its 36 bytes. A queue that
+/// overflows drops acknowledgements (`ENOBUFS`).
+const ROOM_PER_ACK: usize = 2048;
+
 /// Room the kernel keeps in a socket's send buffer besides the datagram (`netlink_sendmsg`
 /// refuses a datagram longer than the buffer less 32 bytes).
 const SEND_SLACK: usize = 32;
@@ -36,6 +42,8 @@ pub struct NftSocket {
     seq: u32,
     /// The longest datagram the send buffer is known to take (0 until the first send).
     send_room: usize,
+    /// The receive buffer's size as last set or read (0 until a batch needed it).
+    receive_room: usize,
     /// The buffer acknowledgements are read into, kept between batches.
     acks: Vec<u8>,
 }
@@ -96,6 +104,7 @@ impl NftSocket {
             fd,
             seq: 0,
             send_room: 0,
+            receive_room: 0,
             acks: Vec::new(),
         })
     }
@@ -232,6 +241,7 @@ impl NftSocket {
         if batch.acked.is_empty() {
             return Ok(());
         }
+        self.fit_receive_buffer(batch.acked.len().saturating_mul(ROOM_PER_ACK))?;
         self.send(&batch.bytes, "send batch")?;
         let mut buf = std::mem::take(&mut self.acks);
         buf.resize(ACK_BUFFER, 0);
@@ -337,6 +347,31 @@ impl NftSocket {
         }
         let have = getsockopt(&self.fd, sockopt::SndBuf).map_err(|e| err("get SO_SNDBUF", e))?;
         self.send_room = have.saturating_sub(SEND_SLACK);
+        Ok(())
+    }
+
+    /// Makes the receive buffer hold `need` bytes of acknowledgements (`SO_RCVBUFFORCE`, or
+    /// `SO_RCVBUF` up to the system's limit without `CAP_NET_ADMIN`).
+    fn fit_receive_buffer(&mut self, need: usize) -> Result<(), NftError> {
+        if need <= self.receive_room {
+            return Ok(());
+        }
+        let err = |what, source| NftError::Netlink {
+            netns: self.netns.clone(),
+            what,
+            source,
+        };
+        let have = getsockopt(&self.fd, sockopt::RcvBuf).map_err(|e| err("get SO_RCVBUF", e))?;
+        if have < need {
+            match setsockopt(&self.fd, sockopt::RcvBufForce, &need) {
+                Ok(()) => {}
+                Err(nix::errno::Errno::EPERM) => setsockopt(&self.fd, sockopt::RcvBuf, &need)
+                    .map_err(|e| err("set SO_RCVBUF", e))?,
+                Err(e) => return Err(err("set SO_RCVBUFFORCE", e)),
+            }
+        }
+        self.receive_room =
+            getsockopt(&self.fd, sockopt::RcvBuf).map_err(|e| err("get SO_RCVBUF", e))?;
         Ok(())
     }
 
