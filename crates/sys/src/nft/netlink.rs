@@ -29,6 +29,13 @@ const ACK_BUFFER: usize = 128 * 1024;
 /// overflows drops acknowledgements (`ENOBUFS`).
 const ROOM_PER_ACK: usize = 2048;
 
+/// One of a socket's two buffers.
+#[derive(Debug, Clone, Copy)]
+enum Buffer {
+    Send,
+    Receive,
+}
+
 /// Room the kernel keeps in a socket's send buffer besides the datagram (`netlink_sendmsg`
 /// refuses a datagram longer than the buffer less 32 bytes).
 const SEND_SLACK: usize = 32;
@@ -109,60 +116,80 @@ impl NftSocket {
         })
     }
 
+    /// Sends the request `encode` makes with the next sequence number and returns the kernel's
+    /// answer to it: the first message carrying that number (an earlier request's late answer is
+    /// skipped), as its type and bytes, an error message included.
+    fn ask(
+        &mut self,
+        encode: impl FnOnce(u32) -> Result<Vec<u8>, EncodeError>,
+    ) -> Result<(u16, Vec<u8>), NftError> {
+        self.seq = self.seq.wrapping_add(1);
+        let req = encode(self.seq).map_err(|source| self.encode(source))?;
+        self.send(&req, "send")?;
+        let mut buf = vec![0u8; 8192];
+        loop {
+            let n = recv(self.fd.as_raw_fd(), &mut buf, MsgFlags::empty()).map_err(|source| {
+                NftError::Netlink {
+                    netns: self.netns.clone(),
+                    what: "recv",
+                    source,
+                }
+            })?;
+            let msg = &buf[..n];
+            if msg.len() < message::HEADER_LEN {
+                return Err(self.protocol("short message"));
+            }
+            let kind = u16::from_ne_bytes([msg[4], msg[5]]);
+            let seq = u32::from_ne_bytes([msg[8], msg[9], msg[10], msg[11]]);
+            if seq == self.seq {
+                buf.truncate(n);
+                return Ok((kind, buf));
+            }
+        }
+    }
+
+    /// The errno of an error message (its first four bytes after the header; 0 is an
+    /// acknowledgement).
+    fn errno(&self, msg: &[u8]) -> nix::errno::Errno {
+        let code = i32::from_ne_bytes([msg[16], msg[17], msg[18], msg[19]]);
+        nix::errno::Errno::from_raw(-code)
+    }
+
     /// The namespace's current nftables ruleset generation.
     ///
     /// # Errors
     /// [`NftError::Netlink`] or [`NftError::Protocol`].
     pub fn generation(&mut self) -> Result<u32, NftError> {
-        self.seq = self.seq.wrapping_add(1);
-        let req = message::getgen_request(self.seq).map_err(|source| self.encode(source))?;
-        self.send(&req, "send")?;
-        let err = |what, source| NftError::Netlink {
-            netns: self.netns.clone(),
-            what,
-            source,
-        };
-        let mut buf = [0u8; 512];
-        loop {
-            let n = recv(self.fd.as_raw_fd(), &mut buf, MsgFlags::empty())
-                .map_err(|e| err("recv", e))?;
-            let msg = &buf[..n];
-            if msg.len() < 20 {
-                return Err(self.protocol("short message"));
-            }
-            let kind = u16::from_ne_bytes([msg[4], msg[5]]);
-            let seq = u32::from_ne_bytes([msg[8], msg[9], msg[10], msg[11]]);
-            if seq != self.seq {
-                continue; // a stale answer to an earlier request
-            }
-            if kind == NLMSG_ERROR {
-                let code = i32::from_ne_bytes([msg[16], msg[17], msg[18], msg[19]]);
-                return Err(err("answer", nix::errno::Errno::from_raw(-code)));
-            }
-            if kind != ((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWGEN) {
-                return Err(self.protocol("not a NEWGEN message"));
-            }
-            let len =
-                (u32::from_ne_bytes([msg[0], msg[1], msg[2], msg[3]]) as usize).min(msg.len());
-            let mut at = message::HEADER_LEN;
-            while at + 4 <= len {
-                let alen = usize::from(u16::from_ne_bytes([msg[at], msg[at + 1]]));
-                let atype = u16::from_ne_bytes([msg[at + 2], msg[at + 3]]) & 0x3fff;
-                if alen < 4 || at + alen > len {
-                    break;
-                }
-                if atype == NFTA_GEN_ID && alen >= 8 {
-                    return Ok(u32::from_be_bytes([
-                        msg[at + 4],
-                        msg[at + 5],
-                        msg[at + 6],
-                        msg[at + 7],
-                    ]));
-                }
-                at += (alen + 3) & !3;
-            }
-            return Err(self.protocol("no generation attribute"));
+        let (kind, msg) = self.ask(message::getgen_request)?;
+        if kind == NLMSG_ERROR {
+            return Err(NftError::Netlink {
+                netns: self.netns.clone(),
+                what: "answer",
+                source: self.errno(&msg),
+            });
         }
+        if kind != ((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWGEN) {
+            return Err(self.protocol("not a NEWGEN message"));
+        }
+        let len = (u32::from_ne_bytes([msg[0], msg[1], msg[2], msg[3]]) as usize).min(msg.len());
+        let mut at = message::HEADER_LEN;
+        while at + 4 <= len {
+            let alen = usize::from(u16::from_ne_bytes([msg[at], msg[at + 1]]));
+            let atype = u16::from_ne_bytes([msg[at + 2], msg[at + 3]]) & 0x3fff;
+            if alen < 4 || at + alen > len {
+                break;
+            }
+            if atype == NFTA_GEN_ID && alen >= 8 {
+                return Ok(u32::from_be_bytes([
+                    msg[at + 4],
+                    msg[at + 5],
+                    msg[at + 6],
+                    msg[at + 7],
+                ]));
+            }
+            at += (alen + 3) & !3;
+        }
+        Err(self.protocol("no generation attribute"))
     }
 
     /// Whether the namespace holds a table named `table` of family `ip` (one small request;
@@ -172,43 +199,21 @@ impl NftSocket {
     /// [`NftError::Netlink`] (the kernel's errno for anything but "no such table"),
     /// [`NftError::Protocol`] or [`NftError::Encode`].
     pub fn has_table(&mut self, table: &str) -> Result<bool, NftError> {
-        self.seq = self.seq.wrapping_add(1);
-        let req =
-            message::gettable_request(self.seq, table).map_err(|source| self.encode(source))?;
-        self.send(&req, "send")?;
-        let err = |what, source| NftError::Netlink {
-            netns: self.netns.clone(),
-            what,
-            source,
-        };
-        let mut buf = vec![0u8; 8192];
-        loop {
-            let n = recv(self.fd.as_raw_fd(), &mut buf, MsgFlags::empty())
-                .map_err(|e| err("recv", e))?;
-            let msg = &buf[..n];
-            if msg.len() < 16 {
-                return Err(self.protocol("short message"));
-            }
-            let kind = u16::from_ne_bytes([msg[4], msg[5]]);
-            let seq = u32::from_ne_bytes([msg[8], msg[9], msg[10], msg[11]]);
-            if seq != self.seq {
-                continue; // a stale answer to an earlier request
-            }
-            if kind == NLMSG_ERROR {
-                if msg.len() < 20 {
-                    return Err(self.protocol("short error message"));
-                }
-                let code = i32::from_ne_bytes([msg[16], msg[17], msg[18], msg[19]]);
-                return match nix::errno::Errno::from_raw(-code) {
-                    nix::errno::Errno::ENOENT => Ok(false),
-                    e => Err(err("answer", e)),
-                };
-            }
-            if kind != ((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWTABLE) {
-                return Err(self.protocol("not a NEWTABLE message"));
-            }
-            return Ok(true);
+        let (kind, msg) = self.ask(|seq| message::gettable_request(seq, table))?;
+        if kind == NLMSG_ERROR {
+            return match self.errno(&msg) {
+                nix::errno::Errno::ENOENT => Ok(false),
+                source => Err(NftError::Netlink {
+                    netns: self.netns.clone(),
+                    what: "answer",
+                    source,
+                }),
+            };
         }
+        if kind != ((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWTABLE) {
+            return Err(self.protocol("not a NEWTABLE message"));
+        }
+        Ok(true)
     }
 
     /// Commits element additions and deletions in `table` as one transaction, only if the
@@ -329,50 +334,58 @@ impl NftSocket {
         if len <= self.send_room {
             return Ok(());
         }
-        let err = |what, source| NftError::Netlink {
-            netns: self.netns.clone(),
-            what,
-            source,
-        };
-        let need = len.saturating_add(SEND_SLACK);
-        let have = getsockopt(&self.fd, sockopt::SndBuf).map_err(|e| err("get SO_SNDBUF", e))?;
-        if have < need {
-            // The kernel doubles what it is given, for its own bookkeeping.
-            match setsockopt(&self.fd, sockopt::SndBufForce, &need) {
-                Ok(()) => {}
-                Err(nix::errno::Errno::EPERM) => setsockopt(&self.fd, sockopt::SndBuf, &need)
-                    .map_err(|e| err("set SO_SNDBUF", e))?,
-                Err(e) => return Err(err("set SO_SNDBUFFORCE", e)),
-            }
-        }
-        let have = getsockopt(&self.fd, sockopt::SndBuf).map_err(|e| err("get SO_SNDBUF", e))?;
+        let have = self.grow_buffer(Buffer::Send, len.saturating_add(SEND_SLACK))?;
         self.send_room = have.saturating_sub(SEND_SLACK);
         Ok(())
     }
 
-    /// Makes the receive buffer hold `need` bytes of acknowledgements (`SO_RCVBUFFORCE`, or
-    /// `SO_RCVBUF` up to the system's limit without `CAP_NET_ADMIN`).
+    /// Makes the receive buffer hold `need` bytes of acknowledgements.
     fn fit_receive_buffer(&mut self, need: usize) -> Result<(), NftError> {
         if need <= self.receive_room {
             return Ok(());
         }
+        self.receive_room = self.grow_buffer(Buffer::Receive, need)?;
+        Ok(())
+    }
+
+    /// Grows a socket buffer to at least `need` bytes, if it is smaller, and returns its size.
+    /// The forced option (which needs `CAP_NET_ADMIN`, as committing does) passes the system's
+    /// limit; without it, the plain one gets what the limit allows.
+    fn grow_buffer(&self, which: Buffer, need: usize) -> Result<usize, NftError> {
         let err = |what, source| NftError::Netlink {
             netns: self.netns.clone(),
             what,
             source,
         };
-        let have = getsockopt(&self.fd, sockopt::RcvBuf).map_err(|e| err("get SO_RCVBUF", e))?;
-        if have < need {
-            match setsockopt(&self.fd, sockopt::RcvBufForce, &need) {
-                Ok(()) => {}
-                Err(nix::errno::Errno::EPERM) => setsockopt(&self.fd, sockopt::RcvBuf, &need)
-                    .map_err(|e| err("set SO_RCVBUF", e))?,
-                Err(e) => return Err(err("set SO_RCVBUFFORCE", e)),
+        let get = || match which {
+            Buffer::Send => {
+                getsockopt(&self.fd, sockopt::SndBuf).map_err(|e| err("get SO_SNDBUF", e))
+            }
+            Buffer::Receive => {
+                getsockopt(&self.fd, sockopt::RcvBuf).map_err(|e| err("get SO_RCVBUF", e))
+            }
+        };
+        if get()? < need {
+            // The kernel doubles what it is given, for its own bookkeeping.
+            let forced = match which {
+                Buffer::Send => setsockopt(&self.fd, sockopt::SndBufForce, &need),
+                Buffer::Receive => setsockopt(&self.fd, sockopt::RcvBufForce, &need),
+            };
+            match (forced, which) {
+                (Ok(()), _) => {}
+                (Err(nix::errno::Errno::EPERM), Buffer::Send) => {
+                    setsockopt(&self.fd, sockopt::SndBuf, &need)
+                        .map_err(|e| err("set SO_SNDBUF", e))?;
+                }
+                (Err(nix::errno::Errno::EPERM), Buffer::Receive) => {
+                    setsockopt(&self.fd, sockopt::RcvBuf, &need)
+                        .map_err(|e| err("set SO_RCVBUF", e))?;
+                }
+                (Err(e), Buffer::Send) => return Err(err("set SO_SNDBUFFORCE", e)),
+                (Err(e), Buffer::Receive) => return Err(err("set SO_RCVBUFFORCE", e)),
             }
         }
-        self.receive_room =
-            getsockopt(&self.fd, sockopt::RcvBuf).map_err(|e| err("get SO_RCVBUF", e))?;
-        Ok(())
+        get()
     }
 
     fn encode(&self, source: EncodeError) -> NftError {
