@@ -802,12 +802,13 @@ impl<K: Kernel> Router<K> {
                 let loaded = self.load_whole(&model, generation);
                 via = match loaded {
                     Ok(path) => path,
-                    Err((source, touched)) => {
+                    Err((source, skeleton_left)) => {
                         self.after_refusal(config, previous, model_moved, in_sync, links_changed);
-                        if let Some(left) = touched {
+                        if skeleton_left {
                             // The kernel holds the closed skeleton of a staged load: drift
-                            // until a commit succeeds, so the drift timer tries again.
-                            self.stale_mark = Some(left);
+                            // until a commit succeeds, so the drift timer tries again. (The
+                            // generation is what a drift report names; unreadable, it is 0.)
+                            self.stale_mark = Some(self.kernel.generation().unwrap_or_default());
                         }
                         return Err(ApplyError::Kernel { generation, source });
                     }
@@ -873,13 +874,12 @@ impl<K: Kernel> Router<K> {
     /// one netlink batch, without `nft` parsing them; should the batch be refused, one full
     /// `nft -f` replace is tried over the skeleton.
     ///
-    /// On failure, returns the kernel's error and, when a skeleton was left in place, the ruleset
-    /// generation it left.
+    /// On failure, returns the kernel's error and whether a skeleton was left in place.
     fn load_whole(
         &mut self,
         model: &Ruleset,
         generation: Generation,
-    ) -> Result<CommitPath, (KernelError, Option<u32>)> {
+    ) -> Result<CommitPath, (KernelError, bool)> {
         let staged = match self.kernel.has_table(render::TABLE) {
             Ok(false) => render_staged(model),
             Ok(true) => None,
@@ -893,16 +893,18 @@ impl<K: Kernel> Router<K> {
                 .kernel
                 .apply_script(&render_full(model))
                 .map(|()| CommitPath::Nft)
-                .map_err(|e| (e, None));
+                .map_err(|e| (e, false));
         };
         let StagedLoad { skeleton, elements } = staged;
         let started = Instant::now();
-        self.kernel.apply_script(&skeleton).map_err(|e| (e, None))?;
+        self.kernel
+            .apply_script(&skeleton)
+            .map_err(|e| (e, false))?;
         let skeleton_us = started.elapsed().as_micros() as u64;
         drop(skeleton);
         let batches: Vec<ElementBatch> = elements.iter().map(element_batch).collect();
         drop(elements);
-        let left = self.kernel.generation().map_err(|e| (e, None))?;
+        let left = self.kernel.generation().map_err(|e| (e, true))?;
         let started = Instant::now();
         match self.kernel.commit_batch(render::TABLE, left, &batches, &[]) {
             Ok(()) => {
@@ -921,15 +923,13 @@ impl<K: Kernel> Router<K> {
                 self.kernel
                     .apply_script(&render_full(model))
                     .map(|()| CommitPath::Nft)
-                    .map_err(|e| {
-                        let left = self.kernel.generation().unwrap_or(left);
-                        (e, Some(left))
-                    })
+                    .map_err(|e| (e, true))
             }
         }
     }
 
-    /// After the kernel refused a commit it changed nothing, so it holds what it held before:
+    /// After the kernel refused a commit it changed nothing, so it holds what it held before
+    /// (but for a staged load's closed skeleton, which the caller marks as drift):
     /// the previous config if it was in sync, otherwise whatever drifted state it had (which
     /// `drift` keeps reporting until a commit succeeds). Interfaces changed for the refused
     /// config are put back.
