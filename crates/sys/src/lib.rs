@@ -19,7 +19,10 @@
 //! - [`qemu`]: a guest's tap on a bridge, QEMU started as a daemon, found by its pid file and
 //!   stopped, and a guest's own qcow2 overlay of a disk image;
 //! - [`nft`]: submit an nftables script as one transaction inside a namespace; [`nft::netlink`]
-//!   reads the kernel's ruleset generation cheaply and commits element changes as one batch.
+//!   reads the kernel's ruleset generation and whether a table exists cheaply, and commits
+//!   element changes as one batch;
+//! - [`link`]: a router's addresses and default route, and gratuitous ARP for the addresses
+//!   it takes.
 //!
 //! It never decides anything: callers render what to do, this crate does it and reports.
 
