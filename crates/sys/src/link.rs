@@ -161,8 +161,7 @@ pub struct AnnounceError {
 /// Announces `ips`, just added to `dev`, with one gratuitous ARP each ([`gratuitous_arp`]), so
 /// neighbours holding a stale entry for one of them (another host had it) update it at once.
 /// The frames go out of one packet socket opened inside the namespace, from a thread of their
-/// own: nothing waits for them (100,000 addresses take a fraction of a second), and no process
-/// is started. A failure is logged: neighbours then learn the address at their next ARP request.
+/// own: nothing waits for them, and no process is started (one `sendto` per address). A failure is logged: neighbours then learn the address at their next ARP request.
 pub fn announce(netns: &Netns, dev: &str, ips: &[Ipv4Addr]) {
     if ips.is_empty() {
         return;
@@ -188,11 +187,9 @@ fn send_announcements(netns: &Netns, dev: &str, ips: &[Ipv4Addr]) -> Result<(), 
         what,
         source,
     };
-    if let Some(path) = netns.path() {
-        let file = std::fs::File::open(&path).map_err(|e| fail("open the namespace", e))?;
-        nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET)
-            .map_err(|e| fail("enter the namespace", e.into()))?;
-    }
+    netns
+        .enter_this_thread()
+        .map_err(|e| fail("enter the namespace", e))?;
     // The interface's own link-layer address names it to the packet socket (its index) and
     // gives the frames' sender; the frames carry their whole header, so the kernel reads their
     // destination and protocol from them.

@@ -34,6 +34,20 @@ impl Netns {
         }
     }
 
+    /// Moves the calling thread (only it) into this namespace; nothing to do for
+    /// [`Netns::Host`]. Sockets the thread creates afterwards belong to the namespace, wherever
+    /// they are used later; a thread that entered one should end rather than return to a pool.
+    ///
+    /// # Errors
+    /// The namespace's file cannot be opened, or `setns` fails.
+    pub fn enter_this_thread(&self) -> Result<(), std::io::Error> {
+        if let Some(path) = self.path() {
+            let file = std::fs::File::open(&path)?;
+            nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET)?;
+        }
+        Ok(())
+    }
+
     /// A stable identity of the namespace (device and inode of its file), so a namespace that was
     /// deleted and made again under the same name is recognised as new.
     ///

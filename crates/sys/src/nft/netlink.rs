@@ -69,27 +69,22 @@ impl NftSocket {
                 SockProtocol::NetlinkNetFilter,
             )
         };
-        let fd = match netns.path() {
-            None => make().map_err(|source| NftError::Netlink {
+        let fd = match netns {
+            Netns::Host => make().map_err(|source| NftError::Netlink {
                 netns: netns.clone(),
                 what: "socket",
                 source,
             })?,
-            Some(path) => {
+            Netns::Named(_) => {
                 let target = netns.clone();
                 std::thread::scope(|s| {
                     s.spawn(move || -> Result<OwnedFd, NftError> {
-                        let file =
-                            std::fs::File::open(&path).map_err(|source| NftError::Enter {
+                        target
+                            .enter_this_thread()
+                            .map_err(|source| NftError::Enter {
                                 netns: target.clone(),
                                 source,
                             })?;
-                        nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET).map_err(
-                            |e| NftError::Enter {
-                                netns: target.clone(),
-                                source: std::io::Error::from(e),
-                            },
-                        )?;
                         make().map_err(|source| NftError::Netlink {
                             netns: target,
                             what: "socket",
