@@ -111,17 +111,20 @@ impl NftSocket {
         })
     }
 
-    /// Sends the request `encode` makes with the next sequence number and returns the kernel's
-    /// answer to it: the first message carrying that number (an earlier request's late answer is
-    /// skipped), as its type and bytes, an error message included.
-    fn ask(
+    /// Sends the request `encode` makes with the next sequence number and hands the kernel's
+    /// answer to `read`: the first message carrying that number (an earlier request's late
+    /// answer is skipped), as its type and bytes, an error message included. The answers asked
+    /// for here (a generation, a table's header) are small: a stack buffer takes them, so the
+    /// drift timer's probe allocates nothing.
+    fn ask<T>(
         &mut self,
         encode: impl FnOnce(u32) -> Result<Vec<u8>, EncodeError>,
-    ) -> Result<(u16, Vec<u8>), NftError> {
+        read: impl FnOnce(&Self, u16, &[u8]) -> Result<T, NftError>,
+    ) -> Result<T, NftError> {
         self.seq = self.seq.wrapping_add(1);
         let req = encode(self.seq).map_err(|source| self.encode(source))?;
         self.send(&req, "send")?;
-        let mut buf = vec![0u8; 8192];
+        let mut buf = [0u8; 1024];
         loop {
             let n = recv(self.fd.as_raw_fd(), &mut buf, MsgFlags::empty()).map_err(|source| {
                 NftError::Netlink {
@@ -137,8 +140,7 @@ impl NftSocket {
             let kind = u16::from_ne_bytes([msg[4], msg[5]]);
             let seq = u32::from_ne_bytes([msg[8], msg[9], msg[10], msg[11]]);
             if seq == self.seq {
-                buf.truncate(n);
-                return Ok((kind, buf));
+                return read(self, kind, msg);
             }
         }
     }
@@ -155,12 +157,15 @@ impl NftSocket {
     /// # Errors
     /// [`NftError::Netlink`] or [`NftError::Protocol`].
     pub fn generation(&mut self) -> Result<u32, NftError> {
-        let (kind, msg) = self.ask(message::getgen_request)?;
+        self.ask(message::getgen_request, Self::read_generation)
+    }
+
+    fn read_generation(&self, kind: u16, msg: &[u8]) -> Result<u32, NftError> {
         if kind == NLMSG_ERROR {
             return Err(NftError::Netlink {
                 netns: self.netns.clone(),
                 what: "answer",
-                source: self.errno(&msg),
+                source: self.errno(msg),
             });
         }
         if kind != ((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWGEN) {
@@ -194,9 +199,15 @@ impl NftSocket {
     /// [`NftError::Netlink`] (the kernel's errno for anything but "no such table"),
     /// [`NftError::Protocol`] or [`NftError::Encode`].
     pub fn has_table(&mut self, table: &str) -> Result<bool, NftError> {
-        let (kind, msg) = self.ask(|seq| message::gettable_request(seq, table))?;
+        self.ask(
+            |seq| message::gettable_request(seq, table),
+            Self::read_table,
+        )
+    }
+
+    fn read_table(&self, kind: u16, msg: &[u8]) -> Result<bool, NftError> {
         if kind == NLMSG_ERROR {
-            return match self.errno(&msg) {
+            return match self.errno(msg) {
                 nix::errno::Errno::ENOENT => Ok(false),
                 source => Err(NftError::Netlink {
                     netns: self.netns.clone(),
