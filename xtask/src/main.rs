@@ -162,10 +162,39 @@ fn install() -> Result<()> {
     }
     eprintln!("xtask: installing {}", missing.join(" "));
     run(Command::new("apt-get").arg("update").arg("-qq"))?;
-    run(Command::new("apt-get")
+    let mut install = Command::new("apt-get");
+    install
         .args(["install", "-y", "-qq", "--no-install-recommends"])
         .args(&missing)
-        .env("DEBIAN_FRONTEND", "noninteractive"))
+        .env("DEBIAN_FRONTEND", "noninteractive");
+    if missing.contains(&"qemu-system-x86") {
+        if let Some(matching) = qemu_utils_to_match()? {
+            // qemu-utils newer than the release's QEMU (from backports) breaks its
+            // qemu-system-common: take both from the same release.
+            eprintln!("xtask: installing {matching} to match qemu-system-x86");
+            install.arg("--allow-downgrades").arg(matching);
+        }
+    }
+    run(&mut install)
+}
+
+/// `qemu-utils=<version>` when the installed qemu-utils is not the version of the
+/// qemu-system-x86 that apt would install, `None` when it is (or none is installed).
+fn qemu_utils_to_match() -> Result<Option<String>> {
+    let candidate = |pkg: &str, field: &str| -> Result<Option<String>> {
+        let out = Command::new("apt-cache").args(["policy", pkg]).output()?;
+        Ok(String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .find_map(|l| l.trim().strip_prefix(field).map(|v| v.trim().to_string()))
+            .filter(|v| v != "(none)"))
+    };
+    let Some(system) = candidate("qemu-system-x86", "Candidate:")? else {
+        return Ok(None);
+    };
+    Ok(match candidate("qemu-utils", "Installed:")? {
+        Some(utils) if utils != system => Some(format!("qemu-utils={system}")),
+        _ => None,
+    })
 }
 
 fn test(unprivileged: bool) -> Result<()> {
