@@ -80,8 +80,12 @@ pub fn addresses(netns: &Netns, dev: &str) -> Result<BTreeSet<(Ipv4Addr, u8)>, L
 }
 
 fn ip(netns: &Netns, dev: &str, args: &[&str]) -> Result<(), LinkError> {
+    run_tool(netns, dev, "ip", args)
+}
+
+fn run_tool(netns: &Netns, dev: &str, program: &str, args: &[&str]) -> Result<(), LinkError> {
     netns
-        .run("ip", args, None)
+        .run(program, args, None)
         .map(|_| ())
         .map_err(|source| LinkError::Ip {
             netns: netns.clone(),
@@ -90,8 +94,102 @@ fn ip(netns: &Netns, dev: &str, args: &[&str]) -> Result<(), LinkError> {
         })
 }
 
-/// Makes `dev` up and holding exactly `desired` (IPv4), and announces every address it adds
-/// ([`announce`]). Returns whether anything changed.
+/// The routing protocol number that marks the local routes this module adds, so reading them
+/// back lists ours only (iproute2 leaves this number unnamed).
+pub const ROUTE_PROTOCOL: u8 = 167;
+
+/// How an interface holds a set of IPv4 addresses: a few as interface addresses, the rest as
+/// local routes.
+///
+/// The kernel adds an interface address by walking the interface's whole address list, so
+/// 100,000 addresses on one interface take minutes to add; a local route (`ip route add local
+/// A/32 dev D table local`) goes into the routing trie instead, and the kernel answers ARP for
+/// it, delivers packets to it and lets a socket bind to it exactly as for an address. So one
+/// address per distinct network gives that network its prefix route and the interface a
+/// source address, and every other address is a local route.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AddressPlan {
+    /// Interface addresses, with their prefix lengths.
+    pub addresses: BTreeSet<(Ipv4Addr, u8)>,
+    /// Addresses held as local /32 routes.
+    pub local_routes: BTreeSet<Ipv4Addr>,
+}
+
+impl AddressPlan {
+    /// The plan for `desired`: the lowest address of each distinct network shorter than /32
+    /// is an interface address (when there is none, the lowest /32 is), every other one a
+    /// local route.
+    pub fn of(desired: &BTreeSet<(Ipv4Addr, u8)>) -> AddressPlan {
+        let mut plan = AddressPlan::default();
+        let mut networks = BTreeSet::new();
+        // The set is ordered by address, so the first address seen of a network is its lowest.
+        for &(ip, len) in desired {
+            let len = len.min(32);
+            let network = u32::from(ip) & u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0);
+            if len < 32 && networks.insert((network, len)) {
+                plan.addresses.insert((ip, len));
+            }
+        }
+        if plan.addresses.is_empty() {
+            if let Some(&first) = desired.first() {
+                plan.addresses.insert(first);
+            }
+        }
+        for &(ip, len) in desired {
+            if !plan.addresses.contains(&(ip, len)) {
+                plan.local_routes.insert(ip);
+            }
+        }
+        plan
+    }
+
+    /// Every address the plan makes the interface answer for.
+    pub fn answers_for(&self) -> BTreeSet<Ipv4Addr> {
+        self.addresses
+            .iter()
+            .map(|(ip, _)| *ip)
+            .chain(self.local_routes.iter().copied())
+            .collect()
+    }
+}
+
+/// The local routes on `dev` marked with [`ROUTE_PROTOCOL`].
+///
+/// # Errors
+/// [`LinkError`] when `ip` fails or prints something unexpected.
+pub fn local_routes(netns: &Netns, dev: &str) -> Result<BTreeSet<Ipv4Addr>, LinkError> {
+    let protocol = ROUTE_PROTOCOL.to_string();
+    let out = netns
+        .run(
+            "ip",
+            &[
+                "-j", "-4", "route", "show", "table", "local", "type", "local", "proto", &protocol,
+                "dev", dev,
+            ],
+            None,
+        )
+        .map_err(|source| LinkError::Ip {
+            netns: netns.clone(),
+            dev: dev.into(),
+            source,
+        })?;
+    let v: serde_json::Value =
+        serde_json::from_slice(&out.stdout).map_err(|source| LinkError::Parse {
+            netns: netns.clone(),
+            dev: dev.into(),
+            source,
+        })?;
+    Ok(v.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r.get("dst").and_then(|d| d.as_str()))
+        .filter_map(|d| d.trim_end_matches("/32").parse().ok())
+        .collect())
+}
+
+/// Makes `dev` up and answering for exactly `desired` (IPv4), held as [`AddressPlan::of`]
+/// says, and announces every address it did not answer for before ([`announce`]). Returns
+/// whether anything changed.
 ///
 /// # Errors
 /// [`LinkError`] from the first `ip` command that fails.
@@ -101,14 +199,44 @@ pub fn sync_addresses(
     desired: &BTreeSet<(Ipv4Addr, u8)>,
 ) -> Result<bool, LinkError> {
     use std::fmt::Write as _;
-    let current = addresses(netns, dev)?;
-    // One `ip -batch` process for every change: a router may hold thousands of public IPs.
+    let want = AddressPlan::of(desired);
+    let have = AddressPlan {
+        addresses: addresses(netns, dev)?,
+        local_routes: local_routes(netns, dev)?,
+    };
+    if want == have {
+        // Up, in case something took it down.
+        ip(netns, dev, &["link", "set", "dev", dev, "up"])?;
+        return Ok(false);
+    }
+    let protocol = ROUTE_PROTOCOL;
+    if have.addresses.difference(&want.addresses).next().is_some() {
+        // An address about to leave may be the primary of a network that just got its next
+        // address (added first, below, as its secondary): keep that one when it goes.
+        let promote = format!("net.ipv4.conf.{dev}.promote_secondaries=1");
+        run_tool(netns, dev, "sysctl", &["-q", "-w", &promote])?;
+    }
+    // One `ip -batch` process for every change: a router may hold 100,000 public IPs. The new
+    // addresses go first and the old ones after, so the interface never loses its last
+    // address on the way (the kernel then drops every route through it, ours too).
     let mut batch = format!("link set dev {dev} up\n");
-    for (a, l) in current.difference(desired) {
+    for (a, l) in want.addresses.difference(&have.addresses) {
+        let _ = writeln!(batch, "addr replace {a}/{l} dev {dev}");
+    }
+    for a in have.local_routes.difference(&want.local_routes) {
+        let _ = writeln!(
+            batch,
+            "route del local {a}/32 dev {dev} table local proto {protocol}"
+        );
+    }
+    for (a, l) in have.addresses.difference(&want.addresses) {
         let _ = writeln!(batch, "addr del {a}/{l} dev {dev}");
     }
-    for (a, l) in desired.difference(&current) {
-        let _ = writeln!(batch, "addr replace {a}/{l} dev {dev}");
+    for a in want.local_routes.difference(&have.local_routes) {
+        let _ = writeln!(
+            batch,
+            "route replace local {a}/32 dev {dev} table local proto {protocol}"
+        );
     }
     netns
         .run("ip", &["-batch", "-"], Some(batch.as_bytes()))
@@ -117,9 +245,10 @@ pub fn sync_addresses(
             dev: dev.into(),
             source,
         })?;
-    let added: Vec<Ipv4Addr> = desired.difference(&current).map(|(a, _)| *a).collect();
+    let before = have.answers_for();
+    let added: Vec<Ipv4Addr> = want.answers_for().difference(&before).copied().collect();
     announce(netns, dev, &added);
-    Ok(current != *desired)
+    Ok(true)
 }
 
 /// The bytes of a gratuitous ARP for `ip` from `mac`: an Ethernet broadcast carrying an ARP
@@ -264,19 +393,63 @@ pub fn sync_default_route(
 /// # Errors
 /// [`LinkError`] when sysctl fails.
 pub fn enable_forwarding(netns: &Netns) -> Result<(), LinkError> {
-    netns
-        .run("sysctl", &["-q", "-w", "net.ipv4.ip_forward=1"], None)
-        .map(|_| ())
-        .map_err(|source| LinkError::Ip {
-            netns: netns.clone(),
-            dev: "all".into(),
-            source,
-        })
+    run_tool(
+        netns,
+        "all",
+        "sysctl",
+        &["-q", "-w", "net.ipv4.ip_forward=1"],
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn ip(s: &str) -> Ipv4Addr {
+        s.parse().expect("an address")
+    }
+
+    #[test]
+    fn each_network_gets_one_address_and_every_other_ip_a_local_route() {
+        let desired = BTreeSet::from([
+            (ip("203.0.113.11"), 24),
+            (ip("203.0.113.10"), 24),
+            (ip("203.0.113.200"), 24),
+            (ip("198.51.100.9"), 25),
+            (ip("198.51.100.200"), 25),
+            (ip("100.64.0.1"), 32),
+            (ip("100.64.0.2"), 32),
+        ]);
+        let plan = AddressPlan::of(&desired);
+        assert_eq!(
+            plan.addresses,
+            BTreeSet::from([
+                (ip("203.0.113.10"), 24),
+                (ip("198.51.100.9"), 25),
+                (ip("198.51.100.200"), 25),
+            ])
+        );
+        assert_eq!(
+            plan.local_routes,
+            BTreeSet::from([
+                ip("203.0.113.11"),
+                ip("203.0.113.200"),
+                ip("100.64.0.1"),
+                ip("100.64.0.2")
+            ])
+        );
+        let all: BTreeSet<Ipv4Addr> = desired.iter().map(|(a, _)| *a).collect();
+        assert_eq!(plan.answers_for(), all);
+    }
+
+    #[test]
+    fn an_interface_of_only_host_addresses_keeps_its_lowest_as_its_address() {
+        let desired = BTreeSet::from([(ip("100.64.0.2"), 32), (ip("100.64.0.1"), 32)]);
+        let plan = AddressPlan::of(&desired);
+        assert_eq!(plan.addresses, BTreeSet::from([(ip("100.64.0.1"), 32)]));
+        assert_eq!(plan.local_routes, BTreeSet::from([ip("100.64.0.2")]));
+        assert_eq!(AddressPlan::of(&BTreeSet::new()), AddressPlan::default());
+    }
 
     #[test]
     fn a_gratuitous_arp_is_a_broadcast_request_for_the_address_itself() {

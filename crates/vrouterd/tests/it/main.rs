@@ -5,6 +5,7 @@
 //! `lab::LabGuard`, which removes everything it made, also when the test fails. Tests wait only
 //! by polling a condition with a deadline.
 
+mod addresses;
 mod bulk;
 mod delta;
 mod dhcp;

@@ -121,6 +121,16 @@ impl Config {
         self
     }
 
+    /// Replaces the public IPs with `addresses` (ip, prefix length), the first one source NAT.
+    pub(crate) fn public_addresses(mut self, addresses: &[(&str, u8)]) -> Config {
+        self.0["public"]["addresses"] = addresses
+            .iter()
+            .enumerate()
+            .map(|(i, (ip, len))| json!({ "ip": ip, "prefix_len": len, "source_nat": i == 0 }))
+            .collect();
+        self
+    }
+
     /// An ingress rule for tcp or udp; `port_range` is `"80"` or `"9000-9010"`.
     pub(crate) fn firewall(
         mut self,
