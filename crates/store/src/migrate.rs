@@ -77,6 +77,11 @@ pub const FILES: &[File] = &[
         name: "template images",
         sql: include_str!("../schema/007_template_images.sql"),
     },
+    File {
+        version: 8,
+        name: "the widest port range of an IP's rules",
+        sql: include_str!("../schema/008_rule_widths.sql"),
+    },
 ];
 
 /// Migration files templated for one dialect.

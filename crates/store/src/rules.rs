@@ -369,6 +369,32 @@ pub async fn insert_many(
     Ok(out)
 }
 
+/// The SQL selecting the live rules on IP parameter `$ip` that a rule with ports `$s..=$e`
+/// could meet: the port-less ones, and those whose end reaches `s` and whose start lies between
+/// `s` − the widest range of any rule on the IP (none starting below that reaches `s`) and `e`.
+/// The widest range is one step down the `rules_ip_width` index and each branch a range of the
+/// `(ip_id, start_port)` index, so the read costs the rules found, not the rules on the IP. Two
+/// branches, not one `OR`: SQLite without statistics plans an `OR` as a walk of every rule on
+/// the IP.
+fn meeting_ports(ip: usize, e: usize, s: usize) -> String {
+    format!(
+        "SELECT {RULE_COLUMNS} FROM {RULE_FROM} WHERE r.state <> 'Revoke' AND r.ip_id = ${ip} \
+         AND r.start_port IS NULL \
+         UNION ALL SELECT {RULE_COLUMNS} FROM {RULE_FROM} WHERE r.state <> 'Revoke' \
+         AND r.ip_id = ${ip} AND r.end_port >= ${s} AND r.start_port <= ${e} \
+         AND r.start_port >= ${s} - COALESCE((SELECT max(w.end_port - w.start_port) \
+         FROM rules w WHERE w.ip_id = ${ip}), 0)"
+    )
+}
+
+/// The SQL selecting the live port-less rules on IP parameter `$ip`.
+fn portless(ip: usize) -> String {
+    format!(
+        "SELECT {RULE_COLUMNS} FROM {RULE_FROM} WHERE r.state <> 'Revoke' AND r.ip_id = ${ip} \
+         AND r.start_port IS NULL"
+    )
+}
+
 /// The live rules a new rule on a public IP could conflict with: same IP, and ports that
 /// intersect `ports` (or no ports).
 ///
@@ -381,24 +407,18 @@ pub async fn ip_neighbours(
 ) -> Result<Vec<Candidate>, StoreError> {
     let rows = match ports {
         Some((s, e)) => {
-            sqlx::query(&format!(
-                "SELECT {RULE_COLUMNS} FROM {RULE_FROM} WHERE r.ip_id = $1 AND r.state <> 'Revoke' \
-                 AND (r.start_port IS NULL OR (r.start_port <= $2 AND r.end_port >= $3))"
-            ))
-            .bind(ip.get())
-            .bind(e)
-            .bind(s)
-            .fetch_all(&mut **tx)
-            .await
+            sqlx::query(&meeting_ports(1, 2, 3))
+                .bind(ip.get())
+                .bind(e)
+                .bind(s)
+                .fetch_all(&mut **tx)
+                .await
         }
         None => {
-            sqlx::query(&format!(
-                "SELECT {RULE_COLUMNS} FROM {RULE_FROM} WHERE r.ip_id = $1 AND r.state <> 'Revoke' \
-                 AND r.start_port IS NULL"
-            ))
-            .bind(ip.get())
-            .fetch_all(&mut **tx)
-            .await
+            sqlx::query(&portless(1))
+                .bind(ip.get())
+                .fetch_all(&mut **tx)
+                .await
         }
     }
     .map_err(StoreError::db("reading an IP's rules"))?;
@@ -482,23 +502,17 @@ pub async fn ips_neighbours(
         n += 1;
         n
     };
-    let terms: Vec<String> = distinct
+    let branches: Vec<String> = distinct
         .iter()
         .map(|(_, ports)| match ports {
             Some(_) => {
                 let (ip, e, s) = (next(), next(), next());
-                format!(
-                    "(r.ip_id = ${ip} AND (r.start_port IS NULL OR \
-                     (r.start_port <= ${e} AND r.end_port >= ${s})))"
-                )
+                meeting_ports(ip, e, s)
             }
-            None => format!("(r.ip_id = ${} AND r.start_port IS NULL)", next()),
+            None => portless(next()),
         })
         .collect();
-    let sql = format!(
-        "SELECT {RULE_COLUMNS} FROM {RULE_FROM} WHERE r.state <> 'Revoke' AND ({})",
-        terms.join(" OR ")
-    );
+    let sql = branches.join(" UNION ALL ");
     let mut query = sqlx::query(&sql);
     for (ip, ports) in &distinct {
         query = query.bind(ip.get());
@@ -510,8 +524,14 @@ pub async fn ips_neighbours(
         .fetch_all(&mut **tx)
         .await
         .map_err(StoreError::db("reading the rules of public IPs"))?;
+    // Two asks on one IP may find the same rule.
+    let mut seen = std::collections::HashSet::new();
     rows.iter()
         .map(|r| rule(r).map(|r| Neighbour::of(&r)))
+        .filter(|n| {
+            n.as_ref()
+                .map_or(true, |n| seen.insert(n.candidate.uuid.clone()))
+        })
         .collect()
 }
 
