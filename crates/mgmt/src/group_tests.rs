@@ -521,3 +521,82 @@ async fn a_group_costs_statements_independent_of_its_size_on_postgres() {
     )
     .await;
 }
+
+/// createFirewallRule of TCP `start`-`end` from `cidr` on `ip`.
+async fn open_range(
+    app: &App,
+    who: &Caller,
+    ip: &str,
+    (start, end): (u16, u16),
+    cidr: &str,
+) -> Result<Value, ApiError> {
+    let (start, end) = (start.to_string(), end.to_string());
+    try_call(
+        app,
+        who,
+        "createFirewallRule",
+        &[
+            ("ipaddressid", ip),
+            ("protocol", "tcp"),
+            ("startport", &start),
+            ("endport", &end),
+            ("cidrlist", cidr),
+        ],
+    )
+    .await
+}
+
+async fn a_wide_rule_is_met_far_above_its_start(app: &App) {
+    let root = admin(app).await;
+    let (_, _, ip) = network(app, &root, "group-wide").await;
+    let cidr = "10.0.0.0/8";
+    // Rules starting above the wide one's start, so an index walk from the new rule's end
+    // downwards meets them first.
+    for ports in [(1000, 5000), (6000, 6000), (7000, 7100), (4000, 4000)] {
+        if ports == (4000, 4000) {
+            let e = open_range(app, &root, &ip, ports, cidr).await.unwrap_err();
+            assert!(e.text.contains("1000-5000"), "{}", e.text);
+            continue;
+        }
+        open_range(app, &root, &ip, ports, cidr)
+            .await
+            .unwrap_or_else(|e| panic!("{ports:?}: {}", e.text));
+    }
+    // Met: the wide rule's ends, its inside, ranges reaching into it from either side.
+    for ports in [
+        (5000, 5000),
+        (1000, 1000),
+        (4999, 5999),
+        (1, 1000),
+        (2000, 2001),
+    ] {
+        let e = open_range(app, &root, &ip, ports, cidr).await.unwrap_err();
+        assert!(e.text.contains("1000-5000"), "{ports:?}: {}", e.text);
+    }
+    assert!(open_range(app, &root, &ip, (7050, 7050), cidr)
+        .await
+        .is_err());
+    // Not met: just outside it, between the others, and another source.
+    for (ports, from) in [
+        ((999, 999), cidr),
+        ((5001, 5999), cidr),
+        ((6001, 6999), cidr),
+        ((1000, 5000), "192.0.2.0/24"),
+    ] {
+        open_range(app, &root, &ip, ports, from)
+            .await
+            .unwrap_or_else(|e| panic!("{ports:?} from {from}: {}", e.text));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_wide_rule_conflicts_with_a_new_one_far_above_its_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = app(dir.path()).await;
+    a_wide_rule_is_met_far_above_its_start(&app).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_wide_rule_conflicts_with_a_new_one_far_above_its_start_on_postgres() {
+    on_postgres("group_wide", a_wide_rule_is_met_far_above_its_start).await;
+}
