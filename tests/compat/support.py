@@ -35,7 +35,8 @@ REQUIRED_COMMANDS = frozenset(
     listNetworkOfferings createNetwork listNetworks deleteNetwork
     associateIpAddress disassociateIpAddress listPublicIpAddresses
     createVlanIpRange listVlanIpRanges
-    deployVirtualMachine listVirtualMachines destroyVirtualMachine
+    deployVirtualMachine listVirtualMachines destroyVirtualMachine listNics
+    listIpForwardingRules listTags
     listServiceOfferings listTemplates listRouters listEvents
     createAccount listAccounts listUsers registerUserKeys
     listResourceLimits updateResourceLimit

@@ -204,3 +204,30 @@ def test_rule_changes_are_logged_as_events(admin, ip):
     for event in admin.listEvents(fetch_list=True):
         assert isinstance(event["id"], str) and isinstance(event["created"], str), event
         assert isinstance(event["level"], str), event
+
+
+def test_list_nics_as_ansible_reads_them(admin, cloud):
+    """Ansible's port-forward module finds a VM's address through listNics: the default NIC."""
+    network = cloud.network()
+    vm = cloud.vm(network, ipaddress=guest_prefix(network) + "60")
+    [nic] = listed(admin.listNics(virtualmachineid=vm["id"]), "nic")
+    assert nic["isdefault"] is True
+    assert nic["ipaddress"] == guest_prefix(network) + "60"
+    assert nic["virtualmachineid"] == vm["id"]
+    assert nic["networkid"] == network["id"]
+    assert nic["id"] == nic_in(vm, network)["id"]
+    assert nic["macaddress"] == nic_in(vm, network)["macaddress"]
+
+    [same] = listed(admin.listNics(virtualmachineid=vm["id"], nicid=nic["id"]), "nic")
+    assert same == nic
+    [same] = listed(admin.listNics(virtualmachineid=vm["id"], networkid=network["id"]), "nic")
+    assert same == nic
+    other = cloud.network()
+    assert listed(admin.listNics(virtualmachineid=vm["id"], networkid=other["id"]), "nic") == []
+    assert listed(admin.listNics(virtualmachineid=vm["id"], fordisplay=False), "nic") == []
+
+    api_error(lambda: admin.listNics(), 431, contains="virtualmachineid")
+    api_error(
+        lambda: admin.listNics(virtualmachineid=vm["id"], nicid=vm["id"]), 431, contains="nicid"
+    )
+    api_error(lambda: admin.listNics(virtualmachineid=network["id"]), 431)

@@ -95,6 +95,11 @@ async fn populate(app: &App, who: &Caller, s: &Shared) -> BTreeMap<&'static str,
     done(app, &ip).await;
     let ip = ip["id"].as_str().unwrap().to_string();
     let vm = make_vm(app, who, s, &net, "web1").await;
+    let listed = call(app, who, "listVirtualMachines", &[("id", &vm)]).await;
+    let nic = listed["virtualmachine"][0]["nic"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let fw = call(
         app,
         who,
@@ -173,6 +178,7 @@ async fn populate(app: &App, who: &Caller, s: &Shared) -> BTreeMap<&'static str,
     ids.insert("createNetwork", net);
     ids.insert("associateIpAddress", ip);
     ids.insert("deployVirtualMachine", vm);
+    ids.insert("listNics", nic);
     ids.insert("createFirewallRule", text(&fw["id"]));
     ids.insert("createEgressFirewallRule", text(&egress["id"]));
     ids.insert("createPortForwardingRule", text(&pf["id"]));
@@ -194,6 +200,7 @@ fn owned_slot(param: &ParamSpec) -> Option<&'static str> {
         "createNetwork",
         "associateIpAddress",
         "deployVirtualMachine",
+        "listNics",
         "createFirewallRule",
         "createEgressFirewallRule",
         "createPortForwardingRule",
@@ -529,10 +536,13 @@ async fn another_accounts_ids_are_answered_as_unknown_by_every_command_on_postgr
 }
 
 /// Every id filter of every list command, given an id that names nothing: 431 with
-/// CloudStack's text, for a root admin and for an ordinary user alike.
+/// CloudStack's text, for a root admin and for an ordinary user alike. A required id of an
+/// account's object (listNics' machine) names alice's, which both may see.
 async fn unknown_filters(app: &App) -> usize {
     let root = admin(app).await;
     let alice = user(app, &root, "alice").await;
+    let s = shared(app, &root).await;
+    let alice_ids = populate(app, &alice, &s).await;
     let mut checked = 0;
     for spec in catalogue::all().iter().filter(|s| s.is_list()) {
         for param in spec
@@ -548,7 +558,11 @@ async fn unknown_filters(app: &App) -> usize {
                     .iter()
                     .filter(|p| p.required && p.name != param.name)
                 {
-                    args.push((p.name.to_string(), sample(spec.name, p).to_string()));
+                    let value = match owned_slot(p) {
+                        Some(slot) => alice_ids[slot].clone(),
+                        None => sample(spec.name, p).to_string(),
+                    };
+                    args.push((p.name.to_string(), value));
                 }
                 args.push((param.name.to_string(), nothing.clone()));
                 let err = refusal(call_with(app, who, spec, &args).await, || {

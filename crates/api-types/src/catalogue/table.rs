@@ -604,6 +604,77 @@ const VIRTUAL_MACHINE: &[ResponseField] = &[
     TAGS_FIELD,
 ];
 
+const IP_FORWARDING: &[ResponseField] = &[
+    f("id", "string", "The rule's id"),
+    f("protocol", "string", "tcp or udp"),
+    f("startport", "integer", "First port"),
+    f("endport", "integer", "Last port"),
+    f(
+        "ipaddressid",
+        "string",
+        "Id of the static-NAT public address",
+    ),
+    f("ipaddress", "string", "The static-NAT public address"),
+    f("virtualmachineid", "string", "Id of the virtual machine"),
+    f(
+        "virtualmachinename",
+        "string",
+        "Name of the virtual machine",
+    ),
+    f(
+        "virtualmachinedisplayname",
+        "string",
+        "Display name of the virtual machine",
+    ),
+    f("state", "string", "Add, Active or Deleting"),
+    f("cidrlist", "string", "Source CIDRs, comma-separated"),
+    TAGS_FIELD,
+];
+
+const TAG: &[ResponseField] = &[
+    f("key", "string", "The tag's key"),
+    f("value", "string", "The tag's value"),
+    f("resourcetype", "string", "The type of the tagged resource"),
+    f("resourceid", "string", "Id of the tagged resource"),
+    f("account", "string", "The owning account"),
+    f("domainid", "string", "Id of the owner's domain"),
+    f("domain", "string", "Name of the owner's domain"),
+    f("customer", "string", "The customer the tag was made for"),
+];
+
+const NIC: &[ResponseField] = &[
+    f("id", "string", "The interface's id"),
+    f(
+        "virtualmachineid",
+        "string",
+        "Id of the machine it belongs to",
+    ),
+    f("networkid", "string", "Id of the network it is on"),
+    f("networkname", "string", "Name of the network it is on"),
+    f("ipaddress", "string", "Its address on the network"),
+    f("netmask", "string", "The network's netmask"),
+    f("gateway", "string", "The network's gateway"),
+    f(
+        "isdefault",
+        "boolean",
+        "Whether it is the machine's default interface",
+    ),
+    f("type", "string", "The network's guest type"),
+    f("traffictype", "string", "The network's traffic type"),
+    f("macaddress", "string", "Its MAC address"),
+    f("deviceid", "string", "Its device number in the machine"),
+    f(
+        "broadcasturi",
+        "string",
+        "The network's VLAN, for administrators",
+    ),
+    f(
+        "isolationuri",
+        "string",
+        "The network's VLAN, for administrators",
+    ),
+];
+
 const LB_INSTANCE: &[ResponseField] = &[
     f("id", "string", "The machine's id"),
     f("name", "string", "The machine's host name"),
@@ -1254,6 +1325,28 @@ pub(super) static APIS: &[ApiSpec] = &[
         ],
         response: PORT_FORWARDING,
         response_object: Some("portforwardingrule"),
+    },
+    ApiSpec {
+        name: "listIpForwardingRules",
+        description: "Lists the forwarding rules of static-NAT public addresses (guestnet has \
+                      no static NAT yet: the list is empty)",
+        is_async: false,
+        creates: false,
+        since: "",
+        related: &[],
+        params: account_list![
+            p("id", Uuid, "Only the rule with this id").rel("listIpForwardingRules"),
+            p("ipaddressid", Uuid, "Only rules on this public address").rel(R_IP),
+            p(
+                "virtualmachineid",
+                Uuid,
+                "Only rules forwarding to this virtual machine"
+            )
+            .rel(R_VM),
+            FORDISPLAY_FILTER,
+        ],
+        response: IP_FORWARDING,
+        response_object: Some("ipforwardingrule"),
     },
     ApiSpec {
         name: "updatePortForwardingRule",
@@ -1990,6 +2083,51 @@ pub(super) static APIS: &[ApiSpec] = &[
         ],
         response: VIRTUAL_MACHINE,
         response_object: Some("virtualmachine"),
+    },
+    ApiSpec {
+        name: "listNics",
+        description: "Lists the network interfaces of a virtual machine",
+        is_async: false,
+        creates: false,
+        since: "",
+        related: &["listVirtualMachines"],
+        params: base_list![
+            p(
+                "virtualmachineid",
+                Uuid,
+                "The machine whose interfaces to list"
+            )
+            .req()
+            .rel(R_VM),
+            p("nicid", Uuid, "Only the interface with this id").rel("listNics"),
+            p("networkid", Uuid, "Only the interface on this network").rel(R_NETWORK),
+            p(
+                "fordisplay",
+                Boolean,
+                "Only interfaces shown to users (true) or hidden from them (false); every \
+                 interface is shown"
+            )
+            .since_v("4.4"),
+        ],
+        response: NIC,
+        response_object: Some("nic"),
+    },
+    ApiSpec {
+        name: "listTags",
+        description: "Lists resource tags (guestnet keeps no tags yet: the list is empty)",
+        is_async: false,
+        creates: false,
+        since: "",
+        related: &[],
+        params: account_list![
+            s("resourcetype", "Only tags of resources of this type"),
+            s("resourceid", "Only tags of the resource with this id"),
+            s("key", "Only tags with this key"),
+            s("value", "Only tags with this value"),
+            s("customer", "Only tags made for this customer"),
+        ],
+        response: TAG,
+        response_object: Some("tag"),
     },
     ApiSpec {
         name: "listServiceOfferings",

@@ -53,6 +53,9 @@ const EXPECTED: &[&str] = &[
     "deployVirtualMachine",
     "listVirtualMachines",
     "destroyVirtualMachine",
+    "listNics",
+    "listIpForwardingRules",
+    "listTags",
     "listServiceOfferings",
     "registerTemplate",
     "listTemplates",
@@ -80,7 +83,7 @@ fn catalogue_has_exactly_the_commands_implemented() {
     let unique: BTreeSet<&str> = names.iter().copied().collect();
     assert_eq!(unique.len(), names.len(), "duplicate command names");
     assert_eq!(unique, expected());
-    assert_eq!(all().len(), 59);
+    assert_eq!(all().len(), 62);
 }
 
 #[test]
@@ -277,6 +280,9 @@ fn response_objects_are_cloudstacks_keys() {
         ("deployVirtualMachine", Some("virtualmachine")),
         ("listVirtualMachines", Some("virtualmachine")),
         ("destroyVirtualMachine", Some("virtualmachine")),
+        ("listNics", Some("nic")),
+        ("listIpForwardingRules", Some("ipforwardingrule")),
+        ("listTags", Some("tag")),
         ("listServiceOfferings", Some("serviceoffering")),
         ("listTemplates", Some("template")),
         ("listRouters", Some("router")),

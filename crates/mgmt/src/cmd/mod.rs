@@ -304,6 +304,10 @@ pub enum Entity {
     Ip,
     /// A VM.
     Vm,
+    /// A VM's NIC.
+    Nic,
+    /// A static-NAT forwarding rule (none exist yet: every id is unknown).
+    IpForwardingRule,
     /// A firewall, egress, port-forwarding or load-balancer rule.
     Rule,
     /// A stickiness or health-check policy.
@@ -350,6 +354,8 @@ impl Entity {
             "createNetwork" => Entity::Network,
             "associateIpAddress" => Entity::Ip,
             "deployVirtualMachine" => Entity::Vm,
+            "listNics" => Entity::Nic,
+            "listIpForwardingRules" => Entity::IpForwardingRule,
             "createFirewallRule"
             | "createEgressFirewallRule"
             | "createPortForwardingRule"
@@ -379,6 +385,7 @@ impl Entity {
             Entity::Network => Owned::Network,
             Entity::Ip => Owned::Ip,
             Entity::Vm => Owned::Vm,
+            Entity::Nic => Owned::Nic,
             Entity::Rule => Owned::Rule,
             Entity::Policy => Owned::Policy,
             Entity::Router => Owned::Router,
@@ -395,6 +402,7 @@ impl Entity {
             | Entity::ServiceOffering
             | Entity::Template
             | Entity::Domain
+            | Entity::IpForwardingRule
             | Entity::Project
             | Entity::Role => return None,
         })

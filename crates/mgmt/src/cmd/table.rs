@@ -176,6 +176,24 @@ static COMMANDS: &[Command] = &[
         admin_only: false,
     },
     Command {
+        name: "listIpForwardingRules",
+        handler: handler!(|app, caller, p| firewall::list_ip_forwards(app, caller, p)
+            .await
+            .map(Reply::Json)),
+        event_type: "API.CALL",
+        job: None,
+        admin_only: false,
+    },
+    Command {
+        name: "listTags",
+        handler: handler!(|app, caller, p| firewall::list_tags(app, caller, p)
+            .await
+            .map(Reply::Json)),
+        event_type: "API.CALL",
+        job: None,
+        admin_only: false,
+    },
+    Command {
         name: "listPortForwardingRules",
         handler: handler!(|app, caller, p| firewall::list_forwards(app, caller, p)
             .await
@@ -474,6 +492,13 @@ static COMMANDS: &[Command] = &[
     Command {
         name: "listVirtualMachines",
         handler: handler!(|app, caller, p| infra::list_vms(app, caller, p).await.map(Reply::Json)),
+        event_type: "API.CALL",
+        job: None,
+        admin_only: false,
+    },
+    Command {
+        name: "listNics",
+        handler: handler!(|app, caller, p| infra::list_nics(app, caller, p).await.map(Reply::Json)),
         event_type: "API.CALL",
         job: None,
         admin_only: false,

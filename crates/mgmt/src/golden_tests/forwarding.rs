@@ -49,6 +49,16 @@ pub(super) async fn script(s: &mut Session) {
     s.call("alice", "listPortForwardingRules", &[]).await;
     s.call("alice", "listFirewallRules", &[("ipaddressid", &ip)])
         .await;
+    s.call(
+        "alice",
+        "listIpForwardingRules",
+        &[("ipaddressid", &ip), ("virtualmachineid", &web1)],
+    )
+    .await;
+    s.call("alice", "listIpForwardingRules", &[("id", &pf)])
+        .await;
+    s.call("bob", "listIpForwardingRules", &[("ipaddressid", &ip)])
+        .await;
     s.run(
         "alice",
         "updatePortForwardingRule",

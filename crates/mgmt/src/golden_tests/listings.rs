@@ -23,6 +23,13 @@ pub(super) async fn script(s: &mut Session) {
     )
     .await;
     s.call("alice", "listZones", &[("id", UNKNOWN)]).await;
+    s.call(
+        "alice",
+        "listTags",
+        &[("resourcetype", "Network"), ("key", "env")],
+    )
+    .await;
+    s.call("admin", "listTags", &[("account", "nobody")]).await;
     s.call("alice", "listZones", &[("name", "nowhere")]).await;
     s.call(
         "alice",

@@ -48,6 +48,23 @@ pub(super) async fn script(s: &mut Session) {
         &[("networkid", &net), ("state", "Running")],
     )
     .await;
+    s.call("alice", "listNics", &[("virtualmachineid", &vm)])
+        .await;
+    s.call(
+        "alice",
+        "listNics",
+        &[("virtualmachineid", &vm), ("networkid", &net)],
+    )
+    .await;
+    s.call(
+        "alice",
+        "listNics",
+        &[("virtualmachineid", &vm), ("nicid", UNKNOWN)],
+    )
+    .await;
+    s.call("alice", "listNics", &[]).await;
+    s.call("bob", "listNics", &[("virtualmachineid", &vm)])
+        .await;
 
     s.call("alice", "deployVirtualMachine", &[("zoneid", &sh.zone)])
         .await;

@@ -172,6 +172,15 @@ pub fn vm(vm: &VmRecord, owner: &Owner, zone: Zone<'_>, state: &str, admin: bool
     m.insert("cpuspeed".into(), json!(vm.cpu_speed));
     m.insert("memory".into(), json!(vm.memory));
     m.insert("hypervisor".into(), json!("Lab"));
+    m.insert("nic".into(), json!([nic(vm, admin)]));
+    m.insert("isdynamicallyscalable".into(), json!(false));
+    m.insert("tags".into(), json!([]));
+    Value::Object(m)
+}
+
+/// A VM's one interface, as NicResponse in a VM's `nic` list; `admin` adds its VLAN as
+/// `broadcasturi` and `isolationuri`.
+pub fn nic(vm: &VmRecord, admin: bool) -> Value {
     let mut nic = json!({
         "id": vm.nic_uuid,
         "networkid": vm.net_uuid,
@@ -189,10 +198,7 @@ pub fn vm(vm: &VmRecord, owner: &Owner, zone: Zone<'_>, state: &str, admin: bool
         nic["broadcasturi"] = json!(vlan_uri(vlan));
         nic["isolationuri"] = json!(vlan_uri(vlan));
     }
-    m.insert("nic".into(), json!([nic]));
-    m.insert("isdynamicallyscalable".into(), json!(false));
-    m.insert("tags".into(), json!([]));
-    Value::Object(m)
+    nic
 }
 
 /// A router: DomainRouterResponse, with guestnet's generations and driver.
