@@ -54,20 +54,7 @@ async fn network(app: &App, who: &Caller, name: &str) -> (NetworkId, String, Str
 
 /// createFirewallRule of TCP `port` from `cidr` on `ip`.
 async fn open(app: &App, who: &Caller, ip: &str, port: u16, cidr: &str) -> Result<Value, ApiError> {
-    let port = port.to_string();
-    try_call(
-        app,
-        who,
-        "createFirewallRule",
-        &[
-            ("ipaddressid", ip),
-            ("protocol", "tcp"),
-            ("startport", &port),
-            ("endport", &port),
-            ("cidrlist", cidr),
-        ],
-    )
-    .await
+    open_range(app, who, ip, (port, port), cidr).await
 }
 
 /// Holds `network`'s lock (and, on SQLite, the write lock) as a creation group would.

@@ -25,7 +25,7 @@ pub enum LinkError {
         source: CommandError,
     },
     /// `ip -j` printed something that is not the expected JSON.
-    #[error("cannot read the addresses of {dev} in {netns}")]
+    #[error("cannot read the addresses or local routes of {dev} in {netns}")]
     Parse {
         /// Where.
         netns: Netns,
@@ -42,19 +42,7 @@ pub enum LinkError {
 /// # Errors
 /// [`LinkError`] when `ip` fails or prints something unexpected.
 pub fn addresses(netns: &Netns, dev: &str) -> Result<BTreeSet<(Ipv4Addr, u8)>, LinkError> {
-    let out = netns
-        .run("ip", &["-j", "-4", "addr", "show", "dev", dev], None)
-        .map_err(|source| LinkError::Ip {
-            netns: netns.clone(),
-            dev: dev.into(),
-            source,
-        })?;
-    let v: serde_json::Value =
-        serde_json::from_slice(&out.stdout).map_err(|source| LinkError::Parse {
-            netns: netns.clone(),
-            dev: dev.into(),
-            source,
-        })?;
+    let v = ip_json(netns, dev, &["-j", "-4", "addr", "show", "dev", dev])?;
     let mut set = BTreeSet::new();
     for link in v.as_array().into_iter().flatten() {
         for a in link
@@ -77,6 +65,22 @@ pub fn addresses(netns: &Netns, dev: &str) -> Result<BTreeSet<(Ipv4Addr, u8)>, L
         }
     }
     Ok(set)
+}
+
+/// What `ip -j args` prints about `dev`, parsed.
+fn ip_json(netns: &Netns, dev: &str, args: &[&str]) -> Result<serde_json::Value, LinkError> {
+    let out = netns
+        .run("ip", args, None)
+        .map_err(|source| LinkError::Ip {
+            netns: netns.clone(),
+            dev: dev.into(),
+            source,
+        })?;
+    serde_json::from_slice(&out.stdout).map_err(|source| LinkError::Parse {
+        netns: netns.clone(),
+        dev: dev.into(),
+        source,
+    })
 }
 
 fn ip(netns: &Netns, dev: &str, args: &[&str]) -> Result<(), LinkError> {
@@ -159,26 +163,14 @@ impl AddressPlan {
 /// [`LinkError`] when `ip` fails or prints something unexpected.
 pub fn local_routes(netns: &Netns, dev: &str) -> Result<BTreeSet<Ipv4Addr>, LinkError> {
     let protocol = ROUTE_PROTOCOL.to_string();
-    let out = netns
-        .run(
-            "ip",
-            &[
-                "-j", "-4", "route", "show", "table", "local", "type", "local", "proto", &protocol,
-                "dev", dev,
-            ],
-            None,
-        )
-        .map_err(|source| LinkError::Ip {
-            netns: netns.clone(),
-            dev: dev.into(),
-            source,
-        })?;
-    let v: serde_json::Value =
-        serde_json::from_slice(&out.stdout).map_err(|source| LinkError::Parse {
-            netns: netns.clone(),
-            dev: dev.into(),
-            source,
-        })?;
+    let v = ip_json(
+        netns,
+        dev,
+        &[
+            "-j", "-4", "route", "show", "table", "local", "type", "local", "proto", &protocol,
+            "dev", dev,
+        ],
+    )?;
     Ok(v.as_array()
         .into_iter()
         .flatten()

@@ -55,40 +55,34 @@ fn public_ips_are_answered_for_as_addresses_and_local_routes_as_they_come_and_go
     assert!(out.status.success(), "{out:?}");
     // The lowest IP of the /24 is its address; the rest of the /24 and the lone /32 (outside
     // every other network) are local routes.
-    net.apply(&answering(
-        1,
-        &[(SNAT_IP, 24), (PUBLIC_IP, 24), (THIRD, 24), (LONE, 32)],
-    ));
+    let all = [(SNAT_IP, 24), (PUBLIC_IP, 24), (THIRD, 24), (LONE, 32)];
+    let answers = |net: &Net, ips: &[(&str, u8)]| {
+        for (ip, _) in ips {
+            assert!(net.pings(&outside(), Some(NET_C), ip), "{ip} answers");
+        }
+    };
+    net.apply(&answering(1, &all));
     assert_eq!(
         held(&net),
         (set(&["203.0.113.10/24"]), set(&[PUBLIC_IP, THIRD, LONE]))
     );
-    for ip in [SNAT_IP, PUBLIC_IP, THIRD, LONE] {
-        assert!(net.pings(&outside(), Some(NET_C), ip), "{ip} answers");
-    }
+    answers(&net, &all);
 
     // The address leaves: the next IP of its network takes its place as the address (its
     // local route goes), and the router stops answering for the one that left.
-    net.apply(&answering(2, &[(PUBLIC_IP, 24), (THIRD, 24), (LONE, 32)]));
+    net.apply(&answering(2, &all[1..]));
     assert_eq!(held(&net), (set(&["203.0.113.11/24"]), set(&[THIRD, LONE])));
-    for ip in [PUBLIC_IP, THIRD, LONE] {
-        assert!(net.pings(&outside(), Some(NET_C), ip), "{ip} answers");
-    }
+    answers(&net, &all[1..]);
     assert!(
         !net.pings_short(&outside(), Some(NET_C), SNAT_IP),
         "{SNAT_IP} left the router"
     );
 
     // It comes back: it is the address again, and the one that stood in is a route again.
-    net.apply(&answering(
-        3,
-        &[(SNAT_IP, 24), (PUBLIC_IP, 24), (THIRD, 24), (LONE, 32)],
-    ));
+    net.apply(&answering(3, &all));
     assert_eq!(
         held(&net),
         (set(&["203.0.113.10/24"]), set(&[PUBLIC_IP, THIRD, LONE]))
     );
-    for ip in [SNAT_IP, PUBLIC_IP, THIRD, LONE] {
-        assert!(net.pings(&outside(), Some(NET_C), ip), "{ip} answers");
-    }
+    answers(&net, &all);
 }
