@@ -36,7 +36,7 @@ REQUIRED_COMMANDS = frozenset(
     associateIpAddress disassociateIpAddress listPublicIpAddresses
     createVlanIpRange listVlanIpRanges
     deployVirtualMachine listVirtualMachines destroyVirtualMachine listNics
-    listIpForwardingRules listTags
+    listIpForwardingRules listTags listAutoScaleVmGroups listAutoScalePolicies
     listServiceOfferings listTemplates listRouters listEvents
     createAccount listAccounts listUsers registerUserKeys
     listResourceLimits updateResourceLimit

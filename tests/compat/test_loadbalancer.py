@@ -166,3 +166,15 @@ def test_health_check_policy(admin, ip):
     assert admin.deleteLBHealthCheckPolicy(id=policy["id"]) == {"success": True}
     listing = listed(admin.listLBHealthCheckPolicies(lbruleid=lb["id"]), "healthcheckpolicies")
     assert policy["id"] not in [p["id"] for g in listing for p in g["healthcheckpolicy"]]
+
+
+def test_terraform_reads_a_balancer_with_its_autoscale_groups(admin, ip):
+    """Terraform's load balancer resource lists the rule's autoscale groups on every read and
+    uses the answer even after an error: it must be a list answer, here an empty one."""
+    lb = create_lb(admin, ip, name="tf", publicport=8443)
+    answer = admin.listAutoScaleVmGroups(lbruleid=lb["id"], listall=True)
+    assert listed(answer, "autoscalevmgroup") == []
+    assert listed(admin.listAutoScalePolicies(), "autoscalepolicy") == []
+    api_error(lambda: admin.listAutoScaleVmGroups(lbruleid=ip["id"]), 431, contains="lbruleid")
+    api_error(lambda: admin.listAutoScalePolicies(vmgroupid=lb["id"]), 431, contains="vmgroupid")
+    admin.deleteLoadBalancerRule(id=lb["id"], fetch_result=True)

@@ -631,6 +631,50 @@ const IP_FORWARDING: &[ResponseField] = &[
     TAGS_FIELD,
 ];
 
+const AUTOSCALE_VM_GROUP: &[ResponseField] = &[
+    f("id", "string", "The group's id"),
+    f("name", "string", "The group's name"),
+    f(
+        "lbruleid",
+        "string",
+        "Id of the load balancer rule it scales",
+    ),
+    f("minmembers", "integer", "Fewest machines the group keeps"),
+    f("maxmembers", "integer", "Most machines the group keeps"),
+    f(
+        "interval",
+        "integer",
+        "Seconds between two evaluations of its conditions",
+    ),
+    f("state", "string", "enabled, disabled, …"),
+    f(
+        "vmprofileid",
+        "string",
+        "Id of the profile its machines are made from",
+    ),
+    f("scaleuppolicies", "list", "The policies that add machines"),
+    f(
+        "scaledownpolicies",
+        "list",
+        "The policies that remove machines",
+    ),
+    f("account", "string", "The owning account"),
+    f("domainid", "string", "Id of the owner's domain"),
+    f("domain", "string", "Name of the owner's domain"),
+];
+
+const AUTOSCALE_POLICY: &[ResponseField] = &[
+    f("id", "string", "The policy's id"),
+    f("name", "string", "The policy's name"),
+    f("action", "string", "scaleup or scaledown"),
+    f("duration", "integer", "Seconds its conditions must hold"),
+    f("quiettime", "integer", "Seconds to wait after it acted"),
+    f("conditions", "list", "The conditions it evaluates"),
+    f("account", "string", "The owning account"),
+    f("domainid", "string", "Id of the owner's domain"),
+    f("domain", "string", "Name of the owner's domain"),
+];
+
 const TAG: &[ResponseField] = &[
     f("key", "string", "The tag's key"),
     f("value", "string", "The tag's value"),
@@ -2111,6 +2155,52 @@ pub(super) static APIS: &[ApiSpec] = &[
         ],
         response: NIC,
         response_object: Some("nic"),
+    },
+    ApiSpec {
+        name: "listAutoScaleVmGroups",
+        description: "Lists autoscale groups of virtual machines (guestnet has no autoscaling: \
+                      the list is empty)",
+        is_async: false,
+        creates: false,
+        since: "",
+        related: &[],
+        params: account_list![
+            p("id", Uuid, "Only the group with this id").rel("listAutoScaleVmGroups"),
+            s("name", "Only groups with this name").since_v("4.18"),
+            p(
+                "lbruleid",
+                Uuid,
+                "Only the groups of this load balancer rule"
+            )
+            .rel(R_LB),
+            p("policyid", Uuid, "Only groups using this policy").rel("listAutoScalePolicies"),
+            p("vmprofileid", Uuid, "Only groups using this profile"),
+            p("zoneid", Uuid, "Only groups in this zone").rel(R_ZONE),
+            FORDISPLAY_FILTER,
+        ],
+        response: AUTOSCALE_VM_GROUP,
+        response_object: Some("autoscalevmgroup"),
+    },
+    ApiSpec {
+        name: "listAutoScalePolicies",
+        description: "Lists autoscale policies (guestnet has no autoscaling: the list is empty)",
+        is_async: false,
+        creates: false,
+        since: "",
+        related: &[],
+        params: account_list![
+            p("id", Uuid, "Only the policy with this id").rel("listAutoScalePolicies"),
+            s("name", "Only policies with this name").since_v("4.18"),
+            s(
+                "action",
+                "Only policies with this action: scaleup or scaledown"
+            ),
+            p("conditionid", Uuid, "Only policies using this condition"),
+            p("vmgroupid", Uuid, "Only the policies of this group").rel("listAutoScaleVmGroups"),
+            FORDISPLAY_FILTER,
+        ],
+        response: AUTOSCALE_POLICY,
+        response_object: Some("autoscalepolicy"),
     },
     ApiSpec {
         name: "listTags",

@@ -56,6 +56,8 @@ const EXPECTED: &[&str] = &[
     "listNics",
     "listIpForwardingRules",
     "listTags",
+    "listAutoScaleVmGroups",
+    "listAutoScalePolicies",
     "listServiceOfferings",
     "registerTemplate",
     "listTemplates",
@@ -83,7 +85,7 @@ fn catalogue_has_exactly_the_commands_implemented() {
     let unique: BTreeSet<&str> = names.iter().copied().collect();
     assert_eq!(unique.len(), names.len(), "duplicate command names");
     assert_eq!(unique, expected());
-    assert_eq!(all().len(), 62);
+    assert_eq!(all().len(), 64);
 }
 
 #[test]
@@ -283,6 +285,8 @@ fn response_objects_are_cloudstacks_keys() {
         ("listNics", Some("nic")),
         ("listIpForwardingRules", Some("ipforwardingrule")),
         ("listTags", Some("tag")),
+        ("listAutoScaleVmGroups", Some("autoscalevmgroup")),
+        ("listAutoScalePolicies", Some("autoscalepolicy")),
         ("listServiceOfferings", Some("serviceoffering")),
         ("listTemplates", Some("template")),
         ("listRouters", Some("router")),

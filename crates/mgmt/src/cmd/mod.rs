@@ -219,6 +219,15 @@ pub async fn scope(app: &App, caller: &Caller, p: &Params) -> ApiResult<Option<i
     Ok(Some(caller.account_id))
 }
 
+/// A listing of objects guestnet does not have yet (tags: no command makes one; autoscale
+/// groups and policies), under `key`: CloudStack's empty list. The dispatcher has checked the
+/// id filters as for every listing (an id of such an object is always unknown); the account
+/// filter is checked here.
+pub async fn list_absent(app: &App, caller: &Caller, p: &Params, key: &str) -> ApiResult<Value> {
+    scope(app, caller, p).await?;
+    Ok(page(key, Vec::new(), p.paging()))
+}
+
 /// A page of items and the total, as a list response.
 pub fn page(key: &str, items: Vec<Value>, paging: Paging) -> Value {
     let total = items.len();
@@ -306,8 +315,9 @@ pub enum Entity {
     Vm,
     /// A VM's NIC.
     Nic,
-    /// A static-NAT forwarding rule (none exist yet: every id is unknown).
-    IpForwardingRule,
+    /// An object of a kind guestnet does not have (static-NAT forwarding rules, autoscale
+    /// groups, policies, profiles and conditions): every id is unknown.
+    Absent,
     /// A firewall, egress, port-forwarding or load-balancer rule.
     Rule,
     /// A stickiness or health-check policy.
@@ -355,7 +365,9 @@ impl Entity {
             "associateIpAddress" => Entity::Ip,
             "deployVirtualMachine" => Entity::Vm,
             "listNics" => Entity::Nic,
-            "listIpForwardingRules" => Entity::IpForwardingRule,
+            "listIpForwardingRules" | "listAutoScaleVmGroups" | "listAutoScalePolicies" => {
+                Entity::Absent
+            }
             "createFirewallRule"
             | "createEgressFirewallRule"
             | "createPortForwardingRule"
@@ -373,6 +385,8 @@ impl Entity {
                 "domainid" => Entity::Domain,
                 "projectid" => Entity::Project,
                 "roleid" => Entity::Role,
+                // Autoscale profiles and conditions: no command of guestnet lists them.
+                "vmprofileid" | "conditionid" => Entity::Absent,
                 _ => return None,
             },
         })
@@ -402,7 +416,7 @@ impl Entity {
             | Entity::ServiceOffering
             | Entity::Template
             | Entity::Domain
-            | Entity::IpForwardingRule
+            | Entity::Absent
             | Entity::Project
             | Entity::Role => return None,
         })

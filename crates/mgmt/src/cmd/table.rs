@@ -186,9 +186,31 @@ static COMMANDS: &[Command] = &[
     },
     Command {
         name: "listTags",
-        handler: handler!(|app, caller, p| firewall::list_tags(app, caller, p)
+        handler: handler!(|app, caller, p| super::list_absent(app, caller, p, "tag")
             .await
             .map(Reply::Json)),
+        event_type: "API.CALL",
+        job: None,
+        admin_only: false,
+    },
+    Command {
+        name: "listAutoScaleVmGroups",
+        handler: handler!(
+            |app, caller, p| super::list_absent(app, caller, p, "autoscalevmgroup")
+                .await
+                .map(Reply::Json)
+        ),
+        event_type: "API.CALL",
+        job: None,
+        admin_only: false,
+    },
+    Command {
+        name: "listAutoScalePolicies",
+        handler: handler!(
+            |app, caller, p| super::list_absent(app, caller, p, "autoscalepolicy")
+                .await
+                .map(Reply::Json)
+        ),
         event_type: "API.CALL",
         job: None,
         admin_only: false,

@@ -63,6 +63,14 @@ pub(super) async fn script(s: &mut Session) {
     .await;
     s.call("alice", "listLoadBalancerRules", &[("id", &lb)])
         .await;
+    s.call(
+        "alice",
+        "listAutoScaleVmGroups",
+        &[("lbruleid", &lb), ("listall", "true")],
+    )
+    .await;
+    s.call("alice", "listAutoScalePolicies", &[("vmgroupid", UNKNOWN)])
+        .await;
 
     let (sticky, _) = s
         .run(
@@ -137,6 +145,8 @@ pub(super) async fn script(s: &mut Session) {
     )
     .await;
     s.call("bob", "listLoadBalancerRules", &[("id", &lb)]).await;
+    s.call("bob", "listAutoScaleVmGroups", &[("lbruleid", &lb)])
+        .await;
     s.call("bob", "listLoadBalancerRuleInstances", &[("id", &lb)])
         .await;
     s.call("bob", "listLBStickinessPolicies", &[("lbruleid", &lb)])

@@ -82,14 +82,3 @@ pub(crate) async fn list_ip_forwards(
     scope(app, caller, p).await?;
     Ok(page("ipforwardingrule", Vec::new(), p.paging()))
 }
-
-/// listTags: guestnet keeps no tags yet (no command makes one), so every filter finds none;
-/// the account filters are checked as every listing checks them.
-pub(crate) async fn list_tags(
-    app: &App,
-    caller: &Caller,
-    p: &Params,
-) -> ApiResult<serde_json::Value> {
-    scope(app, caller, p).await?;
-    Ok(page("tag", Vec::new(), p.paging()))
-}
