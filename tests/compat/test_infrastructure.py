@@ -48,6 +48,20 @@ def test_network_lifecycle(admin, cloud):
     assert network["id"] not in ids(admin.listNetworks(fetch_list=True))
 
 
+def test_a_boolean_other_than_true_is_false(admin, cloud):
+    """libcloud's ex_delete_network sends forced=None; CloudStack reads a boolean as Java's
+    Boolean.valueOf does, so that is false: refused while a VM uses the network, then a plain
+    delete once it does not."""
+    network = cloud.network()
+    vm = cloud.vm(network)
+    api_error(lambda: admin.deleteNetwork(id=network["id"], forced="None"), 530)
+    [still] = listed(admin.listVirtualMachines(id=vm["id"]), "virtualmachine")
+    assert still["state"] == "Running"
+    admin.destroyVirtualMachine(id=vm["id"], expunge=True)
+    assert admin.deleteNetwork(id=network["id"], forced="None") == {"success": True}
+    assert network["id"] not in ids(admin.listNetworks(fetch_list=True))
+
+
 def test_delete_network_refused_while_a_vm_uses_it(admin, cloud):
     network = cloud.network()
     vm = cloud.vm(network)

@@ -506,19 +506,12 @@ pub fn check_and_normalize(
                 raw: value.clone(),
                 value: Value::Int(parse_int(command, name, value, param.kind)?),
             },
-            ParamKind::Boolean => {
-                let b = if value.eq_ignore_ascii_case("true") {
-                    true
-                } else if value.eq_ignore_ascii_case("false") {
-                    false
-                } else {
-                    return Err(ApiError::invalid_value(command, name, value));
-                };
-                Entry {
-                    raw: value.clone(),
-                    value: Value::Bool(b),
-                }
-            }
+            // As CloudStack reads a boolean (Java's `Boolean.valueOf`): "true" in any case is
+            // true and every other value false, so a client sending `forced=None` means false.
+            ParamKind::Boolean => Entry {
+                raw: value.clone(),
+                value: Value::Bool(value.eq_ignore_ascii_case("true")),
+            },
             ParamKind::Uuid => Entry {
                 raw: check_uuid(command, name, value)?,
                 value: Value::Text,

@@ -127,18 +127,16 @@ fn numbers_are_checked_against_their_width() {
 }
 
 #[test]
-fn booleans_are_true_or_false_in_any_case() {
+fn booleans_are_true_in_any_case_and_anything_else_is_false() {
     let b = |v: &str| check("destroyVirtualMachine", &[("id", VM), ("expunge", v)]);
     assert_eq!(b("true").unwrap().bool("expunge"), Some(true));
     assert_eq!(b("TRUE").unwrap().bool("expunge"), Some(true));
     assert_eq!(b("False").unwrap().bool("expunge"), Some(false));
     assert!(!b("").unwrap().has("expunge"));
-    let e = b("yes").unwrap_err();
-    assert_eq!(
-        e.text,
-        "Unable to execute API command destroyvirtualmachine due to invalid value yes for \
-         parameter expunge"
-    );
+    // As CloudStack's Boolean.valueOf: libcloud sends `forced=None`.
+    for other in ["None", "yes", "1", "t"] {
+        assert_eq!(b(other).unwrap().bool("expunge"), Some(false), "{other}");
+    }
 }
 
 #[test]
