@@ -378,12 +378,11 @@ pub async fn insert_many(
 /// the IP.
 fn meeting_ports(ip: usize, e: usize, s: usize) -> String {
     format!(
-        "SELECT {RULE_COLUMNS} FROM {RULE_FROM} WHERE r.state <> 'Revoke' AND r.ip_id = ${ip} \
-         AND r.start_port IS NULL \
-         UNION ALL SELECT {RULE_COLUMNS} FROM {RULE_FROM} WHERE r.state <> 'Revoke' \
+        "{} UNION ALL SELECT {RULE_COLUMNS} FROM {RULE_FROM} WHERE r.state <> 'Revoke' \
          AND r.ip_id = ${ip} AND r.end_port >= ${s} AND r.start_port <= ${e} \
          AND r.start_port >= ${s} - COALESCE((SELECT max(w.end_port - w.start_port) \
-         FROM rules w WHERE w.ip_id = ${ip}), 0)"
+         FROM rules w WHERE w.ip_id = ${ip}), 0)",
+        portless(ip)
     )
 }
 

@@ -205,7 +205,8 @@ pub fn sync_addresses(
     if have.addresses.difference(&want.addresses).next().is_some() {
         // An address about to leave may be the primary of a network that just got its next
         // address (added first, below, as its secondary): keep that one when it goes.
-        let promote = format!("net.ipv4.conf.{dev}.promote_secondaries=1");
+        // Slashes, not dots: an interface name may hold a dot (a VLAN interface).
+        let promote = format!("net/ipv4/conf/{dev}/promote_secondaries=1");
         run_tool(netns, dev, "sysctl", &["-q", "-w", &promote])?;
     }
     // One `ip -batch` process for every change: a router may hold 100,000 public IPs. The new
