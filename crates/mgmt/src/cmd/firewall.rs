@@ -24,7 +24,7 @@ use domain::model::{Purpose, Rule, Traffic};
 pub(crate) use egress::create_egress;
 pub(crate) use forwards::{create_forward, delete_forward, list_forwards, update_forward};
 pub(crate) use ingress::create_ingress;
-pub(crate) use list::{list, list_ip_forwards};
+pub(crate) use list::list;
 pub(crate) use params::rule_ip;
 // The pure checks, for the property tests.
 #[cfg(test)]

@@ -219,8 +219,8 @@ pub async fn scope(app: &App, caller: &Caller, p: &Params) -> ApiResult<Option<i
     Ok(Some(caller.account_id))
 }
 
-/// A listing of objects guestnet does not have yet (tags: no command makes one; autoscale
-/// groups and policies), under `key`: CloudStack's empty list. The dispatcher has checked the
+/// A listing of objects guestnet does not have yet (static-NAT forwarding rules; tags: no
+/// command makes one; autoscale groups and policies), under `key`: CloudStack's empty list. The dispatcher has checked the
 /// id filters as for every listing (an id of such an object is always unknown); the account
 /// filter is checked here.
 pub async fn list_absent(app: &App, caller: &Caller, p: &Params, key: &str) -> ApiResult<Value> {

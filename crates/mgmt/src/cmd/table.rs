@@ -177,9 +177,11 @@ static COMMANDS: &[Command] = &[
     },
     Command {
         name: "listIpForwardingRules",
-        handler: handler!(|app, caller, p| firewall::list_ip_forwards(app, caller, p)
-            .await
-            .map(Reply::Json)),
+        handler: handler!(
+            |app, caller, p| super::list_absent(app, caller, p, "ipforwardingrule")
+                .await
+                .map(Reply::Json)
+        ),
         event_type: "API.CALL",
         job: None,
         admin_only: false,

@@ -7,7 +7,7 @@ use domain::ids::AccountId;
 use domain::model::{Purpose, Traffic};
 use store::rules::list::RuleQuery;
 
-use super::super::{page, scope, visible_filter};
+use super::super::{scope, visible_filter};
 use crate::app::{store_error, ApiResult, App};
 
 /// Lists rules of one purpose (and direction) as CloudStack's list answer under `key`, built
@@ -68,17 +68,4 @@ pub(crate) async fn list(
         "firewallrule",
     )
     .await
-}
-
-/// listIpForwardingRules: the forwarding rules of static-NAT addresses. guestnet has no static
-/// NAT yet, so there are none: the dispatcher has checked the id filters as for every listing
-/// (an address or a machine the caller cannot see is unknown, and so is every rule id), the
-/// account filter is checked here, and the answer is CloudStack's empty list.
-pub(crate) async fn list_ip_forwards(
-    app: &App,
-    caller: &Caller,
-    p: &Params,
-) -> ApiResult<serde_json::Value> {
-    scope(app, caller, p).await?;
-    Ok(page("ipforwardingrule", Vec::new(), p.paging()))
 }
