@@ -37,6 +37,7 @@ REQUIRED_COMMANDS = frozenset(
     createVlanIpRange listVlanIpRanges
     deployVirtualMachine listVirtualMachines destroyVirtualMachine listNics
     listIpForwardingRules listTags listAutoScaleVmGroups listAutoScalePolicies
+    listDomains listProjects listCapabilities listNetworkProtocols
     listServiceOfferings listTemplates listRouters listEvents
     createAccount listAccounts listUsers registerUserKeys
     listResourceLimits updateResourceLimit

@@ -245,3 +245,65 @@ def test_list_nics_as_ansible_reads_them(admin, cloud):
         lambda: admin.listNics(virtualmachineid=vm["id"], nicid=vm["id"]), 431, contains="nicid"
     )
     api_error(lambda: admin.listNics(virtualmachineid=network["id"]), 431)
+
+
+def test_one_account_may_give_two_networks_one_cidr(admin, cloud):
+    """CloudStack gives every isolated network 10.1.1.0/24 unless told otherwise, so a playbook
+    that makes two networks of one account on one CIDR must work: each has its own router."""
+    made = []
+    for _ in range(2):
+        answer = admin.createNetwork(
+            name=cloud.name("same"),
+            displaytext="same cidr",
+            zoneid=cloud.zone["id"],
+            networkofferingid=cloud.offering_deny["id"],
+            gateway="10.1.1.1",
+            netmask="255.255.255.0",
+        )
+        made.append(answer["network"])
+    assert [n["cidr"] for n in made] == ["10.1.1.0/24", "10.1.1.0/24"]
+    assert made[0]["id"] != made[1]["id"]
+    vms = [cloud.vm(n, ipaddress="10.1.1.77") for n in made]
+    for vm, network in zip(vms, made):
+        assert nic_in(vm, network)["ipaddress"] == "10.1.1.77"
+    for vm in vms:
+        admin.destroyVirtualMachine(id=vm["id"], expunge=True)
+    for network in made:
+        assert admin.deleteNetwork(id=network["id"]) == {"success": True}
+
+
+def test_what_libcloud_reads_of_templates_and_offerings(admin):
+    """libcloud's list_images reads every template's format, and ex_list_network_offerings
+    every offering's serviceofferingid: the routers' system offering, which root admins list
+    with issystem=true."""
+    for template in listed(admin.listTemplates(templatefilter="featured"), "template"):
+        assert template["format"] in ("DIR", "QCOW2", "RAW"), template
+    [router] = listed(admin.listServiceOfferings(issystem=True), "serviceoffering")
+    assert router["issystem"] is True and router["systemvmtype"] == "domainrouter"
+    for offering in listed(admin.listNetworkOfferings(), "networkoffering"):
+        assert offering["serviceofferingid"] == router["id"], offering
+    vm_offerings = listed(admin.listServiceOfferings(), "serviceoffering")
+    assert router["id"] not in ids(vm_offerings)
+
+
+def test_domains_projects_capabilities_and_protocols(admin):
+    [root] = listed(admin.listDomains(), "domain")
+    assert root["name"] == "ROOT" and root["level"] == 0 and root["path"] == "ROOT"
+    assert root["vmlimit"] == "Unlimited" and isinstance(root["vmtotal"], int)
+    [same] = listed(admin.listDomains(id=root["id"], details="min"), "domain")
+    assert "vmlimit" not in same and same["id"] == root["id"]
+    api_error(lambda: admin.listDomains(details="lots"), 431, contains="details")
+
+    assert listed(admin.listProjects(), "project") == []
+    api_error(lambda: admin.listProjects(id=root["id"]), 431)
+
+    capability = admin.listCapabilities()["capability"]
+    assert capability["cloudstackversion"].startswith("4.")
+    assert capability["securitygroupsenabled"] is False
+
+    protocols = listed(admin.listNetworkProtocols(option="protocolnumber"), "networkprotocol")
+    assert {(p["index"], p["name"]) for p in protocols} == {(1, "ICMP"), (6, "TCP"), (17, "UDP")}
+    icmp = listed(admin.listNetworkProtocols(option="icmptype"), "networkprotocol")
+    [echo] = [t for t in icmp if t["index"] == 8]
+    assert echo["details"] == {"0": "Echo request"}
+    api_error(lambda: admin.listNetworkProtocols(option="ports"), 431, contains="ports")

@@ -168,6 +168,12 @@ pub async fn first_start_with(
         }
     }
     let site = load_site(db).await?;
+    if store::catalogue::ensure_router_offering(db)
+        .await
+        .map_err(store("make the routers' system offering"))?
+    {
+        tracing::info!("made the routers' system offering");
+    }
     match store::zones::ensure_physical_network(
         db,
         site.zone_id,
@@ -437,5 +443,14 @@ mod tests {
         assert_eq!(count, 241);
         let offerings = store::testing::network_offering_count(&db).await.unwrap();
         assert_eq!(offerings, 2);
+        // The routers' system offering, made once over the two starts.
+        let routers: Vec<_> = store::catalogue::service_offerings(&db)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|o| o.system_vm_type.is_some())
+            .collect();
+        assert_eq!(routers.len(), 1, "{routers:?}");
+        assert_eq!(routers[0].system_vm_type.as_deref(), Some("domainrouter"));
     }
 }

@@ -260,6 +260,7 @@ fn sample(command: &str, param: &ParamSpec) -> &'static str {
         "resourcetype" => "0",
         "url" => "file:///nonexistent/image.qcow2",
         "format" => "QCOW2",
+        "option" => "protocolnumber",
         other => panic!(
             "no sample value for required parameter {other} of {command}: add one to the \
              tenancy matrix"

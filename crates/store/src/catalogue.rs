@@ -94,6 +94,36 @@ pub struct ServiceOffering {
     pub memory: i64,
     /// Creation time (unix ms).
     pub created: i64,
+    /// The system VM type of a system offering (`domainrouter`); `None` for a VM's.
+    pub system_vm_type: Option<String>,
+}
+
+/// The name of the system offering routers are made from.
+pub const ROUTER_OFFERING_NAME: &str = "System Offering For Software Router";
+
+/// Makes the routers' system offering if the database has none (every start: a database
+/// made before it existed gets it too). Two servers starting at once make one: the name is
+/// unique.
+///
+/// # Errors
+/// [`StoreError::Db`].
+pub async fn ensure_router_offering(db: &Db) -> Result<bool, StoreError> {
+    let made = sqlx::query(
+        "INSERT INTO service_offerings (uuid, name, display_text, cpu_number, cpu_speed, \
+         memory, created, system_vm_type) \
+         VALUES ($1, $2, $3, 1, 500, 256, $4, 'domainrouter') ON CONFLICT (name) DO NOTHING",
+    )
+    .bind(uuid::Uuid::new_v4().to_string())
+    .bind(ROUTER_OFFERING_NAME)
+    .bind(
+        "Every network's virtual router: nftables, haproxy and dnsmasq in a namespace of its \
+         host, not a sized VM",
+    )
+    .bind(crate::db::now_ms())
+    .execute(db.pool())
+    .await
+    .map_err(StoreError::db("making the routers' system offering"))?;
+    Ok(made.rows_affected() == 1)
 }
 
 /// Every service offering, oldest first.
@@ -103,8 +133,8 @@ pub struct ServiceOffering {
 pub async fn service_offerings(db: &Db) -> Result<Vec<ServiceOffering>, StoreError> {
     const W: &str = "reading service offerings";
     sqlx::query(
-        "SELECT id, uuid, name, display_text, cpu_number, cpu_speed, memory, created \
-         FROM service_offerings ORDER BY id",
+        "SELECT id, uuid, name, display_text, cpu_number, cpu_speed, memory, created, \
+         system_vm_type FROM service_offerings ORDER BY id",
     )
     .fetch_all(db.pool())
     .await
@@ -120,6 +150,7 @@ pub async fn service_offerings(db: &Db) -> Result<Vec<ServiceOffering>, StoreErr
             cpu_speed: get(r, "cpu_speed", W)?,
             memory: get(r, "memory", W)?,
             created: get(r, "created", W)?,
+            system_vm_type: get(r, "system_vm_type", W)?,
         })
     })
     .collect()
@@ -258,12 +289,17 @@ pub async fn templates(db: &Db) -> Result<Vec<Template>, StoreError> {
     .collect()
 }
 
-/// The internal id of the service offering of uuid `uuid`.
+/// The internal id of the VM service offering of uuid `uuid` (a system offering is none).
 ///
 /// # Errors
 /// [`StoreError::Db`].
 pub async fn service_offering_id(db: &Db, uuid: &str) -> Result<Option<i64>, StoreError> {
-    id_by_uuid(db, "SELECT id FROM service_offerings WHERE uuid = $1", uuid).await
+    id_by_uuid(
+        db,
+        "SELECT id FROM service_offerings WHERE uuid = $1 AND system_vm_type IS NULL",
+        uuid,
+    )
+    .await
 }
 
 /// The internal id of the template of uuid `uuid`.

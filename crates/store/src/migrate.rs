@@ -82,6 +82,11 @@ pub const FILES: &[File] = &[
         name: "the widest port range of an IP's rules",
         sql: include_str!("../schema/008_rule_widths.sql"),
     },
+    File {
+        version: 9,
+        name: "the routers' system offering",
+        sql: include_str!("../schema/009_router_offering.sql"),
+    },
 ];
 
 /// Migration files templated for one dialect.

@@ -164,25 +164,18 @@ pub async fn being_deleted(db: &Db, network: NetworkId) -> Result<bool, StoreErr
     .is_some())
 }
 
-/// Every network's owner and guest CIDR.
+/// Every network's guest CIDR.
 ///
 /// # Errors
 /// [`StoreError::Db`]; [`StoreError::Corrupt`] for a CIDR that does not parse.
-pub async fn guest_cidrs(
-    tx: &mut Transaction<'_, Any>,
-) -> Result<Vec<(AccountId, Ipv4Net)>, StoreError> {
+pub async fn guest_cidrs(tx: &mut Transaction<'_, Any>) -> Result<Vec<Ipv4Net>, StoreError> {
     const W: &str = "reading guest networks";
-    sqlx::query("SELECT account_id, cidr FROM networks")
+    sqlx::query("SELECT cidr FROM networks")
         .fetch_all(&mut **tx)
         .await
         .map_err(StoreError::db(W))?
         .iter()
-        .map(|r| {
-            Ok((
-                AccountId::from(get::<i64>(r, "account_id", W)?),
-                parsed(r, "networks", "cidr", W)?,
-            ))
-        })
+        .map(|r| parsed(r, "networks", "cidr", W))
         .collect()
 }
 

@@ -524,6 +524,11 @@ const NETWORK_OFFERING: &[ResponseField] = &[
     ),
     f("forvpc", "boolean", "Whether it is for VPC tiers"),
     f("service", "list", "The services its networks provide"),
+    f(
+        "serviceofferingid",
+        "string",
+        "Id of the system offering its networks' routers are made from",
+    ),
     f("created", "date", "When it was created"),
 ];
 
@@ -542,6 +547,11 @@ const SERVICE_OFFERING: &[ResponseField] = &[
         "Whether machines are restarted elsewhere on host failure",
     ),
     f("issystem", "boolean", "Whether it is for system machines"),
+    f(
+        "systemvmtype",
+        "string",
+        "The kind of system machine a system offering is for: domainrouter",
+    ),
 ];
 
 const TEMPLATE: &[ResponseField] = &[
@@ -684,6 +694,147 @@ const TAG: &[ResponseField] = &[
     f("domainid", "string", "Id of the owner's domain"),
     f("domain", "string", "Name of the owner's domain"),
     f("customer", "string", "The customer the tag was made for"),
+];
+
+const DOMAIN: &[ResponseField] = &[
+    f("id", "string", "The domain's id"),
+    f("name", "string", "The domain's name"),
+    f("path", "string", "The domain's path, e.g. ROOT/sales"),
+    f("level", "integer", "How deep it is: 0 for ROOT"),
+    f("parentdomainid", "string", "Id of the domain above it"),
+    f("parentdomainname", "string", "Name of the domain above it"),
+    f("haschild", "boolean", "Whether domains lie below it"),
+    f("state", "string", "Active"),
+    f(
+        "vmlimit",
+        "string",
+        "How many user VMs its accounts may hold (Unlimited or a number; details all or \
+         resource)",
+    ),
+    f("vmtotal", "long", "How many user VMs its accounts hold"),
+    f("vmavailable", "string", "How many more they may take"),
+    f(
+        "iplimit",
+        "string",
+        "How many public IPs its accounts may hold",
+    ),
+    f("iptotal", "long", "How many public IPs its accounts hold"),
+    f("ipavailable", "string", "How many more they may take"),
+    f(
+        "networklimit",
+        "string",
+        "How many networks its accounts may hold",
+    ),
+    f(
+        "networktotal",
+        "long",
+        "How many networks its accounts hold",
+    ),
+    f("networkavailable", "string", "How many more they may take"),
+];
+
+const PROJECT: &[ResponseField] = &[
+    f("id", "string", "The project's id"),
+    f("name", "string", "The project's name"),
+    f("displaytext", "string", "Words shown for it"),
+    f("state", "string", "Active, Disabled or Suspended"),
+    f("account", "string", "The owning account"),
+    f("domainid", "string", "Id of the owner's domain"),
+    f("domain", "string", "Name of the owner's domain"),
+];
+
+const CAPABILITY: &[ResponseField] = &[
+    f(
+        "cloudstackversion",
+        "string",
+        "The CloudStack version whose API this server speaks",
+    ),
+    f(
+        "securitygroupsenabled",
+        "boolean",
+        "Whether security groups exist (never: isolated networks only)",
+    ),
+    f(
+        "dynamicrolesenabled",
+        "boolean",
+        "Whether roles are checked per API (here fixed: root admin or user)",
+    ),
+    f(
+        "userpublictemplateenabled",
+        "boolean",
+        "Whether users may share templates",
+    ),
+    f(
+        "supportELB",
+        "string",
+        "Whether elastic load balancing exists",
+    ),
+    f(
+        "projectinviterequired",
+        "boolean",
+        "Whether joining a project takes an invitation",
+    ),
+    f(
+        "allowusercreateprojects",
+        "boolean",
+        "Whether users may create projects",
+    ),
+    f(
+        "regionsecondaryenabled",
+        "boolean",
+        "Whether secondary storage spans a region",
+    ),
+    f(
+        "kvmsnapshotenabled",
+        "boolean",
+        "Whether KVM VM snapshots are supported",
+    ),
+    f(
+        "allowuserviewdestroyedvm",
+        "boolean",
+        "Whether users see destroyed VMs",
+    ),
+    f(
+        "allowuserexpungerecovervm",
+        "boolean",
+        "Whether users may expunge or recover VMs",
+    ),
+    f(
+        "allowuserexpungerecovervolume",
+        "boolean",
+        "Whether users may expunge or recover volumes",
+    ),
+    f(
+        "allowuserviewalldomainaccounts",
+        "boolean",
+        "Whether users see every account of their domain",
+    ),
+    f(
+        "kubernetesserviceenabled",
+        "boolean",
+        "Whether the Kubernetes service exists",
+    ),
+    f(
+        "kubernetesclusterexperimentalfeaturesenabled",
+        "boolean",
+        "Whether the Kubernetes service's experimental features are on",
+    ),
+    f(
+        "defaultuipagesize",
+        "long",
+        "The page size a console should ask for",
+    ),
+];
+
+const NETWORK_PROTOCOL: &[ResponseField] = &[
+    f("index", "integer", "The protocol number, or the ICMP type"),
+    f("name", "string", "The protocol's keyword"),
+    f("description", "string", "What it is"),
+    f(
+        "details",
+        "map",
+        "For an ICMP type: its codes and what each means",
+    ),
 ];
 
 const NIC: &[ResponseField] = &[
@@ -2220,6 +2371,90 @@ pub(super) static APIS: &[ApiSpec] = &[
         response_object: Some("tag"),
     },
     ApiSpec {
+        name: "listDomains",
+        description: "Lists domains: a root admin's own (every domain with listall=true), a \
+                      user's own",
+        is_async: false,
+        creates: false,
+        since: "",
+        related: &[],
+        params: base_list![
+            p("id", Uuid, "Only the domain with this id").rel("listDomains"),
+            s("name", "Only domains with this name"),
+            p("level", Integer, "Only domains this deep (0 is ROOT)"),
+            LISTALL,
+            p(
+                "details",
+                List,
+                "Which details to show: all (the default), resource (with the domain's \
+                 resource counts and limits) or min"
+            ),
+            p(
+                "showicon",
+                Boolean,
+                "Whether to show the domain's icon (domains have none here)"
+            )
+            .since_v("4.16"),
+        ],
+        response: DOMAIN,
+        response_object: Some("domain"),
+    },
+    ApiSpec {
+        name: "listProjects",
+        description: "Lists projects (guestnet has no projects: the list is empty)",
+        is_async: false,
+        creates: false,
+        since: "3.0.0",
+        related: &[],
+        params: &[
+            p("id", Uuid, "Only the project with this id").rel("listProjects"),
+            s("name", "Only projects with this name"),
+            s("displaytext", "Only projects with this display text"),
+            s("state", "Only projects in this state"),
+            TAGS_FILTER,
+            p(
+                "details",
+                List,
+                "Which details to show: all, resource or min",
+            ),
+            s("username", "Only projects this user belongs to").since_v("4.15"),
+            p("showicon", Boolean, "Whether to show the project's icon").since_v("4.16"),
+            LISTALL,
+            DOMAINID_FILTER,
+            ISRECURSIVE,
+            ACCOUNT_FILTER,
+            KEYWORD,
+            PAGE,
+            PAGESIZE,
+        ],
+        response: PROJECT,
+        response_object: Some("project"),
+    },
+    ApiSpec {
+        name: "listCapabilities",
+        description: "Lists what this cloud offers its clients: the API version and its \
+                      switches",
+        is_async: false,
+        creates: false,
+        since: "",
+        related: &[],
+        params: &[],
+        response: CAPABILITY,
+        response_object: Some("capability"),
+    },
+    ApiSpec {
+        name: "listNetworkProtocols",
+        description: "Lists the protocols rules may name (option=protocolnumber) or the ICMP \
+                      types and codes (option=icmptype)",
+        is_async: false,
+        creates: false,
+        since: "4.19.0",
+        related: &[],
+        params: &[s("option", "What to list: protocolnumber or icmptype").req()],
+        response: NETWORK_PROTOCOL,
+        response_object: Some("networkprotocol"),
+    },
+    ApiSpec {
         name: "listServiceOfferings",
         description: "Lists service offerings (virtual machine sizes)",
         is_async: false,
@@ -2229,6 +2464,16 @@ pub(super) static APIS: &[ApiSpec] = &[
         params: base_list![
             p("id", Uuid, "Only the offering with this id").rel(R_SVC_OFFERING),
             s("name", "Only offerings with this name"),
+            p(
+                "issystem",
+                Boolean,
+                "true lists system offerings (root admins only) instead of VM offerings"
+            ),
+            s(
+                "systemvmtype",
+                "Only system offerings for this kind of system machine: domainrouter, \
+                 consoleproxy or secondarystoragevm (root admins only)"
+            ),
         ],
         response: SERVICE_OFFERING,
         response_object: Some("serviceoffering"),

@@ -58,6 +58,10 @@ const EXPECTED: &[&str] = &[
     "listTags",
     "listAutoScaleVmGroups",
     "listAutoScalePolicies",
+    "listDomains",
+    "listProjects",
+    "listCapabilities",
+    "listNetworkProtocols",
     "listServiceOfferings",
     "registerTemplate",
     "listTemplates",
@@ -85,7 +89,7 @@ fn catalogue_has_exactly_the_commands_implemented() {
     let unique: BTreeSet<&str> = names.iter().copied().collect();
     assert_eq!(unique.len(), names.len(), "duplicate command names");
     assert_eq!(unique, expected());
-    assert_eq!(all().len(), 64);
+    assert_eq!(all().len(), 68);
 }
 
 #[test]
@@ -287,6 +291,10 @@ fn response_objects_are_cloudstacks_keys() {
         ("listTags", Some("tag")),
         ("listAutoScaleVmGroups", Some("autoscalevmgroup")),
         ("listAutoScalePolicies", Some("autoscalepolicy")),
+        ("listDomains", Some("domain")),
+        ("listProjects", Some("project")),
+        ("listCapabilities", Some("capability")),
+        ("listNetworkProtocols", Some("networkprotocol")),
         ("listServiceOfferings", Some("serviceoffering")),
         ("listTemplates", Some("template")),
         ("listRouters", Some("router")),
@@ -323,7 +331,9 @@ fn response_objects_are_cloudstacks_keys() {
 #[test]
 fn list_commands_page_and_rule_lists_filter() {
     for api in all() {
-        if api.is_list() && api.name != "listApis" {
+        // As on CloudStack, these three answer everything at once.
+        let unpaged = ["listApis", "listCapabilities", "listNetworkProtocols"];
+        if api.is_list() && !unpaged.contains(&api.name) {
             for base in ["keyword", "page", "pagesize"] {
                 let p = api
                     .param(base)
@@ -650,4 +660,22 @@ fn spec_helpers() {
     assert!(api.param("ipaddressid").is_some());
     assert!(api.param("ipAddressId").is_none());
     assert!(!find("createFirewallRule").unwrap().is_list());
+}
+
+/// The README's list of the API's commands names exactly the catalogue's.
+#[test]
+fn the_readme_lists_every_command_of_the_catalogue() {
+    let readme = include_str!("../../../../README.md");
+    let section = readme
+        .split("## The API's commands")
+        .nth(1)
+        .and_then(|rest| rest.split("\n## ").next())
+        .expect("README has a section \"The API's commands\"");
+    let listed: BTreeSet<&str> = section
+        .lines()
+        .filter(|l| l.starts_with("- "))
+        .flat_map(|l| l.split('`').skip(1).step_by(2))
+        .collect();
+    let catalogue: BTreeSet<&str> = all().iter().map(|a| a.name).collect();
+    assert_eq!(listed, catalogue);
 }

@@ -362,6 +362,73 @@ pub(crate) async fn list_accounts(app: &App, caller: &Caller, p: &Params) -> Api
     Ok(resp::list("account", accounts.len(), items))
 }
 
+/// listDomains. A user sees its own domain; a root admin its own, or with `listall=true`,
+/// `id`, `name` or `level` every domain below it (ROOT: all of them). `details` all (the
+/// default) or resource adds each domain's limits and what its accounts hold; min leaves them
+/// out.
+pub(crate) async fn list_domains(app: &App, caller: &Caller, p: &Params) -> ApiResult<Value> {
+    let mut with_usage = true;
+    for d in p.list("details").unwrap_or_default() {
+        match d.to_ascii_lowercase().as_str() {
+            "all" | "resource" => {}
+            "min" => with_usage = false,
+            other => {
+                return Err(ApiError::invalid_parameter(format!(
+                    "Invalid details {other}: the allowed values are all, resource and min"
+                )))
+            }
+        }
+    }
+    let mut conn = store::limits::connection(&app.db)
+        .await
+        .map_err(store_error)?;
+    let domains = store::accounts::domains(&mut conn)
+        .await
+        .map_err(store_error)?;
+    let tree = |e| internal(e);
+    let own = domain::limits::domain_by_id(&domains, caller.domain()).map_err(tree)?;
+    let id = p.str("id").filter(|s| !s.is_empty());
+    let name = p.str("name").filter(|s| !s.is_empty());
+    let level = p.int("level");
+    let wide = caller.admin
+        && (p.bool("listall") == Some(true) || id.is_some() || name.is_some() || level.is_some());
+    let seen = if wide {
+        domain::limits::subtree(&domains, own)
+    } else {
+        vec![own]
+    };
+    let keyword = p.str("keyword").filter(|k| !k.is_empty());
+    let mut shown = Vec::new();
+    for d in seen {
+        // The chain up stops below ROOT: its length is the depth.
+        let depth = domain::limits::chain(&domains, d.id).map_err(tree)?.len();
+        if id.is_some_and(|id| id != d.uuid)
+            || name.is_some_and(|n| n != d.name)
+            || level.is_some_and(|l| usize::try_from(l).ok() != Some(depth))
+            || keyword.is_some_and(|k| !contains_ci(&d.name, k))
+        {
+            continue;
+        }
+        shown.push((d, depth));
+    }
+    let range = p.paging().range(shown.len());
+    let mut items = Vec::with_capacity(range.len());
+    for (d, depth) in &shown[range] {
+        let parent = match d.parent {
+            Some(up) => Some(domain::limits::domain_by_id(&domains, up).map_err(tree)?),
+            None => None,
+        };
+        let has_child = domains.iter().any(|o| o.parent == Some(d.id));
+        let usage = if with_usage {
+            super::limits::domain_usage(&mut conn, &domains, d).await?
+        } else {
+            Vec::new()
+        };
+        items.push(shape::domain(d, *depth, parent, has_child, &usage));
+    }
+    Ok(resp::list("domain", shown.len(), items))
+}
+
 /// listUsers. A user sees the users of its own account; a root admin those of its domain, all
 /// of them with `listall=true`, or those named by the filters.
 pub(crate) async fn list_users(app: &App, caller: &Caller, p: &Params) -> ApiResult<Value> {

@@ -8,9 +8,11 @@
 //!   wrote is removed again and the answer is 530 with the reason, so a failed create leaves
 //!   nothing behind for the client to clean up.
 //! - Guest CIDRs are RFC 1918 networks of prefix /8 to /30, never overlapping a public range
-//!   (the router refuses that) nor another network of the same owner; networks of different
-//!   owners may overlap (each has its own bridge). Without gateway/netmask the lowest /24 of
-//!   10.1.0.0/16 that no network uses is taken.
+//!   (the router refuses that). Any two networks may share a CIDR, also two of one account, as
+//!   on CloudStack: each has its own router, VLAN and bridge. Without gateway/netmask the
+//!   lowest /24 of 10.1.0.0/16 that no network uses is taken (CloudStack gives every network
+//!   the zone's guest CIDR, 10.1.1.0/24 by default), so that an operator tells networks
+//!   apart by address.
 //! - A VM has one NIC and a name of 1–32 characters of `[A-Za-z0-9_-]`, unique among its
 //!   account's VMs (another account may use the same name). Its lab namespace is named after
 //!   its id, and `guestnet lab exec vm:NAME[@ACCOUNT]` finds it by name. The default name is

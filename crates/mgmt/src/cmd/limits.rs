@@ -65,6 +65,28 @@ async fn domain_limit(
     Ok(if d.is_root() { -1 } else { r.domain_default() })
 }
 
+/// A domain's limit and what the accounts of it and of the domains below it hold, for each
+/// type CloudStack's DomainResponse shows (user VMs, public IPs, networks): listDomains.
+///
+/// # Errors
+/// 530 when the database fails or the domain tree is broken.
+pub(crate) async fn domain_usage(
+    conn: &mut Conn,
+    domains: &[Domain],
+    d: &Domain,
+) -> ApiResult<Vec<(Resource, i64, i64)>> {
+    let below: Vec<DomainId> = subtree(domains, d).iter().map(|d| d.id).collect();
+    let mut out = Vec::with_capacity(3);
+    for r in [Resource::UserVm, Resource::PublicIp, Resource::Network] {
+        let max = domain_limit(conn, domains, d, r).await?;
+        let held = store::limits::held(conn, r, Holders::Domains(&below))
+            .await
+            .map_err(store_error)?;
+        out.push((r, max, held));
+    }
+    Ok(out)
+}
+
 /// Checks that account `account` may take `wanted` (so many of each type) without passing
 /// its own limit or that of a domain above it; CloudStack's 535 naming the first limit that
 /// would be passed otherwise. A root admin's account is never limited.

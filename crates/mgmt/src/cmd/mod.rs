@@ -14,6 +14,7 @@ use domain::actor::Caller;
 use domain::ids::{AccountId, NetworkId, RuleId};
 use domain::model::{IpRow, NetworkRow, Rule};
 
+mod about;
 mod accounts;
 pub(crate) mod firewall;
 mod hosts;
@@ -381,6 +382,8 @@ impl Entity {
             "listUsers" => Entity::User,
             "createAgentToken" => Entity::AgentToken,
             "listHosts" => Entity::Host,
+            "listDomains" => Entity::Domain,
+            "listProjects" => Entity::Project,
             _ => match param.name {
                 "domainid" => Entity::Domain,
                 "projectid" => Entity::Project,

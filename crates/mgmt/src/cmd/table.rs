@@ -11,7 +11,7 @@ use domain::actor::Caller;
 use domain::job::Kind;
 use domain::model::PolicyKind;
 
-use super::{accounts, firewall, hosts, infra, lb, limits, Reply};
+use super::{about, accounts, firewall, hosts, infra, lb, limits, Reply};
 use crate::app::{ApiResult, App};
 
 /// A handler's future.
@@ -589,6 +589,40 @@ static COMMANDS: &[Command] = &[
             .await
             .map(Reply::Json)),
         event_type: "ACCOUNT.CREATE",
+        job: None,
+        admin_only: false,
+    },
+    Command {
+        name: "listDomains",
+        handler: handler!(|app, caller, p| accounts::list_domains(app, caller, p)
+            .await
+            .map(Reply::Json)),
+        event_type: "API.CALL",
+        job: None,
+        admin_only: false,
+    },
+    Command {
+        name: "listProjects",
+        handler: handler!(
+            |app, caller, p| super::list_absent(app, caller, p, "project")
+                .await
+                .map(Reply::Json)
+        ),
+        event_type: "API.CALL",
+        job: None,
+        admin_only: false,
+    },
+    Command {
+        name: "listCapabilities",
+        handler: handler!(|_app, _caller, _p| Ok(Reply::Json(about::list_capabilities()))),
+        event_type: "API.CALL",
+        job: None,
+        admin_only: false,
+    },
+    Command {
+        name: "listNetworkProtocols",
+        handler: handler!(|_app, _caller, p| about::list_network_protocols(p).map(Reply::Json)),
+        event_type: "API.CALL",
         job: None,
         admin_only: false,
     },

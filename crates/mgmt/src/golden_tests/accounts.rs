@@ -94,4 +94,28 @@ pub(super) async fn script(s: &mut Session) {
         .await;
     s.call("admin", "registerUserKeys", &[("id", UNKNOWN)])
         .await;
+
+    // Domains: a user sees its own; details=min leaves the counts out; an unknown detail,
+    // or another domain's id, is refused.
+    s.call("admin", "listDomains", &[("listall", "true")]).await;
+    s.call("admin", "listDomains", &[("details", "min")]).await;
+    s.call("alice", "listDomains", &[]).await;
+    s.call("alice", "listDomains", &[("details", "everything")])
+        .await;
+    s.call("admin", "listDomains", &[("id", UNKNOWN)]).await;
+    s.call("admin", "listDomains", &[("level", "1")]).await;
+    // No projects exist; what clients read about the cloud and its protocols.
+    s.call("alice", "listProjects", &[]).await;
+    s.call("alice", "listProjects", &[("id", UNKNOWN)]).await;
+    s.call("alice", "listCapabilities", &[]).await;
+    s.call(
+        "alice",
+        "listNetworkProtocols",
+        &[("option", "protocolnumber")],
+    )
+    .await;
+    s.call("alice", "listNetworkProtocols", &[("option", "IcmpType")])
+        .await;
+    s.call("alice", "listNetworkProtocols", &[("option", "ports")])
+        .await;
 }

@@ -45,6 +45,23 @@ pub(super) async fn script(s: &mut Session) {
     .await;
     s.call("alice", "listServiceOfferings", &[("id", UNKNOWN)])
         .await;
+    // The routers' system offering: root admins only.
+    s.call("admin", "listServiceOfferings", &[("issystem", "true")])
+        .await;
+    s.call(
+        "admin",
+        "listServiceOfferings",
+        &[("systemvmtype", "domainrouter")],
+    )
+    .await;
+    s.call("alice", "listServiceOfferings", &[("issystem", "true")])
+        .await;
+    s.call(
+        "admin",
+        "listServiceOfferings",
+        &[("systemvmtype", "toaster")],
+    )
+    .await;
     s.call("alice", "listTemplates", &[]).await;
     s.call("alice", "listTemplates", &[("templatefilter", "self")])
         .await;

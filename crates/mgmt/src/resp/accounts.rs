@@ -5,7 +5,7 @@ use serde_json::{json, Map, Value};
 
 use super::date;
 use domain::ids::UserId;
-use domain::limits::Resource;
+use domain::limits::{Domain, Resource};
 use store::accounts::{AccountRecord, UserRecord};
 use store::events::EventRecord;
 use store::tokens::{HostRecord, TokenRecord};
@@ -52,6 +52,45 @@ pub fn user(u: &UserRecord, first_user: Option<UserId>) -> Value {
     m.insert("domain".into(), json!(u.domain_name));
     insert_some(&mut m, "apikey", u.api_key.as_ref().map(|k| json!(k)));
     m.insert("isdefault".into(), json!(Some(u.id) == first_user));
+    Value::Object(m)
+}
+
+/// A domain: DomainResponse, at `level` below ROOT, with the domain above it, and for each
+/// type in `usage` its limit (`Unlimited` for -1), what its accounts hold and what is left.
+pub fn domain(
+    d: &Domain,
+    level: usize,
+    parent: Option<&Domain>,
+    has_child: bool,
+    usage: &[(Resource, i64, i64)],
+) -> Value {
+    let mut m = Map::new();
+    m.insert("id".into(), json!(d.uuid));
+    m.insert("name".into(), json!(d.name));
+    m.insert("path".into(), json!(d.path));
+    m.insert("level".into(), json!(level));
+    if let Some(up) = parent {
+        m.insert("parentdomainid".into(), json!(up.uuid));
+        m.insert("parentdomainname".into(), json!(up.name));
+    }
+    m.insert("haschild".into(), json!(has_child));
+    m.insert("state".into(), json!("Active"));
+    for (r, max, held) in usage {
+        let prefix = match r {
+            Resource::UserVm => "vm",
+            Resource::PublicIp => "ip",
+            Resource::Network => "network",
+            Resource::NetworkRule => continue,
+        };
+        let (limit, available) = if *max < 0 {
+            ("Unlimited".to_string(), "Unlimited".to_string())
+        } else {
+            (max.to_string(), (max - held).max(0).to_string())
+        };
+        m.insert(format!("{prefix}limit"), json!(limit));
+        m.insert(format!("{prefix}total"), json!(held));
+        m.insert(format!("{prefix}available"), json!(available));
+    }
     Value::Object(m)
 }
 

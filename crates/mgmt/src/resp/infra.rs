@@ -49,8 +49,9 @@ pub fn physical_network(pn: &store::zones::PhysicalNetwork, zone: Zone<'_>) -> V
     })
 }
 
-/// A network offering: NetworkOfferingResponse.
-pub fn network_offering(o: &NetworkOffering) -> Value {
+/// A network offering: NetworkOfferingResponse; `router_offering` is the id of the system
+/// offering its routers are made from (CloudStack fills it for every offering).
+pub fn network_offering(o: &NetworkOffering, router_offering: &str) -> Value {
     json!({
         "id": o.uuid,
         "name": o.name,
@@ -69,13 +70,14 @@ pub fn network_offering(o: &NetworkOffering) -> Value {
         "egressdefaultpolicy": o.egress_default_allow,
         "forvpc": false,
         "service": services(),
+        "serviceofferingid": router_offering,
         "created": date(o.created),
     })
 }
 
 /// A service offering: ServiceOfferingResponse.
 pub fn service_offering(o: &ServiceOffering) -> Value {
-    json!({
+    let mut v = json!({
         "id": o.uuid,
         "name": o.name,
         "displaytext": o.display_text,
@@ -88,9 +90,13 @@ pub fn service_offering(o: &ServiceOffering) -> Value {
         "limitcpuuse": false,
         "isvolatile": false,
         "iscustomized": false,
-        "issystem": false,
+        "issystem": o.system_vm_type.is_some(),
         "defaultuse": false,
-    })
+    });
+    if let Some(t) = &o.system_vm_type {
+        v["systemvmtype"] = json!(t);
+    }
+    v
 }
 
 /// A template (the built-in one, or one registered from a file), featured and public, owned
@@ -117,6 +123,9 @@ pub fn template(t: &Template, admin: &Owner, zone: Zone<'_>) -> Value {
         "status": "Download Complete",
         "templatetype": "BUILTIN",
         "hypervisor": "Lab",
+        // The built-in template boots no image: a lab VM is a network namespace over the
+        // host's own file tree, which is what CloudStack's format DIR names.
+        "format": "DIR",
         "created": date(t.created),
         "tags": [],
     });

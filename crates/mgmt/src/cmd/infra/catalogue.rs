@@ -28,6 +28,16 @@ pub(crate) async fn list_network_offerings(
     let offerings = store::catalogue::network_offerings(&app.db)
         .await
         .map_err(store_error)?;
+    // The routers' system offering, which every start makes.
+    let router_offering = store::catalogue::service_offerings(&app.db)
+        .await
+        .map_err(store_error)?
+        .into_iter()
+        .find(|o| o.system_vm_type.as_deref() == Some("domainrouter"))
+        .map(|o| o.uuid)
+        .ok_or_else(|| {
+            ApiError::internal("the routers' system offering is missing from the database")
+        })?;
     let kw = keyword(p);
     let type_ok = given(p, "guestiptype").is_none_or(|t| t.eq_ignore_ascii_case("Isolated"));
     let state_ok = given(p, "state").is_none_or(|s| s.eq_ignore_ascii_case("Enabled"));
@@ -36,24 +46,45 @@ pub(crate) async fn list_network_offerings(
         .filter(|o| {
             type_ok && state_ok && wanted(p, kw.as_deref(), &o.uuid, &o.name, &o.display_text)
         })
-        .map(resp::network_offering)
+        .map(|o| resp::network_offering(o, &router_offering))
         .collect();
     Ok(page("networkoffering", items, p.paging()))
 }
 
-/// listServiceOfferings.
+/// listServiceOfferings: VM offerings, or with `issystem=true` or `systemvmtype` the
+/// routers' system offering (root admins only, as on CloudStack).
 pub(crate) async fn list_service_offerings(
     app: &App,
-    _caller: &Caller,
+    caller: &Caller,
     p: &Params,
 ) -> ApiResult<Value> {
+    let vm_type = given(p, "systemvmtype").map(str::to_ascii_lowercase);
+    if let Some(t) = &vm_type {
+        if !["domainrouter", "consoleproxy", "secondarystoragevm"].contains(&t.as_str()) {
+            return Err(ApiError::invalid_parameter(format!(
+                "Invalid systemvmtype {t}: use domainrouter, consoleproxy or secondarystoragevm"
+            )));
+        }
+    }
+    let system = p.bool("issystem") == Some(true) || vm_type.is_some();
+    if system && !caller.admin {
+        return Err(ApiError::invalid_parameter(
+            "Only root admins can access system offerings",
+        ));
+    }
     let offerings = store::catalogue::service_offerings(&app.db)
         .await
         .map_err(store_error)?;
     let kw = keyword(p);
     let items = offerings
         .iter()
-        .filter(|o| wanted(p, kw.as_deref(), &o.uuid, &o.name, &o.display_text))
+        .filter(|o| {
+            o.system_vm_type.is_some() == system
+                && vm_type
+                    .as_deref()
+                    .is_none_or(|t| o.system_vm_type.as_deref() == Some(t))
+                && wanted(p, kw.as_deref(), &o.uuid, &o.name, &o.display_text)
+        })
         .map(resp::service_offering)
         .collect();
     Ok(page("serviceoffering", items, p.paging()))

@@ -7,7 +7,7 @@ use std::time::Duration;
 use api_types::error::{ApiError, ApiErrorCode, CsErrorCode};
 use api_types::params::Params;
 use domain::actor::Caller;
-use domain::addressing::{self, meets_range, overlaps};
+use domain::addressing::{self, meets_range};
 use domain::ids::{AccountId, NetworkId};
 use domain::job::{Kind, NewJob, Outcome};
 use domain::model::{NetworkRow, RouterState};
@@ -99,26 +99,14 @@ pub(crate) async fn create_network(app: &App, caller: &Caller, p: &Params) -> Ap
                     "Invalid guest network {cidr}: it overlaps the public range {s}-{e}"
                 )));
             }
-            if let Some((_, other)) = networks
-                .iter()
-                .find(|(a, n)| a.get() == account_id && overlaps(n, &cidr))
-            {
-                return Err(ApiError::invalid_parameter(format!(
-                    "Invalid guest network {cidr}: it overlaps {other}, another network of \
-                     the same account"
-                )));
-            }
             (cidr, gateway)
         }
-        None => {
-            let all: Vec<Ipv4Net> = networks.iter().map(|(_, n)| *n).collect();
-            addressing::pick_cidr(&all, &ranges).ok_or_else(|| {
-                ApiError::insufficient_address_capacity(
-                    "Insufficient address capacity: every /24 of 10.1.0.0/16 is in use; give \
+        None => addressing::pick_cidr(&networks, &ranges).ok_or_else(|| {
+            ApiError::insufficient_address_capacity(
+                "Insufficient address capacity: every /24 of 10.1.0.0/16 is in use; give \
                      gateway and netmask",
-                )
-            })?
-        }
+            )
+        })?,
     };
     // The zone's physical network stays locked to the commit: concurrent creates take VLANs
     // one after the other.

@@ -99,7 +99,7 @@ pub(crate) async fn create_vlan_range(app: &App, caller: &Caller, p: &Params) ->
             )));
         }
     }
-    for (_, net) in store::networks::guest_cidrs(change.conn())
+    for net in store::networks::guest_cidrs(change.conn())
         .await
         .map_err(store_error)?
     {

@@ -42,10 +42,17 @@ fn default_vm_name(uuid: &uuid::Uuid) -> String {
 /// namespace and sets it Running.
 pub(crate) async fn deploy_vm(app: &App, caller: &Caller, p: &Params) -> ApiResult<Value> {
     zone_param(app, p, "zoneid")?;
-    let so_id = store::catalogue::service_offering_id(&app.db, required(p, "serviceofferingid")?)
+    let so_uuid = required(p, "serviceofferingid")?;
+    let so_id = store::catalogue::service_offering_id(&app.db, so_uuid)
         .await
         .map_err(store_error)?
-        .ok_or_else(|| unknown(p, "serviceofferingid"))?;
+        .ok_or_else(|| {
+            // The dispatcher found the id, so it names the routers' system offering.
+            ApiError::invalid_parameter(format!(
+                "Unable to deploy a virtual machine with the system offering {so_uuid}: it is \
+                 for routers; give a service offering listServiceOfferings shows"
+            ))
+        })?;
     let template_id = store::catalogue::template_id(&app.db, required(p, "templateid")?)
         .await
         .map_err(store_error)?
