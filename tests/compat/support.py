@@ -32,7 +32,7 @@ REQUIRED_COMMANDS = frozenset(
     createLBHealthCheckPolicy deleteLBHealthCheckPolicy listLBHealthCheckPolicies
     queryAsyncJobResult listAsyncJobs listApis
     listZones updateZone listPhysicalNetworks updatePhysicalNetwork
-    listNetworkOfferings createNetwork listNetworks deleteNetwork
+    listNetworkOfferings createNetwork listNetworks deleteNetwork updateNetwork restartNetwork
     associateIpAddress disassociateIpAddress listPublicIpAddresses
     createVlanIpRange listVlanIpRanges
     deployVirtualMachine listVirtualMachines destroyVirtualMachine listNics

@@ -307,3 +307,32 @@ def test_domains_projects_capabilities_and_protocols(admin):
     [echo] = [t for t in icmp if t["index"] == 8]
     assert echo["details"] == {"0": "Echo request"}
     api_error(lambda: admin.listNetworkProtocols(option="ports"), 431, contains="ports")
+
+
+def test_update_and_restart_network_as_ansible_does(admin, cloud):
+    """Ansible's cs_network renames through updateNetwork and restarts with restartNetwork
+    (state=restarted, clean_up=false by default); both are jobs the cs client waits for."""
+    network = cloud.network()
+    ip = cloud.public_ip(network)
+    rule = admin.createFirewallRule(ipaddressid=ip["id"], protocol="tcp", startport=22)
+    updated = admin.updateNetwork(id=network["id"], name="renamed", displaytext="new words")
+    assert updated["network"]["name"] == "renamed"
+    assert updated["network"]["displaytext"] == "new words"
+    [again] = listed(admin.listNetworks(id=network["id"]), "network")
+    assert again["name"] == "renamed" and again["cidr"] == network["cidr"]
+    api_error(
+        lambda: admin.updateNetwork(id=network["id"], guestvmcidr="10.9.0.0/24"),
+        431,
+        contains="guestvmcidr",
+    )
+
+    for cleanup in (False, True):
+        assert admin.restartNetwork(id=network["id"], cleanup=cleanup) == {"success": True}
+        [rules] = [listed(admin.listFirewallRules(ipaddressid=ip["id"]), "firewallrule")]
+        assert [r["id"] for r in rules] == [rule["firewallrule"]["id"]]
+        assert rules[0]["state"] == "Active"
+    api_error(
+        lambda: admin.restartNetwork(id=network["id"], makeredundant=True),
+        431,
+        contains="makeredundant",
+    )

@@ -431,6 +431,60 @@ impl Driver {
         .await
     }
 
+    /// Makes a network's router again from nothing: the router's slot, its recorded state
+    /// and its namespace (lab, host) or ledger (dry-run) go, and an empty router is made as
+    /// [`Driver::ensure_router`] makes one; the network's guest bridge and VMs stay.
+    ///
+    /// # Errors
+    /// Why it cannot be rebuilt.
+    pub async fn rebuild_router(
+        &self,
+        router: &str,
+        cidr: Ipv4Net,
+        gateway: Ipv4Addr,
+        vlan: Option<u16>,
+    ) -> Result<(), DriverError> {
+        let this = self.clone();
+        let name = router.to_string();
+        blocking(move || {
+            let slot = this
+                .inner
+                .routers
+                .lock()
+                .map_err(|_| DriverError::Poisoned("agent"))?
+                .remove(&name);
+            // Dropped before the namespace goes, as for a removal.
+            drop(slot);
+            let state = match this.kind {
+                DriverKind::DryRun => dry_run_state(&this.inner.data_dir, &name),
+                DriverKind::Lab | DriverKind::Host => {
+                    this.inner.data_dir.join("routers").join(&name)
+                }
+            };
+            match std::fs::remove_dir_all(&state) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(DriverError::io("remove", state)(e))
+                }
+                _ => {}
+            }
+            match this.kind {
+                DriverKind::DryRun => Ok(()),
+                DriverKind::Lab => this.inner.with_lab(|lab| {
+                    if lab.namespaces().routers.contains_key(&name) {
+                        lab.rebuild_router(&name)?;
+                    }
+                    Ok(())
+                }),
+                DriverKind::Host => {
+                    this.host_driver()?.remove_router(&name)?;
+                    Ok(())
+                }
+            }
+        })
+        .await?;
+        self.ensure_router(router, cidr, gateway, vlan).await
+    }
+
     /// Removes a network's router.
     ///
     /// # Errors

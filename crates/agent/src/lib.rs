@@ -72,6 +72,16 @@ impl Agent {
                     .await
                     .map(|()| Answer::Done)
                     .map_err(refused),
+                Op::RebuildRouter {
+                    router,
+                    cidr,
+                    gateway,
+                    vlan,
+                } => d
+                    .rebuild_router(&router, cidr, gateway, vlan)
+                    .await
+                    .map(|()| Answer::Done)
+                    .map_err(refused),
                 Op::RemoveRouter { router } => d
                     .remove_router(&router)
                     .await

@@ -44,6 +44,21 @@ pub enum Op {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         vlan: Option<u16>,
     },
+    /// Make a network's router again from nothing (restartNetwork with clean-up): whatever it
+    /// held goes (its namespace, processes, kernel state and the config it recorded), an
+    /// empty router is made in its place, wired as [`Op::EnsureRouter`] wires it; the
+    /// network's VMs stay. The next config it gets is applied to the empty router.
+    RebuildRouter {
+        /// The router's name.
+        router: String,
+        /// The guest network.
+        cidr: Ipv4Net,
+        /// The guest gateway.
+        gateway: Ipv4Addr,
+        /// The network's VLAN on the host's guest trunk (see [`Op::EnsureRouter`]).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        vlan: Option<u16>,
+    },
     /// Remove a router and its namespace.
     RemoveRouter {
         /// The router's name.
@@ -108,6 +123,7 @@ impl Op {
     pub fn subject(&self) -> &str {
         match self {
             Op::EnsureRouter { router, .. }
+            | Op::RebuildRouter { router, .. }
             | Op::RemoveRouter { router }
             | Op::Apply { router, .. }
             | Op::ApplyDelta { router, .. }
@@ -121,6 +137,7 @@ impl Op {
     pub fn name(&self) -> &'static str {
         match self {
             Op::EnsureRouter { .. } => "ensure_router",
+            Op::RebuildRouter { .. } => "rebuild_router",
             Op::RemoveRouter { .. } => "remove_router",
             Op::EnsureVm { .. } => "ensure_vm",
             Op::RemoveVm { .. } => "remove_vm",

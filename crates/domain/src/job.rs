@@ -59,6 +59,9 @@ pub enum Kind {
     DestroyVm,
     /// Revoke everything of a network, then remove its router.
     DeleteNetwork,
+    /// Send the router its whole config again (restartNetwork), first making it again from
+    /// nothing when the payload says `rebuild`.
+    RestartNetwork,
 }
 
 /// What the job's result is built from once it succeeds.
@@ -122,6 +125,9 @@ pub struct Payload {
     /// For [`Kind::Update`]: SQL column values to restore if the router refuses.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub undo: Option<Undo>,
+    /// For [`Kind::RestartNetwork`]: make the router again from nothing first.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub rebuild: bool,
 }
 
 impl Payload {
@@ -134,6 +140,7 @@ impl Payload {
             failure: failure.to_string(),
             target: None,
             undo: None,
+            rebuild: false,
         }
     }
 }
@@ -167,7 +174,7 @@ pub fn cmd_class(command: &str) -> String {
         }
         "associateIpAddress" | "disassociateIpAddress" => "user.address",
         "deployVirtualMachine" | "destroyVirtualMachine" => "user.vm",
-        "deleteNetwork" => "user.network",
+        "deleteNetwork" | "restartNetwork" | "updateNetwork" => "user.network",
         _ => "user",
     };
     let mut class = String::new();
@@ -205,6 +212,7 @@ impl Kind {
             Kind::DeployVm => "deploy_vm",
             Kind::DestroyVm => "destroy_vm",
             Kind::DeleteNetwork => "delete_network",
+            Kind::RestartNetwork => "restart_network",
         }
     }
 }
@@ -220,6 +228,7 @@ impl std::str::FromStr for Kind {
             "deploy_vm" => Ok(Kind::DeployVm),
             "destroy_vm" => Ok(Kind::DestroyVm),
             "delete_network" => Ok(Kind::DeleteNetwork),
+            "restart_network" => Ok(Kind::RestartNetwork),
             _ => Err(UnknownValue::new("job kind", s)),
         }
     }
@@ -237,6 +246,7 @@ mod tests {
             Kind::DeployVm,
             Kind::DestroyVm,
             Kind::DeleteNetwork,
+            Kind::RestartNetwork,
         ] {
             assert_eq!(k.as_str().parse::<Kind>(), Ok(k));
         }

@@ -580,16 +580,46 @@ impl Lab {
         let bridge = switch::guest_bridge(slot);
         netns::add_bridge(sw, &bridge)
             .map_err(step(format_args!("create bridge {bridge} in {sw}")))?;
-        let r = self.router_netns(&net.router)?;
-        netns::add(&r).map_err(step(format_args!("create namespace {r}")))?;
-        connect(sw, &switch::router_public_port(slot), "brpub", &r, "pub0")?;
-        connect(sw, &switch::router_guest_port(slot), &bridge, &r, "guest0")?;
-        netns::set_sysctl(&r, "net.ipv4.ip_forward", "1")
-            .map_err(step(format_args!("enable forwarding in {r}")))?;
+        self.build_router(&net.router, slot)?;
         for vm in &net.vms {
             self.build_vm(net, vm)?;
         }
         Ok(())
+    }
+
+    /// Makes router `router`'s namespace, with `pub0` on `brpub` and `guest0` on its network's
+    /// guest bridge (which exists), and forwarding on.
+    fn build_router(&self, router: &str, slot: u16) -> Result<(), LabError> {
+        let sw = self.state.namespaces.switch.as_str();
+        let r = self.router_netns(router)?;
+        netns::add(&r).map_err(step(format_args!("create namespace {r}")))?;
+        connect(sw, &switch::router_public_port(slot), "brpub", &r, "pub0")?;
+        let bridge = switch::guest_bridge(slot);
+        connect(sw, &switch::router_guest_port(slot), &bridge, &r, "guest0")?;
+        netns::set_sysctl(&r, "net.ipv4.ip_forward", "1")
+            .map_err(step(format_args!("enable forwarding in {r}")))
+    }
+
+    /// Makes router `router` again from nothing, as a restart with clean-up does: its
+    /// namespace goes, every process in it ended, with its switch ports, and an empty one is
+    /// made in its place. The network's guest bridge and its VMs stay as they are.
+    ///
+    /// # Errors
+    /// [`LabError::UnknownRouter`], otherwise the first step that failed; a router left half
+    /// made is made again by the next rebuild.
+    pub fn rebuild_router(&self, router: &str) -> Result<(), LabError> {
+        let slot = self.network_slot(router)?;
+        if let Some(namespace) = self.state.namespaces.routers.get(router) {
+            remove_namespace(namespace)?;
+        }
+        let sw = self.state.namespaces.switch.clone();
+        for link in [
+            switch::router_public_port(slot),
+            switch::router_guest_port(slot),
+        ] {
+            delete_link(&sw, &link)?;
+        }
+        self.build_router(router, slot)
     }
 
     /// Makes VM `vm` on the bridge of `net`; both are recorded.

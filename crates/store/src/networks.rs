@@ -179,6 +179,26 @@ pub async fn guest_cidrs(tx: &mut Transaction<'_, Any>) -> Result<Vec<Ipv4Net>, 
         .collect()
 }
 
+/// Renames network `id` and sets its description (updateNetwork).
+///
+/// # Errors
+/// [`StoreError::Db`].
+pub async fn set_names(
+    tx: &mut Transaction<'_, Any>,
+    id: NetworkId,
+    name: &str,
+    display_text: &str,
+) -> Result<(), StoreError> {
+    sqlx::query("UPDATE networks SET name = $1, display_text = $2 WHERE id = $3")
+        .bind(name)
+        .bind(display_text)
+        .bind(id.get())
+        .execute(&mut **tx)
+        .await
+        .map_err(StoreError::db("renaming a network"))?;
+    Ok(())
+}
+
 /// A network to create.
 #[derive(Debug, Clone)]
 pub struct NewNetwork<'a> {

@@ -2092,6 +2092,98 @@ pub(super) static APIS: &[ApiSpec] = &[
         response_object: None,
     },
     ApiSpec {
+        name: "updateNetwork",
+        description: "Renames a guest network or changes its description; guestnet changes \
+                      nothing else of a network (each other parameter is refused, naming it)",
+        is_async: true,
+        creates: false,
+        since: "",
+        related: &["createNetwork", "listNetworks"],
+        params: &[
+            p("id", Uuid, "The network to update").req().rel(R_NETWORK),
+            s("name", "The network's new name"),
+            s("displaytext", "The network's new description"),
+            p(
+                "networkofferingid",
+                Uuid,
+                "A new offering (refused: guestnet keeps a network's offering)",
+            )
+            .rel(R_NET_OFFERING),
+            s(
+                "networkdomain",
+                "A new DNS domain for the guests (refused: set it at creation)",
+            ),
+            s(
+                "guestvmcidr",
+                "A new guest CIDR for VMs (refused: guestnet keeps a network's CIDR)",
+            ),
+            s(
+                "changecidr",
+                "Whether to change the CIDR (refused with guestvmcidr)",
+            ),
+            p(
+                "displaynetwork",
+                Boolean,
+                "Whether end users are shown the network (refused: every network is shown)",
+            )
+            .since_v("4.4"),
+            s(
+                "customid",
+                "A new id for the network (refused: guestnet keeps the ids it gives)",
+            )
+            .since_v("4.4"),
+            p(
+                "forced",
+                Boolean,
+                "Force an offering change (refused with networkofferingid)",
+            )
+            .since_v("4.13"),
+            p(
+                "updateinsequence",
+                Boolean,
+                "Update redundant routers one after the other (refused: one router per network)",
+            )
+            .since_v("4.10"),
+        ],
+        response: NETWORK,
+        response_object: Some("network"),
+    },
+    ApiSpec {
+        name: "restartNetwork",
+        description: "Restarts a network's router: sends it its whole config again, or with \
+                      cleanup=true makes it again from nothing first (the job ends when the \
+                      router enforces every rule again)",
+        is_async: true,
+        creates: false,
+        since: "",
+        related: &[],
+        params: &[
+            p("id", Uuid, "The network to restart").req().rel(R_NETWORK),
+            p(
+                "cleanup",
+                Boolean,
+                "true makes the router again from nothing (its namespace, processes and kernel \
+                 state) before sending it its config; false by default",
+            ),
+            p(
+                "makeredundant",
+                Boolean,
+                "Make the network's routers redundant (refused when true: one router per \
+                 network)",
+            )
+            .since_v("4.11.1"),
+            p(
+                "livepatch",
+                Boolean,
+                "Patch the router's software in place (refused when true: the router is the \
+                 host's own software)",
+            )
+            .since_v("4.17.0"),
+        ],
+        response: SUCCESS,
+        response_object: None,
+    },
+    ApiSpec {
         name: "associateIpAddress",
         description: "Acquires a public address for a guest network",
         is_async: true,

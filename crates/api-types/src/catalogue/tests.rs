@@ -45,6 +45,8 @@ const EXPECTED: &[&str] = &[
     "createNetwork",
     "listNetworks",
     "deleteNetwork",
+    "updateNetwork",
+    "restartNetwork",
     "associateIpAddress",
     "disassociateIpAddress",
     "listPublicIpAddresses",
@@ -89,7 +91,7 @@ fn catalogue_has_exactly_the_commands_implemented() {
     let unique: BTreeSet<&str> = names.iter().copied().collect();
     assert_eq!(unique.len(), names.len(), "duplicate command names");
     assert_eq!(unique, expected());
-    assert_eq!(all().len(), 68);
+    assert_eq!(all().len(), 70);
 }
 
 #[test]
@@ -227,6 +229,8 @@ fn async_commands_are_cloudstacks() {
         "deployVirtualMachine",
         "destroyVirtualMachine",
         "deleteNetwork",
+        "updateNetwork",
+        "restartNetwork",
     ]
     .into_iter()
     .collect();
@@ -279,6 +283,8 @@ fn response_objects_are_cloudstacks_keys() {
         ("createNetwork", Some("network")),
         ("listNetworks", Some("network")),
         ("deleteNetwork", None),
+        ("updateNetwork", Some("network")),
+        ("restartNetwork", None),
         ("associateIpAddress", Some("ipaddress")),
         ("listPublicIpAddresses", Some("publicipaddress")),
         ("createVlanIpRange", Some("vlan")),

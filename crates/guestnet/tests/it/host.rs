@@ -303,6 +303,44 @@ fn host_routers_sit_on_the_public_bridge_and_their_vlans() {
     );
     assert!(!ping(&g3, "10.1.1.1"), "VLAN 200 reached r1 at layer 2");
 
+    // A rebuild (restartNetwork with clean-up) makes r1 again from nothing: a table left in its
+    // namespace goes, the guest on its VLAN stays, and the config applied afresh is enforced.
+    let marked = Hypervisor::output(&r1, &["nft", "add", "table", "inet", "marker"]);
+    assert!(marked.status.success(), "{marked:?}");
+    hv.in_netns(|| {
+        rt.block_on(async {
+            d.rebuild_router(
+                "r1",
+                "10.1.1.0/24".parse().expect("parses"),
+                Ipv4Addr::new(10, 1, 1, 1),
+                Some(100),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("rebuild r1: {}", e.chain()));
+        })
+    });
+    let listed = Hypervisor::output(&r1, &["nft", "list", "table", "inet", "marker"]);
+    assert!(!listed.status.success(), "r1 kept its table: {listed:?}");
+    assert_eq!(
+        fetch(&out, "203.0.113.10", 8080, None),
+        None,
+        "the rebuilt router forwards before it has a config"
+    );
+    hv.in_netns(|| {
+        rt.block_on(async {
+            d.apply(
+                "r1",
+                router_config(1, "203.0.113.10", 1, &["203.0.113.0/24"]),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("r1 apply after the rebuild: {}", e.chain()));
+        })
+    });
+    eventually("outside reaches g1 through the rebuilt r1", || {
+        fetch(&out, "203.0.113.10", 8080, None).as_deref() == Some("g1")
+    });
+    assert!(ping(&g1, "10.1.1.1"), "g1 reaches its rebuilt router");
+
     // A VM recorded on r1's network keeps its bridge when r1 goes; so does the hypervisor's
     // port; the bridge goes with its last user.
     let bridge1 = bridge_name(TRUNK, 100);

@@ -50,8 +50,11 @@ const PROTOCOLS: &[(u8, &str, &str)] = &[
     (17, "UDP", "User Datagram"),
 ];
 
+/// An ICMP code and what it means.
+type IcmpCode = (u8, &'static str);
+
 /// ICMP types of IANA's registry that CloudStack's rules know, each with its codes.
-const ICMP_TYPES: &[(u8, &str, &[(u8, &str)])] = &[
+const ICMP_TYPES: &[(u8, &str, &[IcmpCode])] = &[
     (0, "Echo Reply", &[(0, "Echo reply")]),
     (
         3,

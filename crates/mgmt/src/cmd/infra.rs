@@ -57,7 +57,9 @@ pub(crate) use addresses::{associate_ip, disassociate_ip, list_ips};
 pub(crate) use catalogue::{
     list_network_offerings, list_service_offerings, list_templates, register_template,
 };
-pub(crate) use networks::{create_network, delete_network, list_networks};
+pub(crate) use networks::{
+    create_network, delete_network, list_networks, restart_network, update_network,
+};
 pub(crate) use ranges::{create_vlan_range, list_vlan_ranges};
 pub(crate) use routers::list_routers;
 pub(crate) use vms::{deploy_vm, destroy_vm, list_nics, list_vms};
@@ -160,14 +162,7 @@ async fn owner_of(
 }
 
 fn payload(outcome: Outcome, event: &str, what: String, failure: &str) -> Payload {
-    Payload {
-        outcome,
-        event: event.to_string(),
-        what,
-        failure: failure.to_string(),
-        target: None,
-        undo: None,
-    }
+    Payload::new(outcome, event, what, failure)
 }
 
 /// The account a create acts for: the caller's, or (root admins) the account named by

@@ -464,6 +464,24 @@ static COMMANDS: &[Command] = &[
         admin_only: false,
     },
     Command {
+        name: "updateNetwork",
+        handler: handler!(|app, caller, p| infra::update_network(app, caller, p)
+            .await
+            .map(Reply::Json)),
+        event_type: "NETWORK.UPDATE",
+        job: Some(Kind::Change),
+        admin_only: false,
+    },
+    Command {
+        name: "restartNetwork",
+        handler: handler!(|app, caller, p| infra::restart_network(app, caller, p)
+            .await
+            .map(Reply::Json)),
+        event_type: "NETWORK.RESTART",
+        job: Some(Kind::RestartNetwork),
+        admin_only: false,
+    },
+    Command {
         name: "associateIpAddress",
         handler: handler!(|app, caller, p| infra::associate_ip(app, caller, p)
             .await

@@ -72,6 +72,41 @@ pub(super) async fn script(s: &mut Session) {
     .await;
     s.call("bob", "listNetworks", &[("id", &net)]).await;
     s.call("bob", "deleteNetwork", &[("id", &net)]).await;
+
+    // A new name and description; what guestnet keeps of a network is refused, naming it.
+    s.run(
+        "alice",
+        "updateNetwork",
+        &[
+            ("id", &net),
+            ("name", "renamed"),
+            ("displaytext", "a new text"),
+        ],
+    )
+    .await;
+    s.call(
+        "alice",
+        "updateNetwork",
+        &[("id", &net), ("guestvmcidr", "10.9.0.0/24")],
+    )
+    .await;
+    s.call("bob", "updateNetwork", &[("id", &net), ("name", "mine")])
+        .await;
+    // Restarts: the whole config again, or the router made again first.
+    s.run("alice", "restartNetwork", &[("id", &net)]).await;
+    s.run(
+        "alice",
+        "restartNetwork",
+        &[("id", &net), ("cleanup", "true")],
+    )
+    .await;
+    s.call(
+        "alice",
+        "restartNetwork",
+        &[("id", &net), ("makeredundant", "true")],
+    )
+    .await;
+    s.call("bob", "restartNetwork", &[("id", &net)]).await;
     s.call("alice", "deleteNetwork", &[("id", UNKNOWN)]).await;
 
     let vm = s.vm("alice", &sh, &net, "web1").await;

@@ -1,6 +1,7 @@
 //! A worker's loop and one step of it: what the router needs now (starting, a re-sync, the
 //! pending jobs), and the work that is not a generation (a router's start, a VM's deploy).
 
+use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,6 +11,7 @@ use domain::ids::NetworkId;
 use domain::job::Kind;
 use domain::model::RouterState;
 use domain::plan::Batch;
+use ipnet::Ipv4Net;
 use store::hosts::Fence;
 use store::jobs::PendingJob;
 use store::routers::RouterRow;
@@ -199,8 +201,62 @@ async fn step(
             let job = first.clone();
             run_changes(rt, network, &all, vec![job], &fence, cache, sent).await?
         }
+        Kind::RestartNetwork => {
+            let job = first.clone();
+            if job.payload.rebuild {
+                if let Err(e) = rebuild(rt, network, &router).await {
+                    return match e {
+                        CallError::NotConnected(_) | CallError::Lost(_) => unavailable(e),
+                        CallError::Refused(reason)
+                        | CallError::TimedOut(reason)
+                        | CallError::Stale(reason) => {
+                            // The router may be half made: the job fails, and the worker
+                            // starts over, making sure the router and its VMs exist and
+                            // sending it the whole config.
+                            super::record::fail(rt, &job, &reason, &fence).await?;
+                            Ok(Continue::Again)
+                        }
+                    };
+                }
+            }
+            // The whole config, never a delta: the router is told everything again.
+            sent.forget();
+            cache.drop_copy();
+            run_changes(rt, network, &all, vec![job], &fence, cache, sent).await?
+        }
     };
     Ok(outcome)
+}
+
+/// Makes the router again from nothing, then makes sure the network's running VMs are on
+/// its guest network (restartNetwork with clean-up).
+async fn rebuild(rt: &Doorbell, network: NetworkId, router: &RouterRow) -> Result<(), CallError> {
+    let (cidr, gateway, vlan) = wiring(rt, network).await?;
+    tracing::info!(network = %network, router = %router.name, "rebuilding the router from nothing");
+    rt.hosts
+        .call(
+            &router.host,
+            Op::RebuildRouter {
+                router: router.name.clone(),
+                cidr,
+                gateway,
+                vlan,
+            },
+        )
+        .await?;
+    ensure_host_objects(rt, network, router).await
+}
+
+/// How the network's router is wired: its guest CIDR, gateway and VLAN.
+async fn wiring(
+    rt: &Doorbell,
+    network: NetworkId,
+) -> Result<(Ipv4Net, Ipv4Addr, Option<u16>), CallError> {
+    let net = store::networks::by_id(&rt.db, network)
+        .await
+        .map_err(|e| CallError::Refused(crate::resp::error::chain(&e)))?
+        .ok_or_else(|| CallError::Refused(format!("network {network} is gone")))?;
+    Ok((net.cidr, net.gateway, net.vlan))
 }
 
 /// The network's router as the host's agent makes it.
@@ -209,15 +265,12 @@ pub(super) async fn ensure_router_op(
     network: NetworkId,
     router: &RouterRow,
 ) -> Result<Op, CallError> {
-    let net = store::networks::by_id(&rt.db, network)
-        .await
-        .map_err(|e| CallError::Refused(crate::resp::error::chain(&e)))?
-        .ok_or_else(|| CallError::Refused(format!("network {network} is gone")))?;
+    let (cidr, gateway, vlan) = wiring(rt, network).await?;
     Ok(Op::EnsureRouter {
         router: router.name.clone(),
-        cidr: net.cidr,
-        gateway: net.gateway,
-        vlan: net.vlan,
+        cidr,
+        gateway,
+        vlan,
     })
 }
 

@@ -9,7 +9,7 @@ use api_types::params::Params;
 use domain::actor::Caller;
 use domain::addressing::{self, meets_range};
 use domain::ids::{AccountId, NetworkId};
-use domain::job::{Kind, NewJob, Outcome};
+use domain::job::{JobStatus, Kind, NewJob, Outcome};
 use domain::model::{NetworkRow, RouterState};
 use ipnet::Ipv4Net;
 use serde_json::Value;
@@ -400,6 +400,179 @@ pub(crate) async fn delete_network(app: &App, caller: &Caller, p: &Params) -> Ap
         .await
         .map_err(store_error)?;
     store::networks::schedule_delete(change.conn(), network, job_id)
+        .await
+        .map_err(store_error)?;
+    let receipt = change.commit().await.map_err(store_error)?;
+    app.doorbell.ring(receipt);
+    Ok(queued(&job_uuid))
+}
+
+/// The parameters of updateNetwork guestnet does not apply, each with why: given, they are
+/// refused (431) naming themselves, never ignored.
+const FIXED_NETWORK_PARAMS: &[(&str, &str)] = &[
+    ("networkofferingid", "guestnet keeps a network's offering"),
+    (
+        "networkdomain",
+        "a network's DNS domain is set when it is created",
+    ),
+    ("guestvmcidr", "guestnet keeps a network's CIDR"),
+    ("changecidr", "guestnet keeps a network's CIDR"),
+    ("displaynetwork", "every network is shown to its owner"),
+    ("customid", "guestnet keeps the ids it gives"),
+    ("forced", "guestnet keeps a network's offering"),
+    ("updateinsequence", "a network has one router"),
+];
+
+/// updateNetwork (async): a new name or description. Nothing reaches the router, so the job
+/// ends in the transaction that makes the change; the answer is the network as it now is.
+pub(crate) async fn update_network(app: &App, caller: &Caller, p: &Params) -> ApiResult<Value> {
+    let net = crate::cmd::network_param(app, caller, p, "id").await?;
+    if let Some((param, why)) = FIXED_NETWORK_PARAMS
+        .iter()
+        .find(|(param, _)| p.str(param).is_some_and(|v| !v.is_empty()))
+    {
+        return Err(ApiError::invalid_parameter(format!(
+            "Unable to update network {} with {param}: {why}",
+            net.uuid
+        )));
+    }
+    usable_network(app, &net).await?;
+    let listed = store::networks::list(
+        &app.db,
+        &NetworkQuery {
+            uuid: Some(&net.uuid),
+            name: None,
+            owners: store::owners::Owners::Everyone,
+        },
+    )
+    .await
+    .map_err(store_error)?
+    .into_iter()
+    .next()
+    .ok_or_else(|| unknown(p, "id"))?;
+    let mut updated = listed.network;
+    if let Some(name) = given(p, "name") {
+        updated.name = name.to_string();
+    }
+    if let Some(text) = given(p, "displaytext") {
+        updated.display_text = text.to_string();
+    }
+    let own = owner(app, updated.account_id).await?;
+    let dns = store::zones::dns(&app.db, app.site.zone_id)
+        .await
+        .map_err(store_error)?;
+    let mut change = app.db.change(Some(net.id)).await.map_err(store_error)?;
+    change.lock_network().await.map_err(store_error)?;
+    store::networks::set_names(change.conn(), net.id, &updated.name, &updated.display_text)
+        .await
+        .map_err(store_error)?;
+    let description = format!("updating network {} ({})", updated.name, net.uuid);
+    let (job_id, job_uuid) = change
+        .job(
+            caller,
+            NewJob {
+                command: "updateNetwork",
+                kind: Kind::Change,
+                network_id: None,
+                payload: payload(
+                    Outcome::Success,
+                    "NETWORK.UPDATE",
+                    description.clone(),
+                    "Failed to update network",
+                ),
+                instance_type: Some("Network"),
+                instance_uuid: Some(&net.uuid),
+            },
+            Some(Scheduled {
+                event_type: "NETWORK.UPDATE",
+                description: &description,
+                resource_uuid: Some(&net.uuid),
+            }),
+        )
+        .await
+        .map_err(store_error)?;
+    // Nothing for the router: the job ends with the change that made it.
+    let result = resp::wrap(
+        "network",
+        resp::network(
+            &updated,
+            &own,
+            (&listed.offering_uuid, &listed.offering_name),
+            zone(app),
+            &dns,
+            caller.admin,
+        ),
+    );
+    change
+        .finish_job(job_id, JobStatus::Succeeded, 0, &result)
+        .await
+        .map_err(store_error)?;
+    store::events::event(
+        change.conn(),
+        caller.account_id,
+        caller.user_id,
+        "NETWORK.UPDATE",
+        "INFO",
+        "Completed",
+        &format!("Successfully completed {description}"),
+        Some(&net.uuid),
+        Some(&job_uuid),
+    )
+    .await
+    .map_err(store_error)?;
+    let receipt = change.commit().await.map_err(store_error)?;
+    app.doorbell.ring(receipt);
+    Ok(queued(&job_uuid))
+}
+
+/// restartNetwork (async): the network's worker sends the router its whole config again, with
+/// `cleanup=true` after making the router again from nothing (its VMs stay); the job ends when
+/// the router enforces the config. Redundant routers and live patches are refused (431).
+pub(crate) async fn restart_network(app: &App, caller: &Caller, p: &Params) -> ApiResult<Value> {
+    let net = crate::cmd::network_param(app, caller, p, "id").await?;
+    for (param, why) in [
+        ("makeredundant", "a network has one router"),
+        (
+            "livepatch",
+            "the router runs the host's own software, which the host's packages update",
+        ),
+    ] {
+        if p.bool(param) == Some(true) {
+            return Err(ApiError::invalid_parameter(format!(
+                "Unable to restart network {} with {param}=true: {why}",
+                net.uuid
+            )));
+        }
+    }
+    usable_network(app, &net).await?;
+    let rebuild = p.bool("cleanup") == Some(true);
+    let network = net.id;
+    let mut change = app.db.change(Some(network)).await.map_err(store_error)?;
+    change.lock_network().await.map_err(store_error)?;
+    let mut payload = payload(
+        Outcome::Success,
+        "NETWORK.RESTART",
+        format!("restarting network {}", net.name),
+        "Failed to restart network",
+    );
+    payload.rebuild = rebuild;
+    let (_, job_uuid) = change
+        .job(
+            caller,
+            NewJob {
+                command: "restartNetwork",
+                kind: Kind::RestartNetwork,
+                network_id: Some(network),
+                payload,
+                instance_type: Some("Network"),
+                instance_uuid: Some(&net.uuid),
+            },
+            Some(Scheduled {
+                event_type: "NETWORK.RESTART",
+                description: &format!("restarting network {} ({})", net.name, net.uuid),
+                resource_uuid: Some(&net.uuid),
+            }),
+        )
         .await
         .map_err(store_error)?;
     let receipt = change.commit().await.map_err(store_error)?;
