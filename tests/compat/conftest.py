@@ -32,3 +32,29 @@ def pytest_collection_modifyitems(session, config, items):
         config.hook.pytest_deselected(items=last)
         last = []
     items[:] = rest + last
+
+
+# Which real client each test module drives; every other module drives cs.
+CLIENTS = {
+    "test_ansible": "ansible",
+    "test_libcloud": "libcloud",
+    "test_cloudmonkey": "cloudmonkey 5.3 (Python 2.7)",
+    "test_other_clients": "cloudmonkey and cmk requests, reproduced",
+}
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """Counts the tests that passed and failed by the client they drive."""
+    counts = {}
+    for outcome in ("passed", "failed", "error"):
+        for report in terminalreporter.stats.get(outcome, []):
+            if getattr(report, "when", "call") != "call" and outcome != "error":
+                continue
+            module = report.nodeid.split("::")[0].rsplit("/", 1)[-1].removesuffix(".py")
+            client = CLIENTS.get(module, "cs")
+            counts.setdefault(client, {}).setdefault(outcome, 0)
+            counts[client][outcome] += 1
+    terminalreporter.write_sep("-", "tests by client")
+    for client in sorted(counts):
+        shown = ", ".join(f"{n} {outcome}" for outcome, n in sorted(counts[client].items()))
+        terminalreporter.write_line(f"{client}: {shown}")

@@ -14,7 +14,8 @@ ASYNC = {
     "assignToLoadBalancerRule", "removeFromLoadBalancerRule",
     "createLBStickinessPolicy", "deleteLBStickinessPolicy",
     "createLBHealthCheckPolicy", "deleteLBHealthCheckPolicy",
-    "associateIpAddress", "disassociateIpAddress", "deleteNetwork",
+    "associateIpAddress", "disassociateIpAddress", "deleteNetwork", "updateNetwork",
+    "restartNetwork",
     "deployVirtualMachine", "destroyVirtualMachine", "updatePhysicalNetwork",
 }  # fmt: skip
 SYNC = REQUIRED_COMMANDS - ASYNC

@@ -1,5 +1,6 @@
 //! What the client compatibility suite needs before it runs: a Python virtual environment with
-//! the pinned CloudStack client and pytest, and a PostgreSQL server it may create databases on.
+//! the pinned clients (the CloudStack client `cs`, Ansible with its bundled CloudStack
+//! collection, Apache Libcloud) and pytest, and a PostgreSQL server it may create databases on.
 //!
 //! The venv lives in `target/compat-venv` and is rebuilt only when the pinned requirements
 //! change. For PostgreSQL, a server already answering on 127.0.0.1:5432 is used as it is;
