@@ -336,3 +336,44 @@ def test_update_and_restart_network_as_ansible_does(admin, cloud):
         431,
         contains="makeredundant",
     )
+
+
+def test_list_filters_a_client_picks_by_are_applied(admin, cloud):
+    """A client picking an address for a balancer, or a network by offering or service, gets
+    what it asked for, never the whole list."""
+    network = cloud.network()
+    vm = cloud.vm(network)
+    plain = cloud.public_ip(network)
+    balanced = cloud.public_ip(network)
+    rule = admin.createLoadBalancerRule(
+        publicipid=balanced["id"],
+        name=cloud.name("pick"),
+        algorithm="roundrobin",
+        publicport=80,
+        privateport=80,
+    )
+    admin.assignToLoadBalancerRule(id=rule["loadbalancer"]["id"], virtualmachineids=vm["id"])
+    mine = {"associatednetworkid": network["id"]}
+    picked = listed(admin.listPublicIpAddresses(forloadbalancing=True, **mine), "publicipaddress")
+    assert [ip["id"] for ip in picked] == [balanced["id"]]
+    every = ids(listed(admin.listPublicIpAddresses(**mine), "publicipaddress"))
+    assert {plain["id"], balanced["id"]} <= set(every)
+    assert listed(admin.listPublicIpAddresses(isstaticnat=True, **mine), "publicipaddress") == []
+    unfiltered = listed(admin.listPublicIpAddresses(isstaticnat=False, **mine), "publicipaddress")
+    assert ids(unfiltered) == every
+    assert listed(admin.listPublicIpAddresses(forvirtualnetwork=False), "publicipaddress") == []
+
+    by_offering = listed(
+        admin.listNetworks(networkofferingid=cloud.offering_deny["id"]), "network"
+    )
+    assert network["id"] in ids(by_offering)
+    assert all(n["networkofferingid"] == cloud.offering_deny["id"] for n in by_offering)
+    assert network["id"] not in ids(
+        listed(admin.listNetworks(networkofferingid=cloud.offering_allow["id"]), "network")
+    )
+    assert network["id"] in ids(
+        listed(admin.listNetworks(supportedservices=["Lb", "Dhcp"]), "network")
+    )
+    assert listed(admin.listNetworks(supportedservices=["Vpn"]), "network") == []
+    assert listed(admin.listNetworks(traffictype="Public"), "network") == []
+    api_error(lambda: admin.listNetworks(traffictype="sideways"), 431, contains="traffictype")

@@ -133,6 +133,18 @@ pub fn ip_address(ip: &IpRow, cx: &IpContext, admin: bool) -> Value {
     Value::Object(m)
 }
 
+/// The names of the services every network provides (what [`services`] lists).
+pub fn service_names() -> Vec<String> {
+    services()
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s["name"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// The services both offerings provide, with the capabilities clients look for.
 pub fn services() -> Value {
     let vr = json!([{"name": "VirtualRouter"}]);
@@ -151,7 +163,11 @@ pub fn services() -> Value {
             {"name": "SupportedProtocols", "value": "tcp", "canchooseservicecapability": false},
             {"name": "SupportedStickinessMethods", "value": stickiness_capability(), "canchooseservicecapability": false},
             {"name": "HealthCheckPolicy", "value": "true", "canchooseservicecapability": false},
-            {"name": "LbSchemes", "value": "Public", "canchooseservicecapability": false}]}
+            {"name": "LbSchemes", "value": "Public", "canchooseservicecapability": false}]},
+        // Every router serves its guests DHCP (static leases) and DNS (their names, and
+        // forwarding to the zone's servers).
+        {"name": "Dhcp", "provider": vr, "capability": []},
+        {"name": "Dns", "provider": vr, "capability": []}
     ])
 }
 

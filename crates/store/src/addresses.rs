@@ -298,3 +298,22 @@ pub async fn schedule_release(
     }
     Ok(())
 }
+
+/// The public IPs that carry a load balancer not being deleted (listPublicIpAddresses'
+/// `forloadbalancing`).
+///
+/// # Errors
+/// [`StoreError::Db`].
+pub async fn balanced(db: &Db) -> Result<std::collections::HashSet<IpId>, StoreError> {
+    const W: &str = "reading the addresses that carry load balancers";
+    sqlx::query(
+        "SELECT DISTINCT ip_id FROM rules \
+         WHERE purpose = 'LoadBalancing' AND state <> 'Revoke' AND ip_id IS NOT NULL",
+    )
+    .fetch_all(db.pool())
+    .await
+    .map_err(StoreError::db(W))?
+    .iter()
+    .map(|r| get::<i64>(r, "ip_id", W).map(IpId::from))
+    .collect()
+}

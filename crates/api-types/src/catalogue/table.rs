@@ -2062,6 +2062,73 @@ pub(super) static APIS: &[ApiSpec] = &[
             s("name", "Only networks with this name").since_v("4.22"),
             p("zoneid", Uuid, "Only networks in this zone").rel(R_ZONE),
             s("type", "Only networks of this type: Isolated, Shared or L2"),
+            s(
+                "traffictype",
+                "Only networks of this traffic type: Guest (every network here), Public, \
+                 Management, Control, Storage or Vpn",
+            ),
+            p(
+                "issystem",
+                Boolean,
+                "Only system networks (none here), or only others",
+            ),
+            s(
+                "acltype",
+                "Only networks of this scope: Account (every network here) or Domain",
+            ),
+            p(
+                "canusefordeploy",
+                Boolean,
+                "Only networks VMs can be deployed on (every network here), or only others",
+            ),
+            p(
+                "supportedservices",
+                List,
+                "Only networks that provide all these services (SourceNat, Firewall, \
+                 PortForwarding, Lb, Dhcp, Dns)",
+            ),
+            p(
+                "networkofferingid",
+                Uuid,
+                "Only networks made from this offering",
+            )
+            .rel(R_NET_OFFERING)
+            .since_v("4.22"),
+            p(
+                "vpcid",
+                Uuid,
+                "Only tiers of this VPC (guestnet has no VPCs)",
+            ),
+            p(
+                "forvpc",
+                Boolean,
+                "Only VPC tiers (none here), or only others",
+            ),
+            p(
+                "restartrequired",
+                Boolean,
+                "Only networks that need a restart (none here: a change reaches the router \
+                 at once), or only others",
+            ),
+            p(
+                "specifyipranges",
+                Boolean,
+                "Only networks with ranges of their own (none here), or only others",
+            ),
+            p(
+                "physicalnetworkid",
+                Uuid,
+                "Only networks of this physical network",
+            )
+            .rel(R_PHYSICAL_NETWORK),
+            p(
+                "displaynetwork",
+                Boolean,
+                "Only networks shown to users (every network here), or only hidden ones",
+            )
+            .since_v("4.4"),
+            TAGS_FILTER,
+            PROJECTID_FILTER,
             ACCOUNT_FILTER,
             DOMAINID_FILTER,
             LISTALL,
@@ -2249,6 +2316,41 @@ pub(super) static APIS: &[ApiSpec] = &[
             p("zoneid", Uuid, "Only addresses in this zone").rel(R_ZONE),
             p("vlanid", Uuid, "Only addresses of this range").rel(R_VLAN),
             s("state", "Only addresses in this state"),
+            p(
+                "isstaticnat",
+                Boolean,
+                "Only static-NAT addresses (none here: guestnet has no static NAT yet), or only \
+                 others"
+            ),
+            p(
+                "forloadbalancing",
+                Boolean,
+                "true lists only addresses that carry a load balancer"
+            ),
+            p(
+                "forvirtualnetwork",
+                Boolean,
+                "Only addresses of ranges for guest networks (every range here), or only of \
+                 direct ranges (none)"
+            ),
+            p(
+                "vpcid",
+                Uuid,
+                "Only addresses of this VPC (guestnet has no VPCs)"
+            ),
+            p(
+                "physicalnetworkid",
+                Uuid,
+                "Only addresses of this physical network"
+            )
+            .rel(R_PHYSICAL_NETWORK),
+            p(
+                "forsystemvms",
+                Boolean,
+                "Only addresses of ranges for system VMs (none here), or only others"
+            )
+            .since_v("4.12"),
+            FORDISPLAY_FILTER,
         ],
         response: IP_ADDRESS,
         response_object: Some("publicipaddress"),

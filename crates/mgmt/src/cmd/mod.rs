@@ -388,8 +388,9 @@ impl Entity {
                 "domainid" => Entity::Domain,
                 "projectid" => Entity::Project,
                 "roleid" => Entity::Role,
-                // Autoscale profiles and conditions: no command of guestnet lists them.
-                "vmprofileid" | "conditionid" => Entity::Absent,
+                // Autoscale profiles and conditions, and VPCs: no command of guestnet lists
+                // them.
+                "vmprofileid" | "conditionid" | "vpcid" => Entity::Absent,
                 _ => return None,
             },
         })

@@ -32,6 +32,29 @@ pub(super) async fn script(s: &mut Session) {
         &[("associatednetworkid", &net), ("issourcenat", "true")],
     )
     .await;
+    // Filters of what guestnet has none of, and of balancers (none on these addresses).
+    s.call("alice", "listPublicIpAddresses", &[("isstaticnat", "true")])
+        .await;
+    s.call(
+        "alice",
+        "listPublicIpAddresses",
+        &[("isstaticnat", "false")],
+    )
+    .await;
+    s.call(
+        "alice",
+        "listPublicIpAddresses",
+        &[("forloadbalancing", "true")],
+    )
+    .await;
+    s.call(
+        "alice",
+        "listPublicIpAddresses",
+        &[("forvirtualnetwork", "false")],
+    )
+    .await;
+    s.call("alice", "listPublicIpAddresses", &[("vpcid", UNKNOWN)])
+        .await;
 
     s.call("alice", "associateIpAddress", &[]).await;
     s.call("alice", "associateIpAddress", &[("networkid", UNKNOWN)])

@@ -44,6 +44,30 @@ pub(super) async fn script(s: &mut Session) {
         .await;
     s.call("admin", "listNetworks", &[("listall", "true")])
         .await;
+    // Filters: what every network here is, what none is, and values CloudStack refuses.
+    s.call("alice", "listNetworks", &[("traffictype", "guest")])
+        .await;
+    s.call("alice", "listNetworks", &[("traffictype", "Public")])
+        .await;
+    s.call("alice", "listNetworks", &[("traffictype", "sideways")])
+        .await;
+    s.call(
+        "alice",
+        "listNetworks",
+        &[("supportedservices", "Lb,Dhcp,SourceNat")],
+    )
+    .await;
+    s.call("alice", "listNetworks", &[("supportedservices", "Vpn")])
+        .await;
+    s.call(
+        "alice",
+        "listNetworks",
+        &[("networkofferingid", &sh.open_offering)],
+    )
+    .await;
+    s.call("alice", "listNetworks", &[("canusefordeploy", "false")])
+        .await;
+    s.call("alice", "listNetworks", &[("vpcid", UNKNOWN)]).await;
 
     s.call("alice", "createNetwork", &[("name", "x")]).await;
     s.call(

@@ -278,9 +278,25 @@ pub(crate) async fn list_ips(app: &App, caller: &Caller, p: &Params) -> ApiResul
         }
         None => None,
     };
+    // What guestnet has none of: static NAT, direct ranges, ranges for system VMs, hidden
+    // addresses. (A `vpcid` names nothing, and the dispatcher refuses it; the zone has one
+    // physical network, which the dispatcher checks.)
+    nothing |= p.bool("isstaticnat") == Some(true)
+        || p.bool("forvirtualnetwork") == Some(false)
+        || p.bool("forsystemvms") == Some(true)
+        || p.bool("fordisplay") == Some(false);
     let who = owners(app, caller, p).await?;
     let Some(who) = who.filter(|_| !nothing) else {
         return Ok(page("publicipaddress", Vec::new(), p.paging()));
+    };
+    let balanced = if p.bool("forloadbalancing") == Some(true) {
+        Some(
+            store::addresses::balanced(&app.db)
+                .await
+                .map_err(store_error)?,
+        )
+    } else {
+        None
     };
     let q = IpQuery {
         id: None,
@@ -304,6 +320,7 @@ pub(crate) async fn list_ips(app: &App, caller: &Caller, p: &Params) -> ApiResul
         if kw
             .as_deref()
             .is_some_and(|k| !contains(&l.ip.address.to_string(), k))
+            || balanced.as_ref().is_some_and(|b| !b.contains(&l.ip.id))
         {
             continue;
         }

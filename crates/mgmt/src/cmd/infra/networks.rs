@@ -290,8 +290,9 @@ pub(crate) async fn list_networks(app: &App, caller: &Caller, p: &Params) -> Api
     crate::cmd::visible_filter(app, caller, p, "id", "networks").await?;
     let type_ok = given(p, "type")
         .is_none_or(|t| t.eq_ignore_ascii_case("isolated") || t.eq_ignore_ascii_case("all"));
+    let matches = type_ok && network_filters_match(p)?;
     let who = owners(app, caller, p).await?;
-    let Some(owners) = who.filter(|_| type_ok) else {
+    let Some(owners) = who.filter(|_| matches) else {
         return Ok(page("network", Vec::new(), p.paging()));
     };
     let q = NetworkQuery {
@@ -303,6 +304,7 @@ pub(crate) async fn list_networks(app: &App, caller: &Caller, p: &Params) -> Api
         .await
         .map_err(store_error)?;
     let kw = keyword(p);
+    let offering = given(p, "networkofferingid");
     let dns = store::zones::dns(&app.db, app.site.zone_id)
         .await
         .map_err(store_error)?;
@@ -313,6 +315,7 @@ pub(crate) async fn list_networks(app: &App, caller: &Caller, p: &Params) -> Api
         if kw
             .as_deref()
             .is_some_and(|k| !contains(&n.name, k) && !contains(&n.display_text, k))
+            || offering.is_some_and(|o| o != l.offering_uuid)
         {
             continue;
         }
@@ -327,6 +330,65 @@ pub(crate) async fn list_networks(app: &App, caller: &Caller, p: &Params) -> Api
         ));
     }
     Ok(page("network", items, p.paging()))
+}
+
+/// The traffic types CloudStack's listNetworks takes; guestnet's networks are all Guest.
+const TRAFFIC_TYPES: [&str; 7] = [
+    "None",
+    "Public",
+    "Guest",
+    "Storage",
+    "Management",
+    "Control",
+    "Vpn",
+];
+
+/// Whether guestnet's networks (all isolated guest networks of an account, on the zone's one
+/// physical network, shown, usable and up to date) can pass listNetworks' filters of what
+/// every network here is alike in; 431 for a traffic type or ACL type CloudStack does not
+/// know. `networkofferingid` and the ids are applied per network.
+fn network_filters_match(p: &Params) -> ApiResult<bool> {
+    let mut ok = true;
+    if let Some(t) = given(p, "traffictype") {
+        if !TRAFFIC_TYPES.iter().any(|k| k.eq_ignore_ascii_case(t)) {
+            return Err(ApiError::invalid_parameter(format!(
+                "Invalid traffictype {t}: use one of {}",
+                TRAFFIC_TYPES.join(", ")
+            )));
+        }
+        ok &= t.eq_ignore_ascii_case("Guest");
+    }
+    if let Some(a) = given(p, "acltype") {
+        if !a.eq_ignore_ascii_case("Account") && !a.eq_ignore_ascii_case("Domain") {
+            return Err(ApiError::invalid_parameter(format!(
+                "Invalid acltype {a}: use Account or Domain"
+            )));
+        }
+        ok &= a.eq_ignore_ascii_case("Account");
+    }
+    let provided = resp::service_names();
+    ok &= p
+        .list("supportedservices")
+        .unwrap_or_default()
+        .iter()
+        .all(|s| provided.iter().any(|n| n.eq_ignore_ascii_case(s)));
+    // What no network here is: a system network, a VPC tier, one with ranges of its own, one
+    // waiting for a restart, one hidden from users, or one that VMs cannot use.
+    for (flag, every_network) in [
+        ("issystem", false),
+        ("forvpc", false),
+        ("specifyipranges", false),
+        ("restartrequired", false),
+        ("displaynetwork", true),
+        ("canusefordeploy", true),
+    ] {
+        if let Some(v) = p.bool(flag) {
+            ok &= v == every_network;
+        }
+    }
+    // No network carries tags.
+    ok &= p.map("tags").is_empty();
+    Ok(ok)
 }
 
 /// The refusal of deleteNetwork while VMs sit on the network (CloudStack's network
