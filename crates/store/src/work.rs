@@ -216,6 +216,35 @@ impl ChangeTx {
         Ok(ended)
     }
 
+    /// Ends, in this change, a job that has nothing for a router to do (it was written by
+    /// [`ChangeTx::job`] with `scheduled`): succeeded with `result`, and the event CloudStack
+    /// records when such a job completes (`Successfully completed <description>`).
+    ///
+    /// # Errors
+    /// [`StoreError::Db`].
+    pub async fn complete_job(
+        &mut self,
+        caller: &Caller,
+        job: (JobId, &str),
+        scheduled: &Scheduled<'_>,
+        result: &serde_json::Value,
+    ) -> Result<(), StoreError> {
+        self.finish_job(job.0, domain::job::JobStatus::Succeeded, 0, result)
+            .await?;
+        crate::events::event(
+            &mut self.tx,
+            caller.account_id,
+            caller.user_id,
+            scheduled.event_type,
+            "INFO",
+            "Completed",
+            &format!("Successfully completed {}", scheduled.description),
+            scheduled.resource_uuid,
+            Some(job.1),
+        )
+        .await
+    }
+
     /// Ends several pending jobs in this change with one statement; returns those that were
     /// still pending (the others had ended already, e.g. on another server). Once the change
     /// commits, this process no longer answers them as pending from memory.

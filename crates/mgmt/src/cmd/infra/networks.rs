@@ -9,7 +9,7 @@ use api_types::params::Params;
 use domain::actor::Caller;
 use domain::addressing::{self, meets_range};
 use domain::ids::{AccountId, NetworkId};
-use domain::job::{JobStatus, Kind, NewJob, Outcome};
+use domain::job::{Kind, NewJob, Outcome};
 use domain::model::{NetworkRow, RouterState};
 use ipnet::Ipv4Net;
 use serde_json::Value;
@@ -529,6 +529,11 @@ pub(crate) async fn update_network(app: &App, caller: &Caller, p: &Params) -> Ap
         .await
         .map_err(store_error)?;
     let description = format!("updating network {} ({})", updated.name, net.uuid);
+    let scheduled = Scheduled {
+        event_type: "NETWORK.UPDATE",
+        description: &description,
+        resource_uuid: Some(&net.uuid),
+    };
     let (job_id, job_uuid) = change
         .job(
             caller,
@@ -545,11 +550,7 @@ pub(crate) async fn update_network(app: &App, caller: &Caller, p: &Params) -> Ap
                 instance_type: Some("Network"),
                 instance_uuid: Some(&net.uuid),
             },
-            Some(Scheduled {
-                event_type: "NETWORK.UPDATE",
-                description: &description,
-                resource_uuid: Some(&net.uuid),
-            }),
+            Some(scheduled),
         )
         .await
         .map_err(store_error)?;
@@ -566,22 +567,9 @@ pub(crate) async fn update_network(app: &App, caller: &Caller, p: &Params) -> Ap
         ),
     );
     change
-        .finish_job(job_id, JobStatus::Succeeded, 0, &result)
+        .complete_job(caller, (job_id, &job_uuid), &scheduled, &result)
         .await
         .map_err(store_error)?;
-    store::events::event(
-        change.conn(),
-        caller.account_id,
-        caller.user_id,
-        "NETWORK.UPDATE",
-        "INFO",
-        "Completed",
-        &format!("Successfully completed {description}"),
-        Some(&net.uuid),
-        Some(&job_uuid),
-    )
-    .await
-    .map_err(store_error)?;
     let receipt = change.commit().await.map_err(store_error)?;
     app.doorbell.ring(receipt);
     Ok(queued(&job_uuid))

@@ -7,7 +7,7 @@ use api_types::error::ApiError;
 use api_types::params::Params;
 use domain::actor::Caller;
 use domain::guest::VlanRanges;
-use domain::job::{JobStatus, Kind, NewJob, Outcome};
+use domain::job::{Kind, NewJob, Outcome};
 use serde_json::Value;
 use store::zones::PhysicalNetwork;
 use store::Scheduled;
@@ -166,6 +166,11 @@ pub(crate) async fn update_physical_network(
         pn.vlans = new;
     }
     let description = format!("updating physical network {} ({})", pn.name, pn.uuid);
+    let scheduled = Scheduled {
+        event_type: "PHYSICAL.NETWORK.UPDATE",
+        description: &description,
+        resource_uuid: Some(&pn.uuid),
+    };
     let (job_id, job_uuid) = change
         .job(
             caller,
@@ -182,11 +187,7 @@ pub(crate) async fn update_physical_network(
                 instance_type: Some("PhysicalNetwork"),
                 instance_uuid: Some(&pn.uuid),
             },
-            Some(Scheduled {
-                event_type: "PHYSICAL.NETWORK.UPDATE",
-                description: &description,
-                resource_uuid: Some(&pn.uuid),
-            }),
+            Some(scheduled),
         )
         .await
         .map_err(store_error)?;
@@ -196,22 +197,9 @@ pub(crate) async fn update_physical_network(
         infra_resp::physical_network(&pn, zone(app)),
     );
     change
-        .finish_job(job_id, JobStatus::Succeeded, 0, &result)
+        .complete_job(caller, (job_id, &job_uuid), &scheduled, &result)
         .await
         .map_err(store_error)?;
-    store::events::event(
-        change.conn(),
-        caller.account_id,
-        caller.user_id,
-        "PHYSICAL.NETWORK.UPDATE",
-        "INFO",
-        "Completed",
-        &format!("Successfully completed {description}"),
-        Some(&pn.uuid),
-        Some(&job_uuid),
-    )
-    .await
-    .map_err(store_error)?;
     let receipt = change.commit().await.map_err(store_error)?;
     app.doorbell.ring(receipt);
     Ok(queued(&job_uuid))
