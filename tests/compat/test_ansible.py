@@ -235,6 +235,13 @@ def test_a_playbook_makes_and_removes_every_rule_kind_idempotently(admin, cloud,
     assert again["changed"] == 0, again
     [network] = listed(admin.listNetworks(name=variables["network"]), "network")
     assert network["cidr"] == "10.1.1.0/24" and network["displaytext"] == "made by ansible"
+    # A new description: cs_network updates the network, sending its offering along.
+    renamed = run_playbook(
+        tmp_path, "network", NETWORK.replace("made by ansible", "kept by ansible"), variables
+    )
+    assert renamed["changed"] == 1, renamed
+    [network] = listed(admin.listNetworks(name=variables["network"]), "network")
+    assert network["displaytext"] == "kept by ansible"
 
     vms = [cloud.vm(network)["name"] for _ in range(2)]
     variables.update(ip=free_ip(admin, cloud), vms=vms)

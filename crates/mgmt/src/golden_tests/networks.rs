@@ -114,6 +114,25 @@ pub(super) async fn script(s: &mut Session) {
         &[("id", &net), ("guestvmcidr", "10.9.0.0/24")],
     )
     .await;
+    // What the network already has is no change (Ansible sends the offering every time);
+    // another offering is.
+    s.run(
+        "alice",
+        "updateNetwork",
+        &[
+            ("id", &net),
+            ("displaytext", "again"),
+            ("networkofferingid", &sh.offering),
+            ("forced", "false"),
+        ],
+    )
+    .await;
+    s.call(
+        "alice",
+        "updateNetwork",
+        &[("id", &net), ("networkofferingid", &sh.open_offering)],
+    )
+    .await;
     s.call("bob", "updateNetwork", &[("id", &net), ("name", "mine")])
         .await;
     // Restarts: the whole config again, or the router made again first.

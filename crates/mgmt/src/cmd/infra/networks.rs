@@ -469,8 +469,8 @@ pub(crate) async fn delete_network(app: &App, caller: &Caller, p: &Params) -> Ap
     Ok(queued(&job_uuid))
 }
 
-/// The parameters of updateNetwork guestnet does not apply, each with why: given, they are
-/// refused (431) naming themselves, never ignored.
+/// The parameters of updateNetwork guestnet does not apply, each with why: given with a value
+/// that would change the network, they are refused (431) naming themselves, never ignored.
 const FIXED_NETWORK_PARAMS: &[(&str, &str)] = &[
     ("networkofferingid", "guestnet keeps a network's offering"),
     (
@@ -485,13 +485,37 @@ const FIXED_NETWORK_PARAMS: &[(&str, &str)] = &[
     ("updateinsequence", "a network has one router"),
 ];
 
+/// Whether `param` of updateNetwork, as given, would change what guestnet keeps of `net`
+/// (whose offering's id is `offering`). A client that sends what the network already has (as
+/// Ansible's cs_network sends the offering with every update) changes nothing.
+fn changes_fixed(p: &Params, param: &str, net: &NetworkRow, offering: &str) -> bool {
+    let Some(v) = p.str(param).map(str::trim).filter(|v| !v.is_empty()) else {
+        return false;
+    };
+    match param {
+        "networkofferingid" => !v.eq_ignore_ascii_case(offering),
+        "networkdomain" => !v.eq_ignore_ascii_case(&net.network_domain),
+        "guestvmcidr" => v.parse::<Ipv4Net>().map(|c| c.trunc()) != Ok(net.cidr),
+        "customid" => v != net.uuid,
+        "displaynetwork" => p.bool(param) != Some(true),
+        _ => p.bool(param) == Some(true),
+    }
+}
+
 /// updateNetwork (async): a new name or description. Nothing reaches the router, so the job
 /// ends in the transaction that makes the change; the answer is the network as it now is.
 pub(crate) async fn update_network(app: &App, caller: &Caller, p: &Params) -> ApiResult<Value> {
     let net = crate::cmd::network_param(app, caller, p, "id").await?;
+    let offering = store::catalogue::network_offerings(&app.db)
+        .await
+        .map_err(store_error)?
+        .into_iter()
+        .find(|o| o.id == net.offering_id)
+        .map(|o| o.uuid)
+        .ok_or_else(|| internal(format!("network {} has no offering", net.uuid)))?;
     if let Some((param, why)) = FIXED_NETWORK_PARAMS
         .iter()
-        .find(|(param, _)| p.str(param).is_some_and(|v| !v.is_empty()))
+        .find(|(param, _)| changes_fixed(p, param, &net, &offering))
     {
         return Err(ApiError::invalid_parameter(format!(
             "Unable to update network {} with {param}: {why}",
