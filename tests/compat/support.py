@@ -36,6 +36,7 @@ REQUIRED_COMMANDS = frozenset(
     associateIpAddress disassociateIpAddress listPublicIpAddresses
     createVlanIpRange listVlanIpRanges
     deployVirtualMachine listVirtualMachines destroyVirtualMachine listNics
+    enableStaticNat disableStaticNat createIpForwardingRule deleteIpForwardingRule
     listIpForwardingRules listTags listAutoScaleVmGroups listAutoScalePolicies
     listDomains listProjects listCapabilities listNetworkProtocols
     listServiceOfferings listTemplates listRouters listEvents

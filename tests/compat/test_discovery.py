@@ -10,6 +10,7 @@ ASYNC = {
     "createFirewallRule", "deleteFirewallRule", "updateFirewallRule",
     "createEgressFirewallRule", "deleteEgressFirewallRule", "updateEgressFirewallRule",
     "createPortForwardingRule", "deletePortForwardingRule", "updatePortForwardingRule",
+    "disableStaticNat", "createIpForwardingRule", "deleteIpForwardingRule",
     "createLoadBalancerRule", "deleteLoadBalancerRule", "updateLoadBalancerRule",
     "assignToLoadBalancerRule", "removeFromLoadBalancerRule",
     "createLBStickinessPolicy", "deleteLBStickinessPolicy",

@@ -133,12 +133,14 @@ pub(crate) fn probe_config(ips: usize) -> RouterConfig {
         ip: PROBE_IP,
         prefix_len: lab::PUBLIC_PREFIX_LEN,
         source_nat: true,
+        static_nat: None,
     }];
     for i in 1..ips {
         addresses.push(PublicAddress {
             ip: Ipv4Addr::from(EXTRA_IPS_BASE + i as u32),
             prefix_len: 32,
             source_nat: false,
+            static_nat: None,
         });
     }
     RouterConfig {

@@ -292,6 +292,13 @@ pub fn conflicts<'a>(
                     }
                 }
             }
+            (Purpose::StaticNat, Purpose::StaticNat) => {
+                if let (Some(a), Some(b)) = (new.ports, old.ports) {
+                    if new.protocol == old.protocol && ranges_meet(a, b) {
+                        return Err(range_conflict(a, old, b));
+                    }
+                }
+            }
             _ => {
                 // A balancer against a balancer or a forward.
                 if let (Some(a), Some(b)) = (new.ports, old.ports) {
@@ -303,6 +310,28 @@ pub fn conflicts<'a>(
         }
     }
     Ok(())
+}
+
+/// Whether a rule of `purpose` may be made on the public IP `address`, which has a static NAT
+/// (`nat`) or not, as CloudStack decides: a static-NAT IP sends every port to its VM, so it
+/// carries no forward or balancer, and an IP forwarding rule needs one.
+///
+/// # Errors
+/// 431 for a forward on a static-NAT IP; 537 for a balancer on one, or an IP forwarding rule
+/// on an IP without.
+pub fn static_nat_fits(purpose: Purpose, address: &str, nat: bool) -> Result<(), ApiError> {
+    match (purpose, nat) {
+        (Purpose::PortForwarding, true) => Err(ApiError::invalid_parameter(format!(
+            "Unable to create port forwarding rule; ip {address} has static nat enabled"
+        ))),
+        (Purpose::LoadBalancing, true) => Err(ApiError::rule_conflict(format!(
+            "Can't do load balance on ip address: {address}: it has static nat enabled"
+        ))),
+        (Purpose::StaticNat, false) => Err(ApiError::rule_conflict(format!(
+            "Can't do static nat on ip address: {address}: static nat is not enabled on it"
+        ))),
+        _ => Ok(()),
+    }
 }
 
 /// Whether a stored rule takes part in conflict detection.

@@ -67,6 +67,10 @@ pub enum Purpose {
     PortForwarding,
     /// Load balancing.
     LoadBalancing,
+    /// An IP forwarding rule of a static-NAT IP (createIpForwardingRule). The router holds
+    /// nothing for it: the IP's static NAT already sends every port to the VM, and what the
+    /// rule opens is its related firewall rule.
+    StaticNat,
 }
 
 impl Purpose {
@@ -76,6 +80,7 @@ impl Purpose {
             Purpose::Firewall => "Firewall",
             Purpose::PortForwarding => "PortForwarding",
             Purpose::LoadBalancing => "LoadBalancing",
+            Purpose::StaticNat => "StaticNat",
         }
     }
 }
@@ -89,6 +94,7 @@ impl std::str::FromStr for Purpose {
             "Firewall" => Ok(Purpose::Firewall),
             "PortForwarding" => Ok(Purpose::PortForwarding),
             "LoadBalancing" => Ok(Purpose::LoadBalancing),
+            "StaticNat" => Ok(Purpose::StaticNat),
             _ => Err(UnknownValue::new("rule purpose", s)),
         }
     }
@@ -354,6 +360,22 @@ pub struct IpRow {
     pub vlan_range_id: VlanRangeId,
     /// Its zone.
     pub zone_id: ZoneId,
+    /// Its static NAT (1:1 to a VM), if it has or is getting one.
+    pub nat: Option<IpNat>,
+}
+
+/// A public IP's static NAT: the VM it is 1:1 NAT to, with the lifecycle of a rule. It is
+/// carried by the IP's row, and the job that enables or disables it is the IP's `job_id`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IpNat {
+    /// The VM.
+    pub vm_id: VmId,
+    /// Its guest address.
+    pub vm_ip: Ipv4Addr,
+    /// Add (being enabled), Active, or Revoke (being disabled).
+    pub state: State,
+    /// Whether an applied generation held it.
+    pub applied: bool,
 }
 
 /// A guest network with what its router needs to know.

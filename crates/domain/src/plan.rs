@@ -133,6 +133,10 @@ pub struct Commit {
     pub allocate_ips: Vec<IpId>,
     /// IPs released: back to Free.
     pub free_ips: Vec<IpId>,
+    /// IPs whose static NAT the router now holds: Active, applied.
+    pub activate_nats: Vec<IpId>,
+    /// IPs whose disabled static NAT the router no longer holds: no static NAT.
+    pub clear_nats: Vec<IpId>,
     /// VMs whose destruction the router took: their leases are gone (the rows go once the
     /// host removed the VMs).
     pub gone_vms: Vec<VmId>,
@@ -221,6 +225,7 @@ fn public_side(
                 ip: ip.address,
                 prefix_len: segment.prefix_len,
                 source_nat: ip.source_nat,
+                static_nat: static_nat(ip, batch, commit),
             });
             present_ips.insert(ip.id);
             if ip.state == "Allocating" && in_batch {
@@ -237,6 +242,21 @@ fn public_side(
         gateway: segment.gateway,
     };
     (side, present_ips)
+}
+
+/// The guest address a present IP is 1:1 NAT to for `batch`, if any; records the static NAT's
+/// activation or removal. It follows its IP's job as a rule follows its own.
+fn static_nat(ip: &IpRow, batch: &Batch, commit: &mut Commit) -> Option<Ipv4Addr> {
+    let nat = ip.nat.as_ref()?;
+    let in_batch = ip.job_id.is_some_and(|j| batch.included.contains(&j));
+    let present = batch.present(nat.state, nat.applied, ip.job_id);
+    if present && nat.state == State::Add {
+        commit.activate_nats.push(ip.id);
+    }
+    if !present && nat.state == State::Revoke && in_batch {
+        commit.clear_nats.push(ip.id);
+    }
+    present.then_some(nat.vm_ip)
 }
 
 fn guest_side(network: &NetworkRow) -> GuestSide {
@@ -581,11 +601,21 @@ pub fn apply_commit(state: &mut NetworkState, c: &Commit) {
         state.vms.retain(|vm| !gone.contains(&vm.vm_id));
     }
     let (ip_on, ip_off) = (set(&c.allocate_ips), set(&c.free_ips));
+    let (nat_on, nat_off) = (set(&c.activate_nats), set(&c.clear_nats));
     state.ips.retain(|ip| !ip_off.contains(&ip.id));
     for ip in &mut state.ips {
         if ip_on.contains(&ip.id) && ip.state == "Allocating" {
             ip.state = "Allocated".to_string();
             ip.applied = true;
+        }
+        if nat_off.contains(&ip.id) && ip.nat.as_ref().is_some_and(|n| n.state == State::Revoke) {
+            ip.nat = None;
+        }
+        if let Some(n) = ip.nat.as_mut().filter(|_| nat_on.contains(&ip.id)) {
+            if n.state == State::Add {
+                n.state = State::Active;
+                n.applied = true;
+            }
         }
     }
 }

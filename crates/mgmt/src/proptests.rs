@@ -380,6 +380,7 @@ fn state(rules: Vec<Rule>, members: Vec<MemberRow>, egress_allow: bool) -> Netwo
                 allocated: Some(0),
                 vlan_range_id: VlanRangeId::from(1),
                 zone_id: ZoneId::from(1),
+                nat: None,
             })
             .collect(),
         rules,

@@ -89,6 +89,8 @@ pub struct IpContext {
     pub network: Option<(String, String)>,
     /// Whether rules use it.
     pub has_rules: bool,
+    /// The VM of its static NAT (uuid, name, display name), when it has one.
+    pub nat_vm: Option<(String, String, String)>,
 }
 
 /// A public IP: IPAddressResponse.
@@ -109,7 +111,18 @@ pub fn ip_address(ip: &IpRow, cx: &IpContext, admin: bool) -> Value {
     m.insert("forvirtualnetwork".into(), json!(true));
     m.insert("vlanid".into(), json!(cx.vlan_uuid));
     m.insert("vlanname".into(), json!(cx.vlan_name));
-    m.insert("isstaticnat".into(), json!(false));
+    let nat = ip
+        .nat
+        .as_ref()
+        .filter(|n| n.state != domain::model::State::Revoke);
+    m.insert("isstaticnat".into(), json!(nat.is_some()));
+    if let (Some(n), Some((uuid, name, display))) = (nat, &cx.nat_vm) {
+        m.insert("virtualmachineid".into(), json!(uuid));
+        m.insert("virtualmachinename".into(), json!(name));
+        m.insert("virtualmachinedisplayname".into(), json!(display));
+        m.insert("virtualmachinetype".into(), json!("User"));
+        m.insert("vmipaddress".into(), json!(n.vm_ip.to_string()));
+    }
     m.insert("issystem".into(), json!(false));
     if let Some((uuid, name)) = &cx.network {
         m.insert("associatednetworkid".into(), json!(uuid));
@@ -157,6 +170,7 @@ pub fn services() -> Value {
             {"name": "SupportedTrafficDirection", "value": "ingress, egress", "canchooseservicecapability": false}]},
         {"name": "PortForwarding", "provider": vr, "capability": [
             {"name": "SupportedProtocols", "value": "tcp,udp", "canchooseservicecapability": false}]},
+        {"name": "StaticNat", "provider": vr, "capability": []},
         {"name": "Lb", "provider": vr, "capability": [
             {"name": "SupportedLBAlgorithms", "value": "roundrobin,leastconn,source", "canchooseservicecapability": false},
             {"name": "SupportedLBIsolation", "value": "dedicated", "canchooseservicecapability": false},

@@ -248,7 +248,7 @@ async fn shared_value(app: &App, root: &Caller, s: &Shared, param: &ParamSpec) -
 fn sample(command: &str, param: &ParamSpec) -> &'static str {
     match param.name {
         "protocol" => "tcp",
-        "publicport" | "privateport" => "9000",
+        "publicport" | "privateport" | "startport" => "9000",
         "name" | "displaytext" | "firstname" | "lastname" => "sample",
         "algorithm" => "roundrobin",
         "methodname" => "LbCookie",

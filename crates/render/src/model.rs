@@ -587,33 +587,42 @@ pub(crate) fn plan_skeleton(cfg: &ValidConfig) -> Skeleton {
             rules: pf,
         },
     );
+    // Static NAT first: a static-NAT IP carries no forward, so its whole traffic goes to its VM
+    // (the ingress chain, at an earlier priority, has already admitted or dropped it). One rule
+    // with a map, whatever the number of static NATs.
+    let (nat_in, nat_out) = static_nat_rules(cfg);
+    let mut dnat = nat_in.iter().cloned().collect::<Vec<_>>();
+    dnat.push("ip daddr @public_ips jump pf_lookup".into());
     chains.insert(
         "dnat_pre".to_string(),
         Chain {
             header: Some("type nat hook prerouting priority -100; policy accept;".into()),
-            rules: vec!["ip daddr @public_ips jump pf_lookup".into()],
+            rules: dnat.clone(),
         },
     );
     chains.insert(
         "dnat_out".to_string(),
         Chain {
             header: Some("type nat hook output priority -100; policy accept;".into()),
-            rules: vec!["ip daddr @public_ips jump pf_lookup".into()],
+            rules: dnat,
         },
     );
     // Source NAT, and hairpin: a VM reaching a forwarded public port of its own network sees the
-    // reply come back through the router.
+    // reply come back through the router. A VM with a static NAT leaves from its own public IP.
+    let mut snat = vec![format!(
+        "ct status dnat ip saddr {guest} ip daddr {guest} oifname \"{guest_if}\" snat ip to {}",
+        cfg.guest_gateway
+    )];
+    snat.extend(nat_out);
+    snat.push(format!(
+        "ip saddr {guest} oifname \"{pub_if}\" snat ip to {}",
+        cfg.source_nat_ip
+    ));
     chains.insert(
         "snat_post".to_string(),
         Chain {
             header: Some("type nat hook postrouting priority 100; policy accept;".into()),
-            rules: vec![
-                format!(
-                    "ct status dnat ip saddr {guest} ip daddr {guest} oifname \"{guest_if}\" snat ip to {}",
-                    cfg.guest_gateway
-                ),
-                format!("ip saddr {guest} oifname \"{pub_if}\" snat ip to {}", cfg.source_nat_ip),
-            ],
+            rules: snat,
         },
     );
     chains.insert(
@@ -682,6 +691,40 @@ pub(crate) fn plan_skeleton(cfg: &ValidConfig) -> Skeleton {
         public_ips: cfg.public_ips().collect(),
         chains,
     }
+}
+
+/// The static NATs' two rules, when there are any: DNAT of every new connection to a
+/// static-NAT IP to its VM, and SNAT of the VMs' own connections to their public IPs.
+fn static_nat_rules(cfg: &ValidConfig) -> (Option<String>, Option<String>) {
+    if cfg.static_nats.is_empty() {
+        return (None, None);
+    }
+    let join = |f: &dyn Fn(&router_config::StaticNat) -> String| {
+        cfg.static_nats.iter().map(f).collect::<Vec<_>>().join(", ")
+    };
+    let publics = join(&|n| n.public_ip.to_string());
+    let to_vm = join(&|n| format!("{} : {}", n.public_ip, n.vm_ip));
+    let mut by_vm: Vec<_> = cfg.static_nats.iter().collect();
+    by_vm.sort_by_key(|n| n.vm_ip);
+    let vms = by_vm
+        .iter()
+        .map(|n| n.vm_ip.to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let to_public = by_vm
+        .iter()
+        .map(|n| format!("{} : {}", n.vm_ip, n.public_ip))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let pub_if = &cfg.public_interface;
+    (
+        Some(format!(
+            "ip daddr {{ {publics} }} counter dnat ip to ip daddr map {{ {to_vm} }} comment \"static nat\""
+        )),
+        Some(format!(
+            "ip saddr {{ {vms} }} oifname \"{pub_if}\" counter snat ip to ip saddr map {{ {to_public} }} comment \"static nat\""
+        )),
+    )
 }
 
 /// The two lookups of one prefix length: exact ports, then port-range buckets.

@@ -56,6 +56,41 @@ fn snapshot_egress_allow_and_ranges() {
     check("egress-allow-ranges");
 }
 
+#[test]
+fn snapshot_static_nat() {
+    check("static-nat");
+}
+
+#[test]
+fn a_static_nat_change_rewrites_only_the_nat_chains() {
+    let a = validate(base_config()).unwrap();
+    let mut doc = a.document().clone();
+    doc.generation = 2;
+    doc.public.addresses[1].static_nat = Some("10.1.1.20".parse().unwrap());
+    let b = validate(doc).unwrap();
+    let mut model = plan(&a);
+    let update = model.update(&a, &b);
+    // Not an element-only change: the NAT chains' rules change.
+    assert!(update.fast.is_none());
+    let flushed: Vec<&str> = update
+        .script
+        .lines()
+        .filter_map(|l| l.strip_prefix("flush chain ip guestnet "))
+        .collect();
+    assert_eq!(flushed, vec!["dnat_out", "dnat_pre", "snat_post"]);
+    assert!(update.script.contains(
+        "add rule ip guestnet dnat_pre ip daddr { 203.0.113.11 } counter dnat ip to ip daddr map { 203.0.113.11 : 10.1.1.20 } comment \"static nat\""
+    ), "{}", update.script);
+    assert!(update.script.contains(
+        "add rule ip guestnet snat_post ip saddr { 10.1.1.20 } oifname \"pub0\" counter snat ip to ip saddr map { 10.1.1.20 : 203.0.113.11 } comment \"static nat\""
+    ), "{}", update.script);
+    assert_eq!(model, plan(&b));
+    // And back: the static NAT's rules go.
+    let back = model.update(&b, &a);
+    assert!(!back.script.contains("static nat"), "{}", back.script);
+    assert!(back.script.contains("flush chain ip guestnet snat_post"));
+}
+
 // ---- generators ----
 
 const PUBLIC: [&str; 2] = ["203.0.113.10", "203.0.113.11"];
@@ -71,11 +106,13 @@ fn base_config() -> RouterConfig {
                     ip: PUBLIC[0].parse().unwrap(),
                     prefix_len: 24,
                     source_nat: true,
+                    static_nat: None,
                 },
                 PublicAddress {
                     ip: PUBLIC[1].parse().unwrap(),
                     prefix_len: 24,
                     source_nat: false,
+                    static_nat: None,
                 },
             ],
             gateway: None,

@@ -338,6 +338,7 @@ fn public_side(out: &mut Collector, wanted: &PublicSide, held: &PublicSide) {
         |w, h, f| {
             f.value("prefix_len", w.prefix_len, h.prefix_len);
             f.value("source_nat", w.source_nat, h.source_nat);
+            f.value("static_nat", Opt(w.static_nat), Opt(h.static_nat));
         },
     );
     out.value("public.gateway", Opt(wanted.gateway), Opt(held.gateway));
@@ -839,6 +840,7 @@ mod tests {
             ip: "203.0.113.12".parse().unwrap(),
             prefix_len: 24,
             source_nat: true,
+            static_nat: None,
         });
         held.public.gateway = None;
         held.guest.interface = String::new();

@@ -19,8 +19,8 @@ use std::net::Ipv4Addr;
 use crate::delta::{DeltaError, RouterDelta};
 use crate::valid::*;
 use crate::validate::{
-    check_forward_conflicts, cidrs_intersect, validate, validate_egress, validate_forward,
-    validate_ingress, validate_lb, ConfigProblems, Problems,
+    check_forward_conflicts, check_static_nat_conflicts, cidrs_intersect, validate,
+    validate_egress, validate_forward, validate_ingress, validate_lb, ConfigProblems, Problems,
 };
 use crate::wire::*;
 use crate::Generation;
@@ -443,6 +443,7 @@ impl ValidConfig {
             .iter()
             .filter_map(|r| validate_lb(&mut p, r, ips, guest, gateway))
             .collect();
+        check_static_nat_conflicts(&mut p, &self.static_nats, &forwards, &balancers);
         clean = clean && p.0.is_empty();
 
         // Conflicts of the upserted forwards and balancers with the rules that stay, and among

@@ -30,7 +30,7 @@ pub use incremental::{ApplyDeltaError, ConfigChange, Touched};
 pub use valid::{
     Algorithm, CookieMode, Dhcp, EgressMatch, EgressRule, HealthCheck, IcmpMatch, IngressMatch,
     IngressRule, L4Proto, LbMode, LoadBalancer, Member, PortForward, PortRange, RuleId, RuleKind,
-    Stickiness, ValidConfig,
+    StaticNat, Stickiness, ValidConfig,
 };
 pub use validate::{
     is_dns_label, is_dns_name, is_host_in, validate, ConfigProblem, ConfigProblems,

@@ -145,6 +145,114 @@ fn egress_defaults_fill_guest_and_anywhere() {
     assert_eq!(problems(raw), vec!["egress rule 10: field `source_cidrs[0]`: 10.2.0.0/24 is not inside the guest network 10.1.1.0/24".to_string()]);
 }
 
+/// The example with a third public IP, 203.0.113.12, 1:1 NAT to `vm`.
+fn with_static_nat(vm: &str) -> RouterConfig {
+    let mut raw = example();
+    raw.public.addresses.push(PublicAddress {
+        ip: "203.0.113.12".parse().unwrap(),
+        prefix_len: 24,
+        source_nat: false,
+        static_nat: Some(vm.parse().unwrap()),
+    });
+    raw
+}
+
+#[test]
+fn a_static_nat_is_validated_and_kept_by_public_ip() {
+    let v = validate(with_static_nat("10.1.1.20")).unwrap();
+    let nat = StaticNat {
+        public_ip: "203.0.113.12".parse().unwrap(),
+        vm_ip: "10.1.1.20".parse().unwrap(),
+    };
+    assert_eq!(v.static_nats, vec![nat]);
+    assert_eq!(v.static_nat_of(nat.public_ip), Some(&nat));
+    assert_eq!(v.static_nat_of("203.0.113.10".parse().unwrap()), None);
+}
+
+#[test]
+fn static_nats_the_router_cannot_hold_are_refused() {
+    // On the source-NAT IP, to the router's own address, outside the guest network.
+    let mut raw = with_static_nat("10.1.1.1");
+    raw.public.addresses[0].static_nat = Some("10.9.9.9".parse().unwrap());
+    let p = problems(raw);
+    assert!(
+        p.contains(&"field `public.addresses[0].static_nat`: 203.0.113.10 is the source-NAT IP: it cannot be 1:1 NAT to a VM".to_string()),
+        "{p:?}"
+    );
+    assert!(
+        p.contains(&"field `public.addresses[2].static_nat`: 10.1.1.1 is not a VM address in the guest network 10.1.1.0/24".to_string()),
+        "{p:?}"
+    );
+    // Two public IPs to one VM address.
+    let mut raw = with_static_nat("10.1.1.20");
+    raw.public.addresses[1].static_nat = Some("10.1.1.20".parse().unwrap());
+    raw.port_forwards
+        .retain(|f| f.public_ip != raw.public.addresses[1].ip);
+    raw.load_balancers
+        .retain(|l| l.public_ip != raw.public.addresses[1].ip);
+    let p = problems(raw);
+    assert!(
+        p.iter()
+            .any(|m| m.contains("10.1.1.20 is already the static NAT of 203.0.113.11")),
+        "{p:?}"
+    );
+}
+
+#[test]
+fn a_static_nat_ip_carries_no_forward_or_balancer_whole_or_by_delta() {
+    // 203.0.113.11 carries forward 21: making it static NAT is refused, naming the forward.
+    let mut raw = example();
+    raw.public.addresses[1].static_nat = Some("10.1.1.20".parse().unwrap());
+    let p = problems(raw);
+    assert!(
+        p.contains(&"port forward 21: field `public_ip`: 203.0.113.11 is 1:1 NAT to 10.1.1.20: it carries no port forward".to_string()),
+        "{p:?}"
+    );
+    // A delta that adds a forward and a balancer to a static-NAT IP is refused as a whole
+    // validation refuses it, and the config stays as it was.
+    let mut cfg = validate(with_static_nat("10.1.1.20")).unwrap();
+    let before = cfg.clone();
+    let mut next = cfg.document().clone();
+    next.generation += 1;
+    let mut pf = next.port_forwards[0].clone();
+    pf.id = 90;
+    pf.public_ip = "203.0.113.12".parse().unwrap();
+    next.port_forwards.push(pf);
+    let mut lb = next.load_balancers[0].clone();
+    lb.id = 91;
+    lb.public_ip = "203.0.113.12".parse().unwrap();
+    lb.public_port = 8443;
+    next.load_balancers.push(lb);
+    let delta = RouterDelta::between(cfg.document(), &next);
+    let ApplyDeltaError::Invalid { problems: p, .. } = cfg.apply_delta(&delta).unwrap_err() else {
+        panic!("not refused as invalid");
+    };
+    let p: Vec<String> = p.0.iter().map(ToString::to_string).collect();
+    assert!(
+        p.contains(&"port forward 90: field `public_ip`: 203.0.113.12 is 1:1 NAT to 10.1.1.20: it carries no port forward".to_string()),
+        "{p:?}"
+    );
+    assert!(
+        p.contains(&"load balancer 91: field `public_ip`: 203.0.113.12 is 1:1 NAT to 10.1.1.20: it carries no load balancer".to_string()),
+        "{p:?}"
+    );
+    assert_eq!(cfg, before);
+}
+
+#[test]
+fn a_static_nat_difference_is_described() {
+    let wanted = with_static_nat("10.1.1.20");
+    let held = with_static_nat("10.1.1.21");
+    let d: Vec<String> = differences(&wanted, &held)
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(
+        d,
+        vec!["public address 203.0.113.12 differs: static_nat wanted 10.1.1.20, held 10.1.1.21"]
+    );
+}
+
 #[test]
 fn delta_rebuilds_the_complete_config() {
     let base = example();

@@ -200,6 +200,8 @@ pub struct ValidConfig {
     pub public_addresses: Vec<(Ipv4Addr, u8)>,
     /// The source-NAT IP.
     pub source_nat_ip: Ipv4Addr,
+    /// Static NATs (public IP 1:1 to a VM), sorted by public IP.
+    pub static_nats: Vec<StaticNat>,
     /// Next hop on the public side.
     pub public_gateway: Option<Ipv4Addr>,
     /// The guest interface's name.
@@ -220,6 +222,17 @@ pub struct ValidConfig {
     pub load_balancers: Vec<LoadBalancer>,
     /// DHCP and DNS for the guests, if the router serves them.
     pub dhcp: Option<Dhcp>,
+}
+
+/// A public IP that is 1:1 NAT to a guest address: a public IP of the router other than the
+/// source-NAT IP, without forwards or balancers; the guest address a VM address of the guest
+/// network that no other static NAT uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct StaticNat {
+    /// The public IP.
+    pub public_ip: Ipv4Addr,
+    /// The VM's guest address.
+    pub vm_ip: Ipv4Addr,
 }
 
 /// A validated DHCP and DNS service: every lease a host address of the guest network other than
@@ -258,6 +271,14 @@ impl ValidConfig {
         let mut b = other.document.clone();
         b.generation = 0;
         a == b
+    }
+
+    /// The static NAT of `ip`, if it has one.
+    pub fn static_nat_of(&self, ip: Ipv4Addr) -> Option<&StaticNat> {
+        self.static_nats
+            .binary_search_by_key(&ip, |s| s.public_ip)
+            .ok()
+            .map(|i| &self.static_nats[i])
     }
 
     /// Every public IP.

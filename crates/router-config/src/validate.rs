@@ -134,6 +134,15 @@ pub fn validate(raw: RouterConfig) -> Result<ValidConfig, ConfigProblems> {
         }
         if a.source_nat {
             snat.push(a.ip);
+            if a.static_nat.is_some() {
+                p.doc(
+                    format!("public.addresses[{i}].static_nat"),
+                    format!(
+                        "{} is the source-NAT IP: it cannot be 1:1 NAT to a VM",
+                        a.ip
+                    ),
+                );
+            }
         }
         addresses.push((a.ip, a.prefix_len));
     }
@@ -174,6 +183,8 @@ pub fn validate(raw: RouterConfig) -> Result<ValidConfig, ConfigProblems> {
             }
         }
     }
+    let static_nats =
+        validate_static_nats(&mut p, &raw.public.addresses, guest_cidr, raw.guest.gateway);
 
     // Rule ids are unique across kinds.
     let mut ids: BTreeMap<u64, RuleKind> = BTreeMap::new();
@@ -220,6 +231,7 @@ pub fn validate(raw: RouterConfig) -> Result<ValidConfig, ConfigProblems> {
     lbs.sort_by_key(|r| r.id);
     check_forward_conflicts(&mut p, &forwards);
     check_lb_conflicts(&mut p, &lbs, &forwards);
+    check_static_nat_conflicts(&mut p, &static_nats, &forwards, &lbs);
     let dhcp = raw
         .dhcp
         .as_ref()
@@ -248,6 +260,7 @@ pub fn validate(raw: RouterConfig) -> Result<ValidConfig, ConfigProblems> {
         public_interface: document.public.interface.clone(),
         public_addresses: addresses,
         source_nat_ip: *source_nat_ip,
+        static_nats,
         public_gateway: document.public.gateway,
         guest_interface: document.guest.interface.clone(),
         guest_cidr,
@@ -260,6 +273,89 @@ pub fn validate(raw: RouterConfig) -> Result<ValidConfig, ConfigProblems> {
         dhcp,
         document,
     })
+}
+
+/// The static NATs of the public addresses, sorted by public IP: each to a VM address of the
+/// guest network, no two to the same one.
+fn validate_static_nats(
+    p: &mut Problems,
+    addresses: &[PublicAddress],
+    guest: Option<Ipv4Net>,
+    guest_gateway: Ipv4Addr,
+) -> Vec<StaticNat> {
+    let mut out = Vec::new();
+    let mut by_vm: BTreeMap<Ipv4Addr, Ipv4Addr> = BTreeMap::new();
+    for (i, a) in addresses.iter().enumerate() {
+        let Some(vm_ip) = a.static_nat else { continue };
+        let field = format!("public.addresses[{i}].static_nat");
+        if let Some(g) = guest {
+            if !is_host_in(g, vm_ip) || vm_ip == guest_gateway {
+                p.doc(
+                    &field,
+                    format!("{vm_ip} is not a VM address in the guest network {g}"),
+                );
+                continue;
+            }
+        }
+        if let Some(other) = by_vm.insert(vm_ip, a.ip) {
+            p.doc(
+                &field,
+                format!(
+                    "{vm_ip} is already the static NAT of {other}; a VM address has at most one"
+                ),
+            );
+            continue;
+        }
+        out.push(StaticNat {
+            public_ip: a.ip,
+            vm_ip,
+        });
+    }
+    out.sort();
+    out
+}
+
+/// Refuses forwards and balancers on a static-NAT IP: all of its traffic goes to one VM.
+pub(crate) fn check_static_nat_conflicts(
+    p: &mut Problems,
+    nats: &[StaticNat],
+    forwards: &[PortForward],
+    lbs: &[LoadBalancer],
+) {
+    if nats.is_empty() {
+        return;
+    }
+    let nat_of = |ip: Ipv4Addr| {
+        nats.binary_search_by_key(&ip, |s| s.public_ip)
+            .ok()
+            .map(|i| nats[i])
+    };
+    for f in forwards {
+        if let Some(n) = nat_of(f.public_ip) {
+            p.rule(
+                RuleKind::PortForward,
+                f.id.0,
+                "public_ip",
+                format!(
+                    "{} is 1:1 NAT to {}: it carries no port forward",
+                    n.public_ip, n.vm_ip
+                ),
+            );
+        }
+    }
+    for l in lbs {
+        if let Some(n) = nat_of(l.public_ip) {
+            p.rule(
+                RuleKind::LoadBalancer,
+                l.id.0,
+                "public_ip",
+                format!(
+                    "{} is 1:1 NAT to {}: it carries no load balancer",
+                    n.public_ip, n.vm_ip
+                ),
+            );
+        }
+    }
 }
 
 /// Whether `s` is a DNS label as a host name may be: 1-63 of a-z, A-Z, 0-9 and `-`, neither

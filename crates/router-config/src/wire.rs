@@ -152,6 +152,12 @@ pub struct PublicAddress {
     /// Whether guest traffic leaves through this address.
     #[serde(default)]
     pub source_nat: bool,
+    /// Static NAT: the guest address this public IP is 1:1 NAT to. Everything arriving for the
+    /// IP (once the ingress firewall admits it) goes to that VM, and the VM's own traffic
+    /// leaves from this IP instead of the source-NAT IP. Such an IP carries no port forward or
+    /// load balancer, and is never the source-NAT IP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub static_nat: Option<Ipv4Addr>,
 }
 
 /// The guest network.

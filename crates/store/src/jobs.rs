@@ -444,6 +444,15 @@ pub async fn rollback_job(
         .execute(&mut **tx)
         .await
         .map_err(e)?;
+    // A static NAT being enabled goes; one being disabled stays disabled.
+    sqlx::query(
+        "UPDATE public_ips SET nat_vm_id = NULL, nat_vm_ip = NULL, nat_state = NULL, \
+         nat_applied = 0 WHERE job_id = $1 AND nat_state = 'Add'",
+    )
+    .bind(job_id.get())
+    .execute(&mut **tx)
+    .await
+    .map_err(e)?;
     sqlx::query(
         "UPDATE public_ips SET state = 'Free', applied = 0, account_id = NULL, network_id = NULL, \
          job_id = NULL, allocated = NULL WHERE job_id = $1 AND state = 'Allocating'",

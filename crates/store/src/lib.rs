@@ -73,6 +73,7 @@ pub mod rules;
 pub mod runner_reads;
 pub mod seed;
 pub mod state;
+pub mod static_nat;
 pub mod tokens;
 pub mod vms;
 pub mod work;

@@ -87,6 +87,11 @@ pub const FILES: &[File] = &[
         name: "the routers' system offering",
         sql: include_str!("../schema/009_router_offering.sql"),
     },
+    File {
+        version: 10,
+        name: "static NAT on public IPs",
+        sql: include_str!("../schema/010_static_nat.sql"),
+    },
 ];
 
 /// Migration files templated for one dialect.

@@ -203,8 +203,23 @@ pub async fn apply_commit(tx: &mut Transaction<'_, Any>, c: &Commit) -> Result<(
     .await?;
     each(
         tx,
+        "UPDATE public_ips SET nat_state = 'Active', nat_applied = 1 WHERE id IN ({ids}) \
+         AND nat_state = 'Add'",
+        &c.activate_nats,
+    )
+    .await?;
+    each(
+        tx,
+        "UPDATE public_ips SET nat_vm_id = NULL, nat_vm_ip = NULL, nat_state = NULL, \
+         nat_applied = 0 WHERE id IN ({ids}) AND nat_state = 'Revoke'",
+        &c.clear_nats,
+    )
+    .await?;
+    each(
+        tx,
         "UPDATE public_ips SET state = 'Free', applied = 0, account_id = NULL, network_id = NULL, \
-         source_nat = 0, job_id = NULL, allocated = NULL WHERE id IN ({ids}) AND state = 'Releasing'",
+         source_nat = 0, job_id = NULL, allocated = NULL, nat_vm_id = NULL, nat_vm_ip = NULL, \
+         nat_state = NULL, nat_applied = 0 WHERE id IN ({ids}) AND state = 'Releasing'",
         &c.free_ips,
     )
     .await?;

@@ -49,7 +49,8 @@ pub const POLICY_COLUMNS: &str =
 
 /// Columns for [`ip`].
 pub const IP_COLUMNS: &str = "id, uuid, address, state, account_id, network_id, source_nat, \
-     job_id, applied, allocated, vlan_range_id, zone_id";
+     job_id, applied, allocated, vlan_range_id, zone_id, nat_vm_id, nat_vm_ip, nat_state, \
+     nat_applied";
 
 /// Columns for [`network`], for `networks n JOIN network_offerings o`.
 pub const NETWORK_COLUMNS: &str = "n.id, n.uuid, n.name, n.display_text, n.account_id, \
@@ -231,6 +232,15 @@ pub fn ip(row: &AnyRow) -> Result<IpRow, StoreError> {
         allocated: get(row, "allocated", W)?,
         vlan_range_id: id(row, "vlan_range_id", W)?,
         zone_id: id(row, "zone_id", W)?,
+        nat: match id_opt(row, "nat_vm_id", W)? {
+            None => None,
+            Some(vm_id) => Some(domain::model::IpNat {
+                vm_id,
+                vm_ip: parsed(row, "public_ips", "nat_vm_ip", W)?,
+                state: parsed(row, "public_ips", "nat_state", W)?,
+                applied: flag(row, "nat_applied", W)?,
+            }),
+        },
     })
 }
 

@@ -194,6 +194,14 @@ pub async fn delete_vm_in(tx: &mut Transaction<'_, Any>, vm_id: VmId) -> Result<
         .execute(&mut **tx)
         .await
         .map_err(StoreError::db("removing a VM"))?;
+    // Its static NATs went with its destruction's generation; none may outlive the VM.
+    sqlx::query(
+        "UPDATE public_ips SET nat_vm_id = NULL, nat_vm_ip = NULL, nat_state = NULL,          nat_applied = 0 WHERE nat_vm_id = $1",
+    )
+    .bind(vm_id.get())
+    .execute(&mut **tx)
+    .await
+    .map_err(StoreError::db("removing a VM"))?;
     sqlx::query("DELETE FROM vms WHERE id = $1")
         .bind(vm_id.get())
         .execute(&mut **tx)
@@ -592,6 +600,7 @@ pub async fn schedule_destroy(
             .await
             .map_err(StoreError::db(W))?;
     }
+    crate::static_nat::disable_for_vm(tx, vm, job).await?;
     sqlx::query("UPDATE vms SET state = 'Expunging', job_id = $1 WHERE id = $2")
         .bind(job.get())
         .bind(vm.get())

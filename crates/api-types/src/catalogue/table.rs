@@ -60,6 +60,7 @@ const R_VM: &str = "deployVirtualMachine,listVirtualMachines";
 const R_FW: &str = "createFirewallRule,listFirewallRules,updateFirewallRule";
 const R_EGRESS: &str = "createEgressFirewallRule,listEgressFirewallRules,updateEgressFirewallRule";
 const R_PF: &str = "createPortForwardingRule,listPortForwardingRules,updatePortForwardingRule";
+const R_IPF: &str = "createIpForwardingRule,listIpForwardingRules";
 const R_LB: &str = "createLoadBalancerRule,listLoadBalancerRules,updateLoadBalancerRule";
 const R_STICKY: &str = "createLBStickinessPolicy,listLBStickinessPolicies";
 const R_HEALTH: &str = "createLBHealthCheckPolicy,listLBHealthCheckPolicies";
@@ -636,9 +637,12 @@ const IP_FORWARDING: &[ResponseField] = &[
         "string",
         "Display name of the virtual machine",
     ),
+    f(
+        "vmguestip",
+        "string",
+        "The guest address the public address is 1:1 NAT to",
+    ),
     f("state", "string", "Add, Active or Deleting"),
-    f("cidrlist", "string", "Source CIDRs, comma-separated"),
-    TAGS_FIELD,
 ];
 
 const AUTOSCALE_VM_GROUP: &[ResponseField] = &[
@@ -1521,21 +1525,114 @@ pub(super) static APIS: &[ApiSpec] = &[
         response: PORT_FORWARDING,
         response_object: Some("portforwardingrule"),
     },
+    // Static NAT.
     ApiSpec {
-        name: "listIpForwardingRules",
-        description: "Lists the forwarding rules of static-NAT public addresses (guestnet has \
-                      no static NAT yet: the list is empty)",
+        name: "enableStaticNat",
+        description:
+            "Makes a public address 1:1 NAT to a virtual machine: every new connection to \
+                      it that the ingress firewall admits goes to the machine, and the machine's \
+                      own traffic leaves from it. Answers once the router enforces it",
         is_async: false,
         creates: false,
         since: "",
-        related: &[],
+        related: &["disableStaticNat", "listPublicIpAddresses"],
+        params: &[
+            p(
+                "ipaddressid",
+                Uuid,
+                "The public address; not the source-NAT one",
+            )
+            .req()
+            .rel(R_IP),
+            p(
+                "virtualmachineid",
+                Uuid,
+                "The virtual machine, on the address's network",
+            )
+            .req()
+            .rel(R_VM),
+            p(
+                "networkid",
+                Uuid,
+                "The address's network (it is associated already, so this only checks)",
+            )
+            .rel(R_NETWORK),
+            s(
+                "vmguestip",
+                "The machine's guest address; its only address when absent",
+            ),
+        ],
+        response: SUCCESS,
+        response_object: None,
+    },
+    ApiSpec {
+        name: "disableStaticNat",
+        description: "Ends a public address's static NAT, with its IP forwarding rules and the \
+                      firewall rules they opened",
+        is_async: true,
+        creates: false,
+        since: "",
+        related: &["enableStaticNat", "listPublicIpAddresses"],
+        params: &[p("ipaddressid", Uuid, "The static-NAT public address")
+            .req()
+            .rel(R_IP)],
+        response: SUCCESS,
+        response_object: None,
+    },
+    ApiSpec {
+        name: "createIpForwardingRule",
+        description: "Records ports of a static-NAT address (the router sends every port to the \
+                      machine already) and, with openfirewall, opens them in the firewall",
+        is_async: true,
+        creates: true,
+        since: "",
+        related: &["listIpForwardingRules", "deleteIpForwardingRule"],
+        params: &[
+            p("ipaddressid", Uuid, "The static-NAT public address")
+                .req()
+                .rel(R_IP),
+            s("protocol", "tcp or udp").req(),
+            p("startport", Integer, "First port").req(),
+            p("endport", Integer, "Last port; startport when absent"),
+            p(
+                "openfirewall",
+                Boolean,
+                "Also open the ports in the firewall; true by default",
+            ),
+            p(
+                "cidrlist",
+                List,
+                "Refused, as CloudStack refuses it: open a firewall rule for chosen sources",
+            ),
+        ],
+        response: IP_FORWARDING,
+        response_object: Some("ipforwardingrule"),
+    },
+    ApiSpec {
+        name: "deleteIpForwardingRule",
+        description: "Removes an IP forwarding rule and the firewall rule opened with it",
+        is_async: true,
+        creates: false,
+        since: "",
+        related: &["createIpForwardingRule", "listIpForwardingRules"],
+        params: &[p("id", Uuid, "The rule to remove").req().rel(R_IPF)],
+        response: SUCCESS,
+        response_object: None,
+    },
+    ApiSpec {
+        name: "listIpForwardingRules",
+        description: "Lists the IP forwarding rules of static-NAT addresses, newest first",
+        is_async: false,
+        creates: false,
+        since: "",
+        related: &["createIpForwardingRule", "deleteIpForwardingRule"],
         params: account_list![
-            p("id", Uuid, "Only the rule with this id").rel("listIpForwardingRules"),
+            p("id", Uuid, "Only the rule with this id").rel(R_IPF),
             p("ipaddressid", Uuid, "Only rules on this public address").rel(R_IP),
             p(
                 "virtualmachineid",
                 Uuid,
-                "Only rules forwarding to this virtual machine"
+                "Only rules of addresses NAT to this virtual machine"
             )
             .rel(R_VM),
             FORDISPLAY_FILTER,

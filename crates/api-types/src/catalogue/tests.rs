@@ -56,6 +56,10 @@ const EXPECTED: &[&str] = &[
     "listVirtualMachines",
     "destroyVirtualMachine",
     "listNics",
+    "enableStaticNat",
+    "disableStaticNat",
+    "createIpForwardingRule",
+    "deleteIpForwardingRule",
     "listIpForwardingRules",
     "listTags",
     "listAutoScaleVmGroups",
@@ -91,7 +95,7 @@ fn catalogue_has_exactly_the_commands_implemented() {
     let unique: BTreeSet<&str> = names.iter().copied().collect();
     assert_eq!(unique.len(), names.len(), "duplicate command names");
     assert_eq!(unique, expected());
-    assert_eq!(all().len(), 70);
+    assert_eq!(all().len(), 74);
 }
 
 #[test]
@@ -215,6 +219,9 @@ fn async_commands_are_cloudstacks() {
         "createPortForwardingRule",
         "deletePortForwardingRule",
         "updatePortForwardingRule",
+        "disableStaticNat",
+        "createIpForwardingRule",
+        "deleteIpForwardingRule",
         "createLoadBalancerRule",
         "deleteLoadBalancerRule",
         "updateLoadBalancerRule",
@@ -241,6 +248,7 @@ fn async_commands_are_cloudstacks() {
         "createFirewallRule",
         "createEgressFirewallRule",
         "createPortForwardingRule",
+        "createIpForwardingRule",
         "createLoadBalancerRule",
         "createLBStickinessPolicy",
         "createLBHealthCheckPolicy",
@@ -293,6 +301,10 @@ fn response_objects_are_cloudstacks_keys() {
         ("listVirtualMachines", Some("virtualmachine")),
         ("destroyVirtualMachine", Some("virtualmachine")),
         ("listNics", Some("nic")),
+        ("enableStaticNat", None),
+        ("disableStaticNat", None),
+        ("createIpForwardingRule", Some("ipforwardingrule")),
+        ("deleteIpForwardingRule", None),
         ("listIpForwardingRules", Some("ipforwardingrule")),
         ("listTags", Some("tag")),
         ("listAutoScaleVmGroups", Some("autoscalevmgroup")),

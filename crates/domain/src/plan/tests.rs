@@ -16,7 +16,8 @@ use crate::ids::{
     AccountId, IpId, JobId, MemberId, NetworkId, PolicyId, RuleId, VlanRangeId, VmId, ZoneId,
 };
 use crate::model::{
-    IpRow, MemberRow, NetworkRow, PolicyKind, PolicyRow, Purpose, Rule, State, Traffic, VmNic,
+    IpNat, IpRow, MemberRow, NetworkRow, PolicyKind, PolicyRow, Purpose, Rule, State, Traffic,
+    VmNic,
 };
 
 fn network() -> NetworkRow {
@@ -52,6 +53,7 @@ fn ip(id: i64, state: &str, job: Option<i64>) -> IpRow {
         allocated: Some(0),
         vlan_range_id: VlanRangeId::from(1),
         zone_id: ZoneId::from(1),
+        nat: None,
     }
 }
 
@@ -566,4 +568,73 @@ fn a_changed_public_side_declines_the_delta() {
     };
     let touched = Touched::of(&state, &batch.pending);
     assert!(delta(&base, &state, &batch, &touched, 2).is_none());
+}
+
+/// A static NAT follows its IP's job as a rule follows its own: being enabled, it reaches the
+/// config with its job and is then Active; being disabled, it stays until its job is carried,
+/// then goes. Either way the public side changes, so the delta declines.
+#[test]
+fn a_static_nat_follows_the_job_of_its_ip() {
+    let mut state = NetworkState {
+        network: Some(network()),
+        segment: None,
+        ips: vec![ip(1, "Allocated", None), ip(2, "Allocated", None)],
+        rules: vec![rule(1, 0, 2, 22, State::Active, None)],
+        members: Vec::new(),
+        policies: Vec::new(),
+        vms: Vec::new(),
+        dns: Vec::new(),
+    };
+    let (config, _) = desired(&state, &Batch::default(), 1);
+    let base = Planned::new(&config);
+    let nat_of = |c: &RouterConfig| c.public.addresses[1].static_nat;
+
+    // Enabled by job 5: absent while the job is pending and not carried, present with it.
+    state.ips[1].job_id = Some(JobId::from(5));
+    state.ips[1].nat = Some(IpNat {
+        vm_id: VmId::from(1),
+        vm_ip: Ipv4Addr::new(10, 1, 1, 11),
+        state: State::Add,
+        applied: false,
+    });
+    let waiting = Batch {
+        pending: [JobId::from(5)].into(),
+        included: BTreeSet::new(),
+    };
+    let (c, commit) = desired(&state, &waiting, 2);
+    assert_eq!(nat_of(&c), None);
+    assert!(commit.activate_nats.is_empty());
+    let carried = Batch {
+        pending: [JobId::from(5)].into(),
+        included: [JobId::from(5)].into(),
+    };
+    let touched = Touched::of(&state, &carried.pending);
+    assert!(delta(&base, &state, &carried, &touched, 2).is_none());
+    let (c, commit) = desired(&state, &carried, 2);
+    assert_eq!(nat_of(&c), Some(Ipv4Addr::new(10, 1, 1, 11)));
+    assert_eq!(commit.activate_nats, vec![IpId::from(2)]);
+    apply_commit(&mut state, &commit);
+    let nat = state.ips[1].nat.clone().unwrap();
+    assert_eq!((nat.state, nat.applied), (State::Active, true));
+
+    // Disabled by job 6: still held until job 6 is carried, then cleared.
+    state.ips[1].job_id = Some(JobId::from(6));
+    state.ips[1].nat.as_mut().unwrap().state = State::Revoke;
+    let waiting = Batch {
+        pending: [JobId::from(6)].into(),
+        included: BTreeSet::new(),
+    };
+    assert_eq!(
+        nat_of(&desired(&state, &waiting, 3).0),
+        Some(Ipv4Addr::new(10, 1, 1, 11))
+    );
+    let carried = Batch {
+        pending: [JobId::from(6)].into(),
+        included: [JobId::from(6)].into(),
+    };
+    let (c, commit) = desired(&state, &carried, 3);
+    assert_eq!(nat_of(&c), None);
+    assert_eq!(commit.clear_nats, vec![IpId::from(2)]);
+    apply_commit(&mut state, &commit);
+    assert_eq!(state.ips[1].nat, None);
 }

@@ -581,3 +581,93 @@ fn restart_network_rebuilds_the_router_and_restores_its_rules() {
         .expect_err("makeredundant is refused");
     assert!(e.to_string().contains("makeredundant"), "{e}");
 }
+
+/// Static NAT with real packets: the address goes 1:1 to its VM (inbound, behind the ingress
+/// firewall, and back to it from inside the network), the VM's own traffic leaves from it
+/// while the others' still leaves from the source-NAT address, and disabling it ends all of
+/// that.
+#[test]
+#[ignore = "needs root and network namespaces: run by cargo xtask test"]
+fn static_nat_is_one_to_one_behind_the_firewall() {
+    let mut s = Server::start();
+    let net = network(
+        &mut s,
+        "snnet",
+        23,
+        true,
+        &[("sn-web1", 11), ("sn-web2", 12)],
+    );
+    s.whoami("outside", INTERNET, 80, "internet");
+    let web1 = vm_id(&s, "sn-web1");
+    let assoc = s.run("associateIpAddress", &[("networkid", &net.id)]);
+    let ip_id = assoc["ipaddress"]["id"]
+        .as_str()
+        .expect("ip id")
+        .to_string();
+    let ip = assoc["ipaddress"]["ipaddress"]
+        .as_str()
+        .expect("ip")
+        .to_string();
+    let before = s.admitted("vm:sn-web1", INTERNET, 80);
+    assert_eq!(before, format!("internet {}", net.ip));
+
+    // Synchronous: when it answers, the router enforces it.
+    let r = s.call(
+        "enableStaticNat",
+        &[("ipaddressid", &ip_id), ("virtualmachineid", &web1)],
+    );
+    assert_eq!(r["success"], true, "{r}");
+    // The VM's own connections leave from its static-NAT address; another VM's do not.
+    assert_eq!(
+        s.admitted("vm:sn-web1", INTERNET, 80),
+        format!("internet {ip}")
+    );
+    assert_eq!(
+        s.admitted("vm:sn-web2", INTERNET, 80),
+        format!("internet {}", net.ip)
+    );
+    // Inbound stays behind the ingress firewall: nothing is admitted before a rule opens it.
+    s.refused("outside", &ip, 80);
+    let fw = s.run(
+        "createFirewallRule",
+        &[
+            ("ipaddressid", &ip_id),
+            ("protocol", "tcp"),
+            ("startport", "80"),
+        ],
+    );
+    assert_eq!(fw["firewallrule"]["ipaddress"], ip.as_str(), "{fw}");
+    let body = s.admitted("outside", &ip, 80);
+    assert!(body.starts_with("sn-web1 "), "{body}");
+    assert!(
+        !body.contains(" 10.1."),
+        "the VM sees the client's own address: {body}"
+    );
+    // Any port of the address goes to the VM, once the firewall opens it.
+    s.whoami("vm:sn-web1", "10.1.23.11", 8081, "sn-web1-8081");
+    s.refused("outside", &ip, 8081);
+    s.run(
+        "createFirewallRule",
+        &[
+            ("ipaddressid", &ip_id),
+            ("protocol", "tcp"),
+            ("startport", "8081"),
+        ],
+    );
+    let body = s.admitted("outside", &ip, 8081);
+    assert!(body.starts_with("sn-web1-8081 "), "{body}");
+    // From inside the network the address reaches the VM too, the reply coming back through
+    // the router (hairpin).
+    let body = s.admitted("vm:sn-web2", &ip, 80);
+    assert_eq!(body, "sn-web1 10.1.23.1");
+
+    // Disabled: no 1:1 any more, though the firewall rule stays; the VM leaves from the
+    // source-NAT address again.
+    let r = s.run("disableStaticNat", &[("ipaddressid", &ip_id)]);
+    assert_eq!(r["success"], true, "{r}");
+    s.refused("outside", &ip, 80);
+    assert_eq!(
+        s.admitted("vm:sn-web1", INTERNET, 80),
+        format!("internet {}", net.ip)
+    );
+}

@@ -10,6 +10,7 @@ pub(crate) mod group;
 mod ingress;
 mod list;
 mod params;
+mod static_nat;
 mod write;
 
 use api_types::params::Params;
@@ -26,6 +27,11 @@ pub(crate) use forwards::{create_forward, delete_forward, list_forwards, update_
 pub(crate) use ingress::create_ingress;
 pub(crate) use list::list;
 pub(crate) use params::rule_ip;
+pub(crate) use static_nat::{
+    create_forwarding as create_ip_forwarding, delete_forwarding as delete_ip_forwarding,
+    disable as disable_static_nat, enable as enable_static_nat,
+    list_forwarding as list_ip_forwarding,
+};
 // The pure checks, for the property tests.
 #[cfg(test)]
 pub(crate) use egress::egress_sources;

@@ -366,10 +366,9 @@ impl Entity {
             "associateIpAddress" => Entity::Ip,
             "deployVirtualMachine" => Entity::Vm,
             "listNics" => Entity::Nic,
-            "listIpForwardingRules" | "listAutoScaleVmGroups" | "listAutoScalePolicies" => {
-                Entity::Absent
-            }
+            "listAutoScaleVmGroups" | "listAutoScalePolicies" => Entity::Absent,
             "createFirewallRule"
+            | "createIpForwardingRule"
             | "createEgressFirewallRule"
             | "createPortForwardingRule"
             | "createLoadBalancerRule" => Entity::Rule,

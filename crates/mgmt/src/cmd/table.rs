@@ -176,11 +176,53 @@ static COMMANDS: &[Command] = &[
         admin_only: false,
     },
     Command {
-        name: "listIpForwardingRules",
+        name: "enableStaticNat",
+        handler: handler!(|app, caller, p| firewall::enable_static_nat(app, caller, p)
+            .await
+            .map(Reply::Json)),
+        event_type: "STATICNAT.ENABLE",
+        job: None,
+        admin_only: false,
+    },
+    Command {
+        name: "disableStaticNat",
         handler: handler!(
-            |app, caller, p| super::list_absent(app, caller, p, "ipforwardingrule")
+            |app, caller, p| firewall::disable_static_nat(app, caller, p)
                 .await
                 .map(Reply::Json)
+        ),
+        event_type: "STATICNAT.DISABLE",
+        job: Some(Kind::Change),
+        admin_only: false,
+    },
+    Command {
+        name: "createIpForwardingRule",
+        handler: handler!(
+            |app, caller, p| firewall::create_ip_forwarding(app, caller, p)
+                .await
+                .map(Reply::Json)
+        ),
+        event_type: "NET.RULEADD",
+        job: Some(Kind::Change),
+        admin_only: false,
+    },
+    Command {
+        name: "deleteIpForwardingRule",
+        handler: handler!(
+            |app, caller, p| firewall::delete_ip_forwarding(app, caller, p)
+                .await
+                .map(Reply::Json)
+        ),
+        event_type: "NET.RULEDELETE",
+        job: Some(Kind::Change),
+        admin_only: false,
+    },
+    Command {
+        name: "listIpForwardingRules",
+        handler: handler!(
+            |app, caller, p| firewall::list_ip_forwarding(app, caller, p)
+                .await
+                .map(Reply::Text)
         ),
         event_type: "API.CALL",
         job: None,

@@ -1,4 +1,5 @@
-//! Port forwarding rules: create, list, update (where traffic goes), delete, and errors.
+//! Port forwarding rules: create, list, update (where traffic goes), delete, and errors; and
+//! static NAT with its IP forwarding rules.
 
 use super::{check, id, Session, UNKNOWN};
 
@@ -142,4 +143,73 @@ pub(super) async fn script(s: &mut Session) {
     s.run("alice", "deletePortForwardingRule", &[("id", &pf)])
         .await;
     s.call("alice", "listPortForwardingRules", &[]).await;
+
+    // Static NAT: a second address 1:1 to web1, with IP forwarding rules.
+    let nat_ip = s.address("alice", &net).await;
+    s.call(
+        "bob",
+        "enableStaticNat",
+        &[("ipaddressid", &nat_ip), ("virtualmachineid", &web1)],
+    )
+    .await;
+    s.call(
+        "alice",
+        "enableStaticNat",
+        &[("ipaddressid", &nat_ip), ("virtualmachineid", &web1)],
+    )
+    .await;
+    s.call("alice", "listPublicIpAddresses", &[("id", &nat_ip)])
+        .await;
+    s.call(
+        "alice",
+        "enableStaticNat",
+        &[("ipaddressid", &ip), ("virtualmachineid", &web1)],
+    )
+    .await;
+    let (ipf, _) = s
+        .run(
+            "alice",
+            "createIpForwardingRule",
+            &[
+                ("ipaddressid", &nat_ip),
+                ("protocol", "tcp"),
+                ("startport", "80"),
+                ("endport", "81"),
+            ],
+        )
+        .await;
+    let ipf = id(&ipf);
+    s.call(
+        "alice",
+        "createIpForwardingRule",
+        &[
+            ("ipaddressid", &ip),
+            ("protocol", "tcp"),
+            ("startport", "80"),
+        ],
+    )
+    .await;
+    s.call(
+        "alice",
+        "createPortForwardingRule",
+        &[
+            ("ipaddressid", &nat_ip),
+            ("protocol", "tcp"),
+            ("publicport", "22"),
+            ("privateport", "22"),
+            ("virtualmachineid", &web1),
+        ],
+    )
+    .await;
+    s.call("alice", "listIpForwardingRules", &[]).await;
+    s.call("bob", "deleteIpForwardingRule", &[("id", &ipf)])
+        .await;
+    s.run("alice", "deleteIpForwardingRule", &[("id", &ipf)])
+        .await;
+    s.run("alice", "disableStaticNat", &[("ipaddressid", &nat_ip)])
+        .await;
+    s.call("alice", "listPublicIpAddresses", &[("id", &nat_ip)])
+        .await;
+    s.call("alice", "disableStaticNat", &[("ipaddressid", &nat_ip)])
+        .await;
 }

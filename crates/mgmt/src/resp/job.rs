@@ -146,11 +146,24 @@ async fn ip_result(db: &Db, site: &Site, id: IpId) -> Result<Value, ApiError> {
         vlan_name: view.vlan_name,
         network: view.network,
         has_rules: view.has_rules,
+        nat_vm: nat_vm(db, &view.ip).await?,
     };
     Ok(super::wrap(
         "ipaddress",
         super::ip_address(&view.ip, &cx, true),
     ))
+}
+
+/// The VM of an IP's static NAT (uuid, name, display name), when it has one.
+pub(crate) async fn nat_vm(
+    db: &Db,
+    ip: &domain::model::IpRow,
+) -> Result<Option<(String, String, String)>, ApiError> {
+    let Some(n) = &ip.nat else {
+        return Ok(None);
+    };
+    let vm = store::vms::by_id(db, n.vm_id).await.map_err(store_error)?;
+    Ok(vm.map(|v| (v.uuid, v.name, v.display_name)))
 }
 
 /// The `jobresult` of deployVirtualMachine: `{"virtualmachine": {...}}`.

@@ -76,6 +76,22 @@ fn stable_json(d: Dialect, purpose: Purpose) -> String {
             ("vmguestip", J::Text("r.vm_ip")),
             ("networkid", J::Text("n.uuid")),
         ],
+        // CloudStack's IpForwardingRuleResponse.
+        Purpose::StaticNat => vec![
+            ("id", J::Text("r.uuid")),
+            ("protocol", J::Text("r.protocol")),
+            ("virtualmachineid", J::Text("v.uuid")),
+            ("virtualmachinename", J::Text("v.name")),
+            (
+                "virtualmachinedisplayname",
+                J::Text("COALESCE(v.display_name, v.name)"),
+            ),
+            ("ipaddressid", J::Text("p.uuid")),
+            ("ipaddress", J::Text("p.address")),
+            ("startport", J::Int("r.start_port")),
+            ("endport", J::Int("r.end_port")),
+            ("vmguestip", J::Text("r.vm_ip")),
+        ],
         _ => vec![
             ("id", J::Text("r.uuid")),
             ("protocol", J::Text("r.protocol")),
@@ -110,9 +126,11 @@ pub async fn store_json<'e>(
     rule: RuleId,
 ) -> Result<(), StoreError> {
     let sql = format!(
-        "UPDATE rules SET json = (SELECT CASE r.purpose WHEN 'PortForwarding' THEN {} ELSE {} END \
+        "UPDATE rules SET json = (SELECT CASE r.purpose WHEN 'PortForwarding' THEN {} \
+         WHEN 'StaticNat' THEN {} ELSE {} END \
          FROM {OBJECT_FROM} WHERE r.id = $1) WHERE id = $1 AND purpose <> 'LoadBalancing'",
         stable_json(d, Purpose::PortForwarding),
+        stable_json(d, Purpose::StaticNat),
         stable_json(d, Purpose::Firewall)
     );
     sqlx::query(&sql)

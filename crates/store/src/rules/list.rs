@@ -23,6 +23,8 @@ pub struct RuleQuery<'a> {
     pub ip_uuid: Option<&'a str>,
     /// The rules of one network, by uuid.
     pub network_uuid: Option<&'a str>,
+    /// The rules that send to one VM, by uuid.
+    pub vm_uuid: Option<&'a str>,
     /// The rules of one account.
     pub account: Option<AccountId>,
     /// Only shown (`true`) or hidden (`false`) rules.
@@ -63,6 +65,9 @@ impl RuleQuery<'_> {
         }
         if let Some(uuid) = self.network_uuid {
             f.and("n.uuid = $?", [uuid]);
+        }
+        if let Some(uuid) = self.vm_uuid {
+            f.and("v.uuid = $?", [uuid]);
         }
         if let Some(a) = self.account {
             f.and("r.account_id = $?", [a.get()]);

@@ -83,6 +83,7 @@ fn query(traffic: Traffic) -> RuleQuery<'static> {
         uuid: None,
         ip_uuid: None,
         network_uuid: None,
+        vm_uuid: None,
         account: None,
         display: None,
         keyword: None,

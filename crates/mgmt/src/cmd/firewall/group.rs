@@ -270,6 +270,9 @@ struct Known {
     on_ips: Vec<store::rules::Neighbour>,
     /// The network's egress rules, when a request of the group is one.
     egress: Vec<store::rules::Neighbour>,
+    /// The group's public IPs: address, and whether each has a static NAT (enabled or being
+    /// enabled).
+    ips: std::collections::BTreeMap<IpId, (String, bool)>,
 }
 
 impl Known {
@@ -284,6 +287,8 @@ impl Known {
             }
         }
         let on_ips = store::rules::ips_neighbours(change.conn(), &wanted).await?;
+        let ips: Vec<IpId> = wanted.iter().map(|(ip, _)| *ip).collect();
+        let ips = store::static_nat::among(change.conn(), &ips).await?;
         let egress = match group.first() {
             Some(w) if egress => {
                 store::rules::egress_neighbours_of(change.conn(), w.creation.rule.network_id)
@@ -291,7 +296,11 @@ impl Known {
             }
             _ => Vec::new(),
         };
-        Ok(Known { on_ips, egress })
+        Ok(Known {
+            on_ips,
+            egress,
+            ips,
+        })
     }
 
     fn wants(rule: &NewRule) -> Wants {
@@ -351,6 +360,9 @@ async fn check_one(
     c: &Creation,
 ) -> Result<Accepted, Step> {
     let rule = &c.rule;
+    if let Some((address, nat)) = rule.ip_id.and_then(|ip| known.ips.get(&ip)) {
+        checks::static_nat_fits(rule.purpose, address, *nat).map_err(refused)?;
+    }
     let existing = known.neighbours(rule);
     checks::conflicts(&rule.candidate(), &existing).map_err(refused)?;
     // openfirewall: an identical firewall rule is reused, another one is checked as a rule.

@@ -24,6 +24,7 @@ pub(crate) async fn list_rules(
     visible_filter(app, caller, p, "id", "rules").await?;
     visible_filter(app, caller, p, "ipaddressid", "public_ips").await?;
     visible_filter(app, caller, p, "networkid", "networks").await?;
+    visible_filter(app, caller, p, "virtualmachineid", "vms").await?;
     // A parameter the command does not take is not a filter.
     let takes = |param: &str| p.spec().param(param).is_some();
     let account = scope(app, caller, p).await?.map(AccountId::from);
@@ -34,6 +35,9 @@ pub(crate) async fn list_rules(
         uuid: p.str("id"),
         ip_uuid: p.str("ipaddressid").filter(|_| takes("ipaddressid")),
         network_uuid: p.str("networkid").filter(|_| takes("networkid")),
+        vm_uuid: p
+            .str("virtualmachineid")
+            .filter(|_| takes("virtualmachineid")),
         account,
         display: p.bool("fordisplay").filter(|_| takes("fordisplay")),
         keyword: p.str("keyword"),

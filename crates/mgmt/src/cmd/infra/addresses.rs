@@ -76,6 +76,13 @@ pub(super) async fn take_ip(change: &mut ChangeTx, ip: &IpRow, a: &Allocation) -
 }
 
 /// An address as its response shows it.
+/// Whether an IP has a static NAT (enabled, or being enabled), as `isstaticnat` shows it.
+fn has_static_nat(ip: &domain::model::IpRow) -> bool {
+    ip.nat
+        .as_ref()
+        .is_some_and(|n| n.state != domain::model::State::Revoke)
+}
+
 async fn ip_item(
     app: &App,
     cache: &mut HashMap<AccountId, Owner>,
@@ -93,6 +100,7 @@ async fn ip_item(
         vlan_name: l.vlan_name.clone(),
         network: l.network.clone(),
         has_rules: l.has_rules,
+        nat_vm: crate::resp::job::nat_vm(&app.db, &l.ip).await?,
     };
     Ok(resp::ip_address(&l.ip, &cx, admin))
 }
@@ -278,11 +286,10 @@ pub(crate) async fn list_ips(app: &App, caller: &Caller, p: &Params) -> ApiResul
         }
         None => None,
     };
-    // What guestnet has none of: static NAT, direct ranges, ranges for system VMs, hidden
-    // addresses. (A `vpcid` names nothing, and the dispatcher refuses it; the zone has one
-    // physical network, which the dispatcher checks.)
-    nothing |= p.bool("isstaticnat") == Some(true)
-        || p.bool("forvirtualnetwork") == Some(false)
+    // What guestnet has none of: direct ranges, ranges for system VMs, hidden addresses. (A
+    // `vpcid` names nothing, and the dispatcher refuses it; the zone has one physical network,
+    // which the dispatcher checks.)
+    nothing |= p.bool("forvirtualnetwork") == Some(false)
         || p.bool("forsystemvms") == Some(true)
         || p.bool("fordisplay") == Some(false);
     let who = owners(app, caller, p).await?;
@@ -321,6 +328,8 @@ pub(crate) async fn list_ips(app: &App, caller: &Caller, p: &Params) -> ApiResul
             .as_deref()
             .is_some_and(|k| !contains(&l.ip.address.to_string(), k))
             || balanced.as_ref().is_some_and(|b| !b.contains(&l.ip.id))
+            || p.bool("isstaticnat")
+                .is_some_and(|want| want != has_static_nat(&l.ip))
         {
             continue;
         }

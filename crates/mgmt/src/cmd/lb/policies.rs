@@ -168,6 +168,7 @@ pub(super) fn router_objections(
                 ip: trial.public_ip,
                 prefix_len: 24,
                 source_nat: true,
+                static_nat: None,
             }],
             gateway: None,
         },
