@@ -25,21 +25,30 @@ pub(crate) async fn list_rules(
     visible_filter(app, caller, p, "ipaddressid", "public_ips").await?;
     visible_filter(app, caller, p, "networkid", "networks").await?;
     visible_filter(app, caller, p, "virtualmachineid", "vms").await?;
-    // A parameter the command does not take is not a filter.
-    let takes = |param: &str| p.spec().param(param).is_some();
+    // A parameter the command does not take is not a filter (and is not asked for).
+    let given = |param: &str| {
+        p.spec()
+            .param(param)
+            .is_some()
+            .then(|| p.str(param))
+            .flatten()
+    };
     let account = scope(app, caller, p).await?.map(AccountId::from);
     let paging = p.paging();
     let query = RuleQuery {
         purpose,
         traffic,
         uuid: p.str("id"),
-        ip_uuid: p.str("ipaddressid").filter(|_| takes("ipaddressid")),
-        network_uuid: p.str("networkid").filter(|_| takes("networkid")),
-        vm_uuid: p
-            .str("virtualmachineid")
-            .filter(|_| takes("virtualmachineid")),
+        ip_uuid: given("ipaddressid"),
+        network_uuid: given("networkid"),
+        vm_uuid: given("virtualmachineid"),
         account,
-        display: p.bool("fordisplay").filter(|_| takes("fordisplay")),
+        display: p
+            .spec()
+            .param("fordisplay")
+            .is_some()
+            .then(|| p.bool("fordisplay"))
+            .flatten(),
         keyword: p.str("keyword"),
         admin: caller.admin,
         limit: paging.size.map(|n| u64::try_from(n).unwrap_or(u64::MAX)),
