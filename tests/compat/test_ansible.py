@@ -3,7 +3,8 @@ collection runs playbooks against the server, with the endpoint and keys from th
 environment as its documentation says.
 
 A playbook makes a network, a public IP, ingress and egress firewall rules, a port forward and
-a load balancer with members, restarts the network, then removes them all. Each playbook runs
+a load balancer with members, restarts the network, then removes them all; another enables and
+disables static NAT. Each playbook runs
 twice, and the second run must change nothing; `--check` must report what it would change
 and change nothing.
 VMs are deployed with cs between the plays (the collection's cs_instance needs volumes, SSH
@@ -306,3 +307,59 @@ def test_a_playbook_makes_and_removes_every_rule_kind_idempotently(admin, cloud,
     again = run_playbook(tmp_path, "no-network", NO_NETWORK, variables)
     assert again["changed"] == 0, again
     assert listed(admin.listNetworks(name=variables["network"]), "network") == []
+
+
+STATIC_NAT = """\
+- name: a public IP for the web server alone
+  ngine_io.cloudstack.cs_ip_address:
+    network: "{{ network }}"
+    ip_address: "{{ nat_ip }}"
+- name: static NAT to the web server
+  ngine_io.cloudstack.cs_staticnat:
+    ip_address: "{{ nat_ip }}"
+    vm: "{{ vm }}"
+    network: "{{ network }}"
+"""
+
+NO_STATIC_NAT = """\
+- name: no static NAT
+  ngine_io.cloudstack.cs_staticnat:
+    ip_address: "{{ nat_ip }}"
+    state: absent
+"""
+
+
+def test_a_playbook_enables_and_disables_static_nat_idempotently(admin, cloud, tmp_path):
+    network = cloud.network()
+    vm = cloud.vm(network)
+    variables = {
+        "zone": cloud.zone["name"],
+        "network": network["name"],
+        "vm": vm["name"],
+        "nat_ip": free_ip(admin, cloud),
+    }
+
+    def shown():
+        [ip] = listed(
+            admin.listPublicIpAddresses(ipaddress=variables["nat_ip"]), "publicipaddress"
+        )
+        return ip
+
+    made = run_playbook(tmp_path, "static-nat", STATIC_NAT, variables)
+    assert made["changed"] == 2, made
+    again = run_playbook(tmp_path, "static-nat", STATIC_NAT, variables)
+    assert again["changed"] == 0, again
+    checked = run_playbook(tmp_path, "static-nat", STATIC_NAT, variables, check=True)
+    assert checked["changed"] == 0, checked
+    ip = shown()
+    assert ip["isstaticnat"] is True and ip["virtualmachineid"] == vm["id"], ip
+
+    checked = run_playbook(tmp_path, "no-static-nat", NO_STATIC_NAT, variables, check=True)
+    assert checked["changed"] == 1, checked
+    assert shown()["isstaticnat"] is True, "--check changed nothing"
+    removed = run_playbook(tmp_path, "no-static-nat", NO_STATIC_NAT, variables)
+    assert removed["changed"] == 1, removed
+    again = run_playbook(tmp_path, "no-static-nat", NO_STATIC_NAT, variables)
+    assert again["changed"] == 0, again
+    assert shown()["isstaticnat"] is False
+    admin.disassociateIpAddress(id=shown()["id"])
