@@ -30,6 +30,7 @@ REQUIRED_COMMANDS = frozenset(
     assignToLoadBalancerRule removeFromLoadBalancerRule listLoadBalancerRuleInstances
     createLBStickinessPolicy deleteLBStickinessPolicy listLBStickinessPolicies
     createLBHealthCheckPolicy deleteLBHealthCheckPolicy listLBHealthCheckPolicies
+    updateLBStickinessPolicy updateLBHealthCheckPolicy
     queryAsyncJobResult listAsyncJobs listApis
     listZones updateZone listPhysicalNetworks updatePhysicalNetwork
     listNetworkOfferings createNetwork listNetworks deleteNetwork updateNetwork restartNetwork

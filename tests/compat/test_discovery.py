@@ -15,6 +15,7 @@ ASYNC = {
     "assignToLoadBalancerRule", "removeFromLoadBalancerRule",
     "createLBStickinessPolicy", "deleteLBStickinessPolicy",
     "createLBHealthCheckPolicy", "deleteLBHealthCheckPolicy",
+    "updateLBStickinessPolicy", "updateLBHealthCheckPolicy",
     "associateIpAddress", "disassociateIpAddress", "deleteNetwork", "updateNetwork",
     "restartNetwork",
     "deployVirtualMachine", "destroyVirtualMachine", "updatePhysicalNetwork",

@@ -132,6 +132,17 @@ def test_stickiness_policy(admin, ip):
     found = [p["id"] for g in listing for p in g["stickinesspolicy"]]
     assert found == [policy["id"]]
 
+    # What an update may change: the display flag; guestnet keeps its ids.
+    updated = admin.updateLBStickinessPolicy(id=policy["id"], fordisplay=False)
+    assert set(updated) == {"stickinesspolicies"}, updated
+    [shown] = updated["stickinesspolicies"]["stickinesspolicy"]
+    assert shown["id"] == policy["id"] and shown["fordisplay"] is False
+    api_error(
+        lambda: admin.updateLBStickinessPolicy(id=policy["id"], customid="my-cookie"),
+        431,
+        contains="customid",
+    )
+
     assert admin.deleteLBStickinessPolicy(id=policy["id"]) == {"success": True}
     listing = listed(admin.listLBStickinessPolicies(lbruleid=lb["id"]), "stickinesspolicies")
     assert policy["id"] not in [p["id"] for g in listing for p in g["stickinesspolicy"]]
@@ -162,6 +173,11 @@ def test_health_check_policy(admin, ip):
     listing = listed(admin.listLBHealthCheckPolicies(lbruleid=lb["id"]), "healthcheckpolicies")
     found = [p["id"] for g in listing for p in g["healthcheckpolicy"]]
     assert found == [policy["id"]]
+
+    updated = admin.updateLBHealthCheckPolicy(id=policy["id"], fordisplay=False)
+    [shown] = updated["healthcheckpolicies"]["healthcheckpolicy"]
+    assert shown["id"] == policy["id"] and shown["fordisplay"] is False
+    assert shown["pingpath"] == "/health", "an update changes nothing the router holds"
 
     assert admin.deleteLBHealthCheckPolicy(id=policy["id"]) == {"success": True}
     listing = listed(admin.listLBHealthCheckPolicies(lbruleid=lb["id"]), "healthcheckpolicies")

@@ -492,6 +492,25 @@ pub async fn revoke_policy(
     Ok(())
 }
 
+/// Sets whether a policy is shown (`fordisplay`): nothing a router holds, so the policy keeps
+/// the job that last changed what the router holds.
+///
+/// # Errors
+/// [`StoreError::Db`].
+pub async fn set_policy_display(
+    tx: &mut Transaction<'_, Any>,
+    id: PolicyId,
+    display: bool,
+) -> Result<(), StoreError> {
+    sqlx::query("UPDATE lb_policies SET display = $1 WHERE id = $2")
+        .bind(i64::from(display))
+        .bind(id.get())
+        .execute(&mut **tx)
+        .await
+        .map_err(StoreError::db("updating a balancer policy"))?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1955,6 +1955,38 @@ pub(super) static APIS: &[ApiSpec] = &[
         response_object: None,
     },
     ApiSpec {
+        name: "updateLBStickinessPolicy",
+        description: "Changes a stickiness policy's display flag (its uuid stays: a customid \
+                      other than its own is refused)",
+        is_async: true,
+        creates: false,
+        since: "4.4",
+        related: &["createLBStickinessPolicy", "listLBStickinessPolicies"],
+        params: &[
+            p("id", Uuid, "The policy to change").req().rel(R_STICKY),
+            CUSTOMID,
+            FORDISPLAY,
+        ],
+        response: STICKINESS,
+        response_object: Some("stickinesspolicies"),
+    },
+    ApiSpec {
+        name: "updateLBHealthCheckPolicy",
+        description: "Changes a health check policy's display flag (its uuid stays: a customid \
+                      other than its own is refused)",
+        is_async: true,
+        creates: false,
+        since: "4.4",
+        related: &["createLBHealthCheckPolicy", "listLBHealthCheckPolicies"],
+        params: &[
+            p("id", Uuid, "The policy to change").req().rel(R_HEALTH),
+            CUSTOMID,
+            FORDISPLAY,
+        ],
+        response: HEALTH_CHECK,
+        response_object: Some("healthcheckpolicies"),
+    },
+    ApiSpec {
         name: "listLBHealthCheckPolicies",
         description: "Lists the health check policies of a load balancer rule",
         is_async: false,

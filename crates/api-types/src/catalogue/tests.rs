@@ -34,6 +34,8 @@ const EXPECTED: &[&str] = &[
     "createLBHealthCheckPolicy",
     "deleteLBHealthCheckPolicy",
     "listLBHealthCheckPolicies",
+    "updateLBStickinessPolicy",
+    "updateLBHealthCheckPolicy",
     "queryAsyncJobResult",
     "listAsyncJobs",
     "listApis",
@@ -95,7 +97,7 @@ fn catalogue_has_exactly_the_commands_implemented() {
     let unique: BTreeSet<&str> = names.iter().copied().collect();
     assert_eq!(unique.len(), names.len(), "duplicate command names");
     assert_eq!(unique, expected());
-    assert_eq!(all().len(), 74);
+    assert_eq!(all().len(), 76);
 }
 
 #[test]
@@ -231,6 +233,8 @@ fn async_commands_are_cloudstacks() {
         "deleteLBStickinessPolicy",
         "createLBHealthCheckPolicy",
         "deleteLBHealthCheckPolicy",
+        "updateLBStickinessPolicy",
+        "updateLBHealthCheckPolicy",
         "associateIpAddress",
         "disassociateIpAddress",
         "deployVirtualMachine",
@@ -283,6 +287,8 @@ fn response_objects_are_cloudstacks_keys() {
         ("listLBStickinessPolicies", Some("stickinesspolicies")),
         ("createLBHealthCheckPolicy", Some("healthcheckpolicies")),
         ("listLBHealthCheckPolicies", Some("healthcheckpolicies")),
+        ("updateLBStickinessPolicy", Some("stickinesspolicies")),
+        ("updateLBHealthCheckPolicy", Some("healthcheckpolicies")),
         ("queryAsyncJobResult", None),
         ("listAsyncJobs", Some("asyncjobs")),
         ("listApis", Some("api")),

@@ -72,8 +72,8 @@ pub(crate) async fn delete(
     revoke(app, caller, command, &rule, failure).await
 }
 
-/// updateFirewallRule / updateEgressFirewallRule: only `fordisplay` (and `customid`) change;
-/// nothing goes to the router, so the job ends at once.
+/// updateFirewallRule / updateEgressFirewallRule: only `fordisplay` changes (a `customid` other
+/// than the rule's own id is refused); nothing goes to the router, so the job ends at once.
 pub(crate) async fn update_display(
     app: &App,
     caller: &Caller,
@@ -84,6 +84,7 @@ pub(crate) async fn update_display(
     if rule.purpose != Purpose::Firewall || is_egress(&rule) != egress {
         return Err(unknown(p, "id"));
     }
+    super::refuse_custom_id(p, &rule.uuid)?;
     let command = if egress {
         "updateEgressFirewallRule"
     } else {

@@ -37,7 +37,7 @@ mod tests;
 
 pub(crate) use listing::{instances, list, list_policies};
 pub(crate) use members::assign;
-pub(crate) use policies::{create_health_check, create_stickiness, delete_policy};
+pub(crate) use policies::{create_health_check, create_stickiness, delete_policy, update_policy};
 pub(crate) use rules::{create, delete, update};
 
 /// The balancer named by uuid parameter `param`, if the caller may see it (anything else,

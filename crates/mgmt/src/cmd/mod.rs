@@ -77,6 +77,24 @@ pub async fn rule_object(app: &App, id: RuleId, object: &str) -> ApiResult<Value
     Ok(crate::resp::wrap(object, inner))
 }
 
+/// `customid`: CloudStack lets root admins replace an item's uuid with one of their choosing.
+/// guestnet keeps the ids it gives, so a `customid` other than the item's own id is refused
+/// (431, naming it), never ignored; the item's own id changes nothing.
+///
+/// # Errors
+/// 431.
+pub fn refuse_custom_id(p: &Params, uuid: &str) -> ApiResult<()> {
+    if p.spec().param("customid").is_none() {
+        return Ok(());
+    }
+    match p.str("customid").map(str::trim).filter(|v| !v.is_empty()) {
+        Some(v) if v != uuid => Err(ApiError::invalid_parameter(format!(
+            "Unable to set customid {v} on {uuid}: guestnet keeps the ids it gives"
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// The 431 CloudStack sends for an id that does not exist (or that the caller may not see:
 /// the answer is the same, so nothing leaks).
 pub fn unknown(p: &Params, param: &str) -> ApiError {

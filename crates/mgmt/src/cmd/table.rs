@@ -375,6 +375,34 @@ static COMMANDS: &[Command] = &[
         admin_only: false,
     },
     Command {
+        name: "updateLBStickinessPolicy",
+        handler: handler!(|app, caller, p| lb::update_policy(
+            app,
+            caller,
+            p,
+            PolicyKind::Stickiness
+        )
+        .await
+        .map(Reply::Json)),
+        event_type: "LB.STICKINESSPOLICY.UPDATE",
+        job: Some(Kind::Change),
+        admin_only: false,
+    },
+    Command {
+        name: "updateLBHealthCheckPolicy",
+        handler: handler!(|app, caller, p| lb::update_policy(
+            app,
+            caller,
+            p,
+            PolicyKind::HealthCheck
+        )
+        .await
+        .map(Reply::Json)),
+        event_type: "LB.HEALTHCHECKPOLICY.UPDATE",
+        job: Some(Kind::Change),
+        admin_only: false,
+    },
+    Command {
         name: "deleteLBHealthCheckPolicy",
         handler: handler!(|app, caller, p| lb::delete_policy(
             app,

@@ -154,6 +154,28 @@ pub(super) async fn script(s: &mut Session) {
     s.call("bob", "deleteLBHealthCheckPolicy", &[("id", &health)])
         .await;
     s.call(
+        "bob",
+        "updateLBHealthCheckPolicy",
+        &[("id", &health), ("fordisplay", "false")],
+    )
+    .await;
+    s.run(
+        "alice",
+        "updateLBStickinessPolicy",
+        &[("id", &sticky), ("fordisplay", "false")],
+    )
+    .await;
+    s.call("alice", "listLBStickinessPolicies", &[("id", &sticky)])
+        .await;
+    s.call(
+        "alice",
+        "updateLBHealthCheckPolicy",
+        &[("id", &health), ("customid", "my-health-check")],
+    )
+    .await;
+    s.run("alice", "updateLBHealthCheckPolicy", &[("id", &health)])
+        .await;
+    s.call(
         "alice",
         "createLBStickinessPolicy",
         &[

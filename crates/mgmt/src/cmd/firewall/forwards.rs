@@ -248,6 +248,7 @@ impl UpdatePortForwardingRule {
         if rule.purpose != Purpose::PortForwarding {
             return Err(unknown(p, "id"));
         }
+        super::super::refuse_custom_id(p, &rule.uuid)?;
         if rule.state == State::Revoke {
             return Err(ApiError::invalid_parameter(format!(
                 "Unable to update the rule {}: it is being deleted",

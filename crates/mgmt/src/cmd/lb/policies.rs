@@ -14,7 +14,9 @@ use router_config::{
 };
 use serde_json::Value;
 
-use super::super::{accepted, firewall, network_by_id, queued, required, rule_by_id, unknown};
+use super::super::{
+    accepted, firewall, network_by_id, queued, refuse_custom_id, required, rule_by_id, unknown,
+};
 use super::{lb_param, not_revoked};
 use crate::app::{store_error, ApiResult, App};
 use domain::actor::Caller;
@@ -625,6 +627,82 @@ pub(crate) async fn delete_policy(
         .map_err(store_error)?;
     change.lock_network().await.map_err(store_error)?;
     store::balancers::revoke_policy(change.conn(), policy.id, job_id)
+        .await
+        .map_err(store_error)?;
+    let receipt = change.commit().await.map_err(store_error)?;
+    app.doorbell.ring(receipt);
+    Ok(queued(&job_uuid))
+}
+
+/// updateLBStickinessPolicy / updateLBHealthCheckPolicy (async): what CloudStack lets them
+/// change is the policy's display flag and its uuid (`customid`, refused here: guestnet keeps
+/// its ids). Nothing reaches the router, so the job ends in the transaction that makes the
+/// change, with the policy as its result.
+pub(crate) async fn update_policy(
+    app: &App,
+    caller: &Caller,
+    p: &Params,
+    kind: PolicyKind,
+) -> ApiResult<Value> {
+    let (command, event) = match kind {
+        PolicyKind::Stickiness => ("updateLBStickinessPolicy", "LB.STICKINESSPOLICY.UPDATE"),
+        PolicyKind::HealthCheck => ("updateLBHealthCheckPolicy", "LB.HEALTHCHECKPOLICY.UPDATE"),
+    };
+    let (mut policy, lb) = policy_param(app, caller, p, "id", kind).await?;
+    refuse_custom_id(p, &policy.uuid)?;
+    if policy.state == domain::model::State::Revoke {
+        return Err(ApiError::invalid_parameter(format!(
+            "Unable to update the policy {}: it is being deleted",
+            policy.uuid
+        )));
+    }
+    if let Some(display) = p.bool("fordisplay") {
+        policy.display = display;
+    }
+    let owner = super::super::owner(app, lb.account_id).await?;
+    let result = crate::resp::wrap(
+        crate::resp::lb::policies_key(kind),
+        crate::resp::lb::policies(
+            &lb,
+            kind,
+            std::slice::from_ref(&policy),
+            &owner,
+            &app.site.zone_uuid,
+            caller.admin,
+        ),
+    );
+    let mut change = app.db.change(None).await.map_err(store_error)?;
+    store::balancers::set_policy_display(change.conn(), policy.id, policy.display)
+        .await
+        .map_err(store_error)?;
+    let description = format!("updating {} policy {}", kind.as_str(), policy.uuid);
+    let scheduled = Scheduled {
+        event_type: event,
+        description: &description,
+        resource_uuid: Some(&policy.uuid),
+    };
+    let (job_id, job_uuid) = change
+        .job(
+            caller,
+            NewJob {
+                command,
+                kind: Kind::Change,
+                network_id: None,
+                payload: Payload::new(
+                    Outcome::Success,
+                    event,
+                    description.clone(),
+                    "Failed to update load balancer policy",
+                ),
+                instance_type: None,
+                instance_uuid: None,
+            },
+            Some(scheduled),
+        )
+        .await
+        .map_err(store_error)?;
+    change
+        .complete_job(caller, (job_id, &job_uuid), &scheduled, &result)
         .await
         .map_err(store_error)?;
     let receipt = change.commit().await.map_err(store_error)?;

@@ -174,6 +174,7 @@ pub(crate) async fn delete(app: &App, caller: &Caller, p: &Params) -> ApiResult<
 pub(crate) async fn update(app: &App, caller: &Caller, p: &Params) -> ApiResult<Value> {
     const COMMAND: &str = "updateLoadBalancerRule";
     let lb = lb_param(app, caller, p, "id").await?;
+    super::super::refuse_custom_id(p, &lb.uuid)?;
     not_revoked(&lb)?;
     let name = p.str("name").filter(|s| !s.is_empty());
     let description = p.str("description");
