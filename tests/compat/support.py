@@ -38,7 +38,7 @@ REQUIRED_COMMANDS = frozenset(
     createVlanIpRange listVlanIpRanges
     deployVirtualMachine listVirtualMachines destroyVirtualMachine listNics
     enableStaticNat disableStaticNat createIpForwardingRule deleteIpForwardingRule
-    listIpForwardingRules listTags listAutoScaleVmGroups listAutoScalePolicies
+    listIpForwardingRules createTags deleteTags listTags listAutoScaleVmGroups listAutoScalePolicies
     listDomains listProjects listCapabilities listNetworkProtocols
     listServiceOfferings listTemplates listRouters listEvents
     createAccount listAccounts listUsers registerUserKeys

@@ -314,6 +314,9 @@ STATIC_NAT = """\
   ngine_io.cloudstack.cs_ip_address:
     network: "{{ network }}"
     ip_address: "{{ nat_ip }}"
+    tags:
+      - key: role
+        value: web
 - name: static NAT to the web server
   ngine_io.cloudstack.cs_staticnat:
     ip_address: "{{ nat_ip }}"
@@ -353,6 +356,8 @@ def test_a_playbook_enables_and_disables_static_nat_idempotently(admin, cloud, t
     assert checked["changed"] == 0, checked
     ip = shown()
     assert ip["isstaticnat"] is True and ip["virtualmachineid"] == vm["id"], ip
+    # cs_ip_address tagged the address (createTags), and found the tag again (listTags).
+    assert [(t["key"], t["value"]) for t in ip["tags"]] == [("role", "web")], ip
 
     checked = run_playbook(tmp_path, "no-static-nat", NO_STATIC_NAT, variables, check=True)
     assert checked["changed"] == 1, checked

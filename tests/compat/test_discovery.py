@@ -11,6 +11,7 @@ ASYNC = {
     "createEgressFirewallRule", "deleteEgressFirewallRule", "updateEgressFirewallRule",
     "createPortForwardingRule", "deletePortForwardingRule", "updatePortForwardingRule",
     "disableStaticNat", "createIpForwardingRule", "deleteIpForwardingRule",
+    "createTags", "deleteTags",
     "createLoadBalancerRule", "deleteLoadBalancerRule", "updateLoadBalancerRule",
     "assignToLoadBalancerRule", "removeFromLoadBalancerRule",
     "createLBStickinessPolicy", "deleteLBStickinessPolicy",

@@ -166,17 +166,3 @@ def test_ip_forwarding_rules_are_an_empty_list_without_static_nat(admin, cloud, 
         lambda: admin.listIpForwardingRules(ipaddressid=vm["id"]), 431, contains="ipaddressid"
     )
     api_error(lambda: admin.listIpForwardingRules(id=ip["id"]), 431, contains="id")
-
-
-def test_tags_are_an_empty_list_and_tag_filters_find_nothing(admin, cloud, network):
-    """Ansible's modules list an object's tags before they touch it: no tags, an empty list."""
-    ip = cloud.public_ip(network)
-    assert listed(admin.listTags(), "tag") == []
-    assert (
-        listed(
-            admin.listTags(resourcetype="PublicIpAddress", resourceid=ip["id"], key="env"),
-            "tag",
-        )
-        == []
-    )
-    api_error(lambda: admin.listTags(account="no-such-account"), 431, contains="no-such-account")

@@ -261,6 +261,8 @@ fn sample(command: &str, param: &ParamSpec) -> &'static str {
         "url" => "file:///nonexistent/image.qcow2",
         "format" => "QCOW2",
         "option" => "protocolnumber",
+        "resourceids" => "00000000-0000-4000-8000-000000000000",
+        "tags" => "sample",
         other => panic!(
             "no sample value for required parameter {other} of {command}: add one to the \
              tenancy matrix"

@@ -419,6 +419,18 @@ pub async fn rollback_job(
         .execute(&mut **tx)
         .await
         .map_err(e)?;
+    // Tags of what goes (a rule or an address being made may be tagged already).
+    sqlx::query(
+        "DELETE FROM resource_tags WHERE (resource_type IN ('FirewallRule', \
+         'PortForwardingRule', 'LoadBalancer') AND resource_id IN \
+         (SELECT id FROM rules WHERE job_id = $1 AND state = 'Add')) \
+         OR (resource_type = 'PublicIpAddress' AND resource_id IN \
+         (SELECT id FROM public_ips WHERE job_id = $1 AND state = 'Allocating'))",
+    )
+    .bind(job_id.get())
+    .execute(&mut **tx)
+    .await
+    .map_err(e)?;
     // Opened firewall rules first (they point at their parent), then the parents.
     sqlx::query("DELETE FROM rules WHERE job_id = $1 AND state = 'Add' AND related_id IS NOT NULL")
         .bind(job_id.get())

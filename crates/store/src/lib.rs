@@ -74,6 +74,7 @@ pub mod runner_reads;
 pub mod seed;
 pub mod state;
 pub mod static_nat;
+pub mod tags;
 pub mod tokens;
 pub mod vms;
 pub mod work;

@@ -92,6 +92,11 @@ pub const FILES: &[File] = &[
         name: "static NAT on public IPs",
         sql: include_str!("../schema/010_static_nat.sql"),
     },
+    File {
+        version: 11,
+        name: "resource tags",
+        sql: include_str!("../schema/011_resource_tags.sql"),
+    },
 ];
 
 /// Migration files templated for one dialect.

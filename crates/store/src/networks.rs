@@ -32,6 +32,14 @@ pub async fn delete_network(db: &Db, network_id: i64) -> Result<(), StoreError> 
         .await
         .map_err(StoreError::db("removing a network"))?;
     for sql in [
+        "DELETE FROM resource_tags WHERE (resource_type IN ('FirewallRule', \
+         'PortForwardingRule', 'LoadBalancer') AND resource_id IN \
+         (SELECT id FROM rules WHERE network_id = $1)) \
+         OR (resource_type = 'UserVm' AND resource_id IN \
+         (SELECT id FROM vms WHERE network_id = $1)) \
+         OR (resource_type = 'PublicIpAddress' AND resource_id IN \
+         (SELECT id FROM public_ips WHERE network_id = $1)) \
+         OR (resource_type = 'Network' AND resource_id = $1)",
         "DELETE FROM lb_members WHERE lb_id IN (SELECT id FROM rules WHERE network_id = $1)",
         "DELETE FROM lb_policies WHERE lb_id IN (SELECT id FROM rules WHERE network_id = $1)",
         "UPDATE rules SET related_id = NULL WHERE network_id = $1",

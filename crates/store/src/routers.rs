@@ -170,6 +170,13 @@ pub async fn apply_commit(tx: &mut Transaction<'_, Any>, c: &Commit) -> Result<(
         &c.delete_rules,
     )
     .await?;
+    each(
+        tx,
+        "DELETE FROM resource_tags WHERE resource_type IN ('FirewallRule', \
+         'PortForwardingRule', 'LoadBalancer') AND resource_id IN ({ids})",
+        &c.delete_rules,
+    )
+    .await?;
     each(tx, "DELETE FROM rules WHERE id IN ({ids})", &c.delete_rules).await?;
     each(
         tx,
@@ -213,6 +220,13 @@ pub async fn apply_commit(tx: &mut Transaction<'_, Any>, c: &Commit) -> Result<(
         "UPDATE public_ips SET nat_vm_id = NULL, nat_vm_ip = NULL, nat_state = NULL, \
          nat_applied = 0 WHERE id IN ({ids}) AND nat_state = 'Revoke'",
         &c.clear_nats,
+    )
+    .await?;
+    each(
+        tx,
+        "DELETE FROM resource_tags WHERE resource_type = 'PublicIpAddress' \
+         AND resource_id IN ({ids})",
+        &c.free_ips,
     )
     .await?;
     each(

@@ -202,6 +202,11 @@ pub async fn delete_vm_in(tx: &mut Transaction<'_, Any>, vm_id: VmId) -> Result<
     .execute(&mut **tx)
     .await
     .map_err(StoreError::db("removing a VM"))?;
+    sqlx::query("DELETE FROM resource_tags WHERE resource_type = 'UserVm' AND resource_id = $1")
+        .bind(vm_id.get())
+        .execute(&mut **tx)
+        .await
+        .map_err(StoreError::db("removing a VM"))?;
     sqlx::query("DELETE FROM vms WHERE id = $1")
         .bind(vm_id.get())
         .execute(&mut **tx)

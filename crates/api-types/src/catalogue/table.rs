@@ -112,7 +112,8 @@ const PROJECTID_FILTER: ParamSpec = p("projectid", Uuid, "Only items of this pro
 const TAGS_FILTER: ParamSpec = p(
     "tags",
     Map,
-    "Only items carrying all these tags, given as tags[i].key and tags[i].value",
+    "Only items carrying one of these tags (key and value both equal, as CloudStack matches \
+     them), given as tags[i].key and tags[i].value",
 );
 const FORDISPLAY_FILTER: ParamSpec = p(
     "fordisplay",
@@ -2677,8 +2678,59 @@ pub(super) static APIS: &[ApiSpec] = &[
         response_object: Some("autoscalepolicy"),
     },
     ApiSpec {
+        name: "createTags",
+        description: "Tags resources of one type (FirewallRule, PortForwardingRule, LoadBalancer, \
+                      PublicIpAddress, Network or UserVm) with key and value pairs",
+        is_async: true,
+        creates: false,
+        since: "4.0.0",
+        related: &["listTags", "deleteTags"],
+        params: &[
+            s(
+                "resourcetype",
+                "The resources' type, as CloudStack names it",
+            )
+            .req(),
+            p("resourceids", List, "The resources' ids, comma-separated").req(),
+            p(
+                "tags",
+                Map,
+                "The tags, as tags[i].key and tags[i].value; a key a resource has already is \
+                 refused",
+            )
+            .req(),
+            s("customer", "The customer the tags are made for"),
+        ],
+        response: SUCCESS,
+        response_object: None,
+    },
+    ApiSpec {
+        name: "deleteTags",
+        description: "Removes tags from resources of one type: those matching tags[i].key (and \
+                      tags[i].value when given), or all of their tags",
+        is_async: true,
+        creates: false,
+        since: "4.0.0",
+        related: &["createTags", "listTags"],
+        params: &[
+            s(
+                "resourcetype",
+                "The resources' type, as CloudStack names it",
+            )
+            .req(),
+            p("resourceids", List, "The resources' ids, comma-separated").req(),
+            p(
+                "tags",
+                Map,
+                "Only the tags with these keys (and values, when given)",
+            ),
+        ],
+        response: SUCCESS,
+        response_object: None,
+    },
+    ApiSpec {
         name: "listTags",
-        description: "Lists resource tags (guestnet keeps no tags yet: the list is empty)",
+        description: "Lists resource tags",
         is_async: false,
         creates: false,
         since: "",

@@ -63,6 +63,8 @@ const EXPECTED: &[&str] = &[
     "createIpForwardingRule",
     "deleteIpForwardingRule",
     "listIpForwardingRules",
+    "createTags",
+    "deleteTags",
     "listTags",
     "listAutoScaleVmGroups",
     "listAutoScalePolicies",
@@ -97,7 +99,7 @@ fn catalogue_has_exactly_the_commands_implemented() {
     let unique: BTreeSet<&str> = names.iter().copied().collect();
     assert_eq!(unique.len(), names.len(), "duplicate command names");
     assert_eq!(unique, expected());
-    assert_eq!(all().len(), 76);
+    assert_eq!(all().len(), 78);
 }
 
 #[test]
@@ -224,6 +226,8 @@ fn async_commands_are_cloudstacks() {
         "disableStaticNat",
         "createIpForwardingRule",
         "deleteIpForwardingRule",
+        "createTags",
+        "deleteTags",
         "createLoadBalancerRule",
         "deleteLoadBalancerRule",
         "updateLoadBalancerRule",
@@ -312,6 +316,8 @@ fn response_objects_are_cloudstacks_keys() {
         ("createIpForwardingRule", Some("ipforwardingrule")),
         ("deleteIpForwardingRule", None),
         ("listIpForwardingRules", Some("ipforwardingrule")),
+        ("createTags", None),
+        ("deleteTags", None),
         ("listTags", Some("tag")),
         ("listAutoScaleVmGroups", Some("autoscalevmgroup")),
         ("listAutoScalePolicies", Some("autoscalepolicy")),

@@ -463,15 +463,22 @@ fn every_catalogue_command_accepts_its_required_parameters() {
             .params
             .iter()
             .filter(|p| p.required)
-            .map(|p| {
+            .flat_map(|p| {
                 let v = match p.kind {
+                    // A map is given entry by entry: name[0].field=value.
+                    ParamKind::Map => {
+                        return vec![
+                            (format!("{}[0].key", p.name), "x".to_string()),
+                            (format!("{}[0].value", p.name), "y".to_string()),
+                        ]
+                    }
                     ParamKind::Uuid | ParamKind::ListOfUuid => IP.to_string(),
                     ParamKind::Integer | ParamKind::Long | ParamKind::Short => "1".into(),
                     ParamKind::Boolean => "true".into(),
                     ParamKind::Date => "2026-01-01".into(),
-                    ParamKind::String | ParamKind::List | ParamKind::Map => "x".into(),
+                    ParamKind::String | ParamKind::List => "x".into(),
                 };
-                (p.name.to_string(), v)
+                vec![(p.name.to_string(), v)]
             })
             .collect();
         let p = check_and_normalize(spec, &pairs).unwrap_or_else(|e| panic!("{}: {e}", spec.name));

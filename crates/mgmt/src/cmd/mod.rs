@@ -22,6 +22,7 @@ mod infra;
 mod lb;
 mod limits;
 pub mod table;
+pub(crate) mod tags;
 
 /// A command's answer: a JSON value, or JSON text the database built (large lists).
 #[derive(Debug)]

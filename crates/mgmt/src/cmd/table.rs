@@ -229,8 +229,26 @@ static COMMANDS: &[Command] = &[
         admin_only: false,
     },
     Command {
+        name: "createTags",
+        handler: handler!(|app, caller, p| super::tags::create(app, caller, p)
+            .await
+            .map(Reply::Json)),
+        event_type: "CREATE_TAGS",
+        job: Some(Kind::Change),
+        admin_only: false,
+    },
+    Command {
+        name: "deleteTags",
+        handler: handler!(|app, caller, p| super::tags::delete(app, caller, p)
+            .await
+            .map(Reply::Json)),
+        event_type: "DELETE_TAGS",
+        job: Some(Kind::Change),
+        admin_only: false,
+    },
+    Command {
         name: "listTags",
-        handler: handler!(|app, caller, p| super::list_absent(app, caller, p, "tag")
+        handler: handler!(|app, caller, p| super::tags::list(app, caller, p)
             .await
             .map(Reply::Json)),
         event_type: "API.CALL",

@@ -212,4 +212,99 @@ pub(super) async fn script(s: &mut Session) {
         .await;
     s.call("alice", "disableStaticNat", &[("ipaddressid", &nat_ip)])
         .await;
+
+    // Tags on an address, a network and a VM, shown by their objects and listed.
+    s.run(
+        "alice",
+        "createTags",
+        &[
+            ("resourcetype", "PublicIpAddress"),
+            ("resourceids", &nat_ip),
+            ("tags[0].key", "env"),
+            ("tags[0].value", "prod"),
+            ("tags[1].key", "team"),
+            ("tags[1].value", "web"),
+        ],
+    )
+    .await;
+    s.run(
+        "alice",
+        "createTags",
+        &[
+            ("resourcetype", "network"),
+            ("resourceids", &net),
+            ("tags[0].key", "env"),
+            ("tags[0].value", "prod"),
+        ],
+    )
+    .await;
+    s.call(
+        "alice",
+        "createTags",
+        &[
+            ("resourcetype", "PublicIpAddress"),
+            ("resourceids", &nat_ip),
+            ("tags[0].key", "env"),
+            ("tags[0].value", "test"),
+        ],
+    )
+    .await;
+    s.call(
+        "bob",
+        "createTags",
+        &[
+            ("resourcetype", "UserVm"),
+            ("resourceids", &web1),
+            ("tags[0].key", "mine"),
+            ("tags[0].value", "yes"),
+        ],
+    )
+    .await;
+    s.call(
+        "alice",
+        "createTags",
+        &[
+            ("resourcetype", "Volume"),
+            ("resourceids", &web1),
+            ("tags[0].key", "env"),
+            ("tags[0].value", "prod"),
+        ],
+    )
+    .await;
+    s.call("alice", "listTags", &[]).await;
+    s.call("bob", "listTags", &[]).await;
+    s.call(
+        "alice",
+        "listPublicIpAddresses",
+        &[("tags[0].key", "team"), ("tags[0].value", "web")],
+    )
+    .await;
+    s.call(
+        "alice",
+        "listNetworks",
+        &[("tags[0].key", "env"), ("tags[0].value", "test")],
+    )
+    .await;
+    s.run(
+        "alice",
+        "deleteTags",
+        &[
+            ("resourcetype", "PublicIpAddress"),
+            ("resourceids", &nat_ip),
+            ("tags[0].key", "env"),
+        ],
+    )
+    .await;
+    s.call(
+        "alice",
+        "deleteTags",
+        &[
+            ("resourcetype", "PublicIpAddress"),
+            ("resourceids", &nat_ip),
+            ("tags[0].key", "env"),
+        ],
+    )
+    .await;
+    s.call("alice", "listTags", &[("resourcetype", "PublicIpAddress")])
+        .await;
 }

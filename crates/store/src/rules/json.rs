@@ -3,7 +3,7 @@
 //! column per row.
 //!
 //! An object has a stable part (everything the rule's own writes fix) and a volatile part
-//! (its state and, for administrators, `fordisplay`). The stable part is rendered once, when
+//! (its state, for administrators `fordisplay`, and its tags). The stable part is rendered once, when
 //! the rule's stable fields are written, and kept in `rules.json` ([`store_json`]); a listing
 //! adds the volatile part to it ([`listed_object`]), and a single rule is rendered whole
 //! ([`object_json`]).
@@ -38,8 +38,8 @@ pub fn listed_object(d: Dialect, purpose: Purpose, admin: bool) -> String {
 }
 
 /// The object of a rule from `members` (the stable members' JSON text, without braces) and
-/// the fields that change while a rule lives: its state and, for administrators,
-/// `fordisplay`. `concat` over stored texts is the cheapest way both databases know.
+/// the fields that change while a rule lives: its state, for administrators `fordisplay`, and
+/// its tags (`rules.tags`, rendered by `crate::tags` whenever they change). `concat` over stored texts is the cheapest way both databases know.
 fn with_volatile(members: &str, admin: bool) -> String {
     let display = if admin {
         ", ',\"fordisplay\":', CASE WHEN r.display <> 0 THEN 'true' ELSE 'false' END"
@@ -48,7 +48,8 @@ fn with_volatile(members: &str, admin: bool) -> String {
     };
     format!(
         "concat('{{', {members}, ',\"state\":\"', \
-         CASE r.state WHEN 'Revoke' THEN 'Deleting' ELSE r.state END, '\"'{display}, '}}')"
+         CASE r.state WHEN 'Revoke' THEN 'Deleting' ELSE r.state END, '\"'{display}, \
+         ',\"tags\":', COALESCE(r.tags, '[]'), '}}')"
     )
 }
 
@@ -72,7 +73,6 @@ fn stable_json(d: Dialect, purpose: Purpose) -> String {
             ("ipaddressid", J::Text("p.uuid")),
             ("ipaddress", J::Text("p.address")),
             ("cidrlist", J::Text("r.source_cidrs")),
-            ("tags", J::EmptyArray),
             ("vmguestip", J::Text("r.vm_ip")),
             ("networkid", J::Text("n.uuid")),
         ],
@@ -103,7 +103,6 @@ fn stable_json(d: Dialect, purpose: Purpose) -> String {
             ("cidrlist", J::Text("r.source_cidrs")),
             ("icmptype", J::Int("r.icmp_type")),
             ("icmpcode", J::Int("r.icmp_code")),
-            ("tags", J::EmptyArray),
             ("destcidrlist", J::Text("r.dest_cidrs")),
             (
                 "traffictype",

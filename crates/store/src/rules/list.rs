@@ -25,6 +25,8 @@ pub struct RuleQuery<'a> {
     pub network_uuid: Option<&'a str>,
     /// The rules that send to one VM, by uuid.
     pub vm_uuid: Option<&'a str>,
+    /// The rules carrying one of these tags (key, value), tagged as this resource type.
+    pub tags: Option<(&'a str, &'a [(String, String)])>,
     /// The rules of one account.
     pub account: Option<AccountId>,
     /// Only shown (`true`) or hidden (`false`) rules.
@@ -68,6 +70,9 @@ impl RuleQuery<'_> {
         }
         if let Some(uuid) = self.vm_uuid {
             f.and("v.uuid = $?", [uuid]);
+        }
+        if let Some((resource_type, pairs)) = self.tags {
+            crate::tags::filter_condition(&mut f, resource_type, "r.id", pairs);
         }
         if let Some(a) = self.account {
             f.and("r.account_id = $?", [a.get()]);

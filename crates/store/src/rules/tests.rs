@@ -84,6 +84,7 @@ fn query(traffic: Traffic) -> RuleQuery<'static> {
         ip_uuid: None,
         network_uuid: None,
         vm_uuid: None,
+        tags: None,
         account: None,
         display: None,
         keyword: None,

@@ -33,6 +33,12 @@ pub(crate) async fn list_rules(
             .then(|| p.str(param))
             .flatten()
     };
+    let tag_type = match (purpose, traffic) {
+        (Purpose::PortForwarding, _) => "PortForwardingRule",
+        (Purpose::LoadBalancing, _) => "LoadBalancer",
+        _ => "FirewallRule",
+    };
+    let tags = super::super::tags::filter_pairs(p)?;
     let account = scope(app, caller, p).await?.map(AccountId::from);
     let paging = p.paging();
     let query = RuleQuery {
@@ -42,6 +48,7 @@ pub(crate) async fn list_rules(
         ip_uuid: given("ipaddressid"),
         network_uuid: given("networkid"),
         vm_uuid: given("virtualmachineid"),
+        tags: tags.as_deref().map(|t| (tag_type, t)),
         account,
         display: p
             .spec()

@@ -21,6 +21,7 @@ use super::{
 };
 use crate::app::{store_error, ApiResult, App};
 use crate::cmd::limits::{self, Resource};
+use crate::cmd::tags::ResourceType;
 use crate::cmd::{accepted, page, queued};
 use crate::resp::{self, IpContext, Owner};
 
@@ -277,7 +278,8 @@ pub(crate) async fn list_ips(app: &App, caller: &Caller, p: &Params) -> ApiResul
         }
     }
     let allocated_only = p.bool("allocatedonly").unwrap_or(true);
-    let mut nothing = !p.map("tags").is_empty();
+    let tagged = crate::cmd::tags::filter(app, p, ResourceType::PublicIpAddress).await?;
+    let mut nothing = false;
     let state = match given(p, "state") {
         Some(s) => {
             let known = IP_STATES.into_iter().find(|k| k.eq_ignore_ascii_case(s));
@@ -330,10 +332,12 @@ pub(crate) async fn list_ips(app: &App, caller: &Caller, p: &Params) -> ApiResul
             || balanced.as_ref().is_some_and(|b| !b.contains(&l.ip.id))
             || p.bool("isstaticnat")
                 .is_some_and(|want| want != has_static_nat(&l.ip))
+            || tagged.as_ref().is_some_and(|t| !t.contains(&l.ip.uuid))
         {
             continue;
         }
         items.push(ip_item(app, &mut cache, l, caller.admin).await?);
     }
+    crate::cmd::tags::attach(app, ResourceType::PublicIpAddress, &mut items).await?;
     Ok(page("publicipaddress", items, p.paging()))
 }

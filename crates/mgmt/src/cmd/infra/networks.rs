@@ -25,6 +25,7 @@ use super::{
 };
 use crate::app::{chain, internal, store_error, ApiResult, App};
 use crate::cmd::limits::{self, Resource};
+use crate::cmd::tags::ResourceType;
 use crate::cmd::{network_by_id, owner, page, queued, required, unknown};
 use crate::resp;
 
@@ -305,6 +306,7 @@ pub(crate) async fn list_networks(app: &App, caller: &Caller, p: &Params) -> Api
         .map_err(store_error)?;
     let kw = keyword(p);
     let offering = given(p, "networkofferingid");
+    let tagged = crate::cmd::tags::filter(app, p, ResourceType::Network).await?;
     let dns = store::zones::dns(&app.db, app.site.zone_id)
         .await
         .map_err(store_error)?;
@@ -316,6 +318,7 @@ pub(crate) async fn list_networks(app: &App, caller: &Caller, p: &Params) -> Api
             .as_deref()
             .is_some_and(|k| !contains(&n.name, k) && !contains(&n.display_text, k))
             || offering.is_some_and(|o| o != l.offering_uuid)
+            || tagged.as_ref().is_some_and(|t| !t.contains(&n.uuid))
         {
             continue;
         }
@@ -329,6 +332,7 @@ pub(crate) async fn list_networks(app: &App, caller: &Caller, p: &Params) -> Api
             caller.admin,
         ));
     }
+    crate::cmd::tags::attach(app, ResourceType::Network, &mut items).await?;
     Ok(page("network", items, p.paging()))
 }
 
@@ -386,8 +390,6 @@ fn network_filters_match(p: &Params) -> ApiResult<bool> {
             ok &= v == every_network;
         }
     }
-    // No network carries tags.
-    ok &= p.map("tags").is_empty();
     Ok(ok)
 }
 

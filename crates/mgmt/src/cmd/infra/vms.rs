@@ -285,6 +285,7 @@ pub(crate) async fn list_vms(app: &App, caller: &Caller, p: &Params) -> ApiResul
         let own = owner_of(app, &mut cache, AccountId::from(vm.account_id)).await?;
         items.push(infra_resp::vm(vm, &own, zone(app), &vm.state, caller.admin));
     }
+    crate::cmd::tags::attach(app, crate::cmd::tags::ResourceType::UserVm, &mut items).await?;
     Ok(page("virtualmachine", items, p.paging()))
 }
 

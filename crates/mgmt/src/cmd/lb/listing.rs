@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use api_types::params::Params;
 use serde_json::Value;
 
+use super::super::tags::ResourceType;
 use super::policies::policy_param;
 use super::{cached_owner, lb_param, zone};
 use crate::app::{store_error, ApiResult, App};
@@ -21,10 +22,7 @@ pub(crate) async fn list(app: &App, caller: &Caller, p: &Params) -> ApiResult<Va
     super::super::visible_filter(app, caller, p, "id", "rules").await?;
     super::super::visible_filter(app, caller, p, "publicipid", "public_ips").await?;
     super::super::visible_filter(app, caller, p, "virtualmachineid", "vms").await?;
-    // Rules carry no tags, so a tag filter matches nothing.
-    if !p.map("tags").is_empty() {
-        return Ok(resp::list(KEY, 0, Vec::new()));
-    }
+    let tagged = super::super::tags::filter(app, p, ResourceType::LoadBalancer).await?;
     let given = |name: &str| p.str(name).filter(|s| !s.is_empty());
     let account = super::super::scope(app, caller, p).await?;
     let domains: Option<Vec<DomainId>> = super::super::accounts::domain_ids(app, p)
@@ -55,6 +53,9 @@ pub(crate) async fn list(app: &App, caller: &Caller, p: &Params) -> ApiResult<Va
                     .is_some_and(|d| d.to_lowercase().contains(&k))
         });
     }
+    if let Some(tagged) = &tagged {
+        rules.retain(|r| tagged.contains(&r.uuid));
+    }
     let range = p.paging().range(rules.len());
     let mut owners = HashMap::new();
     let mut items = Vec::with_capacity(range.len());
@@ -62,6 +63,7 @@ pub(crate) async fn list(app: &App, caller: &Caller, p: &Params) -> ApiResult<Va
         let owner = cached_owner(app, &mut owners, r.account_id).await?;
         items.push(resp::lb::load_balancer(r, owner, zone(app), caller.admin));
     }
+    super::super::tags::attach(app, ResourceType::LoadBalancer, &mut items).await?;
     Ok(resp::list(KEY, rules.len(), items))
 }
 
