@@ -40,7 +40,7 @@ REQUIRED_COMMANDS = frozenset(
     enableStaticNat disableStaticNat createIpForwardingRule deleteIpForwardingRule
     listIpForwardingRules createTags deleteTags listTags listAutoScaleVmGroups listAutoScalePolicies
     listDomains listProjects listCapabilities listNetworkProtocols
-    listServiceOfferings listTemplates listRouters listEvents
+    listServiceOfferings listTemplates listRouters rebootRouter listEvents
     createAccount listAccounts listUsers registerUserKeys
     listResourceLimits updateResourceLimit
     createAgentToken listAgentTokens revokeAgentToken listHosts

@@ -18,7 +18,7 @@ ASYNC = {
     "createLBHealthCheckPolicy", "deleteLBHealthCheckPolicy",
     "updateLBStickinessPolicy", "updateLBHealthCheckPolicy",
     "associateIpAddress", "disassociateIpAddress", "deleteNetwork", "updateNetwork",
-    "restartNetwork",
+    "restartNetwork", "rebootRouter",
     "deployVirtualMachine", "destroyVirtualMachine", "updatePhysicalNetwork",
 }  # fmt: skip
 SYNC = REQUIRED_COMMANDS - ASYNC

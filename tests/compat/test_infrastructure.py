@@ -198,6 +198,22 @@ def test_router_runs_for_a_network_with_a_vm(admin, cloud):
     assert router["guestnetworkid"] == network["id"]
 
 
+def test_reboot_router_makes_it_again_with_its_rules(admin, cloud):
+    network = cloud.network()
+    ip = cloud.public_ip(network)
+    admin.createFirewallRule(ipaddressid=ip["id"], protocol="tcp", startport=22)
+    [router] = listed(admin.listRouters(networkid=network["id"]), "router")
+    answer = admin.rebootRouter(id=router["id"])
+    assert set(answer) == {"router"}, answer
+    rebooted = answer["router"]
+    assert rebooted["id"] == router["id"] and rebooted["state"] == "Running"
+    # The job ended with the router enforcing its network's whole config again.
+    assert rebooted["appliedgeneration"] > router["appliedgeneration"], (router, rebooted)
+    assert rebooted["appliedgeneration"] == rebooted["desiredgeneration"]
+    assert "ROUTER.REBOOT" in event_types(admin)
+    api_error(lambda: admin.rebootRouter(id=network["id"]), 431, contains="id")
+
+
 def event_types(admin):
     return [e["type"] for e in admin.listEvents(fetch_list=True)]
 

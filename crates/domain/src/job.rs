@@ -101,6 +101,11 @@ pub enum Outcome {
         /// Its id.
         id: VmId,
     },
+    /// A network's router, as listRouters shows it once the job ended.
+    Router {
+        /// The router's network.
+        network: NetworkId,
+    },
     /// A fixed object, e.g. a destroyed VM as it was.
     Fixed {
         /// The result.
@@ -175,6 +180,12 @@ pub fn cmd_class(command: &str) -> String {
         "associateIpAddress" | "disassociateIpAddress" => "user.address",
         "deployVirtualMachine" | "destroyVirtualMachine" => "user.vm",
         "deleteNetwork" | "restartNetwork" | "updateNetwork" => "user.network",
+        "enableStaticNat"
+        | "disableStaticNat"
+        | "createIpForwardingRule"
+        | "deleteIpForwardingRule" => "user.nat",
+        "createTags" | "deleteTags" => "user.tag",
+        "rebootRouter" => "admin.router",
         _ => "user",
     };
     let mut class = String::new();

@@ -2908,6 +2908,27 @@ pub(super) static APIS: &[ApiSpec] = &[
         response_object: Some("template"),
     },
     ApiSpec {
+        name: "rebootRouter",
+        description: "Makes a network's router again from nothing on its host (admins only); \
+                      the job ends when it enforces every rule of its network again",
+        is_async: true,
+        creates: false,
+        since: "",
+        related: &["listRouters"],
+        params: &[
+            p("id", Uuid, "The router").req().rel(R_ROUTER),
+            p(
+                "forced",
+                Boolean,
+                "A reboot here is always forced: the old router is removed at once and made \
+                 again (it holds nothing but its config, which it gets again)",
+            )
+            .since_v("4.16.0"),
+        ],
+        response: ROUTER,
+        response_object: Some("router"),
+    },
+    ApiSpec {
         name: "listRouters",
         description: "Lists virtual routers (admins only)",
         is_async: false,

@@ -75,6 +75,7 @@ const EXPECTED: &[&str] = &[
     "listServiceOfferings",
     "registerTemplate",
     "listTemplates",
+    "rebootRouter",
     "listRouters",
     "listEvents",
     "createAccount",
@@ -99,7 +100,7 @@ fn catalogue_has_exactly_the_commands_implemented() {
     let unique: BTreeSet<&str> = names.iter().copied().collect();
     assert_eq!(unique.len(), names.len(), "duplicate command names");
     assert_eq!(unique, expected());
-    assert_eq!(all().len(), 78);
+    assert_eq!(all().len(), 79);
 }
 
 #[test]
@@ -246,6 +247,7 @@ fn async_commands_are_cloudstacks() {
         "deleteNetwork",
         "updateNetwork",
         "restartNetwork",
+        "rebootRouter",
     ]
     .into_iter()
     .collect();
@@ -303,6 +305,7 @@ fn response_objects_are_cloudstacks_keys() {
         ("deleteNetwork", None),
         ("updateNetwork", Some("network")),
         ("restartNetwork", None),
+        ("rebootRouter", Some("router")),
         ("associateIpAddress", Some("ipaddress")),
         ("listPublicIpAddresses", Some("publicipaddress")),
         ("createVlanIpRange", Some("vlan")),

@@ -510,10 +510,10 @@ fn vms_of_two_accounts_may_share_a_name_and_each_is_reachable() {
     }
 }
 
-/// restartNetwork sends the router its whole config again; with cleanup=true it first makes
-/// the router again from nothing (a table the test leaves in the router's namespace goes with
-/// it), and the job ends with every rule enforced again while the VM, whose server kept
-/// running, is untouched.
+/// restartNetwork sends the router its whole config again; with cleanup=true (and rebootRouter)
+/// it first makes the router again from nothing (a table the test leaves in the router's
+/// namespace goes with it), and the job ends with every rule enforced again while the VM,
+/// whose server kept running, is untouched.
 #[test]
 #[ignore = "needs root and network namespaces: run by cargo xtask test"]
 fn restart_network_rebuilds_the_router_and_restores_its_rules() {
@@ -570,6 +570,22 @@ fn restart_network_rebuilds_the_router_and_restores_its_rules() {
     s.refused("outside", &net.ip, 8081);
     let listed = s.call("listRouters", &[("networkid", &net.id)]);
     assert_eq!(listed["router"][0]["state"], "Running", "{listed}");
+
+    // rebootRouter (admins) makes it again the same way, and answers with the router.
+    let (made, out) = s
+        .lab
+        .exec(&router, &["nft", "add", "table", "inet", "restart_marker"]);
+    assert!(made, "{out}");
+    let router_id = listed["router"][0]["id"].as_str().expect("router id");
+    let r = s.run("rebootRouter", &[("id", router_id)]);
+    assert_eq!(r["router"]["id"], router_id, "{r}");
+    assert_eq!(r["router"]["state"], "Running", "{r}");
+    assert!(!marker(&s), "the reboot kept what the router held");
+    let body = s
+        .lab
+        .get("outside", &net.ip, 8080, "2")
+        .expect("the forward is enforced when the reboot's job ends");
+    assert!(body.starts_with("rs-web1 "), "{body}");
 
     // Refused: what a network with one router cannot do.
     let e = s

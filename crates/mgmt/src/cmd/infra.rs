@@ -61,7 +61,7 @@ pub(crate) use networks::{
     create_network, delete_network, list_networks, restart_network, update_network,
 };
 pub(crate) use ranges::{create_vlan_range, list_vlan_ranges};
-pub(crate) use routers::list_routers;
+pub(crate) use routers::{list_routers, reboot_router};
 pub(crate) use vms::{deploy_vm, destroy_vm, list_nics, list_vms};
 pub(crate) use zones::{list_physical_networks, list_zones, update_physical_network, update_zone};
 

@@ -672,6 +672,15 @@ static COMMANDS: &[Command] = &[
         admin_only: false,
     },
     Command {
+        name: "rebootRouter",
+        handler: handler!(|app, caller, p| infra::reboot_router(app, caller, p)
+            .await
+            .map(Reply::Json)),
+        event_type: "ROUTER.REBOOT",
+        job: Some(Kind::RestartNetwork),
+        admin_only: true,
+    },
+    Command {
         name: "listRouters",
         handler: handler!(|app, caller, p| infra::list_routers(app, caller, p)
             .await

@@ -19,4 +19,8 @@ pub(super) async fn script(s: &mut Session) {
     s.call("admin", "listRouters", &[("networkid", &net)]).await;
     s.call("admin", "listRouters", &[("id", UNKNOWN)]).await;
     s.call("alice", "listRouters", &[]).await;
+    // A reboot makes the router again and ends with it enforcing its network's rules.
+    s.run("admin", "rebootRouter", &[("id", &router)]).await;
+    s.call("admin", "rebootRouter", &[("id", UNKNOWN)]).await;
+    s.call("alice", "rebootRouter", &[("id", &router)]).await;
 }

@@ -3,7 +3,7 @@
 //! ends a job; nothing here knows about requests.
 
 use api_types::error::ApiError;
-use domain::ids::{AccountId, IpId, RuleId, VmId};
+use domain::ids::{AccountId, IpId, NetworkId, RuleId, VmId};
 use domain::job::Outcome;
 use domain::model::PolicyKind;
 use domain::model::{Purpose, State};
@@ -29,6 +29,7 @@ pub async fn job_result(db: &Db, site: &Site, outcome: &Outcome) -> Result<Value
         Outcome::Policy { lb_id, kind } => policy_result(db, site, *lb_id, *kind).await,
         Outcome::Ip { id } => ip_result(db, site, *id).await,
         Outcome::Vm { id } => vm_result(db, site, *id).await,
+        Outcome::Router { network } => router_result(db, site, *network).await,
     }
 }
 
@@ -47,7 +48,10 @@ pub async fn job_result_in(
         Outcome::Fixed { value } => return Ok(Some(value.clone())),
         Outcome::Rule { id, object } => (RuleKey::Id(*id), object),
         Outcome::Created { uuid, object } => (RuleKey::Uuid(uuid), object),
-        Outcome::Policy { .. } | Outcome::Ip { .. } | Outcome::Vm { .. } => return Ok(None),
+        Outcome::Policy { .. }
+        | Outcome::Ip { .. }
+        | Outcome::Vm { .. }
+        | Outcome::Router { .. } => return Ok(None),
     };
     let dialect = change.dialect();
     let Some((id, purpose)) = runner_reads::rule_purpose_in(change.conn(), key).await? else {
@@ -164,6 +168,28 @@ pub(crate) async fn nat_vm(
     };
     let vm = store::vms::by_id(db, n.vm_id).await.map_err(store_error)?;
     Ok(vm.map(|v| (v.uuid, v.name, v.display_name)))
+}
+
+/// The `jobresult` of rebootRouter: `{"router": {...}}`, as listRouters shows it.
+async fn router_result(db: &Db, site: &Site, network: NetworkId) -> Result<Value, ApiError> {
+    let q = store::router_views::RouterQuery {
+        uuid: None,
+        name: None,
+        network: Some(network),
+        owners: store::owners::Owners::Everyone,
+    };
+    let r = store::router_views::list(db, &q)
+        .await
+        .map_err(store_error)?
+        .into_iter()
+        .next()
+        .ok_or_else(|| gone("router of network", network))?;
+    let owner = owner(db, AccountId::from(r.account_id)).await?;
+    let zone = (site.zone_uuid.as_str(), site.zone_name.as_str());
+    Ok(super::wrap(
+        "router",
+        super::infra::router(&r, &owner, zone),
+    ))
 }
 
 /// The `jobresult` of deployVirtualMachine: `{"virtualmachine": {...}}`.
