@@ -166,17 +166,32 @@ async fn resources(
     Ok((kind, out))
 }
 
-/// Writes a tag command's job, already ended with `{"success": true}`, in `change`.
-async fn ended_job(
-    change: &mut store::ChangeTx,
+/// Writes a tag command's job, already ended with `{"success": true}`, in `change`, commits
+/// it and answers with the job.
+async fn commit_ended(
+    app: &App,
+    mut change: store::ChangeTx,
     caller: &Caller,
     command: &'static str,
-    event: &'static str,
-    description: &str,
-) -> ApiResult<String> {
+    kind: ResourceType,
+    targets: &[(String, i64, i64)],
+) -> ApiResult<Value> {
+    let (event, verb) = match command {
+        "createTags" => ("CREATE_TAGS", "creating tags on"),
+        _ => ("DELETE_TAGS", "deleting tags of"),
+    };
+    let description = format!(
+        "{verb} {} {}",
+        kind.as_str(),
+        targets
+            .iter()
+            .map(|(u, _, _)| u.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     let scheduled = Scheduled {
         event_type: event,
-        description,
+        description: &description,
         resource_uuid: None,
     };
     let (job_id, job_uuid) = change
@@ -189,7 +204,7 @@ async fn ended_job(
                 payload: Payload::new(
                     Outcome::Success,
                     event,
-                    description.to_string(),
+                    description.clone(),
                     "Failed to change tags",
                 ),
                 instance_type: None,
@@ -208,7 +223,9 @@ async fn ended_job(
         )
         .await
         .map_err(store_error)?;
-    Ok(job_uuid)
+    let receipt = change.commit().await.map_err(store_error)?;
+    app.doorbell.ring(receipt);
+    Ok(queued(&job_uuid))
 }
 
 /// createTags (async): every pair on every named resource; a key a resource carries already
@@ -265,26 +282,7 @@ pub(crate) async fn create(app: &App, caller: &Caller, p: &Params) -> ApiResult<
     store::tags::insert(change.conn(), &tags)
         .await
         .map_err(store_error)?;
-    let description = format!(
-        "creating tags on {} {}",
-        kind.as_str(),
-        targets
-            .iter()
-            .map(|(u, _, _)| u.as_str())
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
-    let job = ended_job(
-        &mut change,
-        caller,
-        "createTags",
-        "CREATE_TAGS",
-        &description,
-    )
-    .await?;
-    let receipt = change.commit().await.map_err(store_error)?;
-    app.doorbell.ring(receipt);
-    Ok(queued(&job))
+    commit_ended(app, change, caller, "createTags", kind, &targets).await
 }
 
 /// deleteTags (async): the named resources' tags that match one of `tags` (a key, and its
@@ -302,26 +300,7 @@ pub(crate) async fn delete(app: &App, caller: &Caller, p: &Params) -> ApiResult<
             "Unable to find any tags which conform to specified delete parameters",
         ));
     }
-    let description = format!(
-        "deleting tags of {} {}",
-        kind.as_str(),
-        targets
-            .iter()
-            .map(|(u, _, _)| u.as_str())
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
-    let job = ended_job(
-        &mut change,
-        caller,
-        "deleteTags",
-        "DELETE_TAGS",
-        &description,
-    )
-    .await?;
-    let receipt = change.commit().await.map_err(store_error)?;
-    app.doorbell.ring(receipt);
-    Ok(queued(&job))
+    commit_ended(app, change, caller, "deleteTags", kind, &targets).await
 }
 
 /// listTags: the caller's account's tags (a root admin's with `listall`, everyone's, or

@@ -159,9 +159,36 @@ pub(crate) async fn enable(app: &App, caller: &Caller, p: &Params) -> ApiResult<
             req.vm_uuid
         )));
     }
-    let command = "enableStaticNat";
-    let description = format!("enabling static nat for {address} to vm {}", req.vm_uuid);
-    let (job_id, job_uuid) = change
+    let (job_id, job_uuid) = ip_job(
+        &mut change,
+        caller,
+        "enableStaticNat",
+        (network, &ip.uuid),
+        &format!("enabling static nat for {address} to vm {}", req.vm_uuid),
+        "Failed to enable static nat",
+    )
+    .await?;
+    store::static_nat::enable(change.conn(), ip.id, req.vm_id, req.vm_ip, job_id)
+        .await
+        .map_err(store_error)?;
+    let receipt = change.commit().await.map_err(store_error)?;
+    app.doorbell.ring(receipt);
+    wait_for(app, &job_uuid).await?;
+    Ok(json!({"success": true}))
+}
+
+/// Writes the job (and its scheduled event) of a static NAT command on the IP `ip`
+/// (network, IP uuid), in `change`.
+async fn ip_job(
+    change: &mut store::ChangeTx,
+    caller: &Caller,
+    command: &'static str,
+    ip: (domain::ids::NetworkId, &str),
+    description: &str,
+    failure: &str,
+) -> ApiResult<(domain::ids::JobId, String)> {
+    let (network, ip_uuid) = ip;
+    change
         .job(
             caller,
             NewJob {
@@ -171,27 +198,20 @@ pub(crate) async fn enable(app: &App, caller: &Caller, p: &Params) -> ApiResult<
                 payload: Payload::new(
                     Outcome::Success,
                     super::event_type(command),
-                    description.clone(),
-                    "Failed to enable static nat",
+                    description.to_string(),
+                    failure,
                 ),
                 instance_type: Some("IpAddress"),
-                instance_uuid: Some(&ip.uuid),
+                instance_uuid: Some(ip_uuid),
             },
             Some(Scheduled {
                 event_type: super::event_type(command),
-                description: &description,
-                resource_uuid: Some(&ip.uuid),
+                description,
+                resource_uuid: Some(ip_uuid),
             }),
         )
         .await
-        .map_err(store_error)?;
-    store::static_nat::enable(change.conn(), ip.id, req.vm_id, req.vm_ip, job_id)
-        .await
-        .map_err(store_error)?;
-    let receipt = change.commit().await.map_err(store_error)?;
-    app.doorbell.ring(receipt);
-    wait_for(app, &job_uuid).await?;
-    Ok(json!({"success": true}))
+        .map_err(store_error)
 }
 
 /// Waits for a job to end, polling the database (the job may end on another server of the
@@ -277,32 +297,15 @@ pub(crate) async fn disable(app: &App, caller: &Caller, p: &Params) -> ApiResult
         }
         Some(_) => {}
     }
-    let command = "disableStaticNat";
-    let description = format!("disabling static nat for {}", ip.address);
-    let (job_id, job_uuid) = change
-        .job(
-            caller,
-            NewJob {
-                command,
-                kind: Kind::Change,
-                network_id: Some(network),
-                payload: Payload::new(
-                    Outcome::Success,
-                    super::event_type(command),
-                    description.clone(),
-                    "Failed to disable static nat",
-                ),
-                instance_type: Some("IpAddress"),
-                instance_uuid: Some(&row.uuid),
-            },
-            Some(Scheduled {
-                event_type: super::event_type(command),
-                description: &description,
-                resource_uuid: Some(&row.uuid),
-            }),
-        )
-        .await
-        .map_err(store_error)?;
+    let (job_id, job_uuid) = ip_job(
+        &mut change,
+        caller,
+        "disableStaticNat",
+        (network, &row.uuid),
+        &format!("disabling static nat for {}", ip.address),
+        "Failed to disable static nat",
+    )
+    .await?;
     store::static_nat::disable(change.conn(), row.id, job_id)
         .await
         .map_err(store_error)?;

@@ -57,7 +57,7 @@ fn event_types_come_from_the_table() {
 }
 
 #[test]
-fn agent_tokens_hosts_and_public_ranges_are_for_root_admins_only() {
+fn agent_tokens_hosts_public_ranges_and_router_reboots_are_for_root_admins_only() {
     let admin: Vec<&str> = all()
         .iter()
         .filter(|c| c.admin_only)
@@ -72,6 +72,7 @@ fn agent_tokens_hosts_and_public_ranges_are_for_root_admins_only() {
             "createVlanIpRange",
             "listVlanIpRanges",
             "registerTemplate",
+            "rebootRouter",
             "createAgentToken",
             "listAgentTokens",
             "revokeAgentToken",
