@@ -39,7 +39,7 @@ CLIENTS = {
     "test_ansible": "ansible",
     "test_libcloud": "libcloud",
     "test_cloudmonkey": "cloudmonkey 5.3 (Python 2.7)",
-    "test_other_clients": "cloudmonkey and cmk requests, reproduced",
+    "test_other_clients": "cloudmonkey, cmk and Terraform requests, reproduced",
 }
 
 

@@ -1,5 +1,6 @@
 """Other real clients, reproduced request by request: legacy cloudmonkey 5.3 (Python 2) and
-cmk (Go) sign and parse differently from cs. These tests sign requests their way, send them
+cmk (Go, whose cloudstack-go library the Terraform provider uses too) sign and parse
+differently from cs. These tests sign requests their way, send them
 with plain HTTP, and read the answers the way those clients do, including the command table
 each one builds from listApis.
 """
@@ -249,3 +250,77 @@ def test_lowercase_apikey_name_is_accepted():
     http = requests.get(endpoint(), params=params, timeout=30)
     assert http.status_code == 200, http.text
     assert only_response(http)[0] == "listzonesresponse"
+
+
+def cmk_job(http):
+    """The result of an async command's job, polled as cloudstack-go (cmk, Terraform) polls."""
+    assert http.status_code == 200, http.text
+    _, value = only_response(http)
+    jobid = value["jobid"]
+
+    def finished():
+        reply = cmk_request("queryAsyncJobResult", jobid=jobid)
+        _, job = only_response(reply)
+        return job if job["jobstatus"] != 0 else None
+
+    job = wait_for(finished, f"job {jobid}")
+    assert job["jobstatus"] == 1, job
+    return job["jobresult"]
+
+
+def test_terraform_static_nat_and_tags_as_cloudstack_go_sends_them(cloud):
+    """The Terraform provider's cloudstack_static_nat and a resource's `tags`, through
+    cloudstack-go's requests (cmk's signing): enableStaticNat is synchronous and answers
+    `success`, the address's read finds `isstaticnat` and `virtualmachineid`, tags go through
+    createTags with tags[i].key/value and come back in listTags and the address's `tags`."""
+    network = cloud.network()
+    vm = cloud.vm(network)
+    ip = cloud.public_ip(network)
+    http = cmk_request(
+        "enableStaticNat", ipaddressid=ip["id"], virtualmachineid=vm["id"], networkid=network["id"]
+    )
+    assert http.status_code == 200, http.text
+    key, value = only_response(http)
+    assert key == "enablestaticnatresponse"
+    assert value["success"] is True, value
+
+    tagged = cmk_job(
+        cmk_request(
+            "createTags",
+            resourcetype="PublicIpAddress",
+            resourceids=ip["id"],
+            **{"tags[0].key": "terraform", "tags[0].value": "managed"},
+        )
+    )
+    assert tagged == {"success": True}, tagged
+
+    key, value = only_response(cmk_request("listPublicIpAddresses", id=ip["id"]))
+    [read] = value["publicipaddress"]
+    assert read["isstaticnat"] is True and read["virtualmachineid"] == vm["id"], read
+    assert read["tags"] == [
+        {
+            "key": "terraform",
+            "value": "managed",
+            "resourcetype": "PublicIpAddress",
+            "resourceid": ip["id"],
+        }
+    ], read
+    key, value = only_response(
+        cmk_request("listTags", resourcetype="PublicIpAddress", resourceid=ip["id"])
+    )
+    assert [(t["key"], t["value"]) for t in value["tag"]] == [("terraform", "managed")], value
+
+    # Terraform's delete: the tags, then the static NAT.
+    gone = cmk_job(
+        cmk_request(
+            "deleteTags",
+            resourcetype="PublicIpAddress",
+            resourceids=ip["id"],
+            **{"tags[0].key": "terraform", "tags[0].value": "managed"},
+        )
+    )
+    assert gone == {"success": True}, gone
+    assert cmk_job(cmk_request("disableStaticNat", ipaddressid=ip["id"])) == {"success": True}
+    key, value = only_response(cmk_request("listPublicIpAddresses", id=ip["id"]))
+    [read] = value["publicipaddress"]
+    assert read["isstaticnat"] is False and read["tags"] == [], read
