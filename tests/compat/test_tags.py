@@ -30,7 +30,7 @@ def things(admin, cloud):
     )["loadbalancer"]
     return {
         "Network": (network, lambda **kw: admin.listNetworks(**kw), "network"),
-        "UserVm": (vm, None, None),
+        "UserVm": (vm, lambda **kw: admin.listVirtualMachines(**kw), "virtualmachine"),
         "PublicIpAddress": (ip, lambda **kw: admin.listPublicIpAddresses(**kw), "publicipaddress"),
         "FirewallRule": (fw, lambda **kw: admin.listFirewallRules(**kw), "firewallrule"),
         "PortForwardingRule": (

@@ -2580,6 +2580,7 @@ pub(super) static APIS: &[ApiSpec] = &[
             p("networkid", Uuid, "Only machines on this network").rel(R_NETWORK),
             p("zoneid", Uuid, "Only machines in this zone").rel(R_ZONE),
             s("state", "Only machines in this state"),
+            TAGS_FILTER,
         ],
         response: VIRTUAL_MACHINE,
         response_object: Some("virtualmachine"),

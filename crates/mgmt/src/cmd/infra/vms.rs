@@ -270,6 +270,7 @@ pub(crate) async fn list_vms(app: &App, caller: &Caller, p: &Params) -> ApiResul
         owners: who,
     };
     let vms = store::vms::list(&app.db, &q).await.map_err(store_error)?;
+    let tagged = crate::cmd::tags::filter(app, p, crate::cmd::tags::ResourceType::UserVm).await?;
     let kw = keyword(p);
     let state = given(p, "state");
     let mut cache = HashMap::new();
@@ -279,6 +280,7 @@ pub(crate) async fn list_vms(app: &App, caller: &Caller, p: &Params) -> ApiResul
             || kw
                 .as_deref()
                 .is_some_and(|k| !contains(&vm.name, k) && !contains(&vm.display_name, k))
+            || tagged.as_ref().is_some_and(|t| !t.contains(&vm.uuid))
         {
             continue;
         }
