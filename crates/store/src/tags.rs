@@ -68,7 +68,8 @@ fn tag(row: &sqlx::any::AnyRow) -> Result<Tag, StoreError> {
 const COLUMNS: &str =
     "resource_type, resource_id, resource_uuid, tag_key, tag_value, account_id, customer";
 
-/// The keys of `tags` one of the resources `ids` of `resource_type` already carries.
+/// Which of `keys` the resources `ids` of `resource_type` already carry: (resource id, key)
+/// pairs, one statement.
 ///
 /// # Errors
 /// [`StoreError::Db`].
@@ -78,25 +79,33 @@ pub async fn existing_keys(
     ids: &[i64],
     keys: &[&str],
 ) -> Result<Vec<(i64, String)>, StoreError> {
-    let mut out = Vec::new();
-    for id in ids {
-        for key in keys {
-            let found: Option<i64> = sqlx::query_scalar(
-                "SELECT id FROM resource_tags WHERE resource_type = $1 AND resource_id = $2 \
-                 AND tag_key = $3",
-            )
-            .bind(resource_type)
-            .bind(*id)
-            .bind(*key)
-            .fetch_optional(&mut **tx)
-            .await
-            .map_err(StoreError::db("reading tags"))?;
-            if found.is_some() {
-                out.push((*id, (*key).to_string()));
-            }
-        }
+    if ids.is_empty() || keys.is_empty() {
+        return Ok(Vec::new());
     }
-    Ok(out)
+    let mut f = Filter::new();
+    f.and("resource_type = $?", [resource_type]);
+    f.and_in("resource_id", ids);
+    let marks = vec!["$?"; keys.len()].join(", ");
+    f.and(&format!("tag_key IN ({marks})"), keys.iter().copied());
+    let sql = format!(
+        "SELECT resource_id, tag_key FROM resource_tags {} ORDER BY id",
+        f.where_clause()
+    );
+    let rows = f
+        .bind(sqlx::query(&sql))
+        .fetch_all(&mut **tx)
+        .await
+        .map_err(StoreError::db("reading tags"))?;
+    rows.iter()
+        .map(|r| {
+            Ok((
+                r.try_get("resource_id")
+                    .map_err(StoreError::db("reading tags"))?,
+                r.try_get("tag_key")
+                    .map_err(StoreError::db("reading tags"))?,
+            ))
+        })
+        .collect()
 }
 
 /// Adds tags (every resource gets every pair), then renders the tags of tagged rules again.
