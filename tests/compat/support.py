@@ -40,7 +40,8 @@ REQUIRED_COMMANDS = frozenset(
     enableStaticNat disableStaticNat createIpForwardingRule deleteIpForwardingRule
     listIpForwardingRules createTags deleteTags listTags listAutoScaleVmGroups listAutoScalePolicies
     listDomains listProjects listCapabilities listNetworkProtocols
-    listServiceOfferings listTemplates listRouters rebootRouter listEvents
+    listServiceOfferings listTemplates listRouters rebootRouter startRouter stopRouter listEvents
+    addIpToNic removeIpFromNic
     createAccount listAccounts listUsers registerUserKeys
     listResourceLimits updateResourceLimit
     createAgentToken listAgentTokens revokeAgentToken listHosts

@@ -18,7 +18,8 @@ ASYNC = {
     "createLBHealthCheckPolicy", "deleteLBHealthCheckPolicy",
     "updateLBStickinessPolicy", "updateLBHealthCheckPolicy",
     "associateIpAddress", "disassociateIpAddress", "deleteNetwork", "updateNetwork",
-    "restartNetwork", "rebootRouter",
+    "restartNetwork", "rebootRouter", "startRouter", "stopRouter",
+    "addIpToNic", "removeIpFromNic",
     "deployVirtualMachine", "destroyVirtualMachine", "updatePhysicalNetwork",
 }  # fmt: skip
 SYNC = REQUIRED_COMMANDS - ASYNC

@@ -214,6 +214,33 @@ def test_reboot_router_makes_it_again_with_its_rules(admin, cloud):
     api_error(lambda: admin.rebootRouter(id=network["id"]), 431, contains="id")
 
 
+def test_stop_and_start_router(admin, cloud):
+    network = cloud.network()
+    ip = cloud.public_ip(network)
+    [router] = listed(admin.listRouters(networkid=network["id"]), "router")
+    answer = admin.stopRouter(id=router["id"])
+    assert set(answer) == {"router"}, answer
+    assert answer["router"]["id"] == router["id"]
+    assert answer["router"]["state"] == "Stopped"
+    [stopped] = listed(admin.listRouters(networkid=network["id"], state="Stopped"), "router")
+    assert stopped["id"] == router["id"]
+    # A stop of a stopped router ends at once; a reboot is refused as CloudStack refuses it.
+    assert admin.stopRouter(id=router["id"], forced=True)["router"]["state"] == "Stopped"
+    api_error(lambda: admin.rebootRouter(id=router["id"]), 534, contains="Stopped")
+    # A rule made meanwhile ends Active; the router gets it when it starts.
+    rule = admin.createFirewallRule(ipaddressid=ip["id"], protocol="tcp", startport=22)
+    assert rule["firewallrule"]["state"] == "Active"
+    started = admin.startRouter(id=router["id"])["router"]
+    assert started["state"] == "Running"
+    assert started["appliedgeneration"] == started["desiredgeneration"]
+    # Running already: the whole config is sent again.
+    again = admin.startRouter(id=router["id"])["router"]
+    assert again["state"] == "Running"
+    assert again["appliedgeneration"] > started["appliedgeneration"]
+    assert {"ROUTER.STOP", "ROUTER.START"} <= set(event_types(admin))
+    api_error(lambda: admin.stopRouter(id=network["id"]), 431, contains="id")
+
+
 def event_types(admin):
     return [e["type"] for e in admin.listEvents(fetch_list=True)]
 

@@ -417,7 +417,8 @@ impl Driver {
             }
             DriverKind::Lab => this.inner.with_lab(|lab| {
                 if lab.namespaces().routers.contains_key(&router) {
-                    return Ok(());
+                    // Recorded: made again if it was stopped.
+                    return Ok(lab.start_router(&router)?);
                 }
                 lab.add_network(&NetworkSpec {
                     router: router.clone(),
@@ -431,9 +432,9 @@ impl Driver {
         .await
     }
 
-    /// Makes a network's router again from nothing: the router's slot, its recorded state
-    /// and its namespace (lab, host) or ledger (dry-run) go, and an empty router is made as
-    /// [`Driver::ensure_router`] makes one; the network's guest bridge and VMs stay.
+    /// Makes a network's router again from nothing: what [`Driver::stop_router`] removes
+    /// goes, and an empty router is made as [`Driver::ensure_router`] makes one; the network's
+    /// guest bridge and VMs stay.
     ///
     /// # Errors
     /// Why it cannot be rebuilt.
@@ -444,6 +445,17 @@ impl Driver {
         gateway: Ipv4Addr,
         vlan: Option<u16>,
     ) -> Result<(), DriverError> {
+        self.stop_router(router).await?;
+        self.ensure_router(router, cidr, gateway, vlan).await
+    }
+
+    /// Stops a network's router: its slot, its recorded state and its namespace (lab, host)
+    /// or ledger (dry-run) go, and nothing takes their place; the network's guest bridge and
+    /// VMs stay. A router already stopped is fine.
+    ///
+    /// # Errors
+    /// Why it cannot be stopped; what is left of it goes with the next stop or rebuild.
+    pub async fn stop_router(&self, router: &str) -> Result<(), DriverError> {
         let this = self.clone();
         let name = router.to_string();
         blocking(move || {
@@ -471,7 +483,7 @@ impl Driver {
                 DriverKind::DryRun => Ok(()),
                 DriverKind::Lab => this.inner.with_lab(|lab| {
                     if lab.namespaces().routers.contains_key(&name) {
-                        lab.rebuild_router(&name)?;
+                        lab.stop_router(&name)?;
                     }
                     Ok(())
                 }),
@@ -481,8 +493,7 @@ impl Driver {
                 }
             }
         })
-        .await?;
-        self.ensure_router(router, cidr, gateway, vlan).await
+        .await
     }
 
     /// Removes a network's router.

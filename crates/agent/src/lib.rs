@@ -82,6 +82,11 @@ impl Agent {
                     .await
                     .map(|()| Answer::Done)
                     .map_err(refused),
+                Op::StopRouter { router } => d
+                    .stop_router(&router)
+                    .await
+                    .map(|()| Answer::Done)
+                    .map_err(refused),
                 Op::RemoveRouter { router } => d
                     .remove_router(&router)
                     .await

@@ -59,6 +59,13 @@ pub enum Op {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         vlan: Option<u16>,
     },
+    /// Stop a network's router (stopRouter): whatever it held goes (its namespace, processes,
+    /// kernel state and the config it recorded), and nothing is made in its place; the
+    /// network's guest bridge and VMs stay. [`Op::RebuildRouter`] starts it again.
+    StopRouter {
+        /// The router's name.
+        router: String,
+    },
     /// Remove a router and its namespace.
     RemoveRouter {
         /// The router's name.
@@ -124,6 +131,7 @@ impl Op {
         match self {
             Op::EnsureRouter { router, .. }
             | Op::RebuildRouter { router, .. }
+            | Op::StopRouter { router }
             | Op::RemoveRouter { router }
             | Op::Apply { router, .. }
             | Op::ApplyDelta { router, .. }
@@ -138,6 +146,7 @@ impl Op {
         match self {
             Op::EnsureRouter { .. } => "ensure_router",
             Op::RebuildRouter { .. } => "rebuild_router",
+            Op::StopRouter { .. } => "stop_router",
             Op::RemoveRouter { .. } => "remove_router",
             Op::EnsureVm { .. } => "ensure_vm",
             Op::RemoveVm { .. } => "remove_vm",

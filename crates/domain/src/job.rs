@@ -62,6 +62,9 @@ pub enum Kind {
     /// Send the router its whole config again (restartNetwork), first making it again from
     /// nothing when the payload says `rebuild`.
     RestartNetwork,
+    /// Stop the network's router (stopRouter); startRouter is a [`Kind::RestartNetwork`] that
+    /// rebuilds it.
+    StopRouter,
 }
 
 /// What the job's result is built from once it succeeds.
@@ -171,6 +174,14 @@ pub struct Undo {
 
 /// The full Java class name CloudStack reports as a job's `cmd`.
 pub fn cmd_class(command: &str) -> String {
+    // Classes whose names are not the command's.
+    match command {
+        "addIpToNic" => return "org.apache.cloudstack.api.command.user.vm.AddIpToVmNicCmd".into(),
+        "removeIpFromNic" => {
+            return "org.apache.cloudstack.api.command.user.vm.RemoveIpFromVmNicCmd".into()
+        }
+        _ => {}
+    }
     let pkg = match command {
         c if c.contains("EgressFirewall") || c.contains("FirewallRule") => "user.firewall",
         c if c.contains("PortForwarding") => "user.firewall",
@@ -185,7 +196,7 @@ pub fn cmd_class(command: &str) -> String {
         | "createIpForwardingRule"
         | "deleteIpForwardingRule" => "user.nat",
         "createTags" | "deleteTags" => "user.tag",
-        "rebootRouter" => "admin.router",
+        "rebootRouter" | "startRouter" | "stopRouter" => "admin.router",
         _ => "user",
     };
     let mut class = String::new();
@@ -224,6 +235,7 @@ impl Kind {
             Kind::DestroyVm => "destroy_vm",
             Kind::DeleteNetwork => "delete_network",
             Kind::RestartNetwork => "restart_network",
+            Kind::StopRouter => "stop_router",
         }
     }
 }
@@ -240,6 +252,7 @@ impl std::str::FromStr for Kind {
             "destroy_vm" => Ok(Kind::DestroyVm),
             "delete_network" => Ok(Kind::DeleteNetwork),
             "restart_network" => Ok(Kind::RestartNetwork),
+            "stop_router" => Ok(Kind::StopRouter),
             _ => Err(UnknownValue::new("job kind", s)),
         }
     }
@@ -258,6 +271,7 @@ mod tests {
             Kind::DestroyVm,
             Kind::DeleteNetwork,
             Kind::RestartNetwork,
+            Kind::StopRouter,
         ] {
             assert_eq!(k.as_str().parse::<Kind>(), Ok(k));
         }

@@ -176,6 +176,9 @@ pub enum RouterState {
     Running,
     /// Could not start.
     Error,
+    /// Stopped by an admin (stopRouter): nothing of it runs on its host, and its network's
+    /// jobs end in the database alone until it starts again with the whole config.
+    Stopped,
 }
 
 impl RouterState {
@@ -185,6 +188,7 @@ impl RouterState {
             RouterState::Starting => "Starting",
             RouterState::Running => "Running",
             RouterState::Error => "Error",
+            RouterState::Stopped => "Stopped",
         }
     }
 }
@@ -198,6 +202,7 @@ impl std::str::FromStr for RouterState {
             "Starting" => Ok(RouterState::Starting),
             "Running" => Ok(RouterState::Running),
             "Error" => Ok(RouterState::Error),
+            "Stopped" => Ok(RouterState::Stopped),
             _ => Err(UnknownValue::new("router state", s)),
         }
     }

@@ -600,14 +600,39 @@ impl Lab {
             .map_err(step(format_args!("enable forwarding in {r}")))
     }
 
-    /// Makes router `router` again from nothing, as a restart with clean-up does: its
-    /// namespace goes, every process in it ended, with its switch ports, and an empty one is
-    /// made in its place. The network's guest bridge and its VMs stay as they are.
+    /// Makes router `router` again from nothing, as a restart with clean-up does: what
+    /// [`Lab::stop_router`] removes goes, and an empty router is made in its place. The
+    /// network's guest bridge and its VMs stay as they are.
     ///
     /// # Errors
     /// [`LabError::UnknownRouter`], otherwise the first step that failed; a router left half
     /// made is made again by the next rebuild.
     pub fn rebuild_router(&self, router: &str) -> Result<(), LabError> {
+        self.stop_router(router)?;
+        self.build_router(router, self.network_slot(router)?)
+    }
+
+    /// Starts router `router` again after [`Lab::stop_router`]: its namespace is made as
+    /// [`Lab::rebuild_router`] makes it, unless it exists.
+    ///
+    /// # Errors
+    /// [`LabError::UnknownRouter`], otherwise the first step that failed.
+    pub fn start_router(&self, router: &str) -> Result<(), LabError> {
+        match self.state.namespaces.routers.get(router) {
+            Some(namespace) if netns::exists(namespace) => Ok(()),
+            _ => self.rebuild_router(router),
+        }
+    }
+
+    /// Stops router `router`: its namespace goes, every process in it ended, with its switch
+    /// ports; nothing is made in its place, so its network's VMs reach nothing beyond their
+    /// own bridge until [`Lab::rebuild_router`] makes it again. The network's guest bridge
+    /// and its VMs stay, and so does the lab's record of the network. A stopped router is
+    /// fine.
+    ///
+    /// # Errors
+    /// [`LabError::UnknownRouter`], otherwise the first step that failed.
+    pub fn stop_router(&self, router: &str) -> Result<(), LabError> {
         let slot = self.network_slot(router)?;
         if let Some(namespace) = self.state.namespaces.routers.get(router) {
             remove_namespace(namespace)?;
@@ -619,7 +644,7 @@ impl Lab {
         ] {
             delete_link(&sw, &link)?;
         }
-        self.build_router(router, slot)
+        Ok(())
     }
 
     /// Makes VM `vm` on the bridge of `net`; both are recorded.

@@ -71,6 +71,7 @@ pub mod routers;
 mod rows;
 pub mod rules;
 pub mod runner_reads;
+pub mod secondary_ips;
 pub mod seed;
 pub mod state;
 pub mod static_nat;

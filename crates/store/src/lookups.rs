@@ -84,6 +84,8 @@ pub enum Owned {
     Vm,
     /// A VM's NIC (owned with its VM).
     Nic,
+    /// A secondary address of a VM's NIC.
+    SecondaryIp,
     /// A rule.
     Rule,
     /// A balancer's policy (owned with its balancer).
@@ -113,6 +115,7 @@ impl Owned {
             Owned::Ip => "SELECT account_id FROM public_ips WHERE uuid = $1",
             Owned::Vm => "SELECT account_id FROM vms WHERE uuid = $1",
             Owned::Nic => "SELECT account_id FROM vms WHERE nic_uuid = $1",
+            Owned::SecondaryIp => "SELECT account_id FROM nic_secondary_ips WHERE uuid = $1",
             Owned::Rule => "SELECT account_id FROM rules WHERE uuid = $1",
             Owned::Policy => {
                 "SELECT r.account_id FROM lb_policies p JOIN rules r ON r.id = p.lb_id \

@@ -97,6 +97,11 @@ pub const FILES: &[File] = &[
         name: "resource tags",
         sql: include_str!("../schema/011_resource_tags.sql"),
     },
+    File {
+        version: 12,
+        name: "secondary addresses of VMs' NICs",
+        sql: include_str!("../schema/012_nic_secondary_ips.sql"),
+    },
 ];
 
 /// Migration files templated for one dialect.

@@ -45,6 +45,7 @@ pub async fn delete_network(db: &Db, network_id: i64) -> Result<(), StoreError> 
         "UPDATE rules SET related_id = NULL WHERE network_id = $1",
         "DELETE FROM rules WHERE network_id = $1",
         "DELETE FROM lb_members WHERE vm_id IN (SELECT id FROM vms WHERE network_id = $1)",
+        "DELETE FROM nic_secondary_ips WHERE network_id = $1",
         "DELETE FROM vms WHERE network_id = $1",
         "UPDATE public_ips SET state = 'Free', applied = 0, account_id = NULL, network_id = NULL, \
          source_nat = 0, job_id = NULL, allocated = NULL WHERE network_id = $1",

@@ -9,38 +9,73 @@ use sqlx::{Any, Row, Transaction};
 use crate::db::{now_ms, Db};
 use crate::error::StoreError;
 
-/// Takes the router's next generation number; returns the router's name, its host, and the
-/// number.
+/// A generation number taken for a network's router.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TakenGeneration {
+    /// The router's name.
+    pub router: String,
+    /// Its host.
+    pub host: String,
+    /// The number.
+    pub generation: u64,
+    /// Whether the router is stopped: nothing is sent to it, and the generation is recorded
+    /// without it (see [`set_applied`]).
+    pub stopped: bool,
+}
+
+/// Takes the router's next generation number.
 ///
 /// # Errors
-/// [`StoreError::Db`]; [`StoreError::NotFound`] for a network without a router.
-pub async fn next_generation(
-    db: &Db,
-    network: NetworkId,
-) -> Result<(String, String, u64), StoreError> {
+/// [`StoreError::Db`]; [`StoreError::NotFound`] for a network without a router;
+/// [`StoreError::Corrupt`] for a state this program does not know.
+pub async fn next_generation(db: &Db, network: NetworkId) -> Result<TakenGeneration, StoreError> {
+    const W: &str = "taking a router generation";
     let _writer = db.writer().await;
     let row = sqlx::query(
         "UPDATE routers SET desired_generation = desired_generation + 1 WHERE network_id = $1 \
-         RETURNING name, host, desired_generation",
+         RETURNING name, host, desired_generation, state",
     )
     .bind(network.get())
     .fetch_optional(db.pool())
     .await
-    .map_err(StoreError::db("taking a router generation"))?
+    .map_err(StoreError::db(W))?
     .ok_or(StoreError::NotFound {
         what: "router of network",
         id: network.get(),
     })?;
-    let name: String = row
-        .try_get("name")
-        .map_err(StoreError::db("taking a router generation"))?;
-    let host: String = row
-        .try_get("host")
-        .map_err(StoreError::db("taking a router generation"))?;
+    let state: RouterState = row
+        .try_get::<String, _>("state")
+        .map_err(StoreError::db(W))?
+        .parse()
+        .map_err(StoreError::corrupt("routers", "state"))?;
     let g: i64 = row
         .try_get("desired_generation")
-        .map_err(StoreError::db("taking a router generation"))?;
-    Ok((name, host, u64::try_from(g).unwrap_or(0)))
+        .map_err(StoreError::db(W))?;
+    Ok(TakenGeneration {
+        router: row.try_get("name").map_err(StoreError::db(W))?,
+        host: row.try_get("host").map_err(StoreError::db(W))?,
+        generation: u64::try_from(g).unwrap_or(0),
+        stopped: state == RouterState::Stopped,
+    })
+}
+
+/// Sets a router's state (stopRouter, and a stopped router's start), in the caller's
+/// transaction.
+///
+/// # Errors
+/// [`StoreError::Db`].
+pub async fn set_state(
+    tx: &mut Transaction<'_, Any>,
+    network: NetworkId,
+    state: RouterState,
+) -> Result<(), StoreError> {
+    sqlx::query("UPDATE routers SET state = $1 WHERE network_id = $2")
+        .bind(state.as_str())
+        .bind(network.get())
+        .execute(&mut **tx)
+        .await
+        .map_err(StoreError::db("setting a router's state"))?;
+    Ok(())
 }
 
 /// Records the generation the router confirmed (never moving backwards), in the transaction

@@ -196,13 +196,19 @@ pub async fn delete_vm_in(tx: &mut Transaction<'_, Any>, vm_id: VmId) -> Result<
         .map_err(StoreError::db("removing a VM"))?;
     // Its static NATs went with its destruction's generation; none may outlive the VM.
     sqlx::query(
-        "UPDATE public_ips SET nat_vm_id = NULL, nat_vm_ip = NULL, nat_state = NULL,          nat_applied = 0 WHERE nat_vm_id = $1",
+        "UPDATE public_ips SET nat_vm_id = NULL, nat_vm_ip = NULL, nat_state = NULL, \
+         nat_applied = 0 WHERE nat_vm_id = $1",
     )
     .bind(vm_id.get())
     .execute(&mut **tx)
     .await
     .map_err(StoreError::db("removing a VM"))?;
     sqlx::query("DELETE FROM resource_tags WHERE resource_type = 'UserVm' AND resource_id = $1")
+        .bind(vm_id.get())
+        .execute(&mut **tx)
+        .await
+        .map_err(StoreError::db("removing a VM"))?;
+    sqlx::query("DELETE FROM nic_secondary_ips WHERE vm_id = $1")
         .bind(vm_id.get())
         .execute(&mut **tx)
         .await
@@ -397,6 +403,21 @@ pub async fn by_uuid(db: &Db, uuid: &str) -> Result<Option<VmRecord>, StoreError
     Ok(list(db, &q).await?.into_iter().next())
 }
 
+/// The API id of the VM whose NIC has this API id.
+///
+/// # Errors
+/// [`StoreError::Db`].
+pub async fn vm_of_nic(db: &Db, nic_uuid: &str) -> Result<Option<String>, StoreError> {
+    const W: &str = "reading a NIC's VM";
+    sqlx::query("SELECT uuid FROM vms WHERE nic_uuid = $1")
+        .bind(nic_uuid)
+        .fetch_optional(db.pool())
+        .await
+        .map_err(StoreError::db(W))?
+        .map(|r| get(&r, "uuid", W))
+        .transpose()
+}
+
 /// Whether the account has a VM named `name`.
 ///
 /// # Errors
@@ -417,7 +438,7 @@ pub async fn name_taken(
     )
 }
 
-/// The guest addresses the network's VMs hold.
+/// The guest addresses the network's VMs hold, their NICs' secondary addresses included.
 ///
 /// # Errors
 /// [`StoreError::Db`]; [`StoreError::Corrupt`] for an address that does not parse.
@@ -426,14 +447,17 @@ pub async fn guest_ips(
     network: NetworkId,
 ) -> Result<Vec<Ipv4Addr>, StoreError> {
     const W: &str = "reading a network's VM addresses";
-    sqlx::query("SELECT ip FROM vms WHERE network_id = $1")
-        .bind(network.get())
-        .fetch_all(&mut **tx)
-        .await
-        .map_err(StoreError::db(W))?
-        .iter()
-        .map(|r| parsed(r, "vms", "ip", W))
-        .collect()
+    sqlx::query(
+        "SELECT ip FROM vms WHERE network_id = $1 \
+         UNION ALL SELECT ip FROM nic_secondary_ips WHERE network_id = $1",
+    )
+    .bind(network.get())
+    .fetch_all(&mut **tx)
+    .await
+    .map_err(StoreError::db(W))?
+    .iter()
+    .map(|r| parsed(r, "vms", "ip", W))
+    .collect()
 }
 
 /// A VM to create.

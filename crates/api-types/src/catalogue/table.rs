@@ -873,6 +873,23 @@ const NIC: &[ResponseField] = &[
         "string",
         "The network's VLAN, for administrators",
     ),
+    f(
+        "secondaryip",
+        "set",
+        "Its secondary addresses (id, ipaddress), when it has any",
+    ),
+];
+
+const NIC_SECONDARY_IP: &[ResponseField] = &[
+    f("id", "string", "The secondary address's id"),
+    f("ipaddress", "string", "The address"),
+    f("nicid", "string", "Id of the interface it belongs to"),
+    f("networkid", "string", "Id of the interface's network"),
+    f(
+        "virtualmachineid",
+        "string",
+        "Id of the machine the interface belongs to",
+    ),
 ];
 
 const LB_INSTANCE: &[ResponseField] = &[
@@ -2633,6 +2650,39 @@ pub(super) static APIS: &[ApiSpec] = &[
         response_object: Some("nic"),
     },
     ApiSpec {
+        name: "addIpToNic",
+        description: "Reserves a secondary address on a machine's interface, in the \
+                      interface's network; the machine configures it itself. A forward, a \
+                      balancer member or a static NAT may then send to it (vmguestip)",
+        is_async: true,
+        creates: false,
+        since: "",
+        related: &["listNics", "removeIpFromNic"],
+        params: &[
+            p("nicid", Uuid, "The interface").req().rel("listNics"),
+            s(
+                "ipaddress",
+                "The address; the lowest free one of the network when not given",
+            ),
+        ],
+        response: NIC_SECONDARY_IP,
+        response_object: Some("nicsecondaryip"),
+    },
+    ApiSpec {
+        name: "removeIpFromNic",
+        description: "Frees a secondary address of a machine's interface; refused while a \
+                      forward, a balancer member or a static NAT sends to it",
+        is_async: true,
+        creates: false,
+        since: "",
+        related: &["addIpToNic"],
+        params: &[p("id", Uuid, "The secondary address")
+            .req()
+            .rel("addIpToNic")],
+        response: SUCCESS,
+        response_object: None,
+    },
+    ApiSpec {
         name: "listAutoScaleVmGroups",
         description: "Lists autoscale groups of virtual machines (guestnet has no autoscaling: \
                       the list is empty)",
@@ -2925,6 +2975,40 @@ pub(super) static APIS: &[ApiSpec] = &[
                  again (it holds nothing but its config, which it gets again)",
             )
             .since_v("4.16.0"),
+        ],
+        response: ROUTER,
+        response_object: Some("router"),
+    },
+    ApiSpec {
+        name: "startRouter",
+        description: "Starts a stopped router (admins only): it is made again from nothing on \
+                      its host, and the job ends when it enforces every rule of its network; \
+                      a running router is sent its whole config again",
+        is_async: true,
+        creates: false,
+        since: "",
+        related: &["listRouters", "stopRouter"],
+        params: &[p("id", Uuid, "The router").req().rel(R_ROUTER)],
+        response: ROUTER,
+        response_object: Some("router"),
+    },
+    ApiSpec {
+        name: "stopRouter",
+        description: "Stops a router (admins only): it goes from its host, and its network's \
+                      rules are enforced nowhere until it starts again; rule changes meanwhile \
+                      end in the database and reach the router when it starts",
+        is_async: true,
+        creates: false,
+        since: "",
+        related: &["listRouters", "startRouter"],
+        params: &[
+            p("id", Uuid, "The router").req().rel(R_ROUTER),
+            p(
+                "forced",
+                Boolean,
+                "A stop here is always forced: the router is removed at once (it holds nothing \
+                 but its config, which it gets again when it starts)",
+            ),
         ],
         response: ROUTER,
         response_object: Some("router"),

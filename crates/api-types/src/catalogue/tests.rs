@@ -58,6 +58,8 @@ const EXPECTED: &[&str] = &[
     "listVirtualMachines",
     "destroyVirtualMachine",
     "listNics",
+    "addIpToNic",
+    "removeIpFromNic",
     "enableStaticNat",
     "disableStaticNat",
     "createIpForwardingRule",
@@ -76,6 +78,8 @@ const EXPECTED: &[&str] = &[
     "registerTemplate",
     "listTemplates",
     "rebootRouter",
+    "startRouter",
+    "stopRouter",
     "listRouters",
     "listEvents",
     "createAccount",
@@ -100,7 +104,7 @@ fn catalogue_has_exactly_the_commands_implemented() {
     let unique: BTreeSet<&str> = names.iter().copied().collect();
     assert_eq!(unique.len(), names.len(), "duplicate command names");
     assert_eq!(unique, expected());
-    assert_eq!(all().len(), 79);
+    assert_eq!(all().len(), 83);
 }
 
 #[test]
@@ -248,6 +252,10 @@ fn async_commands_are_cloudstacks() {
         "updateNetwork",
         "restartNetwork",
         "rebootRouter",
+        "startRouter",
+        "stopRouter",
+        "addIpToNic",
+        "removeIpFromNic",
     ]
     .into_iter()
     .collect();
@@ -306,6 +314,10 @@ fn response_objects_are_cloudstacks_keys() {
         ("updateNetwork", Some("network")),
         ("restartNetwork", None),
         ("rebootRouter", Some("router")),
+        ("startRouter", Some("router")),
+        ("stopRouter", Some("router")),
+        ("addIpToNic", Some("nicsecondaryip")),
+        ("removeIpFromNic", None),
         ("associateIpAddress", Some("ipaddress")),
         ("listPublicIpAddresses", Some("publicipaddress")),
         ("createVlanIpRange", Some("vlan")),

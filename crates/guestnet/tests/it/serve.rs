@@ -510,6 +510,121 @@ fn vms_of_two_accounts_may_share_a_name_and_each_is_reachable() {
     }
 }
 
+/// addIpToNic reserves a secondary address for a VM, which configures it itself (as a
+/// CloudStack user does in the guest); a forward with `vmguestip` then sends to that address
+/// and not to the VM's own: a server listening on the secondary address alone answers.
+#[test]
+#[ignore = "needs root and network namespaces: run by cargo xtask test"]
+fn a_forward_reaches_a_secondary_address_of_the_vm() {
+    let mut s = Server::start();
+    let net = network(&mut s, "secnet", 23, false, &[("sec-web1", 11)]);
+    let web1 = vm_id(&s, "sec-web1");
+    let nics = s.call("listNics", &[("virtualmachineid", &web1)]);
+    let nic = nics["nic"][0]["id"].as_str().expect("nic id").to_string();
+    let r = s.run(
+        "addIpToNic",
+        &[("nicid", &nic), ("ipaddress", "10.1.23.50")],
+    );
+    assert_eq!(r["nicsecondaryip"]["ipaddress"], "10.1.23.50", "{r}");
+    let (added, out) = s.lab.exec(
+        "vm:sec-web1",
+        &["ip", "addr", "add", "10.1.23.50/24", "dev", "eth0"],
+    );
+    assert!(added, "{out}");
+    s.whoami("vm:sec-web1", "10.1.23.50", 80, "sec-second");
+    s.run(
+        "createPortForwardingRule",
+        &[
+            ("ipaddressid", &net.ip_id),
+            ("protocol", "tcp"),
+            ("publicport", "8080"),
+            ("privateport", "80"),
+            ("virtualmachineid", &web1),
+            ("vmguestip", "10.1.23.50"),
+        ],
+    );
+    s.run(
+        "createPortForwardingRule",
+        &[
+            ("ipaddressid", &net.ip_id),
+            ("protocol", "tcp"),
+            ("publicport", "8081"),
+            ("privateport", "80"),
+            ("virtualmachineid", &web1),
+        ],
+    );
+    let body = s.admitted("outside", &net.ip, 8080);
+    assert!(body.starts_with("sec-second "), "{body}");
+    let body = s.admitted("outside", &net.ip, 8081);
+    assert!(body.starts_with("sec-web1 "), "{body}");
+    // In use: the address stays.
+    let id = r["nicsecondaryip"]["id"].as_str().expect("secondary id");
+    let e = s
+        .admin
+        .try_call("removeIpFromNic", &[("id", id)])
+        .expect_err("an address a forward sends to stays");
+    assert!(e.to_string().contains("sends to it"), "{e}");
+}
+
+/// stopRouter takes the router off its host: its namespace goes, and nothing reaches the
+/// network's VMs from outside, while the VMs stay. A forward made while it is stopped ends
+/// Active without it; startRouter makes the router again, and when its job ends the router
+/// enforces both forwards.
+#[test]
+#[ignore = "needs root and network namespaces: run by cargo xtask test"]
+fn a_stopped_router_enforces_nothing_and_gets_everything_when_it_starts() {
+    let mut s = Server::start();
+    let net = network(&mut s, "ssnet", 22, false, &[("ss-web1", 11)]);
+    let web1 = vm_id(&s, "ss-web1");
+    let forward = |s: &Server, public: &str| {
+        s.run(
+            "createPortForwardingRule",
+            &[
+                ("ipaddressid", &net.ip_id),
+                ("protocol", "tcp"),
+                ("publicport", public),
+                ("privateport", "80"),
+                ("virtualmachineid", &web1),
+            ],
+        )
+    };
+    forward(&s, "8080");
+    let body = s.admitted("outside", &net.ip, 8080);
+    assert!(body.starts_with("ss-web1 "), "{body}");
+    let listed = s.call("listRouters", &[("networkid", &net.id)]);
+    let router_id = listed["router"][0]["id"].as_str().expect("router id");
+    let router = format!("router:{}", net.router);
+
+    let r = s.run("stopRouter", &[("id", router_id)]);
+    assert_eq!(r["router"]["state"], "Stopped", "{r}");
+    let (ran, out) = s.lab.exec(&router, &["true"]);
+    assert!(!ran, "the stopped router's namespace is still there: {out}");
+    s.refused("outside", &net.ip, 8080);
+    let (ran, out) = s.lab.exec("vm:ss-web1", &["true"]);
+    assert!(ran, "the VM went with its router: {out}");
+
+    // Made while the router is stopped: Active, though no router holds it yet.
+    let r = forward(&s, "8081");
+    assert_eq!(r["portforwardingrule"]["state"], "Active", "{r}");
+    s.refused("outside", &net.ip, 8081);
+    let e = s
+        .admin
+        .try_call("rebootRouter", &[("id", router_id)])
+        .expect_err("a stopped router is not rebooted");
+    assert!(e.to_string().contains("Stopped"), "{e}");
+
+    let r = s.run("startRouter", &[("id", router_id)]);
+    assert_eq!(r["router"]["state"], "Running", "{r}");
+    for port in [8080, 8081] {
+        let body = s
+            .lab
+            .get("outside", &net.ip, port, "2")
+            .unwrap_or_else(|| panic!("port {port} is not enforced when the start's job ends"));
+        assert!(body.starts_with("ss-web1 "), "{body}");
+    }
+    s.refused("outside", &net.ip, 8082);
+}
+
 /// restartNetwork sends the router its whole config again; with cleanup=true (and rebootRouter)
 /// it first makes the router again from nothing (a table the test leaves in the router's
 /// namespace goes with it), and the job ends with every rule enforced again while the VM,

@@ -48,6 +48,7 @@ use crate::resp::Owner;
 mod addresses;
 mod catalogue;
 mod networks;
+mod nics;
 mod ranges;
 mod routers;
 mod vms;
@@ -60,9 +61,13 @@ pub(crate) use catalogue::{
 pub(crate) use networks::{
     create_network, delete_network, list_networks, restart_network, update_network,
 };
+pub(crate) use nics::{
+    add_ip_to_nic, gone as secondary_gone, list_nics, remove_ip_from_nic, secondary_address,
+    still_held,
+};
 pub(crate) use ranges::{create_vlan_range, list_vlan_ranges};
-pub(crate) use routers::{list_routers, reboot_router};
-pub(crate) use vms::{deploy_vm, destroy_vm, list_nics, list_vms};
+pub(crate) use routers::{list_routers, reboot_router, start_router, stop_router};
+pub(crate) use vms::{deploy_vm, destroy_vm, list_vms};
 pub(crate) use zones::{list_physical_networks, list_zones, update_physical_network, update_zone};
 
 /// A parameter's value, trimmed, when the command takes it and it is not empty.

@@ -335,6 +335,8 @@ pub enum Entity {
     Vm,
     /// A VM's NIC.
     Nic,
+    /// A secondary address of a VM's NIC.
+    SecondaryIp,
     /// An object of a kind guestnet does not have (static-NAT forwarding rules, autoscale
     /// groups, policies, profiles and conditions): every id is unknown.
     Absent,
@@ -385,6 +387,7 @@ impl Entity {
             "associateIpAddress" => Entity::Ip,
             "deployVirtualMachine" => Entity::Vm,
             "listNics" => Entity::Nic,
+            "addIpToNic" => Entity::SecondaryIp,
             "listAutoScaleVmGroups" | "listAutoScalePolicies" => Entity::Absent,
             "createFirewallRule"
             | "createIpForwardingRule"
@@ -422,6 +425,7 @@ impl Entity {
             Entity::Ip => Owned::Ip,
             Entity::Vm => Owned::Vm,
             Entity::Nic => Owned::Nic,
+            Entity::SecondaryIp => Owned::SecondaryIp,
             Entity::Rule => Owned::Rule,
             Entity::Policy => Owned::Policy,
             Entity::Router => Owned::Router,

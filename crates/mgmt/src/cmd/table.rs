@@ -634,6 +634,24 @@ static COMMANDS: &[Command] = &[
         admin_only: false,
     },
     Command {
+        name: "addIpToNic",
+        handler: handler!(|app, caller, p| infra::add_ip_to_nic(app, caller, p)
+            .await
+            .map(Reply::Json)),
+        event_type: "NIC.SECONDARY.IP.ASSIGN",
+        job: Some(Kind::Change),
+        admin_only: false,
+    },
+    Command {
+        name: "removeIpFromNic",
+        handler: handler!(|app, caller, p| infra::remove_ip_from_nic(app, caller, p)
+            .await
+            .map(Reply::Json)),
+        event_type: "NIC.SECONDARY.IP.UNASSIGN",
+        job: Some(Kind::Change),
+        admin_only: false,
+    },
+    Command {
         name: "destroyVirtualMachine",
         handler: handler!(|app, caller, p| infra::destroy_vm(app, caller, p)
             .await
@@ -678,6 +696,24 @@ static COMMANDS: &[Command] = &[
             .map(Reply::Json)),
         event_type: "ROUTER.REBOOT",
         job: Some(Kind::RestartNetwork),
+        admin_only: true,
+    },
+    Command {
+        name: "startRouter",
+        handler: handler!(|app, caller, p| infra::start_router(app, caller, p)
+            .await
+            .map(Reply::Json)),
+        event_type: "ROUTER.START",
+        job: Some(Kind::RestartNetwork),
+        admin_only: true,
+    },
+    Command {
+        name: "stopRouter",
+        handler: handler!(|app, caller, p| infra::stop_router(app, caller, p)
+            .await
+            .map(Reply::Json)),
+        event_type: "ROUTER.STOP",
+        job: Some(Kind::StopRouter),
         admin_only: true,
     },
     Command {

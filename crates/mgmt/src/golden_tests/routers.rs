@@ -23,4 +23,48 @@ pub(super) async fn script(s: &mut Session) {
     s.run("admin", "rebootRouter", &[("id", &router)]).await;
     s.call("admin", "rebootRouter", &[("id", UNKNOWN)]).await;
     s.call("alice", "rebootRouter", &[("id", &router)]).await;
+
+    // A stopped router is gone from its host. A rule made meanwhile ends Active without it
+    // (nothing is sent to a stopped router), and reaches it when it starts.
+    s.run("admin", "stopRouter", &[("id", &router)]).await;
+    s.call(
+        "admin",
+        "listRouters",
+        &[("listall", "true"), ("state", "Stopped")],
+    )
+    .await;
+    s.call(
+        "admin",
+        "listRouters",
+        &[("listall", "true"), ("state", "Running")],
+    )
+    .await;
+    // Stopped already: the stop ends at once.
+    s.run(
+        "admin",
+        "stopRouter",
+        &[("id", &router), ("forced", "true")],
+    )
+    .await;
+    // A stopped router is not rebooted.
+    s.call("admin", "rebootRouter", &[("id", &router)]).await;
+    let ip = s.address("alice", &net).await;
+    s.run(
+        "alice",
+        "createFirewallRule",
+        &[
+            ("ipaddressid", &ip),
+            ("protocol", "tcp"),
+            ("startport", "22"),
+        ],
+    )
+    .await;
+    s.call("alice", "listFirewallRules", &[("ipaddressid", &ip)])
+        .await;
+    s.run("admin", "startRouter", &[("id", &router)]).await;
+    // Running already: the start sends the whole config again.
+    s.run("admin", "startRouter", &[("id", &router)]).await;
+    s.call("admin", "stopRouter", &[("id", UNKNOWN)]).await;
+    s.call("alice", "stopRouter", &[("id", &router)]).await;
+    s.call("alice", "startRouter", &[("id", &router)]).await;
 }

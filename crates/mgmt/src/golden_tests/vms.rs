@@ -66,6 +66,85 @@ pub(super) async fn script(s: &mut Session) {
     s.call("bob", "listNics", &[("virtualmachineid", &vm)])
         .await;
 
+    // Secondary addresses: reserved on the NIC and shown with it; a forward may send to one,
+    // and while it does the address stays.
+    let nics = s
+        .call("alice", "listNics", &[("virtualmachineid", &vm)])
+        .await;
+    let nic = id(&nics["listnicsresponse"]["nic"][0]);
+    let (_, end) = s
+        .run(
+            "alice",
+            "addIpToNic",
+            &[("nicid", &nic), ("ipaddress", "10.1.0.50")],
+        )
+        .await;
+    let secondary = id(&end["jobresult"]["nicsecondaryip"]);
+    s.run("alice", "addIpToNic", &[("nicid", &nic)]).await;
+    for taken in [
+        "10.1.0.50",
+        "10.1.0.77",
+        "192.0.2.1",
+        "10.1.0.1",
+        "not-an-address",
+    ] {
+        s.call(
+            "alice",
+            "addIpToNic",
+            &[("nicid", &nic), ("ipaddress", taken)],
+        )
+        .await;
+    }
+    s.call("bob", "addIpToNic", &[("nicid", &nic)]).await;
+    s.call("alice", "addIpToNic", &[("nicid", UNKNOWN)]).await;
+    s.call("alice", "listNics", &[("virtualmachineid", &vm)])
+        .await;
+    s.call("alice", "listVirtualMachines", &[("id", &vm)]).await;
+    let ip = s.address("alice", &net).await;
+    let (forward, _) = s
+        .run(
+            "alice",
+            "createPortForwardingRule",
+            &[
+                ("ipaddressid", &ip),
+                ("protocol", "tcp"),
+                ("publicport", "8080"),
+                ("privateport", "80"),
+                ("virtualmachineid", &vm),
+                ("vmguestip", "10.1.0.50"),
+            ],
+        )
+        .await;
+    s.call(
+        "alice",
+        "createPortForwardingRule",
+        &[
+            ("ipaddressid", &ip),
+            ("protocol", "tcp"),
+            ("publicport", "8081"),
+            ("privateport", "80"),
+            ("virtualmachineid", &vm),
+            ("vmguestip", "10.1.0.99"),
+        ],
+    )
+    .await;
+    s.call("alice", "removeIpFromNic", &[("id", &secondary)])
+        .await;
+    s.call("bob", "removeIpFromNic", &[("id", &secondary)])
+        .await;
+    s.run(
+        "alice",
+        "deletePortForwardingRule",
+        &[("id", &id(&forward))],
+    )
+    .await;
+    s.run("alice", "removeIpFromNic", &[("id", &secondary)])
+        .await;
+    s.call("alice", "removeIpFromNic", &[("id", &secondary)])
+        .await;
+    s.call("alice", "listNics", &[("virtualmachineid", &vm)])
+        .await;
+
     s.call("alice", "deployVirtualMachine", &[("zoneid", &sh.zone)])
         .await;
     s.call(

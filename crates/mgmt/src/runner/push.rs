@@ -62,6 +62,9 @@ pub(super) struct Pushed {
     /// Set when the copy is checked and the config the router now holds, as the worker keeps
     /// it, differs from the whole plan of the rows: what the router holds and what it should.
     pub(super) planned_differs: Option<(RouterConfig, RouterConfig)>,
+    /// The router is stopped: the generation was checked as the router would check it, and
+    /// nothing was sent; it is recorded without moving what the router confirmed.
+    pub(super) stopped: bool,
 }
 
 /// Plans the generation of `batch`, has the router's agent apply it — as a delta against the
@@ -81,9 +84,29 @@ pub(super) async fn push(
         .as_ref()
         .ok_or_else(|| PushError::Unavailable("the network is gone".into()))?;
     let t0 = Instant::now();
-    let (router, host, generation) = store::routers::next_generation(&rt.db, network.id)
+    let taken = store::routers::next_generation(&rt.db, network.id)
         .await
         .map_err(|e| PushError::Unavailable(chain(&e)))?;
+    let (router, host, generation) = (taken.router, taken.host, taken.generation);
+    if taken.stopped {
+        // As CloudStack's router elements do for a stopped router: nothing is sent, and the
+        // jobs end; the router gets the whole config when it starts. What it would refuse is
+        // refused here all the same, by the checks it runs.
+        sent.forget();
+        let (config, commit) = plan::desired(state, batch, generation);
+        return match router_config::validate(config) {
+            Ok(_) => Ok(Pushed {
+                commit,
+                network: network.id,
+                generation,
+                planned_differs: None,
+                stopped: true,
+            }),
+            Err(problems) => Err(PushError::Refused(format!(
+                "config of generation {generation} refused: {problems}"
+            ))),
+        };
+    }
     let t1 = Instant::now();
     let base = sent.0.take();
     let rows = match (&base, touched) {
@@ -204,6 +227,7 @@ pub(super) async fn push(
                 network: network.id,
                 generation: g,
                 planned_differs,
+                stopped: false,
             })
         }
         Ok(Answer::Applied {

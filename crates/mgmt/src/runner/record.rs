@@ -42,7 +42,9 @@ pub(super) async fn record_generation(
     let mut change = rt.db.fenced(fence, None).await?;
     let tx = change.conn();
     store::routers::apply_commit(tx, &pushed.commit).await?;
-    store::routers::set_applied(tx, pushed.network, pushed.generation).await?;
+    if !pushed.stopped {
+        store::routers::set_applied(tx, pushed.network, pushed.generation).await?;
+    }
     let _nobody_to_wake = change.commit().await?;
     Ok(())
 }
@@ -66,7 +68,9 @@ pub(super) async fn succeed(
     let mut change = rt.db.fenced(fence, None).await?;
     let tx = change.conn();
     store::routers::apply_commit(tx, &pushed.commit).await?;
-    store::routers::set_applied(tx, network, pushed.generation).await?;
+    if !pushed.stopped {
+        store::routers::set_applied(tx, network, pushed.generation).await?;
+    }
     let deleting_network = carried.iter().any(|j| j.kind == Kind::DeleteNetwork);
     let doomed_vms = if deleting_network {
         store::vms::network_vms(tx, network.get()).await?

@@ -120,6 +120,7 @@ async fn step(
         }
         // A router that could not start: createNetwork removes its network; nothing to do.
         RouterState::Error => return Ok(Continue::Idle),
+        RouterState::Stopped => return stopped(rt, network, &router, &fence, cache, sent).await,
         RouterState::Running => {}
     }
     if fresh {
@@ -131,7 +132,7 @@ async fn step(
         }
     }
     let pending = store::jobs::pending(&rt.db, network).await?;
-    let Some(first) = pending.first() else {
+    if pending.is_empty() {
         // Just after this worker recorded the generation its router confirmed, the router
         // holds it: asking again is for the idle looks.
         let confirmed = sent
@@ -183,9 +184,25 @@ async fn step(
             }
         }
         return Ok(Continue::Idle);
+    }
+    carry(rt, network, &router, pending, &fence, cache, sent).await
+}
+
+/// Carries the network's first pending jobs: the changes that go together, or a job that goes
+/// on its own.
+async fn carry(
+    rt: &Doorbell,
+    network: NetworkId,
+    router: &RouterRow,
+    pending: Vec<PendingJob>,
+    fence: &Fence,
+    cache: &mut Cache,
+    sent: &mut Sent,
+) -> Result<Continue, RunnerError> {
+    let Some(first) = pending.first().cloned() else {
+        return Ok(Continue::Idle);
     };
-    let all = pending.clone();
-    let outcome = match first.kind {
+    match first.kind {
         Kind::Change => {
             let batch: Vec<PendingJob> = pending
                 .iter()
@@ -193,18 +210,16 @@ async fn step(
                 .take(MAX_BATCH)
                 .cloned()
                 .collect();
-            run_changes(rt, network, &all, batch, &fence, cache, sent).await?
+            run_changes(rt, network, &pending, batch, fence, cache, sent).await
         }
         // A deploy is a generation too: it carries the VM's lease, and the VM is started
         // once the router holds it (see `record::succeed`).
         Kind::Update | Kind::DeployVm | Kind::DestroyVm | Kind::DeleteNetwork => {
-            let job = first.clone();
-            run_changes(rt, network, &all, vec![job], &fence, cache, sent).await?
+            run_changes(rt, network, &pending, vec![first], fence, cache, sent).await
         }
         Kind::RestartNetwork => {
-            let job = first.clone();
-            if job.payload.rebuild {
-                if let Err(e) = rebuild(rt, network, &router).await {
+            if first.payload.rebuild {
+                if let Err(e) = rebuild(rt, network, router).await {
                     return match e {
                         CallError::NotConnected(_) | CallError::Lost(_) => unavailable(e),
                         CallError::Refused(reason)
@@ -213,7 +228,7 @@ async fn step(
                             // The router may be half made: the job fails, and the worker
                             // starts over, making sure the router and its VMs exist and
                             // sending it the whole config.
-                            super::record::fail(rt, &job, &reason, &fence).await?;
+                            super::record::fail(rt, &first, &reason, fence).await?;
                             Ok(Continue::Again)
                         }
                     };
@@ -222,10 +237,128 @@ async fn step(
             // The whole config, never a delta: the router is told everything again.
             sent.forget();
             cache.drop_copy();
-            run_changes(rt, network, &all, vec![job], &fence, cache, sent).await?
+            run_changes(rt, network, &pending, vec![first], fence, cache, sent).await
         }
+        Kind::StopRouter => stop(rt, network, router, &first, fence, cache, sent).await,
+    }
+}
+
+/// stopRouter's job: the router goes from its host, and it is Stopped (its network's jobs end
+/// without it until it starts again). The job's result is the router.
+async fn stop(
+    rt: &Doorbell,
+    network: NetworkId,
+    router: &RouterRow,
+    job: &PendingJob,
+    fence: &Fence,
+    cache: &mut Cache,
+    sent: &mut Sent,
+) -> Result<Continue, RunnerError> {
+    tracing::info!(network = %network, router = %router.name, "stopping the router");
+    let op = Op::StopRouter {
+        router: router.name.clone(),
     };
-    Ok(outcome)
+    match rt.hosts.call(&router.host, op).await {
+        Ok(_) => {}
+        Err(e @ (CallError::NotConnected(_) | CallError::Lost(_))) => return unavailable(e),
+        Err(
+            CallError::Refused(reason) | CallError::TimedOut(reason) | CallError::Stale(reason),
+        ) => {
+            // The router may be half gone: it stays Running, the job fails, and the worker
+            // starts over, making the router again and sending it the whole config.
+            store::routers::record_failure(&rt.db, network, &reason).await?;
+            super::record::fail(rt, job, &reason, fence).await?;
+            return Ok(Continue::Again);
+        }
+    }
+    sent.forget();
+    cache.drop_copy();
+    set_state(rt, network, RouterState::Stopped, fence).await?;
+    end_with_router(rt, job).await?;
+    Ok(Continue::More)
+}
+
+/// A stopped router's step. Its network's jobs end in the database alone, checked as the
+/// router would check them (see `push`), as CloudStack's router elements skip a stopped
+/// router; startRouter and restartNetwork start it first, and so does a VM's deploy (as
+/// CloudStack implements a network with a stopped router for a new VM): it is made again from
+/// nothing and gets the whole config. A stop of a stopped router ends at once.
+async fn stopped(
+    rt: &Doorbell,
+    network: NetworkId,
+    router: &RouterRow,
+    fence: &Fence,
+    cache: &mut Cache,
+    sent: &mut Sent,
+) -> Result<Continue, RunnerError> {
+    let pending = store::jobs::pending(&rt.db, network).await?;
+    let Some(first) = pending.first().cloned() else {
+        return Ok(Continue::Idle);
+    };
+    match first.kind {
+        Kind::StopRouter => {
+            end_with_router(rt, &first).await?;
+            Ok(Continue::More)
+        }
+        Kind::RestartNetwork | Kind::DeployVm => {
+            tracing::info!(network = %network, router = %router.name, "starting the router");
+            if let Err(e) = rebuild(rt, network, router).await {
+                return match e {
+                    CallError::NotConnected(_) | CallError::Lost(_) => unavailable(e),
+                    CallError::Refused(reason)
+                    | CallError::TimedOut(reason)
+                    | CallError::Stale(reason) => {
+                        // Whatever was made goes again: the router stays Stopped, and the
+                        // job fails with the reason.
+                        let op = Op::StopRouter {
+                            router: router.name.clone(),
+                        };
+                        if let Err(err) = rt.hosts.call(&router.host, op).await {
+                            tracing::warn!(router = %router.name, error = %err,
+                                "removing what a failed start made");
+                        }
+                        super::record::fail(rt, &first, &reason, fence).await?;
+                        Ok(Continue::More)
+                    }
+                };
+            }
+            set_state(rt, network, RouterState::Running, fence).await?;
+            sent.forget();
+            cache.drop_copy();
+            // Made from nothing already: a restart's job carries the whole config, without
+            // making the router again.
+            let mut job = first;
+            job.payload.rebuild = false;
+            let mut pending = pending;
+            pending[0] = job;
+            carry(rt, network, router, pending, fence, cache, sent).await
+        }
+        Kind::Change | Kind::Update | Kind::DestroyVm | Kind::DeleteNetwork => {
+            carry(rt, network, router, pending, fence, cache, sent).await
+        }
+    }
+}
+
+/// Sets the router's state, fenced: only while this server still holds the host.
+async fn set_state(
+    rt: &Doorbell,
+    network: NetworkId,
+    state: RouterState,
+    fence: &Fence,
+) -> Result<(), RunnerError> {
+    let mut change = rt.db.fenced(fence, None).await?;
+    store::routers::set_state(change.conn(), network, state).await?;
+    // The worker writing is the one a ring would wake.
+    let _nobody_to_wake = change.commit().await?;
+    Ok(())
+}
+
+/// Ends a job that succeeded with the router as it is now.
+async fn end_with_router(rt: &Doorbell, job: &PendingJob) -> Result<(), RunnerError> {
+    let result = crate::resp::job::job_result(&rt.db, &rt.site, &job.payload.outcome)
+        .await
+        .unwrap_or_else(|err| err.job_result());
+    super::record::finish(rt, job, domain::job::JobStatus::Succeeded, 0, &result).await
 }
 
 /// Makes the router again from nothing, then makes sure the network's running VMs are on

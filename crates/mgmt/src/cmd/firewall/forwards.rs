@@ -1,6 +1,8 @@
 //! Port forwarding: createPortForwardingRule, deletePortForwardingRule,
 //! listPortForwardingRules and updatePortForwardingRule.
 
+use std::net::Ipv4Addr;
+
 use api_types::error::ApiError;
 use api_types::params::Params;
 use domain::actor::Caller;
@@ -15,7 +17,7 @@ use store::rules::forwards::ForwardChange;
 use super::super::{network_by_id, queued, required, rule_param, unknown};
 use super::list::list_rules;
 use super::params::{PortRange, Protocol, RuleIp};
-use super::write::{create_rule, metadata_update, refuse_if_in_flight, revoke};
+use super::write::{metadata_update, refuse_if_in_flight, revoke};
 use crate::app::{store_error, ApiResult, App};
 
 /// The VM a forward sends to, and the address it sends to.
@@ -23,8 +25,11 @@ use crate::app::{store_error, ApiResult, App};
 pub(crate) struct ForwardTarget {
     /// The VM.
     pub vm_id: VmId,
-    /// Its guest address.
+    /// Its guest address, or the secondary one `vmguestip` names.
     pub vm_ip: String,
+    /// Whether that is a secondary address of the VM's NIC (checked again under the
+    /// network's lock when the rule is written, since one may be removed meanwhile).
+    pub secondary: Option<(VmId, Ipv4Addr)>,
 }
 
 /// createPortForwardingRule's parameters, checked.
@@ -125,13 +130,16 @@ pub(crate) async fn create_forward(app: &App, caller: &Caller, p: &Params) -> Ap
         format!("creating port forwarding rule on {}", create.ip.address),
         "Failed to apply port forwarding rule",
     );
-    create_rule(
+    super::group::submit(
         app,
-        caller,
-        "createPortForwardingRule",
-        create.rule(),
-        create.open_firewall,
-        payload,
+        super::group::Creation {
+            caller: caller.clone(),
+            command: "createPortForwardingRule",
+            rule: create.rule(),
+            open_firewall: create.open_firewall,
+            payload,
+            secondary: create.target.secondary,
+        },
     )
     .await
 }
@@ -153,7 +161,7 @@ pub(crate) fn check_forward_ranges(public: (i64, i64), private: (i64, i64)) -> A
 }
 
 /// The VM and address a forward sends to: a VM of the rule's network, and its address
-/// (`vmguestip`, when given, must be that address).
+/// (`vmguestip`, when given, must be that address or a secondary address of its NIC).
 async fn forward_target(
     app: &App,
     caller: &Caller,
@@ -175,17 +183,28 @@ async fn forward_target(
              {network_uuid}"
         )));
     }
-    if let Some(g) = p.str("vmguestip").filter(|g| !g.is_empty()) {
-        if g != vm.ip {
-            return Err(ApiError::invalid_parameter(format!(
-                "Invalid vm guest ip {g}: vm {vm_uuid} has address {}",
+    let vm_id = VmId::from(vm.id);
+    let guest_ip = p.str("vmguestip").filter(|g| !g.is_empty() && *g != vm.ip);
+    let Some(g) = guest_ip else {
+        return Ok(ForwardTarget {
+            vm_id,
+            vm_ip: vm.ip,
+            secondary: None,
+        });
+    };
+    let secondary = crate::cmd::infra::secondary_address(app, vm_id, g)
+        .await?
+        .ok_or_else(|| {
+            ApiError::invalid_parameter(format!(
+                "Invalid vm guest ip {g}: it is neither the address of vm {vm_uuid} ({}) nor \
+                 a secondary address of its nic",
                 vm.ip
-            )));
-        }
-    }
+            ))
+        })?;
     Ok(ForwardTarget {
-        vm_id: VmId::from(vm.id),
-        vm_ip: vm.ip,
+        vm_id,
+        vm_ip: secondary.to_string(),
+        secondary: Some((vm_id, secondary)),
     })
 }
 
@@ -230,6 +249,8 @@ pub(crate) struct UpdatePortForwardingRule {
     pub old_private: (i64, i64),
     /// Its new values.
     pub change: ForwardChange,
+    /// The secondary address of the new target's NIC it is to send to, if it is one.
+    pub secondary: Option<(VmId, Ipv4Addr)>,
 }
 
 impl UpdatePortForwardingRule {
@@ -275,8 +296,10 @@ impl UpdatePortForwardingRule {
             }
         };
         check_forward_ranges(public, private)?;
+        let mut secondary = None;
         let (vm_id, vm_ip) = if p.str("virtualmachineid").is_some() {
             let target = forward_target(app, caller, p, net.id, &net.uuid).await?;
+            secondary = target.secondary;
             (Some(target.vm_id), Some(target.vm_ip))
         } else {
             if p.str("vmguestip").is_some() {
@@ -306,6 +329,7 @@ impl UpdatePortForwardingRule {
                 sources,
                 display,
             },
+            secondary,
         })
     }
 
@@ -341,6 +365,9 @@ pub(crate) async fn update_forward(app: &App, caller: &Caller, p: &Params) -> Ap
     let mut change = app.db.change(Some(network)).await.map_err(store_error)?;
     change.lock_network().await.map_err(store_error)?;
     refuse_if_in_flight(change.conn(), rule).await?;
+    if let Some((vm, ip)) = update.secondary {
+        crate::cmd::infra::still_held(&mut change, vm, ip).await?;
+    }
     if let Some(ip_id) = rule.ip_id {
         let mut me = Candidate::of(rule);
         me.sources = update.change.sources.clone();

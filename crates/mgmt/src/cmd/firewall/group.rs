@@ -18,6 +18,7 @@
 //! lost on the way.
 
 use std::collections::HashMap;
+use std::net::Ipv4Addr;
 use std::sync::Mutex;
 
 use api_types::error::{ApiError, ApiErrorCode};
@@ -32,7 +33,7 @@ use super::event_type;
 use crate::app::{chain, internal, store_error, ApiResult, App};
 use domain::actor::Caller;
 use domain::checks::{self, Candidate};
-use domain::ids::{IpId, NetworkId, RuleId};
+use domain::ids::{IpId, NetworkId, RuleId, VmId};
 use domain::job::{Kind, NewJob, Outcome, Payload};
 use domain::model::{NewRule, Purpose, Traffic};
 use store::db::Dialect;
@@ -50,6 +51,9 @@ pub(crate) struct Creation {
     pub open_firewall: bool,
     /// The job's payload.
     pub payload: Payload,
+    /// The secondary address of a VM's NIC the rule sends to, if it does: checked again
+    /// under the lock, since it may have been removed after the request's checks.
+    pub secondary: Option<(VmId, Ipv4Addr)>,
 }
 
 /// A queued request and where its answer goes.
@@ -273,6 +277,9 @@ struct Known {
     /// The group's public IPs: address, and whether each has a static NAT (enabled or being
     /// enabled).
     ips: std::collections::BTreeMap<IpId, (String, bool)>,
+    /// The secondary addresses the group's rules send to that their VMs still have (read
+    /// only when a rule of the group sends to one).
+    secondary: std::collections::BTreeSet<(VmId, Ipv4Addr)>,
 }
 
 impl Known {
@@ -289,6 +296,13 @@ impl Known {
         let on_ips = store::rules::ips_neighbours(change.conn(), &wanted).await?;
         let ips: Vec<IpId> = wanted.iter().map(|(ip, _)| *ip).collect();
         let ips = store::static_nat::among(change.conn(), &ips).await?;
+        let pairs: Vec<(VmId, Ipv4Addr)> =
+            group.iter().filter_map(|w| w.creation.secondary).collect();
+        let secondary = if pairs.is_empty() {
+            std::collections::BTreeSet::new()
+        } else {
+            store::secondary_ips::held(change.conn(), &pairs).await?
+        };
         let egress = match group.first() {
             Some(w) if egress => {
                 store::rules::egress_neighbours_of(change.conn(), w.creation.rule.network_id)
@@ -300,6 +314,7 @@ impl Known {
             on_ips,
             egress,
             ips,
+            secondary,
         })
     }
 
@@ -360,6 +375,11 @@ async fn check_one(
     c: &Creation,
 ) -> Result<Accepted, Step> {
     let rule = &c.rule;
+    if let Some((vm, ip)) = c.secondary {
+        if !known.secondary.contains(&(vm, ip)) {
+            return Err(refused(crate::cmd::infra::secondary_gone(ip)));
+        }
+    }
     if let Some((address, nat)) = rule.ip_id.and_then(|ip| known.ips.get(&ip)) {
         checks::static_nat_fits(rule.purpose, address, *nat).map_err(refused)?;
     }

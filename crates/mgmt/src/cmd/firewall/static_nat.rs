@@ -36,6 +36,8 @@ struct EnableStaticNat {
     vm_id: VmId,
     vm_uuid: String,
     vm_ip: Ipv4Addr,
+    /// Whether `vm_ip` is a secondary address of the VM's NIC (checked again under the lock).
+    secondary: bool,
 }
 
 impl EnableStaticNat {
@@ -76,19 +78,28 @@ impl EnableStaticNat {
                 ip.network_uuid, ip.address
             )));
         }
+        let mut vm_ip = vm.ip;
+        let mut secondary = false;
         if let Some(g) = p.str("vmguestip").filter(|g| !g.is_empty()) {
             if g.parse::<Ipv4Addr>().ok() != Some(vm.ip) {
-                return Err(ApiError::invalid_parameter(format!(
-                    "VM ip {g} address not belongs to the vm {vm_uuid} (its address is {})",
-                    vm.ip
-                )));
+                vm_ip = crate::cmd::infra::secondary_address(app, vm.id, g)
+                    .await?
+                    .ok_or_else(|| {
+                        ApiError::invalid_parameter(format!(
+                            "VM ip {g} address not belongs to the vm {vm_uuid} (its address \
+                             is {}, and its nic has no such secondary address)",
+                            vm.ip
+                        ))
+                    })?;
+                secondary = true;
             }
         }
         Ok(EnableStaticNat {
             ip,
             vm_id: vm.id,
             vm_uuid: vm_uuid.to_string(),
-            vm_ip: vm.ip,
+            vm_ip,
+            secondary,
         })
     }
 }
@@ -101,6 +112,9 @@ pub(crate) async fn enable(app: &App, caller: &Caller, p: &Params) -> ApiResult<
     let network = req.ip.network;
     let mut change = app.db.change(Some(network)).await.map_err(store_error)?;
     change.lock_network().await.map_err(store_error)?;
+    if req.secondary {
+        crate::cmd::infra::still_held(&mut change, req.vm_id, req.vm_ip).await?;
+    }
     let ip = store::static_nat::ip_in(change.conn(), req.ip.ip)
         .await
         .map_err(store_error)?

@@ -32,6 +32,7 @@ pub(crate) async fn create_rule(
             rule,
             open_firewall,
             payload,
+            secondary: None,
         },
     )
     .await

@@ -275,6 +275,7 @@ pub(crate) async fn list_vms(app: &App, caller: &Caller, p: &Params) -> ApiResul
     let state = given(p, "state");
     let mut cache = HashMap::new();
     let mut items = Vec::new();
+    let mut listed = Vec::new();
     for vm in &vms {
         if state.is_some_and(|s| !s.eq_ignore_ascii_case(&vm.state))
             || kw
@@ -286,41 +287,11 @@ pub(crate) async fn list_vms(app: &App, caller: &Caller, p: &Params) -> ApiResul
         }
         let own = owner_of(app, &mut cache, AccountId::from(vm.account_id)).await?;
         items.push(infra_resp::vm(vm, &own, zone(app), &vm.state, caller.admin));
+        listed.push(vm);
     }
+    super::nics::attach_to_vms(app, &listed, &mut items).await?;
     crate::cmd::tags::attach(app, crate::cmd::tags::ResourceType::UserVm, &mut items).await?;
     Ok(page("virtualmachine", items, p.paging()))
-}
-
-/// listNics: the interfaces of a machine the caller may see (a guestnet machine has one, its
-/// default, on its network), with the machine's id added as listNics answers it. The
-/// dispatcher has checked the ids (the machine, a network, a NIC the caller may see); a
-/// `nicid` that is not this machine's is refused as unknown too; `fordisplay=false` finds none
-/// (every interface is shown).
-pub(crate) async fn list_nics(app: &App, caller: &Caller, p: &Params) -> ApiResult<Value> {
-    let uuid = required(p, "virtualmachineid")?;
-    let vm = store::vms::by_uuid(&app.db, uuid)
-        .await
-        .map_err(store_error)?
-        .filter(|vm| caller.may_touch(vm.account_id))
-        .ok_or_else(|| unknown(p, "virtualmachineid"))?;
-    if given(p, "nicid").is_some_and(|id| id != vm.nic_uuid) {
-        return Err(unknown(p, "nicid"));
-    }
-    let kw = keyword(p);
-    let shown = given(p, "networkid").is_none_or(|id| id == vm.net_uuid)
-        && p.bool("fordisplay") != Some(false)
-        && kw.as_deref().is_none_or(|k| {
-            contains(&vm.ip.to_string(), k)
-                || contains(&vm.mac.to_string(), k)
-                || contains(&vm.net_name, k)
-        });
-    let mut items = Vec::new();
-    if shown {
-        let mut nic = infra_resp::nic(&vm, caller.admin);
-        nic["virtualmachineid"] = serde_json::json!(vm.uuid);
-        items.push(nic);
-    }
-    Ok(page("nic", items, p.paging()))
 }
 
 /// destroyVirtualMachine (async): its forwards (with their opened firewall rules) and balancer

@@ -116,6 +116,8 @@ pub(crate) async fn assign(app: &App, caller: &Caller, p: &Params, add: bool) ->
     let targets = targets(command, p.list("virtualmachineids"), &p.map("vmidipmap"))?;
     not_revoked(&lb)?;
     let mut resolved: Vec<(MemberVm, Option<Ipv4Addr>)> = Vec::with_capacity(targets.len());
+    // Secondary addresses of the members' NICs, checked again under the network's lock.
+    let mut secondary = Vec::new();
     for t in &targets {
         let vm = target_vm(app, caller, command, t).await?;
         if add {
@@ -131,13 +133,18 @@ pub(crate) async fn assign(app: &App, caller: &Caller, p: &Params, add: bool) ->
                     vm.uuid, lb.network_uuid, lb.uuid
                 )));
             }
-            if let Some(ip) = t.ip {
-                if ip.to_string() != vm.ip {
+            if let Some(ip) = t.ip.filter(|ip| ip.to_string() != vm.ip) {
+                let vm_id = vm.id;
+                if crate::cmd::infra::secondary_address(app, vm_id, &ip.to_string())
+                    .await?
+                    .is_none()
+                {
                     return Err(ApiError::invalid_parameter(format!(
                         "VM ip {ip} specified does not belong to the NIC of VM {} in network {}",
                         vm.uuid, lb.network_uuid
                     )));
                 }
+                secondary.push((vm_id, ip));
             }
         }
         resolved.push((vm, t.ip));
@@ -171,6 +178,9 @@ pub(crate) async fn assign(app: &App, caller: &Caller, p: &Params, add: bool) ->
         .await
         .map_err(store_error)?;
     change.lock_network().await.map_err(store_error)?;
+    for (vm, ip) in &secondary {
+        crate::cmd::infra::still_held(&mut change, *vm, *ip).await?;
+    }
     for (vm, ip) in &resolved {
         if add {
             let ip = ip.map_or_else(|| vm.ip.clone(), |ip| ip.to_string());

@@ -73,6 +73,8 @@ fn agent_tokens_hosts_public_ranges_and_router_reboots_are_for_root_admins_only(
             "listVlanIpRanges",
             "registerTemplate",
             "rebootRouter",
+            "startRouter",
+            "stopRouter",
             "createAgentToken",
             "listAgentTokens",
             "revokeAgentToken",
