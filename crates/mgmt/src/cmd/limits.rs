@@ -241,7 +241,7 @@ fn types_asked(p: &Params) -> ApiResult<Vec<Resource>> {
     if let Some(name) = given(p, "resourcetypename") {
         return Resource::from_name(name).map(|r| vec![r]).ok_or_else(|| {
             ApiError::invalid_parameter(format!(
-                "Please specify a valid resource type name: {} (guestnet limits {})",
+                "Please specify a valid resource type name: resourcetypename {} is none of {}",
                 name,
                 type_names()
             ))
@@ -265,7 +265,7 @@ fn type_names() -> String {
 
 fn bad_type(n: i64) -> ApiError {
     ApiError::invalid_parameter(format!(
-        "Please specify a valid resource type: {n} is none of {}",
+        "Please specify a valid resource type: resourcetype {n} is none of {}",
         type_names()
     ))
 }
@@ -369,27 +369,54 @@ pub(crate) async fn list_limits(app: &App, caller: &Caller, p: &Params) -> ApiRe
         .await
         .map_err(store_error)?;
     let mut types = types_asked(p)?;
-    let owner = match owner_asked(&mut conn, caller, p, &domains).await? {
-        Some(o) => o,
-        None => Owner::Account(
+    // The keyword: in the type's name (user_vm, public_ip, network, network_rule).
+    if let Some(k) = super::infra::keyword(p) {
+        types.retain(|r| super::infra::contains(r.name(), &k));
+    }
+    let owners = match owner_asked(&mut conn, caller, p, &domains).await? {
+        Some(o) => vec![o],
+        // An admin's listall: the limits of every account it may see (CloudStack answers the
+        // caller's own whatever listall says; listall's own meaning is what guestnet applies).
+        None if caller.admin && p.bool("listall") == Some(true) => {
+            let every = store::accounts::list_accounts(&app.db, &Default::default())
+                .await
+                .map_err(store_error)?;
+            let mut owners = Vec::with_capacity(every.len());
+            for a in every {
+                owners.push(Owner::Account(
+                    store::limits::account(&mut conn, a.id)
+                        .await
+                        .map_err(store_error)?,
+                ));
+            }
+            owners
+        }
+        None => vec![Owner::Account(
             store::limits::account(&mut conn, AccountId::from(caller.account_id))
                 .await
                 .map_err(store_error)?,
-        ),
+        )],
     };
-    if let Some(id) = p.int("id") {
-        // A limit row by its id: shown when it belongs to the owner asked about.
-        let found = store::limits::row(&mut conn, id)
-            .await
-            .map_err(store_error)?
-            .filter(|(o, _)| *o == owner.limit_owner())
-            .map(|(_, r)| r);
-        types.retain(|r| Some(*r) == found);
-    }
-    let mut items = Vec::with_capacity(types.len());
-    for r in types {
-        let max = owner_limit(&mut conn, &owner, &domains, r).await?;
-        items.push(limit_json(&owner, &domains, r, max)?);
+    let by_id = match p.int("id") {
+        Some(id) => Some(
+            store::limits::row(&mut conn, id)
+                .await
+                .map_err(store_error)?,
+        ),
+        None => None,
+    };
+    let mut items = Vec::with_capacity(types.len() * owners.len());
+    for owner in &owners {
+        for &r in &types {
+            // A limit row by its id: shown when it belongs to an owner asked about.
+            if let Some(found) = &by_id {
+                if found.as_ref() != Some(&(owner.limit_owner(), r)) {
+                    continue;
+                }
+            }
+            let max = owner_limit(&mut conn, owner, &domains, r).await?;
+            items.push(limit_json(owner, &domains, r, max)?);
+        }
     }
     Ok(super::page("resourcelimit", items, p.paging()))
 }

@@ -61,7 +61,7 @@ impl ResourceType {
             .find(|t| t.as_str().eq_ignore_ascii_case(s.trim()))
             .ok_or_else(|| {
                 ApiError::invalid_parameter(format!(
-                    "Invalid resource type {s}: guestnet tags {}",
+                    "Invalid resourcetype {s}: guestnet tags {}",
                     TYPES.map(ResourceType::as_str).join(", ")
                 ))
             })

@@ -161,6 +161,14 @@ pub(crate) async fn list_policies(
     if let Some(d) = p.bool("fordisplay") {
         rows.retain(|r| r.display == d);
     }
+    // The keyword: in a policy's name, description, method or parameters.
+    if let Some(k) = super::super::infra::keyword(p) {
+        rows.retain(|r| {
+            [&r.name, &r.description, &r.method, &r.params]
+                .into_iter()
+                .any(|text| super::super::infra::contains(text, &k))
+        });
+    }
     let owner = super::super::owner(app, lb.account_id).await?;
     let item = resp::lb::policies(&lb, kind, &rows, &owner, &app.site.zone_uuid, caller.admin);
     Ok(super::super::page(key, vec![item], p.paging()))
