@@ -194,3 +194,26 @@ def test_terraform_reads_a_balancer_with_its_autoscale_groups(admin, ip):
     api_error(lambda: admin.listAutoScaleVmGroups(lbruleid=ip["id"]), 431, contains="lbruleid")
     api_error(lambda: admin.listAutoScalePolicies(vmgroupid=lb["id"]), 431, contains="vmgroupid")
     admin.deleteLoadBalancerRule(id=lb["id"], fetch_result=True)
+
+
+def test_tcp_proxy_is_served_and_udp_and_ssl_are_refused(admin, ip):
+    """tcp-proxy balancers send the PROXY protocol (version 2) to their members; udp and ssl
+    balancing are refused with the protocol named, and nothing is made."""
+    lb = create_lb(admin, ip, name="proxied", publicport=8090, protocol="tcp-proxy")
+    assert lb["protocol"] == "tcp-proxy"
+    [shown] = listed(admin.listLoadBalancerRules(id=lb["id"]), "loadbalancerrule")
+    assert shown["protocol"] == "tcp-proxy"
+    changed = admin.updateLoadBalancerRule(id=lb["id"], protocol="tcp")["loadbalancer"]
+    assert changed["protocol"] == "tcp"
+    before = ids(listed(admin.listLoadBalancerRules(publicipid=ip["id"]), "loadbalancerrule"))
+    for refused in ("udp", "ssl"):
+        api_error(
+            lambda refused=refused: create_lb(
+                admin, ip, name=refused, publicport=8091, protocol=refused
+            ),
+            431,
+            contains=refused,
+        )
+    api_error(lambda: create_lb(admin, ip, name="x", publicport=8092, protocol="sctp"), 431)
+    after = ids(listed(admin.listLoadBalancerRules(publicipid=ip["id"]), "loadbalancerrule"))
+    assert after == before

@@ -106,6 +106,7 @@ pub(crate) fn config(n: usize, generation: u64) -> RouterConfig {
             public_ip: mix::PROBE_IP,
             public_port: u32::from(FIRST_PORT) + i as u32,
             protocol: "tcp".to_string(),
+            proxy_protocol: None,
             algorithm: "roundrobin".to_string(),
             members: vec![member(mix::VM_IP, MEMBER_PORT), member(VM2_IP, MEMBER_PORT)],
             source_cidrs: vec!["0.0.0.0/0".to_string()],

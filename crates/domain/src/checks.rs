@@ -353,7 +353,8 @@ pub fn algorithm(s: &str) -> Result<String, ApiError> {
     }
 }
 
-/// An LB protocol: only tcp (the default) is served by the router's haproxy.
+/// An LB protocol: tcp (the default) or tcp-proxy (the PROXY protocol to the members) is
+/// served by the router's haproxy.
 ///
 /// # Errors
 /// 431, naming what the router cannot do.
@@ -361,12 +362,14 @@ pub fn lb_protocol(s: Option<&str>) -> Result<String, ApiError> {
     let p = s.map(|p| p.trim().to_ascii_lowercase());
     match p.as_deref() {
         None | Some("") | Some("tcp") => Ok("tcp".into()),
-        Some("udp") | Some("tcp-proxy") | Some("ssl") => Err(ApiError::invalid_parameter(format!(
-            "LB service provider cannot support this rule: protocol {} is not supported (tcp only)",
+        Some("tcp-proxy") => Ok("tcp-proxy".into()),
+        Some("udp") | Some("ssl") => Err(ApiError::invalid_parameter(format!(
+            "LB service provider cannot support this rule: protocol {} is not supported \
+             (tcp, tcp-proxy)",
             p.as_deref().unwrap_or_default()
         ))),
         Some(other) => Err(ApiError::invalid_parameter(format!(
-            "Invalid protocol {other} (supported: tcp)"
+            "Invalid protocol {other} (supported: tcp, tcp-proxy)"
         ))),
     }
 }

@@ -514,14 +514,26 @@ fn load_balancer(
             }
         }
     }
+    let public_port = rule
+        .start_port
+        .and_then(|p| u32::try_from(p).ok())
+        .unwrap_or(0);
+    let proxied = rule.lb_protocol.as_deref() == Some("tcp-proxy");
     Some(WireLoadBalancer {
         id: u64::try_from(rule.id.get()).unwrap_or(0),
         public_ip: Ipv4Addr::UNSPECIFIED,
-        public_port: rule
-            .start_port
-            .and_then(|p| u32::try_from(p).ok())
-            .unwrap_or(0),
-        protocol: "tcp".to_string(),
+        public_port,
+        // As CloudStack's router: a balancer on port 80 speaks HTTP, so that its members see
+        // each client's address (X-Forwarded-For); one with the PROXY protocol tells them in
+        // its header instead, and stays TCP.
+        protocol: if public_port == 80 && !proxied {
+            "http"
+        } else {
+            "tcp"
+        }
+        .to_string(),
+        // tcp-proxy: version 2, the binary header (haproxy's send-proxy-v2).
+        proxy_protocol: proxied.then_some(2),
         algorithm: rule
             .algorithm
             .clone()

@@ -1206,8 +1206,52 @@ pub fn chain(e: &dyn std::error::Error) -> String {
     s
 }
 
+/// A server that expects the PROXY protocol (version 1 or 2) before an HTTP request, run as
+/// `python3 -c PROXY_WHOAMI_SERVER IP PORT NAME`: it answers `NAME proxied=SOURCE` with the
+/// client address the header carried, or `NAME no-proxy` to a connection without one (as a
+/// balancer's member behind `send-proxy` would see them).
+pub const PROXY_WHOAMI_SERVER: &str = r#"
+import socket, socketserver, struct, sys
+ip, port, name = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+V2 = b"\r\n\r\n\x00\r\nQUIT\n"
+class Handler(socketserver.BaseRequestHandler):
+    def handle(self):
+        s = self.request
+        data = b""
+        while len(data) < 16:
+            chunk = s.recv(4096)
+            if not chunk:
+                return
+            data += chunk
+        source = None
+        if data.startswith(V2):
+            length = struct.unpack("!H", data[14:16])[0]
+            while len(data) < 16 + length:
+                data += s.recv(4096)
+            if data[13] >> 4 == 1:
+                source = socket.inet_ntoa(data[16:20])
+            data = data[16 + length:]
+        elif data.startswith(b"PROXY "):
+            while b"\r\n" not in data:
+                data += s.recv(4096)
+            line, data = data.split(b"\r\n", 1)
+            source = line.split()[2].decode()
+        while b"\r\n\r\n" not in data:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+        body = (f"{name} proxied={source}" if source else f"{name} no-proxy").encode()
+        s.sendall(b"HTTP/1.0 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+class Server(socketserver.ThreadingTCPServer):
+    allow_reuse_address = True
+    daemon_threads = True
+Server((ip, port), Handler).serve_forever()
+"#;
+
 /// A small HTTP server for test hosts, run as `python3 -c WHOAMI_HTTP_SERVER IP PORT NAME`: it
-/// answers every GET with `NAME CLIENT-IP`, so a test sees which host answered and which source
+/// answers every GET with `NAME CLIENT-IP`, and ` xff=ADDRESSES` after it when the request
+/// carries an `X-Forwarded-For` header, so a test sees which host answered and which source
 /// address it saw. It binds without resolving its own name (python's `http.server` does that at
 /// start, which hangs in a lab whose egress is denied).
 pub const WHOAMI_HTTP_SERVER: &str = r#"
@@ -1215,7 +1259,9 @@ import http.server, socketserver, sys
 ip, port, name = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 class Whoami(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
-        body = f"{name} {self.client_address[0]}".encode()
+        xff = self.headers.get("X-Forwarded-For")
+        body = f"{name} {self.client_address[0]}" + (f" xff={xff}" if xff else "")
+        body = body.encode()
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()

@@ -6,7 +6,8 @@
 //! the runtime API's socket, how long old workers may drain) comes in as a [`Global`].
 
 use router_config::{
-    Algorithm, CookieMode, LbMode, LoadBalancer, Member, RuleId, Stickiness, ValidConfig,
+    Algorithm, CookieMode, LbMode, LoadBalancer, Member, ProxyProtocol, RuleId, Stickiness,
+    ValidConfig,
 };
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -65,6 +66,15 @@ pub fn server_options(lb: &LoadBalancer, m: &Member) -> String {
             h.interval_s, h.unhealthy, h.healthy
         );
     }
+    match lb.proxy {
+        None => {}
+        // Health checks speak it too: a member that expects the header refuses one without.
+        Some(ProxyProtocol::V1) => opts.push_str(" send-proxy"),
+        Some(ProxyProtocol::V2) => opts.push_str(" send-proxy-v2"),
+    }
+    if lb.proxy.is_some() && lb.health_check.is_some() {
+        opts.push_str(" check-send-proxy");
+    }
     if matches!(lb.stickiness, Some(Stickiness::LbCookie { .. })) {
         let _ = write!(opts, " cookie {}", server_name(m));
     }
@@ -105,6 +115,10 @@ fn render_listen(out: &mut String, lb: &LoadBalancer) {
             "tcp"
         }
     );
+    if lb.mode == LbMode::Http {
+        // As CloudStack's router: members see each client's address in X-Forwarded-For.
+        out.push_str("    option forwardfor\n");
+    }
     let _ = writeln!(out, "    balance {}", lb.algorithm.name());
     if lb.algorithm == Algorithm::Source {
         // Consistent hashing lets haproxy add and remove servers at run time.

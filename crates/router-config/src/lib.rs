@@ -29,8 +29,8 @@ pub use diff::{differences, Difference, MAX_DIFFERENCES};
 pub use incremental::{ApplyDeltaError, ConfigChange, Touched};
 pub use valid::{
     Algorithm, CookieMode, Dhcp, EgressMatch, EgressRule, HealthCheck, IcmpMatch, IngressMatch,
-    IngressRule, L4Proto, LbMode, LoadBalancer, Member, PortForward, PortRange, RuleId, RuleKind,
-    StaticNat, Stickiness, ValidConfig,
+    IngressRule, L4Proto, LbMode, LoadBalancer, Member, PortForward, PortRange, ProxyProtocol,
+    RuleId, RuleKind, StaticNat, Stickiness, ValidConfig,
 };
 pub use validate::{
     is_dns_label, is_dns_name, is_host_in, validate, ConfigProblem, ConfigProblems,

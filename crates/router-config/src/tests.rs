@@ -644,6 +644,7 @@ mod in_place {
                 .prop_map(|(id, public_ip, public_port, members)| {
                     AnyRule::Balancer(WireLoadBalancer {
                         id, public_ip, public_port, protocol: "tcp".into(), algorithm: "roundrobin".into(),
+            proxy_protocol: None,
                         members: members.into_iter().map(|(vm, port)| WireMember { vm_ip: Ipv4Addr::new(10, 1, 1, vm), port }).collect(),
                         source_cidrs: vec!["0.0.0.0/0".into()], stickiness: None, health_check: None,
                     })

@@ -318,6 +318,16 @@ pub enum LbMode {
     Http,
 }
 
+/// The PROXY protocol a load balancer speaks to its members (haproxy's `send-proxy` and
+/// `send-proxy-v2`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ProxyProtocol {
+    /// The text header.
+    V1,
+    /// The binary header.
+    V2,
+}
+
 /// How a cookie is set by `LbCookie` stickiness (haproxy's `cookie … insert|rewrite|prefix`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum CookieMode {
@@ -402,6 +412,8 @@ pub struct LoadBalancer {
     pub public_port: u16,
     /// tcp or http (http whenever cookie stickiness needs it).
     pub mode: LbMode,
+    /// The PROXY protocol spoken to the members, if any.
+    pub proxy: Option<ProxyProtocol>,
     /// Algorithm.
     pub algorithm: Algorithm,
     /// Members, sorted, without duplicates.

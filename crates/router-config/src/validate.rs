@@ -1295,12 +1295,27 @@ pub(crate) fn validate_lb(
             unhealthy: h.unhealthy_threshold,
         }
     });
+    let proxy = match r.proxy_protocol {
+        None => None,
+        Some(1) => Some(ProxyProtocol::V1),
+        Some(2) => Some(ProxyProtocol::V2),
+        Some(other) => {
+            p.rule(
+                k,
+                r.id,
+                "proxy_protocol",
+                format!("{other} is not a PROXY protocol version (1 or 2)"),
+            );
+            None
+        }
+    };
     let sources = sources?;
     (p.0.len() == before).then_some(LoadBalancer {
         id: RuleId(r.id),
         public_ip: r.public_ip,
         public_port,
         mode,
+        proxy,
         algorithm,
         members,
         sources,

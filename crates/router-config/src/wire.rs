@@ -283,6 +283,10 @@ pub struct WireLoadBalancer {
     /// `tcp`, or `http` (needed by cookie stickiness, which implies it).
     #[serde(default = "default_lb_protocol")]
     pub protocol: String,
+    /// The PROXY protocol version (1 or 2) the balancer speaks to its members, which then
+    /// learn each client's address from it; absent: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy_protocol: Option<u8>,
     /// `roundrobin`, `leastconn` or `source`.
     pub algorithm: String,
     /// Where connections go; may be empty (then the rule listens and refuses).

@@ -638,3 +638,40 @@ fn a_static_nat_follows_the_job_of_its_ip() {
     apply_commit(&mut state, &commit);
     assert_eq!(state.ips[1].nat, None);
 }
+
+#[test]
+fn a_balancer_on_port_80_speaks_http_and_tcp_proxy_sends_the_proxy_protocol() {
+    let mut proxied = rule(3, 3, 2, 80, State::Active, None);
+    proxied.lb_protocol = Some("tcp-proxy".into());
+    let state = NetworkState {
+        network: Some(network()),
+        segment: None,
+        ips: vec![ip(1, "Allocated", None), ip(2, "Allocated", None)],
+        rules: vec![
+            rule(1, 3, 1, 80, State::Active, None),
+            rule(2, 3, 1, 443, State::Active, None),
+            proxied,
+        ],
+        // A balancer without members is not planned.
+        members: vec![
+            member(1, 1, State::Active, None),
+            member(2, 2, State::Active, None),
+            member(3, 3, State::Active, None),
+        ],
+        policies: Vec::new(),
+        vms: Vec::new(),
+        dns: Vec::new(),
+    };
+    let (config, _) = desired(&state, &Batch::default(), 1);
+    let shape: Vec<(u32, &str, Option<u8>)> = config
+        .load_balancers
+        .iter()
+        .map(|lb| (lb.public_port, lb.protocol.as_str(), lb.proxy_protocol))
+        .collect();
+    // Port 80: HTTP (X-Forwarded-For); another port: TCP; tcp-proxy on port 80: TCP with
+    // version 2 of the PROXY protocol, which carries the client's address instead.
+    assert_eq!(
+        shape,
+        vec![(80, "http", None), (443, "tcp", None), (80, "tcp", Some(2))]
+    );
+}

@@ -304,10 +304,16 @@ impl HostLab {
     /// Starts the whoami server (answering `NAME CLIENT-ADDRESS`) in a lab host and waits until
     /// that host itself reaches it.
     pub(crate) fn whoami(&mut self, target: &str, ip: &str, port: u16, name: &str) {
+        self.serve(lab::WHOAMI_HTTP_SERVER, target, ip, port, name);
+    }
+
+    /// Starts `program` (one of the lab's test servers, run as `python3 -c PROGRAM IP PORT
+    /// NAME`) in a lab host and waits until that host itself reaches it.
+    pub(crate) fn serve(&mut self, program: &str, target: &str, ip: &str, port: u16, name: &str) {
         let child = guestnet()
             .args(["lab", "exec", "--data-dir"])
             .arg(&self.data_dir)
-            .args([target, "--", "python3", "-c", lab::WHOAMI_HTTP_SERVER, ip])
+            .args([target, "--", "python3", "-c", program, ip])
             .arg(port.to_string())
             .arg(name)
             .stdin(Stdio::null())

@@ -510,6 +510,59 @@ fn vms_of_two_accounts_may_share_a_name_and_each_is_reachable() {
     }
 }
 
+/// A balancer tells its members each client's address: one on port 80 speaks HTTP and adds
+/// X-Forwarded-For (as CloudStack's router does), and a `tcp-proxy` one sends version 2 of the
+/// PROXY protocol, which a member expecting it reads before the request.
+#[test]
+#[ignore = "needs root and network namespaces: run by cargo xtask test"]
+fn a_balancer_tells_its_members_each_clients_address() {
+    let mut s = Server::start();
+    let net = network(&mut s, "xffnet", 24, false, &[("xff-web1", 11)]);
+    let web1 = vm_id(&s, "xff-web1");
+    s.lab.serve(
+        lab::PROXY_WHOAMI_SERVER,
+        "vm:xff-web1",
+        "10.1.24.11",
+        8081,
+        "xff-proxied",
+    );
+    let outside = lab::OUTSIDE_GATEWAY.to_string();
+    for (name, protocol, public, private) in [
+        ("http", "tcp", "80", "80"),
+        ("proxied", "tcp-proxy", "8090", "8081"),
+    ] {
+        let lb = s.run(
+            "createLoadBalancerRule",
+            &[
+                ("publicipid", &net.ip_id),
+                ("name", name),
+                ("algorithm", "roundrobin"),
+                ("protocol", protocol),
+                ("publicport", public),
+                ("privateport", private),
+            ],
+        );
+        assert_eq!(lb["loadbalancer"]["protocol"], protocol, "{lb}");
+        let id = lb["loadbalancer"]["id"]
+            .as_str()
+            .expect("lb id")
+            .to_string();
+        s.run(
+            "assignToLoadBalancerRule",
+            &[("id", &id), ("virtualmachineids", &web1)],
+        );
+    }
+    // HTTP: the member sees the router, and the client in X-Forwarded-For.
+    let body = s.admitted("outside", &net.ip, 80);
+    assert!(
+        body.starts_with("xff-web1 ") && body.ends_with(&format!(" xff={outside}")),
+        "{body}"
+    );
+    // PROXY protocol: the member reads the client's address from the header.
+    let body = s.admitted("outside", &net.ip, 8090);
+    assert_eq!(body, format!("xff-proxied proxied={outside}"));
+}
+
 /// addIpToNic reserves a secondary address for a VM, which configures it itself (as a
 /// CloudStack user does in the guest); a forward with `vmguestip` then sends to that address
 /// and not to the VM's own: a server listening on the secondary address alone answers.

@@ -188,6 +188,7 @@ pub(super) fn router_objections(
             public_ip: trial.public_ip,
             public_port: trial.public_port,
             protocol: "tcp".into(),
+            proxy_protocol: None,
             algorithm: "roundrobin".into(),
             members: vec![WireMember {
                 vm_ip: member,
