@@ -4,7 +4,7 @@ environment as its documentation says.
 
 A playbook makes a network, a public IP, ingress and egress firewall rules, a port forward and
 a load balancer with members, restarts the network, then removes them all; another enables and
-disables static NAT. Each playbook runs
+disables static NAT; another stops, starts and reboots a router. Each playbook runs
 twice, and the second run must change nothing; `--check` must report what it would change
 and change nothing.
 VMs are deployed with cs between the plays (the collection's cs_instance needs volumes, SSH
@@ -368,3 +368,40 @@ def test_a_playbook_enables_and_disables_static_nat_idempotently(admin, cloud, t
     assert again["changed"] == 0, again
     assert shown()["isstaticnat"] is False
     admin.disassociateIpAddress(id=shown()["id"])
+
+
+ROUTER = """\
+- name: the network's router, {{ wanted }}
+  ngine_io.cloudstack.cs_router:
+    name: "{{ router }}"
+    state: "{{ wanted }}"
+"""
+
+
+def test_a_playbook_stops_starts_and_reboots_a_router(admin, cloud, tmp_path):
+    """cs_router: stopRouter and startRouter when the router is not already so (a second run
+    changes nothing, and --check changes nothing), rebootRouter every time it is asked."""
+    network = cloud.network()
+    [router] = listed(admin.listRouters(networkid=network["id"]), "router")
+    variables = {"zone": cloud.zone["name"], "router": router["name"], "wanted": "stopped"}
+
+    def state():
+        [now] = listed(admin.listRouters(networkid=network["id"]), "router")
+        return now
+
+    assert run_playbook(tmp_path, "router", ROUTER, variables)["changed"] == 1
+    assert state()["state"] == "Stopped"
+    assert run_playbook(tmp_path, "router", ROUTER, variables)["changed"] == 0
+    variables["wanted"] = "started"
+    assert run_playbook(tmp_path, "router", ROUTER, variables, check=True)["changed"] == 1
+    assert state()["state"] == "Stopped", "--check changed nothing"
+    assert run_playbook(tmp_path, "router", ROUTER, variables)["changed"] == 1
+    started = state()
+    assert started["state"] == "Running"
+    assert started["appliedgeneration"] == started["desiredgeneration"]
+    assert run_playbook(tmp_path, "router", ROUTER, variables)["changed"] == 0
+    variables["wanted"] = "restarted"
+    assert run_playbook(tmp_path, "router", ROUTER, variables)["changed"] == 1
+    rebooted = state()
+    assert rebooted["state"] == "Running"
+    assert rebooted["appliedgeneration"] > started["appliedgeneration"]

@@ -30,7 +30,7 @@ SINGLE_OBJECT = {"listCapabilities"}
 # Parameters that select no subset, and why; each is checked by `special_check` below, by
 # parameter name or by (command, parameter).
 SPECIAL = {
-    "page": "paging: a page past the end of one-item pages is empty",
+    "page": "paging: one-item pages hold one item each, another on each page, none past the end",
     "pagesize": "paging: a page of size 1 holds one item",
     "isrecursive": (
         "guestnet has one domain, ROOT, with every account in it, so the subtree it widens a "
@@ -244,10 +244,18 @@ def special_check(admin, command, base, everything, name):
     """The special parameters' own checks; what is wrong, or None."""
     total = len(everything)
     if name == "page":
-        got, error = call(admin, command, {**base, "page": "99", "pagesize": "1"})
+        # Pages of one item: the second holds another item than the first, and a page far
+        # past the end holds none.
+        first, error = call(admin, command, {**base, "page": "1", "pagesize": "1"})
+        second, error2 = call(admin, command, {**base, "page": "2", "pagesize": "1"})
+        if error or error2:
+            return f"one-item pages refused: {error or error2}"
+        if total >= 2 and (len(second) != 1 or second == first):
+            return f"page 2 of one-item pages holds {second}, page 1 {first}"
+        far, error = call(admin, command, {**base, "page": "1000000", "pagesize": "1"})
         if error:
-            return f"page=99 refused: {error}"
-        return None if not got else f"page 99 of one-item pages holds {len(got)} items"
+            return f"page=1000000 refused: {error}"
+        return None if not far else f"page 1000000 of one-item pages holds {len(far)} items"
     if name == "pagesize":
         got, error = call(admin, command, {**base, "page": "1", "pagesize": "1"})
         if error:

@@ -1176,13 +1176,15 @@ fn a_network_through_the_api_reaches_a_guest_on_its_vlan() {
         fetch(&out, &public, 8080, Some("198.51.100.1")).as_deref() == Some("web1")
     });
     assert_eq!(fetch(&out, &public, 8080, Some("203.0.113.2")), None);
-    let fw80 = job(
+    // The guest's service is raw TCP, not HTTP: the balancer listens on port 81, since one on
+    // port 80 speaks HTTP to its members (as CloudStack's router does).
+    let fw81 = job(
         "createFirewallRule",
         &[
             ("ipaddressid", &public_id),
             ("protocol", "tcp"),
-            ("startport", "80"),
-            ("endport", "80"),
+            ("startport", "81"),
+            ("endport", "81"),
             ("cidrlist", "0.0.0.0/0"),
         ],
     );
@@ -1192,7 +1194,7 @@ fn a_network_through_the_api_reaches_a_guest_on_its_vlan() {
             ("publicipid", &public_id),
             ("name", "web"),
             ("algorithm", "roundrobin"),
-            ("publicport", "80"),
+            ("publicport", "81"),
             ("privateport", "80"),
             ("openfirewall", "false"),
         ],
@@ -1203,7 +1205,7 @@ fn a_network_through_the_api_reaches_a_guest_on_its_vlan() {
         &[("id", &lb_id), ("virtualmachineids", &vm_id)],
     );
     eventually("outside reaches web1 through the load balancer", || {
-        fetch(&out, &public, 80, Some("203.0.113.2")).as_deref() == Some("web1")
+        fetch(&out, &public, 81, Some("203.0.113.2")).as_deref() == Some("web1")
     });
 
     // Egress follows the offering's policy (deny) and the egress rules.
@@ -1242,10 +1244,10 @@ fn a_network_through_the_api_reaches_a_guest_on_its_vlan() {
     job("deleteFirewallRule", &[("id", &id_of(&fw, "firewallrule"))]);
     job(
         "deleteFirewallRule",
-        &[("id", &id_of(&fw80, "firewallrule"))],
+        &[("id", &id_of(&fw81, "firewallrule"))],
     );
     assert_eq!(fetch(&out, &public, 8080, Some("198.51.100.1")), None);
-    assert_eq!(fetch(&out, &public, 80, Some("203.0.113.2")), None);
+    assert_eq!(fetch(&out, &public, 81, Some("203.0.113.2")), None);
     assert_eq!(fetch(&g1, "203.0.113.1", 9000, None), None);
 
     // destroyVirtualMachine: the router's DHCP drops the guest's static lease; the network's

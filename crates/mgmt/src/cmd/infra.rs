@@ -142,6 +142,32 @@ pub(crate) fn admin_only(caller: &Caller) -> ApiResult<()> {
     }
 }
 
+/// A guest address in `net` for a VM or a NIC's secondary address, in the caller's change
+/// (under the network's lock): `wanted`, unless a VM or a secondary address of the network
+/// holds it (431), else the network's lowest free address (533 when none is left).
+pub(crate) async fn guest_address(
+    change: &mut store::ChangeTx,
+    net: &NetworkRow,
+    wanted: Option<std::net::Ipv4Addr>,
+) -> ApiResult<std::net::Ipv4Addr> {
+    let used = store::vms::guest_ips(change.conn(), net.id)
+        .await
+        .map_err(store_error)?;
+    match wanted {
+        Some(ip) if used.contains(&ip) => Err(ApiError::invalid_parameter(format!(
+            "Invalid ipaddress {ip}: it is already in use in network {}",
+            net.name
+        ))),
+        Some(ip) => Ok(ip),
+        None => domain::addressing::lowest_free(net.cidr, net.gateway, &used).ok_or_else(|| {
+            ApiError::insufficient_address_capacity(format!(
+                "Insufficient address capacity: network {} ({}) has no free address",
+                net.name, net.cidr
+            ))
+        }),
+    }
+}
+
 /// The `keyword` filter, lower-cased.
 pub(crate) fn keyword(p: &Params) -> Option<String> {
     given(p, "keyword").map(str::to_lowercase)

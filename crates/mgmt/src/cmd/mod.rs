@@ -522,3 +522,61 @@ pub async fn check_ids(app: &App, caller: &Caller, p: &Params) -> ApiResult<()> 
     }
     Ok(())
 }
+
+/// A job whose write is all the command does (nothing for a router): it ends in the change
+/// that writes it.
+pub(crate) struct EndedJob<'a> {
+    /// The API command.
+    pub command: &'static str,
+    /// Its event type.
+    pub event: &'static str,
+    /// Words for its events.
+    pub description: &'a str,
+    /// The resource its scheduled event names, if one.
+    pub resource_uuid: Option<&'a str>,
+    /// CloudStack's failure text for the command.
+    pub failure: &'a str,
+}
+
+/// Writes `job`, already ended with `result`, in `change`, commits it and answers with the
+/// job, as an async command answers.
+pub(crate) async fn commit_ended(
+    app: &App,
+    mut change: store::ChangeTx,
+    caller: &Caller,
+    job: EndedJob<'_>,
+    result: &Value,
+) -> ApiResult<Value> {
+    let scheduled = store::Scheduled {
+        event_type: job.event,
+        description: job.description,
+        resource_uuid: job.resource_uuid,
+    };
+    let (job_id, job_uuid) = change
+        .job(
+            caller,
+            domain::job::NewJob {
+                command: job.command,
+                kind: domain::job::Kind::Change,
+                network_id: None,
+                payload: domain::job::Payload::new(
+                    domain::job::Outcome::Success,
+                    job.event,
+                    job.description.to_string(),
+                    job.failure,
+                ),
+                instance_type: None,
+                instance_uuid: None,
+            },
+            Some(scheduled),
+        )
+        .await
+        .map_err(store_error)?;
+    change
+        .complete_job(caller, (job_id, &job_uuid), &scheduled, result)
+        .await
+        .map_err(store_error)?;
+    let receipt = change.commit().await.map_err(store_error)?;
+    app.doorbell.ring(receipt);
+    Ok(queued(&job_uuid))
+}

@@ -10,13 +10,11 @@ use api_types::error::ApiError;
 use api_types::params::Params;
 use domain::actor::Caller;
 use domain::ids::AccountId;
-use domain::job::{Kind, NewJob, Outcome, Payload};
 use domain::model::Purpose;
 use serde_json::{json, Value};
 use store::tags::{Tag, TagQuery};
-use store::Scheduled;
 
-use super::{owner, page, queued, required, scope};
+use super::{owner, page, required, scope};
 use crate::app::{store_error, ApiResult, App};
 
 /// The resource types guestnet tags, as CloudStack names them.
@@ -170,7 +168,7 @@ async fn resources(
 /// it and answers with the job.
 async fn commit_ended(
     app: &App,
-    mut change: store::ChangeTx,
+    change: store::ChangeTx,
     caller: &Caller,
     command: &'static str,
     kind: ResourceType,
@@ -189,43 +187,20 @@ async fn commit_ended(
             .collect::<Vec<_>>()
             .join(", ")
     );
-    let scheduled = Scheduled {
-        event_type: event,
-        description: &description,
-        resource_uuid: None,
-    };
-    let (job_id, job_uuid) = change
-        .job(
-            caller,
-            NewJob {
-                command,
-                kind: Kind::Change,
-                network_id: None,
-                payload: Payload::new(
-                    Outcome::Success,
-                    event,
-                    description.clone(),
-                    "Failed to change tags",
-                ),
-                instance_type: None,
-                instance_uuid: None,
-            },
-            Some(scheduled),
-        )
-        .await
-        .map_err(store_error)?;
-    change
-        .complete_job(
-            caller,
-            (job_id, &job_uuid),
-            &scheduled,
-            &json!({"success": true}),
-        )
-        .await
-        .map_err(store_error)?;
-    let receipt = change.commit().await.map_err(store_error)?;
-    app.doorbell.ring(receipt);
-    Ok(queued(&job_uuid))
+    crate::cmd::commit_ended(
+        app,
+        change,
+        caller,
+        crate::cmd::EndedJob {
+            command,
+            event,
+            description: &description,
+            resource_uuid: None,
+            failure: "Failed to change tags",
+        },
+        &json!({"success": true}),
+    )
+    .await
 }
 
 /// createTags (async): every pair on every named resource; a key a resource carries already

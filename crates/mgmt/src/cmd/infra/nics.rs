@@ -10,23 +10,24 @@ use std::net::Ipv4Addr;
 use api_types::error::ApiError;
 use api_types::params::Params;
 use domain::actor::Caller;
-use domain::addressing::{is_host, lowest_free, parse_ip};
+use domain::addressing::{is_host, parse_ip};
 use domain::ids::{AccountId, VmId};
-use domain::job::{Kind, NewJob, Outcome, Payload};
 use serde_json::{json, Value};
 use store::db::now_ms;
 use store::secondary_ips::{NewSecondaryIp, SecondaryIp};
 use store::vms::VmRecord;
-use store::Scheduled;
 
 use super::{contains, given, keyword, usable_network};
 use crate::app::{store_error, ApiResult, App};
-use crate::cmd::{page, queued, required, unknown};
+use crate::cmd::{page, required, unknown};
 use crate::resp::infra as infra_resp;
 
 /// CloudStack's `vm.network.nic.max.secondary.ipaddresses`: at most this many secondary
 /// addresses per NIC.
 pub(crate) const MAX_SECONDARY_IPS: usize = 256;
+
+/// What a failed job of either command says.
+const FAILURE: &str = "Failed to change the nic's secondary ips";
 
 /// listNics: the interfaces of a machine the caller may see (a guestnet machine has one, its
 /// default, on its network), with the machine's id added as listNics answers it, and its
@@ -155,24 +156,7 @@ pub(crate) async fn add_ip_to_nic(app: &App, caller: &Caller, p: &Params) -> Api
              ({MAX_SECONDARY_IPS})"
         )));
     }
-    let used = store::vms::guest_ips(change.conn(), net.id)
-        .await
-        .map_err(store_error)?;
-    let ip = match wanted {
-        Some(ip) if used.contains(&ip) => {
-            return Err(ApiError::invalid_parameter(format!(
-                "Invalid ip address {ip}: it is already in use in network {}",
-                net.name
-            )))
-        }
-        Some(ip) => ip,
-        None => lowest_free(net.cidr, net.gateway, &used).ok_or_else(|| {
-            ApiError::insufficient_address_capacity(format!(
-                "Insufficient address capacity: network {} ({}) has no free address",
-                net.name, net.cidr
-            ))
-        })?,
-    };
+    let ip = super::guest_address(&mut change, &net, wanted).await?;
     let uuid = uuid::Uuid::new_v4().to_string();
     store::secondary_ips::insert(
         change.conn(),
@@ -189,13 +173,17 @@ pub(crate) async fn add_ip_to_nic(app: &App, caller: &Caller, p: &Params) -> Api
     .map_err(store_error)?;
     let result = json!({"nicsecondaryip": object(&uuid, ip, &vm)});
     let description = format!("adding secondary ip {ip} to nic {nic_uuid}");
-    commit_ended(
+    crate::cmd::commit_ended(
         app,
         change,
         caller,
-        ("addIpToNic", "NIC.SECONDARY.IP.ASSIGN"),
-        &description,
-        &uuid,
+        crate::cmd::EndedJob {
+            command: "addIpToNic",
+            event: "NIC.SECONDARY.IP.ASSIGN",
+            description: &description,
+            resource_uuid: Some(&uuid),
+            failure: FAILURE,
+        },
         &result,
     )
     .await
@@ -230,61 +218,20 @@ pub(crate) async fn remove_ip_from_nic(app: &App, caller: &Caller, p: &Params) -
         .await
         .map_err(store_error)?;
     let description = format!("removing secondary ip {}", secondary.ip);
-    commit_ended(
+    crate::cmd::commit_ended(
         app,
         change,
         caller,
-        ("removeIpFromNic", "NIC.SECONDARY.IP.UNASSIGN"),
-        &description,
-        &secondary.uuid,
+        crate::cmd::EndedJob {
+            command: "removeIpFromNic",
+            event: "NIC.SECONDARY.IP.UNASSIGN",
+            description: &description,
+            resource_uuid: Some(&secondary.uuid),
+            failure: FAILURE,
+        },
         &json!({"success": true}),
     )
     .await
-}
-
-/// Writes the command's job, already ended with `result`, in `change`, commits it and
-/// answers with the job.
-async fn commit_ended(
-    app: &App,
-    mut change: store::ChangeTx,
-    caller: &Caller,
-    (command, event): (&'static str, &'static str),
-    description: &str,
-    resource_uuid: &str,
-    result: &Value,
-) -> ApiResult<Value> {
-    let scheduled = Scheduled {
-        event_type: event,
-        description,
-        resource_uuid: Some(resource_uuid),
-    };
-    let (job_id, job_uuid) = change
-        .job(
-            caller,
-            NewJob {
-                command,
-                kind: Kind::Change,
-                network_id: None,
-                payload: Payload::new(
-                    Outcome::Success,
-                    event,
-                    description.to_string(),
-                    "Failed to change the nic's secondary ips",
-                ),
-                instance_type: None,
-                instance_uuid: None,
-            },
-            Some(scheduled),
-        )
-        .await
-        .map_err(store_error)?;
-    change
-        .complete_job(caller, (job_id, &job_uuid), &scheduled, result)
-        .await
-        .map_err(store_error)?;
-    let receipt = change.commit().await.map_err(store_error)?;
-    app.doorbell.ring(receipt);
-    Ok(queued(&job_uuid))
 }
 
 /// `address` as a secondary address of `vm`'s NIC, if it is one (`vmguestip` of a forward,

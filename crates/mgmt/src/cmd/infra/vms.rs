@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use api_types::error::ApiError;
 use api_types::params::Params;
 use domain::actor::Caller;
-use domain::addressing::{is_host, lowest_free, parse_ip};
+use domain::addressing::{is_host, parse_ip};
 use domain::guest::MacAddr;
 use domain::ids::AccountId;
 use domain::job::{Kind, NewJob, Outcome};
@@ -141,24 +141,7 @@ pub(crate) async fn deploy_vm(app: &App, caller: &Caller, p: &Params) -> ApiResu
             "The name {name} is already used by another VM of this account"
         )));
     }
-    let used = store::vms::guest_ips(change.conn(), network)
-        .await
-        .map_err(store_error)?;
-    let ip = match wanted {
-        Some(ip) if used.contains(&ip) => {
-            return Err(ApiError::invalid_parameter(format!(
-                "Invalid ipaddress {ip}: another VM of network {} has it",
-                net.name
-            )))
-        }
-        Some(ip) => ip,
-        None => lowest_free(net.cidr, net.gateway, &used).ok_or_else(|| {
-            ApiError::insufficient_address_capacity(format!(
-                "Insufficient address capacity: network {} ({}) has no free address",
-                net.name, net.cidr
-            ))
-        })?,
-    };
+    let ip = super::guest_address(&mut change, &net, wanted).await?;
     limits::take(&mut change, net.account_id, &[(Resource::UserVm, 1)]).await?;
     let mac = nic_mac(app, &mut change, wanted_mac).await?;
     let nic_uuid = uuid::Uuid::new_v4().to_string();
